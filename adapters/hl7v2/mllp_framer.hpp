@@ -1,0 +1,53 @@
+#pragma once
+// MLLP framing (HL7 v2.5.1 Appendix C, "Minimal Lower Layer Protocol"): <VT> message <FS><CR>,
+// VT = 0x0B, FS = 0x1C, CR = 0x0D. Pure: bytes in, frames out; no sockets.
+//
+// Real senders deviate (FIELD-NOTES): bytes or NULs between frames, a doubled start block,
+// a missing CR after FS. Those are tolerated and counted; a frame over the size limit is
+// an error (the listener closes the connection).
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace sdoh::hl7v2 {
+
+inline constexpr char kStartBlock = 0x0B;
+inline constexpr char kEndBlock = 0x1C;
+inline constexpr char kCarriageReturn = 0x0D;
+
+/// Wraps a message in MLLP's start and end blocks.
+std::string mllp_frame(std::string_view message);
+
+class MllpFramer {
+ public:
+  explicit MllpFramer(std::size_t max_frame_bytes) : max_frame_bytes_(max_frame_bytes) {}
+
+  /// Adds received bytes. Call next() until it returns nothing before feeding more.
+  void feed(std::string_view bytes);
+
+  enum class Event { kNone, kFrame, kTooLarge };
+  /// The next complete frame (moved into `frame`), kTooLarge once a frame passes the limit,
+  /// or kNone when more bytes are needed.
+  Event next(std::string& frame);
+
+  /// Bytes seen outside any frame (before a start block), discarded.
+  std::uint64_t discarded_bytes() const { return discarded_; }
+  /// Tolerated deviations: doubled start blocks, FS without CR.
+  std::uint64_t deviations() const { return deviations_; }
+  /// Bytes buffered for an incomplete frame.
+  std::size_t buffered() const { return buffer_.size() - scan_; }
+
+ private:
+  std::size_t max_frame_bytes_;
+  std::string buffer_;     // unconsumed input
+  std::size_t scan_ = 0;   // start of unconsumed input in buffer_
+  bool in_frame_ = false;
+  std::size_t frame_start_ = 0;  // index of first content byte when in_frame_
+  std::size_t searched_ = 0;     // content bytes already searched for FS
+  std::uint64_t discarded_ = 0;
+  std::uint64_t deviations_ = 0;
+};
+
+}  // namespace sdoh::hl7v2

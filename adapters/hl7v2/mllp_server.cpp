@@ -1,0 +1,262 @@
+#include "adapters/hl7v2/mllp_server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <openssl/x509.h>
+
+#include <array>
+#include <chrono>
+
+#include "adapters/hl7v2/mllp_framer.hpp"
+#include "adapters/net/acceptor.hpp"
+#include "adapters/net/connections.hpp"
+#include "adapters/net/tls.hpp"
+#include "gateway/log/log.hpp"
+
+namespace sdoh::hl7v2 {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using asio::ip::tcp;
+using tcp_stream = beast::tcp_stream;
+using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+
+struct MllpServer::State {
+  State(asio::io_context& io, const config::MllpConfig& c, pipeline::Hl7Handler& h,
+        metrics::Registry& reg)
+      : ioc(io),
+        cfg(c),
+        handler(h),
+        acceptor(asio::make_strand(io)),
+        open_gauge(reg.gauge("sdoh_mllp_connections_open", "Open MLLP connections.").with()),
+        accepted(reg.counter("sdoh_mllp_connections_total", "MLLP connections accepted.").with()),
+        rejected(reg.counter("sdoh_mllp_connections_rejected_total",
+                             "MLLP connections closed at once because max_connections was reached.")
+                     .with()),
+        tls_failures(reg.counter("sdoh_mllp_tls_handshake_failures_total",
+                                 "MLLP TLS handshakes that failed or timed out.")
+                         .with()),
+        frames(reg.counter("sdoh_mllp_frames_total", "MLLP frames received.").with()),
+        bytes_in(reg.counter("sdoh_mllp_bytes_received_total", "Bytes received on MLLP connections.")
+                     .with()),
+        bytes_out(reg.counter("sdoh_mllp_bytes_sent_total", "Bytes sent on MLLP connections.").with()),
+        discarded(reg.counter("sdoh_mllp_discarded_bytes_total",
+                              "Bytes received outside any MLLP frame (before a start block), discarded.")
+                      .with()),
+        deviations(reg.counter("sdoh_mllp_framing_deviations_total",
+                               "Tolerated framing deviations (doubled start block, end block without CR).")
+                       .with()),
+        oversized(reg.counter("sdoh_mllp_oversized_frames_total",
+                              "Frames over mllp.max_frame_bytes; the connection was closed.")
+                      .with()),
+        latency(reg.histogram("sdoh_mllp_ack_latency_seconds",
+                              "Time from a frame's last byte to its ACK written.")
+                    .with()) {}
+
+  asio::io_context& ioc;
+  config::MllpConfig cfg;
+  pipeline::Hl7Handler& handler;
+  tcp::acceptor acceptor;  // belongs to its own strand: the accept loop and stop() run there
+  std::shared_ptr<asio::ssl::context> tls;
+  net::ConnectionTracker connections;
+
+  metrics::Gauge& open_gauge;
+  metrics::Counter& accepted;
+  metrics::Counter& rejected;
+  metrics::Counter& tls_failures;
+  metrics::Counter& frames;
+  metrics::Counter& bytes_in;
+  metrics::Counter& bytes_out;
+  metrics::Counter& discarded;
+  metrics::Counter& deviations;
+  metrics::Counter& oversized;
+  metrics::Histogram& latency;
+};
+
+namespace {
+
+tcp_stream& lowest(tcp_stream& s) { return s; }
+tcp_stream& lowest(tls_stream& s) { return beast::get_lowest_layer(s); }
+
+std::string peer_subject(tls_stream& stream) {
+  X509* cert = SSL_get1_peer_certificate(stream.native_handle());
+  if (cert == nullptr) return {};
+  std::array<char, 512> buf{};
+  X509_NAME_oneline(X509_get_subject_name(cert), buf.data(), static_cast<int>(buf.size()));
+  X509_free(cert);
+  return buf.data();
+}
+
+template <class Stream>
+asio::awaitable<void> serve(std::shared_ptr<MllpServer::State> s, Stream& stream,
+                            pipeline::Peer peer, std::shared_ptr<net::ConnectionControl> control) {
+  MllpFramer framer(s->cfg.max_frame_bytes);
+  std::array<char, 16 * 1024> chunk{};
+  std::string frame;
+  std::uint64_t discarded_seen = 0, deviations_seen = 0;
+  for (;;) {
+    // Answer every complete frame before reading more: strict per-connection order.
+    for (;;) {
+      const auto event = framer.next(frame);
+      s->discarded.inc(framer.discarded_bytes() - discarded_seen);
+      s->deviations.inc(framer.deviations() - deviations_seen);
+      discarded_seen = framer.discarded_bytes();
+      deviations_seen = framer.deviations();
+      if (event == MllpFramer::Event::kNone) break;
+      if (event == MllpFramer::Event::kTooLarge) {
+        s->oversized.inc();
+        log::warn("mllp.frame_too_large",
+                  {{"peer", peer.address}, {"limit_bytes", s->cfg.max_frame_bytes}});
+        co_return;
+      }
+      s->frames.inc();
+      const auto received = std::chrono::steady_clock::now();
+      auto answer = mllp_frame(co_await s->handler.handle(std::move(frame), peer));
+      frame.clear();
+      lowest(stream).expires_after(s->cfg.write_timeout);
+      auto [ec, n] = co_await asio::async_write(stream, asio::buffer(answer), kUseTuple);
+      if (ec) {
+        log::info("mllp.write_failed", {{"peer", peer.address}, {"reason", ec.message()}});
+        co_return;
+      }
+      s->bytes_out.inc(n);
+      s->latency.observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - received).count());
+    }
+    // Draining: every complete frame has been answered; a partial one was never ACKed, so
+    // the sender will resend it to whichever instance takes over.
+    if (s->connections.stopping()) co_return;
+    lowest(stream).expires_after(s->cfg.idle_timeout);
+    control->idle = framer.buffered() == 0;
+    auto [ec, n] = co_await stream.async_read_some(asio::buffer(chunk), kUseTuple);
+    control->idle = false;
+    if (ec) {
+      if (ec == beast::error::timeout) {
+        log::info("mllp.idle_timeout", {{"peer", peer.address}});
+      } else if (ec != asio::error::eof && ec != asio::error::operation_aborted &&
+                 ec != asio::error::connection_reset && ec != asio::ssl::error::stream_truncated) {
+        log::info("mllp.read_failed", {{"peer", peer.address}, {"reason", ec.message()}});
+      }
+      if (framer.buffered() > 0) {
+        // Never silently drop: a sender that hung up mid-frame got no ACK and will resend.
+        log::warn("mllp.partial_frame_dropped",
+                  {{"peer", peer.address}, {"bytes", framer.buffered()}});
+      }
+      co_return;
+    }
+    s->bytes_in.inc(n);
+    framer.feed(std::string_view(chunk.data(), n));
+  }
+}
+
+asio::awaitable<void> run_connection(std::shared_ptr<MllpServer::State> s, tcp::socket socket) {
+  pipeline::Peer peer;
+  {
+    boost::system::error_code ec;
+    auto ep = socket.remote_endpoint(ec);
+    peer.address = ec ? "unknown" : net::endpoint_string(ep);
+  }
+  s->open_gauge.inc();
+  log::debug("mllp.connected", {{"peer", peer.address}});
+  try {
+    if (s->tls) {
+      tls_stream stream(tcp_stream(std::move(socket)), *s->tls);
+      auto control = s->connections.add(stream.get_executor(),
+                                        [&stream] { beast::get_lowest_layer(stream).cancel(); });
+      lowest(stream).expires_after(s->cfg.idle_timeout);
+      auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kUseTuple);
+      if (ec) {
+        s->tls_failures.inc();
+        log::info("mllp.tls_handshake_failed", {{"peer", peer.address}, {"reason", ec.message()}});
+      } else {
+        peer.tls_subject = peer_subject(stream);
+        co_await serve(s, stream, peer, control);
+        lowest(stream).expires_after(std::chrono::seconds(2));
+        co_await stream.async_shutdown(kUseTuple);
+      }
+      s->connections.remove(control);
+    } else {
+      tcp_stream stream(std::move(socket));
+      auto control = s->connections.add(stream.get_executor(), [&stream] { stream.cancel(); });
+      co_await serve(s, stream, peer, control);
+      boost::system::error_code ignored;
+      stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      s->connections.remove(control);
+    }
+  } catch (const std::exception& e) {
+    log::error("mllp.connection_failed", {{"peer", peer.address}, {"reason", e.what()}});
+  }
+  log::debug("mllp.disconnected", {{"peer", peer.address}});
+  s->open_gauge.dec();
+}
+
+asio::awaitable<void> accept_loop(std::shared_ptr<MllpServer::State> s) {
+  for (;;) {
+    auto [ec, socket] = co_await s->acceptor.async_accept(asio::make_strand(s->ioc), kUseTuple);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !s->acceptor.is_open()) co_return;
+      log::warn("mllp.accept_failed", {{"reason", ec.message()}});
+      asio::steady_timer t(s->ioc, std::chrono::milliseconds(100));
+      co_await t.async_wait(kUseTuple);
+      continue;
+    }
+    if (s->connections.stopping()) co_return;
+    if (s->connections.count() >= s->cfg.max_connections) {
+      s->rejected.inc();
+      log::warn("mllp.connection_limit", {{"limit", s->cfg.max_connections}});
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
+    s->accepted.inc();
+    boost::system::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    auto executor = socket.get_executor();
+    asio::co_spawn(executor, run_connection(s, std::move(socket)), asio::detached);
+  }
+}
+
+}  // namespace
+
+MllpServer::MllpServer(asio::io_context& ioc, const config::MllpConfig& cfg,
+                       pipeline::Hl7Handler& handler, metrics::Registry& registry)
+    : state_(std::make_shared<State>(ioc, cfg, handler, registry)) {}
+
+MllpServer::~MllpServer() { stop(); }
+
+Result<std::string> MllpServer::bind() {
+  if (state_->cfg.tls.enabled()) {
+    auto ctx = net::make_server_tls_context(state_->cfg.tls, "mllp.tls");
+    if (!ctx) return fail(ctx.error());
+    state_->tls = *ctx;
+  }
+  auto ep = net::open_acceptor(state_->acceptor, state_->cfg.listen, "mllp.listen");
+  if (!ep) return fail(ep.error());
+  return net::endpoint_string(*ep);
+}
+
+void MllpServer::start() {
+  asio::co_spawn(state_->acceptor.get_executor(), accept_loop(state_), asio::detached);
+}
+
+void MllpServer::stop() {
+  asio::post(state_->acceptor.get_executor(), [s = state_] {
+    boost::system::error_code ignored;
+    s->acceptor.close(ignored);
+  });
+  state_->connections.stop();
+}
+
+std::size_t MllpServer::open_connections() const { return state_->connections.count(); }
+
+}  // namespace sdoh::hl7v2

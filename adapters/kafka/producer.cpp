@@ -1,0 +1,289 @@
+#include "adapters/kafka/producer.hpp"
+
+#include <librdkafka/rdkafka.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "gateway/log/log.hpp"
+
+namespace sdoh::kafka {
+namespace {
+
+struct ConfDeleter {
+  void operator()(rd_kafka_conf_t* c) const { rd_kafka_conf_destroy(c); }
+};
+using ConfPtr = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
+
+// Builds the librdkafka configuration; errors name the config key that caused them.
+Result<ConfPtr> build_conf(const config::KafkaConfig& cfg, const std::string& bootstrap) {
+  ConfPtr conf(rd_kafka_conf_new());
+  char errstr[512];
+  auto set = [&](const std::string& name, const std::string& value,
+                 const std::string& key_path) -> Result<void> {
+    if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), errstr, sizeof errstr) !=
+        RD_KAFKA_CONF_OK) {
+      return fail(Error::config(key_path, errstr));
+    }
+    return {};
+  };
+  const std::pair<const char*, std::string> fixed[] = {
+      {"bootstrap.servers", bootstrap},
+      {"client.id", cfg.client_id},
+      // The delivery promise: no duplicates from retries, every in-sync replica has it.
+      {"enable.idempotence", "true"},
+      {"acks", "all"},
+      {"linger.ms", "2"},
+      {"log_level", "5"},
+  };
+  for (const auto& [name, value] : fixed) {
+    if (auto r = set(name, value, "kafka"); !r) return fail(r.error());
+  }
+  for (const auto& [name, prop] : cfg.properties) {
+    const auto key_path = "kafka.properties." + name;
+    std::string value = prop.value;
+    if (prop.secret.configured()) {
+      auto secret = prop.secret.resolve();
+      if (!secret) return fail(Error::config(key_path, secret.error().message));
+      value = std::move(*secret);
+    }
+    if (auto r = set(name, value, key_path); !r) return fail(r.error());
+  }
+  return conf;
+}
+
+bool is_permanent(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+struct Producer::Impl {
+  config::KafkaConfig cfg;
+  rd_kafka_t* rk = nullptr;
+  std::atomic<bool> running{true};
+  std::atomic<std::uint64_t> in_flight{0};
+  std::thread poller;   // serves delivery reports
+  std::thread monitor;  // refreshes broker metadata for readiness
+  std::mutex monitor_mutex;
+  std::condition_variable monitor_wake;
+
+  mutable std::mutex health_mutex;
+  ops::CheckState health{false, "no metadata yet"};
+
+  metrics::Counter* produced = nullptr;
+  metrics::Counter* delivered = nullptr;
+  metrics::Counter* failed_retryable = nullptr;
+  metrics::Counter* failed_fatal = nullptr;
+
+  ~Impl() {
+    running = false;
+    monitor_wake.notify_all();
+    if (monitor.joinable()) monitor.join();
+    if (rk != nullptr) {
+      rd_kafka_flush(rk, static_cast<int>(cfg.flush_timeout.count()));
+      if (rd_kafka_outq_len(rk) > 0) {
+        log::warn("kafka.flush_incomplete", {{"remaining", rd_kafka_outq_len(rk)}});
+        rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(rk, 0);  // runs the purged messages' callbacks
+      }
+    }
+    if (poller.joinable()) poller.join();
+    if (rk != nullptr) rd_kafka_destroy(rk);
+  }
+
+  void on_delivery(const rd_kafka_message_t* m) {
+    auto* callback = static_cast<DeliveryCallback*>(m->_private);
+    DeliveryReport report;
+    report.partition = m->partition;
+    report.offset = m->offset;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      report.outcome = Delivery::kDelivered;
+      delivered->inc();
+    } else {
+      report.error = rd_kafka_err2str(m->err);
+      report.possibly_persisted = rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED;
+      report.outcome = is_permanent(m->err) ? Delivery::kFatal : Delivery::kRetryable;
+      (report.outcome == Delivery::kFatal ? failed_fatal : failed_retryable)->inc();
+    }
+    in_flight.fetch_sub(1);
+    if (callback != nullptr) {
+      (*callback)(report);
+      delete callback;
+    }
+  }
+
+  void refresh_metadata() {
+    const rd_kafka_metadata_t* md = nullptr;
+    const auto err = rd_kafka_metadata(rk, 1, nullptr, &md, static_cast<int>(cfg.metadata_timeout.count()));
+    ops::CheckState state;
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      state = {false, std::string("metadata request failed: ") + rd_kafka_err2str(err)};
+    } else {
+      std::string missing;
+      for (const auto& topic : cfg.topics.all()) {
+        bool found = false;
+        for (int i = 0; i < md->topic_cnt; ++i) {
+          if (topic == md->topics[i].topic && md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            found = true;
+          }
+        }
+        if (!found) missing += (missing.empty() ? "" : ", ") + topic;
+      }
+      if (md->broker_cnt == 0) {
+        state = {false, "no brokers in metadata"};
+      } else if (!missing.empty()) {
+        state = {false, "missing topics: " + missing};
+      } else {
+        state = {true, std::to_string(md->broker_cnt) + " broker(s), " +
+                           std::to_string(cfg.topics.all().size()) + " topics present"};
+      }
+      rd_kafka_metadata_destroy(md);
+    }
+    std::lock_guard lock(health_mutex);
+    if (state.ok != health.ok) {
+      log::write(state.ok ? log::Level::kInfo : log::Level::kWarn,
+                 state.ok ? "kafka.reachable" : "kafka.unreachable", {{"detail", state.detail}});
+    }
+    health = std::move(state);
+  }
+};
+
+namespace {
+
+void delivery_report_cb(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+  static_cast<Producer::Impl*>(opaque)->on_delivery(m);
+}
+
+void log_cb(const rd_kafka_t*, int level, const char* facility, const char* message) {
+  // librdkafka's messages name brokers and topics, never message content.
+  const auto lvl = level <= 3 ? log::Level::kError : level <= 4 ? log::Level::kWarn
+                   : level <= 6                     ? log::Level::kInfo
+                                                    : log::Level::kDebug;
+  log::write(lvl, "kafka.client", {{"facility", facility}, {"detail", message}});
+}
+
+void error_cb(rd_kafka_t* rk, int err, const char* reason, void*) {
+  const bool fatal = err == RD_KAFKA_RESP_ERR__FATAL;
+  if (fatal) {
+    char buf[512];
+    rd_kafka_fatal_error(rk, buf, sizeof buf);
+    log::error("kafka.fatal_error", {{"reason", std::string_view(buf)}});
+  } else {
+    log::warn("kafka.error", {{"code", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))},
+                              {"reason", reason}});
+  }
+}
+
+}  // namespace
+
+Producer::Producer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Producer::~Producer() = default;
+
+Result<void> Producer::validate(const config::KafkaConfig& cfg) {
+  auto conf = build_conf(cfg, cfg.brokers.empty() ? "127.0.0.1:9092" : cfg.brokers);
+  if (!conf) return fail(conf.error());
+  return {};
+}
+
+Result<std::unique_ptr<Producer>> Producer::create(const config::KafkaConfig& cfg,
+                                                   const std::string& bootstrap_servers,
+                                                   metrics::Registry& registry) {
+  auto conf = build_conf(cfg, bootstrap_servers);
+  if (!conf) return fail(conf.error());
+  auto impl = std::make_unique<Impl>();
+  impl->cfg = cfg;
+  auto& produced = registry.counter("sdoh_kafka_messages_produced_total",
+                                    "Messages handed to the Kafka producer.");
+  auto& delivered = registry.counter("sdoh_kafka_messages_delivered_total",
+                                     "Messages Kafka acknowledged (acks=all).");
+  auto& failed = registry.counter("sdoh_kafka_messages_failed_total",
+                                  "Delivery reports with an error, by whether a retry can help.",
+                                  {"kind"});
+  impl->produced = &produced.with();
+  impl->delivered = &delivered.with();
+  impl->failed_retryable = &failed.with({"retryable"});
+  impl->failed_fatal = &failed.with({"fatal"});
+  auto* raw = impl.get();
+  registry.gauge_callback("sdoh_kafka_messages_in_flight", "Messages queued and not yet reported.",
+                          [raw] { return static_cast<double>(raw->in_flight.load()); });
+
+  rd_kafka_conf_set_opaque(conf->get(), raw);
+  rd_kafka_conf_set_dr_msg_cb(conf->get(), delivery_report_cb);
+  rd_kafka_conf_set_log_cb(conf->get(), log_cb);
+  rd_kafka_conf_set_error_cb(conf->get(), error_cb);
+  char errstr[512];
+  impl->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf->release(), errstr, sizeof errstr);
+  if (impl->rk == nullptr) return fail(Error::config("kafka", errstr));
+
+  impl->poller = std::thread([raw] {
+    while (raw->running.load() || raw->in_flight.load() > 0) {
+      rd_kafka_poll(raw->rk, 100);
+      if (!raw->running.load() && rd_kafka_outq_len(raw->rk) == 0) break;
+    }
+  });
+  impl->monitor = std::thread([raw] {
+    while (raw->running.load()) {
+      raw->refresh_metadata();
+      std::unique_lock lock(raw->monitor_mutex);
+      raw->monitor_wake.wait_for(lock, raw->cfg.metadata_interval, [raw] { return !raw->running.load(); });
+    }
+  });
+  return std::unique_ptr<Producer>(new Producer(std::move(impl)));
+}
+
+Result<void> Producer::produce(const Message& message, DeliveryCallback on_delivery) {
+  auto* callback = new DeliveryCallback(std::move(on_delivery));
+  rd_kafka_headers_t* headers = rd_kafka_headers_new(message.headers.size());
+  for (const auto& [name, value] : message.headers) {
+    rd_kafka_header_add(headers, name.data(), static_cast<ssize_t>(name.size()), value.data(),
+                        static_cast<ssize_t>(value.size()));
+  }
+  impl_->in_flight.fetch_add(1);
+  const auto err = rd_kafka_producev(
+      impl_->rk, RD_KAFKA_V_TOPIC(message.topic.c_str()),
+      RD_KAFKA_V_KEY(message.key.data(), message.key.size()),
+      RD_KAFKA_V_VALUE(const_cast<char*>(message.value.data()), message.value.size()),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers),
+      RD_KAFKA_V_OPAQUE(callback), RD_KAFKA_V_END);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    // On failure librdkafka keeps ownership of nothing: free what we made.
+    impl_->in_flight.fetch_sub(1);
+    rd_kafka_headers_destroy(headers);
+    delete callback;
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      return fail(Error::unavailable("Kafka producer queue is full"));
+    }
+    return fail(Error::invalid(std::string("cannot produce to ") + message.topic + ": " +
+                               rd_kafka_err2str(err)));
+  }
+  impl_->produced->inc();
+  return {};
+}
+
+int Producer::flush(std::chrono::milliseconds timeout) {
+  rd_kafka_flush(impl_->rk, static_cast<int>(timeout.count()));
+  return rd_kafka_outq_len(impl_->rk);
+}
+
+std::uint64_t Producer::in_flight() const { return impl_->in_flight.load(); }
+
+ops::CheckState Producer::health() const {
+  std::lock_guard lock(impl_->health_mutex);
+  return impl_->health;
+}
+
+}  // namespace sdoh::kafka

@@ -1,0 +1,480 @@
+#include "gateway/config/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <limits>
+#include <optional>
+#include <set>
+#include <sstream>
+
+namespace sdoh::config {
+
+std::string ListenAddress::to_string() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+std::vector<std::string> KafkaTopics::all() const {
+  return {screening, referral, referral_status, deadletter, referral_updates};
+}
+
+std::filesystem::path GatewayConfig::store_path() const {
+  std::filesystem::path p(store.path);
+  return p.is_absolute() ? p : data_dir / p;
+}
+
+std::string ConfigErrors::to_string() const {
+  std::string out;
+  for (const auto& issue : issues) {
+    if (!out.empty()) out.push_back('\n');
+    out.append(file);
+    if (issue.line > 0) out.append(":").append(std::to_string(issue.line));
+    out.append(": ");
+    if (!issue.path.empty()) out.append(issue.path).append(": ");
+    out.append(issue.message);
+  }
+  return out;
+}
+
+namespace {
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string join_path(const std::string& parent, std::string_view key) {
+  return parent.empty() ? std::string(key) : parent + "." + std::string(key);
+}
+
+std::string node_kind(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Null: return "nothing";
+    case YAML::NodeType::Scalar: return "\"" + n.Scalar() + "\"";
+    default: return "an undefined value";
+  }
+}
+
+std::optional<long long> parse_integer(std::string_view text) {
+  long long value = 0;
+  const auto* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (ec != std::errc() || ptr != end) return std::nullopt;
+  return value;
+}
+
+// Splits "10s" into 10 and "s".
+std::optional<std::pair<long long, std::string>> number_with_unit(std::string_view text) {
+  std::size_t i = 0;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
+  if (i == 0) return std::nullopt;
+  auto number = parse_integer(text.substr(0, i));
+  if (!number) return std::nullopt;
+  return std::make_pair(*number, std::string(text.substr(i)));
+}
+
+/// Reads one YAML mapping: every accessor records its key as known, and finish() reports
+/// the keys nobody asked for (typos) with a suggestion.
+class MapReader {
+ public:
+  MapReader(ConfigErrors& errors, YAML::Node node, std::string path)
+      : errors_(errors), node_(std::move(node)), path_(std::move(path)) {
+    if (node_.IsDefined() && !node_.IsNull() && !node_.IsMap()) {
+      issue(node_, path_, "expected a mapping of keys, got " + node_kind(node_));
+      node_ = YAML::Node();
+    }
+  }
+
+  MapReader child(std::string_view key) { return MapReader(errors_, get(key), join_path(path_, key)); }
+
+  void string(std::string_view key, std::string& out, bool required_nonempty = false) {
+    auto n = scalar(key);
+    if (!n) return;
+    if (required_nonempty && n->Scalar().empty()) {
+      issue(*n, join_path(path_, key), "must not be empty");
+      return;
+    }
+    out = n->Scalar();
+  }
+
+  void choice(std::string_view key, std::string& out, std::initializer_list<std::string_view> options) {
+    auto n = scalar(key);
+    if (!n) return;
+    const auto& v = n->Scalar();
+    if (std::find(options.begin(), options.end(), v) == options.end()) {
+      std::string list;
+      for (auto o : options) list += (list.empty() ? "" : ", ") + std::string(o);
+      issue(*n, join_path(path_, key), "\"" + v + "\" is not one of: " + list);
+      return;
+    }
+    out = v;
+  }
+
+  void boolean(std::string_view key, bool& out) {
+    auto n = scalar(key);
+    if (!n) return;
+    const auto& v = n->Scalar();
+    if (v == "true") {
+      out = true;
+    } else if (v == "false") {
+      out = false;
+    } else {
+      issue(*n, join_path(path_, key), "expected true or false, got " + node_kind(*n));
+    }
+  }
+
+  template <class Int>
+  void integer(std::string_view key, Int& out, long long min, long long max) {
+    auto n = scalar(key);
+    if (!n) return;
+    auto v = parse_integer(n->Scalar());
+    if (!v) {
+      issue(*n, join_path(path_, key), "expected a whole number, got " + node_kind(*n));
+    } else if (*v < min || *v > max) {
+      issue(*n, join_path(path_, key),
+            std::to_string(*v) + " is out of range " + std::to_string(min) + ".." + std::to_string(max));
+    } else {
+      out = static_cast<Int>(*v);
+    }
+  }
+
+  /// A byte size: 1048576, "64KiB", "4MiB", "1GiB".
+  void size(std::string_view key, std::size_t& out, std::size_t min, std::size_t max) {
+    auto n = scalar(key);
+    if (!n) return;
+    auto parts = number_with_unit(n->Scalar());
+    std::optional<unsigned long long> bytes;
+    if (parts) {
+      const auto& [num, unit] = *parts;
+      if (unit.empty() || unit == "B") bytes = num;
+      if (unit == "KiB") bytes = static_cast<unsigned long long>(num) << 10;
+      if (unit == "MiB") bytes = static_cast<unsigned long long>(num) << 20;
+      if (unit == "GiB") bytes = static_cast<unsigned long long>(num) << 30;
+    }
+    const auto path = join_path(path_, key);
+    if (!bytes) {
+      issue(*n, path, "expected a size such as 65536, \"64KiB\" or \"4MiB\", got " + node_kind(*n));
+    } else if (*bytes < min || *bytes > max) {
+      issue(*n, path, n->Scalar() + " is out of range " + std::to_string(min) + ".." +
+                          std::to_string(max) + " bytes");
+    } else {
+      out = static_cast<std::size_t>(*bytes);
+    }
+  }
+
+  /// A duration with a unit: "500ms", "10s", "5m", "1h".
+  void duration(std::string_view key, milliseconds& out, milliseconds min, milliseconds max) {
+    auto n = scalar(key);
+    if (!n) return;
+    auto parts = number_with_unit(n->Scalar());
+    std::optional<milliseconds> d;
+    if (parts) {
+      const auto& [num, unit] = *parts;
+      if (unit == "ms") d = milliseconds(num);
+      if (unit == "s") d = std::chrono::seconds(num);
+      if (unit == "m") d = std::chrono::minutes(num);
+      if (unit == "h") d = std::chrono::hours(num);
+    }
+    const auto path = join_path(path_, key);
+    if (!d) {
+      issue(*n, path, "expected a duration with a unit such as \"500ms\", \"10s\" or \"5m\", got " +
+                          node_kind(*n));
+    } else if (*d < min || *d > max) {
+      issue(*n, path, n->Scalar() + " is out of range " + std::to_string(min.count()) + "ms.." +
+                          std::to_string(max.count()) + "ms");
+    } else {
+      out = *d;
+    }
+  }
+
+  void listen(std::string_view key, ListenAddress& out) {
+    auto n = scalar(key);
+    if (!n) return;
+    const auto& text = n->Scalar();
+    const auto path = join_path(path_, key);
+    const auto colon = text.rfind(':');
+    std::string host = colon == std::string::npos ? "" : text.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    auto port = colon == std::string::npos ? std::nullopt : parse_integer(std::string_view(text).substr(colon + 1));
+    if (host.empty() || !port) {
+      issue(*n, path, "expected host:port such as \"127.0.0.1:8080\" (port 0 = any free port), got " +
+                          node_kind(*n));
+    } else if (*port < 0 || *port > 65535) {
+      issue(*n, path, "port " + std::to_string(*port) + " is out of range 0..65535");
+    } else {
+      out.host = host;
+      out.port = static_cast<std::uint16_t>(*port);
+    }
+  }
+
+  /// A secret: { env: NAME } or { file: PATH }. Literal values are refused on purpose.
+  void secret(std::string_view key, SecretRef& out) {
+    auto n = get(key);
+    if (!n.IsDefined() || n.IsNull()) return;
+    read_secret(n, join_path(path_, key), out);
+  }
+
+  void read_secret(const YAML::Node& n, const std::string& path, SecretRef& out) {
+    if (n.IsScalar()) {
+      issue(n, path,
+            "secrets are not written in the config file: use { env: VARIABLE } or { file: /path }");
+      return;
+    }
+    MapReader m(errors_, n, path);
+    std::string env, file;
+    m.string("env", env, true);
+    m.string("file", file, true);
+    m.finish();
+    if (env.empty() == file.empty()) {
+      issue(n, path, "give exactly one of env or file");
+      return;
+    }
+    out.source = env.empty() ? SecretRef::Source::kFile : SecretRef::Source::kEnv;
+    out.name = env.empty() ? file : env;
+  }
+
+  /// Every key of this mapping, for free-form maps (kafka.properties).
+  std::vector<std::pair<std::string, YAML::Node>> entries() {
+    std::vector<std::pair<std::string, YAML::Node>> out;
+    if (!node_.IsMap()) return out;
+    for (const auto& kv : node_) {
+      auto key = kv.first.Scalar();
+      known_.insert(key);
+      out.emplace_back(key, kv.second);
+    }
+    return out;
+  }
+
+  const std::string& path() const { return path_; }
+  const YAML::Node& node() const { return node_; }
+
+  void issue(const YAML::Node& at, std::string path, std::string message) {
+    int line = 0;
+    if (at.IsDefined()) line = at.Mark().line + 1;
+    errors_.issues.push_back({std::move(path), std::move(message), line});
+  }
+
+  /// Reports keys that no accessor asked for.
+  void finish() {
+    if (!node_.IsMap()) return;
+    for (const auto& kv : node_) {
+      const auto key = kv.first.Scalar();
+      if (known_.count(key) != 0) continue;
+      std::string message = "unknown key";
+      std::string best;
+      std::size_t best_distance = 3;
+      for (const auto& k : known_) {
+        const auto d = edit_distance(key, k);
+        if (d < best_distance) best_distance = d, best = k;
+      }
+      if (!best.empty()) message += " (did you mean \"" + best + "\"?)";
+      issue(kv.first, join_path(path_, key), message);
+    }
+  }
+
+ private:
+  YAML::Node get(std::string_view key) {
+    known_.insert(std::string(key));
+    if (!node_.IsMap()) return YAML::Node();
+    return node_[std::string(key)];
+  }
+
+  // The scalar at `key`, or nullopt when absent/null (keep the default) or not a scalar.
+  std::optional<YAML::Node> scalar(std::string_view key) {
+    auto n = get(key);
+    if (!n.IsDefined() || n.IsNull()) return std::nullopt;
+    if (!n.IsScalar()) {
+      issue(n, join_path(path_, key), "expected a single value, got " + node_kind(n));
+      return std::nullopt;
+    }
+    return n;
+  }
+
+  ConfigErrors& errors_;
+  YAML::Node node_;
+  std::string path_;
+  std::set<std::string> known_;
+};
+
+constexpr auto kMaxSize = std::size_t{1} << 30;
+
+void read_tls(MapReader m, TlsConfig& tls) {
+  m.string("cert_file", tls.cert_file);
+  m.string("key_file", tls.key_file);
+  m.secret("key_password", tls.key_password);
+  m.string("client_ca_file", tls.client_ca_file);
+  m.boolean("require_client_cert", tls.require_client_cert);
+  m.choice("min_version", tls.min_version, {"1.2", "1.3"});
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    m.issue(m.node(), m.path(), "cert_file and key_file go together: set both or neither");
+  }
+  if (tls.require_client_cert && tls.client_ca_file.empty()) {
+    m.issue(m.node(), m.path() + ".client_ca_file",
+            "require_client_cert needs client_ca_file, the CAs client certificates must chain to");
+  }
+  if (!tls.enabled() && (!tls.client_ca_file.empty() || tls.require_client_cert)) {
+    m.issue(m.node(), m.path(), "client certificate settings need cert_file and key_file");
+  }
+  for (const auto& [key, file] : {std::pair{"cert_file", tls.cert_file}, {"key_file", tls.key_file},
+                                  {"client_ca_file", tls.client_ca_file}}) {
+    if (!file.empty() && !std::ifstream(file).good()) {
+      m.issue(m.node(), m.path() + "." + key, "cannot read " + file);
+    }
+  }
+  m.finish();
+}
+
+// Properties that would weaken the delivery promise or bypass kafka.brokers.
+constexpr std::string_view kReservedKafkaProperties[] = {
+    "bootstrap.servers", "metadata.broker.list", "enable.idempotence", "acks", "request.required.acks",
+};
+
+void read_kafka(MapReader m, KafkaConfig& k) {
+  m.string("brokers", k.brokers);
+  m.string("client_id", k.client_id, true);
+  m.integer("partitions", k.partitions, 1, 1024);
+  m.integer("embedded_brokers", k.embedded_brokers, 1, 9);
+  m.duration("metadata_interval", k.metadata_interval, milliseconds(100), std::chrono::minutes(10));
+  m.duration("metadata_timeout", k.metadata_timeout, milliseconds(100), std::chrono::minutes(1));
+  m.duration("flush_timeout", k.flush_timeout, milliseconds(0), std::chrono::minutes(10));
+  {
+    auto t = m.child("topics");
+    t.string("screening", k.topics.screening, true);
+    t.string("referral", k.topics.referral, true);
+    t.string("referral_status", k.topics.referral_status, true);
+    t.string("deadletter", k.topics.deadletter, true);
+    t.string("referral_updates", k.topics.referral_updates, true);
+    t.finish();
+  }
+  auto props = m.child("properties");
+  for (auto& [name, node] : props.entries()) {
+    const auto path = props.path() + "." + name;
+    if (std::find(std::begin(kReservedKafkaProperties), std::end(kReservedKafkaProperties), name) !=
+        std::end(kReservedKafkaProperties)) {
+      props.issue(node, path,
+                  "is set by the gateway (kafka.brokers; idempotent producer with acks=all) and "
+                  "cannot be overridden");
+      continue;
+    }
+    KafkaProperty prop;
+    if (node.IsScalar()) {
+      prop.value = node.Scalar();
+    } else if (node.IsMap()) {
+      props.read_secret(node, path, prop.secret);
+    } else {
+      props.issue(node, path, "expected a value or { env: VARIABLE } / { file: /path }");
+      continue;
+    }
+    k.properties[name] = std::move(prop);
+  }
+  m.finish();
+}
+
+}  // namespace
+
+std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_text,
+                                                        const std::string& file) {
+  ConfigErrors errors{file, {}};
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    errors.issues.push_back({"", "not valid YAML: " + e.msg, e.mark.line + 1});
+    return std::unexpected(std::move(errors));
+  }
+
+  GatewayConfig cfg;
+  MapReader top(errors, root, "");
+  top.choice("mode", cfg.mode, {"dev", "production"});
+  top.string("gateway_id", cfg.gateway_id, true);
+  {
+    std::string data_dir = cfg.data_dir.string();
+    top.string("data_dir", data_dir, true);
+    cfg.data_dir = data_dir;
+  }
+  {
+    auto m = top.child("log");
+    m.choice("level", cfg.log.level, {"trace", "debug", "info", "warn", "error"});
+    m.finish();
+  }
+  {
+    auto m = top.child("runtime");
+    m.integer("io_threads", cfg.runtime.io_threads, 1, 64);
+    m.duration("drain_timeout", cfg.runtime.drain_timeout, milliseconds(0), std::chrono::minutes(10));
+    m.finish();
+  }
+  {
+    auto m = top.child("http");
+    m.listen("listen", cfg.http.listen);
+    read_tls(m.child("tls"), cfg.http.tls);
+    m.size("max_body_bytes", cfg.http.max_body_bytes, 1024, kMaxSize);
+    m.size("max_header_bytes", cfg.http.max_header_bytes, 1024, 1024 * 1024);
+    m.duration("idle_timeout", cfg.http.idle_timeout, milliseconds(100), std::chrono::hours(1));
+    m.duration("write_timeout", cfg.http.write_timeout, milliseconds(100), std::chrono::hours(1));
+    m.integer("max_connections", cfg.http.max_connections, 1, 100'000);
+    m.finish();
+  }
+  {
+    auto m = top.child("mllp");
+    m.listen("listen", cfg.mllp.listen);
+    read_tls(m.child("tls"), cfg.mllp.tls);
+    m.size("max_frame_bytes", cfg.mllp.max_frame_bytes, 1024, kMaxSize);
+    m.duration("idle_timeout", cfg.mllp.idle_timeout, milliseconds(100), std::chrono::hours(24));
+    m.duration("write_timeout", cfg.mllp.write_timeout, milliseconds(100), std::chrono::hours(1));
+    m.integer("max_connections", cfg.mllp.max_connections, 1, 100'000);
+    m.finish();
+  }
+  read_kafka(top.child("kafka"), cfg.kafka);
+  {
+    auto m = top.child("store");
+    m.string("path", cfg.store.path, true);
+    m.choice("synchronous", cfg.store.synchronous, {"full", "normal"});
+    m.finish();
+  }
+  top.finish();
+
+  // Rules that span keys.
+  if (!cfg.gateway_id.empty() &&
+      !std::all_of(cfg.gateway_id.begin(), cfg.gateway_id.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_';
+      })) {
+    top.issue(root["gateway_id"], "gateway_id", "use only letters, digits, '-', '.' and '_'");
+  }
+  if (cfg.mode == "production" && cfg.kafka.brokers.empty()) {
+    top.issue(root["kafka"], "kafka.brokers",
+              "production mode needs a Kafka cluster; the embedded broker is in-memory and for "
+              "development only (set mode: dev to use it)");
+  }
+  if (cfg.http.listen.port != 0 && cfg.http.listen.port == cfg.mllp.listen.port &&
+      cfg.http.listen.host == cfg.mllp.listen.host) {
+    top.issue(root["mllp"], "mllp.listen", "uses the same address as http.listen");
+  }
+
+  if (!errors.issues.empty()) return std::unexpected(std::move(errors));
+  return cfg;
+}
+
+std::expected<GatewayConfig, ConfigErrors> load_config(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    return std::unexpected(ConfigErrors{file.string(), {{"", "cannot read the file", 0}}});
+  }
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  return parse_config(buf.str(), file.string());
+}
+
+}  // namespace sdoh::config

@@ -1,0 +1,139 @@
+#pragma once
+// The gateway's configuration as typed data. Each component's settings are a plain struct
+// whose member initialisers are the defaults; `parse_config` starts from these defaults,
+// rejects unknown keys, checks types and ranges, and names the key path in every error.
+// The keys data_dir, http.listen, mllp.listen and kafka.brokers are part of the runtime
+// contract in DESIGN.md; everything else is documented in deploy/config/reference.yaml.
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "gateway/config/secret.hpp"
+#include "gateway/core/result.hpp"
+
+namespace sdoh::config {
+
+using std::chrono::milliseconds;
+
+/// host:port. Port 0 asks the OS for any free port (tests, parallel instances).
+struct ListenAddress {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+  std::string to_string() const;
+};
+
+/// TLS for a listener. Enabled when cert_file and key_file are set.
+struct TlsConfig {
+  std::string cert_file;        ///< PEM certificate chain
+  std::string key_file;         ///< PEM private key
+  SecretRef key_password;       ///< only for an encrypted key
+  std::string client_ca_file;   ///< PEM CAs that client certificates must chain to (mTLS)
+  bool require_client_cert = false;
+  std::string min_version = "1.2";  ///< "1.2" or "1.3"
+
+  bool enabled() const { return !cert_file.empty(); }
+};
+
+struct LogConfig {
+  std::string level = "info";  ///< trace | debug | info | warn | error
+};
+
+struct RuntimeConfig {
+  int io_threads = 2;                        ///< threads running the Asio io_context
+  milliseconds drain_timeout{10'000};        ///< SIGTERM: longest wait for in-flight work
+};
+
+struct HttpConfig {
+  ListenAddress listen{"127.0.0.1", 8080};
+  TlsConfig tls;
+  std::size_t max_body_bytes = 4 * 1024 * 1024;  ///< larger requests get 413
+  std::size_t max_header_bytes = 16 * 1024;      ///< larger headers get 431
+  milliseconds idle_timeout{30'000};             ///< keep-alive wait and request read deadline
+  milliseconds write_timeout{30'000};
+  std::size_t max_connections = 1024;            ///< further connections are closed at once
+};
+
+struct MllpConfig {
+  ListenAddress listen{"127.0.0.1", 2575};
+  TlsConfig tls;
+  std::size_t max_frame_bytes = 1024 * 1024;  ///< larger frames are refused, connection closed
+  milliseconds idle_timeout{300'000};         ///< a connection silent this long is closed
+  milliseconds write_timeout{30'000};
+  std::size_t max_connections = 256;
+};
+
+struct KafkaTopics {
+  std::string screening = "sdoh.screening.v1";
+  std::string referral = "sdoh.referral.v1";
+  std::string referral_status = "sdoh.referral-status.v1";
+  std::string deadletter = "sdoh.deadletter.v1";
+  std::string referral_updates = "sdoh.referral-updates.v1";
+  /// Every topic the gateway creates on the embedded broker, in a stable order.
+  std::vector<std::string> all() const;
+};
+
+/// A librdkafka property value: literal text, or a secret read from env/file.
+struct KafkaProperty {
+  std::string value;
+  SecretRef secret;
+};
+
+struct KafkaConfig {
+  std::string brokers;             ///< empty: start the embedded in-memory dev broker
+  std::string client_id = "sdoh-gateway";
+  KafkaTopics topics;
+  int partitions = 3;              ///< partitions per topic on the embedded broker
+  int embedded_brokers = 1;        ///< brokers in the embedded cluster
+  milliseconds metadata_interval{5'000};  ///< how often readiness re-checks broker metadata
+  milliseconds metadata_timeout{2'000};
+  milliseconds flush_timeout{5'000};      ///< longest wait for outstanding deliveries at shutdown
+  std::map<std::string, KafkaProperty> properties;  ///< passed to librdkafka as they are
+};
+
+struct StoreConfig {
+  std::string path = "gateway.db";  ///< relative paths are inside data_dir
+  std::string synchronous = "full";  ///< full | normal (normal can lose the last commits on power loss)
+};
+
+struct GatewayConfig {
+  std::string mode = "dev";  ///< dev | production (production refuses dev-only shortcuts)
+  std::string gateway_id = "sdoh-gateway";  ///< names this instance in event sources
+  std::filesystem::path data_dir = "var";
+  LogConfig log;
+  RuntimeConfig runtime;
+  HttpConfig http;
+  MllpConfig mllp;
+  KafkaConfig kafka;
+  StoreConfig store;
+
+  bool dev_mode() const { return mode == "dev"; }
+  bool embedded_kafka() const { return kafka.brokers.empty(); }
+  std::filesystem::path store_path() const;
+};
+
+/// One problem found in a config file: the key path ("http.listen") and why.
+struct ConfigIssue {
+  std::string path;
+  std::string message;
+  int line = 0;  ///< 1-based line in the file, 0 when unknown
+};
+
+/// Every problem found, so an operator fixes them all in one go.
+struct ConfigErrors {
+  std::string file;
+  std::vector<ConfigIssue> issues;
+  /// "dev.yaml:12: http.listen: expected host:port, got \"8080\"" lines joined by '\n'.
+  std::string to_string() const;
+};
+
+/// Parses YAML text. `file` is used only in messages.
+std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_text,
+                                                        const std::string& file = "<config>");
+/// Reads and parses a file.
+std::expected<GatewayConfig, ConfigErrors> load_config(const std::filesystem::path& file);
+
+}  // namespace sdoh::config

@@ -1,0 +1,74 @@
+// sdoh-gateway: social-needs screening gateway between pediatric clinics and community agencies.
+//   sdoh-gateway --config FILE          run
+//   sdoh-gateway --check-config FILE    validate a config and exit (0 valid, 2 invalid)
+//   sdoh-gateway --version | --help
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "gateway/config/config.hpp"
+#include "gateway/log/log.hpp"
+#include "gateway/runtime/runtime.hpp"
+
+namespace {
+
+constexpr int kExitConfigInvalid = 2;
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "sdoh-gateway: takes social-needs screenings from clinics (FHIR R4 over HTTPS, HL7 v2 over "
+      "MLLP), publishes screening, referral and referral-status events on Kafka, and tracks every "
+      "referral to its end.",
+      "sdoh-gateway"};
+  std::string config_file;
+  std::string check_file;
+  bool version = false;
+  app.add_option("-c,--config", config_file,
+                 "YAML config file; without it the gateway runs on its built-in defaults")
+      ->check(CLI::ExistingFile);
+  app.add_option("--check-config", check_file,
+                 "Validate FILE (keys, types, ranges, secrets, TLS files, Kafka properties) and exit");
+  app.add_flag("-V,--version", version, "Print the version and exit");
+  app.footer("Exit codes: 0 ok, 1 start-up or runtime failure, 2 invalid configuration.\n"
+             "Docs: README.md, deploy/config/reference.yaml");
+  CLI11_PARSE(app, argc, argv);
+
+  const auto build = sdoh::runtime::build_info();
+  if (version) {
+    std::cout << "sdoh-gateway " << build.version << " (" << build.commit << ")\n";
+    return 0;
+  }
+
+  if (!check_file.empty()) {
+    auto cfg = sdoh::config::load_config(check_file);
+    if (!cfg) {
+      std::cerr << cfg.error().to_string() << "\n";
+      return kExitConfigInvalid;
+    }
+    if (auto r = sdoh::runtime::check_config(*cfg); !r) {
+      std::cerr << check_file << ": " << r.error().where.expression << ": " << r.error().message << "\n";
+      return kExitConfigInvalid;
+    }
+    std::cout << check_file << ": configuration is valid\n";
+    return 0;
+  }
+
+  sdoh::config::GatewayConfig cfg;
+  if (!config_file.empty()) {
+    auto loaded = sdoh::config::load_config(config_file);
+    if (!loaded) {
+      std::cerr << loaded.error().to_string() << "\n";
+      return kExitConfigInvalid;
+    }
+    cfg = std::move(*loaded);
+  }
+  try {
+    return sdoh::runtime::run(cfg);
+  } catch (const std::exception& e) {
+    sdoh::log::error("gateway.fatal", {{"reason", e.what()}});
+    sdoh::log::flush();
+    return 1;
+  }
+}
