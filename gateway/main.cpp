@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
                  "Validate FILE (keys, types, ranges, secrets, TLS files, Kafka properties) and exit");
   app.add_flag("-V,--version", version, "Print the version and exit");
   app.footer("Exit codes: 0 ok, 1 start-up or runtime failure, 2 invalid configuration.\n"
-             "Docs: README.md, deploy/config/reference.yaml");
+             "Docs: README.md, deploy/config/reference.yaml\n");
   CLI11_PARSE(app, argc, argv);
 
   const auto build = sdoh::runtime::build_info();
@@ -48,7 +48,9 @@ int main(int argc, char** argv) {
       return kExitConfigInvalid;
     }
     if (auto r = sdoh::runtime::check_config(*cfg); !r) {
-      std::cerr << check_file << ": " << r.error().where.expression << ": " << r.error().message << "\n";
+      std::cerr << check_file << ": ";
+      if (!r.error().where.expression.empty()) std::cerr << r.error().where.expression << ": ";
+      std::cerr << r.error().message << "\n";
       return kExitConfigInvalid;
     }
     std::cout << check_file << ": configuration is valid\n";

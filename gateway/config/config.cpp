@@ -370,6 +370,13 @@ void read_kafka(MapReader m, KafkaConfig& k) {
       continue;
     }
     KafkaProperty prop;
+    const bool secret_like = name.find("password") != std::string::npos ||
+                             name.find("secret") != std::string::npos || name == "ssl.key.pem";
+    if (node.IsScalar() && secret_like) {
+      props.issue(node, path,
+                  "is a secret: use { env: VARIABLE } or { file: /path } instead of a literal value");
+      continue;
+    }
     if (node.IsScalar()) {
       prop.value = node.Scalar();
     } else if (node.IsMap()) {

@@ -1,0 +1,265 @@
+#include "gateway/config/config.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+
+namespace sdoh::config {
+namespace {
+
+using ::testing::HasSubstr;
+
+ConfigErrors errors_of(const std::string& yaml) {
+  auto cfg = parse_config(yaml, "test.yaml");
+  EXPECT_FALSE(cfg.has_value()) << "expected the config to be rejected:\n" << yaml;
+  return cfg ? ConfigErrors{} : cfg.error();
+}
+
+// The single issue of a config with exactly one problem.
+ConfigIssue only_issue(const std::string& yaml) {
+  auto errors = errors_of(yaml);
+  EXPECT_EQ(errors.issues.size(), 1u) << errors.to_string();
+  return errors.issues.empty() ? ConfigIssue{} : errors.issues.front();
+}
+
+TEST(Config, EmptyDocumentGivesTheDocumentedDefaults) {
+  auto cfg = parse_config("");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->mode, "dev");
+  EXPECT_EQ(cfg->data_dir, "var");
+  EXPECT_EQ(cfg->http.listen.to_string(), "127.0.0.1:8080");
+  EXPECT_EQ(cfg->mllp.listen.to_string(), "127.0.0.1:2575");
+  EXPECT_TRUE(cfg->embedded_kafka());
+  EXPECT_EQ(cfg->kafka.topics.screening, "sdoh.screening.v1");
+  EXPECT_EQ(cfg->kafka.topics.referral_status, "sdoh.referral-status.v1");
+  EXPECT_EQ(cfg->runtime.drain_timeout, std::chrono::seconds(10));
+  EXPECT_EQ(cfg->store_path(), std::filesystem::path("var/gateway.db"));
+}
+
+TEST(Config, ContractKeysAreRead) {
+  auto cfg = parse_config(R"(
+data_dir: /srv/sdoh
+http:  { listen: "0.0.0.0:0" }
+mllp:  { listen: "[::1]:2576" }
+kafka: { brokers: "k1:9092,k2:9092" }
+)");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->data_dir, "/srv/sdoh");
+  EXPECT_EQ(cfg->http.listen.host, "0.0.0.0");
+  EXPECT_EQ(cfg->http.listen.port, 0);
+  EXPECT_EQ(cfg->mllp.listen.host, "::1");
+  EXPECT_EQ(cfg->mllp.listen.to_string(), "[::1]:2576");
+  EXPECT_EQ(cfg->kafka.brokers, "k1:9092,k2:9092");
+  EXPECT_FALSE(cfg->embedded_kafka());
+}
+
+TEST(Config, UnitsForDurationsAndSizes) {
+  auto cfg = parse_config(R"(
+runtime: { drain_timeout: 1500ms }
+http: { idle_timeout: 2m, max_body_bytes: 8MiB, max_header_bytes: 32768 }
+mllp: { max_frame_bytes: 64KiB, idle_timeout: 1h }
+)");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->runtime.drain_timeout, std::chrono::milliseconds(1500));
+  EXPECT_EQ(cfg->http.idle_timeout, std::chrono::minutes(2));
+  EXPECT_EQ(cfg->http.max_body_bytes, 8u * 1024 * 1024);
+  EXPECT_EQ(cfg->http.max_header_bytes, 32768u);
+  EXPECT_EQ(cfg->mllp.max_frame_bytes, 64u * 1024);
+  EXPECT_EQ(cfg->mllp.idle_timeout, std::chrono::hours(1));
+}
+
+TEST(Config, UnknownTopLevelKeyIsNamedWithSuggestion) {
+  auto issue = only_issue("data_dri: var\n");
+  EXPECT_EQ(issue.path, "data_dri");
+  EXPECT_THAT(issue.message, HasSubstr("unknown key"));
+  EXPECT_THAT(issue.message, HasSubstr("did you mean \"data_dir\""));
+  EXPECT_EQ(issue.line, 1);
+}
+
+TEST(Config, UnknownNestedKeyIsNamedByPath) {
+  auto issue = only_issue("http:\n  listen: \"127.0.0.1:1\"\n  lisen: x\n");
+  EXPECT_EQ(issue.path, "http.lisen");
+  EXPECT_THAT(issue.message, HasSubstr("did you mean \"listen\""));
+  EXPECT_EQ(issue.line, 3);
+}
+
+TEST(Config, UnknownKeyInTlsIsNamed) {
+  EXPECT_EQ(only_issue("mllp: { tls: { certfile: a.pem } }").path, "mllp.tls.certfile");
+}
+
+TEST(Config, WrongTypeNamesKeyAndWhatWasExpected) {
+  auto issue = only_issue("runtime: { io_threads: many }");
+  EXPECT_EQ(issue.path, "runtime.io_threads");
+  EXPECT_THAT(issue.message, HasSubstr("expected a whole number"));
+}
+
+TEST(Config, MappingWhereValueExpected) {
+  auto issue = only_issue("data_dir: { a: 1 }");
+  EXPECT_EQ(issue.path, "data_dir");
+  EXPECT_THAT(issue.message, HasSubstr("expected a single value"));
+}
+
+TEST(Config, ValueWhereMappingExpected) {
+  auto issue = only_issue("kafka: localhost:9092");
+  EXPECT_EQ(issue.path, "kafka");
+  EXPECT_THAT(issue.message, HasSubstr("expected a mapping"));
+}
+
+TEST(Config, OutOfRangeNamesKeyAndRange) {
+  auto issue = only_issue("runtime: { io_threads: 0 }");
+  EXPECT_EQ(issue.path, "runtime.io_threads");
+  EXPECT_THAT(issue.message, HasSubstr("out of range 1..64"));
+}
+
+TEST(Config, PortOutOfRange) {
+  auto issue = only_issue("http: { listen: \"127.0.0.1:70000\" }");
+  EXPECT_EQ(issue.path, "http.listen");
+  EXPECT_THAT(issue.message, HasSubstr("65535"));
+}
+
+TEST(Config, ListenWithoutHostIsRefused) {
+  auto issue = only_issue("mllp: { listen: \"2575\" }");
+  EXPECT_EQ(issue.path, "mllp.listen");
+  EXPECT_THAT(issue.message, HasSubstr("host:port"));
+}
+
+TEST(Config, DurationWithoutUnitIsRefused) {
+  auto issue = only_issue("runtime: { drain_timeout: 10 }");
+  EXPECT_EQ(issue.path, "runtime.drain_timeout");
+  EXPECT_THAT(issue.message, HasSubstr("unit"));
+}
+
+TEST(Config, SizeWithUnknownUnitIsRefused) {
+  auto issue = only_issue("http: { max_body_bytes: 4MB }");
+  EXPECT_EQ(issue.path, "http.max_body_bytes");
+  EXPECT_THAT(issue.message, HasSubstr("MiB"));
+}
+
+TEST(Config, ChoiceListsTheAllowedValues) {
+  auto issue = only_issue("log: { level: verbose }");
+  EXPECT_EQ(issue.path, "log.level");
+  EXPECT_THAT(issue.message, HasSubstr("trace, debug, info, warn, error"));
+}
+
+TEST(Config, BooleanMustBeTrueOrFalse) {
+  auto issue = only_issue("http: { tls: { require_client_cert: maybe } }");
+  EXPECT_EQ(issue.path, "http.tls.require_client_cert");
+  EXPECT_THAT(issue.message, HasSubstr("true or false"));
+}
+
+TEST(Config, EveryProblemIsReportedAtOnce) {
+  auto errors = errors_of("mode: prod\nruntime: { io_threads: 999 }\nhttp: { listen: x }\nextra: 1\n");
+  ASSERT_EQ(errors.issues.size(), 4u) << errors.to_string();
+  const auto text = errors.to_string();
+  EXPECT_THAT(text, HasSubstr("test.yaml:1: mode:"));
+  EXPECT_THAT(text, HasSubstr("test.yaml:2: runtime.io_threads:"));
+  EXPECT_THAT(text, HasSubstr("test.yaml:3: http.listen:"));
+  EXPECT_THAT(text, HasSubstr("test.yaml:4: extra: unknown key"));
+}
+
+TEST(Config, InvalidYamlGivesLine) {
+  auto errors = errors_of("http:\n  listen: [unclosed\n");
+  ASSERT_EQ(errors.issues.size(), 1u);
+  EXPECT_THAT(errors.issues[0].message, HasSubstr("not valid YAML"));
+  EXPECT_GT(errors.issues[0].line, 0);
+}
+
+TEST(Config, LiteralSecretIsRefused) {
+  auto issue = only_issue("http: { tls: { key_password: hunter2 } }");
+  EXPECT_EQ(issue.path, "http.tls.key_password");
+  EXPECT_THAT(issue.message, HasSubstr("{ env: VARIABLE }"));
+}
+
+TEST(Config, SecretFromEnvironmentOrFile) {
+  auto cfg = parse_config(R"(
+kafka:
+  properties:
+    sasl.username: gateway
+    sasl.password: { env: SDOH_TEST_KAFKA_PASSWORD }
+    ssl.key.password: { file: /run/secrets/key-pass }
+)");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->kafka.properties.at("sasl.username").value, "gateway");
+  const auto& pw = cfg->kafka.properties.at("sasl.password").secret;
+  EXPECT_EQ(pw.source, SecretRef::Source::kEnv);
+  EXPECT_EQ(pw.name, "SDOH_TEST_KAFKA_PASSWORD");
+  EXPECT_EQ(cfg->kafka.properties.at("ssl.key.password").secret.describe(),
+            "file:/run/secrets/key-pass");
+}
+
+TEST(Config, LiteralKafkaPasswordIsRefused) {
+  auto issue = only_issue("kafka: { properties: { sasl.password: hunter2 } }");
+  EXPECT_EQ(issue.path, "kafka.properties.sasl.password");
+  EXPECT_THAT(issue.message, HasSubstr("is a secret"));
+}
+
+TEST(Config, SecretNeedsExactlyOneSource) {
+  auto issue = only_issue("http: { tls: { key_password: { env: A, file: /b } } }");
+  EXPECT_EQ(issue.path, "http.tls.key_password");
+  EXPECT_THAT(issue.message, HasSubstr("exactly one"));
+}
+
+TEST(Config, DeliveryPromisePropertiesCannotBeOverridden) {
+  auto issue = only_issue("kafka: { properties: { enable.idempotence: \"false\" } }");
+  EXPECT_EQ(issue.path, "kafka.properties.enable.idempotence");
+  EXPECT_THAT(issue.message, HasSubstr("cannot be overridden"));
+}
+
+TEST(Config, ProductionRefusesTheEmbeddedBroker) {
+  auto issue = only_issue("mode: production\n");
+  EXPECT_EQ(issue.path, "kafka.brokers");
+  EXPECT_THAT(issue.message, HasSubstr("development only"));
+}
+
+TEST(Config, ProductionWithBrokersIsAccepted) {
+  auto cfg = parse_config("mode: production\nkafka: { brokers: \"kafka:9092\" }\n");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_FALSE(cfg->dev_mode());
+}
+
+TEST(Config, TlsCertWithoutKeyIsRefused) {
+  auto issue = only_issue("http: { tls: { cert_file: " SDOH_SOURCE_DIR "/CMakeLists.txt } }");
+  EXPECT_EQ(issue.path, "http.tls");
+  EXPECT_THAT(issue.message, HasSubstr("cert_file and key_file go together"));
+}
+
+TEST(Config, TlsUnreadableFileIsNamed) {
+  auto errors = errors_of("mllp: { tls: { cert_file: /nonexistent/c.pem, key_file: /nonexistent/k.pem } }");
+  ASSERT_EQ(errors.issues.size(), 2u) << errors.to_string();
+  EXPECT_EQ(errors.issues[0].path, "mllp.tls.cert_file");
+  EXPECT_THAT(errors.issues[0].message, HasSubstr("cannot read /nonexistent/c.pem"));
+  EXPECT_EQ(errors.issues[1].path, "mllp.tls.key_file");
+}
+
+TEST(Config, RequireClientCertNeedsCa) {
+  auto errors = errors_of("mllp: { tls: { require_client_cert: true } }");
+  ASSERT_FALSE(errors.issues.empty());
+  EXPECT_EQ(errors.issues[0].path, "mllp.tls.client_ca_file");
+}
+
+TEST(Config, SamePortForHttpAndMllpIsRefused) {
+  auto issue = only_issue("http: { listen: \"127.0.0.1:9000\" }\nmllp: { listen: \"127.0.0.1:9000\" }\n");
+  EXPECT_EQ(issue.path, "mllp.listen");
+}
+
+TEST(Config, GatewayIdCharacters) {
+  EXPECT_EQ(only_issue("gateway_id: \"a b\"").path, "gateway_id");
+}
+
+TEST(Config, ShippedConfigsAreValid) {
+  for (const char* file : {"/deploy/config/dev.yaml", "/deploy/config/reference.yaml"}) {
+    auto cfg = load_config(std::string(SDOH_SOURCE_DIR) + file);
+    EXPECT_TRUE(cfg) << (cfg ? "" : cfg.error().to_string());
+  }
+}
+
+TEST(Config, MissingFileIsReported) {
+  auto cfg = load_config("/nonexistent/gateway.yaml");
+  ASSERT_FALSE(cfg);
+  EXPECT_THAT(cfg.error().to_string(), HasSubstr("/nonexistent/gateway.yaml: cannot read the file"));
+}
+
+}  // namespace
+}  // namespace sdoh::config
