@@ -137,7 +137,9 @@ asio::awaitable<void> serve(std::shared_ptr<MllpServer::State> s, Stream& stream
     // the sender will resend it to whichever instance takes over.
     if (s->connections.stopping()) co_return;
     lowest(stream).expires_after(s->cfg.idle_timeout);
-    control->idle = framer.buffered() == 0;
+    // Waiting for bytes counts as idle even mid-frame: a partial frame was never ACKed, so
+    // closing it on a drain loses nothing (the sender resends).
+    control->idle = true;
     auto [ec, n] = co_await stream.async_read_some(asio::buffer(chunk), kUseTuple);
     control->idle = false;
     if (ec) {

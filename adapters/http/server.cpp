@@ -128,7 +128,8 @@ template <class Stream>
 asio::awaitable<void> serve(std::shared_ptr<Server::State> s, Stream& stream, std::string peer,
                             std::shared_ptr<net::ConnectionControl> control) {
   constexpr bool kSecure = std::is_same_v<Stream, tls_stream>;
-  beast::flat_buffer buffer(8192);
+  beast::flat_buffer buffer;  // unbounded: the parser's header and body limits bound it
+  buffer.reserve(8192);
   for (;;) {
     if (s->connections.stopping()) break;
     bhttp::request_parser<bhttp::string_body> parser;

@@ -1,0 +1,163 @@
+"""Starts the real sdoh-gateway binary for integration tests and talks to it with real clients.
+
+Every gateway gets its own temporary data directory and ephemeral ports (port 0); the bound
+addresses come from <data_dir>/runtime.json, exactly as an operator's tools read them.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+SOURCE_DIR = os.environ.get(
+    "SDOH_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+BINARY = os.environ.get("SDOH_GATEWAY_BIN", os.path.join(SOURCE_DIR, "build", "sdoh-gateway"))
+SAMPLES = os.environ.get("SDOH_SHARED_SAMPLES_DIR",
+                         os.path.abspath(os.path.join(SOURCE_DIR, "..", "shared", "samples")))
+
+
+def run(args, **kwargs):
+    """Runs a command; returns CompletedProcess with text output."""
+    kwargs.setdefault("timeout", 60)
+    return subprocess.run(args, capture_output=True, text=True, **kwargs)
+
+
+class Gateway:
+    """One gateway process. Use as a context manager; config is YAML text appended to defaults."""
+
+    def __init__(self, config="", env=None, base_config=None):
+        self.dir = tempfile.mkdtemp(prefix="sdoh-it-")
+        self.data_dir = os.path.join(self.dir, "var")
+        self.config_path = os.path.join(self.dir, "gateway.yaml")
+        base = base_config if base_config is not None else (
+            "data_dir: %s\n"
+            "log: { level: debug }\n"
+            "http: { listen: \"127.0.0.1:0\" }\n"
+            "mllp: { listen: \"127.0.0.1:0\" }\n"
+            "kafka: { brokers: \"\", metadata_interval: 500ms }\n" % self.data_dir)
+        with open(self.config_path, "w") as f:
+            f.write(base + config)
+        self.env = dict(os.environ, **(env or {}))
+        self.proc = None
+        self.log_path = os.path.join(self.dir, "gateway.log")
+        self.runtime = None
+
+    def start(self, wait_ready=True, timeout=10.0):
+        self.log_file = open(self.log_path, "w")
+        self.proc = subprocess.Popen([BINARY, "--config", self.config_path], stdout=self.log_file,
+                                     stderr=subprocess.STDOUT, env=self.env, cwd=self.dir)
+        runtime_file = os.path.join(self.data_dir, "runtime.json")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("gateway exited with %s:\n%s" % (self.proc.returncode, self.log()))
+            if os.path.exists(runtime_file):
+                with open(runtime_file) as f:
+                    self.runtime = json.load(f)
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("no runtime.json within %ss:\n%s" % (timeout, self.log()))
+        if wait_ready:
+            self.wait_ready(deadline - time.monotonic())
+        return self
+
+    def wait_ready(self, timeout=10.0):
+        deadline = time.monotonic() + max(timeout, 0.5)
+        last = None
+        while time.monotonic() < deadline:
+            status, body = self.get("/readyz")
+            last = (status, body)
+            if status == 200:
+                return json.loads(body)
+            time.sleep(0.1)
+        raise AssertionError("not ready in time; last /readyz: %r\n%s" % (last, self.log()))
+
+    @property
+    def http_url(self):
+        return self.runtime["http"]["url"]
+
+    @property
+    def mllp_address(self):
+        host, port = self.runtime["mllp"]["address"].rsplit(":", 1)
+        return host, int(port)
+
+    @property
+    def bootstrap(self):
+        return self.runtime["kafka"]["bootstrap_servers"]
+
+    def get(self, path, headers=None):
+        return self.request("GET", path, headers=headers)
+
+    def request(self, method, path, body=None, headers=None):
+        req = urllib.request.Request(self.http_url + path, data=body, method=method,
+                                     headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def curl(self, *args):
+        """Runs curl against the gateway; returns (status, headers+body text)."""
+        return run(["curl", "-sS", "--max-time", "10", *args])
+
+    def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        """Signals the gateway and waits; returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("gateway did not exit within %ss of %s:\n%s" % (timeout, sig, self.log()))
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def log_events(self):
+        """The JSON log lines as dicts (every line must be JSON)."""
+        return [json.loads(line) for line in self.log().splitlines() if line.strip()]
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        finally:
+            if getattr(self, "log_file", None):
+                self.log_file.close()
+            if exc[0] is None:
+                shutil.rmtree(self.dir, ignore_errors=True)
+            else:
+                print("gateway log kept in", self.log_path)
+        return False
+
+
+def parse_metrics(text):
+    """Prometheus text -> {'name{labels}': value}, plus the HELP/TYPE declarations."""
+    samples, types, helps = {}, {}, {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name, _, help_text = line[7:].partition(" ")
+            helps[name] = help_text
+        elif line.startswith("# TYPE "):
+            name, _, kind = line[7:].partition(" ")
+            types[name] = kind
+        elif line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            samples[key] = float(value)
+    return samples, types, helps
