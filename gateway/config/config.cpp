@@ -413,6 +413,24 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     cfg.data_dir = data_dir;
   }
   {
+    std::string schemas_dir = cfg.schemas_dir.string();
+    top.string("schemas_dir", schemas_dir, true);
+    cfg.schemas_dir = schemas_dir;
+  }
+  {
+    auto m = top.child("pseudonym");
+    m.secret("key", cfg.pseudonym.key);
+    auto aliases = m.child("authority_aliases");
+    for (auto& [name, node] : aliases.entries()) {
+      if (!node.IsScalar() || node.Scalar().empty()) {
+        aliases.issue(node, aliases.path() + "." + name, "expected the identifier system it stands for");
+        continue;
+      }
+      cfg.pseudonym.authority_aliases[name] = node.Scalar();
+    }
+    m.finish();
+  }
+  {
     auto m = top.child("log");
     m.choice("level", cfg.log.level, {"trace", "debug", "info", "warn", "error"});
     m.finish();
@@ -464,6 +482,11 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     top.issue(root["kafka"], "kafka.brokers",
               "production mode needs a Kafka cluster; the embedded broker is in-memory and for "
               "development only (set mode: dev to use it)");
+  }
+  if (cfg.mode == "production" && !cfg.pseudonym.key.configured()) {
+    top.issue(root["pseudonym"], "pseudonym.key",
+              "production mode needs a pseudonym key: { env: VARIABLE } or { file: /path } holding "
+              "at least 32 random bytes (e.g. openssl rand -base64 48)");
   }
   if (cfg.http.listen.port != 0 && cfg.http.listen.port == cfg.mllp.listen.port &&
       cfg.http.listen.host == cfg.mllp.listen.host) {

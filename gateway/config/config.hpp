@@ -99,16 +99,26 @@ struct StoreConfig {
   std::string synchronous = "full";  ///< full | normal (normal can lose the last commits on power loss)
 };
 
+/// Patient pseudonyms (HMAC-SHA256). The key is required in production.
+struct PseudonymConfig {
+  SecretRef key;
+  /// HL7 assigning authority → the identifier system FHIR senders use for the same register,
+  /// so one child gets one pseudonym whichever protocol the clinic used.
+  std::map<std::string, std::string> authority_aliases;
+};
+
 struct GatewayConfig {
   std::string mode = "dev";  ///< dev | production (production refuses dev-only shortcuts)
   std::string gateway_id = "sdoh-gateway";  ///< names this instance in event sources
   std::filesystem::path data_dir = "var";
+  std::filesystem::path schemas_dir = "schemas";  ///< event schemas, mapping tables, privacy data
   LogConfig log;
   RuntimeConfig runtime;
   HttpConfig http;
   MllpConfig mllp;
   KafkaConfig kafka;
   StoreConfig store;
+  PseudonymConfig pseudonym;
 
   bool dev_mode() const { return mode == "dev"; }
   bool embedded_kafka() const { return kafka.brokers.empty(); }

@@ -16,6 +16,7 @@ import urllib.request
 SOURCE_DIR = os.environ.get(
     "SDOH_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 BINARY = os.environ.get("SDOH_GATEWAY_BIN", os.path.join(SOURCE_DIR, "build", "sdoh-gateway"))
+SCHEMAS = os.path.join(SOURCE_DIR, "schemas")
 SAMPLES = os.environ.get("SDOH_SHARED_SAMPLES_DIR",
                          os.path.abspath(os.path.join(SOURCE_DIR, "..", "shared", "samples")))
 
@@ -35,10 +36,11 @@ class Gateway:
         self.config_path = os.path.join(self.dir, "gateway.yaml")
         base = base_config if base_config is not None else (
             "data_dir: %s\n"
+            "schemas_dir: %s\n"
             "log: { level: debug }\n"
             "http: { listen: \"127.0.0.1:0\" }\n"
             "mllp: { listen: \"127.0.0.1:0\" }\n"
-            "kafka: { brokers: \"\", metadata_interval: 500ms }\n" % self.data_dir)
+            "kafka: { brokers: \"\", metadata_interval: 500ms }\n" % (self.data_dir, SCHEMAS))
         with open(self.config_path, "w") as f:
             f.write(base + config)
         self.env = dict(os.environ, **(env or {}))

@@ -12,7 +12,7 @@ import tempfile
 import time
 import unittest
 
-from harness import BINARY, SAMPLES, SOURCE_DIR, Gateway, parse_metrics, run
+from harness import BINARY, SAMPLES, SCHEMAS, SOURCE_DIR, Gateway, parse_metrics, run
 
 
 class RunningGateway(unittest.TestCase):
@@ -231,7 +231,7 @@ class ConfigCommandLine(unittest.TestCase):
 
     def test_check_config_accepts_the_shipped_configs(self):
         for name in ("dev.yaml", "reference.yaml"):
-            out = run([BINARY, "--check-config", os.path.join(SOURCE_DIR, "deploy", "config", name)])
+            out = run([BINARY, "--check-config", os.path.join("deploy", "config", name)], cwd=SOURCE_DIR)
             self.assertEqual(out.returncode, 0, out.stderr)
             self.assertIn("configuration is valid", out.stdout)
 
@@ -253,8 +253,8 @@ class ConfigCommandLine(unittest.TestCase):
     def test_port_in_use_stops_startup_with_the_key_named(self):
         with Gateway() as first:
             port = first.runtime["http"]["address"].rsplit(":", 1)[1]
-            second = Gateway(base_config="data_dir: var\nhttp: { listen: \"127.0.0.1:%s\" }\n"
-                             "mllp: { listen: \"127.0.0.1:0\" }\n" % port)
+            second = Gateway(base_config="data_dir: var\nschemas_dir: %s\nhttp: { listen: \"127.0.0.1:%s\" }\n"
+                             "mllp: { listen: \"127.0.0.1:0\" }\n" % (SCHEMAS, port))
             try:
                 with self.assertRaises(AssertionError):
                     second.start(timeout=10)
@@ -296,10 +296,10 @@ class Tls(unittest.TestCase):
         tls = ("{ cert_file: %s, key_file: %s, key_password: { env: SDOH_IT_TLS_KEY_PASSWORD } "
                % (p("server.crt"), p("server.key")))
         cls.gw = Gateway(
-            base_config="data_dir: %s\n"
+            base_config="data_dir: %s\nschemas_dir: %s\n"
             "http: { listen: \"127.0.0.1:0\", tls: %s} }\n"
             "mllp: { listen: \"127.0.0.1:0\", tls: %s, client_ca_file: %s, require_client_cert: true } }\n"
-            "kafka: { metadata_interval: 500ms }\n" % ("var", tls, tls, p("ca.crt")),
+            "kafka: { metadata_interval: 500ms }\n" % ("var", SCHEMAS, tls, tls, p("ca.crt")),
             env={"SDOH_IT_TLS_KEY_PASSWORD": "tls-key-pass"})
         cls.gw.data_dir = os.path.join(cls.gw.dir, "var")
         cls.gw.start(wait_ready=False)

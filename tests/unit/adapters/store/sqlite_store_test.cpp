@@ -1,5 +1,9 @@
 #include "adapters/store/sqlite_store.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -67,6 +71,140 @@ TEST_F(SqliteStoreTest, UnwritableLocationIsAnError) {
   auto store = SqliteStore::open("/proc/sdoh-cannot-write/gateway.db", cfg_);
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().kind, ErrorKind::kUnavailable);
+}
+
+}  // namespace
+}  // namespace sdoh::store
+
+// The commit path: group commit, dedupe, failures.
+namespace sdoh::store {
+namespace {
+
+namespace asio = boost::asio;
+
+pipeline::CommitRequest request(const std::string& control_id, int events = 2) {
+  pipeline::CommitRequest r;
+  r.inbound = {"hl7v2", "EHR^PEDS_A", control_id, "ORU^R01", "CA", "MSA|CA|" + control_id, "MSH|...payload"};
+  for (int i = 0; i < events; ++i) {
+    r.events.push_back({control_id + "-ev" + std::to_string(i), "org.sdoh.screening.v1", "sdoh.screening.v1",
+                        "patient-key", "{\"n\":" + std::to_string(i) + "}"});
+  }
+  return r;
+}
+
+Result<pipeline::CommitOutcome> commit_now(SqliteStore& store, pipeline::CommitRequest r) {
+  asio::io_context ioc;
+  auto fut = asio::co_spawn(ioc, store.commit(std::move(r)), asio::use_future);
+  ioc.run();
+  return fut.get();
+}
+
+TEST_F(SqliteStoreTest, CommitStoresInboundAndEventsInCommitOrder) {
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto outcome = commit_now(*store, request("A1", 2));
+  ASSERT_TRUE(outcome) << outcome.error().message;
+  EXPECT_EQ(outcome->status, pipeline::CommitStatus::kCommitted);
+  EXPECT_GT(outcome->inbound_id, 0);
+  auto pending = store->pending_events(0, 10);
+  ASSERT_TRUE(pending);
+  ASSERT_EQ(pending->size(), 2u);
+  EXPECT_EQ((*pending)[0].event_id, "A1-ev0");
+  EXPECT_EQ((*pending)[1].event_id, "A1-ev1");
+  EXPECT_LT((*pending)[0].seq, (*pending)[1].seq);
+  EXPECT_EQ(store->stats().undelivered, 2);
+}
+
+TEST_F(SqliteStoreTest, ResendGetsTheOriginalAnswerAndAddsNoEvents) {
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  ASSERT_TRUE(commit_now(*store, request("A1", 2)));
+  auto resend = request("A1", 2);
+  resend.inbound.answer = "a different answer that must not be used";
+  auto outcome = commit_now(*store, std::move(resend));
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(outcome->status, pipeline::CommitStatus::kDuplicate);
+  EXPECT_EQ(outcome->answer, "MSA|CA|A1");
+  EXPECT_EQ(outcome->answer_code, "CA");
+  EXPECT_EQ(store->pending_events(0, 10)->size(), 2u);
+}
+
+TEST_F(SqliteStoreTest, SameControlIdFromAnotherSenderIsNotADuplicate) {
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  ASSERT_TRUE(commit_now(*store, request("A1", 1)));
+  auto other = request("A1", 1);
+  other.inbound.sender = "EHR^PEDS_B";
+  other.events[0].event_id = "B-A1-ev0";
+  auto outcome = commit_now(*store, std::move(other));
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(outcome->status, pipeline::CommitStatus::kCommitted);
+}
+
+TEST_F(SqliteStoreTest, CommittedDataSurvivesReopen) {
+  {
+    auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+    ASSERT_TRUE(commit_now(*store, request("A1", 3)));
+  }
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  EXPECT_EQ(store->stats().undelivered, 3);
+  EXPECT_EQ(store->pending_events(0, 10)->size(), 3u);
+}
+
+TEST_F(SqliteStoreTest, MarkDeliveredRemovesFromPending) {
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  ASSERT_TRUE(commit_now(*store, request("A1", 3)));
+  auto pending = *store->pending_events(0, 10);
+  store->mark_delivered({pending[0].seq, pending[1].seq});
+  ASSERT_TRUE(commit_now(*store, request("A2", 0)));  // the writer has run the mark by now
+  auto left = *store->pending_events(0, 10);
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].event_id, "A1-ev2");
+  EXPECT_EQ(store->stats().undelivered, 1);
+}
+
+TEST_F(SqliteStoreTest, ConcurrentCommitsShareTransactions) {
+  metrics::Registry registry;
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, &registry);
+  asio::io_context ioc;
+  constexpr int kSenders = 16, kEach = 50;
+  int committed = 0;
+  for (int s = 0; s < kSenders; ++s) {
+    asio::co_spawn(ioc, [&, s]() -> asio::awaitable<void> {
+      for (int i = 0; i < kEach; ++i) {
+        auto r = co_await store->commit(request("S" + std::to_string(s) + "-" + std::to_string(i), 1));
+        if (r && r->status == pipeline::CommitStatus::kCommitted) ++committed;
+      }
+    }, asio::detached);
+  }
+  ioc.run();
+  EXPECT_EQ(committed, kSenders * kEach);
+  EXPECT_EQ(store->stats().undelivered, kSenders * kEach);
+  const auto text = registry.render();
+  // Fewer transactions than commits: concurrent senders were grouped.
+  const auto count_at = text.find("sdoh_store_commit_batch_size_count ");
+  ASSERT_NE(count_at, std::string::npos);
+  const auto transactions = std::stol(text.substr(count_at + 35));
+  EXPECT_LT(transactions, kSenders * kEach);
+  EXPECT_NE(text.find("sdoh_store_commits_total{outcome=\"committed\"} 800"), std::string::npos);
+}
+
+TEST_F(SqliteStoreTest, UnwritableStoreFailsTheCommitAndHealth) {
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  ASSERT_TRUE(commit_now(*store, request("A1", 1)));
+  // Another connection holds the write lock longer than the busy timeout allows... instead,
+  // make the database read-only underneath: the next transaction must fail, not succeed.
+  sqlite3* other = nullptr;
+  sqlite3_open((dir_ / "gateway.db").c_str(), &other);
+  sqlite3_busy_timeout(other, 100);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  auto outcome = commit_now(*store, request("A2", 1));
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(other);
+  ASSERT_FALSE(outcome);
+  EXPECT_EQ(outcome.error().kind, ErrorKind::kUnavailable);
+  EXPECT_FALSE(store->health().ok);
+  EXPECT_NE(store->health().detail.find("last transaction failed"), std::string::npos);
+  // And it recovers once the store can write again.
+  ASSERT_TRUE(commit_now(*store, request("A3", 1)));
+  EXPECT_TRUE(store->health().ok);
 }
 
 }  // namespace

@@ -208,13 +208,32 @@ TEST(Config, DeliveryPromisePropertiesCannotBeOverridden) {
 }
 
 TEST(Config, ProductionRefusesTheEmbeddedBroker) {
-  auto issue = only_issue("mode: production\n");
+  auto issue = only_issue("mode: production\npseudonym: { key: { env: K } }\n");
   EXPECT_EQ(issue.path, "kafka.brokers");
   EXPECT_THAT(issue.message, HasSubstr("development only"));
 }
 
-TEST(Config, ProductionWithBrokersIsAccepted) {
-  auto cfg = parse_config("mode: production\nkafka: { brokers: \"kafka:9092\" }\n");
+TEST(Config, ProductionNeedsAPseudonymKey) {
+  auto issue = only_issue("mode: production\nkafka: { brokers: \"kafka:9092\" }\n");
+  EXPECT_EQ(issue.path, "pseudonym.key");
+  EXPECT_THAT(issue.message, HasSubstr("pseudonym key"));
+}
+
+TEST(Config, PseudonymKeyAndAliases) {
+  auto cfg = parse_config(
+      "pseudonym:\n  key: { file: /run/secrets/pseudonym }\n  authority_aliases: { PEDS_A: \"urn:oid:1.2.3\" }\n");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->pseudonym.key.describe(), "file:/run/secrets/pseudonym");
+  EXPECT_EQ(cfg->pseudonym.authority_aliases.at("PEDS_A"), "urn:oid:1.2.3");
+}
+
+TEST(Config, LiteralPseudonymKeyIsRefused) {
+  EXPECT_EQ(only_issue("pseudonym: { key: abc }").path, "pseudonym.key");
+}
+
+TEST(Config, ProductionWithBrokersAndKeyIsAccepted) {
+  auto cfg = parse_config(
+      "mode: production\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n");
   ASSERT_TRUE(cfg) << cfg.error().to_string();
   EXPECT_FALSE(cfg->dev_mode());
 }

@@ -1,0 +1,44 @@
+#pragma once
+// An event the gateway publishes: a CloudEvents 1.0 JSON object in structured mode (the whole
+// envelope is the Kafka message value, with content-type application/cloudevents+json).
+// The schemas in schemas/events/ are the contract; tests validate every event against them.
+#include <string>
+#include <string_view>
+
+namespace sdoh::events {
+
+enum class EventType { kScreening, kReferral, kReferralStatus, kDeadLetter };
+
+/// "org.sdoh.screening.v1", ...
+std::string_view type_name(EventType type);
+/// The $id of the type's data schema, used as CloudEvents `dataschema`.
+std::string_view data_schema(EventType type);
+
+inline constexpr std::string_view kContentType = "application/cloudevents+json";
+
+struct Event {
+  EventType type = EventType::kScreening;
+  std::string id;       ///< deterministic: a resend of the same source message yields the same id
+  std::string source;   ///< "urn:sdoh-gateway:<gateway_id>"
+  std::string subject;  ///< screeningId / referralId / deadLetterId
+  std::string time;     ///< RFC 3339, UTC
+  std::string topic;
+  std::string key;      ///< Kafka message key: patient pseudonym or referral id
+  std::string data;     ///< the data object as JSON text
+
+  /// The CloudEvents envelope as JSON text, `data` embedded as is.
+  std::string envelope() const;
+};
+
+/// A deterministic event id: the first 128 bits of SHA-256 over the source message's identity
+/// (protocol, sender, message id) and the event's position among the events derived from it,
+/// as 32 lowercase hex characters.
+std::string event_id(std::string_view source_identity, int position);
+
+/// "urn:sdoh-gateway:<gateway_id>".
+std::string event_source(std::string_view gateway_id);
+
+/// Now, as RFC 3339 UTC with milliseconds: "2026-11-25T10:00:00.123Z".
+std::string now_rfc3339();
+
+}  // namespace sdoh::events

@@ -1,0 +1,49 @@
+#include "gateway/identity/pseudonym.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+
+#include <array>
+
+namespace sdoh::identity {
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+std::string to_hex(const unsigned char* bytes, std::size_t n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(n * 2, '0');
+  for (std::size_t i = 0; i < n; ++i) {
+    out[2 * i] = kHex[bytes[i] >> 4];
+    out[2 * i + 1] = kHex[bytes[i] & 0xF];
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string Pseudonymizer::pseudonym(std::string_view authority, std::string_view identifier) const {
+  std::string_view canonical = trim(authority);
+  if (auto it = aliases_.find(std::string(canonical)); it != aliases_.end()) canonical = it->second;
+  std::string message;
+  message.reserve(canonical.size() + identifier.size() + 1);
+  message.append(canonical).append("|").append(trim(identifier));
+  std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),
+       reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac.data(), &len);
+  return to_hex(mac.data(), len);
+}
+
+std::string sha256_hex(std::string_view text) {
+  std::array<unsigned char, SHA256_DIGEST_LENGTH> digest{};
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest.data());
+  return to_hex(digest.data(), digest.size());
+}
+
+}  // namespace sdoh::identity

@@ -1,0 +1,71 @@
+#pragma once
+// The mapping engine: one copy of the logic that turns a NormalizedScreening into the data of
+// an org.sdoh.screening.v1 event, driven by the mapping tables. Both adapters call it.
+// Items the tables do not know are kept in the event as `unmapped` and counted, never dropped.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gateway/core/result.hpp"
+#include "gateway/identity/pseudonym.hpp"
+#include "gateway/mapping/screening.hpp"
+#include "gateway/mapping/tables.hpp"
+#include "gateway/metrics/registry.hpp"
+
+namespace sdoh::mapping {
+
+/// One domain's outcome, for routing referrals from assistance requests.
+struct DomainOutcome {
+  std::string category;
+  AnswerResult status = AnswerResult::kUnknown;
+  std::optional<bool> assistance_requested;
+};
+
+struct MappedScreening {
+  std::string screening_id;
+  std::string patient_pseudonym;
+  std::string instrument_id;  ///< "unknown" when no table matched
+  std::vector<DomainOutcome> domains;
+  std::size_t unmapped_items = 0;
+  std::size_t unknown_answers = 0;  ///< known questions with answers the tables do not list
+  std::string data;                 ///< the event's data object as JSON text
+};
+
+/// 3-digit ZIP areas with fewer than 20,000 people, which HIPAA Safe Harbor replaces with "000".
+struct ZipPolicy {
+  std::vector<std::string> restricted_zip3;
+  /// "277" for "27701" or "27701-1234"; "000" for a restricted area; empty when not a US ZIP.
+  std::string zip3(std::string_view postal_code) const;
+};
+
+/// Loads schemas/privacy/restricted-zip3.json.
+Result<ZipPolicy> load_zip_policy(const std::filesystem::path& file);
+
+/// "0-11m", "12-23m", "2-4y", "5-11y", "12-17y", "18y+" from a birth date and the screening
+/// date (both YYYY-MM-DD prefixes); empty when either is missing or malformed.
+std::string age_band(std::string_view birth_date, std::string_view on_date);
+
+class ScreeningMapper {
+ public:
+  ScreeningMapper(std::shared_ptr<const MappingTables> tables, identity::Pseudonymizer pseudonymizer,
+                  ZipPolicy zips, metrics::Registry& registry);
+
+  /// Fails (kInvalid, with `where.expression` naming the field) only when the screening cannot
+  /// be an event at all: no patient identifier, or no answers.
+  Result<MappedScreening> map(const NormalizedScreening& screening) const;
+
+  const MappingTables& tables() const { return *tables_; }
+
+ private:
+  std::shared_ptr<const MappingTables> tables_;
+  identity::Pseudonymizer pseudonymizer_;
+  ZipPolicy zips_;
+  metrics::Family<metrics::Counter>& screenings_;
+  metrics::Family<metrics::Counter>& unmapped_;
+  metrics::Family<metrics::Counter>& unknown_answers_;
+};
+
+/// The screeningId for a source message and position (deterministic, 32 hex).
+std::string screening_id(const NormalizedScreening& s);
+
+}  // namespace sdoh::mapping

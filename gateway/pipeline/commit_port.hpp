@@ -1,0 +1,73 @@
+#pragma once
+// The port through which ingest commits: one inbound message, the events derived from it and,
+// for rejected input, its dead letter, in one durable transaction. Implemented by the SQLite
+// store's group committer (adapters/store); a vector in unit tests.
+//
+// Delivery promise (DESIGN.md): a positive answer goes to the sender only after commit()
+// completed with kCommitted. A resend (same protocol, sender and dedupe key) completes with
+// kDuplicate and the originally stored answer, and adds no events.
+#include <boost/asio/awaitable.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gateway/core/result.hpp"
+
+namespace sdoh::pipeline {
+
+/// The inbound message and the answer it gets.
+struct InboundRecord {
+  std::string protocol;      ///< "hl7v2" | "fhir" | "kafka"
+  std::string sender;        ///< dedupe scope: HL7 MSH-3^MSH-4, FHIR client, agency
+  std::string dedupe_key;    ///< MSH-10; FHIR identifier / Bundle id / If-None-Exist
+  std::string message_type;  ///< "ORU^R01", "QuestionnaireResponse", ...
+  std::string answer_code;   ///< "AA", "CA", "AE", "201", ... what the sender was told
+  std::string answer;        ///< the answer's bytes, returned as is to a resend
+  std::string payload;       ///< the message as received; kept per store.payload_retention
+};
+
+/// One event for the outbox. `value` is the CloudEvent envelope.
+struct OutboxEvent {
+  std::string event_id;
+  std::string type;
+  std::string topic;
+  std::string key;
+  std::string value;
+};
+
+/// A rejected input: kept with its original bytes so an operator can replay it.
+struct DeadLetterRecord {
+  std::string dead_letter_id;
+  std::string stage;       ///< framing | parse | validate | map | route | lifecycle | publish
+  std::string error_code;  ///< HL7 table 0357 code, FHIR issue code, ...
+  std::string error_text;  ///< never PHI
+  std::string location;    ///< "OBX^1^3", "Observation.code", ...
+};
+
+struct CommitRequest {
+  InboundRecord inbound;
+  std::vector<OutboxEvent> events;              ///< includes the dead-letter event, if any
+  std::optional<DeadLetterRecord> dead_letter;
+};
+
+enum class CommitStatus { kCommitted, kDuplicate };
+
+struct CommitOutcome {
+  CommitStatus status = CommitStatus::kCommitted;
+  std::string answer_code;  ///< for kDuplicate: the original answer's code
+  std::string answer;       ///< for kDuplicate: the original answer's bytes
+  std::int64_t inbound_id = 0;
+};
+
+class CommitPort {
+ public:
+  virtual ~CommitPort() = default;
+  /// Completes once the transaction is durable (fsync'd) or has failed. Fails with
+  /// kUnavailable when the store cannot write (disk full, I/O error, read-only): the caller
+  /// must then answer negatively (HL7 AE/CE, HTTP 503 with Retry-After).
+  virtual boost::asio::awaitable<Result<CommitOutcome>> commit(CommitRequest request) = 0;
+};
+
+}  // namespace sdoh::pipeline
