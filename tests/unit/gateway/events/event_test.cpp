@@ -1,0 +1,69 @@
+#include "gateway/events/event.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "gateway/events/schema_catalog.hpp"
+
+namespace sdoh::events {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::unique_ptr<SchemaCatalog> catalog() {
+  auto c = SchemaCatalog::load(std::filesystem::path(SDOH_SOURCE_DIR) / "schemas" / "events");
+  EXPECT_TRUE(c) << c.error().message;
+  return c ? std::move(*c) : nullptr;
+}
+
+Event status_event() {
+  Event e;
+  e.type = EventType::kReferralStatus;
+  e.id = event_id("fhir|ehv-durham|Task/abc|v2", 0);
+  e.source = event_source("sdoh-gateway-dev");
+  e.subject = "abc";
+  e.time = now_rfc3339();
+  e.topic = "sdoh.referral-status.v1";
+  e.key = "abc";
+  e.data = R"({"referralId":"abc","status":"accepted","previousStatus":"requested","businessStatus":"family-contacted",)"
+           R"("reason":null,"updatedBy":{"role":"agency","id":"ehv-durham"},"time":")" + e.time +
+           R"(","sequence":2,"agency":{"id":"ehv-durham"},"category":"food-insecurity"})";
+  return e;
+}
+
+TEST(Event, IdIsDeterministicPerSourceAndPosition) {
+  EXPECT_EQ(event_id("hl7v2|EHR^A|A1000001", 0), event_id("hl7v2|EHR^A|A1000001", 0));
+  EXPECT_NE(event_id("hl7v2|EHR^A|A1000001", 0), event_id("hl7v2|EHR^A|A1000001", 1));
+  EXPECT_NE(event_id("hl7v2|EHR^A|A1000001", 0), event_id("hl7v2|EHR^B|A1000001", 0));
+  EXPECT_THAT(event_id("x", 0), ::testing::MatchesRegex("^[0-9a-f]{32}$"));
+}
+
+TEST(Event, EnvelopeIsAValidCloudEvent) {
+  auto c = catalog();
+  ASSERT_TRUE(c);
+  const auto text = status_event().envelope();
+  auto valid = c->validate_event(text);
+  EXPECT_TRUE(valid) << valid.error().message << "\n" << text;
+  EXPECT_THAT(text, HasSubstr(R"("specversion":"1.0")"));
+  EXPECT_THAT(text, HasSubstr(R"("type":"org.sdoh.referral.status.v1")"));
+  EXPECT_THAT(text, HasSubstr(R"("dataschema":"urn:sdoh:schema:referral-status:v1")"));
+}
+
+TEST(Event, CatalogueRejectsDataThatBreaksTheSchema) {
+  auto c = catalog();
+  ASSERT_TRUE(c);
+  auto e = status_event();
+  e.data.replace(e.data.find("\"accepted\""), 10, "\"approved\"");
+  auto valid = c->validate_event(e.envelope());
+  ASSERT_FALSE(valid);
+  EXPECT_THAT(valid.error().message, HasSubstr("/status"));
+}
+
+TEST(Event, TimeIsRfc3339Utc) {
+  EXPECT_THAT(now_rfc3339(), ::testing::MatchesRegex("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]{3}Z$"));
+}
+
+}  // namespace
+}  // namespace sdoh::events
