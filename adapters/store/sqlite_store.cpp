@@ -483,6 +483,21 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
                        [raw] { return static_cast<double>(raw->undelivered.load()); });
     reg.gauge_callback("sdoh_dead_letters_stored", "Dead letters kept in the store.",
                        [raw] { return static_cast<double>(raw->dead_letters.load()); });
+    reg.gauge_callback("sdoh_outbox_oldest_undelivered_age_seconds",
+                       "Age of the oldest committed event Kafka has not acknowledged (0: none).", [raw] {
+                         std::lock_guard lock(raw->reader_mutex);
+                         sqlite3_stmt* st = nullptr;
+                         double age = 0;
+                         if (sqlite3_prepare_v2(raw->reader,
+                                                "SELECT created_at FROM outbox WHERE delivered_at IS NULL "
+                                                "ORDER BY seq LIMIT 1",
+                                                -1, &st, nullptr) == SQLITE_OK &&
+                             sqlite3_step(st) == SQLITE_ROW) {
+                           age = static_cast<double>(now_ms() - sqlite3_column_int64(st, 0)) / 1000.0;
+                         }
+                         sqlite3_finalize(st);
+                         return age;
+                       });
   } else {
     static metrics::Counter unused_ok, unused_dup, unused_failed;
     impl->commits_ok = &unused_ok;

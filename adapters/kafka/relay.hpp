@@ -1,0 +1,50 @@
+#pragma once
+// The outbox relay: publishes committed events from the store to Kafka in commit order, with
+// the idempotent producer, and marks each one delivered when Kafka acknowledges it (acks=all).
+// After a restart or a broker outage it resumes from the first undelivered event.
+//
+// Threads: one relay thread reads the outbox and produces; delivery reports arrive on the
+// producer's poll thread and are handed back through a mutex-guarded list.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+#include "adapters/kafka/producer.hpp"
+#include "adapters/store/sqlite_store.hpp"
+#include "gateway/metrics/registry.hpp"
+#include "gateway/ops/health.hpp"
+
+namespace sdoh::kafka {
+
+struct RelayOptions {
+  int batch = 500;                                   ///< events read from the outbox at a time
+  std::chrono::milliseconds idle_poll{20};           ///< outbox poll interval when idle
+  std::chrono::milliseconds retry_backoff{200};      ///< first backoff after a failed delivery
+  std::chrono::milliseconds max_backoff{10'000};
+};
+
+class Relay {
+ public:
+  Relay(store::SqliteStore& store, Producer& producer, RelayOptions options, metrics::Registry& registry);
+  /// Stops the thread; undelivered events stay in the outbox for the next start.
+  ~Relay();
+  Relay(const Relay&) = delete;
+  Relay& operator=(const Relay&) = delete;
+
+  void start();
+  /// Wakes the relay at once (called after a commit), instead of waiting for the next poll.
+  void notify();
+  /// Waits up to `timeout` until every committed event is delivered; true when the outbox is
+  /// empty. Used by the drain on SIGTERM.
+  bool drain(std::chrono::milliseconds timeout);
+
+  /// Ready unless deliveries keep failing; the detail gives the backlog.
+  ops::CheckState health() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sdoh::kafka
