@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -369,6 +370,12 @@ struct MarkDeliveredOp final : WriteOp {
   SqliteStore::Impl* store = nullptr;
 };
 
+struct BarrierOp final : WriteOp {
+  std::promise<void> done;
+  Result<void> execute(SqliteStore::Impl&) override { return {}; }
+  void finish(Result<void>) override { done.set_value(); }
+};
+
 }  // namespace
 
 SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -558,6 +565,13 @@ void SqliteStore::mark_delivered(std::vector<std::int64_t> seqs) {
   op->store = impl_.get();
   op->seqs = std::move(seqs);
   impl_->enqueue(std::move(op));
+}
+
+void SqliteStore::flush() {
+  auto op = std::make_unique<BarrierOp>();
+  auto done = op->done.get_future();
+  impl_->enqueue(std::move(op));
+  done.wait();
 }
 
 StoreStats SqliteStore::stats() const {

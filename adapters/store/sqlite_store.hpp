@@ -59,6 +59,9 @@ class SqliteStore final : public pipeline::CommitPort {
   Result<std::vector<PendingEvent>> pending_events(std::int64_t after_seq, int limit) const;
   /// Records Kafka's acknowledgement of these events (queued to the writer thread).
   void mark_delivered(std::vector<std::int64_t> seqs);
+  /// Blocks until every write queued before the call has been committed (or failed) and its
+  /// completion handed on. The runtime calls it before destroying the io_context.
+  void flush();
 
   StoreStats stats() const;
   /// The schema version after migrations.

@@ -1,0 +1,140 @@
+#include "adapters/hl7v2/oru.hpp"
+
+namespace sdoh::hl7v2 {
+namespace {
+
+Error missing(const char* segment, int sequence, int field, std::string message) {
+  Location where;
+  where.segment = segment;
+  where.sequence = sequence;
+  where.field = field;
+  return Error::invalid(std::move(where), std::move(message));
+}
+
+mapping::Coding coding(const Segment& s, int field, int repetition = 1) {
+  return {fhir_system(s.value(field, repetition, 3)), s.value(field, repetition, 1), s.value(field, repetition, 2)};
+}
+
+mapping::ResultStatus result_status(std::string_view obx11) {
+  if (obx11 == "C") return mapping::ResultStatus::kCorrected;
+  if (obx11 == "X" || obx11 == "D" || obx11 == "W") return mapping::ResultStatus::kCancelled;
+  if (obx11 == "P" || obx11 == "I" || obx11 == "R" || obx11 == "S") return mapping::ResultStatus::kPreliminary;
+  return mapping::ResultStatus::kFinal;
+}
+
+}  // namespace
+
+std::string sender_of(const Message& m) { return m.get("MSH-3.1") + "^" + m.get("MSH-4.1"); }
+
+std::string fhir_system(std::string_view s) {
+  if (s == "LN" || s == "LOINC") return "http://loinc.org";
+  if (s == "SCT" || s == "SNM") return "http://snomed.info/sct";
+  if (s == "CDCREC") return "urn:oid:2.16.840.1.113883.6.238";
+  if (s == "HL70005") return "http://terminology.hl7.org/CodeSystem/v2-0005";
+  if (s == "HL70189") return "http://terminology.hl7.org/CodeSystem/v2-0189";
+  if (s == "ISO6392") return "urn:iso:std:iso:639:2";
+  return std::string(s);
+}
+
+std::string dtm_to_rfc3339(std::string_view dtm) {
+  auto digits = [](std::string_view s) {
+    for (char c : s) {
+      if (c < '0' || c > '9') return false;
+    }
+    return true;
+  };
+  const auto sign = dtm.find_first_of("+-");
+  const auto main = dtm.substr(0, sign);
+  const auto offset = sign == std::string_view::npos ? std::string_view() : dtm.substr(sign);
+  const auto whole = main.substr(0, main.find('.'));
+  if (whole.size() < 8 || !digits(whole)) return {};
+  std::string date = std::string(whole.substr(0, 4)) + "-" + std::string(whole.substr(4, 2)) + "-" +
+                     std::string(whole.substr(6, 2));
+  if (whole.size() < 12 || offset.size() != 5 || !digits(offset.substr(1))) return date;
+  const auto seconds = whole.size() >= 14 ? whole.substr(12, 2) : std::string_view("00");
+  return date + "T" + std::string(whole.substr(8, 2)) + ":" + std::string(whole.substr(10, 2)) + ":" +
+         std::string(seconds) + std::string(offset.substr(0, 3)) + ":" + std::string(offset.substr(3, 2));
+}
+
+Result<std::vector<mapping::NormalizedScreening>> screenings_from_oru(const Message& m) {
+  const auto* pid = m.segment("PID");
+  if (pid == nullptr) return fail(missing("PID", 1, 0, "ORU^R01 needs a PID segment"));
+  // The patient identifier: the MR repetition of PID-3 when typed, else the first.
+  int rep = 1;
+  for (int r = 1; r <= pid->repetitions(3); ++r) {
+    if (pid->value(3, r, 5) == "MR") {
+      rep = r;
+      break;
+    }
+  }
+  const auto identifier = pid->value(3, rep, 1);
+  if (identifier.empty()) return fail(missing("PID", 1, 3, "PID-3 patient identifier is empty"));
+
+  mapping::NormalizedScreening base;
+  base.protocol = "hl7v2";
+  base.sender = sender_of(m);
+  base.message_id = m.get("MSH-10");
+  base.facility = {m.get("MSH-4.2"), m.get("MSH-4.1"), ""};
+  base.patient_authority = pid->value(3, rep, 4, 1);
+  base.patient_identifier = identifier;
+  if (const auto dob = dtm_to_rfc3339(pid->value(7)); !dob.empty()) base.birth_date = dob.substr(0, 10);
+  for (int r = 1; r <= pid->repetitions(10); ++r) {
+    if (auto c = coding(*pid, 10, r); !c.code.empty()) base.race.push_back(std::move(c));
+  }
+  for (int r = 1; r <= pid->repetitions(22); ++r) {
+    if (auto c = coding(*pid, 22, r); !c.code.empty()) base.ethnicity.push_back(std::move(c));
+  }
+  if (auto lang = coding(*pid, 15); !lang.code.empty()) base.language = std::move(lang);
+  base.postal_code = pid->value(11, 1, 5);
+
+  std::vector<mapping::NormalizedScreening> out;
+  int obr_seq = 0, obx_seq = 0;
+  for (const auto& seg : m.segments()) {
+    if (seg.id() == "OBR") {
+      ++obr_seq;
+      auto s = base;
+      s.position = obr_seq - 1;
+      if (auto panel = coding(seg, 4); !panel.code.empty()) s.panel = std::move(panel);
+      s.performed = dtm_to_rfc3339(seg.value(7));
+      out.push_back(std::move(s));
+      continue;
+    }
+    if (seg.id() != "OBX") continue;
+    ++obx_seq;
+    if (out.empty()) return fail(missing("OBX", obx_seq, 0, "OBX before any OBR: results need their order"));
+    mapping::ItemResponse item;
+    item.question = coding(seg, 3);
+    if (item.question.code.empty()) {
+      return fail(missing("OBX", obx_seq, 3, "OBX-3 observation identifier is empty"));
+    }
+    item.status = result_status(seg.value(11));
+    const auto type = seg.value(2);
+    for (int r = 1; r <= seg.repetitions(5); ++r) {
+      mapping::AnswerValue a;
+      if (type == "NM" || type == "SN") {
+        const auto text = seg.value(5, r, type == "SN" ? 2 : 1);
+        try {
+          a.number = std::stod(text);
+        } catch (const std::exception&) {
+          Location where{"OBX", obx_seq, 5, 0, ""};
+          return fail(Error::invalid(where, "OBX-5 is not a number for value type " + type));
+        }
+      } else if (type == "ST" || type == "TX" || type == "FT") {
+        a.text = seg.value(5, r, 0);
+      } else {
+        a.coding = coding(seg, 5, r);
+      }
+      item.answers.push_back(std::move(a));
+    }
+    auto& s = out.back();
+    if (s.performed.empty()) s.performed = dtm_to_rfc3339(seg.value(14));
+    s.items.push_back(std::move(item));
+  }
+  if (out.empty()) return fail(missing("OBR", 1, 0, "ORU^R01 needs an OBR segment"));
+  for (auto& s : out) {
+    if (s.performed.empty()) s.performed = dtm_to_rfc3339(m.get("MSH-7"));
+  }
+  return out;
+}
+
+}  // namespace sdoh::hl7v2

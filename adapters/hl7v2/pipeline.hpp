@@ -1,0 +1,40 @@
+#pragma once
+// The HL7 v2 ingest pipeline behind the MLLP listener: parse → validate → map (the shared
+// mapping engine) → one durable commit of the message, its events and its ACK → answer.
+// A positive ACK leaves only after the commit completed (DESIGN.md, delivery promise); a
+// resend of a committed control id from the same sender gets the stored ACK and adds nothing;
+// a rejected message gets AE/AR (or CE/CR) with ERR, a dead letter and a dead-letter event.
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "gateway/config/config.hpp"
+#include "gateway/mapping/engine.hpp"
+#include "gateway/metrics/registry.hpp"
+#include "gateway/pipeline/commit_port.hpp"
+#include "gateway/pipeline/hl7_port.hpp"
+
+namespace sdoh::hl7v2 {
+
+struct Hl7PipelineOptions {
+  std::string gateway_id = "sdoh-gateway";
+  config::KafkaTopics topics;
+};
+
+class Hl7Pipeline final : public pipeline::Hl7Handler {
+ public:
+  /// `on_commit` runs after each successful commit (wakes the relay). References must outlive
+  /// the pipeline.
+  Hl7Pipeline(const mapping::ScreeningMapper& mapper, pipeline::CommitPort& store,
+              std::function<void()> on_commit, Hl7PipelineOptions options, metrics::Registry& registry);
+  ~Hl7Pipeline() override;
+
+  boost::asio::awaitable<std::string> handle(std::string message, const pipeline::Peer& peer) override;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sdoh::hl7v2
