@@ -17,6 +17,7 @@
 #include <chrono>
 
 #include "adapters/hl7v2/mllp_framer.hpp"
+#include "adapters/net/accept_loop.hpp"
 #include "adapters/net/acceptor.hpp"
 #include "adapters/net/connections.hpp"
 #include "adapters/net/tls.hpp"
@@ -203,29 +204,11 @@ asio::awaitable<void> run_connection(std::shared_ptr<MllpServer::State> s, tcp::
 }
 
 asio::awaitable<void> accept_loop(std::shared_ptr<MllpServer::State> s) {
-  for (;;) {
-    auto [ec, socket] = co_await s->acceptor.async_accept(asio::make_strand(s->ioc), kUseTuple);
-    if (ec) {
-      if (ec == asio::error::operation_aborted || !s->acceptor.is_open()) co_return;
-      log::warn("mllp.accept_failed", {{"reason", ec.message()}});
-      asio::steady_timer t(s->ioc, std::chrono::milliseconds(100));
-      co_await t.async_wait(kUseTuple);
-      continue;
-    }
-    if (s->connections.stopping()) co_return;
-    if (s->connections.count() >= s->cfg.max_connections) {
-      s->rejected.inc();
-      log::warn("mllp.connection_limit", {{"limit", s->cfg.max_connections}});
-      boost::system::error_code ignored;
-      socket.close(ignored);
-      continue;
-    }
-    s->accepted.inc();
-    boost::system::error_code ignored;
-    socket.set_option(tcp::no_delay(true), ignored);
+  const net::AcceptLimits limits{s->cfg.max_connections, &s->accepted, &s->rejected, "mllp"};
+  co_await net::accept_loop(s->acceptor, s->ioc, s->connections, limits, [s](tcp::socket socket) {
     auto executor = socket.get_executor();
     asio::co_spawn(executor, run_connection(s, std::move(socket)), asio::detached);
-  }
+  });
 }
 
 }  // namespace

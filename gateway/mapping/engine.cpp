@@ -94,7 +94,9 @@ void write_coding(Writer& w, const Coding& c) {
   w.EndObject();
 }
 
-void write_answer(Writer& w, const AnswerValue& a) {
+// An answer as received. Free text of a question no table knows is never copied (it may be an
+// address or a name): `redact_text` writes {"redacted": true} in its place.
+void write_answer(Writer& w, const AnswerValue& a, bool redact_text = false) {
   w.StartObject();
   if (a.coding) {
     write_opt_str(w, "system", a.coding->system);
@@ -106,29 +108,11 @@ void write_answer(Writer& w, const AnswerValue& a) {
   } else if (a.boolean) {
     w.Key("value");
     w.Bool(*a.boolean);
-  } else {
-    write_str(w, "value", a.text);
-  }
-  w.EndObject();
-}
-
-// An answer to a question no table knows: codes, numbers and booleans as received; free text
-// is never copied, since an unknown question may be an address or a name.
-void write_unmapped_answer(Writer& w, const AnswerValue& a) {
-  w.StartObject();
-  if (a.coding) {
-    write_opt_str(w, "system", a.coding->system);
-    write_opt_str(w, "code", a.coding->code);
-    write_opt_str(w, "display", a.coding->display);
-  } else if (a.number) {
-    w.Key("value");
-    w.Double(*a.number);
-  } else if (a.boolean) {
-    w.Key("value");
-    w.Bool(*a.boolean);
-  } else {
+  } else if (redact_text) {
     w.Key("redacted");
     w.Bool(true);
+  } else {
+    write_str(w, "value", a.text);
   }
   w.EndObject();
 }
@@ -424,7 +408,7 @@ Result<MappedScreening> ScreeningMapper::map(const NormalizedScreening& s) const
     write_opt_str(w, "linkId", item->link_id);
     w.Key("answers");
     w.StartArray();
-    for (const auto& a : item->answers) write_unmapped_answer(w, a);
+    for (const auto& a : item->answers) write_answer(w, a, /*redact_text=*/true);
     w.EndArray();
     w.EndObject();
   }

@@ -1,0 +1,31 @@
+#pragma once
+// The accept loop both listeners share: accepts on its own strand, backs off on resource
+// errors instead of spinning (the acceptor survives), refuses connections over the cap, and
+// starts each accepted connection on a strand of its own. Included only by server .cpp files.
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <cstddef>
+#include <functional>
+#include <string>
+
+#include "adapters/net/connections.hpp"
+#include "gateway/metrics/registry.hpp"
+
+namespace sdoh::net {
+
+struct AcceptLimits {
+  std::size_t max_connections = 0;
+  metrics::Counter* accepted = nullptr;
+  metrics::Counter* rejected = nullptr;
+  std::string log_prefix;  ///< "http" or "mllp", for log events
+};
+
+/// Runs until the acceptor is closed. `start` is called with each accepted socket (already on
+/// its own strand, TCP_NODELAY set). `acceptor`, `tracker` and `limits` must outlive the loop.
+boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor, boost::asio::io_context& ioc,
+                                         const ConnectionTracker& tracker, const AcceptLimits& limits,
+                                         std::function<void(boost::asio::ip::tcp::socket)> start);
+
+}  // namespace sdoh::net
