@@ -14,6 +14,7 @@
 #include <openssl/x509.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 
 #include "adapters/hl7v2/mllp_framer.hpp"
@@ -70,6 +71,7 @@ struct MllpServer::State {
   tcp::acceptor acceptor;  // belongs to its own strand: the accept loop and stop() run there
   std::shared_ptr<asio::ssl::context> tls;
   net::ConnectionTracker connections;
+  std::atomic<bool> stopped{false};  // stop() runs once
 
   metrics::Gauge& open_gauge;
   metrics::Counter& accepted;
@@ -205,10 +207,11 @@ asio::awaitable<void> run_connection(std::shared_ptr<MllpServer::State> s, tcp::
 
 asio::awaitable<void> accept_loop(std::shared_ptr<MllpServer::State> s) {
   const net::AcceptLimits limits{s->cfg.max_connections, &s->accepted, &s->rejected, "mllp"};
-  co_await net::accept_loop(s->acceptor, s->ioc, s->connections, limits, [s](tcp::socket socket) {
+  const net::StartConnection start = [s](tcp::socket socket) {
     auto executor = socket.get_executor();
     asio::co_spawn(executor, run_connection(s, std::move(socket)), asio::detached);
-  });
+  };
+  co_await net::accept_loop(s->acceptor, s->ioc, s->connections, limits, start);
 }
 
 }  // namespace
@@ -235,6 +238,7 @@ void MllpServer::start() {
 }
 
 void MllpServer::stop() {
+  if (state_->stopped.exchange(true)) return;
   asio::post(state_->acceptor.get_executor(), [s = state_] {
     boost::system::error_code ignored;
     s->acceptor.close(ignored);

@@ -12,6 +12,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include <atomic>
 #include <chrono>
 
 #include "adapters/net/accept_loop.hpp"
@@ -55,6 +56,7 @@ struct Server::State {
   tcp::acceptor acceptor;  // belongs to its own strand: the accept loop and stop() run there
   std::shared_ptr<asio::ssl::context> tls;
   net::ConnectionTracker connections;
+  std::atomic<bool> stopped{false};  // stop() runs once
   std::string address;
 
   metrics::Family<metrics::Counter>& requests;
@@ -249,10 +251,11 @@ asio::awaitable<void> run_connection(std::shared_ptr<Server::State> s, tcp::sock
 
 asio::awaitable<void> accept_loop(std::shared_ptr<Server::State> s) {
   const net::AcceptLimits limits{s->cfg.max_connections, &s->accepted, &s->rejected, "http"};
-  co_await net::accept_loop(s->acceptor, s->ioc, s->connections, limits, [s](tcp::socket socket) {
+  const net::StartConnection start = [s](tcp::socket socket) {
     auto executor = socket.get_executor();
     asio::co_spawn(executor, run_connection(s, std::move(socket)), asio::detached);
-  });
+  };
+  co_await net::accept_loop(s->acceptor, s->ioc, s->connections, limits, start);
 }
 
 }  // namespace
@@ -280,7 +283,7 @@ void Server::start() {
 }
 
 void Server::stop() {
-  if (!state_) return;
+  if (!state_ || state_->stopped.exchange(true)) return;
   // Closing on the acceptor's strand serialises with the accept loop.
   asio::post(state_->acceptor.get_executor(), [s = state_] {
     boost::system::error_code ignored;

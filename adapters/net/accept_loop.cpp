@@ -13,7 +13,7 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 
 asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, asio::io_context& ioc, const ConnectionTracker& tracker,
-                                  const AcceptLimits& limits, std::function<void(tcp::socket)> start) {
+                                  const AcceptLimits& limits, const StartConnection& start) {
   constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc), kUseTuple);

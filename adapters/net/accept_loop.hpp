@@ -22,10 +22,14 @@ struct AcceptLimits {
   std::string log_prefix;  ///< "http" or "mllp", for log events
 };
 
+using StartConnection = std::function<void(boost::asio::ip::tcp::socket)>;
+
 /// Runs until the acceptor is closed. `start` is called with each accepted socket (already on
-/// its own strand, TCP_NODELAY set). `acceptor`, `tracker` and `limits` must outlive the loop.
+/// its own strand, TCP_NODELAY set). Everything is passed by reference and must outlive the
+/// loop: callers keep them as named locals of their own coroutine frame (GCC 12 destroys some
+/// temporaries of a co_await expression twice).
 boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor, boost::asio::io_context& ioc,
                                          const ConnectionTracker& tracker, const AcceptLimits& limits,
-                                         std::function<void(boost::asio::ip::tcp::socket)> start);
+                                         const StartConnection& start);
 
 }  // namespace sdoh::net

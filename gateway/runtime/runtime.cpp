@@ -14,16 +14,21 @@
 #include <vector>
 
 #include "adapters/hl7v2/mllp_server.hpp"
+#include "adapters/hl7v2/pipeline.hpp"
 #include "adapters/http/server.hpp"
 #include "adapters/kafka/embedded_broker.hpp"
 #include "adapters/kafka/producer.hpp"
+#include "adapters/kafka/relay.hpp"
 #include "adapters/net/tls.hpp"
 #include "adapters/store/sqlite_store.hpp"
+#include "gateway/events/event.hpp"
 #include "gateway/http/message.hpp"
+#include "gateway/identity/pseudonym.hpp"
+#include "gateway/mapping/engine.hpp"
+#include "gateway/mapping/tables.hpp"
 #include "gateway/log/log.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
-#include "gateway/pipeline/hl7_port.hpp"
 #include "gateway/runtime/runtime_file.hpp"
 #include "gateway/runtime/version.hpp"
 
@@ -33,46 +38,38 @@ namespace asio = boost::asio;
 
 namespace {
 
-std::string utc_now_rfc3339() {
-  const auto now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
-// Until the HL7 v2 pipeline is wired in, every message is refused (AR) with a reason, so a
-// sender never mistakes silence for acceptance and keeps the message for a resend.
-class RefusingHl7Handler final : public pipeline::Hl7Handler {
- public:
-  asio::awaitable<std::string> handle(std::string message, const pipeline::Peer&) override {
-    std::vector<std::string_view> msh;
-    if (message.size() >= 8 && message.compare(0, 3, "MSH") == 0) {
-      const char sep = message[3];
-      std::string_view seg(message);
-      seg = seg.substr(0, seg.find_first_of("\r\n"));
-      for (std::size_t start = 0;;) {
-        const auto end = seg.find(sep, start);
-        msh.push_back(seg.substr(start, end - start));
-        if (end == std::string_view::npos) break;
-        start = end + 1;
-      }
-    }
-    auto field = [&msh](std::size_t n) {  // MSH-n; MSH-1 is the separator itself
-      return n >= 2 && n - 1 < msh.size() ? std::string(msh[n - 1]) : std::string();
-    };
-    const std::string enc = msh.size() > 1 ? std::string(msh[1]) : "^~\\&";
-    std::string ack = "MSH|" + enc + "|" + field(5) + "|" + field(6) + "|" + field(3) + "|" +
-                      field(4) + "|||ACK|" + "NAK-" + field(10) + "|" +
-                      (field(11).empty() ? "P" : field(11)) + "|" +
-                      (field(12).empty() ? "2.5.1" : field(12)) + "\r";
-    ack += "MSA|AR|" + field(10) + "\r";
-    ack += "ERR||MSH^1^9|200^Unsupported message type^HL70357|E||||HL7 v2 processing is not "
-           "enabled on this gateway\r";
-    co_return ack;
-  }
+// What the mapping engine needs, read and checked at start-up.
+struct MappingSetup {
+  std::shared_ptr<const mapping::MappingTables> tables;
+  mapping::ZipPolicy zips;
+  std::string pseudonym_key;
+  bool development_key = false;
 };
+
+Result<MappingSetup> load_mapping(const config::GatewayConfig& cfg) {
+  MappingSetup setup;
+  auto tables = mapping::MappingTables::load(cfg.schemas_dir / "mappings");
+  if (!tables) return fail(Error::config("schemas_dir", tables.error().message));
+  setup.tables = *tables;
+  auto zips = mapping::load_zip_policy(cfg.schemas_dir / "privacy" / "restricted-zip3.json");
+  if (!zips) return fail(Error::config("schemas_dir", zips.error().message));
+  setup.zips = std::move(*zips);
+  if (cfg.pseudonym.key.configured()) {
+    auto key = cfg.pseudonym.key.resolve();
+    if (!key) return fail(Error::config("pseudonym.key", key.error().message));
+    if (key->size() < 32) {
+      return fail(Error::config("pseudonym.key", "the key must be at least 32 bytes (" +
+                                                     cfg.pseudonym.key.describe() + " has " +
+                                                     std::to_string(key->size()) + ")"));
+    }
+    setup.pseudonym_key = std::move(*key);
+  } else {
+    setup.pseudonym_key = std::string(identity::Pseudonymizer::kDevelopmentKey);
+    setup.development_key = true;
+  }
+  return setup;
+}
 
 }  // namespace
 
@@ -80,6 +77,7 @@ ops::BuildInfo build_info() { return {kVersion, kCommit}; }
 
 Result<void> check_config(const config::GatewayConfig& cfg) {
   if (auto r = kafka::Producer::validate(cfg.kafka); !r) return r;
+  if (auto r = load_mapping(cfg); !r) return fail(r.error());
   for (const auto& [tls, key] : {std::pair{&cfg.http.tls, "http.tls"}, {&cfg.mllp.tls, "mllp.tls"}}) {
     if (!tls->enabled()) continue;
     if (auto ctx = net::make_server_tls_context(*tls, key); !ctx) return fail(ctx.error());
@@ -124,7 +122,21 @@ int run(const config::GatewayConfig& cfg) {
   http::Router router;
   ops::register_process_metrics(registry, build, started_wall);
 
-  auto store = store::SqliteStore::open(cfg.store_path(), cfg.store);
+  auto mapping_setup = load_mapping(cfg);
+  if (!mapping_setup) return startup_failed("mapping", mapping_setup.error());
+  if (mapping_setup->development_key) {
+    log::warn("pseudonym.development_key",
+              {{"detail", "no pseudonym.key configured: patient pseudonyms use the public "
+                          "development key; set pseudonym.key before real data arrives"}});
+  }
+  mapping::ScreeningMapper screening_mapper(
+      mapping_setup->tables,
+      identity::Pseudonymizer(mapping_setup->pseudonym_key, cfg.pseudonym.authority_aliases),
+      mapping_setup->zips, registry);
+  log::info("mapping.loaded", {{"instruments", mapping_setup->tables->instruments().size()},
+                               {"schemas_dir", cfg.schemas_dir.string()}});
+
+  auto store = store::SqliteStore::open(cfg.store_path(), cfg.store, &registry);
   if (!store) return startup_failed("store", store.error());
   health.add_check("store", [s = store->get()] { return s->health(); });
 
@@ -146,10 +158,15 @@ int run(const config::GatewayConfig& cfg) {
   if (!producer) return startup_failed("kafka", producer.error());
   health.add_check("kafka", [p = producer->get()] { return p->health(); });
 
+  kafka::Relay relay(**store, **producer, kafka::RelayOptions{}, registry);
+  relay.start();
+  health.add_check("relay", [&relay] { return relay.health(); });
+
   ops::add_ops_routes(router, health, registry, build, started);
 
   asio::io_context ioc(cfg.runtime.io_threads);
-  RefusingHl7Handler hl7_handler;
+  hl7v2::Hl7Pipeline hl7_handler(screening_mapper, **store, [&relay] { relay.notify(); },
+                                 {cfg.gateway_id, cfg.kafka.topics}, registry);
   http::Server http_server(ioc, cfg.http, router, registry);
   hl7v2::MllpServer mllp_server(ioc, cfg.mllp, hl7_handler, registry);
   auto http_address = http_server.bind();
@@ -201,7 +218,7 @@ int run(const config::GatewayConfig& cfg) {
   info.version = build.version;
   info.gateway_id = cfg.gateway_id;
   info.mode = cfg.mode;
-  info.started_at = utc_now_rfc3339();
+  info.started_at = events::now_rfc3339();
   info.http_address = *http_address;
   info.http_tls = cfg.http.tls.enabled();
   info.mllp_address = *mllp_address;
@@ -218,9 +235,21 @@ int run(const config::GatewayConfig& cfg) {
   for (int i = 1; i < cfg.runtime.io_threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
   ioc.run();
   for (auto& t : threads) t.join();
+  // Let completions that are already due (the closed acceptors' aborted accepts, sessions
+  // woken by the drain) run to their end instead of being destroyed half-way with the
+  // io_context.
+  ioc.restart();
+  ioc.poll();
+  // Commits still queued (a drain that timed out) complete into the stopped io_context, which
+  // must still exist when they do.
+  (*store)->flush();
 
-  const auto remaining = (*producer)->flush(cfg.kafka.flush_timeout);
-  if (remaining > 0) log::warn("kafka.unflushed_at_exit", {{"messages", remaining}});
+  // Publish what was committed before exiting (bounded): undelivered events stay in the
+  // outbox and are published after the next start, so nothing is lost either way.
+  if (!relay.drain(cfg.kafka.flush_timeout)) {
+    log::warn("relay.undelivered_at_exit", {{"events", (*store)->stats().undelivered},
+                                            {"detail", "kept in the outbox; published after the next start"}});
+  }
   std::filesystem::remove(runtime_file, fs_ec);
   log::info("gateway.stopped", {{"forced", forced}});
   log::flush();

@@ -163,3 +163,60 @@ def parse_metrics(text):
             key, _, value = line.rpartition(" ")
             samples[key] = float(value)
     return samples, types, helps
+
+
+VALIDATE_EVENTS = os.environ.get("SDOH_VALIDATE_EVENTS_BIN",
+                                 os.path.join(os.path.dirname(BINARY), "validate-events"))
+
+
+def mllp_exchange(address, frames, timeout=10):
+    """Sends each frame (bytes, unframed) on one MLLP connection; returns the decoded answers."""
+    import socket
+    answers = []
+    with socket.create_connection(address, timeout=timeout) as s:
+        for frame in frames:
+            s.sendall(b"\x0b" + frame + b"\x1c\r")
+            data = b""
+            while not data.endswith(b"\x1c\r"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            answers.append(data.strip(b"\x0b\x1c\r").decode())
+    return answers
+
+
+def hl7_field(message, segment, field, occurrence=1):
+    """Field `field` of the `occurrence`-th `segment` of an ER7 message (MSH numbering respected)."""
+    seen = 0
+    message = message.replace("\x0b", "").replace("\x1c", "")  # MLLP framing, as mllp_send prints it
+    for line in message.replace("\n", "\r").split("\r"):
+        parts = line.split("|")
+        if parts[0] != segment:
+            continue
+        seen += 1
+        if seen != occurrence:
+            continue
+        index = field - 1 if segment == "MSH" else field
+        return parts[index] if index < len(parts) else ""
+    return None
+
+
+def consume(bootstrap, topic, expect_at_least=0, timeout=15):
+    """Every message on `topic` as (key, value) pairs, waiting until there are expect_at_least."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = run(["kcat", "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q",
+                   "-f", "%k\t%s\n"])
+        assert out.returncode == 0, out.stderr
+        pairs = [tuple(line.split("\t", 1)) for line in out.stdout.splitlines() if line]
+        if len(pairs) >= expect_at_least or time.monotonic() > deadline:
+            return pairs
+        time.sleep(0.2)
+
+
+def assert_valid_events(values):
+    """Validates CloudEvents against schemas/events with the project's RapidJSON validator."""
+    out = run([VALIDATE_EVENTS, "--schemas", os.path.join(SCHEMAS, "events")], input="\n".join(values) + "\n")
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout

@@ -4,6 +4,7 @@ answers, TLS, config validation and draining on SIGTERM/SIGINT."""
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -49,7 +50,7 @@ class RunningGateway(unittest.TestCase):
         self.assertEqual(status, 200, body)
         doc = json.loads(body)
         self.assertEqual(doc["status"], "ready")
-        self.assertEqual(set(doc["checks"]), {"http", "mllp", "store", "kafka"})
+        self.assertEqual(set(doc["checks"]), {"http", "mllp", "store", "kafka", "relay"})
         for name, check in doc["checks"].items():
             self.assertTrue(check["ok"], name)
         self.assertIn("5 topics present", doc["checks"]["kafka"]["detail"])
@@ -308,6 +309,7 @@ class Tls(unittest.TestCase):
     def tearDownClass(cls):
         cls.gw.stop()
         cls.gw.__exit__(None, None, None)
+        shutil.rmtree(cls.pki, ignore_errors=True)
 
     def test_runtime_json_says_tls(self):
         self.assertTrue(self.gw.runtime["http"]["tls"])

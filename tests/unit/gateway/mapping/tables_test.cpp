@@ -147,8 +147,8 @@ TEST_F(ScratchTables, InvalidJsonNamesTheFile) {
 
 TEST_F(ScratchTables, DomainRuleForACategoryNoItemProducesIsRefused) {
   auto text = instrument();
-  text.replace(text.find(R"("domains": [{"category": "food-insecurity")"), 41,
-               R"("domains": [{"category": "housing-instability")");
+  const std::string from = R"("domains": [{"category": "food-insecurity")";
+  text.replace(text.find(from), from.size(), R"("domains": [{"category": "housing-instability")");
   write("domain.json", text);
   EXPECT_THAT(load_error().message, HasSubstr("/domains/0/category: no item of this instrument maps to housing-instability"));
 }

@@ -1,0 +1,141 @@
+"""HL7 v2 over MLLP with the real binary: the shared samples sent with mllp_send (python3-hl7)
+and raw MLLP sockets, ACKs checked field by field, events consumed with kcat and validated
+against the event schemas."""
+import json
+import os
+import unittest
+
+from harness import SAMPLES, Gateway, assert_valid_events, consume, hl7_field, mllp_exchange, parse_metrics, run
+
+HL7 = os.path.join(SAMPLES, "hl7v2")
+
+
+def sample(name):
+    with open(os.path.join(HL7, name), "rb") as f:
+        return f.read()
+
+
+class Hl7Ingest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.gw = Gateway().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.gw.stop()
+        cls.gw.__exit__(None, None, None)
+        assert code == 0
+
+    def screenings(self, expect_at_least=0):
+        pairs = consume(self.gw.bootstrap, "sdoh.screening.v1", expect_at_least)
+        assert_valid_events([v for _, v in pairs])
+        return [(k, json.loads(v)) for k, v in pairs]
+
+    def screening_for(self, control_id, expect_at_least=1):
+        for key, event in self.screenings(expect_at_least):
+            if event["data"]["source"]["messageId"] == control_id:
+                return key, event
+        self.fail("no screening event for " + control_id)
+
+    def dead_letters(self, expect_at_least=0):
+        pairs = consume(self.gw.bootstrap, "sdoh.deadletter.v1", expect_at_least)
+        assert_valid_events([v for _, v in pairs])
+        return [json.loads(v) for _, v in pairs]
+
+    def test_ahc_hrsn_gets_commit_accept_and_a_screening_event(self):
+        out = run(["mllp_send", "--loose", "--file", os.path.join(HL7, "oru-r01-ahc-hrsn-positive.hl7"),
+                   "--port", str(self.gw.mllp_address[1]), self.gw.mllp_address[0]])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        ack = out.stdout
+        self.assertEqual(hl7_field(ack, "MSA", 1), "CA")  # MSH-15 AL: enhanced mode
+        self.assertEqual(hl7_field(ack, "MSA", 2), "A1000001")
+        self.assertEqual(hl7_field(ack, "MSH", 5), "EHR")
+        self.assertEqual(hl7_field(ack, "MSH", 6), "PEDS_CLINIC_A")
+        key, event = self.screening_for("A1000001")
+        data = event["data"]
+        self.assertEqual(event["type"], "org.sdoh.screening.v1")
+        self.assertEqual(key, data["patient"]["pseudonym"])
+        self.assertEqual(data["instrument"]["id"], "ahc-hrsn")
+        status = {d["category"]: d["status"] for d in data["domains"]}
+        self.assertEqual(status["housing-instability"], "positive")
+        self.assertEqual(status["food-insecurity"], "positive")
+        self.assertEqual(status["transportation-insecurity"], "negative")
+        self.assertEqual(status["utility-insecurity"], "negative")
+        self.assertEqual(data["equity"]["zip3"], "277")
+        self.assertEqual(data["equity"]["race"][0]["code"], "2106-3")
+        self.assertEqual(data["equity"]["ethnicity"][0]["code"], "2135-2")
+        text = json.dumps(event)
+        for phi in ("Garcia", "Sofia", "MRN12345", "8675309", "Elm St", "5551234"):
+            self.assertNotIn(phi, text)
+
+    def test_resend_gets_the_same_ack_and_no_new_event(self):
+        first = mllp_exchange(self.gw.mllp_address, [sample("oru-r01-hunger-vital-sign-negative.hl7")])[0]
+        before = [e for _, e in self.screenings(1) if e["data"]["source"]["messageId"] == "B2000017"]
+        again = mllp_exchange(self.gw.mllp_address, [sample("oru-r01-hunger-vital-sign-negative.hl7")])[0]
+        self.assertEqual(again, first, "a resend is answered with the stored ACK")
+        self.assertEqual(hl7_field(first, "MSA", 1), "AA")
+        after = [e for _, e in self.screenings(1) if e["data"]["source"]["messageId"] == "B2000017"]
+        self.assertEqual(len(before), 1)
+        self.assertEqual(len(after), 1)
+        self.assertEqual({d["category"]: d["status"] for d in after[0]["data"]["domains"]},
+                         {"food-insecurity": "negative"})
+
+    def test_escaped_control_id_is_echoed_as_sent(self):
+        ack = mllp_exchange(self.gw.mllp_address, [sample("oru-r01-escapes-crlf-v23.hl7")])[0]
+        self.assertEqual(hl7_field(ack, "MSA", 1), "AA")
+        self.assertEqual(hl7_field(ack, "MSA", 2), "C3\\T\\01")
+        self.assertEqual(hl7_field(ack, "MSH", 12), "2.3")
+        _, event = self.screening_for("C3&01")
+        self.assertEqual({d["category"]: d["status"] for d in event["data"]["domains"]}["food-insecurity"], "positive")
+
+    def test_batch_is_answered_with_a_batch_of_acks(self):
+        answer = mllp_exchange(self.gw.mllp_address, [sample("batch-two-screenings.hl7")])[0]
+        self.assertTrue(answer.startswith("BHS|"), answer)
+        self.assertEqual(hl7_field(answer, "MSA", 2, 1), "B2000101")
+        self.assertEqual(hl7_field(answer, "MSA", 2, 2), "B2000102")
+        self.assertEqual(hl7_field(answer, "BTS", 1), "2")
+        self.screening_for("B2000101")
+        self.screening_for("B2000102")
+
+    def test_missing_obx_code_is_ae_naming_obx_1_3_with_a_dead_letter(self):
+        ack = mllp_exchange(self.gw.mllp_address, [sample("bad-missing-obx-code.hl7")])[0]
+        self.assertEqual(hl7_field(ack, "MSA", 1), "AE")
+        self.assertEqual(hl7_field(ack, "MSA", 2), "A1000010")
+        self.assertEqual(hl7_field(ack, "ERR", 2), "OBX^1^3")
+        self.assertTrue(hl7_field(ack, "ERR", 3).startswith("101^"))
+        letters = [d for d in self.dead_letters(1) if d["data"]["source"]["messageId"] == "A1000010"]
+        self.assertEqual(len(letters), 1)
+        self.assertEqual(letters[0]["data"]["location"], {"segment": "OBX", "sequence": 1, "field": 3})
+        self.assertEqual(letters[0]["data"]["error"]["code"], "101")
+
+    def test_unsupported_type_is_ar_naming_msh_9(self):
+        ack = mllp_exchange(self.gw.mllp_address, [sample("bad-unsupported-type.hl7")])[0]
+        self.assertEqual(hl7_field(ack, "MSA", 1), "AR")
+        self.assertEqual(hl7_field(ack, "ERR", 2), "MSH^1^9")
+        self.assertTrue(hl7_field(ack, "ERR", 3).startswith("200^"))
+        self.assertTrue(any(d["data"]["source"]["messageId"] == "A1000009" for d in self.dead_letters(1)))
+
+    def test_garbage_gets_ar_and_the_connection_keeps_working(self):
+        answers = mllp_exchange(self.gw.mllp_address,
+                                [sample("bad-not-hl7.hl7"), sample("oru-r01-hunger-vital-sign-negative.hl7")])
+        self.assertEqual(hl7_field(answers[0], "MSA", 1), "AR")
+        self.assertEqual(hl7_field(answers[0], "MSA", 2), "")
+        self.assertEqual(hl7_field(answers[1], "MSA", 2), "B2000017")
+        self.assertTrue(any(d["data"]["stage"] == "parse" for d in self.dead_letters(1)))
+
+    def test_logs_carry_no_phi(self):
+        mllp_exchange(self.gw.mllp_address, [sample("ref-i12-home-visiting.hl7"), sample("oru-r01-ahc-hrsn-positive.hl7")])
+        log = self.gw.log()
+        for phi in ("Garcia", "Sofia", "MRN12345", "8675309", "Elm St", "5551234", "Maria"):
+            self.assertNotIn(phi, log)
+
+    def test_metrics_count_messages_by_type_and_ack(self):
+        mllp_exchange(self.gw.mllp_address, [sample("bad-unsupported-type.hl7")])
+        samples, _, _ = parse_metrics(self.gw.get("/metrics")[1])
+        self.assertGreaterEqual(samples['sdoh_hl7_messages_total{type="other",ack="AR"}'], 1)
+        self.assertGreaterEqual(samples["sdoh_mllp_frames_total"], 1)
+        self.assertIn("sdoh_store_commit_duration_seconds_count", samples)
+
+
+if __name__ == "__main__":
+    unittest.main()
