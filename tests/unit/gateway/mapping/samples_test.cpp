@@ -216,3 +216,19 @@ TEST_F(SharedSamples, AhcHrsnSafetyScore) {
 
 }  // namespace
 }  // namespace sdoh::mapping
+
+namespace sdoh::mapping {
+namespace {
+
+// AHC HRSN supplemental 96780-2: the family asks for help finding work.
+TEST_F(SharedSamples, AhcHrsnHelpRequestSetsAssistance) {
+  MappedScreening m;
+  statuses(hl7_screening("HELP-1", "96777-8", {{"88122-7", {"LA28397-0"}}, {"96780-2", {"LA31981-6"}}}), &m);
+  std::map<std::string, std::optional<bool>> help;
+  for (const auto& d : m.domains) help[d.category] = d.assistance_requested;
+  EXPECT_EQ(help["employment-status"], true);
+  EXPECT_EQ(help["food-insecurity"], std::nullopt);
+}
+
+}  // namespace
+}  // namespace sdoh::mapping
