@@ -2,9 +2,9 @@
 //   sdoh-gateway --config FILE          run
 //   sdoh-gateway --check-config FILE    validate a config and exit (0 valid, 2 invalid)
 //   sdoh-gateway --version | --help
-#include <CLI/CLI.hpp>
-
 #include <iostream>
+
+#include <CLI/CLI.hpp>
 
 #include "gateway/config/config.hpp"
 #include "gateway/log/log.hpp"
@@ -28,11 +28,13 @@ int main(int argc, char** argv) {
   app.add_option("-c,--config", config_file,
                  "YAML config file; without it the gateway runs on its built-in defaults")
       ->check(CLI::ExistingFile);
-  app.add_option("--check-config", check_file,
-                 "Validate FILE (keys, types, ranges, secrets, TLS files, Kafka properties) and exit");
+  app.add_option(
+      "--check-config", check_file,
+      "Validate FILE (keys, types, ranges, secrets, TLS files, Kafka properties) and exit");
   app.add_flag("-V,--version", version, "Print the version and exit");
-  app.footer("Exit codes: 0 ok, 1 start-up or runtime failure, 2 invalid configuration.\n"
-             "Docs: README.md, deploy/config/reference.yaml\n");
+  app.footer(
+      "Exit codes: 0 ok, 1 start-up or runtime failure, 2 invalid configuration.\n"
+      "Docs: README.md, deploy/config/reference.yaml\n");
   CLI11_PARSE(app, argc, argv);
 
   const auto build = sdoh::runtime::build_info();

@@ -4,31 +4,50 @@ namespace sdoh::hl7v2 {
 
 std::string_view to_string(AckCode code) {
   switch (code) {
-    case AckCode::kAA: return "AA";
-    case AckCode::kAE: return "AE";
-    case AckCode::kAR: return "AR";
-    case AckCode::kCA: return "CA";
-    case AckCode::kCE: return "CE";
-    case AckCode::kCR: return "CR";
+    case AckCode::kAA:
+      return "AA";
+    case AckCode::kAE:
+      return "AE";
+    case AckCode::kAR:
+      return "AR";
+    case AckCode::kCA:
+      return "CA";
+    case AckCode::kCE:
+      return "CE";
+    case AckCode::kCR:
+      return "CR";
   }
   return "AE";
 }
 
 std::string_view description(ErrorCondition c) {
   switch (c) {
-    case ErrorCondition::kAccepted: return "Message accepted";
-    case ErrorCondition::kSegmentSequenceError: return "Segment sequence error";
-    case ErrorCondition::kRequiredFieldMissing: return "Required field missing";
-    case ErrorCondition::kDataTypeError: return "Data type error";
-    case ErrorCondition::kTableValueNotFound: return "Table value not found";
-    case ErrorCondition::kUnsupportedMessageType: return "Unsupported message type";
-    case ErrorCondition::kUnsupportedEventCode: return "Unsupported event code";
-    case ErrorCondition::kUnsupportedProcessingId: return "Unsupported processing id";
-    case ErrorCondition::kUnsupportedVersionId: return "Unsupported version id";
-    case ErrorCondition::kUnknownKeyIdentifier: return "Unknown key identifier";
-    case ErrorCondition::kDuplicateKeyIdentifier: return "Duplicate key identifier";
-    case ErrorCondition::kApplicationRecordLocked: return "Application record locked";
-    case ErrorCondition::kApplicationInternalError: return "Application internal error";
+    case ErrorCondition::kAccepted:
+      return "Message accepted";
+    case ErrorCondition::kSegmentSequenceError:
+      return "Segment sequence error";
+    case ErrorCondition::kRequiredFieldMissing:
+      return "Required field missing";
+    case ErrorCondition::kDataTypeError:
+      return "Data type error";
+    case ErrorCondition::kTableValueNotFound:
+      return "Table value not found";
+    case ErrorCondition::kUnsupportedMessageType:
+      return "Unsupported message type";
+    case ErrorCondition::kUnsupportedEventCode:
+      return "Unsupported event code";
+    case ErrorCondition::kUnsupportedProcessingId:
+      return "Unsupported processing id";
+    case ErrorCondition::kUnsupportedVersionId:
+      return "Unsupported version id";
+    case ErrorCondition::kUnknownKeyIdentifier:
+      return "Unknown key identifier";
+    case ErrorCondition::kDuplicateKeyIdentifier:
+      return "Duplicate key identifier";
+    case ErrorCondition::kApplicationRecordLocked:
+      return "Application record locked";
+    case ErrorCondition::kApplicationInternalError:
+      return "Application internal error";
   }
   return "Application internal error";
 }
@@ -139,8 +158,8 @@ std::string build_ack(const Message& m, AckCode code, const std::optional<AckErr
 
 std::string build_unparseable_ack(const Error& error, const AckOptions& options) {
   const Delimiters d;
-  std::string out = "MSH|^~\\&|" + options.sending_application + "||||" + options.timestamp + "||ACK|" +
-                    options.control_id + "|P|2.5.1\rMSA|AR|\r";
+  std::string out = "MSH|^~\\&|" + options.sending_application + "||||" + options.timestamp +
+                    "||ACK|" + options.control_id + "|P|2.5.1\rMSA|AR|\r";
   AckError e{ErrorCondition::kSegmentSequenceError, error.where, error.message};
   if (e.where.segment.empty()) e.where.segment = "MSH";
   append_err(out, e, d);
@@ -154,7 +173,7 @@ std::pair<AckCode, AckError> negative_ack_for(const Message& m, const Error& err
   e.text = error.message;
   switch (error.kind) {
     case ErrorKind::kUnsupported:
-      e.condition = error.where.field == 9 ? ErrorCondition::kUnsupportedMessageType
+      e.condition = error.where.field == 9    ? ErrorCondition::kUnsupportedMessageType
                     : error.where.field == 12 ? ErrorCondition::kUnsupportedVersionId
                     : error.where.field == 11 ? ErrorCondition::kUnsupportedProcessingId
                                               : ErrorCondition::kTableValueNotFound;

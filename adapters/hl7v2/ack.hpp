@@ -48,8 +48,8 @@ bool enhanced_mode(const Message& m);
 bool accept_ack_requested(const Message& m, bool success);
 
 struct AckOptions {
-  std::string control_id;  ///< the ACK's own MSH-10
-  std::string timestamp;   ///< MSH-7, "YYYYMMDDHHMMSS+ZZZZ"
+  std::string control_id;                       ///< the ACK's own MSH-10
+  std::string timestamp;                        ///< MSH-7, "YYYYMMDDHHMMSS+ZZZZ"
   std::string sending_application = "SDOH_GW";  ///< used when the message named no receiver
 };
 

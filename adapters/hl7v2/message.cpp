@@ -74,7 +74,8 @@ int Segment::repetitions(int field) const {
   if (f.empty()) return 0;
   if (is_msh_ && field <= 2) return 1;
   int n = 1;
-  for (char c : f) n += c == delims_->repetition ? 1 : 0;
+  for (char c : f)
+    n += c == delims_->repetition ? 1 : 0;
   return n;
 }
 
@@ -90,8 +91,10 @@ Result<Message> Message::parse(std::string text) {
   d.field = all[3];
   // MSH-2: component, repetition, escape, subcomponent (and, from v2.7, truncation).
   const auto enc_end = all.find(d.field, 4);
-  const auto enc = all.substr(4, enc_end == std::string_view::npos ? std::string_view::npos : enc_end - 4);
-  if (enc.empty() || d.field == '\r' || d.field == '\n' || std::isalnum(static_cast<unsigned char>(d.field))) {
+  const auto enc =
+      all.substr(4, enc_end == std::string_view::npos ? std::string_view::npos : enc_end - 4);
+  if (enc.empty() || d.field == '\r' || d.field == '\n' ||
+      std::isalnum(static_cast<unsigned char>(d.field))) {
     return fail(parse_error("MSH", 1, 2, "MSH-1/MSH-2 do not hold valid encoding characters"));
   }
   if (enc.size() < 4) ++m.deviations_;  // short MSH-2: defaults for what is missing
@@ -104,7 +107,8 @@ Result<Message> Message::parse(std::string text) {
   std::map<std::string_view, int> seen;
   while (pos < all.size()) {
     const auto end = all.find_first_of("\r\n", pos);
-    const auto line = all.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
+    const auto line =
+        all.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
     pos = end == std::string_view::npos ? all.size() : end + 1;
     if (line.empty()) continue;  // the LF of a CRLF, or blank lines
     Segment seg;
@@ -119,12 +123,14 @@ Result<Message> Message::parse(std::string text) {
     }
     seg.is_msh_ = m.segments_.empty();
     if (!seg.is_msh_ && seg.id_ == "MSH") {
-      return fail(parse_error("MSH", sequence, 0, "a second MSH segment: send batches with BHS/BTS"));
+      return fail(
+          parse_error("MSH", sequence, 0, "a second MSH segment: send batches with BHS/BTS"));
     }
     std::size_t start = 0;
     for (;;) {
       const auto next = line.find(d.field, start);
-      seg.fields_.push_back(line.substr(start, next == std::string_view::npos ? std::string_view::npos : next - start));
+      seg.fields_.push_back(line.substr(
+          start, next == std::string_view::npos ? std::string_view::npos : next - start));
       if (next == std::string_view::npos) break;
       start = next + 1;
     }
@@ -132,7 +138,8 @@ Result<Message> Message::parse(std::string text) {
     m.segments_.push_back(std::move(seg));
   }
   if (m.msh().raw(9).empty()) return fail(parse_error("MSH", 1, 9, "MSH-9 message type is empty"));
-  if (m.msh().raw(10).empty()) return fail(parse_error("MSH", 1, 10, "MSH-10 message control id is empty"));
+  if (m.msh().raw(10).empty())
+    return fail(parse_error("MSH", 1, 10, "MSH-10 message control id is empty"));
   return m;
 }
 
@@ -156,7 +163,8 @@ std::string Message::get(std::string_view path) const {
   int occurrence = 1;
   if (path[i] == '[') {
     const auto close = path.find(']', i);
-    if (close == std::string_view::npos || !num(path.substr(i + 1, close - i - 1), occurrence)) return {};
+    if (close == std::string_view::npos || !num(path.substr(i + 1, close - i - 1), occurrence))
+      return {};
     i = close + 1;
   }
   if (i >= path.size() || path[i] != '-') return {};
@@ -167,7 +175,9 @@ std::string Message::get(std::string_view path) const {
   int repetition = 1, field = 0, component = 0, subcomponent = 0;
   if (const auto paren = field_part.find('('); paren != std::string_view::npos) {
     const auto close = field_part.find(')', paren);
-    if (close == std::string_view::npos || !num(field_part.substr(paren + 1, close - paren - 1), repetition)) return {};
+    if (close == std::string_view::npos ||
+        !num(field_part.substr(paren + 1, close - paren - 1), repetition))
+      return {};
     field_part = field_part.substr(0, paren);
   }
   if (!num(field_part, field)) return {};
@@ -294,7 +304,8 @@ Result<std::vector<std::string_view>> split_batch(std::string_view text) {
       close_message(pos);
     }
     pos = stop;
-    while (pos < text.size() && (text[pos] == '\r' || text[pos] == '\n')) ++pos;
+    while (pos < text.size() && (text[pos] == '\r' || text[pos] == '\n'))
+      ++pos;
   }
   close_message(text.size());
   if (messages.empty()) {

@@ -41,8 +41,8 @@ class MllpFramer {
 
  private:
   std::size_t max_frame_bytes_;
-  std::string buffer_;     // unconsumed input
-  std::size_t scan_ = 0;   // start of unconsumed input in buffer_
+  std::string buffer_;    // unconsumed input
+  std::size_t scan_ = 0;  // start of unconsumed input in buffer_
   bool in_frame_ = false;
   std::size_t frame_start_ = 0;  // index of first content byte when in_frame_
   std::size_t searched_ = 0;     // content bytes already searched for FS

@@ -1,5 +1,9 @@
 #include "adapters/hl7v2/mllp_server.hpp"
 
+#include <array>
+#include <atomic>
+#include <chrono>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -12,10 +16,6 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <openssl/x509.h>
-
-#include <array>
-#include <atomic>
-#include <chrono>
 
 #include "adapters/hl7v2/mllp_framer.hpp"
 #include "adapters/net/accept_loop.hpp"
@@ -49,15 +49,19 @@ struct MllpServer::State {
                                  "MLLP TLS handshakes that failed or timed out.")
                          .with()),
         frames(reg.counter("sdoh_mllp_frames_total", "MLLP frames received.").with()),
-        bytes_in(reg.counter("sdoh_mllp_bytes_received_total", "Bytes received on MLLP connections.")
-                     .with()),
-        bytes_out(reg.counter("sdoh_mllp_bytes_sent_total", "Bytes sent on MLLP connections.").with()),
-        discarded(reg.counter("sdoh_mllp_discarded_bytes_total",
-                              "Bytes received outside any MLLP frame (before a start block), discarded.")
-                      .with()),
-        deviations(reg.counter("sdoh_mllp_framing_deviations_total",
-                               "Tolerated framing deviations (doubled start block, end block without CR).")
-                       .with()),
+        bytes_in(
+            reg.counter("sdoh_mllp_bytes_received_total", "Bytes received on MLLP connections.")
+                .with()),
+        bytes_out(
+            reg.counter("sdoh_mllp_bytes_sent_total", "Bytes sent on MLLP connections.").with()),
+        discarded(
+            reg.counter("sdoh_mllp_discarded_bytes_total",
+                        "Bytes received outside any MLLP frame (before a start block), discarded.")
+                .with()),
+        deviations(
+            reg.counter("sdoh_mllp_framing_deviations_total",
+                        "Tolerated framing deviations (doubled start block, end block without CR).")
+                .with()),
         oversized(reg.counter("sdoh_mllp_oversized_frames_total",
                               "Frames over mllp.max_frame_bytes; the connection was closed.")
                       .with()),
@@ -88,8 +92,12 @@ struct MllpServer::State {
 
 namespace {
 
-tcp_stream& lowest(tcp_stream& s) { return s; }
-tcp_stream& lowest(tls_stream& s) { return beast::get_lowest_layer(s); }
+tcp_stream& lowest(tcp_stream& s) {
+  return s;
+}
+tcp_stream& lowest(tls_stream& s) {
+  return beast::get_lowest_layer(s);
+}
 
 std::string peer_subject(tls_stream& stream) {
   X509* cert = SSL_get1_peer_certificate(stream.native_handle());
@@ -220,7 +228,9 @@ MllpServer::MllpServer(asio::io_context& ioc, const config::MllpConfig& cfg,
                        pipeline::Hl7Handler& handler, metrics::Registry& registry)
     : state_(std::make_shared<State>(ioc, cfg, handler, registry)) {}
 
-MllpServer::~MllpServer() { stop(); }
+MllpServer::~MllpServer() {
+  stop();
+}
 
 Result<std::string> MllpServer::bind() {
   if (state_->cfg.tls.enabled()) {
@@ -246,6 +256,8 @@ void MllpServer::stop() {
   state_->connections.stop();
 }
 
-std::size_t MllpServer::open_connections() const { return state_->connections.count(); }
+std::size_t MllpServer::open_connections() const {
+  return state_->connections.count();
+}
 
 }  // namespace sdoh::hl7v2

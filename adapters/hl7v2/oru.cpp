@@ -12,19 +12,23 @@ Error missing(const char* segment, int sequence, int field, std::string message)
 }
 
 mapping::Coding coding(const Segment& s, int field, int repetition = 1) {
-  return {fhir_system(s.value(field, repetition, 3)), s.value(field, repetition, 1), s.value(field, repetition, 2)};
+  return {fhir_system(s.value(field, repetition, 3)), s.value(field, repetition, 1),
+          s.value(field, repetition, 2)};
 }
 
 mapping::ResultStatus result_status(std::string_view obx11) {
   if (obx11 == "C") return mapping::ResultStatus::kCorrected;
   if (obx11 == "X" || obx11 == "D" || obx11 == "W") return mapping::ResultStatus::kCancelled;
-  if (obx11 == "P" || obx11 == "I" || obx11 == "R" || obx11 == "S") return mapping::ResultStatus::kPreliminary;
+  if (obx11 == "P" || obx11 == "I" || obx11 == "R" || obx11 == "S")
+    return mapping::ResultStatus::kPreliminary;
   return mapping::ResultStatus::kFinal;
 }
 
 }  // namespace
 
-std::string sender_of(const Message& m) { return m.get("MSH-3.1") + "^" + m.get("MSH-4.1"); }
+std::string sender_of(const Message& m) {
+  return m.get("MSH-3.1") + "^" + m.get("MSH-4.1");
+}
 
 std::string fhir_system(std::string_view s) {
   if (s == "LN" || s == "LOINC") return "http://loinc.org";
@@ -52,8 +56,9 @@ std::string dtm_to_rfc3339(std::string_view dtm) {
                      std::string(whole.substr(6, 2));
   if (whole.size() < 12 || offset.size() != 5 || !digits(offset.substr(1))) return date;
   const auto seconds = whole.size() >= 14 ? whole.substr(12, 2) : std::string_view("00");
-  return date + "T" + std::string(whole.substr(8, 2)) + ":" + std::string(whole.substr(10, 2)) + ":" +
-         std::string(seconds) + std::string(offset.substr(0, 3)) + ":" + std::string(offset.substr(3, 2));
+  return date + "T" + std::string(whole.substr(8, 2)) + ":" + std::string(whole.substr(10, 2)) +
+         ":" + std::string(seconds) + std::string(offset.substr(0, 3)) + ":" +
+         std::string(offset.substr(3, 2));
 }
 
 Result<std::vector<mapping::NormalizedScreening>> screenings_from_oru(const Message& m) {
@@ -77,7 +82,8 @@ Result<std::vector<mapping::NormalizedScreening>> screenings_from_oru(const Mess
   base.facility = {m.get("MSH-4.2"), m.get("MSH-4.1"), ""};
   base.patient_authority = pid->value(3, rep, 4, 1);
   base.patient_identifier = identifier;
-  if (const auto dob = dtm_to_rfc3339(pid->value(7)); !dob.empty()) base.birth_date = dob.substr(0, 10);
+  if (const auto dob = dtm_to_rfc3339(pid->value(7)); !dob.empty())
+    base.birth_date = dob.substr(0, 10);
   for (int r = 1; r <= pid->repetitions(10); ++r) {
     if (auto c = coding(*pid, 10, r); !c.code.empty()) base.race.push_back(std::move(c));
   }
@@ -101,7 +107,8 @@ Result<std::vector<mapping::NormalizedScreening>> screenings_from_oru(const Mess
     }
     if (seg.id() != "OBX") continue;
     ++obx_seq;
-    if (out.empty()) return fail(missing("OBX", obx_seq, 0, "OBX before any OBR: results need their order"));
+    if (out.empty())
+      return fail(missing("OBX", obx_seq, 0, "OBX before any OBR: results need their order"));
     mapping::ItemResponse item;
     item.question = coding(seg, 3);
     if (item.question.code.empty()) {

@@ -50,15 +50,17 @@ struct Hl7Pipeline::Impl {
   metrics::Counter& duplicates;
   metrics::Histogram& processing;
 
-  Impl(const mapping::ScreeningMapper& m, pipeline::CommitPort& s, std::function<void()> cb, Hl7PipelineOptions o,
-       metrics::Registry& reg)
+  Impl(const mapping::ScreeningMapper& m, pipeline::CommitPort& s, std::function<void()> cb,
+       Hl7PipelineOptions o, metrics::Registry& reg)
       : mapper(m),
         store(s),
         on_commit(std::move(cb)),
         options(std::move(o)),
-        messages(reg.counter("sdoh_hl7_messages_total", "HL7 v2 messages answered, by type and ACK code.",
-                             {"type", "ack"})),
-        parse_errors(reg.counter("sdoh_hl7_parse_errors_total", "Frames that were not parseable HL7 v2.").with()),
+        messages(reg.counter("sdoh_hl7_messages_total",
+                             "HL7 v2 messages answered, by type and ACK code.", {"type", "ack"})),
+        parse_errors(
+            reg.counter("sdoh_hl7_parse_errors_total", "Frames that were not parseable HL7 v2.")
+                .with()),
         duplicates(reg.counter("sdoh_hl7_duplicates_total",
                                "Resent messages answered with their stored ACK (no new events).")
                        .with()),
@@ -68,11 +70,13 @@ struct Hl7Pipeline::Impl {
 
   AckOptions ack_options(const Message& m) const {
     // The ACK's own control id: stable for a resend, distinct from the message's.
-    return {"ACK" + identity::sha256_hex(sender_of(m) + "|" + m.get("MSH-10")).substr(0, 17), hl7_now(), "SDOH_GW"};
+    return {"ACK" + identity::sha256_hex(sender_of(m) + "|" + m.get("MSH-10")).substr(0, 17),
+            hl7_now(), "SDOH_GW"};
   }
 
-  events::Event event(events::EventType type, const std::string& identity, int position, std::string subject,
-                      std::string topic, std::string key, std::string data, const std::string& time) const {
+  events::Event event(events::EventType type, const std::string& identity, int position,
+                      std::string subject, std::string topic, std::string key, std::string data,
+                      const std::string& time) const {
     events::Event e;
     e.type = type;
     e.id = events::event_id(identity, position);
@@ -114,7 +118,8 @@ struct Hl7Pipeline::Impl {
   }
 
   asio::awaitable<std::string> reject(const Message& m, const std::string& type, const Error& error,
-                                      const std::string& stage, const std::string& received_at, std::string text) {
+                                      const std::string& stage, const std::string& received_at,
+                                      std::string text) {
     auto [code, err] = negative_ack_for(m, error);
     auto ack = build_ack(m, code, err, ack_options(m));
     const auto sender = sender_of(m);
@@ -130,27 +135,35 @@ struct Hl7Pipeline::Impl {
     dl.code = std::to_string(static_cast<int>(err.condition));
     dl.text = error.message;
     dl.where = error.where;
-    log::info("hl7.rejected", {{"sender", sender}, {"control_id", control_id}, {"type", type},
-                               {"ack", to_string(code)}, {"reason", error.message}});
-    auto e = event(events::EventType::kDeadLetter, "hl7v2|" + sender + "|" + control_id + "|deadletter", 0,
-                   dl.dead_letter_id, options.topics.deadletter, control_id, events::dead_letter_data(dl),
-                   received_at);
+    log::info("hl7.rejected", {{"sender", sender},
+                               {"control_id", control_id},
+                               {"type", type},
+                               {"ack", to_string(code)},
+                               {"reason", error.message}});
+    auto e =
+        event(events::EventType::kDeadLetter, "hl7v2|" + sender + "|" + control_id + "|deadletter",
+              0, dl.dead_letter_id, options.topics.deadletter, control_id,
+              events::dead_letter_data(dl), received_at);
     pipeline::CommitRequest request;
-    request.inbound = {"hl7v2", sender, control_id, type, std::string(to_string(code)), ack, std::move(text)};
+    request.inbound = {"hl7v2", sender,         control_id, type, std::string(to_string(code)),
+                       ack,     std::move(text)};
     request.events.push_back(outbox(e));
-    request.dead_letter = pipeline::DeadLetterRecord{dl.dead_letter_id, stage, dl.code, error.message,
-                                                     err.where.segment.empty() ? "" :
-                                                     err.where.segment + "^" + std::to_string(err.where.sequence) +
-                                                         "^" + std::to_string(err.where.field)};
+    request.dead_letter = pipeline::DeadLetterRecord{
+        dl.dead_letter_id, stage, dl.code, error.message,
+        err.where.segment.empty() ? ""
+                                  : err.where.segment + "^" + std::to_string(err.where.sequence) +
+                                        "^" + std::to_string(err.where.field)};
     co_return co_await commit_and_answer(std::move(request), &m, type);
   }
 
-  asio::awaitable<std::string> reject_unparseable(std::string text, const Error& error, const pipeline::Peer& peer,
+  asio::awaitable<std::string> reject_unparseable(std::string text, const Error& error,
+                                                  const pipeline::Peer& peer,
                                                   const std::string& received_at) {
     parse_errors.inc();
     const auto sender = "peer:" + peer.address.substr(0, peer.address.rfind(':'));
     events::DeadLetter dl;
-    dl.dead_letter_id = events::event_id("deadletter|hl7v2|" + sender + "|" + identity::sha256_hex(text), 0);
+    dl.dead_letter_id =
+        events::event_id("deadletter|hl7v2|" + sender + "|" + identity::sha256_hex(text), 0);
     dl.received_at = received_at;
     dl.protocol = "hl7v2";
     dl.sender = sender;
@@ -159,40 +172,48 @@ struct Hl7Pipeline::Impl {
     dl.text = error.message;
     dl.where = error.where;
     dl.replayable = false;
-    log::info("hl7.unparseable", {{"peer", peer.address}, {"bytes", text.size()}, {"reason", error.message}});
-    auto ack = build_unparseable_ack(error, {"ACK" + dl.dead_letter_id.substr(0, 17), hl7_now(), "SDOH_GW"});
+    log::info("hl7.unparseable",
+              {{"peer", peer.address}, {"bytes", text.size()}, {"reason", error.message}});
+    auto ack = build_unparseable_ack(
+        error, {"ACK" + dl.dead_letter_id.substr(0, 17), hl7_now(), "SDOH_GW"});
     auto e = event(events::EventType::kDeadLetter, dl.dead_letter_id, 0, dl.dead_letter_id,
-                   options.topics.deadletter, dl.dead_letter_id, events::dead_letter_data(dl), received_at);
+                   options.topics.deadletter, dl.dead_letter_id, events::dead_letter_data(dl),
+                   received_at);
     pipeline::CommitRequest request;
     request.inbound = {"hl7v2", sender, "", "unparseable", "AR", ack, std::move(text)};
     request.events.push_back(outbox(e));
-    request.dead_letter = pipeline::DeadLetterRecord{dl.dead_letter_id, "parse", "100", error.message, "MSH"};
+    request.dead_letter =
+        pipeline::DeadLetterRecord{dl.dead_letter_id, "parse", "100", error.message, "MSH"};
     co_return co_await commit_and_answer(std::move(request), nullptr, "unparseable");
   }
 
   asio::awaitable<std::string> handle_one(std::string text, const pipeline::Peer& peer) {
     const auto received_at = events::now_rfc3339();
     auto parsed = Message::parse(text);
-    if (!parsed) co_return co_await reject_unparseable(std::move(text), parsed.error(), peer, received_at);
+    if (!parsed)
+      co_return co_await reject_unparseable(std::move(text), parsed.error(), peer, received_at);
     const auto& m = *parsed;
     const auto type = m.get("MSH-9.1") + "^" + m.get("MSH-9.2");
     if (!supported_charset(m.get("MSH-18"))) {
       Location where{"MSH", 1, 18, 0, ""};
-      co_return co_await reject(m, type,
-                                Error::unsupported("character set \"" + m.get("MSH-18") +
-                                                       "\" is not supported (ASCII, 8859/1, UNICODE UTF-8)",
-                                                   where),
-                                "validate", received_at, std::move(text));
+      co_return co_await reject(
+          m, type,
+          Error::unsupported("character set \"" + m.get("MSH-18") +
+                                 "\" is not supported (ASCII, 8859/1, UNICODE UTF-8)",
+                             where),
+          "validate", received_at, std::move(text));
     }
     if (type != "ORU^R01") {
       Location where{"MSH", 1, 9, 0, ""};
-      co_return co_await reject(m, type,
-                                Error::unsupported(type + " is not a message type this gateway accepts (ORU^R01)",
-                                                   where),
-                                "validate", received_at, std::move(text));
+      co_return co_await reject(
+          m, type,
+          Error::unsupported(type + " is not a message type this gateway accepts (ORU^R01)", where),
+          "validate", received_at, std::move(text));
     }
     auto screenings = screenings_from_oru(m);
-    if (!screenings) co_return co_await reject(m, type, screenings.error(), "validate", received_at, std::move(text));
+    if (!screenings)
+      co_return co_await reject(m, type, screenings.error(), "validate", received_at,
+                                std::move(text));
 
     const auto sender = sender_of(m);
     const auto control_id = m.get("MSH-10");
@@ -206,23 +227,28 @@ struct Hl7Pipeline::Impl {
         if (e.where.expression == "items") e.where = {"OBX", 1, 0, 0, ""};
         co_return co_await reject(m, type, e, "map", received_at, std::move(text));
       }
-      auto e = event(events::EventType::kScreening, "hl7v2|" + sender + "|" + control_id, position++,
-                     mapped->screening_id, options.topics.screening, mapped->patient_pseudonym,
-                     std::move(mapped->data), received_at);
+      auto e = event(events::EventType::kScreening, "hl7v2|" + sender + "|" + control_id,
+                     position++, mapped->screening_id, options.topics.screening,
+                     mapped->patient_pseudonym, std::move(mapped->data), received_at);
       request.events.push_back(outbox(e));
     }
     const auto code = enhanced_mode(m) ? AckCode::kCA : AckCode::kAA;
     auto ack = build_ack(m, code, std::nullopt, ack_options(m));
-    request.inbound = {"hl7v2", sender, control_id, type, std::string(to_string(code)), ack, std::move(text)};
-    log::debug("hl7.accepted", {{"sender", sender}, {"control_id", control_id}, {"type", type},
+    request.inbound = {"hl7v2", sender,         control_id, type, std::string(to_string(code)),
+                       ack,     std::move(text)};
+    log::debug("hl7.accepted", {{"sender", sender},
+                                {"control_id", control_id},
+                                {"type", type},
                                 {"events", request.events.size()}});
     co_return co_await commit_and_answer(std::move(request), &m, type);
   }
 };
 
 Hl7Pipeline::Hl7Pipeline(const mapping::ScreeningMapper& mapper, pipeline::CommitPort& store,
-                         std::function<void()> on_commit, Hl7PipelineOptions options, metrics::Registry& registry)
-    : impl_(std::make_unique<Impl>(mapper, store, std::move(on_commit), std::move(options), registry)) {}
+                         std::function<void()> on_commit, Hl7PipelineOptions options,
+                         metrics::Registry& registry)
+    : impl_(std::make_unique<Impl>(mapper, store, std::move(on_commit), std::move(options),
+                                   registry)) {}
 
 Hl7Pipeline::~Hl7Pipeline() = default;
 
@@ -235,10 +261,12 @@ asio::awaitable<std::string> Hl7Pipeline::handle(std::string frame, const pipeli
   } else {
     // A batch is answered with a batch of ACKs, one per message, in order.
     answer = "BHS|^~\\&|SDOH_GW||||" + hl7_now() + "\r";
-    for (auto text : *messages) answer += co_await impl_->handle_one(std::string(text), peer);
+    for (auto text : *messages)
+      answer += co_await impl_->handle_one(std::string(text), peer);
     answer += "BTS|" + std::to_string(messages->size()) + "\r";
   }
-  impl_->processing.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  impl_->processing.observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   co_return answer;
 }
 

@@ -26,10 +26,12 @@ class Hl7Pipeline final : public pipeline::Hl7Handler {
   /// `on_commit` runs after each successful commit (wakes the relay). References must outlive
   /// the pipeline.
   Hl7Pipeline(const mapping::ScreeningMapper& mapper, pipeline::CommitPort& store,
-              std::function<void()> on_commit, Hl7PipelineOptions options, metrics::Registry& registry);
+              std::function<void()> on_commit, Hl7PipelineOptions options,
+              metrics::Registry& registry);
   ~Hl7Pipeline() override;
 
-  boost::asio::awaitable<std::string> handle(std::string message, const pipeline::Peer& peer) override;
+  boost::asio::awaitable<std::string> handle(std::string message,
+                                             const pipeline::Peer& peer) override;
 
   struct Impl;
 

@@ -1,5 +1,8 @@
 #include "adapters/http/server.hpp"
 
+#include <atomic>
+#include <chrono>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -11,9 +14,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-
-#include <atomic>
-#include <chrono>
 
 #include "adapters/net/accept_loop.hpp"
 #include "adapters/net/acceptor.hpp"
@@ -97,15 +97,20 @@ bhttp::response<bhttp::string_body> to_wire(Response&& in, unsigned version, boo
   bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(in.status), version};
   out.set(bhttp::field::server, "sdoh-gateway");
   if (!in.body.empty() || in.status >= 200) out.set(bhttp::field::content_type, in.content_type);
-  for (auto& h : in.headers) out.insert(h.name, h.value);
+  for (auto& h : in.headers)
+    out.insert(h.name, h.value);
   out.body() = std::move(in.body);
   out.keep_alive(keep_alive);
   out.prepare_payload();
   return out;
 }
 
-tcp_stream& lowest(tcp_stream& s) { return s; }
-tcp_stream& lowest(tls_stream& s) { return beast::get_lowest_layer(s); }
+tcp_stream& lowest(tcp_stream& s) {
+  return s;
+}
+tcp_stream& lowest(tls_stream& s) {
+  return beast::get_lowest_layer(s);
+}
 
 template <class Stream>
 asio::awaitable<void> graceful_close(Stream& stream) {
@@ -161,7 +166,8 @@ asio::awaitable<void> serve(std::shared_ptr<Server::State> s, Stream& stream, st
     }
     if (ec) {
       log::debug("http.bad_request", {{"peer", peer}, {"reason", ec.message()}});
-      co_await reply_and_close(*s, stream, 400, "bad_request", "malformed HTTP request: " + ec.message());
+      co_await reply_and_close(*s, stream, 400, "bad_request",
+                               "malformed HTTP request: " + ec.message());
       break;
     }
 
@@ -197,7 +203,8 @@ asio::awaitable<void> serve(std::shared_ptr<Server::State> s, Stream& stream, st
     if (request.method == "HEAD") {
       // Same headers as GET, no body (RFC 9110 9.3.2).
       bhttp::response<bhttp::empty_body> head{res.result(), res.version()};
-      for (const auto& f : res) head.insert(f.name_string(), f.value());
+      for (const auto& f : res)
+        head.insert(f.name_string(), f.value());
       lowest(stream).expires_after(s->cfg.write_timeout);
       auto [wec, wn] = co_await bhttp::async_write(stream, head, kUseTuple);
       if (wec) break;
@@ -206,7 +213,8 @@ asio::awaitable<void> serve(std::shared_ptr<Server::State> s, Stream& stream, st
       auto [wec, wn] = co_await bhttp::async_write(stream, res, kUseTuple);
       if (wec) break;
     }
-    log::debug("http.request", {{"route", match.route}, {"method", request.method}, {"status", status}});
+    log::debug("http.request",
+               {{"route", match.route}, {"method", request.method}, {"status", status}});
     if (!again) break;
   }
   co_await graceful_close(stream);
@@ -222,9 +230,8 @@ asio::awaitable<void> run_connection(std::shared_ptr<Server::State> s, tcp::sock
   try {
     if (s->tls) {
       tls_stream stream(tcp_stream(std::move(socket)), *s->tls);
-      auto control = s->connections.add(stream.get_executor(), [&stream] {
-        beast::get_lowest_layer(stream).cancel();
-      });
+      auto control = s->connections.add(stream.get_executor(),
+                                        [&stream] { beast::get_lowest_layer(stream).cancel(); });
       lowest(stream).expires_after(s->cfg.idle_timeout);
       control->idle = true;
       auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kUseTuple);
@@ -264,7 +271,9 @@ Server::Server(asio::io_context& ioc, const config::HttpConfig& cfg, const Route
                metrics::Registry& registry)
     : state_(std::make_shared<State>(ioc, cfg, router, registry)) {}
 
-Server::~Server() { stop(); }
+Server::~Server() {
+  stop();
+}
 
 Result<std::string> Server::bind() {
   if (state_->cfg.tls.enabled()) {
@@ -292,6 +301,8 @@ void Server::stop() {
   state_->connections.stop();
 }
 
-std::size_t Server::open_connections() const { return state_->connections.count(); }
+std::size_t Server::open_connections() const {
+  return state_->connections.count();
+}
 
 }  // namespace sdoh::http

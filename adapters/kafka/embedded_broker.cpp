@@ -1,9 +1,9 @@
 #include "adapters/kafka/embedded_broker.hpp"
 
+#include <vector>
+
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
-
-#include <vector>
 
 namespace sdoh::kafka {
 
@@ -19,9 +19,8 @@ struct EmbeddedBroker::Impl {
   }
 };
 
-Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::start(int brokers,
-                                                             const std::vector<std::string>& topics,
-                                                             int partitions) {
+Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::start(
+    int brokers, const std::vector<std::string>& topics, int partitions) {
   auto impl = std::make_unique<Impl>();
   char errstr[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
@@ -37,12 +36,14 @@ Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::start(int brokers,
     return fail(Error::internal(std::string("embedded broker: ") + errstr));
   }
   impl->cluster = rd_kafka_mock_cluster_new(impl->owner, brokers);
-  if (impl->cluster == nullptr) return fail(Error::internal("embedded broker: cannot start cluster"));
+  if (impl->cluster == nullptr)
+    return fail(Error::internal("embedded broker: cannot start cluster"));
   impl->bootstraps = rd_kafka_mock_cluster_bootstraps(impl->cluster);
   impl->brokers = brokers;
   const int replication = brokers;
   for (const auto& topic : topics) {
-    if (auto err = rd_kafka_mock_topic_create(impl->cluster, topic.c_str(), partitions, replication);
+    if (auto err =
+            rd_kafka_mock_topic_create(impl->cluster, topic.c_str(), partitions, replication);
         err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       return fail(Error::internal("embedded broker: cannot create topic " + topic + ": " +
                                   rd_kafka_err2str(err)));
@@ -54,8 +55,12 @@ Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::start(int brokers,
 EmbeddedBroker::EmbeddedBroker(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 EmbeddedBroker::~EmbeddedBroker() = default;
 
-const std::string& EmbeddedBroker::bootstrap_servers() const { return impl_->bootstraps; }
-int EmbeddedBroker::broker_count() const { return impl_->brokers; }
+const std::string& EmbeddedBroker::bootstrap_servers() const {
+  return impl_->bootstraps;
+}
+int EmbeddedBroker::broker_count() const {
+  return impl_->brokers;
+}
 
 Result<void> EmbeddedBroker::set_broker_down(int broker_id) {
   if (auto err = rd_kafka_mock_broker_set_down(impl_->cluster, broker_id); err) {
@@ -79,7 +84,8 @@ void EmbeddedBroker::push_request_errors(int api_key, int count, int error_code)
 }
 
 Result<void> EmbeddedBroker::create_topic(const std::string& topic, int partitions) {
-  if (auto err = rd_kafka_mock_topic_create(impl_->cluster, topic.c_str(), partitions, impl_->brokers);
+  if (auto err =
+          rd_kafka_mock_topic_create(impl_->cluster, topic.c_str(), partitions, impl_->brokers);
       err) {
     return fail(Error::invalid(std::string("create topic: ") + rd_kafka_err2str(err)));
   }

@@ -1,11 +1,11 @@
 #include "adapters/kafka/producer.hpp"
 
-#include <librdkafka/rdkafka.h>
-
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+
+#include <librdkafka/rdkafka.h>
 
 #include "gateway/log/log.hpp"
 
@@ -115,7 +115,8 @@ struct Producer::Impl {
       delivered->inc();
     } else {
       report.error = rd_kafka_err2str(m->err);
-      report.possibly_persisted = rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED;
+      report.possibly_persisted =
+          rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED;
       report.outcome = is_permanent(m->err) ? Delivery::kFatal : Delivery::kRetryable;
       (report.outcome == Delivery::kFatal ? failed_fatal : failed_retryable)->inc();
     }
@@ -128,7 +129,8 @@ struct Producer::Impl {
 
   void refresh_metadata() {
     const rd_kafka_metadata_t* md = nullptr;
-    const auto err = rd_kafka_metadata(rk, 1, nullptr, &md, static_cast<int>(cfg.metadata_timeout.count()));
+    const auto err =
+        rd_kafka_metadata(rk, 1, nullptr, &md, static_cast<int>(cfg.metadata_timeout.count()));
     ops::CheckState state;
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       state = {false, std::string("metadata request failed: ") + rd_kafka_err2str(err)};
@@ -170,9 +172,10 @@ void delivery_report_cb(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) 
 
 void log_cb(const rd_kafka_t*, int level, const char* facility, const char* message) {
   // librdkafka's messages name brokers and topics, never message content.
-  const auto lvl = level <= 3 ? log::Level::kError : level <= 4 ? log::Level::kWarn
-                   : level <= 6                     ? log::Level::kInfo
-                                                    : log::Level::kDebug;
+  const auto lvl = level <= 3   ? log::Level::kError
+                   : level <= 4 ? log::Level::kWarn
+                   : level <= 6 ? log::Level::kInfo
+                                : log::Level::kDebug;
   log::write(lvl, "kafka.client", {{"facility", facility}, {"detail", message}});
 }
 
@@ -210,9 +213,9 @@ Result<std::unique_ptr<Producer>> Producer::create(const config::KafkaConfig& cf
                                     "Messages handed to the Kafka producer.");
   auto& delivered = registry.counter("sdoh_kafka_messages_delivered_total",
                                      "Messages Kafka acknowledged (acks=all).");
-  auto& failed = registry.counter("sdoh_kafka_messages_failed_total",
-                                  "Delivery reports with an error, by whether a retry can help.",
-                                  {"kind"});
+  auto& failed =
+      registry.counter("sdoh_kafka_messages_failed_total",
+                       "Delivery reports with an error, by whether a retry can help.", {"kind"});
   impl->produced = &produced.with();
   impl->delivered = &delivered.with();
   impl->failed_retryable = &failed.with({"retryable"});
@@ -239,7 +242,8 @@ Result<std::unique_ptr<Producer>> Producer::create(const config::KafkaConfig& cf
     while (raw->running.load()) {
       raw->refresh_metadata();
       std::unique_lock lock(raw->monitor_mutex);
-      raw->monitor_wake.wait_for(lock, raw->cfg.metadata_interval, [raw] { return !raw->running.load(); });
+      raw->monitor_wake.wait_for(lock, raw->cfg.metadata_interval,
+                                 [raw] { return !raw->running.load(); });
     }
   });
   return std::unique_ptr<Producer>(new Producer(std::move(impl)));
@@ -279,7 +283,9 @@ int Producer::flush(std::chrono::milliseconds timeout) {
   return rd_kafka_outq_len(impl_->rk);
 }
 
-std::uint64_t Producer::in_flight() const { return impl_->in_flight.load(); }
+std::uint64_t Producer::in_flight() const {
+  return impl_->in_flight.load();
+}
 
 ops::CheckState Producer::health() const {
   std::lock_guard lock(impl_->health_mutex);

@@ -29,8 +29,8 @@ struct Relay::Impl {
   std::vector<std::pair<std::int64_t, DeliveryReport>> failed;
 
   // Relay thread only.
-  std::int64_t cursor = 0;               // highest seq handed to the producer
-  std::set<std::int64_t> in_flight;      // produced, no report yet
+  std::int64_t cursor = 0;           // highest seq handed to the producer
+  std::set<std::int64_t> in_flight;  // produced, no report yet
   std::chrono::milliseconds backoff{0};
 
   std::atomic<std::int64_t> consecutive_failures{0};
@@ -41,12 +41,15 @@ struct Relay::Impl {
 
   Impl(store::SqliteStore& s, Producer& p, RelayOptions o, metrics::Registry& registry)
       : store(s), producer(p), options(o) {
-    auto& events = registry.counter("sdoh_relay_events_total", "Outbox events by delivery outcome.", {"outcome"});
+    auto& events = registry.counter("sdoh_relay_events_total", "Outbox events by delivery outcome.",
+                                    {"outcome"});
     published = &events.with({"delivered"});
     retried = &events.with({"retried"});
     fatal = &events.with({"dead-lettered"});
-    delivery_latency = &registry.histogram("sdoh_relay_delivery_seconds",
-                                           "Time from commit to Kafka's acknowledgement.").with();
+    delivery_latency = &registry
+                            .histogram("sdoh_relay_delivery_seconds",
+                                       "Time from commit to Kafka's acknowledgement.")
+                            .with();
   }
 
   void loop() {
@@ -56,9 +59,11 @@ struct Relay::Impl {
       if (backoff.count() == 0) produced_any = produce_batch();
       std::unique_lock lock(mutex);
       const auto wait = backoff.count() > 0 ? backoff : options.idle_poll;
-      if (!produced_any && !notified) wake.wait_for(lock, wait, [this] { return notified || !running.load(); });
+      if (!produced_any && !notified)
+        wake.wait_for(lock, wait, [this] { return notified || !running.load(); });
       notified = false;
-      if (backoff.count() > 0) backoff = std::chrono::milliseconds(0);  // try again after one backoff
+      if (backoff.count() > 0)
+        backoff = std::chrono::milliseconds(0);  // try again after one backoff
     }
     apply_reports();
   }
@@ -72,7 +77,9 @@ struct Relay::Impl {
     }
     for (auto& e : *pending) {
       if (in_flight.count(e.seq) != 0) continue;
-      Message m{e.topic, e.key, std::move(e.value),
+      Message m{e.topic,
+                e.key,
+                std::move(e.value),
                 {{"content-type", std::string(events::kContentType)}, {"ce_id", e.event_id}}};
       const auto seq = e.seq;
       const auto created = e.created_at_ms;
@@ -109,7 +116,8 @@ struct Relay::Impl {
       ok.swap(delivered);
       bad.swap(failed);
     }
-    for (auto seq : ok) in_flight.erase(seq);
+    for (auto seq : ok)
+      in_flight.erase(seq);
     if (!ok.empty()) {
       published->inc(ok.size());
       store.mark_delivered(std::move(ok));
@@ -133,15 +141,18 @@ struct Relay::Impl {
       // Re-read from the first failed event so that every undelivered event is produced again.
       cursor = rewind;
       const auto failures = consecutive_failures.fetch_add(1) + 1;
-      const std::chrono::milliseconds grown = options.retry_backoff * (1 << std::min<int>(static_cast<int>(failures), 6));
+      const std::chrono::milliseconds grown =
+          options.retry_backoff * (1 << std::min<int>(static_cast<int>(failures), 6));
       backoff = std::min(options.max_backoff, grown);
-      log::warn("relay.delivery_failed", {{"failed", bad.size()}, {"backoff_ms", backoff.count()},
+      log::warn("relay.delivery_failed", {{"failed", bad.size()},
+                                          {"backoff_ms", backoff.count()},
                                           {"reason", bad.front().second.error}});
     }
   }
 };
 
-Relay::Relay(store::SqliteStore& store, Producer& producer, RelayOptions options, metrics::Registry& registry)
+Relay::Relay(store::SqliteStore& store, Producer& producer, RelayOptions options,
+             metrics::Registry& registry)
     : impl_(std::make_unique<Impl>(store, producer, options, registry)) {}
 
 Relay::~Relay() {
@@ -175,7 +186,8 @@ bool Relay::drain(std::chrono::milliseconds timeout) {
 ops::CheckState Relay::health() const {
   const auto backlog = impl_->store.stats().undelivered;
   const bool failing = impl_->consecutive_failures.load() >= 5;
-  return {!failing, std::to_string(backlog) + " event(s) awaiting Kafka" + (failing ? ", deliveries failing" : "")};
+  return {!failing, std::to_string(backlog) + " event(s) awaiting Kafka" +
+                        (failing ? ", deliveries failing" : "")};
 }
 
 }  // namespace sdoh::kafka

@@ -17,15 +17,16 @@
 namespace sdoh::kafka {
 
 struct RelayOptions {
-  int batch = 500;                                   ///< events read from the outbox at a time
-  std::chrono::milliseconds idle_poll{20};           ///< outbox poll interval when idle
-  std::chrono::milliseconds retry_backoff{200};      ///< first backoff after a failed delivery
+  int batch = 500;                               ///< events read from the outbox at a time
+  std::chrono::milliseconds idle_poll{20};       ///< outbox poll interval when idle
+  std::chrono::milliseconds retry_backoff{200};  ///< first backoff after a failed delivery
   std::chrono::milliseconds max_backoff{10'000};
 };
 
 class Relay {
  public:
-  Relay(store::SqliteStore& store, Producer& producer, RelayOptions options, metrics::Registry& registry);
+  Relay(store::SqliteStore& store, Producer& producer, RelayOptions options,
+        metrics::Registry& registry);
   /// Stops the thread; undelivered events stay in the outbox for the next start.
   ~Relay();
   Relay(const Relay&) = delete;

@@ -12,8 +12,9 @@ namespace sdoh::net {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, asio::io_context& ioc, const ConnectionTracker& tracker,
-                                  const AcceptLimits& limits, const StartConnection& start) {
+asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, asio::io_context& ioc,
+                                  const ConnectionTracker& tracker, const AcceptLimits& limits,
+                                  const StartConnection& start) {
   constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ioc), kUseTuple);

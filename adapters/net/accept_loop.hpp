@@ -2,13 +2,13 @@
 // The accept loop both listeners share: accepts on its own strand, backs off on resource
 // errors instead of spinning (the acceptor survives), refuses connections over the cap, and
 // starts each accepted connection on a strand of its own. Included only by server .cpp files.
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-
 #include <cstddef>
 #include <functional>
 #include <string>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 
 #include "adapters/net/connections.hpp"
 #include "gateway/metrics/registry.hpp"
@@ -28,8 +28,9 @@ using StartConnection = std::function<void(boost::asio::ip::tcp::socket)>;
 /// its own strand, TCP_NODELAY set). Everything is passed by reference and must outlive the
 /// loop: callers keep them as named locals of their own coroutine frame (GCC 12 destroys some
 /// temporaries of a co_await expression twice).
-boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor, boost::asio::io_context& ioc,
-                                         const ConnectionTracker& tracker, const AcceptLimits& limits,
-                                         const StartConnection& start);
+boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acceptor,
+                                         boost::asio::io_context& ioc,
+                                         const ConnectionTracker& tracker,
+                                         const AcceptLimits& limits, const StartConnection& start);
 
 }  // namespace sdoh::net

@@ -19,8 +19,8 @@ Result<tcp::endpoint> open_acceptor(tcp::acceptor& acceptor, const config::Liste
     auto results = resolver.resolve(addr.host, std::to_string(addr.port),
                                     tcp::resolver::passive | tcp::resolver::numeric_service, ec);
     if (ec || results.empty()) {
-      return fail(Error::config(key_path, "cannot resolve host \"" + addr.host + "\": " +
-                                              (ec ? ec.message() : "no addresses")));
+      return fail(Error::config(key_path, "cannot resolve host \"" + addr.host +
+                                              "\": " + (ec ? ec.message() : "no addresses")));
     }
     endpoint = results.begin()->endpoint();
   }
@@ -31,7 +31,8 @@ Result<tcp::endpoint> open_acceptor(tcp::acceptor& acceptor, const config::Liste
   if (ec) {
     boost::system::error_code ignored;
     acceptor.close(ignored);
-    return fail(Error::config(key_path, "cannot listen on " + addr.to_string() + ": " + ec.message()));
+    return fail(
+        Error::config(key_path, "cannot listen on " + addr.to_string() + ": " + ec.message()));
   }
   return acceptor.local_endpoint();
 }

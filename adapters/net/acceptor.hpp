@@ -1,9 +1,9 @@
 #pragma once
 // Opening a listening TCP socket from a configured address. Included only by the .cpp files
 // of servers (it pulls in Asio's socket headers).
-#include <boost/asio/ip/tcp.hpp>
-
 #include <string>
+
+#include <boost/asio/ip/tcp.hpp>
 
 #include "gateway/config/config.hpp"
 #include "gateway/core/result.hpp"

@@ -2,14 +2,14 @@
 // The open connections of one listener, so that a drain can close the idle ones at once and
 // let busy ones finish their current message (FIELD-NOTES: shutdown must not hang on a
 // connected client). Included only by server .cpp files.
-#include <boost/asio/any_io_executor.hpp>
-
 #include <atomic>
 #include <cstddef>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
+
+#include <boost/asio/any_io_executor.hpp>
 
 namespace sdoh::net {
 

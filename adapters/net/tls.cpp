@@ -26,8 +26,8 @@ Result<std::shared_ptr<ssl::context>> make_server_tls_context(const config::TlsC
   boost::system::error_code ec;
   ctx->use_certificate_chain_file(tls.cert_file, ec);
   if (ec) {
-    return fail(Error::config(key_path + ".cert_file",
-                              "cannot load certificate chain " + tls.cert_file + ": " + ec.message()));
+    return fail(Error::config(key_path + ".cert_file", "cannot load certificate chain " +
+                                                           tls.cert_file + ": " + ec.message()));
   }
   ctx->use_private_key_file(tls.key_file, ssl::context::pem, ec);
   if (ec) {
@@ -35,7 +35,8 @@ Result<std::shared_ptr<ssl::context>> make_server_tls_context(const config::TlsC
                               "cannot load private key " + tls.key_file + ": " + ec.message()));
   }
   if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
-    return fail(Error::config(key_path + ".key_file", "the private key does not match the certificate"));
+    return fail(
+        Error::config(key_path + ".key_file", "the private key does not match the certificate"));
   }
   if (!tls.client_ca_file.empty()) {
     ctx->load_verify_file(tls.client_ca_file, ec);

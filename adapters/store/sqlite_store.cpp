@@ -1,18 +1,18 @@
 #include "adapters/store/sqlite_store.hpp"
 
-#include <boost/asio/async_result.hpp>
-#include <boost/asio/associated_executor.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <sqlite3.h>
-
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <future>
 #include <mutex>
+#include <sqlite3.h>
 #include <thread>
+
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include "gateway/log/log.hpp"
 
@@ -150,7 +150,8 @@ class Statement {
   }
   std::string column_text(int i) const {
     const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, i));
-    return p == nullptr ? std::string() : std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, i)));
+    return p == nullptr ? std::string()
+                        : std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, i)));
   }
   std::int64_t column_int(int i) const { return sqlite3_column_int64(stmt_, i); }
 
@@ -176,8 +177,8 @@ struct WriteOp {
 };
 
 struct SqliteStore::Impl {
-  sqlite3* db = nullptr;       // the writer connection: writer thread only (after open)
-  sqlite3* reader = nullptr;   // read-only connection, guarded by reader_mutex
+  sqlite3* db = nullptr;      // the writer connection: writer thread only (after open)
+  sqlite3* reader = nullptr;  // read-only connection, guarded by reader_mutex
   mutable std::mutex reader_mutex;
   std::filesystem::path path;
   int version = 0;
@@ -225,8 +226,8 @@ struct SqliteStore::Impl {
   void set_health(bool ok, std::string detail) {
     std::lock_guard lock(health_mutex);
     if (ok != health.ok) {
-      log::write(ok ? log::Level::kInfo : log::Level::kError, ok ? "store.recovered" : "store.write_failed",
-                 {{"detail", detail}});
+      log::write(ok ? log::Level::kInfo : log::Level::kError,
+                 ok ? "store.recovered" : "store.write_failed", {{"detail", detail}});
     }
     health = {ok, std::move(detail)};
   }
@@ -259,7 +260,8 @@ struct SqliteStore::Impl {
       if (!group) {
         (void)exec(db, "ROLLBACK");
         set_health(false, "last transaction failed: " + group.error().message);
-        for (auto& r : results) r = fail(Error::unavailable("the store cannot write: " + group.error().message));
+        for (auto& r : results)
+          r = fail(Error::unavailable("the store cannot write: " + group.error().message));
       } else {
         set_health(true, "open, schema v" + std::to_string(version));
       }
@@ -268,7 +270,8 @@ struct SqliteStore::Impl {
         commit_seconds->observe(
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
       }
-      for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->finish(std::move(results[i]));
+      for (std::size_t i = 0; i < batch.size(); ++i)
+        batch[i]->finish(std::move(results[i]));
       batch.clear();
     }
   }
@@ -287,7 +290,10 @@ struct CommitOp final : WriteOp {
     {
       auto& st = s.insert_inbound;
       ResetOnExit reset{st};
-      st.text(1, in.protocol).text(2, in.sender).text_or_null(3, in.dedupe_key).text(4, in.message_type);
+      st.text(1, in.protocol)
+          .text(2, in.sender)
+          .text_or_null(3, in.dedupe_key)
+          .text(4, in.message_type);
       st.integer(5, received).text(6, in.answer_code).blob(7, in.answer).blob(8, in.payload);
       if (auto r = st.step(); !r) return fail(r.error());
     }
@@ -334,7 +340,9 @@ struct CommitOp final : WriteOp {
     if (result) {
       store->undelivered.fetch_add(pending_undelivered);
       store->dead_letters.fetch_add(pending_dead_letters);
-      (outcome.status == pipeline::CommitStatus::kDuplicate ? store->commits_duplicate : store->commits_ok)->inc();
+      (outcome.status == pipeline::CommitStatus::kDuplicate ? store->commits_duplicate
+                                                            : store->commits_ok)
+          ->inc();
       complete(std::move(outcome));
     } else {
       store->commits_failed->inc();
@@ -381,7 +389,9 @@ struct BarrierOp final : WriteOp {
 SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 SqliteStore::~SqliteStore() = default;
 
-int SqliteStore::latest_schema_version() { return static_cast<int>(kMigrations.size()); }
+int SqliteStore::latest_schema_version() {
+  return static_cast<int>(kMigrations.size());
+}
 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::path& path,
                                                        const config::StoreConfig& cfg,
@@ -396,8 +406,9 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   }
   const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
   if (sqlite3_open_v2(path.c_str(), &impl->db, flags, nullptr) != SQLITE_OK) {
-    return fail(Error::unavailable("cannot open store " + path.string() + ": " +
-                                   (impl->db != nullptr ? sqlite3_errmsg(impl->db) : "out of memory")));
+    return fail(
+        Error::unavailable("cannot open store " + path.string() + ": " +
+                           (impl->db != nullptr ? sqlite3_errmsg(impl->db) : "out of memory")));
   }
   sqlite3_busy_timeout(impl->db, 5000);
   // WAL + synchronous=FULL: a COMMIT returns only after the WAL is fsync'd.
@@ -413,10 +424,12 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   if (*version > latest_schema_version()) {
     return fail(Error::unavailable("store " + path.string() + " has schema version " +
                                    std::to_string(*version) + ", newer than this build (" +
-                                   std::to_string(latest_schema_version()) + "); upgrade the gateway"));
+                                   std::to_string(latest_schema_version()) +
+                                   "); upgrade the gateway"));
   }
   for (int v = *version; v < latest_schema_version(); ++v) {
-    const std::string sql = std::string("BEGIN IMMEDIATE;") + kMigrations[static_cast<std::size_t>(v)] +
+    const std::string sql = std::string("BEGIN IMMEDIATE;") +
+                            kMigrations[static_cast<std::size_t>(v)] +
                             "PRAGMA user_version=" + std::to_string(v + 1) + "; COMMIT;";
     if (auto r = exec(impl->db, sql.c_str()); !r) {
       (void)exec(impl->db, "ROLLBACK;");
@@ -432,9 +445,9 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
       "answer, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
       "ON CONFLICT(protocol, sender, dedupe_key) DO NOTHING");
   if (prepared) {
-    prepared = impl->select_inbound.prepare(
-        impl->db,
-        "SELECT id, answer_code, answer FROM inbound WHERE protocol = ?1 AND sender = ?2 AND dedupe_key = ?3");
+    prepared = impl->select_inbound.prepare(impl->db,
+                                            "SELECT id, answer_code, answer FROM inbound WHERE "
+                                            "protocol = ?1 AND sender = ?2 AND dedupe_key = ?3");
   }
   if (prepared) {
     prepared = impl->insert_outbox.prepare(
@@ -446,7 +459,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
     prepared = impl->insert_dead_letter.prepare(
         impl->db,
         "INSERT INTO dead_letters(dead_letter_id, inbound_id, created_at, stage, error_code, "
-        "error_text, location) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(dead_letter_id) DO NOTHING");
+        "error_text, location) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(dead_letter_id) DO "
+        "NOTHING");
   }
   if (prepared) {
     prepared = impl->mark_delivered.prepare(
@@ -454,8 +468,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   }
   if (!prepared) return fail(prepared.error());
 
-  if (sqlite3_open_v2(path.c_str(), &impl->reader, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) !=
-      SQLITE_OK) {
+  if (sqlite3_open_v2(path.c_str(), &impl->reader, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
     return fail(Error::unavailable("cannot open a reader on " + path.string()));
   }
   sqlite3_busy_timeout(impl->reader, 5000);
@@ -475,36 +489,39 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   if (registry != nullptr) {
     auto& reg = *registry;
     impl->batch_size = &reg.histogram("sdoh_store_commit_batch_size",
-                                      "Commits written together in one transaction (group commit).", {},
-                                      {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024})
+                                      "Commits written together in one transaction (group commit).",
+                                      {}, {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024})
                             .with();
     impl->commit_seconds = &reg.histogram("sdoh_store_commit_duration_seconds",
                                           "Time to write and fsync one group transaction.")
                                 .with();
-    auto& commits = reg.counter("sdoh_store_commits_total", "Inbound commits by outcome.", {"outcome"});
+    auto& commits =
+        reg.counter("sdoh_store_commits_total", "Inbound commits by outcome.", {"outcome"});
     impl->commits_ok = &commits.with({"committed"});
     impl->commits_duplicate = &commits.with({"duplicate"});
     impl->commits_failed = &commits.with({"failed"});
     auto* raw = impl.get();
-    reg.gauge_callback("sdoh_outbox_undelivered_events", "Committed events not yet acknowledged by Kafka.",
+    reg.gauge_callback("sdoh_outbox_undelivered_events",
+                       "Committed events not yet acknowledged by Kafka.",
                        [raw] { return static_cast<double>(raw->undelivered.load()); });
     reg.gauge_callback("sdoh_dead_letters_stored", "Dead letters kept in the store.",
                        [raw] { return static_cast<double>(raw->dead_letters.load()); });
-    reg.gauge_callback("sdoh_outbox_oldest_undelivered_age_seconds",
-                       "Age of the oldest committed event Kafka has not acknowledged (0: none).", [raw] {
-                         std::lock_guard lock(raw->reader_mutex);
-                         sqlite3_stmt* st = nullptr;
-                         double age = 0;
-                         if (sqlite3_prepare_v2(raw->reader,
-                                                "SELECT created_at FROM outbox WHERE delivered_at IS NULL "
-                                                "ORDER BY seq LIMIT 1",
-                                                -1, &st, nullptr) == SQLITE_OK &&
-                             sqlite3_step(st) == SQLITE_ROW) {
-                           age = static_cast<double>(now_ms() - sqlite3_column_int64(st, 0)) / 1000.0;
-                         }
-                         sqlite3_finalize(st);
-                         return age;
-                       });
+    reg.gauge_callback(
+        "sdoh_outbox_oldest_undelivered_age_seconds",
+        "Age of the oldest committed event Kafka has not acknowledged (0: none).", [raw] {
+          std::lock_guard lock(raw->reader_mutex);
+          sqlite3_stmt* st = nullptr;
+          double age = 0;
+          if (sqlite3_prepare_v2(raw->reader,
+                                 "SELECT created_at FROM outbox WHERE delivered_at IS NULL "
+                                 "ORDER BY seq LIMIT 1",
+                                 -1, &st, nullptr) == SQLITE_OK &&
+              sqlite3_step(st) == SQLITE_ROW) {
+            age = static_cast<double>(now_ms() - sqlite3_column_int64(st, 0)) / 1000.0;
+          }
+          sqlite3_finalize(st);
+          return age;
+        });
   } else {
     static metrics::Counter unused_ok, unused_dup, unused_failed;
     impl->commits_ok = &unused_ok;
@@ -517,7 +534,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
 }
 
-asio::awaitable<Result<pipeline::CommitOutcome>> SqliteStore::commit(pipeline::CommitRequest request) {
+asio::awaitable<Result<pipeline::CommitOutcome>> SqliteStore::commit(
+    pipeline::CommitRequest request) {
   auto* impl = impl_.get();
   co_return co_await asio::async_initiate<decltype(asio::use_awaitable),
                                           void(Result<pipeline::CommitOutcome>)>(
@@ -528,14 +546,16 @@ asio::awaitable<Result<pipeline::CommitOutcome>> SqliteStore::commit(pipeline::C
         op->complete = [h = std::move(handler)](Result<pipeline::CommitOutcome> r) mutable {
           // Back to the committing coroutine's own executor (its connection's strand).
           auto ex = asio::get_associated_executor(h);
-          asio::post(ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
+          asio::post(
+              ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
         };
         impl->enqueue(std::move(op));
       },
       asio::use_awaitable);
 }
 
-Result<std::vector<PendingEvent>> SqliteStore::pending_events(std::int64_t after_seq, int limit) const {
+Result<std::vector<PendingEvent>> SqliteStore::pending_events(std::int64_t after_seq,
+                                                              int limit) const {
   std::lock_guard lock(impl_->reader_mutex);
   sqlite3_stmt* st = nullptr;
   if (sqlite3_prepare_v2(impl_->reader,
@@ -550,10 +570,12 @@ Result<std::vector<PendingEvent>> SqliteStore::pending_events(std::int64_t after
   int rc = 0;
   auto text = [st](int i) {
     const auto* p = static_cast<const char*>(sqlite3_column_blob(st, i));
-    return p == nullptr ? std::string() : std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(st, i)));
+    return p == nullptr ? std::string()
+                        : std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(st, i)));
   };
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    out.push_back({sqlite3_column_int64(st, 0), text(1), text(2), text(3), text(4), sqlite3_column_int64(st, 5)});
+    out.push_back({sqlite3_column_int64(st, 0), text(1), text(2), text(3), text(4),
+                   sqlite3_column_int64(st, 5)});
   }
   sqlite3_finalize(st);
   if (rc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
@@ -580,9 +602,10 @@ StoreStats SqliteStore::stats() const {
   s.dead_letters = impl_->dead_letters.load();
   std::lock_guard lock(impl_->reader_mutex);
   sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(impl_->reader,
-                         "SELECT created_at FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT 1", -1,
-                         &st, nullptr) == SQLITE_OK &&
+  if (sqlite3_prepare_v2(
+          impl_->reader,
+          "SELECT created_at FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT 1", -1, &st,
+          nullptr) == SQLITE_OK &&
       sqlite3_step(st) == SQLITE_ROW) {
     s.oldest_undelivered_ms = sqlite3_column_int64(st, 0);
   }
@@ -590,7 +613,9 @@ StoreStats SqliteStore::stats() const {
   return s;
 }
 
-int SqliteStore::schema_version() const { return impl_->version; }
+int SqliteStore::schema_version() const {
+  return impl_->version;
+}
 
 ops::CheckState SqliteStore::health() const {
   std::lock_guard lock(impl_->health_mutex);

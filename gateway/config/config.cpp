@@ -1,7 +1,5 @@
 #include "gateway/config/config.hpp"
 
-#include <yaml-cpp/yaml.h>
-
 #include <algorithm>
 #include <charconv>
 #include <fstream>
@@ -9,6 +7,8 @@
 #include <optional>
 #include <set>
 #include <sstream>
+
+#include <yaml-cpp/yaml.h>
 
 namespace sdoh::config {
 
@@ -43,11 +43,13 @@ namespace {
 
 std::size_t edit_distance(std::string_view a, std::string_view b) {
   std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (std::size_t j = 0; j <= b.size(); ++j)
+    prev[j] = j;
   for (std::size_t i = 1; i <= a.size(); ++i) {
     cur[0] = i;
     for (std::size_t j = 1; j <= b.size(); ++j) {
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      cur[j] =
+          std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
     }
     std::swap(prev, cur);
   }
@@ -60,11 +62,16 @@ std::string join_path(const std::string& parent, std::string_view key) {
 
 std::string node_kind(const YAML::Node& n) {
   switch (n.Type()) {
-    case YAML::NodeType::Map: return "a mapping";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Null: return "nothing";
-    case YAML::NodeType::Scalar: return "\"" + n.Scalar() + "\"";
-    default: return "an undefined value";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Null:
+      return "nothing";
+    case YAML::NodeType::Scalar:
+      return "\"" + n.Scalar() + "\"";
+    default:
+      return "an undefined value";
   }
 }
 
@@ -79,7 +86,8 @@ std::optional<long long> parse_integer(std::string_view text) {
 // Splits "10s" into 10 and "s".
 std::optional<std::pair<long long, std::string>> number_with_unit(std::string_view text) {
   std::size_t i = 0;
-  while (i < text.size() && text[i] >= '0' && text[i] <= '9') ++i;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9')
+    ++i;
   if (i == 0) return std::nullopt;
   auto number = parse_integer(text.substr(0, i));
   if (!number) return std::nullopt;
@@ -98,7 +106,9 @@ class MapReader {
     }
   }
 
-  MapReader child(std::string_view key) { return MapReader(errors_, get(key), join_path(path_, key)); }
+  MapReader child(std::string_view key) {
+    return MapReader(errors_, get(key), join_path(path_, key));
+  }
 
   void string(std::string_view key, std::string& out, bool required_nonempty = false) {
     auto n = scalar(key);
@@ -110,13 +120,15 @@ class MapReader {
     out = n->Scalar();
   }
 
-  void choice(std::string_view key, std::string& out, std::initializer_list<std::string_view> options) {
+  void choice(std::string_view key, std::string& out,
+              std::initializer_list<std::string_view> options) {
     auto n = scalar(key);
     if (!n) return;
     const auto& v = n->Scalar();
     if (std::find(options.begin(), options.end(), v) == options.end()) {
       std::string list;
-      for (auto o : options) list += (list.empty() ? "" : ", ") + std::string(o);
+      for (auto o : options)
+        list += (list.empty() ? "" : ", ") + std::string(o);
       issue(*n, join_path(path_, key), "\"" + v + "\" is not one of: " + list);
       return;
     }
@@ -145,7 +157,8 @@ class MapReader {
       issue(*n, join_path(path_, key), "expected a whole number, got " + node_kind(*n));
     } else if (*v < min || *v > max) {
       issue(*n, join_path(path_, key),
-            std::to_string(*v) + " is out of range " + std::to_string(min) + ".." + std::to_string(max));
+            std::to_string(*v) + " is out of range " + std::to_string(min) + ".." +
+                std::to_string(max));
     } else {
       out = static_cast<Int>(*v);
     }
@@ -168,8 +181,9 @@ class MapReader {
     if (!bytes) {
       issue(*n, path, "expected a size such as 65536, \"64KiB\" or \"4MiB\", got " + node_kind(*n));
     } else if (*bytes < min || *bytes > max) {
-      issue(*n, path, n->Scalar() + " is out of range " + std::to_string(min) + ".." +
-                          std::to_string(max) + " bytes");
+      issue(*n, path,
+            n->Scalar() + " is out of range " + std::to_string(min) + ".." + std::to_string(max) +
+                " bytes");
     } else {
       out = static_cast<std::size_t>(*bytes);
     }
@@ -190,11 +204,13 @@ class MapReader {
     }
     const auto path = join_path(path_, key);
     if (!d) {
-      issue(*n, path, "expected a duration with a unit such as \"500ms\", \"10s\" or \"5m\", got " +
-                          node_kind(*n));
+      issue(*n, path,
+            "expected a duration with a unit such as \"500ms\", \"10s\" or \"5m\", got " +
+                node_kind(*n));
     } else if (*d < min || *d > max) {
-      issue(*n, path, n->Scalar() + " is out of range " + std::to_string(min.count()) + "ms.." +
-                          std::to_string(max.count()) + "ms");
+      issue(*n, path,
+            n->Scalar() + " is out of range " + std::to_string(min.count()) + "ms.." +
+                std::to_string(max.count()) + "ms");
     } else {
       out = *d;
     }
@@ -207,11 +223,15 @@ class MapReader {
     const auto path = join_path(path_, key);
     const auto colon = text.rfind(':');
     std::string host = colon == std::string::npos ? "" : text.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    auto port = colon == std::string::npos ? std::nullopt : parse_integer(std::string_view(text).substr(colon + 1));
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+      host = host.substr(1, host.size() - 2);
+    auto port = colon == std::string::npos
+                    ? std::nullopt
+                    : parse_integer(std::string_view(text).substr(colon + 1));
     if (host.empty() || !port) {
-      issue(*n, path, "expected host:port such as \"127.0.0.1:8080\" (port 0 = any free port), got " +
-                          node_kind(*n));
+      issue(*n, path,
+            "expected host:port such as \"127.0.0.1:8080\" (port 0 = any free port), got " +
+                node_kind(*n));
     } else if (*port < 0 || *port > 65535) {
       issue(*n, path, "port " + std::to_string(*port) + " is out of range 0..65535");
     } else {
@@ -328,7 +348,8 @@ void read_tls(MapReader m, TlsConfig& tls) {
   if (!tls.enabled() && (!tls.client_ca_file.empty() || tls.require_client_cert)) {
     m.issue(m.node(), m.path(), "client certificate settings need cert_file and key_file");
   }
-  for (const auto& [key, file] : {std::pair{"cert_file", tls.cert_file}, {"key_file", tls.key_file},
+  for (const auto& [key, file] : {std::pair{"cert_file", tls.cert_file},
+                                  {"key_file", tls.key_file},
                                   {"client_ca_file", tls.client_ca_file}}) {
     if (!file.empty() && !std::ifstream(file).good()) {
       m.issue(m.node(), m.path() + "." + key, "cannot read " + file);
@@ -339,7 +360,8 @@ void read_tls(MapReader m, TlsConfig& tls) {
 
 // Properties that would weaken the delivery promise or bypass kafka.brokers.
 constexpr std::string_view kReservedKafkaProperties[] = {
-    "bootstrap.servers", "metadata.broker.list", "enable.idempotence", "acks", "request.required.acks",
+    "bootstrap.servers",     "metadata.broker.list", "enable.idempotence", "acks",
+    "request.required.acks",
 };
 
 void read_kafka(MapReader m, KafkaConfig& k) {
@@ -373,8 +395,9 @@ void read_kafka(MapReader m, KafkaConfig& k) {
     const bool secret_like = name.find("password") != std::string::npos ||
                              name.find("secret") != std::string::npos || name == "ssl.key.pem";
     if (node.IsScalar() && secret_like) {
-      props.issue(node, path,
-                  "is a secret: use { env: VARIABLE } or { file: /path } instead of a literal value");
+      props.issue(
+          node, path,
+          "is a secret: use { env: VARIABLE } or { file: /path } instead of a literal value");
       continue;
     }
     if (node.IsScalar()) {
@@ -423,7 +446,8 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     auto aliases = m.child("authority_aliases");
     for (auto& [name, node] : aliases.entries()) {
       if (!node.IsScalar() || node.Scalar().empty()) {
-        aliases.issue(node, aliases.path() + "." + name, "expected the identifier system it stands for");
+        aliases.issue(node, aliases.path() + "." + name,
+                      "expected the identifier system it stands for");
         continue;
       }
       cfg.pseudonym.authority_aliases[name] = node.Scalar();
@@ -438,7 +462,8 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
   {
     auto m = top.child("runtime");
     m.integer("io_threads", cfg.runtime.io_threads, 1, 64);
-    m.duration("drain_timeout", cfg.runtime.drain_timeout, milliseconds(0), std::chrono::minutes(10));
+    m.duration("drain_timeout", cfg.runtime.drain_timeout, milliseconds(0),
+               std::chrono::minutes(10));
     m.finish();
   }
   {

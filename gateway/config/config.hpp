@@ -28,10 +28,10 @@ struct ListenAddress {
 
 /// TLS for a listener. Enabled when cert_file and key_file are set.
 struct TlsConfig {
-  std::string cert_file;        ///< PEM certificate chain
-  std::string key_file;         ///< PEM private key
-  SecretRef key_password;       ///< only for an encrypted key
-  std::string client_ca_file;   ///< PEM CAs that client certificates must chain to (mTLS)
+  std::string cert_file;       ///< PEM certificate chain
+  std::string key_file;        ///< PEM private key
+  SecretRef key_password;      ///< only for an encrypted key
+  std::string client_ca_file;  ///< PEM CAs that client certificates must chain to (mTLS)
   bool require_client_cert = false;
   std::string min_version = "1.2";  ///< "1.2" or "1.3"
 
@@ -43,8 +43,8 @@ struct LogConfig {
 };
 
 struct RuntimeConfig {
-  int io_threads = 2;                        ///< threads running the Asio io_context
-  milliseconds drain_timeout{10'000};        ///< SIGTERM: longest wait for in-flight work
+  int io_threads = 2;                  ///< threads running the Asio io_context
+  milliseconds drain_timeout{10'000};  ///< SIGTERM: longest wait for in-flight work
 };
 
 struct HttpConfig {
@@ -54,7 +54,7 @@ struct HttpConfig {
   std::size_t max_header_bytes = 16 * 1024;      ///< larger headers get 431
   milliseconds idle_timeout{30'000};             ///< keep-alive wait and request read deadline
   milliseconds write_timeout{30'000};
-  std::size_t max_connections = 1024;            ///< further connections are closed at once
+  std::size_t max_connections = 1024;  ///< further connections are closed at once
 };
 
 struct MllpConfig {
@@ -83,20 +83,21 @@ struct KafkaProperty {
 };
 
 struct KafkaConfig {
-  std::string brokers;             ///< empty: start the embedded in-memory dev broker
+  std::string brokers;  ///< empty: start the embedded in-memory dev broker
   std::string client_id = "sdoh-gateway";
   KafkaTopics topics;
-  int partitions = 3;              ///< partitions per topic on the embedded broker
-  int embedded_brokers = 1;        ///< brokers in the embedded cluster
+  int partitions = 3;                     ///< partitions per topic on the embedded broker
+  int embedded_brokers = 1;               ///< brokers in the embedded cluster
   milliseconds metadata_interval{5'000};  ///< how often readiness re-checks broker metadata
   milliseconds metadata_timeout{2'000};
-  milliseconds flush_timeout{5'000};      ///< longest wait for outstanding deliveries at shutdown
+  milliseconds flush_timeout{5'000};  ///< longest wait for outstanding deliveries at shutdown
   std::map<std::string, KafkaProperty> properties;  ///< passed to librdkafka as they are
 };
 
 struct StoreConfig {
   std::string path = "gateway.db";  ///< relative paths are inside data_dir
-  std::string synchronous = "full";  ///< full | normal (normal can lose the last commits on power loss)
+  std::string synchronous =
+      "full";  ///< full | normal (normal can lose the last commits on power loss)
 };
 
 /// Patient pseudonyms (HMAC-SHA256). The key is required in production.

@@ -8,9 +8,12 @@ namespace sdoh::config {
 
 std::string SecretRef::describe() const {
   switch (source) {
-    case Source::kEnv: return "env:" + name;
-    case Source::kFile: return "file:" + name;
-    case Source::kNone: break;
+    case Source::kEnv:
+      return "env:" + name;
+    case Source::kFile:
+      return "file:" + name;
+    case Source::kNone:
+      break;
   }
   return "none";
 }
@@ -20,7 +23,8 @@ Result<std::string> SecretRef::resolve() const {
     case Source::kNone:
       return fail(Error::config("", "no secret configured"));
     case Source::kEnv: {
-      const char* value = std::getenv(name.c_str());  // NOLINT(concurrency-mt-unsafe): start-up only
+      const char* value =
+          std::getenv(name.c_str());  // NOLINT(concurrency-mt-unsafe): start-up only
       if (value == nullptr || *value == '\0') {
         return fail(Error::config("", "environment variable " + name + " is not set or empty"));
       }
@@ -32,7 +36,8 @@ Result<std::string> SecretRef::resolve() const {
       std::ostringstream buf;
       buf << in.rdbuf();
       std::string value = buf.str();
-      while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
+      while (!value.empty() && (value.back() == '\n' || value.back() == '\r'))
+        value.pop_back();
       if (value.empty()) return fail(Error::config("", "secret file " + name + " is empty"));
       return value;
     }

@@ -41,7 +41,9 @@ struct Error {
   static Error invalid(Location where, std::string message) {
     return {ErrorKind::kInvalid, std::move(message), std::move(where)};
   }
-  static Error invalid(std::string message) { return {ErrorKind::kInvalid, std::move(message), {}}; }
+  static Error invalid(std::string message) {
+    return {ErrorKind::kInvalid, std::move(message), {}};
+  }
   static Error unsupported(std::string message, Location where = {}) {
     return {ErrorKind::kUnsupported, std::move(message), std::move(where)};
   }
@@ -68,7 +70,9 @@ template <class T>
 using Result = std::expected<T, Error>;
 
 /// Shorthand for returning an error from a function that returns Result<T>.
-inline std::unexpected<Error> fail(Error e) { return std::unexpected<Error>(std::move(e)); }
+inline std::unexpected<Error> fail(Error e) {
+  return std::unexpected<Error>(std::move(e));
+}
 
 const char* to_string(ErrorKind kind);
 

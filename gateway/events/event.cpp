@@ -10,20 +10,28 @@ namespace sdoh::events {
 
 std::string_view type_name(EventType type) {
   switch (type) {
-    case EventType::kScreening: return "org.sdoh.screening.v1";
-    case EventType::kReferral: return "org.sdoh.referral.v1";
-    case EventType::kReferralStatus: return "org.sdoh.referral.status.v1";
-    case EventType::kDeadLetter: return "org.sdoh.deadletter.v1";
+    case EventType::kScreening:
+      return "org.sdoh.screening.v1";
+    case EventType::kReferral:
+      return "org.sdoh.referral.v1";
+    case EventType::kReferralStatus:
+      return "org.sdoh.referral.status.v1";
+    case EventType::kDeadLetter:
+      return "org.sdoh.deadletter.v1";
   }
   return "unknown";
 }
 
 std::string_view data_schema(EventType type) {
   switch (type) {
-    case EventType::kScreening: return "urn:sdoh:schema:screening:v1";
-    case EventType::kReferral: return "urn:sdoh:schema:referral:v1";
-    case EventType::kReferralStatus: return "urn:sdoh:schema:referral-status:v1";
-    case EventType::kDeadLetter: return "urn:sdoh:schema:deadletter:v1";
+    case EventType::kScreening:
+      return "urn:sdoh:schema:screening:v1";
+    case EventType::kReferral:
+      return "urn:sdoh:schema:referral:v1";
+    case EventType::kReferralStatus:
+      return "urn:sdoh:schema:referral-status:v1";
+    case EventType::kDeadLetter:
+      return "urn:sdoh:schema:deadletter:v1";
   }
   return "unknown";
 }
@@ -63,7 +71,8 @@ std::string event_source(std::string_view gateway_id) {
 std::string now_rfc3339() {
   const auto now = std::chrono::system_clock::now();
   const auto secs = std::chrono::system_clock::to_time_t(now);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char buf[40];

@@ -23,8 +23,8 @@ struct Event {
   std::string subject;  ///< screeningId / referralId / deadLetterId
   std::string time;     ///< RFC 3339, UTC
   std::string topic;
-  std::string key;      ///< Kafka message key: patient pseudonym or referral id
-  std::string data;     ///< the data object as JSON text
+  std::string key;   ///< Kafka message key: patient pseudonym or referral id
+  std::string data;  ///< the data object as JSON text
 
   /// The CloudEvents envelope as JSON text, `data` embedded as is.
   std::string envelope() const;

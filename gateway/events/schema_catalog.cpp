@@ -1,14 +1,14 @@
 #include "gateway/events/schema_catalog.hpp"
 
+#include <fstream>
+#include <map>
+#include <sstream>
+
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 #include <rapidjson/schema.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
-
-#include <fstream>
-#include <map>
-#include <sstream>
 
 namespace sdoh::events {
 
@@ -31,9 +31,9 @@ Result<void> check(const rj::SchemaDocument& schema, const rj::Value& doc, std::
   rj::StringBuffer pointer, schema_pointer;
   validator.GetInvalidDocumentPointer().StringifyUriFragment(pointer);
   validator.GetInvalidSchemaPointer().StringifyUriFragment(schema_pointer);
-  return fail(Error::invalid(std::string(what) + " does not match its schema at " + pointer.GetString() +
-                             " (keyword \"" + validator.GetInvalidSchemaKeyword() + "\", schema " +
-                             schema_pointer.GetString() + ")"));
+  return fail(Error::invalid(
+      std::string(what) + " does not match its schema at " + pointer.GetString() + " (keyword \"" +
+      validator.GetInvalidSchemaKeyword() + "\", schema " + schema_pointer.GetString() + ")"));
 }
 
 }  // namespace
@@ -50,9 +50,9 @@ Result<std::unique_ptr<SchemaCatalog>> SchemaCatalog::load(const std::filesystem
     rj::Document doc;
     doc.Parse(text.str().c_str());
     if (doc.HasParseError()) {
-      return fail(Error::config(entry.path().string(),
-                                entry.path().string() + ": not valid JSON: " +
-                                    rj::GetParseError_En(doc.GetParseError())));
+      return fail(
+          Error::config(entry.path().string(), entry.path().string() + ": not valid JSON: " +
+                                                   rj::GetParseError_En(doc.GetParseError())));
     }
     if (!doc.IsObject() || !doc.HasMember("$id") || !doc["$id"].IsString()) {
       return fail(Error::config(entry.path().string(), entry.path().string() + ": no $id"));
@@ -60,21 +60,24 @@ Result<std::unique_ptr<SchemaCatalog>> SchemaCatalog::load(const std::filesystem
     std::string id = doc["$id"].GetString();
     impl->schemas[id] = std::make_unique<rj::SchemaDocument>(doc);
   }
-  if (ec) return fail(Error::config(dir.string(), "cannot list " + dir.string() + ": " + ec.message()));
+  if (ec)
+    return fail(Error::config(dir.string(), "cannot list " + dir.string() + ": " + ec.message()));
   if (impl->schemas.find(kEnvelopeSchemaId) == impl->schemas.end()) {
-    return fail(Error::config(dir.string(), dir.string() + ": no schema with $id " +
-                                                std::string(kEnvelopeSchemaId)));
+    return fail(Error::config(
+        dir.string(), dir.string() + ": no schema with $id " + std::string(kEnvelopeSchemaId)));
   }
   return std::unique_ptr<SchemaCatalog>(new SchemaCatalog(std::move(impl)));
 }
 
 Result<void> SchemaCatalog::validate(std::string_view schema_id, std::string_view json) const {
   auto it = impl_->schemas.find(schema_id);
-  if (it == impl_->schemas.end()) return fail(Error::not_found("no schema " + std::string(schema_id)));
+  if (it == impl_->schemas.end())
+    return fail(Error::not_found("no schema " + std::string(schema_id)));
   rj::Document doc;
   doc.Parse(json.data(), json.size());
   if (doc.HasParseError()) {
-    return fail(Error::invalid(std::string("not valid JSON: ") + rj::GetParseError_En(doc.GetParseError())));
+    return fail(Error::invalid(std::string("not valid JSON: ") +
+                               rj::GetParseError_En(doc.GetParseError())));
   }
   return check(*it->second, doc, schema_id);
 }
@@ -83,13 +86,17 @@ Result<void> SchemaCatalog::validate_event(std::string_view json) const {
   rj::Document doc;
   doc.Parse(json.data(), json.size());
   if (doc.HasParseError()) {
-    return fail(Error::invalid(std::string("not valid JSON: ") + rj::GetParseError_En(doc.GetParseError())));
+    return fail(Error::invalid(std::string("not valid JSON: ") +
+                               rj::GetParseError_En(doc.GetParseError())));
   }
-  if (auto r = check(*impl_->schemas.at(std::string(kEnvelopeSchemaId)), doc, "the envelope"); !r) return r;
+  if (auto r = check(*impl_->schemas.at(std::string(kEnvelopeSchemaId)), doc, "the envelope"); !r)
+    return r;
   const auto& dataschema = doc["dataschema"];
-  auto it = impl_->schemas.find(std::string_view(dataschema.GetString(), dataschema.GetStringLength()));
+  auto it =
+      impl_->schemas.find(std::string_view(dataschema.GetString(), dataschema.GetStringLength()));
   if (it == impl_->schemas.end()) {
-    return fail(Error::invalid(std::string("dataschema ") + dataschema.GetString() + " is not in the catalogue"));
+    return fail(Error::invalid(std::string("dataschema ") + dataschema.GetString() +
+                               " is not in the catalogue"));
   }
   return check(*it->second, doc["data"], std::string("data of ") + doc["type"].GetString());
 }

@@ -86,7 +86,8 @@ Response Response::error(unsigned status, std::string_view code, std::string_vie
 void Router::add(std::string method, std::string pattern, Handler handler) {
   Route r;
   r.segments.clear();
-  for (auto s : split_path(pattern)) r.segments.emplace_back(s);
+  for (auto s : split_path(pattern))
+    r.segments.emplace_back(s);
   r.method = std::move(method);
   r.pattern = std::move(pattern);
   r.handler = std::move(handler);
@@ -136,7 +137,8 @@ std::string url_decode(std::string_view s) {
   for (std::size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '+') {
       out += ' ';
-    } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+    } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 &&
+               hex_value(s[i + 2]) >= 0) {
       out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
       i += 2;
     } else {

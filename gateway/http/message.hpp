@@ -2,14 +2,14 @@
 // HTTP requests and responses as plain values, and the router that maps them to handlers.
 // The Beast server (adapters/http) converts wire messages to these and back, so handlers —
 // ops endpoints, the FHIR API — know no socket and are tested without one.
-#include <boost/asio/awaitable.hpp>
-
 #include <functional>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <boost/asio/awaitable.hpp>
 
 namespace sdoh::http {
 
@@ -25,8 +25,8 @@ struct Request {
   std::string query;   ///< target after '?', not decoded
   std::vector<Header> headers;
   std::string body;
-  std::string peer;    ///< remote address, for logs
-  bool secure = false; ///< arrived over TLS
+  std::string peer;                           ///< remote address, for logs
+  bool secure = false;                        ///< arrived over TLS
   std::map<std::string, std::string> params;  ///< path parameters from the route pattern
 
   /// Case-insensitive header lookup; the first occurrence.
@@ -60,8 +60,8 @@ class Router {
     const Handler* handler = nullptr;  ///< null when status is 404 or 405
     std::string route;                 ///< the pattern, or "unmatched"
     std::map<std::string, std::string> params;
-    unsigned status = 0;               ///< 0 on a match, else 404 or 405
-    std::string allow;                 ///< for 405: the methods the path accepts
+    unsigned status = 0;  ///< 0 on a match, else 404 or 405
+    std::string allow;    ///< for 405: the methods the path accepts
   };
   Match match(std::string_view method, std::string_view path) const;
 

@@ -1,17 +1,19 @@
 #include "gateway/identity/pseudonym.hpp"
 
+#include <array>
+
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
-
-#include <array>
 
 namespace sdoh::identity {
 namespace {
 
 std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -27,7 +29,8 @@ std::string to_hex(const unsigned char* bytes, std::size_t n) {
 
 }  // namespace
 
-std::string Pseudonymizer::pseudonym(std::string_view authority, std::string_view identifier) const {
+std::string Pseudonymizer::pseudonym(std::string_view authority,
+                                     std::string_view identifier) const {
   std::string_view canonical = trim(authority);
   if (auto it = aliases_.find(std::string(canonical)); it != aliases_.end()) canonical = it->second;
   std::string message;

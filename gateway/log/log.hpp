@@ -26,11 +26,13 @@ struct Field {
   Field(std::string_view k, bool v) : key(k), value(v) {}
   Field(std::string_view k, double v) : key(k), value(v) {}
   template <class I>
-    requires(std::is_integral_v<I> && std::is_signed_v<I> && !std::is_same_v<I, bool>)
-  Field(std::string_view k, I v) : key(k), value(static_cast<std::int64_t>(v)) {}
+  requires(std::is_integral_v<I>&& std::is_signed_v<I> && !std::is_same_v<I, bool>)
+      Field(std::string_view k, I v)
+      : key(k), value(static_cast<std::int64_t>(v)) {}
   template <class I>
-    requires(std::is_integral_v<I> && std::is_unsigned_v<I> && !std::is_same_v<I, bool>)
-  Field(std::string_view k, I v) : key(k), value(static_cast<std::uint64_t>(v)) {}
+  requires(std::is_integral_v<I>&& std::is_unsigned_v<I> && !std::is_same_v<I, bool>)
+      Field(std::string_view k, I v)
+      : key(k), value(static_cast<std::uint64_t>(v)) {}
 };
 
 using Fields = std::initializer_list<Field>;
@@ -42,11 +44,21 @@ Level parse_level(std::string_view name);
 bool enabled(Level level);
 
 void write(Level level, std::string_view event, Fields fields);
-inline void trace(std::string_view event, Fields fields = {}) { write(Level::kTrace, event, fields); }
-inline void debug(std::string_view event, Fields fields = {}) { write(Level::kDebug, event, fields); }
-inline void info(std::string_view event, Fields fields = {}) { write(Level::kInfo, event, fields); }
-inline void warn(std::string_view event, Fields fields = {}) { write(Level::kWarn, event, fields); }
-inline void error(std::string_view event, Fields fields = {}) { write(Level::kError, event, fields); }
+inline void trace(std::string_view event, Fields fields = {}) {
+  write(Level::kTrace, event, fields);
+}
+inline void debug(std::string_view event, Fields fields = {}) {
+  write(Level::kDebug, event, fields);
+}
+inline void info(std::string_view event, Fields fields = {}) {
+  write(Level::kInfo, event, fields);
+}
+inline void warn(std::string_view event, Fields fields = {}) {
+  write(Level::kWarn, event, fields);
+}
+inline void error(std::string_view event, Fields fields = {}) {
+  write(Level::kError, event, fields);
+}
 
 /// Renders the part of a line after the level: "event":"x","k":v,... (exposed for tests).
 std::string render_fields(std::string_view event, Fields fields);

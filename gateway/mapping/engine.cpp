@@ -1,13 +1,13 @@
 #include "gateway/mapping/engine.hpp"
 
-#include <rapidjson/document.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
-
 #include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <sstream>
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include "gateway/events/event.hpp"
 
@@ -15,10 +15,14 @@ namespace sdoh::mapping {
 
 std::string_view to_string(ResultStatus s) {
   switch (s) {
-    case ResultStatus::kFinal: return "final";
-    case ResultStatus::kCorrected: return "corrected";
-    case ResultStatus::kCancelled: return "cancelled";
-    case ResultStatus::kPreliminary: return "preliminary";
+    case ResultStatus::kFinal:
+      return "final";
+    case ResultStatus::kCorrected:
+      return "corrected";
+    case ResultStatus::kCancelled:
+      return "cancelled";
+    case ResultStatus::kPreliminary:
+      return "preliminary";
   }
   return "final";
 }
@@ -46,12 +50,14 @@ Result<ZipPolicy> load_zip_policy(const std::filesystem::path& file) {
   doc.Parse(text.str().c_str());
   if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("restricted") ||
       !doc["restricted"].IsArray()) {
-    return fail(Error::config(file.string(), file.string() + ": expected {\"restricted\": [\"036\", ...]}"));
+    return fail(Error::config(file.string(),
+                              file.string() + ": expected {\"restricted\": [\"036\", ...]}"));
   }
   ZipPolicy policy;
   for (const auto& v : doc["restricted"].GetArray()) {
     if (!v.IsString() || std::string_view(v.GetString()).size() != 3) {
-      return fail(Error::config(file.string(), file.string() + ": /restricted: every entry is a 3-digit string"));
+      return fail(Error::config(file.string(),
+                                file.string() + ": /restricted: every entry is a 3-digit string"));
     }
     policy.restricted_zip3.emplace_back(v.GetString());
   }
@@ -68,9 +74,11 @@ std::optional<std::tuple<int, int, int>> parse_date(std::string_view s) {
     return ec == std::errc() && p == t.data() + t.size();
   };
   if (s.size() >= 10 && s[4] == '-' && s[7] == '-') {
-    if (num(s.substr(0, 4), y) && num(s.substr(5, 2), m) && num(s.substr(8, 2), d)) return {{y, m, d}};
+    if (num(s.substr(0, 4), y) && num(s.substr(5, 2), m) && num(s.substr(8, 2), d))
+      return {{y, m, d}};
   } else if (s.size() >= 8 && num(s.substr(0, 8), y)) {
-    if (num(s.substr(0, 4), y) && num(s.substr(4, 2), m) && num(s.substr(6, 2), d)) return {{y, m, d}};
+    if (num(s.substr(0, 4), y) && num(s.substr(4, 2), m) && num(s.substr(6, 2), d))
+      return {{y, m, d}};
   }
   return std::nullopt;
 }
@@ -203,7 +211,8 @@ std::string age_band(std::string_view birth_date, std::string_view on_date) {
 }
 
 std::string screening_id(const NormalizedScreening& s) {
-  return events::event_id("screening|" + s.protocol + "|" + s.sender + "|" + s.message_id, s.position);
+  return events::event_id("screening|" + s.protocol + "|" + s.sender + "|" + s.message_id,
+                          s.position);
 }
 
 ScreeningMapper::ScreeningMapper(std::shared_ptr<const MappingTables> tables,
@@ -219,7 +228,8 @@ ScreeningMapper::ScreeningMapper(std::shared_ptr<const MappingTables> tables,
                                  {"instrument"})),
       unknown_answers_(registry.counter(
           "sdoh_mapping_unknown_answers_total",
-          "Answers to known questions that the tables do not list (result unknown).", {"instrument"})) {}
+          "Answers to known questions that the tables do not list (result unknown).",
+          {"instrument"})) {}
 
 Result<MappedScreening> ScreeningMapper::map(const NormalizedScreening& s) const {
   if (s.patient_identifier.empty()) {
@@ -289,10 +299,18 @@ Result<MappedScreening> ScreeningMapper::map(const NormalizedScreening& s) const
       auto& d = domain(e.category);
       d.items.push_back({&item, &a, e.result});
       switch (e.result) {
-        case AnswerResult::kPositive: d.any_positive = true; break;
-        case AnswerResult::kNegative: d.any_negative = true; break;
-        case AnswerResult::kDeclined: d.any_declined = true; break;
-        case AnswerResult::kUnknown: d.any_other = true; break;
+        case AnswerResult::kPositive:
+          d.any_positive = true;
+          break;
+        case AnswerResult::kNegative:
+          d.any_negative = true;
+          break;
+        case AnswerResult::kDeclined:
+          d.any_declined = true;
+          break;
+        case AnswerResult::kUnknown:
+          d.any_other = true;
+          break;
       }
       if (!rule->derived && e.result != AnswerResult::kDeclined) {
         d.points += e.points.value_or(0);
@@ -316,7 +334,8 @@ Result<MappedScreening> ScreeningMapper::map(const NormalizedScreening& s) const
         }
       }
     } else {
-      for (const auto& c : rule->categories) domain(c).assistance = requested;
+      for (const auto& c : rule->categories)
+        domain(c).assistance = requested;
     }
   }
 
@@ -408,7 +427,8 @@ Result<MappedScreening> ScreeningMapper::map(const NormalizedScreening& s) const
     write_opt_str(w, "linkId", item->link_id);
     w.Key("answers");
     w.StartArray();
-    for (const auto& a : item->answers) write_answer(w, a, /*redact_text=*/true);
+    for (const auto& a : item->answers)
+      write_answer(w, a, /*redact_text=*/true);
     w.EndArray();
     w.EndObject();
   }
@@ -422,13 +442,15 @@ Result<MappedScreening> ScreeningMapper::map(const NormalizedScreening& s) const
     if (!s.race.empty()) {
       w.Key("race");
       w.StartArray();
-      for (const auto& c : s.race) write_coding(w, c);
+      for (const auto& c : s.race)
+        write_coding(w, c);
       w.EndArray();
     }
     if (!s.ethnicity.empty()) {
       w.Key("ethnicity");
       w.StartArray();
-      for (const auto& c : s.ethnicity) write_coding(w, c);
+      for (const auto& c : s.ethnicity)
+        write_coding(w, c);
       w.EndArray();
     }
     if (s.language) {

@@ -47,8 +47,9 @@ std::string age_band(std::string_view birth_date, std::string_view on_date);
 
 class ScreeningMapper {
  public:
-  ScreeningMapper(std::shared_ptr<const MappingTables> tables, identity::Pseudonymizer pseudonymizer,
-                  ZipPolicy zips, metrics::Registry& registry);
+  ScreeningMapper(std::shared_ptr<const MappingTables> tables,
+                  identity::Pseudonymizer pseudonymizer, ZipPolicy zips,
+                  metrics::Registry& registry);
 
   /// Fails (kInvalid, with `where.expression` naming the field) only when the screening cannot
   /// be an event at all: no patient identifier, or no answers.

@@ -1,23 +1,27 @@
 #include "gateway/mapping/tables.hpp"
 
-#include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
-#include <rapidjson/schema.h>
-#include <rapidjson/stringbuffer.h>
-
 #include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/schema.h>
+#include <rapidjson/stringbuffer.h>
+
 namespace sdoh::mapping {
 
 std::string_view to_string(AnswerResult r) {
   switch (r) {
-    case AnswerResult::kPositive: return "positive";
-    case AnswerResult::kNegative: return "negative";
-    case AnswerResult::kDeclined: return "declined";
-    case AnswerResult::kUnknown: return "unknown";
+    case AnswerResult::kPositive:
+      return "positive";
+    case AnswerResult::kNegative:
+      return "negative";
+    case AnswerResult::kDeclined:
+      return "declined";
+    case AnswerResult::kUnknown:
+      return "unknown";
   }
   return "unknown";
 }
@@ -72,8 +76,9 @@ Result<rj::Document> read_json(const std::filesystem::path& file) {
   rj::Document doc;
   doc.Parse(text.str().c_str());
   if (doc.HasParseError()) {
-    return fail(table_error(file, "", "not valid JSON at byte " + std::to_string(doc.GetErrorOffset()) +
-                                          ": " + rj::GetParseError_En(doc.GetParseError())));
+    return fail(table_error(file, "",
+                            "not valid JSON at byte " + std::to_string(doc.GetErrorOffset()) +
+                                ": " + rj::GetParseError_En(doc.GetParseError())));
   }
   return doc;
 }
@@ -95,7 +100,8 @@ Result<void> check_schema(const rj::SchemaDocument& schema, const rj::Document& 
 
 std::string str(const rj::Value& obj, const char* key, std::string fallback = {}) {
   auto it = obj.FindMember(key);
-  return it != obj.MemberEnd() && it->value.IsString() ? std::string(it->value.GetString()) : fallback;
+  return it != obj.MemberEnd() && it->value.IsString() ? std::string(it->value.GetString())
+                                                       : fallback;
 }
 
 std::optional<int> opt_int(const rj::Value& obj, const char* key) {
@@ -147,7 +153,8 @@ Instrument parse_instrument(const rj::Value& doc) {
   ins.version = str(doc, "version");
   ins.sources = strings(doc, "sources");
   if (const auto* panel = member(doc, "panel")) {
-    ins.panel = {str(*panel, "system", std::string(kLoinc)), str(*panel, "code"), str(*panel, "display")};
+    ins.panel = {str(*panel, "system", std::string(kLoinc)), str(*panel, "code"),
+                 str(*panel, "display")};
   }
   ins.questionnaires = strings(doc, "questionnaires");
   if (const auto* items = member(doc, "items")) {
@@ -160,7 +167,8 @@ Instrument parse_instrument(const rj::Value& doc) {
       item.category = str(it, "category");
       item.answer_type = parse_answer_type(str(it, "answerType", "coding"));
       item.assistance = str(it, "role") == "assistance";
-      if (const auto* d = member(it, "derived"); d != nullptr && d->IsBool()) item.derived = d->GetBool();
+      if (const auto* d = member(it, "derived"); d != nullptr && d->IsBool())
+        item.derived = d->GetBool();
       if (const auto* answers = member(it, "answers")) {
         for (const auto& a : answers->GetArray()) {
           item.answers.push_back({str(a, "code"), str(a, "display"), parse_result(str(a, "result")),
@@ -200,7 +208,8 @@ Instrument parse_instrument(const rj::Value& doc) {
       if (const auto* answers = member(a, "answers")) {
         for (const auto& ans : answers->GetArray()) {
           const auto* requested = member(ans, "requested");
-          rule.answers[str(ans, "code")] = requested != nullptr && requested->IsBool() && requested->GetBool();
+          rule.answers[str(ans, "code")] =
+              requested != nullptr && requested->IsBool() && requested->GetBool();
         }
       }
       ins.assistance.push_back(std::move(rule));
@@ -229,7 +238,8 @@ Result<std::shared_ptr<const MappingTables>> MappingTables::load(const std::file
     const auto code = c.IsObject() ? str(c, "code") : std::string();
     if (code.empty()) return fail(table_error(categories_file, pointer, "a category needs a code"));
     if (!tables->categories_.emplace(code, str(c, "display")).second) {
-      return fail(table_error(categories_file, pointer + "/code", "duplicate category \"" + code + "\""));
+      return fail(
+          table_error(categories_file, pointer + "/code", "duplicate category \"" + code + "\""));
     }
   }
 
@@ -246,7 +256,8 @@ Result<std::shared_ptr<const MappingTables>> MappingTables::load(const std::file
   }
   if (ec) return fail(table_error(dir / "instruments", "", "cannot list: " + ec.message()));
   std::sort(files.begin(), files.end());
-  if (files.empty()) return fail(table_error(dir / "instruments", "", "no instrument files (*.json)"));
+  if (files.empty())
+    return fail(table_error(dir / "instruments", "", "no instrument files (*.json)"));
 
   std::map<std::string, std::filesystem::path> ids, panels, questionnaires;
   for (const auto& file : files) {
@@ -257,23 +268,27 @@ Result<std::shared_ptr<const MappingTables>> MappingTables::load(const std::file
 
     auto known = [&](const std::string& category, const std::string& pointer) -> Result<void> {
       if (tables->known_category(category)) return {};
-      return fail(table_error(file, pointer, "unknown category \"" + category +
-                                                 "\" (not in categories.json)"));
+      return fail(table_error(file, pointer,
+                              "unknown category \"" + category + "\" (not in categories.json)"));
     };
     if (auto [it, fresh] = ids.emplace(ins.id, file); !fresh) {
-      return fail(table_error(file, "/id", "duplicate instrument id \"" + ins.id + "\", also in " +
-                                               it->second.string()));
+      return fail(table_error(
+          file, "/id",
+          "duplicate instrument id \"" + ins.id + "\", also in " + it->second.string()));
     }
     if (!ins.panel.code.empty()) {
-      if (auto [it, fresh] = panels.emplace(ins.panel.system + "|" + ins.panel.code, file); !fresh) {
-        return fail(table_error(file, "/panel/code", "panel " + ins.panel.code +
-                                                         " is already the panel of " + it->second.string()));
+      if (auto [it, fresh] = panels.emplace(ins.panel.system + "|" + ins.panel.code, file);
+          !fresh) {
+        return fail(table_error(
+            file, "/panel/code",
+            "panel " + ins.panel.code + " is already the panel of " + it->second.string()));
       }
     }
     for (const auto& q : ins.questionnaires) {
       if (auto [it, fresh] = questionnaires.emplace(q, file); !fresh) {
-        return fail(table_error(file, "/questionnaires", "questionnaire " + q + " is already mapped by " +
-                                                             it->second.string()));
+        return fail(
+            table_error(file, "/questionnaires",
+                        "questionnaire " + q + " is already mapped by " + it->second.string()));
       }
     }
     std::set<std::string> item_codes, link_ids, produced_categories;
@@ -311,18 +326,21 @@ Result<std::shared_ptr<const MappingTables>> MappingTables::load(const std::file
       const auto p = "/domains/" + std::to_string(d);
       if (auto r = known(rule.category, p + "/category"); !r) return fail(r.error());
       if (!domain_categories.insert(rule.category).second) {
-        return fail(table_error(file, p + "/category", "duplicate domain rule for " + rule.category));
+        return fail(
+            table_error(file, p + "/category", "duplicate domain rule for " + rule.category));
       }
       if (produced_categories.count(rule.category) == 0) {
-        return fail(table_error(file, p + "/category", "no item of this instrument maps to " + rule.category));
+        return fail(table_error(file, p + "/category",
+                                "no item of this instrument maps to " + rule.category));
       }
       if (rule.kind == DomainRuleKind::kScoreAtLeast) {
         for (const auto& item : ins.items) {
           if (item.category != rule.category || item.derived) continue;
           for (const auto& ans : item.answers) {
             if (!ans.points && ans.result != AnswerResult::kDeclined) {
-              return fail(table_error(file, p, "score rule needs points on every answer of item " +
-                                                   item.code + " (answer " + ans.code + " has none)"));
+              return fail(table_error(file, p,
+                                      "score rule needs points on every answer of item " +
+                                          item.code + " (answer " + ans.code + " has none)"));
             }
           }
         }
@@ -333,10 +351,12 @@ Result<std::shared_ptr<const MappingTables>> MappingTables::load(const std::file
       const auto p = "/assistance/" + std::to_string(a);
       const auto* item = ins.item("", rule.item);
       if (item == nullptr) {
-        return fail(table_error(file, p + "/item", "names item " + rule.item + ", which is not in items"));
+        return fail(
+            table_error(file, p + "/item", "names item " + rule.item + ", which is not in items"));
       }
       if (!item->assistance) {
-        return fail(table_error(file, p + "/item", "item " + rule.item + " needs \"role\": \"assistance\""));
+        return fail(table_error(file, p + "/item",
+                                "item " + rule.item + " needs \"role\": \"assistance\""));
       }
       for (const auto& c : rule.categories) {
         if (auto r = known(c, p + "/categories"); !r) return fail(r.error());
@@ -364,7 +384,8 @@ const Instrument* MappingTables::by_panel(std::string_view system, std::string_v
 const Instrument* MappingTables::by_questionnaire(std::string_view url) const {
   url = url.substr(0, url.find('|'));
   for (const auto& i : instruments_) {
-    if (std::find(i.questionnaires.begin(), i.questionnaires.end(), url) != i.questionnaires.end()) {
+    if (std::find(i.questionnaires.begin(), i.questionnaires.end(), url) !=
+        i.questionnaires.end()) {
       return &i;
     }
   }

@@ -1,8 +1,8 @@
 #include "gateway/metrics/registry.hpp"
 
 #include <algorithm>
-#include <cmath>
 #include <charconv>
+#include <cmath>
 #include <stdexcept>
 
 namespace sdoh::metrics {
@@ -49,8 +49,8 @@ double Histogram::quantile(double q) const {
 }
 
 std::vector<double> latency_buckets() {
-  return {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-          0.025,   0.05,   0.1,     0.25,   0.5,   1,      2.5,    5,    10};
+  return {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+          0.05,    0.1,    0.25,    0.5,    1,     2.5,    5,     10};
 }
 
 namespace {
@@ -137,7 +137,8 @@ Family<Gauge>& Registry::gauge(const std::string& name, const std::string& help,
 }
 
 Family<Histogram>& Registry::histogram(const std::string& name, const std::string& help,
-                                       std::vector<std::string> labels, std::vector<double> bounds) {
+                                       std::vector<std::string> labels,
+                                       std::vector<double> bounds) {
   auto& e = add(name, help, "histogram");
   e.histograms = std::make_unique<Family<Histogram>>(
       std::move(labels), [bounds] { return std::make_unique<Histogram>(bounds); });

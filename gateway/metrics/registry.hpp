@@ -80,7 +80,8 @@ class Family {
   template <class Fn>
   void for_each(Fn&& fn) const {
     std::lock_guard lock(mutex_);
-    for (const auto& [labels, child] : children_) fn(labels, *child);
+    for (const auto& [labels, child] : children_)
+      fn(labels, *child);
   }
   const std::vector<std::string>& label_names() const { return label_names_; }
 

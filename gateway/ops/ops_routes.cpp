@@ -1,8 +1,7 @@
 #include "gateway/ops/ops_routes.hpp"
 
-#include <unistd.h>
-
 #include <fstream>
+#include <unistd.h>
 
 #include "gateway/core/json_text.hpp"
 
@@ -21,21 +20,20 @@ double resident_memory_bytes() {
 void register_process_metrics(metrics::Registry& registry, const BuildInfo& build,
                               std::chrono::system_clock::time_point started) {
   const auto steady_start = std::chrono::steady_clock::now();
-  registry.gauge_callback("sdoh_process_uptime_seconds", "Seconds since the gateway started.",
-                          [steady_start] {
-                            return std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                                                 steady_start)
-                                .count();
-                          });
-  const double start_seconds =
-      std::chrono::duration<double>(started.time_since_epoch()).count();
+  registry.gauge_callback(
+      "sdoh_process_uptime_seconds", "Seconds since the gateway started.", [steady_start] {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - steady_start)
+            .count();
+      });
+  const double start_seconds = std::chrono::duration<double>(started.time_since_epoch()).count();
   registry.gauge_callback("sdoh_process_start_time_seconds",
                           "Start time of the process since the Unix epoch in seconds.",
                           [start_seconds] { return start_seconds; });
   registry.gauge_callback("sdoh_process_resident_memory_bytes", "Resident memory size in bytes.",
                           resident_memory_bytes);
-  registry.gauge("sdoh_build_info", "Version and commit of the running binary (value is 1).",
-                 {"version", "commit"})
+  registry
+      .gauge("sdoh_build_info", "Version and commit of the running binary (value is 1).",
+             {"version", "commit"})
       .with({build.version, build.commit})
       .set(1);
 }

@@ -6,12 +6,12 @@
 // Delivery promise (DESIGN.md): a positive answer goes to the sender only after commit()
 // completed with kCommitted. A resend (same protocol, sender and dedupe key) completes with
 // kDuplicate and the originally stored answer, and adds no events.
-#include <boost/asio/awaitable.hpp>
-
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <boost/asio/awaitable.hpp>
 
 #include "gateway/core/result.hpp"
 
@@ -48,7 +48,7 @@ struct DeadLetterRecord {
 
 struct CommitRequest {
   InboundRecord inbound;
-  std::vector<OutboxEvent> events;              ///< includes the dead-letter event, if any
+  std::vector<OutboxEvent> events;  ///< includes the dead-letter event, if any
   std::optional<DeadLetterRecord> dead_letter;
 };
 

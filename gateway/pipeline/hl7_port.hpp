@@ -2,17 +2,17 @@
 // The port between the MLLP listener (adapters/hl7v2) and whatever answers HL7 v2 messages.
 // The listener only moves bytes: it hands each framed message to an Hl7Handler and writes
 // back the answer, in the order the messages arrived on the connection.
-#include <boost/asio/awaitable.hpp>
-
 #include <string>
 #include <string_view>
+
+#include <boost/asio/awaitable.hpp>
 
 namespace sdoh::pipeline {
 
 /// Who sent a message, as far as the transport knows.
 struct Peer {
-  std::string address;       ///< "10.1.2.3:51234"
-  std::string tls_subject;   ///< client certificate subject under mTLS, else empty
+  std::string address;      ///< "10.1.2.3:51234"
+  std::string tls_subject;  ///< client certificate subject under mTLS, else empty
 };
 
 class Hl7Handler {

@@ -1,17 +1,17 @@
 #include "gateway/runtime/runtime.hpp"
 
+#include <csignal>
+#include <ctime>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <unistd.h>
-
-#include <csignal>
-#include <ctime>
-#include <thread>
-#include <vector>
 
 #include "adapters/hl7v2/mllp_server.hpp"
 #include "adapters/hl7v2/pipeline.hpp"
@@ -24,9 +24,9 @@
 #include "gateway/events/event.hpp"
 #include "gateway/http/message.hpp"
 #include "gateway/identity/pseudonym.hpp"
+#include "gateway/log/log.hpp"
 #include "gateway/mapping/engine.hpp"
 #include "gateway/mapping/tables.hpp"
-#include "gateway/log/log.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
 #include "gateway/runtime/runtime_file.hpp"
@@ -37,7 +37,6 @@ namespace sdoh::runtime {
 namespace asio = boost::asio;
 
 namespace {
-
 
 // What the mapping engine needs, read and checked at start-up.
 struct MappingSetup {
@@ -73,12 +72,15 @@ Result<MappingSetup> load_mapping(const config::GatewayConfig& cfg) {
 
 }  // namespace
 
-ops::BuildInfo build_info() { return {kVersion, kCommit}; }
+ops::BuildInfo build_info() {
+  return {kVersion, kCommit};
+}
 
 Result<void> check_config(const config::GatewayConfig& cfg) {
   if (auto r = kafka::Producer::validate(cfg.kafka); !r) return r;
   if (auto r = load_mapping(cfg); !r) return fail(r.error());
-  for (const auto& [tls, key] : {std::pair{&cfg.http.tls, "http.tls"}, {&cfg.mllp.tls, "mllp.tls"}}) {
+  for (const auto& [tls, key] :
+       {std::pair{&cfg.http.tls, "http.tls"}, {&cfg.mllp.tls, "mllp.tls"}}) {
     if (!tls->enabled()) continue;
     if (auto ctx = net::make_server_tls_context(*tls, key); !ctx) return fail(ctx.error());
   }
@@ -99,9 +101,7 @@ int run(const config::GatewayConfig& cfg) {
 
   auto startup_failed = [](std::string_view component, const Error& e) {
     log::error("gateway.startup_failed",
-               {{"component", component},
-                {"key", e.where.expression},
-                {"reason", e.message}});
+               {{"component", component}, {"key", e.where.expression}, {"reason", e.message}});
     log::flush();
     return 1;
   };
@@ -110,9 +110,9 @@ int run(const config::GatewayConfig& cfg) {
   std::error_code fs_ec;
   std::filesystem::create_directories(cfg.data_dir, fs_ec);
   if (fs_ec) {
-    return startup_failed("data_dir", Error::config("data_dir", "cannot create " +
-                                                                    cfg.data_dir.string() + ": " +
-                                                                    fs_ec.message()));
+    return startup_failed(
+        "data_dir", Error::config("data_dir", "cannot create " + cfg.data_dir.string() + ": " +
+                                                  fs_ec.message()));
   }
   const auto runtime_file = cfg.data_dir / "runtime.json";
   std::filesystem::remove(runtime_file, fs_ec);
@@ -126,8 +126,9 @@ int run(const config::GatewayConfig& cfg) {
   if (!mapping_setup) return startup_failed("mapping", mapping_setup.error());
   if (mapping_setup->development_key) {
     log::warn("pseudonym.development_key",
-              {{"detail", "no pseudonym.key configured: patient pseudonyms use the public "
-                          "development key; set pseudonym.key before real data arrives"}});
+              {{"detail",
+                "no pseudonym.key configured: patient pseudonyms use the public "
+                "development key; set pseudonym.key before real data arrives"}});
   }
   mapping::ScreeningMapper screening_mapper(
       mapping_setup->tables,
@@ -143,8 +144,8 @@ int run(const config::GatewayConfig& cfg) {
   std::unique_ptr<kafka::EmbeddedBroker> broker;
   std::string bootstrap = cfg.kafka.brokers;
   if (cfg.embedded_kafka()) {
-    auto started_broker = kafka::EmbeddedBroker::start(cfg.kafka.embedded_brokers,
-                                                       cfg.kafka.topics.all(), cfg.kafka.partitions);
+    auto started_broker = kafka::EmbeddedBroker::start(
+        cfg.kafka.embedded_brokers, cfg.kafka.topics.all(), cfg.kafka.partitions);
     if (!started_broker) return startup_failed("kafka", started_broker.error());
     broker = std::move(*started_broker);
     bootstrap = broker->bootstrap_servers();
@@ -165,16 +166,21 @@ int run(const config::GatewayConfig& cfg) {
   ops::add_ops_routes(router, health, registry, build, started);
 
   asio::io_context ioc(cfg.runtime.io_threads);
-  hl7v2::Hl7Pipeline hl7_handler(screening_mapper, **store, [&relay] { relay.notify(); },
-                                 {cfg.gateway_id, cfg.kafka.topics}, registry);
+  hl7v2::Hl7Pipeline hl7_handler(
+      screening_mapper, **store, [&relay] { relay.notify(); }, {cfg.gateway_id, cfg.kafka.topics},
+      registry);
   http::Server http_server(ioc, cfg.http, router, registry);
   hl7v2::MllpServer mllp_server(ioc, cfg.mllp, hl7_handler, registry);
   auto http_address = http_server.bind();
   if (!http_address) return startup_failed("http", http_address.error());
   auto mllp_address = mllp_server.bind();
   if (!mllp_address) return startup_failed("mllp", mllp_address.error());
-  health.add_check("http", [a = *http_address] { return ops::CheckState{true, "listening on " + a}; });
-  health.add_check("mllp", [a = *mllp_address] { return ops::CheckState{true, "listening on " + a}; });
+  health.add_check("http", [a = *http_address] {
+    return ops::CheckState{true, "listening on " + a};
+  });
+  health.add_check("mllp", [a = *mllp_address] {
+    return ops::CheckState{true, "listening on " + a};
+  });
   http_server.start();
   mllp_server.start();
 
@@ -184,8 +190,9 @@ int run(const config::GatewayConfig& cfg) {
   bool forced = false;
   auto drain = [&](int signo) -> asio::awaitable<void> {
     health.set_draining();
-    log::info("gateway.draining", {{"signal", signo},
-                                   {"timeout_ms", static_cast<std::int64_t>(cfg.runtime.drain_timeout.count())}});
+    log::info("gateway.draining",
+              {{"signal", signo},
+               {"timeout_ms", static_cast<std::int64_t>(cfg.runtime.drain_timeout.count())}});
     http_server.stop();
     mllp_server.stop();
     const auto deadline = std::chrono::steady_clock::now() + cfg.runtime.drain_timeout;
@@ -225,16 +232,19 @@ int run(const config::GatewayConfig& cfg) {
   info.mllp_tls = cfg.mllp.tls.enabled();
   info.kafka_bootstrap = bootstrap;
   info.kafka_embedded = cfg.embedded_kafka();
-  if (auto r = write_runtime_file(runtime_file, info); !r) return startup_failed("data_dir", r.error());
+  if (auto r = write_runtime_file(runtime_file, info); !r)
+    return startup_failed("data_dir", r.error());
   log::info("gateway.ready", {{"http", *http_address},
                               {"mllp", *mllp_address},
                               {"kafka", bootstrap},
                               {"runtime_file", runtime_file.string()}});
 
   std::vector<std::thread> threads;
-  for (int i = 1; i < cfg.runtime.io_threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
+  for (int i = 1; i < cfg.runtime.io_threads; ++i)
+    threads.emplace_back([&ioc] { ioc.run(); });
   ioc.run();
-  for (auto& t : threads) t.join();
+  for (auto& t : threads)
+    t.join();
   // Let completions that are already due (the closed acceptors' aborted accepts, sessions
   // woken by the drain) run to their end instead of being destroyed half-way with the
   // io_context.
@@ -247,8 +257,9 @@ int run(const config::GatewayConfig& cfg) {
   // Publish what was committed before exiting (bounded): undelivered events stay in the
   // outbox and are published after the next start, so nothing is lost either way.
   if (!relay.drain(cfg.kafka.flush_timeout)) {
-    log::warn("relay.undelivered_at_exit", {{"events", (*store)->stats().undelivered},
-                                            {"detail", "kept in the outbox; published after the next start"}});
+    log::warn("relay.undelivered_at_exit",
+              {{"events", (*store)->stats().undelivered},
+               {"detail", "kept in the outbox; published after the next start"}});
   }
   std::filesystem::remove(runtime_file, fs_ec);
   log::info("gateway.stopped", {{"forced", forced}});

@@ -15,11 +15,11 @@ std::string render_runtime_json(const RuntimeInfo& info) {
   out += "  \"gateway_id\": " + str(info.gateway_id) + ",\n";
   out += "  \"mode\": " + str(info.mode) + ",\n";
   out += "  \"started_at\": " + str(info.started_at) + ",\n";
-  out += "  \"http\": {\"address\": " + str(info.http_address) + ", \"url\": " +
-         str((info.http_tls ? "https://" : "http://") + info.http_address) +
+  out += "  \"http\": {\"address\": " + str(info.http_address) +
+         ", \"url\": " + str((info.http_tls ? "https://" : "http://") + info.http_address) +
          ", \"tls\": " + boolean(info.http_tls) + "},\n";
-  out += "  \"mllp\": {\"address\": " + str(info.mllp_address) + ", \"tls\": " +
-         boolean(info.mllp_tls) + "},\n";
+  out += "  \"mllp\": {\"address\": " + str(info.mllp_address) +
+         ", \"tls\": " + boolean(info.mllp_tls) + "},\n";
   out += "  \"kafka\": {\"bootstrap_servers\": " + str(info.kafka_bootstrap) +
          ", \"embedded\": " + boolean(info.kafka_embedded) + "}\n";
   out += "}\n";

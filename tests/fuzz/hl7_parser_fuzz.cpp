@@ -31,11 +31,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       continue;
     }
     if (m->serialize() != text) std::abort();  // round trip byte for byte
-    for (const char* path : {"MSH-9.1", "MSH-10", "PID-3(2).4.1", "OBX[2]-5(3).2", "PID-3.4.2", "ZZZ-1", "OBR-4"}) {
+    for (const char* path :
+         {"MSH-9.1", "MSH-10", "PID-3(2).4.1", "OBX[2]-5(3).2", "PID-3.4.2", "ZZZ-1", "OBR-4"}) {
       (void)m->get(path);
     }
     for (const auto& seg : m->segments()) {
-      for (int f = 0; f <= seg.field_count() + 1; ++f) (void)seg.value(f, 2, 2, 2);
+      for (int f = 0; f <= seg.field_count() + 1; ++f)
+        (void)seg.value(f, 2, 2, 2);
     }
     (void)build_ack(*m, AckCode::kAA, std::nullopt, options);
     auto [code, err] = negative_ack_for(*m, sdoh::Error::invalid({"OBX", 1, 3, 0, ""}, "fuzz"));

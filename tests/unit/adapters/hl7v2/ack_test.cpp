@@ -1,9 +1,9 @@
 #include "adapters/hl7v2/ack.hpp"
 
-#include <gtest/gtest.h>
-
 #include <fstream>
 #include <sstream>
+
+#include <gtest/gtest.h>
 
 namespace sdoh::hl7v2 {
 namespace {
@@ -34,7 +34,8 @@ TEST(AckBuilder, EnhancedModeAcceptAckEchoesControlId) {
 }
 
 TEST(AckBuilder, SwapsSenderAndReceiverKeepsVersionAndProcessingId) {
-  auto ack = build_ack(sample("oru-r01-hunger-vital-sign-negative.hl7"), AckCode::kAA, std::nullopt, kOptions);
+  auto ack = build_ack(sample("oru-r01-hunger-vital-sign-negative.hl7"), AckCode::kAA, std::nullopt,
+                       kOptions);
   EXPECT_EQ(field(ack, "MSH-3"), "SDOH_GW");
   EXPECT_EQ(field(ack, "MSH-4"), "STATE_EC");
   EXPECT_EQ(field(ack, "MSH-5"), "EHR");
@@ -61,7 +62,8 @@ TEST(AckBuilder, ErrorAckNamesSegmentFieldAndTable0357Code) {
   where.sequence = 1;
   where.field = 3;
   auto ack = build_ack(msg, AckCode::kAE,
-                       AckError{ErrorCondition::kRequiredFieldMissing, where, "OBX-3 observation identifier is empty"},
+                       AckError{ErrorCondition::kRequiredFieldMissing, where,
+                                "OBX-3 observation identifier is empty"},
                        kOptions);
   EXPECT_EQ(field(ack, "MSA-1"), "AE");
   EXPECT_EQ(field(ack, "MSA-2"), "A1000010");
@@ -79,7 +81,8 @@ TEST(AckBuilder, UnsupportedTypeIsArInOriginalMode) {
   where.segment = "MSH";
   where.sequence = 1;
   where.field = 9;
-  auto [code, err] = negative_ack_for(msg, Error::unsupported("ADT^A01 is not a message this gateway accepts", where));
+  auto [code, err] = negative_ack_for(
+      msg, Error::unsupported("ADT^A01 is not a message this gateway accepts", where));
   EXPECT_EQ(code, AckCode::kAR);
   EXPECT_EQ(err.condition, ErrorCondition::kUnsupportedMessageType);
   auto ack = build_ack(msg, code, err, kOptions);
@@ -92,7 +95,8 @@ TEST(AckBuilder, EnhancedModeUsesCommitCodes) {
   auto msg = sample("oru-r01-ahc-hrsn-positive.hl7");
   EXPECT_EQ(negative_ack_for(msg, Error::unavailable("store cannot write")).first, AckCode::kCE);
   EXPECT_EQ(negative_ack_for(msg, Error::unsupported("x")).first, AckCode::kCR);
-  EXPECT_EQ(negative_ack_for(sample("oru-r01-corrected.hl7"), Error::unavailable("x")).first, AckCode::kAE);
+  EXPECT_EQ(negative_ack_for(sample("oru-r01-corrected.hl7"), Error::unavailable("x")).first,
+            AckCode::kAE);
 }
 
 TEST(AckBuilder, AcceptAckRequestFollowsMsh15) {
@@ -106,13 +110,16 @@ TEST(AckBuilder, AcceptAckRequestFollowsMsh15) {
 
 TEST(AckBuilder, ErrorTextIsEscaped) {
   auto msg = sample("oru-r01-corrected.hl7");
-  auto ack = build_ack(msg, AckCode::kAE, AckError{ErrorCondition::kDataTypeError, {}, "bad | value ^ here"}, kOptions);
+  auto ack =
+      build_ack(msg, AckCode::kAE,
+                AckError{ErrorCondition::kDataTypeError, {}, "bad | value ^ here"}, kOptions);
   EXPECT_EQ(field(ack, "ERR-8"), "bad | value ^ here");
 }
 
 TEST(AckBuilder, NotHl7GetsArWithEmptyMsa2) {
-  auto ack = build_unparseable_ack(Error::invalid({"MSH", 1, 0, 0, ""}, "the message does not start with an MSH segment"),
-                                   kOptions);
+  auto ack = build_unparseable_ack(
+      Error::invalid({"MSH", 1, 0, 0, ""}, "the message does not start with an MSH segment"),
+      kOptions);
   EXPECT_EQ(field(ack, "MSA-1"), "AR");
   EXPECT_EQ(field(ack, "MSA-2"), "");
   EXPECT_EQ(field(ack, "ERR-2"), "MSH^1");

@@ -1,9 +1,9 @@
 #include "adapters/hl7v2/message.hpp"
 
-#include <gtest/gtest.h>
-
 #include <fstream>
 #include <sstream>
+
+#include <gtest/gtest.h>
 
 namespace sdoh::hl7v2 {
 namespace {
@@ -84,8 +84,9 @@ TEST(Hl7Message, EscapesAreDecodedAndCrLfAccepted) {
 }
 
 TEST(Hl7Message, RoundTripsByteForByte) {
-  for (const auto* name : {"oru-r01-ahc-hrsn-positive.hl7", "oru-r01-escapes-crlf-v23.hl7", "ref-i12-home-visiting.hl7",
-                           "rri-i12-accepted.hl7", "oru-r01-corrected.hl7", "bad-missing-obx-code.hl7"}) {
+  for (const auto* name : {"oru-r01-ahc-hrsn-positive.hl7", "oru-r01-escapes-crlf-v23.hl7",
+                           "ref-i12-home-visiting.hl7", "rri-i12-accepted.hl7",
+                           "oru-r01-corrected.hl7", "bad-missing-obx-code.hl7"}) {
     const auto text = sample(name);
     auto m = parsed(text);
     EXPECT_EQ(m.serialize(), text) << name;

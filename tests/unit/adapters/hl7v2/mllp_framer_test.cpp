@@ -1,8 +1,8 @@
 #include "adapters/hl7v2/mllp_framer.hpp"
 
-#include <gtest/gtest.h>
-
 #include <vector>
+
+#include <gtest/gtest.h>
 
 namespace sdoh::hl7v2 {
 namespace {
@@ -12,7 +12,8 @@ const std::string kMsg = "MSH|^~\\&|EHR|A|GW|B|20261120||ORU^R01|1|P|2.5.1\rPID|
 std::vector<std::string> frames_of(MllpFramer& f) {
   std::vector<std::string> out;
   std::string frame;
-  while (f.next(frame) == MllpFramer::Event::kFrame) out.push_back(frame);
+  while (f.next(frame) == MllpFramer::Event::kFrame)
+    out.push_back(frame);
   return out;
 }
 
@@ -31,7 +32,8 @@ TEST(MllpFramer, FrameSplitAcrossReadsAtEveryByte) {
   std::vector<std::string> got;
   for (char c : wire) {
     f.feed(std::string_view(&c, 1));
-    for (auto& fr : frames_of(f)) got.push_back(fr);
+    for (auto& fr : frames_of(f))
+      got.push_back(fr);
   }
   EXPECT_EQ(got, std::vector<std::string>{kMsg});
 }
@@ -52,7 +54,9 @@ TEST(MllpFramer, BytesBeforeStartBlockAreDiscardedAndCounted) {
 
 TEST(MllpFramer, DoubledStartAndEndBlocksAreTolerated) {
   MllpFramer f(1024);
-  f.feed("\x0b\x0b" "A\x1c\r\x1c\r");
+  f.feed(
+      "\x0b\x0b"
+      "A\x1c\r\x1c\r");
   EXPECT_EQ(frames_of(f), std::vector<std::string>{"A"});
   EXPECT_EQ(f.deviations(), 1u);
   EXPECT_EQ(f.discarded_bytes(), 2u);  // the second <FS><CR>
@@ -60,14 +64,19 @@ TEST(MllpFramer, DoubledStartAndEndBlocksAreTolerated) {
 
 TEST(MllpFramer, EndBlockWithoutCarriageReturnIsTolerated) {
   MllpFramer f(1024);
-  f.feed("\x0b" "A\x1c\x0b" "B\x1c\r");
+  f.feed(
+      "\x0b"
+      "A\x1c\x0b"
+      "B\x1c\r");
   EXPECT_EQ(frames_of(f), (std::vector<std::string>{"A", "B"}));
   EXPECT_EQ(f.deviations(), 1u);
 }
 
 TEST(MllpFramer, WaitsForByteAfterEndBlock) {
   MllpFramer f(1024);
-  f.feed("\x0b" "A\x1c");
+  f.feed(
+      "\x0b"
+      "A\x1c");
   EXPECT_TRUE(frames_of(f).empty());
   f.feed("\r");
   EXPECT_EQ(frames_of(f), std::vector<std::string>{"A"});

@@ -1,10 +1,10 @@
 #include "adapters/kafka/producer.hpp"
 
-#include <gtest/gtest.h>
-
 #include <chrono>
 #include <future>
 #include <thread>
+
+#include <gtest/gtest.h>
 
 #include "adapters/kafka/embedded_broker.hpp"
 
@@ -52,8 +52,9 @@ TEST(Producer, DeliveryReportArrivesWithOffset) {
   auto producer = Producer::create(cfg, (*broker)->bootstrap_servers(), registry);
   ASSERT_TRUE(producer);
   std::promise<DeliveryReport> reported;
-  auto r = (*producer)->produce({cfg.topics.screening, "key-1", "{}", {{"content-type", "application/cloudevents+json"}}},
-                                [&reported](const DeliveryReport& d) { reported.set_value(d); });
+  auto r = (*producer)->produce(
+      {cfg.topics.screening, "key-1", "{}", {{"content-type", "application/cloudevents+json"}}},
+      [&reported](const DeliveryReport& d) { reported.set_value(d); });
   ASSERT_TRUE(r) << r.error().message;
   auto future = reported.get_future();
   ASSERT_EQ(future.wait_for(10s), std::future_status::ready);
@@ -89,7 +90,8 @@ TEST(Producer, MissingTopicMakesItNotReady) {
   std::this_thread::sleep_for(600ms);
   auto state = (*producer)->health();
   EXPECT_FALSE(state.ok);
-  EXPECT_NE(state.detail.find("missing topics: sdoh.referral.v1"), std::string::npos) << state.detail;
+  EXPECT_NE(state.detail.find("missing topics: sdoh.referral.v1"), std::string::npos)
+      << state.detail;
 }
 
 TEST(Producer, ValidateRejectsUnknownProperty) {

@@ -1,14 +1,14 @@
 #include "adapters/kafka/relay.hpp"
 
+#include <filesystem>
+#include <map>
+#include <thread>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
-
-#include <filesystem>
-#include <map>
-#include <thread>
 
 #include "adapters/kafka/embedded_broker.hpp"
 
@@ -19,7 +19,8 @@ using namespace std::chrono_literals;
 namespace asio = boost::asio;
 
 // Every message of `topic` (all partitions, from the beginning): ce_id header → count.
-std::map<std::string, int> read_all(const std::string& bootstrap, const std::string& topic, int partitions) {
+std::map<std::string, int> read_all(const std::string& bootstrap, const std::string& topic,
+                                    int partitions) {
   char err[512];
   auto* conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err);
@@ -60,7 +61,8 @@ class RelayTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() /
-           ("sdoh_relay_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+           ("sdoh_relay_" +
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
     std::filesystem::remove_all(dir_);
     cfg_.metadata_interval = 200ms;
     cfg_.metadata_timeout = 500ms;
@@ -105,9 +107,11 @@ TEST_F(RelayTest, PublishesEveryCommittedEventExactlyOnceAndMarksItDelivered) {
   ASSERT_TRUE(relay_->drain(20s)) << store_->stats().undelivered << " still undelivered";
   auto seen = read_all(broker_->bootstrap_servers(), cfg_.topics.screening, 2);
   EXPECT_EQ(seen.size(), 200u);
-  for (const auto& [id, count] : seen) EXPECT_EQ(count, 1) << id;
+  for (const auto& [id, count] : seen)
+    EXPECT_EQ(count, 1) << id;
   EXPECT_EQ(store_->stats().undelivered, 0);
-  EXPECT_NE(registry_.render().find("sdoh_relay_events_total{outcome=\"delivered\"} 200"), std::string::npos);
+  EXPECT_NE(registry_.render().find("sdoh_relay_events_total{outcome=\"delivered\"} 200"),
+            std::string::npos);
 }
 
 TEST_F(RelayTest, ResumesAfterARestartFromTheFirstUndeliveredEvent) {
@@ -124,7 +128,8 @@ TEST_F(RelayTest, ResumesAfterARestartFromTheFirstUndeliveredEvent) {
   ASSERT_TRUE(relay_->drain(20s));
   auto seen = read_all(broker_->bootstrap_servers(), cfg_.topics.screening, 2);
   EXPECT_EQ(seen.size(), 80u);
-  for (const auto& [id, count] : seen) EXPECT_EQ(count, 1) << id;
+  for (const auto& [id, count] : seen)
+    EXPECT_EQ(count, 1) << id;
 }
 
 TEST_F(RelayTest, BrokerOutageDelaysButLosesNothing) {
@@ -140,7 +145,8 @@ TEST_F(RelayTest, BrokerOutageDelaysButLosesNothing) {
   ASSERT_TRUE(relay_->drain(60s)) << store_->stats().undelivered << " still undelivered";
   auto seen = read_all(broker_->bootstrap_servers(), cfg_.topics.screening, 2);
   EXPECT_EQ(seen.size(), 60u);
-  for (const auto& [id, count] : seen) EXPECT_EQ(count, 1) << id;
+  for (const auto& [id, count] : seen)
+    EXPECT_EQ(count, 1) << id;
 }
 
 }  // namespace

@@ -1,13 +1,13 @@
 #include "adapters/store/sqlite_store.hpp"
 
+#include <filesystem>
+#include <sqlite3.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 #include <gtest/gtest.h>
-#include <sqlite3.h>
-
-#include <filesystem>
 
 namespace sdoh::store {
 namespace {
@@ -28,7 +28,8 @@ class SqliteStoreTest : public ::testing::Test {
     sqlite3_stmt* stmt = nullptr;
     sqlite3_prepare_v2(db, ("PRAGMA " + name).c_str(), -1, &stmt, nullptr);
     std::string value;
-    if (sqlite3_step(stmt) == SQLITE_ROW) value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+      value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
     sqlite3_finalize(stmt);
     sqlite3_close(db);
     return value;
@@ -84,10 +85,11 @@ namespace asio = boost::asio;
 
 pipeline::CommitRequest request(const std::string& control_id, int events = 2) {
   pipeline::CommitRequest r;
-  r.inbound = {"hl7v2", "EHR^PEDS_A", control_id, "ORU^R01", "CA", "MSA|CA|" + control_id, "MSH|...payload"};
+  r.inbound = {"hl7v2", "EHR^PEDS_A",           control_id,      "ORU^R01",
+               "CA",    "MSA|CA|" + control_id, "MSH|...payload"};
   for (int i = 0; i < events; ++i) {
-    r.events.push_back({control_id + "-ev" + std::to_string(i), "org.sdoh.screening.v1", "sdoh.screening.v1",
-                        "patient-key", "{\"n\":" + std::to_string(i) + "}"});
+    r.events.push_back({control_id + "-ev" + std::to_string(i), "org.sdoh.screening.v1",
+                        "sdoh.screening.v1", "patient-key", "{\"n\":" + std::to_string(i) + "}"});
   }
   return r;
 }
@@ -167,12 +169,16 @@ TEST_F(SqliteStoreTest, ConcurrentCommitsShareTransactions) {
   constexpr int kSenders = 16, kEach = 50;
   int committed = 0;
   for (int s = 0; s < kSenders; ++s) {
-    asio::co_spawn(ioc, [&, s]() -> asio::awaitable<void> {
-      for (int i = 0; i < kEach; ++i) {
-        auto r = co_await store->commit(request("S" + std::to_string(s) + "-" + std::to_string(i), 1));
-        if (r && r->status == pipeline::CommitStatus::kCommitted) ++committed;
-      }
-    }, asio::detached);
+    asio::co_spawn(
+        ioc,
+        [&, s]() -> asio::awaitable<void> {
+          for (int i = 0; i < kEach; ++i) {
+            auto r = co_await store->commit(
+                request("S" + std::to_string(s) + "-" + std::to_string(i), 1));
+            if (r && r->status == pipeline::CommitStatus::kCommitted) ++committed;
+          }
+        },
+        asio::detached);
   }
   ioc.run();
   EXPECT_EQ(committed, kSenders * kEach);

@@ -1,10 +1,10 @@
 #include "gateway/config/config.hpp"
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include <cstdlib>
 #include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 namespace sdoh::config {
 namespace {
@@ -150,7 +150,8 @@ TEST(Config, BooleanMustBeTrueOrFalse) {
 }
 
 TEST(Config, EveryProblemIsReportedAtOnce) {
-  auto errors = errors_of("mode: prod\nruntime: { io_threads: 999 }\nhttp: { listen: x }\nextra: 1\n");
+  auto errors =
+      errors_of("mode: prod\nruntime: { io_threads: 999 }\nhttp: { listen: x }\nextra: 1\n");
   ASSERT_EQ(errors.issues.size(), 4u) << errors.to_string();
   const auto text = errors.to_string();
   EXPECT_THAT(text, HasSubstr("test.yaml:1: mode:"));
@@ -221,7 +222,8 @@ TEST(Config, ProductionNeedsAPseudonymKey) {
 
 TEST(Config, PseudonymKeyAndAliases) {
   auto cfg = parse_config(
-      "pseudonym:\n  key: { file: /run/secrets/pseudonym }\n  authority_aliases: { PEDS_A: \"urn:oid:1.2.3\" }\n");
+      "pseudonym:\n  key: { file: /run/secrets/pseudonym }\n  authority_aliases: { PEDS_A: "
+      "\"urn:oid:1.2.3\" }\n");
   ASSERT_TRUE(cfg) << cfg.error().to_string();
   EXPECT_EQ(cfg->pseudonym.key.describe(), "file:/run/secrets/pseudonym");
   EXPECT_EQ(cfg->pseudonym.authority_aliases.at("PEDS_A"), "urn:oid:1.2.3");
@@ -245,7 +247,8 @@ TEST(Config, TlsCertWithoutKeyIsRefused) {
 }
 
 TEST(Config, TlsUnreadableFileIsNamed) {
-  auto errors = errors_of("mllp: { tls: { cert_file: /nonexistent/c.pem, key_file: /nonexistent/k.pem } }");
+  auto errors =
+      errors_of("mllp: { tls: { cert_file: /nonexistent/c.pem, key_file: /nonexistent/k.pem } }");
   ASSERT_EQ(errors.issues.size(), 2u) << errors.to_string();
   EXPECT_EQ(errors.issues[0].path, "mllp.tls.cert_file");
   EXPECT_THAT(errors.issues[0].message, HasSubstr("cannot read /nonexistent/c.pem"));
@@ -259,7 +262,8 @@ TEST(Config, RequireClientCertNeedsCa) {
 }
 
 TEST(Config, SamePortForHttpAndMllpIsRefused) {
-  auto issue = only_issue("http: { listen: \"127.0.0.1:9000\" }\nmllp: { listen: \"127.0.0.1:9000\" }\n");
+  auto issue =
+      only_issue("http: { listen: \"127.0.0.1:9000\" }\nmllp: { listen: \"127.0.0.1:9000\" }\n");
   EXPECT_EQ(issue.path, "mllp.listen");
 }
 
@@ -277,7 +281,8 @@ TEST(Config, ShippedConfigsAreValid) {
 TEST(Config, MissingFileIsReported) {
   auto cfg = load_config("/nonexistent/gateway.yaml");
   ASSERT_FALSE(cfg);
-  EXPECT_THAT(cfg.error().to_string(), HasSubstr("/nonexistent/gateway.yaml: cannot read the file"));
+  EXPECT_THAT(cfg.error().to_string(),
+              HasSubstr("/nonexistent/gateway.yaml: cannot read the file"));
 }
 
 }  // namespace

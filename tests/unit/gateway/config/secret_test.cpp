@@ -1,11 +1,11 @@
 #include "gateway/config/secret.hpp"
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <stdlib.h>
-
 #include <filesystem>
 #include <fstream>
+#include <stdlib.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 namespace sdoh::config {
 namespace {

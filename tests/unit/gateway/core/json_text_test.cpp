@@ -10,7 +10,9 @@ TEST(JsonText, EscapesQuotesBackslashesAndControls) {
   EXPECT_EQ(json_string(std::string_view("\x01\x1f", 2)), R"("\u0001\u001f")");
 }
 
-TEST(JsonText, KeepsValidUtf8) { EXPECT_EQ(json_string("Espa\xc3\xb1ol"), "\"Espa\xc3\xb1ol\""); }
+TEST(JsonText, KeepsValidUtf8) {
+  EXPECT_EQ(json_string("Espa\xc3\xb1ol"), "\"Espa\xc3\xb1ol\"");
+}
 
 TEST(JsonText, EscapesBytesThatAreNotUtf8) {
   // 0xF1 is n-tilde in Windows-1252, not valid UTF-8 on its own.

@@ -1,9 +1,9 @@
 #include "gateway/events/event.hpp"
 
+#include <filesystem>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
-#include <filesystem>
 
 #include "gateway/events/schema_catalog.hpp"
 
@@ -27,9 +27,10 @@ Event status_event() {
   e.time = now_rfc3339();
   e.topic = "sdoh.referral-status.v1";
   e.key = "abc";
-  e.data = R"({"referralId":"abc","status":"accepted","previousStatus":"requested","businessStatus":"family-contacted",)"
-           R"("reason":null,"updatedBy":{"role":"agency","id":"ehv-durham"},"time":")" + e.time +
-           R"(","sequence":2,"agency":{"id":"ehv-durham"},"category":"food-insecurity"})";
+  e.data =
+      R"({"referralId":"abc","status":"accepted","previousStatus":"requested","businessStatus":"family-contacted",)"
+      R"("reason":null,"updatedBy":{"role":"agency","id":"ehv-durham"},"time":")" +
+      e.time + R"(","sequence":2,"agency":{"id":"ehv-durham"},"category":"food-insecurity"})";
   return e;
 }
 
@@ -62,7 +63,9 @@ TEST(Event, CatalogueRejectsDataThatBreaksTheSchema) {
 }
 
 TEST(Event, TimeIsRfc3339Utc) {
-  EXPECT_THAT(now_rfc3339(), ::testing::MatchesRegex("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]{3}Z$"));
+  EXPECT_THAT(now_rfc3339(),
+              ::testing::MatchesRegex(
+                  "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]{3}Z$"));
 }
 
 }  // namespace

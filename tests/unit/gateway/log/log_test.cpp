@@ -7,13 +7,12 @@ namespace {
 
 TEST(Log, RendersEventAndTypedFields) {
   const std::string peer = "10.0.0.1:5000";
-  auto text = render_fields("mllp.connected", {{"peer", peer},
-                                               {"frames", std::uint64_t{3}},
-                                               {"delta", -2},
-                                               {"tls", true},
-                                               {"ratio", 0.5}});
-  EXPECT_EQ(text,
-            R"("event":"mllp.connected","peer":"10.0.0.1:5000","frames":3,"delta":-2,"tls":true,"ratio":0.500000)");
+  auto text = render_fields(
+      "mllp.connected",
+      {{"peer", peer}, {"frames", std::uint64_t{3}}, {"delta", -2}, {"tls", true}, {"ratio", 0.5}});
+  EXPECT_EQ(
+      text,
+      R"("event":"mllp.connected","peer":"10.0.0.1:5000","frames":3,"delta":-2,"tls":true,"ratio":0.500000)");
 }
 
 TEST(Log, EscapesValuesSoTheLineStaysJson) {

@@ -1,11 +1,12 @@
 #include "gateway/mapping/engine.hpp"
 
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
-
-#include <filesystem>
-#include <fstream>
 
 #include "gateway/events/schema_catalog.hpp"
 
@@ -62,14 +63,17 @@ constexpr const char* kInstrument = R"({
 class Engine : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new fs::path(fs::temp_directory_path() / "sdoh_engine_test");
+    dir_ = new fs::path(fs::temp_directory_path() /
+                        ("sdoh_engine_test_" + std::to_string(::getpid())));
     fs::remove_all(*dir_);
     fs::create_directories(*dir_ / "instruments");
-    std::ofstream(*dir_ / "categories.json") << R"({"system": "http://example.org/categories", "categories": [
+    std::ofstream(*dir_ / "categories.json")
+        << R"({"system": "http://example.org/categories", "categories": [
         {"code": "food-insecurity"}, {"code": "intimate-partner-violence"}, {"code": "inadequate-housing"},
         {"code": "utility-insecurity"}]})";
     // The engine tests exercise rules, not the table format: accept any object.
-    std::ofstream(*dir_ / "instrument.schema.json") << R"({"$schema": "http://json-schema.org/draft-04/schema#", "type": "object"})";
+    std::ofstream(*dir_ / "instrument.schema.json")
+        << R"({"$schema": "http://json-schema.org/draft-04/schema#", "type": "object"})";
     std::ofstream(*dir_ / "instruments" / "test-screen.json") << kInstrument;
     auto catalog = events::SchemaCatalog::load(kSchemas / "events");
     ASSERT_TRUE(catalog) << catalog.error().message;
@@ -84,7 +88,8 @@ class Engine : public ::testing::Test {
   Engine() {
     auto tables = MappingTables::load(*dir_);
     EXPECT_TRUE(tables) << tables.error().message;
-    mapper_ = std::make_unique<ScreeningMapper>(*tables, identity::Pseudonymizer("k" + std::string(40, 'x')),
+    mapper_ = std::make_unique<ScreeningMapper>(*tables,
+                                                identity::Pseudonymizer("k" + std::string(40, 'x')),
                                                 ZipPolicy{{"036", "059"}}, registry_);
   }
 
@@ -105,7 +110,8 @@ class Engine : public ::testing::Test {
                             ResultStatus status = ResultStatus::kFinal) {
     ItemResponse r;
     r.question = {"http://example.org/q", q, q + " text"};
-    for (auto& a : answers) r.answers.push_back({Coding{"http://example.org/a", a, a + " display"}, {}, {}, {}});
+    for (auto& a : answers)
+      r.answers.push_back({Coding{"http://example.org/a", a, a + " display"}, {}, {}, {}});
     r.status = status;
     return r;
   }
@@ -152,16 +158,22 @@ TEST_F(Engine, AnyPositiveItemMakesTheDomainPositive) {
 }
 
 TEST_F(Engine, AllNegativeIsNegative) {
-  EXPECT_EQ(status(map_valid(screening({coded("F1", {"N"}), coded("F2", {"N"})})), "food-insecurity"), "negative");
+  EXPECT_EQ(
+      status(map_valid(screening({coded("F1", {"N"}), coded("F2", {"N"})})), "food-insecurity"),
+      "negative");
 }
 
 TEST_F(Engine, AllDeclinedIsDeclined) {
-  EXPECT_EQ(status(map_valid(screening({coded("F1", {"D"}), coded("F2", {"D"})})), "food-insecurity"), "declined");
+  EXPECT_EQ(
+      status(map_valid(screening({coded("F1", {"D"}), coded("F2", {"D"})})), "food-insecurity"),
+      "declined");
 }
 
 TEST_F(Engine, PartialAnswersStillDecide) {
   EXPECT_EQ(status(map_valid(screening({coded("F2", {"N"})})), "food-insecurity"), "negative");
-  EXPECT_EQ(status(map_valid(screening({coded("F1", {"D"}), coded("F2", {"N"})})), "food-insecurity"), "negative");
+  EXPECT_EQ(
+      status(map_valid(screening({coded("F1", {"D"}), coded("F2", {"N"})})), "food-insecurity"),
+      "negative");
 }
 
 TEST_F(Engine, UnknownAnswerCodeIsKeptWithResultUnknown) {
@@ -170,7 +182,8 @@ TEST_F(Engine, UnknownAnswerCodeIsKeptWithResultUnknown) {
   EXPECT_EQ(status(d, "food-insecurity"), "unknown");
   EXPECT_STREQ((*domain(d, "food-insecurity"))["items"][0]["result"].GetString(), "unknown");
   EXPECT_EQ(m.unknown_answers, 1u);
-  EXPECT_THAT(registry_.render(), HasSubstr("sdoh_mapping_unknown_answers_total{instrument=\"test-screen\"} 1"));
+  EXPECT_THAT(registry_.render(),
+              HasSubstr("sdoh_mapping_unknown_answers_total{instrument=\"test-screen\"} 1"));
 }
 
 TEST_F(Engine, UnknownQuestionIsKeptAsUnmappedAndCounted) {
@@ -184,20 +197,25 @@ TEST_F(Engine, UnknownQuestionIsKeptAsUnmappedAndCounted) {
   EXPECT_STREQ(u["code"].GetString(), "ZZZ-1");
   EXPECT_TRUE(u["answers"][0]["redacted"].GetBool());
   EXPECT_STREQ(u["answers"][1]["code"].GetString(), "LA33-6");
-  EXPECT_EQ(m.data.find("Elm St"), std::string::npos) << "free text of an unknown question must not leak";
+  EXPECT_EQ(m.data.find("Elm St"), std::string::npos)
+      << "free text of an unknown question must not leak";
   EXPECT_EQ(m.unmapped_items, 1u);
-  EXPECT_THAT(registry_.render(), HasSubstr("sdoh_mapping_unmapped_items_total{instrument=\"test-screen\"} 1"));
+  EXPECT_THAT(registry_.render(),
+              HasSubstr("sdoh_mapping_unmapped_items_total{instrument=\"test-screen\"} 1"));
 }
 
 TEST_F(Engine, ScoreRuleSumsPoints) {
-  EXPECT_EQ(status(map_valid(screening({coded("S1", {"3"}), coded("S2", {"3"})})), "intimate-partner-violence"),
+  EXPECT_EQ(status(map_valid(screening({coded("S1", {"3"}), coded("S2", {"3"})})),
+                   "intimate-partner-violence"),
             "positive");
-  EXPECT_EQ(status(map_valid(screening({coded("S1", {"1"}), coded("S2", {"3"})})), "intimate-partner-violence"),
+  EXPECT_EQ(status(map_valid(screening({coded("S1", {"1"}), coded("S2", {"3"})})),
+                   "intimate-partner-violence"),
             "negative");
 }
 
 TEST_F(Engine, ScoreBelowThresholdWithMissingItemsIsUnknown) {
-  EXPECT_EQ(status(map_valid(screening({coded("S1", {"3"})})), "intimate-partner-violence"), "unknown");
+  EXPECT_EQ(status(map_valid(screening({coded("S1", {"3"})})), "intimate-partner-violence"),
+            "unknown");
 }
 
 TEST_F(Engine, MultiSelectAnswerCanMapToAnotherCategory) {
@@ -216,7 +234,8 @@ TEST_F(Engine, NumericAnswersUseRanges) {
 }
 
 TEST_F(Engine, AssistanceAnswerAppliesToPositiveDomains) {
-  auto d = map_valid(screening({coded("F1", {"Y"}), coded("S1", {"1"}), coded("S2", {"1"}), coded("HELP", {"Y"})}));
+  auto d = map_valid(screening(
+      {coded("F1", {"Y"}), coded("S1", {"1"}), coded("S2", {"1"}), coded("HELP", {"Y"})}));
   EXPECT_TRUE((*domain(d, "food-insecurity"))["assistanceRequested"].GetBool());
   EXPECT_TRUE((*domain(d, "intimate-partner-violence"))["assistanceRequested"].IsNull());
 }

@@ -1,11 +1,11 @@
 // The shared samples (../shared/samples), as the HL7 and FHIR adapters normalize them, mapped
 // with the shipped tables (schemas/mappings). Expected results come from samples/README.md.
+#include <filesystem>
+#include <map>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
-
-#include <filesystem>
-#include <map>
 
 #include "gateway/events/schema_catalog.hpp"
 #include "gateway/mapping/engine.hpp"
@@ -22,7 +22,8 @@ struct Answer {
   std::vector<const char*> codes;
 };
 
-NormalizedScreening hl7_screening(const char* control_id, const char* panel, std::vector<Answer> answers,
+NormalizedScreening hl7_screening(const char* control_id, const char* panel,
+                                  std::vector<Answer> answers,
                                   ResultStatus status = ResultStatus::kFinal) {
   NormalizedScreening s;
   s.protocol = "hl7v2";
@@ -36,7 +37,8 @@ NormalizedScreening hl7_screening(const char* control_id, const char* panel, std
   for (const auto& a : answers) {
     ItemResponse r;
     r.question = {kLn, a.question, ""};
-    for (const auto* code : a.codes) r.answers.push_back({Coding{kLn, code, ""}, {}, {}, {}});
+    for (const auto* code : a.codes)
+      r.answers.push_back({Coding{kLn, code, ""}, {}, {}, {}});
     r.status = status;
     s.items.push_back(std::move(r));
   }
@@ -50,22 +52,24 @@ class SharedSamples : public ::testing::Test {
     EXPECT_TRUE(tables) << tables.error().message;
     auto zips = load_zip_policy(kSchemas / "privacy" / "restricted-zip3.json");
     EXPECT_TRUE(zips);
-    mapper_ = std::make_unique<ScreeningMapper>(*tables, identity::Pseudonymizer(std::string(48, 'k')), *zips,
-                                                registry_);
+    mapper_ = std::make_unique<ScreeningMapper>(
+        *tables, identity::Pseudonymizer(std::string(48, 'k')), *zips, registry_);
     auto catalog = events::SchemaCatalog::load(kSchemas / "events");
     EXPECT_TRUE(catalog);
     catalog_ = std::move(*catalog);
   }
 
   // category → status, after checking the data against the screening schema.
-  std::map<std::string, std::string> statuses(const NormalizedScreening& s, MappedScreening* out = nullptr) {
+  std::map<std::string, std::string> statuses(const NormalizedScreening& s,
+                                              MappedScreening* out = nullptr) {
     auto mapped = mapper_->map(s);
     EXPECT_TRUE(mapped) << mapped.error().message;
     if (!mapped) return {};
     auto valid = catalog_->validate("urn:sdoh:schema:screening:v1", mapped->data);
     EXPECT_TRUE(valid) << valid.error().message << "\n" << mapped->data;
     std::map<std::string, std::string> result;
-    for (const auto& d : mapped->domains) result[d.category] = std::string(to_string(d.status));
+    for (const auto& d : mapped->domains)
+      result[d.category] = std::string(to_string(d.status));
     if (out != nullptr) *out = *mapped;
     return result;
   }
@@ -99,7 +103,9 @@ TEST_F(SharedSamples, AhcHrsnPositive) {
 // oru-r01-hunger-vital-sign-negative.hl7
 TEST_F(SharedSamples, HungerVitalSignNegative) {
   MappedScreening m;
-  auto st = statuses(hl7_screening("B2000017", "88121-9", {{"88122-7", {"LA28398-8"}}, {"88123-5", {"LA28398-8"}}}), &m);
+  auto st = statuses(hl7_screening("B2000017", "88121-9",
+                                   {{"88122-7", {"LA28398-8"}}, {"88123-5", {"LA28398-8"}}}),
+                     &m);
   EXPECT_EQ(m.instrument_id, "hunger-vital-sign");
   EXPECT_EQ(st["food-insecurity"], "negative");
   EXPECT_EQ(st.size(), 1u);
@@ -107,13 +113,15 @@ TEST_F(SharedSamples, HungerVitalSignNegative) {
 
 // oru-r01-escapes-crlf-v23.hl7 and the first message of batch-two-screenings.hl7
 TEST_F(SharedSamples, HungerVitalSignSometimesTrueIsPositive) {
-  auto st = statuses(hl7_screening("C3|01", "88121-9", {{"88122-7", {"LA6729-3"}}, {"88123-5", {"LA28398-8"}}}));
+  auto st = statuses(
+      hl7_screening("C3|01", "88121-9", {{"88122-7", {"LA6729-3"}}, {"88123-5", {"LA28398-8"}}}));
   EXPECT_EQ(st["food-insecurity"], "positive");
 }
 
 // oru-r01-corrected.hl7: OBX-11 C on the housing answer
 TEST_F(SharedSamples, CorrectedHousingAnswer) {
-  auto s = hl7_screening("A1000002", "96777-8", {{"71802-3", {"LA31993-1"}}}, ResultStatus::kCorrected);
+  auto s =
+      hl7_screening("A1000002", "96777-8", {{"71802-3", {"LA31993-1"}}}, ResultStatus::kCorrected);
   MappedScreening m;
   auto st = statuses(s, &m);
   EXPECT_EQ(st["housing-instability"], "negative");
@@ -127,12 +135,14 @@ TEST_F(SharedSamples, FhirHungerVitalSignQuestionnaireResponse) {
   s.sender = "fhir-client";
   s.message_id = "QR-A-0001";
   s.resource_type = "QuestionnaireResponse";
-  s.questionnaire = "http://hl7.org/fhir/us/sdoh-clinicalcare/Questionnaire/SDOHCC-QuestionnaireHungerVitalSign";
+  s.questionnaire =
+      "http://hl7.org/fhir/us/sdoh-clinicalcare/Questionnaire/SDOHCC-QuestionnaireHungerVitalSign";
   s.performed = "2026-11-20T10:00:00-05:00";
   s.facility = {"", "fhir-client", ""};
   s.patient_authority = "Patient";
   s.patient_identifier = "pat-sofia";
-  for (auto [link, code] : {std::pair{"/88122-7", "LA28397-0"}, {"/88123-5", "LA6729-3"}, {"/88124-3", "LA19952-3"}}) {
+  for (auto [link, code] :
+       {std::pair{"/88122-7", "LA28397-0"}, {"/88123-5", "LA6729-3"}, {"/88124-3", "LA19952-3"}}) {
     ItemResponse r;
     r.link_id = link;
     r.answers.push_back({Coding{kLn, code, ""}, {}, {}, {}});
@@ -161,9 +171,13 @@ TEST_F(SharedSamples, FhirAhcHrsnInBundle) {
   NormalizedScreening s = hl7_screening("QR-A-0002", "", {});
   s.protocol = "fhir";
   s.panel.reset();
-  s.questionnaire = "http://hl7.org/fhir/us/sdoh-clinicalcare/Questionnaire/SDOHCC-QuestionnaireAHCHRSN";
-  for (auto [link, code] : {std::pair{"/71802-3", "LA31994-9"}, {"/88122-7", "LA6729-3"}, {"/88123-5", "LA28398-8"},
-                            {"/93030-5", "LA33-6"}, {"/96779-4", "LA32-8"}}) {
+  s.questionnaire =
+      "http://hl7.org/fhir/us/sdoh-clinicalcare/Questionnaire/SDOHCC-QuestionnaireAHCHRSN";
+  for (auto [link, code] : {std::pair{"/71802-3", "LA31994-9"},
+                            {"/88122-7", "LA6729-3"},
+                            {"/88123-5", "LA28398-8"},
+                            {"/93030-5", "LA33-6"},
+                            {"/96779-4", "LA32-8"}}) {
     ItemResponse r;
     r.link_id = link;
     r.answers.push_back({Coding{kLn, code, ""}, {}, {}, {}});
@@ -204,7 +218,11 @@ TEST_F(SharedSamples, AhcHrsnSafetyScore) {
     for (int i = 0; i < 4; ++i) {
       ItemResponse r;
       r.question = {kLn, safety[static_cast<std::size_t>(i)]->code, ""};
-      r.answers.push_back({Coding{kLn, answer_with_points(*safety[static_cast<std::size_t>(i)], points[i]), ""}, {}, {}, {}});
+      r.answers.push_back(
+          {Coding{kLn, answer_with_points(*safety[static_cast<std::size_t>(i)], points[i]), ""},
+           {},
+           {},
+           {}});
       s.items.push_back(std::move(r));
     }
     return statuses(s)[category];
@@ -223,9 +241,12 @@ namespace {
 // AHC HRSN supplemental 96780-2: the family asks for help finding work.
 TEST_F(SharedSamples, AhcHrsnHelpRequestSetsAssistance) {
   MappedScreening m;
-  statuses(hl7_screening("HELP-1", "96777-8", {{"88122-7", {"LA28397-0"}}, {"96780-2", {"LA31981-6"}}}), &m);
+  statuses(
+      hl7_screening("HELP-1", "96777-8", {{"88122-7", {"LA28397-0"}}, {"96780-2", {"LA31981-6"}}}),
+      &m);
   std::map<std::string, std::optional<bool>> help;
-  for (const auto& d : m.domains) help[d.category] = d.assistance_requested;
+  for (const auto& d : m.domains)
+    help[d.category] = d.assistance_requested;
   EXPECT_EQ(help["employment-status"], true);
   EXPECT_EQ(help["food-insecurity"], std::nullopt);
 }

@@ -1,10 +1,10 @@
 #include "gateway/mapping/tables.hpp"
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include <filesystem>
 #include <fstream>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 namespace sdoh::mapping {
 namespace {
@@ -30,8 +30,9 @@ TEST(MappingTables, FindsInstrumentsByPanelQuestionnaireAndItem) {
   auto tables = *MappingTables::load(kTables);
   EXPECT_EQ(tables->by_panel("http://loinc.org", "88121-9")->id, "hunger-vital-sign");
   EXPECT_EQ(tables->by_panel("http://loinc.org", "96777-8")->id, "ahc-hrsn");
-  EXPECT_EQ(tables->by_questionnaire("http://hl7.org/fhir/us/sdoh-clinicalcare/Questionnaire/"
-                                     "SDOHCC-QuestionnaireHungerVitalSign|1.0.0")
+  EXPECT_EQ(tables
+                ->by_questionnaire("http://hl7.org/fhir/us/sdoh-clinicalcare/Questionnaire/"
+                                   "SDOHCC-QuestionnaireHungerVitalSign|1.0.0")
                 ->id,
             "hunger-vital-sign");
   EXPECT_NE(tables->by_item("http://loinc.org", "71802-3"), nullptr);
@@ -43,7 +44,8 @@ class ScratchTables : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() /
-           ("sdoh_tables_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+           ("sdoh_tables_" +
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "instruments");
     fs::copy_file(kTables / "categories.json", dir_ / "categories.json");
@@ -62,27 +64,35 @@ class ScratchTables : public ::testing::Test {
   }
 
   // A small valid instrument; `patch` replaces a marker to make it invalid in one way.
-  static std::string instrument(const std::string& id = "local-food", const std::string& category = "food-insecurity",
-                                const std::string& extra_item = "", const std::string& assistance_item = "LOCAL-2") {
+  static std::string instrument(const std::string& id = "local-food",
+                                const std::string& category = "food-insecurity",
+                                const std::string& extra_item = "",
+                                const std::string& assistance_item = "LOCAL-2") {
     return R"({
-      "id": ")" + id + R"(",
+      "id": ")" +
+           id + R"(",
       "title": "Local food screen",
       "version": "1",
       "sources": ["test"],
-      "panel": {"system": "http://example.org/local", "code": "LOCAL-PANEL-)" + id + R"(", "display": "Local food screen"},
-      "questionnaires": ["http://example.org/Questionnaire/)" + id + R"("],
+      "panel": {"system": "http://example.org/local", "code": "LOCAL-PANEL-)" +
+           id + R"(", "display": "Local food screen"},
+      "questionnaires": ["http://example.org/Questionnaire/)" +
+           id + R"("],
       "items": [
         {"system": "http://example.org/local", "code": "LOCAL-1", "display": "Skipped meals?", "linkIds": ["q1"],
-         "category": ")" + category + R"(", "answerType": "coding",
+         "category": ")" +
+           category + R"(", "answerType": "coding",
          "answers": [{"code": "Y", "display": "Yes", "result": "positive"},
                      {"code": "N", "display": "No", "result": "negative"}]},
         {"system": "http://example.org/local", "code": "LOCAL-2", "display": "Want help?", "linkIds": ["q2"],
          "category": "food-insecurity", "answerType": "coding", "role": "assistance",
          "answers": [{"code": "Y", "display": "Yes", "result": "unknown"},
-                     {"code": "N", "display": "No", "result": "unknown"}]})" + extra_item + R"(
+                     {"code": "N", "display": "No", "result": "unknown"}]})" +
+           extra_item + R"(
       ],
       "domains": [{"category": "food-insecurity", "rule": "any-positive"}],
-      "assistance": [{"item": ")" + assistance_item + R"(", "categories": "all-positive",
+      "assistance": [{"item": ")" +
+           assistance_item + R"(", "categories": "all-positive",
                       "answers": [{"code": "Y", "display": "Yes", "requested": true},
                                   {"code": "N", "display": "No", "requested": false}]}]
     })";
@@ -110,17 +120,21 @@ TEST_F(ScratchTables, UnknownCategoryNamesFileAndPath) {
 }
 
 TEST_F(ScratchTables, DuplicateItemCodeIsRefused) {
-  write("dup.json", instrument("local-food", "food-insecurity",
-                               R"(, {"system": "http://example.org/local", "code": "LOCAL-1", "display": "Again",
+  write(
+      "dup.json",
+      instrument("local-food", "food-insecurity",
+                 R"(, {"system": "http://example.org/local", "code": "LOCAL-1", "display": "Again",
                                     "category": "food-insecurity", "answerType": "coding",
                                     "answers": [{"code": "Y", "display": "Yes", "result": "positive"}]})"));
-  EXPECT_THAT(load_error().message, HasSubstr("dup.json: /items/2/code: duplicate item code LOCAL-1"));
+  EXPECT_THAT(load_error().message,
+              HasSubstr("dup.json: /items/2/code: duplicate item code LOCAL-1"));
 }
 
 TEST_F(ScratchTables, AssistanceRuleNamingAMissingItemIsRefused) {
   write("missing.json", instrument("local-food", "food-insecurity", "", "LOCAL-9"));
-  EXPECT_THAT(load_error().message,
-              HasSubstr("missing.json: /assistance/0/item: names item LOCAL-9, which is not in items"));
+  EXPECT_THAT(
+      load_error().message,
+      HasSubstr("missing.json: /assistance/0/item: names item LOCAL-9, which is not in items"));
 }
 
 TEST_F(ScratchTables, DuplicateInstrumentIdAcrossFilesIsRefused) {
@@ -129,7 +143,8 @@ TEST_F(ScratchTables, DuplicateInstrumentIdAcrossFilesIsRefused) {
   second.replace(second.find("LOCAL-PANEL-local-food"), 22, "LOCAL-PANEL-other-one1");
   second.replace(second.find("Questionnaire/local-food"), 24, "Questionnaire/other-one1");
   write("b.json", second);
-  EXPECT_THAT(load_error().message, HasSubstr("b.json: /id: duplicate instrument id \"local-food\""));
+  EXPECT_THAT(load_error().message,
+              HasSubstr("b.json: /id: duplicate instrument id \"local-food\""));
 }
 
 TEST_F(ScratchTables, SchemaViolationNamesThePointer) {
@@ -137,7 +152,9 @@ TEST_F(ScratchTables, SchemaViolationNamesThePointer) {
   text.replace(text.find("\"result\": \"positive\""), 20, "\"result\": \"maybe\"   ");
   write("schema.json", text);
   auto e = load_error();
-  EXPECT_THAT(e.message, HasSubstr("schema.json: /items/0/answers/0/result: does not match instrument.schema.json"));
+  EXPECT_THAT(
+      e.message,
+      HasSubstr("schema.json: /items/0/answers/0/result: does not match instrument.schema.json"));
 }
 
 TEST_F(ScratchTables, InvalidJsonNamesTheFile) {
@@ -150,7 +167,9 @@ TEST_F(ScratchTables, DomainRuleForACategoryNoItemProducesIsRefused) {
   const std::string from = R"("domains": [{"category": "food-insecurity")";
   text.replace(text.find(from), from.size(), R"("domains": [{"category": "housing-instability")");
   write("domain.json", text);
-  EXPECT_THAT(load_error().message, HasSubstr("/domains/0/category: no item of this instrument maps to housing-instability"));
+  EXPECT_THAT(
+      load_error().message,
+      HasSubstr("/domains/0/category: no item of this instrument maps to housing-instability"));
 }
 
 TEST_F(ScratchTables, NoInstrumentsIsAnError) {

@@ -58,7 +58,8 @@ TEST(Registry, DuplicateNameIsAProgrammingError) {
 
 TEST(Histogram, QuantileInterpolatesWithinBucket) {
   Histogram h({1, 2, 4});
-  for (int i = 0; i < 100; ++i) h.observe(1.5);  // all in (1, 2]
+  for (int i = 0; i < 100; ++i)
+    h.observe(1.5);  // all in (1, 2]
   EXPECT_NEAR(h.quantile(0.5), 1.5, 1e-9);
   EXPECT_NEAR(h.quantile(0.99), 1.99, 1e-9);
 }

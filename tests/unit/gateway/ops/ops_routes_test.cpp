@@ -13,7 +13,9 @@ using ::testing::HasSubstr;
 
 class OpsRoutes : public ::testing::Test {
  protected:
-  OpsRoutes() { add_ops_routes(router_, health_, registry_, build_, std::chrono::steady_clock::now()); }
+  OpsRoutes() {
+    add_ops_routes(router_, health_, registry_, build_, std::chrono::steady_clock::now());
+  }
 
   http::Response get(const std::string& path) {
     auto m = router_.match("GET", path);
@@ -46,8 +48,9 @@ TEST_F(OpsRoutes, ReadyzIs200WhenEveryCheckPasses) {
   health_.add_check("kafka", [] { return CheckState{true, "1 broker(s)"}; });
   auto r = get("/readyz");
   EXPECT_EQ(r.status, 200u);
-  EXPECT_EQ(r.body,
-            R"json({"status":"ready","checks":{"store":{"ok":true,"detail":"open"},"kafka":{"ok":true,"detail":"1 broker(s)"}}})json");
+  EXPECT_EQ(
+      r.body,
+      R"json({"status":"ready","checks":{"store":{"ok":true,"detail":"open"},"kafka":{"ok":true,"detail":"1 broker(s)"}}})json");
 }
 
 TEST_F(OpsRoutes, ReadyzIs503WhenOneCheckFails) {

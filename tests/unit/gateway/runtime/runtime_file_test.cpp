@@ -1,11 +1,11 @@
 #include "gateway/runtime/runtime_file.hpp"
 
-#include <gtest/gtest.h>
-#include <rapidjson/document.h>
-
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
 
 namespace sdoh::runtime {
 namespace {
