@@ -3,6 +3,7 @@ and raw MLLP sockets, ACKs checked field by field, events consumed with kcat and
 against the event schemas."""
 import json
 import os
+import time
 import unittest
 
 from harness import SAMPLES, Gateway, assert_valid_events, consume, hl7_field, mllp_exchange, parse_metrics, run
@@ -31,11 +32,25 @@ class Hl7Ingest(unittest.TestCase):
         assert_valid_events([v for _, v in pairs])
         return [(k, json.loads(v)) for k, v in pairs]
 
-    def screening_for(self, control_id, expect_at_least=1):
-        for key, event in self.screenings(expect_at_least):
-            if event["data"]["source"]["messageId"] == control_id:
-                return key, event
-        self.fail("no screening event for " + control_id)
+    def screening_for(self, control_id, timeout=15):
+        """The screening event of one message, waiting for the relay to publish it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for key, event in self.screenings():
+                if event["data"]["source"]["messageId"] == control_id:
+                    return key, event
+            if time.monotonic() > deadline:
+                self.fail("no screening event for " + control_id)
+            time.sleep(0.2)
+
+    def dead_letters_for(self, predicate, timeout=15):
+        """Dead-letter events matching `predicate`, waiting for the relay to publish one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [d for d in self.dead_letters() if predicate(d)]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.2)
 
     def dead_letters(self, expect_at_least=0):
         pairs = consume(self.gw.bootstrap, "sdoh.deadletter.v1", expect_at_least)
@@ -70,10 +85,12 @@ class Hl7Ingest(unittest.TestCase):
 
     def test_resend_gets_the_same_ack_and_no_new_event(self):
         first = mllp_exchange(self.gw.mllp_address, [sample("oru-r01-hunger-vital-sign-negative.hl7")])[0]
+        self.screening_for("B2000017")
         before = [e for _, e in self.screenings(1) if e["data"]["source"]["messageId"] == "B2000017"]
         again = mllp_exchange(self.gw.mllp_address, [sample("oru-r01-hunger-vital-sign-negative.hl7")])[0]
         self.assertEqual(again, first, "a resend is answered with the stored ACK")
         self.assertEqual(hl7_field(first, "MSA", 1), "AA")
+        time.sleep(1.0)  # long enough for the relay to publish an event the resend wrongly added
         after = [e for _, e in self.screenings(1) if e["data"]["source"]["messageId"] == "B2000017"]
         self.assertEqual(len(before), 1)
         self.assertEqual(len(after), 1)
@@ -103,7 +120,7 @@ class Hl7Ingest(unittest.TestCase):
         self.assertEqual(hl7_field(ack, "MSA", 2), "A1000010")
         self.assertEqual(hl7_field(ack, "ERR", 2), "OBX^1^3")
         self.assertTrue(hl7_field(ack, "ERR", 3).startswith("101^"))
-        letters = [d for d in self.dead_letters(1) if d["data"]["source"]["messageId"] == "A1000010"]
+        letters = self.dead_letters_for(lambda d: d["data"]["source"]["messageId"] == "A1000010")
         self.assertEqual(len(letters), 1)
         self.assertEqual(letters[0]["data"]["location"], {"segment": "OBX", "sequence": 1, "field": 3})
         self.assertEqual(letters[0]["data"]["error"]["code"], "101")
@@ -113,7 +130,7 @@ class Hl7Ingest(unittest.TestCase):
         self.assertEqual(hl7_field(ack, "MSA", 1), "AR")
         self.assertEqual(hl7_field(ack, "ERR", 2), "MSH^1^9")
         self.assertTrue(hl7_field(ack, "ERR", 3).startswith("200^"))
-        self.assertTrue(any(d["data"]["source"]["messageId"] == "A1000009" for d in self.dead_letters(1)))
+        self.assertTrue(self.dead_letters_for(lambda d: d["data"]["source"]["messageId"] == "A1000009"))
 
     def test_garbage_gets_ar_and_the_connection_keeps_working(self):
         answers = mllp_exchange(self.gw.mllp_address,
@@ -121,7 +138,7 @@ class Hl7Ingest(unittest.TestCase):
         self.assertEqual(hl7_field(answers[0], "MSA", 1), "AR")
         self.assertEqual(hl7_field(answers[0], "MSA", 2), "")
         self.assertEqual(hl7_field(answers[1], "MSA", 2), "B2000017")
-        self.assertTrue(any(d["data"]["stage"] == "parse" for d in self.dead_letters(1)))
+        self.assertTrue(self.dead_letters_for(lambda d: d["data"]["stage"] == "parse"))
 
     def test_logs_carry_no_phi(self):
         mllp_exchange(self.gw.mllp_address, [sample("ref-i12-home-visiting.hl7"), sample("oru-r01-ahc-hrsn-positive.hl7")])
