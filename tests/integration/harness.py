@@ -169,21 +169,24 @@ VALIDATE_EVENTS = os.environ.get("SDOH_VALIDATE_EVENTS_BIN",
                                  os.path.join(os.path.dirname(BINARY), "validate-events"))
 
 
+def mllp_roundtrip(sock, frame):
+    """Sends one message (bytes, unframed) on an open socket (plain or TLS) and returns the
+    decoded answer, read up to MLLP's end block; empty when the peer closed."""
+    sock.sendall(b"\x0b" + frame + b"\x1c\r")
+    data = b""
+    while not data.endswith(b"\x1c\r"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.strip(b"\x0b\x1c\r").decode()
+
+
 def mllp_exchange(address, frames, timeout=10):
-    """Sends each frame (bytes, unframed) on one MLLP connection; returns the decoded answers."""
+    """Sends each frame on one MLLP connection, in order; returns the answers."""
     import socket
-    answers = []
     with socket.create_connection(address, timeout=timeout) as s:
-        for frame in frames:
-            s.sendall(b"\x0b" + frame + b"\x1c\r")
-            data = b""
-            while not data.endswith(b"\x1c\r"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            answers.append(data.strip(b"\x0b\x1c\r").decode())
-    return answers
+        return [mllp_roundtrip(s, frame) for frame in frames]
 
 
 def hl7_field(message, segment, field, occurrence=1):

@@ -13,7 +13,7 @@ import tempfile
 import time
 import unittest
 
-from harness import BINARY, SAMPLES, SCHEMAS, SOURCE_DIR, Gateway, parse_metrics, run
+from harness import BINARY, SAMPLES, SCHEMAS, SOURCE_DIR, Gateway, mllp_roundtrip, parse_metrics, run
 
 
 class RunningGateway(unittest.TestCase):
@@ -338,14 +338,7 @@ class Tls(unittest.TestCase):
             message = f.read()
         with socket.create_connection(self.gw.mllp_address, timeout=5) as raw:
             with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
-                s.sendall(b"\x0b" + message + b"\x1c\r")
-                answer = b""
-                while not answer.endswith(b"\x1c\r"):
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    answer += chunk
-        return answer.decode()
+                return mllp_roundtrip(s, message)
 
     def test_mllp_mutual_tls_answers_a_client_with_a_certificate(self):
         answer = self.mllp_over_tls(with_client_cert=True)

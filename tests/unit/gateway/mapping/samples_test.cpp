@@ -45,6 +45,29 @@ NormalizedScreening hl7_screening(const char* control_id, const char* panel,
   return s;
 }
 
+// A QuestionnaireResponse as the FHIR adapter normalizes it: answers by linkId, no panel.
+NormalizedScreening fhir_questionnaire_response(
+    const char* id, const char* questionnaire,
+    std::vector<std::pair<const char*, const char*>> link_answers) {
+  NormalizedScreening s;
+  s.protocol = "fhir";
+  s.sender = "fhir-client";
+  s.message_id = id;
+  s.resource_type = "QuestionnaireResponse";
+  s.questionnaire = questionnaire;
+  s.performed = "2026-11-20T10:00:00-05:00";
+  s.facility = {"", "fhir-client", ""};
+  s.patient_authority = "Patient";
+  s.patient_identifier = "pat-sofia";
+  for (auto [link, code] : link_answers) {
+    ItemResponse r;
+    r.link_id = link;
+    r.answers.push_back({Coding{kLn, code, ""}, {}, {}, {}});
+    s.items.push_back(std::move(r));
+  }
+  return s;
+}
+
 class SharedSamples : public ::testing::Test {
  protected:
   SharedSamples() {
@@ -130,24 +153,10 @@ TEST_F(SharedSamples, CorrectedHousingAnswer) {
 
 // questionnaireresponse-hunger-vital-sign.json
 TEST_F(SharedSamples, FhirHungerVitalSignQuestionnaireResponse) {
-  NormalizedScreening s;
-  s.protocol = "fhir";
-  s.sender = "fhir-client";
-  s.message_id = "QR-A-0001";
-  s.resource_type = "QuestionnaireResponse";
-  s.questionnaire =
-      "http://hl7.org/fhir/us/sdoh-clinicalcare/Questionnaire/SDOHCC-QuestionnaireHungerVitalSign";
-  s.performed = "2026-11-20T10:00:00-05:00";
-  s.facility = {"", "fhir-client", ""};
-  s.patient_authority = "Patient";
-  s.patient_identifier = "pat-sofia";
-  for (auto [link, code] :
-       {std::pair{"/88122-7", "LA28397-0"}, {"/88123-5", "LA6729-3"}, {"/88124-3", "LA19952-3"}}) {
-    ItemResponse r;
-    r.link_id = link;
-    r.answers.push_back({Coding{kLn, code, ""}, {}, {}, {}});
-    s.items.push_back(std::move(r));
-  }
+  auto s = fhir_questionnaire_response(
+      "QR-A-0001",
+      "http://hl7.org/fhir/us/sdoh-clinicalcare/Questionnaire/SDOHCC-QuestionnaireHungerVitalSign",
+      {{"/88122-7", "LA28397-0"}, {"/88123-5", "LA6729-3"}, {"/88124-3", "LA19952-3"}});
   MappedScreening m;
   auto st = statuses(s, &m);
   EXPECT_EQ(m.instrument_id, "hunger-vital-sign");
@@ -168,21 +177,14 @@ TEST_F(SharedSamples, FhirSingleObservation) {
 
 // bundle-transaction-screening-consent-referral.json: the AHC HRSN QuestionnaireResponse
 TEST_F(SharedSamples, FhirAhcHrsnInBundle) {
-  NormalizedScreening s = hl7_screening("QR-A-0002", "", {});
-  s.protocol = "fhir";
-  s.panel.reset();
-  s.questionnaire =
-      "http://hl7.org/fhir/us/sdoh-clinicalcare/Questionnaire/SDOHCC-QuestionnaireAHCHRSN";
-  for (auto [link, code] : {std::pair{"/71802-3", "LA31994-9"},
-                            {"/88122-7", "LA6729-3"},
-                            {"/88123-5", "LA28398-8"},
-                            {"/93030-5", "LA33-6"},
-                            {"/96779-4", "LA32-8"}}) {
-    ItemResponse r;
-    r.link_id = link;
-    r.answers.push_back({Coding{kLn, code, ""}, {}, {}, {}});
-    s.items.push_back(std::move(r));
-  }
+  auto s = fhir_questionnaire_response(
+      "QR-A-0002",
+      "http://hl7.org/fhir/us/sdoh-clinicalcare/Questionnaire/SDOHCC-QuestionnaireAHCHRSN",
+      {{"/71802-3", "LA31994-9"},
+       {"/88122-7", "LA6729-3"},
+       {"/88123-5", "LA28398-8"},
+       {"/93030-5", "LA33-6"},
+       {"/96779-4", "LA32-8"}});
   MappedScreening m;
   auto st = statuses(s, &m);
   EXPECT_EQ(m.instrument_id, "ahc-hrsn");
