@@ -103,7 +103,7 @@ struct Hl7Pipeline::Impl {
       log::error("hl7.commit_failed", {{"reason", outcome.error().message}});
       if (m == nullptr) co_return answer;  // already negative (unparseable input)
       auto [nak_code, err] = negative_ack_for(*m, outcome.error());
-      err.text = "the gateway could not store the message; resend later";
+      err.text = "the message was not accepted: " + outcome.error().message + "; resend later";
       messages.with({label_for_type(type), std::string(to_string(nak_code))}).inc();
       co_return build_ack(*m, nak_code, err, ack_options(*m));
     }

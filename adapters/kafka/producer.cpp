@@ -6,52 +6,22 @@
 #include <thread>
 
 #include <librdkafka/rdkafka.h>
+#include <rapidjson/document.h>
 
+#include "adapters/kafka/client_conf.hpp"
 #include "gateway/log/log.hpp"
 
 namespace sdoh::kafka {
 namespace {
 
-struct ConfDeleter {
-  void operator()(rd_kafka_conf_t* c) const { rd_kafka_conf_destroy(c); }
-};
-using ConfPtr = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
-
-// Builds the librdkafka configuration; errors name the config key that caused them.
 Result<ConfPtr> build_conf(const config::KafkaConfig& cfg, const std::string& bootstrap) {
-  ConfPtr conf(rd_kafka_conf_new());
-  char errstr[512];
-  auto set = [&](const std::string& name, const std::string& value,
-                 const std::string& key_path) -> Result<void> {
-    if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), errstr, sizeof errstr) !=
-        RD_KAFKA_CONF_OK) {
-      return fail(Error::config(key_path, errstr));
-    }
-    return {};
-  };
-  const std::pair<const char*, std::string> fixed[] = {
-      {"bootstrap.servers", bootstrap},
-      {"client.id", cfg.client_id},
-      // The delivery promise: no duplicates from retries, every in-sync replica has it.
-      {"enable.idempotence", "true"},
-      {"acks", "all"},
-      {"linger.ms", "2"},
-      {"log_level", "5"},
-  };
-  for (const auto& [name, value] : fixed) {
-    if (auto r = set(name, value, "kafka"); !r) return fail(r.error());
-  }
-  for (const auto& [name, prop] : cfg.properties) {
-    const auto key_path = "kafka.properties." + name;
-    std::string value = prop.value;
-    if (prop.secret.configured()) {
-      auto secret = prop.secret.resolve();
-      if (!secret) return fail(Error::config(key_path, secret.error().message));
-      value = std::move(*secret);
-    }
-    if (auto r = set(name, value, key_path); !r) return fail(r.error());
-  }
-  return conf;
+  // The delivery promise: no duplicates from retries, every in-sync replica has it.
+  return build_client_conf(cfg, bootstrap, cfg.client_id,
+                           {{"enable.idempotence", "true"},
+                            {"acks", "all"},
+                            {"linger.ms", "2"},
+                            {"log_level", "5"},
+                            {"statistics.interval.ms", "1000"}});
 }
 
 bool is_permanent(rd_kafka_resp_err_t err) {
@@ -84,6 +54,25 @@ struct Producer::Impl {
   mutable std::mutex health_mutex;
   ops::CheckState health{false, "no metadata yet"};
 
+  // From librdkafka's statistics: requests the brokers failed and librdkafka retried.
+  std::atomic<std::int64_t> broker_retries{0};
+  std::atomic<std::int64_t> broker_errors{0};
+
+  void on_stats(const char* json, std::size_t len) {
+    rapidjson::Document doc;
+    doc.Parse(json, len);
+    if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("brokers")) return;
+    std::int64_t retries = 0, errors = 0;
+    for (const auto& b : doc["brokers"].GetObject()) {
+      if (b.value.HasMember("txretries") && b.value["txretries"].IsInt64())
+        retries += b.value["txretries"].GetInt64();
+      if (b.value.HasMember("txerrs") && b.value["txerrs"].IsInt64())
+        errors += b.value["txerrs"].GetInt64();
+    }
+    broker_retries = retries;
+    broker_errors = errors;
+  }
+
   metrics::Counter* produced = nullptr;
   metrics::Counter* delivered = nullptr;
   metrics::Counter* failed_retryable = nullptr;
@@ -115,6 +104,7 @@ struct Producer::Impl {
       delivered->inc();
     } else {
       report.error = rd_kafka_err2str(m->err);
+      report.error_name = rd_kafka_err2name(m->err);
       report.possibly_persisted =
           rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED;
       report.outcome = is_permanent(m->err) ? Delivery::kFatal : Delivery::kRetryable;
@@ -168,6 +158,11 @@ namespace {
 
 void delivery_report_cb(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
   static_cast<Producer::Impl*>(opaque)->on_delivery(m);
+}
+
+int stats_cb(rd_kafka_t*, char* json, size_t len, void* opaque) {
+  static_cast<Producer::Impl*>(opaque)->on_stats(json, len);
+  return 0;  // librdkafka frees the JSON
 }
 
 void log_cb(const rd_kafka_t*, int level, const char* facility, const char* message) {
@@ -228,6 +223,14 @@ Result<std::unique_ptr<Producer>> Producer::create(const config::KafkaConfig& cf
   rd_kafka_conf_set_dr_msg_cb(conf->get(), delivery_report_cb);
   rd_kafka_conf_set_log_cb(conf->get(), log_cb);
   rd_kafka_conf_set_error_cb(conf->get(), error_cb);
+  rd_kafka_conf_set_stats_cb(conf->get(), stats_cb);
+  registry.gauge_callback("sdoh_kafka_request_retries",
+                          "Requests librdkafka sent again after a timeout or a lost connection "
+                          "(since start).",
+                          [raw] { return static_cast<double>(raw->broker_retries.load()); });
+  registry.gauge_callback("sdoh_kafka_request_errors",
+                          "Requests to the brokers that failed (since start).",
+                          [raw] { return static_cast<double>(raw->broker_errors.load()); });
   char errstr[512];
   impl->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf->release(), errstr, sizeof errstr);
   if (impl->rk == nullptr) return fail(Error::config("kafka", errstr));

@@ -32,7 +32,8 @@ enum class Delivery {
 
 struct DeliveryReport {
   Delivery outcome = Delivery::kRetryable;
-  std::string error;  ///< librdkafka's text, empty when delivered
+  std::string error;       ///< librdkafka's text, empty when delivered
+  std::string error_name;  ///< librdkafka's error name ("MSG_SIZE_TOO_LARGE"), empty when delivered
   std::int32_t partition = -1;
   std::int64_t offset = -1;
   bool possibly_persisted = false;  ///< the broker may have it: an idempotent resend is safe

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "gateway/events/dead_letter.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/log/log.hpp"
 
@@ -25,15 +26,19 @@ struct Relay::Impl {
   bool notified = false;
 
   // Filled by delivery reports (poll thread), drained by the relay thread.
-  std::vector<std::int64_t> delivered;
+  std::vector<store::DeliveredEvent> delivered;
   std::vector<std::pair<std::int64_t, DeliveryReport>> failed;
 
   // Relay thread only.
   std::int64_t cursor = 0;           // highest seq handed to the producer
   std::set<std::int64_t> in_flight;  // produced, no report yet
   std::chrono::milliseconds backoff{0};
+  bool needs_reconcile = false;  // a retryable failure: reconcile before producing again
 
   std::atomic<std::int64_t> consecutive_failures{0};
+  std::atomic<bool> ready_to_publish{false};
+  std::mutex status_mutex;
+  std::string waiting_reason = "restart reconciliation not done yet";
   metrics::Counter* published;
   metrics::Counter* retried;
   metrics::Counter* fatal;
@@ -52,11 +57,35 @@ struct Relay::Impl {
                             .with();
   }
 
+  /// Restart reconciliation, retried until it succeeds: nothing is published before it did.
+  bool prepare() {
+    if (!options.before_first_publish) return true;
+    auto r = options.before_first_publish();
+    if (r) return true;
+    {
+      std::lock_guard lock(status_mutex);
+      waiting_reason = "waiting for Kafka to reconcile the outbox: " + r.error().message;
+    }
+    log::warn("relay.reconcile_failed", {{"reason", r.error().message}});
+    std::unique_lock lock(mutex);
+    wake.wait_for(lock, options.max_backoff, [this] { return !running.load(); });
+    return false;
+  }
+
   void loop() {
+    while (running.load() && !prepare()) {
+    }
+    ready_to_publish = true;
     while (running.load()) {
       apply_reports();
       bool produced_any = false;
-      if (backoff.count() == 0) produced_any = produce_batch();
+      if (needs_reconcile && in_flight.empty() && backoff.count() == 0) {
+        // A delivery failed after librdkafka gave up retrying; the broker may still have
+        // written it. Look before producing it again, so that it is in Kafka once.
+        if (prepare()) needs_reconcile = false;
+        continue;
+      }
+      if (backoff.count() == 0 && !needs_reconcile) produced_any = produce_batch();
       std::unique_lock lock(mutex);
       const auto wait = backoff.count() > 0 ? backoff : options.idle_poll;
       if (!produced_any && !notified)
@@ -83,20 +112,21 @@ struct Relay::Impl {
                 {{"content-type", std::string(events::kContentType)}, {"ce_id", e.event_id}}};
       const auto seq = e.seq;
       const auto created = e.created_at_ms;
-      auto r = producer.produce(m, [this, seq, created](const DeliveryReport& report) {
-        std::lock_guard lock(mutex);
-        if (report.outcome == Delivery::kDelivered) {
-          delivered.push_back(seq);
-          const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                               std::chrono::system_clock::now().time_since_epoch())
-                               .count();
-          delivery_latency->observe(static_cast<double>(now - created) / 1000.0);
-        } else {
-          failed.emplace_back(seq, report);
-        }
-        notified = true;
-        wake.notify_one();
-      });
+      auto r =
+          producer.produce(m, [this, seq, created, topic = e.topic](const DeliveryReport& report) {
+            std::lock_guard lock(mutex);
+            if (report.outcome == Delivery::kDelivered) {
+              delivered.push_back({seq, topic, report.partition, report.offset});
+              const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count();
+              delivery_latency->observe(static_cast<double>(now - created) / 1000.0);
+            } else {
+              failed.emplace_back(seq, report);
+            }
+            notified = true;
+            wake.notify_one();
+          });
       if (!r) {
         // Local queue full (broker slow or down): stop here, resume from this event later.
         backoff = options.retry_backoff;
@@ -108,16 +138,66 @@ struct Relay::Impl {
     return !pending->empty();
   }
 
+  void dead_letter(std::int64_t seq, const DeliveryReport& report) {
+    auto origin = store.event_origin(seq);
+    if (!origin) {
+      log::error("relay.dead_letter_failed", {{"seq", seq}, {"reason", origin.error().message}});
+      return;
+    }
+    events::DeadLetter dl;
+    dl.dead_letter_id = events::event_id("deadletter|publish|" + origin->event_id, 0);
+    dl.received_at = events::now_rfc3339();
+    dl.protocol = origin->protocol.empty() ? "kafka" : origin->protocol;
+    dl.sender = origin->sender.empty() ? "unknown" : origin->sender;
+    if (!origin->message_id.empty()) dl.message_id = origin->message_id;
+    if (!origin->message_type.empty()) dl.message_type = origin->message_type;
+    dl.stage = "publish";
+    // FHIR issue-type codes, as for every non-HL7 dead letter; Kafka's own name is in the text.
+    const auto& name = report.error_name;
+    dl.code = name.find("TOO_LARGE") != std::string::npos       ? "too-long"
+              : name.find("UNKNOWN_TOPIC") != std::string::npos ? "not-found"
+              : name.find("AUTHORIZATION") != std::string::npos ? "security"
+                                                                : "exception";
+    dl.text = "Kafka refused event " + origin->event_id + " for topic " + origin->topic + ": " +
+              report.error + " (" + name + ")";
+    dl.where.expression = origin->topic;
+    pipeline::DeadLetterRecord record{dl.dead_letter_id, "publish", dl.code, dl.text,
+                                      origin->topic};
+    std::optional<pipeline::OutboxEvent> notice;
+    if (origin->topic != options.deadletter_topic) {
+      events::Event e;
+      e.type = events::EventType::kDeadLetter;
+      e.id = dl.dead_letter_id;
+      e.source = events::event_source(options.gateway_id);
+      e.subject = dl.dead_letter_id;
+      e.time = dl.received_at;
+      e.topic = options.deadletter_topic;
+      e.key = dl.dead_letter_id;
+      e.data = events::dead_letter_data(dl);
+      notice = pipeline::OutboxEvent{e.id, std::string(events::type_name(e.type)), e.topic, e.key,
+                                     e.envelope()};
+    }
+    if (auto r = store.dead_letter_event(seq, record, std::move(notice)); !r) {
+      // Still in the outbox: retried after a restart, never lost.
+      log::error("relay.dead_letter_failed", {{"seq", seq}, {"reason", r.error().message}});
+      return;
+    }
+    log::error("relay.event_dead_lettered", {{"dead_letter_id", dl.dead_letter_id},
+                                             {"event_id", origin->event_id},
+                                             {"topic", origin->topic},
+                                             {"reason", report.error}});
+  }
+
   void apply_reports() {
-    std::vector<std::int64_t> ok;
+    std::vector<store::DeliveredEvent> ok;
     std::vector<std::pair<std::int64_t, DeliveryReport>> bad;
     {
       std::lock_guard lock(mutex);
       ok.swap(delivered);
       bad.swap(failed);
     }
-    for (auto seq : ok)
-      in_flight.erase(seq);
+    for (const auto& e : ok)
+      in_flight.erase(e.seq);
     if (!ok.empty()) {
       published->inc(ok.size());
       store.mark_delivered(std::move(ok));
@@ -128,14 +208,15 @@ struct Relay::Impl {
     for (const auto& [seq, report] : bad) {
       in_flight.erase(seq);
       if (report.outcome == Delivery::kFatal) {
-        // It will never succeed as it is: the event stays in the outbox (never lost) and is
-        // reported; an operator fixes the topic or limit and it is retried after a restart.
+        // It will never succeed as it is: it leaves the queue as a dead letter (kept, with the
+        // event, for an operator to replay once the topic or limit is fixed).
         fatal->inc();
-        log::error("relay.delivery_failed_permanently", {{"seq", seq}, {"reason", report.error}});
+        dead_letter(seq, report);
         continue;
       }
       retried->inc();
       rewind = std::min(rewind, seq - 1);
+      if (options.before_first_publish) needs_reconcile = true;
     }
     if (rewind < cursor) {
       // Re-read from the first failed event so that every undelivered event is produced again.
@@ -185,6 +266,10 @@ bool Relay::drain(std::chrono::milliseconds timeout) {
 
 ops::CheckState Relay::health() const {
   const auto backlog = impl_->store.stats().undelivered;
+  if (!impl_->ready_to_publish.load()) {
+    std::lock_guard lock(impl_->status_mutex);
+    return {false, std::to_string(backlog) + " event(s) awaiting Kafka; " + impl_->waiting_reason};
+  }
   const bool failing = impl_->consecutive_failures.load() >= 5;
   return {!failing, std::to_string(backlog) + " event(s) awaiting Kafka" +
                         (failing ? ", deliveries failing" : "")};

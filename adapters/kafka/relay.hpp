@@ -7,7 +7,9 @@
 // producer's poll thread and are handed back through a mutex-guarded list.
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "adapters/kafka/producer.hpp"
 #include "adapters/store/sqlite_store.hpp"
@@ -21,6 +23,10 @@ struct RelayOptions {
   std::chrono::milliseconds idle_poll{20};       ///< outbox poll interval when idle
   std::chrono::milliseconds retry_backoff{200};  ///< first backoff after a failed delivery
   std::chrono::milliseconds max_backoff{10'000};
+  std::string gateway_id = "sdoh-gateway";  ///< source of dead-letter events
+  std::string deadletter_topic = "sdoh.deadletter.v1";
+  /// Runs before anything is published, until it succeeds (restart reconciliation).
+  std::function<Result<void>()> before_first_publish;
 };
 
 class Relay {
@@ -39,7 +45,8 @@ class Relay {
   /// empty. Used by the drain on SIGTERM.
   bool drain(std::chrono::milliseconds timeout);
 
-  /// Ready unless deliveries keep failing; the detail gives the backlog.
+  /// Ready unless deliveries keep failing or the restart reconciliation has not finished; the
+  /// detail gives the backlog.
   ops::CheckState health() const;
 
   struct Impl;

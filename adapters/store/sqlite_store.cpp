@@ -6,12 +6,15 @@
 #include <functional>
 #include <future>
 #include <mutex>
+#include <set>
 #include <sqlite3.h>
 #include <thread>
+#include <unordered_map>
 
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "gateway/log/log.hpp"
@@ -71,6 +74,23 @@ const std::vector<const char*> kMigrations = {
         error_text     TEXT NOT NULL,
         location       TEXT NOT NULL,
         replayed_at    INTEGER
+      ) STRICT;
+    )sql",
+    // 3: events Kafka refuses for good leave the queue as dead letters; where deliveries
+    // landed (restart reconciliation); indexes for retention.
+    R"sql(
+      ALTER TABLE outbox ADD COLUMN dead_at INTEGER;  -- refused for good; see dead_letters
+      DROP INDEX outbox_undelivered;
+      CREATE INDEX outbox_undelivered ON outbox(seq) WHERE delivered_at IS NULL AND dead_at IS NULL;
+      CREATE INDEX outbox_inbound ON outbox(inbound_id);
+      ALTER TABLE dead_letters ADD COLUMN outbox_seq INTEGER;  -- publish failures: the event
+      ALTER TABLE dead_letters ADD COLUMN replay_outcome TEXT;
+      CREATE INDEX dead_letters_inbound ON dead_letters(inbound_id);
+      CREATE TABLE delivery_offsets (
+        topic     TEXT NOT NULL,
+        partition INTEGER NOT NULL,
+        offset    INTEGER NOT NULL,  -- the highest offset Kafka acknowledged for our events
+        PRIMARY KEY (topic, partition)
       ) STRICT;
     )sql",
 };
@@ -168,6 +188,34 @@ struct ResetOnExit {
 
 }  // namespace
 
+/// Someone waiting for Kafka to acknowledge a set of events (delivery.ack=delivered).
+struct DeliveryWaiter {
+  std::mutex mutex;
+  std::set<std::int64_t> remaining;
+  bool done = false;
+  std::move_only_function<void(Result<void>)> complete;  // posts to the waiter's executor
+  std::move_only_function<void()> cancel_timer;
+
+  /// Removes `seq`; completes when none remain. Safe from any thread, idempotent per seq.
+  void delivered(std::int64_t seq) {
+    std::unique_lock lock(mutex);
+    remaining.erase(seq);
+    if (!remaining.empty() || done) return;
+    done = true;
+    lock.unlock();
+    if (cancel_timer) cancel_timer();
+    complete(Result<void>{});
+  }
+  void fail_with(Error error) {
+    std::unique_lock lock(mutex);
+    if (done) return;
+    done = true;
+    lock.unlock();
+    if (cancel_timer) cancel_timer();
+    complete(fail(std::move(error)));
+  }
+};
+
 /// One unit of work for the writer thread. execute() runs inside the group's transaction
 /// (under its own savepoint); finish() runs after the transaction committed or failed.
 struct WriteOp {
@@ -183,7 +231,17 @@ struct SqliteStore::Impl {
   std::filesystem::path path;
   int version = 0;
 
-  Statement insert_inbound, select_inbound, insert_outbox, insert_dead_letter, mark_delivered;
+  Statement insert_inbound, select_inbound, insert_outbox, insert_dead_letter, mark_delivered,
+      upsert_offset;
+
+  config::StoreConfig cfg;
+  std::chrono::steady_clock::time_point next_prune;
+  std::int64_t payload_cleared_upto = 0;  // inbound ids below it had their payloads pruned
+
+  std::vector<DeliveredEvent> retry_marks;  // writer thread only: marks whose commit failed
+
+  std::mutex waiters_mutex;
+  std::unordered_map<std::int64_t, std::shared_ptr<DeliveryWaiter>> waiters;  // by seq
 
   std::mutex queue_mutex;
   std::condition_variable queue_cv;
@@ -203,6 +261,27 @@ struct SqliteStore::Impl {
   metrics::Counter* commits_ok = nullptr;
   metrics::Counter* commits_duplicate = nullptr;
   metrics::Counter* commits_failed = nullptr;
+  metrics::Counter* pruned = nullptr;
+
+  /// Hands Kafka's acknowledgement (or refusal) of `seq` to whoever waits for it.
+  void settle(std::int64_t seq, const std::optional<Error>& refused) {
+    std::shared_ptr<DeliveryWaiter> waiter;
+    {
+      std::lock_guard lock(waiters_mutex);
+      auto it = waiters.find(seq);
+      if (it == waiters.end()) return;
+      waiter = std::move(it->second);
+      waiters.erase(it);
+    }
+    if (refused) {
+      waiter->fail_with(*refused);
+    } else {
+      waiter->delivered(seq);
+    }
+  }
+
+  std::unique_ptr<WriteOp> make_prune_op();
+  std::unique_ptr<WriteOp> make_retry_marks_op();
 
   ~Impl() {
     {
@@ -238,13 +317,24 @@ struct SqliteStore::Impl {
     for (;;) {
       {
         std::unique_lock lock(queue_mutex);
-        queue_cv.wait(lock, [this] { return !queue.empty() || stopping; });
-        if (queue.empty()) return;  // stopping, and everything queued has been written
+        const auto wake_at =
+            retry_marks.empty()
+                ? next_prune
+                : std::min(next_prune, std::chrono::steady_clock::now() + std::chrono::seconds(1));
+        queue_cv.wait_until(lock, wake_at, [this] { return !queue.empty() || stopping; });
+        if (queue.empty() && stopping) return;  // everything queued has been written
         while (!queue.empty() && batch.size() < max_batch) {
           batch.push_back(std::move(queue.front()));
           queue.pop_front();
         }
       }
+      if (std::chrono::steady_clock::now() >= next_prune) {
+        // Retention rides along with the commits in bounded chunks; the op sets next_prune.
+        next_prune = std::chrono::steady_clock::now() + cfg.prune_interval;
+        batch.push_back(make_prune_op());
+      }
+      if (!retry_marks.empty()) batch.push_back(make_retry_marks_op());
+      if (batch.empty()) continue;
       const auto started = std::chrono::steady_clock::now();
       results.assign(batch.size(), Result<void>{});
       auto group = exec(db, "BEGIN IMMEDIATE");
@@ -279,14 +369,79 @@ struct SqliteStore::Impl {
 
 namespace {
 
+Result<std::vector<std::int64_t>> undelivered_of(SqliteStore::Impl& s, std::int64_t inbound_id);
+
 struct CommitOp final : WriteOp {
   pipeline::CommitRequest request;
   pipeline::CommitOutcome outcome;
   std::move_only_function<void(Result<pipeline::CommitOutcome>)> complete;
 
+  Result<void> insert_events(SqliteStore::Impl& s, std::int64_t received) {
+    for (const auto& e : request.events) {
+      auto& st = s.insert_outbox;
+      ResetOnExit reset{st};
+      st.text(1, e.event_id).integer(2, outcome.inbound_id).text(3, e.type).text(4, e.topic);
+      st.text(5, e.key).blob(6, e.value).integer(7, received);
+      if (auto r = st.step(); !r) return fail(r.error());
+      if (sqlite3_changes(s.db) > 0) outcome.undelivered.push_back(sqlite3_last_insert_rowid(s.db));
+    }
+    pending_undelivered = static_cast<std::int64_t>(outcome.undelivered.size());
+    return {};
+  }
+
+  Result<void> replay(SqliteStore::Impl& s, std::int64_t received) {
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(s.db,
+                       "SELECT inbound_id, replayed_at IS NOT NULL, outbox_seq IS NOT NULL FROM "
+                       "dead_letters WHERE dead_letter_id = ?1",
+                       -1, &st, nullptr);
+    sqlite3_bind_text(st, 1, request.replay_of.data(), static_cast<int>(request.replay_of.size()),
+                      SQLITE_STATIC);
+    const int rc = sqlite3_step(st);
+    const auto inbound_id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    const bool replayed = rc == SQLITE_ROW && sqlite3_column_int(st, 1) != 0;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW) return fail(Error::not_found("no dead letter " + request.replay_of));
+    if (replayed)
+      return fail(Error::conflict("dead letter " + request.replay_of + " was already replayed"));
+    if (request.dead_letter) {
+      return fail(Error::invalid("still rejected: " + request.dead_letter->error_text + " (" +
+                                 request.dead_letter->location + ")"));
+    }
+    outcome.status = pipeline::CommitStatus::kCommitted;
+    outcome.inbound_id = inbound_id;
+    outcome.answer_code = request.inbound.answer_code;
+    // Later resends of the message get the answer it has now.
+    sqlite3_prepare_v2(s.db, "UPDATE inbound SET answer_code = ?1, answer = ?2 WHERE id = ?3", -1,
+                       &st, nullptr);
+    sqlite3_bind_text(st, 1, request.inbound.answer_code.data(),
+                      static_cast<int>(request.inbound.answer_code.size()), SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, request.inbound.answer.data(),
+                      static_cast<int>(request.inbound.answer.size()), SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, inbound_id);
+    const int urc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (urc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(s.db)));
+    if (auto r = insert_events(s, received); !r) return r;
+    const auto note = "replayed: " + std::to_string(outcome.undelivered.size()) + " event(s)";
+    sqlite3_prepare_v2(s.db,
+                       "UPDATE dead_letters SET replayed_at = ?1, replay_outcome = ?2 WHERE "
+                       "dead_letter_id = ?3 AND replayed_at IS NULL",
+                       -1, &st, nullptr);
+    sqlite3_bind_int64(st, 1, received);
+    sqlite3_bind_text(st, 2, note.data(), static_cast<int>(note.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, request.replay_of.data(), static_cast<int>(request.replay_of.size()),
+                      SQLITE_STATIC);
+    const int drc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (drc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(s.db)));
+    return {};
+  }
+
   Result<void> execute(SqliteStore::Impl& s) override {
     const auto& in = request.inbound;
     const auto received = now_ms();
+    if (!request.replay_of.empty()) return replay(s, received);
     {
       auto& st = s.insert_inbound;
       ResetOnExit reset{st};
@@ -309,20 +464,15 @@ struct CommitOp final : WriteOp {
       outcome.inbound_id = st.column_int(0);
       outcome.answer_code = st.column_text(1);
       outcome.answer = st.column_text(2);
+      auto pending = undelivered_of(s, outcome.inbound_id);
+      if (!pending) return fail(pending.error());
+      outcome.undelivered = std::move(*pending);
       return {};
     }
     outcome.status = pipeline::CommitStatus::kCommitted;
     outcome.inbound_id = sqlite3_last_insert_rowid(s.db);
     outcome.answer_code = in.answer_code;
-    std::int64_t added = 0;
-    for (const auto& e : request.events) {
-      auto& st = s.insert_outbox;
-      ResetOnExit reset{st};
-      st.text(1, e.event_id).integer(2, outcome.inbound_id).text(3, e.type).text(4, e.topic);
-      st.text(5, e.key).blob(6, e.value).integer(7, received);
-      if (auto r = st.step(); !r) return fail(r.error());
-      added += sqlite3_changes(s.db);
-    }
+    if (auto r = insert_events(s, received); !r) return r;
     if (request.dead_letter) {
       const auto& d = *request.dead_letter;
       auto& st = s.insert_dead_letter;
@@ -331,7 +481,6 @@ struct CommitOp final : WriteOp {
       st.text(4, d.stage).text(5, d.error_code).text(6, d.error_text).text(7, d.location);
       if (auto r = st.step(); !r) return fail(r.error());
     }
-    pending_undelivered = added;
     pending_dead_letters = request.dead_letter ? 1 : 0;
     return {};
   }
@@ -345,7 +494,7 @@ struct CommitOp final : WriteOp {
           ->inc();
       complete(std::move(outcome));
     } else {
-      store->commits_failed->inc();
+      if (result.error().kind == ErrorKind::kUnavailable) store->commits_failed->inc();
       complete(fail(result.error()));
     }
   }
@@ -355,27 +504,197 @@ struct CommitOp final : WriteOp {
   std::int64_t pending_dead_letters = 0;
 };
 
-struct MarkDeliveredOp final : WriteOp {
+Result<std::vector<std::int64_t>> undelivered_of(SqliteStore::Impl& s, std::int64_t inbound_id) {
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(s.db,
+                         "SELECT seq FROM outbox WHERE inbound_id = ?1 AND delivered_at IS NULL "
+                         "AND dead_at IS NULL ORDER BY seq",
+                         -1, &st, nullptr) != SQLITE_OK) {
+    return fail(Error::unavailable(sqlite3_errmsg(s.db)));
+  }
+  sqlite3_bind_int64(st, 1, inbound_id);
   std::vector<std::int64_t> seqs;
+  int rc = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    seqs.push_back(sqlite3_column_int64(st, 0));
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(s.db)));
+  return seqs;
+}
+
+struct MarkDeliveredOp final : WriteOp {
+  std::vector<DeliveredEvent> events;
   std::int64_t marked = 0;
 
   Result<void> execute(SqliteStore::Impl& s) override {
     const auto at = now_ms();
-    for (auto seq : seqs) {
+    std::map<std::pair<std::string, std::int32_t>, std::int64_t> highest;
+    for (const auto& e : events) {
       auto& st = s.mark_delivered;
       ResetOnExit reset{st};
-      st.integer(1, at).integer(2, seq);
+      st.integer(1, at).integer(2, e.seq);
       if (auto r = st.step(); !r) return fail(r.error());
       marked += sqlite3_changes(s.db);
+      if (e.partition >= 0 && e.offset >= 0) {
+        auto& h = highest[{e.topic, e.partition}];
+        h = std::max(h, e.offset);
+      }
+    }
+    for (const auto& [where, offset] : highest) {
+      auto& st = s.upsert_offset;
+      ResetOnExit reset{st};
+      st.text(1, where.first).integer(2, where.second).integer(3, offset);
+      if (auto r = st.step(); !r) return fail(r.error());
     }
     return {};
   }
   void finish(Result<void> result) override {
-    // Not marked (store failing): the events stay undelivered and are published again after a
-    // restart; consumers dedupe on the event id.
-    if (result) store->undelivered.fetch_sub(marked);
+    if (!result) {
+      // Not recorded (the store is failing): retried with the next transaction. Should the
+      // process die first, the restart reconciliation finds them in Kafka.
+      store->retry_marks.insert(store->retry_marks.end(), events.begin(), events.end());
+      return;
+    }
+    store->undelivered.fetch_sub(marked);
+    for (const auto& e : events)
+      store->settle(e.seq, std::nullopt);
   }
   SqliteStore::Impl* store = nullptr;
+};
+
+/// Runs `fn` inside the writer's transaction and hands its result back to a blocked caller.
+template <class T>
+struct SyncOp final : WriteOp {
+  std::function<Result<T>(SqliteStore::Impl&)> fn;
+  std::function<void(const Result<T>&)> after;  // on success, after the commit
+  std::promise<Result<T>> done;
+  std::optional<Result<T>> value;
+
+  Result<void> execute(SqliteStore::Impl& s) override {
+    value = fn(s);
+    if (!*value) return fail(value->error());
+    return {};
+  }
+  void finish(Result<void> result) override {
+    if (!result) {
+      done.set_value(fail(result.error()));
+      return;
+    }
+    if (after) after(*value);
+    done.set_value(std::move(*value));
+  }
+};
+
+template <class T>
+Result<T> run_sync(SqliteStore::Impl& impl, std::function<Result<T>(SqliteStore::Impl&)> fn,
+                   std::function<void(const Result<T>&)> after = {}) {
+  auto op = std::make_unique<SyncOp<T>>();
+  op->fn = std::move(fn);
+  op->after = std::move(after);
+  auto done = op->done.get_future();
+  impl.enqueue(std::move(op));
+  return done.get();
+}
+
+Result<std::int64_t> step_changes(sqlite3* db, sqlite3_stmt* st) {
+  const int rc = sqlite3_step(st);
+  const auto changes = static_cast<std::int64_t>(sqlite3_changes(db));
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return fail(Error::unavailable(sqlite3_errmsg(db)));
+  return changes;
+}
+
+/// Retention: bounded chunks, so a large backlog of expired rows never stalls the commits
+/// that share the transaction.
+struct PruneOp final : WriteOp {
+  static constexpr int kChunk = 2000;
+  std::int64_t removed = 0;
+  bool more = false;
+  std::promise<Result<std::pair<std::int64_t, bool>>>* done = nullptr;  // prune_now()
+
+  Result<void> execute(SqliteStore::Impl& s) override {
+    const auto now = now_ms();
+    const auto& c = s.cfg;
+    auto run = [&](const char* sql, std::int64_t a, std::int64_t b = 0) -> Result<std::int64_t> {
+      sqlite3_stmt* st = nullptr;
+      if (sqlite3_prepare_v2(s.db, sql, -1, &st, nullptr) != SQLITE_OK)
+        return fail(Error::unavailable(sqlite3_errmsg(s.db)));
+      sqlite3_bind_int64(st, 1, a);
+      sqlite3_bind_int64(st, 2, b);
+      sqlite3_bind_int(st, 3, kChunk);
+      return step_changes(s.db, st);
+    };
+    // Delivered events past their retention.
+    auto n = run(
+        "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE delivered_at IS NOT NULL "
+        "AND delivered_at < ?1 ORDER BY delivered_at LIMIT ?3)",
+        now - c.delivered_retention.count());
+    if (!n) return fail(n.error());
+    more = more || *n == kChunk;
+    removed += *n;
+    // Replayed dead letters past their retention (never one that waits for an operator).
+    n = run(
+        "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE replayed_at IS "
+        "NOT NULL AND replayed_at < ?1 LIMIT ?3)",
+        now - c.dead_letter_retention.count());
+    if (!n) return fail(n.error());
+    removed += *n;
+    // Inbound ids are in arrival order: everything below the first young one is old.
+    auto first_young = [&](std::int64_t cutoff) -> std::int64_t {
+      sqlite3_stmt* st = nullptr;
+      sqlite3_prepare_v2(s.db,
+                         "SELECT coalesce((SELECT id FROM inbound WHERE received_at >= ?1 ORDER "
+                         "BY id LIMIT 1), (SELECT max(id) + 1 FROM inbound), 0)",
+                         -1, &st, nullptr);
+      sqlite3_bind_int64(st, 1, cutoff);
+      std::int64_t id = 0;
+      if (sqlite3_step(st) == SQLITE_ROW) id = sqlite3_column_int64(st, 0);
+      sqlite3_finalize(st);
+      return id;
+    };
+    // Message bytes past their retention, except those of dead letters still to replay.
+    const auto payload_below = first_young(now - c.payload_retention.count());
+    if (payload_below > s.payload_cleared_upto) {
+      const auto upto = std::min(payload_below, s.payload_cleared_upto + kChunk);
+      n = run(
+          "UPDATE inbound SET payload = NULL WHERE id >= ?1 AND id < ?2 AND payload IS NOT NULL "
+          "AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.inbound_id = inbound.id AND "
+          "d.replayed_at IS NULL)",
+          s.payload_cleared_upto, upto);
+      if (!n) return fail(n.error());
+      removed += *n;
+      next_payload_mark = upto;
+      more = more || upto < payload_below;
+    }
+    // Inbound records past the dedupe window, once nothing refers to them any more.
+    const auto inbound_below = first_young(now - c.dedupe_window.count());
+    n = run(
+        "DELETE FROM inbound WHERE id IN (SELECT id FROM inbound i WHERE id < ?1 AND NOT EXISTS "
+        "(SELECT 1 FROM outbox o WHERE o.inbound_id = i.id) AND NOT EXISTS (SELECT 1 FROM "
+        "dead_letters d WHERE d.inbound_id = i.id) ORDER BY id LIMIT ?3)",
+        inbound_below);
+    if (!n) return fail(n.error());
+    more = more || *n == kChunk;
+    removed += *n;
+    return {};
+  }
+  void finish(Result<void> result) override {
+    if (result) {
+      if (next_payload_mark > 0) store->payload_cleared_upto = next_payload_mark;
+      if (removed > 0) {
+        store->pruned->inc(static_cast<std::uint64_t>(removed));
+        log::debug("store.pruned", {{"rows", removed}});
+      }
+      // A full chunk: go on at once (between commits) instead of after the interval.
+      if (more) store->next_prune = std::chrono::steady_clock::now();
+    }
+    if (done != nullptr) {
+      done->set_value(result ? Result<std::pair<std::int64_t, bool>>(std::pair{removed, more})
+                             : fail(result.error()));
+    }
+  }
+  SqliteStore::Impl* store = nullptr;
+  std::int64_t next_payload_mark = 0;
 };
 
 struct BarrierOp final : WriteOp {
@@ -385,6 +704,19 @@ struct BarrierOp final : WriteOp {
 };
 
 }  // namespace
+
+std::unique_ptr<WriteOp> SqliteStore::Impl::make_prune_op() {
+  auto op = std::make_unique<PruneOp>();
+  op->store = this;
+  return op;
+}
+
+std::unique_ptr<WriteOp> SqliteStore::Impl::make_retry_marks_op() {
+  auto op = std::make_unique<MarkDeliveredOp>();
+  op->store = this;
+  op->events.swap(retry_marks);
+  return op;
+}
 
 SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 SqliteStore::~SqliteStore() = default;
@@ -398,6 +730,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
                                                        metrics::Registry* registry) {
   auto impl = std::make_unique<Impl>();
   impl->path = path;
+  impl->cfg = cfg;
+  impl->next_prune = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   std::error_code fs_ec;
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), fs_ec);
   if (fs_ec) {
@@ -466,6 +800,12 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
     prepared = impl->mark_delivered.prepare(
         impl->db, "UPDATE outbox SET delivered_at = ?1 WHERE seq = ?2 AND delivered_at IS NULL");
   }
+  if (prepared) {
+    prepared = impl->upsert_offset.prepare(
+        impl->db,
+        "INSERT INTO delivery_offsets(topic, partition, offset) VALUES (?1, ?2, ?3) "
+        "ON CONFLICT(topic, partition) DO UPDATE SET offset = max(offset, excluded.offset)");
+  }
   if (!prepared) return fail(prepared.error());
 
   if (sqlite3_open_v2(path.c_str(), &impl->reader, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
@@ -476,8 +816,9 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   {
     sqlite3_stmt* st = nullptr;
     sqlite3_prepare_v2(impl->reader,
-                       "SELECT (SELECT count(*) FROM outbox WHERE delivered_at IS NULL), "
-                       "(SELECT count(*) FROM dead_letters)",
+                       "SELECT (SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND "
+                       "dead_at IS NULL), (SELECT count(*) FROM dead_letters WHERE replayed_at "
+                       "IS NULL)",
                        -1, &st, nullptr);
     if (sqlite3_step(st) == SQLITE_ROW) {
       impl->undelivered = sqlite3_column_int64(st, 0);
@@ -504,7 +845,10 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
     reg.gauge_callback("sdoh_outbox_undelivered_events",
                        "Committed events not yet acknowledged by Kafka.",
                        [raw] { return static_cast<double>(raw->undelivered.load()); });
-    reg.gauge_callback("sdoh_dead_letters_stored", "Dead letters kept in the store.",
+    impl->pruned = &reg.counter("sdoh_store_pruned_rows_total",
+                                "Rows removed or cleared by the retention policy.")
+                        .with();
+    reg.gauge_callback("sdoh_dead_letters_stored", "Dead letters waiting for an operator's replay.",
                        [raw] { return static_cast<double>(raw->dead_letters.load()); });
     reg.gauge_callback(
         "sdoh_outbox_oldest_undelivered_age_seconds",
@@ -513,8 +857,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
           sqlite3_stmt* st = nullptr;
           double age = 0;
           if (sqlite3_prepare_v2(raw->reader,
-                                 "SELECT created_at FROM outbox WHERE delivered_at IS NULL "
-                                 "ORDER BY seq LIMIT 1",
+                                 "SELECT created_at FROM outbox WHERE delivered_at IS NULL AND "
+                                 "dead_at IS NULL ORDER BY seq LIMIT 1",
                                  -1, &st, nullptr) == SQLITE_OK &&
               sqlite3_step(st) == SQLITE_ROW) {
             age = static_cast<double>(now_ms() - sqlite3_column_int64(st, 0)) / 1000.0;
@@ -523,7 +867,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
           return age;
         });
   } else {
-    static metrics::Counter unused_ok, unused_dup, unused_failed;
+    static metrics::Counter unused_ok, unused_dup, unused_failed, unused_pruned;
+    impl->pruned = &unused_pruned;
     impl->commits_ok = &unused_ok;
     impl->commits_duplicate = &unused_dup;
     impl->commits_failed = &unused_failed;
@@ -560,7 +905,8 @@ Result<std::vector<PendingEvent>> SqliteStore::pending_events(std::int64_t after
   sqlite3_stmt* st = nullptr;
   if (sqlite3_prepare_v2(impl_->reader,
                          "SELECT seq, event_id, topic, key, value, created_at FROM outbox "
-                         "WHERE delivered_at IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2",
+                         "WHERE delivered_at IS NULL AND dead_at IS NULL AND seq > ?1 ORDER BY seq "
+                         "LIMIT ?2",
                          -1, &st, nullptr) != SQLITE_OK) {
     return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
   }
@@ -582,11 +928,330 @@ Result<std::vector<PendingEvent>> SqliteStore::pending_events(std::int64_t after
   return out;
 }
 
-void SqliteStore::mark_delivered(std::vector<std::int64_t> seqs) {
+void SqliteStore::mark_delivered(std::vector<DeliveredEvent> events) {
   auto op = std::make_unique<MarkDeliveredOp>();
   op->store = impl_.get();
-  op->seqs = std::move(seqs);
+  op->events = std::move(events);
   impl_->enqueue(std::move(op));
+}
+
+asio::awaitable<Result<void>> SqliteStore::await_delivered(std::vector<std::int64_t> seqs,
+                                                           std::chrono::milliseconds timeout) {
+  if (seqs.empty()) co_return Result<void>{};
+  auto* impl = impl_.get();
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(Result<void>)>(
+      [impl, &seqs, timeout](auto handler) {
+        auto ex = asio::get_associated_executor(handler);
+        auto waiter = std::make_shared<DeliveryWaiter>();
+        waiter->remaining.insert(seqs.begin(), seqs.end());
+        waiter->complete = [ex, h = std::move(handler)](Result<void> r) mutable {
+          asio::post(
+              ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
+        };
+        auto timer = std::make_shared<asio::steady_timer>(ex, timeout);
+        waiter->cancel_timer = [ex, timer] { asio::post(ex, [timer] { timer->cancel(); }); };
+        {
+          std::lock_guard lock(impl->waiters_mutex);
+          for (auto seq : seqs)
+            impl->waiters[seq] = waiter;
+        }
+        timer->async_wait([impl, waiter, seqs, timeout](const boost::system::error_code& ec) {
+          if (ec) return;
+          {
+            std::lock_guard lock(impl->waiters_mutex);
+            for (auto seq : seqs) {
+              auto it = impl->waiters.find(seq);
+              if (it != impl->waiters.end() && it->second == waiter) impl->waiters.erase(it);
+            }
+          }
+          waiter->fail_with(Error::unavailable(
+              "Kafka has not acknowledged the message's events within " +
+              std::to_string(timeout.count()) + " ms; they are committed and will be delivered"));
+        });
+        // Deliveries acknowledged before the waiter was registered.
+        std::vector<std::int64_t> done;
+        {
+          std::lock_guard lock(impl->reader_mutex);
+          sqlite3_stmt* st = nullptr;
+          sqlite3_prepare_v2(impl->reader,
+                             "SELECT delivered_at IS NOT NULL, dead_at IS NOT NULL FROM outbox "
+                             "WHERE seq = ?1",
+                             -1, &st, nullptr);
+          for (auto seq : seqs) {
+            sqlite3_bind_int64(st, 1, seq);
+            if (sqlite3_step(st) == SQLITE_ROW) {
+              if (sqlite3_column_int(st, 0) != 0) done.push_back(seq);
+              if (sqlite3_column_int(st, 1) != 0) done.push_back(-seq);
+            }
+            sqlite3_reset(st);
+          }
+          sqlite3_finalize(st);
+        }
+        for (auto seq : done) {
+          impl->settle(seq < 0 ? -seq : seq,
+                       seq < 0 ? std::optional<Error>(Error::unavailable(
+                                     "Kafka refused an event of this message; see dead letters"))
+                               : std::nullopt);
+        }
+      },
+      asio::use_awaitable);
+}
+
+Result<void> SqliteStore::dead_letter_event(std::int64_t seq,
+                                            const pipeline::DeadLetterRecord& record,
+                                            std::optional<pipeline::OutboxEvent> notice) {
+  auto* impl = impl_.get();
+  auto added = std::make_shared<std::int64_t>(0);
+  auto r = run_sync<std::int64_t>(
+      *impl,
+      [seq, &record, &notice, added](Impl& s) -> Result<std::int64_t> {
+        const auto at = now_ms();
+        sqlite3_stmt* st = nullptr;
+        sqlite3_prepare_v2(s.db,
+                           "UPDATE outbox SET dead_at = ?1, last_error = ?2, attempts = attempts "
+                           "+ 1 WHERE seq = ?3 AND delivered_at IS NULL AND dead_at IS NULL",
+                           -1, &st, nullptr);
+        sqlite3_bind_int64(st, 1, at);
+        sqlite3_bind_text(st, 2, record.error_text.data(),
+                          static_cast<int>(record.error_text.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, seq);
+        auto changed = step_changes(s.db, st);
+        if (!changed) return fail(changed.error());
+        if (*changed == 0) return std::int64_t{0};  // delivered or dead-lettered meanwhile
+        sqlite3_prepare_v2(
+            s.db,
+            "INSERT INTO dead_letters(dead_letter_id, inbound_id, created_at, stage, error_code, "
+            "error_text, location, outbox_seq) SELECT ?1, inbound_id, ?2, ?3, ?4, ?5, ?6, seq "
+            "FROM outbox WHERE seq = ?7 ON CONFLICT(dead_letter_id) DO NOTHING",
+            -1, &st, nullptr);
+        sqlite3_bind_text(st, 1, record.dead_letter_id.data(),
+                          static_cast<int>(record.dead_letter_id.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, at);
+        sqlite3_bind_text(st, 3, record.stage.data(), static_cast<int>(record.stage.size()),
+                          SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, record.error_code.data(),
+                          static_cast<int>(record.error_code.size()), SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, record.error_text.data(),
+                          static_cast<int>(record.error_text.size()), SQLITE_STATIC);
+        sqlite3_bind_text(st, 6, record.location.data(), static_cast<int>(record.location.size()),
+                          SQLITE_STATIC);
+        sqlite3_bind_int64(st, 7, seq);
+        if (auto d = step_changes(s.db, st); !d) return fail(d.error());
+        if (notice) {
+          auto& ins = s.insert_outbox;
+          ResetOnExit reset{ins};
+          ins.text(1, notice->event_id).text(3, notice->type).text(4, notice->topic);
+          ins.text(5, notice->key).blob(6, notice->value).integer(7, at);
+          sqlite3_stmt* find = nullptr;
+          sqlite3_prepare_v2(s.db, "SELECT inbound_id FROM outbox WHERE seq = ?1", -1, &find,
+                             nullptr);
+          sqlite3_bind_int64(find, 1, seq);
+          if (sqlite3_step(find) == SQLITE_ROW && sqlite3_column_type(find, 0) != SQLITE_NULL)
+            ins.integer(2, sqlite3_column_int64(find, 0));
+          sqlite3_finalize(find);
+          if (auto ir = ins.step(); !ir) return fail(ir.error());
+          *added = sqlite3_changes(s.db);
+        }
+        return std::int64_t{1};
+      },
+      [impl, seq, added](const Result<std::int64_t>& moved) {
+        if (*moved == 0) return;
+        impl->undelivered.fetch_add(*added - 1);
+        impl->dead_letters.fetch_add(1);
+        impl->settle(seq, Error::unavailable("Kafka refused an event of this message for good"));
+      });
+  if (!r) return fail(r.error());
+  return {};
+}
+
+namespace {
+
+std::string column(sqlite3_stmt* st, int i) {
+  const auto* p = static_cast<const char*>(sqlite3_column_blob(st, i));
+  return p == nullptr ? std::string()
+                      : std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(st, i)));
+}
+
+constexpr const char* kDeadLetterColumns =
+    "SELECT d.dead_letter_id, d.created_at, d.stage, d.error_code, d.error_text, d.location, "
+    "coalesce(i.protocol, ''), coalesce(i.sender, ''), coalesce(i.dedupe_key, ''), "
+    "coalesce(i.message_type, ''), coalesce(d.outbox_seq, 0), coalesce(d.replayed_at, 0), "
+    "coalesce(d.replay_outcome, ''), i.payload IS NOT NULL, i.payload FROM dead_letters d LEFT "
+    "JOIN inbound i ON i.id = d.inbound_id ";
+
+DeadLetterInfo read_dead_letter(sqlite3_stmt* st, bool with_payload) {
+  DeadLetterInfo d;
+  d.dead_letter_id = column(st, 0);
+  d.created_at_ms = sqlite3_column_int64(st, 1);
+  d.stage = column(st, 2);
+  d.error_code = column(st, 3);
+  d.error_text = column(st, 4);
+  d.location = column(st, 5);
+  d.protocol = column(st, 6);
+  d.sender = column(st, 7);
+  d.message_id = column(st, 8);
+  d.message_type = column(st, 9);
+  d.outbox_seq = sqlite3_column_int64(st, 10);
+  d.replayed_at_ms = sqlite3_column_int64(st, 11);
+  d.replay_outcome = column(st, 12);
+  d.payload_kept = sqlite3_column_int(st, 13) != 0;
+  if (with_payload) d.payload = column(st, 14);
+  return d;
+}
+
+}  // namespace
+
+Result<EventOrigin> SqliteStore::event_origin(std::int64_t seq) const {
+  std::lock_guard lock(impl_->reader_mutex);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(impl_->reader,
+                     "SELECT o.event_id, o.topic, coalesce(i.protocol, ''), coalesce(i.sender, "
+                     "''), coalesce(i.dedupe_key, ''), coalesce(i.message_type, '') FROM outbox o "
+                     "LEFT JOIN inbound i ON i.id = o.inbound_id WHERE o.seq = ?1",
+                     -1, &st, nullptr);
+  sqlite3_bind_int64(st, 1, seq);
+  const int rc = sqlite3_step(st);
+  EventOrigin o;
+  if (rc == SQLITE_ROW) {
+    o = {column(st, 0), column(st, 1), column(st, 2), column(st, 3), column(st, 4), column(st, 5)};
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_ROW) return fail(Error::not_found("no outbox event " + std::to_string(seq)));
+  return o;
+}
+
+Result<std::vector<UndeliveredRef>> SqliteStore::undelivered_refs() const {
+  std::lock_guard lock(impl_->reader_mutex);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(impl_->reader,
+                     "SELECT seq, event_id, topic FROM outbox WHERE delivered_at IS NULL AND "
+                     "dead_at IS NULL ORDER BY seq",
+                     -1, &st, nullptr);
+  std::vector<UndeliveredRef> out;
+  int rc = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    out.push_back({sqlite3_column_int64(st, 0), column(st, 1), column(st, 2)});
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
+  return out;
+}
+
+Result<std::map<std::pair<std::string, std::int32_t>, std::int64_t>> SqliteStore::delivery_offsets()
+    const {
+  std::lock_guard lock(impl_->reader_mutex);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(impl_->reader, "SELECT topic, partition, offset FROM delivery_offsets", -1,
+                     &st, nullptr);
+  std::map<std::pair<std::string, std::int32_t>, std::int64_t> out;
+  int rc = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    out[{column(st, 0), sqlite3_column_int(st, 1)}] = sqlite3_column_int64(st, 2);
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
+  return out;
+}
+
+Result<std::vector<DeadLetterInfo>> SqliteStore::dead_letters(int limit,
+                                                              bool include_replayed) const {
+  std::lock_guard lock(impl_->reader_mutex);
+  const std::string sql = std::string(kDeadLetterColumns) +
+                          (include_replayed ? "" : "WHERE d.replayed_at IS NULL ") +
+                          "ORDER BY d.id DESC LIMIT ?1";
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(impl_->reader, sql.c_str(), -1, &st, nullptr) != SQLITE_OK)
+    return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
+  sqlite3_bind_int(st, 1, limit);
+  std::vector<DeadLetterInfo> out;
+  int rc = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    out.push_back(read_dead_letter(st, false));
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
+  return out;
+}
+
+Result<DeadLetterInfo> SqliteStore::dead_letter(const std::string& dead_letter_id,
+                                                bool with_payload) const {
+  std::lock_guard lock(impl_->reader_mutex);
+  const std::string sql = std::string(kDeadLetterColumns) + "WHERE d.dead_letter_id = ?1";
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(impl_->reader, sql.c_str(), -1, &st, nullptr) != SQLITE_OK)
+    return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
+  sqlite3_bind_text(st, 1, dead_letter_id.data(), static_cast<int>(dead_letter_id.size()),
+                    SQLITE_STATIC);
+  const int rc = sqlite3_step(st);
+  std::optional<DeadLetterInfo> d;
+  if (rc == SQLITE_ROW) d = read_dead_letter(st, with_payload);
+  sqlite3_finalize(st);
+  if (!d) return fail(Error::not_found("no dead letter " + dead_letter_id));
+  return *d;
+}
+
+Result<ReplayResult> SqliteStore::replay_event(const std::string& dead_letter_id) {
+  auto* impl = impl_.get();
+  return run_sync<ReplayResult>(
+      *impl,
+      [&dead_letter_id](Impl& s) -> Result<ReplayResult> {
+        sqlite3_stmt* st = nullptr;
+        sqlite3_prepare_v2(s.db,
+                           "SELECT coalesce(outbox_seq, 0), replayed_at IS NOT NULL FROM "
+                           "dead_letters WHERE dead_letter_id = ?1",
+                           -1, &st, nullptr);
+        sqlite3_bind_text(st, 1, dead_letter_id.data(), static_cast<int>(dead_letter_id.size()),
+                          SQLITE_STATIC);
+        const int rc = sqlite3_step(st);
+        const auto seq = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+        const bool replayed = rc == SQLITE_ROW && sqlite3_column_int(st, 1) != 0;
+        sqlite3_finalize(st);
+        if (rc != SQLITE_ROW) return fail(Error::not_found("no dead letter " + dead_letter_id));
+        if (replayed) {
+          return fail(Error::conflict("dead letter " + dead_letter_id + " was already replayed"));
+        }
+        if (seq == 0) {
+          return fail(Error::invalid("dead letter " + dead_letter_id +
+                                     " is a rejected message, not a refused event"));
+        }
+        sqlite3_prepare_v2(s.db,
+                           "UPDATE outbox SET dead_at = NULL WHERE seq = ?1 AND dead_at IS NOT "
+                           "NULL",
+                           -1, &st, nullptr);
+        sqlite3_bind_int64(st, 1, seq);
+        auto requeued = step_changes(s.db, st);
+        if (!requeued) return fail(requeued.error());
+        const auto at = now_ms();
+        const std::string note = "requeued for Kafka";
+        sqlite3_prepare_v2(s.db,
+                           "UPDATE dead_letters SET replayed_at = ?1, replay_outcome = ?2 WHERE "
+                           "dead_letter_id = ?3",
+                           -1, &st, nullptr);
+        sqlite3_bind_int64(st, 1, at);
+        sqlite3_bind_text(st, 2, note.data(), static_cast<int>(note.size()), SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 3, dead_letter_id.data(), static_cast<int>(dead_letter_id.size()),
+                          SQLITE_STATIC);
+        if (auto d = step_changes(s.db, st); !d) return fail(d.error());
+        return ReplayResult{dead_letter_id, note, *requeued};
+      },
+      [impl](const Result<ReplayResult>& r) {
+        impl->undelivered.fetch_add(r->events);
+        impl->dead_letters.fetch_sub(1);
+      });
+}
+
+Result<std::int64_t> SqliteStore::prune_now() {
+  std::int64_t total = 0;
+  for (;;) {
+    auto op = std::make_unique<PruneOp>();
+    op->store = impl_.get();
+    std::promise<Result<std::pair<std::int64_t, bool>>> done;
+    op->done = &done;
+    auto future = done.get_future();
+    impl_->enqueue(std::move(op));
+    auto r = future.get();
+    if (!r) return fail(r.error());
+    total += r->first;
+    if (!r->second) return total;  // no chunk was full: nothing more is due
+  }
 }
 
 void SqliteStore::flush() {
@@ -604,8 +1269,9 @@ StoreStats SqliteStore::stats() const {
   sqlite3_stmt* st = nullptr;
   if (sqlite3_prepare_v2(
           impl_->reader,
-          "SELECT created_at FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT 1", -1, &st,
-          nullptr) == SQLITE_OK &&
+          "SELECT created_at FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL ORDER BY "
+          "seq LIMIT 1",
+          -1, &st, nullptr) == SQLITE_OK &&
       sqlite3_step(st) == SQLITE_ROW) {
     s.oldest_undelivered_ms = sqlite3_column_int64(st, 0);
   }

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,6 +32,57 @@ struct PendingEvent {
   std::string key;
   std::string value;
   std::int64_t created_at_ms = 0;
+};
+
+/// Kafka's acknowledgement of one outbox event: where it landed.
+struct DeliveredEvent {
+  std::int64_t seq = 0;
+  std::string topic;
+  std::int32_t partition = -1;
+  std::int64_t offset = -1;
+};
+
+/// An undelivered event's identity, for restart reconciliation against the topics.
+struct UndeliveredRef {
+  std::int64_t seq = 0;
+  std::string event_id;
+  std::string topic;
+};
+
+/// The source of an outbox event, for the dead letter of an event Kafka refuses for good.
+struct EventOrigin {
+  std::string event_id;
+  std::string topic;
+  std::string protocol;
+  std::string sender;
+  std::string message_id;
+  std::string message_type;
+};
+
+/// A stored dead letter as an operator sees it (never PHI: the payload only on request).
+struct DeadLetterInfo {
+  std::string dead_letter_id;
+  std::int64_t created_at_ms = 0;
+  std::string stage;
+  std::string error_code;
+  std::string error_text;
+  std::string location;
+  std::string protocol;
+  std::string sender;
+  std::string message_id;
+  std::string message_type;
+  std::int64_t outbox_seq = 0;      ///< publish failures: the refused event (0: an inbound message)
+  std::int64_t replayed_at_ms = 0;  ///< 0: not replayed
+  std::string replay_outcome;
+  bool payload_kept = false;
+  std::string payload;  ///< filled only by dead_letter(id, true)
+};
+
+/// The result of an operator's replay.
+struct ReplayResult {
+  std::string dead_letter_id;
+  std::string outcome;  ///< what happened, for the operator
+  std::int64_t events = 0;
 };
 
 struct StoreStats {
@@ -57,8 +109,36 @@ class SqliteStore final : public pipeline::CommitPort {
   /// The first `limit` undelivered events with seq > `after_seq`, in commit order.
   /// Reads on its own connection; never waits for the writer.
   Result<std::vector<PendingEvent>> pending_events(std::int64_t after_seq, int limit) const;
-  /// Records Kafka's acknowledgement of these events (queued to the writer thread).
-  void mark_delivered(std::vector<std::int64_t> seqs);
+  /// Records Kafka's acknowledgement of these events and the highest offset seen per
+  /// partition (queued to the writer thread).
+  void mark_delivered(std::vector<DeliveredEvent> events);
+  /// Completes when every one of `seqs` is delivered (kOk), refused for good (kUnavailable)
+  /// or `timeout` passed (kUnavailable). For delivery.ack=delivered.
+  boost::asio::awaitable<Result<void>> await_delivered(std::vector<std::int64_t> seqs,
+                                                       std::chrono::milliseconds timeout);
+
+  /// Kafka refused this event for good (topic missing, message too large): it leaves the
+  /// outbox's queue, a dead letter records why, and `notice` (the org.sdoh.deadletter.v1
+  /// event, if any) is queued for publishing. Blocks until committed.
+  Result<void> dead_letter_event(std::int64_t seq, const pipeline::DeadLetterRecord& record,
+                                 std::optional<pipeline::OutboxEvent> notice);
+  Result<EventOrigin> event_origin(std::int64_t seq) const;
+
+  /// For restart reconciliation: every undelivered event, and the highest acknowledged
+  /// offset per (topic, partition).
+  Result<std::vector<UndeliveredRef>> undelivered_refs() const;
+  Result<std::map<std::pair<std::string, std::int32_t>, std::int64_t>> delivery_offsets() const;
+
+  /// Dead letters, newest first, `limit` at most, older than `before_id` when given.
+  Result<std::vector<DeadLetterInfo>> dead_letters(int limit, bool include_replayed) const;
+  Result<DeadLetterInfo> dead_letter(const std::string& dead_letter_id, bool with_payload) const;
+  /// Replays a dead letter of an event Kafka refused: it is queued for publishing again.
+  /// Exactly once: a second replay fails with kConflict.
+  Result<ReplayResult> replay_event(const std::string& dead_letter_id);
+
+  /// Applies the retention policy once, now (tests; the writer thread does it every
+  /// store.prune_interval). Returns the rows removed or cleared.
+  Result<std::int64_t> prune_now();
   /// Blocks until every write queued before the call has been committed (or failed) and its
   /// completion handed on. The runtime calls it before destroying the io_context.
   void flush();

@@ -201,11 +201,12 @@ class MapReader {
       if (unit == "s") d = std::chrono::seconds(num);
       if (unit == "m") d = std::chrono::minutes(num);
       if (unit == "h") d = std::chrono::hours(num);
+      if (unit == "d") d = std::chrono::hours(24 * num);
     }
     const auto path = join_path(path_, key);
     if (!d) {
       issue(*n, path,
-            "expected a duration with a unit such as \"500ms\", \"10s\" or \"5m\", got " +
+            "expected a duration with a unit such as \"500ms\", \"10s\", \"5m\" or \"7d\", got " +
                 node_kind(*n));
     } else if (*d < min || *d > max) {
       issue(*n, path,
@@ -492,6 +493,26 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     auto m = top.child("store");
     m.string("path", cfg.store.path, true);
     m.choice("synchronous", cfg.store.synchronous, {"full", "normal"});
+    const auto ten_years = std::chrono::hours(24 * 366 * 10);
+    m.duration("delivered_retention", cfg.store.delivered_retention, milliseconds(0), ten_years);
+    m.duration("payload_retention", cfg.store.payload_retention, milliseconds(0), ten_years);
+    m.duration("dedupe_window", cfg.store.dedupe_window, std::chrono::minutes(1), ten_years);
+    m.duration("dead_letter_retention", cfg.store.dead_letter_retention, milliseconds(0),
+               ten_years);
+    m.duration("prune_interval", cfg.store.prune_interval, milliseconds(100),
+               std::chrono::hours(24));
+    m.finish();
+  }
+  {
+    auto m = top.child("delivery");
+    m.choice("ack", cfg.delivery.ack, {"committed", "delivered"});
+    m.duration("delivered_timeout", cfg.delivery.delivered_timeout, milliseconds(100),
+               std::chrono::minutes(10));
+    m.finish();
+  }
+  {
+    auto m = top.child("admin");
+    m.secret("token", cfg.admin.token);
     m.finish();
   }
   top.finish();

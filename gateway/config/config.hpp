@@ -98,6 +98,30 @@ struct StoreConfig {
   std::string path = "gateway.db";  ///< relative paths are inside data_dir
   std::string synchronous =
       "full";  ///< full | normal (normal can lose the last commits on power loss)
+  /// Delivered outbox events are deleted this long after Kafka acknowledged them.
+  milliseconds delivered_retention{std::chrono::hours(24 * 7)};
+  /// Received message bytes are kept this long (dead letters' bytes until they are replayed).
+  milliseconds payload_retention{std::chrono::hours(24 * 30)};
+  /// Inbound records (resend dedupe and the original answers) are kept this long.
+  milliseconds dedupe_window{std::chrono::hours(24 * 30)};
+  /// Replayed dead letters are deleted this long after their replay.
+  milliseconds dead_letter_retention{std::chrono::hours(24 * 30)};
+  milliseconds prune_interval{60'000};  ///< how often retention is applied
+};
+
+/// When a sender gets its positive answer.
+struct DeliveryConfig {
+  /// committed: after the local durable commit (default). delivered: only after Kafka
+  /// acknowledged every event derived from the message (acks=all).
+  std::string ack = "committed";
+  /// delivered mode: the longest wait for Kafka before answering negatively (the sender
+  /// retries; its resend is answered positively once the events are delivered).
+  milliseconds delivered_timeout{10'000};
+};
+
+/// Operator routes under /admin (dead letters: list, show, replay). Off unless a token is set.
+struct AdminConfig {
+  SecretRef token;  ///< bearer token the admin routes require
 };
 
 /// Patient pseudonyms (HMAC-SHA256). The key is required in production.
@@ -119,6 +143,8 @@ struct GatewayConfig {
   MllpConfig mllp;
   KafkaConfig kafka;
   StoreConfig store;
+  DeliveryConfig delivery;
+  AdminConfig admin;
   PseudonymConfig pseudonym;
 
   bool dev_mode() const { return mode == "dev"; }

@@ -50,6 +50,10 @@ struct CommitRequest {
   InboundRecord inbound;
   std::vector<OutboxEvent> events;  ///< includes the dead-letter event, if any
   std::optional<DeadLetterRecord> dead_letter;
+  /// An operator's replay of this dead letter: the stored inbound record gets the new answer
+  /// and the events, the dead letter is marked replayed — once. A replay that is rejected again
+  /// commits nothing (kInvalid with the new reason) and the dead letter stays.
+  std::string replay_of;
 };
 
 enum class CommitStatus { kCommitted, kDuplicate };
@@ -59,6 +63,9 @@ struct CommitOutcome {
   std::string answer_code;  ///< for kDuplicate: the original answer's code
   std::string answer;       ///< for kDuplicate: the original answer's bytes
   std::int64_t inbound_id = 0;
+  /// Outbox sequence numbers of the message's events Kafka has not acknowledged yet (for
+  /// kDuplicate: those of the original commit). delivery.ack=delivered waits for them.
+  std::vector<std::int64_t> undelivered;
 };
 
 class CommitPort {

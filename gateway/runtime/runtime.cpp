@@ -18,6 +18,7 @@
 #include "adapters/http/server.hpp"
 #include "adapters/kafka/embedded_broker.hpp"
 #include "adapters/kafka/producer.hpp"
+#include "adapters/kafka/reconcile.hpp"
 #include "adapters/kafka/relay.hpp"
 #include "adapters/net/tls.hpp"
 #include "adapters/store/sqlite_store.hpp"
@@ -29,6 +30,7 @@
 #include "gateway/mapping/tables.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
+#include "gateway/runtime/admin.hpp"
 #include "gateway/runtime/runtime_file.hpp"
 #include "gateway/runtime/version.hpp"
 
@@ -70,6 +72,62 @@ Result<MappingSetup> load_mapping(const config::GatewayConfig& cfg) {
   return setup;
 }
 
+/// delivery.ack=delivered: a positive answer waits until Kafka acknowledged every event of the
+/// message (and of the original, for a resend). A timeout is a negative answer; the events stay
+/// committed, and the sender's resend is answered positively once they are delivered.
+class DeliveredAckPort final : public pipeline::CommitPort {
+ public:
+  DeliveredAckPort(store::SqliteStore& store, std::chrono::milliseconds timeout,
+                   std::function<void()> wake_relay)
+      : store_(store), timeout_(timeout), wake_relay_(std::move(wake_relay)) {}
+
+  asio::awaitable<Result<pipeline::CommitOutcome>> commit(
+      pipeline::CommitRequest request) override {
+    auto outcome = co_await store_.commit(std::move(request));
+    if (!outcome || !positive(outcome->answer_code)) co_return outcome;
+    wake_relay_();
+    auto delivered = co_await store_.await_delivered(outcome->undelivered, timeout_);
+    if (!delivered) co_return fail(delivered.error());
+    co_return outcome;
+  }
+
+ private:
+  static bool positive(const std::string& code) {
+    return code == "AA" || code == "CA" || (!code.empty() && code[0] == '2');
+  }
+  store::SqliteStore& store_;
+  std::chrono::milliseconds timeout_;
+  std::function<void()> wake_relay_;
+};
+
+/// An operator's replay: every commit of the pipeline run is a replay of one dead letter.
+class ReplayPort final : public pipeline::CommitPort {
+ public:
+  ReplayPort(pipeline::CommitPort& inner, std::string dead_letter_id)
+      : inner_(inner), dead_letter_id_(std::move(dead_letter_id)) {}
+
+  asio::awaitable<Result<pipeline::CommitOutcome>> commit(
+      pipeline::CommitRequest request) override {
+    request.replay_of = dead_letter_id_;
+    auto outcome = co_await inner_.commit(std::move(request));
+    if (outcome) {
+      result = store::ReplayResult{
+          dead_letter_id_,
+          "replayed: " + std::to_string(outcome->undelivered.size()) + " event(s) committed",
+          static_cast<std::int64_t>(outcome->undelivered.size())};
+    } else {
+      result = fail(outcome.error());
+    }
+    co_return outcome;
+  }
+
+  Result<store::ReplayResult> result = fail(Error::internal("the pipeline committed nothing"));
+
+ private:
+  pipeline::CommitPort& inner_;
+  std::string dead_letter_id_;
+};
+
 }  // namespace
 
 ops::BuildInfo build_info() {
@@ -98,6 +156,7 @@ int run(const config::GatewayConfig& cfg) {
                                  {"gateway_id", cfg.gateway_id},
                                  {"data_dir", cfg.data_dir.string()}});
   std::signal(SIGPIPE, SIG_IGN);  // a peer that hangs up is an error code, not a crash
+  std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit is a failed write (negative ACK), not a crash
 
   auto startup_failed = [](std::string_view component, const Error& e) {
     log::error("gateway.startup_failed",
@@ -159,16 +218,61 @@ int run(const config::GatewayConfig& cfg) {
   if (!producer) return startup_failed("kafka", producer.error());
   health.add_check("kafka", [p = producer->get()] { return p->health(); });
 
-  kafka::Relay relay(**store, **producer, kafka::RelayOptions{}, registry);
+  kafka::RelayOptions relay_options;
+  relay_options.gateway_id = cfg.gateway_id;
+  relay_options.deadletter_topic = cfg.kafka.topics.deadletter;
+  relay_options.before_first_publish = [&cfg, &store, bootstrap]() -> Result<void> {
+    auto r = kafka::reconcile_outbox(**store, cfg.kafka, bootstrap, std::chrono::seconds(30));
+    if (!r) return fail(r.error());
+    return {};
+  };
+  kafka::Relay relay(**store, **producer, relay_options, registry);
   relay.start();
   health.add_check("relay", [&relay] { return relay.health(); });
 
   ops::add_ops_routes(router, health, registry, build, started);
 
   asio::io_context ioc(cfg.runtime.io_threads);
+  // What ingest commits through: the store, or (delivery.ack=delivered) the store and then
+  // Kafka's acknowledgement.
+  std::unique_ptr<DeliveredAckPort> delivered_port;
+  pipeline::CommitPort* commit_port = store->get();
+  if (cfg.delivery.ack == "delivered") {
+    delivered_port = std::make_unique<DeliveredAckPort>(**store, cfg.delivery.delivered_timeout,
+                                                        [&relay] { relay.notify(); });
+    commit_port = delivered_port.get();
+  }
+  log::info("delivery.ack_policy",
+            {{"ack", cfg.delivery.ack},
+             {"detail", cfg.delivery.ack == "delivered"
+                            ? "positive answers wait for Kafka's acknowledgement"
+                            : "positive answers follow the durable local commit"}});
+  const hl7v2::Hl7PipelineOptions hl7_options{cfg.gateway_id, cfg.kafka.topics};
   hl7v2::Hl7Pipeline hl7_handler(
-      screening_mapper, **store, [&relay] { relay.notify(); }, {cfg.gateway_id, cfg.kafka.topics},
-      registry);
+      screening_mapper, *commit_port, [&relay] { relay.notify(); }, hl7_options, registry);
+
+  if (cfg.admin.token.configured()) {
+    auto token = cfg.admin.token.resolve();
+    if (!token) return startup_failed("admin", Error::config("admin.token", token.error().message));
+    if (token->size() < 16) {
+      return startup_failed("admin",
+                            Error::config("admin.token", "the token must be at least 16 bytes"));
+    }
+    add_admin_routes(
+        router, **store, *token,
+        [&](const store::DeadLetterInfo& d) -> asio::awaitable<Result<store::ReplayResult>> {
+          if (d.protocol != "hl7v2") {
+            co_return fail(
+                Error::unsupported("replaying " + d.protocol + " messages is not supported"));
+          }
+          ReplayPort port(**store, d.dead_letter_id);
+          hl7v2::Hl7Pipeline replayer(
+              screening_mapper, port, [&relay] { relay.notify(); }, hl7_options, registry);
+          (void)co_await replayer.handle(d.payload, {"admin-replay", ""});
+          co_return port.result;
+        });
+    log::info("admin.enabled", {{"routes", "/admin/dead-letters"}});
+  }
   http::Server http_server(ioc, cfg.http, router, registry);
   hl7v2::MllpServer mllp_server(ioc, cfg.mllp, hl7_handler, registry);
   auto http_address = http_server.bind();

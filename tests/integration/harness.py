@@ -30,7 +30,7 @@ def run(args, **kwargs):
 class Gateway:
     """One gateway process. Use as a context manager; config is YAML text appended to defaults."""
 
-    def __init__(self, config="", env=None, base_config=None):
+    def __init__(self, config="", env=None, base_config=None, kafka=None):
         self.dir = tempfile.mkdtemp(prefix="sdoh-it-")
         self.data_dir = os.path.join(self.dir, "var")
         self.config_path = os.path.join(self.dir, "gateway.yaml")
@@ -40,7 +40,8 @@ class Gateway:
             "log: { level: debug }\n"
             "http: { listen: \"127.0.0.1:0\" }\n"
             "mllp: { listen: \"127.0.0.1:0\" }\n"
-            "kafka: { brokers: \"\", metadata_interval: 500ms }\n" % (self.data_dir, SCHEMAS))
+            "kafka: %s\n" % (self.data_dir, SCHEMAS,
+                                kafka or "{ brokers: \"\", metadata_interval: 500ms }"))
         with open(self.config_path, "w") as f:
             f.write(base + config)
         self.env = dict(os.environ, **(env or {}))
@@ -223,3 +224,56 @@ def assert_valid_events(values):
     out = run([VALIDATE_EVENTS, "--schemas", os.path.join(SCHEMAS, "events")], input="\n".join(values) + "\n")
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout
+
+
+MOCK_KAFKA = os.environ.get("SDOH_MOCK_KAFKA_BIN", os.path.join(os.path.dirname(BINARY), "mock-kafka"))
+
+
+class MockKafka:
+    """librdkafka's mock Kafka cluster in its own process (tools/mock_kafka.cpp): survives the
+    gateway's kill -9 and takes brokers down and up on command."""
+
+    def __init__(self, brokers=3, partitions=3):
+        self.proc = subprocess.Popen([MOCK_KAFKA, "--brokers", str(brokers), "--partitions", str(partitions)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        line = self.proc.stdout.readline().split()
+        assert line and line[0] == "bootstrap", "mock-kafka did not start: %r" % line
+        self.bootstrap = line[1]
+
+    def command(self, text):
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().strip()
+        assert answer == "ok", "mock-kafka %r: %s" % (text, answer)
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def consume_all(bootstrap, topic, timeout=30):
+    """Every message on `topic` as (ce_id header, value), read to the end of each partition."""
+    out = run(["kcat", "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q",
+               "-f", "%h\t%s\n"], timeout=timeout)
+    assert out.returncode == 0, out.stderr
+    pairs = []
+    for line in out.stdout.splitlines():
+        if not line:
+            continue
+        headers, _, value = line.partition("\t")
+        ce_id = dict(h.split("=", 1) for h in headers.split(",") if "=" in h).get("ce_id")
+        pairs.append((ce_id, value))
+    return pairs

@@ -1,7 +1,9 @@
 #include "adapters/store/sqlite_store.hpp"
 
 #include <filesystem>
+#include <optional>
 #include <sqlite3.h>
+#include <thread>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -154,12 +156,167 @@ TEST_F(SqliteStoreTest, MarkDeliveredRemovesFromPending) {
   auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
   ASSERT_TRUE(commit_now(*store, request("A1", 3)));
   auto pending = *store->pending_events(0, 10);
-  store->mark_delivered({pending[0].seq, pending[1].seq});
+  store->mark_delivered(
+      {{pending[0].seq, "sdoh.screening.v1", 0, 10}, {pending[1].seq, "sdoh.screening.v1", 0, 11}});
   ASSERT_TRUE(commit_now(*store, request("A2", 0)));  // the writer has run the mark by now
   auto left = *store->pending_events(0, 10);
   ASSERT_EQ(left.size(), 1u);
   EXPECT_EQ(left[0].event_id, "A1-ev2");
   EXPECT_EQ(store->stats().undelivered, 1);
+  // Where they landed is recorded for restart reconciliation: the highest offset.
+  auto offsets = *store->delivery_offsets();
+  EXPECT_EQ((offsets[{"sdoh.screening.v1", 0}]), 11);
+  auto refs = *store->undelivered_refs();
+  ASSERT_EQ(refs.size(), 1u);
+  EXPECT_EQ(refs[0].event_id, "A1-ev2");
+}
+
+TEST_F(SqliteStoreTest, CommitAndResendReportTheUndeliveredEvents) {
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto first = commit_now(*store, request("A1", 2));
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->undelivered.size(), 2u);
+  store->mark_delivered({{first->undelivered[0], "sdoh.screening.v1", 1, 5}});
+  auto again = commit_now(*store, request("A1", 2));
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, pipeline::CommitStatus::kDuplicate);
+  // The resend waits only for what is still undelivered of the original.
+  EXPECT_EQ(again->undelivered, std::vector<std::int64_t>{first->undelivered[1]});
+}
+
+TEST_F(SqliteStoreTest, AwaitDeliveredCompletesOnTheAcknowledgementOrTimesOut) {
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto committed = *commit_now(*store, request("A1", 2));
+  asio::io_context ioc;
+  std::optional<Result<void>> waited, timed_out;
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        waited = co_await store->await_delivered(committed.undelivered, std::chrono::seconds(5));
+      },
+      asio::detached);
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        std::vector<std::int64_t> never{committed.undelivered[0] + 100};
+        timed_out = co_await store->await_delivered(never, std::chrono::milliseconds(50));
+      },
+      asio::detached);
+  std::thread kafka([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    store->mark_delivered({{committed.undelivered[0], "sdoh.screening.v1", 0, 1}});
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    store->mark_delivered({{committed.undelivered[1], "sdoh.screening.v1", 0, 2}});
+  });
+  ioc.run();
+  kafka.join();
+  ASSERT_TRUE(waited.has_value());
+  EXPECT_TRUE(*waited);
+  ASSERT_TRUE(timed_out.has_value());
+  ASSERT_FALSE(*timed_out);
+  EXPECT_EQ(timed_out->error().kind, ErrorKind::kUnavailable);
+  // Already delivered before anyone waited: completes at once.
+  asio::io_context again;
+  std::optional<Result<void>> late;
+  asio::co_spawn(
+      again,
+      [&]() -> asio::awaitable<void> {
+        late = co_await store->await_delivered(committed.undelivered, std::chrono::seconds(5));
+      },
+      asio::detached);
+  again.run();
+  ASSERT_TRUE(late.has_value());
+  EXPECT_TRUE(*late);
+}
+
+TEST_F(SqliteStoreTest, RefusedEventBecomesADeadLetterAndReplaysOnce) {
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto committed = *commit_now(*store, request("A1", 1));
+  const auto seq = committed.undelivered.at(0);
+  auto origin = store->event_origin(seq);
+  ASSERT_TRUE(origin);
+  EXPECT_EQ(origin->message_id, "A1");
+  EXPECT_EQ(origin->sender, "EHR^PEDS_A");
+  pipeline::OutboxEvent notice{"dl-event-1", "org.sdoh.deadletter.v1", "sdoh.deadletter.v1", "dl-1",
+                               "{}"};
+  ASSERT_TRUE(store->dead_letter_event(
+      seq, {"dl-1", "publish", "too-long", "Kafka refused it", "sdoh.screening.v1"}, notice));
+  // Out of the queue, the notice in; one dead letter to replay.
+  auto pending = *store->pending_events(0, 10);
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(pending[0].event_id, "dl-event-1");
+  EXPECT_EQ(store->stats().dead_letters, 1);
+  auto listed = *store->dead_letters(10, false);
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].stage, "publish");
+  EXPECT_EQ(listed[0].outbox_seq, seq);
+  EXPECT_TRUE(listed[0].payload.empty());  // never without asking
+  EXPECT_EQ(store->dead_letter("dl-1", true)->payload, "MSH|...payload");
+
+  auto replayed = store->replay_event("dl-1");
+  ASSERT_TRUE(replayed) << replayed.error().message;
+  EXPECT_EQ(replayed->events, 1);
+  EXPECT_EQ(store->pending_events(0, 10)->size(), 2u);  // back in the queue
+  auto twice = store->replay_event("dl-1");
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().kind, ErrorKind::kConflict);
+  EXPECT_EQ(store->dead_letters(10, false)->size(), 0u);
+  EXPECT_EQ(store->dead_letters(10, true)->size(), 1u);
+  EXPECT_EQ(store->replay_event("nope").error().kind, ErrorKind::kNotFound);
+}
+
+TEST_F(SqliteStoreTest, ReplayOfARejectedMessageCommitsItsEventsOnce) {
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto rejected = request("B1", 0);
+  rejected.inbound.answer_code = "AE";
+  rejected.dead_letter = pipeline::DeadLetterRecord{"dl-b1", "map", "103", "no table", "OBX^1^3"};
+  ASSERT_TRUE(commit_now(*store, rejected));
+  // Replayed and rejected again: nothing committed, the dead letter stays.
+  auto again = request("B1", 0);
+  again.replay_of = "dl-b1";
+  again.dead_letter = rejected.dead_letter;
+  auto still = commit_now(*store, again);
+  ASSERT_FALSE(still);
+  EXPECT_EQ(still.error().kind, ErrorKind::kInvalid);
+  EXPECT_EQ(store->dead_letters(10, false)->size(), 1u);
+  // Replayed after a fix: the events are committed and resends get the new answer.
+  auto fixed = request("B1", 2);
+  fixed.replay_of = "dl-b1";
+  auto done = commit_now(*store, fixed);
+  ASSERT_TRUE(done) << done.error().message;
+  EXPECT_EQ(done->undelivered.size(), 2u);
+  EXPECT_EQ(store->dead_letters(10, false)->size(), 0u);
+  auto resend = commit_now(*store, request("B1", 2));
+  ASSERT_TRUE(resend);
+  EXPECT_EQ(resend->status, pipeline::CommitStatus::kDuplicate);
+  EXPECT_EQ(resend->answer_code, "CA");
+  auto once_more = commit_now(*store, fixed);
+  ASSERT_FALSE(once_more);
+  EXPECT_EQ(once_more.error().kind, ErrorKind::kConflict);
+  EXPECT_EQ(store->stats().undelivered, 2);
+}
+
+TEST_F(SqliteStoreTest, RetentionPrunesDeliveredEventsPayloadsAndOldInbound) {
+  cfg_.delivered_retention = std::chrono::milliseconds(0);
+  cfg_.payload_retention = std::chrono::milliseconds(0);
+  cfg_.dedupe_window = std::chrono::hours(1);
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto a = *commit_now(*store, request("A1", 2));
+  auto rejected = request("B1", 0);
+  rejected.dead_letter = pipeline::DeadLetterRecord{"dl-b1", "map", "103", "no table", "OBX^1^3"};
+  ASSERT_TRUE(commit_now(*store, rejected));
+  store->mark_delivered({{a.undelivered[0], "sdoh.screening.v1", 0, 1}});
+  store->flush();
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto pruned = store->prune_now();
+  ASSERT_TRUE(pruned) << pruned.error().message;
+  // One delivered event deleted; A1's payload cleared; B1's kept for its replay.
+  EXPECT_EQ(*pruned, 2);
+  EXPECT_EQ(store->pending_events(0, 10)->size(), 1u);
+  EXPECT_TRUE(store->dead_letter("dl-b1", true)->payload_kept);
+  // Dedupe still holds within the window.
+  EXPECT_EQ(commit_now(*store, request("A1", 2))->status, pipeline::CommitStatus::kDuplicate);
+  EXPECT_EQ(*store->prune_now(), 0);
 }
 
 TEST_F(SqliteStoreTest, ConcurrentCommitsShareTransactions) {

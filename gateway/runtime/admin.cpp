@@ -1,0 +1,140 @@
+#include "gateway/runtime/admin.hpp"
+
+#include <openssl/crypto.h>
+
+#include "gateway/core/json_text.hpp"
+#include "gateway/log/log.hpp"
+
+namespace sdoh::runtime {
+
+namespace asio = boost::asio;
+
+namespace {
+
+bool authorized(const http::Request& req, const std::string& token) {
+  auto header = req.header("Authorization");
+  constexpr std::string_view kBearer = "Bearer ";
+  if (!header || header->size() != kBearer.size() + token.size() ||
+      header->substr(0, kBearer.size()) != kBearer) {
+    return false;
+  }
+  return CRYPTO_memcmp(header->data() + kBearer.size(), token.data(), token.size()) == 0;
+}
+
+http::Response unauthorized() {
+  auto r = http::Response::error(401, "unauthorized",
+                                 "the admin routes need Authorization: Bearer <admin.token>");
+  r.headers.push_back({"WWW-Authenticate", "Bearer realm=\"sdoh-gateway admin\""});
+  return r;
+}
+
+http::Response from_error(const Error& e) {
+  switch (e.kind) {
+    case ErrorKind::kNotFound:
+      return http::Response::error(404, "not-found", e.message);
+    case ErrorKind::kConflict:
+      return http::Response::error(409, "conflict", e.message);
+    case ErrorKind::kInvalid:
+    case ErrorKind::kUnsupported:
+      return http::Response::error(422, "not-replayed", e.message);
+    case ErrorKind::kUnavailable: {
+      auto r = http::Response::error(503, "unavailable", e.message);
+      r.headers.push_back({"Retry-After", "5"});
+      return r;
+    }
+    default:
+      return http::Response::error(500, "internal", e.message);
+  }
+}
+
+std::string rfc3339_ms(std::int64_t ms) {
+  if (ms == 0) return "null";
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  return buf;
+}
+
+std::string to_json(const store::DeadLetterInfo& d, bool with_payload) {
+  std::string out =
+      "{\"deadLetterId\":" + json_string(d.dead_letter_id) +
+      ",\"createdAt\":" + rfc3339_ms(d.created_at_ms) + ",\"stage\":" + json_string(d.stage) +
+      ",\"error\":{\"code\":" + json_string(d.error_code) +
+      ",\"text\":" + json_string(d.error_text) + "}" + ",\"location\":" + json_string(d.location) +
+      ",\"source\":{\"protocol\":" + json_string(d.protocol) +
+      ",\"sender\":" + json_string(d.sender) + ",\"messageId\":" + json_string(d.message_id) +
+      ",\"messageType\":" + json_string(d.message_type) + "}" +
+      ",\"kind\":" + json_string(d.outbox_seq != 0 ? "refused-event" : "rejected-message") +
+      ",\"replayedAt\":" + rfc3339_ms(d.replayed_at_ms) + ",\"replayOutcome\":" +
+      (d.replay_outcome.empty() ? std::string("null") : json_string(d.replay_outcome)) +
+      ",\"payloadKept\":" + (d.payload_kept ? "true" : "false");
+  if (with_payload) out += ",\"payload\":" + (d.payload_kept ? json_string(d.payload) : "null");
+  return out + "}";
+}
+
+}  // namespace
+
+void add_admin_routes(http::Router& router, store::SqliteStore& store, std::string token,
+                      MessageReplayer replay_message) {
+  router.add("GET", "/admin/dead-letters",
+             [&store, token](http::Request& req) -> asio::awaitable<http::Response> {
+               if (!authorized(req, token)) co_return unauthorized();
+               int limit = 100;
+               if (auto l = req.query_value("limit"))
+                 limit = std::clamp(std::atoi(l->c_str()), 1, 10'000);
+               const bool all = req.query_value("all").value_or("") == "true";
+               auto list = store.dead_letters(limit, all);
+               if (!list) co_return from_error(list.error());
+               std::string body = "{\"deadLetters\":[";
+               for (std::size_t i = 0; i < list->size(); ++i)
+                 body += (i ? "," : "") + to_json((*list)[i], false);
+               body += "],\"waiting\":" + std::to_string(store.stats().dead_letters) + "}";
+               co_return http::Response::json(200, std::move(body));
+             });
+  router.add("GET", "/admin/dead-letters/{id}",
+             [&store, token](http::Request& req) -> asio::awaitable<http::Response> {
+               if (!authorized(req, token)) co_return unauthorized();
+               const bool payload = req.query_value("payload").value_or("") == "true";
+               auto d = store.dead_letter(req.params["id"], payload);
+               if (!d) co_return from_error(d.error());
+               if (payload) {
+                 log::info("admin.payload_read",
+                           {{"dead_letter_id", d->dead_letter_id}, {"peer", req.peer}});
+               }
+               co_return http::Response::json(200, to_json(*d, payload));
+             });
+  router.add(
+      "POST", "/admin/dead-letters/{id}/replay",
+      [&store, token, replay_message](http::Request& req) -> asio::awaitable<http::Response> {
+        if (!authorized(req, token)) co_return unauthorized();
+        auto d = store.dead_letter(req.params["id"], true);
+        if (!d) co_return from_error(d.error());
+        if (d->replayed_at_ms != 0) {
+          co_return from_error(
+              Error::conflict("dead letter " + d->dead_letter_id + " was already replayed"));
+        }
+        Result<store::ReplayResult> result = fail(Error::internal("not replayed"));
+        if (d->outbox_seq != 0) {
+          result = store.replay_event(d->dead_letter_id);
+        } else if (!d->payload_kept) {
+          result = fail(Error::invalid("the message's bytes were not kept (not replayable)"));
+        } else {
+          result = co_await replay_message(*d);
+        }
+        log::info("admin.replay", {{"dead_letter_id", d->dead_letter_id},
+                                   {"stage", d->stage},
+                                   {"ok", result.has_value()},
+                                   {"detail", result ? result->outcome : result.error().message}});
+        if (!result) co_return from_error(result.error());
+        co_return http::Response::json(200,
+                                       "{\"deadLetterId\":" + json_string(result->dead_letter_id) +
+                                           ",\"outcome\":" + json_string(result->outcome) +
+                                           ",\"events\":" + std::to_string(result->events) + "}");
+      });
+}
+
+}  // namespace sdoh::runtime

@@ -1,0 +1,26 @@
+#pragma once
+// Operator routes under /admin on the HTTP listener, for dead letters:
+//   GET  /admin/dead-letters[?all=true&limit=N]   waiting ones (all: replayed ones too)
+//   GET  /admin/dead-letters/{id}[?payload=true]   one, optionally with the stored bytes
+//   POST /admin/dead-letters/{id}/replay           replay it, exactly once
+// Every route needs `Authorization: Bearer <admin.token>`; without admin.token configured the
+// routes do not exist. The stored bytes may hold PHI: they are returned only on request, to
+// an authenticated operator, and never logged.
+#include <functional>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "adapters/store/sqlite_store.hpp"
+#include "gateway/http/message.hpp"
+
+namespace sdoh::runtime {
+
+/// Re-runs a rejected message through its protocol's pipeline as a replay of the dead letter.
+using MessageReplayer = std::function<boost::asio::awaitable<Result<store::ReplayResult>>(
+    const store::DeadLetterInfo&)>;
+
+void add_admin_routes(http::Router& router, store::SqliteStore& store, std::string token,
+                      MessageReplayer replay_message);
+
+}  // namespace sdoh::runtime
