@@ -274,8 +274,9 @@ Result<void> Producer::produce(const Message& message, DeliveryCallback on_deliv
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       return fail(Error::unavailable("Kafka producer queue is full"));
     }
-    return fail(Error::invalid(std::string("cannot produce to ") + message.topic + ": " +
-                               rd_kafka_err2str(err)));
+    // Refused before it left (too large for message.max.bytes, unknown partition...): the
+    // error name leads the text so the caller can classify it.
+    return fail(Error::invalid(std::string(rd_kafka_err2name(err)) + ": " + rd_kafka_err2str(err)));
   }
   impl_->produced->inc();
   return {};

@@ -127,6 +127,19 @@ struct Relay::Impl {
             notified = true;
             wake.notify_one();
           });
+      if (!r && r.error().kind != ErrorKind::kUnavailable) {
+        // Refused before it left (larger than message.max.bytes...): it never will be sent.
+        DeliveryReport refused;
+        refused.outcome = Delivery::kFatal;
+        const auto& text = r.error().message;
+        const auto colon = text.find(": ");
+        refused.error_name = colon == std::string::npos ? "" : text.substr(0, colon);
+        refused.error = colon == std::string::npos ? text : text.substr(colon + 2);
+        fatal->inc();
+        dead_letter(seq, refused);
+        cursor = std::max(cursor, seq);  // not read again (should the dead letter have failed)
+        continue;
+      }
       if (!r) {
         // Local queue full (broker slow or down): stop here, resume from this event later.
         backoff = options.retry_backoff;

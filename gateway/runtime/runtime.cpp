@@ -266,9 +266,14 @@ int run(const config::GatewayConfig& cfg) {
                 Error::unsupported("replaying " + d.protocol + " messages is not supported"));
           }
           ReplayPort port(**store, d.dead_letter_id);
+          metrics::Registry replay_metrics;  // replays are counted by the admin log, not as traffic
           hl7v2::Hl7Pipeline replayer(
-              screening_mapper, port, [&relay] { relay.notify(); }, hl7_options, registry);
-          (void)co_await replayer.handle(d.payload, {"admin-replay", ""});
+              screening_mapper, port, [&relay] { relay.notify(); }, hl7_options, replay_metrics);
+          // Named locals: GCC 12 mishandles temporaries inside co_await expressions.
+          const pipeline::Peer peer{"admin-replay", ""};
+          std::string payload = d.payload;
+          auto answer = co_await replayer.handle(std::move(payload), peer);
+          (void)answer;
           co_return port.result;
         });
     log::info("admin.enabled", {{"routes", "/admin/dead-letters"}});

@@ -11,7 +11,7 @@ import threading
 import time
 import unittest
 
-from harness import SAMPLES, Gateway, MockKafka, consume_all, hl7_field, mllp_roundtrip, parse_metrics
+from harness import SAMPLES, Gateway, MockKafka, consume_all, hl7_field, mllp_exchange, mllp_roundtrip, parse_metrics, run
 
 with open(os.path.join(SAMPLES, "hl7v2", "oru-r01-hunger-vital-sign-negative.hl7"), "rb") as f:
     TEMPLATE = f.read().replace(b"\r\n", b"\r").replace(b"\n", b"\r")
@@ -244,3 +244,104 @@ class UnwritableStore(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+TOKEN = "it-admin-token-0123456789abcdef"
+DEADLETTERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "deadletters")
+
+
+def deadletters(gw, *args):
+    return run([DEADLETTERS, "--url", gw.http_url, *args], env=dict(os.environ, SDOH_ADMIN_TOKEN=TOKEN))
+
+
+class DeadLetterReplay(unittest.TestCase):
+    def test_refused_event_is_dead_lettered_then_replayed_once_after_the_fix(self):
+        admin = "admin: { token: { env: SDOH_ADMIN_TOKEN } }\n"
+        env = {"SDOH_ADMIN_TOKEN": TOKEN}
+        with MockKafka(partitions=PARTITIONS) as kafka:
+            small = ("{ brokers: \"%s\", metadata_interval: 500ms, "
+                     "properties: { message.max.bytes: \"1200\" } }" % kafka.bootstrap)
+            with Gateway(admin, env=env, kafka=small) as gw:
+                ack = mllp_exchange(gw.mllp_address, [message("DL-1")])[0]
+                self.assertEqual(hl7_field(ack, "MSA", 1), "AA", "committed: the sender is done")
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline:
+                    listed = json.loads(deadletters(gw, "--json", "list").stdout)
+                    if listed["deadLetters"]:
+                        break
+                    time.sleep(0.2)
+                [dl] = listed["deadLetters"]
+                self.assertEqual(dl["stage"], "publish")
+                self.assertEqual(dl["kind"], "refused-event")
+                self.assertEqual(dl["error"]["code"], "too-long")
+                self.assertEqual(dl["source"]["messageId"], "DL-1")
+                self.assertNotIn("payload", dl, "bytes only on request")
+                # Without the token: refused.
+                status, _ = gw.get("/admin/dead-letters")
+                self.assertEqual(status, 401)
+                notices = [json.loads(v) for _, v in consume_all(kafka.bootstrap, "sdoh.deadletter.v1")]
+                self.assertIn(dl["deadLetterId"], [n["data"]["deadLetterId"] for n in notices])
+                self.assertEqual(published_by_message(kafka.bootstrap, "DL"), {})
+                self.assertEqual(gw.stop(), 0)
+                # The operator raises the limit and restarts, then replays.
+                with open(gw.config_path) as f:
+                    config = f.read().replace('message.max.bytes: "1200"', 'message.max.bytes: "1000000"')
+                with open(gw.config_path, "w") as f:
+                    f.write(config)
+                gw.log_file.close()
+                gw.start()
+                out = deadletters(gw, "replay", dl["deadLetterId"])
+                self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+                self.assertIn("requeued", out.stdout)
+                again = deadletters(gw, "replay", dl["deadLetterId"])
+                self.assertEqual(again.returncode, 1, "a second replay is refused")
+                self.assertIn("already replayed", again.stdout)
+                wait_drained(gw)
+                found = published_by_message(kafka.bootstrap, "DL")
+                self.assertEqual({k: len(v) for k, v in found.items()}, {"DL-1": 1})
+                self.assertEqual(json.loads(deadletters(gw, "--json", "list").stdout)["waiting"], 0)
+                self.assertEqual(gw.stop(), 0)
+
+    def test_rejected_message_replayed_unfixed_stays_a_dead_letter(self):
+        with Gateway("admin: { token: { env: SDOH_ADMIN_TOKEN } }\n", env={"SDOH_ADMIN_TOKEN": TOKEN}) as gw:
+            with open(os.path.join(SAMPLES, "hl7v2", "bad-missing-obx-code.hl7"), "rb") as f:
+                ack = mllp_exchange(gw.mllp_address, [f.read()])[0]
+            self.assertEqual(hl7_field(ack, "MSA", 1), "AE")
+            [dl] = json.loads(deadletters(gw, "--json", "list").stdout)["deadLetters"]
+            self.assertEqual(dl["kind"], "rejected-message")
+            shown = json.loads(deadletters(gw, "--json", "show", dl["deadLetterId"], "--payload").stdout)
+            self.assertTrue(shown["payload"].startswith("MSH|"))
+            out = deadletters(gw, "replay", dl["deadLetterId"])
+            self.assertEqual(out.returncode, 1)
+            self.assertIn("still rejected", out.stdout + out.stderr)
+            self.assertEqual(json.loads(deadletters(gw, "--json", "list").stdout)["waiting"], 1)
+            self.assertEqual(gw.stop(), 0)
+
+
+class DeliveredAck(unittest.TestCase):
+    def test_positive_ack_only_after_kafka_acknowledged(self):
+        with MockKafka(partitions=PARTITIONS) as kafka, \
+                Gateway("delivery: { ack: delivered, delivered_timeout: 2s }\n",
+                        kafka=kafka_config(kafka.bootstrap)) as gw:
+            ack = mllp_exchange(gw.mllp_address, [message("DA-1")])[0]
+            self.assertEqual(hl7_field(ack, "MSA", 1), "AA")
+            self.assertEqual(len(published_by_message(kafka.bootstrap, "DA").get("DA-1", [])), 1,
+                             "in Kafka by the time the ACK arrived")
+            kafka.command("down")
+            started = time.monotonic()
+            ack = mllp_exchange(gw.mllp_address, [message("DA-2")])[0]
+            waited = time.monotonic() - started
+            self.assertEqual(hl7_field(ack, "MSA", 1), "AE", "Kafka is down: no positive answer")
+            self.assertIn("Kafka", hl7_field(ack, "ERR", 8))
+            self.assertGreaterEqual(waited, 1.5)
+            kafka.command("up")
+            # The resend is answered positively once the committed events are delivered.
+            deadline = time.monotonic() + 30
+            while True:
+                ack = mllp_exchange(gw.mllp_address, [message("DA-2")])[0]
+                if hl7_field(ack, "MSA", 1) == "AA" or time.monotonic() > deadline:
+                    break
+            self.assertEqual(hl7_field(ack, "MSA", 1), "AA")
+            found = published_by_message(kafka.bootstrap, "DA")
+            self.assertEqual({k: len(v) for k, v in found.items()}, {"DA-1": 1, "DA-2": 1})
+            self.assertEqual(gw.stop(), 0)
