@@ -167,8 +167,8 @@ int run(const config::GatewayConfig& cfg) {
 
   asio::io_context ioc(cfg.runtime.io_threads);
   hl7v2::Hl7Pipeline hl7_handler(
-      screening_mapper, **store, [&relay] { relay.notify(); }, {cfg.gateway_id, cfg.kafka.topics},
-      registry);
+      screening_mapper, **store, [&relay] { relay.notify(); },
+      {cfg.gateway_id, cfg.kafka.topics, cfg.mllp.hl7}, registry);
   http::Server http_server(ioc, cfg.http, router, registry);
   hl7v2::MllpServer mllp_server(ioc, cfg.mllp, hl7_handler, registry);
   auto http_address = http_server.bind();
