@@ -30,7 +30,9 @@ def run(args, **kwargs):
 class Gateway:
     """One gateway process. Use as a context manager; config is YAML text appended to defaults."""
 
-    def __init__(self, config="", env=None, base_config=None):
+    def __init__(self, config="", env=None, base_config=None, mllp_config=""):
+        """`mllp_config` is YAML flow text added inside the default mllp mapping, e.g.
+        ', hl7: { default_timezone: America/New_York }'."""
         self.dir = tempfile.mkdtemp(prefix="sdoh-it-")
         self.data_dir = os.path.join(self.dir, "var")
         self.config_path = os.path.join(self.dir, "gateway.yaml")
@@ -39,8 +41,8 @@ class Gateway:
             "schemas_dir: %s\n"
             "log: { level: debug }\n"
             "http: { listen: \"127.0.0.1:0\" }\n"
-            "mllp: { listen: \"127.0.0.1:0\" }\n"
-            "kafka: { brokers: \"\", metadata_interval: 500ms }\n" % (self.data_dir, SCHEMAS))
+            "mllp: { listen: \"127.0.0.1:0\"%s }\n"
+            "kafka: { brokers: \"\", metadata_interval: 500ms }\n" % (self.data_dir, SCHEMAS, mllp_config))
         with open(self.config_path, "w") as f:
             f.write(base + config)
         self.env = dict(os.environ, **(env or {}))
