@@ -415,6 +415,7 @@ struct Hl7Pipeline::Impl {
     if (!claim.held())
       co_return transient_nak(m, type, "another message is changing this referral; resend later");
     auto current = ledger.find({rid, "", "", ""});  // fresh, now that it is ours
+    if (!current) current = known;  // a ledger never forgets; kept safe if one ever does
     const Location status_field{"RF1", 1, 1, 1, ""};
     const auto next = response->status;
     std::string refusal;

@@ -134,7 +134,7 @@ Result<std::string> ReferralMapper::need(const NormalizedReferral& r) const {
   };
   if (!r.category.empty()) {
     if (!tables.known_category(r.category)) {
-      return fail(invalid("category", "\"" + r.category + "\" is not a Gravity SDOH category"));
+      return fail(invalid("category", "the category is not a Gravity SDOH category code"));
     }
     name_need(r.category);
   }
