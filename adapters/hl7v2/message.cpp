@@ -66,7 +66,8 @@ std::string_view Segment::raw(int field, int repetition, int component, int subc
 
 std::string Segment::value(int field, int repetition, int component, int subcomponent) const {
   if (is_msh_ && field <= 2) return std::string(raw(field));
-  return unescape(raw(field, repetition, component, subcomponent), *delims_);
+  // \Xhh\ escapes give bytes in the message's character set too, so convert after unescaping.
+  return to_utf8(unescape(raw(field, repetition, component, subcomponent), *delims_), charset_);
 }
 
 int Segment::repetitions(int field) const {
@@ -103,6 +104,16 @@ Result<Message> Message::parse(std::string text) {
   if (enc.size() >= 3) d.escape = enc[2];
   if (enc.size() >= 4) d.subcomponent = enc[3];
 
+  {
+    // MSH-18 decides how every field's bytes are read, so it is read before the segments.
+    const auto first = all.substr(0, all.find_first_of("\r\n"));
+    const auto msh18 = piece(first, d.field, 18);
+    int repetitions = msh18.empty() ? 0 : 1;
+    for (char c : msh18)
+      repetitions += c == d.repetition ? 1 : 0;
+    m.charset_ = read_charset(piece(msh18, d.repetition, 1), repetitions, all);
+  }
+
   std::size_t pos = 0;
   std::map<std::string_view, int> seen;
   while (pos < all.size()) {
@@ -114,6 +125,7 @@ Result<Message> Message::parse(std::string text) {
     Segment seg;
     seg.text_ = line;
     seg.delims_ = m.delims_ptr_.get();
+    seg.charset_ = m.charset_.charset;
     seg.id_ = line.substr(0, line.find(d.field));
     const int sequence = ++seen[seg.id_];
     if (seg.id_.size() != 3 || !std::isupper(static_cast<unsigned char>(seg.id_[0]))) {
@@ -189,8 +201,38 @@ std::string Message::get(std::string_view path) const {
   }
   const auto* seg = segment(id, occurrence);
   if (seg == nullptr) return {};
-  if (component == 0) return unescape(seg->raw(field, repetition, 0), *delims_ptr_);
+  if (component == 0)
+    return to_utf8(unescape(seg->raw(field, repetition, 0), *delims_ptr_), charset_.charset);
   return seg->value(field, repetition, component, subcomponent);
+}
+
+Location Message::location_of(std::size_t offset) const {
+  Location where;
+  const char* at = text_->data() + offset;
+  std::map<std::string_view, int> seen;
+  for (const auto& s : segments_) {
+    const int sequence = ++seen[s.id()];
+    const char* begin = s.text().data();
+    if (at < begin || at >= begin + s.text().size()) continue;
+    where.segment = std::string(s.id());
+    where.sequence = sequence;
+    for (int f = 1; f <= s.field_count(); ++f) {
+      const auto v = s.raw(f);
+      if (s.is_msh_ && f == 1) continue;
+      if (at >= v.data() && at < v.data() + v.size()) {
+        where.field = f;
+        int component = 1;
+        for (const char* c = v.data(); c < at; ++c) {
+          if (*c == delims_ptr_->repetition) component = 1;
+          if (*c == delims_ptr_->component) ++component;
+        }
+        where.component = component;
+        break;
+      }
+    }
+    break;
+  }
+  return where;
 }
 
 std::string unescape(std::string_view raw, const Delimiters& d, int* deviations) {

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "adapters/hl7v2/charset.hpp"
 #include "gateway/core/result.hpp"
 
 namespace sdoh::hl7v2 {
@@ -33,8 +34,8 @@ class Segment {
   std::string_view raw(int field) const;
   /// A part of field `n`: repetition (1-based), component (0 = all), subcomponent (0 = all).
   std::string_view raw(int field, int repetition, int component, int subcomponent = 0) const;
-  /// The same part with escapes decoded (\F\ \S\ \T\ \R\ \E\ \Xhh\); formatting escapes such
-  /// as \.br\ are kept as sent.
+  /// The same part with escapes decoded (\F\ \S\ \T\ \R\ \E\ \Xhh\), as UTF-8 (converted from
+  /// the message's character set, see charset.hpp); formatting escapes such as \.br\ are kept.
   std::string value(int field, int repetition = 1, int component = 1, int subcomponent = 0) const;
   /// How many repetitions field `n` has (0 when empty).
   int repetitions(int field) const;
@@ -47,6 +48,7 @@ class Segment {
   std::string_view id_;
   std::vector<std::string_view> fields_;  // fields_[0] = id; MSH: fields_[1] = MSH-2
   const Delimiters* delims_ = nullptr;
+  Charset charset_ = Charset::kUtf8;
   bool is_msh_ = false;
 };
 
@@ -69,7 +71,7 @@ class Message {
   const Segment* segment(std::string_view id, int occurrence = 1) const;
   const Segment& msh() const { return segments_.front(); }
 
-  /// Decoded value by path: "MSH-10", "PID-3(2).4", "OBX[2]-5.1", "PID-3.4.1".
+  /// Decoded value (UTF-8) by path: "MSH-10", "PID-3(2).4", "OBX[2]-5.1", "PID-3.4.1".
   /// Empty when absent or when the path is malformed.
   std::string get(std::string_view path) const;
 
@@ -79,12 +81,19 @@ class Message {
   /// Tolerated deviations seen while parsing (e.g. a lone escape character, short MSH-2).
   int deviations() const { return deviations_; }
 
+  /// How the bytes are read (MSH-18 and what the bytes are); values come out as UTF-8.
+  const CharsetReading& charset() const { return charset_; }
+
+  /// Where byte `offset` of text() lies: segment id and occurrence, field (and component).
+  Location location_of(std::size_t offset) const;
+
  private:
   Message() = default;
   std::unique_ptr<std::string> text_;
   std::unique_ptr<Delimiters> delims_ptr_;  // segments point at it
   std::vector<Segment> segments_;
   int deviations_ = 0;
+  CharsetReading charset_;
 };
 
 /// Decodes HL7 escape sequences in `raw` using `d` (formatting escapes kept as sent).

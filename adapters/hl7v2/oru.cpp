@@ -1,5 +1,9 @@
 #include "adapters/hl7v2/oru.hpp"
 
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+
 namespace sdoh::hl7v2 {
 namespace {
 
@@ -12,8 +16,7 @@ Error missing(const char* segment, int sequence, int field, std::string message)
 }
 
 mapping::Coding coding(const Segment& s, int field, int repetition = 1) {
-  return {fhir_system(s.value(field, repetition, 3)), s.value(field, repetition, 1),
-          s.value(field, repetition, 2)};
+  return coding_of(s, field, repetition);
 }
 
 mapping::ResultStatus result_status(std::string_view obx11) {
@@ -26,6 +29,11 @@ mapping::ResultStatus result_status(std::string_view obx11) {
 
 }  // namespace
 
+mapping::Coding coding_of(const Segment& s, int field, int repetition) {
+  return {fhir_system(s.value(field, repetition, 3)), s.value(field, repetition, 1),
+          s.value(field, repetition, 2)};
+}
+
 std::string sender_of(const Message& m) {
   return m.get("MSH-3.1") + "^" + m.get("MSH-4.1");
 }
@@ -36,42 +44,76 @@ std::string fhir_system(std::string_view s) {
   if (s == "CDCREC") return "urn:oid:2.16.840.1.113883.6.238";
   if (s == "HL70005") return "http://terminology.hl7.org/CodeSystem/v2-0005";
   if (s == "HL70189") return "http://terminology.hl7.org/CodeSystem/v2-0189";
+  if (s == "HL70063") return "http://terminology.hl7.org/CodeSystem/v2-0063";
   if (s == "ISO6392") return "urn:iso:std:iso:639:2";
   return std::string(s);
 }
 
-std::string dtm_to_rfc3339(std::string_view dtm) {
+std::string dtm_to_rfc3339(std::string_view dtm, const TimeZone* zone) {
   auto digits = [](std::string_view s) {
     for (char c : s) {
       if (c < '0' || c > '9') return false;
     }
     return true;
   };
+  auto two = [](std::string_view s, std::size_t at) {
+    return (s[at] - '0') * 10 + (s[at + 1] - '0');
+  };
   const auto sign = dtm.find_first_of("+-");
   const auto main = dtm.substr(0, sign);
   const auto offset = sign == std::string_view::npos ? std::string_view() : dtm.substr(sign);
   const auto whole = main.substr(0, main.find('.'));
   if (whole.size() < 8 || !digits(whole)) return {};
+  const int month = two(whole, 4), day = two(whole, 6);
+  if (month < 1 || month > 12 || day < 1 || day > 31) return {};
   std::string date = std::string(whole.substr(0, 4)) + "-" + std::string(whole.substr(4, 2)) + "-" +
                      std::string(whole.substr(6, 2));
-  if (whole.size() < 12 || offset.size() != 5 || !digits(offset.substr(1))) return date;
+  if (whole.size() < 12) return date;
+  if (two(whole, 8) > 23 || two(whole, 10) > 59 || (whole.size() >= 14 && two(whole, 12) > 60))
+    return {};
   const auto seconds = whole.size() >= 14 ? whole.substr(12, 2) : std::string_view("00");
-  return date + "T" + std::string(whole.substr(8, 2)) + ":" + std::string(whole.substr(10, 2)) +
-         ":" + std::string(seconds) + std::string(offset.substr(0, 3)) + ":" +
-         std::string(offset.substr(3, 2));
+  if (offset.size() == 5 && digits(offset.substr(1))) {
+    return date + "T" + std::string(whole.substr(8, 2)) + ":" + std::string(whole.substr(10, 2)) +
+           ":" + std::string(seconds) + std::string(offset.substr(0, 3)) + ":" +
+           std::string(offset.substr(3, 2));
+  }
+  if (!offset.empty() || zone == nullptr) return date;
+  namespace chrono = std::chrono;
+  const chrono::year_month_day ymd{chrono::year(std::stoi(std::string(whole.substr(0, 4)))),
+                                   chrono::month(static_cast<unsigned>(month)),
+                                   chrono::day(static_cast<unsigned>(day))};
+  if (!ymd.ok()) return {};
+  const auto local = chrono::local_days(ymd) + chrono::hours(two(whole, 8)) +
+                     chrono::minutes(two(whole, 10)) + chrono::seconds(two(seconds, 0));
+  const auto utc = zone->to_utc(local);
+  const auto off = zone->offset_at(utc);
+  // The wall time as the zone shows that instant (differs from the input only in a DST gap).
+  const auto shown = chrono::sys_seconds(utc.time_since_epoch() + off);
+  const auto day_start = chrono::floor<chrono::days>(shown);
+  const chrono::year_month_day d(day_start);
+  const chrono::hh_mm_ss hms(shown - day_start);
+  const auto minutes_east = off.count() / 60;
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d%c%02d:%02d", int(d.year()),
+                unsigned(d.month()), unsigned(d.day()), int(hms.hours().count()),
+                int(hms.minutes().count()), int(hms.seconds().count()),
+                minutes_east < 0 ? '-' : '+', int(std::abs(minutes_east) / 60),
+                int(std::abs(minutes_east) % 60));
+  return buf;
 }
 
-Result<std::vector<mapping::NormalizedScreening>> screenings_from_oru(const Message& m) {
-  const auto* pid = m.segment("PID");
-  if (pid == nullptr) return fail(missing("PID", 1, 0, "ORU^R01 needs a PID segment"));
-  // The patient identifier: the MR repetition of PID-3 when typed, else the first.
-  int rep = 1;
-  for (int r = 1; r <= pid->repetitions(3); ++r) {
-    if (pid->value(3, r, 5) == "MR") {
-      rep = r;
-      break;
-    }
+int patient_identifier_repetition(const Segment& pid) {
+  for (int r = 1; r <= pid.repetitions(3); ++r) {
+    if (pid.value(3, r, 5) == "MR") return r;
   }
+  return 1;
+}
+
+Result<mapping::NormalizedScreening> patient_from_pid(const Message& m, const char* message_type) {
+  const auto* pid = m.segment("PID");
+  if (pid == nullptr)
+    return fail(missing("PID", 1, 0, std::string(message_type) + " needs a PID segment"));
+  const int rep = patient_identifier_repetition(*pid);
   const auto identifier = pid->value(3, rep, 1);
   if (identifier.empty()) return fail(missing("PID", 1, 3, "PID-3 patient identifier is empty"));
 
@@ -92,7 +134,11 @@ Result<std::vector<mapping::NormalizedScreening>> screenings_from_oru(const Mess
   }
   if (auto lang = coding(*pid, 15); !lang.code.empty()) base.language = std::move(lang);
   base.postal_code = pid->value(11, 1, 5);
+  return base;
+}
 
+Result<std::vector<mapping::NormalizedScreening>> observation_groups(
+    const Message& m, const mapping::NormalizedScreening& base, const TimeZone* zone) {
   std::vector<mapping::NormalizedScreening> out;
   int obr_seq = 0, obx_seq = 0;
   for (const auto& seg : m.segments()) {
@@ -101,7 +147,7 @@ Result<std::vector<mapping::NormalizedScreening>> screenings_from_oru(const Mess
       auto s = base;
       s.position = obr_seq - 1;
       if (auto panel = coding(seg, 4); !panel.code.empty()) s.panel = std::move(panel);
-      s.performed = dtm_to_rfc3339(seg.value(7));
+      s.performed = dtm_to_rfc3339(seg.value(7), zone);
       out.push_back(std::move(s));
       continue;
     }
@@ -134,13 +180,22 @@ Result<std::vector<mapping::NormalizedScreening>> screenings_from_oru(const Mess
       item.answers.push_back(std::move(a));
     }
     auto& s = out.back();
-    if (s.performed.empty()) s.performed = dtm_to_rfc3339(seg.value(14));
+    if (s.performed.empty()) s.performed = dtm_to_rfc3339(seg.value(14), zone);
     s.items.push_back(std::move(item));
   }
-  if (out.empty()) return fail(missing("OBR", 1, 0, "ORU^R01 needs an OBR segment"));
   for (auto& s : out) {
-    if (s.performed.empty()) s.performed = dtm_to_rfc3339(m.get("MSH-7"));
+    if (s.performed.empty()) s.performed = dtm_to_rfc3339(m.get("MSH-7"), zone);
   }
+  return out;
+}
+
+Result<std::vector<mapping::NormalizedScreening>> screenings_from_oru(const Message& m,
+                                                                      const TimeZone* zone) {
+  auto base = patient_from_pid(m, "ORU^R01");
+  if (!base) return fail(base.error());
+  auto out = observation_groups(m, *base, zone);
+  if (!out) return out;
+  if (out->empty()) return fail(missing("OBR", 1, 0, "ORU^R01 needs an OBR segment"));
   return out;
 }
 

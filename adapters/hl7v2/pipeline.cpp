@@ -2,14 +2,20 @@
 
 #include <chrono>
 #include <ctime>
+#include <map>
+#include <stdexcept>
 
 #include "adapters/hl7v2/ack.hpp"
 #include "adapters/hl7v2/message.hpp"
 #include "adapters/hl7v2/oru.hpp"
+#include "adapters/hl7v2/referral.hpp"
+#include "adapters/hl7v2/referral_ledger.hpp"
+#include "adapters/hl7v2/timezone.hpp"
 #include "gateway/events/dead_letter.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/identity/pseudonym.hpp"
 #include "gateway/log/log.hpp"
+#include "gateway/mapping/referral.hpp"
 
 namespace sdoh::hl7v2 {
 
@@ -26,11 +32,6 @@ std::string hl7_now() {
   return buf;
 }
 
-// MSH-18 character sets this gateway reads (HL7 table 0211): ASCII, Latin-1 and UTF-8.
-bool supported_charset(std::string_view cs) {
-  return cs.empty() || cs == "ASCII" || cs == "8859/1" || cs == "UNICODE UTF-8" || cs == "UNICODE";
-}
-
 std::string label_for_type(const std::string& type) {
   for (const char* known : {"ORU^R01", "REF^I12", "RRI^I12", "ACK"}) {
     if (type == known) return type;
@@ -42,20 +43,30 @@ std::string label_for_type(const std::string& type) {
 
 struct Hl7Pipeline::Impl {
   const mapping::ScreeningMapper& mapper;
+  mapping::ReferralMapper referral_mapper;
   pipeline::CommitPort& store;
   std::function<void()> on_commit;
   Hl7PipelineOptions options;
+  std::unique_ptr<InMemoryReferralLedger> own_ledger;
+  ReferralLedger& ledger;
+  std::map<std::string, TimeZone> zones;  // by IANA name; read-only after construction
   metrics::Family<metrics::Counter>& messages;
   metrics::Counter& parse_errors;
   metrics::Counter& duplicates;
   metrics::Histogram& processing;
+  metrics::Family<metrics::Counter>& charset_fallbacks;
+  metrics::Family<metrics::Counter>& referrals;
 
   Impl(const mapping::ScreeningMapper& m, pipeline::CommitPort& s, std::function<void()> cb,
        Hl7PipelineOptions o, metrics::Registry& reg)
       : mapper(m),
+        referral_mapper(m),
         store(s),
         on_commit(std::move(cb)),
         options(std::move(o)),
+        own_ledger(options.referrals == nullptr ? std::make_unique<InMemoryReferralLedger>()
+                                                : nullptr),
+        ledger(options.referrals != nullptr ? *options.referrals : *own_ledger),
         messages(reg.counter("sdoh_hl7_messages_total",
                              "HL7 v2 messages answered, by type and ACK code.", {"type", "ack"})),
         parse_errors(
@@ -66,7 +77,47 @@ struct Hl7Pipeline::Impl {
                        .with()),
         processing(reg.histogram("sdoh_hl7_processing_seconds",
                                  "Parse, map and durable commit of one HL7 message.")
-                       .with()) {}
+                       .with()),
+        charset_fallbacks(reg.counter(
+            "sdoh_hl7_charset_fallbacks_total",
+            "Messages whose bytes were not in the character set MSH-18 declared (or implied by "
+            "leaving it empty), read in the set they were really in.",
+            {"declared", "read_as"})),
+        referrals(reg.counter("sdoh_hl7_referral_messages_total",
+                              "REF^I12 and RRI^I12 messages by what they did to a referral.",
+                              {"type", "outcome"})) {
+    auto load = [this](const std::string& name) {
+      if (name.empty() || zones.count(name) != 0) return;
+      auto zone = TimeZone::load(name);
+      if (!zone) throw std::runtime_error(zone.error().message);
+      zones.emplace(name, std::move(*zone));
+    };
+    load(options.hl7.default_timezone);
+    for (const auto& [sender, cfg] : options.hl7.senders)
+      load(cfg.timezone);
+  }
+
+  // The sender's settings: by "MSH-3^MSH-4", else by facility "MSH-4", else the defaults.
+  struct SenderSettings {
+    const TimeZone* zone = nullptr;
+    ContactConsentPolicy consent = ContactConsentPolicy::kConSegment;
+  };
+  SenderSettings settings_for(const Message& m) const {
+    const config::Hl7SenderConfig* cfg = nullptr;
+    if (auto it = options.hl7.senders.find(sender_of(m)); it != options.hl7.senders.end()) {
+      cfg = &it->second;
+    } else if (auto f = options.hl7.senders.find(m.get("MSH-4.1"));
+               f != options.hl7.senders.end()) {
+      cfg = &f->second;
+    }
+    SenderSettings out;
+    const auto& zone_name =
+        cfg != nullptr && !cfg->timezone.empty() ? cfg->timezone : options.hl7.default_timezone;
+    if (auto z = zones.find(zone_name); z != zones.end()) out.zone = &z->second;
+    if (cfg != nullptr && cfg->contact_consent == "clinic-policy")
+      out.consent = ContactConsentPolicy::kClinicPolicy;
+    return out;
+  }
 
   AckOptions ack_options(const Message& m) const {
     // The ACK's own control id: stable for a resend, distinct from the message's.
@@ -94,8 +145,11 @@ struct Hl7Pipeline::Impl {
   }
 
   // Commits and answers; a store failure turns any answer into a negative one (never a false AA).
+  // `committed` (optional) tells whether this call committed new events (not a resend).
   asio::awaitable<std::string> commit_and_answer(pipeline::CommitRequest request, const Message* m,
-                                                 const std::string& type) {
+                                                 const std::string& type,
+                                                 bool* committed = nullptr) {
+    if (committed != nullptr) *committed = false;
     const auto code = request.inbound.answer_code;
     auto answer = request.inbound.answer;
     auto outcome = co_await store.commit(std::move(request));
@@ -112,15 +166,30 @@ struct Hl7Pipeline::Impl {
       messages.with({label_for_type(type), outcome->answer_code}).inc();
       co_return outcome->answer;
     }
+    if (committed != nullptr) *committed = true;
     if (on_commit) on_commit();
     messages.with({label_for_type(type), code}).inc();
     co_return answer;
   }
 
+  // A negative answer that is not recorded: the condition is transient (a referral held by
+  // another message), so a resend must be processed again rather than get this answer back.
+  std::string transient_nak(const Message& m, const std::string& type, const std::string& why) {
+    auto [code, err] = negative_ack_for(m, Error::unavailable(why));
+    messages.with({label_for_type(type), std::string(to_string(code))}).inc();
+    log::info("hl7.retry_later", {{"sender", sender_of(m)},
+                                  {"control_id", m.get("MSH-10")},
+                                  {"type", type},
+                                  {"reason", why}});
+    return build_ack(m, code, err, ack_options(m));
+  }
+
   asio::awaitable<std::string> reject(const Message& m, const std::string& type, const Error& error,
                                       const std::string& stage, const std::string& received_at,
-                                      std::string text) {
+                                      std::string text,
+                                      std::optional<ErrorCondition> condition = std::nullopt) {
     auto [code, err] = negative_ack_for(m, error);
+    if (condition) err.condition = *condition;
     auto ack = build_ack(m, code, err, ack_options(m));
     const auto sender = sender_of(m);
     const auto control_id = m.get("MSH-10");
@@ -187,37 +256,46 @@ struct Hl7Pipeline::Impl {
     co_return co_await commit_and_answer(std::move(request), nullptr, "unparseable");
   }
 
-  asio::awaitable<std::string> handle_one(std::string text, const pipeline::Peer& peer) {
-    const auto received_at = events::now_rfc3339();
-    auto parsed = Message::parse(text);
-    if (!parsed)
-      co_return co_await reject_unparseable(std::move(text), parsed.error(), peer, received_at);
-    const auto& m = *parsed;
-    const auto type = m.get("MSH-9.1") + "^" + m.get("MSH-9.2");
-    if (!supported_charset(m.get("MSH-18"))) {
-      Location where{"MSH", 1, 18, 0, ""};
-      co_return co_await reject(
-          m, type,
-          Error::unsupported("character set \"" + m.get("MSH-18") +
-                                 "\" is not supported (ASCII, 8859/1, UNICODE UTF-8)",
-                             where),
-          "validate", received_at, std::move(text));
-    }
-    if (type != "ORU^R01") {
-      Location where{"MSH", 1, 9, 0, ""};
-      co_return co_await reject(
-          m, type,
-          Error::unsupported(type + " is not a message type this gateway accepts (ORU^R01)", where),
-          "validate", received_at, std::move(text));
-    }
-    auto screenings = screenings_from_oru(m);
+  // The positive answer for `m`, committed with `events` (possibly none).
+  asio::awaitable<std::string> accept(const Message& m, const std::string& type, std::string text,
+                                      std::vector<pipeline::OutboxEvent> events,
+                                      bool* committed = nullptr) {
+    const auto sender = sender_of(m);
+    const auto control_id = m.get("MSH-10");
+    const auto code = enhanced_mode(m) ? AckCode::kCA : AckCode::kAA;
+    auto ack = build_ack(m, code, std::nullopt, ack_options(m));
+    pipeline::CommitRequest request;
+    request.events = std::move(events);
+    request.inbound = {"hl7v2", sender,         control_id, type, std::string(to_string(code)),
+                       ack,     std::move(text)};
+    log::debug("hl7.accepted", {{"sender", sender},
+                                {"control_id", control_id},
+                                {"type", type},
+                                {"events", request.events.size()}});
+    co_return co_await commit_and_answer(std::move(request), &m, type, committed);
+  }
+
+  // RF1-1/RF1-2 values outside their tables name component 1 (the code): ERR-3 103.
+  static std::optional<ErrorCondition> read_condition(const Error& e) {
+    if (e.kind == ErrorKind::kInvalid && e.where.component == 1)
+      return ErrorCondition::kTableValueNotFound;
+    return std::nullopt;
+  }
+
+  // A time for a status event: the message's own (date-time with offset), else when received.
+  static std::string event_time(const std::string& stated, const std::string& received_at) {
+    return stated.find('T') != std::string::npos ? stated : received_at;
+  }
+
+  asio::awaitable<std::string> handle_oru(const Message& m, const std::string& type,
+                                          std::string text, const std::string& received_at) {
+    auto screenings = screenings_from_oru(m, settings_for(m).zone);
     if (!screenings)
       co_return co_await reject(m, type, screenings.error(), "validate", received_at,
                                 std::move(text));
-
     const auto sender = sender_of(m);
     const auto control_id = m.get("MSH-10");
-    pipeline::CommitRequest request;
+    std::vector<pipeline::OutboxEvent> out;
     int position = 0;
     for (const auto& s : *screenings) {
       auto mapped = mapper.map(s);
@@ -230,17 +308,210 @@ struct Hl7Pipeline::Impl {
       auto e = event(events::EventType::kScreening, "hl7v2|" + sender + "|" + control_id,
                      position++, mapped->screening_id, options.topics.screening,
                      mapped->patient_pseudonym, std::move(mapped->data), received_at);
-      request.events.push_back(outbox(e));
+      out.push_back(outbox(e));
     }
-    const auto code = enhanced_mode(m) ? AckCode::kCA : AckCode::kAA;
-    auto ack = build_ack(m, code, std::nullopt, ack_options(m));
-    request.inbound = {"hl7v2", sender,         control_id, type, std::string(to_string(code)),
-                       ack,     std::move(text)};
-    log::debug("hl7.accepted", {{"sender", sender},
-                                {"control_id", control_id},
-                                {"type", type},
-                                {"events", request.events.size()}});
-    co_return co_await commit_and_answer(std::move(request), &m, type);
+    co_return co_await accept(m, type, std::move(text), std::move(out));
+  }
+
+  asio::awaitable<std::string> handle_ref(const Message& m, const std::string& type,
+                                          std::string text, const std::string& received_at) {
+    const auto settings = settings_for(m);
+    const ReferralReadOptions read_options{settings.zone, settings.consent,
+                                           options.topics.referral};
+    auto ref = referral_from_ref(m, read_options);
+    if (!ref) {
+      co_return co_await reject(m, type, ref.error(), "validate", received_at, std::move(text),
+                                read_condition(ref.error()));
+    }
+    auto mapped = referral_mapper.map(*ref);
+    if (!mapped) {
+      Error e = mapped.error();
+      const auto& x = e.where.expression;
+      std::optional<ErrorCondition> condition;
+      if (x == "patient.identifier") e.where = {"PID", 1, 3, 0, ""};
+      if (x == "clinicReferralNumber") e.where = {"RF1", 1, 6, 0, ""};
+      if (x == "agency.id") e.where = {"PRD", 1, 7, 0, ""};
+      if (x == "evidence") e.where = {"OBX", 1, 0, 0, ""};
+      if (x == "category") {
+        // The need is named by OBR-4 (or by answers in OBX under an OBR).
+        e.where = {"OBR", 1, m.segment("OBR") != nullptr ? 4 : 0, 0, ""};
+        if (m.segment("OBR") != nullptr) condition = ErrorCondition::kTableValueNotFound;
+      }
+      co_return co_await reject(m, type, e, "map", received_at, std::move(text), condition);
+    }
+    const auto& rid = mapped->referral_id;
+    if (ledger.find({rid, "", "", ""})) {
+      // A REF^I12 for a referral already made (the clinic re-sent it under a new control id):
+      // acknowledged, and nothing new is published. Changes to a referral are REF^I13.
+      referrals.with({"REF^I12", "already-known"}).inc();
+      log::info("hl7.referral_known",
+                {{"sender", sender_of(m)}, {"control_id", m.get("MSH-10")}, {"referral", rid}});
+      std::vector<pipeline::OutboxEvent> none;
+      co_return co_await accept(m, type, std::move(text), std::move(none));
+    }
+    ReferralClaim claim(ledger, rid);
+    if (!claim.held())
+      co_return transient_nak(m, type, "another message is changing this referral; resend later");
+
+    mapping::ReferralTransition first;
+    first.referral_id = rid;
+    first.status = mapping::ReferralStatus::kRequested;
+    first.business_status = mapped->business_status;
+    first.updated_by_role = "clinic";
+    first.updated_by_id = agency_id_from(ref->facility.code);
+    if (first.updated_by_id.empty()) first.updated_by_id = "unknown";
+    first.time = event_time(dtm_to_rfc3339(m.get("MSH-7"), settings.zone), received_at);
+    first.sequence = 1;
+    first.agency_id = ref->agency_id;
+    first.category = mapped->category;
+
+    std::vector<pipeline::OutboxEvent> out;
+    out.push_back(
+        outbox(event(events::EventType::kReferral, "hl7v2|referral|" + rid, 0, rid,
+                     options.topics.referral, rid, std::move(mapped->data), received_at)));
+    out.push_back(outbox(event(events::EventType::kReferralStatus, "hl7v2|referral-status|" + rid,
+                               first.sequence, rid, options.topics.referral_status, rid,
+                               mapping::referral_status_data(first), received_at)));
+    bool committed = false;
+    auto answer = co_await accept(m, type, std::move(text), std::move(out), &committed);
+    if (committed) {
+      ledger.record({rid, ref->clinic_number_system, ref->clinic_number_value, m.get("MSH-10"),
+                     ref->agency_id, mapped->category, first.status, first.business_status, 1});
+      referrals.with({"REF^I12", "created"}).inc();
+      log::info("hl7.referral_created", {{"sender", sender_of(m)},
+                                         {"control_id", m.get("MSH-10")},
+                                         {"referral", rid},
+                                         {"agency", ref->agency_id},
+                                         {"category", mapped->category},
+                                         {"consent", to_string(ref->consent.status)},
+                                         {"contact", mapped->contact_included}});
+    }
+    co_return answer;
+  }
+
+  asio::awaitable<std::string> handle_rri(const Message& m, const std::string& type,
+                                          std::string text, const std::string& received_at) {
+    auto response = response_from_rri(m, settings_for(m).zone);
+    if (!response) {
+      co_return co_await reject(m, type, response.error(), "validate", received_at, std::move(text),
+                                read_condition(response.error()));
+    }
+    const ReferralKeys keys{response->external_id, response->clinic_number_system,
+                            response->clinic_number_value, response->original_control_id};
+    auto known = ledger.find(keys);
+    if (!known || known->agency_id != response->agency_id) {
+      // Also when the referral belongs to another agency: an agency learns nothing about
+      // referrals that are not its own.
+      const Location rf1_6{"RF1", 1, 6, 0, ""};
+      const auto unknown = Error::invalid(
+          rf1_6, "no referral of agency " + response->agency_id +
+                     " matches RF1-11, RF1-6 or MSA-2; the gateway may not have seen the REF^I12 "
+                     "(replay this message once it has)");
+      co_return co_await reject(m, type, unknown, "lifecycle", received_at, std::move(text),
+                                ErrorCondition::kUnknownKeyIdentifier);
+    }
+    const auto rid = known->referral_id;
+    ReferralClaim claim(ledger, rid);
+    if (!claim.held())
+      co_return transient_nak(m, type, "another message is changing this referral; resend later");
+    auto current = ledger.find({rid, "", "", ""});  // fresh, now that it is ours
+    if (!current) current = known;  // a ledger never forgets; kept safe if one ever does
+    const Location status_field{"RF1", 1, 1, 1, ""};
+    const auto next = response->status;
+    std::string refusal;
+    if (mapping::is_final(current->status)) {
+      refusal = "the referral is already " + std::string(to_string(current->status)) +
+                " and takes no further status";
+    } else if (next == mapping::ReferralStatus::kRequested) {
+      refusal = "RF1-1 cannot move a referral back to requested";
+    } else if (next == mapping::ReferralStatus::kCancelled) {
+      refusal = "only the referring clinic cancels a referral; an agency rejects it (RF1-1 R)";
+    }
+    if (!refusal.empty()) {
+      const auto refused = Error::invalid(status_field, refusal);
+      co_return co_await reject(m, type, refused, "lifecycle", received_at, std::move(text),
+                                ErrorCondition::kTableValueNotFound);
+    }
+    if (next == current->status && response->business_status == current->business_status) {
+      referrals.with({"RRI^I12", "unchanged"}).inc();
+      std::vector<pipeline::OutboxEvent> none;
+      co_return co_await accept(m, type, std::move(text), std::move(none));
+    }
+    mapping::ReferralTransition t;
+    t.referral_id = rid;
+    t.status = next;
+    t.previous = current->status;
+    t.business_status = response->business_status;
+    t.reason = response->reason;
+    t.updated_by_role = "agency";
+    t.updated_by_id = response->agency_id;
+    t.time = event_time(response->time, received_at);
+    t.sequence = current->sequence + 1;
+    t.agency_id = current->agency_id;
+    t.category = current->category;
+    std::vector<pipeline::OutboxEvent> out;
+    out.push_back(outbox(event(events::EventType::kReferralStatus, "hl7v2|referral-status|" + rid,
+                               t.sequence, rid, options.topics.referral_status, rid,
+                               mapping::referral_status_data(t), received_at)));
+    bool committed = false;
+    auto answer = co_await accept(m, type, std::move(text), std::move(out), &committed);
+    if (committed) {
+      auto updated = *current;
+      updated.status = t.status;
+      updated.business_status = t.business_status;
+      updated.sequence = t.sequence;
+      ledger.record(std::move(updated));
+      referrals.with({"RRI^I12", "updated"}).inc();
+      log::info("hl7.referral_updated", {{"sender", sender_of(m)},
+                                         {"control_id", m.get("MSH-10")},
+                                         {"referral", rid},
+                                         {"status", to_string(t.status)},
+                                         {"sequence", t.sequence}});
+    }
+    co_return answer;
+  }
+
+  asio::awaitable<std::string> handle_one(std::string text, const pipeline::Peer& peer) {
+    const auto received_at = events::now_rfc3339();
+    auto parsed = Message::parse(text);
+    if (!parsed)
+      co_return co_await reject_unparseable(std::move(text), parsed.error(), peer, received_at);
+    const auto& m = *parsed;
+    const auto type = m.get("MSH-9.1") + "^" + m.get("MSH-9.2");
+    const auto& charset = m.charset();
+    if (!charset.supported) {
+      const Location where{"MSH", 1, 18, 0, ""};
+      const auto refused = Error::unsupported(
+          "character set \"" + m.get("MSH-18") +
+              "\" is not supported: send one of ASCII, 8859/1 or UNICODE UTF-8, without "
+              "alternate character sets",
+          where);
+      co_return co_await reject(m, type, refused, "validate", received_at, std::move(text));
+    }
+    if (charset.invalid_utf8_at) {
+      const auto where = m.location_of(*charset.invalid_utf8_at);
+      const auto invalid = Error::invalid(
+          where, "MSH-18 declares UTF-8 but " + where.segment + "-" + std::to_string(where.field) +
+                     " holds bytes that are not UTF-8 (declare 8859/1 for Latin-1 or "
+                     "Windows-1252 text)");
+      co_return co_await reject(m, type, invalid, "validate", received_at, std::move(text),
+                                ErrorCondition::kDataTypeError);
+    }
+    if (charset.fallback) {
+      const auto declared = charset.declared.empty() ? std::string("none") : charset.declared;
+      charset_fallbacks.with({declared, std::string(to_string(charset.charset))}).inc();
+      log::info("hl7.charset_fallback", {{"sender", sender_of(m)},
+                                         {"control_id", m.get("MSH-10")},
+                                         {"declared", declared},
+                                         {"read_as", to_string(charset.charset)}});
+    }
+    if (type == "ORU^R01") co_return co_await handle_oru(m, type, std::move(text), received_at);
+    if (type == "REF^I12") co_return co_await handle_ref(m, type, std::move(text), received_at);
+    if (type == "RRI^I12") co_return co_await handle_rri(m, type, std::move(text), received_at);
+    const Location where{"MSH", 1, 9, 0, ""};
+    const auto unsupported = Error::unsupported(
+        type + " is not a message type this gateway accepts (ORU^R01, REF^I12, RRI^I12)", where);
+    co_return co_await reject(m, type, unsupported, "validate", received_at, std::move(text));
   }
 };
 

@@ -4,6 +4,10 @@
 // A positive ACK leaves only after the commit completed (DESIGN.md, delivery promise); a
 // resend of a committed control id from the same sender gets the stored ACK and adds nothing;
 // a rejected message gets AE/AR (or CE/CR) with ERR, a dead letter and a dead-letter event.
+//
+// Message types: ORU^R01 → screening events; REF^I12 → a referral event and its first status
+// event (requested); RRI^I12 → a referral status event. MSH-18 decides how bytes become text
+// (charset.hpp); times without an offset are read in the sender's configured time zone.
 #include <functional>
 #include <memory>
 #include <string>
@@ -16,15 +20,22 @@
 
 namespace sdoh::hl7v2 {
 
+class ReferralLedger;
+
 struct Hl7PipelineOptions {
   std::string gateway_id = "sdoh-gateway";
   config::KafkaTopics topics;
+  config::Hl7Config hl7;  ///< time zones and consent policy per sender
+  /// Referrals seen, for linking RRI^I12 responses; null: the pipeline keeps its own in memory.
+  /// Must outlive the pipeline.
+  ReferralLedger* referrals = nullptr;
 };
 
 class Hl7Pipeline final : public pipeline::Hl7Handler {
  public:
   /// `on_commit` runs after each successful commit (wakes the relay). References must outlive
-  /// the pipeline.
+  /// the pipeline. Throws std::runtime_error when a configured time zone cannot be loaded
+  /// (start-up only; --check-config reports it first).
   Hl7Pipeline(const mapping::ScreeningMapper& mapper, pipeline::CommitPort& store,
               std::function<void()> on_commit, Hl7PipelineOptions options,
               metrics::Registry& registry);

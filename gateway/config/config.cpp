@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <fstream>
 #include <limits>
 #include <optional>
@@ -332,6 +333,42 @@ class MapReader {
 
 constexpr auto kMaxSize = std::size_t{1} << 30;
 
+// An IANA zone name the system's tzdata has (a TZif file below $TZDIR or /usr/share/zoneinfo).
+void read_timezone(MapReader& m, std::string_view key, std::string& out) {
+  std::string name;
+  m.string(key, name);
+  if (name.empty()) return;
+  const char* dir = std::getenv("TZDIR");
+  const std::filesystem::path base = dir != nullptr && *dir != '\0' ? dir : "/usr/share/zoneinfo";
+  std::ifstream in(base / name, std::ios::binary);
+  char magic[4] = {};
+  if (name.front() == '/' || name.find("..") != std::string::npos || !in || !in.read(magic, 4) ||
+      std::string_view(magic, 4) != "TZif") {
+    m.issue(m.node()[std::string(key)], join_path(m.path(), key),
+            "\"" + name +
+                "\" is not an IANA time zone known to this system (such as "
+                "America/New_York; see " +
+                base.string() + ")");
+    return;
+  }
+  out = name;
+}
+
+void read_hl7(MapReader m, Hl7Config& out) {
+  read_timezone(m, "default_timezone", out.default_timezone);
+  auto senders = m.child("senders");
+  for (const auto& entry : senders.entries()) {
+    const auto& name = entry.first;
+    auto s = senders.child(name);
+    Hl7SenderConfig sender;
+    read_timezone(s, "timezone", sender.timezone);
+    s.choice("contact_consent", sender.contact_consent, {"con-segment", "clinic-policy"});
+    s.finish();
+    out.senders[name] = sender;
+  }
+  m.finish();
+}
+
 void read_tls(MapReader m, TlsConfig& tls) {
   m.string("cert_file", tls.cert_file);
   m.string("key_file", tls.key_file);
@@ -486,6 +523,7 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     m.duration("idle_timeout", cfg.mllp.idle_timeout, milliseconds(100), std::chrono::hours(24));
     m.duration("write_timeout", cfg.mllp.write_timeout, milliseconds(100), std::chrono::hours(1));
     m.integer("max_connections", cfg.mllp.max_connections, 1, 100'000);
+    read_hl7(m.child("hl7"), cfg.mllp.hl7);
     m.finish();
   }
   read_kafka(top.child("kafka"), cfg.kafka);

@@ -57,6 +57,25 @@ struct HttpConfig {
   std::size_t max_connections = 1024;  ///< further connections are closed at once
 };
 
+/// How the gateway reads one HL7 sender's messages (mllp.hl7.senders).
+struct Hl7SenderConfig {
+  /// IANA time zone of the sender's clock, for HL7 times without an offset (OBR-7, OBX-14,
+  /// RF1-7, MSH-7); empty: mllp.hl7.default_timezone.
+  std::string timezone;
+  /// con-segment: contact details go into referral events only with a CON segment whose status
+  /// is A (active). clinic-policy: the clinic records the family's consent before it refers,
+  /// so a REF without CON counts as consented (a CON that says otherwise still wins).
+  std::string contact_consent = "con-segment";
+};
+
+struct Hl7Config {
+  /// IANA time zone for HL7 times without an offset from senders not listed below; empty:
+  /// such times become dates (their instant is unknown).
+  std::string default_timezone;
+  /// By sender "MSH-3^MSH-4" (e.g. "EHR^PEDS_CLINIC_A") or by facility "MSH-4".
+  std::map<std::string, Hl7SenderConfig> senders;
+};
+
 struct MllpConfig {
   ListenAddress listen{"127.0.0.1", 2575};
   TlsConfig tls;
@@ -64,6 +83,7 @@ struct MllpConfig {
   milliseconds idle_timeout{300'000};         ///< a connection silent this long is closed
   milliseconds write_timeout{30'000};
   std::size_t max_connections = 256;
+  Hl7Config hl7;
 };
 
 struct KafkaTopics {

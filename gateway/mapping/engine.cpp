@@ -132,7 +132,7 @@ struct Evaluated {
   bool known = false;
 };
 
-Evaluated evaluate(const ItemRule& rule, const AnswerValue& answer) {
+Evaluated evaluate_answer(const ItemRule& rule, const AnswerValue& answer) {
   Evaluated e;
   e.category = rule.category;
   if (answer.coding) {
@@ -232,6 +232,16 @@ ScreeningMapper::ScreeningMapper(std::shared_ptr<const MappingTables> tables,
           {"instrument"})) {}
 
 Result<MappedScreening> ScreeningMapper::map(const NormalizedScreening& s) const {
+  auto out = evaluate(s);
+  if (!out) return out;
+  screenings_.with({out->instrument_id}).inc();
+  if (out->unmapped_items > 0) unmapped_.with({out->instrument_id}).inc(out->unmapped_items);
+  if (out->unknown_answers > 0)
+    unknown_answers_.with({out->instrument_id}).inc(out->unknown_answers);
+  return out;
+}
+
+Result<MappedScreening> ScreeningMapper::evaluate(const NormalizedScreening& s) const {
   if (s.patient_identifier.empty()) {
     Location where;
     where.expression = "patient.identifier";
@@ -294,7 +304,7 @@ Result<MappedScreening> ScreeningMapper::map(const NormalizedScreening& s) const
     }
     std::vector<std::string> declined_in;
     for (const auto& a : item.answers) {
-      const auto e = evaluate(*rule, a);
+      const auto e = evaluate_answer(*rule, a);
       if (!e.known) ++out.unknown_answers;
       auto& d = domain(e.category);
       d.items.push_back({&item, &a, e.result});
@@ -462,10 +472,6 @@ Result<MappedScreening> ScreeningMapper::map(const NormalizedScreening& s) const
   }
   w.EndObject();
   out.data.assign(buf.GetString(), buf.GetSize());
-
-  screenings_.with({out.instrument_id}).inc();
-  if (out.unmapped_items > 0) unmapped_.with({out.instrument_id}).inc(out.unmapped_items);
-  if (out.unknown_answers > 0) unknown_answers_.with({out.instrument_id}).inc(out.unknown_answers);
   return out;
 }
 

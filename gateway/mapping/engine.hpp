@@ -55,7 +55,13 @@ class ScreeningMapper {
   /// be an event at all: no patient identifier, or no answers.
   Result<MappedScreening> map(const NormalizedScreening& screening) const;
 
+  /// The same mapping without counting it in the screening metrics: for answers that support
+  /// something else (the OBR/OBX of a REF^I12 referral, which name its need).
+  Result<MappedScreening> evaluate(const NormalizedScreening& screening) const;
+
   const MappingTables& tables() const { return *tables_; }
+  const identity::Pseudonymizer& pseudonymizer() const { return pseudonymizer_; }
+  const ZipPolicy& zip_policy() const { return zips_; }
 
  private:
   std::shared_ptr<const MappingTables> tables_;

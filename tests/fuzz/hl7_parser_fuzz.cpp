@@ -1,5 +1,6 @@
 // libFuzzer target: arbitrary bytes through the MLLP framer, the batch splitter, the ER7 parser,
-// path access, the ACK builder and the ORU mapping. None may crash, hang or read out of bounds
+// the MSH-18 character-set reading, path access, the ACK builder and the ORU mapping (with a
+// sender time zone). None may crash, hang or read out of bounds
 // (run under ASan + UBSan), and a parsed message must serialise back to the same bytes.
 //   tools/fuzz hl7 [seconds]
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include "adapters/hl7v2/message.hpp"
 #include "adapters/hl7v2/mllp_framer.hpp"
 #include "adapters/hl7v2/oru.hpp"
+#include "adapters/hl7v2/timezone.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace sdoh::hl7v2;
@@ -20,6 +22,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string frame;
   while (framer.next(frame) == MllpFramer::Event::kFrame) {
   }
+
+  // Loaded once: a zone file is trusted start-up input, not fuzzed.
+  static const auto zone = TimeZone::load("America/New_York");
+  const TimeZone* sender_zone = zone ? &*zone : nullptr;
 
   auto messages = split_batch(input);
   if (!messages) return 0;
@@ -42,7 +48,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)build_ack(*m, AckCode::kAA, std::nullopt, options);
     auto [code, err] = negative_ack_for(*m, sdoh::Error::invalid({"OBX", 1, 3, 0, ""}, "fuzz"));
     if (!Message::parse(build_ack(*m, code, err, options))) std::abort();  // our ACKs always parse
+    if (const auto& cs = m->charset(); cs.invalid_utf8_at) {
+      if (*cs.invalid_utf8_at >= text.size()) std::abort();
+      if (m->location_of(*cs.invalid_utf8_at).segment.empty()) std::abort();  // always somewhere
+    }
     (void)screenings_from_oru(*m);
+    (void)screenings_from_oru(*m, sender_zone);
+    (void)dtm_to_rfc3339(m->get("MSH-7"), sender_zone);
   }
   return 0;
 }

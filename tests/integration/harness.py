@@ -30,7 +30,10 @@ def run(args, **kwargs):
 class Gateway:
     """One gateway process. Use as a context manager; config is YAML text appended to defaults."""
 
-    def __init__(self, config="", env=None, base_config=None, kafka=None):
+    def __init__(self, config="", env=None, base_config=None, mllp_config="", kafka=None):
+        """`mllp_config` is YAML flow text added inside the default mllp mapping, e.g.
+        ', hl7: { default_timezone: America/New_York }'; `kafka` replaces the default kafka
+        mapping (the embedded broker)."""
         self.dir = tempfile.mkdtemp(prefix="sdoh-it-")
         self.data_dir = os.path.join(self.dir, "var")
         self.config_path = os.path.join(self.dir, "gateway.yaml")
@@ -39,8 +42,10 @@ class Gateway:
             "schemas_dir: %s\n"
             "log: { level: debug }\n"
             "http: { listen: \"127.0.0.1:0\" }\n"
-            "mllp: { listen: \"127.0.0.1:0\" }\n"
-            "kafka: %s\n" % (self.data_dir, SCHEMAS,
+            "mllp: { listen: \"127.0.0.1:0\"%s }
+"
+            "kafka: %s
+" % (self.data_dir, SCHEMAS, mllp_config,
                                 kafka or "{ brokers: \"\", metadata_interval: 500ms }"))
         with open(self.config_path, "w") as f:
             f.write(base + config)

@@ -154,5 +154,134 @@ class Hl7Ingest(unittest.TestCase):
         self.assertIn("sdoh_store_commit_duration_seconds_count", samples)
 
 
+class Hl7Referrals(unittest.TestCase):
+    """REF^I12 and RRI^I12 end to end, and the character-set and time-zone handling, with a
+    gateway whose senders are in America/New_York."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.gw = Gateway(mllp_config=", hl7: { default_timezone: America/New_York }").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.gw.stop()
+        cls.gw.__exit__(None, None, None)
+        assert code == 0
+
+    def events(self, topic, expect_at_least=0):
+        pairs = consume(self.gw.bootstrap, topic, expect_at_least)
+        assert_valid_events([v for _, v in pairs])
+        return [(k, json.loads(v)) for k, v in pairs]
+
+    def wait_for(self, topic, predicate, count=1, timeout=15):
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [(k, e) for k, e in self.events(topic) if predicate(e)]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.2)
+
+    def send_file(self, path):
+        out = run(["mllp_send", "--loose", "--file", path,
+                   "--port", str(self.gw.mllp_address[1]), self.gw.mllp_address[0]])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return out.stdout
+
+    def test_ref_makes_a_referral_and_rri_accepts_it(self):
+        ack = self.send_file(os.path.join(HL7, "ref-i12-home-visiting.hl7"))
+        self.assertEqual(hl7_field(ack, "MSA", 1), "CA")
+        self.assertEqual(hl7_field(ack, "MSA", 2), "A1000003")
+        found = self.wait_for("sdoh.referral.v1",
+                              lambda e: e["data"]["clinicReferralNumber"]["value"] == "REF-2026-0001")
+        self.assertEqual(len(found), 1)
+        key, referral = found[0]
+        data = referral["data"]
+        referral_id = data["referralId"]
+        self.assertEqual(key, referral_id)
+        self.assertEqual(referral["subject"], referral_id)
+        self.assertEqual(referral["type"], "org.sdoh.referral.v1")
+        self.assertEqual(data["status"], "requested")
+        self.assertEqual(data["category"], "food-insecurity")
+        self.assertEqual(data["agency"], {"id": "ehv-durham", "name": "Early Start Home Visiting",
+                                          "topic": "sdoh.referral.v1"})
+        self.assertEqual(data["priority"], "routine")
+        self.assertEqual(data["consent"], {"status": "active", "source": "hl7-con", "date": "2026-11-20"})
+        self.assertEqual(data["contact"]["phone"], "+19195551234")
+        self.assertEqual(data["contact"]["name"], {"family": "Garcia", "given": ["Sofia"]})
+        self.assertEqual(data["contact"]["guardian"]["relationship"]["code"], "MTH")
+        self.assertEqual(data["patient"]["zip3"], "277")
+        self.assertNotIn("MRN12345", json.dumps(referral))
+
+        ack = self.send_file(os.path.join(HL7, "rri-i12-accepted.hl7"))
+        self.assertEqual(hl7_field(ack, "MSA", 1), "AA")
+        self.assertEqual(hl7_field(ack, "MSA", 2), "EHV-55")
+        statuses = self.wait_for("sdoh.referral-status.v1",
+                                 lambda e: e["data"]["referralId"] == referral_id, count=2)
+        by_sequence = {e["data"]["sequence"]: (k, e["data"]) for k, e in statuses}
+        self.assertEqual(sorted(by_sequence), [1, 2])
+        self.assertEqual(by_sequence[1][1]["status"], "requested")
+        self.assertIsNone(by_sequence[1][1]["previousStatus"])
+        key, accepted = by_sequence[2]
+        self.assertEqual(key, referral_id)
+        self.assertEqual(accepted["status"], "accepted")
+        self.assertEqual(accepted["previousStatus"], "requested")
+        self.assertEqual(accepted["reason"], "Family contacted, first visit scheduled")
+        self.assertEqual(accepted["updatedBy"], {"role": "agency", "id": "ehv-durham"})
+        self.assertEqual(accepted["time"], "2026-11-22T09:00:00-05:00")  # MSH-7 in America/New_York
+        self.assertEqual(accepted["category"], "food-insecurity")
+        for _, e in statuses:
+            for phi in ("Garcia", "Sofia", "MRN12345", "5551234"):
+                self.assertNotIn(phi, json.dumps(e))
+
+    def test_rri_for_an_unknown_referral_is_ae_204_with_a_dead_letter(self):
+        rri = sample("rri-i12-accepted.hl7").replace(b"REF-2026-0001", b"REF-UNKNOWN-9") \
+            .replace(b"MSA|AA|A1000003", b"MSA|AA|X0").replace(b"|EHV-55|", b"|EHV-404|")
+        ack = mllp_exchange(self.gw.mllp_address, [rri])[0]
+        self.assertEqual(hl7_field(ack, "MSA", 1), "AE")
+        self.assertEqual(hl7_field(ack, "ERR", 2), "RF1^1^6")
+        self.assertTrue(hl7_field(ack, "ERR", 3).startswith("204^"))
+        letters = self.wait_for("sdoh.deadletter.v1",
+                                lambda e: e["data"]["source"]["messageId"] == "EHV-404")
+        self.assertEqual(len(letters), 1)
+        self.assertEqual(letters[0][1]["data"]["stage"], "lifecycle")
+
+    def test_ref_without_prd_is_ae_naming_prd_with_a_dead_letter(self):
+        ref = b"\r".join(seg for seg in sample("ref-i12-home-visiting.hl7").split(b"\r")
+                         if not seg.startswith(b"PRD|"))
+        ref = ref.replace(b"|A1000003|", b"|A1000404|").replace(b"|AL|AL", b"||")
+        ack = mllp_exchange(self.gw.mllp_address, [ref])[0]
+        self.assertEqual(hl7_field(ack, "MSA", 1), "AE")
+        self.assertEqual(hl7_field(ack, "ERR", 2), "PRD^1")
+        letters = self.wait_for("sdoh.deadletter.v1",
+                                lambda e: e["data"]["source"]["messageId"] == "A1000404")
+        self.assertEqual(len(letters), 1)
+
+    def test_latin1_and_undeclared_windows_1252_arrive_as_utf8(self):
+        def hvs(control_id, msh18, display):
+            return (b"MSH|^~\\&|EHR|PEDS_CLINIC_L|SDOH_GW|STATE_EC|20261120103000||ORU^R01|" +
+                    control_id + b"|P|2.5.1||||||" + msh18 +
+                    b"\rPID|1||L-1^^^PEDS_L^MR||Nu\xf1ez^Jos\xe9\rOBR|1|O1||88121-9^Hunger Vital Sign^LN|||"
+                    b"20261120100000\rOBX|1|CWE|88122-7^Food worry^LN||LA28397-0^" + display +
+                    b"^LN||||||F\r")
+        answers = mllp_exchange(self.gw.mllp_address, [
+            hvs(b"L-1", b"8859/1", b"A menudo \xabs\xed\xbb"),
+            hvs(b"L-2", b"", b"\x93Often\x94 true"),
+            hvs(b"L-3", b"UNICODE UTF-8", b"Often true"),
+        ])
+        self.assertEqual([hl7_field(a, "MSA", 1) for a in answers], ["AA", "AA", "AE"])
+        self.assertEqual(hl7_field(answers[2], "ERR", 2), "PID^1^5^1^1")  # ERL: field repetition 1, component 1
+        self.assertTrue(hl7_field(answers[2], "ERR", 3).startswith("102^"))
+        found = {e["data"]["source"]["messageId"]: e["data"] for _, e in
+                 self.wait_for("sdoh.screening.v1",
+                               lambda e: e["data"]["source"]["messageId"] in ("L-1", "L-2"), count=2)}
+        self.assertEqual(found["L-1"]["domains"][0]["items"][0]["answer"]["display"], "A menudo \u00abs\u00ed\u00bb")
+        self.assertEqual(found["L-2"]["domains"][0]["items"][0]["answer"]["display"], "\u201cOften\u201d true")
+        # OBR-7 without an offset, read in the configured zone.
+        self.assertEqual(found["L-1"]["performed"], "2026-11-20T10:00:00-05:00")
+        samples, _, _ = parse_metrics(self.gw.get("/metrics")[1])
+        self.assertGreaterEqual(
+            samples['sdoh_hl7_charset_fallbacks_total{declared="none",read_as="windows-1252"}'], 1)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -267,6 +267,43 @@ TEST(Config, SamePortForHttpAndMllpIsRefused) {
   EXPECT_EQ(issue.path, "mllp.listen");
 }
 
+TEST(Config, Hl7TimeZonesAndConsentPolicyPerSender) {
+  auto cfg = parse_config(
+      "mllp:\n"
+      "  hl7:\n"
+      "    default_timezone: America/New_York\n"
+      "    senders:\n"
+      "      \"EHR^PEDS_CLINIC_A\": { timezone: America/Chicago, contact_consent: clinic-policy }\n"
+      "      PEDS_CLINIC_B: { timezone: America/Denver }\n");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->mllp.hl7.default_timezone, "America/New_York");
+  ASSERT_EQ(cfg->mllp.hl7.senders.size(), 2u);
+  EXPECT_EQ(cfg->mllp.hl7.senders.at("EHR^PEDS_CLINIC_A").timezone, "America/Chicago");
+  EXPECT_EQ(cfg->mllp.hl7.senders.at("EHR^PEDS_CLINIC_A").contact_consent, "clinic-policy");
+  EXPECT_EQ(cfg->mllp.hl7.senders.at("PEDS_CLINIC_B").contact_consent, "con-segment");
+}
+
+TEST(Config, Hl7DefaultsHaveNoZoneAndNeedACon) {
+  auto cfg = parse_config("");
+  ASSERT_TRUE(cfg);
+  EXPECT_EQ(cfg->mllp.hl7.default_timezone, "");
+  EXPECT_TRUE(cfg->mllp.hl7.senders.empty());
+}
+
+TEST(Config, UnknownTimeZoneIsNamed) {
+  auto issue = only_issue("mllp: { hl7: { default_timezone: America/Gotham } }");
+  EXPECT_EQ(issue.path, "mllp.hl7.default_timezone");
+  EXPECT_THAT(issue.message, HasSubstr("America/Gotham"));
+  EXPECT_EQ(only_issue("mllp: { hl7: { senders: { X: { timezone: ../../etc/passwd } } } }").path,
+            "mllp.hl7.senders.X.timezone");
+}
+
+TEST(Config, UnknownConsentPolicyListsTheChoices) {
+  auto issue = only_issue("mllp: { hl7: { senders: { X: { contact_consent: always } } } }");
+  EXPECT_EQ(issue.path, "mllp.hl7.senders.X.contact_consent");
+  EXPECT_THAT(issue.message, HasSubstr("con-segment, clinic-policy"));
+}
+
 TEST(Config, GatewayIdCharacters) {
   EXPECT_EQ(only_issue("gateway_id: \"a b\"").path, "gateway_id");
 }

@@ -1,0 +1,163 @@
+#pragma once
+// Referrals and their lifecycle transitions → the data of org.sdoh.referral.v1 and
+// org.sdoh.referral.status.v1 events. One copy of the rules both adapters need: the referralId,
+// the consent rule (contact details and free text only with active consent), minimum
+// necessary (pseudonym, age band, 3-digit ZIP; never an MRN or birth date), and the need a
+// referral is for, found by the screening engine when the source names it only by answers.
+// The HL7 adapter fills NormalizedReferral from REF^I12 (RF1, PRD, PID, NK1, CON, OBR/OBX).
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gateway/core/result.hpp"
+#include "gateway/mapping/engine.hpp"
+#include "gateway/mapping/screening.hpp"
+
+namespace sdoh::mapping {
+
+/// FHIR R4 Task status, as the Gravity SDOH referral workflow uses it (DESIGN.md lifecycle).
+enum class ReferralStatus {
+  kRequested,
+  kReceived,
+  kAccepted,
+  kRejected,
+  kInProgress,
+  kOnHold,
+  kCompleted,
+  kFailed,
+  kCancelled,
+};
+std::string_view to_string(ReferralStatus s);
+/// "in-progress" → kInProgress; nullopt for anything else.
+std::optional<ReferralStatus> referral_status_from(std::string_view token);
+/// rejected, completed, failed and cancelled end a referral.
+bool is_final(ReferralStatus s);
+
+enum class ConsentStatus { kActive, kNone, kRevoked, kUnknown };
+std::string_view to_string(ConsentStatus s);
+
+struct ReferralConsent {
+  ConsentStatus status = ConsentStatus::kNone;
+  std::string source = "none";  ///< fhir-consent | hl7-con | clinic-policy | none
+  std::string date;             ///< RFC 3339 date or date-time; empty when unknown
+};
+
+struct HumanName {
+  std::string family;
+  std::vector<std::string> given;
+  bool empty() const { return family.empty() && given.empty(); }
+};
+
+struct PostalAddress {
+  std::vector<std::string> lines;
+  std::string city;
+  std::string state;
+  std::string postal_code;
+};
+
+struct Guardian {
+  HumanName name;
+  Coding relationship;
+  std::string phone;
+};
+
+/// What an agency needs to reach the family. Written into an event only with active consent.
+struct ContactDetails {
+  HumanName name;
+  std::string phone;  ///< E.164 where the adapter could normalise it, else as sent
+  std::optional<PostalAddress> address;
+  std::optional<Coding> preferred_language;
+  std::optional<Guardian> guardian;
+};
+
+struct NormalizedReferral {
+  // Where it came from (ids of the source message; not part of the referral's identity).
+  std::string protocol;  ///< "hl7v2" | "fhir"
+  std::string sender;
+  std::string message_id;
+
+  /// The clinic's own referral number (HL7 RF1-6, ServiceRequest.identifier): with its
+  /// namespace it is the referral's identity, from which referral_id() derives the referralId.
+  std::string clinic_number_system;
+  std::string clinic_number_value;
+
+  /// The need as the source names it (a Gravity category code); may be empty when only the
+  /// answers in `evidence` (HL7 OBR/OBX) say what the need is.
+  std::string category;
+  std::vector<NormalizedScreening> evidence;
+
+  std::optional<Coding> service;     ///< RF1-5 / ServiceRequest.code
+  std::string priority = "routine";  ///< routine | urgent | asap | stat
+  std::string agency_id;
+  std::string agency_name;
+  std::string agency_topic;
+  std::string requester_id;
+  std::string requester_system;
+  std::string requester_display;
+  Coding facility;          ///< the referring clinic {system, code: id, display: name}
+  std::string authored_on;  ///< RFC 3339 date or date-time
+
+  std::string patient_authority;   ///< only ever hashed
+  std::string patient_identifier;  ///< only ever hashed
+  std::string birth_date;          ///< only for the age band
+  std::string postal_code;         ///< only for the 3-digit ZIP (the contact keeps the full one)
+
+  ReferralConsent consent;
+  std::optional<ContactDetails> contact;  ///< dropped unless consent is active
+  std::string note;                       ///< dropped unless consent is active
+  std::string business_status;            ///< empty: null
+};
+
+struct MappedReferral {
+  std::string referral_id;
+  std::string category;
+  std::string patient_pseudonym;
+  ReferralStatus status = ReferralStatus::kRequested;
+  std::string business_status;  ///< empty: null
+  bool contact_included = false;
+  std::string data;  ///< the event's data object as JSON text
+};
+
+/// The referralId (32 lowercase hex, a valid FHIR id) for a clinic's referral number in its
+/// namespace. Deterministic, so every message about the referral finds the same id.
+std::string referral_id(std::string_view system, std::string_view value);
+
+class ReferralMapper {
+ public:
+  /// Uses the screening engine's tables, pseudonym key and ZIP policy. `screenings` must
+  /// outlive the mapper.
+  explicit ReferralMapper(const ScreeningMapper& screenings) : screenings_(screenings) {}
+
+  /// Fails (kInvalid) when the referral cannot be an event, `where.expression` naming what is
+  /// missing: "patient.identifier", "clinicReferralNumber", "agency.id", "category"
+  /// (no need, or more than one), or "evidence" (answers that cannot be mapped).
+  Result<MappedReferral> map(const NormalizedReferral& referral) const;
+
+ private:
+  Result<std::string> need(const NormalizedReferral& r) const;
+  const ScreeningMapper& screenings_;
+};
+
+/// One lifecycle transition of a referral.
+struct ReferralTransition {
+  std::string referral_id;
+  ReferralStatus status = ReferralStatus::kRequested;
+  std::optional<ReferralStatus> previous;
+  std::string business_status;  ///< empty: null
+  std::string reason;           ///< empty: null; never names or contact details
+  std::string updated_by_role;  ///< agency | clinic | gateway
+  std::string updated_by_id;
+  std::string time;  ///< RFC 3339 date-time with offset
+  int sequence = 1;
+  std::string agency_id;  ///< empty: null (no agency)
+  std::string category;
+};
+
+/// The org.sdoh.referral.status.v1 data object as JSON text.
+std::string referral_status_data(const ReferralTransition& t);
+
+/// `text` cut to at most `max_chars` Unicode characters (UTF-8 aware).
+std::string clip_text(std::string_view text, std::size_t max_chars);
+
+}  // namespace sdoh::mapping

@@ -1,0 +1,617 @@
+// The HL7 ingest pipeline with the shipped mapping tables and a recording CommitPort:
+// what each message is answered with and which events it commits. Every event is validated
+// against the schemas in schemas/events/.
+#include "adapters/hl7v2/pipeline.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+#include <rapidjson/pointer.h>
+
+#include "adapters/hl7v2/message.hpp"
+#include "adapters/hl7v2/referral_ledger.hpp"
+#include "gateway/events/schema_catalog.hpp"
+#include "gateway/log/log.hpp"
+
+namespace sdoh::hl7v2 {
+namespace {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+const fs::path kSchemas = fs::path(SDOH_SOURCE_DIR) / "schemas";
+
+std::string sample(const std::string& name) {
+  std::ifstream in(std::string(SDOH_SHARED_SAMPLES_DIR) + "/hl7v2/" + name, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  EXPECT_FALSE(s.str().empty()) << name;
+  return s.str();
+}
+
+std::string replace(std::string text, const std::string& from, const std::string& to) {
+  const auto at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) text.replace(at, from.size(), to);
+  return text;
+}
+
+// Removes every segment with this id.
+std::string without(std::string text, const std::string& segment) {
+  for (auto at = text.find("\r" + segment + "|"); at != std::string::npos;
+       at = text.find("\r" + segment + "|")) {
+    const auto end = text.find('\r', at + 1);
+    text.erase(at, end - at);
+  }
+  return text;
+}
+
+// The store's contract: dedupe on (protocol, sender, key); a duplicate gets the stored answer.
+class RecordingStore final : public pipeline::CommitPort {
+ public:
+  asio::awaitable<Result<pipeline::CommitOutcome>> commit(pipeline::CommitRequest r) override {
+    const auto key = r.inbound.protocol + "|" + r.inbound.sender + "|" + r.inbound.dedupe_key;
+    if (auto it = answers_.find(key); it != answers_.end()) {
+      co_return pipeline::CommitOutcome{pipeline::CommitStatus::kDuplicate, it->second.first,
+                                        it->second.second, 0};
+    }
+    answers_[key] = {r.inbound.answer_code, r.inbound.answer};
+    for (auto& e : r.events)
+      events.push_back(std::move(e));
+    if (r.dead_letter) dead_letters.push_back(*r.dead_letter);
+    co_return pipeline::CommitOutcome{};
+  }
+  std::vector<pipeline::OutboxEvent> events;
+  std::vector<pipeline::DeadLetterRecord> dead_letters;
+
+ private:
+  std::map<std::string, std::pair<std::string, std::string>> answers_;
+};
+
+class Hl7PipelineTest : public ::testing::Test {
+ protected:
+  Hl7PipelineTest() {
+    auto tables = mapping::MappingTables::load(kSchemas / "mappings");
+    EXPECT_TRUE(tables);
+    auto zips = mapping::load_zip_policy(kSchemas / "privacy" / "restricted-zip3.json");
+    EXPECT_TRUE(zips);
+    mapper_ = std::make_unique<mapping::ScreeningMapper>(
+        *tables, identity::Pseudonymizer(std::string(48, 'k')), *zips, registry_);
+    auto catalog = events::SchemaCatalog::load(kSchemas / "events");
+    EXPECT_TRUE(catalog);
+    catalog_ = std::move(*catalog);
+    configure({});
+  }
+
+  void configure(config::Hl7Config hl7) {
+    pipeline_.reset();
+    pipeline_registry_ = std::make_unique<metrics::Registry>();  // a pipeline registers once
+    Hl7PipelineOptions options;
+    options.hl7 = std::move(hl7);
+    options.referrals = &ledger_;
+    pipeline_ =
+        std::make_unique<Hl7Pipeline>(*mapper_, store_, nullptr, options, *pipeline_registry_);
+  }
+
+  std::string send(std::string message) {
+    asio::io_context io;
+    std::string answer;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          // A named Peer: GCC 12 mishandles braced temporaries in a co_await expression.
+          const pipeline::Peer peer{"10.0.0.1:5000", ""};
+          answer = co_await pipeline_->handle(std::move(message), peer);
+        },
+        asio::detached);
+    io.run();
+    return answer;
+  }
+
+  static std::string field(const std::string& ack, const std::string& path) {
+    auto m = Message::parse(ack);
+    EXPECT_TRUE(m) << ack;
+    return m ? m->get(path) : std::string();
+  }
+
+  // The committed events of one type, each validated against the schemas.
+  std::vector<rapidjson::Document> events_of(std::string_view type) {
+    std::vector<rapidjson::Document> out;
+    for (const auto& e : store_.events) {
+      auto valid = catalog_->validate_event(e.value);
+      EXPECT_TRUE(valid) << (valid ? "" : valid.error().message) << "\n" << e.value;
+      if (e.type != type) continue;
+      rapidjson::Document d;
+      d.Parse(e.value.c_str());
+      EXPECT_FALSE(d.HasParseError());
+      out.push_back(std::move(d));
+    }
+    return out;
+  }
+
+  static std::string str(const rapidjson::Value& doc, const char* pointer) {
+    const auto* v = rapidjson::Pointer(pointer).Get(doc);
+    if (v == nullptr) return "<absent>";
+    if (v->IsNull()) return "<null>";
+    if (v->IsString()) return v->GetString();
+    if (v->IsInt()) return std::to_string(v->GetInt());
+    return "<other>";
+  }
+
+  std::uint64_t counter(const std::string& line_prefix) {
+    const auto text = pipeline_registry_->render();
+    const auto at = text.find(line_prefix + " ");
+    if (at == std::string::npos) return 0;
+    return std::stoull(text.substr(at + line_prefix.size() + 1));
+  }
+
+  metrics::Registry registry_;
+  std::unique_ptr<metrics::Registry> pipeline_registry_;
+  std::unique_ptr<mapping::ScreeningMapper> mapper_;
+  std::unique_ptr<events::SchemaCatalog> catalog_;
+  RecordingStore store_;
+  InMemoryReferralLedger ledger_;
+  std::unique_ptr<Hl7Pipeline> pipeline_;
+};
+
+constexpr const char* kScreening = "org.sdoh.screening.v1";
+constexpr const char* kReferral = "org.sdoh.referral.v1";
+constexpr const char* kStatus = "org.sdoh.referral.status.v1";
+constexpr const char* kDeadLetter = "org.sdoh.deadletter.v1";
+
+// A Hunger Vital Sign ORU with MSH-18 and the display texts given, in whatever bytes.
+std::string hvs_oru(const std::string& msh18, const std::string& answer_display,
+                    const std::string& obr7 = "20261120100000-0500") {
+  return "MSH|^~\\&|EHR|PEDS_CLINIC_A|SDOH_GW|STATE_EC|20261120103000-0500||ORU^R01|CS-1|P|2.5.1"
+         "||||||" +
+         msh18 +
+         "\rPID|1||MRN777^^^PEDS_A^MR||Nu\xF1"
+         "ez^Jos\xE9\rOBR|1|O1||88121-9^Hunger Vital Sign^LN|||" +
+         obr7 + "\rOBX|1|CWE|88122-7^Food worry^LN||LA28397-0^" + answer_display +
+         "^LN||||||F\rOBX|2|CWE|88123-5^Food did not last^LN||LA28398-8^Never true^LN||||||F\r";
+}
+
+// --- MSH-18 character sets ---------------------------------------------------------------
+
+TEST_F(Hl7PipelineTest, Latin1MessageValuesArriveAsUtf8InEvents) {
+  auto ack = send(hvs_oru("8859/1",
+                          "A menudo es cierto \xAB"
+                          "a\xF1o\xBB"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AA");
+  auto screenings = events_of(kScreening);
+  ASSERT_EQ(screenings.size(), 1u);
+  EXPECT_EQ(str(screenings[0], "/data/domains/0/items/0/answer/display"),
+            "A menudo es cierto \xC2\xAB"
+            "a\xC3\xB1o\xC2\xBB");
+  EXPECT_EQ(
+      counter("sdoh_hl7_charset_fallbacks_total{declared=\"8859/1\",read_as=\"windows-1252\"}"),
+      0u);
+}
+
+TEST_F(Hl7PipelineTest, UndeclaredWindows1252IsConvertedAndCounted) {
+  auto ack = send(hvs_oru("", "\x93Often\x94 true"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AA");
+  auto screenings = events_of(kScreening);
+  ASSERT_EQ(screenings.size(), 1u);
+  EXPECT_EQ(str(screenings[0], "/data/domains/0/items/0/answer/display"),
+            "\xE2\x80\x9COften\xE2\x80\x9D true");
+  EXPECT_EQ(counter("sdoh_hl7_charset_fallbacks_total{declared=\"none\",read_as=\"windows-1252\"}"),
+            1u);
+}
+
+TEST_F(Hl7PipelineTest, DeclaredUtf8WithInvalidBytesIsAeNamingTheField) {
+  auto ack = send(hvs_oru("UNICODE UTF-8", "Often true"));  // PID-5 holds Latin-1 bytes
+  EXPECT_EQ(field(ack, "MSA-1"), "AE");
+  EXPECT_EQ(field(ack, "ERR-2.1"), "PID");
+  EXPECT_EQ(field(ack, "ERR-2.2"), "1");
+  EXPECT_EQ(field(ack, "ERR-2.3"), "5");
+  EXPECT_EQ(field(ack, "ERR-3.1"), "102");
+  EXPECT_TRUE(events_of(kScreening).empty());
+  auto dead = events_of(kDeadLetter);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(str(dead[0], "/data/location/segment"), "PID");
+  EXPECT_EQ(str(dead[0], "/data/error/code"), "102");
+}
+
+TEST_F(Hl7PipelineTest, UnsupportedCharacterSetIsArNamingMsh18) {
+  auto ack = send(hvs_oru("UNICODE UTF-16", "Often true"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AR");
+  EXPECT_EQ(field(ack, "ERR-2.1"), "MSH");
+  EXPECT_EQ(field(ack, "ERR-2.3"), "18");
+  EXPECT_EQ(events_of(kDeadLetter).size(), 1u);
+}
+
+// --- Time zones for times without an offset ---------------------------------------------
+
+TEST_F(Hl7PipelineTest, TimesWithoutOffsetAreReadInTheSendersZone) {
+  config::Hl7Config hl7;
+  hl7.default_timezone = "America/New_York";
+  hl7.senders["EHR^PEDS_CLINIC_A"].timezone = "America/Chicago";
+  configure(hl7);
+  send(hvs_oru("", "Often true", "20261120100000"));
+  auto screenings = events_of(kScreening);
+  ASSERT_EQ(screenings.size(), 1u);
+  EXPECT_EQ(str(screenings[0], "/data/performed"), "2026-11-20T10:00:00-06:00");
+}
+
+TEST_F(Hl7PipelineTest, FacilityKeyAndDefaultZoneApplyToo) {
+  config::Hl7Config hl7;
+  hl7.default_timezone = "America/Denver";
+  configure(hl7);
+  send(hvs_oru("", "Often true", "20260701100000"));
+  config::Hl7Config by_facility;
+  by_facility.senders["PEDS_CLINIC_A"].timezone = "America/Los_Angeles";
+  configure(by_facility);
+  auto second = replace(hvs_oru("", "Often true", "20260701100000"), "|CS-1|", "|CS-2|");
+  send(second);
+  auto screenings = events_of(kScreening);
+  ASSERT_EQ(screenings.size(), 2u);
+  EXPECT_EQ(str(screenings[0], "/data/performed"), "2026-07-01T10:00:00-06:00");
+  EXPECT_EQ(str(screenings[1], "/data/performed"), "2026-07-01T10:00:00-07:00");
+}
+
+TEST_F(Hl7PipelineTest, WithoutAZoneTimesWithoutOffsetStayDates) {
+  send(hvs_oru("", "Often true", "20261120100000"));
+  auto screenings = events_of(kScreening);
+  ASSERT_EQ(screenings.size(), 1u);
+  EXPECT_EQ(str(screenings[0], "/data/performed"), "2026-11-20");
+}
+
+// --- REF^I12 → referral -------------------------------------------------------------------
+
+TEST_F(Hl7PipelineTest, RefSampleBecomesAReferralWithConsentedContact) {
+  auto ack = send(sample("ref-i12-home-visiting.hl7"));
+  EXPECT_EQ(field(ack, "MSA-1"), "CA");  // MSH-15 AL: enhanced mode
+  EXPECT_EQ(field(ack, "MSA-2"), "A1000003");
+  auto referrals = events_of(kReferral);
+  ASSERT_EQ(referrals.size(), 1u);
+  const auto& r = referrals[0];
+  const auto id = str(r, "/data/referralId");
+  EXPECT_EQ(id.size(), 32u);
+  EXPECT_EQ(str(r, "/subject"), id);
+  EXPECT_EQ(str(r, "/data/clinicReferralNumber/system"), "PEDS_A");
+  EXPECT_EQ(str(r, "/data/clinicReferralNumber/value"), "REF-2026-0001");
+  EXPECT_EQ(str(r, "/data/status"), "requested");
+  EXPECT_EQ(str(r, "/data/businessStatus"), "<null>");
+  EXPECT_EQ(str(r, "/data/category"), "food-insecurity");
+  EXPECT_EQ(str(r, "/data/service/code"), "HV");
+  EXPECT_EQ(str(r, "/data/priority"), "routine");
+  EXPECT_EQ(str(r, "/data/agency/id"), "ehv-durham");
+  EXPECT_EQ(str(r, "/data/agency/name"), "Early Start Home Visiting");
+  EXPECT_EQ(str(r, "/data/agency/topic"), "sdoh.referral.v1");
+  EXPECT_EQ(str(r, "/data/requester/id"), "1234567890");
+  EXPECT_EQ(str(r, "/data/requester/system"), "http://hl7.org/fhir/sid/us-npi");
+  EXPECT_EQ(str(r, "/data/requester/display"), "Dr Ana Rivera");
+  EXPECT_EQ(str(r, "/data/requester/facility/id"), "PEDS_CLINIC_A");
+  EXPECT_EQ(str(r, "/data/authoredOn"), "2026-11-20");
+  EXPECT_EQ(str(r, "/data/patient/pseudonym").size(), 64u);
+  EXPECT_EQ(str(r, "/data/patient/ageBand"), "0-11m");
+  EXPECT_EQ(str(r, "/data/patient/zip3"), "277");
+  EXPECT_EQ(str(r, "/data/consent/status"), "active");
+  EXPECT_EQ(str(r, "/data/consent/source"), "hl7-con");
+  EXPECT_EQ(str(r, "/data/consent/date"), "2026-11-20");
+  EXPECT_EQ(str(r, "/data/contact/name/family"), "Garcia");
+  EXPECT_EQ(str(r, "/data/contact/name/given/0"), "Sofia");
+  EXPECT_EQ(str(r, "/data/contact/phone"), "+19195551234");
+  EXPECT_EQ(str(r, "/data/contact/address/line/0"), "12 Elm St");
+  EXPECT_EQ(str(r, "/data/contact/address/postalCode"), "27701");
+  EXPECT_EQ(str(r, "/data/contact/preferredLanguage/code"), "spa");
+  EXPECT_EQ(str(r, "/data/contact/guardian/name/given/0"), "Maria");
+  EXPECT_EQ(str(r, "/data/contact/guardian/relationship/code"), "MTH");
+  EXPECT_EQ(str(r, "/data/contact/guardian/phone"), "+19195551234");
+  EXPECT_EQ(str(r, "/data/note"), "Family asked for help with food and housing");
+  EXPECT_EQ(store_.events[0].key, id);
+  EXPECT_EQ(store_.events[0].topic, "sdoh.referral.v1");
+  // The MRN never leaves: only its pseudonym.
+  EXPECT_EQ(store_.events[0].value.find("MRN12345"), std::string::npos);
+}
+
+TEST_F(Hl7PipelineTest, RefAlsoOpensTheReferralsStatusHistory) {
+  send(sample("ref-i12-home-visiting.hl7"));
+  auto statuses = events_of(kStatus);
+  ASSERT_EQ(statuses.size(), 1u);
+  const auto& s = statuses[0];
+  EXPECT_EQ(str(s, "/data/status"), "requested");
+  EXPECT_EQ(str(s, "/data/previousStatus"), "<null>");
+  EXPECT_EQ(str(s, "/data/sequence"), "1");
+  EXPECT_EQ(str(s, "/data/updatedBy/role"), "clinic");
+  EXPECT_EQ(str(s, "/data/agency/id"), "ehv-durham");
+  EXPECT_EQ(str(s, "/data/category"), "food-insecurity");
+  EXPECT_EQ(store_.events[1].topic, "sdoh.referral-status.v1");
+  EXPECT_EQ(str(s, "/data/referralId"), str(events_of(kReferral)[0], "/data/referralId"));
+}
+
+TEST_F(Hl7PipelineTest, RefWithoutConsentCarriesNoContactAndNoNote) {
+  send(without(sample("ref-i12-home-visiting.hl7"), "CON"));
+  auto referrals = events_of(kReferral);
+  ASSERT_EQ(referrals.size(), 1u);
+  EXPECT_EQ(str(referrals[0], "/data/consent/status"), "none");
+  EXPECT_EQ(str(referrals[0], "/data/consent/source"), "none");
+  EXPECT_EQ(str(referrals[0], "/data/contact"), "<absent>");
+  EXPECT_EQ(str(referrals[0], "/data/note"), "<null>");
+  EXPECT_EQ(str(referrals[0], "/data/businessStatus"), "awaiting-consent");
+  for (const auto& e : store_.events) {
+    for (const char* phi : {"Garcia", "Sofia", "5551234", "Elm St", "MRN12345"})
+      EXPECT_EQ(e.value.find(phi), std::string::npos) << phi << " in " << e.value;
+  }
+}
+
+TEST_F(Hl7PipelineTest, RefusedConsentIsNoneAndRescindedIsRevoked) {
+  send(replace(sample("ref-i12-home-visiting.hl7"), "A^Active^HL70498", "R^Refused^HL70498"));
+  auto rescinded = replace(
+      replace(sample("ref-i12-home-visiting.hl7"), "A^Active^HL70498", "X^Rescinded^HL70498"),
+      "REF-2026-0001", "REF-2026-0002");
+  send(replace(rescinded, "|A1000003|", "|A1000004|"));
+  auto referrals = events_of(kReferral);
+  ASSERT_EQ(referrals.size(), 2u);
+  EXPECT_EQ(str(referrals[0], "/data/consent/status"), "none");
+  EXPECT_EQ(str(referrals[1], "/data/consent/status"), "revoked");
+  EXPECT_EQ(str(referrals[1], "/data/contact"), "<absent>");
+}
+
+TEST_F(Hl7PipelineTest, ClinicPolicyAllowsContactWithoutCon) {
+  config::Hl7Config hl7;
+  hl7.senders["EHR^PEDS_CLINIC_A"].contact_consent = "clinic-policy";
+  configure(hl7);
+  send(without(sample("ref-i12-home-visiting.hl7"), "CON"));
+  auto referrals = events_of(kReferral);
+  ASSERT_EQ(referrals.size(), 1u);
+  EXPECT_EQ(str(referrals[0], "/data/consent/status"), "active");
+  EXPECT_EQ(str(referrals[0], "/data/consent/source"), "clinic-policy");
+  EXPECT_EQ(str(referrals[0], "/data/contact/name/family"), "Garcia");
+}
+
+TEST_F(Hl7PipelineTest, ClinicPolicyDoesNotOverrideARefusingCon) {
+  config::Hl7Config hl7;
+  hl7.senders["EHR^PEDS_CLINIC_A"].contact_consent = "clinic-policy";
+  configure(hl7);
+  send(replace(sample("ref-i12-home-visiting.hl7"), "A^Active^HL70498", "R^Refused^HL70498"));
+  auto referrals = events_of(kReferral);
+  ASSERT_EQ(referrals.size(), 1u);
+  EXPECT_EQ(str(referrals[0], "/data/consent/source"), "hl7-con");
+  EXPECT_EQ(str(referrals[0], "/data/contact"), "<absent>");
+}
+
+TEST_F(Hl7PipelineTest, NeedFromAnswersWhenObrNamesAPanelNotACategory) {
+  send(replace(sample("ref-i12-home-visiting.hl7"), "food-insecurity^Food insecurity^SDOHCC",
+               "88121-9^Hunger Vital Sign^LN"));
+  auto referrals = events_of(kReferral);
+  ASSERT_EQ(referrals.size(), 1u);
+  EXPECT_EQ(str(referrals[0], "/data/category"), "food-insecurity");
+}
+
+TEST_F(Hl7PipelineTest, RefWhoseAnswersNameNoNeedIsAeNamingObr4) {
+  auto text = replace(sample("ref-i12-home-visiting.hl7"), "food-insecurity^Food insecurity^SDOHCC",
+                      "88121-9^Hunger Vital Sign^LN");
+  auto ack = send(replace(text, "LA28397-0^Often true", "LA28398-8^Never true"));
+  EXPECT_EQ(field(ack, "MSA-1"), "CR");
+  EXPECT_EQ(field(ack, "ERR-2.1"), "OBR");
+  EXPECT_EQ(field(ack, "ERR-2.3"), "4");
+  EXPECT_TRUE(events_of(kReferral).empty());
+  EXPECT_EQ(events_of(kDeadLetter).size(), 1u);
+}
+
+TEST_F(Hl7PipelineTest, RefWithoutRf1IsRejectedNamingRf1WithADeadLetter) {
+  auto ack = send(replace(without(sample("ref-i12-home-visiting.hl7"), "RF1"), "|AL|AL", "||"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AE");
+  EXPECT_EQ(field(ack, "ERR-2.1"), "RF1");
+  EXPECT_TRUE(events_of(kReferral).empty());
+  auto dead = events_of(kDeadLetter);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(str(dead[0], "/data/location/segment"), "RF1");
+  ASSERT_EQ(store_.dead_letters.size(), 1u);
+}
+
+TEST_F(Hl7PipelineTest, RefWithoutPrdIsRejectedNamingPrd) {
+  auto ack = send(replace(without(sample("ref-i12-home-visiting.hl7"), "PRD"), "|AL|AL", "||"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AE");
+  EXPECT_EQ(field(ack, "ERR-2.1"), "PRD");
+  EXPECT_EQ(events_of(kDeadLetter).size(), 1u);
+}
+
+TEST_F(Hl7PipelineTest, RefWithoutReferredToAgencyIdIsRejectedNamingPrd7) {
+  auto ack = send(replace(replace(sample("ref-i12-home-visiting.hl7"), "EHV-DURHAM^AGENCY^NC", ""),
+                          "|AL|AL", "||"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AE");
+  EXPECT_EQ(field(ack, "ERR-2.1"), "PRD");
+  EXPECT_EQ(field(ack, "ERR-2.2"), "1");
+  EXPECT_EQ(field(ack, "ERR-2.3"), "7");
+  EXPECT_EQ(field(ack, "ERR-3.1"), "101");
+}
+
+TEST_F(Hl7PipelineTest, RefWithoutReferralNumberIsRejectedNamingRf16) {
+  auto ack = send(replace(replace(sample("ref-i12-home-visiting.hl7"), "REF-2026-0001^PEDS_A", ""),
+                          "|AL|AL", "||"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AE");
+  EXPECT_EQ(field(ack, "ERR-2.1"), "RF1");
+  EXPECT_EQ(field(ack, "ERR-2.3"), "6");
+}
+
+TEST_F(Hl7PipelineTest, UnknownPriorityIsTableValueNotFound) {
+  auto ack = send(
+      replace(replace(sample("ref-i12-home-visiting.hl7"), "R^Routine^HL70280", "Z^Someday^LOCAL"),
+              "|AL|AL", "||"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AE");
+  EXPECT_EQ(field(ack, "ERR-2.3"), "2");
+  EXPECT_EQ(field(ack, "ERR-3.1"), "103");
+}
+
+TEST_F(Hl7PipelineTest, RefResendGetsTheStoredAnswerAndNoNewEvents) {
+  auto first = send(sample("ref-i12-home-visiting.hl7"));
+  auto again = send(sample("ref-i12-home-visiting.hl7"));
+  EXPECT_EQ(again, first);
+  EXPECT_EQ(events_of(kReferral).size(), 1u);
+  EXPECT_EQ(events_of(kStatus).size(), 1u);
+}
+
+TEST_F(Hl7PipelineTest, SameReferralUnderANewControlIdIsAcknowledgedWithoutNewEvents) {
+  send(sample("ref-i12-home-visiting.hl7"));
+  auto ack = send(replace(sample("ref-i12-home-visiting.hl7"), "|A1000003|", "|A1000099|"));
+  EXPECT_EQ(field(ack, "MSA-1"), "CA");
+  EXPECT_EQ(events_of(kReferral).size(), 1u);
+  EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I12\",outcome=\"already-known\"}"),
+            1u);
+}
+
+// --- RRI^I12 → referral status ------------------------------------------------------------
+
+TEST_F(Hl7PipelineTest, RriSampleAcceptsTheReferral) {
+  config::Hl7Config hl7;
+  hl7.default_timezone = "America/New_York";
+  configure(hl7);
+  send(sample("ref-i12-home-visiting.hl7"));
+  auto ack = send(sample("rri-i12-accepted.hl7"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AA");
+  EXPECT_EQ(field(ack, "MSA-2"), "EHV-55");
+  auto statuses = events_of(kStatus);
+  ASSERT_EQ(statuses.size(), 2u);
+  const auto& s = statuses[1];
+  EXPECT_EQ(str(s, "/data/referralId"), str(events_of(kReferral)[0], "/data/referralId"));
+  EXPECT_EQ(str(s, "/data/status"), "accepted");
+  EXPECT_EQ(str(s, "/data/previousStatus"), "requested");
+  EXPECT_EQ(str(s, "/data/sequence"), "2");
+  EXPECT_EQ(str(s, "/data/reason"), "Family contacted, first visit scheduled");
+  EXPECT_EQ(str(s, "/data/updatedBy/role"), "agency");
+  EXPECT_EQ(str(s, "/data/updatedBy/id"), "ehv-durham");
+  EXPECT_EQ(str(s, "/data/time"), "2026-11-22T09:00:00-05:00");
+  EXPECT_EQ(str(s, "/data/agency/id"), "ehv-durham");
+  EXPECT_EQ(str(s, "/data/category"), "food-insecurity");
+  EXPECT_EQ(store_.events.back().key, str(s, "/data/referralId"));
+}
+
+TEST_F(Hl7PipelineTest, RriTimeWithoutOffsetOrZoneIsWhenReceived) {
+  send(sample("ref-i12-home-visiting.hl7"));
+  send(sample("rri-i12-accepted.hl7"));
+  auto statuses = events_of(kStatus);
+  ASSERT_EQ(statuses.size(), 2u);
+  EXPECT_EQ(str(statuses[1], "/data/time"), str(statuses[1], "/time"));
+}
+
+TEST_F(Hl7PipelineTest, RriFindsTheReferralByMsa2AloneToo) {
+  send(sample("ref-i12-home-visiting.hl7"));
+  auto ack = send(replace(sample("rri-i12-accepted.hl7"), "REF-2026-0001^PEDS_A", ""));
+  EXPECT_EQ(field(ack, "MSA-1"), "AA");
+  EXPECT_EQ(events_of(kStatus).size(), 2u);
+}
+
+TEST_F(Hl7PipelineTest, RriFindsTheReferralByItsReferralIdInRf111) {
+  send(sample("ref-i12-home-visiting.hl7"));
+  const auto id = str(events_of(kReferral)[0], "/data/referralId");
+  auto rri = replace(sample("rri-i12-accepted.hl7"), "REF-2026-0001^PEDS_A", "");
+  rri = replace(rri, "MSA|AA|A1000003", "MSA|AA|");
+  rri = replace(rri, "^Family contacted, first visit scheduled",
+                "^Family contacted, first visit scheduled|" + id);
+  auto ack = send(rri);
+  EXPECT_EQ(field(ack, "MSA-1"), "AA");
+  EXPECT_EQ(events_of(kStatus).size(), 2u);
+}
+
+TEST_F(Hl7PipelineTest, RriForAnUnknownReferralIsAeUnknownKeyWithADeadLetter) {
+  auto ack = send(sample("rri-i12-accepted.hl7"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AE");
+  EXPECT_EQ(field(ack, "ERR-2.1"), "RF1");
+  EXPECT_EQ(field(ack, "ERR-2.3"), "6");
+  EXPECT_EQ(field(ack, "ERR-3.1"), "204");
+  EXPECT_TRUE(events_of(kStatus).empty());
+  auto dead = events_of(kDeadLetter);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(str(dead[0], "/data/stage"), "lifecycle");
+}
+
+TEST_F(Hl7PipelineTest, RriFromAnotherAgencyIsRefused) {
+  send(sample("ref-i12-home-visiting.hl7"));
+  auto rri =
+      replace(sample("rri-i12-accepted.hl7"), "EHV-DURHAM^AGENCY^NC", "WIC-DURHAM^AGENCY^NC");
+  auto ack = send(replace(rri, "|AGENCY|EHV-DURHAM|", "|AGENCY|WIC-DURHAM|"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AE");
+  EXPECT_EQ(field(ack, "ERR-3.1"), "204");
+  EXPECT_EQ(events_of(kStatus).size(), 1u);
+}
+
+TEST_F(Hl7PipelineTest, StatusHistoryIsNumberedAndAFinalStatusIsFinal) {
+  send(sample("ref-i12-home-visiting.hl7"));
+  send(sample("rri-i12-accepted.hl7"));
+  auto completed = replace(sample("rri-i12-accepted.hl7"), "A^Accepted^HL70283", "completed");
+  send(replace(completed, "|EHV-55|", "|EHV-56|"));
+  auto late = replace(sample("rri-i12-accepted.hl7"), "A^Accepted^HL70283", "in-progress");
+  auto ack = send(replace(late, "|EHV-55|", "|EHV-57|"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AE");
+  EXPECT_EQ(field(ack, "ERR-2.3"), "1");
+  EXPECT_EQ(field(ack, "ERR-3.1"), "103");
+  auto statuses = events_of(kStatus);
+  ASSERT_EQ(statuses.size(), 3u);
+  EXPECT_EQ(str(statuses[2], "/data/status"), "completed");
+  EXPECT_EQ(str(statuses[2], "/data/previousStatus"), "accepted");
+  EXPECT_EQ(str(statuses[2], "/data/sequence"), "3");
+  EXPECT_NE(str(statuses[1], "/id"), str(statuses[2], "/id"));
+}
+
+TEST_F(Hl7PipelineTest, RriResendIsAnsweredFromTheStoreWithoutANewEvent) {
+  send(sample("ref-i12-home-visiting.hl7"));
+  auto first = send(sample("rri-i12-accepted.hl7"));
+  auto again = send(sample("rri-i12-accepted.hl7"));
+  EXPECT_EQ(again, first);
+  EXPECT_EQ(events_of(kStatus).size(), 2u);
+}
+
+TEST_F(Hl7PipelineTest, RriWithUnknownStatusCodeIsAeNamingRf11) {
+  send(sample("ref-i12-home-visiting.hl7"));
+  auto ack = send(replace(sample("rri-i12-accepted.hl7"), "A^Accepted^HL70283", "Q^Queued^LOCAL"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AE");
+  EXPECT_EQ(field(ack, "ERR-2.1"), "RF1");
+  EXPECT_EQ(field(ack, "ERR-2.3"), "1");
+  EXPECT_EQ(field(ack, "ERR-3.1"), "103");
+}
+
+TEST_F(Hl7PipelineTest, RriWithoutRf1IsAeNamingRf1) {
+  send(sample("ref-i12-home-visiting.hl7"));
+  auto ack = send(without(sample("rri-i12-accepted.hl7"), "RF1"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AE");
+  EXPECT_EQ(field(ack, "ERR-2.1"), "RF1");
+  EXPECT_EQ(events_of(kDeadLetter).size(), 1u);
+}
+
+TEST_F(Hl7PipelineTest, ReferralHeldByAnotherMessageGetsARetryableNakNotRecorded) {
+  send(sample("ref-i12-home-visiting.hl7"));
+  const auto id = str(events_of(kReferral)[0], "/data/referralId");
+  ASSERT_TRUE(ledger_.claim(id));
+  auto busy = send(sample("rri-i12-accepted.hl7"));
+  EXPECT_EQ(field(busy, "MSA-1"), "AE");
+  EXPECT_EQ(field(busy, "ERR-3.1"), "206");
+  ledger_.release(id);
+  auto retried = send(sample("rri-i12-accepted.hl7"));
+  EXPECT_EQ(field(retried, "MSA-1"), "AA");
+  EXPECT_EQ(events_of(kStatus).size(), 2u);
+}
+
+TEST_F(Hl7PipelineTest, LogLinesAboutReferralsCarryNoPhi) {
+  log::init(log::Level::kDebug);
+  testing::internal::CaptureStdout();
+  send(sample("ref-i12-home-visiting.hl7"));
+  send(sample("rri-i12-accepted.hl7"));
+  send(replace(sample("rri-i12-accepted.hl7"), "|EHV-55|", "|EHV-58|"));  // unchanged
+  send(without(sample("rri-i12-accepted.hl7"), "RF1"));                   // rejected
+  const auto out = testing::internal::GetCapturedStdout();
+  log::init(log::Level::kInfo);
+  EXPECT_NE(out.find("hl7.referral_created"), std::string::npos);
+  EXPECT_NE(out.find("hl7.referral_updated"), std::string::npos);
+  EXPECT_NE(out.find("hl7.rejected"), std::string::npos);
+  for (const char* phi : {"Garcia", "Sofia", "Maria", "MRN12345", "5551234", "Elm St", "20260501",
+                          "Family asked", "Rivera"})
+    EXPECT_EQ(out.find(phi), std::string::npos) << phi;
+}
+
+TEST_F(Hl7PipelineTest, OtherMessageTypesAreStillRefused) {
+  auto ack = send(sample("bad-unsupported-type.hl7"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AR");
+  EXPECT_EQ(field(ack, "ERR-2.3"), "9");
+}
+
+}  // namespace
+}  // namespace sdoh::hl7v2

@@ -1,0 +1,164 @@
+// The protocol-neutral referral rules: consent gates contact details and the note, the need
+// comes from a category code or from answers through the screening engine, ids are stable.
+#include "gateway/mapping/referral.hpp"
+
+#include <filesystem>
+
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+
+#include "gateway/events/schema_catalog.hpp"
+
+namespace sdoh::mapping {
+namespace {
+
+namespace fs = std::filesystem;
+const fs::path kSchemas = fs::path(SDOH_SOURCE_DIR) / "schemas";
+
+class ReferralMapperTest : public ::testing::Test {
+ protected:
+  ReferralMapperTest() {
+    auto tables = MappingTables::load(kSchemas / "mappings");
+    EXPECT_TRUE(tables);
+    auto zips = load_zip_policy(kSchemas / "privacy" / "restricted-zip3.json");
+    EXPECT_TRUE(zips);
+    screenings_ = std::make_unique<ScreeningMapper>(
+        *tables, identity::Pseudonymizer(std::string(48, 'k')), *zips, registry_);
+    auto catalog = events::SchemaCatalog::load(kSchemas / "events");
+    EXPECT_TRUE(catalog);
+    catalog_ = std::move(*catalog);
+  }
+
+  static NormalizedReferral referral() {
+    NormalizedReferral r;
+    r.protocol = "fhir";
+    r.sender = "fhir-client";
+    r.message_id = "sr-1";
+    r.clinic_number_system = "urn:clinic";
+    r.clinic_number_value = "R-1";
+    r.category = "food-insecurity";
+    r.agency_id = "food-bank";
+    r.requester_id = "Practitioner/1";
+    r.authored_on = "2026-11-20";
+    r.patient_authority = "urn:mrn";
+    r.patient_identifier = "123";
+    r.contact = ContactDetails{{"Doe", {"Jane"}}, "+19195550000", std::nullopt, std::nullopt, {}};
+    r.note = "call after 5pm";
+    return r;
+  }
+
+  rapidjson::Document data_of(const MappedReferral& m) {
+    auto valid = catalog_->validate("urn:sdoh:schema:referral:v1", m.data);
+    EXPECT_TRUE(valid) << (valid ? "" : valid.error().message) << "\n" << m.data;
+    rapidjson::Document d;
+    d.Parse(m.data.c_str());
+    return d;
+  }
+
+  metrics::Registry registry_;
+  std::unique_ptr<ScreeningMapper> screenings_;
+  std::unique_ptr<events::SchemaCatalog> catalog_;
+};
+
+TEST_F(ReferralMapperTest, WithoutActiveConsentContactAndNoteAreDropped) {
+  ReferralMapper mapper(*screenings_);
+  auto m = mapper.map(referral());
+  ASSERT_TRUE(m);
+  auto d = data_of(*m);
+  EXPECT_FALSE(d.HasMember("contact"));
+  EXPECT_TRUE(d["note"].IsNull());
+  EXPECT_FALSE(m->contact_included);
+  EXPECT_EQ(m->data.find("Doe"), std::string::npos);
+}
+
+TEST_F(ReferralMapperTest, ActiveConsentCarriesContactAndNote) {
+  auto r = referral();
+  r.consent = {ConsentStatus::kActive, "fhir-consent", "2026-11-20"};
+  auto m = ReferralMapper(*screenings_).map(r);
+  ASSERT_TRUE(m);
+  auto d = data_of(*m);
+  EXPECT_STREQ(d["contact"]["name"]["family"].GetString(), "Doe");
+  EXPECT_STREQ(d["contact"]["phone"].GetString(), "+19195550000");
+  EXPECT_STREQ(d["note"].GetString(), "call after 5pm");
+}
+
+TEST_F(ReferralMapperTest, APhoneTheSchemaWouldRefuseIsLeftOut) {
+  auto r = referral();
+  r.consent.status = ConsentStatus::kActive;
+  r.consent.source = "clinic-policy";
+  r.contact->phone = "call the neighbour";
+  auto m = ReferralMapper(*screenings_).map(r);
+  ASSERT_TRUE(m);
+  auto d = data_of(*m);
+  EXPECT_FALSE(d["contact"].HasMember("phone"));
+}
+
+TEST_F(ReferralMapperTest, ReferralIdDependsOnlyOnTheClinicsNumber) {
+  auto a = referral();
+  auto b = referral();
+  b.message_id = "sr-2";
+  b.sender = "other-client";
+  EXPECT_EQ(ReferralMapper(*screenings_).map(a)->referral_id,
+            ReferralMapper(*screenings_).map(b)->referral_id);
+  EXPECT_EQ(referral_id("urn:clinic", "R-1").size(), 32u);
+  EXPECT_NE(referral_id("urn:clinic", "R-1"), referral_id("urn:clinic", "R-2"));
+}
+
+TEST_F(ReferralMapperTest, NeedFromPositiveAnswersWhenNoCategoryIsGiven) {
+  auto r = referral();
+  r.category.clear();
+  NormalizedScreening hvs;
+  hvs.protocol = "fhir";
+  hvs.patient_identifier = "123";
+  hvs.panel = Coding{"http://loinc.org", "88121-9", ""};
+  ItemResponse item;
+  item.question = {"http://loinc.org", "88122-7", ""};
+  item.answers.push_back({Coding{"http://loinc.org", "LA28397-0", ""}, {}, {}, {}});
+  hvs.items.push_back(item);
+  r.evidence.push_back(hvs);
+  auto m = ReferralMapper(*screenings_).map(r);
+  ASSERT_TRUE(m) << m.error().message;
+  EXPECT_EQ(m->category, "food-insecurity");
+}
+
+TEST_F(ReferralMapperTest, TwoNamedNeedsAreRefused) {
+  auto r = referral();
+  NormalizedScreening group;
+  group.panel = Coding{"", "housing-instability", ""};
+  r.evidence.push_back(group);
+  auto m = ReferralMapper(*screenings_).map(r);
+  ASSERT_FALSE(m);
+  EXPECT_EQ(m.error().where.expression, "category");
+}
+
+TEST_F(ReferralMapperTest, MissingAgencyOrNumberIsNamed) {
+  auto r = referral();
+  r.agency_id.clear();
+  EXPECT_EQ(ReferralMapper(*screenings_).map(r).error().where.expression, "agency.id");
+  r = referral();
+  r.clinic_number_value.clear();
+  EXPECT_EQ(ReferralMapper(*screenings_).map(r).error().where.expression, "clinicReferralNumber");
+}
+
+TEST(ReferralStatusData, FirstEventHasNullPreviousStatusAndValidates) {
+  ReferralTransition t;
+  t.referral_id = referral_id("urn:clinic", "R-1");
+  t.updated_by_role = "clinic";
+  t.updated_by_id = "peds_clinic_a";
+  t.time = "2026-11-20T10:45:00-05:00";
+  t.agency_id = "ehv-durham";
+  t.category = "food-insecurity";
+  auto catalog = events::SchemaCatalog::load(kSchemas / "events");
+  ASSERT_TRUE(catalog);
+  const auto data = referral_status_data(t);
+  EXPECT_TRUE((*catalog)->validate("urn:sdoh:schema:referral-status:v1", data)) << data;
+  EXPECT_NE(data.find("\"previousStatus\":null"), std::string::npos);
+}
+
+TEST(ClipText, CutsAtCharacterBoundaries) {
+  EXPECT_EQ(clip_text("a\xC3\xA9z", 2), "a\xC3\xA9");
+  EXPECT_EQ(clip_text("abc", 5), "abc");
+}
+
+}  // namespace
+}  // namespace sdoh::mapping
