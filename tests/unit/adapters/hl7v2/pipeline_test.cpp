@@ -59,7 +59,7 @@ class RecordingStore final : public pipeline::CommitPort {
     const auto key = r.inbound.protocol + "|" + r.inbound.sender + "|" + r.inbound.dedupe_key;
     if (auto it = answers_.find(key); it != answers_.end()) {
       co_return pipeline::CommitOutcome{pipeline::CommitStatus::kDuplicate, it->second.first,
-                                        it->second.second, 0};
+                                        it->second.second, 0, {}};
     }
     answers_[key] = {r.inbound.answer_code, r.inbound.answer};
     for (auto& e : r.events)
