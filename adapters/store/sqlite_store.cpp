@@ -93,6 +93,24 @@ const std::vector<const char*> kMigrations = {
         PRIMARY KEY (topic, partition)
       ) STRICT;
     )sql",
+    // 4: referral state for the closed loop: how an agency's answer finds its referral, the
+    // current status and the sequence of its last status event.
+    R"sql(
+      CREATE TABLE referrals (
+        referral_id          TEXT PRIMARY KEY,
+        clinic_number_system TEXT NOT NULL,
+        clinic_number_value  TEXT NOT NULL,
+        source_control_id    TEXT NOT NULL,
+        agency_id            TEXT NOT NULL,
+        category             TEXT NOT NULL,
+        status               TEXT NOT NULL,
+        business_status      TEXT NOT NULL,
+        sequence             INTEGER NOT NULL,
+        updated_at           INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX referrals_clinic_number ON referrals(clinic_number_value);
+      CREATE INDEX referrals_source ON referrals(source_control_id);
+    )sql",
 };
 
 std::int64_t now_ms() {
@@ -1236,6 +1254,97 @@ Result<ReplayResult> SqliteStore::replay_event(const std::string& dead_letter_id
         impl->undelivered.fetch_add(r->events);
         impl->dead_letters.fetch_sub(1);
       });
+}
+
+namespace {
+
+struct RecordReferralOp final : WriteOp {
+  ReferralRow row;
+  Result<void> execute(SqliteStore::Impl& s) override {
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(
+        s.db,
+        "INSERT INTO referrals(referral_id, clinic_number_system, clinic_number_value, "
+        "source_control_id, agency_id, category, status, business_status, sequence, updated_at) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT(referral_id) DO UPDATE SET "
+        "status = excluded.status, business_status = excluded.business_status, sequence = "
+        "excluded.sequence, updated_at = excluded.updated_at WHERE excluded.sequence >= sequence",
+        -1, &st, nullptr);
+    const std::string* texts[] = {&row.referral_id,
+                                  &row.clinic_number_system,
+                                  &row.clinic_number_value,
+                                  &row.source_control_id,
+                                  &row.agency_id,
+                                  &row.category,
+                                  &row.status,
+                                  &row.business_status};
+    for (int i = 0; i < 8; ++i) {
+      sqlite3_bind_text(st, i + 1, texts[i]->data(), static_cast<int>(texts[i]->size()),
+                        SQLITE_STATIC);
+    }
+    sqlite3_bind_int64(st, 9, row.sequence);
+    sqlite3_bind_int64(st, 10, now_ms());
+    if (auto r = step_changes(s.db, st); !r) return fail(r.error());
+    return {};
+  }
+  void finish(Result<void> result) override {
+    if (!result) {
+      log::error("store.referral_not_recorded",
+                 {{"referral_id", row.referral_id}, {"reason", result.error().message}});
+    }
+  }
+};
+
+}  // namespace
+
+void SqliteStore::record_referral(ReferralRow row) {
+  auto op = std::make_unique<RecordReferralOp>();
+  op->row = std::move(row);
+  impl_->enqueue(std::move(op));
+}
+
+Result<std::optional<ReferralRow>> SqliteStore::find_referral(const ReferralKeysRow& keys) const {
+  std::lock_guard lock(impl_->reader_mutex);
+  constexpr const char* kColumns =
+      "SELECT referral_id, clinic_number_system, clinic_number_value, source_control_id, "
+      "agency_id, category, status, business_status, sequence FROM referrals ";
+  // Most specific first; a clinic number or control id only when exactly one referral has it.
+  auto query = [this](const std::string& where,
+                      const std::vector<std::string>& args) -> Result<std::optional<ReferralRow>> {
+    sqlite3_stmt* st = nullptr;
+    const auto sql = std::string(kColumns) + where + " LIMIT 2";
+    if (sqlite3_prepare_v2(impl_->reader, sql.c_str(), -1, &st, nullptr) != SQLITE_OK)
+      return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      sqlite3_bind_text(st, static_cast<int>(i + 1), args[i].data(),
+                        static_cast<int>(args[i].size()), SQLITE_STATIC);
+    }
+    std::vector<ReferralRow> rows;
+    int rc = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      rows.push_back({column(st, 0), column(st, 1), column(st, 2), column(st, 3), column(st, 4),
+                      column(st, 5), column(st, 6), column(st, 7), sqlite3_column_int(st, 8)});
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
+    if (rows.size() != 1) return std::optional<ReferralRow>{};
+    return std::optional<ReferralRow>(std::move(rows[0]));
+  };
+  if (!keys.referral_id.empty()) {
+    auto r = query("WHERE referral_id = ?1", {keys.referral_id});
+    if (!r || *r) return r;
+  }
+  if (!keys.clinic_number_value.empty()) {
+    auto r = keys.clinic_number_system.empty()
+                 ? query("WHERE clinic_number_value = ?1", {keys.clinic_number_value})
+                 : query("WHERE clinic_number_value = ?1 AND clinic_number_system = ?2",
+                         {keys.clinic_number_value, keys.clinic_number_system});
+    if (!r || *r) return r;
+  }
+  if (!keys.source_control_id.empty()) {
+    return query("WHERE source_control_id = ?1", {keys.source_control_id});
+  }
+  return std::optional<ReferralRow>{};
 }
 
 Result<std::int64_t> SqliteStore::prune_now() {

@@ -85,6 +85,27 @@ struct ReplayResult {
   std::int64_t events = 0;
 };
 
+/// A referral's state for the closed loop (status as its lifecycle name, e.g. "accepted").
+struct ReferralRow {
+  std::string referral_id;
+  std::string clinic_number_system;
+  std::string clinic_number_value;
+  std::string source_control_id;
+  std::string agency_id;
+  std::string category;
+  std::string status;
+  std::string business_status;
+  int sequence = 1;  ///< of the last status event
+};
+
+/// How an agency's answer names its referral, most specific first; empty ones are skipped.
+struct ReferralKeysRow {
+  std::string referral_id;
+  std::string clinic_number_system;  ///< empty: the number alone, when it is unique
+  std::string clinic_number_value;
+  std::string source_control_id;
+};
+
 struct StoreStats {
   std::int64_t undelivered = 0;
   std::int64_t oldest_undelivered_ms = 0;  ///< created_at of the oldest undelivered event (0: none)
@@ -135,6 +156,12 @@ class SqliteStore final : public pipeline::CommitPort {
   /// Replays a dead letter of an event Kafka refused: it is queued for publishing again.
   /// Exactly once: a second replay fails with kConflict.
   Result<ReplayResult> replay_event(const std::string& dead_letter_id);
+
+  /// Records a referral's state (queued to the writer; a newer sequence never goes back).
+  void record_referral(ReferralRow row);
+  /// The referral the keys name: by id, else by a clinic number or REF control id that exactly
+  /// one referral has.
+  Result<std::optional<ReferralRow>> find_referral(const ReferralKeysRow& keys) const;
 
   /// Applies the retention policy once, now (tests; the writer thread does it every
   /// store.prune_interval). Returns the rows removed or cleared.

@@ -15,6 +15,7 @@
 
 #include "adapters/hl7v2/mllp_server.hpp"
 #include "adapters/hl7v2/pipeline.hpp"
+#include "adapters/hl7v2/referral_ledger.hpp"
 #include "adapters/http/server.hpp"
 #include "adapters/kafka/embedded_broker.hpp"
 #include "adapters/kafka/producer.hpp"
@@ -98,6 +99,47 @@ class DeliveredAckPort final : public pipeline::CommitPort {
   store::SqliteStore& store_;
   std::chrono::milliseconds timeout_;
   std::function<void()> wake_relay_;
+};
+
+/// The HL7 pipeline's referral ledger, kept in the store so that an agency's answer finds its
+/// referral after a restart. Recent referrals are also held in memory: a record is written by
+/// the store's writer moments after the commit that made it, and an answer may come sooner.
+class DurableReferralLedger final : public hl7v2::ReferralLedger {
+ public:
+  explicit DurableReferralLedger(store::SqliteStore& store) : store_(store) {}
+
+  std::optional<hl7v2::ReferralRecord> find(const hl7v2::ReferralKeys& keys) const override {
+    if (auto r = memory_.find(keys)) return r;
+    auto row = store_.find_referral({keys.referral_id, keys.clinic_number_system,
+                                     keys.clinic_number_value, keys.source_control_id});
+    if (!row || !*row) return std::nullopt;
+    const auto& r = **row;
+    hl7v2::ReferralRecord record;
+    record.referral_id = r.referral_id;
+    record.clinic_number_system = r.clinic_number_system;
+    record.clinic_number_value = r.clinic_number_value;
+    record.source_control_id = r.source_control_id;
+    record.agency_id = r.agency_id;
+    record.category = r.category;
+    record.status =
+        mapping::referral_status_from(r.status).value_or(mapping::ReferralStatus::kRequested);
+    record.business_status = r.business_status;
+    record.sequence = r.sequence;
+    return record;
+  }
+  bool claim(const std::string& referral_id) override { return memory_.claim(referral_id); }
+  void release(const std::string& referral_id) override { memory_.release(referral_id); }
+  void record(hl7v2::ReferralRecord record) override {
+    store_.record_referral({record.referral_id, record.clinic_number_system,
+                            record.clinic_number_value, record.source_control_id, record.agency_id,
+                            record.category, std::string(mapping::to_string(record.status)),
+                            record.business_status, record.sequence});
+    memory_.record(std::move(record));
+  }
+
+ private:
+  store::SqliteStore& store_;
+  hl7v2::InMemoryReferralLedger memory_;
 };
 
 /// An operator's replay: every commit of the pipeline run is a replay of one dead letter.
@@ -247,7 +289,9 @@ int run(const config::GatewayConfig& cfg) {
              {"detail", cfg.delivery.ack == "delivered"
                             ? "positive answers wait for Kafka's acknowledgement"
                             : "positive answers follow the durable local commit"}});
-  const hl7v2::Hl7PipelineOptions hl7_options{cfg.gateway_id, cfg.kafka.topics, cfg.mllp.hl7};
+  DurableReferralLedger referrals(**store);
+  const hl7v2::Hl7PipelineOptions hl7_options{cfg.gateway_id, cfg.kafka.topics, cfg.mllp.hl7,
+                                              &referrals};
   hl7v2::Hl7Pipeline hl7_handler(
       screening_mapper, *commit_port, [&relay] { relay.notify(); }, hl7_options, registry);
 

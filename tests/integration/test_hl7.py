@@ -285,3 +285,29 @@ class Hl7Referrals(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Hl7ReferralsAfterRestart(unittest.TestCase):
+    def test_the_agency_answer_finds_a_referral_made_before_a_restart(self):
+        with Gateway(mllp_config=", hl7: { default_timezone: America/New_York }") as gw:
+            ref = mllp_exchange(gw.mllp_address, [sample("ref-i12-home-visiting.hl7")])[0]
+            self.assertEqual(hl7_field(ref, "MSA", 1), "CA")
+            time.sleep(0.5)  # the referral's state is written moments after its commit
+            self.assertEqual(gw.stop(), 0)
+            gw.log_file.close()
+            gw.start()
+            rri = mllp_exchange(gw.mllp_address, [sample("rri-i12-accepted.hl7")])[0]
+            self.assertEqual(hl7_field(rri, "MSA", 1), "AA", rri)
+            deadline = time.monotonic() + 15
+            while True:
+                statuses = [json.loads(v)["data"] for _, v in consume(gw.bootstrap, "sdoh.referral-status.v1")]
+                accepted = [s for s in statuses if s["status"] == "accepted"]
+                if accepted or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            # The embedded broker starts empty after the restart: only the new status event is
+            # on it, numbered from the state the store kept.
+            self.assertEqual(len(accepted), 1)
+            self.assertEqual(accepted[0]["sequence"], 2)
+            self.assertEqual(accepted[0]["previousStatus"], "requested")
+            self.assertEqual(gw.stop(), 0)

@@ -296,6 +296,35 @@ TEST_F(SqliteStoreTest, ReplayOfARejectedMessageCommitsItsEventsOnce) {
   EXPECT_EQ(store->stats().undelivered, 2);
 }
 
+TEST_F(SqliteStoreTest, ReferralStateIsFoundByIdOrByAUniqueClinicNumberAndSurvivesReopen) {
+  {
+    auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+    store->record_referral(
+        {"r1", "urn:clinic", "REF-1", "A1", "ehv", "food-insecurity", "requested", "", 1});
+    store->record_referral(
+        {"r2", "urn:clinic", "REF-2", "A2", "ehv", "housing-instability", "requested", "", 1});
+    store->record_referral(
+        {"r3", "urn:other", "REF-2", "A3", "wic", "food-insecurity", "requested", "", 1});
+    store->record_referral(
+        {"r1", "urn:clinic", "REF-1", "A1", "ehv", "food-insecurity", "accepted", "scheduled", 2});
+    // An older state arriving late never goes back.
+    store->record_referral(
+        {"r1", "urn:clinic", "REF-1", "A1", "ehv", "food-insecurity", "requested", "", 1});
+    store->flush();
+  }
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto r1 = store->find_referral({"r1", "", "", ""});
+  ASSERT_TRUE(r1 && *r1);
+  EXPECT_EQ((*r1)->status, "accepted");
+  EXPECT_EQ((*r1)->sequence, 2);
+  EXPECT_EQ((*store->find_referral({"", "", "REF-1", ""}))->referral_id, "r1");
+  // REF-2 is two referrals' number: only with its system is it one.
+  EXPECT_FALSE(*store->find_referral({"", "", "REF-2", ""}));
+  EXPECT_EQ((*store->find_referral({"", "urn:other", "REF-2", ""}))->referral_id, "r3");
+  EXPECT_EQ((*store->find_referral({"", "", "", "A2"}))->referral_id, "r2");
+  EXPECT_FALSE(*store->find_referral({"nope", "", "", ""}));
+}
+
 TEST_F(SqliteStoreTest, RetentionPrunesDeliveredEventsPayloadsAndOldInbound) {
   cfg_.delivered_retention = std::chrono::milliseconds(0);
   cfg_.payload_retention = std::chrono::milliseconds(0);
