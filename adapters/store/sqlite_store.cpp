@@ -284,6 +284,7 @@ struct SqliteStore::Impl {
   bool sync_stopping = false;
   std::atomic<std::int64_t> durable_seq{std::numeric_limits<std::int64_t>::max()};
   Statement max_seq, savepoint, release, rollback_to;
+  Statement select_pending;  // on the reader connection, under reader_mutex
 
   Result<void> sync_wal() {
     if (wal_fd < 0) {
@@ -953,6 +954,13 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
     return fail(Error::unavailable("cannot open a reader on " + path.string()));
   }
   sqlite3_busy_timeout(impl->reader, 5000);
+  if (auto r = impl->select_pending.prepare(
+          impl->reader,
+          "SELECT seq, event_id, topic, key, value, created_at FROM outbox WHERE delivered_at IS "
+          "NULL AND dead_at IS NULL AND seq > ?1 AND seq <= ?3 ORDER BY seq LIMIT ?2");
+      !r) {
+    return fail(r.error());
+  }
   {
     sqlite3_stmt* st = nullptr;
     sqlite3_prepare_v2(impl->reader,
@@ -1050,31 +1058,18 @@ asio::awaitable<Result<pipeline::CommitOutcome>> SqliteStore::commit(
 Result<std::vector<PendingEvent>> SqliteStore::pending_events(std::int64_t after_seq,
                                                               int limit) const {
   std::lock_guard lock(impl_->reader_mutex);
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(
-          impl_->reader,
-          "SELECT seq, event_id, topic, key, value, created_at FROM outbox "
-          "WHERE delivered_at IS NULL AND dead_at IS NULL AND seq > ?1 AND seq <= ?3 "
-          "ORDER BY seq LIMIT ?2",
-          -1, &st, nullptr) != SQLITE_OK) {
-    return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
-  }
-  sqlite3_bind_int64(st, 1, after_seq);
-  sqlite3_bind_int(st, 2, limit);
-  sqlite3_bind_int64(st, 3, impl_->durable_seq.load());  // never publish what is not on disk
+  auto& st = impl_->select_pending;  // prepared once: the relay polls often
+  ResetOnExit reset{st};
+  st.integer(1, after_seq).integer(2, limit);
+  st.integer(3, impl_->durable_seq.load());  // never publish what is not on disk
   std::vector<PendingEvent> out;
-  int rc = 0;
-  auto text = [st](int i) {
-    const auto* p = static_cast<const char*>(sqlite3_column_blob(st, i));
-    return p == nullptr ? std::string()
-                        : std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(st, i)));
-  };
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    out.push_back({sqlite3_column_int64(st, 0), text(1), text(2), text(3), text(4),
-                   sqlite3_column_int64(st, 5)});
+  for (;;) {
+    auto r = st.step();
+    if (!r) return fail(r.error());
+    if (*r != SQLITE_ROW) break;
+    out.push_back({st.column_int(0), st.column_text(1), st.column_text(2), st.column_text(3),
+                   st.column_text(4), st.column_int(5)});
   }
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
   return out;
 }
 
