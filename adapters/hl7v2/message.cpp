@@ -356,4 +356,12 @@ Result<std::vector<std::string_view>> split_batch(std::string_view text) {
   return messages;
 }
 
+Error field_error(const char* segment, int sequence, int field, std::string message) {
+  Location where;
+  where.segment = segment;
+  where.sequence = sequence;
+  where.field = field;
+  return Error::invalid(std::move(where), std::move(message));
+}
+
 }  // namespace sdoh::hl7v2

@@ -106,4 +106,7 @@ std::string escape(std::string_view value, const Delimiters& d);
 /// Message texts are views into `text`.
 Result<std::vector<std::string_view>> split_batch(std::string_view text);
 
+/// An invalid-input error located at one field of one segment occurrence (HL7 ERR-2).
+Error field_error(const char* segment, int sequence, int field, std::string message);
+
 }  // namespace sdoh::hl7v2

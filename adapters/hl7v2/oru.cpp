@@ -7,14 +7,6 @@
 namespace sdoh::hl7v2 {
 namespace {
 
-Error missing(const char* segment, int sequence, int field, std::string message) {
-  Location where;
-  where.segment = segment;
-  where.sequence = sequence;
-  where.field = field;
-  return Error::invalid(std::move(where), std::move(message));
-}
-
 mapping::Coding coding(const Segment& s, int field, int repetition = 1) {
   return coding_of(s, field, repetition);
 }
@@ -112,10 +104,11 @@ int patient_identifier_repetition(const Segment& pid) {
 Result<mapping::NormalizedScreening> patient_from_pid(const Message& m, const char* message_type) {
   const auto* pid = m.segment("PID");
   if (pid == nullptr)
-    return fail(missing("PID", 1, 0, std::string(message_type) + " needs a PID segment"));
+    return fail(field_error("PID", 1, 0, std::string(message_type) + " needs a PID segment"));
   const int rep = patient_identifier_repetition(*pid);
   const auto identifier = pid->value(3, rep, 1);
-  if (identifier.empty()) return fail(missing("PID", 1, 3, "PID-3 patient identifier is empty"));
+  if (identifier.empty())
+    return fail(field_error("PID", 1, 3, "PID-3 patient identifier is empty"));
 
   mapping::NormalizedScreening base;
   base.protocol = "hl7v2";
@@ -154,11 +147,11 @@ Result<std::vector<mapping::NormalizedScreening>> observation_groups(
     if (seg.id() != "OBX") continue;
     ++obx_seq;
     if (out.empty())
-      return fail(missing("OBX", obx_seq, 0, "OBX before any OBR: results need their order"));
+      return fail(field_error("OBX", obx_seq, 0, "OBX before any OBR: results need their order"));
     mapping::ItemResponse item;
     item.question = coding(seg, 3);
     if (item.question.code.empty()) {
-      return fail(missing("OBX", obx_seq, 3, "OBX-3 observation identifier is empty"));
+      return fail(field_error("OBX", obx_seq, 3, "OBX-3 observation identifier is empty"));
     }
     item.status = result_status(seg.value(11));
     const auto type = seg.value(2);
@@ -195,7 +188,7 @@ Result<std::vector<mapping::NormalizedScreening>> screenings_from_oru(const Mess
   if (!base) return fail(base.error());
   auto out = observation_groups(m, *base, zone);
   if (!out) return out;
-  if (out->empty()) return fail(missing("OBR", 1, 0, "ORU^R01 needs an OBR segment"));
+  if (out->empty()) return fail(field_error("OBR", 1, 0, "ORU^R01 needs an OBR segment"));
   return out;
 }
 

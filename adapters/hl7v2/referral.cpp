@@ -11,14 +11,6 @@ namespace {
 using mapping::ConsentStatus;
 using mapping::ReferralStatus;
 
-Error at(const char* segment, int sequence, int field, std::string message) {
-  Location where;
-  where.segment = segment;
-  where.sequence = sequence;
-  where.field = field;
-  return Error::invalid(std::move(where), std::move(message));
-}
-
 // A value the HL7 table does not have: AE with ERR-3 103 (the pipeline sets the code).
 Error not_in_table(const char* segment, int field, std::string message) {
   Location where;
@@ -171,7 +163,7 @@ std::string agency_id_from(std::string_view hl7_id) {
 Result<mapping::NormalizedReferral> referral_from_ref(const Message& m,
                                                       const ReferralReadOptions& options) {
   const auto* rf1 = m.segment("RF1");
-  if (rf1 == nullptr) return fail(at("RF1", 1, 0, "REF^I12 needs an RF1 segment"));
+  if (rf1 == nullptr) return fail(field_error("RF1", 1, 0, "REF^I12 needs an RF1 segment"));
   const auto status = rf1->value(1, 1, 1);
   if (!status.empty() && status != "P") {
     return fail(
@@ -188,7 +180,7 @@ Result<mapping::NormalizedReferral> referral_from_ref(const Message& m,
   // RF1-6 (EI): entity id ^ namespace id ^ universal id. HL7 v2.5.1 11.6.1.6: required.
   r.clinic_number_value = rf1->value(6, 1, 1);
   if (r.clinic_number_value.empty())
-    return fail(at("RF1", 1, 6, "RF1-6 originating referral identifier is empty"));
+    return fail(field_error("RF1", 1, 6, "RF1-6 originating referral identifier is empty"));
   r.clinic_number_system = rf1->value(6, 1, 2);
   if (r.clinic_number_system.empty()) r.clinic_number_system = rf1->value(6, 1, 3);
   if (r.clinic_number_system.empty()) r.clinic_number_system = m.get("MSH-4.1");
@@ -212,13 +204,15 @@ Result<mapping::NormalizedReferral> referral_from_ref(const Message& m,
 
   const auto [agency, agency_seq] = provider(m, "RT");
   if (agency == nullptr) {
-    return fail(m.segment("PRD") == nullptr
-                    ? at("PRD", 1, 0, "REF^I12 needs a PRD segment for the referred-to agency")
-                    : at("PRD", 1, 1, "no PRD segment has PRD-1 role RT (referred to provider)"));
+    return fail(
+        m.segment("PRD") == nullptr
+            ? field_error("PRD", 1, 0, "REF^I12 needs a PRD segment for the referred-to agency")
+            : field_error("PRD", 1, 1, "no PRD segment has PRD-1 role RT (referred to provider)"));
   }
   r.agency_id = agency_id_from(agency->value(7, 1, 1));
   if (r.agency_id.empty())
-    return fail(at("PRD", agency_seq, 7, "PRD-7 identifier of the referred-to agency is empty"));
+    return fail(
+        field_error("PRD", agency_seq, 7, "PRD-7 identifier of the referred-to agency is empty"));
   r.agency_name = agency->value(2, 1, 1);
   r.agency_topic = options.agency_topic;
 
@@ -272,10 +266,10 @@ Result<mapping::NormalizedReferral> referral_from_ref(const Message& m,
 
 Result<ReferralResponse> response_from_rri(const Message& m, const TimeZone* zone) {
   const auto* rf1 = m.segment("RF1");
-  if (rf1 == nullptr) return fail(at("RF1", 1, 0, "RRI^I12 needs an RF1 segment"));
+  if (rf1 == nullptr) return fail(field_error("RF1", 1, 0, "RRI^I12 needs an RF1 segment"));
   ReferralResponse r;
   const auto code = rf1->value(1, 1, 1);
-  if (code.empty()) return fail(at("RF1", 1, 1, "RF1-1 referral status is empty"));
+  if (code.empty()) return fail(field_error("RF1", 1, 1, "RF1-1 referral status is empty"));
   // HL7 table 0283, then the Task status tokens agencies use as local codes.
   if (code == "A") {
     r.status = ReferralStatus::kAccepted;
@@ -305,8 +299,8 @@ Result<ReferralResponse> response_from_rri(const Message& m, const TimeZone* zon
   if (r.clinic_number_system.empty()) r.clinic_number_system = rf1->value(6, 1, 3);
   r.original_control_id = m.get("MSA-2");
   if (r.external_id.empty() && r.clinic_number_value.empty() && r.original_control_id.empty()) {
-    return fail(
-        at("RF1", 1, 6, "RRI^I12 names no referral: RF1-6 (or RF1-11, or MSA-2) must identify it"));
+    return fail(field_error(
+        "RF1", 1, 6, "RRI^I12 names no referral: RF1-6 (or RF1-11, or MSA-2) must identify it"));
   }
   return r;
 }
