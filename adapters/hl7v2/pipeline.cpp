@@ -478,6 +478,17 @@ struct Hl7Pipeline::Impl {
       co_return co_await reject_unparseable(std::move(text), parsed.error(), peer, received_at);
     const auto& m = *parsed;
     const auto type = m.get("MSH-9.1") + "^" + m.get("MSH-9.2");
+    // MSH-11.1, HL7 table 0103: D(ebugging), P(roduction), T(raining).
+    if (const auto processing_id = m.get("MSH-11.1");
+        !processing_id.empty() && processing_id != "P" && processing_id != "T" &&
+        processing_id != "D") {
+      const Location where{"MSH", 1, 11, 1, ""};
+      const auto refused = Error::unsupported(
+          "MSH-11 processing id is not one of HL7 table 0103: P (production), T (training) or "
+          "D (debugging)",
+          where);
+      co_return co_await reject(m, type, refused, "validate", received_at, std::move(text));
+    }
     const auto& charset = m.charset();
     if (!charset.supported) {
       const Location where{"MSH", 1, 18, 0, ""};

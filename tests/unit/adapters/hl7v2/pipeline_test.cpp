@@ -58,8 +58,8 @@ class RecordingStore final : public pipeline::CommitPort {
   asio::awaitable<Result<pipeline::CommitOutcome>> commit(pipeline::CommitRequest r) override {
     const auto key = r.inbound.protocol + "|" + r.inbound.sender + "|" + r.inbound.dedupe_key;
     if (auto it = answers_.find(key); it != answers_.end()) {
-      co_return pipeline::CommitOutcome{pipeline::CommitStatus::kDuplicate, it->second.first,
-                                        it->second.second, 0, {}};
+      co_return pipeline::CommitOutcome{
+          pipeline::CommitStatus::kDuplicate, it->second.first, it->second.second, 0, {}};
     }
     answers_[key] = {r.inbound.answer_code, r.inbound.answer};
     for (auto& e : r.events)
@@ -225,6 +225,21 @@ TEST_F(Hl7PipelineTest, UnsupportedCharacterSetIsArNamingMsh18) {
   EXPECT_EQ(field(ack, "ERR-2.1"), "MSH");
   EXPECT_EQ(field(ack, "ERR-2.3"), "18");
   EXPECT_EQ(events_of(kDeadLetter).size(), 1u);
+}
+
+TEST_F(Hl7PipelineTest, ProcessingIdOutsideTable0103IsArNamingMsh11) {
+  auto message = hvs_oru("", "Often true");
+  message.replace(message.find("|CS-1|P|"), 8, "|CS-1|RL8BH0000|");
+  auto ack = send(message);
+  EXPECT_EQ(field(ack, "MSA-1"), "AR");
+  EXPECT_EQ(field(ack, "ERR-2.1"), "MSH");
+  EXPECT_EQ(field(ack, "ERR-2.3"), "11");
+  EXPECT_EQ(field(ack, "ERR-3.1"), "202");
+  EXPECT_TRUE(events_of(kScreening).empty());
+  // Training and debugging messages are taken as they are.
+  auto training = hvs_oru("", "Often true");
+  training.replace(training.find("|CS-1|P|"), 8, "|CS-2|T|");
+  EXPECT_EQ(field(send(training), "MSA-1"), "AA");
 }
 
 // --- Time zones for times without an offset ---------------------------------------------
