@@ -247,9 +247,8 @@ int run(const config::GatewayConfig& cfg) {
              {"detail", cfg.delivery.ack == "delivered"
                             ? "positive answers wait for Kafka's acknowledgement"
                             : "positive answers follow the durable local commit"}});
-  const hl7v2::Hl7PipelineOptions hl7_options{cfg.gateway_id, cfg.kafka.topics};
+  const hl7v2::Hl7PipelineOptions hl7_options{cfg.gateway_id, cfg.kafka.topics, cfg.mllp.hl7};
   hl7v2::Hl7Pipeline hl7_handler(
-<<<<<<< HEAD
       screening_mapper, *commit_port, [&relay] { relay.notify(); }, hl7_options, registry);
 
   if (cfg.admin.token.configured()) {
@@ -279,10 +278,6 @@ int run(const config::GatewayConfig& cfg) {
         });
     log::info("admin.enabled", {{"routes", "/admin/dead-letters"}});
   }
-=======
-      screening_mapper, **store, [&relay] { relay.notify(); },
-      {cfg.gateway_id, cfg.kafka.topics, cfg.mllp.hl7}, registry);
->>>>>>> hl7-referrals
   http::Server http_server(ioc, cfg.http, router, registry);
   hl7v2::MllpServer mllp_server(ioc, cfg.mllp, hl7_handler, registry);
   auto http_address = http_server.bind();
