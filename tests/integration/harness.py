@@ -42,10 +42,8 @@ class Gateway:
             "schemas_dir: %s\n"
             "log: { level: debug }\n"
             "http: { listen: \"127.0.0.1:0\" }\n"
-            "mllp: { listen: \"127.0.0.1:0\"%s }
-"
-            "kafka: %s
-" % (self.data_dir, SCHEMAS, mllp_config,
+            "mllp: { listen: \"127.0.0.1:0\"%s }\n"
+            "kafka: %s\n" % (self.data_dir, SCHEMAS, mllp_config,
                                 kafka or "{ brokers: \"\", metadata_interval: 500ms }"))
         with open(self.config_path, "w") as f:
             f.write(base + config)
