@@ -46,8 +46,13 @@ Identifier first_identifier(const Json& v) {
 std::string key_for(const Json* doc, std::string_view type, std::string_view body,
                     std::string_view if_none_exist) {
   const std::string t(type.empty() ? "unknown" : type);
-  if (!if_none_exist.empty()) return limit_key(t, "if-none-exist|" + std::string(if_none_exist));
+  // The key travels in dead-letter events (source.messageId and the Kafka key): a Patient's
+  // identifier (an MRN) and any If-None-Exist query are hashed, never sent as they are.
+  if (!if_none_exist.empty())
+    return t + "|if-none-exist-sha256|" + identity::sha256_hex(if_none_exist);
   if (doc != nullptr && doc->IsObject()) {
+    if (auto id = first_identifier(*doc); !id.empty() && t == "Patient")
+      return t + "|identifier-sha256|" + identity::sha256_hex(id.system + "|" + id.value);
     if (auto id = first_identifier(*doc); !id.empty())
       return limit_key(t, "identifier|" + id.system + "|" + id.value);
     if (const auto* id = Reader::get(*doc, "id");
