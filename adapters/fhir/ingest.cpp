@@ -1,0 +1,1128 @@
+#include "adapters/fhir/ingest.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "adapters/fhir/consent.hpp"
+#include "adapters/fhir/json_reader.hpp"
+#include "gateway/events/dead_letter.hpp"
+#include "gateway/events/event.hpp"
+#include "gateway/identity/pseudonym.hpp"
+
+namespace sdoh::fhir {
+
+using detail::Json;
+using detail::Reader;
+
+namespace {
+
+constexpr std::size_t kMaxDedupeKey = 200;
+
+std::string limit_key(std::string type, std::string key) {
+  if (type.size() + 1 + key.size() <= kMaxDedupeKey) return type + "|" + key;
+  return type + "|sha256|" + identity::sha256_hex(key);
+}
+
+// The identifier of a resource or Bundle: "identifier" is an object (Bundle,
+// QuestionnaireResponse) or an array (the others).
+Identifier first_identifier(const Json& v) {
+  const auto* id = Reader::get(v, "identifier");
+  if (id != nullptr && id->IsArray() && !id->Empty()) id = &(*id)[0];
+  if (id == nullptr || !id->IsObject()) return {};
+  Identifier out;
+  if (const auto* s = Reader::get(*id, "system"); s != nullptr && s->IsString())
+    out.system = detail::view(*s);
+  if (const auto* val = Reader::get(*id, "value"); val != nullptr && val->IsString())
+    out.value = detail::view(*val);
+  return out;
+}
+
+std::string key_for(const Json* doc, std::string_view type, std::string_view body,
+                    std::string_view if_none_exist) {
+  const std::string t(type.empty() ? "unknown" : type);
+  // The key travels in dead-letter events (source.messageId and the Kafka key): a Patient's
+  // identifier (an MRN) and any If-None-Exist query are hashed, never sent as they are.
+  if (!if_none_exist.empty())
+    return t + "|if-none-exist-sha256|" + identity::sha256_hex(if_none_exist);
+  if (doc != nullptr && doc->IsObject()) {
+    if (auto id = first_identifier(*doc); !id.empty() && t == "Patient")
+      return t + "|identifier-sha256|" + identity::sha256_hex(id.system + "|" + id.value);
+    if (auto id = first_identifier(*doc); !id.empty())
+      return limit_key(t, "identifier|" + id.system + "|" + id.value);
+    if (const auto* id = Reader::get(*doc, "id");
+        id != nullptr && id->IsString() && valid_id(detail::view(*id)))
+      return limit_key(t, "id|" + std::string(detail::view(*id)));
+  }
+  return t + "|sha256|" + identity::sha256_hex(body);
+}
+
+// "identifier=system|value" or "identifier=value" (FHIR search token syntax), else nullopt.
+std::optional<Identifier> identifier_query(std::string_view q) {
+  constexpr std::string_view prefix = "identifier=";
+  if (!q.starts_with(prefix) || q.find('&') != std::string_view::npos) return std::nullopt;
+  q.remove_prefix(prefix.size());
+  Identifier id;
+  if (auto bar = q.find('|'); bar != std::string_view::npos) {
+    id.system = q.substr(0, bar);
+    id.value = q.substr(bar + 1);
+  } else {
+    id.value = q;
+  }
+  if (id.value.empty()) return std::nullopt;
+  return id;
+}
+
+std::string status_line(int status) {
+  switch (status) {
+    case 200:
+      return "200 OK";
+    case 201:
+      return "201 Created";
+    case 400:
+      return "400 Bad Request";
+    case 404:
+      return "404 Not Found";
+    case 409:
+      return "409 Conflict";
+    case 412:
+      return "412 Precondition Failed";
+    case 422:
+      return "422 Unprocessable Entity";
+    default:
+      return std::to_string(status);
+  }
+}
+
+mapping::ResultStatus observation_status(std::string_view s) {
+  if (s == "corrected" || s == "amended") return mapping::ResultStatus::kCorrected;
+  if (s == "cancelled" || s == "entered-in-error") return mapping::ResultStatus::kCancelled;
+  if (s == "registered" || s == "preliminary") return mapping::ResultStatus::kPreliminary;
+  return mapping::ResultStatus::kFinal;
+}
+
+bool has_error(const std::vector<Issue>& issues) {
+  return std::any_of(issues.begin(), issues.end(), [](const Issue& i) { return i.is_error(); });
+}
+
+struct Entry {
+  int index = -1;    // Bundle.entry index; -1 for a single resource
+  std::string root;  // FHIRPath root of the resource
+  std::string full_url;
+  Json* json = nullptr;  // the resource in the document
+  std::optional<ParsedResource> parsed;
+  std::vector<Issue> issues;
+  std::string if_none_exist;
+  std::string id;           // assigned by the gateway
+  std::string existing_id;  // a conditional create (or a known referral) found it
+  std::vector<pipeline::OutboxEvent> events;
+  std::vector<CreatedReferral> referrals;
+  std::vector<ConsentValue> consents;
+  std::string patient_pseudonym;
+
+  bool failed() const { return has_error(issues); }
+  const std::string& type() const { return parsed->type; }
+  const std::string& final_id() const { return existing_id.empty() ? id : existing_id; }
+};
+
+// A reference's target: an entry of this request, or a resource received before.
+struct Target {
+  Entry* entry = nullptr;
+  std::optional<ParsedResource> stored;
+  std::string type;
+  std::string id;
+  const ParsedResource* resource() const {
+    return entry != nullptr ? &*entry->parsed : stored ? &*stored : nullptr;
+  }
+};
+
+struct PatientInfo {
+  enum class State { kResolved, kNotMappable, kError } state = State::kNotMappable;
+  std::string authority;
+  std::string identifier;
+  std::optional<Patient> patient;
+  std::string key() const { return authority + "|" + identifier; }
+};
+
+class Ingestor {
+ public:
+  Ingestor(const IngestRequest& request, const IngestContext& context)
+      : request_(request), ctx_(context) {}
+
+  std::expected<FhirIngest, FhirRejection> run();
+
+ private:
+  FhirRejection reject(Problem problem, const std::string& stage);
+  pipeline::OutboxEvent event(events::EventType type, const std::string& identity, int position,
+                              std::string subject, std::string topic, std::string key,
+                              std::string data) const;
+
+  bool read_bundle(Json& bundle, std::vector<Issue>& issues);
+  void read_entry(Entry& e);
+  void assign_ids();
+  Target resolve(const Reference& ref);
+  PatientInfo resolve_patient(const Reference& ref, Entry& e, bool strict);
+  std::string pseudonym(const PatientInfo& p) const {
+    return ctx_.mapper->pseudonymizer().pseudonym(p.authority, p.identifier);
+  }
+  mapping::Coding facility() const {
+    if (!ctx_.facility.code.empty()) return ctx_.facility;
+    return {"", ctx_.sender, ""};
+  }
+  std::string performed(const std::string& time, const std::string& expression, Entry& e) const;
+  mapping::NormalizedScreening screening_base(const PatientInfo& p, Entry& e,
+                                              const std::string& message_id) const;
+  void emit_screening(Entry& e, const mapping::NormalizedScreening& s);
+
+  void map_entry(Entry& e);
+  void map_questionnaire_response(Entry& e);
+  void map_observation(Entry& e);
+  void map_task(Entry& e);
+  void map_consent(Entry& e);
+  void map_patient(Entry& e);
+
+  void rewrite(Entry& e, const std::map<std::string, std::string>& refs);
+  std::string response_bundle(const std::string& type);
+
+  const IngestRequest& request_;
+  const IngestContext& ctx_;
+  rapidjson::Document doc_;
+  std::string type_;  // of the request body
+  std::string key_;   // dedupe key
+  std::vector<Entry> entries_;
+  std::set<const Entry*> grouped_members_;  // Observations a grouping Observation here covers
+  std::set<const Entry*> derived_from_qr_;  // Observations derived from a QR here
+  std::set<const Entry*> focus_of_task_;    // ServiceRequests a Task here refers to
+  int screening_position_ = 0;
+};
+
+pipeline::OutboxEvent Ingestor::event(events::EventType type, const std::string& identity,
+                                      int position, std::string subject, std::string topic,
+                                      std::string key, std::string data) const {
+  events::Event e;
+  e.type = type;
+  e.id = events::event_id(identity, position);
+  e.source = events::event_source(ctx_.gateway_id);
+  e.subject = std::move(subject);
+  e.time = request_.received_at;
+  e.topic = std::move(topic);
+  e.key = std::move(key);
+  e.data = std::move(data);
+  return {e.id, std::string(events::type_name(e.type)), e.topic, e.key, e.envelope()};
+}
+
+FhirRejection Ingestor::reject(Problem problem, const std::string& stage) {
+  // The errors first: clients and people read the first issue.
+  std::stable_partition(problem.issues.begin(), problem.issues.end(),
+                        [](const Issue& i) { return i.is_error(); });
+  const auto& first = problem.first_error();
+  events::DeadLetter dl;
+  dl.dead_letter_id = events::event_id("deadletter|fhir|" + ctx_.sender + "|" + key_, 0);
+  dl.received_at = request_.received_at;
+  dl.protocol = "fhir";
+  dl.sender = ctx_.sender;
+  dl.message_id = key_;
+  dl.message_type = type_.empty() ? std::string("unknown") : type_;
+  dl.stage = stage;
+  dl.code = std::string(to_string(first.code));
+  dl.text = first.diagnostics;
+  dl.where.expression = first.expression;
+  FhirRejection out;
+  out.commit.events.push_back(
+      event(events::EventType::kDeadLetter, "fhir|" + ctx_.sender + "|" + key_ + "|deadletter", 0,
+            dl.dead_letter_id, ctx_.topics.deadletter, key_, events::dead_letter_data(dl)));
+  out.commit.dead_letter =
+      pipeline::DeadLetterRecord{dl.dead_letter_id, stage, dl.code, dl.text, first.expression};
+  out.commit.inbound = {"fhir",
+                        ctx_.sender,
+                        key_,
+                        *dl.message_type,
+                        std::to_string(problem.http_status()),
+                        problem.operation_outcome(),
+                        std::string(request_.body)};
+  out.problem = std::move(problem);
+  return out;
+}
+
+bool Ingestor::read_bundle(Json& bundle, std::vector<Issue>& issues) {
+  Reader r(issues);
+  const auto type = r.code(bundle, "type", "Bundle.type",
+                           {"document", "message", "transaction", "transaction-response", "batch",
+                            "batch-response", "history", "searchset", "collection"},
+                           true);
+  if (has_error(issues)) return false;
+  if (type != "transaction" && type != "batch") {
+    r.error(IssueType::kNotSupported, "Bundle.type",
+            "this gateway processes transaction and batch Bundles only");
+    return false;
+  }
+  Json* list = nullptr;
+  if (auto it = bundle.FindMember("entry"); it != bundle.MemberEnd() && !it->value.IsNull())
+    list = &it->value;
+  if (list == nullptr) {
+    r.warning(IssueType::kInformational, "Bundle.entry", "the Bundle has no entries");
+    return true;
+  }
+  if (!list->IsArray()) {
+    r.error(IssueType::kStructure, "Bundle.entry", "entry repeats: it must be a JSON array");
+    return false;
+  }
+  std::set<std::string> full_urls;
+  for (rapidjson::SizeType i = 0; i < list->Size(); ++i) {
+    auto& item = (*list)[i];
+    Entry e;
+    e.index = static_cast<int>(i);
+    const auto path = "Bundle.entry[" + std::to_string(i) + "]";
+    e.root = path + ".resource";
+    Reader er(e.issues);
+    if (!item.IsObject()) {
+      er.error(IssueType::kStructure, path, "an entry must be a JSON object");
+      entries_.push_back(std::move(e));
+      continue;
+    }
+    e.full_url = er.str(item, "fullUrl", path + ".fullUrl");
+    if (!e.full_url.empty() && !full_urls.insert(e.full_url).second) {
+      er.error(IssueType::kInvariant, path + ".fullUrl",
+               "bdl-7: fullUrl must be unique within a Bundle");
+    }
+    if (e.full_url.starts_with("urn:uuid:") && e.full_url.size() != 45) {
+      er.error(IssueType::kValue, path + ".fullUrl",
+               "a urn:uuid fullUrl holds a 36-character UUID");
+    }
+    // bdl-3: entry.request is mandatory for batch and transaction.
+    const auto* req = er.object(item, "request", path + ".request", true);
+    std::string method, url;
+    if (req != nullptr) {
+      method = er.code(*req, "method", path + ".request.method",
+                       {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"}, true);
+      url = er.str(*req, "url", path + ".request.url", true);
+      e.if_none_exist = er.str(*req, "ifNoneExist", path + ".request.ifNoneExist");
+    }
+    Json* resource = nullptr;
+    if (auto it = item.FindMember("resource"); it != item.MemberEnd() && !it->value.IsNull())
+      resource = &it->value;
+    if (!method.empty() && method != "POST") {
+      er.error(IssueType::kNotSupported, path + ".request.method",
+               "Bundle entries may only create resources (POST); read with GET /fhir/..., "
+               "update a Task with PUT or PATCH /fhir/Task/{id}");
+    } else if (resource == nullptr) {
+      er.error(IssueType::kRequired, e.root, "a POST entry needs a resource");
+    } else {
+      e.json = resource;
+      e.parsed = detail::read_resource(*resource, e.root, e.issues);
+      if (e.parsed && !url.empty() && url != e.parsed->type) {
+        er.error(IssueType::kValue, path + ".request.url",
+                 "request.url of a POST entry is the resource's type");
+      }
+    }
+    entries_.push_back(std::move(e));
+  }
+  return true;
+}
+
+void Ingestor::assign_ids() {
+  for (auto& e : entries_) {
+    if (!e.parsed) continue;
+    e.id = events::event_id("fhir-resource|" + ctx_.sender + "|" + key_, e.index < 0 ? 0 : e.index);
+    const auto query = !e.if_none_exist.empty() ? e.if_none_exist : std::string();
+    if (query.empty()) continue;
+    auto id = identifier_query(query);
+    const auto where = e.index < 0
+                           ? std::string()
+                           : "Bundle.entry[" + std::to_string(e.index) + "].request.ifNoneExist";
+    if (!id) {
+      e.issues.push_back(Issue::error(IssueType::kNotSupported, where,
+                                      "If-None-Exist supports identifier=system|value only"));
+      continue;
+    }
+    if (ctx_.directory == nullptr) continue;
+    if (auto found = ctx_.directory->find_by_identifier(e.type(), id->system, id->value))
+      e.existing_id = *found;
+  }
+}
+
+Target Ingestor::resolve(const Reference& ref) {
+  Target t;
+  if (ref.reference.empty()) return t;
+  for (auto& e : entries_) {
+    if (!e.parsed || e.failed()) continue;  // a refused batch entry is not there to refer to
+    const bool by_url = !e.full_url.empty() && e.full_url == ref.reference;
+    const auto relative = e.type() + "/" + e.final_id();
+    // A relative reference to an entry whose fullUrl is an absolute URL ending in Type/id.
+    const bool by_suffix = !e.full_url.empty() && ref.reference.find(':') == std::string::npos &&
+                           e.full_url.ends_with("/" + ref.reference);
+    if (by_url || by_suffix || ref.reference == relative) {
+      t.entry = &e;
+      t.type = e.type();
+      t.id = e.final_id();
+      return t;
+    }
+  }
+  auto [type, id] = ref.type_and_id();
+  if (type.empty() || ctx_.directory == nullptr) {
+    t.type = type;
+    t.id = id;
+    return t;
+  }
+  t.type = type;
+  t.id = id;
+  if (auto json = ctx_.directory->read(type, id)) {
+    if (auto parsed = parse_resource(*json)) t.stored = std::move(*parsed);
+  }
+  return t;
+}
+
+PatientInfo Ingestor::resolve_patient(const Reference& ref, Entry& e, bool strict) {
+  PatientInfo p;
+  const auto& where = ref.expression;
+  auto target = resolve(ref);
+  if (const auto* res = target.resource()) {
+    if (res->type != "Patient") {
+      e.issues.push_back(Issue::warning(
+          IssueType::kProcessing, where,
+          "the subject is not a Patient: the resource is stored, but no event names a patient"));
+      return p;
+    }
+    p.patient = std::get<Patient>(res->resource);
+    if (!p.patient->record_number.empty()) {
+      p.authority = p.patient->record_number.system;
+      p.identifier = p.patient->record_number.value;
+    } else {
+      // A Patient with no identifier: linked through the id the gateway gave it.
+      p.authority = "urn:sdoh-gateway:fhir:" + ctx_.sender + ":Patient";
+      p.identifier = target.id;
+      e.issues.push_back(Issue::warning(IssueType::kProcessing, where,
+                                        "the Patient has no identifier: its events link only "
+                                        "through this gateway's Patient id"));
+    }
+    p.state = PatientInfo::State::kResolved;
+    return p;
+  }
+  if (!ref.identifier.empty()) {
+    p.authority = ref.identifier.system;
+    p.identifier = ref.identifier.value;
+    p.state = PatientInfo::State::kResolved;
+    return p;
+  }
+  if (ref.reference.empty()) return p;
+  if (ref.reference.starts_with("urn:")) {
+    e.issues.push_back(Issue::error(IssueType::kNotFound, where + ".reference",
+                                    "the reference names no entry of this Bundle (fullUrl)"));
+    p.state = PatientInfo::State::kError;
+    return p;
+  }
+  if (!target.type.empty() && target.type != "Patient") {
+    e.issues.push_back(Issue::warning(
+        IssueType::kProcessing, where,
+        "the subject is not a Patient: the resource is stored, but no event names a patient"));
+    return p;
+  }
+  if (strict && ctx_.unknown_patient == UnknownPatientPolicy::kReject) {
+    e.issues.push_back(Issue::error(
+        IssueType::kNotFound, where + ".reference",
+        "the Patient is not known to this gateway: post it first, in the same Bundle, or "
+        "reference it by identifier"));
+    p.state = PatientInfo::State::kError;
+    return p;
+  }
+  p.authority = "urn:sdoh-gateway:fhir-reference:" + ctx_.sender;
+  p.identifier = ref.reference;
+  p.state = PatientInfo::State::kResolved;
+  e.issues.push_back(Issue::warning(
+      IssueType::kNotFound, where + ".reference",
+      "the Patient is not known to this gateway: the pseudonym is derived from the reference, "
+      "so these events do not link with other sources about the same patient; post the Patient "
+      "first or reference it by identifier"));
+  return p;
+}
+
+std::string Ingestor::performed(const std::string& time, const std::string& expression,
+                                Entry& e) const {
+  if (full_date_or_date_time(time)) return time;
+  e.issues.push_back(Issue::warning(
+      IssueType::kValue, expression,
+      time.empty() ? "no time given: the screening is dated when the gateway received it"
+                   : "a partial date: the screening is dated when the gateway received it"));
+  return request_.received_at;
+}
+
+mapping::NormalizedScreening Ingestor::screening_base(const PatientInfo& p, Entry& e,
+                                                      const std::string& message_id) const {
+  mapping::NormalizedScreening s;
+  s.protocol = "fhir";
+  s.sender = ctx_.sender;
+  s.message_id = message_id;
+  s.resource_type = e.type();
+  s.facility = facility();
+  s.patient_authority = p.authority;
+  s.patient_identifier = p.identifier;
+  if (p.patient) {
+    s.birth_date = p.patient->birth_date.size() == 10 ? p.patient->birth_date : std::string();
+    s.race = p.patient->race;
+    s.ethnicity = p.patient->ethnicity;
+    s.language = p.patient->language;
+    s.postal_code = p.patient->postal_code;
+  }
+  return s;
+}
+
+void Ingestor::emit_screening(Entry& e, const mapping::NormalizedScreening& s) {
+  auto mapped = ctx_.mapper->map(s);
+  if (!mapped) {
+    e.issues.push_back(
+        Issue::warning(IssueType::kProcessing, e.root,
+                       "not mappable to a screening event: " + mapped.error().message));
+    return;
+  }
+  if (mapped->instrument_id == "unknown") {
+    e.issues.push_back(Issue::warning(
+        IssueType::kProcessing, e.root,
+        "no mapping table knows this instrument or its questions: the answers are published as "
+        "unmapped, with no domain results"));
+  } else if (mapped->unmapped_items > 0) {
+    e.issues.push_back(Issue::information(
+        e.root, std::to_string(mapped->unmapped_items) +
+                    " answered item(s) are not in the mapping table: published as unmapped"));
+  }
+  e.events.push_back(event(events::EventType::kScreening, "fhir|" + ctx_.sender + "|" + key_,
+                           screening_position_++, mapped->screening_id, ctx_.topics.screening,
+                           mapped->patient_pseudonym, std::move(mapped->data)));
+}
+
+// The screening's message id: the resource's business identifier, else the id the client gave
+// it, else its place in this request.
+std::string message_id_of(const Identifier& identifier, const std::string& client_id,
+                          const std::string& key, int index) {
+  if (!identifier.empty()) return identifier.value.substr(0, 256);
+  if (!client_id.empty()) return client_id;
+  return index < 0 ? key : key + "#entry" + std::to_string(index);
+}
+
+void Ingestor::map_questionnaire_response(Entry& e) {
+  const auto& q = std::get<QuestionnaireResponse>(e.parsed->resource);
+  if (q.status == "entered-in-error") {
+    e.issues.push_back(
+        Issue::information(e.root + ".status", "entered in error: stored, nothing published"));
+    return;
+  }
+  if (q.subject.empty()) {
+    e.issues.push_back(Issue::warning(IssueType::kProcessing, e.root + ".subject",
+                                      "no subject: stored, but no screening event is published"));
+    return;
+  }
+  auto patient = resolve_patient(q.subject, e, true);
+  if (patient.state != PatientInfo::State::kResolved) return;
+  if (q.items.empty()) {
+    e.issues.push_back(Issue::warning(IssueType::kProcessing, e.root + ".item",
+                                      "no answered items: stored, no screening event"));
+    return;
+  }
+  auto s = screening_base(patient, e, message_id_of(q.identifier, q.id, key_, e.index));
+  s.questionnaire = q.questionnaire;
+  s.performed = performed(q.authored, e.root + ".authored", e);
+  const auto status = q.status == "amended" ? mapping::ResultStatus::kCorrected
+                      : q.status == "in-progress" || q.status == "stopped"
+                          ? mapping::ResultStatus::kPreliminary
+                          : mapping::ResultStatus::kFinal;
+  for (const auto& item : q.items) {
+    mapping::ItemResponse r;
+    if (item.code) r.question = *item.code;
+    r.link_id = item.link_id;
+    r.answers = item.answers;
+    r.status = status;
+    s.items.push_back(std::move(r));
+  }
+  emit_screening(e, s);
+}
+
+void Ingestor::map_observation(Entry& e) {
+  const auto& o = std::get<Observation>(e.parsed->resource);
+  if (grouped_members_.contains(&e)) {
+    e.issues.push_back(Issue::information(
+        e.root, "published as an item of its grouping Observation in this Bundle"));
+    return;
+  }
+  if (derived_from_qr_.contains(&e)) {
+    e.issues.push_back(Issue::information(
+        e.root, "derived from a QuestionnaireResponse in this Bundle, which is published"));
+    return;
+  }
+  if (o.status == "entered-in-error") {
+    e.issues.push_back(
+        Issue::information(e.root + ".status", "entered in error: stored, nothing published"));
+    return;
+  }
+  if (o.subject.empty()) {
+    e.issues.push_back(Issue::warning(IssueType::kProcessing, e.root + ".subject",
+                                      "no subject: stored, but no screening event is published"));
+    return;
+  }
+  auto patient = resolve_patient(o.subject, e, true);
+  if (patient.state != PatientInfo::State::kResolved) return;
+  auto s =
+      screening_base(patient, e,
+                     message_id_of(o.identifiers.empty() ? Identifier{} : o.identifiers.front(),
+                                   o.id, key_, e.index));
+  s.performed = performed(o.effective, e.root + ".effective[x]", e);
+
+  auto item_of = [](const Observation& member) {
+    mapping::ItemResponse r;
+    if (auto q = member.question()) r.question = *q;
+    if (member.value) r.answers.push_back(*member.value);
+    r.status = observation_status(member.status);
+    return r;
+  };
+  if (!o.has_member.empty()) {
+    // A grouping Observation: the panel is its code; each member is one question and answer.
+    s.panel = o.question();
+    for (const auto& ref : o.has_member) {
+      auto target = resolve(ref);
+      const auto* res = target.resource();
+      if (res == nullptr || res->type != "Observation") {
+        e.issues.push_back(Issue::warning(
+            IssueType::kNotFound, ref.expression,
+            "the member is not an Observation of this Bundle or one received before: its answer "
+            "is not in the screening event"));
+        continue;
+      }
+      auto item = item_of(std::get<Observation>(res->resource));
+      if (!item.answers.empty()) s.items.push_back(std::move(item));
+    }
+  } else if (o.value) {
+    s.items.push_back(item_of(o));
+  }
+  if (s.items.empty()) {
+    e.issues.push_back(Issue::warning(IssueType::kProcessing, e.root,
+                                      "no answer (value[x] or answered members): stored, no "
+                                      "screening event"));
+    return;
+  }
+  emit_screening(e, s);
+}
+
+void Ingestor::map_consent(Entry& e) {
+  const auto& c = std::get<Consent>(e.parsed->resource);
+  ConsentValue v;
+  v.consent_id = e.final_id();
+  v.consent = consent_decision(c, "", request_.received_at);
+  v.recipients = consent_recipients(c);
+  if (!c.patient.empty()) {
+    auto p = resolve_patient(c.patient, e, false);
+    if (p.state == PatientInfo::State::kResolved) v.patient_pseudonym = pseudonym(p);
+  }
+  e.consents.push_back(std::move(v));
+}
+
+void Ingestor::map_patient(Entry& e) {
+  const auto& p = std::get<Patient>(e.parsed->resource);
+  PatientInfo info;
+  if (!p.record_number.empty()) {
+    info.authority = p.record_number.system;
+    info.identifier = p.record_number.value;
+  } else {
+    info.authority = "urn:sdoh-gateway:fhir:" + ctx_.sender + ":Patient";
+    info.identifier = e.final_id();
+  }
+  e.patient_pseudonym = pseudonym(info);
+}
+
+void Ingestor::map_task(Entry& e) {
+  const auto& t = std::get<Task>(e.parsed->resource);
+  const bool fulfill = t.code && t.code->code == "fulfill";
+  if (!fulfill || t.focus.empty()) {
+    e.issues.push_back(Issue::warning(
+        IssueType::kProcessing, e.root,
+        "not an SDOHCC referral Task (code fulfill with a focus ServiceRequest): stored, no "
+        "referral published"));
+    return;
+  }
+  if (t.status == "draft") {
+    e.issues.push_back(Issue::information(
+        e.root + ".status", "a draft referral: stored; published once the Task is requested"));
+    return;
+  }
+  if (t.status != "requested") {
+    e.issues.push_back(Issue::error(
+        IssueType::kBusinessRule, e.root + ".status",
+        "a new referral Task starts as requested; the agency changes its status with PUT or "
+        "PATCH /fhir/Task/{id}"));
+    return;
+  }
+  auto focus = resolve(t.focus);
+  const auto* sr_res = focus.resource();
+  if (sr_res == nullptr || sr_res->type != "ServiceRequest") {
+    e.issues.push_back(Issue::error(
+        IssueType::kNotFound, t.focus.expression + ".reference",
+        "Task.focus must resolve to a ServiceRequest in this Bundle or one received before"));
+    return;
+  }
+  if (focus.entry != nullptr) focus_of_task_.insert(focus.entry);
+  const auto& sr = std::get<ServiceRequest>(sr_res->resource);
+  const auto sr_root = focus.entry != nullptr ? focus.entry->root : std::string("ServiceRequest");
+  const auto sr_id = focus.entry != nullptr ? focus.entry->final_id() : focus.id;
+
+  mapping::NormalizedReferral r;
+  r.protocol = "fhir";
+  r.sender = ctx_.sender;
+  r.message_id = key_;
+  if (!sr.identifiers.empty() && !sr.identifiers.front().empty()) {
+    r.clinic_number_system = sr.identifiers.front().system;
+    r.clinic_number_value = sr.identifiers.front().value;
+  } else if (!t.identifiers.empty() && !t.identifiers.front().empty()) {
+    r.clinic_number_system = t.identifiers.front().system;
+    r.clinic_number_value = t.identifiers.front().value;
+  } else {
+    r.clinic_number_system = "urn:sdoh-gateway:fhir:" + ctx_.sender + ":ServiceRequest";
+    r.clinic_number_value = sr_id;
+    e.issues.push_back(Issue::warning(
+        IssueType::kRequired, sr_root + ".identifier",
+        "the ServiceRequest has no identifier: the referral is numbered by this gateway's "
+        "ServiceRequest id"));
+  }
+  // The need: the SDOHCC category of the ServiceRequest.
+  std::vector<std::string> needs;
+  for (const auto& c : sr.categories) {
+    if (c.system == kSdohccCategorySystem &&
+        std::find(needs.begin(), needs.end(), c.code) == needs.end())
+      needs.push_back(c.code);
+  }
+  if (needs.size() > 1) {
+    e.issues.push_back(Issue::error(IssueType::kBusinessRule, sr_root + ".category",
+                                    "the ServiceRequest names more than one SDOH category; send "
+                                    "one referral per need"));
+    return;
+  }
+  if (!needs.empty()) r.category = needs.front();
+  // Answers the ServiceRequest cites as its reason, when it names no category.
+  for (const auto& ref : sr.reason_reference) {
+    auto target = resolve(ref);
+    const auto* res = target.resource();
+    if (res == nullptr || res->type != "QuestionnaireResponse") continue;
+    const auto& q = std::get<QuestionnaireResponse>(res->resource);
+    mapping::NormalizedScreening s;
+    s.protocol = "fhir";
+    s.sender = ctx_.sender;
+    s.message_id = key_;
+    s.questionnaire = q.questionnaire;
+    for (const auto& item : q.items) {
+      mapping::ItemResponse ir;
+      if (item.code) ir.question = *item.code;
+      ir.link_id = item.link_id;
+      ir.answers = item.answers;
+      s.items.push_back(std::move(ir));
+    }
+    r.evidence.push_back(std::move(s));
+  }
+  if (sr.code) r.service = sr.code;
+  r.priority = !t.priority.empty() ? t.priority : !sr.priority.empty() ? sr.priority : "routine";
+
+  Reference agency = t.owner;
+  if (agency.empty() && !sr.performer.empty()) agency = sr.performer.front();
+  r.agency_id = agency_id_of(agency);
+  if (r.agency_id.empty()) {
+    e.issues.push_back(Issue::warning(
+        IssueType::kProcessing, e.root + ".owner",
+        "no agency (Task.owner or ServiceRequest.performer naming an Organization): stored, no "
+        "referral published"));
+    return;
+  }
+  r.agency_name = agency.display;
+  if (ctx_.agency_topic) r.agency_topic = ctx_.agency_topic(r.agency_id);
+  if (r.agency_topic.empty()) r.agency_topic = ctx_.topics.referral;
+
+  const auto& requester = !t.requester.empty() ? t.requester : sr.requester;
+  if (!requester.identifier.empty()) {
+    r.requester_id = requester.identifier.value;
+    r.requester_system = requester.identifier.system;
+  } else {
+    r.requester_id = requester.reference;
+  }
+  r.requester_display = requester.display;
+  r.facility = facility();
+  if (r.requester_id.empty()) r.requester_id = r.facility.code;
+  const auto& authored = !t.authored_on.empty() ? t.authored_on : sr.authored_on;
+  r.authored_on = performed(authored, e.root + ".authoredOn", e);
+
+  const Reference& subject = !t.for_.empty() ? t.for_ : sr.subject;
+  auto patient = resolve_patient(subject, e, true);
+  if (patient.state == PatientInfo::State::kError) return;
+  if (patient.state != PatientInfo::State::kResolved) {
+    e.issues.push_back(Issue::warning(IssueType::kProcessing, e.root + ".for",
+                                      "no patient: stored, no referral published"));
+    return;
+  }
+  r.patient_authority = patient.authority;
+  r.patient_identifier = patient.identifier;
+  if (patient.patient) {
+    r.birth_date = patient.patient->birth_date.size() == 10 ? patient.patient->birth_date : "";
+    r.postal_code = patient.patient->postal_code;
+    r.contact = patient.patient->contact;
+  }
+
+  // Consent: the Consents the ServiceRequest cites, and those in this Bundle for the same
+  // patient; the latest by dateTime decides.
+  std::vector<Consent> consents;
+  for (const auto& ref : sr.supporting_info) {
+    auto target = resolve(ref);
+    if (const auto* res = target.resource(); res != nullptr && res->type == "Consent")
+      consents.push_back(std::get<Consent>(res->resource));
+  }
+  for (auto& other : entries_) {
+    if (!other.parsed || other.failed() || other.type() != "Consent") continue;
+    const auto& c = std::get<Consent>(other.parsed->resource);
+    Entry scratch;  // issues about the Consent's own patient belong to the Consent entry
+    auto p = resolve_patient(c.patient, scratch, false);
+    if (p.state == PatientInfo::State::kResolved && p.key() == patient.key()) consents.push_back(c);
+  }
+  std::sort(consents.begin(), consents.end(),
+            [](const Consent& a, const Consent& b) { return a.date_time < b.date_time; });
+  if (!consents.empty()) r.consent = consent_decision(consents.back(), r.agency_id, r.authored_on);
+  r.note = sr.note;
+  r.business_status =
+      r.consent.status == mapping::ConsentStatus::kActive ? t.business_status : "awaiting-consent";
+
+  mapping::ReferralMapper mapper(*ctx_.mapper);
+  auto mapped = mapper.map(r);
+  if (!mapped) {
+    const auto& x = mapped.error().where.expression;
+    const auto where = x == "category" || x == "evidence" ? sr_root + ".category" : e.root;
+    e.issues.push_back(Issue::error(IssueType::kBusinessRule, where, mapped.error().message));
+    return;
+  }
+  const auto rid = mapped->referral_id;
+  if (ctx_.directory != nullptr && ctx_.directory->read("Task", rid)) {
+    // The clinic sent this referral before (another request): nothing new is published.
+    e.existing_id = rid;
+    e.issues.push_back(
+        Issue::information(e.root,
+                           "this referral exists already: status changes go through PUT or PATCH "
+                           "/fhir/Task/{id}"));
+    return;
+  }
+  e.id = rid;  // the Task's id is the referralId (DESIGN.md)
+
+  mapping::ReferralTransition first;
+  first.referral_id = rid;
+  first.status = mapping::ReferralStatus::kRequested;
+  first.business_status = mapped->business_status;
+  first.updated_by_role = "clinic";
+  first.updated_by_id = agency_id_of(Reference{"", {"", r.facility.code}, "", ""});
+  if (first.updated_by_id.empty()) first.updated_by_id = "unknown";
+  first.time = request_.received_at;
+  first.sequence = 1;
+  first.agency_id = r.agency_id;
+  first.category = mapped->category;
+
+  e.events.push_back(event(events::EventType::kReferral, "fhir|referral|" + rid, 0, rid,
+                           r.agency_topic, rid, std::move(mapped->data)));
+  e.events.push_back(event(events::EventType::kReferralStatus, "fhir|referral-status|" + rid,
+                           first.sequence, rid, ctx_.topics.referral_status, rid,
+                           mapping::referral_status_data(first)));
+  e.referrals.push_back({rid, r.clinic_number_system, r.clinic_number_value, sr_id, r.agency_id,
+                         mapped->category, mapped->business_status, r.consent.status,
+                         mapped->contact_included});
+}
+
+void Ingestor::map_entry(Entry& e) {
+  if (!e.parsed || e.failed()) return;
+  if (!e.existing_id.empty()) {
+    e.issues.push_back(
+        Issue::information(e.root,
+                           "a resource with this identifier exists already (conditional create): "
+                           "nothing new is stored or published"));
+    return;
+  }
+  const auto& type = e.type();
+  if (type == "QuestionnaireResponse") {
+    map_questionnaire_response(e);
+  } else if (type == "Observation") {
+    map_observation(e);
+  } else if (type == "Task") {
+    map_task(e);
+  } else if (type == "Consent") {
+    map_consent(e);
+  } else if (type == "Patient") {
+    map_patient(e);
+  }
+}
+
+// Sets id and meta, and rewrites every Reference.reference that names an entry by its fullUrl
+// (FHIR R4 transaction processing: urn:uuid references become Type/id).
+void Ingestor::rewrite(Entry& e, const std::map<std::string, std::string>& refs) {
+  auto& alloc = doc_.GetAllocator();
+  auto walk = [&](auto& self, Json& v) -> void {
+    if (v.IsObject()) {
+      for (auto& m : v.GetObject()) {
+        if (m.value.IsString() && std::string_view(m.name.GetString()) == "reference") {
+          if (auto it = refs.find(std::string(detail::view(m.value))); it != refs.end())
+            m.value.SetString(it->second.c_str(),
+                              static_cast<rapidjson::SizeType>(it->second.size()), alloc);
+        } else {
+          self(self, m.value);
+        }
+      }
+    } else if (v.IsArray()) {
+      for (auto& x : v.GetArray())
+        self(self, x);
+    }
+  };
+  walk(walk, *e.json);
+  auto& obj = *e.json;
+  Json id;
+  id.SetString(e.id.c_str(), static_cast<rapidjson::SizeType>(e.id.size()), alloc);
+  if (obj.HasMember("id")) {
+    obj["id"] = id;
+  } else {
+    obj.AddMember("id", id, alloc);
+  }
+  if (!obj.HasMember("meta") || !obj["meta"].IsObject()) {
+    obj.RemoveMember("meta");
+    obj.AddMember("meta", Json(rapidjson::kObjectType), alloc);
+  }
+  auto& meta = obj["meta"];
+  meta.RemoveMember("versionId");
+  meta.RemoveMember("lastUpdated");
+  meta.AddMember("versionId", "1", alloc);
+  Json updated;
+  updated.SetString(request_.received_at.c_str(),
+                    static_cast<rapidjson::SizeType>(request_.received_at.size()), alloc);
+  meta.AddMember("lastUpdated", updated, alloc);
+}
+
+std::string Ingestor::response_bundle(const std::string& type) {
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  auto str = [&w](const char* k, std::string_view v) {
+    w.Key(k);
+    w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+  };
+  w.StartObject();
+  str("resourceType", "Bundle");
+  str("id", events::event_id("fhir-response|" + ctx_.sender + "|" + key_, 0));
+  str("type", type == "transaction" ? "transaction-response" : "batch-response");
+  w.Key("entry");
+  w.StartArray();
+  for (const auto& e : entries_) {
+    w.StartObject();
+    w.Key("response");
+    w.StartObject();
+    if (e.failed()) {
+      str("status", status_line(http_status(classify(e.issues))));
+    } else {
+      str("status", status_line(e.existing_id.empty() ? 201 : 200));
+      if (e.parsed) {
+        const auto location = e.type() + "/" + e.final_id() + "/_history/1";
+        str("location", location);
+        str("etag", "W/\"1\"");
+        if (e.existing_id.empty()) str("lastModified", request_.received_at);
+      }
+    }
+    if (!e.issues.empty()) {
+      w.Key("outcome");
+      const auto outcome = operation_outcome_json(e.issues);
+      w.RawValue(outcome.data(), outcome.size(), rapidjson::kObjectType);
+    }
+    w.EndObject();
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return {buf.GetString(), buf.GetSize()};
+}
+
+std::expected<FhirIngest, FhirRejection> Ingestor::run() {
+  type_ = std::string(request_.resource_type);
+  doc_.Parse(request_.body.data(), request_.body.size());
+  if (doc_.HasParseError() || !doc_.IsObject()) {
+    key_ = key_for(nullptr, type_, request_.body, request_.if_none_exist);
+    return std::unexpected(
+        reject(Problem::bad_request(IssueType::kStructure, "",
+                                    doc_.HasParseError()
+                                        ? std::string("the body is not JSON: ") +
+                                              rapidjson::GetParseError_En(doc_.GetParseError()) +
+                                              " at offset " + std::to_string(doc_.GetErrorOffset())
+                                        : "the body is not a JSON object"),
+               "parse"));
+  }
+  const auto* rt = Reader::get(doc_, "resourceType");
+  const std::string body_type =
+      rt != nullptr && rt->IsString() ? std::string(detail::view(*rt)) : "";
+  if (type_.empty()) type_ = body_type.empty() ? "unknown" : body_type;
+  key_ = key_for(&doc_, type_, request_.body, request_.if_none_exist);
+  if (body_type.empty()) {
+    return std::unexpected(reject(
+        Problem::bad_request(IssueType::kRequired, "resourceType", "resourceType is required"),
+        "parse"));
+  }
+  if (!request_.resource_type.empty() && body_type != request_.resource_type) {
+    return std::unexpected(
+        reject(Problem::bad_request(IssueType::kInvalid, "resourceType",
+                                    "the body's resourceType is not the type in the URL"),
+               "validate"));
+  }
+  if (request_.resource_type.empty() && body_type != "Bundle") {
+    return std::unexpected(
+        reject(Problem::bad_request(IssueType::kInvalid, "resourceType",
+                                    "POST to the FHIR base takes a transaction or batch Bundle"),
+               "validate"));
+  }
+
+  std::string bundle_type;
+  if (body_type == "Bundle") {
+    std::vector<Issue> issues;
+    if (!read_bundle(doc_, issues) || has_error(issues))
+      return std::unexpected(reject(Problem{classify(issues), std::move(issues)}, "validate"));
+    bundle_type = std::string(detail::view(doc_["type"]));
+  } else {
+    Entry e;
+    e.root = body_type;
+    e.json = &doc_;
+    e.if_none_exist = std::string(request_.if_none_exist);
+    e.parsed = detail::read_resource(doc_, "", e.issues);
+    entries_.push_back(std::move(e));
+  }
+  const bool transaction = bundle_type == "transaction";
+  auto first_failure = [this]() -> Entry* {
+    for (auto& e : entries_) {
+      if (e.failed()) return &e;
+    }
+    return nullptr;
+  };
+  if (auto* failed = first_failure(); failed != nullptr && (transaction || bundle_type.empty()))
+    return std::unexpected(reject(Problem{classify(failed->issues), failed->issues}, "validate"));
+
+  assign_ids();
+  // Which Observations others here already cover.
+  for (auto& e : entries_) {
+    if (!e.parsed || e.failed() || e.type() != "Observation") continue;
+    const auto& o = std::get<Observation>(e.parsed->resource);
+    for (const auto& ref : o.has_member) {
+      if (auto t = resolve(ref); t.entry != nullptr) grouped_members_.insert(t.entry);
+    }
+    for (const auto& ref : o.derived_from) {
+      auto t = resolve(ref);
+      if (t.entry != nullptr && t.entry->type() == "QuestionnaireResponse")
+        derived_from_qr_.insert(&e);
+    }
+  }
+  // Patients and Consents first, so Tasks see them; then screenings; then referrals.
+  for (const char* type :
+       {"Patient", "Consent", "QuestionnaireResponse", "Observation", "ServiceRequest", "Task"}) {
+    for (auto& e : entries_) {
+      if (e.parsed && e.type() == type) map_entry(e);
+    }
+  }
+  for (auto& e : entries_) {
+    if (e.parsed && !e.failed() && e.type() == "ServiceRequest" && !focus_of_task_.contains(&e) &&
+        e.existing_id.empty()) {
+      e.issues.push_back(Issue::information(
+          e.root,
+          "stored; its referral is published when a Task (code fulfill) with this "
+          "ServiceRequest as focus arrives"));
+    }
+  }
+  if (auto* failed = first_failure(); failed != nullptr && (transaction || bundle_type.empty()))
+    return std::unexpected(reject(Problem{classify(failed->issues), failed->issues}, "map"));
+
+  // fullUrl → Type/id, for rewriting references.
+  std::map<std::string, std::string> refs;
+  for (const auto& e : entries_) {
+    if (e.parsed && !e.full_url.empty() && !e.failed())
+      refs[e.full_url] = e.type() + "/" + e.final_id();
+  }
+  FhirIngest out;
+  for (auto& e : entries_) {
+    if (!e.parsed || e.failed()) continue;
+    StoredResource s;
+    s.type = e.type();
+    s.id = e.final_id();
+    s.last_updated = request_.received_at;
+    s.created = e.existing_id.empty();
+    std::visit(
+        [&s](const auto& r) {
+          using T = std::decay_t<decltype(r)>;
+          if constexpr (std::is_same_v<T, QuestionnaireResponse>) {
+            if (!r.identifier.empty()) s.identifiers.push_back(r.identifier);
+          } else {
+            s.identifiers = r.identifiers;
+          }
+        },
+        e.parsed->resource);
+    if (s.created) {
+      rewrite(e, refs);
+      rapidjson::StringBuffer buf;
+      rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+      e.json->Accept(w);
+      s.json.assign(buf.GetString(), buf.GetSize());
+    }
+    for (auto& ev : e.events)
+      out.commit.events.push_back(std::move(ev));
+    for (auto& r : e.referrals)
+      out.referrals.push_back(std::move(r));
+    for (auto& c : e.consents)
+      out.consents.push_back(std::move(c));
+    if (!e.patient_pseudonym.empty()) out.patient_pseudonyms.push_back(e.patient_pseudonym);
+    out.resources.push_back(std::move(s));
+  }
+
+  if (bundle_type.empty()) {
+    auto& e = entries_.front();
+    const auto& s = out.resources.front();
+    out.http_status = s.created ? 201 : 200;
+    out.location = s.location();
+    out.version_id = s.version_id;
+    out.last_modified = request_.received_at;
+    out.issues = e.issues;
+    out.body = s.created ? s.json : std::string();
+  } else {
+    out.http_status = 200;
+    out.body = response_bundle(bundle_type);
+    for (const auto& e : entries_) {
+      for (const auto& i : e.issues) {
+        if (!i.is_error()) out.issues.push_back(i);
+      }
+    }
+  }
+  out.commit.inbound = {"fhir",
+                        ctx_.sender,
+                        key_,
+                        type_,
+                        std::to_string(out.http_status),
+                        out.body.empty() ? out.outcome() : out.body,
+                        std::string(request_.body)};
+  // A batch with refused entries: the first refusal is dead-lettered beside the accepted ones.
+  if (auto* failed = first_failure(); failed != nullptr) {
+    auto rejection = reject(Problem{classify(failed->issues), failed->issues}, "validate");
+    out.commit.dead_letter = std::move(rejection.commit.dead_letter);
+    for (auto& ev : rejection.commit.events)
+      out.commit.events.push_back(std::move(ev));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string dedupe_key(std::string_view resource_type, std::string_view body,
+                       std::string_view if_none_exist) {
+  rapidjson::Document doc;
+  doc.Parse(body.data(), body.size());
+  return key_for(doc.HasParseError() ? nullptr : &doc, resource_type, body, if_none_exist);
+}
+
+std::expected<FhirIngest, FhirRejection> ingest(const IngestRequest& request,
+                                                const IngestContext& context) {
+  if (context.mapper == nullptr) {
+    FhirRejection r;
+    r.problem = problem_from(Error::internal("the FHIR ingest has no mapping engine"));
+    return std::unexpected(std::move(r));
+  }
+  Ingestor ingestor(request, context);
+  return ingestor.run();
+}
+
+}  // namespace sdoh::fhir

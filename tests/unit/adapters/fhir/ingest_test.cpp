@@ -1,0 +1,618 @@
+// adapters/fhir/ingest.cpp: the shared FHIR samples through validation, the shared mapping
+// engines and the commit request, with every event checked against schemas/events.
+#include "adapters/fhir/ingest.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+#include <rapidjson/pointer.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "gateway/events/schema_catalog.hpp"
+#include "gateway/mapping/engine.hpp"
+
+namespace sdoh::fhir {
+namespace {
+
+namespace fs = std::filesystem;
+const fs::path kSchemas = fs::path(SDOH_SOURCE_DIR) / "schemas";
+constexpr const char* kReceived = "2026-11-20T15:30:00.000Z";
+
+std::string sample(const std::string& name) {
+  std::ifstream in(fs::path(SDOH_SHARED_SAMPLES_DIR) / "fhir" / name);
+  std::stringstream s;
+  s << in.rdbuf();
+  EXPECT_FALSE(s.str().empty()) << name;
+  return s.str();
+}
+
+rapidjson::Document parse(const std::string& json) {
+  rapidjson::Document d;
+  d.Parse(json.c_str());
+  EXPECT_FALSE(d.HasParseError()) << json;
+  return d;
+}
+
+// Resources received before, keyed "Type/id".
+class MapDirectory final : public ResourceDirectory {
+ public:
+  std::map<std::string, std::string> resources;
+  std::map<std::string, std::string> identifiers;  // "Type|system|value" → id
+
+  std::optional<std::string> read(std::string_view type, std::string_view id) const override {
+    auto it = resources.find(std::string(type) + "/" + std::string(id));
+    if (it == resources.end()) return std::nullopt;
+    return it->second;
+  }
+  std::optional<std::string> find_by_identifier(std::string_view type, std::string_view system,
+                                                std::string_view value) const override {
+    auto it =
+        identifiers.find(std::string(type) + "|" + std::string(system) + "|" + std::string(value));
+    if (it == identifiers.end()) return std::nullopt;
+    return it->second;
+  }
+};
+
+class FhirIngestTest : public ::testing::Test {
+ protected:
+  FhirIngestTest() {
+    auto tables = mapping::MappingTables::load(kSchemas / "mappings");
+    EXPECT_TRUE(tables) << tables.error().message;
+    auto zips = mapping::load_zip_policy(kSchemas / "privacy" / "restricted-zip3.json");
+    EXPECT_TRUE(zips);
+    mapper_ = std::make_unique<mapping::ScreeningMapper>(
+        *tables, identity::Pseudonymizer(std::string(48, 'k')), *zips, registry_);
+    auto catalog = events::SchemaCatalog::load(kSchemas / "events");
+    EXPECT_TRUE(catalog);
+    catalog_ = std::move(*catalog);
+    ctx_.mapper = mapper_.get();
+    ctx_.sender = "clinic-a";
+    ctx_.facility = {"urn:oid:2.16.840.1.113883.3.9999", "PEDS_CLINIC_A", "Peds Clinic A"};
+    ctx_.directory = &directory_;
+  }
+
+  std::expected<FhirIngest, FhirRejection> post(const std::string& body, std::string_view type,
+                                                std::string_view if_none_exist = "") {
+    return ingest({body, type, if_none_exist, kReceived}, ctx_);
+  }
+
+  // Every event valid against its schema; returns the events' data by type.
+  std::multimap<std::string, std::string> checked(const std::vector<pipeline::OutboxEvent>& evs) {
+    std::multimap<std::string, std::string> out;
+    for (const auto& e : evs) {
+      auto valid = catalog_->validate_event(e.value);
+      EXPECT_TRUE(valid) << (valid ? "" : valid.error().message) << "\n" << e.value;
+      out.emplace(e.type, e.value);
+    }
+    return out;
+  }
+
+  static std::string data_field(const std::string& envelope, const char* pointer) {
+    auto doc = parse(envelope);
+    const auto* v = rapidjson::Pointer(pointer).Get(doc);
+    if (v == nullptr) return "<absent>";
+    if (v->IsNull()) return "<null>";
+    if (v->IsString()) return v->GetString();
+    if (v->IsBool()) return v->GetBool() ? "true" : "false";
+    return "<other>";
+  }
+
+  metrics::Registry registry_;
+  std::unique_ptr<mapping::ScreeningMapper> mapper_;
+  std::unique_ptr<events::SchemaCatalog> catalog_;
+  MapDirectory directory_;
+  IngestContext ctx_;
+};
+
+// questionnaireresponse-hunger-vital-sign.json: 201; screening event food-insecurity positive.
+TEST_F(FhirIngestTest, HungerVitalSignQuestionnaireResponseIsOneScreeningEvent) {
+  auto r = post(sample("questionnaireresponse-hunger-vital-sign.json"), "QuestionnaireResponse");
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  EXPECT_EQ(r->http_status, 201);
+  auto events = checked(r->commit.events);
+  ASSERT_EQ(events.count("org.sdoh.screening.v1"), 1u);
+  const auto& e = events.find("org.sdoh.screening.v1")->second;
+  EXPECT_EQ(data_field(e, "/data/instrument/id"), "hunger-vital-sign");
+  EXPECT_EQ(data_field(e, "/data/domains/0/category"), "food-insecurity");
+  EXPECT_EQ(data_field(e, "/data/domains/0/status"), "positive");
+  EXPECT_EQ(data_field(e, "/data/source/protocol"), "fhir");
+  EXPECT_EQ(data_field(e, "/data/source/messageId"), "QR-A-0001");
+  EXPECT_EQ(data_field(e, "/data/performed"), "2026-11-20T10:00:00-05:00");
+  EXPECT_EQ(data_field(e, "/data/facility/id"), "PEDS_CLINIC_A");
+  EXPECT_EQ(r->commit.events.size(), 1u);
+  EXPECT_FALSE(r->commit.dead_letter);
+}
+
+TEST_F(FhirIngestTest, CreatedResourceHasGatewayIdMetaAndLocation) {
+  auto r = post(sample("questionnaireresponse-hunger-vital-sign.json"), "QuestionnaireResponse");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->resources.size(), 1u);
+  const auto& s = r->resources.front();
+  EXPECT_EQ(s.type, "QuestionnaireResponse");
+  EXPECT_EQ(s.id.size(), 32u);
+  EXPECT_EQ(r->location, "QuestionnaireResponse/" + s.id + "/_history/1");
+  auto doc = parse(r->body);
+  EXPECT_EQ(std::string(doc["id"].GetString()), s.id);
+  EXPECT_STREQ(doc["meta"]["versionId"].GetString(), "1");
+  EXPECT_STREQ(doc["meta"]["lastUpdated"].GetString(), kReceived);
+  EXPECT_EQ(r->commit.inbound.protocol, "fhir");
+  EXPECT_EQ(r->commit.inbound.answer_code, "201");
+  EXPECT_EQ(r->commit.inbound.message_type, "QuestionnaireResponse");
+}
+
+// The sample's subject is Patient/pat-sofia, which this gateway never received.
+TEST_F(FhirIngestTest, UnknownPatientIsLinkedByReferenceWithAWarning) {
+  auto r = post(sample("questionnaireresponse-hunger-vital-sign.json"), "QuestionnaireResponse");
+  ASSERT_TRUE(r);
+  bool warned = false;
+  for (const auto& i : r->issues) {
+    warned = warned || (i.severity == IssueSeverity::kWarning &&
+                        i.expression == "QuestionnaireResponse.subject.reference");
+  }
+  EXPECT_TRUE(warned) << r->outcome();
+}
+
+TEST_F(FhirIngestTest, UnknownPatientRefusedWhenThePolicySaysSo) {
+  ctx_.unknown_patient = UnknownPatientPolicy::kReject;
+  auto r = post(sample("questionnaireresponse-hunger-vital-sign.json"), "QuestionnaireResponse");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().problem.http_status(), 422);
+  EXPECT_EQ(r.error().problem.first_error().code, IssueType::kNotFound);
+  EXPECT_EQ(r.error().problem.first_error().expression, "QuestionnaireResponse.subject.reference");
+}
+
+TEST_F(FhirIngestTest, KnownPatientGivesTheMrnPseudonymAndEquityFields) {
+  auto bundle = parse(sample("bundle-transaction-screening-consent-referral.json"));
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  bundle["entry"][0]["resource"].Accept(w);
+  directory_.resources["Patient/pat-sofia"] = buf.GetString();
+  auto r = post(sample("questionnaireresponse-hunger-vital-sign.json"), "QuestionnaireResponse");
+  ASSERT_TRUE(r);
+  const auto& e = r->commit.events.front().value;
+  EXPECT_EQ(data_field(e, "/data/patient/pseudonym"),
+            mapper_->pseudonymizer().pseudonym("urn:oid:2.16.840.1.113883.3.9999.100", "MRN12345"));
+  EXPECT_EQ(data_field(e, "/data/patient/ageBand"), "0-11m");
+  EXPECT_EQ(data_field(e, "/data/equity/zip3"), "277");
+  EXPECT_EQ(data_field(e, "/data/equity/language/code"), "es");
+  EXPECT_EQ(data_field(e, "/data/equity/race/0/code"), "2106-3");
+  EXPECT_EQ(data_field(e, "/data/equity/ethnicity/0/code"), "2135-2");
+  EXPECT_EQ(e.find("Garcia"), std::string::npos);
+  EXPECT_EQ(e.find("MRN12345"), std::string::npos);
+  EXPECT_EQ(e.find("27701"), std::string::npos);
+}
+
+TEST_F(FhirIngestTest, ResendYieldsTheSameIdsAndEvents) {
+  const auto body = sample("questionnaireresponse-hunger-vital-sign.json");
+  auto a = post(body, "QuestionnaireResponse");
+  auto b = post(body, "QuestionnaireResponse");
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->commit.inbound.dedupe_key, b->commit.inbound.dedupe_key);
+  EXPECT_EQ(a->commit.inbound.dedupe_key,
+            "QuestionnaireResponse|identifier|urn:oid:2.16.840.1.113883.3.9999.1|QR-A-0001");
+  EXPECT_EQ(a->resources.front().id, b->resources.front().id);
+  EXPECT_EQ(a->commit.events.front().event_id, b->commit.events.front().event_id);
+}
+
+// observation-screening-response-food.json: 201; screening event with that item.
+TEST_F(FhirIngestTest, SingleScreeningObservationIsOneScreeningEvent) {
+  auto r = post(sample("observation-screening-response-food.json"), "Observation");
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  EXPECT_EQ(r->http_status, 201);
+  auto events = checked(r->commit.events);
+  ASSERT_EQ(events.count("org.sdoh.screening.v1"), 1u);
+  const auto& e = events.find("org.sdoh.screening.v1")->second;
+  EXPECT_EQ(data_field(e, "/data/domains/0/category"), "food-insecurity");
+  EXPECT_EQ(data_field(e, "/data/domains/0/status"), "positive");
+  EXPECT_EQ(data_field(e, "/data/domains/0/items/0/code"), "88122-7");
+  EXPECT_EQ(data_field(e, "/data/source/resourceType"), "Observation");
+  EXPECT_EQ(data_field(e, "/data/source/messageId"), "obs-hvs-88122-7-sofia");
+}
+
+// observation-bad-missing-code.json: 400 OperationOutcome with expression Observation.code.
+TEST_F(FhirIngestTest, ObservationWithoutCodeIsRejectedAndDeadLettered) {
+  auto r = post(sample("observation-bad-missing-code.json"), "Observation");
+  ASSERT_FALSE(r);
+  const auto& rej = r.error();
+  EXPECT_EQ(rej.problem.http_status(), 400);
+  auto oo = parse(rej.problem.operation_outcome());
+  EXPECT_STREQ(oo["issue"][0]["severity"].GetString(), "error");
+  EXPECT_STREQ(oo["issue"][0]["code"].GetString(), "required");
+  EXPECT_STREQ(oo["issue"][0]["expression"][0].GetString(), "Observation.code");
+  ASSERT_TRUE(rej.commit.dead_letter);
+  EXPECT_EQ(rej.commit.dead_letter->stage, "validate");
+  EXPECT_EQ(rej.commit.dead_letter->error_code, "required");
+  EXPECT_EQ(rej.commit.dead_letter->location, "Observation.code");
+  EXPECT_EQ(rej.commit.inbound.answer_code, "400");
+  EXPECT_EQ(rej.commit.inbound.answer, rej.problem.operation_outcome());
+  auto events = checked(rej.commit.events);
+  ASSERT_EQ(events.count("org.sdoh.deadletter.v1"), 1u);
+  EXPECT_EQ(data_field(events.begin()->second, "/data/location/expression"), "Observation.code");
+}
+
+TEST_F(FhirIngestTest, XmlBodyIsRejectedAsStructure) {
+  auto r = post("<QuestionnaireResponse/>", "QuestionnaireResponse");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().problem.http_status(), 400);
+  EXPECT_EQ(r.error().commit.dead_letter->stage, "parse");
+  checked(r.error().commit.events);
+}
+
+TEST_F(FhirIngestTest, BodyTypeMustMatchTheUrl) {
+  auto r = post(sample("observation-screening-response-food.json"), "QuestionnaireResponse");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().problem.http_status(), 400);
+  EXPECT_EQ(r.error().problem.first_error().expression, "resourceType");
+}
+
+TEST_F(FhirIngestTest, ValidButUnmappableObservationIsAcceptedWithAWarning) {
+  auto r = post(R"({"resourceType":"Observation","status":"final",
+    "code":{"coding":[{"system":"http://loinc.org","code":"88122-7"}]},
+    "effectiveDateTime":"2026-11-20","valueCodeableConcept":{"coding":[{"system":"http://loinc.org",
+    "code":"LA28397-0"}]}})",
+                "Observation");
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  EXPECT_EQ(r->http_status, 201);
+  EXPECT_TRUE(r->commit.events.empty());
+  bool warned = false;
+  for (const auto& i : r->issues)
+    warned = warned || (i.severity == IssueSeverity::kWarning && i.code == IssueType::kProcessing &&
+                        i.expression == "Observation.subject");
+  EXPECT_TRUE(warned) << r->outcome();
+  EXPECT_EQ(r->resources.size(), 1u);  // stored, not dropped
+}
+
+TEST_F(FhirIngestTest, UnknownInstrumentIsPublishedAsUnmappedWithAWarning) {
+  auto r = post(R"({"resourceType":"Observation","status":"final",
+    "code":{"coding":[{"system":"http://loinc.org","code":"99999-9"}]},
+    "subject":{"identifier":{"system":"urn:mrn","value":"M1"}},"performer":[{"reference":"Practitioner/p"}],
+    "effectiveDateTime":"2026-11-20","valueBoolean":true})",
+                "Observation");
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  auto events = checked(r->commit.events);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(data_field(events.begin()->second, "/data/instrument/id"), "unknown");
+  EXPECT_EQ(data_field(events.begin()->second, "/data/unmapped/0/code"), "99999-9");
+  bool warned = false;
+  for (const auto& i : r->issues)
+    warned = warned || i.code == IssueType::kProcessing;
+  EXPECT_TRUE(warned);
+}
+
+TEST_F(FhirIngestTest, GroupingObservationMapsItsMembersAsOneScreening) {
+  auto r = post(R"({"resourceType":"Bundle","type":"batch","entry":[
+    {"fullUrl":"urn:uuid:11111111-1111-4111-8111-111111111111","request":{"method":"POST","url":"Observation"},
+     "resource":{"resourceType":"Observation","status":"final",
+      "code":{"coding":[{"system":"http://loinc.org","code":"88121-9"}]},
+      "subject":{"identifier":{"system":"urn:mrn","value":"M1"}},"effectiveDateTime":"2026-11-20",
+      "hasMember":[{"reference":"urn:uuid:22222222-2222-4222-8222-222222222222"},
+                   {"reference":"urn:uuid:33333333-3333-4333-8333-333333333333"}]}},
+    {"fullUrl":"urn:uuid:22222222-2222-4222-8222-222222222222","request":{"method":"POST","url":"Observation"},
+     "resource":{"resourceType":"Observation","status":"final",
+      "code":{"coding":[{"system":"http://loinc.org","code":"88122-7"}]},
+      "subject":{"identifier":{"system":"urn:mrn","value":"M1"}},"effectiveDateTime":"2026-11-20",
+      "valueCodeableConcept":{"coding":[{"system":"http://loinc.org","code":"LA28398-8"}]}}},
+    {"fullUrl":"urn:uuid:33333333-3333-4333-8333-333333333333","request":{"method":"POST","url":"Observation"},
+     "resource":{"resourceType":"Observation","status":"final",
+      "code":{"coding":[{"system":"http://loinc.org","code":"88123-5"}]},
+      "subject":{"identifier":{"system":"urn:mrn","value":"M1"}},"effectiveDateTime":"2026-11-20",
+      "valueCodeableConcept":{"coding":[{"system":"http://loinc.org","code":"LA28398-8"}]}}}]})",
+                "");
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  auto events = checked(r->commit.events);
+  ASSERT_EQ(events.count("org.sdoh.screening.v1"), 1u);  // the members are not published twice
+  const auto& e = events.find("org.sdoh.screening.v1")->second;
+  EXPECT_EQ(data_field(e, "/data/instrument/id"), "hunger-vital-sign");
+  EXPECT_EQ(data_field(e, "/data/domains/0/status"), "negative");
+  EXPECT_EQ(data_field(e, "/data/domains/0/items/1/code"), "88123-5");
+}
+
+class TransactionSample : public FhirIngestTest {
+ protected:
+  std::expected<FhirIngest, FhirRejection> post_sample() {
+    return post(sample("bundle-transaction-screening-consent-referral.json"), "");
+  }
+};
+
+// bundle-transaction-screening-consent-referral.json: transaction-response; screening event;
+// referral event for ehv-durham with consent.
+TEST_F(TransactionSample, AnswersWithATransactionResponse) {
+  auto r = post_sample();
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  EXPECT_EQ(r->http_status, 200);
+  auto b = parse(r->body);
+  EXPECT_STREQ(b["type"].GetString(), "transaction-response");
+  ASSERT_EQ(b["entry"].Size(), 5u);
+  for (rapidjson::SizeType i = 0; i < 5; ++i) {
+    EXPECT_STREQ(b["entry"][i]["response"]["status"].GetString(), "201 Created") << i;
+  }
+  EXPECT_EQ(std::string(b["entry"][4]["response"]["location"].GetString()),
+            "Task/" + r->referrals.at(0).referral_id + "/_history/1");
+  EXPECT_EQ(r->commit.inbound.dedupe_key,
+            "Bundle|identifier|urn:oid:2.16.840.1.113883.3.9999.2|BUNDLE-A-0002");
+}
+
+TEST_F(TransactionSample, PublishesTheScreeningTheReferralAndItsFirstStatus) {
+  auto r = post_sample();
+  ASSERT_TRUE(r);
+  auto events = checked(r->commit.events);
+  EXPECT_EQ(events.count("org.sdoh.screening.v1"), 1u);
+  EXPECT_EQ(events.count("org.sdoh.referral.v1"), 1u);
+  EXPECT_EQ(events.count("org.sdoh.referral.status.v1"), 1u);
+  EXPECT_EQ(r->commit.events.size(), 3u);
+  const auto& s = events.find("org.sdoh.screening.v1")->second;
+  EXPECT_EQ(data_field(s, "/data/instrument/id"), "ahc-hrsn");
+  EXPECT_EQ(data_field(s, "/data/patient/pseudonym"),
+            mapper_->pseudonymizer().pseudonym("urn:oid:2.16.840.1.113883.3.9999.100", "MRN12345"));
+  const auto& st = events.find("org.sdoh.referral.status.v1")->second;
+  EXPECT_EQ(data_field(st, "/data/status"), "requested");
+  EXPECT_EQ(data_field(st, "/data/previousStatus"), "<null>");
+}
+
+TEST_F(TransactionSample, ReferralCarriesConsentedContactDetails) {
+  auto r = post_sample();
+  ASSERT_TRUE(r);
+  auto events = checked(r->commit.events);
+  const auto& e = events.find("org.sdoh.referral.v1")->second;
+  ASSERT_EQ(r->referrals.size(), 1u);
+  const auto& ref = r->referrals.front();
+  EXPECT_EQ(ref.referral_id,
+            mapping::referral_id("urn:oid:2.16.840.1.113883.3.9999.3", "REF-2026-0002"));
+  EXPECT_EQ(data_field(e, "/data/referralId"), ref.referral_id);
+  EXPECT_EQ(data_field(e, "/data/agency/id"), "ehv-durham");
+  EXPECT_EQ(data_field(e, "/data/agency/name"), "Early Start Home Visiting");
+  EXPECT_EQ(data_field(e, "/data/category"), "food-insecurity");
+  EXPECT_EQ(data_field(e, "/data/service/code"), "467771000124109");
+  EXPECT_EQ(data_field(e, "/data/requester/id"), "Practitioner/pr-rivera");
+  EXPECT_EQ(data_field(e, "/data/consent/status"), "active");
+  EXPECT_EQ(data_field(e, "/data/consent/source"), "fhir-consent");
+  EXPECT_EQ(data_field(e, "/data/contact/phone"), "+19195551234");
+  EXPECT_EQ(data_field(e, "/data/contact/preferredLanguage/code"), "es");
+  EXPECT_EQ(data_field(e, "/data/patient/zip3"), "277");
+  EXPECT_EQ(e.find("MRN12345"), std::string::npos);
+  EXPECT_TRUE(ref.contact_included);
+}
+
+TEST_F(TransactionSample, UrnUuidReferencesAreRewrittenToAssignedIds) {
+  auto r = post_sample();
+  ASSERT_TRUE(r);
+  std::map<std::string, const StoredResource*> by_type;
+  for (const auto& s : r->resources)
+    by_type[s.type] = &s;
+  ASSERT_EQ(by_type.size(), 5u);
+  auto task = parse(by_type["Task"]->json);
+  EXPECT_EQ(std::string(task["id"].GetString()), r->referrals.front().referral_id);
+  EXPECT_EQ(std::string(task["focus"]["reference"].GetString()),
+            "ServiceRequest/" + by_type["ServiceRequest"]->id);
+  EXPECT_EQ(std::string(task["for"]["reference"].GetString()), "Patient/" + by_type["Patient"]->id);
+  EXPECT_EQ(by_type["Task"]->json.find("urn:uuid:"), std::string::npos);
+  EXPECT_EQ(r->consents.size(), 1u);
+  EXPECT_EQ(r->consents.front().consent.status, mapping::ConsentStatus::kActive);
+  EXPECT_EQ(r->consents.front().recipients, std::vector<std::string>{"ehv-durham"});
+  EXPECT_EQ(r->consents.front().patient_pseudonym, r->patient_pseudonyms.at(0));
+}
+
+TEST_F(TransactionSample, WithoutConsentTheReferralHasNoContactAndAwaitsConsent) {
+  auto doc = parse(sample("bundle-transaction-screening-consent-referral.json"));
+  doc["entry"][2]["resource"]["provision"]["type"].SetString("deny");
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  doc.Accept(w);
+  auto r = post(buf.GetString(), "");
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  auto events = checked(r->commit.events);
+  const auto& e = events.find("org.sdoh.referral.v1")->second;
+  EXPECT_EQ(data_field(e, "/data/consent/status"), "none");
+  EXPECT_EQ(data_field(e, "/data/contact"), "<absent>");
+  EXPECT_EQ(data_field(e, "/data/businessStatus"), "awaiting-consent");
+  EXPECT_EQ(e.find("Garcia"), std::string::npos);
+  EXPECT_EQ(e.find("Elm St"), std::string::npos);
+}
+
+TEST_F(TransactionSample, OneBadEntryRejectsTheWholeTransaction) {
+  auto doc = parse(sample("bundle-transaction-screening-consent-referral.json"));
+  doc["entry"][1]["resource"]["item"][2]["answer"][0]["valueCoding"].SetString("LA33-6");
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  doc.Accept(w);
+  auto r = post(buf.GetString(), "");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().problem.http_status(), 400);
+  EXPECT_EQ(r.error().problem.first_error().expression,
+            "Bundle.entry[1].resource.item[2].answer[0].valueCoding");
+  auto events = checked(r.error().commit.events);
+  EXPECT_EQ(events.size(), 1u);  // only the dead letter: nothing else is committed
+  EXPECT_EQ(events.count("org.sdoh.deadletter.v1"), 1u);
+}
+
+TEST_F(TransactionSample, UnresolvedUrnUuidIsRefused) {
+  auto doc = parse(sample("bundle-transaction-screening-consent-referral.json"));
+  doc["entry"][4]["resource"]["focus"]["reference"].SetString(
+      "urn:uuid:00000000-0000-4000-8000-000000000000");
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  doc.Accept(w);
+  auto r = post(buf.GetString(), "");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().problem.http_status(), 422);
+  EXPECT_EQ(r.error().problem.first_error().expression, "Bundle.entry[4].resource.focus.reference");
+}
+
+TEST_F(TransactionSample, AsBatchAGoodEntryIsKeptBesideABadOne) {
+  auto doc = parse(sample("bundle-transaction-screening-consent-referral.json"));
+  doc["type"].SetString("batch");
+  doc["entry"][3]["resource"].RemoveMember("subject");  // ServiceRequest.subject is 1..1
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  doc.Accept(w);
+  auto r = post(buf.GetString(), "");
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  auto b = parse(r->body);
+  EXPECT_STREQ(b["type"].GetString(), "batch-response");
+  EXPECT_STREQ(b["entry"][1]["response"]["status"].GetString(), "201 Created");
+  EXPECT_STREQ(b["entry"][3]["response"]["status"].GetString(), "400 Bad Request");
+  EXPECT_STREQ(b["entry"][3]["response"]["outcome"]["issue"][0]["expression"][0].GetString(),
+               "Bundle.entry[3].resource.subject");
+  // The Task's focus is the refused ServiceRequest: refused too, with its own reason.
+  EXPECT_STREQ(b["entry"][4]["response"]["status"].GetString(), "422 Unprocessable Entity");
+  auto events = checked(r->commit.events);
+  EXPECT_EQ(events.count("org.sdoh.screening.v1"), 1u);
+  EXPECT_EQ(events.count("org.sdoh.referral.v1"), 0u);
+  EXPECT_EQ(events.count("org.sdoh.deadletter.v1"), 1u);
+  ASSERT_TRUE(r->commit.dead_letter);
+}
+
+TEST_F(TransactionSample, IfNoneExistMatchReusesThePatient) {
+  directory_.identifiers["Patient|urn:oid:2.16.840.1.113883.3.9999.100|MRN12345"] = "pat-sofia";
+  auto r = post_sample();
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  auto b = parse(r->body);
+  EXPECT_STREQ(b["entry"][0]["response"]["status"].GetString(), "200 OK");
+  EXPECT_STREQ(b["entry"][0]["response"]["location"].GetString(), "Patient/pat-sofia/_history/1");
+  for (const auto& s : r->resources) {
+    if (s.type == "Patient") {
+      EXPECT_FALSE(s.created);
+    }
+    if (s.type == "Task") {
+      EXPECT_NE(s.json.find("\"Patient/pat-sofia\""), std::string::npos) << s.json;
+    }
+  }
+}
+
+TEST_F(TransactionSample, AReferralSentAgainPublishesNothingNew) {
+  directory_.resources["Task/" + mapping::referral_id("urn:oid:2.16.840.1.113883.3.9999.3",
+                                                      "REF-2026-0002")] = "{}";
+  auto r = post_sample();
+  ASSERT_TRUE(r);
+  auto events = checked(r->commit.events);
+  EXPECT_EQ(events.count("org.sdoh.referral.v1"), 0u);
+  EXPECT_EQ(events.count("org.sdoh.screening.v1"), 1u);
+  EXPECT_TRUE(r->referrals.empty());
+}
+
+TEST_F(FhirIngestTest, OnlyTransactionAndBatchBundles) {
+  auto r = post(R"({"resourceType":"Bundle","type":"collection","entry":[]})", "");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().problem.http_status(), 422);
+  EXPECT_EQ(r.error().problem.first_error().expression, "Bundle.type");
+}
+
+TEST_F(FhirIngestTest, BundleEntriesOnlyCreate) {
+  auto r = post(R"({"resourceType":"Bundle","type":"transaction","entry":[
+    {"request":{"method":"DELETE","url":"Task/x"}}]})",
+                "");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().problem.first_error().expression, "Bundle.entry[0].request.method");
+}
+
+TEST_F(FhirIngestTest, ANewReferralTaskMustBeRequested) {
+  directory_.resources["ServiceRequest/sr1"] = R"({"resourceType":"ServiceRequest",
+    "status":"active","intent":"order","subject":{"reference":"Patient/p1"}})";
+  auto r = post(R"({"resourceType":"Task","status":"accepted","intent":"order",
+    "code":{"coding":[{"system":"http://hl7.org/fhir/CodeSystem/task-code","code":"fulfill"}]},
+    "focus":{"reference":"ServiceRequest/sr1"}})",
+                "Task");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().problem.http_status(), 422);
+  EXPECT_EQ(r.error().problem.first_error().code, IssueType::kBusinessRule);
+  EXPECT_EQ(r.error().problem.first_error().expression, "Task.status");
+}
+
+TEST_F(FhirIngestTest, TaskForAServiceRequestReceivedBefore) {
+  directory_.resources["ServiceRequest/sr1"] = R"({"resourceType":"ServiceRequest",
+    "identifier":[{"system":"urn:refs","value":"R-9"}],"status":"active","intent":"order",
+    "category":[{"coding":[{"system":"http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes",
+    "code":"housing-instability"}]}],"subject":{"identifier":{"system":"urn:mrn","value":"M7"}},
+    "note":[{"text":"call after 5pm"}]})";
+  auto r = post(R"({"resourceType":"Task","status":"requested","intent":"order",
+    "code":{"coding":[{"system":"http://hl7.org/fhir/CodeSystem/task-code","code":"fulfill"}]},
+    "focus":{"reference":"ServiceRequest/sr1"},"for":{"identifier":{"system":"urn:mrn","value":"M7"}},
+    "authoredOn":"2026-11-21","requester":{"reference":"PractitionerRole/r1"},
+    "owner":{"reference":"Organization/legal-aid-nc"},"priority":"urgent"})",
+                "Task");
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  auto events = checked(r->commit.events);
+  const auto& e = events.find("org.sdoh.referral.v1")->second;
+  EXPECT_EQ(data_field(e, "/data/referralId"), mapping::referral_id("urn:refs", "R-9"));
+  EXPECT_EQ(data_field(e, "/data/priority"), "urgent");
+  EXPECT_EQ(data_field(e, "/data/category"), "housing-instability");
+  EXPECT_EQ(data_field(e, "/data/consent/status"), "none");
+  EXPECT_EQ(data_field(e, "/data/note"), "<null>");  // free text only with consent
+  EXPECT_EQ(r->location, "Task/" + mapping::referral_id("urn:refs", "R-9") + "/_history/1");
+}
+
+TEST_F(FhirIngestTest, TaskWhoseFocusIsUnknownIsRefused) {
+  auto r = post(R"({"resourceType":"Task","status":"requested","intent":"order",
+    "code":{"coding":[{"system":"http://hl7.org/fhir/CodeSystem/task-code","code":"fulfill"}]},
+    "focus":{"reference":"ServiceRequest/nope"}})",
+                "Task");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().problem.first_error().code, IssueType::kNotFound);
+  EXPECT_EQ(r.error().problem.first_error().expression, "Task.focus.reference");
+}
+
+TEST_F(FhirIngestTest, ConditionalCreateOfAKnownPatientIs200WithoutNewResource) {
+  directory_.identifiers["Patient|urn:mrn|M1"] = "p-known";
+  auto r = post(R"({"resourceType":"Patient","identifier":[{"system":"urn:mrn","value":"M1"}]})",
+                "Patient", "identifier=urn:mrn|M1");
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  EXPECT_EQ(r->http_status, 200);
+  EXPECT_EQ(r->location, "Patient/p-known/_history/1");
+  EXPECT_TRUE(r->commit.events.empty());
+  // The key can reach a dead-letter event: the identifier in it is hashed.
+  EXPECT_TRUE(r->commit.inbound.dedupe_key.starts_with("Patient|if-none-exist-sha256|"));
+  EXPECT_EQ(r->commit.inbound.dedupe_key.find("M1"), std::string::npos);
+}
+
+TEST_F(FhirIngestTest, RejectedPatientDeadLetterCarriesNoMrn) {
+  auto r = post(R"({"resourceType":"Patient","identifier":[{"system":"urn:mrn","value":"MRN777"}],
+    "birthDate":"not-a-date"})",
+                "Patient");
+  ASSERT_FALSE(r);
+  auto events = checked(r.error().commit.events);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events.begin()->second.find("MRN777"), std::string::npos);
+  EXPECT_EQ(r.error().commit.inbound.dedupe_key.find("MRN777"), std::string::npos);
+  EXPECT_EQ(r.error().commit.events.front().key.find("MRN777"), std::string::npos);
+}
+
+TEST_F(FhirIngestTest, PatientGivesItsPseudonym) {
+  auto r = post(R"({"resourceType":"Patient","identifier":[{"system":"urn:mrn","value":"M1"}]})",
+                "Patient");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->patient_pseudonyms.size(), 1u);
+  EXPECT_EQ(r->patient_pseudonyms.front(), mapper_->pseudonymizer().pseudonym("urn:mrn", "M1"));
+  EXPECT_TRUE(r->commit.events.empty());  // a Patient alone publishes nothing
+}
+
+TEST_F(FhirIngestTest, StandaloneConsentGivesItsValue) {
+  auto doc = parse(sample("bundle-transaction-screening-consent-referral.json"));
+  auto& consent = doc["entry"][2]["resource"];
+  consent["patient"]["reference"].SetString("Patient/pat-sofia");
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  consent.Accept(w);
+  auto r = post(buf.GetString(), "Consent");
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  ASSERT_EQ(r->consents.size(), 1u);
+  EXPECT_EQ(r->consents.front().consent.status, mapping::ConsentStatus::kActive);
+  EXPECT_EQ(r->consents.front().consent.date, "2026-11-20T10:10:00-05:00");
+  EXPECT_EQ(r->consents.front().patient_pseudonym.size(), 64u);
+}
+
+TEST_F(FhirIngestTest, DiagnosticsNeverEchoPatientData) {
+  auto r = post(R"({"resourceType":"Patient","birthDate":"Sofia Garcia 2026"})", "Patient");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().problem.first_error().expression, "Patient.birthDate");
+  EXPECT_EQ(r.error().problem.operation_outcome().find("Sofia"), std::string::npos);
+  for (const auto& e : r.error().commit.events)
+    EXPECT_EQ(e.value.find("Sofia"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sdoh::fhir
