@@ -59,8 +59,8 @@ struct Relay::Impl {
 
   /// Restart reconciliation, retried until it succeeds: nothing is published before it did.
   bool prepare() {
-    if (!options.before_first_publish) return true;
-    auto r = options.before_first_publish();
+    if (!options.reconcile) return true;
+    auto r = options.reconcile();
     if (r) return true;
     {
       std::lock_guard lock(status_mutex);
@@ -229,7 +229,7 @@ struct Relay::Impl {
       }
       retried->inc();
       rewind = std::min(rewind, seq - 1);
-      if (options.before_first_publish) needs_reconcile = true;
+      if (options.reconcile) needs_reconcile = true;
     }
     if (rewind < cursor) {
       // Re-read from the first failed event so that every undelivered event is produced again.

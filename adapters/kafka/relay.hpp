@@ -25,8 +25,9 @@ struct RelayOptions {
   std::chrono::milliseconds max_backoff{10'000};
   std::string gateway_id = "sdoh-gateway";  ///< source of dead-letter events
   std::string deadletter_topic = "sdoh.deadletter.v1";
-  /// Runs before anything is published, until it succeeds (restart reconciliation).
-  std::function<Result<void>()> before_first_publish;
+  /// Restart reconciliation: run until it succeeds before anything is published, and again
+  /// after a delivery librdkafka gave up on (the broker may have it all the same).
+  std::function<Result<void>()> reconcile;
 };
 
 class Relay {

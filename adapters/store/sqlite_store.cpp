@@ -197,6 +197,7 @@ class Statement {
                         : std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, i)));
   }
   std::int64_t column_int(int i) const { return sqlite3_column_int64(stmt_, i); }
+  sqlite3_stmt* raw() const { return stmt_; }
 
  private:
   sqlite3* db_ = nullptr;
@@ -208,6 +209,44 @@ struct ResetOnExit {
   Statement& s;
   ~ResetOnExit() { s.reset(); }
 };
+
+/// A dead letter that may be replayed: not replayed yet. Fails kNotFound / kConflict.
+struct ReplayableDeadLetter {
+  std::int64_t inbound_id = 0;
+  std::int64_t outbox_seq = 0;  ///< 0: a rejected message, not a refused event
+};
+
+Result<ReplayableDeadLetter> replayable_dead_letter(sqlite3* db, const std::string& id) {
+  Statement st;
+  if (auto r = st.prepare(db,
+                          "SELECT coalesce(inbound_id, 0), coalesce(outbox_seq, 0), replayed_at IS "
+                          "NOT NULL FROM dead_letters WHERE dead_letter_id = ?1");
+      !r) {
+    return fail(r.error());
+  }
+  st.text(1, id);
+  auto rc = st.step();
+  if (!rc) return fail(rc.error());
+  if (*rc != SQLITE_ROW) return fail(Error::not_found("no dead letter " + id));
+  if (st.column_int(2) != 0)
+    return fail(Error::conflict("dead letter " + id + " was already replayed"));
+  return ReplayableDeadLetter{st.column_int(0), st.column_int(1)};
+}
+
+/// Marks a dead letter replayed (inside the replay's transaction, so exactly once).
+Result<void> mark_replayed(sqlite3* db, const std::string& id, std::int64_t at,
+                           const std::string& note) {
+  Statement st;
+  if (auto r = st.prepare(db,
+                          "UPDATE dead_letters SET replayed_at = ?1, replay_outcome = ?2 WHERE "
+                          "dead_letter_id = ?3 AND replayed_at IS NULL");
+      !r) {
+    return fail(r.error());
+  }
+  st.integer(1, at).text(2, note).text(3, id);
+  if (auto r = st.step(); !r) return fail(r.error());
+  return {};
+}
 
 }  // namespace
 
@@ -522,52 +561,31 @@ struct CommitOp final : WriteOp {
   }
 
   Result<void> replay(SqliteStore::Impl& s, std::int64_t received) {
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(s.db,
-                       "SELECT inbound_id, replayed_at IS NOT NULL, outbox_seq IS NOT NULL FROM "
-                       "dead_letters WHERE dead_letter_id = ?1",
-                       -1, &st, nullptr);
-    sqlite3_bind_text(st, 1, request.replay_of.data(), static_cast<int>(request.replay_of.size()),
-                      SQLITE_STATIC);
-    const int rc = sqlite3_step(st);
-    const auto inbound_id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    const bool replayed = rc == SQLITE_ROW && sqlite3_column_int(st, 1) != 0;
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW) return fail(Error::not_found("no dead letter " + request.replay_of));
-    if (replayed)
-      return fail(Error::conflict("dead letter " + request.replay_of + " was already replayed"));
+    auto dl = replayable_dead_letter(s.db, request.replay_of);
+    if (!dl) return fail(dl.error());
     if (request.dead_letter) {
       return fail(Error::invalid("still rejected: " + request.dead_letter->error_text + " (" +
                                  request.dead_letter->location + ")"));
     }
     outcome.status = pipeline::CommitStatus::kCommitted;
-    outcome.inbound_id = inbound_id;
+    outcome.inbound_id = dl->inbound_id;
     outcome.answer_code = request.inbound.answer_code;
-    // Later resends of the message get the answer it has now.
-    sqlite3_prepare_v2(s.db, "UPDATE inbound SET answer_code = ?1, answer = ?2 WHERE id = ?3", -1,
-                       &st, nullptr);
-    sqlite3_bind_text(st, 1, request.inbound.answer_code.data(),
-                      static_cast<int>(request.inbound.answer_code.size()), SQLITE_STATIC);
-    sqlite3_bind_blob(st, 2, request.inbound.answer.data(),
-                      static_cast<int>(request.inbound.answer.size()), SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, inbound_id);
-    const int urc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (urc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(s.db)));
+    {
+      // Later resends of the message get the answer it has now.
+      Statement st;
+      if (auto r =
+              st.prepare(s.db, "UPDATE inbound SET answer_code = ?1, answer = ?2 WHERE id = ?3");
+          !r) {
+        return r;
+      }
+      st.text(1, request.inbound.answer_code)
+          .blob(2, request.inbound.answer)
+          .integer(3, dl->inbound_id);
+      if (auto r = st.step(); !r) return fail(r.error());
+    }
     if (auto r = insert_events(s, received); !r) return r;
-    const auto note = "replayed: " + std::to_string(outcome.undelivered.size()) + " event(s)";
-    sqlite3_prepare_v2(s.db,
-                       "UPDATE dead_letters SET replayed_at = ?1, replay_outcome = ?2 WHERE "
-                       "dead_letter_id = ?3 AND replayed_at IS NULL",
-                       -1, &st, nullptr);
-    sqlite3_bind_int64(st, 1, received);
-    sqlite3_bind_text(st, 2, note.data(), static_cast<int>(note.size()), SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, request.replay_of.data(), static_cast<int>(request.replay_of.size()),
-                      SQLITE_STATIC);
-    const int drc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (drc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(s.db)));
-    return {};
+    return mark_replayed(s.db, request.replay_of, received,
+                         "replayed: " + std::to_string(outcome.undelivered.size()) + " event(s)");
   }
 
   Result<void> execute(SqliteStore::Impl& s) override {
@@ -1146,61 +1164,52 @@ Result<void> SqliteStore::dead_letter_event(std::int64_t seq,
                                             const pipeline::DeadLetterRecord& record,
                                             std::optional<pipeline::OutboxEvent> notice) {
   auto* impl = impl_.get();
-  auto added = std::make_shared<std::int64_t>(0);
+  // The op's value: -1 when the event was delivered or dead-lettered meanwhile, else how many
+  // notice events it queued (0 or 1).
   auto r = run_sync<std::int64_t>(
       *impl,
-      [seq, &record, &notice, added](Impl& s) -> Result<std::int64_t> {
+      [seq, &record, &notice](Impl& s) -> Result<std::int64_t> {
         const auto at = now_ms();
-        sqlite3_stmt* st = nullptr;
-        sqlite3_prepare_v2(s.db,
-                           "UPDATE outbox SET dead_at = ?1, last_error = ?2, attempts = attempts "
-                           "+ 1 WHERE seq = ?3 AND delivered_at IS NULL AND dead_at IS NULL",
-                           -1, &st, nullptr);
-        sqlite3_bind_int64(st, 1, at);
-        sqlite3_bind_text(st, 2, record.error_text.data(),
-                          static_cast<int>(record.error_text.size()), SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, seq);
-        auto changed = step_changes(s.db, st);
-        if (!changed) return fail(changed.error());
-        if (*changed == 0) return std::int64_t{0};  // delivered or dead-lettered meanwhile
-        sqlite3_prepare_v2(
-            s.db,
-            "INSERT INTO dead_letters(dead_letter_id, inbound_id, created_at, stage, error_code, "
-            "error_text, location, outbox_seq) SELECT ?1, inbound_id, ?2, ?3, ?4, ?5, ?6, seq "
-            "FROM outbox WHERE seq = ?7 ON CONFLICT(dead_letter_id) DO NOTHING",
-            -1, &st, nullptr);
-        sqlite3_bind_text(st, 1, record.dead_letter_id.data(),
-                          static_cast<int>(record.dead_letter_id.size()), SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, at);
-        sqlite3_bind_text(st, 3, record.stage.data(), static_cast<int>(record.stage.size()),
-                          SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, record.error_code.data(),
-                          static_cast<int>(record.error_code.size()), SQLITE_STATIC);
-        sqlite3_bind_text(st, 5, record.error_text.data(),
-                          static_cast<int>(record.error_text.size()), SQLITE_STATIC);
-        sqlite3_bind_text(st, 6, record.location.data(), static_cast<int>(record.location.size()),
-                          SQLITE_STATIC);
-        sqlite3_bind_int64(st, 7, seq);
-        if (auto d = step_changes(s.db, st); !d) return fail(d.error());
-        if (notice) {
-          auto& ins = s.insert_outbox;
-          ResetOnExit reset{ins};
-          ins.text(1, notice->event_id).text(3, notice->type).text(4, notice->topic);
-          ins.text(5, notice->key).blob(6, notice->value).integer(7, at);
-          sqlite3_stmt* find = nullptr;
-          sqlite3_prepare_v2(s.db, "SELECT inbound_id FROM outbox WHERE seq = ?1", -1, &find,
-                             nullptr);
-          sqlite3_bind_int64(find, 1, seq);
-          if (sqlite3_step(find) == SQLITE_ROW && sqlite3_column_type(find, 0) != SQLITE_NULL)
-            ins.integer(2, sqlite3_column_int64(find, 0));
-          sqlite3_finalize(find);
-          if (auto ir = ins.step(); !ir) return fail(ir.error());
-          *added = sqlite3_changes(s.db);
+        Statement st;
+        if (auto p = st.prepare(s.db,
+                                "UPDATE outbox SET dead_at = ?1, last_error = ?2, attempts = "
+                                "attempts + 1 WHERE seq = ?3 AND delivered_at IS NULL AND dead_at "
+                                "IS NULL RETURNING inbound_id");
+            !p) {
+          return fail(p.error());
         }
-        return std::int64_t{1};
+        st.integer(1, at).text(2, record.error_text).integer(3, seq);
+        auto moved = st.step();
+        if (!moved) return fail(moved.error());
+        if (*moved != SQLITE_ROW) return std::int64_t{-1};
+        const bool has_inbound = sqlite3_column_type(st.raw(), 0) != SQLITE_NULL;
+        const auto inbound_id = st.column_int(0);
+        st.reset();  // finishes the UPDATE
+        Statement dl;
+        if (auto p =
+                dl.prepare(s.db,
+                           "INSERT INTO dead_letters(dead_letter_id, inbound_id, created_at, "
+                           "stage, error_code, error_text, location, outbox_seq) VALUES (?1, "
+                           "?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(dead_letter_id) DO NOTHING");
+            !p) {
+          return fail(p.error());
+        }
+        dl.text(1, record.dead_letter_id).integer(3, at).text(4, record.stage);
+        dl.text(5, record.error_code).text(6, record.error_text).text(7, record.location);
+        dl.integer(8, seq);
+        if (has_inbound) dl.integer(2, inbound_id);
+        if (auto d = dl.step(); !d) return fail(d.error());
+        if (!notice) return std::int64_t{0};
+        auto& ins = s.insert_outbox;
+        ResetOnExit reset{ins};
+        ins.text(1, notice->event_id).text(3, notice->type).text(4, notice->topic);
+        ins.text(5, notice->key).blob(6, notice->value).integer(7, at);
+        if (has_inbound) ins.integer(2, inbound_id);
+        if (auto ir = ins.step(); !ir) return fail(ir.error());
+        return static_cast<std::int64_t>(sqlite3_changes(s.db));
       },
-      [impl, seq, added](const Result<std::int64_t>& moved) {
-        if (*moved == 0) return;
+      [impl, seq](const Result<std::int64_t>& added) {
+        if (*added < 0) return;
         impl->undelivered.fetch_add(*added - 1);
         impl->dead_letters.fetch_add(1);
         impl->settle(seq, Error::unavailable("Kafka refused an event of this message for good"));
@@ -1338,44 +1347,26 @@ Result<ReplayResult> SqliteStore::replay_event(const std::string& dead_letter_id
   return run_sync<ReplayResult>(
       *impl,
       [&dead_letter_id](Impl& s) -> Result<ReplayResult> {
-        sqlite3_stmt* st = nullptr;
-        sqlite3_prepare_v2(s.db,
-                           "SELECT coalesce(outbox_seq, 0), replayed_at IS NOT NULL FROM "
-                           "dead_letters WHERE dead_letter_id = ?1",
-                           -1, &st, nullptr);
-        sqlite3_bind_text(st, 1, dead_letter_id.data(), static_cast<int>(dead_letter_id.size()),
-                          SQLITE_STATIC);
-        const int rc = sqlite3_step(st);
-        const auto seq = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-        const bool replayed = rc == SQLITE_ROW && sqlite3_column_int(st, 1) != 0;
-        sqlite3_finalize(st);
-        if (rc != SQLITE_ROW) return fail(Error::not_found("no dead letter " + dead_letter_id));
-        if (replayed) {
-          return fail(Error::conflict("dead letter " + dead_letter_id + " was already replayed"));
-        }
-        if (seq == 0) {
+        auto dl = replayable_dead_letter(s.db, dead_letter_id);
+        if (!dl) return fail(dl.error());
+        if (dl->outbox_seq == 0) {
           return fail(Error::invalid("dead letter " + dead_letter_id +
                                      " is a rejected message, not a refused event"));
         }
-        sqlite3_prepare_v2(s.db,
-                           "UPDATE outbox SET dead_at = NULL WHERE seq = ?1 AND dead_at IS NOT "
-                           "NULL",
-                           -1, &st, nullptr);
-        sqlite3_bind_int64(st, 1, seq);
-        auto requeued = step_changes(s.db, st);
-        if (!requeued) return fail(requeued.error());
-        const auto at = now_ms();
+        Statement st;
+        if (auto r = st.prepare(s.db,
+                                "UPDATE outbox SET dead_at = NULL WHERE seq = ?1 AND dead_at IS "
+                                "NOT NULL");
+            !r) {
+          return fail(r.error());
+        }
+        st.integer(1, dl->outbox_seq);
+        if (auto r = st.step(); !r) return fail(r.error());
+        const std::int64_t requeued = sqlite3_changes(s.db);
         const std::string note = "requeued for Kafka";
-        sqlite3_prepare_v2(s.db,
-                           "UPDATE dead_letters SET replayed_at = ?1, replay_outcome = ?2 WHERE "
-                           "dead_letter_id = ?3",
-                           -1, &st, nullptr);
-        sqlite3_bind_int64(st, 1, at);
-        sqlite3_bind_text(st, 2, note.data(), static_cast<int>(note.size()), SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 3, dead_letter_id.data(), static_cast<int>(dead_letter_id.size()),
-                          SQLITE_STATIC);
-        if (auto d = step_changes(s.db, st); !d) return fail(d.error());
-        return ReplayResult{dead_letter_id, note, *requeued};
+        if (auto r = mark_replayed(s.db, dead_letter_id, now_ms(), note); !r)
+          return fail(r.error());
+        return ReplayResult{dead_letter_id, note, requeued};
       },
       [impl](const Result<ReplayResult>& r) {
         impl->undelivered.fetch_add(r->events);

@@ -68,17 +68,20 @@ std::string event_source(std::string_view gateway_id) {
   return "urn:sdoh-gateway:" + std::string(gateway_id);
 }
 
-std::string now_rfc3339() {
-  const auto now = std::chrono::system_clock::now();
-  const auto secs = std::chrono::system_clock::to_time_t(now);
-  const auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+std::string rfc3339_from_ms(std::int64_t unix_ms) {
+  const auto secs = static_cast<std::time_t>(unix_ms / 1000);
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char buf[40];
   const auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms));
+  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(unix_ms % 1000));
   return buf;
+}
+
+std::string now_rfc3339() {
+  return rfc3339_from_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count());
 }
 
 }  // namespace sdoh::events

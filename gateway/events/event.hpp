@@ -2,6 +2,7 @@
 // An event the gateway publishes: a CloudEvents 1.0 JSON object in structured mode (the whole
 // envelope is the Kafka message value, with content-type application/cloudevents+json).
 // The schemas in schemas/events/ are the contract; tests validate every event against them.
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -40,5 +41,7 @@ std::string event_source(std::string_view gateway_id);
 
 /// Now, as RFC 3339 UTC with milliseconds: "2026-11-25T10:00:00.123Z".
 std::string now_rfc3339();
+/// A Unix time in milliseconds, as RFC 3339 UTC with milliseconds.
+std::string rfc3339_from_ms(std::int64_t unix_ms);
 
 }  // namespace sdoh::events

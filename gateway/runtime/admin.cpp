@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include "gateway/core/json_text.hpp"
+#include "gateway/events/event.hpp"
 #include "gateway/log/log.hpp"
 
 namespace sdoh::runtime {
@@ -48,15 +49,7 @@ http::Response from_error(const Error& e) {
 }
 
 std::string rfc3339_ms(std::int64_t ms) {
-  if (ms == 0) return "null";
-  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  return buf;
+  return ms == 0 ? "null" : "\"" + events::rfc3339_from_ms(ms) + "\"";
 }
 
 std::string to_json(const store::DeadLetterInfo& d, bool with_payload) {

@@ -263,7 +263,7 @@ int run(const config::GatewayConfig& cfg) {
   kafka::RelayOptions relay_options;
   relay_options.gateway_id = cfg.gateway_id;
   relay_options.deadletter_topic = cfg.kafka.topics.deadletter;
-  relay_options.before_first_publish = [&cfg, &store, bootstrap]() -> Result<void> {
+  relay_options.reconcile = [&cfg, &store, bootstrap]() -> Result<void> {
     auto r = kafka::reconcile_outbox(**store, cfg.kafka, bootstrap, std::chrono::seconds(30));
     if (!r) return fail(r.error());
     return {};
