@@ -14,6 +14,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "gateway/config/config.hpp"
@@ -86,16 +88,29 @@ struct ReplayResult {
 };
 
 /// A referral's state for the closed loop (status as its lifecycle name, e.g. "accepted").
-struct ReferralRow {
-  std::string referral_id;
-  std::string clinic_number_system;
-  std::string clinic_number_value;
-  std::string source_control_id;
-  std::string agency_id;
-  std::string category;
-  std::string status;
-  std::string business_status;
-  int sequence = 1;  ///< of the last status event
+using ReferralRow = pipeline::ReferralState;
+
+/// One stored version of a FHIR resource.
+struct ResourceRow {
+  std::string type;
+  std::string id;
+  std::int64_t version = 0;
+  std::string last_updated;  ///< RFC 3339
+  std::string json;
+};
+
+/// A search over the current versions of one resource type: every parameter must match
+/// (AND); a parameter matches when its stored value equals one of the given values (OR).
+struct ResourceQuery {
+  std::string type;
+  std::vector<std::pair<std::string, std::vector<std::string>>> params;
+  int count = 50;  ///< page size
+  int offset = 0;
+};
+
+struct ResourcePage {
+  std::vector<ResourceRow> rows;  ///< ordered by last update, newest first, then id
+  std::int64_t total = 0;         ///< matches in all pages
 };
 
 /// How an agency's answer names its referral, most specific first; empty ones are skipped.
@@ -162,6 +177,19 @@ class SqliteStore final : public pipeline::CommitPort {
   /// The referral the keys name: by id, else by a clinic number or REF control id that exactly
   /// one referral has.
   Result<std::optional<ReferralRow>> find_referral(const ReferralKeysRow& keys) const;
+
+  /// FHIR resources (written by commits' ResourceWrite). Read on a reader connection; never
+  /// wait for the writer. `version` 0 reads the current version.
+  Result<std::optional<ResourceRow>> read_resource(std::string_view type, std::string_view id,
+                                                   std::int64_t version = 0) const;
+  /// The id of the `type` resource whose current version has this identifier.
+  Result<std::optional<std::string>> find_resource_id(std::string_view type,
+                                                      std::string_view system,
+                                                      std::string_view value) const;
+  Result<ResourcePage> search_resources(const ResourceQuery& query) const;
+  /// Every kept version of a resource, newest first (empty: unknown).
+  Result<std::vector<ResourceRow>> resource_history(std::string_view type,
+                                                    std::string_view id) const;
 
   /// Applies the retention policy once, now (tests; the writer thread does it every
   /// store.prune_interval). Returns the rows removed or cleared.

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
@@ -46,6 +47,38 @@ struct DeadLetterRecord {
   std::string location;    ///< "OBX^1^3", "Observation.code", ...
 };
 
+/// A FHIR resource version written with the message it came in (FHIR API): it becomes the
+/// current version and joins the resource's history.
+struct ResourceWrite {
+  std::string type;
+  std::string id;
+  std::int64_t version = 1;
+  /// The version this one replaces: 0 for a create (the commit fails with kConflict when the
+  /// resource exists), else the commit fails with kConflict unless it is the stored current
+  /// version (If-Match, concurrent updates). Nothing of the commit is written then.
+  std::int64_t expected_version = 0;
+  std::string last_updated;  ///< RFC 3339 (meta.lastUpdated)
+  std::string json;
+  std::vector<std::pair<std::string, std::string>> identifiers;  ///< (system, value)
+  /// Search parameters of this version (name, value), e.g. Task "focus" →
+  /// "ServiceRequest/abc", "owner" → "Organization/wic-east", "status" → "accepted",
+  /// "patient" → "Patient/p1". Replaced as a whole by each version.
+  std::vector<std::pair<std::string, std::string>> search;
+};
+
+/// A referral's closed-loop state (status as its lifecycle name, e.g. "accepted").
+struct ReferralState {
+  std::string referral_id;
+  std::string clinic_number_system;
+  std::string clinic_number_value;
+  std::string source_control_id;
+  std::string agency_id;
+  std::string category;
+  std::string status;
+  std::string business_status;
+  int sequence = 1;  ///< of the last status event; a lower one never replaces a higher one
+};
+
 struct CommitRequest {
   InboundRecord inbound;
   std::vector<OutboxEvent> events;  ///< includes the dead-letter event, if any
@@ -54,6 +87,10 @@ struct CommitRequest {
   /// and the events, the dead letter is marked replayed — once. A replay that is rejected again
   /// commits nothing (kInvalid with the new reason) and the dead letter stays.
   std::string replay_of;
+  /// FHIR resources to write in the same transaction (none for a duplicate).
+  std::vector<ResourceWrite> resources;
+  /// Referral states to record in the same transaction (none for a duplicate).
+  std::vector<ReferralState> referrals;
 };
 
 enum class CommitStatus { kCommitted, kDuplicate };
