@@ -23,6 +23,7 @@
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
 #include "gateway/pipeline/commit_port.hpp"
+#include "gateway/pipeline/resource_port.hpp"
 
 namespace sdoh::store {
 
@@ -90,28 +91,9 @@ struct ReplayResult {
 /// A referral's state for the closed loop (status as its lifecycle name, e.g. "accepted").
 using ReferralRow = pipeline::ReferralState;
 
-/// One stored version of a FHIR resource.
-struct ResourceRow {
-  std::string type;
-  std::string id;
-  std::int64_t version = 0;
-  std::string last_updated;  ///< RFC 3339
-  std::string json;
-};
-
-/// A search over the current versions of one resource type: every parameter must match
-/// (AND); a parameter matches when its stored value equals one of the given values (OR).
-struct ResourceQuery {
-  std::string type;
-  std::vector<std::pair<std::string, std::vector<std::string>>> params;
-  int count = 50;  ///< page size
-  int offset = 0;
-};
-
-struct ResourcePage {
-  std::vector<ResourceRow> rows;  ///< ordered by last update, newest first, then id
-  std::int64_t total = 0;         ///< matches in all pages
-};
+using ResourceRow = pipeline::ResourceRow;
+using ResourceQuery = pipeline::ResourceQuery;
+using ResourcePage = pipeline::ResourcePage;
 
 /// How an agency's answer names its referral, most specific first; empty ones are skipped.
 struct ReferralKeysRow {
@@ -127,7 +109,7 @@ struct StoreStats {
   std::int64_t dead_letters = 0;
 };
 
-class SqliteStore final : public pipeline::CommitPort {
+class SqliteStore final : public pipeline::CommitPort, public pipeline::ResourceReader {
  public:
   /// Opens (creating if needed) the database at `path`, applies pending migrations and starts
   /// the writer thread. `registry` may be null (tools).
@@ -178,18 +160,15 @@ class SqliteStore final : public pipeline::CommitPort {
   /// one referral has.
   Result<std::optional<ReferralRow>> find_referral(const ReferralKeysRow& keys) const;
 
-  /// FHIR resources (written by commits' ResourceWrite). Read on a reader connection; never
-  /// wait for the writer. `version` 0 reads the current version.
+  /// FHIR resources (written by commits' ResourceWrite), read on reader connections.
   Result<std::optional<ResourceRow>> read_resource(std::string_view type, std::string_view id,
-                                                   std::int64_t version = 0) const;
-  /// The id of the `type` resource whose current version has this identifier.
+                                                   std::int64_t version = 0) const override;
   Result<std::optional<std::string>> find_resource_id(std::string_view type,
                                                       std::string_view system,
-                                                      std::string_view value) const;
-  Result<ResourcePage> search_resources(const ResourceQuery& query) const;
-  /// Every kept version of a resource, newest first (empty: unknown).
+                                                      std::string_view value) const override;
+  Result<ResourcePage> search_resources(const ResourceQuery& query) const override;
   Result<std::vector<ResourceRow>> resource_history(std::string_view type,
-                                                    std::string_view id) const;
+                                                    std::string_view id) const override;
 
   /// Applies the retention policy once, now (tests; the writer thread does it every
   /// store.prune_interval). Returns the rows removed or cleared.
