@@ -26,6 +26,14 @@ class FhirCategory final : public std::error_category {
         return "the gateway failed unexpectedly";
       case FhirErrc::kUnavailable:
         return "the gateway cannot store the request now; retry later";
+      case FhirErrc::kUnauthorized:
+        return "the client is not authenticated";
+      case FhirErrc::kForbidden:
+        return "the client may not do this";
+      case FhirErrc::kNotAcceptable:
+        return "only JSON answers are available";
+      case FhirErrc::kMethodNotAllowed:
+        return "the endpoint does not take this method";
     }
     return "unknown FHIR error";
   }
@@ -62,6 +70,14 @@ int http_status(FhirErrc e) {
       return 500;
     case FhirErrc::kUnavailable:
       return 503;
+    case FhirErrc::kUnauthorized:
+      return 401;
+    case FhirErrc::kForbidden:
+      return 403;
+    case FhirErrc::kNotAcceptable:
+      return 406;
+    case FhirErrc::kMethodNotAllowed:
+      return 405;
   }
   return 500;
 }
@@ -107,6 +123,14 @@ Problem Problem::payload_too_large(std::size_t limit_bytes) {
 Problem Problem::unsupported_media_type(std::string diagnostics) {
   return {FhirErrc::kUnsupportedMediaType,
           {Issue::error(IssueType::kNotSupported, "", std::move(diagnostics))}};
+}
+
+Problem Problem::unauthorized(std::string diagnostics) {
+  return {FhirErrc::kUnauthorized, {Issue::error(IssueType::kLogin, "", std::move(diagnostics))}};
+}
+
+Problem Problem::forbidden(std::string diagnostics) {
+  return {FhirErrc::kForbidden, {Issue::error(IssueType::kForbidden, "", std::move(diagnostics))}};
 }
 
 FhirErrc classify(const std::vector<Issue>& issues) {

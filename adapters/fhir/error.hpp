@@ -13,7 +13,9 @@
 //   412 If-Match names a version that is not the current one;
 //   413 the body is larger than the configured limit;
 //   415 the body is not application/fhir+json (or application/json), e.g. XML;
-//   422 valid FHIR that a profile or a business rule of the referral workflow refuses.
+//   422 valid FHIR that a profile or a business rule of the referral workflow refuses;
+//   401/403 no or unknown credentials / a role that does not allow the interaction;
+//   405/406 a method the endpoint does not take / a response format other than JSON.
 #include <expected>
 #include <string>
 #include <system_error>
@@ -34,6 +36,10 @@ enum class FhirErrc {
   kUnprocessable,         ///< 422
   kInternal,              ///< 500
   kUnavailable,           ///< 503 (with Retry-After)
+  kUnauthorized,          ///< 401: no or unknown credentials
+  kForbidden,             ///< 403: the client's role does not allow the interaction
+  kNotAcceptable,         ///< 406: the client asks for a format other than JSON
+  kMethodNotAllowed,      ///< 405
 };
 
 const std::error_category& fhir_category();
@@ -59,6 +65,8 @@ struct Problem {
   static Problem precondition_failed(std::string diagnostics);
   static Problem payload_too_large(std::size_t limit_bytes);
   static Problem unsupported_media_type(std::string diagnostics);
+  static Problem unauthorized(std::string diagnostics);
+  static Problem forbidden(std::string diagnostics);
 };
 
 /// The status class for a set of issues: 400 when any error breaks the base specification

@@ -204,49 +204,14 @@ class Ingestor {
 pipeline::OutboxEvent Ingestor::event(events::EventType type, const std::string& identity,
                                       int position, std::string subject, std::string topic,
                                       std::string key, std::string data) const {
-  events::Event e;
-  e.type = type;
-  e.id = events::event_id(identity, position);
-  e.source = events::event_source(ctx_.gateway_id);
-  e.subject = std::move(subject);
-  e.time = request_.received_at;
-  e.topic = std::move(topic);
-  e.key = std::move(key);
-  e.data = std::move(data);
-  return {e.id, std::string(events::type_name(e.type)), e.topic, e.key, e.envelope()};
+  return outbox_event(type, events::event_id(identity, position), ctx_.gateway_id,
+                      request_.received_at, std::move(subject), std::move(topic), std::move(key),
+                      std::move(data));
 }
 
 FhirRejection Ingestor::reject(Problem problem, const std::string& stage) {
-  // The errors first: clients and people read the first issue.
-  std::stable_partition(problem.issues.begin(), problem.issues.end(),
-                        [](const Issue& i) { return i.is_error(); });
-  const auto& first = problem.first_error();
-  events::DeadLetter dl;
-  dl.dead_letter_id = events::event_id("deadletter|fhir|" + ctx_.sender + "|" + key_, 0);
-  dl.received_at = request_.received_at;
-  dl.protocol = "fhir";
-  dl.sender = ctx_.sender;
-  dl.message_id = key_;
-  dl.message_type = type_.empty() ? std::string("unknown") : type_;
-  dl.stage = stage;
-  dl.code = std::string(to_string(first.code));
-  dl.text = first.diagnostics;
-  dl.where.expression = first.expression;
-  FhirRejection out;
-  out.commit.events.push_back(
-      event(events::EventType::kDeadLetter, "fhir|" + ctx_.sender + "|" + key_ + "|deadletter", 0,
-            dl.dead_letter_id, ctx_.topics.deadletter, key_, events::dead_letter_data(dl)));
-  out.commit.dead_letter =
-      pipeline::DeadLetterRecord{dl.dead_letter_id, stage, dl.code, dl.text, first.expression};
-  out.commit.inbound = {"fhir",
-                        ctx_.sender,
-                        key_,
-                        *dl.message_type,
-                        std::to_string(problem.http_status()),
-                        problem.operation_outcome(),
-                        std::string(request_.body)};
-  out.problem = std::move(problem);
-  return out;
+  return rejection(std::move(problem), stage, ctx_, key_, type_.empty() ? "unknown" : type_,
+                   request_.body, request_.received_at);
 }
 
 bool Ingestor::read_bundle(Json& bundle, std::vector<Issue>& issues) {
@@ -1106,6 +1071,60 @@ std::expected<FhirIngest, FhirRejection> Ingestor::run() {
 }
 
 }  // namespace
+
+pipeline::OutboxEvent outbox_event(events::EventType type, std::string event_id,
+                                   std::string_view gateway_id, std::string time,
+                                   std::string subject, std::string topic, std::string key,
+                                   std::string data) {
+  events::Event e;
+  e.type = type;
+  e.id = std::move(event_id);
+  e.source = events::event_source(gateway_id);
+  e.subject = std::move(subject);
+  e.time = std::move(time);
+  e.topic = std::move(topic);
+  e.key = std::move(key);
+  e.data = std::move(data);
+  return {e.id, std::string(events::type_name(e.type)), e.topic, e.key, e.envelope()};
+}
+
+FhirRejection rejection(Problem problem, std::string_view stage, const IngestContext& context,
+                        std::string_view key, std::string_view message_type,
+                        std::string_view body, std::string_view received_at) {
+  // The errors first: clients and people read the first issue.
+  std::stable_partition(problem.issues.begin(), problem.issues.end(),
+                        [](const Issue& i) { return i.is_error(); });
+  const auto& first = problem.first_error();
+  const std::string k(key);
+  events::DeadLetter dl;
+  dl.dead_letter_id = events::event_id("deadletter|fhir|" + context.sender + "|" + k, 0);
+  dl.received_at = std::string(received_at);
+  dl.protocol = "fhir";
+  dl.sender = context.sender;
+  dl.message_id = k;
+  dl.message_type = std::string(message_type);
+  dl.stage = std::string(stage);
+  dl.code = std::string(to_string(first.code));
+  dl.text = first.diagnostics;
+  dl.where.expression = first.expression;
+  FhirRejection out;
+  out.commit.events.push_back(outbox_event(
+      events::EventType::kDeadLetter,
+      events::event_id("fhir|" + context.sender + "|" + k + "|deadletter", 0), context.gateway_id,
+      std::string(received_at), dl.dead_letter_id, context.topics.deadletter, k,
+      events::dead_letter_data(dl)));
+  out.commit.dead_letter = pipeline::DeadLetterRecord{dl.dead_letter_id, std::string(stage),
+                                                      dl.code, dl.text, first.expression};
+  out.commit.inbound = {"fhir",
+                        context.sender,
+                        k,
+                        std::string(message_type),
+                        std::to_string(problem.http_status()),
+                        problem.operation_outcome(),
+                        std::string(body)};
+  out.problem = std::move(problem);
+  return out;
+}
 
 std::string dedupe_key(std::string_view resource_type, std::string_view body,
                        std::string_view if_none_exist) {

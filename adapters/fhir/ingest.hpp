@@ -33,6 +33,7 @@
 #include "adapters/fhir/outcome.hpp"
 #include "adapters/fhir/resources.hpp"
 #include "gateway/config/config.hpp"
+#include "gateway/events/event.hpp"
 #include "gateway/mapping/engine.hpp"
 #include "gateway/mapping/referral.hpp"
 #include "gateway/pipeline/commit_port.hpp"
@@ -147,6 +148,19 @@ struct FhirRejection {
 /// Validates, maps and prepares the commit for one request. Never throws on bad input.
 std::expected<FhirIngest, FhirRejection> ingest(const IngestRequest& request,
                                                 const IngestContext& context);
+
+/// The commit for a refused request: the inbound record answering with `problem`'s
+/// OperationOutcome, the dead letter and its org.sdoh.deadletter.v1 event. What ingest returns
+/// on a refusal, and what the other interactions (Task updates) commit for theirs.
+FhirRejection rejection(Problem problem, std::string_view stage, const IngestContext& context,
+                        std::string_view key, std::string_view message_type,
+                        std::string_view body, std::string_view received_at);
+
+/// One outbox event: the CloudEvent envelope of `data` from this gateway.
+pipeline::OutboxEvent outbox_event(events::EventType type, std::string event_id,
+                                   std::string_view gateway_id, std::string time,
+                                   std::string subject, std::string topic, std::string key,
+                                   std::string data);
 
 /// The dedupe key of a request (resends share it): the If-None-Exist value, else the Bundle's
 /// or resource's identifier, else its id, else a SHA-256 of the body; prefixed by the type.

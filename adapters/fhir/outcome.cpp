@@ -53,6 +53,10 @@ std::string_view to_string(IssueType t) {
       return "transient";
     case IssueType::kException:
       return "exception";
+    case IssueType::kLogin:
+      return "login";
+    case IssueType::kForbidden:
+      return "forbidden";
   }
   return "exception";
 }

@@ -31,6 +31,8 @@ enum class IssueType {
   kInformational,  ///< "informational": a note on what was done
   kTransient,      ///< "transient": try again later
   kException,      ///< "exception": an unexpected internal failure
+  kLogin,          ///< "login": the client is not authenticated
+  kForbidden,      ///< "forbidden": the client may not do this
 };
 std::string_view to_string(IssueType t);
 

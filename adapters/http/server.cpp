@@ -76,6 +76,20 @@ std::string method_label(std::string_view m) {
   return "other";
 }
 
+// The subject CN of a verified client certificate; empty without one.
+std::string client_common_name(tls_stream& stream) {
+  SSL* ssl = stream.native_handle();
+  if (SSL_get_verify_result(ssl) != X509_V_OK) return {};
+  X509* cert = SSL_get1_peer_certificate(ssl);
+  if (cert == nullptr) return {};
+  std::string cn(256, '\0');
+  const int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn.data(),
+                                          static_cast<int>(cn.size()));
+  X509_free(cert);
+  cn.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+  return cn;
+}
+
 Request to_request(bhttp::request<bhttp::string_body>&& in, const std::string& peer, bool secure) {
   Request r;
   r.method = std::string(in.method_string());
@@ -124,9 +138,12 @@ asio::awaitable<void> graceful_close(Stream& stream) {
 
 // Answers one request that failed to parse, then the connection closes.
 template <class Stream>
-asio::awaitable<void> reply_and_close(Server::State& s, Stream& stream, unsigned status,
-                                      std::string_view code, std::string_view message) {
-  auto res = to_wire(Response::error(status, code, message), 11, false);
+asio::awaitable<void> reply_and_close(Server::State& s, Stream& stream, std::string_view target,
+                                      unsigned status, std::string_view code,
+                                      std::string_view message) {
+  auto res = to_wire(s.router.error_response(target.substr(0, target.find('?')), status, code,
+                                             message),
+                     11, false);
   s.requests.with({"unmatched", "other", std::to_string(status)}).inc();
   lowest(stream).expires_after(s.cfg.write_timeout);
   co_await bhttp::async_write(stream, res, kUseTuple);
@@ -134,7 +151,8 @@ asio::awaitable<void> reply_and_close(Server::State& s, Stream& stream, unsigned
 
 template <class Stream>
 asio::awaitable<void> serve(std::shared_ptr<Server::State> s, Stream& stream, std::string peer,
-                            std::shared_ptr<net::ConnectionControl> control) {
+                            std::shared_ptr<net::ConnectionControl> control,
+                            std::string client_cn = {}) {
   constexpr bool kSecure = std::is_same_v<Stream, tls_stream>;
   beast::flat_buffer buffer;  // unbounded: the parser's header and body limits bound it
   buffer.reserve(8192);
@@ -153,20 +171,21 @@ asio::awaitable<void> serve(std::shared_ptr<Server::State> s, Stream& stream, st
       break;
     }
     if (ec == bhttp::error::body_limit) {
-      co_await reply_and_close(*s, stream, 413, "payload_too_large",
+      const std::string target(parser.get().target());
+      co_await reply_and_close(*s, stream, target, 413, "payload_too_large",
                                "request body exceeds " + std::to_string(s->cfg.max_body_bytes) +
                                    " bytes (http.max_body_bytes)");
       break;
     }
     if (ec == bhttp::error::header_limit) {
-      co_await reply_and_close(*s, stream, 431, "headers_too_large",
+      co_await reply_and_close(*s, stream, "", 431, "headers_too_large",
                                "request headers exceed " + std::to_string(s->cfg.max_header_bytes) +
                                    " bytes (http.max_header_bytes)");
       break;
     }
     if (ec) {
       log::debug("http.bad_request", {{"peer", peer}, {"reason", ec.message()}});
-      co_await reply_and_close(*s, stream, 400, "bad_request",
+      co_await reply_and_close(*s, stream, "", 400, "bad_request",
                                "malformed HTTP request: " + ec.message());
       break;
     }
@@ -176,13 +195,16 @@ asio::awaitable<void> serve(std::shared_ptr<Server::State> s, Stream& stream, st
     const auto version = wire_req.version();
     const bool keep_alive = wire_req.keep_alive();
     auto request = to_request(std::move(wire_req), peer, kSecure);
+    request.client_cn = client_cn;
     auto match = s->router.match(request.method, request.path);
     Response response;
     if (match.status == 404) {
-      response = Response::error(404, "not_found", "no such endpoint: " + request.path);
+      response = s->router.error_response(request.path, 404, "not_found",
+                                          "no such endpoint: " + request.path);
     } else if (match.status == 405) {
-      response = Response::error(405, "method_not_allowed",
-                                 request.method + " is not allowed here; allowed: " + match.allow);
+      response = s->router.error_response(
+          request.path, 405, "method_not_allowed",
+          request.method + " is not allowed here; allowed: " + match.allow);
       response.headers.push_back({"Allow", match.allow});
     } else {
       request.params = std::move(match.params);
@@ -190,7 +212,8 @@ asio::awaitable<void> serve(std::shared_ptr<Server::State> s, Stream& stream, st
         response = co_await (*match.handler)(request);
       } catch (const std::exception& e) {
         log::error("http.handler_failed", {{"route", match.route}, {"reason", e.what()}});
-        response = Response::error(500, "internal_error", "the request could not be processed");
+        response = s->router.error_response(request.path, 500, "internal_error",
+                                            "the request could not be processed");
       }
     }
     const auto status = response.status;
@@ -240,7 +263,8 @@ asio::awaitable<void> run_connection(std::shared_ptr<Server::State> s, tcp::sock
         s->tls_failures.inc();
         log::info("http.tls_handshake_failed", {{"peer", peer}, {"reason", ec.message()}});
       } else {
-        co_await serve(s, stream, peer, control);
+        auto client_cn = client_common_name(stream);
+        co_await serve(s, stream, peer, control, std::move(client_cn));
       }
       s->connections.remove(control);
     } else {

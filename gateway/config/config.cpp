@@ -369,6 +369,43 @@ void read_hl7(MapReader m, Hl7Config& out) {
   m.finish();
 }
 
+void read_fhir(MapReader m, FhirConfig& out) {
+  m.string("base_url", out.base_url);
+  if (!out.base_url.empty()) {
+    while (out.base_url.ends_with('/'))
+      out.base_url.pop_back();
+    if (!out.base_url.starts_with("http://") && !out.base_url.starts_with("https://")) {
+      m.issue(m.node()["base_url"], m.path() + ".base_url",
+              "expected an absolute http:// or https:// URL");
+    }
+  }
+  m.choice("unknown_patient", out.unknown_patient, {"link-by-reference", "reject"});
+  auto clients = m.child("clients");
+  std::set<std::string> cns;
+  for (const auto& entry : clients.entries()) {
+    const auto& name = entry.first;
+    auto c = clients.child(name);
+    FhirClientConfig client;
+    client.id = name;
+    c.secret("token", client.token);
+    c.string("certificate_cn", client.certificate_cn);
+    c.choice("role", client.role, {"clinic", "agency"});
+    c.string("organization", client.organization);
+    c.string("name", client.name);
+    if (!client.token.configured() && client.certificate_cn.empty()) {
+      c.issue(c.node(), c.path(), "needs a token or a certificate_cn to identify the client");
+    }
+    if (!client.certificate_cn.empty() && !cns.insert(client.certificate_cn).second) {
+      c.issue(c.node()["certificate_cn"], c.path() + ".certificate_cn",
+              "another client has the same certificate_cn");
+    }
+    if (client.organization.empty()) client.organization = name;
+    c.finish();
+    out.clients.push_back(std::move(client));
+  }
+  m.finish();
+}
+
 void read_tls(MapReader m, TlsConfig& tls) {
   m.string("cert_file", tls.cert_file);
   m.string("key_file", tls.key_file);
@@ -553,6 +590,7 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     m.secret("token", cfg.admin.token);
     m.finish();
   }
+  read_fhir(top.child("fhir"), cfg.fhir);
   top.finish();
 
   // Rules that span keys.
@@ -571,6 +609,11 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     top.issue(root["pseudonym"], "pseudonym.key",
               "production mode needs a pseudonym key: { env: VARIABLE } or { file: /path } holding "
               "at least 32 random bytes (e.g. openssl rand -base64 48)");
+  }
+  if (cfg.mode == "production" && cfg.fhir.clients.empty()) {
+    top.issue(root["fhir"], "fhir.clients",
+              "production mode needs the FHIR API's clients (each with a token or a client "
+              "certificate CN); without them every request would be accepted anonymously");
   }
   if (cfg.http.listen.port != 0 && cfg.http.listen.port == cfg.mllp.listen.port &&
       cfg.http.listen.host == cfg.mllp.listen.host) {

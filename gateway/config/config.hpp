@@ -144,6 +144,34 @@ struct AdminConfig {
   SecretRef token;  ///< bearer token the admin routes require
 };
 
+/// One FHIR API client: a clinic's EHR or an agency's system. It is identified by a bearer
+/// token or by the subject CN of its TLS client certificate (http.tls.client_ca_file).
+struct FhirClientConfig {
+  std::string id;              ///< the key under fhir.clients: dedupe scope, logs, updatedBy
+  SecretRef token;             ///< Authorization: Bearer <token>
+  std::string certificate_cn;  ///< or the client certificate's subject CN
+  /// clinic: posts screenings, referrals and consents, may cancel its referrals.
+  /// agency: reads and moves forward the referrals it owns (Task.owner).
+  std::string role = "clinic";
+  /// clinic: its facility id (events' facility and requester); agency: the agency id its
+  /// Tasks' owner names ("Organization/<id>"). Default: the client id.
+  std::string organization;
+  std::string name;  ///< display name (facility.name)
+};
+
+/// The FHIR R4 API under /fhir.
+struct FhirConfig {
+  /// The absolute base URL clients use ("https://gw.example.org/fhir") for Location and
+  /// Bundle links; empty: built from the request's Host header.
+  std::string base_url;
+  /// Known clients. None: every request is the development client "dev" with both roles
+  /// (dev mode only; production refuses to start without clients).
+  std::vector<FhirClientConfig> clients;
+  /// A screening about a Patient the gateway does not know and that names no identifier:
+  /// link-by-reference (keep it, pseudonymised by the reference; warn) or reject (422).
+  std::string unknown_patient = "link-by-reference";
+};
+
 /// Patient pseudonyms (HMAC-SHA256). The key is required in production.
 struct PseudonymConfig {
   SecretRef key;
@@ -166,6 +194,7 @@ struct GatewayConfig {
   DeliveryConfig delivery;
   AdminConfig admin;
   PseudonymConfig pseudonym;
+  FhirConfig fhir;
 
   bool dev_mode() const { return mode == "dev"; }
   bool embedded_kafka() const { return kafka.brokers.empty(); }

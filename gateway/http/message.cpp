@@ -94,6 +94,21 @@ void Router::add(std::string method, std::string pattern, Handler handler) {
   routes_.push_back(std::move(r));
 }
 
+void Router::set_error_body(std::string path_prefix, ErrorBody body) {
+  error_bodies_.emplace_back(std::move(path_prefix), std::move(body));
+}
+
+Response Router::error_response(std::string_view path, unsigned status, std::string_view code,
+                                std::string_view message) const {
+  for (const auto& [prefix, body] : error_bodies_) {
+    if (path == prefix || (path.starts_with(prefix) && path.size() > prefix.size() &&
+                           (path[prefix.size()] == '/' || path[prefix.size()] == '?'))) {
+      return body(status, code, message);
+    }
+  }
+  return Response::error(status, code, message);
+}
+
 Router::Match Router::match(std::string_view method, std::string_view path) const {
   Match result;
   result.route = "unmatched";

@@ -27,6 +27,7 @@ struct Request {
   std::string body;
   std::string peer;                           ///< remote address, for logs
   bool secure = false;                        ///< arrived over TLS
+  std::string client_cn;  ///< subject CN of the verified TLS client certificate; empty: none
   std::map<std::string, std::string> params;  ///< path parameters from the route pattern
 
   /// Case-insensitive header lookup; the first occurrence.
@@ -65,6 +66,14 @@ class Router {
   };
   Match match(std::string_view method, std::string_view path) const;
 
+  /// How errors the server answers itself (404, 405, 413, 431, 400, 500) look under a path
+  /// prefix: the FHIR API answers them as OperationOutcomes. Default: Response::error.
+  using ErrorBody =
+      std::function<Response(unsigned status, std::string_view code, std::string_view message)>;
+  void set_error_body(std::string path_prefix, ErrorBody body);
+  Response error_response(std::string_view path, unsigned status, std::string_view code,
+                          std::string_view message) const;
+
  private:
   struct Route {
     std::string method;
@@ -73,6 +82,7 @@ class Router {
     Handler handler;
   };
   std::vector<Route> routes_;
+  std::vector<std::pair<std::string, ErrorBody>> error_bodies_;
 };
 
 /// Percent-decoding for query values ('+' is a space in forms).

@@ -59,6 +59,9 @@ struct ResourceWrite {
   std::int64_t expected_version = 0;
   std::string last_updated;  ///< RFC 3339 (meta.lastUpdated)
   std::string json;
+  /// The client that sent the resource (FHIR client id, HL7 sender): who may read it as its
+  /// sender. Kept by every version.
+  std::string source;
   std::vector<std::pair<std::string, std::string>> identifiers;  ///< (system, value)
   /// Search parameters of this version (name, value), e.g. Task "focus" →
   /// "ServiceRequest/abc", "owner" → "Organization/wic-east", "status" → "accepted",

@@ -20,6 +20,7 @@ struct ResourceRow {
   std::int64_t version = 0;
   std::string last_updated;  ///< RFC 3339
   std::string json;
+  std::string source;  ///< ResourceWrite::source
 };
 
 /// A search over the current versions of one resource type: every parameter must match

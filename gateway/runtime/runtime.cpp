@@ -13,6 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "adapters/fhir/api.hpp"
 #include "adapters/hl7v2/mllp_server.hpp"
 #include "adapters/hl7v2/pipeline.hpp"
 #include "adapters/hl7v2/referral_ledger.hpp"
@@ -179,6 +180,7 @@ ops::BuildInfo build_info() {
 Result<void> check_config(const config::GatewayConfig& cfg) {
   if (auto r = kafka::Producer::validate(cfg.kafka); !r) return r;
   if (auto r = load_mapping(cfg); !r) return fail(r.error());
+  if (auto r = fhir::api_options(cfg); !r) return fail(r.error());
   for (const auto& [tls, key] :
        {std::pair{&cfg.http.tls, "http.tls"}, {&cfg.mllp.tls, "mllp.tls"}}) {
     if (!tls->enabled()) continue;
@@ -294,6 +296,25 @@ int run(const config::GatewayConfig& cfg) {
                                               &referrals};
   hl7v2::Hl7Pipeline hl7_handler(
       screening_mapper, *commit_port, [&relay] { relay.notify(); }, hl7_options, registry);
+
+  auto fhir_options = fhir::api_options(cfg);
+  if (!fhir_options) return startup_failed("fhir", fhir_options.error());
+  fhir_options->software_version = build.version;
+  fhir_options->find_referral =
+      [&store](const std::string& referral_id) -> std::optional<pipeline::ReferralState> {
+    auto row = (*store)->find_referral({referral_id, "", "", ""});
+    if (!row || !*row) return std::nullopt;
+    return **row;
+  };
+  if (cfg.fhir.clients.empty()) {
+    log::warn("fhir.development_client",
+              {{"detail",
+                "no fhir.clients configured: every FHIR request is accepted as the development "
+                "client \"dev\" (clinic and agency); configure clients before real data arrives"}});
+  }
+  fhir::Api fhir_api(screening_mapper, *commit_port, **store, [&relay] { relay.notify(); },
+                     std::move(*fhir_options), registry);
+  fhir_api.add_routes(router);
 
   if (cfg.admin.token.configured()) {
     auto token = cfg.admin.token.resolve();

@@ -1,0 +1,1201 @@
+#include "adapters/fhir/api.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <ctime>
+
+#include <openssl/crypto.h>
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "adapters/fhir/consent.hpp"
+#include "adapters/fhir/task_update.hpp"
+#include "gateway/core/json_text.hpp"
+#include "gateway/events/event.hpp"
+#include "gateway/identity/pseudonym.hpp"
+#include "gateway/log/log.hpp"
+#include "gateway/mapping/engine.hpp"
+#include "gateway/metrics/registry.hpp"
+
+namespace sdoh::fhir {
+
+namespace asio = boost::asio;
+using http::Request;
+using http::Response;
+
+namespace {
+
+constexpr std::string_view kFhirJson = "application/fhir+json; charset=utf-8";
+constexpr std::string_view kJsonPatch = "application/json-patch+json";
+constexpr int kDefaultPageSize = 20;
+constexpr int kMaxPageSize = 100;
+
+// The resource types POST /fhir/{type} takes, and the SDOHCC / US Core profiles they are read
+// against (the CapabilityStatement's supportedProfile).
+struct CreatableType {
+  const char* type;
+  std::vector<const char*> profiles;
+};
+const std::vector<CreatableType>& creatable_types() {
+  static const std::vector<CreatableType> types = {
+      {"QuestionnaireResponse",
+       {"http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/"
+        "SDOHCC-QuestionnaireResponse"}},
+      {"Observation",
+       {"http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/"
+        "SDOHCC-ObservationScreeningResponse"}},
+      {"ServiceRequest",
+       {"http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-ServiceRequest"}},
+      {"Task",
+       {"http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/"
+        "SDOHCC-TaskForReferralManagement"}},
+      {"Consent", {"http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-Consent"}},
+      {"Patient", {"http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"}},
+  };
+  return types;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
+  return s;
+}
+
+// "application/fhir+json; charset=utf-8" → "application/fhir+json".
+std::string media_type(std::string_view header) {
+  return lower(trim(header.substr(0, header.find(';'))));
+}
+
+bool json_media(std::string_view mt) {
+  return mt == "application/fhir+json" || mt == "application/json" || mt == "json" ||
+         mt == "text/json";
+}
+bool xml_media(std::string_view mt) {
+  return mt == "application/fhir+xml" || mt == "application/xml" || mt == "text/xml" ||
+         mt == "xml";
+}
+
+// Prefer: return=… and handling=… (RFC 7240; FHIR http.html#prefer).
+struct Preferences {
+  std::string ret = "representation";
+  bool strict = false;
+};
+Preferences preferences(const Request& req) {
+  Preferences p;
+  for (const auto& h : req.headers) {
+    if (lower(h.name) != "prefer") continue;
+    std::string_view v = h.value;
+    while (!v.empty()) {
+      const auto comma = v.find(',');
+      const auto item = trim(v.substr(0, comma));
+      v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
+      const auto eq = item.find('=');
+      if (eq == std::string_view::npos) continue;
+      const auto name = lower(trim(item.substr(0, eq)));
+      auto value = trim(item.substr(eq + 1));
+      if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
+        value = value.substr(1, value.size() - 2);
+      if (name == "return" &&
+          (value == "minimal" || value == "representation" || value == "OperationOutcome"))
+        p.ret = std::string(value);
+      if (name == "handling") p.strict = value == "strict";
+    }
+  }
+  return p;
+}
+
+// W/"3" or "3" → 3; 0 when it is neither.
+std::int64_t etag_version(std::string_view v) {
+  v = trim(v);
+  if (v.starts_with("W/")) v.remove_prefix(2);
+  if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+  std::int64_t n = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || p != v.data() + v.size() || n <= 0) return 0;
+  return n;
+}
+
+std::string etag(std::int64_t version) {
+  return "W/\"" + std::to_string(version) + "\"";
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+// A reference search value in the stored form: "Type/id" ("id" alone gets the type).
+std::string reference_value(std::string_view value, std::string_view type) {
+  if (value.find('/') == std::string_view::npos) return std::string(type) + "/" + std::string(value);
+  // An absolute URL to this server: keep "Type/id".
+  const auto last = value.rfind('/');
+  const auto prev = value.rfind('/', last - 1);
+  return std::string(value.substr(prev == std::string_view::npos ? 0 : prev + 1));
+}
+
+// What a Task is searched by, from its JSON.
+std::vector<std::pair<std::string, std::string>> task_search_params(const Task& t) {
+  std::vector<std::pair<std::string, std::string>> out;
+  out.emplace_back("status", t.status);
+  if (auto [type, id] = t.focus.type_and_id(); !id.empty()) out.emplace_back("focus", type + "/" + id);
+  if (auto owner = agency_id_of(t.owner); !owner.empty()) out.emplace_back("owner", owner);
+  if (auto [type, id] = t.for_.type_and_id(); type == "Patient")
+    out.emplace_back("patient", "Patient/" + id);
+  if (auto [type, id] = t.requester.type_and_id(); !id.empty())
+    out.emplace_back("requester", type + "/" + id);
+  for (const auto& i : t.identifiers) {
+    if (!i.value.empty()) out.emplace_back("identifier", i.system + "|" + i.value);
+  }
+  if (!t.business_status.empty()) out.emplace_back("business-status", t.business_status);
+  return out;
+}
+
+// A stored resource's JSON with meta.versionId and meta.lastUpdated set.
+std::string with_meta(std::string_view json, std::int64_t version, std::string_view updated) {
+  rapidjson::Document doc;
+  doc.Parse(json.data(), json.size());
+  if (doc.HasParseError() || !doc.IsObject()) return std::string(json);
+  auto& alloc = doc.GetAllocator();
+  if (!doc.HasMember("meta") || !doc["meta"].IsObject()) {
+    doc.RemoveMember("meta");
+    doc.AddMember("meta", rapidjson::Value(rapidjson::kObjectType), alloc);
+  }
+  auto& meta = doc["meta"];
+  meta.RemoveMember("versionId");
+  meta.RemoveMember("lastUpdated");
+  const auto v = std::to_string(version);
+  meta.AddMember("versionId", rapidjson::Value(v.c_str(), alloc), alloc);
+  meta.AddMember("lastUpdated",
+                 rapidjson::Value(updated.data(), static_cast<rapidjson::SizeType>(updated.size()),
+                                  alloc),
+                 alloc);
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  doc.Accept(w);
+  return {buf.GetString(), buf.GetSize()};
+}
+
+// The built-in lifecycle rule, used when the runtime supplies none.
+std::optional<Problem> default_transition_check(const Client& client,
+                                                const pipeline::ReferralState& referral,
+                                                const TaskUpdate& u) {
+  using mapping::ReferralStatus;
+  if (u.previous == u.status) return std::nullopt;
+  if (mapping::is_final(u.previous)) {
+    return Problem::conflict("the referral is " + std::string(mapping::to_string(u.previous)) +
+                             ", a final state: it cannot become " +
+                             std::string(mapping::to_string(u.status)));
+  }
+  const bool cancel = u.status == ReferralStatus::kCancelled;
+  if (cancel && !client.clinic()) {
+    return Problem::forbidden("only the requesting clinic may cancel a referral");
+  }
+  if (!cancel && !client.agency()) {
+    return Problem::forbidden("only the agency that owns the referral may change its status");
+  }
+  if (!cancel && client.role == "agency" && client.organization != referral.agency_id) {
+    return Problem::forbidden("the referral is owned by another agency");
+  }
+  if (u.status == ReferralStatus::kRequested) {
+    return Problem::conflict("a referral cannot go back to requested");
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string http_date(std::string_view t) {
+  // YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm)
+  if (t.size() < 19) return {};
+  std::tm tm{};
+  auto num = [&](std::size_t pos, std::size_t len, int& out) {
+    auto [p, ec] = std::from_chars(t.data() + pos, t.data() + pos + len, out);
+    return ec == std::errc() && p == t.data() + pos + len;
+  };
+  int year = 0, mon = 0, day = 0, hh = 0, mm = 0, ss = 0;
+  if (!num(0, 4, year) || !num(5, 2, mon) || !num(8, 2, day) || !num(11, 2, hh) ||
+      !num(14, 2, mm) || !num(17, 2, ss))
+    return {};
+  tm.tm_year = year - 1900;
+  tm.tm_mon = mon - 1;
+  tm.tm_mday = day;
+  tm.tm_hour = hh;
+  tm.tm_min = mm;
+  tm.tm_sec = ss;
+  std::time_t when = timegm(&tm);
+  std::size_t pos = 19;
+  if (pos < t.size() && t[pos] == '.') {
+    ++pos;
+    while (pos < t.size() && std::isdigit(static_cast<unsigned char>(t[pos])))
+      ++pos;
+  }
+  if (pos < t.size() && (t[pos] == '+' || t[pos] == '-') && t.size() >= pos + 6) {
+    int oh = 0, om = 0;
+    if (!num(pos + 1, 2, oh) || !num(pos + 4, 2, om)) return {};
+    const int offset = (oh * 60 + om) * 60;
+    when += t[pos] == '+' ? -offset : offset;
+  }
+  std::tm gmt{};
+  gmtime_r(&when, &gmt);
+  char buf[64];
+  const auto n = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &gmt);
+  return {buf, n};
+}
+
+Result<ApiOptions> api_options(const config::GatewayConfig& cfg) {
+  ApiOptions o;
+  o.gateway_id = cfg.gateway_id;
+  o.topics = cfg.kafka.topics;
+  o.base_url = cfg.fhir.base_url;
+  o.max_body_bytes = cfg.http.max_body_bytes;
+  o.unknown_patient = cfg.fhir.unknown_patient == "reject" ? UnknownPatientPolicy::kReject
+                                                           : UnknownPatientPolicy::kLinkByReference;
+  for (const auto& c : cfg.fhir.clients) {
+    Client client{c.id, c.role, c.organization, c.name.empty() ? c.id : c.name};
+    if (c.token.configured()) {
+      auto token = c.token.resolve();
+      if (!token) return fail(Error::config("fhir.clients." + c.id + ".token", token.error().message));
+      if (token->size() < 16) {
+        return fail(Error::config("fhir.clients." + c.id + ".token",
+                                  "the token must be at least 16 bytes"));
+      }
+      for (const auto& [other, known] : o.token_clients) {
+        if (other == *token) {
+          return fail(Error::config("fhir.clients." + c.id + ".token",
+                                    "the same token as fhir.clients." + known.id));
+        }
+      }
+      o.token_clients.emplace_back(std::move(*token), client);
+    }
+    if (!c.certificate_cn.empty()) o.certificate_clients.emplace_back(c.certificate_cn, client);
+  }
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct Api::Impl {
+  Impl(const mapping::ScreeningMapper& m, pipeline::CommitPort& c,
+       const pipeline::ResourceReader& r, std::function<void()> wake, ApiOptions o,
+       metrics::Registry& registry)
+      : mapper(m),
+        commits(c),
+        resources(r),
+        wake_relay(std::move(wake)),
+        options(std::move(o)),
+        directory(r),
+        interactions(registry.counter("sdoh_fhir_interactions_total",
+                                      "FHIR interactions answered, by interaction, resource type "
+                                      "and HTTP status.",
+                                      {"interaction", "type", "status"})) {
+    if (!options.check_transition) options.check_transition = default_transition_check;
+    capability = build_capability_statement();
+  }
+
+  // ResourceDirectory over the store, for ingest's references and conditional creates.
+  class Directory final : public ResourceDirectory {
+   public:
+    explicit Directory(const pipeline::ResourceReader& r) : r_(r) {}
+    std::optional<std::string> read(std::string_view type, std::string_view id) const override {
+      auto row = r_.read_resource(type, id);
+      if (!row || !*row) return std::nullopt;
+      return std::move((*row)->json);
+    }
+    std::optional<std::string> find_by_identifier(std::string_view type, std::string_view system,
+                                                  std::string_view value) const override {
+      auto id = r_.find_resource_id(type, system, value);
+      if (!id) return std::nullopt;
+      return *id;
+    }
+
+   private:
+    const pipeline::ResourceReader& r_;
+  };
+
+  // What a request needs before its interaction runs.
+  struct Call {
+    Client client;
+    std::string base;  // absolute FHIR base URL, no trailing '/'
+    bool plain_json = false;  // answer as application/json (the client asked for it)
+    Preferences prefer;
+  };
+
+  const mapping::ScreeningMapper& mapper;
+  pipeline::CommitPort& commits;
+  const pipeline::ResourceReader& resources;
+  std::function<void()> wake_relay;
+  ApiOptions options;
+  Directory directory;
+  metrics::Family<metrics::Counter>& interactions;
+  std::string capability;
+
+  // --- answers --------------------------------------------------------------------------
+
+  static Response fhir_response(unsigned status, std::string body, bool plain_json = false) {
+    Response r;
+    r.status = status;
+    r.content_type = plain_json ? "application/json; charset=utf-8" : std::string(kFhirJson);
+    r.body = std::move(body);
+    return r;
+  }
+
+  static Response problem_response(const Problem& p, bool plain_json = false) {
+    auto r = fhir_response(static_cast<unsigned>(p.http_status()), p.operation_outcome(),
+                           plain_json);
+    if (p.code == FhirErrc::kUnavailable) r.headers.push_back({"Retry-After", "5"});
+    if (p.code == FhirErrc::kUnauthorized)
+      r.headers.push_back({"WWW-Authenticate", "Bearer realm=\"sdoh-gateway\""});
+    return r;
+  }
+
+  Response count(Response r, std::string_view interaction, std::string_view type) {
+    interactions.with({std::string(interaction), std::string(type), std::to_string(r.status)})
+        .inc();
+    return r;
+  }
+
+  // A commit failure as the client sees it.
+  static Problem commit_problem(const Error& e) {
+    if (e.kind == ErrorKind::kConflict) return Problem::conflict(e.message);
+    if (e.kind == ErrorKind::kUnavailable) {
+      return {FhirErrc::kUnavailable,
+              {Issue::error(IssueType::kTransient, "",
+                            "the gateway cannot store the request now (" + e.message +
+                                "); nothing was kept: retry later")}};
+    }
+    return problem_from(e);
+  }
+
+  // --- who and how ----------------------------------------------------------------------
+
+  std::expected<Client, Problem> authenticate(const Request& req) const {
+    if (options.token_clients.empty() && options.certificate_clients.empty())
+      return Client{"dev", "dev", "dev", "Development client"};
+    if (auto auth = req.header("Authorization")) {
+      auto v = trim(*auth);
+      if (v.size() > 7 && lower(v.substr(0, 7)) == "bearer ") {
+        const auto token = trim(v.substr(7));
+        for (const auto& [known, client] : options.token_clients) {
+          if (constant_time_equal(known, token)) return client;
+        }
+      }
+      return std::unexpected(Problem::unauthorized("the bearer token is not a known client's"));
+    }
+    if (!req.client_cn.empty()) {
+      for (const auto& [cn, client] : options.certificate_clients) {
+        if (cn == req.client_cn) return client;
+      }
+      return std::unexpected(
+          Problem::unauthorized("the client certificate is not a configured client's"));
+    }
+    return std::unexpected(Problem::unauthorized(
+        "authenticate with Authorization: Bearer <token> or a client certificate"));
+  }
+
+  std::string base_url(const Request& req) const {
+    if (!options.base_url.empty()) return options.base_url;
+    std::string host(req.header("Host").value_or("localhost"));
+    return std::string(req.secure ? "https://" : "http://") + host + "/fhir";
+  }
+
+  // Authentication, _format / Accept, Prefer.
+  std::expected<Call, Problem> begin(const Request& req) const {
+    Call call;
+    auto format = req.query_value("_format");
+    if (format) {
+      const auto mt = media_type(*format);
+      if (!json_media(mt)) {
+        Problem p{FhirErrc::kNotAcceptable,
+                  {Issue::error(IssueType::kNotSupported, "_format",
+                                "this server answers in JSON only (_format=json)")}};
+        return std::unexpected(std::move(p));
+      }
+      call.plain_json = mt == "application/json" || mt == "text/json";
+    } else if (auto accept = req.header("Accept")) {
+      bool json = false, xml = false, any = false;
+      std::string_view v = *accept;
+      while (!v.empty()) {
+        const auto comma = v.find(',');
+        const auto mt = media_type(v.substr(0, comma));
+        v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
+        json = json || json_media(mt);
+        xml = xml || xml_media(mt);
+        any = any || mt == "*/*" || mt == "application/*";
+        if (mt == "application/json" && !xml) call.plain_json = true;
+        if (mt == "application/fhir+json") call.plain_json = false;
+      }
+      if (xml && !json && !any) {
+        Problem p{FhirErrc::kNotAcceptable,
+                  {Issue::error(IssueType::kNotSupported, "",
+                                "this server answers in JSON only (Accept: "
+                                "application/fhir+json)")}};
+        return std::unexpected(std::move(p));
+      }
+    }
+    auto client = authenticate(req);
+    if (!client) return std::unexpected(client.error());
+    call.client = std::move(*client);
+    call.base = base_url(req);
+    call.prefer = preferences(req);
+    return call;
+  }
+
+  static std::optional<Problem> check_body_type(const Request& req, bool patch) {
+    const auto ct = req.header("Content-Type");
+    const auto mt = ct ? media_type(*ct) : std::string();
+    if (patch) {
+      if (mt == kJsonPatch) return std::nullopt;
+      return Problem::unsupported_media_type(
+          "PATCH takes a JSON Patch (Content-Type: application/json-patch+json)" +
+          (mt.empty() ? std::string() : ", not " + mt));
+    }
+    if (json_media(mt)) return std::nullopt;
+    if (mt.empty()) {
+      return Problem::unsupported_media_type(
+          "the request has no Content-Type: send application/fhir+json");
+    }
+    return Problem::unsupported_media_type(
+        (xml_media(mt) ? "XML is not supported" : "the media type " + mt + " is not supported") +
+        std::string(": send application/fhir+json (or application/json)"));
+  }
+
+  // --- create / transaction -------------------------------------------------------------
+
+  IngestContext context_for(const Client& client) const {
+    IngestContext ctx;
+    ctx.mapper = &mapper;
+    ctx.sender = client.id;
+    ctx.gateway_id = options.gateway_id;
+    ctx.topics = options.topics;
+    ctx.facility = {"", client.organization, client.name};
+    ctx.directory = &directory;
+    ctx.agency_topic = options.agency_topic;
+    ctx.unknown_patient = options.unknown_patient;
+    return ctx;
+  }
+
+  static std::vector<std::pair<std::string, std::string>> search_params(
+      const StoredResource& s, const std::string& sender) {
+    std::vector<std::pair<std::string, std::string>> out;
+    out.emplace_back("_id", s.id);
+    out.emplace_back("_sender", sender);
+    if (s.type == "Task" || s.type == "ServiceRequest") {
+      auto parsed = parse_resource(s.json);
+      if (parsed) {
+        if (const auto* t = std::get_if<Task>(&parsed->resource)) {
+          auto more = task_search_params(*t);
+          out.insert(out.end(), more.begin(), more.end());
+        } else if (const auto* sr = std::get_if<ServiceRequest>(&parsed->resource)) {
+          out.emplace_back("status", sr->status);
+          if (auto [type, id] = sr->subject.type_and_id(); type == "Patient")
+            out.emplace_back("patient", "Patient/" + id);
+        }
+      }
+    }
+    return out;
+  }
+
+  asio::awaitable<Response> create(Request& req, std::string type) {
+    const std::string interaction = type.empty() ? "transaction" : "create";
+    const std::string label = type.empty() ? "Bundle" : type;
+    auto call = begin(req);
+    if (!call) co_return count(problem_response(call.error()), interaction, label);
+    if (!call->client.clinic()) {
+      co_return count(problem_response(Problem::forbidden(
+                                           "agency clients update referral Tasks; they do not "
+                                           "post screenings or referrals"),
+                                       call->plain_json),
+                      interaction, label);
+    }
+    if (auto p = check_body_type(req, false))
+      co_return count(problem_response(*p, call->plain_json), interaction, label);
+
+    IngestRequest in;
+    in.body = req.body;
+    in.resource_type = type;
+    const auto if_none_exist = std::string(req.header("If-None-Exist").value_or(""));
+    in.if_none_exist = if_none_exist;
+    in.received_at = events::now_rfc3339();
+    const auto ctx = context_for(call->client);
+    auto result = ingest(in, ctx);
+
+    if (!result) {
+      auto& rejected = result.error();
+      if (rejected.commit.inbound.protocol.empty())  // nothing to keep (internal failure)
+        co_return count(problem_response(rejected.problem, call->plain_json), interaction, label);
+      auto commit = std::move(rejected.commit);
+      auto outcome = co_await commits.commit(std::move(commit));
+      if (!outcome) {
+        co_return count(problem_response(commit_problem(outcome.error()), call->plain_json),
+                        interaction, label);
+      }
+      wake_relay();
+      log::info("fhir.rejected", {{"client", call->client.id},
+                                  {"type", label},
+                                  {"status", rejected.problem.http_status()},
+                                  {"code", to_string(rejected.problem.first_error().code)},
+                                  {"expression", rejected.problem.first_error().expression}});
+      co_return count(problem_response(rejected.problem, call->plain_json), interaction, label);
+    }
+
+    auto& done = *result;
+    pipeline::CommitRequest commit = std::move(done.commit);
+    for (const auto& s : done.resources) {
+      if (!s.created || s.json.empty()) continue;
+      pipeline::ResourceWrite w;
+      w.type = s.type;
+      w.id = s.id;
+      w.version = 1;
+      w.expected_version = 0;
+      w.last_updated = s.last_updated;
+      w.json = s.json;
+      for (const auto& i : s.identifiers) {
+        if (!i.value.empty()) w.identifiers.emplace_back(i.system, i.value);
+      }
+      w.source = call->client.id;
+      w.search = search_params(s, call->client.id);
+      commit.resources.push_back(std::move(w));
+    }
+    for (const auto& r : done.referrals) {
+      pipeline::ReferralState st;
+      st.referral_id = r.referral_id;
+      st.clinic_number_system = r.clinic_number_system;
+      st.clinic_number_value = r.clinic_number_value;
+      st.agency_id = r.agency_id;
+      st.category = r.category;
+      st.status = "requested";
+      st.business_status = r.business_status;
+      st.sequence = 1;
+      commit.referrals.push_back(std::move(st));
+    }
+    auto outcome = co_await commits.commit(std::move(commit));
+    if (!outcome) {
+      co_return count(problem_response(commit_problem(outcome.error()), call->plain_json),
+                      interaction, label);
+    }
+    wake_relay();
+
+    Response r;
+    if (outcome->status == pipeline::CommitStatus::kDuplicate) {
+      // A resend: the original answer. The resource is whatever it is now.
+      int status = 200;
+      std::from_chars(outcome->answer_code.data(),
+                      outcome->answer_code.data() + outcome->answer_code.size(), status);
+      if (status >= 400) {
+        r = fhir_response(static_cast<unsigned>(status), outcome->answer, call->plain_json);
+        co_return count(std::move(r), interaction, label);
+      }
+      r = fhir_response(static_cast<unsigned>(status), outcome->answer, call->plain_json);
+      if (!type.empty() && !done.resources.empty()) {
+        const auto& s = done.resources.front();
+        auto row = resources.read_resource(s.type, s.id);
+        if (row && *row) {
+          r.headers.push_back({"Location", call->base + "/" + s.type + "/" + s.id + "/_history/" +
+                                               std::to_string((*row)->version)});
+          r.headers.push_back({"ETag", etag((*row)->version)});
+          r.headers.push_back({"Last-Modified", http_date((*row)->last_updated)});
+        }
+      }
+    } else {
+      r = fhir_response(static_cast<unsigned>(done.http_status), std::move(done.body),
+                        call->plain_json);
+      if (!done.location.empty()) {
+        r.headers.push_back({"Location", call->base + "/" + done.location});
+        r.headers.push_back({"ETag", "W/\"" + done.version_id + "\""});
+        r.headers.push_back({"Last-Modified", http_date(done.last_modified)});
+      }
+    }
+    if (!type.empty()) {
+      if (call->prefer.ret == "minimal") {
+        r.body.clear();
+      } else if (call->prefer.ret == "OperationOutcome" ||
+                 (r.body.empty() && r.status < 300)) {
+        r.body = done.outcome();
+      }
+    }
+    co_return count(std::move(r), interaction, label);
+  }
+
+  // --- read, vread, history, search -----------------------------------------------------
+
+  // Whether the client may see this resource: agencies the Tasks they own, clinics what they
+  // sent. Hidden ones are answered 404, as if they did not exist.
+  bool visible(const Client& client, const pipeline::ResourceRow& row) const {
+    if (client.role == "dev") return true;
+    pipeline::ResourceQuery q;
+    q.type = row.type;
+    q.count = 1;
+    q.params.push_back({"_id", {row.id}});
+    if (client.role == "agency") {
+      if (row.type != "Task" && row.type != "ServiceRequest") return false;
+      if (row.type == "ServiceRequest") {
+        // An agency sees the ServiceRequest its Task is for.
+        pipeline::ResourceQuery tq;
+        tq.type = "Task";
+        tq.count = 1;
+        tq.params.push_back({"focus", {"ServiceRequest/" + row.id}});
+        tq.params.push_back({"owner", {client.organization}});
+        auto page = resources.search_resources(tq);
+        return page && page->total > 0;
+      }
+      q.params.push_back({"owner", {client.organization}});
+    } else {
+      return row.source == client.id;
+    }
+    auto page = resources.search_resources(q);
+    return page && page->total > 0;
+  }
+
+  static Problem not_found(std::string_view type, std::string_view id) {
+    return Problem::not_found(std::string(type) + "/" + std::string(id) + " is not known here");
+  }
+
+  Response resource_response(const pipeline::ResourceRow& row, const Call& call,
+                             const Request& req) const {
+    if (auto inm = req.header("If-None-Match"); inm && etag_version(*inm) == row.version) {
+      Response r;
+      r.status = 304;
+      r.content_type.clear();
+      r.headers.push_back({"ETag", etag(row.version)});
+      return r;
+    }
+    auto r = fhir_response(200, row.json, call.plain_json);
+    r.headers.push_back({"ETag", etag(row.version)});
+    r.headers.push_back({"Last-Modified", http_date(row.last_updated)});
+    return r;
+  }
+
+  asio::awaitable<Response> read(Request& req, std::string type) {
+    const bool vread = req.params.contains("vid");
+    const std::string interaction = vread ? "vread" : "read";
+    auto call = begin(req);
+    if (!call) co_return count(problem_response(call.error()), interaction, type);
+    const auto& id = req.params["id"];
+    std::int64_t version = 0;
+    if (vread) {
+      version = etag_version(req.params["vid"]);
+      if (version == 0) co_return count(problem_response(not_found(type, id)), interaction, type);
+    }
+    auto row = resources.read_resource(type, id, version);
+    if (!row) {
+      co_return count(problem_response(commit_problem(row.error()), call->plain_json),
+                      interaction, type);
+    }
+    if (!*row || !visible(call->client, **row)) {
+      auto p = version == 0 ? not_found(type, id)
+                            : Problem::not_found(type + "/" + id + " has no version " +
+                                                 std::to_string(version));
+      co_return count(problem_response(p, call->plain_json), interaction, type);
+    }
+    co_return count(resource_response(**row, *call, req), interaction, type);
+  }
+
+  static void entry_resource(std::string& out, const pipeline::ResourceRow& row,
+                             const std::string& base) {
+    out += "{\"fullUrl\":";
+    append_json_string(out, base + "/" + row.type + "/" + row.id);
+    out += ",\"resource\":";
+    out += row.json;
+  }
+
+  asio::awaitable<Response> history(Request& req, std::string type) {
+    auto call = begin(req);
+    if (!call) co_return count(problem_response(call.error()), "history-instance", type);
+    const auto& id = req.params["id"];
+    auto rows = resources.resource_history(type, id);
+    if (!rows) {
+      co_return count(problem_response(commit_problem(rows.error()), call->plain_json),
+                      "history-instance", type);
+    }
+    if (rows->empty() || !visible(call->client, rows->front())) {
+      co_return count(problem_response(not_found(type, id), call->plain_json), "history-instance",
+                      type);
+    }
+    std::string out = "{\"resourceType\":\"Bundle\",\"type\":\"history\",\"total\":" +
+                      std::to_string(rows->size()) + ",\"link\":[{\"relation\":\"self\",\"url\":";
+    append_json_string(out, call->base + "/" + type + "/" + id + "/_history");
+    out += "}],\"entry\":[";
+    bool first = true;
+    for (const auto& row : *rows) {
+      if (!first) out += ',';
+      first = false;
+      entry_resource(out, row, call->base);
+      const bool created = row.version == 1;
+      out += ",\"request\":{\"method\":";
+      out += created ? "\"POST\",\"url\":" : "\"PUT\",\"url\":";
+      append_json_string(out, created ? type : type + "/" + id);
+      out += "},\"response\":{\"status\":";
+      out += created ? "\"201 Created\"" : "\"200 OK\"";
+      out += ",\"etag\":";
+      append_json_string(out, etag(row.version));
+      out += ",\"lastModified\":";
+      append_json_string(out, row.last_updated);
+      out += "}}";
+    }
+    out += "]}";
+    co_return count(fhir_response(200, std::move(out), call->plain_json), "history-instance",
+                    type);
+  }
+
+  asio::awaitable<Response> search(Request& req, std::string type) {
+    auto call = begin(req);
+    if (!call) co_return count(problem_response(call.error()), "search-type", type);
+    pipeline::ResourceQuery q;
+    q.type = type;
+    q.count = kDefaultPageSize;
+    std::vector<std::string> used;  // "name=value" for the self link
+    std::vector<Issue> ignored;
+    // Parameters in the order sent; each may repeat (AND) and hold a comma list (OR).
+    std::string_view query = req.query;
+    std::vector<std::pair<std::string, std::string>> raw;
+    while (!query.empty()) {
+      const auto amp = query.find('&');
+      const auto item = query.substr(0, amp);
+      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+      if (item.empty()) continue;
+      const auto eq = item.find('=');
+      raw.emplace_back(http::url_decode(item.substr(0, eq)),
+                       eq == std::string_view::npos ? std::string()
+                                                    : http::url_decode(item.substr(eq + 1)));
+    }
+    auto bad = [&](std::string expression, std::string text) {
+      Problem p = Problem::bad_request(IssueType::kNotSupported, std::move(expression),
+                                       std::move(text));
+      return count(problem_response(p, call->plain_json), "search-type", type);
+    };
+    for (const auto& [name, value] : raw) {
+      if (name == "_format") continue;
+      if (name == "_count") {
+        int n = 0;
+        auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (ec != std::errc() || p != value.data() + value.size() || n < 0)
+          co_return bad("_count", "_count must be a non-negative integer");
+        q.count = std::min(n, kMaxPageSize);
+        continue;
+      }
+      if (name == "_getpagesoffset") {
+        int n = 0;
+        auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (ec != std::errc() || p != value.data() + value.size() || n < 0)
+          co_return bad("_getpagesoffset", "_getpagesoffset must be a non-negative integer");
+        q.offset = n;
+        continue;
+      }
+      static const std::vector<std::string> kParams = {"_id",   "focus",     "owner",
+                                                       "status", "patient", "requester",
+                                                       "identifier", "business-status"};
+      if (std::find(kParams.begin(), kParams.end(), name) == kParams.end()) {
+        if (call->prefer.strict)
+          co_return bad(name, "the search parameter " + name + " is not supported for " + type);
+        ignored.push_back(Issue::warning(IssueType::kNotSupported, name,
+                                         "the search parameter " + name +
+                                             " is not supported and was ignored"));
+        continue;
+      }
+      if (value.empty()) co_return bad(name, "the search parameter " + name + " has no value");
+      std::vector<std::string> values;
+      std::string_view v = value;
+      while (true) {
+        const auto comma = v.find(',');
+        const auto one = v.substr(0, comma);
+        std::string norm(one);
+        if (name == "focus") norm = reference_value(one, "ServiceRequest");
+        if (name == "patient") norm = reference_value(one, "Patient");
+        if (name == "requester") norm = reference_value(one, "Organization");
+        if (name == "owner") norm = agency_id_of(Reference{std::string(reference_value(one, "Organization")), {}, "", ""});
+        values.push_back(std::move(norm));
+        if (comma == std::string_view::npos) break;
+        v = v.substr(comma + 1);
+      }
+      used.push_back(name + "=" + value);
+      q.params.emplace_back(name, std::move(values));
+    }
+    // What the client may see.
+    if (call->client.role == "agency") q.params.push_back({"owner", {call->client.organization}});
+    if (call->client.role == "clinic") q.params.push_back({"_sender", {call->client.id}});
+
+    auto page = resources.search_resources(q);
+    if (!page) {
+      co_return count(problem_response(commit_problem(page.error()), call->plain_json),
+                      "search-type", type);
+    }
+    auto link = [&](int offset) {
+      std::string url = call->base + "/" + type + "?";
+      for (const auto& u : used)
+        url += u + "&";
+      url += "_count=" + std::to_string(q.count) + "&_getpagesoffset=" + std::to_string(offset);
+      return url;
+    };
+    std::string out = "{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"total\":" +
+                      std::to_string(page->total) + ",\"link\":[{\"relation\":\"self\",\"url\":";
+    append_json_string(out, link(q.offset));
+    out += "}";
+    if (q.count > 0 && q.offset + q.count < page->total) {
+      out += ",{\"relation\":\"next\",\"url\":";
+      append_json_string(out, link(q.offset + q.count));
+      out += "}";
+    }
+    if (q.offset > 0) {
+      out += ",{\"relation\":\"previous\",\"url\":";
+      append_json_string(out, link(std::max(0, q.offset - std::max(q.count, 1))));
+      out += "}";
+    }
+    out += "],\"entry\":[";
+    bool first = true;
+    for (const auto& row : page->rows) {
+      if (!first) out += ',';
+      first = false;
+      entry_resource(out, row, call->base);
+      out += ",\"search\":{\"mode\":\"match\"}}";
+    }
+    if (!ignored.empty()) {
+      if (!first) out += ',';
+      out += "{\"resource\":" + operation_outcome_json(ignored) +
+             ",\"search\":{\"mode\":\"outcome\"}}";
+    }
+    out += "]}";
+    co_return count(fhir_response(200, std::move(out), call->plain_json), "search-type", type);
+  }
+
+  // --- update / patch -------------------------------------------------------------------
+
+  asio::awaitable<Response> update(Request& req, bool patch) {
+    const std::string interaction = patch ? "patch" : "update";
+    const std::string type = "Task";
+    auto call = begin(req);
+    if (!call) co_return count(problem_response(call.error()), interaction, type);
+    const auto id = req.params["id"];
+    if (auto p = check_body_type(req, patch))
+      co_return count(problem_response(*p, call->plain_json), interaction, type);
+    auto current = resources.read_resource(type, id);
+    if (!current) {
+      co_return count(problem_response(commit_problem(current.error()), call->plain_json),
+                      interaction, type);
+    }
+    if (!*current || !visible_for_update(call->client, **current)) {
+      Problem p = !*current ? not_found(type, id)
+                            : Problem::not_found(type + "/" + id + " is not known here");
+      if (!*current) {
+        p.issues.front().diagnostics +=
+            ": referral Tasks are created with POST /fhir/Task or in a Bundle (update as create "
+            "is not supported)";
+      }
+      co_return count(problem_response(p, call->plain_json), interaction, type);
+    }
+    const auto& row = **current;
+    if (auto im = req.header("If-Match")) {
+      const auto wanted = etag_version(*im);
+      if (wanted != row.version) {
+        auto p = Problem::precondition_failed("If-Match names version " +
+                                              (wanted == 0 ? std::string(trim(*im))
+                                                           : std::to_string(wanted)) +
+                                              "; the current version is " +
+                                              std::to_string(row.version));
+        auto r = problem_response(p, call->plain_json);
+        r.headers.push_back({"ETag", etag(row.version)});
+        co_return count(std::move(r), interaction, type);
+      }
+    }
+
+    const auto received_at = events::now_rfc3339();
+    const auto key = "Task/" + id + "/" + std::to_string(row.version) + "|" +
+                     (patch ? "patch|" : "put|") + identity::sha256_hex(req.body);
+    auto ctx = context_for(call->client);
+    // A refusal: dead-lettered with the request, answered with its OperationOutcome.
+    auto refuse = [&](Problem p, std::string stage) -> asio::awaitable<Response> {
+      auto rejected = rejection(std::move(p), stage, ctx, key, "Task-" + interaction, req.body,
+                                received_at);
+      auto commit = std::move(rejected.commit);
+      auto outcome = co_await commits.commit(std::move(commit));
+      if (!outcome) {
+        co_return count(problem_response(commit_problem(outcome.error()), call->plain_json),
+                        interaction, type);
+      }
+      wake_relay();
+      log::info("fhir.update_refused", {{"client", call->client.id},
+                                        {"status", rejected.problem.http_status()},
+                                        {"code", to_string(rejected.problem.first_error().code)},
+                                        {"reason", rejected.problem.first_error().diagnostics}});
+      co_return count(problem_response(rejected.problem, call->plain_json), interaction, type);
+    };
+
+    std::string updated_json;
+    if (patch) {
+      auto patched = apply_json_patch(row.json, req.body);
+      if (!patched) co_return co_await refuse(std::move(patched.error()), "validate");
+      updated_json = std::move(*patched);
+    } else {
+      updated_json = req.body;
+    }
+    auto update = read_task_update(id, row.json, updated_json);
+    if (!update) co_return co_await refuse(std::move(update.error()), "validate");
+
+    std::optional<pipeline::ReferralState> referral;
+    if (options.find_referral) referral = options.find_referral(id);
+    const bool status_changed = update->status != update->previous;
+    const bool business_changed = [&] {
+      if (referral) return update->business_status != referral->business_status;
+      return false;
+    }();
+    if (referral && (status_changed || business_changed)) {
+      if (auto refused = options.check_transition(call->client, *referral, *update)) {
+        co_return co_await refuse(std::move(*refused), "lifecycle");
+      }
+    } else if (!referral && status_changed && !call->client.agency() && !call->client.clinic()) {
+      co_return co_await refuse(Problem::forbidden("this client may not update Tasks"),
+                                "lifecycle");
+    }
+
+    const auto version = row.version + 1;
+    pipeline::CommitRequest commit;
+    const auto stored = with_meta(update->json, version, received_at);
+    commit.inbound = {"fhir",       call->client.id, key, "Task-" + interaction, "200", stored,
+                      req.body};
+    pipeline::ResourceWrite w;
+    w.type = type;
+    w.id = id;
+    w.version = version;
+    w.expected_version = row.version;
+    w.last_updated = received_at;
+    w.json = stored;
+    auto parsed = parse_resource(stored);
+    if (parsed) {
+      if (const auto* t = std::get_if<Task>(&parsed->resource)) {
+        for (const auto& i : t->identifiers) {
+          if (!i.value.empty()) w.identifiers.emplace_back(i.system, i.value);
+        }
+        w.search = task_search_params(*t);
+      }
+    }
+    w.source = row.source;
+    w.search.emplace_back("_id", id);
+    w.search.emplace_back("_sender", row.source);
+    commit.resources.push_back(std::move(w));
+
+    if (referral && (status_changed || business_changed)) {
+      mapping::ReferralTransition t;
+      t.referral_id = id;
+      t.status = update->status;
+      t.previous = update->previous;
+      t.business_status = update->business_status;
+      t.reason = update->reason;
+      t.updated_by_role = call->client.role == "dev"
+                              ? (update->status == mapping::ReferralStatus::kCancelled ? "clinic"
+                                                                                       : "agency")
+                              : call->client.role;
+      t.updated_by_id = call->client.organization;
+      t.time = received_at;
+      t.sequence = referral->sequence + 1;
+      t.agency_id = referral->agency_id;
+      t.category = referral->category;
+      commit.events.push_back(outbox_event(
+          events::EventType::kReferralStatus,
+          events::event_id("fhir|referral-status|" + id, t.sequence), options.gateway_id,
+          received_at, id, options.topics.referral_status, id, mapping::referral_status_data(t)));
+      auto next = *referral;
+      next.status = std::string(mapping::to_string(update->status));
+      next.business_status = update->business_status;
+      next.sequence = t.sequence;
+      commit.referrals.push_back(std::move(next));
+    }
+    auto outcome = co_await commits.commit(std::move(commit));
+    if (!outcome) {
+      if (outcome.error().kind == ErrorKind::kConflict) {
+        // Another update won the race for this version.
+        auto p = req.header("If-Match")
+                     ? Problem::precondition_failed("the Task changed while this update was "
+                                                    "applied; read it again")
+                     : Problem::conflict("the Task changed while this update was applied; read "
+                                         "it again");
+        co_return count(problem_response(p, call->plain_json), interaction, type);
+      }
+      co_return count(problem_response(commit_problem(outcome.error()), call->plain_json),
+                      interaction, type);
+    }
+    wake_relay();
+    Response r;
+    if (outcome->status == pipeline::CommitStatus::kDuplicate) {
+      int status = 200;
+      std::from_chars(outcome->answer_code.data(),
+                      outcome->answer_code.data() + outcome->answer_code.size(), status);
+      r = fhir_response(static_cast<unsigned>(status), outcome->answer, call->plain_json);
+      if (status < 300) {
+        auto now = resources.read_resource(type, id);
+        if (now && *now) {
+          r.headers.push_back({"ETag", etag((*now)->version)});
+          r.headers.push_back({"Last-Modified", http_date((*now)->last_updated)});
+        }
+      }
+      co_return count(std::move(r), interaction, type);
+    }
+    log::info("fhir.task_updated",
+              {{"client", call->client.id},
+               {"version", version},
+               {"status", mapping::to_string(update->status)},
+               {"previous", mapping::to_string(update->previous)}});
+    r = fhir_response(200, stored, call->plain_json);
+    r.headers.push_back({"ETag", etag(version)});
+    r.headers.push_back({"Last-Modified", http_date(received_at)});
+    r.headers.push_back(
+        {"Location", call->base + "/Task/" + id + "/_history/" + std::to_string(version)});
+    if (call->prefer.ret == "minimal") r.body.clear();
+    if (call->prefer.ret == "OperationOutcome") r.body = operation_outcome_json(update->warnings);
+    co_return count(std::move(r), interaction, type);
+  }
+
+  // Agencies update the Tasks they own; clinics the ones they sent (to cancel them).
+  bool visible_for_update(const Client& client, const pipeline::ResourceRow& row) const {
+    return visible(client, row);
+  }
+
+  // --- metadata -------------------------------------------------------------------------
+
+  std::string build_capability_statement() const;
+};
+
+std::string Api::Impl::build_capability_statement() const {
+  std::string out = R"({"resourceType":"CapabilityStatement","status":"active","date":)";
+  append_json_string(out, events::now_rfc3339().substr(0, 10));
+  out += R"(,"publisher":"sdoh-gateway","kind":"instance","software":{"name":"sdoh-gateway","version":)";
+  append_json_string(out, options.software_version.empty() ? "unknown" : options.software_version);
+  out += R"(},"implementation":{"description":"SDOH gateway: screenings, referrals and consent in; closed-loop referral Tasks out")";
+  if (!options.base_url.empty()) {
+    out += ",\"url\":";
+    append_json_string(out, options.base_url);
+  }
+  out += R"(},"fhirVersion":"4.0.1","format":["json","application/fhir+json","application/json"],)"
+         R"("patchFormat":["application/json-patch+json"],)"
+         R"("implementationGuide":["http://hl7.org/fhir/us/sdoh-clinicalcare/ImplementationGuide/hl7.fhir.us.sdoh-clinicalcare"],)"
+         R"("rest":[{"mode":"server","documentation":"Every create is committed durably before it is answered; a resend (same identifier, If-None-Exist or body) gets the original answer.",)";
+  if (!options.token_clients.empty() || !options.certificate_clients.empty()) {
+    out += R"("security":{"cors":false,"description":"Authorization: Bearer <token>, or a TLS client certificate, per configured client (fhir.clients)."},)";
+  }
+  out += R"("resource":[)";
+  bool first = true;
+  for (const auto& t : creatable_types()) {
+    if (!first) out += ',';
+    first = false;
+    const std::string type = t.type;
+    out += "{\"type\":";
+    append_json_string(out, type);
+    out += ",\"supportedProfile\":[";
+    for (std::size_t i = 0; i < t.profiles.size(); ++i) {
+      if (i > 0) out += ',';
+      append_json_string(out, t.profiles[i]);
+    }
+    out += "],\"interaction\":[{\"code\":\"create\"}";
+    if (type == "Task" || type == "ServiceRequest") out += R"(,{"code":"read"})";
+    if (type == "Task") {
+      out += R"(,{"code":"vread"},{"code":"update"},{"code":"patch"},{"code":"history-instance"},{"code":"search-type"})";
+    }
+    out += "]";
+    if (type == "Task") {
+      out += R"(,"versioning":"versioned-update","readHistory":true,"updateCreate":false,"conditionalUpdate":false)";
+    } else if (type == "ServiceRequest") {
+      out += R"(,"versioning":"versioned","readHistory":false)";
+    } else {
+      out += R"(,"versioning":"versioned")";
+    }
+    out += R"(,"conditionalCreate":true,"conditionalRead":"not-supported","conditionalDelete":"not-supported")";
+    if (type == "Task") {
+      out += R"(,"searchParam":[)"
+             R"({"name":"_id","type":"token"},)"
+             R"({"name":"focus","definition":"http://hl7.org/fhir/SearchParameter/Task-focus","type":"reference"},)"
+             R"({"name":"owner","definition":"http://hl7.org/fhir/SearchParameter/Task-owner","type":"reference"},)"
+             R"({"name":"status","definition":"http://hl7.org/fhir/SearchParameter/Task-status","type":"token"},)"
+             R"({"name":"patient","definition":"http://hl7.org/fhir/SearchParameter/Task-patient","type":"reference"},)"
+             R"({"name":"requester","definition":"http://hl7.org/fhir/SearchParameter/Task-requester","type":"reference"},)"
+             R"({"name":"identifier","definition":"http://hl7.org/fhir/SearchParameter/Task-identifier","type":"token"},)"
+             R"({"name":"business-status","definition":"http://hl7.org/fhir/SearchParameter/Task-business-status","type":"token"}])";
+    }
+    out += "}";
+  }
+  out += R"(],"interaction":[{"code":"transaction"},{"code":"batch"}]}]})";
+  return out;
+}
+
+Api::Api(const mapping::ScreeningMapper& mapper, pipeline::CommitPort& commits,
+         const pipeline::ResourceReader& resources, std::function<void()> wake_relay,
+         ApiOptions options, metrics::Registry& registry)
+    : impl_(std::make_unique<Impl>(mapper, commits, resources, std::move(wake_relay),
+                                   std::move(options), registry)) {}
+
+Api::~Api() = default;
+
+const std::string& Api::capability_statement() const {
+  return impl_->capability;
+}
+
+void Api::add_routes(http::Router& router) {
+  Impl* s = impl_.get();
+  router.set_error_body("/fhir", [](unsigned status, std::string_view code,
+                                    std::string_view message) {
+    IssueType type = IssueType::kProcessing;
+    if (status == 404) type = IssueType::kNotFound;
+    if (status == 405) type = IssueType::kNotSupported;
+    if (status == 413) type = IssueType::kTooLong;
+    if (status == 431) type = IssueType::kTooLong;
+    if (status == 400) type = IssueType::kStructure;
+    if (status >= 500) type = IssueType::kException;
+    (void)code;
+    Response r;
+    r.status = status;
+    r.content_type = std::string(kFhirJson);
+    r.body = operation_outcome_json({Issue::error(type, "", std::string(message))});
+    return r;
+  });
+  router.add("GET", "/fhir/metadata", [s](Request& req) -> asio::awaitable<Response> {
+    auto format = req.query_value("_format");
+    if (format && !json_media(media_type(*format))) {
+      Problem p{FhirErrc::kNotAcceptable,
+                {Issue::error(IssueType::kNotSupported, "_format",
+                              "this server answers in JSON only (_format=json)")}};
+      co_return s->count(Impl::problem_response(p), "capabilities", "CapabilityStatement");
+    }
+    co_return s->count(Impl::fhir_response(200, s->capability), "capabilities",
+                       "CapabilityStatement");
+  });
+  router.add("POST", "/fhir", [s](Request& req) -> asio::awaitable<Response> {
+    co_return co_await s->create(req, "");
+  });
+  for (const auto& t : creatable_types()) {
+    const std::string type = t.type;
+    router.add("POST", "/fhir/" + type, [s, type](Request& req) -> asio::awaitable<Response> {
+      co_return co_await s->create(req, type);
+    });
+  }
+  for (const std::string type : {"Task", "ServiceRequest"}) {
+    router.add("GET", "/fhir/" + type + "/{id}", [s, type](Request& req) -> asio::awaitable<Response> {
+      co_return co_await s->read(req, type);
+    });
+  }
+  router.add("GET", "/fhir/Task", [s](Request& req) -> asio::awaitable<Response> {
+    co_return co_await s->search(req, "Task");
+  });
+  router.add("GET", "/fhir/Task/{id}/_history", [s](Request& req) -> asio::awaitable<Response> {
+    co_return co_await s->history(req, "Task");
+  });
+  router.add("GET", "/fhir/Task/{id}/_history/{vid}",
+             [s](Request& req) -> asio::awaitable<Response> {
+               co_return co_await s->read(req, "Task");
+             });
+  router.add("PUT", "/fhir/Task/{id}", [s](Request& req) -> asio::awaitable<Response> {
+    co_return co_await s->update(req, false);
+  });
+  router.add("PATCH", "/fhir/Task/{id}", [s](Request& req) -> asio::awaitable<Response> {
+    co_return co_await s->update(req, true);
+  });
+}
+
+}  // namespace sdoh::fhir

@@ -1,0 +1,116 @@
+#pragma once
+// The FHIR R4 REST API under /fhir: the routes, and what a FHIR client expects of them.
+//
+//   POST /fhir                      transaction or batch Bundle
+//   POST /fhir/{type}               QuestionnaireResponse, Observation, ServiceRequest, Task,
+//                                   Consent, Patient (If-None-Exist: conditional create)
+//   GET  /fhir/Task/{id}, /fhir/ServiceRequest/{id}           read (If-None-Match → 304)
+//   GET  /fhir/Task/{id}/_history[/{vid}]                     history, vread
+//   GET  /fhir/Task?focus=&owner=&status=&patient=&_id=&_count=   searchset Bundle
+//   PUT  /fhir/Task/{id}, PATCH /fhir/Task/{id} (JSON Patch)  status updates (If-Match)
+//   GET  /fhir/metadata             the CapabilityStatement: exactly the above
+//
+// HTTP behaviour: application/fhir+json or application/json bodies (XML → 415), `_format`
+// and Accept (JSON only; asking for XML alone → 406), 201 with Location (…/_history/{vid}),
+// ETag W/"vid" and Last-Modified, Prefer return=minimal|representation|OperationOutcome and
+// handling=strict|lenient (searches), 412 on a stale If-Match, 413 over http.max_body_bytes.
+// Every error is an OperationOutcome with severity, code and (where it applies) expression.
+//
+// Every request is committed through pipeline::CommitPort before it is answered (DESIGN.md,
+// delivery promise): the inbound record, the resources, the events and, for a refusal, the
+// dead letter, in one transaction. A resend gets the original answer and adds nothing.
+//
+// Clients (fhir.clients) authenticate with a bearer token or a TLS client certificate's CN.
+// Clinics post and may cancel their referrals; agencies read and move forward the referrals
+// they own (Task.owner). With no clients configured (dev mode) every request is the client
+// "dev" with both roles.
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "adapters/fhir/ingest.hpp"
+#include "adapters/fhir/task_update.hpp"
+#include "gateway/config/config.hpp"
+#include "gateway/core/result.hpp"
+#include "gateway/http/message.hpp"
+#include "gateway/pipeline/commit_port.hpp"
+#include "gateway/pipeline/resource_port.hpp"
+
+namespace sdoh::metrics {
+class Registry;
+}
+namespace sdoh::mapping {
+class ScreeningMapper;
+}
+
+namespace sdoh::fhir {
+
+/// Who is calling: a configured client (or the development client).
+struct Client {
+  std::string id;            ///< dedupe scope and `sender` of what it posts
+  std::string role;          ///< clinic | agency | dev (both)
+  std::string organization;  ///< clinic: facility id; agency: the agency id Task.owner names
+  std::string name;
+  bool clinic() const { return role == "clinic" || role == "dev"; }
+  bool agency() const { return role == "agency" || role == "dev"; }
+};
+
+/// Whether `client` may move a referral owned by `agency_id` from `from` to `to`. The
+/// lifecycle's rule (transition table, who may make it), supplied by the runtime; refusals are
+/// Problems (409 not allowed from the current state, 422/403 not this client's to make).
+using TransitionCheck = std::function<std::optional<Problem>(
+    const Client& client, const pipeline::ReferralState& referral, const TaskUpdate& update)>;
+
+struct ApiOptions {
+  std::string gateway_id = "sdoh-gateway";
+  std::string software_version;
+  config::KafkaTopics topics;
+  std::string base_url;  ///< absolute; empty: from the request's Host header
+  /// (token, client) and (certificate CN, client); both empty: the development client.
+  std::vector<std::pair<std::string, Client>> token_clients;
+  std::vector<std::pair<std::string, Client>> certificate_clients;
+  UnknownPatientPolicy unknown_patient = UnknownPatientPolicy::kLinkByReference;
+  std::size_t max_body_bytes = 4 * 1024 * 1024;
+  /// The topic for an agency's referrals; empty result: topics.referral.
+  std::function<std::string(std::string_view agency_id)> agency_topic;
+  /// The referral's closed-loop state, for status updates of its Task.
+  std::function<std::optional<pipeline::ReferralState>(const std::string& referral_id)>
+      find_referral;
+  /// Empty: the built-in rule (no change out of a final state; agencies may not cancel,
+  /// clinics may only cancel).
+  TransitionCheck check_transition;
+};
+
+/// ApiOptions from the configuration: clients with their tokens resolved.
+Result<ApiOptions> api_options(const config::GatewayConfig& cfg);
+
+class Api {
+ public:
+  /// Everything passed must outlive the Api; `wake_relay` is called after each commit.
+  Api(const mapping::ScreeningMapper& mapper, pipeline::CommitPort& commits,
+      const pipeline::ResourceReader& resources, std::function<void()> wake_relay,
+      ApiOptions options, metrics::Registry& registry);
+  ~Api();
+  Api(const Api&) = delete;
+  Api& operator=(const Api&) = delete;
+
+  /// Adds the /fhir routes and the OperationOutcome error body for server-made errors.
+  void add_routes(http::Router& router);
+
+  /// The CapabilityStatement served at /fhir/metadata.
+  const std::string& capability_statement() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+/// An RFC 3339 time as an HTTP date (RFC 9110 IMF-fixdate); empty when it cannot be read.
+std::string http_date(std::string_view rfc3339);
+
+}  // namespace sdoh::fhir

@@ -1,0 +1,566 @@
+// adapters/fhir/api.cpp: the /fhir routes end to end over an in-memory store (commit port and
+// resource reader), through the Router as the HTTP server calls them: statuses, headers,
+// OperationOutcomes, what is committed, and the Task lifecycle updates.
+#include "adapters/fhir/api.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+#include <rapidjson/pointer.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "gateway/events/schema_catalog.hpp"
+#include "gateway/mapping/engine.hpp"
+#include "gateway/metrics/registry.hpp"
+
+namespace sdoh::fhir {
+namespace {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+const fs::path kSchemas = fs::path(SDOH_SOURCE_DIR) / "schemas";
+
+std::string sample(const std::string& name) {
+  std::ifstream in(fs::path(SDOH_SHARED_SAMPLES_DIR) / "fhir" / name);
+  std::stringstream s;
+  s << in.rdbuf();
+  EXPECT_FALSE(s.str().empty()) << name;
+  return s.str();
+}
+
+rapidjson::Document parse(const std::string& json) {
+  rapidjson::Document d;
+  d.Parse(json.c_str());
+  EXPECT_FALSE(d.HasParseError()) << json;
+  return d;
+}
+
+std::string field(const std::string& json, const char* pointer) {
+  auto doc = parse(json);
+  const auto* v = rapidjson::Pointer(pointer).Get(doc);
+  if (v == nullptr) return "<absent>";
+  if (v->IsString()) return v->GetString();
+  if (v->IsInt64()) return std::to_string(v->GetInt64());
+  if (v->IsBool()) return v->GetBool() ? "true" : "false";
+  return "<other>";
+}
+
+// The store as the API sees it: a commit port with dedupe, version checks and a resource
+// table with search parameters.
+class MemoryStore final : public pipeline::CommitPort, public pipeline::ResourceReader {
+ public:
+  struct Stored {
+    std::vector<pipeline::ResourceRow> versions;  // oldest first
+    std::vector<std::pair<std::string, std::string>> search;
+  };
+  std::map<std::string, pipeline::CommitOutcome> inbound;  // sender|key → original outcome
+  std::vector<pipeline::CommitRequest> committed;
+  std::map<std::string, Stored> resources;  // "Type/id"
+  std::map<std::string, std::string> identifiers;  // "Type|system|value" → id
+  std::map<std::string, pipeline::ReferralState> referrals;
+  bool unavailable = false;
+
+  asio::awaitable<Result<pipeline::CommitOutcome>> commit(pipeline::CommitRequest r) override {
+    if (unavailable) co_return fail(Error::unavailable("disk I/O error"));
+    const auto key = r.inbound.protocol + "|" + r.inbound.sender + "|" + r.inbound.dedupe_key;
+    if (auto it = inbound.find(key); it != inbound.end()) {
+      auto dup = it->second;
+      dup.status = pipeline::CommitStatus::kDuplicate;
+      co_return dup;
+    }
+    for (const auto& w : r.resources) {
+      auto it = resources.find(w.type + "/" + w.id);
+      const std::int64_t current = it == resources.end() ? 0 : it->second.versions.back().version;
+      if (current != w.expected_version) {
+        co_return fail(Error::conflict(w.type + "/" + w.id + " is at version " +
+                                       std::to_string(current)));
+      }
+    }
+    for (const auto& w : r.resources) {
+      auto& s = resources[w.type + "/" + w.id];
+      s.versions.push_back({w.type, w.id, w.version, w.last_updated, w.json, w.source});
+      s.search = w.search;
+      for (const auto& [system, value] : w.identifiers)
+        identifiers[w.type + "|" + system + "|" + value] = w.id;
+    }
+    for (const auto& st : r.referrals)
+      referrals[st.referral_id] = st;
+    pipeline::CommitOutcome out;
+    out.answer_code = r.inbound.answer_code;
+    out.answer = r.inbound.answer;
+    inbound[key] = out;
+    committed.push_back(std::move(r));
+    co_return out;
+  }
+
+  Result<std::optional<pipeline::ResourceRow>> read_resource(std::string_view type,
+                                                             std::string_view id,
+                                                             std::int64_t version) const override {
+    auto it = resources.find(std::string(type) + "/" + std::string(id));
+    if (it == resources.end()) return std::optional<pipeline::ResourceRow>{};
+    if (version == 0) return std::optional(it->second.versions.back());
+    for (const auto& v : it->second.versions) {
+      if (v.version == version) return std::optional(v);
+    }
+    return std::optional<pipeline::ResourceRow>{};
+  }
+  Result<std::optional<std::string>> find_resource_id(std::string_view type,
+                                                      std::string_view system,
+                                                      std::string_view value) const override {
+    auto it = identifiers.find(std::string(type) + "|" + std::string(system) + "|" +
+                               std::string(value));
+    if (it == identifiers.end()) return std::optional<std::string>{};
+    return std::optional(it->second);
+  }
+  Result<pipeline::ResourcePage> search_resources(
+      const pipeline::ResourceQuery& q) const override {
+    pipeline::ResourcePage page;
+    std::vector<pipeline::ResourceRow> all;
+    for (const auto& [key, s] : resources) {
+      if (s.versions.back().type != q.type) continue;
+      bool ok = true;
+      for (const auto& [name, values] : q.params) {
+        bool any = false;
+        for (const auto& [n, v] : s.search) {
+          if (n == name && std::find(values.begin(), values.end(), v) != values.end()) any = true;
+        }
+        ok = ok && any;
+      }
+      if (ok) all.push_back(s.versions.back());
+    }
+    page.total = static_cast<std::int64_t>(all.size());
+    for (int i = q.offset; i < static_cast<int>(all.size()) && i < q.offset + q.count; ++i)
+      page.rows.push_back(all[static_cast<std::size_t>(i)]);
+    return page;
+  }
+  Result<std::vector<pipeline::ResourceRow>> resource_history(std::string_view type,
+                                                              std::string_view id) const override {
+    std::vector<pipeline::ResourceRow> out;
+    auto it = resources.find(std::string(type) + "/" + std::string(id));
+    if (it != resources.end()) out.assign(it->second.versions.rbegin(), it->second.versions.rend());
+    return out;
+  }
+
+  std::vector<pipeline::OutboxEvent> events() const {
+    std::vector<pipeline::OutboxEvent> out;
+    for (const auto& c : committed)
+      out.insert(out.end(), c.events.begin(), c.events.end());
+    return out;
+  }
+};
+
+class FhirApiTest : public ::testing::Test {
+ protected:
+  FhirApiTest() {
+    auto tables = mapping::MappingTables::load(kSchemas / "mappings");
+    EXPECT_TRUE(tables);
+    auto zips = mapping::load_zip_policy(kSchemas / "privacy" / "restricted-zip3.json");
+    EXPECT_TRUE(zips);
+    mapper_ = std::make_unique<mapping::ScreeningMapper>(
+        *tables, identity::Pseudonymizer(std::string(48, 'k')), *zips, mapper_metrics_);
+    auto catalog = events::SchemaCatalog::load(kSchemas / "events");
+    EXPECT_TRUE(catalog);
+    catalog_ = std::move(*catalog);
+  }
+
+  void start(ApiOptions options = {}) {
+    options.software_version = "test";
+    options.find_referral = [this](const std::string& id) -> std::optional<pipeline::ReferralState> {
+      auto it = store_.referrals.find(id);
+      if (it == store_.referrals.end()) return std::nullopt;
+      return it->second;
+    };
+    api_ = std::make_unique<Api>(*mapper_, store_, store_, [this] { ++wakes_; },
+                                 std::move(options), registry_);
+    router_ = http::Router();
+    api_->add_routes(router_);
+  }
+
+  void with_clients() {
+    ApiOptions o;
+    o.token_clients.push_back({std::string(32, 'c'), Client{"clinic-a", "clinic", "PEDS_A", "A"}});
+    o.token_clients.push_back({std::string(32, 'h'), Client{"ehv", "agency", "ehv-durham", "EHV"}});
+    o.token_clients.push_back({std::string(32, 'w'), Client{"wic", "agency", "wic-east", "WIC"}});
+    start(std::move(o));
+  }
+
+  http::Response call(std::string method, std::string target, std::string body = {},
+                      std::vector<http::Header> headers = {}) {
+    http::Request req;
+    req.method = std::move(method);
+    req.target = std::move(target);
+    const auto q = req.target.find('?');
+    req.path = req.target.substr(0, q);
+    if (q != std::string::npos) req.query = req.target.substr(q + 1);
+    req.headers = std::move(headers);
+    req.headers.push_back({"Host", "gw.test"});
+    req.body = std::move(body);
+    auto match = router_.match(req.method, req.path);
+    if (match.handler == nullptr)
+      return router_.error_response(req.path, match.status, "x", "no route");
+    req.params = match.params;
+    asio::io_context ioc;
+    auto fut = asio::co_spawn(ioc, (*match.handler)(req), asio::use_future);
+    ioc.run();
+    return fut.get();
+  }
+
+  static std::vector<http::Header> json_type(std::vector<http::Header> more = {}) {
+    more.push_back({"Content-Type", "application/fhir+json"});
+    return more;
+  }
+
+  static std::string header(const http::Response& r, std::string_view name) {
+    for (const auto& h : r.headers) {
+      if (h.name == name) return h.value;
+    }
+    return "<absent>";
+  }
+
+  // Posts the shared transaction sample; returns the referral Task's id.
+  std::string post_referral(std::vector<http::Header> auth = {}) {
+    auto r = call("POST", "/fhir",
+                  sample("bundle-transaction-screening-consent-referral.json"), json_type(auth));
+    EXPECT_EQ(r.status, 200u) << r.body;
+    auto doc = parse(r.body);
+    for (const auto& e : doc["entry"].GetArray()) {
+      std::string loc = e["response"]["location"].GetString();
+      if (loc.starts_with("Task/")) return loc.substr(5, loc.find('/', 5) - 5);
+    }
+    ADD_FAILURE() << "no Task in " << r.body;
+    return {};
+  }
+
+  void expect_valid_events() {
+    for (const auto& e : store_.events()) {
+      auto valid = catalog_->validate_event(e.value);
+      EXPECT_TRUE(valid) << (valid ? "" : valid.error().message) << "\n" << e.value;
+    }
+  }
+
+  metrics::Registry mapper_metrics_;
+  metrics::Registry registry_;
+  std::unique_ptr<mapping::ScreeningMapper> mapper_;
+  std::unique_ptr<events::SchemaCatalog> catalog_;
+  MemoryStore store_;
+  std::unique_ptr<Api> api_;
+  http::Router router_;
+  int wakes_ = 0;
+};
+
+TEST_F(FhirApiTest, CapabilityStatementListsExactlyWhatIsServed) {
+  start();
+  auto r = call("GET", "/fhir/metadata");
+  ASSERT_EQ(r.status, 200u);
+  EXPECT_EQ(r.content_type, "application/fhir+json; charset=utf-8");
+  auto doc = parse(r.body);
+  EXPECT_STREQ(doc["resourceType"].GetString(), "CapabilityStatement");
+  EXPECT_STREQ(doc["fhirVersion"].GetString(), "4.0.1");
+  std::map<std::string, std::set<std::string>> interactions;
+  for (const auto& res : doc["rest"][0]["resource"].GetArray()) {
+    for (const auto& i : res["interaction"].GetArray())
+      interactions[res["type"].GetString()].insert(i["code"].GetString());
+  }
+  EXPECT_EQ(interactions.size(), 6u);
+  EXPECT_EQ(interactions["Task"], (std::set<std::string>{"create", "read", "vread", "update",
+                                                          "patch", "history-instance",
+                                                          "search-type"}));
+  EXPECT_EQ(interactions["ServiceRequest"], (std::set<std::string>{"create", "read"}));
+  EXPECT_EQ(interactions["QuestionnaireResponse"], (std::set<std::string>{"create"}));
+  // Every interaction listed has a route, and a type not listed has none.
+  for (const auto& [type, codes] : interactions) {
+    EXPECT_NE(router_.match("POST", "/fhir/" + type).handler, nullptr) << type;
+    if (codes.contains("read"))
+      EXPECT_NE(router_.match("GET", "/fhir/" + type + "/x").handler, nullptr) << type;
+    else
+      EXPECT_EQ(router_.match("GET", "/fhir/" + type + "/x").handler, nullptr) << type;
+  }
+  EXPECT_EQ(router_.match("POST", "/fhir/Encounter").handler, nullptr);
+  std::set<std::string> params;
+  for (const auto& p : doc["rest"][0]["resource"][3]["searchParam"].GetArray())
+    params.insert(p["name"].GetString());
+  EXPECT_TRUE(params.contains("focus") && params.contains("owner") &&
+              params.contains("status") && params.contains("patient"));
+}
+
+TEST_F(FhirApiTest, CreateAnswers201WithLocationEtagAndLastModifiedAfterTheCommit) {
+  start();
+  auto r = call("POST", "/fhir/QuestionnaireResponse",
+                sample("questionnaireresponse-hunger-vital-sign.json"), json_type());
+  ASSERT_EQ(r.status, 201u) << r.body;
+  const auto id = field(r.body, "/id");
+  EXPECT_EQ(header(r, "Location"),
+            "http://gw.test/fhir/QuestionnaireResponse/" + id + "/_history/1");
+  EXPECT_EQ(header(r, "ETag"), "W/\"1\"");
+  EXPECT_TRUE(header(r, "Last-Modified").ends_with(" GMT")) << header(r, "Last-Modified");
+  EXPECT_EQ(field(r.body, "/meta/versionId"), "1");
+  ASSERT_EQ(store_.committed.size(), 1u);
+  EXPECT_EQ(store_.committed[0].inbound.answer_code, "201");
+  ASSERT_EQ(store_.committed[0].resources.size(), 1u);
+  EXPECT_EQ(store_.committed[0].resources[0].source, "dev");
+  ASSERT_EQ(store_.events().size(), 1u);
+  EXPECT_EQ(store_.events()[0].type, "org.sdoh.screening.v1");
+  expect_valid_events();
+  EXPECT_EQ(wakes_, 1);
+}
+
+TEST_F(FhirApiTest, AResendGetsTheOriginalAnswerAndAddsNothing) {
+  start();
+  const auto body = sample("questionnaireresponse-hunger-vital-sign.json");
+  auto first = call("POST", "/fhir/QuestionnaireResponse", body, json_type());
+  auto second = call("POST", "/fhir/QuestionnaireResponse", body, json_type());
+  EXPECT_EQ(second.status, first.status);
+  EXPECT_EQ(second.body, first.body);
+  EXPECT_EQ(header(second, "Location"), header(first, "Location"));
+  EXPECT_EQ(store_.committed.size(), 1u);
+  EXPECT_EQ(store_.events().size(), 1u);
+}
+
+TEST_F(FhirApiTest, PreferMinimalAndOperationOutcome) {
+  start();
+  const auto body = sample("observation-screening-response-food.json");
+  auto minimal = call("POST", "/fhir/Observation", body,
+                      json_type({{"Prefer", "return=minimal"}}));
+  EXPECT_EQ(minimal.status, 201u);
+  EXPECT_TRUE(minimal.body.empty());
+  EXPECT_NE(header(minimal, "Location"), "<absent>");
+  auto outcome = call("POST", "/fhir/Observation", body,
+                      json_type({{"Prefer", "return=OperationOutcome"}}));
+  EXPECT_EQ(field(outcome.body, "/resourceType"), "OperationOutcome");
+}
+
+TEST_F(FhirApiTest, XmlIs415AndAskingForXmlIs406WithOperationOutcomes) {
+  start();
+  auto xml = call("POST", "/fhir/Observation", "<Observation xmlns=\"http://hl7.org/fhir\"/>",
+                  {{"Content-Type", "application/fhir+xml"}});
+  EXPECT_EQ(xml.status, 415u);
+  EXPECT_EQ(field(xml.body, "/resourceType"), "OperationOutcome");
+  EXPECT_EQ(field(xml.body, "/issue/0/code"), "not-supported");
+  auto none = call("POST", "/fhir/Observation", "{}", {});
+  EXPECT_EQ(none.status, 415u);
+  auto format = call("GET", "/fhir/Task?_format=xml");
+  EXPECT_EQ(format.status, 406u);
+  EXPECT_EQ(field(format.body, "/issue/0/expression/0"), "_format");
+  auto accept = call("GET", "/fhir/metadata", "", {{"Accept", "application/fhir+xml"}});
+  EXPECT_EQ(accept.status, 200u);  // metadata: JSON whatever the Accept says (no XML here)
+  auto plain = call("POST", "/fhir/Observation", sample("observation-screening-response-food.json"),
+                    json_type({{"Accept", "application/json"}}));
+  EXPECT_EQ(plain.status, 201u);
+  EXPECT_EQ(plain.content_type, "application/json; charset=utf-8");
+  EXPECT_TRUE(store_.committed.size() == 1u);  // refusals before reading the body keep nothing
+}
+
+TEST_F(FhirApiTest, InvalidResourceIs400WithExpressionAndADeadLetter) {
+  start();
+  auto r = call("POST", "/fhir/Observation", sample("observation-bad-missing-code.json"),
+                json_type());
+  ASSERT_EQ(r.status, 400u) << r.body;
+  EXPECT_EQ(field(r.body, "/issue/0/severity"), "error");
+  EXPECT_EQ(field(r.body, "/issue/0/expression/0"), "Observation.code");
+  ASSERT_EQ(store_.committed.size(), 1u);
+  ASSERT_TRUE(store_.committed[0].dead_letter.has_value());
+  EXPECT_EQ(store_.committed[0].dead_letter->location, "Observation.code");
+  EXPECT_EQ(store_.committed[0].inbound.answer_code, "400");
+  EXPECT_EQ(store_.events()[0].type, "org.sdoh.deadletter.v1");
+  expect_valid_events();
+}
+
+TEST_F(FhirApiTest, StoreUnavailableIs503WithRetryAfter) {
+  start();
+  store_.unavailable = true;
+  auto r = call("POST", "/fhir/QuestionnaireResponse",
+                sample("questionnaireresponse-hunger-vital-sign.json"), json_type());
+  EXPECT_EQ(r.status, 503u);
+  EXPECT_EQ(header(r, "Retry-After"), "5");
+  EXPECT_EQ(field(r.body, "/issue/0/code"), "transient");
+}
+
+TEST_F(FhirApiTest, ServerMadeErrorsUnderFhirAreOperationOutcomes) {
+  start();
+  auto r = call("GET", "/fhir/Encounter/1");
+  EXPECT_EQ(r.status, 404u);
+  EXPECT_EQ(field(r.body, "/resourceType"), "OperationOutcome");
+  auto big = router_.error_response("/fhir/Observation", 413, "payload_too_large", "too big");
+  EXPECT_EQ(big.status, 413u);
+  EXPECT_EQ(field(big.body, "/issue/0/code"), "too-long");
+  EXPECT_EQ(router_.error_response("/metrics", 404, "not_found", "x").content_type,
+            "application/json");
+}
+
+TEST_F(FhirApiTest, TransactionThenReadSearchAndHistoryOfTheTask) {
+  start();
+  const auto task = post_referral();
+  ASSERT_FALSE(task.empty());
+  auto read = call("GET", "/fhir/Task/" + task);
+  ASSERT_EQ(read.status, 200u) << read.body;
+  EXPECT_EQ(field(read.body, "/status"), "requested");
+  EXPECT_EQ(header(read, "ETag"), "W/\"1\"");
+  auto not_modified = call("GET", "/fhir/Task/" + task, "", {{"If-None-Match", "W/\"1\""}});
+  EXPECT_EQ(not_modified.status, 304u);
+  const auto focus = field(read.body, "/focus/reference");
+  auto sr = call("GET", "/fhir/" + focus);
+  EXPECT_EQ(sr.status, 200u);
+
+  auto by_owner = call("GET", "/fhir/Task?owner=Organization/ehv-durham&status=requested");
+  ASSERT_EQ(by_owner.status, 200u) << by_owner.body;
+  EXPECT_EQ(field(by_owner.body, "/type"), "searchset");
+  EXPECT_EQ(field(by_owner.body, "/total"), "1");
+  EXPECT_EQ(field(by_owner.body, "/entry/0/resource/id"), task);
+  EXPECT_EQ(field(by_owner.body, "/entry/0/fullUrl"), "http://gw.test/fhir/Task/" + task);
+  auto by_focus = call("GET", "/fhir/Task?focus=" + focus);
+  EXPECT_EQ(field(by_focus.body, "/total"), "1");
+  const auto patient = field(read.body, "/for/reference");
+  auto by_patient = call("GET", "/fhir/Task?patient=" + patient.substr(8));
+  EXPECT_EQ(field(by_patient.body, "/total"), "1");
+  auto other = call("GET", "/fhir/Task?owner=wic-east,legal-aid");
+  EXPECT_EQ(field(other.body, "/total"), "0");
+  auto either = call("GET", "/fhir/Task?status=accepted,requested");
+  EXPECT_EQ(field(either.body, "/total"), "1");
+  auto unknown = call("GET", "/fhir/Task?code=fulfill");
+  EXPECT_EQ(unknown.status, 200u);
+  EXPECT_EQ(field(unknown.body, "/entry/1/search/mode"), "outcome");
+  auto strict = call("GET", "/fhir/Task?code=fulfill", "", {{"Prefer", "handling=strict"}});
+  EXPECT_EQ(strict.status, 400u);
+  auto bad_count = call("GET", "/fhir/Task?_count=x");
+  EXPECT_EQ(bad_count.status, 400u);
+
+  auto history = call("GET", "/fhir/Task/" + task + "/_history");
+  EXPECT_EQ(field(history.body, "/type"), "history");
+  EXPECT_EQ(field(history.body, "/total"), "1");
+  auto missing = call("GET", "/fhir/Task/nope");
+  EXPECT_EQ(missing.status, 404u);
+  EXPECT_EQ(field(missing.body, "/issue/0/code"), "not-found");
+  expect_valid_events();
+}
+
+TEST_F(FhirApiTest, PatchMovesTheReferralAndPublishesOneStatusEvent) {
+  start();
+  const auto task = post_referral();
+  const auto before = store_.events().size();
+  auto r = call("PATCH", "/fhir/Task/" + task, sample("task-patch-accepted.json"),
+                {{"Content-Type", "application/json-patch+json"}, {"If-Match", "W/\"1\""}});
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(field(r.body, "/status"), "accepted");
+  EXPECT_EQ(field(r.body, "/meta/versionId"), "2");
+  EXPECT_EQ(header(r, "ETag"), "W/\"2\"");
+  auto events = store_.events();
+  ASSERT_EQ(events.size(), before + 1);
+  EXPECT_EQ(events.back().type, "org.sdoh.referral.status.v1");
+  EXPECT_EQ(field(events.back().value, "/data/status"), "accepted");
+  EXPECT_EQ(field(events.back().value, "/data/previousStatus"), "requested");
+  EXPECT_EQ(field(events.back().value, "/data/businessStatus"), "family-contacted");
+  EXPECT_EQ(store_.referrals[task].status, "accepted");
+  EXPECT_EQ(store_.referrals[task].sequence, 2);
+  expect_valid_events();
+
+  auto history = call("GET", "/fhir/Task/" + task + "/_history");
+  EXPECT_EQ(field(history.body, "/total"), "2");
+  EXPECT_EQ(field(history.body, "/entry/0/resource/meta/versionId"), "2");
+  auto v1 = call("GET", "/fhir/Task/" + task + "/_history/1");
+  EXPECT_EQ(field(v1.body, "/status"), "requested");
+
+  // The same PATCH again, against version 1: stale.
+  auto stale = call("PATCH", "/fhir/Task/" + task, sample("task-patch-accepted.json"),
+                    {{"Content-Type", "application/json-patch+json"}, {"If-Match", "W/\"1\""}});
+  EXPECT_EQ(stale.status, 412u);
+  EXPECT_EQ(header(stale, "ETag"), "W/\"2\"");
+  EXPECT_EQ(store_.events().size(), before + 1);
+}
+
+TEST_F(FhirApiTest, IllegalTransitionIsRefusedAndChangesNothing) {
+  start();
+  const auto task = post_referral();
+  const std::string complete = R"([{"op":"replace","path":"/status","value":"completed"}])";
+  const auto patch = std::vector<http::Header>{{"Content-Type", "application/json-patch+json"}};
+  ASSERT_EQ(call("PATCH", "/fhir/Task/" + task, complete, patch).status, 200u);
+  const auto before = store_.events().size();
+  auto back = call("PATCH", "/fhir/Task/" + task,
+                   R"([{"op":"replace","path":"/status","value":"in-progress"}])", patch);
+  EXPECT_EQ(back.status, 409u) << back.body;
+  EXPECT_EQ(field(back.body, "/resourceType"), "OperationOutcome");
+  EXPECT_EQ(call("GET", "/fhir/Task/" + task).headers.size() > 0, true);
+  EXPECT_EQ(field(call("GET", "/fhir/Task/" + task).body, "/status"), "completed");
+  // Refused, dead-lettered: one dead-letter event, no status event.
+  auto events = store_.events();
+  ASSERT_EQ(events.size(), before + 1);
+  EXPECT_EQ(events.back().type, "org.sdoh.deadletter.v1");
+  EXPECT_EQ(store_.committed.back().dead_letter->stage, "lifecycle");
+}
+
+TEST_F(FhirApiTest, PutWithAnotherIdIs400AndPatchNeedsJsonPatch) {
+  start();
+  const auto task = post_referral();
+  auto current = call("GET", "/fhir/Task/" + task).body;
+  auto doc = parse(current);
+  doc["id"].SetString("other");
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  doc.Accept(w);
+  auto put = call("PUT", "/fhir/Task/" + task, buf.GetString(), json_type());
+  EXPECT_EQ(put.status, 400u) << put.body;
+  auto patch = call("PATCH", "/fhir/Task/" + task, "[]", json_type());
+  EXPECT_EQ(patch.status, 415u);
+  auto missing = call("PUT", "/fhir/Task/nope", current, json_type());
+  EXPECT_EQ(missing.status, 404u);
+}
+
+TEST_F(FhirApiTest, ClientsAuthenticateAndSeeOnlyTheirOwn) {
+  with_clients();
+  auto anonymous = call("GET", "/fhir/Task");
+  EXPECT_EQ(anonymous.status, 401u);
+  EXPECT_EQ(field(anonymous.body, "/issue/0/code"), "login");
+  EXPECT_NE(header(anonymous, "WWW-Authenticate"), "<absent>");
+  const http::Header clinic{"Authorization", "Bearer " + std::string(32, 'c')};
+  const http::Header ehv{"Authorization", "Bearer " + std::string(32, 'h')};
+  const http::Header wic{"Authorization", "Bearer " + std::string(32, 'w')};
+  EXPECT_EQ(call("GET", "/fhir/Task", "", {{"Authorization", "Bearer wrong"}}).status, 401u);
+  // Agencies do not post referrals.
+  auto agency_post = call("POST", "/fhir", sample("bundle-transaction-screening-consent-referral.json"),
+                          json_type({ehv}));
+  EXPECT_EQ(agency_post.status, 403u);
+  const auto task = post_referral({clinic});
+  EXPECT_EQ(call("GET", "/fhir/Task/" + task, "", {clinic}).status, 200u);
+  EXPECT_EQ(call("GET", "/fhir/Task/" + task, "", {ehv}).status, 200u);
+  EXPECT_EQ(call("GET", "/fhir/Task/" + task, "", {wic}).status, 404u);
+  EXPECT_EQ(field(call("GET", "/fhir/Task", "", {wic}).body, "/total"), "0");
+  EXPECT_EQ(field(call("GET", "/fhir/Task", "", {ehv}).body, "/total"), "1");
+  const auto patch_type = http::Header{"Content-Type", "application/json-patch+json"};
+  // The clinic cannot accept for the agency; the agency cannot cancel.
+  auto clinic_accept = call("PATCH", "/fhir/Task/" + task,
+                            R"([{"op":"replace","path":"/status","value":"accepted"}])",
+                            {clinic, patch_type});
+  EXPECT_EQ(clinic_accept.status, 403u) << clinic_accept.body;
+  auto agency_cancel = call("PATCH", "/fhir/Task/" + task,
+                            R"([{"op":"replace","path":"/status","value":"cancelled"}])",
+                            {ehv, patch_type});
+  EXPECT_EQ(agency_cancel.status, 403u);
+  auto accept = call("PATCH", "/fhir/Task/" + task,
+                     R"([{"op":"replace","path":"/status","value":"accepted"}])", {ehv, patch_type});
+  EXPECT_EQ(accept.status, 200u) << accept.body;
+  EXPECT_EQ(field(store_.events().back().value, "/data/updatedBy/role"), "agency");
+  auto cancel = call("PATCH", "/fhir/Task/" + task,
+                     R"([{"op":"replace","path":"/status","value":"cancelled"}])",
+                     {clinic, patch_type});
+  EXPECT_EQ(cancel.status, 200u) << cancel.body;
+  // The clinic still sees it after the agency's update.
+  EXPECT_EQ(call("GET", "/fhir/Task/" + task, "", {clinic}).status, 200u);
+  expect_valid_events();
+}
+
+TEST(HttpDate, FromRfc3339) {
+  EXPECT_EQ(http_date("2026-11-25T07:10:00.123Z"), "Wed, 25 Nov 2026 07:10:00 GMT");
+  EXPECT_EQ(http_date("2026-11-25T02:10:00-05:00"), "Wed, 25 Nov 2026 07:10:00 GMT");
+  EXPECT_EQ(http_date("nonsense"), "");
+}
+
+}  // namespace
+}  // namespace sdoh::fhir
