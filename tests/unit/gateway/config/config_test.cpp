@@ -11,6 +11,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
+const std::string kFhirClient = "fhir: { clients: { c: { token: { env: T } } } }\n";
+
 ConfigErrors errors_of(const std::string& yaml) {
   auto cfg = parse_config(yaml, "test.yaml");
   EXPECT_FALSE(cfg.has_value()) << "expected the config to be rejected:\n" << yaml;
@@ -209,13 +211,13 @@ TEST(Config, DeliveryPromisePropertiesCannotBeOverridden) {
 }
 
 TEST(Config, ProductionRefusesTheEmbeddedBroker) {
-  auto issue = only_issue("mode: production\npseudonym: { key: { env: K } }\n");
+  auto issue = only_issue("mode: production\npseudonym: { key: { env: K } }\n" + kFhirClient);
   EXPECT_EQ(issue.path, "kafka.brokers");
   EXPECT_THAT(issue.message, HasSubstr("development only"));
 }
 
 TEST(Config, ProductionNeedsAPseudonymKey) {
-  auto issue = only_issue("mode: production\nkafka: { brokers: \"kafka:9092\" }\n");
+  auto issue = only_issue("mode: production\nkafka: { brokers: \"kafka:9092\" }\n" + kFhirClient);
   EXPECT_EQ(issue.path, "pseudonym.key");
   EXPECT_THAT(issue.message, HasSubstr("pseudonym key"));
 }
@@ -235,9 +237,37 @@ TEST(Config, LiteralPseudonymKeyIsRefused) {
 
 TEST(Config, ProductionWithBrokersAndKeyIsAccepted) {
   auto cfg = parse_config(
-      "mode: production\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n");
+      "mode: production\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n" +
+      kFhirClient);
   ASSERT_TRUE(cfg) << cfg.error().to_string();
   EXPECT_FALSE(cfg->dev_mode());
+}
+
+TEST(Config, ProductionNeedsFhirClients) {
+  auto issue = only_issue(
+      "mode: production\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n");
+  EXPECT_EQ(issue.path, "fhir.clients");
+}
+
+TEST(Config, FhirClients) {
+  auto cfg = parse_config(
+      "fhir:\n  base_url: https://gw.example.org/fhir/\n  clients:\n"
+      "    clinic-a: { token: { env: A }, role: clinic, organization: PEDS_A, name: Peds }\n"
+      "    wic: { certificate_cn: wic.example.org, role: agency }\n");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->fhir.base_url, "https://gw.example.org/fhir");
+  ASSERT_EQ(cfg->fhir.clients.size(), 2u);
+  EXPECT_EQ(cfg->fhir.clients[0].id, "clinic-a");
+  EXPECT_EQ(cfg->fhir.clients[0].organization, "PEDS_A");
+  EXPECT_EQ(cfg->fhir.clients[1].role, "agency");
+  EXPECT_EQ(cfg->fhir.clients[1].organization, "wic");  // defaults to the client id
+}
+
+TEST(Config, FhirClientNeedsACredentialAndAKnownRole) {
+  EXPECT_EQ(only_issue("fhir: { clients: { a: { role: clinic } } }").path, "fhir.clients.a");
+  EXPECT_EQ(only_issue("fhir: { clients: { a: { token: { env: A }, role: admin } } }").path,
+            "fhir.clients.a.role");
+  EXPECT_EQ(only_issue("fhir: { base_url: gw.example.org }").path, "fhir.base_url");
 }
 
 TEST(Config, TlsCertWithoutKeyIsRefused) {
