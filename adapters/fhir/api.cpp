@@ -506,6 +506,80 @@ struct Api::Impl {
     return out;
   }
 
+  // The commit of an accepted request: ingest's inbound record and events, the resources it
+  // created and the referrals it opened.
+  static pipeline::CommitRequest commit_of(FhirIngest& done, const std::string& sender) {
+    pipeline::CommitRequest commit = std::move(done.commit);
+    for (const auto& s : done.resources) {
+      if (!s.created || s.json.empty()) continue;
+      pipeline::ResourceWrite w;
+      w.type = s.type;
+      w.id = s.id;
+      w.version = 1;
+      w.expected_version = 0;
+      w.last_updated = s.last_updated;
+      w.json = s.json;
+      for (const auto& i : s.identifiers) {
+        if (!i.value.empty()) w.identifiers.emplace_back(i.system, i.value);
+      }
+      w.source = sender;
+      w.search = search_params(s, sender);
+      commit.resources.push_back(std::move(w));
+    }
+    for (const auto& r : done.referrals) {
+      pipeline::ReferralState st;
+      st.referral_id = r.referral_id;
+      st.clinic_number_system = r.clinic_number_system;
+      st.clinic_number_value = r.clinic_number_value;
+      st.agency_id = r.agency_id;
+      st.category = r.category;
+      st.status = "requested";
+      st.business_status = r.business_status;
+      st.sequence = 1;
+      commit.referrals.push_back(std::move(st));
+    }
+    return commit;
+  }
+
+  // An operator's replay of a refused create or Bundle: ingested again as its sender sent it.
+  asio::awaitable<Result<pipeline::CommitOutcome>> replay(std::string sender,
+                                                         std::string message_type,
+                                                         std::string payload,
+                                                         pipeline::CommitPort& port) {
+    if (message_type.starts_with("Task-")) {
+      co_return fail(Error::unsupported(
+          "a refused Task update is not replayed: it was made against a version of the Task that "
+          "is no longer current; the agency sends it again"));
+    }
+    Client client{sender, "clinic", sender, sender};
+    for (const auto& list : {&options.token_clients, &options.certificate_clients}) {
+      for (const auto& [credential, known] : *list) {
+        (void)credential;
+        if (known.id == sender) client = known;
+      }
+    }
+    const std::string url_type =
+        message_type == "Bundle" || message_type == "unknown" ? std::string() : message_type;
+    IngestRequest in;
+    in.body = payload;
+    in.resource_type = url_type;
+    in.received_at = events::now_rfc3339();
+    const auto ctx = context_for(client);
+    auto result = ingest(in, ctx);
+    if (!result) {
+      auto commit = std::move(result.error().commit);
+      if (commit.inbound.protocol.empty())
+        co_return fail(Error::internal(result.error().problem.first_error().diagnostics));
+      auto outcome = co_await port.commit(std::move(commit));
+      wake_relay();
+      co_return outcome;
+    }
+    auto commit = commit_of(*result, client.id);
+    auto outcome = co_await port.commit(std::move(commit));
+    wake_relay();
+    co_return outcome;
+  }
+
   asio::awaitable<Response> create(Request& req, std::string type) {
     const std::string interaction = type.empty() ? "transaction" : "create";
     const std::string label = type.empty() ? "Bundle" : type;
@@ -550,35 +624,7 @@ struct Api::Impl {
     }
 
     auto& done = *result;
-    pipeline::CommitRequest commit = std::move(done.commit);
-    for (const auto& s : done.resources) {
-      if (!s.created || s.json.empty()) continue;
-      pipeline::ResourceWrite w;
-      w.type = s.type;
-      w.id = s.id;
-      w.version = 1;
-      w.expected_version = 0;
-      w.last_updated = s.last_updated;
-      w.json = s.json;
-      for (const auto& i : s.identifiers) {
-        if (!i.value.empty()) w.identifiers.emplace_back(i.system, i.value);
-      }
-      w.source = call->client.id;
-      w.search = search_params(s, call->client.id);
-      commit.resources.push_back(std::move(w));
-    }
-    for (const auto& r : done.referrals) {
-      pipeline::ReferralState st;
-      st.referral_id = r.referral_id;
-      st.clinic_number_system = r.clinic_number_system;
-      st.clinic_number_value = r.clinic_number_value;
-      st.agency_id = r.agency_id;
-      st.category = r.category;
-      st.status = "requested";
-      st.business_status = r.business_status;
-      st.sequence = 1;
-      commit.referrals.push_back(std::move(st));
-    }
+    auto commit = commit_of(done, call->client.id);
     auto outcome = co_await commits.commit(std::move(commit));
     if (!outcome) {
       co_return count(problem_response(commit_problem(outcome.error()), call->plain_json),
@@ -1132,6 +1178,14 @@ Api::Api(const mapping::ScreeningMapper& mapper, pipeline::CommitPort& commits,
                                    std::move(options), registry)) {}
 
 Api::~Api() = default;
+
+asio::awaitable<Result<pipeline::CommitOutcome>> Api::replay(std::string sender,
+                                                            std::string message_type,
+                                                            std::string payload,
+                                                            pipeline::CommitPort& port) {
+  co_return co_await impl_->replay(std::move(sender), std::move(message_type), std::move(payload),
+                                   port);
+}
 
 const std::string& Api::capability_statement() const {
   return impl_->capability;

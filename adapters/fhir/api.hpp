@@ -101,6 +101,14 @@ class Api {
   /// Adds the /fhir routes and the OperationOutcome error body for server-made errors.
   void add_routes(http::Router& router);
 
+  /// An operator's replay of a refused create or Bundle (a dead letter's sender, message type
+  /// and payload), committed through `port`. Refused Task updates are not replayed
+  /// (kUnsupported): they were made against a version that is no longer current.
+  boost::asio::awaitable<Result<pipeline::CommitOutcome>> replay(std::string sender,
+                                                                 std::string message_type,
+                                                                 std::string payload,
+                                                                 pipeline::CommitPort& port);
+
   /// The CapabilityStatement served at /fhir/metadata.
   const std::string& capability_statement() const;
 

@@ -326,6 +326,16 @@ int run(const config::GatewayConfig& cfg) {
     add_admin_routes(
         router, **store, *token,
         [&](const store::DeadLetterInfo& d) -> asio::awaitable<Result<store::ReplayResult>> {
+          if (d.protocol == "fhir") {
+            ReplayPort port(**store, d.dead_letter_id);
+            std::string sender = d.sender;
+            std::string message_type = d.message_type;
+            std::string payload = d.payload;
+            auto outcome = co_await fhir_api.replay(std::move(sender), std::move(message_type),
+                                                    std::move(payload), port);
+            if (!outcome) co_return fail(outcome.error());
+            co_return port.result;
+          }
           if (d.protocol != "hl7v2") {
             co_return fail(
                 Error::unsupported("replaying " + d.protocol + " messages is not supported"));

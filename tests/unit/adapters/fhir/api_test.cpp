@@ -564,3 +564,36 @@ TEST(HttpDate, FromRfc3339) {
 
 }  // namespace
 }  // namespace sdoh::fhir
+
+namespace sdoh::fhir {
+namespace {
+
+TEST_F(FhirApiTest, ReplayIngestsTheStoredPayloadAgainAsItsSender) {
+  start();
+  MemoryStore port;
+  asio::io_context ioc;
+  auto fut = asio::co_spawn(
+      ioc,
+      api_->replay("clinic-a", "QuestionnaireResponse",
+                   sample("questionnaireresponse-hunger-vital-sign.json"), port),
+      asio::use_future);
+  ioc.run();
+  auto outcome = fut.get();
+  ASSERT_TRUE(outcome) << outcome.error().message;
+  ASSERT_EQ(port.committed.size(), 1u);
+  EXPECT_EQ(port.committed[0].inbound.sender, "clinic-a");
+  EXPECT_EQ(port.committed[0].inbound.answer_code, "201") << port.committed[0].inbound.answer;
+  EXPECT_EQ(port.committed[0].resources.size(), 1u);
+  EXPECT_EQ(port.events().front().type, "org.sdoh.screening.v1");
+
+  asio::io_context ioc2;
+  auto refused = asio::co_spawn(ioc2, api_->replay("ehv", "Task-patch", "[]", port),
+                                asio::use_future);
+  ioc2.run();
+  auto r = refused.get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, ErrorKind::kUnsupported);
+}
+
+}  // namespace
+}  // namespace sdoh::fhir
