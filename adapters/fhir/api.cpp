@@ -11,6 +11,7 @@
 #include <rapidjson/writer.h>
 
 #include "adapters/fhir/consent.hpp"
+#include "adapters/fhir/task_change.hpp"
 #include "adapters/fhir/task_update.hpp"
 #include "gateway/core/json_text.hpp"
 #include "gateway/events/event.hpp"
@@ -142,75 +143,6 @@ std::string reference_value(std::string_view value, std::string_view type) {
   const auto last = value.rfind('/');
   const auto prev = value.rfind('/', last - 1);
   return std::string(value.substr(prev == std::string_view::npos ? 0 : prev + 1));
-}
-
-// What a Task is searched by, from its JSON.
-std::vector<std::pair<std::string, std::string>> task_search_params(const Task& t) {
-  std::vector<std::pair<std::string, std::string>> out;
-  out.emplace_back("status", t.status);
-  if (auto [type, id] = t.focus.type_and_id(); !id.empty()) out.emplace_back("focus", type + "/" + id);
-  if (auto owner = agency_id_of(t.owner); !owner.empty()) out.emplace_back("owner", owner);
-  if (auto [type, id] = t.for_.type_and_id(); type == "Patient")
-    out.emplace_back("patient", "Patient/" + id);
-  if (auto [type, id] = t.requester.type_and_id(); !id.empty())
-    out.emplace_back("requester", type + "/" + id);
-  for (const auto& i : t.identifiers) {
-    if (!i.value.empty()) out.emplace_back("identifier", i.system + "|" + i.value);
-  }
-  if (!t.business_status.empty()) out.emplace_back("business-status", t.business_status);
-  return out;
-}
-
-// A stored resource's JSON with meta.versionId and meta.lastUpdated set.
-std::string with_meta(std::string_view json, std::int64_t version, std::string_view updated) {
-  rapidjson::Document doc;
-  doc.Parse(json.data(), json.size());
-  if (doc.HasParseError() || !doc.IsObject()) return std::string(json);
-  auto& alloc = doc.GetAllocator();
-  if (!doc.HasMember("meta") || !doc["meta"].IsObject()) {
-    doc.RemoveMember("meta");
-    doc.AddMember("meta", rapidjson::Value(rapidjson::kObjectType), alloc);
-  }
-  auto& meta = doc["meta"];
-  meta.RemoveMember("versionId");
-  meta.RemoveMember("lastUpdated");
-  const auto v = std::to_string(version);
-  meta.AddMember("versionId", rapidjson::Value(v.c_str(), alloc), alloc);
-  meta.AddMember("lastUpdated",
-                 rapidjson::Value(updated.data(), static_cast<rapidjson::SizeType>(updated.size()),
-                                  alloc),
-                 alloc);
-  rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-  doc.Accept(w);
-  return {buf.GetString(), buf.GetSize()};
-}
-
-// The built-in lifecycle rule, used when the runtime supplies none.
-std::optional<Problem> default_transition_check(const Client& client,
-                                                const pipeline::ReferralState& referral,
-                                                const TaskUpdate& u) {
-  using mapping::ReferralStatus;
-  if (u.previous == u.status) return std::nullopt;
-  if (mapping::is_final(u.previous)) {
-    return Problem::conflict("the referral is " + std::string(mapping::to_string(u.previous)) +
-                             ", a final state: it cannot become " +
-                             std::string(mapping::to_string(u.status)));
-  }
-  const bool cancel = u.status == ReferralStatus::kCancelled;
-  if (cancel && !client.clinic()) {
-    return Problem::forbidden("only the requesting clinic may cancel a referral");
-  }
-  if (!cancel && !client.agency()) {
-    return Problem::forbidden("only the agency that owns the referral may change its status");
-  }
-  if (!cancel && client.role == "agency" && client.organization != referral.agency_id) {
-    return Problem::forbidden("the referral is owned by another agency");
-  }
-  if (u.status == ReferralStatus::kRequested) {
-    return Problem::conflict("a referral cannot go back to requested");
-  }
-  return std::nullopt;
 }
 
 }  // namespace
@@ -984,77 +916,24 @@ struct Api::Impl {
     } else {
       updated_json = req.body;
     }
-    auto update = read_task_update(id, row.json, updated_json);
-    if (!update) co_return co_await refuse(std::move(update.error()), "validate");
-
-    std::optional<pipeline::ReferralState> referral;
-    if (options.find_referral) referral = options.find_referral(id);
-    const bool status_changed = update->status != update->previous;
-    const bool business_changed = [&] {
-      if (referral) return update->business_status != referral->business_status;
-      return false;
-    }();
-    if (referral && (status_changed || business_changed)) {
-      if (auto refused = options.check_transition(call->client, *referral, *update)) {
-        co_return co_await refuse(std::move(*refused), "lifecycle");
-      }
-    } else if (!referral && status_changed && !call->client.agency() && !call->client.clinic()) {
-      co_return co_await refuse(Problem::forbidden("this client may not update Tasks"),
-                                "lifecycle");
+    TaskChange change;
+    change.current = &row;
+    change.updated_json = std::move(updated_json);
+    change.client = call->client;
+    if (options.find_referral) change.referral = options.find_referral(id);
+    change.received_at = received_at;
+    change.inbound = {"fhir", call->client.id, key, "Task-" + interaction, "", "", req.body};
+    auto prepared =
+        prepare_task_change(std::move(change), options.check_transition, options.gateway_id,
+                            options.topics);
+    if (!prepared) {
+      const auto stage = prepared.error().code == FhirErrc::kBadRequest ? "validate" : "lifecycle";
+      co_return co_await refuse(std::move(prepared.error()), stage);
     }
-
-    const auto version = row.version + 1;
-    pipeline::CommitRequest commit;
-    const auto stored = with_meta(update->json, version, received_at);
-    commit.inbound = {"fhir",       call->client.id, key, "Task-" + interaction, "200", stored,
-                      req.body};
-    pipeline::ResourceWrite w;
-    w.type = type;
-    w.id = id;
-    w.version = version;
-    w.expected_version = row.version;
-    w.last_updated = received_at;
-    w.json = stored;
-    auto parsed = parse_resource(stored);
-    if (parsed) {
-      if (const auto* t = std::get_if<Task>(&parsed->resource)) {
-        for (const auto& i : t->identifiers) {
-          if (!i.value.empty()) w.identifiers.emplace_back(i.system, i.value);
-        }
-        w.search = task_search_params(*t);
-      }
-    }
-    w.source = row.source;
-    w.search.emplace_back("_id", id);
-    w.search.emplace_back("_sender", row.source);
-    commit.resources.push_back(std::move(w));
-
-    if (referral && (status_changed || business_changed)) {
-      mapping::ReferralTransition t;
-      t.referral_id = id;
-      t.status = update->status;
-      t.previous = update->previous;
-      t.business_status = update->business_status;
-      t.reason = update->reason;
-      t.updated_by_role = call->client.role == "dev"
-                              ? (update->status == mapping::ReferralStatus::kCancelled ? "clinic"
-                                                                                       : "agency")
-                              : call->client.role;
-      t.updated_by_id = call->client.organization;
-      t.time = received_at;
-      t.sequence = referral->sequence + 1;
-      t.agency_id = referral->agency_id;
-      t.category = referral->category;
-      commit.events.push_back(outbox_event(
-          events::EventType::kReferralStatus,
-          events::event_id("fhir|referral-status|" + id, t.sequence), options.gateway_id,
-          received_at, id, options.topics.referral_status, id, mapping::referral_status_data(t)));
-      auto next = *referral;
-      next.status = std::string(mapping::to_string(update->status));
-      next.business_status = update->business_status;
-      next.sequence = t.sequence;
-      commit.referrals.push_back(std::move(next));
-    }
+    auto update = std::move(prepared->update);
+    const auto version = prepared->version;
+    const auto stored = prepared->stored_json;
+    auto commit = std::move(prepared->commit);
     auto outcome = co_await commits.commit(std::move(commit));
     if (!outcome) {
       if (outcome.error().kind == ErrorKind::kConflict) {
@@ -1088,15 +967,15 @@ struct Api::Impl {
     log::info("fhir.task_updated",
               {{"client", call->client.id},
                {"version", version},
-               {"status", mapping::to_string(update->status)},
-               {"previous", mapping::to_string(update->previous)}});
+               {"status", mapping::to_string(update.status)},
+               {"previous", mapping::to_string(update.previous)}});
     r = fhir_response(200, stored, call->plain_json);
     r.headers.push_back({"ETag", etag(version)});
     r.headers.push_back({"Last-Modified", http_date(received_at)});
     r.headers.push_back(
         {"Location", call->base + "/Task/" + id + "/_history/" + std::to_string(version)});
     if (call->prefer.ret == "minimal") r.body.clear();
-    if (call->prefer.ret == "OperationOutcome") r.body = operation_outcome_json(update->warnings);
+    if (call->prefer.ret == "OperationOutcome") r.body = operation_outcome_json(update.warnings);
     co_return count(std::move(r), interaction, type);
   }
 

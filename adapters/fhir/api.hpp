@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "adapters/fhir/ingest.hpp"
-#include "adapters/fhir/task_update.hpp"
+#include "adapters/fhir/task_change.hpp"
 #include "gateway/config/config.hpp"
 #include "gateway/core/result.hpp"
 #include "gateway/http/message.hpp"
@@ -48,22 +48,6 @@ class ScreeningMapper;
 }
 
 namespace sdoh::fhir {
-
-/// Who is calling: a configured client (or the development client).
-struct Client {
-  std::string id;            ///< dedupe scope and `sender` of what it posts
-  std::string role;          ///< clinic | agency | dev (both)
-  std::string organization;  ///< clinic: facility id; agency: the agency id Task.owner names
-  std::string name;
-  bool clinic() const { return role == "clinic" || role == "dev"; }
-  bool agency() const { return role == "agency" || role == "dev"; }
-};
-
-/// Whether `client` may move a referral owned by `agency_id` from `from` to `to`. The
-/// lifecycle's rule (transition table, who may make it), supplied by the runtime; refusals are
-/// Problems (409 not allowed from the current state, 422/403 not this client's to make).
-using TransitionCheck = std::function<std::optional<Problem>(
-    const Client& client, const pipeline::ReferralState& referral, const TaskUpdate& update)>;
 
 struct ApiOptions {
   std::string gateway_id = "sdoh-gateway";

@@ -597,3 +597,26 @@ TEST_F(FhirApiTest, ReplayIngestsTheStoredPayloadAgainAsItsSender) {
 
 }  // namespace
 }  // namespace sdoh::fhir
+
+namespace sdoh::fhir {
+namespace {
+
+TEST(TaskWithStatus, SetsStatusBusinessStatusAndReasonAsText) {
+  const std::string task =
+      R"({"resourceType":"Task","id":"t1","status":"accepted","businessStatus":{"text":"old"},)"
+      R"("intent":"order"})";
+  auto out = task_with_status(task, "failed", "unable-to-contact", "");
+  ASSERT_TRUE(out);
+  EXPECT_EQ(field(*out, "/status"), "failed");
+  EXPECT_EQ(field(*out, "/businessStatus/text"), "unable-to-contact");
+  EXPECT_EQ(field(*out, "/statusReason"), "<absent>");
+  EXPECT_EQ(field(*out, "/intent"), "order");
+  auto reason = task_with_status(task, "rejected", "", "no capacity");
+  ASSERT_TRUE(reason);
+  EXPECT_EQ(field(*reason, "/businessStatus"), "<absent>");
+  EXPECT_EQ(field(*reason, "/statusReason/text"), "no capacity");
+  EXPECT_FALSE(task_with_status("not json", "failed", "", ""));
+}
+
+}  // namespace
+}  // namespace sdoh::fhir

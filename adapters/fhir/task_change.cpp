@@ -1,0 +1,204 @@
+#include "adapters/fhir/task_change.hpp"
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "adapters/fhir/consent.hpp"
+#include "adapters/fhir/ingest.hpp"
+#include "adapters/fhir/resources.hpp"
+#include "gateway/events/event.hpp"
+#include "gateway/mapping/referral.hpp"
+
+namespace sdoh::fhir {
+
+namespace {
+
+using Json = rapidjson::Value;
+
+std::string write(const rapidjson::Document& doc) {
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  doc.Accept(w);
+  return {buf.GetString(), buf.GetSize()};
+}
+
+void set_text(rapidjson::Document& doc, const char* name, std::string_view text) {
+  auto& alloc = doc.GetAllocator();
+  doc.RemoveMember(name);
+  if (text.empty()) return;
+  Json codeable(rapidjson::kObjectType);
+  codeable.AddMember("text", Json(text.data(), static_cast<rapidjson::SizeType>(text.size()), alloc),
+                    alloc);
+  doc.AddMember(Json(name, alloc), codeable, alloc);
+}
+
+}  // namespace
+
+// (task_change.hpp)
+std::vector<std::pair<std::string, std::string>> task_search_params(const Task& t) {
+  std::vector<std::pair<std::string, std::string>> out;
+  out.emplace_back("status", t.status);
+  if (auto [type, id] = t.focus.type_and_id(); !id.empty()) out.emplace_back("focus", type + "/" + id);
+  if (auto owner = agency_id_of(t.owner); !owner.empty()) out.emplace_back("owner", owner);
+  if (auto [type, id] = t.for_.type_and_id(); type == "Patient")
+    out.emplace_back("patient", "Patient/" + id);
+  if (auto [type, id] = t.requester.type_and_id(); !id.empty())
+    out.emplace_back("requester", type + "/" + id);
+  for (const auto& i : t.identifiers) {
+    if (!i.value.empty()) out.emplace_back("identifier", i.system + "|" + i.value);
+  }
+  if (!t.business_status.empty()) out.emplace_back("business-status", t.business_status);
+  return out;
+}
+
+// A stored resource's JSON with meta.versionId and meta.lastUpdated set.
+std::string with_meta(std::string_view json, std::int64_t version, std::string_view updated) {
+  rapidjson::Document doc;
+  doc.Parse(json.data(), json.size());
+  if (doc.HasParseError() || !doc.IsObject()) return std::string(json);
+  auto& alloc = doc.GetAllocator();
+  if (!doc.HasMember("meta") || !doc["meta"].IsObject()) {
+    doc.RemoveMember("meta");
+    doc.AddMember("meta", rapidjson::Value(rapidjson::kObjectType), alloc);
+  }
+  auto& meta = doc["meta"];
+  meta.RemoveMember("versionId");
+  meta.RemoveMember("lastUpdated");
+  const auto v = std::to_string(version);
+  meta.AddMember("versionId", rapidjson::Value(v.c_str(), alloc), alloc);
+  meta.AddMember("lastUpdated",
+                 rapidjson::Value(updated.data(), static_cast<rapidjson::SizeType>(updated.size()),
+                                  alloc),
+                 alloc);
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  doc.Accept(w);
+  return {buf.GetString(), buf.GetSize()};
+}
+
+// The built-in lifecycle rule, used when the runtime supplies none.
+std::optional<Problem> default_transition_check(const Client& client,
+                                                const pipeline::ReferralState& referral,
+                                                const TaskUpdate& u) {
+  using mapping::ReferralStatus;
+  if (u.previous == u.status) return std::nullopt;
+  if (mapping::is_final(u.previous)) {
+    return Problem::conflict("the referral is " + std::string(mapping::to_string(u.previous)) +
+                             ", a final state: it cannot become " +
+                             std::string(mapping::to_string(u.status)));
+  }
+  const bool cancel = u.status == ReferralStatus::kCancelled;
+  if (cancel && !client.clinic()) {
+    return Problem::forbidden("only the requesting clinic may cancel a referral");
+  }
+  if (!cancel && !client.agency()) {
+    return Problem::forbidden("only the agency that owns the referral may change its status");
+  }
+  if (!cancel && client.role == "agency" && client.organization != referral.agency_id) {
+    return Problem::forbidden("the referral is owned by another agency");
+  }
+  if (u.status == ReferralStatus::kRequested) {
+    return Problem::conflict("a referral cannot go back to requested");
+  }
+  return std::nullopt;
+}
+
+
+FhirResult<std::string> task_with_status(std::string_view current, std::string_view status,
+                                         std::string_view business_status,
+                                         std::string_view reason) {
+  rapidjson::Document doc;
+  doc.Parse(current.data(), current.size());
+  if (doc.HasParseError() || !doc.IsObject()) {
+    return std::unexpected(Problem{FhirErrc::kInternal,
+                                   {Issue::error(IssueType::kException, "Task",
+                                                 "the stored Task is not readable")}});
+  }
+  auto& alloc = doc.GetAllocator();
+  doc.RemoveMember("status");
+  doc.AddMember("status", Json(status.data(), static_cast<rapidjson::SizeType>(status.size()), alloc),
+                alloc);
+  set_text(doc, "businessStatus", business_status);
+  set_text(doc, "statusReason", reason);
+  return write(doc);
+}
+
+FhirResult<TaskChangeResult> prepare_task_change(TaskChange change, const TransitionCheck& check,
+                                                 std::string_view gateway_id,
+                                                 const config::KafkaTopics& topics) {
+  const auto& row = *change.current;
+  auto update = read_task_update(row.id, row.json, change.updated_json);
+  if (!update) return std::unexpected(std::move(update.error()));
+
+  const auto& referral = change.referral;
+  const bool status_changed = update->status != update->previous;
+  const bool business_changed = referral && update->business_status != referral->business_status;
+  const bool transition = referral && (status_changed || business_changed);
+  if (transition) {
+    const auto& rule = check ? check : TransitionCheck(default_transition_check);
+    if (auto refused = rule(change.client, *referral, *update)) return std::unexpected(*refused);
+  } else if (!referral && status_changed && !change.client.agency() && !change.client.clinic()) {
+    return std::unexpected(Problem::forbidden("this client may not update Tasks"));
+  }
+
+  TaskChangeResult out;
+  out.version = row.version + 1;
+  out.stored_json = with_meta(update->json, out.version, change.received_at);
+  out.transition = transition;
+  auto& commit = out.commit;
+  commit.inbound = std::move(change.inbound);
+  commit.inbound.answer_code = "200";
+  commit.inbound.answer = out.stored_json;
+
+  pipeline::ResourceWrite w;
+  w.type = "Task";
+  w.id = row.id;
+  w.version = out.version;
+  w.expected_version = row.version;
+  w.last_updated = change.received_at;
+  w.json = out.stored_json;
+  w.source = row.source;  // who may see it as its sender stays the clinic that sent it
+  if (auto parsed = parse_resource(out.stored_json)) {
+    if (const auto* t = std::get_if<Task>(&parsed->resource)) {
+      for (const auto& i : t->identifiers) {
+        if (!i.value.empty()) w.identifiers.emplace_back(i.system, i.value);
+      }
+      w.search = task_search_params(*t);
+    }
+  }
+  w.search.emplace_back("_id", row.id);
+  w.search.emplace_back("_sender", row.source);
+  commit.resources.push_back(std::move(w));
+
+  if (transition) {
+    mapping::ReferralTransition t;
+    t.referral_id = row.id;
+    t.status = update->status;
+    t.previous = update->previous;
+    t.business_status = update->business_status;
+    t.reason = update->reason;
+    t.updated_by_role =
+        change.client.role == "dev"
+            ? (update->status == mapping::ReferralStatus::kCancelled ? "clinic" : "agency")
+            : change.client.role;
+    t.updated_by_id = change.client.organization;
+    t.time = change.received_at;
+    t.sequence = referral->sequence + 1;
+    t.agency_id = referral->agency_id;
+    t.category = referral->category;
+    commit.events.push_back(outbox_event(
+        events::EventType::kReferralStatus,
+        events::event_id("referral-status|" + row.id, t.sequence), gateway_id, change.received_at,
+        row.id, topics.referral_status, row.id, mapping::referral_status_data(t)));
+    auto next = *referral;
+    next.status = std::string(mapping::to_string(update->status));
+    next.business_status = update->business_status;
+    next.sequence = t.sequence;
+    commit.referrals.push_back(std::move(next));
+  }
+  out.update = std::move(*update);
+  return out;
+}
+
+}  // namespace sdoh::fhir
