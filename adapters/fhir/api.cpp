@@ -83,8 +83,7 @@ bool json_media(std::string_view mt) {
          mt == "text/json";
 }
 bool xml_media(std::string_view mt) {
-  return mt == "application/fhir+xml" || mt == "application/xml" || mt == "text/xml" ||
-         mt == "xml";
+  return mt == "application/fhir+xml" || mt == "application/xml" || mt == "text/xml" || mt == "xml";
 }
 
 // Prefer: return=… and handling=… (RFC 7240; FHIR http.html#prefer).
@@ -138,7 +137,8 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
 
 // A reference search value in the stored form: "Type/id" ("id" alone gets the type).
 std::string reference_value(std::string_view value, std::string_view type) {
-  if (value.find('/') == std::string_view::npos) return std::string(type) + "/" + std::string(value);
+  if (value.find('/') == std::string_view::npos)
+    return std::string(type) + "/" + std::string(value);
   // An absolute URL to this server: keep "Type/id".
   const auto last = value.rfind('/');
   const auto prev = value.rfind('/', last - 1);
@@ -197,7 +197,8 @@ Result<ApiOptions> api_options(const config::GatewayConfig& cfg) {
     Client client{c.id, c.role, c.organization, c.name.empty() ? c.id : c.name};
     if (c.token.configured()) {
       auto token = c.token.resolve();
-      if (!token) return fail(Error::config("fhir.clients." + c.id + ".token", token.error().message));
+      if (!token)
+        return fail(Error::config("fhir.clients." + c.id + ".token", token.error().message));
       if (token->size() < 16) {
         return fail(Error::config("fhir.clients." + c.id + ".token",
                                   "the token must be at least 16 bytes"));
@@ -258,7 +259,7 @@ struct Api::Impl {
   // What a request needs before its interaction runs.
   struct Call {
     Client client;
-    std::string base;  // absolute FHIR base URL, no trailing '/'
+    std::string base;         // absolute FHIR base URL, no trailing '/'
     bool plain_json = false;  // answer as application/json (the client asked for it)
     Preferences prefer;
   };
@@ -283,8 +284,8 @@ struct Api::Impl {
   }
 
   static Response problem_response(const Problem& p, bool plain_json = false) {
-    auto r = fhir_response(static_cast<unsigned>(p.http_status()), p.operation_outcome(),
-                           plain_json);
+    auto r =
+        fhir_response(static_cast<unsigned>(p.http_status()), p.operation_outcome(), plain_json);
     if (p.code == FhirErrc::kUnavailable) r.headers.push_back({"Retry-After", "5"});
     if (p.code == FhirErrc::kUnauthorized)
       r.headers.push_back({"WWW-Authenticate", "Bearer realm=\"sdoh-gateway\""});
@@ -417,12 +418,14 @@ struct Api::Impl {
     return ctx;
   }
 
-  static std::vector<std::pair<std::string, std::string>> search_params(
-      const StoredResource& s, const std::string& sender) {
+  static std::vector<std::pair<std::string, std::string>> search_params(const StoredResource& s,
+                                                                        const std::string& sender) {
+    // Only Tasks are searched (and ServiceRequests found by their Task's agency).
     std::vector<std::pair<std::string, std::string>> out;
+    if (s.type != "Task" && s.type != "ServiceRequest") return out;
     out.emplace_back("_id", s.id);
     out.emplace_back("_sender", sender);
-    if (s.type == "Task" || s.type == "ServiceRequest") {
+    {
       auto parsed = parse_resource(s.json);
       if (parsed) {
         if (const auto* t = std::get_if<Task>(&parsed->resource)) {
@@ -475,9 +478,9 @@ struct Api::Impl {
 
   // An operator's replay of a refused create or Bundle: ingested again as its sender sent it.
   asio::awaitable<Result<pipeline::CommitOutcome>> replay(std::string sender,
-                                                         std::string message_type,
-                                                         std::string payload,
-                                                         pipeline::CommitPort& port) {
+                                                          std::string message_type,
+                                                          std::string payload,
+                                                          pipeline::CommitPort& port) {
     if (message_type.starts_with("Task-")) {
       co_return fail(Error::unsupported(
           "a refused Task update is not replayed: it was made against a version of the Task that "
@@ -518,11 +521,11 @@ struct Api::Impl {
     auto call = begin(req);
     if (!call) co_return count(problem_response(call.error()), interaction, label);
     if (!call->client.clinic()) {
-      co_return count(problem_response(Problem::forbidden(
-                                           "agency clients update referral Tasks; they do not "
-                                           "post screenings or referrals"),
-                                       call->plain_json),
-                      interaction, label);
+      co_return count(
+          problem_response(Problem::forbidden("agency clients update referral Tasks; they do not "
+                                              "post screenings or referrals"),
+                           call->plain_json),
+          interaction, label);
     }
     if (auto p = check_body_type(req, false))
       co_return count(problem_response(*p, call->plain_json), interaction, label);
@@ -597,8 +600,7 @@ struct Api::Impl {
     if (!type.empty()) {
       if (call->prefer.ret == "minimal") {
         r.body.clear();
-      } else if (call->prefer.ret == "OperationOutcome" ||
-                 (r.body.empty() && r.status < 300)) {
+      } else if (call->prefer.ret == "OperationOutcome" || (r.body.empty() && r.status < 300)) {
         r.body = done.outcome();
       }
     }
@@ -667,13 +669,14 @@ struct Api::Impl {
     }
     auto row = resources.read_resource(type, id, version);
     if (!row) {
-      co_return count(problem_response(commit_problem(row.error()), call->plain_json),
-                      interaction, type);
+      co_return count(problem_response(commit_problem(row.error()), call->plain_json), interaction,
+                      type);
     }
     if (!*row || !visible(call->client, **row)) {
-      auto p = version == 0 ? not_found(type, id)
-                            : Problem::not_found(type + "/" + id + " has no version " +
-                                                 std::to_string(version));
+      auto p =
+          version == 0
+              ? not_found(type, id)
+              : Problem::not_found(type + "/" + id + " has no version " + std::to_string(version));
       co_return count(problem_response(p, call->plain_json), interaction, type);
     }
     co_return count(resource_response(**row, *call, req), interaction, type);
@@ -722,8 +725,7 @@ struct Api::Impl {
       out += "}}";
     }
     out += "]}";
-    co_return count(fhir_response(200, std::move(out), call->plain_json), "history-instance",
-                    type);
+    co_return count(fhir_response(200, std::move(out), call->plain_json), "history-instance", type);
   }
 
   asio::awaitable<Response> search(Request& req, std::string type) {
@@ -743,13 +745,13 @@ struct Api::Impl {
       query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
       if (item.empty()) continue;
       const auto eq = item.find('=');
-      raw.emplace_back(http::url_decode(item.substr(0, eq)),
-                       eq == std::string_view::npos ? std::string()
-                                                    : http::url_decode(item.substr(eq + 1)));
+      raw.emplace_back(
+          http::url_decode(item.substr(0, eq)),
+          eq == std::string_view::npos ? std::string() : http::url_decode(item.substr(eq + 1)));
     }
     auto bad = [&](std::string expression, std::string text) {
-      Problem p = Problem::bad_request(IssueType::kNotSupported, std::move(expression),
-                                       std::move(text));
+      Problem p =
+          Problem::bad_request(IssueType::kNotSupported, std::move(expression), std::move(text));
       return count(problem_response(p, call->plain_json), "search-type", type);
     };
     for (const auto& [name, value] : raw) {
@@ -770,15 +772,15 @@ struct Api::Impl {
         q.offset = n;
         continue;
       }
-      static const std::vector<std::string> kParams = {"_id",   "focus",     "owner",
-                                                       "status", "patient", "requester",
+      static const std::vector<std::string> kParams = {"_id",        "focus",          "owner",
+                                                       "status",     "patient",        "requester",
                                                        "identifier", "business-status"};
       if (std::find(kParams.begin(), kParams.end(), name) == kParams.end()) {
         if (call->prefer.strict)
           co_return bad(name, "the search parameter " + name + " is not supported for " + type);
-        ignored.push_back(Issue::warning(IssueType::kNotSupported, name,
-                                         "the search parameter " + name +
-                                             " is not supported and was ignored"));
+        ignored.push_back(
+            Issue::warning(IssueType::kNotSupported, name,
+                           "the search parameter " + name + " is not supported and was ignored"));
         continue;
       }
       if (value.empty()) co_return bad(name, "the search parameter " + name + " has no value");
@@ -791,7 +793,9 @@ struct Api::Impl {
         if (name == "focus") norm = reference_value(one, "ServiceRequest");
         if (name == "patient") norm = reference_value(one, "Patient");
         if (name == "requester") norm = reference_value(one, "Organization");
-        if (name == "owner") norm = agency_id_of(Reference{std::string(reference_value(one, "Organization")), {}, "", ""});
+        if (name == "owner")
+          norm = agency_id_of(
+              Reference{std::string(reference_value(one, "Organization")), {}, "", ""});
         values.push_back(std::move(norm));
         if (comma == std::string_view::npos) break;
         v = v.substr(comma + 1);
@@ -875,11 +879,10 @@ struct Api::Impl {
     if (auto im = req.header("If-Match")) {
       const auto wanted = etag_version(*im);
       if (wanted != row.version) {
-        auto p = Problem::precondition_failed("If-Match names version " +
-                                              (wanted == 0 ? std::string(trim(*im))
-                                                           : std::to_string(wanted)) +
-                                              "; the current version is " +
-                                              std::to_string(row.version));
+        auto p = Problem::precondition_failed(
+            "If-Match names version " +
+            (wanted == 0 ? std::string(trim(*im)) : std::to_string(wanted)) +
+            "; the current version is " + std::to_string(row.version));
         auto r = problem_response(p, call->plain_json);
         r.headers.push_back({"ETag", etag(row.version)});
         co_return count(std::move(r), interaction, type);
@@ -892,8 +895,8 @@ struct Api::Impl {
     auto ctx = context_for(call->client);
     // A refusal: dead-lettered with the request, answered with its OperationOutcome.
     auto refuse = [&](Problem p, std::string stage) -> asio::awaitable<Response> {
-      auto rejected = rejection(std::move(p), stage, ctx, key, "Task-" + interaction, req.body,
-                                received_at);
+      auto rejected =
+          rejection(std::move(p), stage, ctx, key, "Task-" + interaction, req.body, received_at);
       auto commit = std::move(rejected.commit);
       auto outcome = co_await commits.commit(std::move(commit));
       if (!outcome) {
@@ -923,9 +926,8 @@ struct Api::Impl {
     if (options.find_referral) change.referral = options.find_referral(id);
     change.received_at = received_at;
     change.inbound = {"fhir", call->client.id, key, "Task-" + interaction, "", "", req.body};
-    auto prepared =
-        prepare_task_change(std::move(change), options.check_transition, options.gateway_id,
-                            options.topics);
+    auto prepared = prepare_task_change(std::move(change), options.check_transition,
+                                        options.gateway_id, options.topics);
     if (!prepared) {
       const auto stage = prepared.error().code == FhirErrc::kBadRequest ? "validate" : "lifecycle";
       co_return co_await refuse(std::move(prepared.error()), stage);
@@ -939,10 +941,12 @@ struct Api::Impl {
       if (outcome.error().kind == ErrorKind::kConflict) {
         // Another update won the race for this version.
         auto p = req.header("If-Match")
-                     ? Problem::precondition_failed("the Task changed while this update was "
-                                                    "applied; read it again")
-                     : Problem::conflict("the Task changed while this update was applied; read "
-                                         "it again");
+                     ? Problem::precondition_failed(
+                           "the Task changed while this update was "
+                           "applied; read it again")
+                     : Problem::conflict(
+                           "the Task changed while this update was applied; read "
+                           "it again");
         co_return count(problem_response(p, call->plain_json), interaction, type);
       }
       co_return count(problem_response(commit_problem(outcome.error()), call->plain_json),
@@ -964,11 +968,10 @@ struct Api::Impl {
       }
       co_return count(std::move(r), interaction, type);
     }
-    log::info("fhir.task_updated",
-              {{"client", call->client.id},
-               {"version", version},
-               {"status", mapping::to_string(update.status)},
-               {"previous", mapping::to_string(update.previous)}});
+    log::info("fhir.task_updated", {{"client", call->client.id},
+                                    {"version", version},
+                                    {"status", mapping::to_string(update.status)},
+                                    {"previous", mapping::to_string(update.previous)}});
     r = fhir_response(200, stored, call->plain_json);
     r.headers.push_back({"ETag", etag(version)});
     r.headers.push_back({"Last-Modified", http_date(received_at)});
@@ -992,19 +995,23 @@ struct Api::Impl {
 std::string Api::Impl::build_capability_statement() const {
   std::string out = R"({"resourceType":"CapabilityStatement","status":"active","date":)";
   append_json_string(out, events::now_rfc3339().substr(0, 10));
-  out += R"(,"publisher":"sdoh-gateway","kind":"instance","software":{"name":"sdoh-gateway","version":)";
+  out +=
+      R"(,"publisher":"sdoh-gateway","kind":"instance","software":{"name":"sdoh-gateway","version":)";
   append_json_string(out, options.software_version.empty() ? "unknown" : options.software_version);
-  out += R"(},"implementation":{"description":"SDOH gateway: screenings, referrals and consent in; closed-loop referral Tasks out")";
+  out +=
+      R"(},"implementation":{"description":"SDOH gateway: screenings, referrals and consent in; closed-loop referral Tasks out")";
   if (!options.base_url.empty()) {
     out += ",\"url\":";
     append_json_string(out, options.base_url);
   }
-  out += R"(},"fhirVersion":"4.0.1","format":["json","application/fhir+json","application/json"],)"
-         R"("patchFormat":["application/json-patch+json"],)"
-         R"("implementationGuide":["http://hl7.org/fhir/us/sdoh-clinicalcare/ImplementationGuide/hl7.fhir.us.sdoh-clinicalcare"],)"
-         R"("rest":[{"mode":"server","documentation":"Every create is committed durably before it is answered; a resend (same identifier, If-None-Exist or body) gets the original answer.",)";
+  out +=
+      R"(},"fhirVersion":"4.0.1","format":["json","application/fhir+json","application/json"],)"
+      R"("patchFormat":["application/json-patch+json"],)"
+      R"("implementationGuide":["http://hl7.org/fhir/us/sdoh-clinicalcare/ImplementationGuide/hl7.fhir.us.sdoh-clinicalcare"],)"
+      R"("rest":[{"mode":"server","documentation":"Every create is committed durably before it is answered; a resend (same identifier, If-None-Exist or body) gets the original answer.",)";
   if (!options.token_clients.empty() || !options.certificate_clients.empty()) {
-    out += R"("security":{"cors":false,"description":"Authorization: Bearer <token>, or a TLS client certificate, per configured client (fhir.clients)."},)";
+    out +=
+        R"("security":{"cors":false,"description":"Authorization: Bearer <token>, or a TLS client certificate, per configured client (fhir.clients)."},)";
   }
   out += R"("resource":[)";
   bool first = true;
@@ -1022,27 +1029,31 @@ std::string Api::Impl::build_capability_statement() const {
     out += "],\"interaction\":[{\"code\":\"create\"}";
     if (type == "Task" || type == "ServiceRequest") out += R"(,{"code":"read"})";
     if (type == "Task") {
-      out += R"(,{"code":"vread"},{"code":"update"},{"code":"patch"},{"code":"history-instance"},{"code":"search-type"})";
+      out +=
+          R"(,{"code":"vread"},{"code":"update"},{"code":"patch"},{"code":"history-instance"},{"code":"search-type"})";
     }
     out += "]";
     if (type == "Task") {
-      out += R"(,"versioning":"versioned-update","readHistory":true,"updateCreate":false,"conditionalUpdate":false)";
+      out +=
+          R"(,"versioning":"versioned-update","readHistory":true,"updateCreate":false,"conditionalUpdate":false)";
     } else if (type == "ServiceRequest") {
       out += R"(,"versioning":"versioned","readHistory":false)";
     } else {
       out += R"(,"versioning":"versioned")";
     }
-    out += R"(,"conditionalCreate":true,"conditionalRead":"not-supported","conditionalDelete":"not-supported")";
+    out +=
+        R"(,"conditionalCreate":true,"conditionalRead":"not-supported","conditionalDelete":"not-supported")";
     if (type == "Task") {
-      out += R"(,"searchParam":[)"
-             R"({"name":"_id","type":"token"},)"
-             R"({"name":"focus","definition":"http://hl7.org/fhir/SearchParameter/Task-focus","type":"reference"},)"
-             R"({"name":"owner","definition":"http://hl7.org/fhir/SearchParameter/Task-owner","type":"reference"},)"
-             R"({"name":"status","definition":"http://hl7.org/fhir/SearchParameter/Task-status","type":"token"},)"
-             R"({"name":"patient","definition":"http://hl7.org/fhir/SearchParameter/Task-patient","type":"reference"},)"
-             R"({"name":"requester","definition":"http://hl7.org/fhir/SearchParameter/Task-requester","type":"reference"},)"
-             R"({"name":"identifier","definition":"http://hl7.org/fhir/SearchParameter/Task-identifier","type":"token"},)"
-             R"({"name":"business-status","definition":"http://hl7.org/fhir/SearchParameter/Task-business-status","type":"token"}])";
+      out +=
+          R"(,"searchParam":[)"
+          R"({"name":"_id","type":"token"},)"
+          R"({"name":"focus","definition":"http://hl7.org/fhir/SearchParameter/Task-focus","type":"reference"},)"
+          R"({"name":"owner","definition":"http://hl7.org/fhir/SearchParameter/Task-owner","type":"reference"},)"
+          R"({"name":"status","definition":"http://hl7.org/fhir/SearchParameter/Task-status","type":"token"},)"
+          R"({"name":"patient","definition":"http://hl7.org/fhir/SearchParameter/Task-patient","type":"reference"},)"
+          R"({"name":"requester","definition":"http://hl7.org/fhir/SearchParameter/Task-requester","type":"reference"},)"
+          R"({"name":"identifier","definition":"http://hl7.org/fhir/SearchParameter/Task-identifier","type":"token"},)"
+          R"({"name":"business-status","definition":"http://hl7.org/fhir/SearchParameter/Task-business-status","type":"token"}])";
     }
     out += "}";
   }
@@ -1059,9 +1070,9 @@ Api::Api(const mapping::ScreeningMapper& mapper, pipeline::CommitPort& commits,
 Api::~Api() = default;
 
 asio::awaitable<Result<pipeline::CommitOutcome>> Api::replay(std::string sender,
-                                                            std::string message_type,
-                                                            std::string payload,
-                                                            pipeline::CommitPort& port) {
+                                                             std::string message_type,
+                                                             std::string payload,
+                                                             pipeline::CommitPort& port) {
   co_return co_await impl_->replay(std::move(sender), std::move(message_type), std::move(payload),
                                    port);
 }
@@ -1072,22 +1083,22 @@ const std::string& Api::capability_statement() const {
 
 void Api::add_routes(http::Router& router) {
   Impl* s = impl_.get();
-  router.set_error_body("/fhir", [](unsigned status, std::string_view code,
-                                    std::string_view message) {
-    IssueType type = IssueType::kProcessing;
-    if (status == 404) type = IssueType::kNotFound;
-    if (status == 405) type = IssueType::kNotSupported;
-    if (status == 413) type = IssueType::kTooLong;
-    if (status == 431) type = IssueType::kTooLong;
-    if (status == 400) type = IssueType::kStructure;
-    if (status >= 500) type = IssueType::kException;
-    (void)code;
-    Response r;
-    r.status = status;
-    r.content_type = std::string(kFhirJson);
-    r.body = operation_outcome_json({Issue::error(type, "", std::string(message))});
-    return r;
-  });
+  router.set_error_body(
+      "/fhir", [](unsigned status, std::string_view code, std::string_view message) {
+        IssueType type = IssueType::kProcessing;
+        if (status == 404) type = IssueType::kNotFound;
+        if (status == 405) type = IssueType::kNotSupported;
+        if (status == 413) type = IssueType::kTooLong;
+        if (status == 431) type = IssueType::kTooLong;
+        if (status == 400) type = IssueType::kStructure;
+        if (status >= 500) type = IssueType::kException;
+        (void)code;
+        Response r;
+        r.status = status;
+        r.content_type = std::string(kFhirJson);
+        r.body = operation_outcome_json({Issue::error(type, "", std::string(message))});
+        return r;
+      });
   router.add("GET", "/fhir/metadata", [s](Request& req) -> asio::awaitable<Response> {
     auto format = req.query_value("_format");
     if (format && !json_media(media_type(*format))) {
@@ -1109,9 +1120,10 @@ void Api::add_routes(http::Router& router) {
     });
   }
   for (const std::string type : {"Task", "ServiceRequest"}) {
-    router.add("GET", "/fhir/" + type + "/{id}", [s, type](Request& req) -> asio::awaitable<Response> {
-      co_return co_await s->read(req, type);
-    });
+    router.add("GET", "/fhir/" + type + "/{id}",
+               [s, type](Request& req) -> asio::awaitable<Response> {
+                 co_return co_await s->read(req, type);
+               });
   }
   router.add("GET", "/fhir/Task", [s](Request& req) -> asio::awaitable<Response> {
     co_return co_await s->search(req, "Task");
@@ -1119,10 +1131,9 @@ void Api::add_routes(http::Router& router) {
   router.add("GET", "/fhir/Task/{id}/_history", [s](Request& req) -> asio::awaitable<Response> {
     co_return co_await s->history(req, "Task");
   });
-  router.add("GET", "/fhir/Task/{id}/_history/{vid}",
-             [s](Request& req) -> asio::awaitable<Response> {
-               co_return co_await s->read(req, "Task");
-             });
+  router.add(
+      "GET", "/fhir/Task/{id}/_history/{vid}",
+      [s](Request& req) -> asio::awaitable<Response> { co_return co_await s->read(req, "Task"); });
   router.add("PUT", "/fhir/Task/{id}", [s](Request& req) -> asio::awaitable<Response> {
     co_return co_await s->update(req, false);
   });

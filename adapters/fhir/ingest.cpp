@@ -1089,8 +1089,8 @@ pipeline::OutboxEvent outbox_event(events::EventType type, std::string event_id,
 }
 
 FhirRejection rejection(Problem problem, std::string_view stage, const IngestContext& context,
-                        std::string_view key, std::string_view message_type,
-                        std::string_view body, std::string_view received_at) {
+                        std::string_view key, std::string_view message_type, std::string_view body,
+                        std::string_view received_at) {
   // The errors first: clients and people read the first issue.
   std::stable_partition(problem.issues.begin(), problem.issues.end(),
                         [](const Issue& i) { return i.is_error(); });
@@ -1108,11 +1108,11 @@ FhirRejection rejection(Problem problem, std::string_view stage, const IngestCon
   dl.text = first.diagnostics;
   dl.where.expression = first.expression;
   FhirRejection out;
-  out.commit.events.push_back(outbox_event(
-      events::EventType::kDeadLetter,
-      events::event_id("fhir|" + context.sender + "|" + k + "|deadletter", 0), context.gateway_id,
-      std::string(received_at), dl.dead_letter_id, context.topics.deadletter, k,
-      events::dead_letter_data(dl)));
+  out.commit.events.push_back(
+      outbox_event(events::EventType::kDeadLetter,
+                   events::event_id("fhir|" + context.sender + "|" + k + "|deadletter", 0),
+                   context.gateway_id, std::string(received_at), dl.dead_letter_id,
+                   context.topics.deadletter, k, events::dead_letter_data(dl)));
   out.commit.dead_letter = pipeline::DeadLetterRecord{dl.dead_letter_id, std::string(stage),
                                                       dl.code, dl.text, first.expression};
   out.commit.inbound = {"fhir",

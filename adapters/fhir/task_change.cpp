@@ -28,8 +28,8 @@ void set_text(rapidjson::Document& doc, const char* name, std::string_view text)
   doc.RemoveMember(name);
   if (text.empty()) return;
   Json codeable(rapidjson::kObjectType);
-  codeable.AddMember("text", Json(text.data(), static_cast<rapidjson::SizeType>(text.size()), alloc),
-                    alloc);
+  codeable.AddMember(
+      "text", Json(text.data(), static_cast<rapidjson::SizeType>(text.size()), alloc), alloc);
   doc.AddMember(Json(name, alloc), codeable, alloc);
 }
 
@@ -39,7 +39,8 @@ void set_text(rapidjson::Document& doc, const char* name, std::string_view text)
 std::vector<std::pair<std::string, std::string>> task_search_params(const Task& t) {
   std::vector<std::pair<std::string, std::string>> out;
   out.emplace_back("status", t.status);
-  if (auto [type, id] = t.focus.type_and_id(); !id.empty()) out.emplace_back("focus", type + "/" + id);
+  if (auto [type, id] = t.focus.type_and_id(); !id.empty())
+    out.emplace_back("focus", type + "/" + id);
   if (auto owner = agency_id_of(t.owner); !owner.empty()) out.emplace_back("owner", owner);
   if (auto [type, id] = t.for_.type_and_id(); type == "Patient")
     out.emplace_back("patient", "Patient/" + id);
@@ -67,10 +68,10 @@ std::string with_meta(std::string_view json, std::int64_t version, std::string_v
   meta.RemoveMember("lastUpdated");
   const auto v = std::to_string(version);
   meta.AddMember("versionId", rapidjson::Value(v.c_str(), alloc), alloc);
-  meta.AddMember("lastUpdated",
-                 rapidjson::Value(updated.data(), static_cast<rapidjson::SizeType>(updated.size()),
-                                  alloc),
-                 alloc);
+  meta.AddMember(
+      "lastUpdated",
+      rapidjson::Value(updated.data(), static_cast<rapidjson::SizeType>(updated.size()), alloc),
+      alloc);
   rapidjson::StringBuffer buf;
   rapidjson::Writer<rapidjson::StringBuffer> w(buf);
   doc.Accept(w);
@@ -104,21 +105,20 @@ std::optional<Problem> default_transition_check(const Client& client,
   return std::nullopt;
 }
 
-
 FhirResult<std::string> task_with_status(std::string_view current, std::string_view status,
                                          std::string_view business_status,
                                          std::string_view reason) {
   rapidjson::Document doc;
   doc.Parse(current.data(), current.size());
   if (doc.HasParseError() || !doc.IsObject()) {
-    return std::unexpected(Problem{FhirErrc::kInternal,
-                                   {Issue::error(IssueType::kException, "Task",
-                                                 "the stored Task is not readable")}});
+    return std::unexpected(
+        Problem{FhirErrc::kInternal,
+                {Issue::error(IssueType::kException, "Task", "the stored Task is not readable")}});
   }
   auto& alloc = doc.GetAllocator();
   doc.RemoveMember("status");
-  doc.AddMember("status", Json(status.data(), static_cast<rapidjson::SizeType>(status.size()), alloc),
-                alloc);
+  doc.AddMember("status",
+                Json(status.data(), static_cast<rapidjson::SizeType>(status.size()), alloc), alloc);
   set_text(doc, "businessStatus", business_status);
   set_text(doc, "statusReason", reason);
   return write(doc);

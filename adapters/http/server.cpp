@@ -141,9 +141,9 @@ template <class Stream>
 asio::awaitable<void> reply_and_close(Server::State& s, Stream& stream, std::string_view target,
                                       unsigned status, std::string_view code,
                                       std::string_view message) {
-  auto res = to_wire(s.router.error_response(target.substr(0, target.find('?')), status, code,
-                                             message),
-                     11, false);
+  auto res =
+      to_wire(s.router.error_response(target.substr(0, target.find('?')), status, code, message),
+              11, false);
   s.requests.with({"unmatched", "other", std::to_string(status)}).inc();
   lowest(stream).expires_after(s.cfg.write_timeout);
   co_await bhttp::async_write(stream, res, kUseTuple);

@@ -31,6 +31,8 @@ namespace asio = boost::asio;
 namespace {
 
 // Each entry moves the schema from version i to i+1. Never edit a released entry: add one.
+constexpr int kResourceReaders = 4;
+
 const std::vector<const char*> kMigrations = {
     // 1: the store's identity.
     R"sql(
@@ -115,6 +117,48 @@ const std::vector<const char*> kMigrations = {
       ) STRICT;
       CREATE INDEX referrals_clinic_number ON referrals(clinic_number_value);
       CREATE INDEX referrals_source ON referrals(source_control_id);
+    )sql",
+    // 5: FHIR resources: the current version of each, every kept version (history), and what
+    // they are found by (identifiers, search parameters). Referrals remember when they began.
+    R"sql(
+      CREATE TABLE resources (
+        type         TEXT NOT NULL,
+        id           TEXT NOT NULL,
+        version      INTEGER NOT NULL,
+        last_updated TEXT NOT NULL,     -- RFC 3339, meta.lastUpdated
+        updated_at   INTEGER NOT NULL,  -- unix ms, for retention
+        source       TEXT NOT NULL,     -- the client that sent it
+        PRIMARY KEY (type, id)
+      ) STRICT;
+      CREATE INDEX resources_updated ON resources(updated_at);
+      CREATE TABLE resource_history (
+        type         TEXT NOT NULL,
+        id           TEXT NOT NULL,
+        version      INTEGER NOT NULL,
+        last_updated TEXT NOT NULL,
+        updated_at   INTEGER NOT NULL,
+        json         BLOB NOT NULL,
+        PRIMARY KEY (type, id, version)
+      ) STRICT;
+      CREATE INDEX resource_history_updated ON resource_history(updated_at);
+      CREATE TABLE resource_identifiers (
+        type   TEXT NOT NULL,
+        system TEXT NOT NULL,
+        value  TEXT NOT NULL,
+        id     TEXT NOT NULL,
+        PRIMARY KEY (type, system, value, id)
+      ) STRICT;
+      CREATE INDEX resource_identifiers_id ON resource_identifiers(type, id);
+      CREATE TABLE resource_search (
+        type  TEXT NOT NULL,
+        id    TEXT NOT NULL,
+        name  TEXT NOT NULL,
+        value TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX resource_search_lookup ON resource_search(type, name, value);
+      CREATE INDEX resource_search_id ON resource_search(type, id);
+      ALTER TABLE referrals ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
+      UPDATE referrals SET created_at = updated_at;
     )sql",
 };
 
@@ -297,6 +341,9 @@ struct SqliteStore::Impl {
 
   Statement insert_inbound, select_inbound, insert_outbox, insert_dead_letter, mark_delivered,
       upsert_offset;
+  // FHIR resources and referral states written with a commit.
+  Statement resource_version, upsert_resource, insert_history, delete_identifiers,
+      insert_identifier, delete_search, insert_search, upsert_referral;
 
   config::StoreConfig cfg;
   std::chrono::steady_clock::time_point next_prune;
@@ -436,7 +483,34 @@ struct SqliteStore::Impl {
     if (writer.joinable()) writer.join();
     stop_syncer();
     if (reader != nullptr) sqlite3_close_v2(reader);
+    for (auto* r : resource_readers)
+      sqlite3_close_v2(r);
     if (db != nullptr) sqlite3_close_v2(db);
+  }
+
+  // Read-only connections for the FHIR reads (several HTTP threads at once), lent one at a time.
+  std::vector<sqlite3*> resource_readers;
+  std::vector<sqlite3*> idle_readers;
+  std::mutex readers_mutex;
+  std::condition_variable readers_cv;
+
+  struct ReaderLease {
+    Impl& impl;
+    sqlite3* db;
+    ~ReaderLease() {
+      {
+        std::lock_guard lock(impl.readers_mutex);
+        impl.idle_readers.push_back(db);
+      }
+      impl.readers_cv.notify_one();
+    }
+  };
+  ReaderLease lease_reader() {
+    std::unique_lock lock(readers_mutex);
+    readers_cv.wait(lock, [this] { return !idle_readers.empty(); });
+    auto* r = idle_readers.back();
+    idle_readers.pop_back();
+    return ReaderLease{*this, r};
   }
 
   void enqueue(std::unique_ptr<WriteOp> op) {
@@ -542,10 +616,80 @@ namespace {
 
 Result<std::vector<std::int64_t>> undelivered_of(SqliteStore::Impl& s, std::int64_t inbound_id);
 
+Result<void> upsert_referral(SqliteStore::Impl& s, const pipeline::ReferralState& row,
+                             std::int64_t now) {
+  auto& st = s.upsert_referral;
+  ResetOnExit reset{st};
+  st.text(1, row.referral_id)
+      .text(2, row.clinic_number_system)
+      .text(3, row.clinic_number_value)
+      .text(4, row.source_control_id)
+      .text(5, row.agency_id)
+      .text(6, row.category)
+      .text(7, row.status)
+      .text(8, row.business_status)
+      .integer(9, row.sequence)
+      .integer(10, now);
+  if (auto r = st.step(); !r) return fail(r.error());
+  return {};
+}
+
 struct CommitOp final : WriteOp {
   pipeline::CommitRequest request;
   pipeline::CommitOutcome outcome;
   std::move_only_function<void(Result<pipeline::CommitOutcome>)> complete;
+
+  // The request's resource versions and referral states. A version that is not the successor
+  // of the stored one fails the whole request (kConflict): the savepoint undoes it.
+  Result<void> write_state(SqliteStore::Impl& s, std::int64_t received) {
+    auto step = [](Statement& st) -> Result<void> {
+      ResetOnExit reset{st};
+      if (auto r = st.step(); !r) return fail(r.error());
+      return {};
+    };
+    for (const auto& w : request.resources) {
+      std::int64_t current = 0;
+      {
+        auto& st = s.resource_version;
+        ResetOnExit reset{st};
+        st.text(1, w.type).text(2, w.id);
+        auto r = st.step();
+        if (!r) return fail(r.error());
+        if (*r == SQLITE_ROW) current = st.column_int(0);
+      }
+      if (current != w.expected_version) {
+        return fail(Error::conflict(w.expected_version == 0
+                                        ? w.type + "/" + w.id + " already exists"
+                                        : w.type + "/" + w.id + " is at version " +
+                                              std::to_string(current) + ", not " +
+                                              std::to_string(w.expected_version)));
+      }
+      s.upsert_resource.text(1, w.type).text(2, w.id).integer(3, w.version);
+      s.upsert_resource.text(4, w.last_updated).integer(5, received).text(6, w.source);
+      if (auto r = step(s.upsert_resource); !r) return r;
+      s.insert_history.text(1, w.type).text(2, w.id).integer(3, w.version);
+      s.insert_history.text(4, w.last_updated).integer(5, received).blob(6, w.json);
+      if (auto r = step(s.insert_history); !r) return r;
+      if (current > 0) {
+        s.delete_identifiers.text(1, w.type).text(2, w.id);
+        if (auto r = step(s.delete_identifiers); !r) return r;
+        s.delete_search.text(1, w.type).text(2, w.id);
+        if (auto r = step(s.delete_search); !r) return r;
+      }
+      for (const auto& [system, value] : w.identifiers) {
+        s.insert_identifier.text(1, w.type).text(2, system).text(3, value).text(4, w.id);
+        if (auto r = step(s.insert_identifier); !r) return r;
+      }
+      for (const auto& [name, value] : w.search) {
+        s.insert_search.text(1, w.type).text(2, w.id).text(3, name).text(4, value);
+        if (auto r = step(s.insert_search); !r) return r;
+      }
+    }
+    for (const auto& row : request.referrals) {
+      if (auto r = upsert_referral(s, row, received); !r) return r;
+    }
+    return {};
+  }
 
   Result<void> insert_events(SqliteStore::Impl& s, std::int64_t received) {
     for (const auto& e : request.events) {
@@ -584,6 +728,7 @@ struct CommitOp final : WriteOp {
       if (auto r = st.step(); !r) return fail(r.error());
     }
     if (auto r = insert_events(s, received); !r) return r;
+    if (auto r = write_state(s, received); !r) return r;
     return mark_replayed(s.db, request.replay_of, received,
                          "replayed: " + std::to_string(outcome.undelivered.size()) + " event(s)");
   }
@@ -632,7 +777,7 @@ struct CommitOp final : WriteOp {
       if (auto r = st.step(); !r) return fail(r.error());
     }
     pending_dead_letters = request.dead_letter ? 1 : 0;
-    return {};
+    return write_state(s, received);
   }
 
   void finish(Result<void> result) override {
@@ -790,6 +935,59 @@ struct PruneOp final : WriteOp {
         "NOT NULL AND replayed_at < ?1 LIMIT ?3)",
         now - c.dead_letter_retention.count());
     if (!n) return fail(n.error());
+    removed += *n;
+    // FHIR resources past their retention, except referral Tasks still open; closed referrals'
+    // states with them.
+    {
+      sqlite3_stmt* pick = nullptr;
+      if (sqlite3_prepare_v2(
+              s.db,
+              "SELECT type, id FROM resources r WHERE updated_at < ?1 AND NOT (type = 'Task' AND "
+              "EXISTS (SELECT 1 FROM resource_search t WHERE t.type = 'Task' AND t.id = r.id AND "
+              "t.name = 'status' AND t.value IN ('requested', 'received', 'accepted', "
+              "'in-progress', 'on-hold'))) LIMIT ?2",
+              -1, &pick, nullptr) != SQLITE_OK)
+        return fail(Error::unavailable(sqlite3_errmsg(s.db)));
+      sqlite3_bind_int64(pick, 1, now - c.resource_retention.count());
+      sqlite3_bind_int(pick, 2, kChunk);
+      std::vector<std::pair<std::string, std::string>> old;
+      auto text = [pick](int i) {
+        const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(pick, i));
+        return p == nullptr ? std::string() : std::string(p);
+      };
+      while (sqlite3_step(pick) == SQLITE_ROW)
+        old.emplace_back(text(0), text(1));
+      sqlite3_finalize(pick);
+      more = more || old.size() == static_cast<std::size_t>(kChunk);
+      for (const char* sql : {"DELETE FROM resource_history WHERE type = ?1 AND id = ?2",
+                              "DELETE FROM resource_identifiers WHERE type = ?1 AND id = ?2",
+                              "DELETE FROM resource_search WHERE type = ?1 AND id = ?2",
+                              "DELETE FROM resources WHERE type = ?1 AND id = ?2",
+                              "DELETE FROM referrals WHERE ?1 = 'Task' AND referral_id = ?2"}) {
+        sqlite3_stmt* st = nullptr;
+        if (sqlite3_prepare_v2(s.db, sql, -1, &st, nullptr) != SQLITE_OK)
+          return fail(Error::unavailable(sqlite3_errmsg(s.db)));
+        for (const auto& [type, id] : old) {
+          sqlite3_bind_text(st, 1, type.data(), static_cast<int>(type.size()), SQLITE_STATIC);
+          sqlite3_bind_text(st, 2, id.data(), static_cast<int>(id.size()), SQLITE_STATIC);
+          if (sqlite3_step(st) != SQLITE_DONE) {
+            sqlite3_finalize(st);
+            return fail(Error::unavailable(sqlite3_errmsg(s.db)));
+          }
+          removed += sqlite3_changes(s.db);
+          sqlite3_reset(st);
+        }
+        sqlite3_finalize(st);
+      }
+    }
+    // Earlier versions of resources past the payload retention (the current one stays).
+    n = run(
+        "DELETE FROM resource_history WHERE rowid IN (SELECT h.rowid FROM resource_history h JOIN "
+        "resources r ON r.type = h.type AND r.id = h.id WHERE h.version < r.version AND "
+        "h.updated_at < ?1 LIMIT ?3)",
+        now - c.payload_retention.count());
+    if (!n) return fail(n.error());
+    more = more || *n == kChunk;
     removed += *n;
     // Inbound ids are in arrival order: everything below the first young one is old.
     auto first_young = [&](std::int64_t cutoff) -> std::int64_t {
@@ -962,6 +1160,52 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   }
   if (prepared)
     prepared = impl->max_seq.prepare(impl->db, "SELECT coalesce(max(seq), 0) FROM outbox");
+  if (prepared) {
+    prepared = impl->resource_version.prepare(
+        impl->db, "SELECT version FROM resources WHERE type = ?1 AND id = ?2");
+  }
+  if (prepared) {
+    prepared = impl->upsert_resource.prepare(
+        impl->db,
+        "INSERT INTO resources(type, id, version, last_updated, updated_at, source) VALUES "
+        "(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(type, id) DO UPDATE SET version = excluded.version, "
+        "last_updated = excluded.last_updated, updated_at = excluded.updated_at, source = "
+        "CASE WHEN excluded.source = '' THEN source ELSE excluded.source END");
+  }
+  if (prepared) {
+    prepared = impl->insert_history.prepare(
+        impl->db,
+        "INSERT INTO resource_history(type, id, version, last_updated, updated_at, json) VALUES "
+        "(?1, ?2, ?3, ?4, ?5, ?6)");
+  }
+  if (prepared) {
+    prepared = impl->delete_identifiers.prepare(
+        impl->db, "DELETE FROM resource_identifiers WHERE type = ?1 AND id = ?2");
+  }
+  if (prepared) {
+    prepared = impl->insert_identifier.prepare(
+        impl->db,
+        "INSERT INTO resource_identifiers(type, system, value, id) VALUES (?1, ?2, ?3, ?4) "
+        "ON CONFLICT DO NOTHING");
+  }
+  if (prepared) {
+    prepared = impl->delete_search.prepare(
+        impl->db, "DELETE FROM resource_search WHERE type = ?1 AND id = ?2");
+  }
+  if (prepared) {
+    prepared = impl->insert_search.prepare(
+        impl->db, "INSERT INTO resource_search(type, id, name, value) VALUES (?1, ?2, ?3, ?4)");
+  }
+  if (prepared) {
+    prepared = impl->upsert_referral.prepare(
+        impl->db,
+        "INSERT INTO referrals(referral_id, clinic_number_system, clinic_number_value, "
+        "source_control_id, agency_id, category, status, business_status, sequence, updated_at, "
+        "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) ON "
+        "CONFLICT(referral_id) DO UPDATE SET status = excluded.status, business_status = "
+        "excluded.business_status, sequence = excluded.sequence, updated_at = excluded.updated_at "
+        "WHERE excluded.sequence >= sequence");
+  }
   if (prepared) prepared = impl->savepoint.prepare(impl->db, "SAVEPOINT op");
   if (prepared) prepared = impl->release.prepare(impl->db, "RELEASE op");
   if (prepared) prepared = impl->rollback_to.prepare(impl->db, "ROLLBACK TO op");
@@ -970,6 +1214,17 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   if (sqlite3_open_v2(path.c_str(), &impl->reader, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK) {
     return fail(Error::unavailable("cannot open a reader on " + path.string()));
+  }
+  for (int i = 0; i < kResourceReaders; ++i) {
+    sqlite3* r = nullptr;
+    if (sqlite3_open_v2(path.c_str(), &r, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) !=
+        SQLITE_OK) {
+      if (r != nullptr) sqlite3_close_v2(r);
+      return fail(Error::unavailable("cannot open a reader on " + path.string()));
+    }
+    sqlite3_busy_timeout(r, 5000);
+    impl->resource_readers.push_back(r);
+    impl->idle_readers.push_back(r);
   }
   sqlite3_busy_timeout(impl->reader, 5000);
   if (auto r = impl->select_pending.prepare(
@@ -1378,33 +1633,7 @@ namespace {
 
 struct RecordReferralOp final : WriteOp {
   ReferralRow row;
-  Result<void> execute(SqliteStore::Impl& s) override {
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(
-        s.db,
-        "INSERT INTO referrals(referral_id, clinic_number_system, clinic_number_value, "
-        "source_control_id, agency_id, category, status, business_status, sequence, updated_at) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT(referral_id) DO UPDATE SET "
-        "status = excluded.status, business_status = excluded.business_status, sequence = "
-        "excluded.sequence, updated_at = excluded.updated_at WHERE excluded.sequence >= sequence",
-        -1, &st, nullptr);
-    const std::string* texts[] = {&row.referral_id,
-                                  &row.clinic_number_system,
-                                  &row.clinic_number_value,
-                                  &row.source_control_id,
-                                  &row.agency_id,
-                                  &row.category,
-                                  &row.status,
-                                  &row.business_status};
-    for (int i = 0; i < 8; ++i) {
-      sqlite3_bind_text(st, i + 1, texts[i]->data(), static_cast<int>(texts[i]->size()),
-                        SQLITE_STATIC);
-    }
-    sqlite3_bind_int64(st, 9, row.sequence);
-    sqlite3_bind_int64(st, 10, now_ms());
-    if (auto r = step_changes(s.db, st); !r) return fail(r.error());
-    return {};
-  }
+  Result<void> execute(SqliteStore::Impl& s) override { return upsert_referral(s, row, now_ms()); }
   void finish(Result<void> result) override {
     if (!result) {
       log::error("store.referral_not_recorded",
@@ -1463,6 +1692,138 @@ Result<std::optional<ReferralRow>> SqliteStore::find_referral(const ReferralKeys
     return query("WHERE source_control_id = ?1", {keys.source_control_id});
   }
   return std::optional<ReferralRow>{};
+}
+
+namespace {
+
+// A statement on a lent reader connection, finalized when done.
+class ReadStatement {
+ public:
+  ReadStatement(sqlite3* db, const std::string& sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st_, nullptr) != SQLITE_OK) st_ = nullptr;
+  }
+  ~ReadStatement() {
+    if (st_ != nullptr) sqlite3_finalize(st_);
+  }
+  ReadStatement(const ReadStatement&) = delete;
+  ReadStatement& operator=(const ReadStatement&) = delete;
+  bool ok() const { return st_ != nullptr; }
+  Error error() const { return Error::unavailable(sqlite3_errmsg(db_)); }
+  void text(int i, std::string_view v) {
+    sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  void integer(int i, std::int64_t v) { sqlite3_bind_int64(st_, i, v); }
+  sqlite3_stmt* get() const { return st_; }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* st_ = nullptr;
+};
+
+constexpr const char* kResourceColumns =
+    "SELECT h.type, h.id, h.version, h.last_updated, h.json, r.source FROM resource_history h "
+    "JOIN resources r ON r.type = h.type AND r.id = h.id ";
+
+ResourceRow resource_row(sqlite3_stmt* st) {
+  return {column(st, 0), column(st, 1), sqlite3_column_int64(st, 2),
+          column(st, 3), column(st, 4), column(st, 5)};
+}
+
+}  // namespace
+
+Result<std::optional<ResourceRow>> SqliteStore::read_resource(std::string_view type,
+                                                              std::string_view id,
+                                                              std::int64_t version) const {
+  auto lease = impl_->lease_reader();
+  ReadStatement st(lease.db, std::string(kResourceColumns) +
+                                 "WHERE h.type = ?1 AND h.id = ?2 AND h.version = " +
+                                 (version == 0 ? std::string("r.version") : std::string("?3")));
+  if (!st.ok()) return fail(st.error());
+  st.text(1, type);
+  st.text(2, id);
+  if (version != 0) st.integer(3, version);
+  const int rc = sqlite3_step(st.get());
+  if (rc == SQLITE_ROW) return std::optional<ResourceRow>(resource_row(st.get()));
+  if (rc != SQLITE_DONE) return fail(st.error());
+  return std::optional<ResourceRow>{};
+}
+
+Result<std::optional<std::string>> SqliteStore::find_resource_id(std::string_view type,
+                                                                 std::string_view system,
+                                                                 std::string_view value) const {
+  auto lease = impl_->lease_reader();
+  ReadStatement st(lease.db,
+                   "SELECT id FROM resource_identifiers WHERE type = ?1 AND system = ?2 AND "
+                   "value = ?3 ORDER BY id LIMIT 1");
+  if (!st.ok()) return fail(st.error());
+  st.text(1, type);
+  st.text(2, system);
+  st.text(3, value);
+  const int rc = sqlite3_step(st.get());
+  if (rc == SQLITE_ROW) return std::optional<std::string>(column(st.get(), 0));
+  if (rc != SQLITE_DONE) return fail(st.error());
+  return std::optional<std::string>{};
+}
+
+Result<ResourcePage> SqliteStore::search_resources(const ResourceQuery& query) const {
+  // Every parameter is one EXISTS over resource_search; its values are bound, never spliced.
+  std::string where = "WHERE r.type = ?1";
+  std::vector<std::string> binds{query.type};
+  for (const auto& [name, values] : query.params) {
+    if (values.empty()) return ResourcePage{};
+    where +=
+        " AND EXISTS (SELECT 1 FROM resource_search s WHERE s.type = r.type AND s.id = r.id "
+        "AND s.name = ?" +
+        std::to_string(binds.size() + 1) + " AND s.value IN (";
+    binds.push_back(name);
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      where += (i > 0 ? ", ?" : "?") + std::to_string(binds.size() + 1);
+      binds.push_back(values[i]);
+    }
+    where += "))";
+  }
+  auto lease = impl_->lease_reader();
+  ResourcePage page;
+  {
+    ReadStatement st(lease.db, "SELECT count(*) FROM resources r " + where);
+    if (!st.ok()) return fail(st.error());
+    for (std::size_t i = 0; i < binds.size(); ++i)
+      st.text(static_cast<int>(i + 1), binds[i]);
+    if (sqlite3_step(st.get()) != SQLITE_ROW) return fail(st.error());
+    page.total = sqlite3_column_int64(st.get(), 0);
+  }
+  if (query.count <= 0 || page.total <= query.offset) return page;
+  ReadStatement st(lease.db, std::string(kResourceColumns) + where +
+                                 " AND h.version = r.version ORDER BY r.updated_at DESC, r.id "
+                                 "LIMIT ?" +
+                                 std::to_string(binds.size() + 1) + " OFFSET ?" +
+                                 std::to_string(binds.size() + 2));
+  if (!st.ok()) return fail(st.error());
+  for (std::size_t i = 0; i < binds.size(); ++i)
+    st.text(static_cast<int>(i + 1), binds[i]);
+  st.integer(static_cast<int>(binds.size() + 1), query.count);
+  st.integer(static_cast<int>(binds.size() + 2), query.offset);
+  int rc = 0;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW)
+    page.rows.push_back(resource_row(st.get()));
+  if (rc != SQLITE_DONE) return fail(st.error());
+  return page;
+}
+
+Result<std::vector<ResourceRow>> SqliteStore::resource_history(std::string_view type,
+                                                               std::string_view id) const {
+  auto lease = impl_->lease_reader();
+  ReadStatement st(lease.db, std::string(kResourceColumns) +
+                                 "WHERE h.type = ?1 AND h.id = ?2 ORDER BY h.version DESC");
+  if (!st.ok()) return fail(st.error());
+  st.text(1, type);
+  st.text(2, id);
+  std::vector<ResourceRow> rows;
+  int rc = 0;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW)
+    rows.push_back(resource_row(st.get()));
+  if (rc != SQLITE_DONE) return fail(st.error());
+  return rows;
 }
 
 Result<std::int64_t> SqliteStore::prune_now() {

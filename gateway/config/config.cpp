@@ -574,6 +574,8 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     m.duration("dedupe_window", cfg.store.dedupe_window, std::chrono::minutes(1), ten_years);
     m.duration("dead_letter_retention", cfg.store.dead_letter_retention, milliseconds(0),
                ten_years);
+    m.duration("resource_retention", cfg.store.resource_retention, std::chrono::hours(1),
+               ten_years);
     m.duration("prune_interval", cfg.store.prune_interval, milliseconds(100),
                std::chrono::hours(24));
     m.finish();

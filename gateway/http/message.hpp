@@ -25,8 +25,8 @@ struct Request {
   std::string query;   ///< target after '?', not decoded
   std::vector<Header> headers;
   std::string body;
-  std::string peer;                           ///< remote address, for logs
-  bool secure = false;                        ///< arrived over TLS
+  std::string peer;       ///< remote address, for logs
+  bool secure = false;    ///< arrived over TLS
   std::string client_cn;  ///< subject CN of the verified TLS client certificate; empty: none
   std::map<std::string, std::string> params;  ///< path parameters from the route pattern
 

@@ -312,8 +312,9 @@ int run(const config::GatewayConfig& cfg) {
                 "no fhir.clients configured: every FHIR request is accepted as the development "
                 "client \"dev\" (clinic and agency); configure clients before real data arrives"}});
   }
-  fhir::Api fhir_api(screening_mapper, *commit_port, **store, [&relay] { relay.notify(); },
-                     std::move(*fhir_options), registry);
+  fhir::Api fhir_api(
+      screening_mapper, *commit_port, **store, [&relay] { relay.notify(); },
+      std::move(*fhir_options), registry);
   fhir_api.add_routes(router);
 
   if (cfg.admin.token.configured()) {

@@ -29,11 +29,12 @@ class Answer:
     """An HTTP answer as curl saw it: status, headers (lower-case names) and body."""
 
     def __init__(self, raw):
-        head, _, body = raw.partition("\r\n\r\n")
+        raw = raw.replace("\r\n", "\n")  # text mode may already have done it
+        head, _, body = raw.partition("\n\n")
         # curl -i prints interim answers (100 Continue) first.
         while head.startswith("HTTP/1.1 100"):
-            head, _, body = body.partition("\r\n\r\n")
-        lines = head.split("\r\n")
+            head, _, body = body.partition("\n\n")
+        lines = head.split("\n")
         self.status = int(lines[0].split()[1])
         self.headers = {}
         for line in lines[1:]:
@@ -129,7 +130,7 @@ class FhirApi(unittest.TestCase):
         self.assertEqual(data["instrument"]["code"], "88121-9")
         food = [d for d in data["domains"] if d["category"] == "food-insecurity"]
         self.assertEqual(food[0]["status"], "positive", data)
-        self.assertEqual(data["facility"]["code"], "PEDS_CLINIC_A")
+        self.assertEqual(data["facility"]["id"], "PEDS_CLINIC_A")
         self.assertNotIn("Sofia", json.dumps(mine[0]))
 
     def test_bad_resources_get_precise_operation_outcomes(self):
@@ -154,7 +155,10 @@ class FhirApi(unittest.TestCase):
         self.assertEqual(xml.json()["resourceType"], "OperationOutcome")
         fmt = self.clinic.call("GET", "/fhir/Task?_format=xml")
         self.assertEqual(fmt.status, 406, fmt)
-        big = self.clinic.call("POST", "/fhir/Observation", body="{" + " " * (4 * 1024 * 1024 + 10) + "}")
+        big_file = os.path.join(self.gw.dir, "big.json")
+        with open(big_file, "w") as f:
+            f.write("{" + " " * (4 * 1024 * 1024 + 10) + "}")
+        big = self.clinic.call("POST", "/fhir/Observation", body_file=big_file)
         self.assertEqual(big.status, 413, big)
         self.assertEqual(big.json()["issue"][0]["code"], "too-long")
         nobody = FhirClient(self.gw, None).call("GET", "/fhir/Task")

@@ -64,7 +64,7 @@ class MemoryStore final : public pipeline::CommitPort, public pipeline::Resource
   };
   std::map<std::string, pipeline::CommitOutcome> inbound;  // sender|key → original outcome
   std::vector<pipeline::CommitRequest> committed;
-  std::map<std::string, Stored> resources;  // "Type/id"
+  std::map<std::string, Stored> resources;         // "Type/id"
   std::map<std::string, std::string> identifiers;  // "Type|system|value" → id
   std::map<std::string, pipeline::ReferralState> referrals;
   bool unavailable = false;
@@ -81,8 +81,8 @@ class MemoryStore final : public pipeline::CommitPort, public pipeline::Resource
       auto it = resources.find(w.type + "/" + w.id);
       const std::int64_t current = it == resources.end() ? 0 : it->second.versions.back().version;
       if (current != w.expected_version) {
-        co_return fail(Error::conflict(w.type + "/" + w.id + " is at version " +
-                                       std::to_string(current)));
+        co_return fail(
+            Error::conflict(w.type + "/" + w.id + " is at version " + std::to_string(current)));
       }
     }
     for (const auto& w : r.resources) {
@@ -116,13 +116,12 @@ class MemoryStore final : public pipeline::CommitPort, public pipeline::Resource
   Result<std::optional<std::string>> find_resource_id(std::string_view type,
                                                       std::string_view system,
                                                       std::string_view value) const override {
-    auto it = identifiers.find(std::string(type) + "|" + std::string(system) + "|" +
-                               std::string(value));
+    auto it =
+        identifiers.find(std::string(type) + "|" + std::string(system) + "|" + std::string(value));
     if (it == identifiers.end()) return std::optional<std::string>{};
     return std::optional(it->second);
   }
-  Result<pipeline::ResourcePage> search_resources(
-      const pipeline::ResourceQuery& q) const override {
+  Result<pipeline::ResourcePage> search_resources(const pipeline::ResourceQuery& q) const override {
     pipeline::ResourcePage page;
     std::vector<pipeline::ResourceRow> all;
     for (const auto& [key, s] : resources) {
@@ -174,13 +173,14 @@ class FhirApiTest : public ::testing::Test {
 
   void start(ApiOptions options = {}) {
     options.software_version = "test";
-    options.find_referral = [this](const std::string& id) -> std::optional<pipeline::ReferralState> {
+    options.find_referral =
+        [this](const std::string& id) -> std::optional<pipeline::ReferralState> {
       auto it = store_.referrals.find(id);
       if (it == store_.referrals.end()) return std::nullopt;
       return it->second;
     };
-    api_ = std::make_unique<Api>(*mapper_, store_, store_, [this] { ++wakes_; },
-                                 std::move(options), registry_);
+    api_ = std::make_unique<Api>(
+        *mapper_, store_, store_, [this] { ++wakes_; }, std::move(options), registry_);
     router_ = http::Router();
     api_->add_routes(router_);
   }
@@ -228,8 +228,8 @@ class FhirApiTest : public ::testing::Test {
 
   // Posts the shared transaction sample; returns the referral Task's id.
   std::string post_referral(std::vector<http::Header> auth = {}) {
-    auto r = call("POST", "/fhir",
-                  sample("bundle-transaction-screening-consent-referral.json"), json_type(auth));
+    auto r = call("POST", "/fhir", sample("bundle-transaction-screening-consent-referral.json"),
+                  json_type(auth));
     EXPECT_EQ(r.status, 200u) << r.body;
     auto doc = parse(r.body);
     for (const auto& e : doc["entry"].GetArray()) {
@@ -271,9 +271,9 @@ TEST_F(FhirApiTest, CapabilityStatementListsExactlyWhatIsServed) {
       interactions[res["type"].GetString()].insert(i["code"].GetString());
   }
   EXPECT_EQ(interactions.size(), 6u);
-  EXPECT_EQ(interactions["Task"], (std::set<std::string>{"create", "read", "vread", "update",
-                                                          "patch", "history-instance",
-                                                          "search-type"}));
+  EXPECT_EQ(interactions["Task"],
+            (std::set<std::string>{"create", "read", "vread", "update", "patch", "history-instance",
+                                   "search-type"}));
   EXPECT_EQ(interactions["ServiceRequest"], (std::set<std::string>{"create", "read"}));
   EXPECT_EQ(interactions["QuestionnaireResponse"], (std::set<std::string>{"create"}));
   // Every interaction listed has a route, and a type not listed has none.
@@ -288,8 +288,8 @@ TEST_F(FhirApiTest, CapabilityStatementListsExactlyWhatIsServed) {
   std::set<std::string> params;
   for (const auto& p : doc["rest"][0]["resource"][3]["searchParam"].GetArray())
     params.insert(p["name"].GetString());
-  EXPECT_TRUE(params.contains("focus") && params.contains("owner") &&
-              params.contains("status") && params.contains("patient"));
+  EXPECT_TRUE(params.contains("focus") && params.contains("owner") && params.contains("status") &&
+              params.contains("patient"));
 }
 
 TEST_F(FhirApiTest, CreateAnswers201WithLocationEtagAndLastModifiedAfterTheCommit) {
@@ -328,13 +328,12 @@ TEST_F(FhirApiTest, AResendGetsTheOriginalAnswerAndAddsNothing) {
 TEST_F(FhirApiTest, PreferMinimalAndOperationOutcome) {
   start();
   const auto body = sample("observation-screening-response-food.json");
-  auto minimal = call("POST", "/fhir/Observation", body,
-                      json_type({{"Prefer", "return=minimal"}}));
+  auto minimal = call("POST", "/fhir/Observation", body, json_type({{"Prefer", "return=minimal"}}));
   EXPECT_EQ(minimal.status, 201u);
   EXPECT_TRUE(minimal.body.empty());
   EXPECT_NE(header(minimal, "Location"), "<absent>");
-  auto outcome = call("POST", "/fhir/Observation", body,
-                      json_type({{"Prefer", "return=OperationOutcome"}}));
+  auto outcome =
+      call("POST", "/fhir/Observation", body, json_type({{"Prefer", "return=OperationOutcome"}}));
   EXPECT_EQ(field(outcome.body, "/resourceType"), "OperationOutcome");
 }
 
@@ -361,8 +360,8 @@ TEST_F(FhirApiTest, XmlIs415AndAskingForXmlIs406WithOperationOutcomes) {
 
 TEST_F(FhirApiTest, InvalidResourceIs400WithExpressionAndADeadLetter) {
   start();
-  auto r = call("POST", "/fhir/Observation", sample("observation-bad-missing-code.json"),
-                json_type());
+  auto r =
+      call("POST", "/fhir/Observation", sample("observation-bad-missing-code.json"), json_type());
   ASSERT_EQ(r.status, 400u) << r.body;
   EXPECT_EQ(field(r.body, "/issue/0/severity"), "error");
   EXPECT_EQ(field(r.body, "/issue/0/expression/0"), "Observation.code");
@@ -524,8 +523,9 @@ TEST_F(FhirApiTest, ClientsAuthenticateAndSeeOnlyTheirOwn) {
   const http::Header wic{"Authorization", "Bearer " + std::string(32, 'w')};
   EXPECT_EQ(call("GET", "/fhir/Task", "", {{"Authorization", "Bearer wrong"}}).status, 401u);
   // Agencies do not post referrals.
-  auto agency_post = call("POST", "/fhir", sample("bundle-transaction-screening-consent-referral.json"),
-                          json_type({ehv}));
+  auto agency_post =
+      call("POST", "/fhir", sample("bundle-transaction-screening-consent-referral.json"),
+           json_type({ehv}));
   EXPECT_EQ(agency_post.status, 403u);
   const auto task = post_referral({clinic});
   EXPECT_EQ(call("GET", "/fhir/Task/" + task, "", {clinic}).status, 200u);
@@ -535,21 +535,22 @@ TEST_F(FhirApiTest, ClientsAuthenticateAndSeeOnlyTheirOwn) {
   EXPECT_EQ(field(call("GET", "/fhir/Task", "", {ehv}).body, "/total"), "1");
   const auto patch_type = http::Header{"Content-Type", "application/json-patch+json"};
   // The clinic cannot accept for the agency; the agency cannot cancel.
-  auto clinic_accept = call("PATCH", "/fhir/Task/" + task,
-                            R"([{"op":"replace","path":"/status","value":"accepted"}])",
-                            {clinic, patch_type});
+  auto clinic_accept =
+      call("PATCH", "/fhir/Task/" + task,
+           R"([{"op":"replace","path":"/status","value":"accepted"}])", {clinic, patch_type});
   EXPECT_EQ(clinic_accept.status, 403u) << clinic_accept.body;
-  auto agency_cancel = call("PATCH", "/fhir/Task/" + task,
-                            R"([{"op":"replace","path":"/status","value":"cancelled"}])",
-                            {ehv, patch_type});
+  auto agency_cancel =
+      call("PATCH", "/fhir/Task/" + task,
+           R"([{"op":"replace","path":"/status","value":"cancelled"}])", {ehv, patch_type});
   EXPECT_EQ(agency_cancel.status, 403u);
-  auto accept = call("PATCH", "/fhir/Task/" + task,
-                     R"([{"op":"replace","path":"/status","value":"accepted"}])", {ehv, patch_type});
+  auto accept =
+      call("PATCH", "/fhir/Task/" + task,
+           R"([{"op":"replace","path":"/status","value":"accepted"}])", {ehv, patch_type});
   EXPECT_EQ(accept.status, 200u) << accept.body;
   EXPECT_EQ(field(store_.events().back().value, "/data/updatedBy/role"), "agency");
-  auto cancel = call("PATCH", "/fhir/Task/" + task,
-                     R"([{"op":"replace","path":"/status","value":"cancelled"}])",
-                     {clinic, patch_type});
+  auto cancel =
+      call("PATCH", "/fhir/Task/" + task,
+           R"([{"op":"replace","path":"/status","value":"cancelled"}])", {clinic, patch_type});
   EXPECT_EQ(cancel.status, 200u) << cancel.body;
   // The clinic still sees it after the agency's update.
   EXPECT_EQ(call("GET", "/fhir/Task/" + task, "", {clinic}).status, 200u);
@@ -572,11 +573,11 @@ TEST_F(FhirApiTest, ReplayIngestsTheStoredPayloadAgainAsItsSender) {
   start();
   MemoryStore port;
   asio::io_context ioc;
-  auto fut = asio::co_spawn(
-      ioc,
-      api_->replay("clinic-a", "QuestionnaireResponse",
-                   sample("questionnaireresponse-hunger-vital-sign.json"), port),
-      asio::use_future);
+  auto fut =
+      asio::co_spawn(ioc,
+                     api_->replay("clinic-a", "QuestionnaireResponse",
+                                  sample("questionnaireresponse-hunger-vital-sign.json"), port),
+                     asio::use_future);
   ioc.run();
   auto outcome = fut.get();
   ASSERT_TRUE(outcome) << outcome.error().message;
@@ -587,8 +588,8 @@ TEST_F(FhirApiTest, ReplayIngestsTheStoredPayloadAgainAsItsSender) {
   EXPECT_EQ(port.events().front().type, "org.sdoh.screening.v1");
 
   asio::io_context ioc2;
-  auto refused = asio::co_spawn(ioc2, api_->replay("ehv", "Task-patch", "[]", port),
-                                asio::use_future);
+  auto refused =
+      asio::co_spawn(ioc2, api_->replay("ehv", "Task-patch", "[]", port), asio::use_future);
   ioc2.run();
   auto r = refused.get();
   ASSERT_FALSE(r);

@@ -401,3 +401,210 @@ TEST_F(SqliteStoreTest, UnwritableStoreFailsTheCommitAndHealth) {
 
 }  // namespace
 }  // namespace sdoh::store
+
+// FHIR resources and referral states written with a commit, and their reads.
+namespace sdoh::store {
+namespace {
+
+pipeline::ResourceWrite task_write(const std::string& id, std::int64_t version,
+                                   const std::string& status, const std::string& owner) {
+  pipeline::ResourceWrite w;
+  w.type = "Task";
+  w.id = id;
+  w.version = version;
+  w.expected_version = version - 1;
+  w.last_updated = "2026-11-25T10:00:0" + std::to_string(version) + "Z";
+  w.json = R"({"resourceType":"Task","id":")" + id + R"(","status":")" + status + "\"}";
+  w.source = "clinic-a";
+  w.identifiers = {{"urn:clinic", "REF-" + id}};
+  w.search = {{"status", status}, {"owner", owner}, {"_id", id}};
+  return w;
+}
+
+pipeline::CommitRequest with_resource(const std::string& key, pipeline::ResourceWrite w) {
+  auto r = request(key, 1);
+  r.inbound.protocol = "fhir";
+  r.resources.push_back(std::move(w));
+  return r;
+}
+
+TEST_F(SqliteStoreTest, ResourceVersionsHistoryIdentifiersAndSearch) {
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  ASSERT_TRUE(commit_now(*store, with_resource("k1", task_write("t1", 1, "requested", "ehv"))));
+  ASSERT_TRUE(commit_now(*store, with_resource("k2", task_write("t2", 1, "requested", "wic"))));
+  auto update = task_write("t1", 2, "accepted", "ehv");
+  update.source = "";  // an update keeps who sent the resource
+  update.identifiers = {{"urn:clinic", "REF-t1-new"}};
+  ASSERT_TRUE(commit_now(*store, with_resource("k3", update)));
+
+  auto current = store->read_resource("Task", "t1");
+  ASSERT_TRUE(current && *current);
+  EXPECT_EQ((*current)->version, 2);
+  EXPECT_EQ((*current)->source, "clinic-a");
+  EXPECT_NE((*current)->json.find("accepted"), std::string::npos);
+  auto v1 = store->read_resource("Task", "t1", 1);
+  ASSERT_TRUE(v1 && *v1);
+  EXPECT_NE((*v1)->json.find("requested"), std::string::npos);
+  EXPECT_FALSE(*store->read_resource("Task", "t1", 3));
+  EXPECT_FALSE(*store->read_resource("Task", "nope"));
+  auto history = store->resource_history("Task", "t1");
+  ASSERT_EQ(history->size(), 2u);
+  EXPECT_EQ((*history)[0].version, 2);
+  EXPECT_EQ((*history)[1].version, 1);
+  // Identifiers follow the current version.
+  EXPECT_EQ(*store->find_resource_id("Task", "urn:clinic", "REF-t1-new"), "t1");
+  EXPECT_FALSE(*store->find_resource_id("Task", "urn:clinic", "REF-t1"));
+
+  ResourceQuery q;
+  q.type = "Task";
+  q.params = {{"status", {"requested", "accepted"}}};
+  auto page = store->search_resources(q);
+  ASSERT_TRUE(page) << page.error().message;
+  EXPECT_EQ(page->total, 2);
+  q.params.push_back({"owner", {"ehv"}});
+  page = store->search_resources(q);
+  ASSERT_EQ(page->total, 1);
+  EXPECT_EQ(page->rows[0].id, "t1");
+  EXPECT_EQ(page->rows[0].version, 2);
+  q.params = {{"status", {"requested"}}};
+  EXPECT_EQ(store->search_resources(q)->rows[0].id, "t2");  // t1 is accepted now
+  // Paging: newest update first.
+  q.params.clear();
+  q.count = 1;
+  page = store->search_resources(q);
+  EXPECT_EQ(page->total, 2);
+  ASSERT_EQ(page->rows.size(), 1u);
+  EXPECT_EQ(page->rows[0].id, "t1");
+  q.offset = 1;
+  EXPECT_EQ(store->search_resources(q)->rows[0].id, "t2");
+  q.params = {{"status", {"it'); DROP TABLE resources; --"}}};
+  EXPECT_EQ(store->search_resources(q)->total, 0);
+  EXPECT_TRUE(store->read_resource("Task", "t1")->has_value());
+}
+
+TEST_F(SqliteStoreTest, StaleVersionFailsTheWholeRequestAndNothingElse) {
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  ASSERT_TRUE(commit_now(*store, with_resource("k1", task_write("t1", 1, "requested", "ehv"))));
+  const auto before = store->pending_events(0, 100)->size();
+  // Two updates from version 1 at once: one wins, the other conflicts and leaves no trace.
+  asio::io_context ioc;
+  std::vector<Result<pipeline::CommitOutcome>> results;
+  for (const auto* key : {"k2", "k3"}) {
+    asio::co_spawn(
+        ioc,
+        [&, key]() -> asio::awaitable<void> {
+          auto r = co_await store->commit(
+              with_resource(key, task_write("t1", 2, std::string("accepted-") + key, "ehv")));
+          results.push_back(std::move(r));
+        },
+        asio::detached);
+  }
+  ioc.run();
+  ASSERT_EQ(results.size(), 2u);
+  const int ok = (results[0] ? 1 : 0) + (results[1] ? 1 : 0);
+  EXPECT_EQ(ok, 1);
+  const auto& failed = results[0] ? results[1] : results[0];
+  EXPECT_EQ(failed.error().kind, ErrorKind::kConflict);
+  EXPECT_NE(failed.error().message.find("is at version 2, not 1"), std::string::npos);
+  EXPECT_EQ(store->pending_events(0, 100)->size(), before + 1);  // only the winner's event
+  EXPECT_EQ(store->resource_history("Task", "t1")->size(), 2u);
+  // The loser's request left no inbound record: sent again, it is not a duplicate.
+  const auto* loser = results[0] ? "k3" : "k2";
+  auto again = commit_now(*store, with_resource(loser, task_write("t1", 3, "in-progress", "ehv")));
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(again->status, pipeline::CommitStatus::kCommitted);
+  // Creating what exists is a conflict too; a duplicate writes nothing.
+  auto exists = commit_now(*store, with_resource("k9", task_write("t1", 1, "requested", "ehv")));
+  ASSERT_FALSE(exists);
+  EXPECT_EQ(exists.error().kind, ErrorKind::kConflict);
+  auto dup = commit_now(*store, with_resource("k1", task_write("t1", 9, "x", "ehv")));
+  ASSERT_TRUE(dup);
+  EXPECT_EQ(dup->status, pipeline::CommitStatus::kDuplicate);
+  EXPECT_EQ((*store->read_resource("Task", "t1"))->version, 3);
+}
+
+TEST_F(SqliteStoreTest, ReferralStatesCommitWithTheRequest) {
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto r = request("k1", 1);
+  r.referrals.push_back(
+      {"r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity", "requested", "", 1});
+  ASSERT_TRUE(commit_now(*store, r));
+  auto found = store->find_referral({"r1", "", "", ""});
+  ASSERT_TRUE(found && *found);
+  EXPECT_EQ((*found)->status, "requested");
+  auto later = request("k2", 1);
+  later.referrals.push_back({"r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity", "accepted",
+                             "family-contacted", 2});
+  ASSERT_TRUE(commit_now(*store, later));
+  auto stale = request("k3", 1);
+  stale.referrals.push_back(
+      {"r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity", "received", "", 1});
+  ASSERT_TRUE(commit_now(*store, stale));
+  found = store->find_referral({"", "urn:clinic", "REF-1", ""});
+  EXPECT_EQ((*found)->status, "accepted");
+  EXPECT_EQ((*found)->sequence, 2);
+}
+
+TEST_F(SqliteStoreTest, RetentionKeepsOpenReferralTasksAndTheCurrentVersion) {
+  cfg_.resource_retention = std::chrono::milliseconds(0);
+  cfg_.payload_retention = std::chrono::milliseconds(0);
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  ASSERT_TRUE(commit_now(*store, with_resource("k1", task_write("open", 1, "requested", "ehv"))));
+  ASSERT_TRUE(commit_now(*store, with_resource("k2", task_write("open", 2, "accepted", "ehv"))));
+  auto done = with_resource("k3", task_write("done", 1, "completed", "ehv"));
+  done.referrals.push_back(
+      {"done", "urn:clinic", "REF-d", "", "ehv", "food-insecurity", "completed", "", 4});
+  ASSERT_TRUE(commit_now(*store, done));
+  pipeline::ResourceWrite qr;
+  qr.type = "QuestionnaireResponse";
+  qr.id = "qr1";
+  qr.last_updated = "2026-11-25T10:00:00Z";
+  qr.json = "{}";
+  qr.identifiers = {{"urn:qr", "1"}};
+  ASSERT_TRUE(commit_now(*store, with_resource("k4", qr)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto pruned = store->prune_now();
+  ASSERT_TRUE(pruned) << pruned.error().message;
+  EXPECT_TRUE(store->read_resource("Task", "open")->has_value());
+  EXPECT_EQ(store->resource_history("Task", "open")->size(), 1u);  // version 1 pruned
+  EXPECT_FALSE(store->read_resource("Task", "done")->has_value());
+  EXPECT_FALSE(store->find_referral({"done", "", "", ""})->has_value());
+  EXPECT_FALSE(store->read_resource("QuestionnaireResponse", "qr1")->has_value());
+  EXPECT_FALSE(store->find_resource_id("QuestionnaireResponse", "urn:qr", "1")->has_value());
+}
+
+TEST_F(SqliteStoreTest, ReadersWorkWhileCommitsAreWritten) {
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  ASSERT_TRUE(commit_now(*store, with_resource("k0", task_write("t0", 1, "requested", "ehv"))));
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0}, reads{0};
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 6; ++i) {
+    readers.emplace_back([&] {
+      while (!stop) {
+        auto r = store->read_resource("Task", "t0");
+        ResourceQuery q;
+        q.type = "Task";
+        auto p = store->search_resources(q);
+        if (!r || !*r || !p) ++failures;
+        ++reads;
+      }
+    });
+  }
+  for (int i = 1; i <= 50; ++i) {
+    ASSERT_TRUE(commit_now(
+        *store, with_resource("w" + std::to_string(i),
+                              task_write("t" + std::to_string(i), 1, "requested", "ehv"))));
+  }
+  stop = true;
+  for (auto& t : readers)
+    t.join();
+  EXPECT_EQ(failures, 0);
+  EXPECT_GT(reads, 0);
+  ResourceQuery q;
+  q.type = "Task";
+  EXPECT_EQ(store->search_resources(q)->total, 51);
+}
+
+}  // namespace
+}  // namespace sdoh::store
