@@ -8,6 +8,7 @@
 #include "adapters/fhir/ingest.hpp"
 #include "adapters/fhir/resources.hpp"
 #include "gateway/events/event.hpp"
+#include "gateway/mapping/lifecycle.hpp"
 #include "gateway/mapping/referral.hpp"
 
 namespace sdoh::fhir {
@@ -78,29 +79,25 @@ std::string with_meta(std::string_view json, std::int64_t version, std::string_v
   return {buf.GetString(), buf.GetSize()};
 }
 
-// The built-in lifecycle rule, used when the runtime supplies none.
+// The lifecycle's table (gateway/mapping/lifecycle) with the client as the actor.
 std::optional<Problem> default_transition_check(const Client& client,
                                                 const pipeline::ReferralState& referral,
                                                 const TaskUpdate& u) {
-  using mapping::ReferralStatus;
-  if (u.previous == u.status) return std::nullopt;
-  if (mapping::is_final(u.previous)) {
-    return Problem::conflict("the referral is " + std::string(mapping::to_string(u.previous)) +
-                             ", a final state: it cannot become " +
-                             std::string(mapping::to_string(u.status)));
-  }
-  const bool cancel = u.status == ReferralStatus::kCancelled;
-  if (cancel && !client.clinic()) {
-    return Problem::forbidden("only the requesting clinic may cancel a referral");
-  }
-  if (!cancel && !client.agency()) {
-    return Problem::forbidden("only the agency that owns the referral may change its status");
-  }
-  if (!cancel && client.role == "agency" && client.organization != referral.agency_id) {
+  mapping::Actor actor = mapping::Actor::kAgency;
+  if (client.role == "clinic") actor = mapping::Actor::kClinic;
+  if (client.role == "dev" && u.status == mapping::ReferralStatus::kCancelled)
+    actor = mapping::Actor::kClinic;
+  if (client.role == "agency" && client.organization != referral.agency_id)
     return Problem::forbidden("the referral is owned by another agency");
-  }
-  if (u.status == ReferralStatus::kRequested) {
-    return Problem::conflict("a referral cannot go back to requested");
+  auto verdict = mapping::check_transition(u.previous, u.status, actor);
+  switch (verdict.verdict) {
+    case mapping::Verdict::kAllowed:
+      return std::nullopt;
+    case mapping::Verdict::kNotFromState:
+      return Problem{FhirErrc::kConflict,
+                     {Issue::error(IssueType::kConflict, "Task.status", verdict.message)}};
+    case mapping::Verdict::kNotThisActor:
+      return Problem::unprocessable(IssueType::kBusinessRule, "Task.status", verdict.message);
   }
   return std::nullopt;
 }

@@ -36,8 +36,9 @@ struct Client {
 using TransitionCheck = std::function<std::optional<Problem>(
     const Client& client, const pipeline::ReferralState& referral, const TaskUpdate& update)>;
 
-/// The built-in rule: no change out of a final state, none back to requested; only the owning
-/// agency moves a referral forward, only the clinic cancels it.
+/// The lifecycle's transition table (gateway/mapping/lifecycle) with the client as the actor:
+/// 409 when the current status does not allow the change, 422 when it is not this client's to
+/// make (a clinic accepting, an agency cancelling), 403 for an agency that does not own it.
 std::optional<Problem> default_transition_check(const Client& client,
                                                 const pipeline::ReferralState& referral,
                                                 const TaskUpdate& update);

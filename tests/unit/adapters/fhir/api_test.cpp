@@ -538,11 +538,16 @@ TEST_F(FhirApiTest, ClientsAuthenticateAndSeeOnlyTheirOwn) {
   auto clinic_accept =
       call("PATCH", "/fhir/Task/" + task,
            R"([{"op":"replace","path":"/status","value":"accepted"}])", {clinic, patch_type});
-  EXPECT_EQ(clinic_accept.status, 403u) << clinic_accept.body;
+  EXPECT_EQ(clinic_accept.status, 422u) << clinic_accept.body;
+  EXPECT_EQ(field(clinic_accept.body, "/issue/0/code"), "business-rule");
   auto agency_cancel =
       call("PATCH", "/fhir/Task/" + task,
            R"([{"op":"replace","path":"/status","value":"cancelled"}])", {ehv, patch_type});
-  EXPECT_EQ(agency_cancel.status, 403u);
+  EXPECT_EQ(agency_cancel.status, 422u);
+  auto other_agency = call("PATCH", "/fhir/Task/" + task,
+                           R"([{"op":"replace","path":"/status","value":"accepted"}])",
+                           {wic, patch_type});
+  EXPECT_EQ(other_agency.status, 404u);  // another agency's referral does not exist for it
   auto accept =
       call("PATCH", "/fhir/Task/" + task,
            R"([{"op":"replace","path":"/status","value":"accepted"}])", {ehv, patch_type});
