@@ -1090,16 +1090,17 @@ pipeline::OutboxEvent outbox_event(events::EventType type, std::string event_id,
 
 FhirRejection rejection(Problem problem, std::string_view stage, const IngestContext& context,
                         std::string_view key, std::string_view message_type, std::string_view body,
-                        std::string_view received_at) {
+                        std::string_view received_at, std::string_view protocol) {
   // The errors first: clients and people read the first issue.
   std::stable_partition(problem.issues.begin(), problem.issues.end(),
                         [](const Issue& i) { return i.is_error(); });
   const auto& first = problem.first_error();
   const std::string k(key);
   events::DeadLetter dl;
-  dl.dead_letter_id = events::event_id("deadletter|fhir|" + context.sender + "|" + k, 0);
+  const std::string proto(protocol);
+  dl.dead_letter_id = events::event_id("deadletter|" + proto + "|" + context.sender + "|" + k, 0);
   dl.received_at = std::string(received_at);
-  dl.protocol = "fhir";
+  dl.protocol = proto;
   dl.sender = context.sender;
   dl.message_id = k;
   dl.message_type = std::string(message_type);
@@ -1110,12 +1111,12 @@ FhirRejection rejection(Problem problem, std::string_view stage, const IngestCon
   FhirRejection out;
   out.commit.events.push_back(
       outbox_event(events::EventType::kDeadLetter,
-                   events::event_id("fhir|" + context.sender + "|" + k + "|deadletter", 0),
+                   events::event_id(proto + "|" + context.sender + "|" + k + "|deadletter", 0),
                    context.gateway_id, std::string(received_at), dl.dead_letter_id,
                    context.topics.deadletter, k, events::dead_letter_data(dl)));
   out.commit.dead_letter = pipeline::DeadLetterRecord{dl.dead_letter_id, std::string(stage),
                                                       dl.code, dl.text, first.expression};
-  out.commit.inbound = {"fhir",
+  out.commit.inbound = {proto,
                         context.sender,
                         k,
                         std::string(message_type),

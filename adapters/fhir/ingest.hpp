@@ -154,7 +154,7 @@ std::expected<FhirIngest, FhirRejection> ingest(const IngestRequest& request,
 /// on a refusal, and what the other interactions (Task updates) commit for theirs.
 FhirRejection rejection(Problem problem, std::string_view stage, const IngestContext& context,
                         std::string_view key, std::string_view message_type, std::string_view body,
-                        std::string_view received_at);
+                        std::string_view received_at, std::string_view protocol = "fhir");
 
 /// One outbox event: the CloudEvent envelope of `data` from this gateway.
 pipeline::OutboxEvent outbox_event(events::EventType type, std::string event_id,

@@ -1,11 +1,31 @@
 #include "adapters/kafka/client_conf.hpp"
 
+#include "gateway/log/log.hpp"
+
 namespace sdoh::kafka {
+
+namespace {
+
+// librdkafka's own log lines, as the gateway's JSON log. They name brokers and topics, never
+// message content.
+void log_cb(const rd_kafka_t* rk, int level, const char* facility, const char* message) {
+  const auto lvl = level <= 3   ? log::Level::kError
+                   : level <= 4 ? log::Level::kWarn
+                   : level <= 6 ? log::Level::kInfo
+                                : log::Level::kDebug;
+  log::write(lvl, "kafka.client",
+             {{"client", rk != nullptr ? rd_kafka_name(rk) : ""},
+              {"facility", facility},
+              {"detail", message}});
+}
+
+}  // namespace
 
 Result<ConfPtr> build_client_conf(const config::KafkaConfig& cfg, const std::string& bootstrap,
                                   const std::string& client_id,
                                   const std::vector<std::pair<std::string, std::string>>& fixed) {
   ConfPtr conf(rd_kafka_conf_new());
+  rd_kafka_conf_set_log_cb(conf.get(), log_cb);
   char errstr[512];
   auto set = [&](const std::string& name, const std::string& value,
                  const std::string& key_path) -> Result<void> {

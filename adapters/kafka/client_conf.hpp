@@ -21,7 +21,7 @@ struct ConfDeleter {
 using ConfPtr = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
 
 /// Builds a configuration with `fixed` settings first, then kafka.properties; errors name the
-/// config key that caused them.
+/// config key that caused them. librdkafka's log goes to the gateway's JSON log.
 Result<ConfPtr> build_client_conf(const config::KafkaConfig& cfg, const std::string& bootstrap,
                                   const std::string& client_id,
                                   const std::vector<std::pair<std::string, std::string>>& fixed);

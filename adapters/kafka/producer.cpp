@@ -165,15 +165,6 @@ int stats_cb(rd_kafka_t*, char* json, size_t len, void* opaque) {
   return 0;  // librdkafka frees the JSON
 }
 
-void log_cb(const rd_kafka_t*, int level, const char* facility, const char* message) {
-  // librdkafka's messages name brokers and topics, never message content.
-  const auto lvl = level <= 3   ? log::Level::kError
-                   : level <= 4 ? log::Level::kWarn
-                   : level <= 6 ? log::Level::kInfo
-                                : log::Level::kDebug;
-  log::write(lvl, "kafka.client", {{"facility", facility}, {"detail", message}});
-}
-
 void error_cb(rd_kafka_t* rk, int err, const char* reason, void*) {
   const bool fatal = err == RD_KAFKA_RESP_ERR__FATAL;
   if (fatal) {
@@ -221,7 +212,6 @@ Result<std::unique_ptr<Producer>> Producer::create(const config::KafkaConfig& cf
 
   rd_kafka_conf_set_opaque(conf->get(), raw);
   rd_kafka_conf_set_dr_msg_cb(conf->get(), delivery_report_cb);
-  rd_kafka_conf_set_log_cb(conf->get(), log_cb);
   rd_kafka_conf_set_error_cb(conf->get(), error_cb);
   rd_kafka_conf_set_stats_cb(conf->get(), stats_cb);
   registry.gauge_callback("sdoh_kafka_request_retries",

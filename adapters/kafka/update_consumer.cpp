@@ -36,8 +36,8 @@ UpdateRecord record_of(const rd_kafka_message_t& m) {
     const char* name = nullptr;
     const void* value = nullptr;
     size_t size = 0;
-    for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) ==
-                       RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (size_t i = 0;
+         rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
          ++i) {
       r.headers.emplace_back(name, value == nullptr
                                        ? std::string()
@@ -124,11 +124,10 @@ struct UpdateConsumer::Impl {
       // committed, so a restart never skips an update that was not stored.
       if (auto err = rd_kafka_commit_message(rk, m.get(), 0); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         commit_failures->inc();
-        log::warn("kafka.updates_commit_failed",
-                  {{"topic", record.topic},
-                   {"partition", record.partition},
-                   {"offset", record.offset},
-                   {"reason", rd_kafka_err2str(err)}});
+        log::warn("kafka.updates_commit_failed", {{"topic", record.topic},
+                                                  {"partition", record.partition},
+                                                  {"offset", record.offset},
+                                                  {"reason", rd_kafka_err2str(err)}});
         set_state(false, std::string("offset commit failed: ") + rd_kafka_err2str(err));
       } else {
         set_state(true, "subscribed to " + topic + " as group " + group);
@@ -140,8 +139,7 @@ struct UpdateConsumer::Impl {
 
 Result<std::unique_ptr<UpdateConsumer>> UpdateConsumer::create(const config::KafkaConfig& cfg,
                                                                const std::string& bootstrap,
-                                                               std::string group,
-                                                               std::string topic,
+                                                               std::string group, std::string topic,
                                                                UpdateHandler handler,
                                                                metrics::Registry& registry) {
   auto conf = build_client_conf(cfg, bootstrap, cfg.client_id + "-updates",

@@ -442,6 +442,7 @@ constexpr std::string_view kReservedKafkaProperties[] = {
 void read_kafka(MapReader m, KafkaConfig& k) {
   m.string("brokers", k.brokers);
   m.string("client_id", k.client_id, true);
+  m.string("consumer_group", k.consumer_group, true);
   m.integer("partitions", k.partitions, 1, 1024);
   m.integer("embedded_brokers", k.embedded_brokers, 1, 9);
   m.duration("metadata_interval", k.metadata_interval, milliseconds(100), std::chrono::minutes(10));

@@ -105,6 +105,9 @@ struct KafkaProperty {
 struct KafkaConfig {
   std::string brokers;  ///< empty: start the embedded in-memory dev broker
   std::string client_id = "sdoh-gateway";
+  /// The consumer group that reads agencies' updates (topics.referral_updates); every gateway
+  /// instance of one deployment shares it.
+  std::string consumer_group = "sdoh-gateway";
   KafkaTopics topics;
   int partitions = 3;                     ///< partitions per topic on the embedded broker
   int embedded_brokers = 1;               ///< brokers in the embedded cluster

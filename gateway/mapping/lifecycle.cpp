@@ -72,9 +72,8 @@ TransitionCheck check_transition(ReferralStatus from, ReferralStatus to, Actor b
     if (t.by == by) return {};
   }
   if (!from_state) {
-    return {Verdict::kNotFromState,
-            "a referral that is " + name(from) + " cannot become " + name(to) +
-                " (see the referral lifecycle table)"};
+    return {Verdict::kNotFromState, "a referral that is " + name(from) + " cannot become " +
+                                        name(to) + " (see the referral lifecycle table)"};
   }
   if (to == S::kCancelled) {
     return {Verdict::kNotThisActor, "only the clinic that requested the referral may cancel it"};

@@ -22,9 +22,11 @@
 #include "adapters/kafka/producer.hpp"
 #include "adapters/kafka/reconcile.hpp"
 #include "adapters/kafka/relay.hpp"
+#include "adapters/kafka/update_consumer.hpp"
 #include "adapters/net/tls.hpp"
 #include "adapters/store/sqlite_store.hpp"
 #include "gateway/events/event.hpp"
+#include "gateway/events/schema_catalog.hpp"
 #include "gateway/http/message.hpp"
 #include "gateway/identity/pseudonym.hpp"
 #include "gateway/log/log.hpp"
@@ -33,6 +35,7 @@
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
 #include "gateway/runtime/admin.hpp"
+#include "gateway/runtime/referral_updates.hpp"
 #include "gateway/runtime/runtime_file.hpp"
 #include "gateway/runtime/version.hpp"
 
@@ -276,6 +279,19 @@ int run(const config::GatewayConfig& cfg) {
 
   ops::add_ops_routes(router, health, registry, build, started);
 
+  // Agencies' updates on Kafka: applied to their referrals, offsets committed after the store.
+  auto event_schemas = events::SchemaCatalog::load(cfg.schemas_dir / "events");
+  if (!event_schemas) return startup_failed("schemas", event_schemas.error());
+  ReferralUpdates referral_updates(**store, **event_schemas, cfg.gateway_id, cfg.kafka.topics,
+                                   [&relay] { relay.notify(); });
+  auto update_consumer = kafka::UpdateConsumer::create(
+      cfg.kafka, bootstrap, cfg.kafka.consumer_group, cfg.kafka.topics.referral_updates,
+      [&referral_updates](const kafka::UpdateRecord& r) { return referral_updates.handle(r); },
+      registry);
+  if (!update_consumer) return startup_failed("kafka", update_consumer.error());
+  (*update_consumer)->start();
+  health.add_check("referral_updates", [c = update_consumer->get()] { return c->health(); });
+
   asio::io_context ioc(cfg.runtime.io_threads);
   // What ingest commits through: the store, or (delivery.ack=delivered) the store and then
   // Kafka's acknowledgement.
@@ -375,6 +391,7 @@ int run(const config::GatewayConfig& cfg) {
   bool forced = false;
   auto drain = [&](int signo) -> asio::awaitable<void> {
     health.set_draining();
+    (*update_consumer)->stop();
     log::info("gateway.draining",
               {{"signal", signo},
                {"timeout_ms", static_cast<std::int64_t>(cfg.runtime.drain_timeout.count())}});

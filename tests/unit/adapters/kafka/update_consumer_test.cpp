@@ -87,8 +87,8 @@ TEST_F(UpdateConsumerTest, HandlesInOrderAndResumesAfterTheLastCommitted) {
   // A new consumer of the group starts right after the last record handled and committed.
   const auto handled = first.size();
   produce(broker_->bootstrap_servers(), topic_, 5, 6);
-  auto second = consume(static_cast<int>(6 - handled),
-                        [](int) { return UpdateDisposition::kDeadLettered; });
+  auto second =
+      consume(static_cast<int>(6 - handled), [](int) { return UpdateDisposition::kDeadLettered; });
   ASSERT_FALSE(second.empty());
   EXPECT_EQ(second.front(), "update-" + std::to_string(handled));
   EXPECT_EQ(second.back(), "update-5");
@@ -109,7 +109,8 @@ TEST_F(UpdateConsumerTest, RetryHandsTheSameRecordAgainBeforeTheNext) {
 TEST_F(UpdateConsumerTest, AnUncommittedRecordIsReadAgainByTheNextConsumer) {
   produce(broker_->bootstrap_servers(), topic_, 0, 2);
   // The first consumer stops while its record still waits to be stored.
-  auto first = consume(1, [](int) { return UpdateDisposition::kRetry; }, false);
+  auto first = consume(
+      1, [](int) { return UpdateDisposition::kRetry; }, false);
   ASSERT_FALSE(first.empty());
   auto second = consume(2, [](int) { return UpdateDisposition::kCommitted; });
   ASSERT_GE(second.size(), 2u);

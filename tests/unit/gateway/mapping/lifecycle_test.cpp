@@ -14,9 +14,9 @@ namespace {
 
 using S = ReferralStatus;
 
-const std::vector<S> kAll = {S::kRequested, S::kReceived, S::kAccepted,
+const std::vector<S> kAll = {S::kRequested, S::kReceived,   S::kAccepted,
                              S::kRejected,  S::kInProgress, S::kOnHold,
-                             S::kCompleted, S::kFailed,   S::kCancelled};
+                             S::kCompleted, S::kFailed,     S::kCancelled};
 
 TEST(Lifecycle, EveryRowOfTheTableIsAllowedToItsActorOnly) {
   for (const auto& t : transitions()) {

@@ -1,0 +1,122 @@
+#include "gateway/runtime/referral_updates.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <rapidjson/document.h>
+
+#include "adapters/fhir/ingest.hpp"
+#include "adapters/fhir/task_change.hpp"
+#include "gateway/events/event.hpp"
+#include "gateway/log/log.hpp"
+
+namespace sdoh::runtime {
+
+namespace asio = boost::asio;
+
+namespace {
+
+std::string str(const rapidjson::Value& obj, const char* name) {
+  if (!obj.IsObject()) return {};
+  auto it = obj.FindMember(name);
+  if (it == obj.MemberEnd() || !it->value.IsString()) return {};
+  return {it->value.GetString(), it->value.GetStringLength()};
+}
+
+}  // namespace
+
+kafka::UpdateDisposition ReferralUpdates::handle(const kafka::UpdateRecord& record) {
+  const auto received_at = events::now_rfc3339();
+  rapidjson::Document doc;
+  doc.Parse(record.value.data(), record.value.size());
+  const bool object = !doc.HasParseError() && doc.IsObject();
+  const auto& data = object && doc.HasMember("data") ? doc["data"] : doc;
+  const auto agency = object ? str(data.HasMember("agency") ? data["agency"] : data, "id") : "";
+  const auto referral_id = object ? str(data, "referralId") : "";
+  // Dedupe: the CloudEvent id the agency gave it; else where it sits in Kafka.
+  auto key = object ? str(doc, "id") : "";
+  if (key.empty()) {
+    key =
+        record.topic + "/" + std::to_string(record.partition) + "/" + std::to_string(record.offset);
+  }
+
+  fhir::IngestContext ctx;
+  ctx.sender = agency.empty() ? std::string("unknown-agency") : "agency:" + agency;
+  ctx.gateway_id = gateway_id_;
+  ctx.topics = topics_;
+  pipeline::InboundRecord inbound{"kafka", ctx.sender, key,         "org.sdoh.referral.update.v1",
+                                  "",      "",         record.value};
+
+  auto commit = [&](pipeline::CommitRequest request) -> Result<pipeline::CommitOutcome> {
+    asio::io_context local;
+    auto done = asio::co_spawn(local, store_.commit(std::move(request)), asio::use_future);
+    local.run();
+    return done.get();
+  };
+  auto refuse = [&](fhir::Problem problem, std::string_view stage) {
+    auto rejected =
+        fhir::rejection(std::move(problem), stage, ctx, key, "org.sdoh.referral.update.v1",
+                        record.value, received_at, "kafka");
+    const auto& first = rejected.problem.first_error();
+    log::info("kafka.update_refused", {{"agency", agency},
+                                       {"partition", record.partition},
+                                       {"offset", record.offset},
+                                       {"stage", stage},
+                                       {"reason", first.diagnostics}});
+    auto outcome = commit(std::move(rejected.commit));
+    if (!outcome) return kafka::UpdateDisposition::kRetry;
+    wake_relay_();
+    return kafka::UpdateDisposition::kDeadLettered;
+  };
+
+  if (auto valid = schemas_.validate_event(record.value); !valid) {
+    return refuse(fhir::Problem::bad_request(
+                      fhir::IssueType::kInvalid, valid.error().where.expression,
+                      "not a valid org.sdoh.referral.update.v1 event: " + valid.error().message),
+                  "validate");
+  }
+  if (str(doc, "type") != "org.sdoh.referral.update.v1") {
+    return refuse(fhir::Problem::bad_request(fhir::IssueType::kInvalid, "type",
+                                             "only org.sdoh.referral.update.v1 events belong on "
+                                             "this topic"),
+                  "validate");
+  }
+  auto referral = store_.find_referral({referral_id, "", "", ""});
+  if (!referral) return kafka::UpdateDisposition::kRetry;
+  auto task = store_.read_resource("Task", referral_id);
+  if (!task) return kafka::UpdateDisposition::kRetry;
+  if (!*referral || !*task) {
+    return refuse(fhir::Problem::not_found("no referral " + referral_id + " is known here"),
+                  "lifecycle");
+  }
+  auto updated = fhir::task_with_status((*task)->json, str(data, "status"),
+                                        str(data, "businessStatus"), str(data, "reason"));
+  if (!updated) return refuse(std::move(updated.error()), "lifecycle");
+
+  fhir::TaskChange change;
+  change.current = &**task;
+  change.updated_json = std::move(*updated);
+  change.client = {ctx.sender, "agency", agency, agency};
+  change.referral = **referral;
+  change.received_at = received_at;
+  change.inbound = std::move(inbound);
+  auto prepared = fhir::prepare_task_change(std::move(change), fhir::default_transition_check,
+                                            gateway_id_, topics_);
+  if (!prepared) return refuse(std::move(prepared.error()), "lifecycle");
+  auto outcome = commit(std::move(prepared->commit));
+  if (!outcome) {
+    // The store cannot write now, or another change of the Task came first: read it again.
+    log::warn("kafka.update_not_stored", {{"partition", record.partition},
+                                          {"offset", record.offset},
+                                          {"reason", outcome.error().message}});
+    return kafka::UpdateDisposition::kRetry;
+  }
+  wake_relay_();
+  log::info("kafka.update_applied",
+            {{"agency", agency},
+             {"status", std::string(mapping::to_string(prepared->update.status))},
+             {"duplicate", outcome->status == pipeline::CommitStatus::kDuplicate}});
+  return kafka::UpdateDisposition::kCommitted;
+}
+
+}  // namespace sdoh::runtime

@@ -1,0 +1,37 @@
+#pragma once
+// Agencies' updates from Kafka (org.sdoh.referral.update.v1) applied to their referrals: the
+// envelope and data checked against schemas/events, the referral and its Task found, the
+// change checked by the referral lifecycle and committed (new Task version, status event,
+// referral state) — or refused and dead-lettered (stage validate or lifecycle). Runs on the
+// update consumer's thread.
+#include <functional>
+
+#include "adapters/kafka/update_consumer.hpp"
+#include "adapters/store/sqlite_store.hpp"
+#include "gateway/config/config.hpp"
+#include "gateway/events/schema_catalog.hpp"
+
+namespace sdoh::runtime {
+
+class ReferralUpdates {
+ public:
+  ReferralUpdates(store::SqliteStore& store, const events::SchemaCatalog& schemas,
+                  std::string gateway_id, config::KafkaTopics topics,
+                  std::function<void()> wake_relay)
+      : store_(store),
+        schemas_(schemas),
+        gateway_id_(std::move(gateway_id)),
+        topics_(std::move(topics)),
+        wake_relay_(std::move(wake_relay)) {}
+
+  kafka::UpdateDisposition handle(const kafka::UpdateRecord& record);
+
+ private:
+  store::SqliteStore& store_;
+  const events::SchemaCatalog& schemas_;
+  std::string gateway_id_;
+  config::KafkaTopics topics_;
+  std::function<void()> wake_relay_;
+};
+
+}  // namespace sdoh::runtime

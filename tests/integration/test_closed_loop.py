@@ -1,0 +1,99 @@
+"""A referral's whole journey through the real gateway: a clinic refers over FHIR, the agency
+moves the referral through its lifecycle by FHIR PATCH and by its update topic on Kafka (kcat),
+illegal moves are refused, and the status events appear in order on Kafka."""
+import json
+import time
+import unittest
+import uuid
+
+from harness import Gateway, assert_valid_events, consume, run
+from test_fhir import AGENCY_TOKEN, CLIENTS, CLINIC_TOKEN, ENV, FhirClient, sample_path
+
+
+def publish_update(bootstrap, referral_id, status, business_status=None, reason=None,
+                   agency="ehv-durham", event_id=None):
+    event = {
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "source": "urn:sdoh-agency:" + agency,
+        "type": "org.sdoh.referral.update.v1",
+        "subject": referral_id,
+        "time": "2026-11-25T10:00:00Z",
+        "datacontenttype": "application/json",
+        "dataschema": "urn:sdoh:schema:referral-update:v1",
+        "data": {"referralId": referral_id, "status": status, "businessStatus": business_status,
+                 "reason": reason, "agency": {"id": agency}, "time": "2026-11-25T10:00:00Z"},
+    }
+    out = run(["kcat", "-b", bootstrap, "-P", "-t", "sdoh.referral-updates.v1", "-k", referral_id],
+              input=json.dumps(event) + "\n")
+    assert out.returncode == 0, out.stderr
+    return event["id"]
+
+
+class ClosedLoop(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.gw = Gateway(config=CLIENTS, env=ENV).start()
+        cls.clinic = FhirClient(cls.gw, CLINIC_TOKEN)
+        cls.agency = FhirClient(cls.gw, AGENCY_TOKEN)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.__exit__(None, None, None)
+
+    def wait_for_status(self, task_id, status, timeout=20):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = self.clinic.call("GET", "/fhir/Task/" + task_id).json()
+            if last.get("status") == status:
+                return last
+            time.sleep(0.2)
+        self.fail("Task %s is %s, not %s" % (task_id, last and last.get("status"), status))
+
+    def test_referral_journey_over_fhir_and_kafka(self):
+        r = self.clinic.call("POST", "/fhir",
+                             body_file=sample_path("bundle-transaction-screening-consent-referral.json"))
+        self.assertEqual(r.status, 200, r)
+        task_id = next(e["response"]["location"] for e in r.json()["entry"]
+                       if e["response"]["location"].startswith("Task/")).split("/")[1]
+
+        # The agency receives it by FHIR PATCH, then reports progress on its Kafka topic.
+        received = self.agency.call("PATCH", "/fhir/Task/" + task_id,
+                                    body='[{"op":"replace","path":"/status","value":"received"}]',
+                                    content_type="application/json-patch+json")
+        self.assertEqual(received.status, 200, received)
+        publish_update(self.gw.bootstrap, task_id, "accepted", "family-contacted")
+        self.wait_for_status(task_id, "accepted")
+        dup_id = publish_update(self.gw.bootstrap, task_id, "in-progress", "enrolled")
+        self.wait_for_status(task_id, "in-progress")
+        publish_update(self.gw.bootstrap, task_id, "in-progress", "enrolled", event_id=dup_id)  # resend
+        # Illegal: back to requested; and an agency that does not own the referral.
+        publish_update(self.gw.bootstrap, task_id, "requested")
+        publish_update(self.gw.bootstrap, task_id, "completed", agency="wic-east")
+        publish_update(self.gw.bootstrap, task_id, "completed", "enrolled")
+        final = self.wait_for_status(task_id, "completed")
+        self.assertEqual(final["businessStatus"]["text"], "enrolled")
+
+        statuses = [json.loads(v) for k, v in consume(self.gw.bootstrap, "sdoh.referral-status.v1", 5)
+                    if k == task_id]
+        self.assertEqual([(s["data"]["previousStatus"], s["data"]["status"]) for s in statuses],
+                         [(None, "requested"), ("requested", "received"), ("received", "accepted"),
+                          ("accepted", "in-progress"), ("in-progress", "completed")])
+        self.assertEqual([s["data"]["sequence"] for s in statuses], [1, 2, 3, 4, 5])
+        self.assertEqual(statuses[2]["data"]["updatedBy"], {"role": "agency", "id": "ehv-durham"})
+        assert_valid_events([json.dumps(s) for s in statuses])
+
+        dead = [json.loads(v) for _, v in consume(self.gw.bootstrap, "sdoh.deadletter.v1", 2)]
+        refused = [d for d in dead if d["data"]["source"]["protocol"] == "kafka"]
+        self.assertEqual(len(refused), 2, dead)
+        self.assertTrue(all(d["data"]["stage"] == "lifecycle" for d in refused), refused)
+        assert_valid_events([json.dumps(d) for d in refused])
+
+        history = self.clinic.call("GET", "/fhir/Task/%s/_history" % task_id).json()
+        self.assertEqual([e["resource"]["status"] for e in history["entry"]],
+                         ["completed", "in-progress", "accepted", "received", "requested"])
+
+
+if __name__ == "__main__":
+    unittest.main()
