@@ -5,6 +5,7 @@
 #include <map>
 #include <stdexcept>
 
+#include "adapters/fhir/task_change.hpp"
 #include "adapters/hl7v2/ack.hpp"
 #include "adapters/hl7v2/message.hpp"
 #include "adapters/hl7v2/oru.hpp"
@@ -15,6 +16,7 @@
 #include "gateway/events/event.hpp"
 #include "gateway/identity/pseudonym.hpp"
 #include "gateway/log/log.hpp"
+#include "gateway/mapping/lifecycle.hpp"
 #include "gateway/mapping/referral.hpp"
 
 namespace sdoh::hl7v2 {
@@ -259,13 +261,17 @@ struct Hl7Pipeline::Impl {
   // The positive answer for `m`, committed with `events` (possibly none).
   asio::awaitable<std::string> accept(const Message& m, const std::string& type, std::string text,
                                       std::vector<pipeline::OutboxEvent> events,
-                                      bool* committed = nullptr) {
+                                      bool* committed = nullptr,
+                                      std::vector<pipeline::ResourceWrite> resources = {},
+                                      std::vector<pipeline::ReferralState> states = {}) {
     const auto sender = sender_of(m);
     const auto control_id = m.get("MSH-10");
     const auto code = enhanced_mode(m) ? AckCode::kCA : AckCode::kAA;
     auto ack = build_ack(m, code, std::nullopt, ack_options(m));
     pipeline::CommitRequest request;
     request.events = std::move(events);
+    request.resources = std::move(resources);
+    request.referrals = std::move(states);
     request.inbound = {"hl7v2", sender,         control_id, type, std::string(to_string(code)),
                        ack,     std::move(text)};
     log::debug("hl7.accepted", {{"sender", sender},
@@ -372,8 +378,38 @@ struct Hl7Pipeline::Impl {
     out.push_back(outbox(event(events::EventType::kReferralStatus, "hl7v2|referral-status|" + rid,
                                first.sequence, rid, options.topics.referral_status, rid,
                                mapping::referral_status_data(first), received_at)));
+    std::vector<pipeline::ResourceWrite> resources;
+    const pipeline::ReferralState state{rid,
+                                        ref->clinic_number_system,
+                                        ref->clinic_number_value,
+                                        m.get("MSH-10"),
+                                        ref->agency_id,
+                                        mapped->category,
+                                        "requested",
+                                        first.business_status,
+                                        1};
+    if (options.resources != nullptr) {
+      pipeline::ResourceWrite task;
+      task.type = "Task";
+      task.id = rid;
+      task.last_updated = received_at;
+      task.json = mapping::referral_task_json(*ref, *mapped, received_at);
+      task.source = sender_of(m);
+      task.identifiers = {{ref->clinic_number_system, ref->clinic_number_value}};
+      task.search = {{"_id", rid},
+                     {"_sender", task.source},
+                     {"status", "requested"},
+                     {"owner", ref->agency_id},
+                     {"identifier", ref->clinic_number_system + "|" + ref->clinic_number_value}};
+      if (!first.business_status.empty())
+        task.search.emplace_back("business-status", first.business_status);
+      resources.push_back(std::move(task));
+    }
+    // Named locals: GCC 12 mishandles braced initializers inside co_await expressions.
+    std::vector<pipeline::ReferralState> states{state};
     bool committed = false;
-    auto answer = co_await accept(m, type, std::move(text), std::move(out), &committed);
+    auto answer = co_await accept(m, type, std::move(text), std::move(out), &committed,
+                                  std::move(resources), std::move(states));
     if (committed) {
       ledger.record({rid, ref->clinic_number_system, ref->clinic_number_value, m.get("MSH-10"),
                      ref->agency_id, mapped->category, first.status, first.business_status, 1});
@@ -418,19 +454,14 @@ struct Hl7Pipeline::Impl {
     if (!current) current = known;  // a ledger never forgets; kept safe if one ever does
     const Location status_field{"RF1", 1, 1, 1, ""};
     const auto next = response->status;
-    std::string refusal;
-    if (mapping::is_final(current->status)) {
-      refusal = "the referral is already " + std::string(to_string(current->status)) +
-                " and takes no further status";
-    } else if (next == mapping::ReferralStatus::kRequested) {
-      refusal = "RF1-1 cannot move a referral back to requested";
-    } else if (next == mapping::ReferralStatus::kCancelled) {
-      refusal = "only the referring clinic cancels a referral; an agency rejects it (RF1-1 R)";
-    }
-    if (!refusal.empty()) {
-      const auto refused = Error::invalid(status_field, refusal);
-      co_return co_await reject(m, type, refused, "lifecycle", received_at, std::move(text),
-                                ErrorCondition::kTableValueNotFound);
+    // The lifecycle's table decides (schemas/README.md, "Referral lifecycle").
+    if (next != current->status || response->business_status != current->business_status) {
+      auto verdict = mapping::check_transition(current->status, next, mapping::Actor::kAgency);
+      if (!verdict.allowed()) {
+        const auto refused = Error::invalid(status_field, verdict.message);
+        co_return co_await reject(m, type, refused, "lifecycle", received_at, std::move(text),
+                                  ErrorCondition::kTableValueNotFound);
+      }
     }
     if (next == current->status && response->business_status == current->business_status) {
       referrals.with({"RRI^I12", "unchanged"}).inc();
@@ -453,8 +484,50 @@ struct Hl7Pipeline::Impl {
     out.push_back(outbox(event(events::EventType::kReferralStatus, "hl7v2|referral-status|" + rid,
                                t.sequence, rid, options.topics.referral_status, rid,
                                mapping::referral_status_data(t), received_at)));
+    std::vector<pipeline::ResourceWrite> resources;
+    if (options.resources != nullptr) {
+      // The Task's next version, whatever protocol the referral came in as.
+      auto stored = options.resources->read_resource("Task", rid);
+      if (!stored) co_return transient_nak(m, type, "the store cannot be read; resend later");
+      if (*stored) {
+        auto json = fhir::task_with_status((*stored)->json, mapping::to_string(t.status),
+                                           t.business_status, t.reason);
+        if (json) {
+          pipeline::ResourceWrite w;
+          w.type = "Task";
+          w.id = rid;
+          w.version = (*stored)->version + 1;
+          w.expected_version = (*stored)->version;
+          w.last_updated = received_at;
+          w.json = fhir::with_meta(*json, w.version, received_at);
+          w.source = (*stored)->source;
+          if (auto parsed = fhir::parse_resource(w.json)) {
+            if (const auto* task = std::get_if<fhir::Task>(&parsed->resource)) {
+              for (const auto& i : task->identifiers) {
+                if (!i.value.empty()) w.identifiers.emplace_back(i.system, i.value);
+              }
+              w.search = fhir::task_search_params(*task);
+            }
+          }
+          w.search.emplace_back("_id", rid);
+          w.search.emplace_back("_sender", w.source);
+          resources.push_back(std::move(w));
+        }
+      }
+    }
+    auto state = pipeline::ReferralState{current->referral_id,
+                                         current->clinic_number_system,
+                                         current->clinic_number_value,
+                                         current->source_control_id,
+                                         current->agency_id,
+                                         current->category,
+                                         std::string(mapping::to_string(t.status)),
+                                         t.business_status,
+                                         t.sequence};
+    std::vector<pipeline::ReferralState> states{state};
     bool committed = false;
-    auto answer = co_await accept(m, type, std::move(text), std::move(out), &committed);
+    auto answer = co_await accept(m, type, std::move(text), std::move(out), &committed,
+                                  std::move(resources), std::move(states));
     if (committed) {
       auto updated = *current;
       updated.status = t.status;

@@ -17,6 +17,7 @@
 #include "gateway/metrics/registry.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/hl7_port.hpp"
+#include "gateway/pipeline/resource_port.hpp"
 
 namespace sdoh::hl7v2 {
 
@@ -29,6 +30,9 @@ struct Hl7PipelineOptions {
   /// Referrals seen, for linking RRI^I12 responses; null: the pipeline keeps its own in memory.
   /// Must outlive the pipeline.
   ReferralLedger* referrals = nullptr;
+  /// The FHIR resources the gateway keeps: when set, a REF^I12 also creates the referral's Task
+  /// (GET /fhir/Task/{referralId}) and each RRI^I12 a new version of it, in the same commit.
+  const pipeline::ResourceReader* resources = nullptr;
 };
 
 class Hl7Pipeline final : public pipeline::Hl7Handler {

@@ -6,6 +6,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "gateway/core/json_text.hpp"
 #include "gateway/events/event.hpp"
 
 namespace sdoh::mapping {
@@ -317,6 +318,51 @@ std::string referral_status_data(const ReferralTransition& t) {
   str(w, "category", t.category);
   w.EndObject();
   return std::string(buf.GetString(), buf.GetSize());
+}
+
+std::string referral_task_json(const NormalizedReferral& r, const MappedReferral& mapped,
+                               std::string_view last_updated) {
+  std::string out = R"({"resourceType":"Task","id":)";
+  append_json_string(out, mapped.referral_id);
+  out += R"(,"meta":{"versionId":"1","lastUpdated":)";
+  append_json_string(out, last_updated);
+  out +=
+      R"(,"profile":["http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-TaskForReferralManagement"]},"identifier":[{"system":)";
+  append_json_string(out, r.clinic_number_system);
+  out += R"(,"value":)";
+  append_json_string(out, r.clinic_number_value);
+  out += R"(}],"status":"requested","intent":"order","priority":)";
+  append_json_string(out, r.priority.empty() ? "routine" : r.priority);
+  out +=
+      R"(,"code":{"coding":[{"system":"http://hl7.org/fhir/CodeSystem/task-code","code":"fulfill"}]},"focus":{"identifier":{"system":)";
+  append_json_string(out, r.clinic_number_system);
+  out += R"(,"value":)";
+  append_json_string(out, r.clinic_number_value);
+  out +=
+      R"(},"display":"the clinic's HL7 v2 REF^I12 referral"},"for":{"identifier":{"system":"urn:sdoh-gateway:patient-pseudonym","value":)";
+  append_json_string(out, mapped.patient_pseudonym);
+  out += R"(}},"authoredOn":)";
+  append_json_string(out, r.authored_on.empty() ? std::string(last_updated) : r.authored_on);
+  out += R"(,"requester":{"identifier":{"value":)";
+  append_json_string(out, r.facility.code);
+  out += "}}";
+  out += R"(,"owner":{"reference":)";
+  append_json_string(out, "Organization/" + r.agency_id);
+  if (!r.agency_name.empty()) {
+    out += R"(,"display":)";
+    append_json_string(out, r.agency_name);
+  }
+  out += "}";
+  if (!mapped.business_status.empty()) {
+    out += R"(,"businessStatus":{"text":)";
+    append_json_string(out, mapped.business_status);
+    out += "}";
+  }
+  out +=
+      R"(,"reasonCode":{"coding":[{"system":"http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes","code":)";
+  append_json_string(out, mapped.category);
+  out += "}]}}";
+  return out;
 }
 
 }  // namespace sdoh::mapping

@@ -157,6 +157,13 @@ struct ReferralTransition {
 /// The org.sdoh.referral.status.v1 data object as JSON text.
 std::string referral_status_data(const ReferralTransition& t);
 
+/// The FHIR Task (SDOHCC TaskForReferralManagement, status requested) the gateway keeps for a
+/// referral that did not arrive as FHIR (HL7 REF^I12), so that GET /fhir/Task/{referralId} and
+/// agencies' FHIR updates work for it too. No names or contact details: the patient appears
+/// as its pseudonym.
+std::string referral_task_json(const NormalizedReferral& r, const MappedReferral& mapped,
+                               std::string_view last_updated);
+
 /// `text` cut to at most `max_chars` Unicode characters (UTF-8 aware).
 std::string clip_text(std::string_view text, std::size_t max_chars);
 

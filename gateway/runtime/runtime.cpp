@@ -105,9 +105,8 @@ class DeliveredAckPort final : public pipeline::CommitPort {
   std::function<void()> wake_relay_;
 };
 
-/// The HL7 pipeline's referral ledger, kept in the store so that an agency's answer finds its
-/// referral after a restart. Recent referrals are also held in memory: a record is written by
-/// the store's writer moments after the commit that made it, and an answer may come sooner.
+/// The HL7 pipeline's referral ledger, kept in the store (written with each commit) so that an
+/// agency's answer finds its referral after a restart; recent ones are also held in memory.
 class DurableReferralLedger final : public hl7v2::ReferralLedger {
  public:
   explicit DurableReferralLedger(store::SqliteStore& store) : store_(store) {}
@@ -133,13 +132,8 @@ class DurableReferralLedger final : public hl7v2::ReferralLedger {
   }
   bool claim(const std::string& referral_id) override { return memory_.claim(referral_id); }
   void release(const std::string& referral_id) override { memory_.release(referral_id); }
-  void record(hl7v2::ReferralRecord record) override {
-    store_.record_referral({record.referral_id, record.clinic_number_system,
-                            record.clinic_number_value, record.source_control_id, record.agency_id,
-                            record.category, std::string(mapping::to_string(record.status)),
-                            record.business_status, record.sequence});
-    memory_.record(std::move(record));
-  }
+  // The store's copy is written inside the message's own commit (CommitRequest.referrals).
+  void record(hl7v2::ReferralRecord record) override { memory_.record(std::move(record)); }
 
  private:
   store::SqliteStore& store_;
@@ -309,7 +303,7 @@ int run(const config::GatewayConfig& cfg) {
                             : "positive answers follow the durable local commit"}});
   DurableReferralLedger referrals(**store);
   const hl7v2::Hl7PipelineOptions hl7_options{cfg.gateway_id, cfg.kafka.topics, cfg.mllp.hl7,
-                                              &referrals};
+                                              &referrals, store->get()};
   hl7v2::Hl7Pipeline hl7_handler(
       screening_mapper, *commit_port, [&relay] { relay.notify(); }, hl7_options, registry);
 

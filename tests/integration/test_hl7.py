@@ -211,6 +211,14 @@ class Hl7Referrals(unittest.TestCase):
         self.assertEqual(data["contact"]["guardian"]["relationship"]["code"], "MTH")
         self.assertEqual(data["patient"]["zip3"], "277")
         self.assertNotIn("MRN12345", json.dumps(referral))
+        # The referral's Task exists at the gateway whatever protocol it came in as.
+        status, body = self.gw.get("/fhir/Task/" + referral_id)
+        self.assertEqual(status, 200, body)
+        task = json.loads(body)
+        self.assertEqual((task["status"], task["owner"]["reference"], task["meta"]["versionId"]),
+                         ("requested", "Organization/ehv-durham", "1"))
+        self.assertNotIn("Garcia", body)
+        self.assertNotIn("MRN12345", body)
 
         ack = self.send_file(os.path.join(HL7, "rri-i12-accepted.hl7"))
         self.assertEqual(hl7_field(ack, "MSA", 1), "AA")
@@ -232,6 +240,10 @@ class Hl7Referrals(unittest.TestCase):
         for _, e in statuses:
             for phi in ("Garcia", "Sofia", "MRN12345", "5551234"):
                 self.assertNotIn(phi, json.dumps(e))
+        status, body = self.gw.get("/fhir/Task/" + referral_id)
+        task = json.loads(body)
+        self.assertEqual((task["status"], task["meta"]["versionId"]), ("accepted", "2"))
+        self.assertEqual(task["statusReason"]["text"], "Family contacted, first visit scheduled")
 
     def test_rri_for_an_unknown_referral_is_ae_204_with_a_dead_letter(self):
         rri = sample("rri-i12-accepted.hl7").replace(b"REF-2026-0001", b"REF-UNKNOWN-9") \
