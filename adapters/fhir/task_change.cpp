@@ -85,6 +85,7 @@ std::optional<Problem> default_transition_check(const Client& client,
                                                 const TaskUpdate& u) {
   mapping::Actor actor = mapping::Actor::kAgency;
   if (client.role == "clinic") actor = mapping::Actor::kClinic;
+  if (client.role == "gateway") actor = mapping::Actor::kGateway;
   if (client.role == "dev" && u.status == mapping::ReferralStatus::kCancelled)
     actor = mapping::Actor::kClinic;
   if (client.role == "agency" && client.organization != referral.agency_id)

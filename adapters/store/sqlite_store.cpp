@@ -159,6 +159,9 @@ const std::vector<const char*> kMigrations = {
       CREATE INDEX resource_search_id ON resource_search(type, id);
       ALTER TABLE referrals ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
       UPDATE referrals SET created_at = updated_at;
+      ALTER TABLE referrals ADD COLUMN overdue_at INTEGER;  -- its one overdue event was raised
+      CREATE INDEX referrals_waiting ON referrals(created_at) WHERE status = 'requested' AND
+        overdue_at IS NULL;
     )sql",
 };
 
@@ -629,7 +632,8 @@ Result<void> upsert_referral(SqliteStore::Impl& s, const pipeline::ReferralState
       .text(7, row.status)
       .text(8, row.business_status)
       .integer(9, row.sequence)
-      .integer(10, now);
+      .integer(10, now)
+      .integer(11, row.overdue ? 1 : 0);
   if (auto r = st.step(); !r) return fail(r.error());
   return {};
 }
@@ -1201,10 +1205,11 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
         impl->db,
         "INSERT INTO referrals(referral_id, clinic_number_system, clinic_number_value, "
         "source_control_id, agency_id, category, status, business_status, sequence, updated_at, "
-        "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) ON "
-        "CONFLICT(referral_id) DO UPDATE SET status = excluded.status, business_status = "
-        "excluded.business_status, sequence = excluded.sequence, updated_at = excluded.updated_at "
-        "WHERE excluded.sequence >= sequence");
+        "created_at, overdue_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, CASE WHEN "
+        "?11 THEN ?10 END) ON CONFLICT(referral_id) DO UPDATE SET status = excluded.status, "
+        "business_status = excluded.business_status, sequence = excluded.sequence, updated_at = "
+        "excluded.updated_at, overdue_at = coalesce(overdue_at, excluded.overdue_at) WHERE "
+        "excluded.sequence >= sequence");
   }
   if (prepared) prepared = impl->savepoint.prepare(impl->db, "SAVEPOINT op");
   if (prepared) prepared = impl->release.prepare(impl->db, "RELEASE op");
@@ -1654,7 +1659,8 @@ Result<std::optional<ReferralRow>> SqliteStore::find_referral(const ReferralKeys
   std::lock_guard lock(impl_->reader_mutex);
   constexpr const char* kColumns =
       "SELECT referral_id, clinic_number_system, clinic_number_value, source_control_id, "
-      "agency_id, category, status, business_status, sequence FROM referrals ";
+      "agency_id, category, status, business_status, sequence, overdue_at IS NOT NULL, "
+      "created_at FROM referrals ";
   // Most specific first; a clinic number or control id only when exactly one referral has it.
   auto query = [this](const std::string& where,
                       const std::vector<std::string>& args) -> Result<std::optional<ReferralRow>> {
@@ -1670,7 +1676,8 @@ Result<std::optional<ReferralRow>> SqliteStore::find_referral(const ReferralKeys
     int rc = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
       rows.push_back({column(st, 0), column(st, 1), column(st, 2), column(st, 3), column(st, 4),
-                      column(st, 5), column(st, 6), column(st, 7), sqlite3_column_int(st, 8)});
+                      column(st, 5), column(st, 6), column(st, 7), sqlite3_column_int(st, 8),
+                      sqlite3_column_int(st, 9) != 0, sqlite3_column_int64(st, 10)});
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
@@ -1822,6 +1829,30 @@ Result<std::vector<ResourceRow>> SqliteStore::resource_history(std::string_view 
   int rc = 0;
   while ((rc = sqlite3_step(st.get())) == SQLITE_ROW)
     rows.push_back(resource_row(st.get()));
+  if (rc != SQLITE_DONE) return fail(st.error());
+  return rows;
+}
+
+Result<std::vector<ReferralRow>> SqliteStore::referrals_awaiting_agency(
+    std::int64_t created_before_ms, int limit) const {
+  auto lease = impl_->lease_reader();
+  ReadStatement st(lease.db,
+                   "SELECT referral_id, clinic_number_system, clinic_number_value, "
+                   "source_control_id, agency_id, category, status, business_status, sequence, "
+                   "created_at FROM referrals WHERE status = 'requested' AND overdue_at IS NULL "
+                   "AND business_status NOT IN ('no-route', 'awaiting-consent') AND created_at < "
+                   "?1 ORDER BY created_at LIMIT ?2");
+  if (!st.ok()) return fail(st.error());
+  st.integer(1, created_before_ms);
+  st.integer(2, limit);
+  std::vector<ReferralRow> rows;
+  int rc = 0;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+    auto* s = st.get();
+    rows.push_back({column(s, 0), column(s, 1), column(s, 2), column(s, 3), column(s, 4),
+                    column(s, 5), column(s, 6), column(s, 7), sqlite3_column_int(s, 8), false,
+                    sqlite3_column_int64(s, 9)});
+  }
   if (rc != SQLITE_DONE) return fail(st.error());
   return rows;
 }

@@ -170,6 +170,11 @@ class SqliteStore final : public pipeline::CommitPort, public pipeline::Resource
   Result<std::vector<ResourceRow>> resource_history(std::string_view type,
                                                     std::string_view id) const override;
 
+  /// Referrals still waiting for their agency (requested, not held, not yet overdue) made
+  /// before `created_before_ms`, oldest first: the overdue check's candidates.
+  Result<std::vector<ReferralRow>> referrals_awaiting_agency(std::int64_t created_before_ms,
+                                                             int limit) const;
+
   /// Applies the retention policy once, now (tests; the writer thread does it every
   /// store.prune_interval). Returns the rows removed or cleared.
   Result<std::int64_t> prune_now();

@@ -594,6 +594,14 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     m.finish();
   }
   read_fhir(top.child("fhir"), cfg.fhir);
+  {
+    auto m = top.child("referrals");
+    m.duration("default_sla", cfg.referrals.default_sla, std::chrono::seconds(1),
+               std::chrono::hours(24 * 366));
+    m.duration("overdue_check_interval", cfg.referrals.overdue_check_interval, milliseconds(100),
+               std::chrono::hours(24));
+    m.finish();
+  }
   top.finish();
 
   // Rules that span keys.

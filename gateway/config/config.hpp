@@ -179,6 +179,14 @@ struct FhirConfig {
   std::string unknown_patient = "link-by-reference";
 };
 
+/// The closed loop's timing.
+struct ReferralsConfig {
+  /// How long an agency has to receive or accept a referral before it is overdue, when its
+  /// routing entry names no SLA of its own.
+  milliseconds default_sla{std::chrono::hours(72)};
+  milliseconds overdue_check_interval{60'000};  ///< how often overdue referrals are looked for
+};
+
 /// Patient pseudonyms (HMAC-SHA256). The key is required in production.
 struct PseudonymConfig {
   SecretRef key;
@@ -202,6 +210,7 @@ struct GatewayConfig {
   AdminConfig admin;
   PseudonymConfig pseudonym;
   FhirConfig fhir;
+  ReferralsConfig referrals;
 
   bool dev_mode() const { return mode == "dev"; }
   bool embedded_kafka() const { return kafka.brokers.empty(); }

@@ -80,6 +80,9 @@ struct ReferralState {
   std::string status;
   std::string business_status;
   int sequence = 1;  ///< of the last status event; a lower one never replaces a higher one
+  /// Set by the gateway's overdue check: the referral has had its one overdue event.
+  bool overdue = false;
+  std::int64_t created_at_ms = 0;  ///< when the referral was made (filled by reads)
 };
 
 struct CommitRequest {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -35,6 +36,7 @@
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
 #include "gateway/runtime/admin.hpp"
+#include "gateway/runtime/overdue.hpp"
 #include "gateway/runtime/referral_updates.hpp"
 #include "gateway/runtime/runtime_file.hpp"
 #include "gateway/runtime/version.hpp"
@@ -364,6 +366,25 @@ int run(const config::GatewayConfig& cfg) {
         });
     log::info("admin.enabled", {{"routes", "/admin/dead-letters"}});
   }
+  // Referrals their agency leaves unanswered past its SLA: one overdue event each.
+  OverdueCheck overdue(
+      **store, cfg.gateway_id, cfg.kafka.topics,
+      [&cfg](std::string_view) { return cfg.referrals.default_sla; }, cfg.referrals.default_sla,
+      [&relay] { relay.notify(); }, registry);
+  asio::steady_timer overdue_timer(ioc);
+  bool overdue_stopping = false;
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        while (!overdue_stopping) {
+          overdue_timer.expires_after(cfg.referrals.overdue_check_interval);
+          auto [ec] = co_await overdue_timer.async_wait(asio::as_tuple(asio::use_awaitable));
+          if (ec || overdue_stopping) break;
+          co_await overdue.run_once();
+        }
+      },
+      asio::detached);
+
   http::Server http_server(ioc, cfg.http, router, registry);
   hl7v2::MllpServer mllp_server(ioc, cfg.mllp, hl7_handler, registry);
   auto http_address = http_server.bind();
@@ -386,6 +407,8 @@ int run(const config::GatewayConfig& cfg) {
   auto drain = [&](int signo) -> asio::awaitable<void> {
     health.set_draining();
     (*update_consumer)->stop();
+    overdue_stopping = true;
+    overdue_timer.cancel();
     log::info("gateway.draining",
               {{"signal", signo},
                {"timeout_ms", static_cast<std::int64_t>(cfg.runtime.drain_timeout.count())}});

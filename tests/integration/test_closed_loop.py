@@ -6,7 +6,9 @@ import time
 import unittest
 import uuid
 
-from harness import Gateway, assert_valid_events, consume, run
+import os
+
+from harness import SAMPLES, Gateway, assert_valid_events, consume, hl7_field, run
 from test_fhir import AGENCY_TOKEN, CLIENTS, CLINIC_TOKEN, ENV, FhirClient, sample_path
 
 
@@ -30,10 +32,15 @@ def publish_update(bootstrap, referral_id, status, business_status=None, reason=
     return event["id"]
 
 
+# Short SLA so that an unanswered referral turns overdue within the test.
+TIMING = "referrals: { default_sla: 4s, overdue_check_interval: 200ms }\n"
+
+
 class ClosedLoop(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.gw = Gateway(config=CLIENTS, env=ENV).start()
+        cls.gw = Gateway(config=CLIENTS + TIMING, env=ENV,
+                         mllp_config=", hl7: { default_timezone: America/New_York }").start()
         cls.clinic = FhirClient(cls.gw, CLINIC_TOKEN)
         cls.agency = FhirClient(cls.gw, AGENCY_TOKEN)
 
@@ -93,6 +100,45 @@ class ClosedLoop(unittest.TestCase):
         history = self.clinic.call("GET", "/fhir/Task/%s/_history" % task_id).json()
         self.assertEqual([e["resource"]["status"] for e in history["entry"]],
                          ["completed", "in-progress", "accepted", "received", "requested"])
+
+
+    def test_hl7_referral_left_unanswered_turns_overdue_once(self):
+        out = run(["mllp_send", "--loose", "--file", os.path.join(SAMPLES, "hl7v2", "ref-i12-home-visiting.hl7"),
+                   "--port", str(self.gw.mllp_address[1]), self.gw.mllp_address[0]])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(hl7_field(out.stdout, "MSA", 1), "CA")
+        referral = [json.loads(v) for _, v in consume(self.gw.bootstrap, "sdoh.referral.v1", 1)]
+        rid = next(e["data"]["referralId"] for e in referral
+                   if e["data"]["clinicReferralNumber"]["value"] == "REF-2026-0001")
+        deadline = time.monotonic() + 20
+        statuses = []
+        while time.monotonic() < deadline:
+            statuses = [json.loads(v) for k, v in consume(self.gw.bootstrap, "sdoh.referral-status.v1")
+                        if k == rid]
+            if len(statuses) >= 2:
+                break
+            time.sleep(0.3)
+        time.sleep(1.0)  # several more checks pass: still one overdue event
+        statuses = [json.loads(v) for k, v in consume(self.gw.bootstrap, "sdoh.referral-status.v1") if k == rid]
+        self.assertEqual([(s["data"]["status"], s["data"]["businessStatus"]) for s in statuses],
+                         [("requested", None), ("requested", "overdue")], statuses)
+        overdue = statuses[1]["data"]
+        self.assertEqual(overdue["previousStatus"], "requested")
+        self.assertEqual(overdue["updatedBy"]["role"], "gateway")
+        self.assertEqual(overdue["sequence"], 2)
+        assert_valid_events([json.dumps(s) for s in statuses])
+        task = self.clinic.call("GET", "/fhir/Task/" + rid)
+        # An HL7 referral is the HL7 sender's: the FHIR clinic client does not see it, the agency does.
+        self.assertEqual(task.status, 404)
+        task = self.agency.call("GET", "/fhir/Task/" + rid).json()
+        self.assertEqual(task["businessStatus"]["text"], "overdue")
+        metrics = self.gw.get("/metrics")[1]
+        self.assertIn('sdoh_referrals_overdue_total{agency="ehv-durham"} 1', metrics)
+        # The agency can still take it on.
+        accepted = self.agency.call("PATCH", "/fhir/Task/" + rid,
+                                    body='[{"op":"replace","path":"/status","value":"accepted"}]',
+                                    content_type="application/json-patch+json")
+        self.assertEqual(accepted.status, 200, accepted)
 
 
 if __name__ == "__main__":

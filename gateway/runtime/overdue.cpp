@@ -1,0 +1,81 @@
+#include "gateway/runtime/overdue.hpp"
+
+#include "adapters/fhir/task_change.hpp"
+#include "gateway/events/event.hpp"
+#include "gateway/log/log.hpp"
+#include "gateway/mapping/lifecycle.hpp"
+
+namespace sdoh::runtime {
+
+namespace asio = boost::asio;
+
+OverdueCheck::OverdueCheck(store::SqliteStore& store, std::string gateway_id,
+                           config::KafkaTopics topics, SlaOf sla_of,
+                           std::chrono::milliseconds shortest_sla, std::function<void()> wake_relay,
+                           metrics::Registry& registry)
+    : store_(store),
+      gateway_id_(std::move(gateway_id)),
+      topics_(std::move(topics)),
+      sla_of_(std::move(sla_of)),
+      shortest_sla_(shortest_sla),
+      wake_relay_(std::move(wake_relay)),
+      overdue_(registry.counter("sdoh_referrals_overdue_total",
+                                "Referrals their agency did not receive or accept within its SLA "
+                                "(one overdue status event each).",
+                                {"agency"})) {}
+
+asio::awaitable<int> OverdueCheck::run_once() {
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  auto candidates = store_.referrals_awaiting_agency(now_ms - shortest_sla_.count(), 500);
+  if (!candidates) {
+    log::warn("referrals.overdue_check_failed", {{"reason", candidates.error().message}});
+    co_return 0;
+  }
+  int raised = 0;
+  for (auto& referral : *candidates) {
+    const auto sla = sla_of_(referral.agency_id);
+    if (now_ms - referral.created_at_ms < sla.count()) continue;
+    auto task = store_.read_resource("Task", referral.referral_id);
+    if (!task || !*task) continue;  // a referral without its Task (none yet): next pass
+    auto json = fhir::task_with_status((*task)->json, "requested", mapping::kOverdue, "");
+    if (!json) continue;
+    const auto received_at = events::now_rfc3339();
+    fhir::TaskChange change;
+    change.current = &**task;
+    change.updated_json = std::move(*json);
+    change.client = {"gateway", "gateway", "sdoh-gateway", "sdoh-gateway"};
+    change.referral = referral;
+    change.received_at = received_at;
+    change.inbound = {
+        "gateway", "overdue-check", "overdue|" + referral.referral_id, "referral-overdue", "", "",
+        ""};
+    auto prepared = fhir::prepare_task_change(std::move(change), fhir::default_transition_check,
+                                              gateway_id_, topics_);
+    if (!prepared) {
+      log::warn("referrals.overdue_refused",
+                {{"referral", referral.referral_id},
+                 {"reason", prepared.error().first_error().diagnostics}});
+      continue;
+    }
+    for (auto& state : prepared->commit.referrals)
+      state.overdue = true;
+    auto commit = std::move(prepared->commit);
+    auto outcome = co_await store_.commit(std::move(commit));
+    if (!outcome) {
+      log::warn("referrals.overdue_not_stored",
+                {{"referral", referral.referral_id}, {"reason", outcome.error().message}});
+      continue;
+    }
+    ++raised;
+    overdue_.with({referral.agency_id}).inc();
+    log::info("referrals.overdue", {{"referral", referral.referral_id},
+                                    {"agency", referral.agency_id},
+                                    {"sla_ms", static_cast<std::int64_t>(sla.count())}});
+  }
+  if (raised > 0) wake_relay_();
+  co_return raised;
+}
+
+}  // namespace sdoh::runtime

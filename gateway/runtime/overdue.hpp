@@ -1,0 +1,38 @@
+#pragma once
+// The overdue check: a referral its agency has not received or accepted within the agency's SLA
+// gets one status event (status unchanged, businessStatus overdue, updatedBy gateway) and its
+// Task shows it. Raised once per referral; counted in sdoh_referrals_overdue_total.
+#include <chrono>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "adapters/store/sqlite_store.hpp"
+#include "gateway/config/config.hpp"
+#include "gateway/metrics/registry.hpp"
+
+namespace sdoh::runtime {
+
+class OverdueCheck {
+ public:
+  using SlaOf = std::function<std::chrono::milliseconds(std::string_view agency_id)>;
+  OverdueCheck(store::SqliteStore& store, std::string gateway_id, config::KafkaTopics topics,
+               SlaOf sla_of, std::chrono::milliseconds shortest_sla,
+               std::function<void()> wake_relay, metrics::Registry& registry);
+
+  /// One pass: every referral past its SLA gets its overdue event. Returns how many.
+  boost::asio::awaitable<int> run_once();
+
+ private:
+  store::SqliteStore& store_;
+  std::string gateway_id_;
+  config::KafkaTopics topics_;
+  SlaOf sla_of_;
+  std::chrono::milliseconds shortest_sla_;
+  std::function<void()> wake_relay_;
+  metrics::Family<metrics::Counter>& overdue_;
+};
+
+}  // namespace sdoh::runtime
