@@ -379,15 +379,20 @@ struct Hl7Pipeline::Impl {
                                first.sequence, rid, options.topics.referral_status, rid,
                                mapping::referral_status_data(first), received_at)));
     std::vector<pipeline::ResourceWrite> resources;
-    const pipeline::ReferralState state{rid,
-                                        ref->clinic_number_system,
-                                        ref->clinic_number_value,
-                                        m.get("MSH-10"),
-                                        ref->agency_id,
-                                        mapped->category,
-                                        "requested",
-                                        first.business_status,
-                                        1};
+    const pipeline::ReferralState state{
+        rid,
+        ref->clinic_number_system,
+        ref->clinic_number_value,
+        m.get("MSH-10"),
+        ref->agency_id,
+        mapped->category,
+        "requested",
+        first.business_status,
+        1,
+        false,
+        0,
+        sender_of(m),
+        m.segment("PID") != nullptr ? std::string(m.segment("PID")->raw(3)) : std::string()};
     if (options.resources != nullptr) {
       pipeline::ResourceWrite task;
       task.type = "Task";
@@ -523,7 +528,11 @@ struct Hl7Pipeline::Impl {
                                          current->category,
                                          std::string(mapping::to_string(t.status)),
                                          t.business_status,
-                                         t.sequence};
+                                         t.sequence,
+                                         false,
+                                         0,
+                                         "",
+                                         ""};
     std::vector<pipeline::ReferralState> states{state};
     bool committed = false;
     auto answer = co_await accept(m, type, std::move(text), std::move(out), &committed,

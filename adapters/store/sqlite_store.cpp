@@ -162,6 +162,21 @@ const std::vector<const char*> kMigrations = {
       ALTER TABLE referrals ADD COLUMN overdue_at INTEGER;  -- its one overdue event was raised
       CREATE INDEX referrals_waiting ON referrals(created_at) WHERE status = 'requested' AND
         overdue_at IS NULL;
+      ALTER TABLE referrals ADD COLUMN return_to TEXT NOT NULL DEFAULT '';   -- HL7 sender
+      ALTER TABLE referrals ADD COLUMN return_pid TEXT NOT NULL DEFAULT '';  -- PID-3 as sent
+      CREATE TABLE outbound (
+        id              INTEGER PRIMARY KEY,
+        destination     TEXT NOT NULL,     -- host:port
+        referral_id     TEXT NOT NULL,
+        message         BLOB NOT NULL,
+        created_at      INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        done_at         INTEGER,           -- acknowledged (or refused for good)
+        outcome         TEXT,              -- AA/CA, or why it was given up
+        last_error      TEXT
+      ) STRICT;
+      CREATE INDEX outbound_due ON outbound(next_attempt_at) WHERE done_at IS NULL;
     )sql",
 };
 
@@ -346,7 +361,8 @@ struct SqliteStore::Impl {
       upsert_offset;
   // FHIR resources and referral states written with a commit.
   Statement resource_version, upsert_resource, insert_history, delete_identifiers,
-      insert_identifier, delete_search, insert_search, upsert_referral;
+      insert_identifier, delete_search, insert_search, upsert_referral, insert_outbound;
+  bool outbound_added = false;  // writer thread: a commit queued an outbound message
 
   config::StoreConfig cfg;
   std::chrono::steady_clock::time_point next_prune;
@@ -633,7 +649,9 @@ Result<void> upsert_referral(SqliteStore::Impl& s, const pipeline::ReferralState
       .text(8, row.business_status)
       .integer(9, row.sequence)
       .integer(10, now)
-      .integer(11, row.overdue ? 1 : 0);
+      .integer(11, row.overdue ? 1 : 0)
+      .text(12, row.return_to)
+      .text(13, row.return_pid);
   if (auto r = st.step(); !r) return fail(r.error());
   return {};
 }
@@ -692,6 +710,12 @@ struct CommitOp final : WriteOp {
     for (const auto& row : request.referrals) {
       if (auto r = upsert_referral(s, row, received); !r) return r;
     }
+    for (const auto& o : request.outbound) {
+      auto& st = s.insert_outbound;
+      st.text(1, o.destination).text(2, o.referral_id).blob(3, o.message).integer(4, received);
+      if (auto r = step(st); !r) return r;
+    }
+    if (!request.outbound.empty()) s.outbound_added = true;
     return {};
   }
 
@@ -984,6 +1008,13 @@ struct PruneOp final : WriteOp {
         sqlite3_finalize(st);
       }
     }
+    // Outbound messages the destination acknowledged, past the delivered retention.
+    n = run(
+        "DELETE FROM outbound WHERE id IN (SELECT id FROM outbound WHERE done_at IS NOT NULL AND "
+        "done_at < ?1 LIMIT ?3)",
+        now - c.delivered_retention.count());
+    if (!n) return fail(n.error());
+    removed += *n;
     // Earlier versions of resources past the payload retention (the current one stays).
     n = run(
         "DELETE FROM resource_history WHERE rowid IN (SELECT h.rowid FROM resource_history h JOIN "
@@ -1201,12 +1232,19 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
         impl->db, "INSERT INTO resource_search(type, id, name, value) VALUES (?1, ?2, ?3, ?4)");
   }
   if (prepared) {
+    prepared = impl->insert_outbound.prepare(
+        impl->db,
+        "INSERT INTO outbound(destination, referral_id, message, created_at, next_attempt_at) "
+        "VALUES (?1, ?2, ?3, ?4, ?4)");
+  }
+  if (prepared) {
     prepared = impl->upsert_referral.prepare(
         impl->db,
         "INSERT INTO referrals(referral_id, clinic_number_system, clinic_number_value, "
         "source_control_id, agency_id, category, status, business_status, sequence, updated_at, "
-        "created_at, overdue_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, CASE WHEN "
-        "?11 THEN ?10 END) ON CONFLICT(referral_id) DO UPDATE SET status = excluded.status, "
+        "created_at, overdue_at, return_to, return_pid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+        "?9, ?10, ?10, CASE WHEN ?11 THEN ?10 END, ?12, ?13) ON CONFLICT(referral_id) DO UPDATE "
+        "SET status = excluded.status, "
         "business_status = excluded.business_status, sequence = excluded.sequence, updated_at = "
         "excluded.updated_at, overdue_at = coalesce(overdue_at, excluded.overdue_at) WHERE "
         "excluded.sequence >= sequence");
@@ -1660,7 +1698,7 @@ Result<std::optional<ReferralRow>> SqliteStore::find_referral(const ReferralKeys
   constexpr const char* kColumns =
       "SELECT referral_id, clinic_number_system, clinic_number_value, source_control_id, "
       "agency_id, category, status, business_status, sequence, overdue_at IS NOT NULL, "
-      "created_at FROM referrals ";
+      "created_at, return_to, return_pid FROM referrals ";
   // Most specific first; a clinic number or control id only when exactly one referral has it.
   auto query = [this](const std::string& where,
                       const std::vector<std::string>& args) -> Result<std::optional<ReferralRow>> {
@@ -1677,7 +1715,8 @@ Result<std::optional<ReferralRow>> SqliteStore::find_referral(const ReferralKeys
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
       rows.push_back({column(st, 0), column(st, 1), column(st, 2), column(st, 3), column(st, 4),
                       column(st, 5), column(st, 6), column(st, 7), sqlite3_column_int(st, 8),
-                      sqlite3_column_int(st, 9) != 0, sqlite3_column_int64(st, 10)});
+                      sqlite3_column_int(st, 9) != 0, sqlite3_column_int64(st, 10), column(st, 11),
+                      column(st, 12)});
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
@@ -1851,10 +1890,72 @@ Result<std::vector<ReferralRow>> SqliteStore::referrals_awaiting_agency(
     auto* s = st.get();
     rows.push_back({column(s, 0), column(s, 1), column(s, 2), column(s, 3), column(s, 4),
                     column(s, 5), column(s, 6), column(s, 7), sqlite3_column_int(s, 8), false,
-                    sqlite3_column_int64(s, 9)});
+                    sqlite3_column_int64(s, 9), "", ""});
   }
   if (rc != SQLITE_DONE) return fail(st.error());
   return rows;
+}
+
+Result<std::vector<OutboundRow>> SqliteStore::due_outbound(std::int64_t now_ms, int limit) const {
+  auto lease = impl_->lease_reader();
+  ReadStatement st(lease.db,
+                   "SELECT id, destination, referral_id, message, attempts FROM outbound WHERE "
+                   "done_at IS NULL AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2");
+  if (!st.ok()) return fail(st.error());
+  st.integer(1, now_ms);
+  st.integer(2, limit);
+  std::vector<OutboundRow> rows;
+  int rc = 0;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+    auto* s = st.get();
+    rows.push_back({sqlite3_column_int64(s, 0), column(s, 1), column(s, 2), column(s, 3),
+                    sqlite3_column_int(s, 4)});
+  }
+  if (rc != SQLITE_DONE) return fail(st.error());
+  return rows;
+}
+
+namespace {
+
+struct OutboundAttemptOp final : WriteOp {
+  std::int64_t id = 0;
+  bool done = false;
+  std::string outcome;
+  std::string error;
+  std::int64_t next_attempt_ms = 0;
+  bool needs_durability() const override { return false; }
+  Result<void> execute(SqliteStore::Impl& s) override {
+    Statement st;
+    if (auto r = st.prepare(s.db,
+                            "UPDATE outbound SET attempts = attempts + 1, next_attempt_at = ?2, "
+                            "done_at = CASE WHEN ?3 THEN ?4 END, outcome = ?5, last_error = ?6 "
+                            "WHERE id = ?1");
+        !r) {
+      return r;
+    }
+    st.integer(1, id).integer(2, next_attempt_ms).integer(3, done ? 1 : 0).integer(4, now_ms());
+    st.text_or_null(5, outcome).text_or_null(6, error);
+    if (auto r = st.step(); !r) return fail(r.error());
+    return {};
+  }
+  void finish(Result<void> result) override {
+    if (!result) {
+      log::warn("store.outbound_not_recorded", {{"id", id}, {"reason", result.error().message}});
+    }
+  }
+};
+
+}  // namespace
+
+void SqliteStore::record_outbound_attempt(std::int64_t id, bool done, std::string outcome,
+                                          std::string error, std::int64_t next_attempt_ms) {
+  auto op = std::make_unique<OutboundAttemptOp>();
+  op->id = id;
+  op->done = done;
+  op->outcome = std::move(outcome);
+  op->error = std::move(error);
+  op->next_attempt_ms = next_attempt_ms;
+  impl_->enqueue(std::move(op));
 }
 
 Result<std::int64_t> SqliteStore::prune_now() {

@@ -103,6 +103,15 @@ struct ReferralKeysRow {
   std::string source_control_id;
 };
 
+/// A queued outbound message (RRI^I12 to a clinic).
+struct OutboundRow {
+  std::int64_t id = 0;
+  std::string destination;
+  std::string referral_id;
+  std::string message;
+  int attempts = 0;
+};
+
 struct StoreStats {
   std::int64_t undelivered = 0;
   std::int64_t oldest_undelivered_ms = 0;  ///< created_at of the oldest undelivered event (0: none)
@@ -174,6 +183,13 @@ class SqliteStore final : public pipeline::CommitPort, public pipeline::Resource
   /// before `created_before_ms`, oldest first: the overdue check's candidates.
   Result<std::vector<ReferralRow>> referrals_awaiting_agency(std::int64_t created_before_ms,
                                                              int limit) const;
+
+  /// Outbound messages due for a (re)send at `now_ms`, oldest first.
+  Result<std::vector<OutboundRow>> due_outbound(std::int64_t now_ms, int limit) const;
+  /// Records a send attempt: `done` (acknowledged, or given up) with its outcome, or the error
+  /// and when to try again (queued to the writer).
+  void record_outbound_attempt(std::int64_t id, bool done, std::string outcome, std::string error,
+                               std::int64_t next_attempt_ms);
 
   /// Applies the retention policy once, now (tests; the writer thread does it every
   /// store.prune_interval). Returns the rows removed or cleared.

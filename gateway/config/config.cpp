@@ -363,6 +363,11 @@ void read_hl7(MapReader m, Hl7Config& out) {
     Hl7SenderConfig sender;
     read_timezone(s, "timezone", sender.timezone);
     s.choice("contact_consent", sender.contact_consent, {"con-segment", "clinic-policy"});
+    s.string("return_address", sender.return_address);
+    s.string("return_ca_file", sender.return_ca_file);
+    if (!sender.return_address.empty() && sender.return_address.rfind(':') == std::string::npos) {
+      s.issue(s.node()["return_address"], s.path() + ".return_address", "expected host:port");
+    }
     s.finish();
     out.senders[name] = sender;
   }

@@ -66,6 +66,11 @@ struct Hl7SenderConfig {
   /// is A (active). clinic-policy: the clinic records the family's consent before it refers,
   /// so a REF without CON counts as consented (a CON that says otherwise still wins).
   std::string contact_consent = "con-segment";
+  /// Where this clinic takes RRI^I12 answers about its referrals ("host:port", MLLP); empty:
+  /// none are sent (the clinic reads GET /fhir/Task/{id}). Sent until the clinic ACKs them.
+  std::string return_address;
+  /// PEM CA file: send over TLS, verifying the clinic's certificate; empty: plain TCP.
+  std::string return_ca_file;
 };
 
 struct Hl7Config {

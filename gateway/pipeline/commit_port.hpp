@@ -83,6 +83,18 @@ struct ReferralState {
   /// Set by the gateway's overdue check: the referral has had its one overdue event.
   bool overdue = false;
   std::int64_t created_at_ms = 0;  ///< when the referral was made (filled by reads)
+  /// An HL7 clinic's referral: its sender ("MSH-3^MSH-4") and the patient identifier as it sent
+  /// it (PID-3), for the RRI^I12 answers it gets back. Kept from the first state on.
+  std::string return_to;
+  std::string return_pid;
+};
+
+/// A message to send out (an RRI^I12 to a clinic), queued in the same transaction as what
+/// caused it and sent until the destination acknowledges it.
+struct OutboundMessage {
+  std::string destination;  ///< "host:port"
+  std::string message;      ///< ER7 text, one message
+  std::string referral_id;
 };
 
 struct CommitRequest {
@@ -97,6 +109,8 @@ struct CommitRequest {
   std::vector<ResourceWrite> resources;
   /// Referral states to record in the same transaction (none for a duplicate).
   std::vector<ReferralState> referrals;
+  /// Messages to send once committed (none for a duplicate).
+  std::vector<OutboundMessage> outbound;
 };
 
 enum class CommitStatus { kCommitted, kDuplicate };

@@ -9,11 +9,12 @@ namespace sdoh::runtime {
 
 namespace asio = boost::asio;
 
-OverdueCheck::OverdueCheck(store::SqliteStore& store, std::string gateway_id,
-                           config::KafkaTopics topics, SlaOf sla_of,
+OverdueCheck::OverdueCheck(store::SqliteStore& store, pipeline::CommitPort& commits,
+                           std::string gateway_id, config::KafkaTopics topics, SlaOf sla_of,
                            std::chrono::milliseconds shortest_sla, std::function<void()> wake_relay,
                            metrics::Registry& registry)
     : store_(store),
+      commits_(commits),
       gateway_id_(std::move(gateway_id)),
       topics_(std::move(topics)),
       sla_of_(std::move(sla_of)),
@@ -62,7 +63,7 @@ asio::awaitable<int> OverdueCheck::run_once() {
     for (auto& state : prepared->commit.referrals)
       state.overdue = true;
     auto commit = std::move(prepared->commit);
-    auto outcome = co_await store_.commit(std::move(commit));
+    auto outcome = co_await commits_.commit(std::move(commit));
     if (!outcome) {
       log::warn("referrals.overdue_not_stored",
                 {{"referral", referral.referral_id}, {"reason", outcome.error().message}});

@@ -18,8 +18,8 @@ namespace sdoh::runtime {
 class OverdueCheck {
  public:
   using SlaOf = std::function<std::chrono::milliseconds(std::string_view agency_id)>;
-  OverdueCheck(store::SqliteStore& store, std::string gateway_id, config::KafkaTopics topics,
-               SlaOf sla_of, std::chrono::milliseconds shortest_sla,
+  OverdueCheck(store::SqliteStore& store, pipeline::CommitPort& commits, std::string gateway_id,
+               config::KafkaTopics topics, SlaOf sla_of, std::chrono::milliseconds shortest_sla,
                std::function<void()> wake_relay, metrics::Registry& registry);
 
   /// One pass: every referral past its SLA gets its overdue event. Returns how many.
@@ -27,6 +27,7 @@ class OverdueCheck {
 
  private:
   store::SqliteStore& store_;
+  pipeline::CommitPort& commits_;
   std::string gateway_id_;
   config::KafkaTopics topics_;
   SlaOf sla_of_;

@@ -49,7 +49,7 @@ kafka::UpdateDisposition ReferralUpdates::handle(const kafka::UpdateRecord& reco
 
   auto commit = [&](pipeline::CommitRequest request) -> Result<pipeline::CommitOutcome> {
     asio::io_context local;
-    auto done = asio::co_spawn(local, store_.commit(std::move(request)), asio::use_future);
+    auto done = asio::co_spawn(local, commits_.commit(std::move(request)), asio::use_future);
     local.run();
     return done.get();
   };

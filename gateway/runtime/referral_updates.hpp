@@ -15,10 +15,12 @@ namespace sdoh::runtime {
 
 class ReferralUpdates {
  public:
-  ReferralUpdates(store::SqliteStore& store, const events::SchemaCatalog& schemas,
-                  std::string gateway_id, config::KafkaTopics topics,
-                  std::function<void()> wake_relay)
+  /// Reads referrals and Tasks from `store`, commits through `commits`.
+  ReferralUpdates(store::SqliteStore& store, pipeline::CommitPort& commits,
+                  const events::SchemaCatalog& schemas, std::string gateway_id,
+                  config::KafkaTopics topics, std::function<void()> wake_relay)
       : store_(store),
+        commits_(commits),
         schemas_(schemas),
         gateway_id_(std::move(gateway_id)),
         topics_(std::move(topics)),
@@ -28,6 +30,7 @@ class ReferralUpdates {
 
  private:
   store::SqliteStore& store_;
+  pipeline::CommitPort& commits_;
   const events::SchemaCatalog& schemas_;
   std::string gateway_id_;
   config::KafkaTopics topics_;

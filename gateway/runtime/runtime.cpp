@@ -15,6 +15,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "adapters/fhir/api.hpp"
+#include "adapters/hl7v2/clinic_return.hpp"
 #include "adapters/hl7v2/mllp_server.hpp"
 #include "adapters/hl7v2/pipeline.hpp"
 #include "adapters/hl7v2/referral_ledger.hpp"
@@ -84,13 +85,13 @@ Result<MappingSetup> load_mapping(const config::GatewayConfig& cfg) {
 /// committed, and the sender's resend is answered positively once they are delivered.
 class DeliveredAckPort final : public pipeline::CommitPort {
  public:
-  DeliveredAckPort(store::SqliteStore& store, std::chrono::milliseconds timeout,
-                   std::function<void()> wake_relay)
-      : store_(store), timeout_(timeout), wake_relay_(std::move(wake_relay)) {}
+  DeliveredAckPort(pipeline::CommitPort& inner, store::SqliteStore& store,
+                   std::chrono::milliseconds timeout, std::function<void()> wake_relay)
+      : inner_(inner), store_(store), timeout_(timeout), wake_relay_(std::move(wake_relay)) {}
 
   asio::awaitable<Result<pipeline::CommitOutcome>> commit(
       pipeline::CommitRequest request) override {
-    auto outcome = co_await store_.commit(std::move(request));
+    auto outcome = co_await inner_.commit(std::move(request));
     if (!outcome || !positive(outcome->answer_code)) co_return outcome;
     wake_relay_();
     auto delivered = co_await store_.await_delivered(outcome->undelivered, timeout_);
@@ -102,9 +103,43 @@ class DeliveredAckPort final : public pipeline::CommitPort {
   static bool positive(const std::string& code) {
     return code == "AA" || code == "CA" || (!code.empty() && code[0] == '2');
   }
+  pipeline::CommitPort& inner_;
   store::SqliteStore& store_;
   std::chrono::milliseconds timeout_;
   std::function<void()> wake_relay_;
+};
+
+/// Every commit, whatever made it: status changes of an HL7 clinic's referral queue the
+/// RRI^I12 the clinic gets back, in the same transaction.
+class ClinicReturnPort final : public pipeline::CommitPort {
+ public:
+  ClinicReturnPort(store::SqliteStore& store, const config::Hl7Config& hl7, std::string gateway_id,
+                   std::function<void()> wake_sender)
+      : store_(store),
+        hl7_(hl7),
+        gateway_id_(std::move(gateway_id)),
+        wake_sender_(std::move(wake_sender)) {}
+
+  asio::awaitable<Result<pipeline::CommitOutcome>> commit(
+      pipeline::CommitRequest request) override {
+    hl7v2::add_clinic_returns(
+        request, hl7_, gateway_id_,
+        [this](const std::string& id) -> std::optional<pipeline::ReferralState> {
+          auto r = store_.find_referral({id, "", "", ""});
+          if (!r || !*r) return std::nullopt;
+          return **r;
+        });
+    const bool outbound = !request.outbound.empty();
+    auto outcome = co_await store_.commit(std::move(request));
+    if (outcome && outbound) wake_sender_();
+    co_return outcome;
+  }
+
+ private:
+  store::SqliteStore& store_;
+  const config::Hl7Config& hl7_;
+  std::string gateway_id_;
+  std::function<void()> wake_sender_;
 };
 
 /// The HL7 pipeline's referral ledger, kept in the store (written with each commit) so that an
@@ -273,13 +308,20 @@ int run(const config::GatewayConfig& cfg) {
   relay.start();
   health.add_check("relay", [&relay] { return relay.health(); });
 
+  // RRI^I12 answers to HL7 clinics: queued by every commit that changes one of their referrals,
+  // sent until acknowledged.
+  hl7v2::ClinicReturnSender clinic_returns(**store, cfg.mllp.hl7, registry);
+  clinic_returns.start();
+  ClinicReturnPort returns_port(**store, cfg.mllp.hl7, cfg.gateway_id,
+                                [&clinic_returns] { clinic_returns.wake(); });
+
   ops::add_ops_routes(router, health, registry, build, started);
 
   // Agencies' updates on Kafka: applied to their referrals, offsets committed after the store.
   auto event_schemas = events::SchemaCatalog::load(cfg.schemas_dir / "events");
   if (!event_schemas) return startup_failed("schemas", event_schemas.error());
-  ReferralUpdates referral_updates(**store, **event_schemas, cfg.gateway_id, cfg.kafka.topics,
-                                   [&relay] { relay.notify(); });
+  ReferralUpdates referral_updates(**store, returns_port, **event_schemas, cfg.gateway_id,
+                                   cfg.kafka.topics, [&relay] { relay.notify(); });
   auto update_consumer = kafka::UpdateConsumer::create(
       cfg.kafka, bootstrap, cfg.kafka.consumer_group, cfg.kafka.topics.referral_updates,
       [&referral_updates](const kafka::UpdateRecord& r) { return referral_updates.handle(r); },
@@ -292,10 +334,10 @@ int run(const config::GatewayConfig& cfg) {
   // What ingest commits through: the store, or (delivery.ack=delivered) the store and then
   // Kafka's acknowledgement.
   std::unique_ptr<DeliveredAckPort> delivered_port;
-  pipeline::CommitPort* commit_port = store->get();
+  pipeline::CommitPort* commit_port = &returns_port;
   if (cfg.delivery.ack == "delivered") {
-    delivered_port = std::make_unique<DeliveredAckPort>(**store, cfg.delivery.delivered_timeout,
-                                                        [&relay] { relay.notify(); });
+    delivered_port = std::make_unique<DeliveredAckPort>(
+        returns_port, **store, cfg.delivery.delivered_timeout, [&relay] { relay.notify(); });
     commit_port = delivered_port.get();
   }
   log::info("delivery.ack_policy",
@@ -340,7 +382,7 @@ int run(const config::GatewayConfig& cfg) {
         router, **store, *token,
         [&](const store::DeadLetterInfo& d) -> asio::awaitable<Result<store::ReplayResult>> {
           if (d.protocol == "fhir") {
-            ReplayPort port(**store, d.dead_letter_id);
+            ReplayPort port(returns_port, d.dead_letter_id);
             std::string sender = d.sender;
             std::string message_type = d.message_type;
             std::string payload = d.payload;
@@ -353,7 +395,7 @@ int run(const config::GatewayConfig& cfg) {
             co_return fail(
                 Error::unsupported("replaying " + d.protocol + " messages is not supported"));
           }
-          ReplayPort port(**store, d.dead_letter_id);
+          ReplayPort port(returns_port, d.dead_letter_id);
           metrics::Registry replay_metrics;  // replays are counted by the admin log, not as traffic
           hl7v2::Hl7Pipeline replayer(
               screening_mapper, port, [&relay] { relay.notify(); }, hl7_options, replay_metrics);
@@ -368,7 +410,7 @@ int run(const config::GatewayConfig& cfg) {
   }
   // Referrals their agency leaves unanswered past its SLA: one overdue event each.
   OverdueCheck overdue(
-      **store, cfg.gateway_id, cfg.kafka.topics,
+      **store, returns_port, cfg.gateway_id, cfg.kafka.topics,
       [&cfg](std::string_view) { return cfg.referrals.default_sla; }, cfg.referrals.default_sla,
       [&relay] { relay.notify(); }, registry);
   asio::steady_timer overdue_timer(ioc);
@@ -409,6 +451,7 @@ int run(const config::GatewayConfig& cfg) {
     (*update_consumer)->stop();
     overdue_stopping = true;
     overdue_timer.cancel();
+    clinic_returns.stop();
     log::info("gateway.draining",
               {{"signal", signo},
                {"timeout_ms", static_cast<std::int64_t>(cfg.runtime.drain_timeout.count())}});

@@ -2,6 +2,8 @@
 moves the referral through its lifecycle by FHIR PATCH and by its update topic on Kafka (kcat),
 illegal moves are refused, and the status events appear in order on Kafka."""
 import json
+import socket
+import threading
 import time
 import unittest
 import uuid
@@ -32,6 +34,51 @@ def publish_update(bootstrap, referral_id, status, business_status=None, reason=
     return event["id"]
 
 
+class MllpReceiver:
+    """A clinic's MLLP endpoint: keeps every message it gets; answers the first one AE (so the
+    gateway must send it again) and the others AA."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.messages = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                buf = b""
+                while b"\x1c\r" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                if b"\x1c\r" not in buf:
+                    continue
+                message = buf[buf.index(b"\x0b") + 1:buf.index(b"\x1c\r")].decode()
+                with self.lock:
+                    self.messages.append(message)
+                    first = len(self.messages) == 1
+                control = message.split("\r")[0].split("|")[9]
+                code = "AE" if first else "AA"
+                ack = "MSH|^~\\&|EHR|PEDS_CLINIC_A|SDOH_GW|x|20261125||ACK^I12^ACK|R%d|P|2.5.1\rMSA|%s|%s\r" % (
+                    len(self.messages), code, control)
+                conn.sendall(b"\x0b" + ack.encode() + b"\x1c\r")
+
+    def received(self):
+        with self.lock:
+            return list(self.messages)
+
+
+RECEIVER = MllpReceiver()
+
 # Short SLA so that an unanswered referral turns overdue within the test.
 TIMING = "referrals: { default_sla: 4s, overdue_check_interval: 200ms }\n"
 
@@ -40,7 +87,9 @@ class ClosedLoop(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.gw = Gateway(config=CLIENTS + TIMING, env=ENV,
-                         mllp_config=", hl7: { default_timezone: America/New_York }").start()
+                         mllp_config=(", hl7: { default_timezone: America/New_York, senders: "
+                                      "{ \"EHR^PEDS_CLINIC_A\": { return_address: \"127.0.0.1:%d\" } } }"
+                                      % RECEIVER.port)).start()
         cls.clinic = FhirClient(cls.gw, CLINIC_TOKEN)
         cls.agency = FhirClient(cls.gw, AGENCY_TOKEN)
 
@@ -139,6 +188,32 @@ class ClosedLoop(unittest.TestCase):
                                     body='[{"op":"replace","path":"/status","value":"accepted"}]',
                                     content_type="application/json-patch+json")
         self.assertEqual(accepted.status, 200, accepted)
+
+        # The clinic's MLLP endpoint got an RRI^I12 for each change, the refused one again.
+        deadline = time.monotonic() + 20
+        answers = []
+        while time.monotonic() < deadline:
+            answers = [m for m in RECEIVER.received() if rid in m]
+            if len({m.split("\r")[0].split("|")[9] for m in answers}) >= 2:
+                break
+            time.sleep(0.2)
+        by_control = {}
+        for m in answers:
+            by_control.setdefault(m.split("\r")[0].split("|")[9], []).append(m)
+        self.assertEqual(len(by_control), 2, answers)
+        self.assertTrue(any(len(v) >= 2 for v in by_control.values()), "the AE'd one was not resent")
+        rf1 = {}
+        for control, copies in by_control.items():
+            segs = {line.split("|")[0]: line for line in copies[0].split("\r") if line}
+            self.assertTrue(segs["MSH"].split("|")[8].startswith("RRI^I12"), segs["MSH"])
+            self.assertEqual(segs["MSA"].split("|")[2], "A1000003")
+            self.assertEqual(segs["PID"].split("|")[3], "MRN12345^^^PEDS_A^MR")
+            fields = segs["RF1"].split("|")
+            self.assertEqual(fields[6], "REF-2026-0001^PEDS_A")
+            self.assertEqual(fields[11], rid + "^SDOH_GW")
+            rf1[fields[1]] = segs.get("NTE", "")
+        self.assertEqual(set(rf1), {"P^requested^HL70283", "A^accepted^HL70283"})
+        self.assertIn("overdue", rf1["P^requested^HL70283"])
 
 
 if __name__ == "__main__":

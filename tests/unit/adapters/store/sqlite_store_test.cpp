@@ -96,6 +96,23 @@ pipeline::CommitRequest request(const std::string& control_id, int events = 2) {
   return r;
 }
 
+// A referral state from its first nine fields (the rest default).
+pipeline::ReferralState row(std::string id, std::string system, std::string value,
+                            std::string control_id, std::string agency, std::string category,
+                            std::string status, std::string business_status, int sequence) {
+  pipeline::ReferralState r;
+  r.referral_id = std::move(id);
+  r.clinic_number_system = std::move(system);
+  r.clinic_number_value = std::move(value);
+  r.source_control_id = std::move(control_id);
+  r.agency_id = std::move(agency);
+  r.category = std::move(category);
+  r.status = std::move(status);
+  r.business_status = std::move(business_status);
+  r.sequence = sequence;
+  return r;
+}
+
 Result<pipeline::CommitOutcome> commit_now(SqliteStore& store, pipeline::CommitRequest r) {
   asio::io_context ioc;
   auto fut = asio::co_spawn(ioc, store.commit(std::move(r)), asio::use_future);
@@ -300,16 +317,16 @@ TEST_F(SqliteStoreTest, ReferralStateIsFoundByIdOrByAUniqueClinicNumberAndSurviv
   {
     auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
     store->record_referral(
-        {"r1", "urn:clinic", "REF-1", "A1", "ehv", "food-insecurity", "requested", "", 1});
+        row("r1", "urn:clinic", "REF-1", "A1", "ehv", "food-insecurity", "requested", "", 1));
     store->record_referral(
-        {"r2", "urn:clinic", "REF-2", "A2", "ehv", "housing-instability", "requested", "", 1});
+        row("r2", "urn:clinic", "REF-2", "A2", "ehv", "housing-instability", "requested", "", 1));
     store->record_referral(
-        {"r3", "urn:other", "REF-2", "A3", "wic", "food-insecurity", "requested", "", 1});
-    store->record_referral(
-        {"r1", "urn:clinic", "REF-1", "A1", "ehv", "food-insecurity", "accepted", "scheduled", 2});
+        row("r3", "urn:other", "REF-2", "A3", "wic", "food-insecurity", "requested", "", 1));
+    store->record_referral(row("r1", "urn:clinic", "REF-1", "A1", "ehv", "food-insecurity",
+                               "accepted", "scheduled", 2));
     // An older state arriving late never goes back.
     store->record_referral(
-        {"r1", "urn:clinic", "REF-1", "A1", "ehv", "food-insecurity", "requested", "", 1});
+        row("r1", "urn:clinic", "REF-1", "A1", "ehv", "food-insecurity", "requested", "", 1));
     store->flush();
   }
   auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
@@ -527,18 +544,18 @@ TEST_F(SqliteStoreTest, ReferralStatesCommitWithTheRequest) {
   auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
   auto r = request("k1", 1);
   r.referrals.push_back(
-      {"r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity", "requested", "", 1});
+      row("r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity", "requested", "", 1));
   ASSERT_TRUE(commit_now(*store, r));
   auto found = store->find_referral({"r1", "", "", ""});
   ASSERT_TRUE(found && *found);
   EXPECT_EQ((*found)->status, "requested");
   auto later = request("k2", 1);
-  later.referrals.push_back({"r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity", "accepted",
-                             "family-contacted", 2});
+  later.referrals.push_back(row("r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity",
+                                "accepted", "family-contacted", 2));
   ASSERT_TRUE(commit_now(*store, later));
   auto stale = request("k3", 1);
   stale.referrals.push_back(
-      {"r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity", "received", "", 1});
+      row("r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity", "received", "", 1));
   ASSERT_TRUE(commit_now(*store, stale));
   found = store->find_referral({"", "urn:clinic", "REF-1", ""});
   EXPECT_EQ((*found)->status, "accepted");
@@ -553,7 +570,7 @@ TEST_F(SqliteStoreTest, RetentionKeepsOpenReferralTasksAndTheCurrentVersion) {
   ASSERT_TRUE(commit_now(*store, with_resource("k2", task_write("open", 2, "accepted", "ehv"))));
   auto done = with_resource("k3", task_write("done", 1, "completed", "ehv"));
   done.referrals.push_back(
-      {"done", "urn:clinic", "REF-d", "", "ehv", "food-insecurity", "completed", "", 4});
+      row("done", "urn:clinic", "REF-d", "", "ehv", "food-insecurity", "completed", "", 4));
   ASSERT_TRUE(commit_now(*store, done));
   pipeline::ResourceWrite qr;
   qr.type = "QuestionnaireResponse";

@@ -1,0 +1,63 @@
+#pragma once
+// Answers to HL7 clinics about their referrals: an RRI^I12 for each status change, queued with
+// the change (pipeline::OutboundMessage) and sent over MLLP to the clinic's configured endpoint
+// (mllp.hl7.senders.<sender>.return_address) until the clinic acknowledges it.
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "adapters/store/sqlite_store.hpp"
+#include "gateway/config/config.hpp"
+#include "gateway/core/result.hpp"
+#include "gateway/metrics/registry.hpp"
+#include "gateway/pipeline/commit_port.hpp"
+
+namespace sdoh::hl7v2 {
+
+struct RriContent {
+  std::string gateway_id;
+  std::string clinic;  ///< the clinic's "MSH-3^MSH-4": receiving application and facility
+  std::string control_id;
+  std::string timestamp;       ///< HL7 DTM, e.g. 20261125101500+0000
+  std::string ref_control_id;  ///< the REF^I12's MSH-10 (MSA-2)
+  pipeline::ReferralState referral;
+  std::string status;           ///< lifecycle status, e.g. accepted
+  std::string business_status;  ///< may be empty
+  std::string reason;           ///< may be empty
+};
+
+/// The RRI^I12 (HL7 v2.5.1): MSH, MSA (the REF's control id), RF1 (RF1-1 status: table 0283
+/// A/R/P/E as the clinic's systems expect, the lifecycle status in its text; RF1-6 the clinic's
+/// referral number; RF1-11 the referralId), PRD (the agency), PID (PID-3 as the clinic sent it),
+/// NTE (businessStatus and reason). Values are escaped.
+std::string build_rri_i12(const RriContent& c);
+
+/// Adds the RRI^I12 answers a commit owes HL7 clinics: one per status event (sequence >= 2) of a
+/// referral whose clinic has a return_address. `lookup` finds a referral's state (return_to,
+/// return_pid) when the request does not carry it.
+void add_clinic_returns(
+    pipeline::CommitRequest& request, const config::Hl7Config& hl7, const std::string& gateway_id,
+    const std::function<std::optional<pipeline::ReferralState>(const std::string&)>& lookup);
+
+/// Sends queued outbound messages: due ones every `interval` (and when woken), each over MLLP
+/// (TLS when the sender's return_ca_file is set); an AA/CA answer ends it, an AR/CR gives it up
+/// (logged, counted), no answer or AE/CE is tried again with exponential backoff (1 s … 5 min).
+class ClinicReturnSender {
+ public:
+  ClinicReturnSender(store::SqliteStore& store, const config::Hl7Config& hl7,
+                     metrics::Registry& registry,
+                     std::chrono::milliseconds interval = std::chrono::milliseconds(500));
+  ~ClinicReturnSender();
+  void start();
+  void wake();
+  void stop();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sdoh::hl7v2
