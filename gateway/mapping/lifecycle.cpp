@@ -365,15 +365,15 @@ bool awaiting_agency(ReferralStatus status, std::string_view business_status) {
 
 std::optional<Clock::time_point> overdue_at(const LifecycleState& s,
                                             Clock::time_point waiting_since,
-                                            std::chrono::seconds sla) {
+                                            std::chrono::milliseconds sla) {
   if (!awaiting_agency(s.status, s.business_status) || s.business_status == kOverdue) {
     return std::nullopt;
   }
   return waiting_since + sla;
 }
 
-bool overdue_due(const LifecycleState& s, Clock::time_point waiting_since, std::chrono::seconds sla,
-                 Clock::time_point now) {
+bool overdue_due(const LifecycleState& s, Clock::time_point waiting_since,
+                 std::chrono::milliseconds sla, Clock::time_point now) {
   const auto at = overdue_at(s, waiting_since, sla);
   return at && now >= *at;
 }

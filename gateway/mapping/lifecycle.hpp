@@ -210,14 +210,14 @@ using Clock = std::chrono::system_clock;
 /// event, or the gateway's release of a hold), since nothing else changes a waiting referral.
 std::optional<Clock::time_point> overdue_at(const LifecycleState& s,
                                             Clock::time_point waiting_since,
-                                            std::chrono::seconds sla);
+                                            std::chrono::milliseconds sla);
 
 /// Whether the gateway raises the overdue alert at `now`: overdue_at() has a time and `now` is at
 /// or past it (within the SLA means strictly before the deadline). The alert is the change
 /// overdue_alert(): the status unchanged, businessStatus overdue, by the gateway; once it is
 /// made, overdue_at() is nullopt, so it is raised once.
-bool overdue_due(const LifecycleState& s, Clock::time_point waiting_since, std::chrono::seconds sla,
-                 Clock::time_point now);
+bool overdue_due(const LifecycleState& s, Clock::time_point waiting_since,
+                 std::chrono::milliseconds sla, Clock::time_point now);
 
 /// The state the overdue alert moves a referral to: requested + overdue.
 LifecycleState overdue_alert();

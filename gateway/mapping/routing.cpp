@@ -194,15 +194,17 @@ Result<std::shared_ptr<const RoutingTable>> RoutingTable::load(const std::filesy
                         "duplicate agency id \"" + agency.id + "\", also /agencies/" +
                             std::to_string(it->second)));
     }
-    const auto sla_text = str(a, "sla");
-    const auto sla = parse_duration(sla_text);
-    if (!sla || *sla > kMaxSla) {
-      return fail(error(file, p + "/sla",
-                        "bad SLA \"" + sla_text +
-                            "\": give minutes, hours or days up to 365 days, e.g. \"72h\" or "
-                            "\"3d\""));
+    if (a.HasMember("sla")) {
+      const auto sla_text = str(a, "sla");
+      const auto sla = parse_duration(sla_text);
+      if (!sla || *sla > kMaxSla) {
+        return fail(error(file, p + "/sla",
+                          "bad SLA \"" + sla_text +
+                              "\": give minutes, hours or days up to 365 days, e.g. \"72h\" or "
+                              "\"3d\""));
+      }
+      agency.sla = *sla;
     }
-    agency.sla = *sla;
     if (agency.owner.empty()) {
       agency.owner = "Organization/" + agency.id;
     } else if (lower(agency.owner.substr(agency.owner.find('/') + 1)) != agency.id) {

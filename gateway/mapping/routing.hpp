@@ -27,8 +27,15 @@ struct Agency {
   std::string name;   ///< for people
   std::string kind;   ///< home-visiting | wic | early-intervention | head-start | child-care | ...
   std::string topic;  ///< its own Kafka topic (ACLs keep it to its families); empty: the default
-  std::chrono::seconds sla{0};  ///< to receive or accept a referral before it is overdue
-  std::string owner;            ///< FHIR reference for Task.owner: "Organization/<id>"
+  /// How long it has to receive or accept a referral before the overdue alert; none: the
+  /// gateway's default (referrals.default_sla).
+  std::optional<std::chrono::milliseconds> sla;
+  std::string owner;  ///< FHIR reference for Task.owner: "Organization/<id>"
+
+  /// Its SLA, else `default_sla`.
+  std::chrono::milliseconds sla_or(std::chrono::milliseconds default_sla) const {
+    return sla.value_or(default_sla);
+  }
 
   /// The topic its referrals are published on: its own, else `referral_topic`
   /// (kafka.topics.referral, default sdoh.referral.v1).

@@ -51,13 +51,13 @@ TEST_F(ShippedRouting, LoadsItsAgencies) {
   ASSERT_NE(ehv, nullptr);
   EXPECT_EQ(ehv->name, "Early Start Home Visiting");
   EXPECT_EQ(ehv->kind, "home-visiting");
-  EXPECT_EQ(ehv->sla, 72h);
+  EXPECT_EQ(ehv->sla, std::chrono::milliseconds(72h));
   EXPECT_EQ(ehv->owner, "Organization/ehv-durham");
   EXPECT_EQ(ehv->topic_or("sdoh.referral.v1"), "sdoh.referral.v1");
   const auto* legal = table_->agency("legal-aid-triangle");
   ASSERT_NE(legal, nullptr);
   EXPECT_EQ(legal->topic_or("sdoh.referral.v1"), "sdoh.referral.legal-aid-triangle");
-  EXPECT_EQ(table_->agency("wic-durham")->sla, std::chrono::days(3));
+  EXPECT_EQ(table_->agency("wic-durham")->sla_or(72h), std::chrono::days(3));
   EXPECT_EQ(table_->agency("nobody"), nullptr);
 }
 
@@ -225,6 +225,16 @@ TEST_F(ScratchRouting, DisjointBandsOfTheSameWidthInOneAreaAreFine) {
       R"({"category": "stress", "area": {"zip3": ["277"]}, "ageMonths": {"min": 0, "max": 11}, "agency": "a"},
            {"category": "stress", "area": {"zip3": ["277"]}, "ageMonths": {"min": 12, "max": 23}, "agency": "b"})");
   EXPECT_NE(load(), nullptr);
+}
+
+TEST_F(ScratchRouting, AnAgencyWithoutAnSlaHasTheGatewaysDefault) {
+  write("", R"({"id": "x", "name": "X", "kind": "food-bank"})");
+  auto t = load();
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->agency("x")->sla, std::nullopt);
+  EXPECT_EQ(t->agency("x")->sla_or(72h), std::chrono::milliseconds(72h));
+  EXPECT_EQ(t->agency("x")->owner, "Organization/x");
+  EXPECT_EQ(t->agency("x")->topic_or("sdoh.referral.v1"), "sdoh.referral.v1");
 }
 
 TEST_F(ScratchRouting, AnAgencysOwnerAndTopicAreRead) {
