@@ -193,14 +193,21 @@ AnswerResult score_status(const DomainAcc& d, const DomainRule& rule, const Inst
 
 }  // namespace
 
-std::string age_band(std::string_view birth_date, std::string_view on_date) {
+std::optional<int> age_in_months(std::string_view birth_date, std::string_view on_date) {
   const auto b = parse_date(birth_date);
   const auto o = parse_date(on_date);
-  if (!b || !o) return {};
+  if (!b || !o) return std::nullopt;
   const auto [by, bm, bd] = *b;
   const auto [oy, om, od] = *o;
-  int months = (oy - by) * 12 + (om - bm) - (od < bd ? 1 : 0);
-  if (months < 0) return {};
+  const int months = (oy - by) * 12 + (om - bm) - (od < bd ? 1 : 0);
+  if (months < 0) return std::nullopt;
+  return months;
+}
+
+std::string age_band(std::string_view birth_date, std::string_view on_date) {
+  const auto age = age_in_months(birth_date, on_date);
+  if (!age) return {};
+  const int months = *age;
   if (months < 12) return "0-11m";
   if (months < 24) return "12-23m";
   const int years = months / 12;

@@ -3,6 +3,7 @@
 // an org.sdoh.screening.v1 event, driven by the mapping tables. Both adapters call it.
 // Items the tables do not know are kept in the event as `unmapped` and counted, never dropped.
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,10 @@ Result<ZipPolicy> load_zip_policy(const std::filesystem::path& file);
 /// "0-11m", "12-23m", "2-4y", "5-11y", "12-17y", "18y+" from a birth date and the screening
 /// date (both YYYY-MM-DD prefixes); empty when either is missing or malformed.
 std::string age_band(std::string_view birth_date, std::string_view on_date);
+
+/// The age in completed months on `on_date` (both YYYY-MM-DD prefixes), e.g. 35 the day before
+/// the third birthday; nullopt when either is missing or malformed, or `on_date` is before birth.
+std::optional<int> age_in_months(std::string_view birth_date, std::string_view on_date);
 
 class ScreeningMapper {
  public:

@@ -1,14 +1,12 @@
 #include "gateway/mapping/tables.hpp"
 
 #include <algorithm>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
 #include <rapidjson/schema.h>
-#include <rapidjson/stringbuffer.h>
+
+#include "gateway/mapping/data_file.hpp"
 
 namespace sdoh::mapping {
 
@@ -58,44 +56,12 @@ namespace {
 
 namespace rj = rapidjson;
 
-// A load error: "<file>: <json pointer>: <reason>", with the file and pointer in `where`.
+using data_file::check_schema;
+using data_file::read_json;
+
+// "<file>: <json pointer>: <reason>", with the file and pointer in `where`.
 Error table_error(const std::filesystem::path& file, std::string_view pointer, std::string reason) {
-  std::string where = file.string();
-  if (!pointer.empty()) where += "#" + std::string(pointer);
-  std::string message = file.string() + ": ";
-  if (!pointer.empty()) message += std::string(pointer) + ": ";
-  message += reason;
-  return Error::config(std::move(where), std::move(message));
-}
-
-Result<rj::Document> read_json(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return fail(table_error(file, "", "cannot read the file"));
-  std::stringstream text;
-  text << in.rdbuf();
-  rj::Document doc;
-  doc.Parse(text.str().c_str());
-  if (doc.HasParseError()) {
-    return fail(table_error(file, "",
-                            "not valid JSON at byte " + std::to_string(doc.GetErrorOffset()) +
-                                ": " + rj::GetParseError_En(doc.GetParseError())));
-  }
-  return doc;
-}
-
-Result<void> check_schema(const rj::SchemaDocument& schema, const rj::Document& doc,
-                          const std::filesystem::path& file) {
-  rj::SchemaValidator validator(schema);
-  if (doc.Accept(validator)) return {};
-  rj::StringBuffer pointer, schema_pointer;
-  validator.GetInvalidDocumentPointer().StringifyUriFragment(pointer);
-  validator.GetInvalidSchemaPointer().StringifyUriFragment(schema_pointer);
-  std::string where = pointer.GetString();
-  if (!where.empty() && where.front() == '#') where.erase(0, 1);
-  return fail(table_error(file, where.empty() ? "/" : where,
-                          std::string("does not match instrument.schema.json (keyword \"") +
-                              validator.GetInvalidSchemaKeyword() + "\" at " +
-                              schema_pointer.GetString() + ")"));
+  return data_file::error(file, pointer, std::move(reason));
 }
 
 std::string str(const rj::Value& obj, const char* key, std::string fallback = {}) {
@@ -263,7 +229,8 @@ Result<std::shared_ptr<const MappingTables>> MappingTables::load(const std::file
   for (const auto& file : files) {
     auto doc = read_json(file);
     if (!doc) return fail(doc.error());
-    if (auto r = check_schema(schema, *doc, file); !r) return fail(r.error());
+    if (auto r = check_schema(schema, "instrument.schema.json", *doc, file); !r)
+      return fail(r.error());
     auto ins = parse_instrument(*doc);
 
     auto known = [&](const std::string& category, const std::string& pointer) -> Result<void> {

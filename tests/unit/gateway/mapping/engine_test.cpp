@@ -326,6 +326,15 @@ TEST_F(Engine, AgeBandFromBirthDate) {
   EXPECT_EQ(age_band("garbage", "2026-11-20"), "");
 }
 
+TEST(AgeInMonths, CompletedMonthsOnTheDate) {
+  EXPECT_EQ(age_in_months("2026-05-01", "2026-11-20"), 6);
+  EXPECT_EQ(age_in_months("2023-11-21", "2026-11-20"), 35);  // the day before the third birthday
+  EXPECT_EQ(age_in_months("2023-11-20", "2026-11-20"), 36);
+  EXPECT_EQ(age_in_months("2026-11-20", "2026-11-20T10:00:00-05:00"), 0);
+  EXPECT_EQ(age_in_months("2026-11-21", "2026-11-20"), std::nullopt);
+  EXPECT_EQ(age_in_months("", "2026-11-20"), std::nullopt);
+}
+
 TEST_F(Engine, IdsAreDeterministicFromTheSourceMessage) {
   auto s = screening({coded("F1", {"Y"})});
   MappedScreening a, b, c;
