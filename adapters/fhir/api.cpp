@@ -414,6 +414,7 @@ struct Api::Impl {
     ctx.facility = {"", client.organization, client.name};
     ctx.directory = &directory;
     ctx.agency_topic = options.agency_topic;
+    ctx.route = options.route;
     ctx.unknown_patient = options.unknown_patient;
     return ctx;
   }

@@ -61,6 +61,8 @@ struct ApiOptions {
   std::size_t max_body_bytes = 4 * 1024 * 1024;
   /// The topic for an agency's referrals; empty result: topics.referral.
   std::function<std::string(std::string_view agency_id)> agency_topic;
+  /// Routing for referrals that name no agency (IngestContext::route).
+  decltype(IngestContext::route) route;
   /// The referral's closed-loop state, for status updates of its Task.
   std::function<std::optional<pipeline::ReferralState>(const std::string& referral_id)>
       find_referral;

@@ -14,6 +14,7 @@
 #include "gateway/events/dead_letter.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/identity/pseudonym.hpp"
+#include "gateway/mapping/lifecycle.hpp"
 
 namespace sdoh::fhir {
 
@@ -124,6 +125,8 @@ struct Entry {
   std::vector<CreatedReferral> referrals;
   std::vector<ConsentValue> consents;
   std::string patient_pseudonym;
+  std::string routed_owner, routed_owner_name;  // routing chose the Task's owner
+  std::string business_status;                  // set by the gateway (no-route)
 
   bool failed() const { return has_error(issues); }
   const std::string& type() const { return parsed->type; }
@@ -183,6 +186,7 @@ class Ingestor {
   void map_questionnaire_response(Entry& e);
   void map_observation(Entry& e);
   void map_task(Entry& e);
+  void hold_unrouted(Entry& e, const mapping::NormalizedReferral& r, const std::string& sr_id);
   void map_consent(Entry& e);
   void map_patient(Entry& e);
 
@@ -596,6 +600,44 @@ void Ingestor::map_patient(Entry& e) {
   e.patient_pseudonym = pseudonym(info);
 }
 
+// A referral no agency can take (none named, no route): kept as a Task (requested, businessStatus
+// no-route), announced by its first status event (agency null), counted and listed for ops.
+void Ingestor::hold_unrouted(Entry& e, const mapping::NormalizedReferral& r,
+                             const std::string& sr_id) {
+  if (r.category.empty() || r.clinic_number_value.empty()) {
+    e.issues.push_back(Issue::warning(
+        IssueType::kProcessing, e.root + ".owner",
+        "no agency (Task.owner or ServiceRequest.performer naming an Organization) and no SDOH "
+        "category to route by: stored, no referral published"));
+    return;
+  }
+  const auto rid = mapping::referral_id(r.clinic_number_system, r.clinic_number_value);
+  if (ctx_.directory != nullptr && ctx_.directory->read("Task", rid)) {
+    e.existing_id = rid;
+    return;
+  }
+  e.id = rid;
+  e.business_status = std::string(mapping::kNoRoute);
+  mapping::ReferralTransition first;
+  first.referral_id = rid;
+  first.status = mapping::ReferralStatus::kRequested;
+  first.business_status = std::string(mapping::kNoRoute);
+  first.updated_by_role = "gateway";
+  first.updated_by_id = "routing";
+  first.time = request_.received_at;
+  first.sequence = 1;
+  first.category = r.category;
+  e.events.push_back(event(events::EventType::kReferralStatus, "fhir|referral-status|" + rid,
+                           first.sequence, rid, ctx_.topics.referral_status, rid,
+                           mapping::referral_status_data(first)));
+  e.referrals.push_back({rid, r.clinic_number_system, r.clinic_number_value, sr_id, "", r.category,
+                         std::string(mapping::kNoRoute), r.consent.status, false});
+  e.issues.push_back(Issue::warning(
+      IssueType::kProcessing, e.root + ".owner",
+      "no agency named and no route for this need and area: the referral is held "
+      "(businessStatus no-route) until ops route it; the clinic sees it on the Task"));
+}
+
 void Ingestor::map_task(Entry& e) {
   const auto& t = std::get<Task>(e.parsed->resource);
   const bool fulfill = t.code && t.code->code == "fulfill";
@@ -689,17 +731,8 @@ void Ingestor::map_task(Entry& e) {
   Reference agency = t.owner;
   if (agency.empty() && !sr.performer.empty()) agency = sr.performer.front();
   r.agency_id = agency_id_of(agency);
-  if (r.agency_id.empty()) {
-    e.issues.push_back(Issue::warning(
-        IssueType::kProcessing, e.root + ".owner",
-        "no agency (Task.owner or ServiceRequest.performer naming an Organization): stored, no "
-        "referral published"));
-    return;
-  }
   r.agency_name = agency.display;
-  if (ctx_.agency_topic) r.agency_topic = ctx_.agency_topic(r.agency_id);
-  if (r.agency_topic.empty()) r.agency_topic = ctx_.topics.referral;
-
+  const bool routed = r.agency_id.empty();  // routing chooses the agency (below)
   const auto& requester = !t.requester.empty() ? t.requester : sr.requester;
   if (!requester.identifier.empty()) {
     r.requester_id = requester.identifier.value;
@@ -728,6 +761,27 @@ void Ingestor::map_task(Entry& e) {
     r.postal_code = patient.patient->postal_code;
     r.contact = patient.patient->contact;
   }
+  if (routed) {
+    // No agency named: routing by need, area and the child's age; none found: held.
+    const auto zip3 = r.postal_code.size() >= 3 ? r.postal_code.substr(0, 3) : std::string();
+    const auto age = r.birth_date.empty()
+                         ? std::optional<int>()
+                         : mapping::age_in_months(r.birth_date, request_.received_at.substr(0, 10));
+    std::optional<std::pair<std::string, std::string>> found;
+    if (ctx_.route && !r.category.empty()) found = ctx_.route(r.category, zip3, "", age);
+    if (!found) {
+      hold_unrouted(e, r, sr_id);
+      return;
+    }
+    r.agency_id = found->first;
+    r.agency_name = found->second;
+    e.routed_owner = r.agency_id;
+    e.routed_owner_name = r.agency_name;
+    e.issues.push_back(Issue::information(
+        e.root + ".owner", "no agency named: routed to " + r.agency_id + " by need and area"));
+  }
+  if (ctx_.agency_topic) r.agency_topic = ctx_.agency_topic(r.agency_id);
+  if (r.agency_topic.empty()) r.agency_topic = ctx_.topics.referral;
 
   // Consent: the Consents the ServiceRequest cites, and those in this Bundle for the same
   // patient; the latest by dateTime decides.
@@ -838,6 +892,21 @@ void Ingestor::rewrite(Entry& e, const std::map<std::string, std::string>& refs)
   };
   walk(walk, *e.json);
   auto& obj = *e.json;
+  if (!e.routed_owner.empty()) {
+    obj.RemoveMember("owner");
+    Json owner(rapidjson::kObjectType);
+    const auto ref = "Organization/" + e.routed_owner;
+    owner.AddMember("reference", Json(ref.c_str(), alloc), alloc);
+    if (!e.routed_owner_name.empty())
+      owner.AddMember("display", Json(e.routed_owner_name.c_str(), alloc), alloc);
+    obj.AddMember("owner", owner, alloc);
+  }
+  if (!e.business_status.empty()) {
+    obj.RemoveMember("businessStatus");
+    Json text(rapidjson::kObjectType);
+    text.AddMember("text", Json(e.business_status.c_str(), alloc), alloc);
+    obj.AddMember("businessStatus", text, alloc);
+  }
   Json id;
   id.SetString(e.id.c_str(), static_cast<rapidjson::SizeType>(e.id.size()), alloc);
   if (obj.HasMember("id")) {

@@ -76,6 +76,13 @@ struct IngestContext {
   /// The topic for an agency's referrals (routing); empty function or result: topics.referral.
   std::function<std::string(std::string_view agency_id)> agency_topic;
   UnknownPatientPolicy unknown_patient = UnknownPatientPolicy::kLinkByReference;
+  /// Routing (schemas/routing) for a referral that names no agency: the agency id and name for
+  /// this need, 3-digit ZIP, county FIPS and child's age in months; nullopt: no route (the
+  /// referral is held with businessStatus no-route). Empty function: no routing.
+  std::function<std::optional<std::pair<std::string, std::string>>(
+      std::string_view category, std::string_view zip3, std::string_view county,
+      std::optional<int> age_months)>
+      route;
 };
 
 struct IngestRequest {

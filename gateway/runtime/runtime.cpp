@@ -33,6 +33,7 @@
 #include "gateway/identity/pseudonym.hpp"
 #include "gateway/log/log.hpp"
 #include "gateway/mapping/engine.hpp"
+#include "gateway/mapping/routing.hpp"
 #include "gateway/mapping/tables.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
@@ -51,6 +52,7 @@ namespace {
 // What the mapping engine needs, read and checked at start-up.
 struct MappingSetup {
   std::shared_ptr<const mapping::MappingTables> tables;
+  std::shared_ptr<const mapping::RoutingTable> routing;
   mapping::ZipPolicy zips;
   std::string pseudonym_key;
   bool development_key = false;
@@ -61,6 +63,9 @@ Result<MappingSetup> load_mapping(const config::GatewayConfig& cfg) {
   auto tables = mapping::MappingTables::load(cfg.schemas_dir / "mappings");
   if (!tables) return fail(Error::config("schemas_dir", tables.error().message));
   setup.tables = *tables;
+  auto routing = mapping::RoutingTable::load(cfg.schemas_dir / "routing", **tables);
+  if (!routing) return fail(Error::config("schemas_dir", routing.error().message));
+  setup.routing = *routing;
   auto zips = mapping::load_zip_policy(cfg.schemas_dir / "privacy" / "restricted-zip3.json");
   if (!zips) return fail(Error::config("schemas_dir", zips.error().message));
   setup.zips = std::move(*zips);
@@ -207,6 +212,15 @@ class ReplayPort final : public pipeline::CommitPort {
 
 }  // namespace
 
+// The shortest SLA of any agency: referrals younger than it cannot be overdue yet.
+static std::chrono::milliseconds shortest_sla(const mapping::RoutingTable& routing,
+                                              std::chrono::milliseconds default_sla) {
+  auto shortest = default_sla;
+  for (const auto& a : routing.agencies())
+    shortest = std::min(shortest, a.sla_or(default_sla));
+  return shortest;
+}
+
 ops::BuildInfo build_info() {
   return {kVersion, kCommit};
 }
@@ -281,8 +295,13 @@ int run(const config::GatewayConfig& cfg) {
   std::unique_ptr<kafka::EmbeddedBroker> broker;
   std::string bootstrap = cfg.kafka.brokers;
   if (cfg.embedded_kafka()) {
-    auto started_broker = kafka::EmbeddedBroker::start(
-        cfg.kafka.embedded_brokers, cfg.kafka.topics.all(), cfg.kafka.partitions);
+    auto topics = cfg.kafka.topics.all();
+    for (const auto& a : mapping_setup->routing->agencies()) {  // agencies' own topics too
+      if (!a.topic.empty() && std::find(topics.begin(), topics.end(), a.topic) == topics.end())
+        topics.push_back(a.topic);
+    }
+    auto started_broker =
+        kafka::EmbeddedBroker::start(cfg.kafka.embedded_brokers, topics, cfg.kafka.partitions);
     if (!started_broker) return startup_failed("kafka", started_broker.error());
     broker = std::move(*started_broker);
     bootstrap = broker->bootstrap_servers();
@@ -354,6 +373,19 @@ int run(const config::GatewayConfig& cfg) {
   auto fhir_options = fhir::api_options(cfg);
   if (!fhir_options) return startup_failed("fhir", fhir_options.error());
   fhir_options->software_version = build.version;
+  const auto routing = mapping_setup->routing;
+  fhir_options->agency_topic = [routing, &cfg](std::string_view agency) -> std::string {
+    const auto* a = routing->agency(agency);
+    return a != nullptr ? std::string(a->topic_or(cfg.kafka.topics.referral))
+                        : cfg.kafka.topics.referral;
+  };
+  fhir_options->route =
+      [routing](std::string_view category, std::string_view zip3, std::string_view county,
+                std::optional<int> age) -> std::optional<std::pair<std::string, std::string>> {
+    auto match = routing->route(category, zip3, county, age);
+    if (!match) return std::nullopt;
+    return std::pair{match->agency->id, match->agency->name};
+  };
   fhir_options->find_referral =
       [&store](const std::string& referral_id) -> std::optional<pipeline::ReferralState> {
     auto row = (*store)->find_referral({referral_id, "", "", ""});
@@ -411,7 +443,11 @@ int run(const config::GatewayConfig& cfg) {
   // Referrals their agency leaves unanswered past its SLA: one overdue event each.
   OverdueCheck overdue(
       **store, returns_port, cfg.gateway_id, cfg.kafka.topics,
-      [&cfg](std::string_view) { return cfg.referrals.default_sla; }, cfg.referrals.default_sla,
+      [&cfg, routing = mapping_setup->routing](std::string_view agency) {
+        const auto* a = routing->agency(agency);
+        return a != nullptr ? a->sla_or(cfg.referrals.default_sla) : cfg.referrals.default_sla;
+      },
+      shortest_sla(*mapping_setup->routing, cfg.referrals.default_sla),
       [&relay] { relay.notify(); }, registry);
   asio::steady_timer overdue_timer(ioc);
   bool overdue_stopping = false;

@@ -30,7 +30,8 @@ def run(args, **kwargs):
 class Gateway:
     """One gateway process. Use as a context manager; config is YAML text appended to defaults."""
 
-    def __init__(self, config="", env=None, base_config=None, mllp_config="", kafka=None):
+    def __init__(self, config="", env=None, base_config=None, mllp_config="", kafka=None,
+                 schemas=None):
         """`mllp_config` is YAML flow text added inside the default mllp mapping, e.g.
         ', hl7: { default_timezone: America/New_York }'; `kafka` replaces the default kafka
         mapping (the embedded broker)."""
@@ -43,7 +44,7 @@ class Gateway:
             "log: { level: debug }\n"
             "http: { listen: \"127.0.0.1:0\" }\n"
             "mllp: { listen: \"127.0.0.1:0\"%s }\n"
-            "kafka: %s\n" % (self.data_dir, SCHEMAS, mllp_config,
+            "kafka: %s\n" % (self.data_dir, schemas or SCHEMAS, mllp_config,
                                 kafka or "{ brokers: \"\", metadata_interval: 500ms }"))
         with open(self.config_path, "w") as f:
             f.write(base + config)

@@ -10,7 +10,10 @@ import uuid
 
 import os
 
-from harness import SAMPLES, Gateway, assert_valid_events, consume, hl7_field, run
+import shutil
+import tempfile
+
+from harness import SAMPLES, SCHEMAS, Gateway, assert_valid_events, consume, hl7_field, run
 from test_fhir import AGENCY_TOKEN, CLIENTS, CLINIC_TOKEN, ENV, FhirClient, sample_path
 
 
@@ -86,7 +89,18 @@ TIMING = "referrals: { default_sla: 4s, overdue_check_interval: 200ms }\n"
 class ClosedLoop(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.gw = Gateway(config=CLIENTS + TIMING, env=ENV,
+        # The shipped routing, with the home-visiting agency on the test's short default SLA.
+        cls.schemas = tempfile.mkdtemp(prefix="sdoh-schemas-")
+        shutil.copytree(SCHEMAS, cls.schemas, dirs_exist_ok=True)
+        routing_file = os.path.join(cls.schemas, "routing", "routing.json")
+        with open(routing_file) as f:
+            routing = json.load(f)
+        for agency in routing["agencies"]:
+            if agency["id"] == "ehv-durham":
+                agency.pop("sla", None)
+        with open(routing_file, "w") as f:
+            json.dump(routing, f)
+        cls.gw = Gateway(config=CLIENTS + TIMING, env=ENV, schemas=cls.schemas,
                          mllp_config=(", hl7: { default_timezone: America/New_York, senders: "
                                       "{ \"EHR^PEDS_CLINIC_A\": { return_address: \"127.0.0.1:%d\" } } }"
                                       % RECEIVER.port)).start()
@@ -96,6 +110,7 @@ class ClosedLoop(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.gw.__exit__(None, None, None)
+        shutil.rmtree(cls.schemas, ignore_errors=True)
 
     def wait_for_status(self, task_id, status, timeout=20):
         deadline = time.monotonic() + timeout
@@ -150,6 +165,56 @@ class ClosedLoop(unittest.TestCase):
         self.assertEqual([e["resource"]["status"] for e in history["entry"]],
                          ["completed", "in-progress", "accepted", "received", "requested"])
 
+
+    def referral_without_agency(self, n, category):
+        """The shared transaction, as a new referral for `category` that names no agency."""
+        with open(sample_path("bundle-transaction-screening-consent-referral.json")) as f:
+            bundle = json.load(f)
+        bundle["id"] = "tx-routing-%d" % n
+        bundle["identifier"]["value"] = "BUNDLE-ROUTING-%d" % n
+        for entry in bundle["entry"]:
+            r = entry["resource"]
+            if r["resourceType"] == "QuestionnaireResponse":
+                r["identifier"]["value"] = "QR-ROUTING-%d" % n
+            if r["resourceType"] == "ServiceRequest":
+                r["identifier"][0]["value"] = "REF-ROUTING-%d" % n
+                r["category"][0]["coding"][0]["code"] = category
+                r.pop("performer", None)
+                r.pop("code", None)
+            if r["resourceType"] == "Task":
+                r.pop("owner", None)
+        path = os.path.join(self.gw.dir, "routing-%d.json" % n)
+        with open(path, "w") as f:
+            json.dump(bundle, f)
+        r = self.clinic.call("POST", "/fhir", body_file=path)
+        self.assertEqual(r.status, 200, r)
+        return next(e["response"]["location"] for e in r.json()["entry"]
+                    if e["response"]["location"].startswith("Task/")).split("/")[1]
+
+    def test_routing_sends_to_the_agency_topic_or_holds(self):
+        # Housing, family in ZIP 277: the legal-aid agency, which has a topic of its own.
+        routed = self.referral_without_agency(1, "housing-instability")
+        on_topic = [json.loads(v) for k, v in consume(self.gw.bootstrap, "sdoh.referral.legal-aid-triangle", 1)
+                    if k == routed]
+        self.assertEqual(len(on_topic), 1)
+        self.assertEqual(on_topic[0]["data"]["agency"]["id"], "legal-aid-triangle")
+        self.assertEqual(on_topic[0]["data"]["agency"]["topic"], "sdoh.referral.legal-aid-triangle")
+        assert_valid_events([json.dumps(e) for e in on_topic])
+        self.assertNotIn(routed, [k for k, _ in consume(self.gw.bootstrap, "sdoh.referral.v1")])
+        task = self.clinic.call("GET", "/fhir/Task/" + routed).json()
+        self.assertEqual(task["owner"]["reference"], "Organization/legal-aid-triangle")
+        # No agency takes transportation needs here: held, reported, never dropped.
+        held = self.referral_without_agency(2, "transportation-insecurity")
+        statuses = [json.loads(v) for k, v in consume(self.gw.bootstrap, "sdoh.referral-status.v1", 1)
+                    if k == held]
+        self.assertEqual(len(statuses), 1)
+        self.assertEqual(statuses[0]["data"]["businessStatus"], "no-route")
+        self.assertIsNone(statuses[0]["data"]["agency"])
+        assert_valid_events([json.dumps(e) for e in statuses])
+        task = self.clinic.call("GET", "/fhir/Task/" + held).json()
+        self.assertEqual((task["status"], task["businessStatus"]["text"]), ("requested", "no-route"))
+        found = self.clinic.call("GET", "/fhir/Task?business-status=no-route").json()
+        self.assertIn(held, [e["resource"]["id"] for e in found["entry"] if e["search"]["mode"] == "match"])
 
     def test_hl7_referral_left_unanswered_turns_overdue_once(self):
         out = run(["mllp_send", "--loose", "--file", os.path.join(SAMPLES, "hl7v2", "ref-i12-home-visiting.hl7"),
