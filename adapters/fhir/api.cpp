@@ -472,6 +472,9 @@ struct Api::Impl {
       st.status = "requested";
       st.business_status = r.business_status;
       st.sequence = 1;
+      st.race = r.race;
+      st.ethnicity = r.ethnicity;
+      st.language = r.language;
       commit.referrals.push_back(std::move(st));
     }
     return commit;

@@ -631,7 +631,8 @@ void Ingestor::hold_unrouted(Entry& e, const mapping::NormalizedReferral& r,
                            first.sequence, rid, ctx_.topics.referral_status, rid,
                            mapping::referral_status_data(first)));
   e.referrals.push_back({rid, r.clinic_number_system, r.clinic_number_value, sr_id, "", r.category,
-                         std::string(mapping::kNoRoute), r.consent.status, false});
+                         std::string(mapping::kNoRoute), r.consent.status, false, r.race,
+                         r.ethnicity, r.language});
   e.issues.push_back(Issue::warning(
       IssueType::kProcessing, e.root + ".owner",
       "no agency named and no route for this need and area: the referral is held "
@@ -760,6 +761,9 @@ void Ingestor::map_task(Entry& e) {
     r.birth_date = patient.patient->birth_date.size() == 10 ? patient.patient->birth_date : "";
     r.postal_code = patient.patient->postal_code;
     r.contact = patient.patient->contact;
+    if (!patient.patient->race.empty()) r.race = patient.patient->race.front().code;
+    if (!patient.patient->ethnicity.empty()) r.ethnicity = patient.patient->ethnicity.front().code;
+    if (patient.patient->language) r.language = patient.patient->language->code;
   }
   if (routed) {
     // No agency named: routing by need, area and the child's age; none found: held.
@@ -844,7 +848,7 @@ void Ingestor::map_task(Entry& e) {
                            mapping::referral_status_data(first)));
   e.referrals.push_back({rid, r.clinic_number_system, r.clinic_number_value, sr_id, r.agency_id,
                          mapped->category, mapped->business_status, r.consent.status,
-                         mapped->contact_included});
+                         mapped->contact_included, r.race, r.ethnicity, r.language});
 }
 
 void Ingestor::map_entry(Entry& e) {

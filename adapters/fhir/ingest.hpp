@@ -119,6 +119,7 @@ struct CreatedReferral {
   std::string business_status;
   mapping::ConsentStatus consent = mapping::ConsentStatus::kNone;
   bool contact_included = false;
+  std::string race, ethnicity, language;  ///< codes, for the closed-loop measures
 };
 
 /// What a Consent in the request says, keyed by the patient's pseudonym (never an MRN).

@@ -392,7 +392,10 @@ struct Hl7Pipeline::Impl {
         false,
         0,
         sender_of(m),
-        m.segment("PID") != nullptr ? std::string(m.segment("PID")->raw(3)) : std::string()};
+        m.segment("PID") != nullptr ? std::string(m.segment("PID")->raw(3)) : std::string(),
+        ref->race,
+        ref->ethnicity,
+        ref->language};
     if (options.resources != nullptr) {
       pipeline::ResourceWrite task;
       task.type = "Task";
@@ -531,6 +534,9 @@ struct Hl7Pipeline::Impl {
                                          t.sequence,
                                          false,
                                          0,
+                                         "",
+                                         "",
+                                         "",
                                          "",
                                          ""};
     std::vector<pipeline::ReferralState> states{state};

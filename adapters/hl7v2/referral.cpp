@@ -241,7 +241,12 @@ Result<mapping::NormalizedReferral> referral_from_ref(const Message& m,
   contact.name = person_name(*pid, 5);
   contact.phone = phone_number(*pid, 13);
   contact.address = address(*pid, 11);
-  if (auto lang = coding_of(*pid, 15); !lang.code.empty()) contact.preferred_language = lang;
+  if (auto lang = coding_of(*pid, 15); !lang.code.empty()) {
+    contact.preferred_language = lang;
+    r.language = lang.code;
+  }
+  r.race = pid->value(10, 1, 1);
+  r.ethnicity = pid->value(22, 1, 1);
   for (const auto& s : m.segments()) {
     if (s.id() != "NK1") continue;
     mapping::Guardian g;

@@ -164,6 +164,9 @@ const std::vector<const char*> kMigrations = {
         overdue_at IS NULL;
       ALTER TABLE referrals ADD COLUMN return_to TEXT NOT NULL DEFAULT '';   -- HL7 sender
       ALTER TABLE referrals ADD COLUMN return_pid TEXT NOT NULL DEFAULT '';  -- PID-3 as sent
+      ALTER TABLE referrals ADD COLUMN race TEXT NOT NULL DEFAULT '';        -- equity codes
+      ALTER TABLE referrals ADD COLUMN ethnicity TEXT NOT NULL DEFAULT '';
+      ALTER TABLE referrals ADD COLUMN language TEXT NOT NULL DEFAULT '';
       CREATE TABLE outbound (
         id              INTEGER PRIMARY KEY,
         destination     TEXT NOT NULL,     -- host:port
@@ -651,7 +654,10 @@ Result<void> upsert_referral(SqliteStore::Impl& s, const pipeline::ReferralState
       .integer(10, now)
       .integer(11, row.overdue ? 1 : 0)
       .text(12, row.return_to)
-      .text(13, row.return_pid);
+      .text(13, row.return_pid)
+      .text(14, row.race)
+      .text(15, row.ethnicity)
+      .text(16, row.language);
   if (auto r = st.step(); !r) return fail(r.error());
   return {};
 }
@@ -1242,8 +1248,10 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
         impl->db,
         "INSERT INTO referrals(referral_id, clinic_number_system, clinic_number_value, "
         "source_control_id, agency_id, category, status, business_status, sequence, updated_at, "
-        "created_at, overdue_at, return_to, return_pid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-        "?9, ?10, ?10, CASE WHEN ?11 THEN ?10 END, ?12, ?13) ON CONFLICT(referral_id) DO UPDATE "
+        "created_at, overdue_at, return_to, return_pid, race, ethnicity, language) VALUES (?1, ?2, "
+        "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, CASE WHEN ?11 THEN ?10 END, ?12, ?13, ?14, ?15, "
+        "?16) "
+        "ON CONFLICT(referral_id) DO UPDATE "
         "SET status = excluded.status, "
         "business_status = excluded.business_status, sequence = excluded.sequence, updated_at = "
         "excluded.updated_at, overdue_at = coalesce(overdue_at, excluded.overdue_at) WHERE "
@@ -1698,7 +1706,7 @@ Result<std::optional<ReferralRow>> SqliteStore::find_referral(const ReferralKeys
   constexpr const char* kColumns =
       "SELECT referral_id, clinic_number_system, clinic_number_value, source_control_id, "
       "agency_id, category, status, business_status, sequence, overdue_at IS NOT NULL, "
-      "created_at, return_to, return_pid FROM referrals ";
+      "created_at, return_to, return_pid, race, ethnicity, language FROM referrals ";
   // Most specific first; a clinic number or control id only when exactly one referral has it.
   auto query = [this](const std::string& where,
                       const std::vector<std::string>& args) -> Result<std::optional<ReferralRow>> {
@@ -1716,7 +1724,7 @@ Result<std::optional<ReferralRow>> SqliteStore::find_referral(const ReferralKeys
       rows.push_back({column(st, 0), column(st, 1), column(st, 2), column(st, 3), column(st, 4),
                       column(st, 5), column(st, 6), column(st, 7), sqlite3_column_int(st, 8),
                       sqlite3_column_int(st, 9) != 0, sqlite3_column_int64(st, 10), column(st, 11),
-                      column(st, 12)});
+                      column(st, 12), column(st, 13), column(st, 14), column(st, 15)});
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
@@ -1890,7 +1898,24 @@ Result<std::vector<ReferralRow>> SqliteStore::referrals_awaiting_agency(
     auto* s = st.get();
     rows.push_back({column(s, 0), column(s, 1), column(s, 2), column(s, 3), column(s, 4),
                     column(s, 5), column(s, 6), column(s, 7), sqlite3_column_int(s, 8), false,
-                    sqlite3_column_int64(s, 9), "", ""});
+                    sqlite3_column_int64(s, 9), "", "", "", "", ""});
+  }
+  if (rc != SQLITE_DONE) return fail(st.error());
+  return rows;
+}
+
+Result<std::vector<ReferralCount>> SqliteStore::referral_counts() const {
+  auto lease = impl_->lease_reader();
+  ReadStatement st(lease.db,
+                   "SELECT status, business_status, agency_id, category, race, ethnicity, "
+                   "language, count(*) FROM referrals GROUP BY 1, 2, 3, 4, 5, 6, 7");
+  if (!st.ok()) return fail(st.error());
+  std::vector<ReferralCount> rows;
+  int rc = 0;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+    auto* s = st.get();
+    rows.push_back({column(s, 0), column(s, 1), column(s, 2), column(s, 3), column(s, 4),
+                    column(s, 5), column(s, 6), sqlite3_column_int64(s, 7)});
   }
   if (rc != SQLITE_DONE) return fail(st.error());
   return rows;

@@ -103,6 +103,18 @@ struct ReferralKeysRow {
   std::string source_control_id;
 };
 
+/// How many referrals are in one state, by agency, need and equity group (closed-loop measures).
+struct ReferralCount {
+  std::string status;
+  std::string business_status;
+  std::string agency_id;
+  std::string category;
+  std::string race;
+  std::string ethnicity;
+  std::string language;
+  std::int64_t count = 0;
+};
+
 /// A queued outbound message (RRI^I12 to a clinic).
 struct OutboundRow {
   std::int64_t id = 0;
@@ -183,6 +195,9 @@ class SqliteStore final : public pipeline::CommitPort, public pipeline::Resource
   /// before `created_before_ms`, oldest first: the overdue check's candidates.
   Result<std::vector<ReferralRow>> referrals_awaiting_agency(std::int64_t created_before_ms,
                                                              int limit) const;
+
+  /// Referrals grouped by status, businessStatus, agency, need and equity fields.
+  Result<std::vector<ReferralCount>> referral_counts() const;
 
   /// Outbound messages due for a (re)send at `now_ms`, oldest first.
   Result<std::vector<OutboundRow>> due_outbound(std::int64_t now_ms, int limit) const;

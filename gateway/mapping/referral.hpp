@@ -107,6 +107,11 @@ struct NormalizedReferral {
   std::optional<ContactDetails> contact;  ///< dropped unless consent is active
   std::string note;                       ///< dropped unless consent is active
   std::string business_status;            ///< empty: null
+  /// Equity fields for the closed-loop measures (codes: race and ethnicity OMB category,
+  /// preferred language); never in the referral event beyond what its schema allows.
+  std::string race;
+  std::string ethnicity;
+  std::string language;
 };
 
 struct MappedReferral {

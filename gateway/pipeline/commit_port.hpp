@@ -87,6 +87,11 @@ struct ReferralState {
   /// it (PID-3), for the RRI^I12 answers it gets back. Kept from the first state on.
   std::string return_to;
   std::string return_pid;
+  /// Equity fields (codes; empty: unknown) for completion measures by group. Kept from the
+  /// first state on.
+  std::string race;
+  std::string ethnicity;
+  std::string language;
 };
 
 /// A message to send out (an RRI^I12 to a clinic), queued in the same transaction as what

@@ -39,6 +39,7 @@
 #include "gateway/ops/health.hpp"
 #include "gateway/runtime/admin.hpp"
 #include "gateway/runtime/overdue.hpp"
+#include "gateway/runtime/referral_metrics.hpp"
 #include "gateway/runtime/referral_updates.hpp"
 #include "gateway/runtime/runtime_file.hpp"
 #include "gateway/runtime/version.hpp"
@@ -119,8 +120,9 @@ class DeliveredAckPort final : public pipeline::CommitPort {
 class ClinicReturnPort final : public pipeline::CommitPort {
  public:
   ClinicReturnPort(store::SqliteStore& store, const config::Hl7Config& hl7, std::string gateway_id,
-                   std::function<void()> wake_sender)
-      : store_(store),
+                   std::function<void()> wake_sender, ReferralMetrics& metrics)
+      : metrics_(metrics),
+        store_(store),
         hl7_(hl7),
         gateway_id_(std::move(gateway_id)),
         wake_sender_(std::move(wake_sender)) {}
@@ -135,12 +137,19 @@ class ClinicReturnPort final : public pipeline::CommitPort {
           return **r;
         });
     const bool outbound = !request.outbound.empty();
+    // Only status events are needed afterwards, for the measures.
+    pipeline::CommitRequest moved;
+    for (const auto& e : request.events) {
+      if (e.type == "org.sdoh.referral.status.v1") moved.events.push_back(e);
+    }
     auto outcome = co_await store_.commit(std::move(request));
     if (outcome && outbound) wake_sender_();
+    if (outcome && outcome->status == pipeline::CommitStatus::kCommitted) metrics_.observe(moved);
     co_return outcome;
   }
 
  private:
+  ReferralMetrics& metrics_;
   store::SqliteStore& store_;
   const config::Hl7Config& hl7_;
   std::string gateway_id_;
@@ -331,8 +340,11 @@ int run(const config::GatewayConfig& cfg) {
   // sent until acknowledged.
   hl7v2::ClinicReturnSender clinic_returns(**store, cfg.mllp.hl7, registry);
   clinic_returns.start();
-  ClinicReturnPort returns_port(**store, cfg.mllp.hl7, cfg.gateway_id,
-                                [&clinic_returns] { clinic_returns.wake(); });
+  ReferralMetrics referral_metrics(**store, registry);
+  referral_metrics.refresh();
+  ClinicReturnPort returns_port(
+      **store, cfg.mllp.hl7, cfg.gateway_id, [&clinic_returns] { clinic_returns.wake(); },
+      referral_metrics);
 
   ops::add_ops_routes(router, health, registry, build, started);
 
@@ -459,6 +471,7 @@ int run(const config::GatewayConfig& cfg) {
           auto [ec] = co_await overdue_timer.async_wait(asio::as_tuple(asio::use_awaitable));
           if (ec || overdue_stopping) break;
           co_await overdue.run_once();
+          referral_metrics.refresh();
         }
       },
       asio::detached);

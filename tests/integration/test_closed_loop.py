@@ -165,6 +165,16 @@ class ClosedLoop(unittest.TestCase):
         self.assertEqual([e["resource"]["status"] for e in history["entry"]],
                          ["completed", "in-progress", "accepted", "received", "requested"])
 
+        # The measures: time to accept and complete, outcomes by the family's equity fields.
+        time.sleep(0.5)  # a refresh of the counts from the store
+        metrics = self.gw.get("/metrics")[1]
+        self.assertRegex(metrics, r'sdoh_referral_time_to_accept_seconds_count\{agency="ehv-durham"\} [1-9]')
+        self.assertRegex(metrics, r'sdoh_referral_time_to_complete_seconds_count\{agency="ehv-durham"\} [1-9]')
+        self.assertRegex(metrics, r'sdoh_referrals\{status="completed",agency="ehv-durham",category="food-insecurity"\} [1-9]')
+        closed = [l for l in metrics.splitlines() if l.startswith('sdoh_referrals_closed{outcome="completed"')]
+        self.assertTrue(closed and not closed[0].endswith(" 0"), closed)
+        self.assertNotIn('race="unknown",ethnicity="unknown",language="unknown"', closed[0])
+
 
     def referral_without_agency(self, n, category):
         """The shared transaction, as a new referral for `category` that names no agency."""
@@ -213,6 +223,8 @@ class ClosedLoop(unittest.TestCase):
         assert_valid_events([json.dumps(e) for e in statuses])
         task = self.clinic.call("GET", "/fhir/Task/" + held).json()
         self.assertEqual((task["status"], task["businessStatus"]["text"]), ("requested", "no-route"))
+        time.sleep(0.5)
+        self.assertRegex(self.gw.get("/metrics")[1], r'sdoh_referrals_held\{reason="no-route"\} [1-9]')
         found = self.clinic.call("GET", "/fhir/Task?business-status=no-route").json()
         self.assertIn(held, [e["resource"]["id"] for e in found["entry"] if e["search"]["mode"] == "match"])
 

@@ -1,0 +1,29 @@
+#pragma once
+// The closed loop's measures on /metrics: referrals by status, agency and need; held ones;
+// outcomes by the families' race, ethnicity and preferred language (so that a gap between groups
+// of families shows); and how long agencies take to accept and to complete referrals.
+#include "adapters/store/sqlite_store.hpp"
+#include "gateway/metrics/registry.hpp"
+#include "gateway/pipeline/commit_port.hpp"
+
+namespace sdoh::runtime {
+
+class ReferralMetrics {
+ public:
+  ReferralMetrics(store::SqliteStore& store, metrics::Registry& registry);
+  /// Re-reads the counts from the store (the source of truth, so restarts lose nothing).
+  void refresh();
+  /// After a commit: the time-to-accept and time-to-complete of the referrals it moved.
+  void observe(const pipeline::CommitRequest& committed);
+
+ private:
+  store::SqliteStore& store_;
+  metrics::Family<metrics::Gauge>& by_status_;
+  metrics::Family<metrics::Gauge>& held_;
+  metrics::Family<metrics::Gauge>& by_group_;
+  metrics::Family<metrics::Gauge>& closed_;
+  metrics::Family<metrics::Histogram>& to_accept_;
+  metrics::Family<metrics::Histogram>& to_complete_;
+};
+
+}  // namespace sdoh::runtime
