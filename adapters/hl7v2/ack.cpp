@@ -156,6 +156,53 @@ std::string build_ack(const Message& m, AckCode code, const std::optional<AckErr
   return out;
 }
 
+bool application_ack_requested(const Message& m, bool success) {
+  const auto mode = m.msh().raw(16);
+  if (mode == "AL") return true;
+  if (mode == "ER") return !success;
+  if (mode == "SU") return success;
+  return false;
+}
+
+std::string build_answers(const Message& m, AckCode code, const std::optional<AckError>& error,
+                          const AckOptions& options, bool accepted) {
+  if (!enhanced_mode(m)) return build_ack(m, code, error, options);
+  // The application-level outcome, whichever kind of code the caller named.
+  AckCode app = code;
+  if (code == AckCode::kCA) app = AckCode::kAA;
+  if (code == AckCode::kCE || code == AckCode::kCR) {
+    // Refused for good (a type, version or code this gateway does not take): AR; else AE.
+    const auto c = error ? error->condition : ErrorCondition::kApplicationInternalError;
+    const bool unsupported = c == ErrorCondition::kUnsupportedMessageType ||
+                             c == ErrorCondition::kUnsupportedVersionId ||
+                             c == ErrorCondition::kUnsupportedProcessingId;
+    app = unsupported ? AckCode::kAR : AckCode::kAE;
+  }
+  const bool success = app == AckCode::kAA;
+  std::string out;
+  if (accepted) {
+    if (accept_ack_requested(m, true)) out += build_ack(m, AckCode::kCA, std::nullopt, options);
+    if (application_ack_requested(m, success)) {
+      AckOptions app_options = options;
+      app_options.control_id =
+          "APP" + options.control_id.substr(std::min<std::size_t>(3, options.control_id.size()));
+      auto ack = build_ack(m, app, error, app_options);
+      // MSH-15/16 NE: no acknowledgment of this acknowledgment is wanted.
+      const auto msh_end = ack.find('\r');
+      const char f = m.delimiters().field;
+      ack.insert(msh_end, std::string(2, f) + f + "NE" + f + "NE");
+      out += ack;
+    }
+    return out;
+  }
+  AckCode accept = code;
+  if (code == AckCode::kAA || code == AckCode::kCA) accept = AckCode::kCA;
+  if (code == AckCode::kAE) accept = AckCode::kCE;
+  if (code == AckCode::kAR) accept = AckCode::kCR;
+  if (accept_ack_requested(m, false)) out += build_ack(m, accept, error, options);
+  return out;
+}
+
 std::string build_unparseable_ack(const Error& error, const AckOptions& options) {
   const Delimiters d;
   std::string out = "MSH|^~\\&|" + options.sending_application + "||||" + options.timestamp +

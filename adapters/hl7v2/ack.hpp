@@ -58,6 +58,21 @@ struct AckOptions {
 std::string build_ack(const Message& m, AckCode code, const std::optional<AckError>& error,
                       const AckOptions& options);
 
+/// Whether MSH-16 asks for an application acknowledgment for this outcome (AL always, ER only
+/// on error, SU only on success, NE or empty never).
+bool application_ack_requested(const Message& m, bool success);
+
+/// Everything a message is answered with, in order, concatenated (each message ends with CR):
+///   - original mode (MSH-15 and MSH-16 empty): the ACK with `code` (AA/AE/AR);
+///   - enhanced mode: the accept ACK when MSH-15 asks for it, then, when the message was
+///     accepted (`accepted`: committed, events or dead letter) and MSH-16 asks for it, the
+///     application ACK as a separate message: MSH-9 ACK^<trigger>^ACK, its own control id,
+///     MSA-1 AA/AE/AR (from `code`), the same ERR, MSH-15/16 NE (no ACK of the ACK wanted).
+///     The accept ACK is CA when accepted, else CE/CR (then no application ACK follows).
+/// Empty when nothing is asked for (enhanced mode with NE).
+std::string build_answers(const Message& m, AckCode code, const std::optional<AckError>& error,
+                          const AckOptions& options, bool accepted);
+
 /// An answer for bytes that are not an HL7 message at all (no usable MSH): AR with ERR,
 /// MSA-2 empty because there is no control id to echo.
 std::string build_unparseable_ack(const Error& error, const AckOptions& options);

@@ -4,6 +4,26 @@
 
 namespace sdoh::hl7v2 {
 
+std::vector<std::string_view> split_answers(std::string_view answers) {
+  std::vector<std::string_view> out;
+  if (answers.empty()) return out;
+  if (!answers.starts_with("MSH") || answers.size() < 4) {
+    out.push_back(answers);
+    return out;
+  }
+  const std::string next = std::string("\rMSH") + answers[3];
+  std::size_t start = 0;
+  for (;;) {
+    const auto at = answers.find(next, start);
+    if (at == std::string_view::npos) {
+      out.push_back(answers.substr(start));
+      return out;
+    }
+    out.push_back(answers.substr(start, at + 1 - start));
+    start = at + 1;
+  }
+}
+
 std::string mllp_frame(std::string_view message) {
   std::string out;
   out.reserve(message.size() + 3);

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sdoh::hl7v2 {
 
@@ -19,6 +20,10 @@ inline constexpr char kCarriageReturn = 0x0D;
 
 /// Wraps a message in MLLP's start and end blocks.
 std::string mllp_frame(std::string_view message);
+
+/// The messages of an answer, each to be framed on its own: answers that start with MSH are
+/// split before every further MSH segment; a batch (FHS/BHS) stays whole; empty: none.
+std::vector<std::string_view> split_answers(std::string_view answers);
 
 class MllpFramer {
  public:

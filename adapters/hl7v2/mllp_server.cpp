@@ -132,15 +132,22 @@ asio::awaitable<void> serve(std::shared_ptr<MllpServer::State> s, Stream& stream
       }
       s->frames.inc();
       const auto received = std::chrono::steady_clock::now();
-      auto answer = mllp_frame(co_await s->handler.handle(std::move(frame), peer));
+      auto answers = co_await s->handler.handle(std::move(frame), peer);
       frame.clear();
-      lowest(stream).expires_after(s->cfg.write_timeout);
-      auto [ec, n] = co_await asio::async_write(stream, asio::buffer(answer), kUseTuple);
-      if (ec) {
-        log::info("mllp.write_failed", {{"peer", peer.address}, {"reason", ec.message()}});
-        co_return;
+      // One frame per answer message: an enhanced-mode accept ACK and its application ACK are
+      // two messages, a batch answer is one; nothing at all for a sender's ACK.
+      std::string wire;
+      for (const auto& one : split_answers(answers))
+        wire += mllp_frame(std::string(one));
+      if (!wire.empty()) {
+        lowest(stream).expires_after(s->cfg.write_timeout);
+        auto [ec, n] = co_await asio::async_write(stream, asio::buffer(wire), kUseTuple);
+        if (ec) {
+          log::info("mllp.write_failed", {{"peer", peer.address}, {"reason", ec.message()}});
+          co_return;
+        }
+        s->bytes_out.inc(n);
       }
-      s->bytes_out.inc(n);
       s->latency.observe(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - received).count());
     }

@@ -55,6 +55,7 @@ struct Hl7Pipeline::Impl {
   metrics::Family<metrics::Counter>& messages;
   metrics::Counter& parse_errors;
   metrics::Counter& duplicates;
+  metrics::Counter& acks_received;
   metrics::Histogram& processing;
   metrics::Family<metrics::Counter>& charset_fallbacks;
   metrics::Family<metrics::Counter>& referrals;
@@ -77,6 +78,10 @@ struct Hl7Pipeline::Impl {
         duplicates(reg.counter("sdoh_hl7_duplicates_total",
                                "Resent messages answered with their stored ACK (no new events).")
                        .with()),
+        acks_received(reg.counter("sdoh_hl7_acks_received_total",
+                                  "Senders' acknowledgments of the gateway's application ACKs "
+                                  "(enhanced mode): consumed, not answered.")
+                          .with()),
         processing(reg.histogram("sdoh_hl7_processing_seconds",
                                  "Parse, map and durable commit of one HL7 message.")
                        .with()),
@@ -161,7 +166,7 @@ struct Hl7Pipeline::Impl {
       auto [nak_code, err] = negative_ack_for(*m, outcome.error());
       err.text = "the message was not accepted: " + outcome.error().message + "; resend later";
       messages.with({label_for_type(type), std::string(to_string(nak_code))}).inc();
-      co_return build_ack(*m, nak_code, err, ack_options(*m));
+      co_return build_answers(*m, nak_code, err, ack_options(*m), false);
     }
     if (outcome->status == pipeline::CommitStatus::kDuplicate) {
       duplicates.inc();
@@ -183,7 +188,7 @@ struct Hl7Pipeline::Impl {
                                   {"control_id", m.get("MSH-10")},
                                   {"type", type},
                                   {"reason", why}});
-    return build_ack(m, code, err, ack_options(m));
+    return build_answers(m, code, err, ack_options(m), false);
   }
 
   asio::awaitable<std::string> reject(const Message& m, const std::string& type, const Error& error,
@@ -192,7 +197,7 @@ struct Hl7Pipeline::Impl {
                                       std::optional<ErrorCondition> condition = std::nullopt) {
     auto [code, err] = negative_ack_for(m, error);
     if (condition) err.condition = *condition;
-    auto ack = build_ack(m, code, err, ack_options(m));
+    auto ack = build_answers(m, code, err, ack_options(m), true);
     const auto sender = sender_of(m);
     const auto control_id = m.get("MSH-10");
     events::DeadLetter dl;
@@ -267,7 +272,7 @@ struct Hl7Pipeline::Impl {
     const auto sender = sender_of(m);
     const auto control_id = m.get("MSH-10");
     const auto code = enhanced_mode(m) ? AckCode::kCA : AckCode::kAA;
-    auto ack = build_ack(m, code, std::nullopt, ack_options(m));
+    auto ack = build_answers(m, code, std::nullopt, ack_options(m), true);
     pipeline::CommitRequest request;
     request.events = std::move(events);
     request.resources = std::move(resources);
@@ -603,6 +608,13 @@ struct Hl7Pipeline::Impl {
                                          {"control_id", m.get("MSH-10")},
                                          {"declared", declared},
                                          {"read_as", to_string(charset.charset)}});
+    }
+    if (m.get("MSH-9.1") == "ACK") {
+      // The sender's acknowledgment of an application ACK we sent (enhanced mode): nothing to
+      // store, nothing to answer.
+      acks_received.inc();
+      log::debug("hl7.ack_received", {{"sender", sender_of(m)}, {"msa", m.get("MSA-1")}});
+      co_return std::string();
     }
     if (type == "ORU^R01") co_return co_await handle_oru(m, type, std::move(text), received_at);
     if (type == "REF^I12") co_return co_await handle_ref(m, type, std::move(text), received_at);

@@ -146,6 +146,45 @@ class Hl7Ingest(unittest.TestCase):
         for phi in ("Garcia", "Sofia", "MRN12345", "8675309", "Elm St", "5551234", "Maria"):
             self.assertNotIn(phi, log)
 
+    def test_enhanced_mode_sends_the_application_ack_as_its_own_message(self):
+        import socket
+        msg = sample("oru-r01-ahc-hrsn-positive.hl7").replace(b"|AL|NE", b"|AL|AL") \
+            .replace(b"|A1000001|", b"|ENH-0001|")
+        frames = []
+        with socket.create_connection(self.gw.mllp_address, timeout=10) as s:
+            s.sendall(b"\x0b" + msg + b"\x1c\r")
+            data = b""
+            while data.count(b"\x1c\r") < 2:
+                chunk = s.recv(65536)
+                self.assertTrue(chunk, "the connection closed before both answers: %r" % data)
+                data += chunk
+            frames = [f.strip(b"\x0b").decode() for f in data.split(b"\x1c\r") if f]
+            self.assertEqual(len(frames), 2, frames)
+            accept, app = frames
+            self.assertEqual(hl7_field(accept, "MSA", 1), "CA")
+            self.assertEqual(hl7_field(app, "MSA", 1), "AA")
+            self.assertEqual(hl7_field(app, "MSA", 2), "ENH-0001")
+            self.assertEqual(hl7_field(app, "MSH", 9), "ACK^R01^ACK")
+            self.assertEqual(hl7_field(app, "MSH", 16), "NE")
+            self.assertNotEqual(hl7_field(app, "MSH", 10), hl7_field(accept, "MSH", 10))
+            # The sender acknowledges our application ACK: consumed, not answered; the
+            # connection goes on with the next message.
+            ack = ("MSH|^~\\&|EHR|PEDS_CLINIC_A|SDOH_GW|STATE_EC|20261120||ACK^R01^ACK|ACK-9|P|2.5.1\r"
+                   "MSA|AA|%s\r" % hl7_field(app, "MSH", 10)).encode()
+            s.sendall(b"\x0b" + ack + b"\x1c\r")
+            s.settimeout(1.0)
+            with self.assertRaises(socket.timeout):
+                s.recv(65536)
+            s.settimeout(10)
+            nxt = sample("oru-r01-hunger-vital-sign-negative.hl7").replace(b"MSH|", b"MSH|", 1)
+            s.sendall(b"\x0b" + nxt + b"\x1c\r")
+            reply = b""
+            while not reply.endswith(b"\x1c\r"):
+                reply += s.recv(65536)
+            self.assertIn(hl7_field(reply.decode(), "MSA", 1), ("AA", "CA"))
+        samples = parse_metrics(self.gw.get("/metrics")[1])[0]
+        self.assertEqual(samples.get("sdoh_hl7_acks_received_total"), 1)
+
     def test_metrics_count_messages_by_type_and_ack(self):
         mllp_exchange(self.gw.mllp_address, [sample("bad-unsupported-type.hl7")])
         samples, _, _ = parse_metrics(self.gw.get("/metrics")[1])

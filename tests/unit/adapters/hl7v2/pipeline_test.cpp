@@ -16,6 +16,7 @@
 #include <rapidjson/pointer.h>
 
 #include "adapters/hl7v2/message.hpp"
+#include "adapters/hl7v2/mllp_framer.hpp"
 #include "adapters/hl7v2/referral_ledger.hpp"
 #include "gateway/events/schema_catalog.hpp"
 #include "gateway/log/log.hpp"
@@ -114,9 +115,19 @@ class Hl7PipelineTest : public ::testing::Test {
     return answer;
   }
 
-  static std::string field(const std::string& ack, const std::string& path) {
-    auto m = Message::parse(ack);
-    EXPECT_TRUE(m) << ack;
+  // A field of the first answer message (the ACK, or in enhanced mode the accept ACK).
+  static std::string field(const std::string& answers, const std::string& path) {
+    return nth_field(answers, 0, path);
+  }
+  // A field of the `n`th answer message (enhanced mode: 1 is the application ACK).
+  static std::string nth_field(const std::string& answers, std::size_t n, const std::string& path) {
+    const auto parts = split_answers(answers);
+    if (parts.size() <= n) {
+      ADD_FAILURE() << "no answer #" << n << " in " << answers;
+      return {};
+    }
+    auto m = Message::parse(std::string(parts[n]));
+    EXPECT_TRUE(m) << parts[n];
     return m ? m->get(path) : std::string();
   }
 
@@ -284,6 +295,13 @@ TEST_F(Hl7PipelineTest, RefSampleBecomesAReferralWithConsentedContact) {
   auto ack = send(sample("ref-i12-home-visiting.hl7"));
   EXPECT_EQ(field(ack, "MSA-1"), "CA");  // MSH-15 AL: enhanced mode
   EXPECT_EQ(field(ack, "MSA-2"), "A1000003");
+  // MSH-16 AL: the application ACK follows as its own message, with its own control id.
+  EXPECT_EQ(split_answers(ack).size(), 2u);
+  EXPECT_EQ(nth_field(ack, 1, "MSA-1"), "AA");
+  EXPECT_EQ(nth_field(ack, 1, "MSA-2"), "A1000003");
+  EXPECT_EQ(nth_field(ack, 1, "MSH-9"), "ACK^I12^ACK");
+  EXPECT_EQ(nth_field(ack, 1, "MSH-16"), "NE");
+  EXPECT_NE(nth_field(ack, 1, "MSH-10"), field(ack, "MSH-10"));
   auto referrals = events_of(kReferral);
   ASSERT_EQ(referrals.size(), 1u);
   const auto& r = referrals[0];
@@ -405,9 +423,11 @@ TEST_F(Hl7PipelineTest, RefWhoseAnswersNameNoNeedIsAeNamingObr4) {
   auto text = replace(sample("ref-i12-home-visiting.hl7"), "food-insecurity^Food insecurity^SDOHCC",
                       "88121-9^Hunger Vital Sign^LN");
   auto ack = send(replace(text, "LA28397-0^Often true", "LA28398-8^Never true"));
-  EXPECT_EQ(field(ack, "MSA-1"), "CR");
-  EXPECT_EQ(field(ack, "ERR-2.1"), "OBR");
-  EXPECT_EQ(field(ack, "ERR-2.3"), "4");
+  // Enhanced mode: accepted (kept as a dead letter), then the application ACK says why not.
+  EXPECT_EQ(field(ack, "MSA-1"), "CA");
+  EXPECT_EQ(nth_field(ack, 1, "MSA-1"), "AE");
+  EXPECT_EQ(nth_field(ack, 1, "ERR-2.1"), "OBR");
+  EXPECT_EQ(nth_field(ack, 1, "ERR-2.3"), "4");
   EXPECT_TRUE(events_of(kReferral).empty());
   EXPECT_EQ(events_of(kDeadLetter).size(), 1u);
 }
@@ -472,6 +492,37 @@ TEST_F(Hl7PipelineTest, SameReferralUnderANewControlIdIsAcknowledgedWithoutNewEv
   EXPECT_EQ(events_of(kReferral).size(), 1u);
   EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I12\",outcome=\"already-known\"}"),
             1u);
+}
+
+TEST_F(Hl7PipelineTest, EnhancedModeAnswersWhatMsh15AndMsh16AskFor) {
+  const auto base = sample("oru-r01-ahc-hrsn-positive.hl7");  // MSH-15 AL, MSH-16 NE
+  auto only_accept = send(base);
+  EXPECT_EQ(split_answers(only_accept).size(), 1u);
+  EXPECT_EQ(field(only_accept, "MSA-1"), "CA");
+  // MSH-15 NE, MSH-16 AL: no accept ACK, only the application ACK.
+  auto app_only = send(replace(replace(base, "|AL|NE", "|NE|AL"), "|A1000001|", "|A1000071|"));
+  ASSERT_EQ(split_answers(app_only).size(), 1u);
+  EXPECT_EQ(field(app_only, "MSA-1"), "AA");
+  // MSH-16 ER: an application ACK only for an error.
+  auto quiet = send(replace(replace(base, "|AL|NE", "|AL|ER"), "|A1000001|", "|A1000072|"));
+  EXPECT_EQ(split_answers(quiet).size(), 1u);
+  // A sender's ACK of our application ACK: consumed, nothing answered, nothing stored.
+  const auto committed = store_.events.size() + store_.dead_letters.size();
+  auto ack_of_ack = send(
+      "MSH|^~\\&|EHR|PEDS_CLINIC_A|SDOH_GW|STATE_EC|20261120||ACK^R01^ACK|X1|P|2.5.1\rMSA|AA|"
+      "APP123\r");
+  EXPECT_TRUE(ack_of_ack.empty());
+  EXPECT_EQ(store_.events.size() + store_.dead_letters.size(), committed);
+  EXPECT_EQ(counter("\nsdoh_hl7_acks_received_total"), 1u);
+}
+
+TEST(SplitAnswers, OneFramePerMessageBatchesWhole) {
+  EXPECT_TRUE(split_answers("").empty());
+  auto two = split_answers("MSH|a\rMSA|CA|1\rMSH|b\rMSA|AA|1\r");
+  ASSERT_EQ(two.size(), 2u);
+  EXPECT_EQ(two[0], "MSH|a\rMSA|CA|1\r");
+  EXPECT_EQ(two[1], "MSH|b\rMSA|AA|1\r");
+  EXPECT_EQ(split_answers("BHS|x\rMSH|a\rMSH|b\rBTS|2\r").size(), 1u);
 }
 
 // --- RRI^I12 → referral status ------------------------------------------------------------
