@@ -42,8 +42,10 @@ class UpdateConsumerTest : public ::testing::Test {
   }
 
   // Runs a consumer until `want` records were handled (or 20 s); returns what it saw.
+  // A consumer that joins after another left may wait for the group to rebalance (longer on a
+  // loaded machine): `timeout` bounds the wait.
   std::vector<std::string> consume(int want, std::function<UpdateDisposition(int)> decide,
-                                   bool healthy = true) {
+                                   bool healthy = true, std::chrono::seconds timeout = 60s) {
     std::mutex m;
     std::vector<std::string> seen;
     metrics::Registry registry;
@@ -59,7 +61,7 @@ class UpdateConsumerTest : public ::testing::Test {
         registry);
     EXPECT_TRUE(consumer) << consumer.error().message;
     (*consumer)->start();
-    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
       {
         std::lock_guard lock(m);
