@@ -310,6 +310,25 @@ struct Api::Impl {
     return problem_from(e);
   }
 
+  // A resend's answer: the stored status and body; for a success, where the resource is now
+  // (Location, ETag, Last-Modified of its current version).
+  Response stored_answer(const pipeline::CommitOutcome& outcome, const Call& call,
+                         std::string_view type, std::string_view id) const {
+    int status = 200;
+    std::from_chars(outcome.answer_code.data(),
+                    outcome.answer_code.data() + outcome.answer_code.size(), status);
+    auto r = fhir_response(static_cast<unsigned>(status), outcome.answer, call.plain_json);
+    if (status >= 300 || type.empty()) return r;
+    auto row = resources.read_resource(type, id);
+    if (row && *row) {
+      r.headers.push_back({"Location", call.base + "/" + std::string(type) + "/" + std::string(id) +
+                                           "/_history/" + std::to_string((*row)->version)});
+      r.headers.push_back({"ETag", etag((*row)->version)});
+      r.headers.push_back({"Last-Modified", http_date((*row)->last_updated)});
+    }
+    return r;
+  }
+
   // --- who and how ----------------------------------------------------------------------
 
   std::expected<Client, Problem> authenticate(const Request& req) const {
@@ -574,24 +593,9 @@ struct Api::Impl {
     Response r;
     if (outcome->status == pipeline::CommitStatus::kDuplicate) {
       // A resend: the original answer. The resource is whatever it is now.
-      int status = 200;
-      std::from_chars(outcome->answer_code.data(),
-                      outcome->answer_code.data() + outcome->answer_code.size(), status);
-      if (status >= 400) {
-        r = fhir_response(static_cast<unsigned>(status), outcome->answer, call->plain_json);
-        co_return count(std::move(r), interaction, label);
-      }
-      r = fhir_response(static_cast<unsigned>(status), outcome->answer, call->plain_json);
-      if (!type.empty() && !done.resources.empty()) {
-        const auto& s = done.resources.front();
-        auto row = resources.read_resource(s.type, s.id);
-        if (row && *row) {
-          r.headers.push_back({"Location", call->base + "/" + s.type + "/" + s.id + "/_history/" +
-                                               std::to_string((*row)->version)});
-          r.headers.push_back({"ETag", etag((*row)->version)});
-          r.headers.push_back({"Last-Modified", http_date((*row)->last_updated)});
-        }
-      }
+      const auto* s = !type.empty() && !done.resources.empty() ? &done.resources.front() : nullptr;
+      r = stored_answer(*outcome, *call, s != nullptr ? s->type : "", s != nullptr ? s->id : "");
+      if (r.status >= 400) co_return count(std::move(r), interaction, label);
     } else {
       r = fhir_response(static_cast<unsigned>(done.http_status), std::move(done.body),
                         call->plain_json);
@@ -959,17 +963,7 @@ struct Api::Impl {
     wake_relay();
     Response r;
     if (outcome->status == pipeline::CommitStatus::kDuplicate) {
-      int status = 200;
-      std::from_chars(outcome->answer_code.data(),
-                      outcome->answer_code.data() + outcome->answer_code.size(), status);
-      r = fhir_response(static_cast<unsigned>(status), outcome->answer, call->plain_json);
-      if (status < 300) {
-        auto now = resources.read_resource(type, id);
-        if (now && *now) {
-          r.headers.push_back({"ETag", etag((*now)->version)});
-          r.headers.push_back({"Last-Modified", http_date((*now)->last_updated)});
-        }
-      }
+      r = stored_answer(*outcome, *call, type, id);
       co_return count(std::move(r), interaction, type);
     }
     log::info("fhir.task_updated", {{"client", call->client.id},
