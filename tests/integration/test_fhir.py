@@ -133,6 +133,18 @@ class FhirApi(unittest.TestCase):
         self.assertEqual(data["facility"]["id"], "PEDS_CLINIC_A")
         self.assertNotIn("Sofia", json.dumps(mine[0]))
 
+    def test_screening_observation_sample(self):
+        r = self.clinic.call("POST", "/fhir/Observation",
+                             body_file=sample_path("observation-screening-response-food.json"),
+                             headers=["Prefer: return=OperationOutcome"])
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json()["resourceType"], "OperationOutcome")
+        self.assertIn("/fhir/Observation/", r.headers["location"])
+        events = [json.loads(v) for _, v in consume(self.gw.bootstrap, "sdoh.screening.v1", 1)]
+        mine = [e for e in events if e["data"]["source"].get("resourceType") == "Observation"]
+        self.assertEqual(len(mine), 1, [e["data"]["source"] for e in events])
+        assert_valid_events([json.dumps(e) for e in mine])
+
     def test_bad_resources_get_precise_operation_outcomes(self):
         r = self.clinic.call("POST", "/fhir/Observation", body_file=sample_path("observation-bad-missing-code.json"))
         self.assertEqual(r.status, 400, r)
