@@ -30,9 +30,11 @@ namespace asio = boost::asio;
 
 namespace {
 
-// Each entry moves the schema from version i to i+1. Never edit a released entry: add one.
+// Read-only connections for the reads of HTTP handlers and other io threads (FHIR resources,
+// referrals), lent one at a time; a caller waits only while all of them are lent.
 constexpr int kResourceReaders = 4;
 
+// Each entry moves the schema from version i to i+1. Never edit a released entry: add one.
 const std::vector<const char*> kMigrations = {
     // 1: the store's identity.
     R"sql(
@@ -181,6 +183,15 @@ const std::vector<const char*> kMigrations = {
       ) STRICT;
       CREATE INDEX outbound_due ON outbound(next_attempt_at) WHERE done_at IS NULL;
     )sql",
+    // 6: indexes for FHIR searches (a type's resources newest first; parameter lookups that
+    // never touch the table) and for the retention of closed referrals.
+    R"sql(
+      CREATE INDEX resources_recent ON resources(type, updated_at DESC, id);
+      DROP INDEX resource_search_lookup;
+      CREATE INDEX resource_search_lookup ON resource_search(type, name, value, id);
+      CREATE INDEX referrals_closed ON referrals(updated_at) WHERE status IN ('rejected',
+        'completed', 'failed', 'cancelled');
+    )sql",
 };
 
 std::int64_t now_ms() {
@@ -227,7 +238,9 @@ class Statement {
     return {};
   }
   Statement& text(int i, std::string_view v) {
-    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    // A null pointer would bind NULL, which equals nothing: an empty view is the empty text.
+    sqlite3_bind_text(stmt_, i, v.data() != nullptr ? v.data() : "", static_cast<int>(v.size()),
+                      SQLITE_STATIC);
     return *this;
   }
   Statement& text_or_null(int i, std::string_view v) {
@@ -273,6 +286,111 @@ class Statement {
 struct ResetOnExit {
   Statement& s;
   ~ResetOnExit() { s.reset(); }
+};
+
+/// A read-only connection with the statements of the frequent reads prepared once. Used by one
+/// thread at a time: SqliteStore::Impl lends it (lease_reader).
+struct ReadConnection {
+  struct Handle {
+    sqlite3* db = nullptr;
+    Handle() = default;
+    Handle(const Handle&) = delete;
+    Handle& operator=(const Handle&) = delete;
+    ~Handle() {
+      if (db != nullptr) sqlite3_close_v2(db);
+    }
+  } handle;  // first member: closed after every statement below is finalized
+
+  Statement begin, end;  // a read transaction: one snapshot for several statements
+  Statement current_resource, resource_version, resource_id, resource_history;
+  Statement referral_by_id, referral_by_number, referral_by_system_number, referral_by_control;
+  /// Searches by their SQL text (its shape: how many parameters and values; values are bound).
+  std::map<std::string, std::unique_ptr<Statement>, std::less<>> searches;
+  static constexpr std::size_t kMaxSearches = 64;
+
+  sqlite3* db() const { return handle.db; }
+
+  Result<void> open(const std::filesystem::path& path);
+
+  /// The prepared search statement for `sql`, prepared on first use.
+  Result<Statement*> search(const std::string& sql) {
+    if (auto it = searches.find(sql); it != searches.end()) return it->second.get();
+    if (searches.size() >= kMaxSearches) searches.clear();  // many shapes: start again
+    auto st = std::make_unique<Statement>();
+    if (auto r = st->prepare(db(), sql.c_str()); !r) return fail(r.error());
+    auto* raw = st.get();
+    searches.emplace(sql, std::move(st));
+    return raw;
+  }
+};
+
+// A resource version with its resource's source.
+constexpr const char* kResourceColumns =
+    "SELECT h.type, h.id, h.version, h.last_updated, h.json, r.source FROM resources r JOIN "
+    "resource_history h ON h.type = r.type AND h.id = r.id ";
+
+constexpr const char* kReferralColumns =
+    "SELECT referral_id, clinic_number_system, clinic_number_value, source_control_id, "
+    "agency_id, category, status, business_status, sequence, overdue_at IS NOT NULL, created_at, "
+    "return_to, return_pid, race, ethnicity, language FROM referrals ";
+
+Result<void> ReadConnection::open(const std::filesystem::path& path) {
+  if (sqlite3_open_v2(path.c_str(), &handle.db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    return fail(Error::unavailable("cannot open a reader on " + path.string()));
+  }
+  sqlite3_busy_timeout(handle.db, 5000);
+  const std::string resource = kResourceColumns;
+  const std::string referral = kReferralColumns;
+  const std::pair<Statement*, std::string> statements[] = {
+      {&begin, "BEGIN"},
+      {&end, "COMMIT"},
+      {&current_resource, resource + "AND h.version = r.version WHERE r.type = ?1 AND r.id = ?2"},
+      {&resource_version, resource + "WHERE r.type = ?1 AND r.id = ?2 AND h.version = ?3"},
+      {&resource_id,
+       "SELECT id FROM resource_identifiers WHERE type = ?1 AND system = ?2 AND value = ?3 "
+       "ORDER BY id LIMIT 1"},
+      {&resource_history, resource + "WHERE r.type = ?1 AND r.id = ?2 ORDER BY h.version DESC"},
+      // A clinic number or control id names a referral only when exactly one has it: LIMIT 2.
+      {&referral_by_id, referral + "WHERE referral_id = ?1"},
+      {&referral_by_number, referral + "WHERE clinic_number_value = ?1 LIMIT 2"},
+      {&referral_by_system_number,
+       referral + "WHERE clinic_number_value = ?1 AND clinic_number_system = ?2 LIMIT 2"},
+      {&referral_by_control, referral + "WHERE source_control_id = ?1 LIMIT 2"},
+  };
+  for (const auto& [st, sql] : statements) {
+    if (auto r = st->prepare(handle.db, sql.c_str()); !r) return r;
+  }
+  return {};
+}
+
+/// A read transaction on a lent connection, ended when leaving scope (statements used inside
+/// must be reset before).
+class ReadTransaction {
+ public:
+  explicit ReadTransaction(ReadConnection& conn) : conn_(conn) {
+    ResetOnExit reset{conn_.begin};
+    auto r = conn_.begin.step();
+    if (r) {
+      open_ = true;
+    } else {
+      error_ = r.error();
+    }
+  }
+  ReadTransaction(const ReadTransaction&) = delete;
+  ReadTransaction& operator=(const ReadTransaction&) = delete;
+  ~ReadTransaction() {
+    if (!open_) return;
+    ResetOnExit reset{conn_.end};
+    if (!conn_.end.step()) (void)sqlite3_exec(conn_.db(), "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  /// The error of BEGIN, if it failed.
+  const std::optional<Error>& error() const { return error_; }
+
+ private:
+  ReadConnection& conn_;
+  bool open_ = false;
+  std::optional<Error> error_;
 };
 
 /// A dead letter that may be replayed: not replayed yet. Fails kNotFound / kConflict.
@@ -504,35 +622,45 @@ struct SqliteStore::Impl {
     queue_cv.notify_all();
     if (writer.joinable()) writer.join();
     stop_syncer();
+    readers.clear();
     if (reader != nullptr) sqlite3_close_v2(reader);
-    for (auto* r : resource_readers)
-      sqlite3_close_v2(r);
     if (db != nullptr) sqlite3_close_v2(db);
   }
 
-  // Read-only connections for the FHIR reads (several HTTP threads at once), lent one at a time.
-  std::vector<sqlite3*> resource_readers;
-  std::vector<sqlite3*> idle_readers;
+  // The read pool (kResourceReaders connections) for reads from io threads.
+  std::vector<std::unique_ptr<ReadConnection>> readers;
+  std::vector<ReadConnection*> idle_readers;  // guarded by readers_mutex
   std::mutex readers_mutex;
   std::condition_variable readers_cv;
 
-  struct ReaderLease {
-    Impl& impl;
-    sqlite3* db;
+  /// A pooled connection, given back when the lease ends.
+  class ReaderLease {
+   public:
+    ReaderLease(Impl& impl, ReadConnection& conn) : impl_(impl), conn_(conn) {}
+    ReaderLease(const ReaderLease&) = delete;
+    ReaderLease& operator=(const ReaderLease&) = delete;
     ~ReaderLease() {
       {
-        std::lock_guard lock(impl.readers_mutex);
-        impl.idle_readers.push_back(db);
+        std::lock_guard lock(impl_.readers_mutex);
+        impl_.idle_readers.push_back(&conn_);
       }
-      impl.readers_cv.notify_one();
+      impl_.readers_cv.notify_one();
     }
+    ReadConnection* operator->() const { return &conn_; }
+    ReadConnection& operator*() const { return conn_; }
+
+   private:
+    Impl& impl_;
+    ReadConnection& conn_;
   };
+  /// Waits while every pooled connection is lent (reads are short: single-row lookups and
+  /// index-driven pages).
   ReaderLease lease_reader() {
     std::unique_lock lock(readers_mutex);
     readers_cv.wait(lock, [this] { return !idle_readers.empty(); });
     auto* r = idle_readers.back();
     idle_readers.pop_back();
-    return ReaderLease{*this, r};
+    return ReaderLease(*this, *r);
   }
 
   void enqueue(std::unique_ptr<WriteOp> op) {
@@ -685,12 +813,17 @@ struct CommitOp final : WriteOp {
         if (!r) return fail(r.error());
         if (*r == SQLITE_ROW) current = st.column_int(0);
       }
+      // The messages name the resource and versions only, never its content (PHI).
       if (current != w.expected_version) {
         return fail(Error::conflict(w.expected_version == 0
                                         ? w.type + "/" + w.id + " already exists"
                                         : w.type + "/" + w.id + " is at version " +
                                               std::to_string(current) + ", not " +
                                               std::to_string(w.expected_version)));
+      }
+      if (w.version <= current) {
+        return fail(Error::internal(w.type + "/" + w.id + " version " + std::to_string(w.version) +
+                                    " does not follow version " + std::to_string(current)));
       }
       s.upsert_resource.text(1, w.type).text(2, w.id).integer(3, w.version);
       s.upsert_resource.text(4, w.last_updated).integer(5, received).text(6, w.source);
@@ -970,8 +1103,8 @@ struct PruneOp final : WriteOp {
         now - c.dead_letter_retention.count());
     if (!n) return fail(n.error());
     removed += *n;
-    // FHIR resources past their retention, except referral Tasks still open; closed referrals'
-    // states with them.
+    // FHIR resources past their retention, except referral Tasks still open (an open referral
+    // never expires).
     {
       sqlite3_stmt* pick = nullptr;
       if (sqlite3_prepare_v2(
@@ -996,8 +1129,7 @@ struct PruneOp final : WriteOp {
       for (const char* sql : {"DELETE FROM resource_history WHERE type = ?1 AND id = ?2",
                               "DELETE FROM resource_identifiers WHERE type = ?1 AND id = ?2",
                               "DELETE FROM resource_search WHERE type = ?1 AND id = ?2",
-                              "DELETE FROM resources WHERE type = ?1 AND id = ?2",
-                              "DELETE FROM referrals WHERE ?1 = 'Task' AND referral_id = ?2"}) {
+                              "DELETE FROM resources WHERE type = ?1 AND id = ?2"}) {
         sqlite3_stmt* st = nullptr;
         if (sqlite3_prepare_v2(s.db, sql, -1, &st, nullptr) != SQLITE_OK)
           return fail(Error::unavailable(sqlite3_errmsg(s.db)));
@@ -1014,6 +1146,14 @@ struct PruneOp final : WriteOp {
         sqlite3_finalize(st);
       }
     }
+    // Closed referrals' states past the resource retention (since their last change).
+    n = run(
+        "DELETE FROM referrals WHERE referral_id IN (SELECT referral_id FROM referrals WHERE "
+        "status IN ('rejected', 'completed', 'failed', 'cancelled') AND updated_at < ?1 LIMIT ?3)",
+        now - c.resource_retention.count());
+    if (!n) return fail(n.error());
+    more = more || *n == kChunk;
+    removed += *n;
     // Outbound messages the destination acknowledged, past the delivered retention.
     n = run(
         "DELETE FROM outbound WHERE id IN (SELECT id FROM outbound WHERE done_at IS NOT NULL AND "
@@ -1267,15 +1407,10 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
     return fail(Error::unavailable("cannot open a reader on " + path.string()));
   }
   for (int i = 0; i < kResourceReaders; ++i) {
-    sqlite3* r = nullptr;
-    if (sqlite3_open_v2(path.c_str(), &r, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) !=
-        SQLITE_OK) {
-      if (r != nullptr) sqlite3_close_v2(r);
-      return fail(Error::unavailable("cannot open a reader on " + path.string()));
-    }
-    sqlite3_busy_timeout(r, 5000);
-    impl->resource_readers.push_back(r);
-    impl->idle_readers.push_back(r);
+    auto conn = std::make_unique<ReadConnection>();
+    if (auto r = conn->open(path); !r) return fail(r.error());
+    impl->idle_readers.push_back(conn.get());
+    impl->readers.push_back(std::move(conn));
   }
   sqlite3_busy_timeout(impl->reader, 5000);
   if (auto r = impl->select_pending.prepare(
@@ -1701,49 +1836,81 @@ void SqliteStore::record_referral(ReferralRow row) {
   impl_->enqueue(std::move(op));
 }
 
+namespace {
+
+ReferralRow referral_row(const Statement& st) {
+  ReferralRow r;
+  r.referral_id = st.column_text(0);
+  r.clinic_number_system = st.column_text(1);
+  r.clinic_number_value = st.column_text(2);
+  r.source_control_id = st.column_text(3);
+  r.agency_id = st.column_text(4);
+  r.category = st.column_text(5);
+  r.status = st.column_text(6);
+  r.business_status = st.column_text(7);
+  r.sequence = static_cast<int>(st.column_int(8));
+  r.overdue = st.column_int(9) != 0;
+  r.created_at_ms = st.column_int(10);
+  r.return_to = st.column_text(11);
+  r.return_pid = st.column_text(12);
+  r.race = st.column_text(13);
+  r.ethnicity = st.column_text(14);
+  r.language = st.column_text(15);
+  return r;
+}
+
+ResourceRow resource_row(const Statement& st) {
+  return {st.column_text(0), st.column_text(1), st.column_int(2),
+          st.column_text(3), st.column_text(4), st.column_text(5)};
+}
+
+/// The one referral a bound statement finds (none when it finds none or several).
+Result<std::optional<ReferralRow>> single_referral(Statement& st) {
+  ResetOnExit reset{st};
+  std::optional<ReferralRow> found;
+  for (int rows = 0;; ++rows) {
+    auto r = st.step();
+    if (!r) return fail(r.error());
+    if (*r != SQLITE_ROW) break;
+    if (rows > 0) return std::optional<ReferralRow>{};  // not unique: names none
+    found = referral_row(st);
+  }
+  return found;
+}
+
+/// Every row of a bound statement that selects kResourceColumns.
+Result<std::vector<ResourceRow>> resource_rows(Statement& st) {
+  ResetOnExit reset{st};
+  std::vector<ResourceRow> rows;
+  for (;;) {
+    auto r = st.step();
+    if (!r) return fail(r.error());
+    if (*r != SQLITE_ROW) return rows;
+    rows.push_back(resource_row(st));
+  }
+}
+
+}  // namespace
+
 Result<std::optional<ReferralRow>> SqliteStore::find_referral(const ReferralKeysRow& keys) const {
-  std::lock_guard lock(impl_->reader_mutex);
-  constexpr const char* kColumns =
-      "SELECT referral_id, clinic_number_system, clinic_number_value, source_control_id, "
-      "agency_id, category, status, business_status, sequence, overdue_at IS NOT NULL, "
-      "created_at, return_to, return_pid, race, ethnicity, language FROM referrals ";
+  auto conn = impl_->lease_reader();
   // Most specific first; a clinic number or control id only when exactly one referral has it.
-  auto query = [this](const std::string& where,
-                      const std::vector<std::string>& args) -> Result<std::optional<ReferralRow>> {
-    sqlite3_stmt* st = nullptr;
-    const auto sql = std::string(kColumns) + where + " LIMIT 2";
-    if (sqlite3_prepare_v2(impl_->reader, sql.c_str(), -1, &st, nullptr) != SQLITE_OK)
-      return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
-    for (std::size_t i = 0; i < args.size(); ++i) {
-      sqlite3_bind_text(st, static_cast<int>(i + 1), args[i].data(),
-                        static_cast<int>(args[i].size()), SQLITE_STATIC);
-    }
-    std::vector<ReferralRow> rows;
-    int rc = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-      rows.push_back({column(st, 0), column(st, 1), column(st, 2), column(st, 3), column(st, 4),
-                      column(st, 5), column(st, 6), column(st, 7), sqlite3_column_int(st, 8),
-                      sqlite3_column_int(st, 9) != 0, sqlite3_column_int64(st, 10), column(st, 11),
-                      column(st, 12), column(st, 13), column(st, 14), column(st, 15)});
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
-    if (rows.size() != 1) return std::optional<ReferralRow>{};
-    return std::optional<ReferralRow>(std::move(rows[0]));
-  };
   if (!keys.referral_id.empty()) {
-    auto r = query("WHERE referral_id = ?1", {keys.referral_id});
+    conn->referral_by_id.text(1, keys.referral_id);
+    auto r = single_referral(conn->referral_by_id);
     if (!r || *r) return r;
   }
   if (!keys.clinic_number_value.empty()) {
-    auto r = keys.clinic_number_system.empty()
-                 ? query("WHERE clinic_number_value = ?1", {keys.clinic_number_value})
-                 : query("WHERE clinic_number_value = ?1 AND clinic_number_system = ?2",
-                         {keys.clinic_number_value, keys.clinic_number_system});
+    auto& st = keys.clinic_number_system.empty() ? conn->referral_by_number
+                                                 : conn->referral_by_system_number;
+    st.text(1, keys.clinic_number_value);
+    if (!keys.clinic_number_system.empty()) st.text(2, keys.clinic_number_system);
+    auto r = single_referral(st);
     if (!r || *r) return r;
   }
   if (!keys.source_control_id.empty()) {
-    return query("WHERE source_control_id = ?1", {keys.source_control_id});
+    conn->referral_by_control.text(1, keys.source_control_id);
+    return single_referral(conn->referral_by_control);
   }
   return std::optional<ReferralRow>{};
 }
@@ -1774,61 +1941,47 @@ class ReadStatement {
   sqlite3_stmt* st_ = nullptr;
 };
 
-constexpr const char* kResourceColumns =
-    "SELECT h.type, h.id, h.version, h.last_updated, h.json, r.source FROM resource_history h "
-    "JOIN resources r ON r.type = h.type AND r.id = h.id ";
-
-ResourceRow resource_row(sqlite3_stmt* st) {
-  return {column(st, 0), column(st, 1), sqlite3_column_int64(st, 2),
-          column(st, 3), column(st, 4), column(st, 5)};
-}
+/// The most values one search binds (every parameter's values together).
+constexpr std::size_t kMaxSearchValues = 200;
 
 }  // namespace
 
 Result<std::optional<ResourceRow>> SqliteStore::read_resource(std::string_view type,
                                                               std::string_view id,
                                                               std::int64_t version) const {
-  auto lease = impl_->lease_reader();
-  ReadStatement st(lease.db, std::string(kResourceColumns) +
-                                 "WHERE h.type = ?1 AND h.id = ?2 AND h.version = " +
-                                 (version == 0 ? std::string("r.version") : std::string("?3")));
-  if (!st.ok()) return fail(st.error());
-  st.text(1, type);
-  st.text(2, id);
+  auto conn = impl_->lease_reader();
+  auto& st = version == 0 ? conn->current_resource : conn->resource_version;
+  st.text(1, type).text(2, id);
   if (version != 0) st.integer(3, version);
-  const int rc = sqlite3_step(st.get());
-  if (rc == SQLITE_ROW) return std::optional<ResourceRow>(resource_row(st.get()));
-  if (rc != SQLITE_DONE) return fail(st.error());
-  return std::optional<ResourceRow>{};
+  auto rows = resource_rows(st);
+  if (!rows) return fail(rows.error());
+  if (rows->empty()) return std::optional<ResourceRow>{};
+  return std::optional<ResourceRow>(std::move(rows->front()));
 }
 
 Result<std::optional<std::string>> SqliteStore::find_resource_id(std::string_view type,
                                                                  std::string_view system,
                                                                  std::string_view value) const {
-  auto lease = impl_->lease_reader();
-  ReadStatement st(lease.db,
-                   "SELECT id FROM resource_identifiers WHERE type = ?1 AND system = ?2 AND "
-                   "value = ?3 ORDER BY id LIMIT 1");
-  if (!st.ok()) return fail(st.error());
-  st.text(1, type);
-  st.text(2, system);
-  st.text(3, value);
-  const int rc = sqlite3_step(st.get());
-  if (rc == SQLITE_ROW) return std::optional<std::string>(column(st.get(), 0));
-  if (rc != SQLITE_DONE) return fail(st.error());
-  return std::optional<std::string>{};
+  auto conn = impl_->lease_reader();
+  auto& st = conn->resource_id;
+  ResetOnExit reset{st};
+  st.text(1, type).text(2, system).text(3, value);
+  auto r = st.step();
+  if (!r) return fail(r.error());
+  if (*r != SQLITE_ROW) return std::optional<std::string>{};
+  return std::optional<std::string>(st.column_text(0));
 }
 
 Result<ResourcePage> SqliteStore::search_resources(const ResourceQuery& query) const {
-  // Every parameter is one EXISTS over resource_search; its values are bound, never spliced.
+  // Every parameter narrows the type's resources to the ids having one of its values (an index
+  // lookup each); the SQL text depends only on how many parameters and values there are, and
+  // every value is bound.
   std::string where = "WHERE r.type = ?1";
-  std::vector<std::string> binds{query.type};
+  std::vector<std::string_view> binds{query.type};
   for (const auto& [name, values] : query.params) {
     if (values.empty()) return ResourcePage{};
-    where +=
-        " AND EXISTS (SELECT 1 FROM resource_search s WHERE s.type = r.type AND s.id = r.id "
-        "AND s.name = ?" +
-        std::to_string(binds.size() + 1) + " AND s.value IN (";
+    where += " AND r.id IN (SELECT s.id FROM resource_search s WHERE s.type = ?1 AND s.name = ?" +
+             std::to_string(binds.size() + 1) + " AND s.value IN (";
     binds.push_back(name);
     for (std::size_t i = 0; i < values.size(); ++i) {
       where += (i > 0 ? ", ?" : "?") + std::to_string(binds.size() + 1);
@@ -1836,54 +1989,58 @@ Result<ResourcePage> SqliteStore::search_resources(const ResourceQuery& query) c
     }
     where += "))";
   }
-  auto lease = impl_->lease_reader();
+  if (binds.size() > kMaxSearchValues) {
+    return fail(Error::invalid("a search takes at most " + std::to_string(kMaxSearchValues) +
+                               " parameter values"));
+  }
+  const std::string count_sql = "SELECT count(*) FROM resources r " + where;
+  const std::string page_sql = std::string(kResourceColumns) + "AND h.version = r.version " +
+                               where + " ORDER BY r.updated_at DESC, r.id LIMIT ?" +
+                               std::to_string(binds.size() + 1) + " OFFSET ?" +
+                               std::to_string(binds.size() + 2);
+  auto conn = impl_->lease_reader();
+  auto counter = conn->search(count_sql);
+  if (!counter) return fail(counter.error());
+  auto pager = conn->search(page_sql);
+  if (!pager) return fail(pager.error());
+  // The total and the page from one snapshot, whatever the writer commits meanwhile.
+  ReadTransaction snapshot(*conn);
+  if (snapshot.error()) return fail(*snapshot.error());
   ResourcePage page;
   {
-    ReadStatement st(lease.db, "SELECT count(*) FROM resources r " + where);
-    if (!st.ok()) return fail(st.error());
+    auto& st = **counter;
+    ResetOnExit reset{st};
     for (std::size_t i = 0; i < binds.size(); ++i)
       st.text(static_cast<int>(i + 1), binds[i]);
-    if (sqlite3_step(st.get()) != SQLITE_ROW) return fail(st.error());
-    page.total = sqlite3_column_int64(st.get(), 0);
+    auto r = st.step();
+    if (!r) return fail(r.error());
+    if (*r == SQLITE_ROW) page.total = st.column_int(0);
   }
-  if (query.count <= 0 || page.total <= query.offset) return page;
-  ReadStatement st(lease.db, std::string(kResourceColumns) + where +
-                                 " AND h.version = r.version ORDER BY r.updated_at DESC, r.id "
-                                 "LIMIT ?" +
-                                 std::to_string(binds.size() + 1) + " OFFSET ?" +
-                                 std::to_string(binds.size() + 2));
-  if (!st.ok()) return fail(st.error());
+  const std::int64_t offset = std::max(query.offset, 0);
+  if (query.count <= 0 || page.total <= offset) return page;
+  auto& st = **pager;
   for (std::size_t i = 0; i < binds.size(); ++i)
     st.text(static_cast<int>(i + 1), binds[i]);
   st.integer(static_cast<int>(binds.size() + 1), query.count);
-  st.integer(static_cast<int>(binds.size() + 2), query.offset);
-  int rc = 0;
-  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW)
-    page.rows.push_back(resource_row(st.get()));
-  if (rc != SQLITE_DONE) return fail(st.error());
+  st.integer(static_cast<int>(binds.size() + 2), offset);
+  auto rows = resource_rows(st);
+  if (!rows) return fail(rows.error());
+  page.rows = std::move(*rows);
   return page;
 }
 
 Result<std::vector<ResourceRow>> SqliteStore::resource_history(std::string_view type,
                                                                std::string_view id) const {
-  auto lease = impl_->lease_reader();
-  ReadStatement st(lease.db, std::string(kResourceColumns) +
-                                 "WHERE h.type = ?1 AND h.id = ?2 ORDER BY h.version DESC");
-  if (!st.ok()) return fail(st.error());
-  st.text(1, type);
-  st.text(2, id);
-  std::vector<ResourceRow> rows;
-  int rc = 0;
-  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW)
-    rows.push_back(resource_row(st.get()));
-  if (rc != SQLITE_DONE) return fail(st.error());
-  return rows;
+  auto conn = impl_->lease_reader();
+  auto& st = conn->resource_history;
+  st.text(1, type).text(2, id);
+  return resource_rows(st);
 }
 
 Result<std::vector<ReferralRow>> SqliteStore::referrals_awaiting_agency(
     std::int64_t created_before_ms, int limit) const {
-  auto lease = impl_->lease_reader();
-  ReadStatement st(lease.db,
+  auto conn = impl_->lease_reader();
+  ReadStatement st(conn->db(),
                    "SELECT referral_id, clinic_number_system, clinic_number_value, "
                    "source_control_id, agency_id, category, status, business_status, sequence, "
                    "created_at FROM referrals WHERE status = 'requested' AND overdue_at IS NULL "
@@ -1905,8 +2062,8 @@ Result<std::vector<ReferralRow>> SqliteStore::referrals_awaiting_agency(
 }
 
 Result<std::vector<ReferralCount>> SqliteStore::referral_counts() const {
-  auto lease = impl_->lease_reader();
-  ReadStatement st(lease.db,
+  auto conn = impl_->lease_reader();
+  ReadStatement st(conn->db(),
                    "SELECT status, business_status, agency_id, category, race, ethnicity, "
                    "language, count(*) FROM referrals GROUP BY 1, 2, 3, 4, 5, 6, 7");
   if (!st.ok()) return fail(st.error());
@@ -1922,8 +2079,8 @@ Result<std::vector<ReferralCount>> SqliteStore::referral_counts() const {
 }
 
 Result<std::vector<OutboundRow>> SqliteStore::due_outbound(std::int64_t now_ms, int limit) const {
-  auto lease = impl_->lease_reader();
-  ReadStatement st(lease.db,
+  auto conn = impl_->lease_reader();
+  ReadStatement st(conn->db(),
                    "SELECT id, destination, referral_id, message, attempts FROM outbound WHERE "
                    "done_at IS NULL AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2");
   if (!st.ok()) return fail(st.error());

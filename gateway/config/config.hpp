@@ -135,8 +135,9 @@ struct StoreConfig {
   /// Replayed dead letters are deleted this long after their replay.
   milliseconds dead_letter_retention{std::chrono::hours(24 * 30)};
   /// FHIR resources are deleted this long after their last update, except referral Tasks that
-  /// are still open (requested, received, accepted, in-progress, on-hold); closed referrals'
-  /// states go with their Tasks. Earlier versions of a resource follow payload_retention.
+  /// are still open (requested, received, accepted, in-progress, on-hold): those never expire.
+  /// Closed referrals' states (rejected, completed, failed, cancelled) are deleted this long
+  /// after their last change. Earlier versions of a resource follow payload_retention.
   milliseconds resource_retention{std::chrono::hours(24 * 90)};
   milliseconds prune_interval{60'000};  ///< how often retention is applied
 };

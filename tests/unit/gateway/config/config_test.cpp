@@ -72,6 +72,16 @@ mllp: { max_frame_bytes: 64KiB, idle_timeout: 1h }
   EXPECT_EQ(cfg->mllp.idle_timeout, std::chrono::hours(1));
 }
 
+TEST(Config, ResourceRetentionDefaultsTo90DaysAndIsAtLeastAnHour) {
+  EXPECT_EQ(parse_config("")->store.resource_retention, std::chrono::hours(24 * 90));
+  auto cfg = parse_config("store: { resource_retention: 400d }");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->store.resource_retention, std::chrono::hours(24 * 400));
+  auto issue = only_issue("store: { resource_retention: 30m }");
+  EXPECT_EQ(issue.path, "store.resource_retention");
+  EXPECT_THAT(issue.message, HasSubstr("out of range"));
+}
+
 TEST(Config, UnknownTopLevelKeyIsNamedWithSuggestion) {
   auto issue = only_issue("data_dri: var\n");
   EXPECT_EQ(issue.path, "data_dri");
