@@ -69,6 +69,10 @@ class UpdateConsumerTest : public ::testing::Test {
       }
       std::this_thread::sleep_for(20ms);
     }
+    // The consumer reports a retry just after the handler returns: give it a moment.
+    const auto settle = std::chrono::steady_clock::now() + 5s;
+    while ((*consumer)->health().ok != healthy && std::chrono::steady_clock::now() < settle)
+      std::this_thread::sleep_for(10ms);
     EXPECT_EQ((*consumer)->health().ok, healthy) << (*consumer)->health().detail;
     (*consumer)->stop();
     return seen;
