@@ -104,8 +104,8 @@ std::optional<Problem> default_transition_check(const Client& client,
 }
 
 FhirResult<std::string> task_with_status(std::string_view current, std::string_view status,
-                                         std::string_view business_status,
-                                         std::string_view reason) {
+                                         std::string_view business_status, std::string_view reason,
+                                         std::string_view note, std::string_view note_time) {
   rapidjson::Document doc;
   doc.Parse(current.data(), current.size());
   if (doc.HasParseError() || !doc.IsObject()) {
@@ -119,6 +119,21 @@ FhirResult<std::string> task_with_status(std::string_view current, std::string_v
                 Json(status.data(), static_cast<rapidjson::SizeType>(status.size()), alloc), alloc);
   set_text(doc, "businessStatus", business_status);
   set_text(doc, "statusReason", reason);
+  if (!note.empty()) {
+    if (!doc.HasMember("note") || !doc["note"].IsArray()) {
+      doc.RemoveMember("note");
+      doc.AddMember("note", Json(rapidjson::kArrayType), alloc);
+    }
+    Json annotation(rapidjson::kObjectType);
+    if (!note_time.empty()) {
+      annotation.AddMember(
+          "time", Json(note_time.data(), static_cast<rapidjson::SizeType>(note_time.size()), alloc),
+          alloc);
+    }
+    annotation.AddMember(
+        "text", Json(note.data(), static_cast<rapidjson::SizeType>(note.size()), alloc), alloc);
+    doc["note"].PushBack(annotation, alloc);
+  }
   return write(doc);
 }
 

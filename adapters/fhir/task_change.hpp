@@ -67,9 +67,12 @@ FhirResult<TaskChangeResult> prepare_task_change(TaskChange change, const Transi
                                                  const config::KafkaTopics& topics);
 
 /// The stored Task with a new status, businessStatus (as text) and statusReason (as text; empty:
-/// removed), for changes that do not come as a FHIR Task (Kafka updates).
+/// removed), for changes that do not come as a FHIR Task (Kafka updates). A `note` is added to
+/// Task.note (with `note_time`), the notes before it kept.
 FhirResult<std::string> task_with_status(std::string_view current, std::string_view status,
-                                         std::string_view business_status, std::string_view reason);
+                                         std::string_view business_status, std::string_view reason,
+                                         std::string_view note = {},
+                                         std::string_view note_time = {});
 
 /// A resource's JSON with meta.versionId and meta.lastUpdated set.
 std::string with_meta(std::string_view json, std::int64_t version, std::string_view updated);

@@ -89,8 +89,10 @@ kafka::UpdateDisposition ReferralUpdates::handle(const kafka::UpdateRecord& reco
     return refuse(fhir::Problem::not_found("no referral " + referral_id + " is known here"),
                   "lifecycle");
   }
-  auto updated = fhir::task_with_status((*task)->json, str(data, "status"),
-                                        str(data, "businessStatus"), str(data, "reason"));
+  // The agency's note stays on the Task at the gateway (never copied into a status event).
+  auto updated =
+      fhir::task_with_status((*task)->json, str(data, "status"), str(data, "businessStatus"),
+                             str(data, "reason"), str(data, "note"), received_at);
   if (!updated) return refuse(std::move(updated.error()), "lifecycle");
 
   fhir::TaskChange change;

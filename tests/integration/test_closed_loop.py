@@ -18,7 +18,7 @@ from test_fhir import AGENCY_TOKEN, CLIENTS, CLINIC_TOKEN, ENV, FhirClient, samp
 
 
 def publish_update(bootstrap, referral_id, status, business_status=None, reason=None,
-                   agency="ehv-durham", event_id=None):
+                   agency="ehv-durham", event_id=None, note=None):
     event = {
         "specversion": "1.0",
         "id": event_id or str(uuid.uuid4()),
@@ -31,6 +31,8 @@ def publish_update(bootstrap, referral_id, status, business_status=None, reason=
         "data": {"referralId": referral_id, "status": status, "businessStatus": business_status,
                  "reason": reason, "agency": {"id": agency}, "time": "2026-11-25T10:00:00Z"},
     }
+    if note:
+        event["data"]["note"] = note
     out = run(["kcat", "-b", bootstrap, "-P", "-t", "sdoh.referral-updates.v1", "-k", referral_id],
               input=json.dumps(event) + "\n")
     assert out.returncode == 0, out.stderr
@@ -134,8 +136,10 @@ class ClosedLoop(unittest.TestCase):
                                     body='[{"op":"replace","path":"/status","value":"received"}]',
                                     content_type="application/json-patch+json")
         self.assertEqual(received.status, 200, received)
-        publish_update(self.gw.bootstrap, task_id, "accepted", "family-contacted")
-        self.wait_for_status(task_id, "accepted")
+        publish_update(self.gw.bootstrap, task_id, "accepted", "family-contacted",
+                       note="First visit on Monday")
+        accepted = self.wait_for_status(task_id, "accepted")
+        self.assertEqual(accepted["note"][-1]["text"], "First visit on Monday")
         dup_id = publish_update(self.gw.bootstrap, task_id, "in-progress", "enrolled")
         self.wait_for_status(task_id, "in-progress")
         publish_update(self.gw.bootstrap, task_id, "in-progress", "enrolled", event_id=dup_id)  # resend

@@ -549,9 +549,9 @@ TEST_F(FhirApiTest, ClientsAuthenticateAndSeeOnlyTheirOwn) {
       call("PATCH", "/fhir/Task/" + task,
            R"([{"op":"replace","path":"/status","value":"cancelled"}])", {ehv, patch_type});
   EXPECT_EQ(agency_cancel.status, 422u);
-  auto other_agency = call("PATCH", "/fhir/Task/" + task,
-                           R"([{"op":"replace","path":"/status","value":"accepted"}])",
-                           {wic, patch_type});
+  auto other_agency =
+      call("PATCH", "/fhir/Task/" + task,
+           R"([{"op":"replace","path":"/status","value":"accepted"}])", {wic, patch_type});
   EXPECT_EQ(other_agency.status, 404u);  // another agency's referral does not exist for it
   auto accept =
       call("PATCH", "/fhir/Task/" + task,
@@ -627,6 +627,11 @@ TEST(TaskWithStatus, SetsStatusBusinessStatusAndReasonAsText) {
   EXPECT_EQ(field(*reason, "/businessStatus"), "<absent>");
   EXPECT_EQ(field(*reason, "/statusReason/text"), "no capacity");
   EXPECT_FALSE(task_with_status("not json", "failed", "", ""));
+  auto noted = task_with_status(*reason, "rejected", "", "no capacity", "call back in May",
+                                "2026-11-25T10:00:00Z");
+  ASSERT_TRUE(noted);
+  EXPECT_EQ(field(*noted, "/note/0/text"), "call back in May");
+  EXPECT_EQ(field(*noted, "/note/0/time"), "2026-11-25T10:00:00Z");
 }
 
 }  // namespace
