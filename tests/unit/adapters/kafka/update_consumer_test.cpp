@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -151,8 +152,9 @@ class UpdateConsumerTest : public ::testing::Test {
     cfg_.properties["session.timeout.ms"] = {"4000", {}};
     cfg_.properties["heartbeat.interval.ms"] = {"250", {}};
     cfg_.properties["reconnect.backoff.max.ms"] = {"500", {}};
-    if (getenv("UC_DEBUG")) {
-      cfg_.properties["debug"] = {getenv("UC_DEBUG"), {}};
+    // SDOH_KAFKA_DEBUG=cgrp,consumer: librdkafka's debug log of the consumers under test.
+    if (const char* debug = std::getenv("SDOH_KAFKA_DEBUG"); debug != nullptr) {
+      cfg_.properties["debug"] = {debug, {}};
       cfg_.properties["log_level"] = {"7", {}};
       log::init(log::Level::kDebug);
     }
