@@ -1,10 +1,29 @@
 #include "adapters/kafka/client_conf.hpp"
 
+#include <string_view>
+
 #include "gateway/log/log.hpp"
 
 namespace sdoh::kafka {
 
 namespace {
+
+// Settings the gateway's clients depend on, which kafka.properties may not change (config.cpp
+// already refuses bootstrap.servers, enable.idempotence and acks). kafka.properties apply to
+// every client — producer, update consumer, reconciler — so a producer-only property reaches the
+// consumers too, where librdkafka ignores it with a warning in the log, and these would reach
+// all of them.
+constexpr std::pair<std::string_view, std::string_view> kGatewayOwned[] = {
+    {"group.id", "the update consumer's group is kafka.consumer_group"},
+    {"enable.auto.commit", "offsets of agency updates are committed only after they are stored"},
+    {"enable.auto.offset.store",
+     "offsets of agency updates are committed only after they are stored"},
+    {"auto.offset.reset",
+     "a new consumer group reads the updates agencies sent before the gateway first started"},
+    {"isolation.level", "records of aborted transactions are not agency updates"},
+    {"enable.partition.eof", "the restart reconciler reads to the end of each partition"},
+    {"statistics.interval.ms", "the Kafka metrics and health checks are read from statistics"},
+};
 
 // librdkafka's own log lines, as the gateway's JSON log. They name brokers and topics, never
 // message content.
@@ -42,6 +61,12 @@ Result<ConfPtr> build_client_conf(const config::KafkaConfig& cfg, const std::str
   }
   for (const auto& [name, prop] : cfg.properties) {
     const auto key_path = "kafka.properties." + name;
+    for (const auto& [owned, why] : kGatewayOwned) {
+      if (name == owned) {
+        return fail(Error::config(
+            key_path, "is set by the gateway and cannot be overridden (" + std::string(why) + ")"));
+      }
+    }
     std::string value = prop.value;
     if (prop.secret.configured()) {
       auto secret = prop.secret.resolve();

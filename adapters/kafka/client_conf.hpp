@@ -21,7 +21,10 @@ struct ConfDeleter {
 using ConfPtr = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
 
 /// Builds a configuration with `fixed` settings first, then kafka.properties; errors name the
-/// config key that caused them. librdkafka's log goes to the gateway's JSON log.
+/// config key that caused them. kafka.properties apply to every client (a producer-only property
+/// is ignored by a consumer, with a librdkafka warning) but may not set what the gateway's
+/// clients depend on (group.id, offset commits, auto.offset.reset, isolation.level, partition
+/// EOF, statistics). librdkafka's log goes to the gateway's JSON log.
 Result<ConfPtr> build_client_conf(const config::KafkaConfig& cfg, const std::string& bootstrap,
                                   const std::string& client_id,
                                   const std::vector<std::pair<std::string, std::string>>& fixed);

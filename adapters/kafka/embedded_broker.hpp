@@ -3,6 +3,12 @@
 // no kafka.brokers are configured, and the broker of the tests. It speaks the real protocol on
 // loopback TCP, so kcat and other real clients can produce and consume. It keeps everything
 // in memory: a restart loses every message, which is why production mode refuses it.
+// Consumer groups work (librdkafka 2.0's mock group coordinator: JoinGroup, SyncGroup,
+// Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch), with two quirks of its own: a group's first
+// join is answered after a fixed 3 s, and a member whose session.timeout.ms runs out meanwhile is
+// dropped without an answer, so sessions must be longer than that (librdkafka's default 45 s is).
+// A later join or leave settles after session.timeout.ms - 1 s. A consumer never creates the
+// topic it subscribes to: start() creates the configured topics, create_topic() others.
 #include <memory>
 #include <string>
 #include <vector>

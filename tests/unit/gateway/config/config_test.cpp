@@ -214,6 +214,18 @@ TEST(Config, SecretNeedsExactlyOneSource) {
   EXPECT_THAT(issue.message, HasSubstr("exactly one"));
 }
 
+TEST(Config, UpdateConsumerGroupDefaultsToTheGatewayAndCanBeNamed) {
+  auto defaults = parse_config("");
+  ASSERT_TRUE(defaults) << defaults.error().to_string();
+  EXPECT_EQ(defaults->kafka.consumer_group, "sdoh-gateway");
+  auto cfg = parse_config("kafka: { consumer_group: sdoh-gateway-durham }");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->kafka.consumer_group, "sdoh-gateway-durham");
+  auto issue = only_issue("kafka: { consumer_group: \"\" }");
+  EXPECT_EQ(issue.path, "kafka.consumer_group");
+  EXPECT_THAT(issue.message, HasSubstr("must not be empty"));
+}
+
 TEST(Config, DeliveryPromisePropertiesCannotBeOverridden) {
   auto issue = only_issue("kafka: { properties: { enable.idempotence: \"false\" } }");
   EXPECT_EQ(issue.path, "kafka.properties.enable.idempotence");
