@@ -4,7 +4,9 @@
 // referrals; the caller owns the schedule (no retry loop in here; net/backoff.hpp for delays).
 //
 // Per send, every wait has a deadline: resolve + connect + TLS handshake within
-// `connect_timeout`, writing the message + reading the whole answer within `answer_timeout`. An
+// `connect_timeout`, writing the message + reading the whole answer within `answer_timeout`
+// (except that a host name's lookup already under way lasts as long as the system resolver lets
+// it: getaddrinfo cannot be interrupted; configure IP addresses where that matters). An
 // answer counts only when it is an HL7 message with MSA-1 in table 0008 and MSA-2 echoing the
 // message's MSH-10 as sent: anything else is a transport error and the connection is closed, so
 // a stray answer is never credited to the next message (FIELD-NOTES). One answer is read per
