@@ -50,7 +50,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // Our ACKs always parse, each of them when enhanced mode asks for two.
     if (!Message::parse(build_ack(*m, refusal.code, refusal.error, options))) std::abort();
     const auto plan = plan_acks(*m, refusal.code, refusal.acceptance);
-    for (auto one : split_answers(build_answers(*m, plan, refusal.error, options))) {
+    const auto answers = build_answers(*m, plan, refusal.error, options);  // outlives the views
+    for (auto one : split_answers(answers)) {
       if (!Message::parse(std::string(one))) std::abort();
     }
     if (const auto& cs = m->charset(); cs.invalid_utf8_at) {
