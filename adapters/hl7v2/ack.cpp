@@ -184,7 +184,7 @@ AckPlan plan_acks(const Message& m, AckCode code, Acceptance acceptance) {
   const bool success = code == AckCode::kAA;
   switch (acceptance) {
     case Acceptance::kCommitted:
-      // HL7 2.9.3.1: committed to safe storage is CA, whatever processing then found.
+      // HL7 table 0008: CA is "committed to safe storage", whatever processing then found.
       if (accept_ack_requested(m, true)) plan.accept = AckCode::kCA;
       if (application_ack_requested(m, success)) plan.application = code;
       plan.summary = success ? AckCode::kCA : code;
@@ -255,7 +255,7 @@ Refusal refusal_for(const Error& error) {
                           : field == 12 ? ErrorCondition::kUnsupportedVersionId
                           : field == 11 ? ErrorCondition::kUnsupportedProcessingId
                                         : ErrorCondition::kTableValueNotFound;
-      // HL7 2.9.3.1: CR is for exactly these three header fields.
+      // HL7 table 0008: CR is for exactly these three header fields.
       if (field == 9 || field == 11 || field == 12) r.acceptance = Acceptance::kCommitRejected;
       return r;
     }

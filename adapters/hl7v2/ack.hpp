@@ -39,14 +39,15 @@ struct AckError {
   std::string text;  ///< ERR-8 user message; never PHI
 };
 
-// Acknowledgment modes (HL7 v2.5 2.9.2 and 2.9.3; MSH-15/MSH-16 take HL7 table 0155 values
-// AL always, NE never, ER on error only, SU on success only):
+// Acknowledgment modes (HL7 v2.5 chapter 2, original and enhanced acknowledgment; MSH-15/MSH-16
+// take HL7 table 0155 values AL always, NE never, ER on error only, SU on success only; MSA-1
+// codes are HL7 table 0008):
 //
 // - Original mode (MSH-15 and MSH-16 both empty): one ACK per message, AA/AE/AR with ERR.
 // - Enhanced mode (either valued): up to two messages, in this order, on the same connection:
 //     1. the accept ACK, when MSH-15 asks (empty MSH-15 counts as AL): CA when the message was
-//        committed to safe storage, CR when MSH-9, MSH-11 or MSH-12 was not acceptable (HL7
-//        2.9.3.1; a dead letter is kept), CE when nothing could be stored (resend later).
+//        committed to safe storage, CR when MSH-9, MSH-11 or MSH-12 was not acceptable (table
+//        0008; a dead letter is kept), CE when nothing could be stored (resend later).
 //     2. the application ACK, as a separate message, when MSH-16 asks (empty or unknown values
 //        count as NE, so a sender that did not ask never gets an unexpected second answer):
 //        only after a CA, because only a committed message is processed. MSA-1 is what original
@@ -55,7 +56,7 @@ struct AckError {
 //        still CA). MSH-9 ACK^<trigger>^ACK, its own MSH-10, MSA-2 the original MSH-10.
 //        MSH-15 and MSH-16 are NE: the gateway keeps no state for it (a sender that missed it
 //        resends the original and gets the stored answers again), and an acknowledgment is
-//        never application-acknowledged (HL7 2.9.3: that would loop).
+//        never acknowledged in turn (that would loop).
 //   One exception keeps a refusal from going unheard: when no accept ACK is sent for a
 //   CR/CE (MSH-15 NE or SU) but MSH-16 asks for errors (AL or ER), the application ACK reports
 //   it instead (AR for CR, AE for CE, with the same ERR).

@@ -585,7 +585,7 @@ struct Hl7Pipeline::Impl {
     const auto& m = *parsed;
     if (m.msh().raw(9, 1, 1) == "ACK") {
       // A sender's acknowledgment, e.g. of an application ACK we sent (enhanced mode). Checked
-      // before anything that could refuse it: an ACK is never answered (HL7 2.9.3: ACKs of ACKs
+      // before anything that could refuse it: an ACK is never answered (answering ACKs would
       // loop), stored, dead-lettered or turned into events, whatever its header holds.
       acks_received.inc();
       log::debug(

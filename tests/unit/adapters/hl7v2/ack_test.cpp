@@ -159,7 +159,7 @@ TEST(AckBuilder, NotHl7GetsArWithEmptyMsa2) {
   EXPECT_EQ(field(ack, "ERR-3.1"), "100");
 }
 
-// --- plan_acks: which answers MSH-15/MSH-16 ask for (HL7 v2.5 2.9.3, table 0155) ----------
+// --- plan_acks: which answers MSH-15/MSH-16 ask for (HL7 table 0155) ------------------------
 
 Message header(const std::string& msh15, const std::string& msh16) {
   auto m = Message::parse(
