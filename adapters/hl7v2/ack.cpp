@@ -1,5 +1,7 @@
 #include "adapters/hl7v2/ack.hpp"
 
+#include <algorithm>
+
 namespace sdoh::hl7v2 {
 
 std::string_view to_string(AckCode code) {
@@ -144,6 +146,14 @@ std::string build_ack(const Message& m, AckCode code, const std::optional<AckErr
   out += msh.raw(11).empty() ? std::string_view("P") : msh.raw(11);
   out += f;
   out += msh.raw(12).empty() ? std::string_view("2.5.1") : msh.raw(12);
+  if (!options.accept_ack_type.empty() || !options.application_ack_type.empty()) {
+    out += f;  // MSH-13 sequence number
+    out += f;  // MSH-14 continuation pointer
+    out += f;
+    out += options.accept_ack_type;
+    out += f;
+    out += options.application_ack_type;
+  }
   out += '\r';
   // MSA-2 echoes MSH-10 exactly as sent (escapes included), so the sender can match it.
   out += "MSA";
@@ -164,42 +174,61 @@ bool application_ack_requested(const Message& m, bool success) {
   return false;
 }
 
-std::string build_answers(const Message& m, AckCode code, const std::optional<AckError>& error,
-                          const AckOptions& options, bool accepted) {
-  if (!enhanced_mode(m)) return build_ack(m, code, error, options);
-  // The application-level outcome, whichever kind of code the caller named.
-  AckCode app = code;
-  if (code == AckCode::kCA) app = AckCode::kAA;
-  if (code == AckCode::kCE || code == AckCode::kCR) {
-    // Refused for good (a type, version or code this gateway does not take): AR; else AE.
-    const auto c = error ? error->condition : ErrorCondition::kApplicationInternalError;
-    const bool unsupported = c == ErrorCondition::kUnsupportedMessageType ||
-                             c == ErrorCondition::kUnsupportedVersionId ||
-                             c == ErrorCondition::kUnsupportedProcessingId;
-    app = unsupported ? AckCode::kAR : AckCode::kAE;
+AckPlan plan_acks(const Message& m, AckCode code, Acceptance acceptance) {
+  AckPlan plan;
+  if (!enhanced_mode(m)) {
+    plan.application = code;
+    plan.summary = code;
+    return plan;
   }
-  const bool success = app == AckCode::kAA;
-  std::string out;
-  if (accepted) {
-    if (accept_ack_requested(m, true)) out += build_ack(m, AckCode::kCA, std::nullopt, options);
-    if (application_ack_requested(m, success)) {
-      AckOptions app_options = options;
-      app_options.control_id =
-          "APP" + options.control_id.substr(std::min<std::size_t>(3, options.control_id.size()));
-      auto ack = build_ack(m, app, error, app_options);
-      // MSH-15/16 NE: no acknowledgment of this acknowledgment is wanted.
-      const auto msh_end = ack.find('\r');
-      const char f = m.delimiters().field;
-      ack.insert(msh_end, std::string(2, f) + f + "NE" + f + "NE");
-      out += ack;
+  const bool success = code == AckCode::kAA;
+  switch (acceptance) {
+    case Acceptance::kCommitted:
+      // HL7 table 0008: CA is "committed to safe storage", whatever processing then found.
+      if (accept_ack_requested(m, true)) plan.accept = AckCode::kCA;
+      if (application_ack_requested(m, success)) plan.application = code;
+      plan.summary = success ? AckCode::kCA : code;
+      return plan;
+    case Acceptance::kCommitRejected:
+    case Acceptance::kNotCommitted: {
+      const auto accept = acceptance == Acceptance::kCommitRejected ? AckCode::kCR : AckCode::kCE;
+      if (accept_ack_requested(m, false)) {
+        plan.accept = accept;
+      } else if (application_ack_requested(m, false)) {
+        // The sender wants no accept ACK for this but asked to hear of errors: never leave a
+        // refusal unheard.
+        plan.application = code;
+      }
+      plan.summary = accept;
+      return plan;
     }
-    return out;
   }
-  AckCode accept = code;
-  if (code == AckCode::kAA || code == AckCode::kCA) accept = AckCode::kCA;
-  if (code == AckCode::kAE) accept = AckCode::kCE;
-  if (code == AckCode::kAR) accept = AckCode::kCR;
-  if (accept_ack_requested(m, false)) out += build_ack(m, accept, error, options);
+  return plan;
+}
+
+std::string application_control_id(const std::string& accept_control_id) {
+  return "APP" + accept_control_id.substr(std::min<std::size_t>(3, accept_control_id.size()));
+}
+
+std::string build_answers(const Message& m, const AckPlan& plan,
+                          const std::optional<AckError>& error, const AckOptions& options) {
+  std::string out;
+  if (plan.accept) {
+    const bool positive = *plan.accept == AckCode::kCA;
+    out += build_ack(m, *plan.accept, positive ? std::nullopt : error, options);
+  }
+  if (plan.application) {
+    const bool positive = *plan.application == AckCode::kAA;
+    if (!enhanced_mode(m)) {
+      out += build_ack(m, *plan.application, positive ? std::nullopt : error, options);
+    } else {
+      AckOptions app = options;
+      app.control_id = application_control_id(options.control_id);
+      app.accept_ack_type = "NE";
+      app.application_ack_type = "NE";
+      out += build_ack(m, *plan.application, positive ? std::nullopt : error, app);
+    }
+  }
   return out;
 }
 
@@ -213,31 +242,37 @@ std::string build_unparseable_ack(const Error& error, const AckOptions& options)
   return out;
 }
 
-std::pair<AckCode, AckError> negative_ack_for(const Message& m, const Error& error) {
-  const bool enhanced = enhanced_mode(m);
-  AckError e;
-  e.where = error.where;
-  e.text = error.message;
+Refusal refusal_for(const Error& error) {
+  Refusal r;
+  r.error.where = error.where;
+  r.error.text = error.message;
   switch (error.kind) {
-    case ErrorKind::kUnsupported:
-      e.condition = error.where.field == 9    ? ErrorCondition::kUnsupportedMessageType
-                    : error.where.field == 12 ? ErrorCondition::kUnsupportedVersionId
-                    : error.where.field == 11 ? ErrorCondition::kUnsupportedProcessingId
-                                              : ErrorCondition::kTableValueNotFound;
-      return {enhanced ? AckCode::kCR : AckCode::kAR, e};
+    case ErrorKind::kUnsupported: {
+      const auto field =
+          error.where.segment == "MSH" || error.where.segment.empty() ? error.where.field : 0;
+      r.code = AckCode::kAR;
+      r.error.condition = field == 9    ? ErrorCondition::kUnsupportedMessageType
+                          : field == 12 ? ErrorCondition::kUnsupportedVersionId
+                          : field == 11 ? ErrorCondition::kUnsupportedProcessingId
+                                        : ErrorCondition::kTableValueNotFound;
+      // HL7 table 0008: CR is for exactly these three header fields.
+      if (field == 9 || field == 11 || field == 12) r.acceptance = Acceptance::kCommitRejected;
+      return r;
+    }
     case ErrorKind::kInvalid:
-      e.condition = error.where.field > 0 ? ErrorCondition::kRequiredFieldMissing
-                                          : ErrorCondition::kSegmentSequenceError;
-      return {enhanced ? AckCode::kCR : AckCode::kAE, e};
+      r.error.condition = error.where.field > 0 ? ErrorCondition::kRequiredFieldMissing
+                                                : ErrorCondition::kSegmentSequenceError;
+      return r;
     case ErrorKind::kConflict:
-      e.condition = ErrorCondition::kDuplicateKeyIdentifier;
-      return {enhanced ? AckCode::kCR : AckCode::kAE, e};
+      r.error.condition = ErrorCondition::kDuplicateKeyIdentifier;
+      return r;
     case ErrorKind::kUnavailable:
-      e.condition = ErrorCondition::kApplicationRecordLocked;
-      return {enhanced ? AckCode::kCE : AckCode::kAE, e};
+      r.error.condition = ErrorCondition::kApplicationRecordLocked;
+      r.acceptance = Acceptance::kNotCommitted;
+      return r;
     default:
-      e.condition = ErrorCondition::kApplicationInternalError;
-      return {enhanced ? AckCode::kCE : AckCode::kAE, e};
+      r.error.condition = ErrorCondition::kApplicationInternalError;
+      return r;
   }
 }
 

@@ -39,18 +39,68 @@ struct AckError {
   std::string text;  ///< ERR-8 user message; never PHI
 };
 
-/// Original mode (AA/AE/AR) unless the message asks for enhanced mode (MSH-15 or MSH-16
-/// valued), where the accept acknowledgment is CA/CE/CR.
+// Acknowledgment modes (HL7 v2.5 chapter 2, original and enhanced acknowledgment; MSH-15/MSH-16
+// take HL7 table 0155 values AL always, NE never, ER on error only, SU on success only; MSA-1
+// codes are HL7 table 0008):
+//
+// - Original mode (MSH-15 and MSH-16 both empty): one ACK per message, AA/AE/AR with ERR.
+// - Enhanced mode (either valued): up to two messages, in this order, on the same connection:
+//     1. the accept ACK, when MSH-15 asks (empty MSH-15 counts as AL): CA when the message was
+//        committed to safe storage, CR when MSH-9, MSH-11 or MSH-12 was not acceptable (table
+//        0008; a dead letter is kept), CE when nothing could be stored (resend later).
+//     2. the application ACK, as a separate message, when MSH-16 asks (empty or unknown values
+//        count as NE, so a sender that did not ask never gets an unexpected second answer):
+//        only after a CA, because only a committed message is processed. MSA-1 is what original
+//        mode would have answered: AA once the events are committed, AE/AR with ERR when the
+//        content was refused (the message is kept as a dead letter, so the accept level was
+//        still CA). MSH-9 ACK^<trigger>^ACK, its own MSH-10, MSA-2 the original MSH-10.
+//        MSH-15 and MSH-16 are NE: the gateway keeps no state for it (a sender that missed it
+//        resends the original and gets the stored answers again), and an acknowledgment is
+//        never acknowledged in turn (that would loop).
+//   One exception keeps a refusal from going unheard: when no accept ACK is sent for a
+//   CR/CE (MSH-15 NE or SU) but MSH-16 asks for errors (AL or ER), the application ACK reports
+//   it instead (AR for CR, AE for CE, with the same ERR).
+// - Senders may acknowledge our application ACK (an incoming ACK message): the pipeline
+//   consumes it without an answer, events or a dead letter.
+
+/// Original mode unless the message asks for enhanced mode (MSH-15 or MSH-16 valued).
 bool enhanced_mode(const Message& m);
 
 /// Whether an accept ACK is due in enhanced mode for this outcome (MSH-15: AL always, NE
-/// never, ER only on error, SU only on success; empty = AL).
+/// never, ER only on error, SU only on success; empty or an unknown value = AL).
 bool accept_ack_requested(const Message& m, bool success);
+
+/// Whether MSH-16 asks for an application acknowledgment for this outcome (AL always, ER only
+/// on error, SU only on success; NE, empty or an unknown value never).
+bool application_ack_requested(const Message& m, bool success);
+
+/// How far a message got: decides the enhanced-mode accept code.
+enum class Acceptance {
+  kCommitted,       ///< stored, with its events or as a dead letter (refused content): CA
+  kCommitRejected,  ///< MSH-9, MSH-11 or MSH-12 not acceptable; kept as a dead letter: CR
+  kNotCommitted,    ///< nothing stored (store failure, a referral busy): CE, resend later
+};
+
+/// The answers one message gets, decided from MSH-15/MSH-16 alone (pure; see the top of the
+/// file for the rules).
+struct AckPlan {
+  std::optional<AckCode> accept;       ///< enhanced mode: the accept ACK's MSA-1, when due
+  std::optional<AckCode> application;  ///< the application ACK's MSA-1 (original mode: the ACK)
+  /// What the answer amounts to, for metrics and the store's answer_code: original mode the
+  /// ACK's code; enhanced mode CA/CR/CE, except AE/AR for committed but refused content.
+  AckCode summary = AckCode::kAA;
+};
+
+/// `code` is the original-mode outcome: AA, or AE/AR for a refusal.
+AckPlan plan_acks(const Message& m, AckCode code, Acceptance acceptance);
 
 struct AckOptions {
   std::string control_id;                       ///< the ACK's own MSH-10
   std::string timestamp;                        ///< MSH-7, "YYYYMMDDHHMMSS+ZZZZ"
   std::string sending_application = "SDOH_GW";  ///< used when the message named no receiver
+  /// MSH-15 and MSH-16 of the ACK itself; empty: not valued.
+  std::string accept_ack_type;
+  std::string application_ack_type;
 };
 
 /// The ACK for `m`: MSH swaps sender and receiver and keeps version and processing id,
@@ -58,27 +108,31 @@ struct AckOptions {
 std::string build_ack(const Message& m, AckCode code, const std::optional<AckError>& error,
                       const AckOptions& options);
 
-/// Whether MSH-16 asks for an application acknowledgment for this outcome (AL always, ER only
-/// on error, SU only on success, NE or empty never).
-bool application_ack_requested(const Message& m, bool success);
+/// The application ACK's own control id, derived from the accept ACK's (`options.control_id`):
+/// stable for a resend, different from it.
+std::string application_control_id(const std::string& accept_control_id);
 
-/// Everything a message is answered with, in order, concatenated (each message ends with CR):
-///   - original mode (MSH-15 and MSH-16 empty): the ACK with `code` (AA/AE/AR);
-///   - enhanced mode: the accept ACK when MSH-15 asks for it, then, when the message was
-///     accepted (`accepted`: committed, events or dead letter) and MSH-16 asks for it, the
-///     application ACK as a separate message: MSH-9 ACK^<trigger>^ACK, its own control id,
-///     MSA-1 AA/AE/AR (from `code`), the same ERR, MSH-15/16 NE (no ACK of the ACK wanted).
-///     The accept ACK is CA when accepted, else CE/CR (then no application ACK follows).
-/// Empty when nothing is asked for (enhanced mode with NE).
-std::string build_answers(const Message& m, AckCode code, const std::optional<AckError>& error,
-                          const AckOptions& options, bool accepted);
+/// Everything `plan` says, in order, concatenated (each message ends with CR; the MLLP listener
+/// frames each on its own, see split_answers). The accept ACK uses `options.control_id`, the
+/// application ACK application_control_id() of it and MSH-15/16 NE (enhanced mode). ERR goes
+/// with every negative code. Empty when nothing is due.
+std::string build_answers(const Message& m, const AckPlan& plan,
+                          const std::optional<AckError>& error, const AckOptions& options);
 
 /// An answer for bytes that are not an HL7 message at all (no usable MSH): AR with ERR,
 /// MSA-2 empty because there is no control id to echo.
 std::string build_unparseable_ack(const Error& error, const AckOptions& options);
 
-/// Maps a gateway Error to the ACK code and ERR for this message: kInvalid → AE/CR,
-/// kUnsupported → AR/CR, kUnavailable → AE/CE (retry later), others → AE/CE.
-std::pair<AckCode, AckError> negative_ack_for(const Message& m, const Error& error);
+/// A refusal in HL7 terms: the original-mode code, the ERR and how far the message got.
+struct Refusal {
+  AckCode code = AckCode::kAE;
+  AckError error;
+  Acceptance acceptance = Acceptance::kCommitted;
+};
+
+/// Maps a gateway Error of a message that is kept as a dead letter: kUnsupported → AR (CR when
+/// it names MSH-9, MSH-11 or MSH-12), kInvalid and kConflict → AE, kUnavailable → AE and not
+/// committed (resend later), others → AE.
+Refusal refusal_for(const Error& error);
 
 }  // namespace sdoh::hl7v2

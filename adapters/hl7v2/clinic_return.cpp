@@ -2,26 +2,26 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
 
-#include <boost/asio/connect.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/read_until.hpp>
-#include <boost/asio/ssl.hpp>
-#include <boost/asio/write.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <rapidjson/document.h>
 
 #include "adapters/hl7v2/message.hpp"
+#include "adapters/hl7v2/mllp_client.hpp"
+#include "adapters/net/backoff.hpp"
+#include "adapters/net/tls.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/log/log.hpp"
 
 namespace sdoh::hl7v2 {
 
 namespace asio = boost::asio;
-using asio::ip::tcp;
 
 namespace {
 
@@ -120,6 +120,14 @@ struct ClinicReturnSender::Impl {
   bool stopping = false;
   bool woken = false;
   metrics::Family<metrics::Counter>& sent;
+  // Belong to `thread`: its io_context runs only while one send is under way, so kept
+  // connections wait idle in between.
+  asio::io_context ioc;
+  MllpClient client;
+  std::map<std::string, std::shared_ptr<asio::ssl::context>> tls_by_ca_file;
+  // 1 s, 2 s, 4 s … at most 5 min, up to a quarter less at random.
+  const net::BackoffPolicy backoff{std::chrono::milliseconds(1'000),
+                                   std::chrono::milliseconds(300'000), 2.0, 0.25};
 
   Impl(store::SqliteStore& s, config::Hl7Config h, metrics::Registry& registry,
        std::chrono::milliseconds i)
@@ -129,125 +137,65 @@ struct ClinicReturnSender::Impl {
         sent(registry.counter("sdoh_hl7_outbound_total",
                               "RRI^I12 answers sent to clinics, by outcome (acked, refused, "
                               "retry).",
-                              {"outcome"})) {}
+                              {"outcome"})),
+        client(ioc.get_executor(), client_options()) {}
 
-  struct Answer {
-    bool answered = false;
-    std::string code;   // MSA-1
-    std::string error;  // transport problem, or the ERR/MSA text
-  };
+  static MllpClientOptions client_options() {
+    MllpClientOptions o;
+    o.connect_timeout = std::chrono::seconds(10);
+    o.answer_timeout = std::chrono::seconds(10);
+    return o;
+  }
 
-  // One framed message out, one framed answer back, within `timeout`.
-  Answer exchange(const std::string& destination, const std::string& ca_file,
-                  const std::string& message, std::chrono::seconds timeout) {
-    Answer out;
-    const auto colon = destination.rfind(':');
-    const auto host = destination.substr(0, colon);
-    const auto port = destination.substr(colon + 1);
-    asio::io_context ioc;
-    tcp::resolver resolver(ioc);
-    const std::string framed = "\x0b" + message + "\x1c\r";
-    std::string reply;
-    boost::system::error_code ec;
-    auto endpoints = resolver.resolve(host, port, ec);
-    if (ec) {
-      out.error = "cannot resolve " + destination + ": " + ec.message();
+  // One framed message out, one framed answer back (mllp_client.hpp).
+  MllpSendOutcome exchange(const std::string& destination, const std::string& ca_file,
+                           const std::string& message) {
+    auto endpoint = MllpEndpoint::parse(destination, "return_address");
+    if (!endpoint) {
+      MllpSendOutcome out;
+      out.error = MllpTransportError::kResolve;
+      out.text = endpoint.error().message;
       return out;
     }
-    auto finish = [&](auto& stream, auto& lowest) {
-      asio::async_write(stream, asio::buffer(framed),
-                        [&](boost::system::error_code wec, std::size_t) {
-                          if (wec) {
-                            out.error = "send failed: " + wec.message();
-                            return;
-                          }
-                          asio::async_read_until(stream, asio::dynamic_buffer(reply), "\x1c\r",
-                                                 [&](boost::system::error_code rec, std::size_t) {
-                                                   if (rec)
-                                                     out.error = "no answer: " + rec.message();
-                                                 });
-                        });
-      ioc.run_for(timeout);
-      if (!ioc.stopped()) {
-        out.error = "no answer within " + std::to_string(timeout.count()) + " s";
-        boost::system::error_code ignored;
-        lowest.close(ignored);
+    if (!ca_file.empty()) {
+      auto& ctx = tls_by_ca_file[ca_file];
+      if (!ctx) {
+        net::ClientTlsOptions tls;
+        tls.ca_file = ca_file;
+        auto made = net::make_client_tls_context(tls, "return_ca_file");
+        if (!made) {
+          tls_by_ca_file.erase(ca_file);  // read again next time: the operator may fix it
+          MllpSendOutcome out;
+          out.error = MllpTransportError::kTls;
+          out.text = made.error().message;
+          return out;
+        }
+        ctx = *made;
       }
-    };
-    bool connected = false;
-    if (ca_file.empty()) {
-      tcp::socket socket(ioc);
-      asio::async_connect(socket, endpoints,
-                          [&](boost::system::error_code cec, const tcp::endpoint&) {
-                            if (cec)
-                              out.error = "cannot connect to " + destination + ": " + cec.message();
-                            connected = !cec;
-                          });
-      ioc.run_for(timeout);
-      if (!connected) {
-        if (out.error.empty()) out.error = "cannot connect to " + destination + ": timed out";
-        return out;
-      }
-      ioc.restart();
-      finish(socket, socket);
-    } else {
-      asio::ssl::context ctx(asio::ssl::context::tls_client);
-      ctx.set_verify_mode(asio::ssl::verify_peer);
-      ctx.load_verify_file(ca_file, ec);
-      if (ec) {
-        out.error = "cannot read " + ca_file + ": " + ec.message();
-        return out;
-      }
-      asio::ssl::stream<tcp::socket> stream(ioc, ctx);
-      SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
-      asio::async_connect(stream.lowest_layer(), endpoints,
-                          [&](boost::system::error_code cec, const tcp::endpoint&) {
-                            if (cec) {
-                              out.error = "cannot connect to " + destination + ": " + cec.message();
-                              return;
-                            }
-                            stream.async_handshake(asio::ssl::stream_base::client,
-                                                   [&](boost::system::error_code hec) {
-                                                     if (hec) out.error = "TLS: " + hec.message();
-                                                     connected = !hec;
-                                                   });
-                          });
-      ioc.run_for(timeout);
-      if (!connected) {
-        if (out.error.empty()) out.error = "cannot connect to " + destination + ": timed out";
-        return out;
-      }
-      ioc.restart();
-      finish(stream, stream.lowest_layer());
+      endpoint->tls = ctx;
     }
-    if (!out.error.empty()) return out;
-    const auto start = reply.find('\x0b');
-    const auto end = reply.find("\x1c\r");
-    if (start == std::string::npos || end == std::string::npos || end < start) {
-      out.error = "the answer is not an MLLP frame";
-      return out;
-    }
-    auto ack = Message::parse(reply.substr(start + 1, end - start - 1));
-    if (!ack) {
-      out.error = "the answer is not HL7: " + ack.error().message;
-      return out;
-    }
-    out.answered = true;
-    out.code = ack->get("MSA-1");
-    if (out.code != "AA" && out.code != "CA") {
-      out.error = ack->get("ERR-8");
-      if (out.error.empty()) out.error = ack->get("MSA-3");
-    }
-    return out;
+    std::optional<MllpSendOutcome> out;
+    asio::co_spawn(ioc, client.send(*endpoint, message),
+                   [&out](std::exception_ptr e, MllpSendOutcome o) {
+                     if (e) {
+                       o = MllpSendOutcome{};
+                       o.error = MllpTransportError::kClosed;
+                       o.text = "the send failed unexpectedly";
+                     }
+                     out = std::move(o);
+                   });
+    ioc.restart();
+    ioc.run();  // until the send is done: every wait in it has a deadline
+    return out.value_or(MllpSendOutcome{});
   }
 
   void run() {
-    std::mt19937 rng(std::random_device{}());
+    std::mt19937_64 rng(std::random_device{}());
     for (;;) {
       {
         std::unique_lock lock(mutex);
         cv.wait_for(lock, interval, [this] { return stopping || woken; });
-        if (stopping) return;
+        if (stopping) break;
         woken = false;
       }
       const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -261,38 +209,46 @@ struct ClinicReturnSender::Impl {
           if (s.return_address == o.destination && !s.return_ca_file.empty())
             ca_file = s.return_ca_file;
         }
-        auto answer = exchange(o.destination, ca_file, o.message, std::chrono::seconds(10));
-        if (answer.answered && (answer.code == "AA" || answer.code == "CA")) {
-          store.record_outbound_attempt(o.id, true, answer.code, "", now);
+        const auto answer = exchange(o.destination, ca_file, o.message);
+        const std::string code = answer.code ? std::string(to_string(*answer.code)) : "";
+        // Logged: codes, kinds and our own transport texts; never the clinic's words, which may
+        // quote the message (they are kept with the attempt in the store).
+        if (answer.accepted()) {
+          store.record_outbound_attempt(o.id, true, code, "", now);
           sent.with({"acked"}).inc();
           log::info("hl7.rri_acked", {{"referral", o.referral_id}, {"destination", o.destination}});
-        } else if (answer.answered && (answer.code == "AR" || answer.code == "CR")) {
+        } else if (answer.final_rejection()) {
           // Refused for good: sending it again would get the same answer.
-          store.record_outbound_attempt(o.id, true, answer.code, answer.error, now);
+          store.record_outbound_attempt(o.id, true, code, answer.text, now);
           sent.with({"refused"}).inc();
           log::warn("hl7.rri_refused", {{"referral", o.referral_id},
                                         {"destination", o.destination},
-                                        {"code", answer.code},
-                                        {"reason", answer.error}});
+                                        {"code", code},
+                                        {"error_code", answer.error_code}});
         } else {
-          // Exponential backoff with jitter: 1 s, 2 s, 4 s … at most 5 min.
-          const auto base = std::min<std::int64_t>(300'000, 1000LL << std::min(o.attempts, 9));
-          const auto jitter = std::uniform_int_distribution<std::int64_t>(0, base / 4)(rng);
-          store.record_outbound_attempt(
-              o.id, false, "", answer.answered ? answer.code + ": " + answer.error : answer.error,
-              now + base + jitter);
+          const auto delay = net::backoff_delay(backoff, o.attempts + 1, rng);
+          const bool answered = answer.status == MllpSendOutcome::Status::kRejected;
+          store.record_outbound_attempt(o.id, false, "",
+                                        answered ? code + ": " + answer.text : answer.text,
+                                        now + delay.count());
           sent.with({"retry"}).inc();
-          log::info("hl7.rri_retry", {{"referral", o.referral_id},
-                                      {"destination", o.destination},
-                                      {"attempt", o.attempts + 1},
-                                      {"reason", answer.answered ? answer.code : answer.error}});
+          log::info("hl7.rri_retry",
+                    {{"referral", o.referral_id},
+                     {"destination", o.destination},
+                     {"attempt", o.attempts + 1},
+                     {"retry_in_ms", delay.count()},
+                     {"reason", answered       ? code
+                                : answer.error ? std::string(to_string(*answer.error))
+                                               : std::string("unknown")},
+                     {"detail", answered ? answer.error_code : answer.text}});
         }
         {
           std::lock_guard lock(mutex);
-          if (stopping) return;
+          if (stopping) break;
         }
       }
     }
+    client.close_idle();
   }
 };
 

@@ -41,9 +41,12 @@ void add_clinic_returns(
     pipeline::CommitRequest& request, const config::Hl7Config& hl7, const std::string& gateway_id,
     const std::function<std::optional<pipeline::ReferralState>(const std::string&)>& lookup);
 
-/// Sends queued outbound messages: due ones every `interval` (and when woken), each over MLLP
-/// (TLS when the sender's return_ca_file is set); an AA/CA answer ends it, an AR/CR gives it up
-/// (logged, counted), no answer or AE/CE is tried again with exponential backoff (1 s … 5 min).
+/// Sends queued outbound messages: due ones every `interval` (and when woken), each with an
+/// MllpClient (mllp_client.hpp; TLS when the sender's return_ca_file is set, checking the chain
+/// and that the certificate names the return_address host; one connection kept per clinic); an
+/// AA/CA answer ends it, an AR/CR gives it up (logged, counted), no answer or AE/CE is tried
+/// again with exponential backoff (net/backoff.hpp: 1 s doubling to 5 min, up to a quarter
+/// less at random). Logs carry codes and kinds, never the clinic's error text. Its own thread.
 class ClinicReturnSender {
  public:
   ClinicReturnSender(store::SqliteStore& store, const config::Hl7Config& hl7,

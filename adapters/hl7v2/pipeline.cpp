@@ -8,6 +8,7 @@
 #include "adapters/fhir/task_change.hpp"
 #include "adapters/hl7v2/ack.hpp"
 #include "adapters/hl7v2/message.hpp"
+#include "adapters/hl7v2/mllp_framer.hpp"
 #include "adapters/hl7v2/oru.hpp"
 #include "adapters/hl7v2/referral.hpp"
 #include "adapters/hl7v2/referral_ledger.hpp"
@@ -129,7 +130,7 @@ struct Hl7Pipeline::Impl {
   AckOptions ack_options(const Message& m) const {
     // The ACK's own control id: stable for a resend, distinct from the message's.
     return {"ACK" + identity::sha256_hex(sender_of(m) + "|" + m.get("MSH-10")).substr(0, 17),
-            hl7_now(), "SDOH_GW"};
+            hl7_now(), "SDOH_GW", "", ""};
   }
 
   events::Event event(events::EventType type, const std::string& identity, int position,
@@ -163,10 +164,13 @@ struct Hl7Pipeline::Impl {
     if (!outcome) {
       log::error("hl7.commit_failed", {{"reason", outcome.error().message}});
       if (m == nullptr) co_return answer;  // already negative (unparseable input)
-      auto [nak_code, err] = negative_ack_for(*m, outcome.error());
-      err.text = "the message was not accepted: " + outcome.error().message + "; resend later";
-      messages.with({label_for_type(type), std::string(to_string(nak_code))}).inc();
-      co_return build_answers(*m, nak_code, err, ack_options(*m), false);
+      auto refusal = refusal_for(outcome.error());
+      refusal.error.text =
+          "the message was not accepted: " + outcome.error().message + "; resend later";
+      // Nothing was stored, whatever the error says: CE in enhanced mode, never CA.
+      const auto plan = plan_acks(*m, refusal.code, Acceptance::kNotCommitted);
+      messages.with({label_for_type(type), std::string(to_string(plan.summary))}).inc();
+      co_return build_answers(*m, plan, refusal.error, ack_options(*m));
     }
     if (outcome->status == pipeline::CommitStatus::kDuplicate) {
       duplicates.inc();
@@ -182,22 +186,30 @@ struct Hl7Pipeline::Impl {
   // A negative answer that is not recorded: the condition is transient (a referral held by
   // another message), so a resend must be processed again rather than get this answer back.
   std::string transient_nak(const Message& m, const std::string& type, const std::string& why) {
-    auto [code, err] = negative_ack_for(m, Error::unavailable(why));
-    messages.with({label_for_type(type), std::string(to_string(code))}).inc();
+    const auto refusal = refusal_for(Error::unavailable(why));
+    const auto plan = plan_acks(m, refusal.code, Acceptance::kNotCommitted);
+    messages.with({label_for_type(type), std::string(to_string(plan.summary))}).inc();
     log::info("hl7.retry_later", {{"sender", sender_of(m)},
                                   {"control_id", m.get("MSH-10")},
                                   {"type", type},
                                   {"reason", why}});
-    return build_answers(m, code, err, ack_options(m), false);
+    return build_answers(m, plan, refusal.error, ack_options(m));
   }
 
   asio::awaitable<std::string> reject(const Message& m, const std::string& type, const Error& error,
                                       const std::string& stage, const std::string& received_at,
                                       std::string text,
                                       std::optional<ErrorCondition> condition = std::nullopt) {
-    auto [code, err] = negative_ack_for(m, error);
-    if (condition) err.condition = *condition;
-    auto ack = build_answers(m, code, err, ack_options(m), true);
+    auto refusal = refusal_for(error);
+    if (condition) refusal.error.condition = *condition;
+    // The dead letter is committed with the answer: at the accept level that is CA (or CR for
+    // MSH-9/11/12), never CE.
+    if (refusal.acceptance == Acceptance::kNotCommitted)
+      refusal.acceptance = Acceptance::kCommitted;
+    const auto& err = refusal.error;
+    const auto plan = plan_acks(m, refusal.code, refusal.acceptance);
+    const auto code = plan.summary;
+    auto ack = build_answers(m, plan, err, ack_options(m));
     const auto sender = sender_of(m);
     const auto control_id = m.get("MSH-10");
     events::DeadLetter dl;
@@ -251,7 +263,7 @@ struct Hl7Pipeline::Impl {
     log::info("hl7.unparseable",
               {{"peer", peer.address}, {"bytes", text.size()}, {"reason", error.message}});
     auto ack = build_unparseable_ack(
-        error, {"ACK" + dl.dead_letter_id.substr(0, 17), hl7_now(), "SDOH_GW"});
+        error, {"ACK" + dl.dead_letter_id.substr(0, 17), hl7_now(), "SDOH_GW", "", ""});
     auto e = event(events::EventType::kDeadLetter, dl.dead_letter_id, 0, dl.dead_letter_id,
                    options.topics.deadletter, dl.dead_letter_id, events::dead_letter_data(dl),
                    received_at);
@@ -271,8 +283,9 @@ struct Hl7Pipeline::Impl {
                                       std::vector<pipeline::ReferralState> states = {}) {
     const auto sender = sender_of(m);
     const auto control_id = m.get("MSH-10");
-    const auto code = enhanced_mode(m) ? AckCode::kCA : AckCode::kAA;
-    auto ack = build_answers(m, code, std::nullopt, ack_options(m), true);
+    const auto plan = plan_acks(m, AckCode::kAA, Acceptance::kCommitted);
+    const auto code = plan.summary;
+    auto ack = build_answers(m, plan, std::nullopt, ack_options(m));
     pipeline::CommitRequest request;
     request.events = std::move(events);
     request.resources = std::move(resources);
@@ -570,6 +583,16 @@ struct Hl7Pipeline::Impl {
     if (!parsed)
       co_return co_await reject_unparseable(std::move(text), parsed.error(), peer, received_at);
     const auto& m = *parsed;
+    if (m.msh().raw(9, 1, 1) == "ACK") {
+      // A sender's acknowledgment, e.g. of an application ACK we sent (enhanced mode). Checked
+      // before anything that could refuse it: an ACK is never answered (answering ACKs would
+      // loop), stored, dead-lettered or turned into events, whatever its header holds.
+      acks_received.inc();
+      log::debug(
+          "hl7.ack_received",
+          {{"sender", sender_of(m)}, {"control_id", m.get("MSH-10")}, {"msa", m.get("MSA-1")}});
+      co_return std::string();
+    }
     const auto type = m.get("MSH-9.1") + "^" + m.get("MSH-9.2");
     // MSH-11.1, HL7 table 0103: D(ebugging), P(roduction), T(raining).
     if (const auto processing_id = m.get("MSH-11.1");
@@ -609,13 +632,6 @@ struct Hl7Pipeline::Impl {
                                          {"declared", declared},
                                          {"read_as", to_string(charset.charset)}});
     }
-    if (m.get("MSH-9.1") == "ACK") {
-      // The sender's acknowledgment of an application ACK we sent (enhanced mode): nothing to
-      // store, nothing to answer.
-      acks_received.inc();
-      log::debug("hl7.ack_received", {{"sender", sender_of(m)}, {"msa", m.get("MSA-1")}});
-      co_return std::string();
-    }
     if (type == "ORU^R01") co_return co_await handle_oru(m, type, std::move(text), received_at);
     if (type == "REF^I12") co_return co_await handle_ref(m, type, std::move(text), received_at);
     if (type == "RRI^I12") co_return co_await handle_rri(m, type, std::move(text), received_at);
@@ -642,10 +658,16 @@ asio::awaitable<std::string> Hl7Pipeline::handle(std::string frame, const pipeli
     answer = co_await impl_->handle_one(std::move(frame), peer);
   } else {
     // A batch is answered with a batch of ACKs, one per message, in order.
+    // BTS-1 counts the answer messages: none for a sender's ACK, two for an enhanced-mode
+    // accept ACK followed by its application ACK.
     answer = "BHS|^~\\&|SDOH_GW||||" + hl7_now() + "\r";
-    for (auto text : *messages)
-      answer += co_await impl_->handle_one(std::string(text), peer);
-    answer += "BTS|" + std::to_string(messages->size()) + "\r";
+    std::size_t count = 0;
+    for (auto text : *messages) {
+      auto one = co_await impl_->handle_one(std::string(text), peer);
+      count += split_answers(one).size();
+      answer += one;
+    }
+    answer += "BTS|" + std::to_string(count) + "\r";
   }
   impl_->processing.observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());

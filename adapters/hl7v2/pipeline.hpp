@@ -4,6 +4,11 @@
 // A positive ACK leaves only after the commit completed (DESIGN.md, delivery promise); a
 // resend of a committed control id from the same sender gets the stored ACK and adds nothing;
 // a rejected message gets AE/AR (or CE/CR) with ERR, a dead letter and a dead-letter event.
+// Enhanced acknowledgment mode (MSH-15/MSH-16) answers with the accept ACK and, as a separate
+// message in the same answer, the application ACK; ack.hpp states the rules. The stored answer
+// holds both, so a resend gets both again. A sender's ACK (MSH-9 ACK, e.g. acknowledging our
+// application ACK) is consumed: empty answer, nothing stored, counted in
+// sdoh_hl7_acks_received_total.
 //
 // Message types: ORU^R01 → screening events; REF^I12 → a referral event and its first status
 // event (requested); RRI^I12 → a referral status event. MSH-18 decides how bytes become text

@@ -1,7 +1,9 @@
 #include "adapters/net/tls.hpp"
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 namespace sdoh::net {
 
@@ -49,6 +51,72 @@ Result<std::shared_ptr<ssl::context>> make_server_tls_context(const config::TlsC
     ctx->set_verify_mode(mode);
   }
   return ctx;
+}
+
+Result<std::shared_ptr<ssl::context>> make_client_tls_context(const ClientTlsOptions& tls,
+                                                              const std::string& key_path) {
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  const int min_version = tls.min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION;
+  if (SSL_CTX_set_min_proto_version(ctx->native_handle(), min_version) != 1) {
+    return fail(Error::config(key_path + ".min_version", "OpenSSL refused the minimum version"));
+  }
+  boost::system::error_code ec;
+  if (tls.ca_file.empty()) {
+    ctx->set_default_verify_paths(ec);
+    if (ec) {
+      return fail(Error::config(
+          key_path + ".ca_file",
+          "the system's trust store cannot be loaded: " + ec.message() + "; name a PEM CA file"));
+    }
+  } else {
+    ctx->load_verify_file(tls.ca_file, ec);
+    if (ec) {
+      return fail(
+          Error::config(key_path + ".ca_file", "cannot load " + tls.ca_file + ": " + ec.message()));
+    }
+  }
+  ctx->set_verify_mode(ssl::verify_peer);
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return fail(Error::config(key_path + (tls.cert_file.empty() ? ".cert_file" : ".key_file"),
+                              "a client certificate needs both cert_file and key_file"));
+  }
+  if (!tls.cert_file.empty()) {
+    ctx->use_certificate_chain_file(tls.cert_file, ec);
+    if (ec) {
+      return fail(Error::config(key_path + ".cert_file", "cannot load certificate chain " +
+                                                             tls.cert_file + ": " + ec.message()));
+    }
+    ctx->use_private_key_file(tls.key_file, ssl::context::pem, ec);
+    if (ec) {
+      return fail(Error::config(key_path + ".key_file",
+                                "cannot load private key " + tls.key_file + ": " + ec.message()));
+    }
+    if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
+      return fail(
+          Error::config(key_path + ".key_file", "the private key does not match the certificate"));
+    }
+  }
+  return ctx;
+}
+
+Result<void> set_client_peer_name(ssl_st* ssl, const std::string& host) {
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(host, ec);
+  if (!ec) {
+    // RFC 6066 3: SNI carries host names only, never address literals.
+    if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), address.to_string().c_str()) != 1)
+      return fail(Error::internal("OpenSSL refused the IP address " + host + " to verify"));
+    return {};
+  }
+  if (SSL_set_tlsext_host_name(ssl, host.c_str()) != 1)
+    return fail(Error::internal("OpenSSL refused the server name " + host));
+  if (SSL_set1_host(ssl, host.c_str()) != 1)
+    return fail(Error::internal("OpenSSL refused the host name " + host + " to verify"));
+  // Wildcards only as a whole left-most label (RFC 6125 6.4.3).
+  SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  return {};
 }
 
 }  // namespace sdoh::net

@@ -1,5 +1,6 @@
 #pragma once
-// Server-side TLS contexts for the HTTP and MLLP listeners (OpenSSL through asio::ssl).
+// TLS contexts (OpenSSL through asio::ssl): server side for the HTTP and MLLP listeners, client
+// side for outbound connections to endpoints that are not ours (a clinic's MLLP listener).
 #include <memory>
 #include <string>
 
@@ -9,6 +10,7 @@
 namespace boost::asio::ssl {
 class context;
 }
+struct ssl_st;  // OpenSSL's SSL
 
 namespace sdoh::net {
 
@@ -17,5 +19,25 @@ namespace sdoh::net {
 /// require_client_cert is true (mTLS).
 Result<std::shared_ptr<boost::asio::ssl::context>> make_server_tls_context(
     const config::TlsConfig& tls, const std::string& key_path);
+
+/// A client's TLS settings.
+struct ClientTlsOptions {
+  /// PEM CAs the server's certificate must chain to; empty: the system's default trust store.
+  std::string ca_file;
+  /// PEM client certificate chain and key, for servers that require mTLS; empty: none.
+  std::string cert_file;
+  std::string key_file;
+  std::string min_version = "1.2";  ///< "1.2" or "1.3"
+};
+
+/// A TLS 1.2+ (or 1.3+) client context that verifies the server's certificate chain; the name
+/// check is per connection (set_client_peer_name). `key_path` prefixes errors.
+Result<std::shared_ptr<boost::asio::ssl::context>> make_client_tls_context(
+    const ClientTlsOptions& tls, const std::string& key_path);
+
+/// Before a client handshake: the certificate must name `host` (a DNS name, matched against its
+/// subjectAltName DNS entries; or an IP address, matched against its IP entries), and a DNS name
+/// is sent as SNI. Call with the stream's native handle.
+Result<void> set_client_peer_name(ssl_st* ssl, const std::string& host);
 
 }  // namespace sdoh::net

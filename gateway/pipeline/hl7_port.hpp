@@ -19,7 +19,9 @@ class Hl7Handler {
  public:
   virtual ~Hl7Handler() = default;
   /// Answers one message (the bytes between MLLP's start and end blocks) with the bytes of
-  /// its ACK, unframed. Must answer every message; it may take as long as a durable commit.
+  /// its answer, unframed. The answer may hold several messages (an enhanced-mode accept ACK and
+  /// application ACK), each framed on its own by the listener, or none (an incoming ACK, or
+  /// MSH-15/16 asking for none). It may take as long as a durable commit.
   virtual boost::asio::awaitable<std::string> handle(std::string message, const Peer& peer) = 0;
 };
 

@@ -29,7 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   auto messages = split_batch(input);
   if (!messages) return 0;
-  const AckOptions options{"ACK1", "20260101000000+0000", "SDOH_GW"};
+  const AckOptions options{"ACK1", "20260101000000+0000", "SDOH_GW", "", ""};
   for (auto text : *messages) {
     auto m = Message::parse(std::string(text));
     if (!m) {
@@ -46,8 +46,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         (void)seg.value(f, 2, 2, 2);
     }
     (void)build_ack(*m, AckCode::kAA, std::nullopt, options);
-    auto [code, err] = negative_ack_for(*m, sdoh::Error::invalid({"OBX", 1, 3, 0, ""}, "fuzz"));
-    if (!Message::parse(build_ack(*m, code, err, options))) std::abort();  // our ACKs always parse
+    const auto refusal = refusal_for(sdoh::Error::invalid({"OBX", 1, 3, 0, ""}, "fuzz"));
+    // Our ACKs always parse, each of them when enhanced mode asks for two.
+    if (!Message::parse(build_ack(*m, refusal.code, refusal.error, options))) std::abort();
+    const auto plan = plan_acks(*m, refusal.code, refusal.acceptance);
+    const auto answers = build_answers(*m, plan, refusal.error, options);  // outlives the views
+    for (auto one : split_answers(answers)) {
+      if (!Message::parse(std::string(one))) std::abort();
+    }
     if (const auto& cs = m->charset(); cs.invalid_utf8_at) {
       if (*cs.invalid_utf8_at >= text.size()) std::abort();
       if (m->location_of(*cs.invalid_utf8_at).segment.empty()) std::abort();  // always somewhere

@@ -187,6 +187,37 @@ def mllp_roundtrip(sock, frame):
     return data.strip(b"\x0b\x1c\r").decode()
 
 
+def mllp_read_frames(sock, count):
+    """Reads exactly `count` MLLP frames from an open socket and returns them decoded, without
+    the framing; fails when the peer closes first. Bytes of a further frame that arrived in the
+    same read are an error too: nothing may come that was not asked for."""
+    data = b""
+    while data.count(b"\x1c\r") < count:
+        chunk = sock.recv(65536)
+        assert chunk, "the connection closed after %d of %d frames: %r" % (
+            data.count(b"\x1c\r"), count, data)
+        data += chunk
+    frames = [f for f in data.split(b"\x1c\r") if f]
+    assert len(frames) == count and data.endswith(b"\x1c\r"), "more than %d frames: %r" % (count, data)
+    for f in frames:
+        assert f.startswith(b"\x0b"), "not an MLLP frame: %r" % f
+    return [f[1:].decode() for f in frames]
+
+
+def mllp_expect_silence(sock, seconds=1.0):
+    """Asserts that nothing arrives on `sock` for `seconds` (the socket's timeout is restored)."""
+    import socket
+    previous = sock.gettimeout()
+    sock.settimeout(seconds)
+    try:
+        data = sock.recv(65536)
+    except socket.timeout:
+        return
+    finally:
+        sock.settimeout(previous)
+    raise AssertionError("expected no answer, got %r" % data)
+
+
 def mllp_exchange(address, frames, timeout=10):
     """Sends each frame on one MLLP connection, in order; returns the answers."""
     import socket

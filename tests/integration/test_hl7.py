@@ -6,7 +6,8 @@ import os
 import time
 import unittest
 
-from harness import SAMPLES, Gateway, assert_valid_events, consume, hl7_field, mllp_exchange, parse_metrics, run
+from harness import (SAMPLES, Gateway, assert_valid_events, consume, hl7_field, mllp_exchange,
+                     mllp_expect_silence, mllp_read_frames, parse_metrics, run)
 
 HL7 = os.path.join(SAMPLES, "hl7v2")
 
@@ -150,40 +151,67 @@ class Hl7Ingest(unittest.TestCase):
         import socket
         msg = sample("oru-r01-ahc-hrsn-positive.hl7").replace(b"|AL|NE", b"|AL|AL") \
             .replace(b"|A1000001|", b"|ENH-0001|")
-        frames = []
+        before = parse_metrics(self.gw.get("/metrics")[1])[0]
         with socket.create_connection(self.gw.mllp_address, timeout=10) as s:
             s.sendall(b"\x0b" + msg + b"\x1c\r")
-            data = b""
-            while data.count(b"\x1c\r") < 2:
-                chunk = s.recv(65536)
-                self.assertTrue(chunk, "the connection closed before both answers: %r" % data)
-                data += chunk
-            frames = [f.strip(b"\x0b").decode() for f in data.split(b"\x1c\r") if f]
-            self.assertEqual(len(frames), 2, frames)
-            accept, app = frames
+            accept, app = mllp_read_frames(s, 2)
+            # First the accept ACK, then the application ACK as a message of its own.
             self.assertEqual(hl7_field(accept, "MSA", 1), "CA")
+            self.assertEqual(hl7_field(accept, "MSA", 2), "ENH-0001")
             self.assertEqual(hl7_field(app, "MSA", 1), "AA")
             self.assertEqual(hl7_field(app, "MSA", 2), "ENH-0001")
             self.assertEqual(hl7_field(app, "MSH", 9), "ACK^R01^ACK")
-            self.assertEqual(hl7_field(app, "MSH", 16), "NE")
-            self.assertNotEqual(hl7_field(app, "MSH", 10), hl7_field(accept, "MSH", 10))
+            self.assertEqual(hl7_field(app, "MSH", 5), "EHR")
+            self.assertEqual(hl7_field(app, "MSH", 6), "PEDS_CLINIC_A")
+            self.assertEqual((hl7_field(app, "MSH", 15), hl7_field(app, "MSH", 16)), ("NE", "NE"))
+            accept_id, app_id = hl7_field(accept, "MSH", 10), hl7_field(app, "MSH", 10)
+            self.assertTrue(accept_id and app_id)
+            self.assertNotIn(accept_id, ("ENH-0001", app_id))
+            self.assertNotEqual(app_id, "ENH-0001")
+            self.assertIsNone(hl7_field(app, "ERR", 2))
             # The sender acknowledges our application ACK: consumed, not answered; the
-            # connection goes on with the next message.
-            ack = ("MSH|^~\\&|EHR|PEDS_CLINIC_A|SDOH_GW|STATE_EC|20261120||ACK^R01^ACK|ACK-9|P|2.5.1\r"
-                   "MSA|AA|%s\r" % hl7_field(app, "MSH", 10)).encode()
+            # connection goes on with the next message, answered in order.
+            ack = ("MSH|^~\\&|EHR|PEDS_CLINIC_A|SDOH_GW|STATE_EC|20261120||ACK^R01^ACK|ENH-ACK-9|P|2.5.1\r"
+                   "MSA|AA|%s\r" % app_id).encode()
             s.sendall(b"\x0b" + ack + b"\x1c\r")
-            s.settimeout(1.0)
-            with self.assertRaises(socket.timeout):
-                s.recv(65536)
-            s.settimeout(10)
-            nxt = sample("oru-r01-hunger-vital-sign-negative.hl7").replace(b"MSH|", b"MSH|", 1)
+            mllp_expect_silence(s, 1.0)
+            nxt = sample("oru-r01-hunger-vital-sign-negative.hl7").replace(b"|B2000017|", b"|ENH-0002|")
             s.sendall(b"\x0b" + nxt + b"\x1c\r")
-            reply = b""
-            while not reply.endswith(b"\x1c\r"):
-                reply += s.recv(65536)
-            self.assertIn(hl7_field(reply.decode(), "MSA", 1), ("AA", "CA"))
-        samples = parse_metrics(self.gw.get("/metrics")[1])[0]
-        self.assertEqual(samples.get("sdoh_hl7_acks_received_total"), 1)
+            (reply,) = mllp_read_frames(s, 1)
+            self.assertEqual(hl7_field(reply, "MSA", 1), "AA")
+            self.assertEqual(hl7_field(reply, "MSA", 2), "ENH-0002")
+        # A resend of the committed message, on a new connection, gets both stored answers again.
+        with socket.create_connection(self.gw.mllp_address, timeout=10) as s:
+            s.sendall(b"\x0b" + msg + b"\x1c\r")
+            again = mllp_read_frames(s, 2)
+            self.assertEqual(again, [accept, app])
+            mllp_expect_silence(s, 0.5)
+        self.screening_for("ENH-0001")
+        self.screening_for("ENH-0002")
+        time.sleep(0.5)  # long enough for the relay to publish an event the resend or ACK added
+        self.assertEqual(
+            len([e for _, e in self.screenings(1) if e["data"]["source"]["messageId"] == "ENH-0001"]), 1)
+        self.assertEqual(self.dead_letters_for(
+            lambda d: d["data"]["source"].get("messageId") in ("ENH-0001", "ENH-ACK-9"), timeout=0), [])
+        after = parse_metrics(self.gw.get("/metrics")[1])[0]
+        self.assertEqual(after.get("sdoh_hl7_acks_received_total", 0)
+                         - before.get("sdoh_hl7_acks_received_total", 0), 1)
+        self.assertFalse([k for k in after if k.startswith("sdoh_hl7_messages_total") and 'type="ACK"' in k])
+        self.assertEqual(after.get("sdoh_hl7_duplicates_total", 0) - before.get("sdoh_hl7_duplicates_total", 0), 1)
+
+    def test_enhanced_mode_unsupported_type_is_cr_and_no_application_ack(self):
+        import socket
+        msg = sample("bad-unsupported-type.hl7").replace(b"|P|2.5.1", b"|P|2.5.1|||AL|AL", 1) \
+            .replace(b"|A1000009|", b"|ENH-0009|")
+        with socket.create_connection(self.gw.mllp_address, timeout=10) as s:
+            s.sendall(b"\x0b" + msg + b"\x1c\r")
+            (answer,) = mllp_read_frames(s, 1)
+            mllp_expect_silence(s, 0.5)
+        self.assertEqual(hl7_field(answer, "MSA", 1), "CR")
+        self.assertEqual(hl7_field(answer, "MSA", 2), "ENH-0009")
+        self.assertEqual(hl7_field(answer, "ERR", 2), "MSH^1^9")
+        self.assertTrue(hl7_field(answer, "ERR", 3).startswith("200^"))
+        self.assertTrue(self.dead_letters_for(lambda d: d["data"]["source"]["messageId"] == "ENH-0009"))
 
     def test_metrics_count_messages_by_type_and_ack(self):
         mllp_exchange(self.gw.mllp_address, [sample("bad-unsupported-type.hl7")])

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "adapters/hl7v2/mllp_framer.hpp"
+
 namespace sdoh::hl7v2 {
 namespace {
 
@@ -17,7 +19,7 @@ Message sample(const std::string& name) {
   return std::move(*m);
 }
 
-const AckOptions kOptions{"ACK-1", "20261125030000+0000", "SDOH_GW"};
+const AckOptions kOptions{"ACK-1", "20261125030000+0000", "SDOH_GW", "", ""};
 
 std::string field(const std::string& ack, const std::string& path) {
   auto m = Message::parse(ack);
@@ -81,22 +83,53 @@ TEST(AckBuilder, UnsupportedTypeIsArInOriginalMode) {
   where.segment = "MSH";
   where.sequence = 1;
   where.field = 9;
-  auto [code, err] = negative_ack_for(
-      msg, Error::unsupported("ADT^A01 is not a message this gateway accepts", where));
-  EXPECT_EQ(code, AckCode::kAR);
-  EXPECT_EQ(err.condition, ErrorCondition::kUnsupportedMessageType);
-  auto ack = build_ack(msg, code, err, kOptions);
+  auto refusal =
+      refusal_for(Error::unsupported("ADT^A01 is not a message this gateway accepts", where));
+  EXPECT_EQ(refusal.code, AckCode::kAR);
+  EXPECT_EQ(refusal.error.condition, ErrorCondition::kUnsupportedMessageType);
+  auto ack = build_ack(msg, refusal.code, refusal.error, kOptions);
   EXPECT_EQ(field(ack, "ERR-2"), "MSH^1^9");
   EXPECT_EQ(field(ack, "ERR-3.1"), "200");
   EXPECT_EQ(field(ack, "MSH-9"), "ACK^A01^ACK");
 }
 
-TEST(AckBuilder, EnhancedModeUsesCommitCodes) {
-  auto msg = sample("oru-r01-ahc-hrsn-positive.hl7");
-  EXPECT_EQ(negative_ack_for(msg, Error::unavailable("store cannot write")).first, AckCode::kCE);
-  EXPECT_EQ(negative_ack_for(msg, Error::unsupported("x")).first, AckCode::kCR);
-  EXPECT_EQ(negative_ack_for(sample("oru-r01-corrected.hl7"), Error::unavailable("x")).first,
-            AckCode::kAE);
+// --- refusal_for: an Error in HL7 terms ------------------------------------------------------
+
+TEST(Refusal, UnsupportedHeaderFieldsAreCommitRejects) {
+  const std::pair<int, ErrorCondition> cases[] = {{9, ErrorCondition::kUnsupportedMessageType},
+                                                  {11, ErrorCondition::kUnsupportedProcessingId},
+                                                  {12, ErrorCondition::kUnsupportedVersionId}};
+  for (const auto& [msh_field, condition] : cases) {
+    const Location where{"MSH", 1, msh_field, 0, ""};
+    const auto r = refusal_for(Error::unsupported("not taken", where));
+    EXPECT_EQ(r.code, AckCode::kAR) << msh_field;
+    EXPECT_EQ(r.acceptance, Acceptance::kCommitRejected) << msh_field;
+    EXPECT_EQ(r.error.condition, condition) << msh_field;
+  }
+}
+
+TEST(Refusal, UnsupportedCharacterSetIsAnApplicationRejectOfACommittedMessage) {
+  const Location msh18{"MSH", 1, 18, 0, ""};
+  const auto r = refusal_for(Error::unsupported("charset", msh18));
+  EXPECT_EQ(r.code, AckCode::kAR);
+  EXPECT_EQ(r.acceptance, Acceptance::kCommitted);
+  EXPECT_EQ(r.error.condition, ErrorCondition::kTableValueNotFound);
+}
+
+TEST(Refusal, InvalidContentIsAnApplicationErrorOfACommittedMessage) {
+  const Location obx3{"OBX", 1, 3, 0, ""};
+  const auto r = refusal_for(Error::invalid(obx3, "OBX-3 observation identifier is empty"));
+  EXPECT_EQ(r.code, AckCode::kAE);
+  EXPECT_EQ(r.acceptance, Acceptance::kCommitted);
+  EXPECT_EQ(r.error.condition, ErrorCondition::kRequiredFieldMissing);
+  EXPECT_EQ(r.error.text, "OBX-3 observation identifier is empty");
+}
+
+TEST(Refusal, UnavailableIsNotCommittedAndAskedToBeResent) {
+  const auto r = refusal_for(Error::unavailable("store cannot write"));
+  EXPECT_EQ(r.code, AckCode::kAE);
+  EXPECT_EQ(r.acceptance, Acceptance::kNotCommitted);
+  EXPECT_EQ(r.error.condition, ErrorCondition::kApplicationRecordLocked);
 }
 
 TEST(AckBuilder, AcceptAckRequestFollowsMsh15) {
@@ -124,6 +157,207 @@ TEST(AckBuilder, NotHl7GetsArWithEmptyMsa2) {
   EXPECT_EQ(field(ack, "MSA-2"), "");
   EXPECT_EQ(field(ack, "ERR-2"), "MSH^1");
   EXPECT_EQ(field(ack, "ERR-3.1"), "100");
+}
+
+// --- plan_acks: which answers MSH-15/MSH-16 ask for (HL7 table 0155) ------------------------
+
+Message header(const std::string& msh15, const std::string& msh16) {
+  auto m = Message::parse(
+      "MSH|^~\\&|EHR|PEDS_CLINIC_A|SDOH_GW|STATE_EC|20261120||ORU^R01^ORU_R01|"
+      "M-1|P|2.5.1|||" +
+      msh15 + "|" + msh16 + "\r");
+  EXPECT_TRUE(m);
+  return std::move(*m);
+}
+
+struct PlanCase {
+  const char* msh15;
+  const char* msh16;
+  AckCode code;  // the original-mode outcome
+  Acceptance acceptance;
+  const char* accept;       // "" = no accept ACK
+  const char* application;  // "" = no application ACK
+  const char* summary;
+};
+
+std::string describe(const PlanCase& c) {
+  return std::string("MSH-15 '") + c.msh15 + "' MSH-16 '" + c.msh16 + "' outcome " +
+         std::string(to_string(c.code)) + " acceptance " +
+         std::to_string(static_cast<int>(c.acceptance));
+}
+
+void expect_plan(const PlanCase& c) {
+  const auto plan = plan_acks(header(c.msh15, c.msh16), c.code, c.acceptance);
+  EXPECT_EQ(plan.accept ? std::string(to_string(*plan.accept)) : "", c.accept) << describe(c);
+  EXPECT_EQ(plan.application ? std::string(to_string(*plan.application)) : "", c.application)
+      << describe(c);
+  EXPECT_EQ(to_string(plan.summary), c.summary) << describe(c);
+}
+
+constexpr auto kAA = AckCode::kAA;
+constexpr auto kAE = AckCode::kAE;
+constexpr auto kAR = AckCode::kAR;
+constexpr auto kCommitted = Acceptance::kCommitted;
+constexpr auto kCommitRejected = Acceptance::kCommitRejected;
+constexpr auto kNotCommitted = Acceptance::kNotCommitted;
+
+TEST(AckPlan, OriginalModeIsOneAckWithTheOutcome) {
+  for (const auto& c : {
+           PlanCase{"", "", kAA, kCommitted, "", "AA", "AA"},
+           PlanCase{"", "", kAE, kCommitted, "", "AE", "AE"},
+           PlanCase{"", "", kAR, kCommitRejected, "", "AR", "AR"},
+           PlanCase{"", "", kAE, kNotCommitted, "", "AE", "AE"},
+       }) {
+    expect_plan(c);
+  }
+}
+
+TEST(AckPlan, CommittedAndProcessedIsCaThenAaWhereAsked) {
+  for (const auto& c : {
+           PlanCase{"AL", "AL", kAA, kCommitted, "CA", "AA", "CA"},
+           PlanCase{"AL", "NE", kAA, kCommitted, "CA", "", "CA"},
+           PlanCase{"AL", "ER", kAA, kCommitted, "CA", "", "CA"},
+           PlanCase{"AL", "SU", kAA, kCommitted, "CA", "AA", "CA"},
+           PlanCase{"AL", "", kAA, kCommitted, "CA", "", "CA"},
+           PlanCase{"NE", "AL", kAA, kCommitted, "", "AA", "CA"},
+           PlanCase{"NE", "NE", kAA, kCommitted, "", "", "CA"},
+           PlanCase{"ER", "AL", kAA, kCommitted, "", "AA", "CA"},
+           PlanCase{"ER", "ER", kAA, kCommitted, "", "", "CA"},
+           PlanCase{"SU", "AL", kAA, kCommitted, "CA", "AA", "CA"},
+           PlanCase{"SU", "SU", kAA, kCommitted, "CA", "AA", "CA"},
+           // An empty MSH-15 next to a valued MSH-16 is enhanced mode with an accept ACK.
+           PlanCase{"", "AL", kAA, kCommitted, "CA", "AA", "CA"},
+           PlanCase{"", "NE", kAA, kCommitted, "CA", "", "CA"},
+       }) {
+    expect_plan(c);
+  }
+}
+
+TEST(AckPlan, RefusedContentIsStillCaThenTheApplicationAckSaysWhy) {
+  for (const auto& c : {
+           PlanCase{"AL", "AL", kAE, kCommitted, "CA", "AE", "AE"},
+           PlanCase{"AL", "ER", kAE, kCommitted, "CA", "AE", "AE"},
+           PlanCase{"AL", "SU", kAE, kCommitted, "CA", "", "AE"},
+           PlanCase{"AL", "NE", kAE, kCommitted, "CA", "", "AE"},
+           PlanCase{"ER", "AL", kAE, kCommitted, "", "AE", "AE"},  // the commit was no error
+           PlanCase{"SU", "ER", kAR, kCommitted, "CA", "AR", "AR"},
+           PlanCase{"NE", "ER", kAR, kCommitted, "", "AR", "AR"},
+           PlanCase{"NE", "NE", kAE, kCommitted, "", "", "AE"},
+       }) {
+    expect_plan(c);
+  }
+}
+
+TEST(AckPlan, UnacceptableHeaderIsCrAndNoApplicationAckFollows) {
+  for (const auto& c : {
+           PlanCase{"AL", "AL", kAR, kCommitRejected, "CR", "", "CR"},
+           PlanCase{"AL", "ER", kAR, kCommitRejected, "CR", "", "CR"},
+           PlanCase{"ER", "AL", kAR, kCommitRejected, "CR", "", "CR"},
+           PlanCase{"ER", "NE", kAR, kCommitRejected, "CR", "", "CR"},
+           PlanCase{"", "AL", kAR, kCommitRejected, "CR", "", "CR"},
+       }) {
+    expect_plan(c);
+  }
+}
+
+TEST(AckPlan, NothingStoredIsCeAndNoApplicationAckFollows) {
+  for (const auto& c : {
+           PlanCase{"AL", "AL", kAE, kNotCommitted, "CE", "", "CE"},
+           PlanCase{"ER", "NE", kAE, kNotCommitted, "CE", "", "CE"},
+           PlanCase{"ER", "ER", kAE, kNotCommitted, "CE", "", "CE"},
+       }) {
+    expect_plan(c);
+  }
+}
+
+TEST(AckPlan, ARefusalWithoutAnAcceptAckGoesToTheApplicationAckWhenErrorsAreAsked) {
+  for (const auto& c : {
+           PlanCase{"SU", "AL", kAR, kCommitRejected, "", "AR", "CR"},
+           PlanCase{"NE", "ER", kAR, kCommitRejected, "", "AR", "CR"},
+           PlanCase{"SU", "ER", kAE, kNotCommitted, "", "AE", "CE"},
+           PlanCase{"NE", "AL", kAE, kNotCommitted, "", "AE", "CE"},
+           // ... and only then: the sender that asked for nothing on error gets nothing.
+           PlanCase{"NE", "SU", kAR, kCommitRejected, "", "", "CR"},
+           PlanCase{"NE", "NE", kAE, kNotCommitted, "", "", "CE"},
+           PlanCase{"SU", "SU", kAE, kNotCommitted, "", "", "CE"},
+       }) {
+    expect_plan(c);
+  }
+}
+
+TEST(AckPlan, UnknownMsh15ValueAnswersUnknownMsh16ValueKeepsQuiet) {
+  // Table 0155 has AL, NE, ER and SU only. An unknown MSH-15 still gets the accept ACK (one
+  // answer per message, as in original mode); an unknown MSH-16 never produces a second message
+  // a sender may not expect.
+  expect_plan({"XX", "", kAA, kCommitted, "CA", "", "CA"});
+  expect_plan({"AL", "XX", kAA, kCommitted, "CA", "", "CA"});
+  expect_plan({"AL", "XX", kAE, kCommitted, "CA", "", "AE"});
+}
+
+// --- build_answers: the messages themselves ------------------------------------------------
+
+TEST(AckAnswers, ApplicationAckIsItsOwnMessageWithItsOwnControlId) {
+  const auto m = header("AL", "AL");
+  const auto answers =
+      build_answers(m, plan_acks(m, AckCode::kAA, Acceptance::kCommitted), std::nullopt,
+                    {"ACK0123456789abcdef0", "20261125030000+0000", "SDOH_GW", "", ""});
+  const auto parts = split_answers(answers);
+  ASSERT_EQ(parts.size(), 2u) << answers;
+  const auto accept = std::string(parts[0]), app = std::string(parts[1]);
+  EXPECT_EQ(field(accept, "MSA-1"), "CA");
+  EXPECT_EQ(field(accept, "MSA-2"), "M-1");
+  EXPECT_EQ(field(accept, "MSH-10"), "ACK0123456789abcdef0");
+  EXPECT_EQ(field(app, "MSA-1"), "AA");
+  EXPECT_EQ(field(app, "MSA-2"), "M-1");
+  EXPECT_EQ(field(app, "MSH-9"), "ACK^R01^ACK");
+  EXPECT_EQ(field(app, "MSH-10"), "APP0123456789abcdef0");
+  EXPECT_EQ(field(app, "MSH-15"), "NE");
+  EXPECT_EQ(field(app, "MSH-16"), "NE");
+  EXPECT_EQ(field(app, "MSH-5"), "EHR");
+  EXPECT_EQ(app.find("\rERR"), std::string::npos);
+}
+
+TEST(AckAnswers, RefusedContentHasErrOnlyOnTheApplicationAck) {
+  const auto m = header("AL", "AL");
+  const AckError err{ErrorCondition::kRequiredFieldMissing, {"OBX", 1, 3, 0, ""}, "OBX-3 empty"};
+  const auto answers =
+      build_answers(m, plan_acks(m, AckCode::kAE, Acceptance::kCommitted), err, kOptions);
+  const auto parts = split_answers(answers);
+  ASSERT_EQ(parts.size(), 2u) << answers;
+  EXPECT_EQ(field(std::string(parts[0]), "MSA-1"), "CA");
+  EXPECT_EQ(parts[0].find("\rERR"), std::string_view::npos);
+  EXPECT_EQ(field(std::string(parts[1]), "MSA-1"), "AE");
+  EXPECT_EQ(field(std::string(parts[1]), "ERR-2"), "OBX^1^3");
+  EXPECT_EQ(field(std::string(parts[1]), "ERR-3.1"), "101");
+}
+
+TEST(AckAnswers, CommitRejectCarriesTheErr) {
+  const auto m = header("AL", "AL");
+  const AckError err{ErrorCondition::kUnsupportedMessageType, {"MSH", 1, 9, 0, ""}, "ADT^A01"};
+  const auto answers =
+      build_answers(m, plan_acks(m, AckCode::kAR, Acceptance::kCommitRejected), err, kOptions);
+  ASSERT_EQ(split_answers(answers).size(), 1u) << answers;
+  EXPECT_EQ(field(answers, "MSA-1"), "CR");
+  EXPECT_EQ(field(answers, "ERR-2"), "MSH^1^9");
+  EXPECT_EQ(field(answers, "ERR-3.1"), "200");
+}
+
+TEST(AckAnswers, OriginalModeAckValuesNoMsh15Or16) {
+  const auto m = header("", "");
+  const auto answers =
+      build_answers(m, plan_acks(m, AckCode::kAA, Acceptance::kCommitted), std::nullopt, kOptions);
+  ASSERT_EQ(split_answers(answers).size(), 1u);
+  EXPECT_EQ(field(answers, "MSA-1"), "AA");
+  EXPECT_EQ(field(answers, "MSH-10"), "ACK-1");
+  EXPECT_EQ(field(answers, "MSH-15"), "");
+  EXPECT_EQ(field(answers, "MSH-16"), "");
+}
+
+TEST(AckAnswers, NothingAskedIsNothingSent) {
+  const auto m = header("NE", "NE");
+  EXPECT_EQ(
+      build_answers(m, plan_acks(m, AckCode::kAA, Acceptance::kCommitted), std::nullopt, kOptions),
+      "");
 }
 
 TEST(ErrorCondition, EveryCodeHasADescription) {

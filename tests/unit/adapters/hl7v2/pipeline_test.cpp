@@ -57,12 +57,15 @@ std::string without(std::string text, const std::string& segment) {
 class RecordingStore final : public pipeline::CommitPort {
  public:
   asio::awaitable<Result<pipeline::CommitOutcome>> commit(pipeline::CommitRequest r) override {
+    ++commits;
+    if (fail) co_return ::sdoh::fail(*fail);
     const auto key = r.inbound.protocol + "|" + r.inbound.sender + "|" + r.inbound.dedupe_key;
     if (auto it = answers_.find(key); it != answers_.end()) {
       co_return pipeline::CommitOutcome{
           pipeline::CommitStatus::kDuplicate, it->second.first, it->second.second, 0, {}};
     }
     answers_[key] = {r.inbound.answer_code, r.inbound.answer};
+    answer_codes.push_back(r.inbound.answer_code);
     for (auto& e : r.events)
       events.push_back(std::move(e));
     if (r.dead_letter) dead_letters.push_back(*r.dead_letter);
@@ -70,6 +73,9 @@ class RecordingStore final : public pipeline::CommitPort {
   }
   std::vector<pipeline::OutboxEvent> events;
   std::vector<pipeline::DeadLetterRecord> dead_letters;
+  std::vector<std::string> answer_codes;  ///< of each new (not duplicate) commit
+  int commits = 0;                        ///< every call, duplicates and failures included
+  std::optional<Error> fail;              ///< set: every commit fails with it
 
  private:
   std::map<std::string, std::pair<std::string, std::string>> answers_;
@@ -514,6 +520,111 @@ TEST_F(Hl7PipelineTest, EnhancedModeAnswersWhatMsh15AndMsh16AskFor) {
   EXPECT_TRUE(ack_of_ack.empty());
   EXPECT_EQ(store_.events.size() + store_.dead_letters.size(), committed);
   EXPECT_EQ(counter("\nsdoh_hl7_acks_received_total"), 1u);
+}
+
+TEST_F(Hl7PipelineTest, EnhancedModeAlAlIsCaThenAaAfterTheCommit) {
+  const auto text = replace(sample("oru-r01-ahc-hrsn-positive.hl7"), "|AL|NE", "|AL|AL");
+  auto answers = send(text);
+  ASSERT_EQ(split_answers(answers).size(), 2u) << answers;
+  EXPECT_EQ(nth_field(answers, 0, "MSA-1"), "CA");
+  EXPECT_EQ(nth_field(answers, 0, "MSA-2"), "A1000001");
+  EXPECT_EQ(nth_field(answers, 1, "MSA-1"), "AA");
+  EXPECT_EQ(nth_field(answers, 1, "MSA-2"), "A1000001");
+  EXPECT_EQ(nth_field(answers, 1, "MSH-9"), "ACK^R01^ACK");
+  EXPECT_EQ(nth_field(answers, 1, "MSH-15"), "NE");
+  EXPECT_EQ(nth_field(answers, 1, "MSH-16"), "NE");
+  EXPECT_EQ(nth_field(answers, 1, "MSH-10"), "APP" + nth_field(answers, 0, "MSH-10").substr(3));
+  EXPECT_EQ(store_.commits, 1);
+  EXPECT_EQ(store_.answer_codes, std::vector<std::string>{"CA"});
+  EXPECT_EQ(events_of(kScreening).size(), 1u);
+}
+
+TEST_F(Hl7PipelineTest, EnhancedModeResendGetsBothStoredAnswersAgainAndNoNewEvents) {
+  const auto text = replace(sample("oru-r01-ahc-hrsn-positive.hl7"), "|AL|NE", "|AL|AL");
+  auto first = send(text);
+  auto again = send(text);
+  EXPECT_EQ(again, first);
+  EXPECT_EQ(split_answers(again).size(), 2u);
+  EXPECT_EQ(events_of(kScreening).size(), 1u);
+  EXPECT_EQ(counter("\nsdoh_hl7_duplicates_total"), 1u);
+}
+
+TEST_F(Hl7PipelineTest, EnhancedModeRejectedResendGetsTheSameCaAndAe) {
+  auto text = replace(sample("bad-missing-obx-code.hl7"), "|P|2.5.1", "|P|2.5.1|||AL|AL");
+  auto first = send(text);
+  ASSERT_EQ(split_answers(first).size(), 2u) << first;
+  EXPECT_EQ(nth_field(first, 0, "MSA-1"), "CA");
+  EXPECT_EQ(nth_field(first, 1, "MSA-1"), "AE");
+  EXPECT_EQ(nth_field(first, 1, "ERR-2"), "OBX^1^3");
+  EXPECT_EQ(send(text), first);
+  EXPECT_EQ(store_.dead_letters.size(), 1u);
+  // The store records what the answer amounts to: a refusal, so delivery.ack=delivered does not
+  // wait for the dead letter's publication.
+  EXPECT_EQ(store_.answer_codes, std::vector<std::string>{"AE"});
+}
+
+TEST_F(Hl7PipelineTest, EnhancedModeUnsupportedTypeIsCrWithoutAnApplicationAck) {
+  auto text = replace(sample("bad-unsupported-type.hl7"), "|P|2.5.1", "|P|2.5.1|||AL|AL");
+  auto answers = send(text);
+  ASSERT_EQ(split_answers(answers).size(), 1u) << answers;
+  EXPECT_EQ(field(answers, "MSA-1"), "CR");
+  EXPECT_EQ(field(answers, "MSA-2"), "A1000009");
+  EXPECT_EQ(field(answers, "ERR-2"), "MSH^1^9");
+  EXPECT_EQ(field(answers, "ERR-3.1"), "200");
+  EXPECT_EQ(store_.dead_letters.size(), 1u);
+  EXPECT_EQ(store_.answer_codes, std::vector<std::string>{"CR"});
+}
+
+TEST_F(Hl7PipelineTest, EnhancedModeStoreFailureIsCeAndNeverAPositiveAnswer) {
+  store_.fail = Error::unavailable("the disk is full");
+  const auto text = replace(sample("oru-r01-ahc-hrsn-positive.hl7"), "|AL|NE", "|AL|AL");
+  auto answers = send(text);
+  ASSERT_EQ(split_answers(answers).size(), 1u) << answers;
+  EXPECT_EQ(field(answers, "MSA-1"), "CE");
+  EXPECT_NE(field(answers, "ERR-8").find("resend later"), std::string::npos);
+  EXPECT_EQ(answers.find("MSA|AA"), std::string::npos);
+  EXPECT_EQ(answers.find("MSA|CA"), std::string::npos);
+}
+
+TEST_F(Hl7PipelineTest, StoreFailureWithoutAnAcceptAckIsReportedByTheApplicationAck) {
+  // MSH-15 NE, MSH-16 AL: the sender relies on the application ACK alone.
+  store_.fail = Error::unavailable("the disk is full");
+  const auto text = replace(sample("oru-r01-ahc-hrsn-positive.hl7"), "|AL|NE", "|NE|AL");
+  auto answers = send(text);
+  ASSERT_EQ(split_answers(answers).size(), 1u) << answers;
+  EXPECT_EQ(field(answers, "MSA-1"), "AE");
+  EXPECT_EQ(field(answers, "MSH-16"), "NE");
+  EXPECT_NE(field(answers, "ERR-8").find("resend later"), std::string::npos);
+}
+
+TEST_F(Hl7PipelineTest, SendersAckIsConsumedWhateverItsHeaderHolds) {
+  // An ACK with values that would get any other message refused (MSH-11, MSH-18) and asking
+  // for acknowledgments itself: still never answered, stored or dead-lettered.
+  auto answer = send(
+      "MSH|^~\\&|EHR|PEDS_CLINIC_A|SDOH_GW|STATE_EC|20261120||ACK^R01^ACK|X2|Q|2.5.1|||AL|AL||"
+      "KLINGON\rMSA|AA|APP123\r");
+  EXPECT_TRUE(answer.empty()) << answer;
+  auto bare = send(
+      "MSH|^~\\&|EHR|PEDS_CLINIC_A|SDOH_GW|STATE_EC|20261120||ACK|X3|P|2.5.1\rMSA|CA|"
+      "APP124\r");
+  EXPECT_TRUE(bare.empty()) << bare;
+  EXPECT_EQ(store_.commits, 0);
+  EXPECT_TRUE(store_.events.empty());
+  EXPECT_TRUE(store_.dead_letters.empty());
+  EXPECT_EQ(counter("\nsdoh_hl7_acks_received_total"), 2u);
+  EXPECT_EQ(counter("\nsdoh_hl7_parse_errors_total"), 0u);
+}
+
+TEST_F(Hl7PipelineTest, BatchAnswerCountsEveryAckItHolds) {
+  // The first message asks for both acknowledgments, the second is in original mode.
+  const auto batch =
+      replace(sample("batch-two-screenings.hl7"), "|B2000101|P|2.5.1", "|B2000101|P|2.5.1|||AL|AL");
+  auto answer = send(batch);
+  ASSERT_EQ(answer.rfind("BHS|", 0), 0u) << answer;
+  EXPECT_NE(answer.find("\rMSA|CA|B2000101\r"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("\rMSA|AA|B2000101\r"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("\rMSA|AA|B2000102\r"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("\rBTS|3\r"), std::string::npos) << answer;
 }
 
 TEST(SplitAnswers, OneFramePerMessageBatchesWhole) {
