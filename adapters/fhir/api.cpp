@@ -873,7 +873,7 @@ struct Api::Impl {
       co_return count(problem_response(commit_problem(current.error()), call->plain_json),
                       interaction, type);
     }
-    if (!*current || !visible_for_update(call->client, **current)) {
+    if (!*current || !visible(call->client, **current)) {
       Problem p = !*current ? not_found(type, id)
                             : Problem::not_found(type + "/" + id + " is not known here");
       if (!*current) {
@@ -978,11 +978,6 @@ struct Api::Impl {
     if (call->prefer.ret == "minimal") r.body.clear();
     if (call->prefer.ret == "OperationOutcome") r.body = operation_outcome_json(update.warnings);
     co_return count(std::move(r), interaction, type);
-  }
-
-  // Agencies update the Tasks they own; clinics the ones they sent (to cancel them).
-  bool visible_for_update(const Client& client, const pipeline::ResourceRow& row) const {
-    return visible(client, row);
   }
 
   // --- metadata -------------------------------------------------------------------------

@@ -9,6 +9,32 @@ namespace sdoh::net {
 
 namespace ssl = boost::asio::ssl;
 
+namespace {
+
+// A certificate chain and its private key (PEM), checked to belong together; errors name
+// `key_path`.cert_file / .key_file.
+Result<void> load_key_pair(ssl::context& ctx, const std::string& cert_file,
+                           const std::string& key_file, const std::string& key_path) {
+  boost::system::error_code ec;
+  ctx.use_certificate_chain_file(cert_file, ec);
+  if (ec) {
+    return fail(Error::config(key_path + ".cert_file",
+                              "cannot load certificate chain " + cert_file + ": " + ec.message()));
+  }
+  ctx.use_private_key_file(key_file, ssl::context::pem, ec);
+  if (ec) {
+    return fail(Error::config(key_path + ".key_file",
+                              "cannot load private key " + key_file + ": " + ec.message()));
+  }
+  if (SSL_CTX_check_private_key(ctx.native_handle()) != 1) {
+    return fail(
+        Error::config(key_path + ".key_file", "the private key does not match the certificate"));
+  }
+  return {};
+}
+
+}  // namespace
+
 Result<std::shared_ptr<ssl::context>> make_server_tls_context(const config::TlsConfig& tls,
                                                               const std::string& key_path) {
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
@@ -25,21 +51,9 @@ Result<std::shared_ptr<ssl::context>> make_server_tls_context(const config::TlsC
     ctx->set_password_callback(
         [pw = *password](std::size_t, ssl::context::password_purpose) { return pw; });
   }
+  if (auto r = load_key_pair(*ctx, tls.cert_file, tls.key_file, key_path); !r)
+    return fail(r.error());
   boost::system::error_code ec;
-  ctx->use_certificate_chain_file(tls.cert_file, ec);
-  if (ec) {
-    return fail(Error::config(key_path + ".cert_file", "cannot load certificate chain " +
-                                                           tls.cert_file + ": " + ec.message()));
-  }
-  ctx->use_private_key_file(tls.key_file, ssl::context::pem, ec);
-  if (ec) {
-    return fail(Error::config(key_path + ".key_file",
-                              "cannot load private key " + tls.key_file + ": " + ec.message()));
-  }
-  if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
-    return fail(
-        Error::config(key_path + ".key_file", "the private key does not match the certificate"));
-  }
   if (!tls.client_ca_file.empty()) {
     ctx->load_verify_file(tls.client_ca_file, ec);
     if (ec) {
@@ -83,20 +97,8 @@ Result<std::shared_ptr<ssl::context>> make_client_tls_context(const ClientTlsOpt
                               "a client certificate needs both cert_file and key_file"));
   }
   if (!tls.cert_file.empty()) {
-    ctx->use_certificate_chain_file(tls.cert_file, ec);
-    if (ec) {
-      return fail(Error::config(key_path + ".cert_file", "cannot load certificate chain " +
-                                                             tls.cert_file + ": " + ec.message()));
-    }
-    ctx->use_private_key_file(tls.key_file, ssl::context::pem, ec);
-    if (ec) {
-      return fail(Error::config(key_path + ".key_file",
-                                "cannot load private key " + tls.key_file + ": " + ec.message()));
-    }
-    if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
-      return fail(
-          Error::config(key_path + ".key_file", "the private key does not match the certificate"));
-    }
+    if (auto r = load_key_pair(*ctx, tls.cert_file, tls.key_file, key_path); !r)
+      return fail(r.error());
   }
   return ctx;
 }
