@@ -193,6 +193,7 @@ Result<ApiOptions> api_options(const config::GatewayConfig& cfg) {
   o.max_body_bytes = cfg.http.max_body_bytes;
   o.unknown_patient = cfg.fhir.unknown_patient == "reject" ? UnknownPatientPolicy::kReject
                                                            : UnknownPatientPolicy::kLinkByReference;
+  o.refer_from_screening = cfg.referrals.from_screening;
   for (const auto& c : cfg.fhir.clients) {
     Client client{c.id, c.role, c.organization, c.name.empty() ? c.id : c.name};
     if (c.token.configured()) {
@@ -435,6 +436,7 @@ struct Api::Impl {
     ctx.agency_topic = options.agency_topic;
     ctx.route = options.route;
     ctx.unknown_patient = options.unknown_patient;
+    ctx.refer_from_screening = options.refer_from_screening;
     return ctx;
   }
 

@@ -58,6 +58,7 @@ struct ApiOptions {
   std::vector<std::pair<std::string, Client>> token_clients;
   std::vector<std::pair<std::string, Client>> certificate_clients;
   UnknownPatientPolicy unknown_patient = UnknownPatientPolicy::kLinkByReference;
+  bool refer_from_screening = true;  ///< IngestContext::refer_from_screening
   std::size_t max_body_bytes = 4 * 1024 * 1024;
   /// The topic for an agency's referrals; empty result: topics.referral.
   std::function<std::string(std::string_view agency_id)> agency_topic;

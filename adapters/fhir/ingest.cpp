@@ -10,6 +10,7 @@
 #include <rapidjson/writer.h>
 
 #include "adapters/fhir/consent.hpp"
+#include "adapters/fhir/task_change.hpp"
 #include "adapters/fhir/json_reader.hpp"
 #include "gateway/events/dead_letter.hpp"
 #include "gateway/events/event.hpp"
@@ -180,13 +181,33 @@ class Ingestor {
   std::string performed(const std::string& time, const std::string& expression, Entry& e) const;
   mapping::NormalizedScreening screening_base(const PatientInfo& p, Entry& e,
                                               const std::string& message_id) const;
-  void emit_screening(Entry& e, const mapping::NormalizedScreening& s);
+  void emit_screening(Entry& e, const mapping::NormalizedScreening& s, const Reference& subject,
+                      const PatientInfo& patient);
 
   void map_entry(Entry& e);
   void map_questionnaire_response(Entry& e);
   void map_observation(Entry& e);
   void map_task(Entry& e);
-  void hold_unrouted(Entry& e, const mapping::NormalizedReferral& r, const std::string& sr_id);
+  // Referrals: what map_task and refer_from_screening share.
+  struct Opened {
+    std::string referral_id;
+    bool existing = false;        // the referral's Task exists already: nothing published
+    std::string business_status;  // of its first state
+  };
+  void fill_patient(mapping::NormalizedReferral& r, const PatientInfo& patient) const;
+  bool route_referral(mapping::NormalizedReferral& r) const;
+  void decide_consent(mapping::NormalizedReferral& r, const PatientInfo& patient,
+                      std::vector<Consent> consents);
+  std::optional<Opened> hold_unrouted(Entry& e, const mapping::NormalizedReferral& r,
+                                      const std::string& sr_id, const std::string& where);
+  std::optional<Opened> open_referral(Entry& e, mapping::NormalizedReferral& r,
+                                      const std::string& sr_id, const std::string& category_where,
+                                      bool required);
+  bool clinic_refers(const PatientInfo& patient, std::string_view category);
+  void refer_from_screening(Entry& e, const Reference& subject, const PatientInfo& patient,
+                            const mapping::MappedScreening& m);
+  void make_referral_resources(const Entry& screening, const Reference& subject,
+                               const mapping::NormalizedReferral& r, const Opened& opened);
   void map_consent(Entry& e);
   void map_patient(Entry& e);
 
@@ -202,6 +223,7 @@ class Ingestor {
   std::set<const Entry*> grouped_members_;  // Observations a grouping Observation here covers
   std::set<const Entry*> derived_from_qr_;  // Observations derived from a QR here
   std::set<const Entry*> focus_of_task_;    // ServiceRequests a Task here refers to
+  std::vector<StoredResource> made_;        // resources the gateway made (screening referrals)
   int screening_position_ = 0;
 };
 
@@ -440,7 +462,8 @@ mapping::NormalizedScreening Ingestor::screening_base(const PatientInfo& p, Entr
   return s;
 }
 
-void Ingestor::emit_screening(Entry& e, const mapping::NormalizedScreening& s) {
+void Ingestor::emit_screening(Entry& e, const mapping::NormalizedScreening& s,
+                              const Reference& subject, const PatientInfo& patient) {
   auto mapped = ctx_.mapper->map(s);
   if (!mapped) {
     e.issues.push_back(
@@ -461,6 +484,12 @@ void Ingestor::emit_screening(Entry& e, const mapping::NormalizedScreening& s) {
   e.events.push_back(event(events::EventType::kScreening, "fhir|" + ctx_.sender + "|" + key_,
                            screening_position_++, mapped->screening_id, ctx_.topics.screening,
                            mapped->patient_pseudonym, std::move(mapped->data)));
+  // Help the family asked for opens a referral; not from answers still in progress.
+  const bool settled = std::any_of(s.items.begin(), s.items.end(), [](const auto& i) {
+    return i.status == mapping::ResultStatus::kFinal ||
+           i.status == mapping::ResultStatus::kCorrected;
+  });
+  if (ctx_.refer_from_screening && settled) refer_from_screening(e, subject, patient, *mapped);
 }
 
 // The screening's message id: the resource's business identifier, else the id the client gave
@@ -506,7 +535,7 @@ void Ingestor::map_questionnaire_response(Entry& e) {
     r.status = status;
     s.items.push_back(std::move(r));
   }
-  emit_screening(e, s);
+  emit_screening(e, s, q.subject, patient);
 }
 
 void Ingestor::map_observation(Entry& e) {
@@ -571,7 +600,7 @@ void Ingestor::map_observation(Entry& e) {
                                       "screening event"));
     return;
   }
-  emit_screening(e, s);
+  emit_screening(e, s, o.subject, patient);
 }
 
 void Ingestor::map_consent(Entry& e) {
@@ -602,22 +631,19 @@ void Ingestor::map_patient(Entry& e) {
 
 // A referral no agency can take (none named, no route): kept as a Task (requested, businessStatus
 // no-route), announced by its first status event (agency null), counted and listed for ops.
-void Ingestor::hold_unrouted(Entry& e, const mapping::NormalizedReferral& r,
-                             const std::string& sr_id) {
+std::optional<Ingestor::Opened> Ingestor::hold_unrouted(Entry& e,
+                                                        const mapping::NormalizedReferral& r,
+                                                        const std::string& sr_id,
+                                                        const std::string& where) {
   if (r.category.empty() || r.clinic_number_value.empty()) {
     e.issues.push_back(Issue::warning(
-        IssueType::kProcessing, e.root + ".owner",
+        IssueType::kProcessing, where,
         "no agency (Task.owner or ServiceRequest.performer naming an Organization) and no SDOH "
         "category to route by: stored, no referral published"));
-    return;
+    return std::nullopt;
   }
   const auto rid = mapping::referral_id(r.clinic_number_system, r.clinic_number_value);
-  if (ctx_.directory != nullptr && ctx_.directory->read("Task", rid)) {
-    e.existing_id = rid;
-    return;
-  }
-  e.id = rid;
-  e.business_status = std::string(mapping::kNoRoute);
+  if (ctx_.directory != nullptr && ctx_.directory->read("Task", rid)) return Opened{rid, true, ""};
   mapping::ReferralTransition first;
   first.referral_id = rid;
   first.status = mapping::ReferralStatus::kRequested;
@@ -634,9 +660,105 @@ void Ingestor::hold_unrouted(Entry& e, const mapping::NormalizedReferral& r,
                          std::string(mapping::kNoRoute), r.consent.status, false, r.race,
                          r.ethnicity, r.language});
   e.issues.push_back(Issue::warning(
-      IssueType::kProcessing, e.root + ".owner",
-      "no agency named and no route for this need and area: the referral is held "
-      "(businessStatus no-route) until ops route it; the clinic sees it on the Task"));
+      IssueType::kProcessing, where,
+      "no agency named and no route for the need " + r.category +
+          " and this area: the referral is held (businessStatus no-route) until ops route it; "
+          "the clinic sees it on the Task"));
+  return Opened{rid, false, std::string(mapping::kNoRoute)};
+}
+
+// The patient's part of a referral: identity (hashed), age, area, contact details (sent only with
+// consent) and equity fields.
+void Ingestor::fill_patient(mapping::NormalizedReferral& r, const PatientInfo& patient) const {
+  r.patient_authority = patient.authority;
+  r.patient_identifier = patient.identifier;
+  if (!patient.patient) return;
+  const auto& p = *patient.patient;
+  r.birth_date = p.birth_date.size() == 10 ? p.birth_date : "";
+  r.postal_code = p.postal_code;
+  r.contact = p.contact;
+  if (!p.race.empty()) r.race = p.race.front().code;
+  if (!p.ethnicity.empty()) r.ethnicity = p.ethnicity.front().code;
+  if (p.language) r.language = p.language->code;
+}
+
+// Routing by need, area and the child's age, for a referral that names no agency: false when no
+// route is found.
+bool Ingestor::route_referral(mapping::NormalizedReferral& r) const {
+  if (!ctx_.route || r.category.empty()) return false;
+  const auto zip3 = r.postal_code.size() >= 3 ? r.postal_code.substr(0, 3) : std::string();
+  const auto age = r.birth_date.empty()
+                       ? std::optional<int>()
+                       : mapping::age_in_months(r.birth_date, request_.received_at.substr(0, 10));
+  auto found = ctx_.route(r.category, zip3, "", age);
+  if (!found) return false;
+  r.agency_id = found->first;
+  r.agency_name = found->second;
+  return true;
+}
+
+// The consent for a referral: `consents` (those the ServiceRequest cites) and the Consents in
+// this request for the same patient; the latest by dateTime decides.
+void Ingestor::decide_consent(mapping::NormalizedReferral& r, const PatientInfo& patient,
+                              std::vector<Consent> consents) {
+  for (auto& other : entries_) {
+    if (!other.parsed || other.failed() || other.type() != "Consent") continue;
+    const auto& c = std::get<Consent>(other.parsed->resource);
+    Entry scratch;  // issues about the Consent's own patient belong to the Consent entry
+    auto p = resolve_patient(c.patient, scratch, false);
+    if (p.state == PatientInfo::State::kResolved && p.key() == patient.key()) consents.push_back(c);
+  }
+  std::stable_sort(consents.begin(), consents.end(),
+                   [](const Consent& a, const Consent& b) { return a.date_time < b.date_time; });
+  if (!consents.empty()) r.consent = consent_decision(consents.back(), r.agency_id, r.authored_on);
+}
+
+// A referral to its agency: the org.sdoh.referral.v1 event on the agency's topic and its first
+// status event (requested). nullopt when it cannot be mapped (an error on the entry when
+// `required`, else a warning).
+std::optional<Ingestor::Opened> Ingestor::open_referral(Entry& e, mapping::NormalizedReferral& r,
+                                                        const std::string& sr_id,
+                                                        const std::string& category_where,
+                                                        bool required) {
+  if (ctx_.agency_topic) r.agency_topic = ctx_.agency_topic(r.agency_id);
+  if (r.agency_topic.empty()) r.agency_topic = ctx_.topics.referral;
+  mapping::ReferralMapper mapper(*ctx_.mapper);
+  auto mapped = mapper.map(r);
+  if (!mapped) {
+    const auto& x = mapped.error().where.expression;
+    const auto where = x == "category" || x == "evidence" ? category_where : e.root;
+    if (required) {
+      e.issues.push_back(Issue::error(IssueType::kBusinessRule, where, mapped.error().message));
+    } else {
+      e.issues.push_back(Issue::warning(IssueType::kProcessing, where,
+                                        "no referral: " + mapped.error().message));
+    }
+    return std::nullopt;
+  }
+  const auto rid = mapped->referral_id;
+  if (ctx_.directory != nullptr && ctx_.directory->read("Task", rid)) return Opened{rid, true, ""};
+
+  mapping::ReferralTransition first;
+  first.referral_id = rid;
+  first.status = mapping::ReferralStatus::kRequested;
+  first.business_status = mapped->business_status;
+  first.updated_by_role = "clinic";
+  first.updated_by_id = agency_id_of(Reference{"", {"", r.facility.code}, "", ""});
+  if (first.updated_by_id.empty()) first.updated_by_id = "unknown";
+  first.time = request_.received_at;
+  first.sequence = 1;
+  first.agency_id = r.agency_id;
+  first.category = mapped->category;
+
+  e.events.push_back(event(events::EventType::kReferral, "fhir|referral|" + rid, 0, rid,
+                           r.agency_topic, rid, std::move(mapped->data)));
+  e.events.push_back(event(events::EventType::kReferralStatus, "fhir|referral-status|" + rid,
+                           first.sequence, rid, ctx_.topics.referral_status, rid,
+                           mapping::referral_status_data(first)));
+  e.referrals.push_back({rid, r.clinic_number_system, r.clinic_number_value, sr_id, r.agency_id,
+                         mapped->category, mapped->business_status, r.consent.status,
+                         mapped->contact_included, r.race, r.ethnicity, r.language});
+  return Opened{rid, false, mapped->business_status};
 }
 
 void Ingestor::map_task(Entry& e) {
@@ -755,100 +877,263 @@ void Ingestor::map_task(Entry& e) {
                                       "no patient: stored, no referral published"));
     return;
   }
-  r.patient_authority = patient.authority;
-  r.patient_identifier = patient.identifier;
-  if (patient.patient) {
-    r.birth_date = patient.patient->birth_date.size() == 10 ? patient.patient->birth_date : "";
-    r.postal_code = patient.patient->postal_code;
-    r.contact = patient.patient->contact;
-    if (!patient.patient->race.empty()) r.race = patient.patient->race.front().code;
-    if (!patient.patient->ethnicity.empty()) r.ethnicity = patient.patient->ethnicity.front().code;
-    if (patient.patient->language) r.language = patient.patient->language->code;
-  }
+  fill_patient(r, patient);
   if (routed) {
     // No agency named: routing by need, area and the child's age; none found: held.
-    const auto zip3 = r.postal_code.size() >= 3 ? r.postal_code.substr(0, 3) : std::string();
-    const auto age = r.birth_date.empty()
-                         ? std::optional<int>()
-                         : mapping::age_in_months(r.birth_date, request_.received_at.substr(0, 10));
-    std::optional<std::pair<std::string, std::string>> found;
-    if (ctx_.route && !r.category.empty()) found = ctx_.route(r.category, zip3, "", age);
-    if (!found) {
-      hold_unrouted(e, r, sr_id);
+    if (!route_referral(r)) {
+      if (auto held = hold_unrouted(e, r, sr_id, e.root + ".owner")) {
+        (held->existing ? e.existing_id : e.id) = held->referral_id;
+        e.business_status = held->business_status;
+      }
       return;
     }
-    r.agency_id = found->first;
-    r.agency_name = found->second;
     e.routed_owner = r.agency_id;
     e.routed_owner_name = r.agency_name;
     e.issues.push_back(Issue::information(
         e.root + ".owner", "no agency named: routed to " + r.agency_id + " by need and area"));
   }
-  if (ctx_.agency_topic) r.agency_topic = ctx_.agency_topic(r.agency_id);
-  if (r.agency_topic.empty()) r.agency_topic = ctx_.topics.referral;
 
-  // Consent: the Consents the ServiceRequest cites, and those in this Bundle for the same
-  // patient; the latest by dateTime decides.
-  std::vector<Consent> consents;
+  std::vector<Consent> cited;
   for (const auto& ref : sr.supporting_info) {
     auto target = resolve(ref);
     if (const auto* res = target.resource(); res != nullptr && res->type == "Consent")
-      consents.push_back(std::get<Consent>(res->resource));
+      cited.push_back(std::get<Consent>(res->resource));
   }
-  for (auto& other : entries_) {
-    if (!other.parsed || other.failed() || other.type() != "Consent") continue;
-    const auto& c = std::get<Consent>(other.parsed->resource);
-    Entry scratch;  // issues about the Consent's own patient belong to the Consent entry
-    auto p = resolve_patient(c.patient, scratch, false);
-    if (p.state == PatientInfo::State::kResolved && p.key() == patient.key()) consents.push_back(c);
-  }
-  std::sort(consents.begin(), consents.end(),
-            [](const Consent& a, const Consent& b) { return a.date_time < b.date_time; });
-  if (!consents.empty()) r.consent = consent_decision(consents.back(), r.agency_id, r.authored_on);
+  decide_consent(r, patient, std::move(cited));
   r.note = sr.note;
-  r.business_status =
-      r.consent.status == mapping::ConsentStatus::kActive ? t.business_status : "awaiting-consent";
+  r.business_status = r.consent.status == mapping::ConsentStatus::kActive
+                          ? t.business_status
+                          : std::string(mapping::kAwaitingConsent);
 
-  mapping::ReferralMapper mapper(*ctx_.mapper);
-  auto mapped = mapper.map(r);
-  if (!mapped) {
-    const auto& x = mapped.error().where.expression;
-    const auto where = x == "category" || x == "evidence" ? sr_root + ".category" : e.root;
-    e.issues.push_back(Issue::error(IssueType::kBusinessRule, where, mapped.error().message));
-    return;
-  }
-  const auto rid = mapped->referral_id;
-  if (ctx_.directory != nullptr && ctx_.directory->read("Task", rid)) {
+  auto opened = open_referral(e, r, sr_id, sr_root + ".category", true);
+  if (!opened) return;
+  if (opened->existing) {
     // The clinic sent this referral before (another request): nothing new is published.
-    e.existing_id = rid;
+    e.existing_id = opened->referral_id;
     e.issues.push_back(
         Issue::information(e.root,
                            "this referral exists already: status changes go through PUT or PATCH "
                            "/fhir/Task/{id}"));
     return;
   }
-  e.id = rid;  // the Task's id is the referralId (DESIGN.md)
+  e.id = opened->referral_id;  // the Task's id is the referralId (DESIGN.md)
+  if (opened->business_status == mapping::kAwaitingConsent) {
+    e.business_status = opened->business_status;
+    e.issues.push_back(Issue::information(
+        e.root + ".businessStatus",
+        "no active consent to share the family's contact details with the agency: the referral "
+        "is sent without them and waits (businessStatus awaiting-consent) until a Consent "
+        "arrives"));
+  }
+}
 
-  mapping::ReferralTransition first;
-  first.referral_id = rid;
-  first.status = mapping::ReferralStatus::kRequested;
-  first.business_status = mapped->business_status;
-  first.updated_by_role = "clinic";
-  first.updated_by_id = agency_id_of(Reference{"", {"", r.facility.code}, "", ""});
-  if (first.updated_by_id.empty()) first.updated_by_id = "unknown";
-  first.time = request_.received_at;
-  first.sequence = 1;
-  first.agency_id = r.agency_id;
-  first.category = mapped->category;
+// Whether this request has the clinic's own ServiceRequest for `category` and this patient.
+bool Ingestor::clinic_refers(const PatientInfo& patient, std::string_view category) {
+  for (auto& other : entries_) {
+    if (!other.parsed || other.failed() || other.type() != "ServiceRequest") continue;
+    const auto& sr = std::get<ServiceRequest>(other.parsed->resource);
+    const bool same_need = std::any_of(sr.categories.begin(), sr.categories.end(), [&](auto& c) {
+      return c.system == kSdohccCategorySystem && c.code == category;
+    });
+    if (!same_need) continue;
+    Entry scratch;
+    auto p = resolve_patient(sr.subject, scratch, false);
+    if (p.state == PatientInfo::State::kResolved && p.key() == patient.key()) return true;
+  }
+  return false;
+}
 
-  e.events.push_back(event(events::EventType::kReferral, "fhir|referral|" + rid, 0, rid,
-                           r.agency_topic, rid, std::move(mapped->data)));
-  e.events.push_back(event(events::EventType::kReferralStatus, "fhir|referral-status|" + rid,
-                           first.sequence, rid, ctx_.topics.referral_status, rid,
-                           mapping::referral_status_data(first)));
-  e.referrals.push_back({rid, r.clinic_number_system, r.clinic_number_value, sr_id, r.agency_id,
-                         mapped->category, mapped->business_status, r.consent.status,
-                         mapped->contact_included, r.race, r.ethnicity, r.language});
+// Referrals the family asked for in this screening: one per need with assistanceRequested true,
+// routed (or held), with this request's consent; the gateway makes their ServiceRequest and Task.
+void Ingestor::refer_from_screening(Entry& e, const Reference& subject,
+                                    const PatientInfo& patient,
+                                    const mapping::MappedScreening& m) {
+  for (const auto& d : m.domains) {
+    if (d.assistance_requested != true) continue;
+    if (clinic_refers(patient, d.category)) {
+      e.issues.push_back(Issue::information(
+          e.root, "the family asked for help with " + d.category +
+                      ": the clinic's ServiceRequest in this request is its referral"));
+      continue;
+    }
+    mapping::NormalizedReferral r;
+    r.protocol = "fhir";
+    r.sender = ctx_.sender;
+    r.message_id = key_;
+    r.clinic_number_system = std::string(kScreeningReferralSystem);
+    r.clinic_number_value = m.screening_id + ":" + d.category;
+    r.category = d.category;
+    r.facility = facility();
+    r.requester_id = r.facility.code;
+    r.requester_display = r.facility.display;
+    r.authored_on = request_.received_at;
+    fill_patient(r, patient);
+    const auto rid = mapping::referral_id(r.clinic_number_system, r.clinic_number_value);
+    std::optional<Opened> opened;
+    if (route_referral(r)) {
+      decide_consent(r, patient, {});
+      if (r.consent.status != mapping::ConsentStatus::kActive)
+        r.business_status = std::string(mapping::kAwaitingConsent);
+      opened = open_referral(e, r, rid, e.root, false);
+    } else {
+      opened = hold_unrouted(e, r, rid, e.root);
+    }
+    if (!opened || opened->existing) continue;
+    make_referral_resources(e, subject, r, *opened);
+    e.issues.push_back(Issue::information(
+        e.root, "the family asked for help with " + d.category + ": referral Task/" + rid +
+                    (r.agency_id.empty() ? std::string(" is held (no-route)")
+                                         : " sent to " + r.agency_id) +
+                    (opened->business_status == mapping::kAwaitingConsent
+                         ? ", without contact details until the family's consent arrives"
+                         : "")));
+  }
+}
+
+// The ServiceRequest and Task (SDOHCC TaskForReferralManagement) of a referral the gateway
+// opened from a screening: ids the referralId, the screening as the reason, the agency as owner.
+void Ingestor::make_referral_resources(const Entry& screening, const Reference& subject,
+                                       const mapping::NormalizedReferral& r,
+                                       const Opened& opened) {
+  const auto target = resolve(subject);
+  const auto patient_ref = target.type == "Patient" && !target.id.empty()
+                               ? "Patient/" + target.id
+                               : std::string();
+  const auto reason = screening.type() + "/" + screening.final_id();
+  auto write = [&](const std::string& type) {
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    auto str = [&w](std::string_view v) {
+      w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+    };
+    auto reference = [&](const char* key, std::string_view ref, std::string_view display) {
+      w.Key(key);
+      w.StartObject();
+      w.Key("reference");
+      str(ref);
+      if (!display.empty()) {
+        w.Key("display");
+        str(display);
+      }
+      w.EndObject();
+    };
+    w.StartObject();
+    w.Key("resourceType");
+    str(type);
+    w.Key("id");
+    str(opened.referral_id);
+    w.Key("meta");
+    w.StartObject();
+    w.Key("versionId");
+    w.String("1");
+    w.Key("lastUpdated");
+    str(request_.received_at);
+    w.Key("profile");
+    w.StartArray();
+    str(type == "Task" ? "http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/"
+                         "SDOHCC-TaskForReferralManagement"
+                       : "http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/"
+                         "SDOHCC-ServiceRequest");
+    w.EndArray();
+    w.EndObject();
+    w.Key("identifier");
+    w.StartArray();
+    w.StartObject();
+    w.Key("system");
+    str(r.clinic_number_system);
+    w.Key("value");
+    str(r.clinic_number_value);
+    w.EndObject();
+    w.EndArray();
+    w.Key("status");
+    str(type == "Task" ? "requested" : "active");
+    w.Key("intent");
+    w.String("order");
+    w.Key("priority");
+    w.String("routine");
+    if (type == "Task") {
+      w.Key("code");
+      w.StartObject();
+      w.Key("coding");
+      w.StartArray();
+      w.StartObject();
+      w.Key("system");
+      w.String("http://hl7.org/fhir/CodeSystem/task-code");
+      w.Key("code");
+      w.String("fulfill");
+      w.EndObject();
+      w.EndArray();
+      w.EndObject();
+      reference("focus", "ServiceRequest/" + opened.referral_id, "");
+    } else {
+      w.Key("category");
+      w.StartArray();
+      w.StartObject();
+      w.Key("coding");
+      w.StartArray();
+      w.StartObject();
+      w.Key("system");
+      str(kSdohccCategorySystem);
+      w.Key("code");
+      str(r.category);
+      w.EndObject();
+      w.EndArray();
+      w.EndObject();
+      w.EndArray();
+    }
+    if (!patient_ref.empty()) {
+      reference(type == "Task" ? "for" : "subject", patient_ref, "");
+    }
+    w.Key("authoredOn");
+    str(r.authored_on);
+    w.Key("requester");
+    w.StartObject();
+    w.Key("identifier");
+    w.StartObject();
+    w.Key("value");
+    str(r.requester_id.empty() ? ctx_.sender : r.requester_id);
+    w.EndObject();
+    if (!r.requester_display.empty()) {
+      w.Key("display");
+      str(r.requester_display);
+    }
+    w.EndObject();
+    if (!r.agency_id.empty()) {
+      if (type == "Task") {
+        reference("owner", "Organization/" + r.agency_id, r.agency_name);
+      } else {
+        w.Key("performer");
+        w.StartArray();
+        w.StartObject();
+        w.Key("reference");
+        str("Organization/" + r.agency_id);
+        w.EndObject();
+        w.EndArray();
+      }
+    }
+    if (type == "ServiceRequest") {
+      w.Key("reasonReference");
+      w.StartArray();
+      w.StartObject();
+      w.Key("reference");
+      str(reason);
+      w.EndObject();
+      w.EndArray();
+    }
+    w.EndObject();
+    std::string json(buf.GetString(), buf.GetSize());
+    if (type == "Task" && !opened.business_status.empty())
+      json = with_business_status(json, opened.business_status);
+    StoredResource out;
+    out.type = type;
+    out.id = opened.referral_id;
+    out.last_updated = request_.received_at;
+    out.json = std::move(json);
+    out.identifiers.push_back({r.clinic_number_system, r.clinic_number_value});
+    made_.push_back(std::move(out));
+  };
+  write("ServiceRequest");
+  write("Task");
 }
 
 void Ingestor::map_entry(Entry& e) {
@@ -904,12 +1189,6 @@ void Ingestor::rewrite(Entry& e, const std::map<std::string, std::string>& refs)
     if (!e.routed_owner_name.empty())
       owner.AddMember("display", Json(e.routed_owner_name.c_str(), alloc), alloc);
     obj.AddMember("owner", owner, alloc);
-  }
-  if (!e.business_status.empty()) {
-    obj.RemoveMember("businessStatus");
-    Json text(rapidjson::kObjectType);
-    text.AddMember("text", Json(e.business_status.c_str(), alloc), alloc);
-    obj.AddMember("businessStatus", text, alloc);
   }
   Json id;
   id.SetString(e.id.c_str(), static_cast<rapidjson::SizeType>(e.id.size()), alloc);
@@ -1097,6 +1376,7 @@ std::expected<FhirIngest, FhirRejection> Ingestor::run() {
       rapidjson::Writer<rapidjson::StringBuffer> w(buf);
       e.json->Accept(w);
       s.json.assign(buf.GetString(), buf.GetSize());
+      if (!e.business_status.empty()) s.json = with_business_status(s.json, e.business_status);
     }
     for (auto& ev : e.events)
       out.commit.events.push_back(std::move(ev));
@@ -1107,6 +1387,8 @@ std::expected<FhirIngest, FhirRejection> Ingestor::run() {
     if (!e.patient_pseudonym.empty()) out.patient_pseudonyms.push_back(e.patient_pseudonym);
     out.resources.push_back(std::move(s));
   }
+  for (auto& made : made_)
+    out.resources.push_back(std::move(made));
 
   if (bundle_type.empty()) {
     auto& e = entries_.front();

@@ -66,6 +66,9 @@ enum class UnknownPatientPolicy {
   kReject,
 };
 
+/// The numbering of referrals the gateway opens from screenings: value "{screeningId}:{category}".
+inline constexpr std::string_view kScreeningReferralSystem = "urn:sdoh-gateway:screening-referral";
+
 struct IngestContext {
   const mapping::ScreeningMapper* mapper = nullptr;  ///< required; must outlive the call
   std::string sender;  ///< the authenticated client or organization: dedupe scope and source
@@ -83,6 +86,12 @@ struct IngestContext {
       std::string_view category, std::string_view zip3, std::string_view county,
       std::optional<int> age_months)>
       route;
+  /// A screening whose family asked for help with a need (assistanceRequested true) opens a
+  /// referral for that need: a ServiceRequest and Task made by the gateway (ids the referralId,
+  /// the clinic number "urn:sdoh-gateway:screening" | "{screeningId}:{category}"), routed, with
+  /// the consent of this request. Not when the request has the clinic's own ServiceRequest for
+  /// that need and patient.
+  bool refer_from_screening = false;
 };
 
 struct IngestRequest {

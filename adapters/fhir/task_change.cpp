@@ -34,7 +34,44 @@ void set_text(rapidjson::Document& doc, const char* name, std::string_view text)
   doc.AddMember(Json(name, alloc), codeable, alloc);
 }
 
+// Task.businessStatus as the gateway keeps it: the code of the lifecycle's vocabulary in its
+// system with its display (text: as the sender wrote it, else the display); none: removed.
+void set_business_status(rapidjson::Document& doc, std::string_view code) {
+  const auto* entry = mapping::find_business_status(code);
+  if (entry == nullptr) return set_text(doc, "businessStatus", code);
+  auto& alloc = doc.GetAllocator();
+  std::string text(entry->display);
+  if (auto it = doc.FindMember("businessStatus");
+      it != doc.MemberEnd() && it->value.IsObject() && it->value.HasMember("text") &&
+      it->value["text"].IsString() && it->value["text"].GetStringLength() > 0) {
+    text = it->value["text"].GetString();
+  }
+  doc.RemoveMember("businessStatus");
+  auto str = [&alloc](std::string_view v) {
+    return Json(v.data(), static_cast<rapidjson::SizeType>(v.size()), alloc);
+  };
+  Json coding(rapidjson::kObjectType);
+  coding.AddMember("system", str(mapping::kBusinessStatusSystem), alloc);
+  coding.AddMember("code", str(entry->code), alloc);
+  coding.AddMember("display", str(entry->display), alloc);
+  Json codings(rapidjson::kArrayType);
+  codings.PushBack(coding, alloc);
+  Json codeable(rapidjson::kObjectType);
+  codeable.AddMember("coding", codings, alloc);
+  codeable.AddMember("text", str(text), alloc);
+  doc.AddMember("businessStatus", codeable, alloc);
+}
+
 }  // namespace
+
+// (task_change.hpp)
+std::string with_business_status(std::string_view json, std::string_view code) {
+  rapidjson::Document doc;
+  doc.Parse(json.data(), json.size());
+  if (doc.HasParseError() || !doc.IsObject()) return std::string(json);
+  set_business_status(doc, code);
+  return write(doc);
+}
 
 // (task_change.hpp)
 std::vector<std::pair<std::string, std::string>> task_search_params(const Task& t) {
@@ -79,28 +116,41 @@ std::string with_meta(std::string_view json, std::int64_t version, std::string_v
   return {buf.GetString(), buf.GetSize()};
 }
 
-// The lifecycle's table (gateway/mapping/lifecycle) with the client as the actor.
+namespace {
+
+mapping::Actor actor_of(const Client& client, mapping::ReferralStatus to) {
+  if (client.role == "clinic") return mapping::Actor::kClinic;
+  if (client.role == "gateway") return mapping::Actor::kGateway;
+  if (client.role == "dev" && to == mapping::ReferralStatus::kCancelled)
+    return mapping::Actor::kClinic;
+  return mapping::Actor::kAgency;
+}
+
+mapping::LifecycleState state_of(const pipeline::ReferralState& referral) {
+  return {mapping::referral_status_from(referral.status).value_or(
+              mapping::ReferralStatus::kRequested),
+          referral.business_status};
+}
+
+}  // namespace
+
+// The lifecycle (gateway/mapping/lifecycle) with the client as the actor: status and
+// businessStatus together.
 std::optional<Problem> default_transition_check(const Client& client,
                                                 const pipeline::ReferralState& referral,
                                                 const TaskUpdate& u) {
-  mapping::Actor actor = mapping::Actor::kAgency;
-  if (client.role == "clinic") actor = mapping::Actor::kClinic;
-  if (client.role == "gateway") actor = mapping::Actor::kGateway;
-  if (client.role == "dev" && u.status == mapping::ReferralStatus::kCancelled)
-    actor = mapping::Actor::kClinic;
+  const auto actor = actor_of(client, u.status);
   if (client.role == "agency" && client.organization != referral.agency_id)
     return Problem::forbidden("the referral is owned by another agency");
-  auto verdict = mapping::check_transition(u.previous, u.status, actor);
-  switch (verdict.verdict) {
-    case mapping::Verdict::kAllowed:
-      return std::nullopt;
-    case mapping::Verdict::kNotFromState:
-      return Problem{FhirErrc::kConflict,
-                     {Issue::error(IssueType::kConflict, "Task.status", verdict.message)}};
-    case mapping::Verdict::kNotThisActor:
-      return Problem::unprocessable(IssueType::kBusinessRule, "Task.status", verdict.message);
-  }
-  return std::nullopt;
+  auto from = state_of(referral);
+  from.status = u.previous;  // the stored Task's status, which the update replaces
+  const auto verdict = mapping::check_change(from, {u.status, u.business_status}, actor);
+  if (verdict.allowed()) return std::nullopt;
+  const char* where =
+      verdict.field == mapping::LifecycleField::kStatus ? "Task.status" : "Task.businessStatus";
+  if (verdict.verdict == mapping::Verdict::kConflict)
+    return Problem{FhirErrc::kConflict, {Issue::error(IssueType::kConflict, where, verdict.message)}};
+  return Problem::unprocessable(IssueType::kBusinessRule, where, verdict.message);
 }
 
 FhirResult<std::string> task_with_status(std::string_view current, std::string_view status,
@@ -117,7 +167,8 @@ FhirResult<std::string> task_with_status(std::string_view current, std::string_v
   doc.RemoveMember("status");
   doc.AddMember("status",
                 Json(status.data(), static_cast<rapidjson::SizeType>(status.size()), alloc), alloc);
-  set_text(doc, "businessStatus", business_status);
+  doc.RemoveMember("businessStatus");  // replaced whole: the sender's text was for the old code
+  set_business_status(doc, business_status);
   set_text(doc, "statusReason", reason);
   if (!note.empty()) {
     if (!doc.HasMember("note") || !doc["note"].IsArray()) {
@@ -145,6 +196,16 @@ FhirResult<TaskChangeResult> prepare_task_change(TaskChange change, const Transi
   if (!update) return std::unexpected(std::move(update.error()));
 
   const auto& referral = change.referral;
+  if (referral) {
+    // A code that does not go with the new status does not follow the referral into it.
+    auto from = state_of(*referral);
+    from.status = update->previous;
+    const auto kept = mapping::carry_over(from, {update->status, update->business_status});
+    if (kept.business_status != update->business_status) {
+      update->business_status = std::string(kept.business_status);
+      update->json = with_business_status(update->json, update->business_status);
+    }
+  }
   const bool status_changed = update->status != update->previous;
   const bool business_changed = referral && update->business_status != referral->business_status;
   const bool transition = referral && (status_changed || business_changed);
@@ -154,6 +215,9 @@ FhirResult<TaskChangeResult> prepare_task_change(TaskChange change, const Transi
   } else if (!referral && status_changed && !change.client.agency() && !change.client.clinic()) {
     return std::unexpected(Problem::forbidden("this client may not update Tasks"));
   }
+
+  if (transition && business_changed)
+    update->json = with_business_status(update->json, update->business_status);
 
   TaskChangeResult out;
   out.version = row.version + 1;

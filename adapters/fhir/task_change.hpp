@@ -74,6 +74,11 @@ FhirResult<std::string> task_with_status(std::string_view current, std::string_v
                                          std::string_view note = {},
                                          std::string_view note_time = {});
 
+/// A Task's JSON with businessStatus `code` (empty: removed) as the gateway keeps it: a code of
+/// the lifecycle's vocabulary in mapping::kBusinessStatusSystem with its display, the text as
+/// the sender wrote it (else the display).
+std::string with_business_status(std::string_view json, std::string_view code);
+
 /// A resource's JSON with meta.versionId and meta.lastUpdated set.
 std::string with_meta(std::string_view json, std::int64_t version, std::string_view updated);
 

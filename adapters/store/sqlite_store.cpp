@@ -192,6 +192,13 @@ const std::vector<const char*> kMigrations = {
       CREATE INDEX referrals_closed ON referrals(updated_at) WHERE status IN ('rejected',
         'completed', 'failed', 'cancelled');
     )sql",
+    // 7: the overdue clock runs from when a referral began waiting for its agency (its last
+    // change: creation, or the release of a hold), not from its creation.
+    R"sql(
+      DROP INDEX referrals_waiting;
+      CREATE INDEX referrals_waiting ON referrals(updated_at) WHERE status = 'requested' AND
+        overdue_at IS NULL;
+    )sql",
 };
 
 std::int64_t now_ms() {
@@ -2037,25 +2044,34 @@ Result<std::vector<ResourceRow>> SqliteStore::resource_history(std::string_view 
   return resource_rows(st);
 }
 
-Result<std::vector<ReferralRow>> SqliteStore::referrals_awaiting_agency(
-    std::int64_t created_before_ms, int limit) const {
+Result<std::vector<SqliteStore::WaitingReferral>> SqliteStore::referrals_awaiting_agency(
+    std::int64_t waiting_before_ms, int limit) const {
   auto conn = impl_->lease_reader();
   ReadStatement st(conn->db(),
                    "SELECT referral_id, clinic_number_system, clinic_number_value, "
                    "source_control_id, agency_id, category, status, business_status, sequence, "
-                   "created_at FROM referrals WHERE status = 'requested' AND overdue_at IS NULL "
-                   "AND business_status NOT IN ('no-route', 'awaiting-consent') AND created_at < "
-                   "?1 ORDER BY created_at LIMIT ?2");
+                   "created_at, updated_at FROM referrals WHERE status = 'requested' AND "
+                   "overdue_at IS NULL AND business_status NOT IN ('no-route', "
+                   "'awaiting-consent') AND updated_at < ?1 ORDER BY updated_at LIMIT ?2");
   if (!st.ok()) return fail(st.error());
-  st.integer(1, created_before_ms);
+  st.integer(1, waiting_before_ms);
   st.integer(2, limit);
-  std::vector<ReferralRow> rows;
+  std::vector<WaitingReferral> rows;
   int rc = 0;
   while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
     auto* s = st.get();
-    rows.push_back({column(s, 0), column(s, 1), column(s, 2), column(s, 3), column(s, 4),
-                    column(s, 5), column(s, 6), column(s, 7), sqlite3_column_int(s, 8), false,
-                    sqlite3_column_int64(s, 9), "", "", "", "", ""});
+    ReferralRow r;
+    r.referral_id = column(s, 0);
+    r.clinic_number_system = column(s, 1);
+    r.clinic_number_value = column(s, 2);
+    r.source_control_id = column(s, 3);
+    r.agency_id = column(s, 4);
+    r.category = column(s, 5);
+    r.status = column(s, 6);
+    r.business_status = column(s, 7);
+    r.sequence = sqlite3_column_int(s, 8);
+    r.created_at_ms = sqlite3_column_int64(s, 9);
+    rows.push_back({std::move(r), sqlite3_column_int64(s, 10)});
   }
   if (rc != SQLITE_DONE) return fail(st.error());
   return rows;

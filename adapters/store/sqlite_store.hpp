@@ -191,10 +191,15 @@ class SqliteStore final : public pipeline::CommitPort, public pipeline::Resource
   Result<std::vector<ResourceRow>> resource_history(std::string_view type,
                                                     std::string_view id) const override;
 
-  /// Referrals still waiting for their agency (requested, not held, not yet overdue) made
-  /// before `created_before_ms`, oldest first: the overdue check's candidates.
-  Result<std::vector<ReferralRow>> referrals_awaiting_agency(std::int64_t created_before_ms,
-                                                             int limit) const;
+  /// Referrals still waiting for their agency (requested, not held, not yet overdue) since
+  /// before `waiting_before_ms` (their last change: creation or the release of a hold), longest
+  /// waiting first: the overdue check's candidates.
+  struct WaitingReferral {
+    ReferralRow referral;
+    std::int64_t waiting_since_ms = 0;
+  };
+  Result<std::vector<WaitingReferral>> referrals_awaiting_agency(std::int64_t waiting_before_ms,
+                                                                 int limit) const;
 
   /// Referrals grouped by status, businessStatus, agency, need and equity fields.
   Result<std::vector<ReferralCount>> referral_counts() const;

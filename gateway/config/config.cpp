@@ -605,6 +605,7 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
                std::chrono::hours(24 * 366));
     m.duration("overdue_check_interval", cfg.referrals.overdue_check_interval, milliseconds(100),
                std::chrono::hours(24));
+    m.boolean("from_screening", cfg.referrals.from_screening);
     m.finish();
   }
   top.finish();

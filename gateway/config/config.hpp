@@ -191,6 +191,10 @@ struct ReferralsConfig {
   /// routing entry names no SLA of its own.
   milliseconds default_sla{std::chrono::hours(72)};
   milliseconds overdue_check_interval{60'000};  ///< how often overdue referrals are looked for
+  /// A screening whose family asked for help with a need (assistanceRequested true) opens a
+  /// referral for it, routed by need, area and age, unless the clinic refers for that need in
+  /// the same request.
+  bool from_screening = true;
 };
 
 /// Patient pseudonyms (HMAC-SHA256). The key is required in production.

@@ -35,9 +35,9 @@ asio::awaitable<int> OverdueCheck::run_once() {
     co_return 0;
   }
   int raised = 0;
-  for (auto& referral : *candidates) {
+  for (auto& [referral, waiting_since_ms] : *candidates) {
     const auto sla = sla_of_(referral.agency_id);
-    if (now_ms - referral.created_at_ms < sla.count()) continue;
+    if (now_ms - waiting_since_ms < sla.count()) continue;
     auto task = store_.read_resource("Task", referral.referral_id);
     if (!task || !*task) continue;  // a referral without its Task (none yet): next pass
     auto json = fhir::task_with_status((*task)->json, "requested", mapping::kOverdue, "");

@@ -612,14 +612,23 @@ TEST_F(FhirApiTest, ReplayIngestsTheStoredPayloadAgainAsItsSender) {
 namespace sdoh::fhir {
 namespace {
 
-TEST(TaskWithStatus, SetsStatusBusinessStatusAndReasonAsText) {
+TEST(TaskWithStatus, SetsStatusCodedBusinessStatusAndReasonAsText) {
   const std::string task =
       R"({"resourceType":"Task","id":"t1","status":"accepted","businessStatus":{"text":"old"},)"
       R"("intent":"order"})";
   auto out = task_with_status(task, "failed", "unable-to-contact", "");
   ASSERT_TRUE(out);
   EXPECT_EQ(field(*out, "/status"), "failed");
-  EXPECT_EQ(field(*out, "/businessStatus/text"), "unable-to-contact");
+  // The lifecycle's code in its system, with its display as the text (the old text is gone).
+  EXPECT_EQ(field(*out, "/businessStatus/coding/0/system"),
+            "urn:sdoh:codesystem:referral-business-status");
+  EXPECT_EQ(field(*out, "/businessStatus/coding/0/code"), "unable-to-contact");
+  EXPECT_EQ(field(*out, "/businessStatus/text"), "Unable to contact");
+  // A code the vocabulary does not know stays text only.
+  auto unknown = task_with_status(task, "failed", "some-local-code", "");
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(field(*unknown, "/businessStatus/text"), "some-local-code");
+  EXPECT_EQ(field(*unknown, "/businessStatus/coding"), "<absent>");
   EXPECT_EQ(field(*out, "/statusReason"), "<absent>");
   EXPECT_EQ(field(*out, "/intent"), "order");
   auto reason = task_with_status(task, "rejected", "", "no capacity");

@@ -614,5 +614,152 @@ TEST_F(FhirIngestTest, DiagnosticsNeverEchoPatientData) {
     EXPECT_EQ(e.value.find("Sofia"), std::string::npos);
 }
 
+// The shared transaction as a screening only (Patient, QuestionnaireResponse, Consent) in which the
+// family asks for help finding work (AHC HRSN 96780-2): the gateway opens the referral itself.
+class ScreeningReferral : public FhirIngestTest {
+ protected:
+  ScreeningReferral() {
+    ctx_.refer_from_screening = true;
+    ctx_.route = [this](std::string_view category, std::string_view zip3, std::string_view,
+                        std::optional<int> age)
+        -> std::optional<std::pair<std::string, std::string>> {
+      routed_.push_back(std::string(category) + "|" + std::string(zip3) + "|" +
+                        (age ? std::to_string(*age) : "?"));
+      if (!route_found_) return std::nullopt;
+      return std::pair<std::string, std::string>{"ccrr-durham", "Durham Child Care R&R"};
+    };
+  }
+
+  // `consent_for_any`: the Consent names no recipient (any agency); else only ehv-durham.
+  std::string bundle(bool consent_for_any, const char* extra_category = nullptr) {
+    auto doc = parse(sample("bundle-transaction-screening-consent-referral.json"));
+    auto& alloc = doc.GetAllocator();
+    auto& entries = doc["entry"];
+    if (extra_category == nullptr) {
+      entries.Erase(entries.Begin() + 4);  // Task
+      entries.Erase(entries.Begin() + 3);  // ServiceRequest
+    } else {
+      auto& sr = entries[3]["resource"];
+      sr["category"][0]["coding"][0]["code"].SetString(extra_category, alloc);
+    }
+    auto& items = entries[1]["resource"]["item"];
+    rapidjson::Document item;
+    item.Parse(R"({"linkId":"/96780-2","answer":[{"valueCoding":{"system":"http://loinc.org",)"
+               R"("code":"LA31981-6","display":"Yes, help finding work"}}]})");
+    items.PushBack(rapidjson::Value(item, alloc), alloc);
+    if (consent_for_any) entries[2]["resource"]["provision"].RemoveMember("actor");
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    doc.Accept(w);
+    return buf.GetString();
+  }
+
+  static const StoredResource* made(const FhirIngest& r, const std::string& type) {
+    for (const auto& s : r.resources) {
+      if (s.type == type && s.id == r.referrals.at(0).referral_id) return &s;
+    }
+    return nullptr;
+  }
+
+  std::vector<std::string> routed_;
+  bool route_found_ = true;
+};
+
+TEST_F(ScreeningReferral, AssistanceRequestedOpensARoutedReferralWithItsTask) {
+  auto r = post(bundle(true), "");
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  auto events = checked(r->commit.events);
+  ASSERT_EQ(events.count("org.sdoh.referral.v1"), 1u);
+  EXPECT_EQ(events.count("org.sdoh.referral.status.v1"), 1u);
+  ASSERT_EQ(routed_.size(), 1u);
+  EXPECT_EQ(routed_[0], "employment-status|277|6");  // born 2026-05-01, screened 2026-11-20
+  const auto& e = events.find("org.sdoh.referral.v1")->second;
+  ASSERT_EQ(r->referrals.size(), 1u);
+  const auto& ref = r->referrals[0];
+  EXPECT_EQ(data_field(e, "/data/category"), "employment-status");
+  EXPECT_EQ(data_field(e, "/data/agency/id"), "ccrr-durham");
+  EXPECT_EQ(data_field(e, "/data/consent/status"), "active");
+  EXPECT_EQ(data_field(e, "/data/contact/phone"), "+19195551234");
+  EXPECT_EQ(data_field(e, "/data/businessStatus"), "<null>");
+  EXPECT_EQ(ref.clinic_number_system, kScreeningReferralSystem);
+  EXPECT_TRUE(ref.clinic_number_value.ends_with(":employment-status"));
+  EXPECT_EQ(ref.agency_id, "ccrr-durham");
+  EXPECT_TRUE(ref.contact_included);
+  // The gateway's ServiceRequest and Task for it, beside the posted resources.
+  const auto* task = made(*r, "Task");
+  const auto* sr = made(*r, "ServiceRequest");
+  ASSERT_NE(task, nullptr);
+  ASSERT_NE(sr, nullptr);
+  auto t = parse(task->json);
+  EXPECT_STREQ(t["status"].GetString(), "requested");
+  EXPECT_EQ(std::string(t["focus"]["reference"].GetString()), "ServiceRequest/" + ref.referral_id);
+  EXPECT_STREQ(t["owner"]["reference"].GetString(), "Organization/ccrr-durham");
+  std::string patient_id, qr_id;
+  for (const auto& s : r->resources) {
+    if (s.type == "Patient") patient_id = s.id;
+    if (s.type == "QuestionnaireResponse") qr_id = s.id;
+  }
+  EXPECT_EQ(std::string(t["for"]["reference"].GetString()), "Patient/" + patient_id);
+  auto q = parse(sr->json);
+  EXPECT_EQ(std::string(q["reasonReference"][0]["reference"].GetString()),
+            "QuestionnaireResponse/" + qr_id);
+  EXPECT_STREQ(q["category"][0]["coding"][0]["code"].GetString(), "employment-status");
+  EXPECT_EQ(task->json.find("Garcia"), std::string::npos);  // no names on the gateway's Task
+}
+
+TEST_F(ScreeningReferral, WithoutConsentForThatAgencyItAwaitsConsent) {
+  auto r = post(bundle(false), "");  // the Consent names ehv-durham only
+  ASSERT_TRUE(r);
+  auto events = checked(r->commit.events);
+  const auto& e = events.find("org.sdoh.referral.v1")->second;
+  EXPECT_EQ(data_field(e, "/data/businessStatus"), "awaiting-consent");
+  EXPECT_EQ(data_field(e, "/data/contact"), "<absent>");
+  EXPECT_EQ(r->referrals.at(0).business_status, "awaiting-consent");
+  auto t = parse(made(*r, "Task")->json);
+  EXPECT_STREQ(t["businessStatus"]["coding"][0]["code"].GetString(), "awaiting-consent");
+}
+
+TEST_F(ScreeningReferral, NoRouteHoldsTheReferral) {
+  route_found_ = false;
+  auto r = post(bundle(true), "");
+  ASSERT_TRUE(r);
+  auto events = checked(r->commit.events);
+  EXPECT_EQ(events.count("org.sdoh.referral.v1"), 0u);
+  ASSERT_EQ(events.count("org.sdoh.referral.status.v1"), 1u);
+  EXPECT_EQ(data_field(events.find("org.sdoh.referral.status.v1")->second, "/data/businessStatus"),
+            "no-route");
+  ASSERT_EQ(r->referrals.size(), 1u);
+  EXPECT_EQ(r->referrals[0].agency_id, "");
+  auto t = parse(made(*r, "Task")->json);
+  EXPECT_FALSE(t.HasMember("owner"));
+  EXPECT_STREQ(t["businessStatus"]["coding"][0]["code"].GetString(), "no-route");
+}
+
+TEST_F(ScreeningReferral, TheClinicsOwnServiceRequestForTheNeedIsTheOnlyReferral) {
+  auto r = post(bundle(true, "employment-status"), "");
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  auto events = checked(r->commit.events);
+  EXPECT_EQ(events.count("org.sdoh.referral.v1"), 1u);
+  ASSERT_EQ(r->referrals.size(), 1u);
+  EXPECT_EQ(r->referrals[0].clinic_number_value, "REF-2026-0002");
+  EXPECT_TRUE(routed_.empty());
+}
+
+TEST_F(ScreeningReferral, OffOrSentAgainOpensNothing) {
+  ctx_.refer_from_screening = false;
+  auto off = post(bundle(true), "");
+  ASSERT_TRUE(off);
+  EXPECT_TRUE(off->referrals.empty());
+  EXPECT_EQ(checked(off->commit.events).count("org.sdoh.referral.v1"), 0u);
+  ctx_.refer_from_screening = true;
+  auto first = post(bundle(true), "");
+  ASSERT_TRUE(first);
+  directory_.resources["Task/" + first->referrals.at(0).referral_id] = "{}";
+  auto again = post(bundle(true), "");
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->referrals.empty());
+  EXPECT_EQ(checked(again->commit.events).count("org.sdoh.referral.v1"), 0u);
+}
+
 }  // namespace
 }  // namespace sdoh::fhir
