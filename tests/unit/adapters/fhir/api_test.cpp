@@ -500,6 +500,45 @@ TEST_F(FhirApiTest, IllegalTransitionIsRefusedAndChangesNothing) {
   EXPECT_EQ(store_.committed.back().dead_letter->stage, "lifecycle");
 }
 
+TEST_F(FhirApiTest, BusinessStatusMustFitTheStatusTheVocabularyAndTheParty) {
+  start();
+  const auto task = post_referral();
+  const auto patch = std::vector<http::Header>{{"Content-Type", "application/json-patch+json"}};
+  auto move = [&](const std::string& status, const std::string& code) {
+    std::string ops = R"([{"op":"replace","path":"/status","value":")" + status + "\"}";
+    if (!code.empty())
+      ops += R"(,{"op":"add","path":"/businessStatus","value":{"text":")" + code + "\"}}";
+    return call("PATCH", "/fhir/Task/" + task, ops + "]", patch);
+  };
+  const auto before = store_.events().size();
+  // "enrolled" goes with in-progress and completed, not with accepted.
+  auto mismatch = move("accepted", "enrolled");
+  EXPECT_EQ(mismatch.status, 422u) << mismatch.body;
+  EXPECT_EQ(field(mismatch.body, "/issue/0/code"), "business-rule");
+  EXPECT_EQ(field(mismatch.body, "/issue/0/expression/0"), "Task.businessStatus");
+  EXPECT_EQ(move("accepted", "made-up-code").status, 422u);  // not in the vocabulary
+  EXPECT_EQ(move("requested", "overdue").status, 422u);      // only the gateway sets it
+  EXPECT_EQ(field(call("GET", "/fhir/Task/" + task).body, "/status"), "requested");
+  EXPECT_EQ(store_.referrals[task].sequence, 1);
+  for (std::size_t i = before; i < store_.events().size(); ++i)
+    EXPECT_EQ(store_.events()[i].type, "org.sdoh.deadletter.v1");
+
+  // Allowed: stored as the vocabulary's code; a code that does not go with the next status is
+  // not carried into it.
+  auto scheduled = move("accepted", "scheduled");
+  ASSERT_EQ(scheduled.status, 200u) << scheduled.body;
+  EXPECT_EQ(field(scheduled.body, "/businessStatus/coding/0/code"), "scheduled");
+  EXPECT_EQ(field(scheduled.body, "/businessStatus/coding/0/system"),
+            "urn:sdoh:codesystem:referral-business-status");
+  auto held = move("on-hold", "");
+  ASSERT_EQ(held.status, 200u) << held.body;
+  EXPECT_EQ(field(held.body, "/businessStatus"), "<absent>");
+  EXPECT_EQ(store_.referrals[task].business_status, "");
+  EXPECT_EQ(field(store_.events().back().value, "/data/businessStatus"), "<other>");  // null
+  EXPECT_EQ(field(store_.events().back().value, "/data/status"), "on-hold");
+  expect_valid_events();
+}
+
 TEST_F(FhirApiTest, PutWithAnotherIdIs400AndPatchNeedsJsonPatch) {
   start();
   const auto task = post_referral();

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <filesystem>
 #include <map>
+#include <limits>
 #include <optional>
 #include <sqlite3.h>
 #include <thread>
@@ -563,6 +564,39 @@ TEST_F(SqliteStoreTest, ReferralStatesCommitWithTheRequest) {
   found = store->find_referral({"", "urn:clinic", "REF-1", ""});
   EXPECT_EQ((*found)->status, "accepted");
   EXPECT_EQ((*found)->sequence, 2);
+}
+
+TEST_F(SqliteStoreTest, AReferralWaitsForItsAgencyFromTheReleaseOfItsHold) {
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto held = request("k1", 1);
+  held.referrals.push_back(row("r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity",
+                               "requested", "awaiting-consent", 1));
+  held.referrals.push_back(
+      row("r2", "urn:clinic", "REF-2", "", "ehv", "food-insecurity", "requested", "", 1));
+  ASSERT_TRUE(commit_now(*store, held));
+  const auto far_future = std::numeric_limits<std::int64_t>::max();
+  auto waiting = store->referrals_awaiting_agency(far_future, 10);
+  ASSERT_TRUE(waiting);
+  ASSERT_EQ(waiting->size(), 1u);  // a held referral's SLA does not run
+  EXPECT_EQ((*waiting)[0].referral.referral_id, "r2");
+  const auto r2_since = (*waiting)[0].waiting_since_ms;
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto released = request("k2", 1);
+  released.referrals.push_back(
+      row("r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity", "requested", "", 2));
+  ASSERT_TRUE(commit_now(*store, released));
+  waiting = store->referrals_awaiting_agency(far_future, 10);
+  ASSERT_TRUE(waiting);
+  ASSERT_EQ(waiting->size(), 2u);
+  EXPECT_EQ((*waiting)[0].referral.referral_id, "r2");  // longest waiting first
+  EXPECT_EQ((*waiting)[1].referral.referral_id, "r1");
+  // r1 was made with r2 but has waited only since its release.
+  EXPECT_EQ((*waiting)[1].referral.created_at_ms, (*waiting)[0].referral.created_at_ms);
+  EXPECT_GE((*waiting)[1].waiting_since_ms, r2_since + 20);
+  auto before_release = store->referrals_awaiting_agency((*waiting)[1].waiting_since_ms, 10);
+  ASSERT_TRUE(before_release);
+  EXPECT_EQ(before_release->size(), 1u);
 }
 
 TEST_F(SqliteStoreTest, RetentionKeepsOpenReferralTasksAndTheCurrentVersion) {
