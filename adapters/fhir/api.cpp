@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 
@@ -252,6 +253,21 @@ struct Api::Impl {
       if (!id) return std::nullopt;
       return *id;
     }
+    std::vector<std::string> search(
+        std::string_view type,
+        const std::vector<std::pair<std::string, std::string>>& params) const override {
+      pipeline::ResourceQuery q;
+      q.type = std::string(type);
+      for (const auto& [name, value] : params)
+        q.params.push_back({name, {value}});
+      q.count = 200;
+      std::vector<std::string> ids;
+      if (auto page = r_.search_resources(q)) {
+        for (const auto& row : page->rows)
+          ids.push_back(row.id);
+      }
+      return ids;
+    }
 
    private:
     const pipeline::ResourceReader& r_;
@@ -437,6 +453,7 @@ struct Api::Impl {
     ctx.route = options.route;
     ctx.unknown_patient = options.unknown_patient;
     ctx.refer_from_screening = options.refer_from_screening;
+    ctx.find_referral = options.find_referral;
     return ctx;
   }
 
@@ -472,8 +489,8 @@ struct Api::Impl {
       pipeline::ResourceWrite w;
       w.type = s.type;
       w.id = s.id;
-      w.version = 1;
-      w.expected_version = 0;
+      w.version = std::max<std::int64_t>(1, std::atoll(s.version_id.c_str()));
+      w.expected_version = w.version - 1;
       w.last_updated = s.last_updated;
       w.json = s.json;
       for (const auto& i : s.identifiers) {
@@ -492,7 +509,7 @@ struct Api::Impl {
       st.category = r.category;
       st.status = "requested";
       st.business_status = r.business_status;
-      st.sequence = 1;
+      st.sequence = r.sequence;
       st.race = r.race;
       st.ethnicity = r.ethnicity;
       st.language = r.language;

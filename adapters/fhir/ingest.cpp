@@ -1,17 +1,19 @@
 #include "adapters/fhir/ingest.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <set>
 
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
+#include <rapidjson/pointer.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
 #include "adapters/fhir/consent.hpp"
-#include "adapters/fhir/task_change.hpp"
 #include "adapters/fhir/json_reader.hpp"
+#include "adapters/fhir/task_change.hpp"
 #include "gateway/events/dead_letter.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/identity/pseudonym.hpp"
@@ -203,7 +205,10 @@ class Ingestor {
   std::optional<Opened> open_referral(Entry& e, mapping::NormalizedReferral& r,
                                       const std::string& sr_id, const std::string& category_where,
                                       bool required);
+  bool referral_of(const Task& t, const ServiceRequest& sr, const std::string& sr_id,
+                   const std::string& sr_root, Entry& e, mapping::NormalizedReferral& r);
   bool clinic_refers(const PatientInfo& patient, std::string_view category);
+  void release_awaiting_consent(Entry& e);
   void refer_from_screening(Entry& e, const Reference& subject, const PatientInfo& patient,
                             const mapping::MappedScreening& m);
   void make_referral_resources(const Entry& screening, const Reference& subject,
@@ -730,8 +735,8 @@ std::optional<Ingestor::Opened> Ingestor::open_referral(Entry& e, mapping::Norma
     if (required) {
       e.issues.push_back(Issue::error(IssueType::kBusinessRule, where, mapped.error().message));
     } else {
-      e.issues.push_back(Issue::warning(IssueType::kProcessing, where,
-                                        "no referral: " + mapped.error().message));
+      e.issues.push_back(
+          Issue::warning(IssueType::kProcessing, where, "no referral: " + mapped.error().message));
     }
     return std::nullopt;
   }
@@ -759,6 +764,85 @@ std::optional<Ingestor::Opened> Ingestor::open_referral(Entry& e, mapping::Norma
                          mapped->category, mapped->business_status, r.consent.status,
                          mapped->contact_included, r.race, r.ethnicity, r.language});
   return Opened{rid, false, mapped->business_status};
+}
+
+// The referral a Task and its ServiceRequest describe: number, need, service, agency (empty:
+// to be routed), requester, time. The patient, routing and consent are the caller's. false:
+// refused, with an error on `e`.
+bool Ingestor::referral_of(const Task& t, const ServiceRequest& sr, const std::string& sr_id,
+                           const std::string& sr_root, Entry& e, mapping::NormalizedReferral& r) {
+  r.protocol = "fhir";
+  r.sender = ctx_.sender;
+  r.message_id = key_;
+  if (!sr.identifiers.empty() && !sr.identifiers.front().empty()) {
+    r.clinic_number_system = sr.identifiers.front().system;
+    r.clinic_number_value = sr.identifiers.front().value;
+  } else if (!t.identifiers.empty() && !t.identifiers.front().empty()) {
+    r.clinic_number_system = t.identifiers.front().system;
+    r.clinic_number_value = t.identifiers.front().value;
+  } else {
+    r.clinic_number_system = "urn:sdoh-gateway:fhir:" + ctx_.sender + ":ServiceRequest";
+    r.clinic_number_value = sr_id;
+    e.issues.push_back(Issue::warning(
+        IssueType::kRequired, sr_root + ".identifier",
+        "the ServiceRequest has no identifier: the referral is numbered by this gateway's "
+        "ServiceRequest id"));
+  }
+  // The need: the SDOHCC category of the ServiceRequest.
+  std::vector<std::string> needs;
+  for (const auto& c : sr.categories) {
+    if (c.system == kSdohccCategorySystem &&
+        std::find(needs.begin(), needs.end(), c.code) == needs.end())
+      needs.push_back(c.code);
+  }
+  if (needs.size() > 1) {
+    e.issues.push_back(Issue::error(IssueType::kBusinessRule, sr_root + ".category",
+                                    "the ServiceRequest names more than one SDOH category; send "
+                                    "one referral per need"));
+    return false;
+  }
+  if (!needs.empty()) r.category = needs.front();
+  // Answers the ServiceRequest cites as its reason, when it names no category.
+  for (const auto& ref : sr.reason_reference) {
+    auto target = resolve(ref);
+    const auto* res = target.resource();
+    if (res == nullptr || res->type != "QuestionnaireResponse") continue;
+    const auto& q = std::get<QuestionnaireResponse>(res->resource);
+    mapping::NormalizedScreening s;
+    s.protocol = "fhir";
+    s.sender = ctx_.sender;
+    s.message_id = key_;
+    s.questionnaire = q.questionnaire;
+    for (const auto& item : q.items) {
+      mapping::ItemResponse ir;
+      if (item.code) ir.question = *item.code;
+      ir.link_id = item.link_id;
+      ir.answers = item.answers;
+      s.items.push_back(std::move(ir));
+    }
+    r.evidence.push_back(std::move(s));
+  }
+  if (sr.code) r.service = sr.code;
+  r.priority = !t.priority.empty() ? t.priority : !sr.priority.empty() ? sr.priority : "routine";
+
+  Reference agency = t.owner;
+  if (agency.empty() && !sr.performer.empty()) agency = sr.performer.front();
+  r.agency_id = agency_id_of(agency);
+  r.agency_name = agency.display;
+  const auto& requester = !t.requester.empty() ? t.requester : sr.requester;
+  if (!requester.identifier.empty()) {
+    r.requester_id = requester.identifier.value;
+    r.requester_system = requester.identifier.system;
+  } else {
+    r.requester_id = requester.reference;
+  }
+  r.requester_display = requester.display;
+  r.facility = facility();
+  if (r.requester_id.empty()) r.requester_id = r.facility.code;
+  const auto& authored = !t.authored_on.empty() ? t.authored_on : sr.authored_on;
+  r.authored_on = performed(authored, e.root + ".authoredOn", e);
+
+  return true;
 }
 
 void Ingestor::map_task(Entry& e) {
@@ -797,77 +881,8 @@ void Ingestor::map_task(Entry& e) {
   const auto sr_id = focus.entry != nullptr ? focus.entry->final_id() : focus.id;
 
   mapping::NormalizedReferral r;
-  r.protocol = "fhir";
-  r.sender = ctx_.sender;
-  r.message_id = key_;
-  if (!sr.identifiers.empty() && !sr.identifiers.front().empty()) {
-    r.clinic_number_system = sr.identifiers.front().system;
-    r.clinic_number_value = sr.identifiers.front().value;
-  } else if (!t.identifiers.empty() && !t.identifiers.front().empty()) {
-    r.clinic_number_system = t.identifiers.front().system;
-    r.clinic_number_value = t.identifiers.front().value;
-  } else {
-    r.clinic_number_system = "urn:sdoh-gateway:fhir:" + ctx_.sender + ":ServiceRequest";
-    r.clinic_number_value = sr_id;
-    e.issues.push_back(Issue::warning(
-        IssueType::kRequired, sr_root + ".identifier",
-        "the ServiceRequest has no identifier: the referral is numbered by this gateway's "
-        "ServiceRequest id"));
-  }
-  // The need: the SDOHCC category of the ServiceRequest.
-  std::vector<std::string> needs;
-  for (const auto& c : sr.categories) {
-    if (c.system == kSdohccCategorySystem &&
-        std::find(needs.begin(), needs.end(), c.code) == needs.end())
-      needs.push_back(c.code);
-  }
-  if (needs.size() > 1) {
-    e.issues.push_back(Issue::error(IssueType::kBusinessRule, sr_root + ".category",
-                                    "the ServiceRequest names more than one SDOH category; send "
-                                    "one referral per need"));
-    return;
-  }
-  if (!needs.empty()) r.category = needs.front();
-  // Answers the ServiceRequest cites as its reason, when it names no category.
-  for (const auto& ref : sr.reason_reference) {
-    auto target = resolve(ref);
-    const auto* res = target.resource();
-    if (res == nullptr || res->type != "QuestionnaireResponse") continue;
-    const auto& q = std::get<QuestionnaireResponse>(res->resource);
-    mapping::NormalizedScreening s;
-    s.protocol = "fhir";
-    s.sender = ctx_.sender;
-    s.message_id = key_;
-    s.questionnaire = q.questionnaire;
-    for (const auto& item : q.items) {
-      mapping::ItemResponse ir;
-      if (item.code) ir.question = *item.code;
-      ir.link_id = item.link_id;
-      ir.answers = item.answers;
-      s.items.push_back(std::move(ir));
-    }
-    r.evidence.push_back(std::move(s));
-  }
-  if (sr.code) r.service = sr.code;
-  r.priority = !t.priority.empty() ? t.priority : !sr.priority.empty() ? sr.priority : "routine";
-
-  Reference agency = t.owner;
-  if (agency.empty() && !sr.performer.empty()) agency = sr.performer.front();
-  r.agency_id = agency_id_of(agency);
-  r.agency_name = agency.display;
+  if (!referral_of(t, sr, sr_id, sr_root, e, r)) return;
   const bool routed = r.agency_id.empty();  // routing chooses the agency (below)
-  const auto& requester = !t.requester.empty() ? t.requester : sr.requester;
-  if (!requester.identifier.empty()) {
-    r.requester_id = requester.identifier.value;
-    r.requester_system = requester.identifier.system;
-  } else {
-    r.requester_id = requester.reference;
-  }
-  r.requester_display = requester.display;
-  r.facility = facility();
-  if (r.requester_id.empty()) r.requester_id = r.facility.code;
-  const auto& authored = !t.authored_on.empty() ? t.authored_on : sr.authored_on;
-  r.authored_on = performed(authored, e.root + ".authoredOn", e);
 
   const Reference& subject = !t.for_.empty() ? t.for_ : sr.subject;
   auto patient = resolve_patient(subject, e, true);
@@ -927,6 +942,113 @@ void Ingestor::map_task(Entry& e) {
   }
 }
 
+// The version a stored resource's JSON carries (meta.versionId); 0 when it has none.
+std::int64_t stored_version(const std::string& json) {
+  rapidjson::Document doc;
+  doc.Parse(json.data(), json.size());
+  if (doc.HasParseError() || !doc.IsObject()) return 0;
+  const auto* v = rapidjson::Pointer("/meta/versionId").Get(doc);
+  return v != nullptr && v->IsString() ? std::atoll(v->GetString()) : 0;
+}
+
+// A Consent for a patient whose referrals from this sender wait for it (requested,
+// awaiting-consent): each referral whose agency the Consent lets have the family's contact
+// details is released — the referral event again, now with consent and contact details; the
+// gateway's status event (awaiting-consent → none), from which the agency's SLA runs; and a new
+// version of its Task without the hold.
+void Ingestor::release_awaiting_consent(Entry& e) {
+  if (ctx_.directory == nullptr || !ctx_.find_referral) return;
+  const auto& c = std::get<Consent>(e.parsed->resource);
+  const auto target = resolve(c.patient);
+  if (target.type != "Patient" || target.id.empty()) return;
+  Entry scratch;  // the Consent's own patient problems were reported by map_consent
+  const auto patient = resolve_patient(c.patient, scratch, false);
+  if (patient.state != PatientInfo::State::kResolved) return;
+  const auto waiting =
+      ctx_.directory->search("Task", {{"patient", "Patient/" + target.id},
+                                      {"business-status", std::string(mapping::kAwaitingConsent)},
+                                      {"_sender", ctx_.sender}});
+  for (const auto& task_id : waiting) {
+    const auto state = ctx_.find_referral(task_id);
+    if (!state || state->status != "requested" ||
+        state->business_status != mapping::kAwaitingConsent)
+      continue;
+    const auto task_json = ctx_.directory->read("Task", task_id);
+    if (!task_json) continue;
+    auto parsed = parse_resource(*task_json);
+    if (!parsed || parsed->type != "Task") continue;
+    const auto& t = std::get<Task>(parsed->resource);
+    const auto focus = resolve(t.focus);
+    const auto* sr_res = focus.resource();
+    if (sr_res == nullptr || sr_res->type != "ServiceRequest") continue;
+    const auto& sr = std::get<ServiceRequest>(sr_res->resource);
+    Entry quiet;  // the referral's own warnings were given when it came
+    quiet.root = "Task";
+    mapping::NormalizedReferral r;
+    if (!referral_of(t, sr, focus.id, "ServiceRequest", quiet, r)) continue;
+    if (r.agency_id.empty()) r.agency_id = state->agency_id;
+    fill_patient(r, patient);
+    r.consent = consent_decision(c, r.agency_id, request_.received_at);
+    if (r.consent.status != mapping::ConsentStatus::kActive) continue;
+    const mapping::LifecycleState held{mapping::ReferralStatus::kRequested,
+                                       mapping::kAwaitingConsent};
+    if (!mapping::check_change(held, {mapping::ReferralStatus::kRequested, {}},
+                               mapping::Actor::kGateway)
+             .allowed())
+      continue;
+    r.note = sr.note;
+    if (ctx_.agency_topic) r.agency_topic = ctx_.agency_topic(r.agency_id);
+    if (r.agency_topic.empty()) r.agency_topic = ctx_.topics.referral;
+    mapping::ReferralMapper mapper(*ctx_.mapper);
+    auto mapped = mapper.map(r);
+    if (!mapped || mapped->referral_id != task_id) continue;
+
+    mapping::ReferralTransition released;
+    released.referral_id = task_id;
+    released.status = mapping::ReferralStatus::kRequested;
+    released.previous = mapping::ReferralStatus::kRequested;
+    released.updated_by_role = "gateway";
+    released.updated_by_id = "consent";
+    released.time = request_.received_at;
+    released.sequence = state->sequence + 1;
+    released.agency_id = r.agency_id;
+    released.category = state->category;
+    e.events.push_back(event(events::EventType::kReferral, "fhir|referral|" + task_id,
+                             released.sequence, task_id, r.agency_topic, task_id,
+                             std::move(mapped->data)));
+    e.events.push_back(event(events::EventType::kReferralStatus, "fhir|referral-status|" + task_id,
+                             released.sequence, task_id, ctx_.topics.referral_status, task_id,
+                             mapping::referral_status_data(released)));
+    CreatedReferral out{task_id,
+                        state->clinic_number_system,
+                        state->clinic_number_value,
+                        focus.id,
+                        r.agency_id,
+                        state->category,
+                        "",
+                        r.consent.status,
+                        mapped->contact_included,
+                        state->race,
+                        state->ethnicity,
+                        state->language,
+                        released.sequence};
+    e.referrals.push_back(std::move(out));
+
+    const auto version = stored_version(*task_json) + 1;
+    StoredResource next;
+    next.type = "Task";
+    next.id = task_id;
+    next.version_id = std::to_string(version);
+    next.last_updated = request_.received_at;
+    next.json = with_meta(with_business_status(*task_json, ""), version, request_.received_at);
+    next.identifiers = t.identifiers;
+    made_.push_back(std::move(next));
+    e.issues.push_back(Issue::information(
+        e.root, "the consent releases referral Task/" + task_id + " to " + r.agency_id +
+                    ": sent again with the family's contact details"));
+  }
+}
+
 // Whether this request has the clinic's own ServiceRequest for `category` and this patient.
 bool Ingestor::clinic_refers(const PatientInfo& patient, std::string_view category) {
   for (auto& other : entries_) {
@@ -945,8 +1067,7 @@ bool Ingestor::clinic_refers(const PatientInfo& patient, std::string_view catego
 
 // Referrals the family asked for in this screening: one per need with assistanceRequested true,
 // routed (or held), with this request's consent; the gateway makes their ServiceRequest and Task.
-void Ingestor::refer_from_screening(Entry& e, const Reference& subject,
-                                    const PatientInfo& patient,
+void Ingestor::refer_from_screening(Entry& e, const Reference& subject, const PatientInfo& patient,
                                     const mapping::MappedScreening& m) {
   for (const auto& d : m.domains) {
     if (d.assistance_requested != true) continue;
@@ -981,24 +1102,22 @@ void Ingestor::refer_from_screening(Entry& e, const Reference& subject,
     if (!opened || opened->existing) continue;
     make_referral_resources(e, subject, r, *opened);
     e.issues.push_back(Issue::information(
-        e.root, "the family asked for help with " + d.category + ": referral Task/" + rid +
-                    (r.agency_id.empty() ? std::string(" is held (no-route)")
-                                         : " sent to " + r.agency_id) +
-                    (opened->business_status == mapping::kAwaitingConsent
-                         ? ", without contact details until the family's consent arrives"
-                         : "")));
+        e.root,
+        "the family asked for help with " + d.category + ": referral Task/" + rid +
+            (r.agency_id.empty() ? std::string(" is held (no-route)") : " sent to " + r.agency_id) +
+            (opened->business_status == mapping::kAwaitingConsent
+                 ? ", without contact details until the family's consent arrives"
+                 : "")));
   }
 }
 
 // The ServiceRequest and Task (SDOHCC TaskForReferralManagement) of a referral the gateway
 // opened from a screening: ids the referralId, the screening as the reason, the agency as owner.
 void Ingestor::make_referral_resources(const Entry& screening, const Reference& subject,
-                                       const mapping::NormalizedReferral& r,
-                                       const Opened& opened) {
+                                       const mapping::NormalizedReferral& r, const Opened& opened) {
   const auto target = resolve(subject);
-  const auto patient_ref = target.type == "Patient" && !target.id.empty()
-                               ? "Patient/" + target.id
-                               : std::string();
+  const auto patient_ref =
+      target.type == "Patient" && !target.id.empty() ? "Patient/" + target.id : std::string();
   const auto reason = screening.type() + "/" + screening.final_id();
   auto write = [&](const std::string& type) {
     rapidjson::StringBuffer buf;
@@ -1333,6 +1452,12 @@ std::expected<FhirIngest, FhirRejection> Ingestor::run() {
     for (auto& e : entries_) {
       if (e.parsed && e.type() == type) map_entry(e);
     }
+  }
+  // Consents release the referrals that waited for them (after this request's own referrals,
+  // which decide their consent themselves).
+  for (auto& e : entries_) {
+    if (e.parsed && !e.failed() && e.type() == "Consent" && e.existing_id.empty())
+      release_awaiting_consent(e);
   }
   for (auto& e : entries_) {
     if (e.parsed && !e.failed() && e.type() == "ServiceRequest" && !focus_of_task_.contains(&e) &&

@@ -53,6 +53,15 @@ class ResourceDirectory {
   virtual std::optional<std::string> find_by_identifier(std::string_view type,
                                                         std::string_view system,
                                                         std::string_view value) const = 0;
+  /// The ids of the `type` resources whose search parameters include every (name, value) of
+  /// `params` (e.g. Task "patient" → "Patient/p1", "business-status" → "awaiting-consent",
+  /// "_sender" → the client). None when the directory cannot search.
+  virtual std::vector<std::string> search(
+      std::string_view type, const std::vector<std::pair<std::string, std::string>>& params) const {
+    (void)type;
+    (void)params;
+    return {};
+  }
 };
 
 /// What to do with a screening whose subject is a Patient the gateway does not know (neither
@@ -92,6 +101,10 @@ struct IngestContext {
   /// the consent of this request. Not when the request has the clinic's own ServiceRequest for
   /// that need and patient.
   bool refer_from_screening = false;
+  /// A referral's closed-loop state, so that a Consent can release the sender's referrals that
+  /// wait for it (businessStatus awaiting-consent). Empty function: none are released.
+  std::function<std::optional<pipeline::ReferralState>(const std::string& referral_id)>
+      find_referral;
 };
 
 struct IngestRequest {
@@ -113,11 +126,12 @@ struct StoredResource {
   std::string json;  ///< empty when `created` is false
   std::vector<Identifier> identifiers;
   bool created = true;  ///< false: a conditional create found it already there (200, not 201)
+  /// A new version of a stored resource (a Task a Consent released) replaces version_id - 1.
   /// "Task/{id}/_history/1", relative to the FHIR base.
   std::string location() const { return type + "/" + id + "/_history/" + version_id; }
 };
 
-/// A referral this request created, for the referral ledger / lifecycle (issue 7).
+/// A referral this request created (sequence 1), or released from its wait for consent.
 struct CreatedReferral {
   std::string referral_id;  ///< also the Task id
   std::string clinic_number_system;
@@ -129,6 +143,7 @@ struct CreatedReferral {
   mapping::ConsentStatus consent = mapping::ConsentStatus::kNone;
   bool contact_included = false;
   std::string race, ethnicity, language;  ///< codes, for the closed-loop measures
+  int sequence = 1;                       ///< of the status event this request makes
 };
 
 /// What a Consent in the request says, keyed by the patient's pseudonym (never an MRN).

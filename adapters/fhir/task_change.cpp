@@ -127,9 +127,9 @@ mapping::Actor actor_of(const Client& client, mapping::ReferralStatus to) {
 }
 
 mapping::LifecycleState state_of(const pipeline::ReferralState& referral) {
-  return {mapping::referral_status_from(referral.status).value_or(
-              mapping::ReferralStatus::kRequested),
-          referral.business_status};
+  return {
+      mapping::referral_status_from(referral.status).value_or(mapping::ReferralStatus::kRequested),
+      referral.business_status};
 }
 
 }  // namespace
@@ -149,7 +149,8 @@ std::optional<Problem> default_transition_check(const Client& client,
   const char* where =
       verdict.field == mapping::LifecycleField::kStatus ? "Task.status" : "Task.businessStatus";
   if (verdict.verdict == mapping::Verdict::kConflict)
-    return Problem{FhirErrc::kConflict, {Issue::error(IssueType::kConflict, where, verdict.message)}};
+    return Problem{FhirErrc::kConflict,
+                   {Issue::error(IssueType::kConflict, where, verdict.message)}};
   return Problem::unprocessable(IssueType::kBusinessRule, where, verdict.message);
 }
 

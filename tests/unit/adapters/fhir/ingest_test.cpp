@@ -56,6 +56,16 @@ class MapDirectory final : public ResourceDirectory {
     if (it == identifiers.end()) return std::nullopt;
     return it->second;
   }
+  // Answers every search with `found`, and keeps what was asked.
+  std::vector<std::string> search(
+      std::string_view type,
+      const std::vector<std::pair<std::string, std::string>>& params) const override {
+    searched.emplace_back(std::string(type), params);
+    return found;
+  }
+  std::vector<std::string> found;
+  mutable std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>>
+      searched;
 };
 
 class FhirIngestTest : public ::testing::Test {
@@ -620,9 +630,9 @@ class ScreeningReferral : public FhirIngestTest {
  protected:
   ScreeningReferral() {
     ctx_.refer_from_screening = true;
-    ctx_.route = [this](std::string_view category, std::string_view zip3, std::string_view,
-                        std::optional<int> age)
-        -> std::optional<std::pair<std::string, std::string>> {
+    ctx_.route = [this](
+                     std::string_view category, std::string_view zip3, std::string_view,
+                     std::optional<int> age) -> std::optional<std::pair<std::string, std::string>> {
       routed_.push_back(std::string(category) + "|" + std::string(zip3) + "|" +
                         (age ? std::to_string(*age) : "?"));
       if (!route_found_) return std::nullopt;
@@ -759,6 +769,77 @@ TEST_F(ScreeningReferral, OffOrSentAgainOpensNothing) {
   ASSERT_TRUE(again);
   EXPECT_TRUE(again->referrals.empty());
   EXPECT_EQ(checked(again->commit.events).count("org.sdoh.referral.v1"), 0u);
+}
+
+TEST_F(ScreeningReferral, ALaterConsentReleasesTheReferralThatWaitedForIt) {
+  auto first = post(bundle(false), "");  // consent for ehv-durham only: awaiting-consent
+  ASSERT_TRUE(first);
+  const auto rid = first->referrals.at(0).referral_id;
+  std::string patient_id;
+  for (const auto& res : first->resources) {
+    directory_.resources[res.type + "/" + res.id] = res.json;
+    if (res.type == "Patient") patient_id = res.id;
+  }
+  directory_.found = {rid};
+  pipeline::ReferralState waiting;
+  waiting.referral_id = rid;
+  waiting.agency_id = "ccrr-durham";
+  waiting.category = "employment-status";
+  waiting.status = "requested";
+  waiting.business_status = "awaiting-consent";
+  waiting.race = "2106-3";
+  ctx_.find_referral = [&](const std::string& id) -> std::optional<pipeline::ReferralState> {
+    if (id != rid) return std::nullopt;
+    return waiting;
+  };
+  auto consent = parse(sample("bundle-transaction-screening-consent-referral.json"));
+  auto& c = consent["entry"][2]["resource"];
+  c["patient"]["reference"].SetString(("Patient/" + patient_id).c_str(), consent.GetAllocator());
+  c["provision"]["actor"][0]["reference"]["reference"].SetString("Organization/ccrr-durham");
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  c.Accept(w);
+  const std::string body = buf.GetString();
+
+  auto r = post(body, "Consent");
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  ASSERT_EQ(directory_.searched.size(), 1u);
+  EXPECT_EQ(directory_.searched[0].second,
+            (std::vector<std::pair<std::string, std::string>>{
+                {"patient", "Patient/" + patient_id},
+                {"business-status", "awaiting-consent"},
+                {"_sender", "clinic-a"}}));
+  auto events = checked(r->commit.events);
+  ASSERT_EQ(events.count("org.sdoh.referral.v1"), 1u);
+  const auto& e = events.find("org.sdoh.referral.v1")->second;
+  EXPECT_EQ(data_field(e, "/data/referralId"), rid);
+  EXPECT_EQ(data_field(e, "/data/consent/status"), "active");
+  EXPECT_EQ(data_field(e, "/data/contact/phone"), "+19195551234");
+  EXPECT_EQ(data_field(e, "/data/businessStatus"), "<null>");
+  const auto& st = events.find("org.sdoh.referral.status.v1")->second;
+  EXPECT_EQ(data_field(st, "/data/updatedBy/role"), "gateway");
+  EXPECT_EQ(data_field(st, "/data/businessStatus"), "<null>");
+  EXPECT_EQ(data_field(st, "/data/previousStatus"), "requested");
+  ASSERT_EQ(r->referrals.size(), 1u);
+  EXPECT_EQ(r->referrals[0].sequence, 2);
+  EXPECT_EQ(r->referrals[0].business_status, "");
+  EXPECT_EQ(r->referrals[0].race, "2106-3");  // the referral's equity fields are kept
+  ASSERT_EQ(r->resources.size(), 2u);  // the Consent, and the Task's new version
+  EXPECT_EQ(r->resources[1].type, "Task");
+  EXPECT_EQ(r->resources[1].version_id, "2");
+  auto task = parse(r->resources[1].json);
+  EXPECT_FALSE(task.HasMember("businessStatus"));
+  EXPECT_STREQ(task["meta"]["versionId"].GetString(), "2");
+
+  // A Consent that does not let this agency have the contact details releases nothing.
+  c["provision"]["actor"][0]["reference"]["reference"].SetString("Organization/ehv-durham");
+  rapidjson::StringBuffer other;
+  rapidjson::Writer<rapidjson::StringBuffer> ow(other);
+  c.Accept(ow);
+  auto none = post(other.GetString(), "Consent");
+  ASSERT_TRUE(none) << none.error().problem.operation_outcome();
+  EXPECT_TRUE(none->referrals.empty());
+  EXPECT_EQ(checked(none->commit.events).count("org.sdoh.referral.v1"), 0u);
 }
 
 }  // namespace

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
-#include <map>
 #include <limits>
+#include <map>
 #include <optional>
 #include <sqlite3.h>
 #include <thread>
