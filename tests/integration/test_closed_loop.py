@@ -83,6 +83,11 @@ class MllpReceiver:
 
 
 RECEIVER = MllpReceiver()
+BUSINESS_STATUS = "urn:sdoh:codesystem:referral-business-status"
+
+# The Early Intervention agency, which has a topic of its own, as a FHIR client.
+EI_TOKEN = "ei-durham-token-0123456789abcdef"
+EI_CLIENT = "    ei-durham: { token: { env: EI_TOKEN }, role: agency }\n"
 
 # Short SLA so that an unanswered referral turns overdue within the test.
 TIMING = "referrals: { default_sla: 4s, overdue_check_interval: 200ms }\n"
@@ -98,16 +103,18 @@ class ClosedLoop(unittest.TestCase):
         with open(routing_file) as f:
             routing = json.load(f)
         for agency in routing["agencies"]:
-            if agency["id"] == "ehv-durham":
+            if agency["id"] in ("ehv-durham", "ccrr-durham"):
                 agency.pop("sla", None)
         with open(routing_file, "w") as f:
             json.dump(routing, f)
-        cls.gw = Gateway(config=CLIENTS + TIMING, env=ENV, schemas=cls.schemas,
+        cls.gw = Gateway(config=CLIENTS + EI_CLIENT + TIMING, env=dict(ENV, EI_TOKEN=EI_TOKEN),
+                         schemas=cls.schemas,
                          mllp_config=(", hl7: { default_timezone: America/New_York, senders: "
                                       "{ \"EHR^PEDS_CLINIC_A\": { return_address: \"127.0.0.1:%d\" } } }"
                                       % RECEIVER.port)).start()
         cls.clinic = FhirClient(cls.gw, CLINIC_TOKEN)
         cls.agency = FhirClient(cls.gw, AGENCY_TOKEN)
+        cls.early_intervention = FhirClient(cls.gw, EI_TOKEN)
 
     @classmethod
     def tearDownClass(cls):
@@ -148,7 +155,8 @@ class ClosedLoop(unittest.TestCase):
         publish_update(self.gw.bootstrap, task_id, "completed", agency="wic-east")
         publish_update(self.gw.bootstrap, task_id, "completed", "enrolled")
         final = self.wait_for_status(task_id, "completed")
-        self.assertEqual(final["businessStatus"]["text"], "enrolled")
+        self.assertEqual(final["businessStatus"]["coding"][0],
+                         {"system": BUSINESS_STATUS, "code": "enrolled", "display": "Enrolled"})
 
         statuses = [json.loads(v) for k, v in consume(self.gw.bootstrap, "sdoh.referral-status.v1", 5)
                     if k == task_id]
@@ -179,6 +187,166 @@ class ClosedLoop(unittest.TestCase):
         self.assertTrue(closed and not closed[0].endswith(" 0"), closed)
         self.assertNotIn('race="unknown",ethnicity="unknown",language="unknown"', closed[0])
 
+
+    def screening_bundle(self, n, mrn, with_consent=True):
+        """The shared transaction as a screening only: Patient (MRN `mrn`), the AHC HRSN
+        QuestionnaireResponse in which the family asks for help finding work and with school
+        (96780-2, 96782-8), and, `with_consent`, a Consent for any agency. No ServiceRequest:
+        the gateway opens the referrals from the answers."""
+        with open(sample_path("bundle-transaction-screening-consent-referral.json")) as f:
+            bundle = json.load(f)
+        bundle["id"] = "tx-screening-%d" % n
+        bundle["identifier"]["value"] = "BUNDLE-SCREENING-%d" % n
+        entries = []
+        for entry in bundle["entry"]:
+            r = entry["resource"]
+            if r["resourceType"] == "Patient":
+                for ident in r["identifier"]:
+                    if ident["value"] == "MRN12345":
+                        ident["value"] = mrn
+                entry["request"]["ifNoneExist"] = entry["request"]["ifNoneExist"].replace("MRN12345", mrn)
+            if r["resourceType"] == "QuestionnaireResponse":
+                r["identifier"]["value"] = "QR-SCREENING-%d" % n
+                r["item"].append({"linkId": "/96780-2", "answer": [{"valueCoding": {
+                    "system": "http://loinc.org", "code": "LA31981-6", "display": "Yes, help finding work"}}]})
+                r["item"].append({"linkId": "/96782-8", "answer": [{"valueCoding": {
+                    "system": "http://loinc.org", "code": "LA33-6", "display": "Yes"}}]})
+            if r["resourceType"] == "Consent":
+                if not with_consent:
+                    continue
+                r["provision"].pop("actor")  # the family agrees to share with any agency
+            if r["resourceType"] in ("ServiceRequest", "Task"):
+                continue
+            entries.append(entry)
+        bundle["entry"] = entries
+        path = os.path.join(self.gw.dir, "screening-%d.json" % n)
+        with open(path, "w") as f:
+            json.dump(bundle, f)
+        r = self.clinic.call("POST", "/fhir", body_file=path)
+        self.assertEqual(r.status, 200, r)
+        return r.json()
+
+    def referral_on(self, topic, patient_pseudonym, category, count=1):
+        """The referral events on `topic` for this child and need (waits for `count`)."""
+        deadline = time.monotonic() + 15
+        found = []
+        while time.monotonic() < deadline:
+            found = [json.loads(v) for _, v in consume(self.gw.bootstrap, topic)]
+            found = [e for e in found if e["data"]["patient"]["pseudonym"] == patient_pseudonym
+                     and e["data"]["category"] == category]
+            if len(found) >= count:
+                break
+            time.sleep(0.2)
+        self.assertEqual(len(found), count, found)
+        return found
+
+    def statuses_of(self, referral_id, count, timeout=20):
+        deadline = time.monotonic() + timeout
+        found = []
+        while time.monotonic() < deadline:
+            found = [json.loads(v) for k, v in consume(self.gw.bootstrap, "sdoh.referral-status.v1")
+                     if k == referral_id]
+            if len(found) >= count:
+                break
+            time.sleep(0.3)
+        return found
+
+    def test_screening_with_assistance_requested_refers_to_the_routed_agencies(self):
+        self.screening_bundle(1, "MRN-ASSIST-1")
+        screening = [json.loads(v) for _, v in consume(self.gw.bootstrap, "sdoh.screening.v1")]
+        screening = next(e for e in screening if e["data"]["source"]["messageId"] == "QR-SCREENING-1")
+        pseudonym = screening["data"]["patient"]["pseudonym"]
+        asked = {d["category"] for d in screening["data"]["domains"] if d["assistanceRequested"]}
+        self.assertEqual(asked, {"employment-status", "educational-attainment"})
+
+        # Routed by need, area (ZIP 277) and age (6 months): Early Intervention on its own topic,
+        # child care resource and referral on the shared one; consent given, so contact details.
+        ei = self.referral_on("sdoh.referral.ei-durham", pseudonym, "educational-attainment")[0]
+        ccrr = self.referral_on("sdoh.referral.v1", pseudonym, "employment-status")[0]
+        self.assertEqual(ei["data"]["agency"]["id"], "ei-durham")
+        self.assertEqual(ccrr["data"]["agency"]["id"], "ccrr-durham")
+        for event in (ei, ccrr):
+            self.assertEqual(event["data"]["consent"]["status"], "active")
+            self.assertEqual(event["data"]["contact"]["phone"], "+19195551234")
+            self.assertIsNone(event["data"]["businessStatus"])
+        assert_valid_events([json.dumps(ei), json.dumps(ccrr)])
+        ei_id, ccrr_id = ei["data"]["referralId"], ccrr["data"]["referralId"]
+
+        # The clinic sees both referrals as Tasks the gateway made, owned by the agencies.
+        task = self.clinic.call("GET", "/fhir/Task/" + ei_id).json()
+        self.assertEqual((task["status"], task["owner"]["reference"]), ("requested", "Organization/ei-durham"))
+        sr = self.clinic.call("GET", "/fhir/" + task["focus"]["reference"]).json()
+        self.assertTrue(sr["reasonReference"][0]["reference"].startswith("QuestionnaireResponse/"), sr)
+
+        # Early Intervention takes its referral through the lifecycle: FHIR PATCH, then Kafka.
+        patch = '[{"op":"replace","path":"/status","value":"received"}]'
+        self.assertEqual(self.early_intervention.call(
+            "PATCH", "/fhir/Task/" + ei_id, body=patch, content_type="application/json-patch+json").status, 200)
+        # Not its referral: another agency may not move it (nor even see it).
+        self.assertEqual(self.agency.call(
+            "PATCH", "/fhir/Task/" + ei_id, body=patch.replace("received", "accepted"),
+            content_type="application/json-patch+json").status, 404)
+        publish_update(self.gw.bootstrap, ei_id, "accepted", "scheduled", agency="ei-durham")
+        publish_update(self.gw.bootstrap, ei_id, "in-progress", "completed", agency="ei-durham")  # not a code of in-progress
+        publish_update(self.gw.bootstrap, ei_id, "in-progress", "enrolled", agency="ei-durham")
+        publish_update(self.gw.bootstrap, ei_id, "completed", "service-provided", agency="ei-durham")
+        final = self.wait_for_status(ei_id, "completed")
+        self.assertEqual(final["businessStatus"]["coding"][0]["code"], "service-provided")
+        statuses = self.statuses_of(ei_id, 5)
+        self.assertEqual([(s["data"]["status"], s["data"]["businessStatus"]) for s in statuses],
+                         [("requested", None), ("received", None), ("accepted", "scheduled"),
+                          ("in-progress", "enrolled"), ("completed", "service-provided")])
+        assert_valid_events([json.dumps(s) for s in statuses])
+        refused = [json.loads(v) for _, v in consume(self.gw.bootstrap, "sdoh.deadletter.v1")]
+        refused = [d for d in refused if d["data"]["stage"] == "lifecycle"
+                   and d["data"]["source"]["protocol"] == "kafka"
+                   and "businessStatus" in d["data"]["error"]["text"]]
+        self.assertTrue(refused, "the update with a businessStatus that does not fit was not dead-lettered")
+
+        # Nobody answers the child-care referral: it turns overdue, once.
+        overdue = self.statuses_of(ccrr_id, 2)
+        self.assertEqual([(s["data"]["status"], s["data"]["businessStatus"]) for s in overdue],
+                         [("requested", None), ("requested", "overdue")])
+
+    def test_consent_arriving_later_releases_the_waiting_referral(self):
+        answer = self.screening_bundle(2, "MRN-ASSIST-2", with_consent=False)
+        patient = next(e["response"]["location"] for e in answer["entry"]
+                       if e["response"]["location"].startswith("Patient/")).split("/")[1]
+        screening = [json.loads(v) for _, v in consume(self.gw.bootstrap, "sdoh.screening.v1")]
+        pseudonym = next(e for e in screening
+                         if e["data"]["source"]["messageId"] == "QR-SCREENING-2")["data"]["patient"]["pseudonym"]
+        first = self.referral_on("sdoh.referral.v1", pseudonym, "employment-status")[0]
+        rid = first["data"]["referralId"]
+        self.assertEqual(first["data"]["businessStatus"], "awaiting-consent")
+        self.assertNotIn("contact", first["data"])
+        task = self.clinic.call("GET", "/fhir/Task/" + rid).json()
+        self.assertEqual(task["businessStatus"]["coding"][0]["code"], "awaiting-consent")
+        waiting = self.clinic.call("GET", "/fhir/Task?business-status=awaiting-consent&patient=Patient/" + patient).json()
+        self.assertEqual(waiting["total"], 2)  # child care and Early Intervention both wait
+
+        with open(sample_path("bundle-transaction-screening-consent-referral.json")) as f:
+            consent = next(e["resource"] for e in json.load(f)["entry"]
+                           if e["resource"]["resourceType"] == "Consent")
+        consent["patient"] = {"reference": "Patient/" + patient}
+        consent["provision"]["actor"][0]["reference"]["reference"] = "Organization/ccrr-durham"
+        posted = self.clinic.call("POST", "/fhir/Consent", body=json.dumps(consent))
+        self.assertEqual(posted.status, 201, posted)
+
+        # Released for the agency the family agreed to, not for the other.
+        again = self.referral_on("sdoh.referral.v1", pseudonym, "employment-status", count=2)[1]
+        self.assertEqual(again["data"]["referralId"], rid)
+        self.assertEqual(again["data"]["consent"]["status"], "active")
+        self.assertEqual(again["data"]["contact"]["phone"], "+19195551234")
+        self.assertIsNone(again["data"]["businessStatus"])
+        assert_valid_events([json.dumps(again)])
+        statuses = self.statuses_of(rid, 2)
+        self.assertEqual([(s["data"]["businessStatus"], s["data"]["updatedBy"]["role"]) for s in statuses[:2]],
+                         [("awaiting-consent", "clinic"), (None, "gateway")])
+        task = self.clinic.call("GET", "/fhir/Task/" + rid).json()
+        self.assertNotIn("businessStatus", task)
+        self.assertEqual(task["meta"]["versionId"], "2")
+        still = self.clinic.call("GET", "/fhir/Task?business-status=awaiting-consent&patient=Patient/" + patient).json()
+        self.assertEqual(still["total"], 1)
 
     def referral_without_agency(self, n, category):
         """The shared transaction, as a new referral for `category` that names no agency."""
@@ -226,7 +394,7 @@ class ClosedLoop(unittest.TestCase):
         self.assertIsNone(statuses[0]["data"]["agency"])
         assert_valid_events([json.dumps(e) for e in statuses])
         task = self.clinic.call("GET", "/fhir/Task/" + held).json()
-        self.assertEqual((task["status"], task["businessStatus"]["text"]), ("requested", "no-route"))
+        self.assertEqual((task["status"], task["businessStatus"]["coding"][0]["code"]), ("requested", "no-route"))
         time.sleep(0.5)
         self.assertRegex(self.gw.get("/metrics")[1], r'sdoh_referrals_held\{reason="no-route"\} [1-9]')
         found = self.clinic.call("GET", "/fhir/Task?business-status=no-route").json()
@@ -261,7 +429,7 @@ class ClosedLoop(unittest.TestCase):
         # An HL7 referral is the HL7 sender's: the FHIR clinic client does not see it, the agency does.
         self.assertEqual(task.status, 404)
         task = self.agency.call("GET", "/fhir/Task/" + rid).json()
-        self.assertEqual(task["businessStatus"]["text"], "overdue")
+        self.assertEqual(task["businessStatus"]["coding"][0]["code"], "overdue")
         metrics = self.gw.get("/metrics")[1]
         self.assertIn('sdoh_referrals_overdue_total{agency="ehv-durham"} 1', metrics)
         # The agency can still take it on.
