@@ -208,7 +208,7 @@ class Ingestor {
   bool referral_of(const Task& t, const ServiceRequest& sr, const std::string& sr_id,
                    const std::string& sr_root, Entry& e, mapping::NormalizedReferral& r);
   bool clinic_refers(const PatientInfo& patient, std::string_view category);
-  void release_awaiting_consent(Entry& e);
+  void apply_consent(Entry& e);
   void refer_from_screening(Entry& e, const Reference& subject, const PatientInfo& patient,
                             const mapping::MappedScreening& m);
   void make_referral_resources(const Entry& screening, const Reference& subject,
@@ -951,12 +951,13 @@ std::int64_t stored_version(const std::string& json) {
   return v != nullptr && v->IsString() ? std::atoll(v->GetString()) : 0;
 }
 
-// A Consent for a patient whose referrals from this sender wait for it (requested,
-// awaiting-consent): each referral whose agency the Consent lets have the family's contact
-// details is released — the referral event again, now with consent and contact details; the
-// gateway's status event (awaiting-consent → none), from which the agency's SLA runs; and a new
-// version of its Task without the hold.
-void Ingestor::release_awaiting_consent(Entry& e) {
+// What a Consent changes for the patient's referrals from this sender that no agency has
+// answered yet (requested): a Consent that lets a waiting referral's agency (awaiting-consent)
+// have the family's contact details releases it — the referral event again, now with consent and
+// contact details, and the gateway's status event (awaiting-consent → none), from which the
+// agency's SLA runs; a revoked Consent (inactive) puts a referral waiting for its agency back on
+// hold (none → awaiting-consent; the SLA stops). Either way the Task gets its next version.
+void Ingestor::apply_consent(Entry& e) {
   if (ctx_.directory == nullptr || !ctx_.find_referral) return;
   const auto& c = std::get<Consent>(e.parsed->resource);
   const auto target = resolve(c.patient);
@@ -964,75 +965,87 @@ void Ingestor::release_awaiting_consent(Entry& e) {
   Entry scratch;  // the Consent's own patient problems were reported by map_consent
   const auto patient = resolve_patient(c.patient, scratch, false);
   if (patient.state != PatientInfo::State::kResolved) return;
-  const auto waiting =
-      ctx_.directory->search("Task", {{"patient", "Patient/" + target.id},
-                                      {"business-status", std::string(mapping::kAwaitingConsent)},
-                                      {"_sender", ctx_.sender}});
-  for (const auto& task_id : waiting) {
+  const bool revoked =
+      consent_decision(c, "", request_.received_at).status == mapping::ConsentStatus::kRevoked;
+  std::vector<std::pair<std::string, std::string>> query{{"patient", "Patient/" + target.id},
+                                                         {"_sender", ctx_.sender}};
+  if (revoked) {
+    query.emplace_back("status", "requested");
+  } else {
+    query.emplace_back("business-status", std::string(mapping::kAwaitingConsent));
+  }
+  const mapping::LifecycleState held{mapping::ReferralStatus::kRequested,
+                                     mapping::kAwaitingConsent};
+  const mapping::LifecycleState waiting{mapping::ReferralStatus::kRequested, {}};
+  for (const auto& task_id : ctx_.directory->search("Task", query)) {
     const auto state = ctx_.find_referral(task_id);
-    if (!state || state->status != "requested" ||
-        state->business_status != mapping::kAwaitingConsent)
+    if (!state || state->status != "requested" || state->agency_id.empty() ||
+        state->business_status != (revoked ? waiting : held).business_status)
       continue;
+    const auto& [from, to] = revoked ? std::pair{waiting, held} : std::pair{held, waiting};
+    if (!mapping::check_change(from, to, mapping::Actor::kGateway).allowed()) continue;
     const auto task_json = ctx_.directory->read("Task", task_id);
     if (!task_json) continue;
     auto parsed = parse_resource(*task_json);
     if (!parsed || parsed->type != "Task") continue;
     const auto& t = std::get<Task>(parsed->resource);
-    const auto focus = resolve(t.focus);
-    const auto* sr_res = focus.resource();
-    if (sr_res == nullptr || sr_res->type != "ServiceRequest") continue;
-    const auto& sr = std::get<ServiceRequest>(sr_res->resource);
-    Entry quiet;  // the referral's own warnings were given when it came
-    quiet.root = "Task";
-    mapping::NormalizedReferral r;
-    if (!referral_of(t, sr, focus.id, "ServiceRequest", quiet, r)) continue;
-    if (r.agency_id.empty()) r.agency_id = state->agency_id;
-    fill_patient(r, patient);
-    r.consent = consent_decision(c, r.agency_id, request_.received_at);
-    if (r.consent.status != mapping::ConsentStatus::kActive) continue;
-    const mapping::LifecycleState held{mapping::ReferralStatus::kRequested,
-                                       mapping::kAwaitingConsent};
-    if (!mapping::check_change(held, {mapping::ReferralStatus::kRequested, {}},
-                               mapping::Actor::kGateway)
-             .allowed())
-      continue;
-    r.note = sr.note;
-    if (ctx_.agency_topic) r.agency_topic = ctx_.agency_topic(r.agency_id);
-    if (r.agency_topic.empty()) r.agency_topic = ctx_.topics.referral;
-    mapping::ReferralMapper mapper(*ctx_.mapper);
-    auto mapped = mapper.map(r);
-    if (!mapped || mapped->referral_id != task_id) continue;
 
-    mapping::ReferralTransition released;
-    released.referral_id = task_id;
-    released.status = mapping::ReferralStatus::kRequested;
-    released.previous = mapping::ReferralStatus::kRequested;
-    released.updated_by_role = "gateway";
-    released.updated_by_id = "consent";
-    released.time = request_.received_at;
-    released.sequence = state->sequence + 1;
-    released.agency_id = r.agency_id;
-    released.category = state->category;
-    e.events.push_back(event(events::EventType::kReferral, "fhir|referral|" + task_id,
-                             released.sequence, task_id, r.agency_topic, task_id,
-                             std::move(mapped->data)));
+    mapping::ReferralTransition move;
+    move.referral_id = task_id;
+    move.status = mapping::ReferralStatus::kRequested;
+    move.previous = mapping::ReferralStatus::kRequested;
+    move.business_status = std::string(to.business_status);
+    move.updated_by_role = "gateway";
+    move.updated_by_id = "consent";
+    move.time = request_.received_at;
+    move.sequence = state->sequence + 1;
+    move.agency_id = state->agency_id;
+    move.category = state->category;
+    CreatedReferral record{task_id,
+                           state->clinic_number_system,
+                           state->clinic_number_value,
+                           "",
+                           state->agency_id,
+                           state->category,
+                           move.business_status,
+                           revoked ? mapping::ConsentStatus::kRevoked
+                                   : mapping::ConsentStatus::kActive,
+                           false,
+                           state->race,
+                           state->ethnicity,
+                           state->language,
+                           move.sequence};
+
+    if (!revoked) {
+      // The referral as it was sent, now with the consent and the family's contact details.
+      const auto focus = resolve(t.focus);
+      const auto* sr_res = focus.resource();
+      if (sr_res == nullptr || sr_res->type != "ServiceRequest") continue;
+      const auto& sr = std::get<ServiceRequest>(sr_res->resource);
+      Entry quiet;  // the referral's own warnings were given when it came
+      quiet.root = "Task";
+      mapping::NormalizedReferral r;
+      if (!referral_of(t, sr, focus.id, "ServiceRequest", quiet, r)) continue;
+      r.agency_id = state->agency_id;
+      fill_patient(r, patient);
+      r.consent = consent_decision(c, r.agency_id, request_.received_at);
+      if (r.consent.status != mapping::ConsentStatus::kActive) continue;
+      r.note = sr.note;
+      if (ctx_.agency_topic) r.agency_topic = ctx_.agency_topic(r.agency_id);
+      if (r.agency_topic.empty()) r.agency_topic = ctx_.topics.referral;
+      mapping::ReferralMapper mapper(*ctx_.mapper);
+      auto mapped = mapper.map(r);
+      if (!mapped || mapped->referral_id != task_id) continue;
+      record.service_request_id = focus.id;
+      record.contact_included = mapped->contact_included;
+      e.events.push_back(event(events::EventType::kReferral, "fhir|referral|" + task_id,
+                               move.sequence, task_id, r.agency_topic, task_id,
+                               std::move(mapped->data)));
+    }
     e.events.push_back(event(events::EventType::kReferralStatus, "fhir|referral-status|" + task_id,
-                             released.sequence, task_id, ctx_.topics.referral_status, task_id,
-                             mapping::referral_status_data(released)));
-    CreatedReferral out{task_id,
-                        state->clinic_number_system,
-                        state->clinic_number_value,
-                        focus.id,
-                        r.agency_id,
-                        state->category,
-                        "",
-                        r.consent.status,
-                        mapped->contact_included,
-                        state->race,
-                        state->ethnicity,
-                        state->language,
-                        released.sequence};
-    e.referrals.push_back(std::move(out));
+                             move.sequence, task_id, ctx_.topics.referral_status, task_id,
+                             mapping::referral_status_data(move)));
+    e.referrals.push_back(std::move(record));
 
     const auto version = stored_version(*task_json) + 1;
     StoredResource next;
@@ -1040,12 +1053,16 @@ void Ingestor::release_awaiting_consent(Entry& e) {
     next.id = task_id;
     next.version_id = std::to_string(version);
     next.last_updated = request_.received_at;
-    next.json = with_meta(with_business_status(*task_json, ""), version, request_.received_at);
+    next.json = with_meta(with_business_status(*task_json, to.business_status), version,
+                          request_.received_at);
     next.identifiers = t.identifiers;
     made_.push_back(std::move(next));
     e.issues.push_back(Issue::information(
-        e.root, "the consent releases referral Task/" + task_id + " to " + r.agency_id +
-                    ": sent again with the family's contact details"));
+        e.root, revoked ? "the consent is revoked: referral Task/" + task_id +
+                              " waits for consent again (its agency should no longer use the "
+                              "family's contact details)"
+                        : "the consent releases referral Task/" + task_id + " to " +
+                              state->agency_id + ": sent again with the family's contact details"));
   }
 }
 
@@ -1453,11 +1470,11 @@ std::expected<FhirIngest, FhirRejection> Ingestor::run() {
       if (e.parsed && e.type() == type) map_entry(e);
     }
   }
-  // Consents release the referrals that waited for them (after this request's own referrals,
-  // which decide their consent themselves).
+  // Consents release the referrals that waited for them, or hold them again when revoked (after
+  // this request's own referrals, which decide their consent themselves).
   for (auto& e : entries_) {
     if (e.parsed && !e.failed() && e.type() == "Consent" && e.existing_id.empty())
-      release_awaiting_consent(e);
+      apply_consent(e);
   }
   for (auto& e : entries_) {
     if (e.parsed && !e.failed() && e.type() == "ServiceRequest" && !focus_of_task_.contains(&e) &&

@@ -771,7 +771,7 @@ TEST_F(ScreeningReferral, OffOrSentAgainOpensNothing) {
   EXPECT_EQ(checked(again->commit.events).count("org.sdoh.referral.v1"), 0u);
 }
 
-TEST_F(ScreeningReferral, ALaterConsentReleasesTheReferralThatWaitedForIt) {
+TEST_F(ScreeningReferral, ALaterConsentReleasesTheReferralAndARevokedOneHoldsItAgain) {
   auto first = post(bundle(false), "");  // consent for ehv-durham only: awaiting-consent
   ASSERT_TRUE(first);
   const auto rid = first->referrals.at(0).referral_id;
@@ -807,8 +807,8 @@ TEST_F(ScreeningReferral, ALaterConsentReleasesTheReferralThatWaitedForIt) {
   EXPECT_EQ(directory_.searched[0].second,
             (std::vector<std::pair<std::string, std::string>>{
                 {"patient", "Patient/" + patient_id},
-                {"business-status", "awaiting-consent"},
-                {"_sender", "clinic-a"}}));
+                {"_sender", "clinic-a"},
+                {"business-status", "awaiting-consent"}}));
   auto events = checked(r->commit.events);
   ASSERT_EQ(events.count("org.sdoh.referral.v1"), 1u);
   const auto& e = events.find("org.sdoh.referral.v1")->second;
@@ -840,6 +840,33 @@ TEST_F(ScreeningReferral, ALaterConsentReleasesTheReferralThatWaitedForIt) {
   ASSERT_TRUE(none) << none.error().problem.operation_outcome();
   EXPECT_TRUE(none->referrals.empty());
   EXPECT_EQ(checked(none->commit.events).count("org.sdoh.referral.v1"), 0u);
+
+  // Revoked before the agency answered: the referral waits for consent again.
+  waiting.business_status = "";
+  waiting.sequence = 2;
+  directory_.resources["Task/" + rid] = r->resources[1].json;
+  c["status"].SetString("inactive");
+  rapidjson::StringBuffer revoked_body;
+  rapidjson::Writer<rapidjson::StringBuffer> rw(revoked_body);
+  c.Accept(rw);
+  directory_.searched.clear();
+  auto revoked = post(revoked_body.GetString(), "Consent");
+  ASSERT_TRUE(revoked) << revoked.error().problem.operation_outcome();
+  ASSERT_EQ(directory_.searched.size(), 1u);
+  EXPECT_EQ(directory_.searched[0].second.back(),
+            (std::pair<std::string, std::string>{"status", "requested"}));
+  auto held = checked(revoked->commit.events);
+  EXPECT_EQ(held.count("org.sdoh.referral.v1"), 0u);
+  ASSERT_EQ(held.count("org.sdoh.referral.status.v1"), 1u);
+  const auto& hold = held.find("org.sdoh.referral.status.v1")->second;
+  EXPECT_EQ(data_field(hold, "/data/businessStatus"), "awaiting-consent");
+  EXPECT_EQ(data_field(hold, "/data/updatedBy/role"), "gateway");
+  ASSERT_EQ(revoked->referrals.size(), 1u);
+  EXPECT_EQ(revoked->referrals[0].sequence, 3);
+  EXPECT_EQ(revoked->referrals[0].business_status, "awaiting-consent");
+  auto again = parse(revoked->resources.at(1).json);
+  EXPECT_STREQ(again["businessStatus"]["coding"][0]["code"].GetString(), "awaiting-consent");
+  EXPECT_STREQ(again["meta"]["versionId"].GetString(), "3");
 }
 
 }  // namespace
