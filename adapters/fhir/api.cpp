@@ -551,6 +551,11 @@ struct Api::Impl {
       wake_relay();
       co_return outcome;
     }
+    // The message may have been accepted before (a referral held for no route): what it stored
+    // then stays as it is; only new versions (a released referral's Task) are written.
+    std::erase_if(result->resources, [this](const StoredResource& s) {
+      return s.version_id == "1" && directory.read(s.type, s.id).has_value();
+    });
     auto commit = commit_of(*result, client.id);
     auto outcome = co_await port.commit(std::move(commit));
     wake_relay();

@@ -114,6 +114,34 @@ bool has_error(const std::vector<Issue>& issues) {
   return std::any_of(issues.begin(), issues.end(), [](const Issue& i) { return i.is_error(); });
 }
 
+// The version a stored resource's JSON carries (meta.versionId); 0 when it has none.
+std::int64_t stored_version(const std::string& json) {
+  rapidjson::Document doc;
+  doc.Parse(json.data(), json.size());
+  if (doc.HasParseError() || !doc.IsObject()) return 0;
+  const auto* v = rapidjson::Pointer("/meta/versionId").Get(doc);
+  return v != nullptr && v->IsString() ? std::atoll(v->GetString()) : 0;
+}
+
+// A Task's JSON with `owner` naming the agency.
+std::string with_owner(const std::string& json, const std::string& agency_id,
+                       const std::string& agency_name) {
+  rapidjson::Document doc;
+  doc.Parse(json.data(), json.size());
+  if (doc.HasParseError() || !doc.IsObject()) return json;
+  auto& alloc = doc.GetAllocator();
+  doc.RemoveMember("owner");
+  Json owner(rapidjson::kObjectType);
+  const auto ref = "Organization/" + agency_id;
+  owner.AddMember("reference", Json(ref.c_str(), alloc), alloc);
+  if (!agency_name.empty()) owner.AddMember("display", Json(agency_name.c_str(), alloc), alloc);
+  doc.AddMember("owner", owner, alloc);
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  doc.Accept(w);
+  return {buf.GetString(), buf.GetSize()};
+}
+
 struct Entry {
   int index = -1;    // Bundle.entry index; -1 for a single resource
   std::string root;  // FHIRPath root of the resource
@@ -193,8 +221,9 @@ class Ingestor {
   // Referrals: what map_task and refer_from_screening share.
   struct Opened {
     std::string referral_id;
-    bool existing = false;        // the referral's Task exists already: nothing published
-    std::string business_status;  // of its first state
+    bool existing = false;        // the referral's Task exists already: no new referral
+    std::string business_status;  // of its first state (or of its release)
+    bool released = false;        // existing, held for no route, and now routed
   };
   void fill_patient(mapping::NormalizedReferral& r, const PatientInfo& patient) const;
   bool route_referral(mapping::NormalizedReferral& r) const;
@@ -228,7 +257,9 @@ class Ingestor {
   std::set<const Entry*> grouped_members_;  // Observations a grouping Observation here covers
   std::set<const Entry*> derived_from_qr_;  // Observations derived from a QR here
   std::set<const Entry*> focus_of_task_;    // ServiceRequests a Task here refers to
-  std::vector<StoredResource> made_;        // resources the gateway made (screening referrals)
+  std::vector<StoredResource> made_;
+  std::vector<Issue> held_;  // referrals held for no route (an error each, for the dead letter) //
+                             // resources the gateway made (screening referrals)
   int screening_position_ = 0;
 };
 
@@ -648,7 +679,16 @@ std::optional<Ingestor::Opened> Ingestor::hold_unrouted(Entry& e,
     return std::nullopt;
   }
   const auto rid = mapping::referral_id(r.clinic_number_system, r.clinic_number_value);
-  if (ctx_.directory != nullptr && ctx_.directory->read("Task", rid)) return Opened{rid, true, ""};
+  auto held = Issue::error(IssueType::kProcessing, where,
+                           "no route for the need " + r.category +
+                               " in the family's area and age band: the referral is held");
+  if (ctx_.directory != nullptr && ctx_.directory->read("Task", rid)) {
+    auto state = ctx_.find_referral ? ctx_.find_referral(rid) : std::nullopt;
+    if (state && state->status == "requested" && state->business_status == mapping::kNoRoute)
+      held_.push_back(std::move(held));  // still without a route
+    return Opened{rid, true, "", false};
+  }
+  held_.push_back(std::move(held));
   mapping::ReferralTransition first;
   first.referral_id = rid;
   first.status = mapping::ReferralStatus::kRequested;
@@ -669,7 +709,7 @@ std::optional<Ingestor::Opened> Ingestor::hold_unrouted(Entry& e,
       "no agency named and no route for the need " + r.category +
           " and this area: the referral is held (businessStatus no-route) until ops route it; "
           "the clinic sees it on the Task"));
-  return Opened{rid, false, std::string(mapping::kNoRoute)};
+  return Opened{rid, false, std::string(mapping::kNoRoute), false};
 }
 
 // The patient's part of a referral: identity (hashed), age, area, contact details (sent only with
@@ -741,7 +781,63 @@ std::optional<Ingestor::Opened> Ingestor::open_referral(Entry& e, mapping::Norma
     return std::nullopt;
   }
   const auto rid = mapped->referral_id;
-  if (ctx_.directory != nullptr && ctx_.directory->read("Task", rid)) return Opened{rid, true, ""};
+  if (auto task = ctx_.directory != nullptr ? ctx_.directory->read("Task", rid) : std::nullopt) {
+    auto state = ctx_.find_referral ? ctx_.find_referral(rid) : std::nullopt;
+    if (!state || state->status != "requested" || state->business_status != mapping::kNoRoute)
+      return Opened{rid, true, "", false};
+    // A referral held for no route that a route now finds an agency for (the clinic sent it
+    // again, or an operator replayed it after adding the route): released to that agency.
+    const mapping::LifecycleState from{mapping::ReferralStatus::kRequested, mapping::kNoRoute};
+    if (!mapping::check_change(from, {mapping::ReferralStatus::kRequested, mapped->business_status},
+                               mapping::Actor::kGateway)
+             .allowed())
+      return Opened{rid, true, "", false};
+    mapping::ReferralTransition routed;
+    routed.referral_id = rid;
+    routed.status = mapping::ReferralStatus::kRequested;
+    routed.previous = mapping::ReferralStatus::kRequested;
+    routed.business_status = mapped->business_status;
+    routed.updated_by_role = "gateway";
+    routed.updated_by_id = "routing";
+    routed.time = request_.received_at;
+    routed.sequence = state->sequence + 1;
+    routed.agency_id = r.agency_id;
+    routed.category = mapped->category;
+    e.events.push_back(event(events::EventType::kReferral, "fhir|referral|" + rid, routed.sequence,
+                             rid, r.agency_topic, rid, std::move(mapped->data)));
+    e.events.push_back(event(events::EventType::kReferralStatus, "fhir|referral-status|" + rid,
+                             routed.sequence, rid, ctx_.topics.referral_status, rid,
+                             mapping::referral_status_data(routed)));
+    CreatedReferral record{rid,
+                           state->clinic_number_system,
+                           state->clinic_number_value,
+                           sr_id,
+                           r.agency_id,
+                           state->category,
+                           mapped->business_status,
+                           r.consent.status,
+                           mapped->contact_included,
+                           state->race,
+                           state->ethnicity,
+                           state->language,
+                           routed.sequence};
+    e.referrals.push_back(std::move(record));
+    const auto version = stored_version(*task) + 1;
+    StoredResource next;
+    next.type = "Task";
+    next.id = rid;
+    next.version_id = std::to_string(version);
+    next.last_updated = request_.received_at;
+    next.json = with_meta(with_business_status(with_owner(*task, r.agency_id, r.agency_name),
+                                               mapped->business_status),
+                          version, request_.received_at);
+    if (auto parsed = parse_resource(next.json); parsed && parsed->type == "Task")
+      next.identifiers = std::get<Task>(parsed->resource).identifiers;
+    made_.push_back(std::move(next));
+    e.issues.push_back(Issue::information(
+        e.root, "referral Task/" + rid + " was held for no route: now routed to " + r.agency_id));
+    return Opened{rid, true, mapped->business_status, true};
+  }
 
   mapping::ReferralTransition first;
   first.referral_id = rid;
@@ -763,7 +859,7 @@ std::optional<Ingestor::Opened> Ingestor::open_referral(Entry& e, mapping::Norma
   e.referrals.push_back({rid, r.clinic_number_system, r.clinic_number_value, sr_id, r.agency_id,
                          mapped->category, mapped->business_status, r.consent.status,
                          mapped->contact_included, r.race, r.ethnicity, r.language});
-  return Opened{rid, false, mapped->business_status};
+  return Opened{rid, false, mapped->business_status, false};
 }
 
 // The referral a Task and its ServiceRequest describe: number, need, service, agency (empty:
@@ -923,12 +1019,14 @@ void Ingestor::map_task(Entry& e) {
   auto opened = open_referral(e, r, sr_id, sr_root + ".category", true);
   if (!opened) return;
   if (opened->existing) {
-    // The clinic sent this referral before (another request): nothing new is published.
+    // The clinic sent this referral before (another request): nothing new is published, unless
+    // it was held for no route and a route now finds its agency.
     e.existing_id = opened->referral_id;
-    e.issues.push_back(
-        Issue::information(e.root,
-                           "this referral exists already: status changes go through PUT or PATCH "
-                           "/fhir/Task/{id}"));
+    if (!opened->released) {
+      e.issues.push_back(Issue::information(
+          e.root,
+          "this referral exists already: status changes go through PUT or PATCH /fhir/Task/{id}"));
+    }
     return;
   }
   e.id = opened->referral_id;  // the Task's id is the referralId (DESIGN.md)
@@ -940,15 +1038,6 @@ void Ingestor::map_task(Entry& e) {
         "is sent without them and waits (businessStatus awaiting-consent) until a Consent "
         "arrives"));
   }
-}
-
-// The version a stored resource's JSON carries (meta.versionId); 0 when it has none.
-std::int64_t stored_version(const std::string& json) {
-  rapidjson::Document doc;
-  doc.Parse(json.data(), json.size());
-  if (doc.HasParseError() || !doc.IsObject()) return 0;
-  const auto* v = rapidjson::Pointer("/meta/versionId").Get(doc);
-  return v != nullptr && v->IsString() ? std::atoll(v->GetString()) : 0;
 }
 
 // What a Consent changes for the patient's referrals from this sender that no agency has
@@ -1001,20 +1090,20 @@ void Ingestor::apply_consent(Entry& e) {
     move.sequence = state->sequence + 1;
     move.agency_id = state->agency_id;
     move.category = state->category;
-    CreatedReferral record{task_id,
-                           state->clinic_number_system,
-                           state->clinic_number_value,
-                           "",
-                           state->agency_id,
-                           state->category,
-                           move.business_status,
-                           revoked ? mapping::ConsentStatus::kRevoked
-                                   : mapping::ConsentStatus::kActive,
-                           false,
-                           state->race,
-                           state->ethnicity,
-                           state->language,
-                           move.sequence};
+    CreatedReferral record{
+        task_id,
+        state->clinic_number_system,
+        state->clinic_number_value,
+        "",
+        state->agency_id,
+        state->category,
+        move.business_status,
+        revoked ? mapping::ConsentStatus::kRevoked : mapping::ConsentStatus::kActive,
+        false,
+        state->race,
+        state->ethnicity,
+        state->language,
+        move.sequence};
 
     if (!revoked) {
       // The referral as it was sent, now with the consent and the family's contact details.
@@ -1473,8 +1562,7 @@ std::expected<FhirIngest, FhirRejection> Ingestor::run() {
   // Consents release the referrals that waited for them, or hold them again when revoked (after
   // this request's own referrals, which decide their consent themselves).
   for (auto& e : entries_) {
-    if (e.parsed && !e.failed() && e.type() == "Consent" && e.existing_id.empty())
-      apply_consent(e);
+    if (e.parsed && !e.failed() && e.type() == "Consent" && e.existing_id.empty()) apply_consent(e);
   }
   for (auto& e : entries_) {
     if (e.parsed && !e.failed() && e.type() == "ServiceRequest" && !focus_of_task_.contains(&e) &&
@@ -1562,6 +1650,13 @@ std::expected<FhirIngest, FhirRejection> Ingestor::run() {
     auto rejection = reject(Problem{classify(failed->issues), failed->issues}, "validate");
     out.commit.dead_letter = std::move(rejection.commit.dead_letter);
     for (auto& ev : rejection.commit.events)
+      out.commit.events.push_back(std::move(ev));
+  } else if (!held_.empty()) {
+    // A referral held for no route is also a dead letter (stage route): listed for operations,
+    // and replayed once a route exists, which releases the referral to its agency.
+    auto held = reject(Problem{FhirErrc::kUnprocessable, {held_.front()}}, "route");
+    out.commit.dead_letter = std::move(held.commit.dead_letter);
+    for (auto& ev : held.commit.events)
       out.commit.events.push_back(std::move(ev));
   }
   return out;

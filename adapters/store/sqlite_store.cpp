@@ -1400,6 +1400,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
         "?16) "
         "ON CONFLICT(referral_id) DO UPDATE "
         "SET status = excluded.status, "
+        "agency_id = CASE WHEN agency_id = '' THEN excluded.agency_id ELSE agency_id END, "
         "business_status = excluded.business_status, sequence = excluded.sequence, updated_at = "
         "excluded.updated_at, overdue_at = coalesce(overdue_at, excluded.overdue_at) WHERE "
         "excluded.sequence >= sequence");

@@ -743,6 +743,63 @@ TEST_F(ScreeningReferral, NoRouteHoldsTheReferral) {
   auto t = parse(made(*r, "Task")->json);
   EXPECT_FALSE(t.HasMember("owner"));
   EXPECT_STREQ(t["businessStatus"]["coding"][0]["code"].GetString(), "no-route");
+  // Listed for operations as a dead letter (stage route), to replay once a route exists.
+  ASSERT_TRUE(r->commit.dead_letter);
+  EXPECT_EQ(r->commit.dead_letter->stage, "route");
+  EXPECT_EQ(r->commit.inbound.answer_code, "200");
+  EXPECT_EQ(events.count("org.sdoh.deadletter.v1"), 1u);
+}
+
+TEST_F(ScreeningReferral, AHeldReferralIsReleasedWhenARouteFindsItsAgency) {
+  route_found_ = false;
+  auto first = post(bundle(true), "");
+  ASSERT_TRUE(first);
+  const auto rid = first->referrals.at(0).referral_id;
+  for (const auto& res : first->resources)
+    directory_.resources[res.type + "/" + res.id] = res.json;
+  pipeline::ReferralState held;
+  held.referral_id = rid;
+  held.category = "employment-status";
+  held.status = "requested";
+  held.business_status = "no-route";
+  held.language = "es";
+  ctx_.find_referral = [&](const std::string& id) -> std::optional<pipeline::ReferralState> {
+    if (id != rid) return std::nullopt;
+    return held;
+  };
+  auto still = post(bundle(true), "");  // sent again, still no route: still held, no new events
+  ASSERT_TRUE(still);
+  EXPECT_TRUE(still->referrals.empty());
+  ASSERT_TRUE(still->commit.dead_letter);
+  EXPECT_EQ(still->commit.dead_letter->stage, "route");
+
+  route_found_ = true;  // an operator added the route
+  auto released = post(bundle(true), "");
+  ASSERT_TRUE(released) << released.error().problem.operation_outcome();
+  EXPECT_FALSE(released->commit.dead_letter);
+  auto events = checked(released->commit.events);
+  ASSERT_EQ(events.count("org.sdoh.referral.v1"), 1u);
+  const auto& e = events.find("org.sdoh.referral.v1")->second;
+  EXPECT_EQ(data_field(e, "/data/referralId"), rid);
+  EXPECT_EQ(data_field(e, "/data/agency/id"), "ccrr-durham");
+  EXPECT_EQ(data_field(e, "/data/consent/status"), "active");
+  const auto& st = events.find("org.sdoh.referral.status.v1")->second;
+  EXPECT_EQ(data_field(st, "/data/updatedBy/id"), "routing");
+  EXPECT_EQ(data_field(st, "/data/businessStatus"), "<null>");
+  EXPECT_EQ(data_field(st, "/data/agency/id"), "ccrr-durham");
+  ASSERT_EQ(released->referrals.size(), 1u);
+  EXPECT_EQ(released->referrals[0].agency_id, "ccrr-durham");
+  EXPECT_EQ(released->referrals[0].sequence, 2);
+  EXPECT_EQ(released->referrals[0].language, "es");
+  const StoredResource* task = nullptr;
+  for (const auto& res : released->resources) {
+    if (res.type == "Task" && res.id == rid) task = &res;
+  }
+  ASSERT_NE(task, nullptr);
+  EXPECT_EQ(task->version_id, "2");
+  auto t = parse(task->json);
+  EXPECT_STREQ(t["owner"]["reference"].GetString(), "Organization/ccrr-durham");
+  EXPECT_FALSE(t.HasMember("businessStatus"));
 }
 
 TEST_F(ScreeningReferral, TheClinicsOwnServiceRequestForTheNeedIsTheOnlyReferral) {
