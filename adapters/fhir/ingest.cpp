@@ -767,12 +767,10 @@ void Ingestor::map_task(Entry& e) {
   }
   if (routed) {
     // No agency named: routing by need, area and the child's age; none found: held.
-    const auto zip3 = r.postal_code.size() >= 3 ? r.postal_code.substr(0, 3) : std::string();
-    const auto age = r.birth_date.empty()
-                         ? std::optional<int>()
-                         : mapping::age_in_months(r.birth_date, request_.received_at.substr(0, 10));
+    const auto keys = mapping::routing_keys(r, request_.received_at);
     std::optional<std::pair<std::string, std::string>> found;
-    if (ctx_.route && !r.category.empty()) found = ctx_.route(r.category, zip3, "", age);
+    if (ctx_.route && !r.category.empty())
+      found = ctx_.route(r.category, keys.zip3, keys.county_fips, keys.age_months);
     if (!found) {
       hold_unrouted(e, r, sr_id);
       return;
