@@ -731,11 +731,8 @@ void Ingestor::fill_patient(mapping::NormalizedReferral& r, const PatientInfo& p
 // route is found.
 bool Ingestor::route_referral(mapping::NormalizedReferral& r) const {
   if (!ctx_.route || r.category.empty()) return false;
-  const auto zip3 = r.postal_code.size() >= 3 ? r.postal_code.substr(0, 3) : std::string();
-  const auto age = r.birth_date.empty()
-                       ? std::optional<int>()
-                       : mapping::age_in_months(r.birth_date, request_.received_at.substr(0, 10));
-  auto found = ctx_.route(r.category, zip3, "", age);
+  const auto keys = mapping::routing_keys(r, request_.received_at);
+  auto found = ctx_.route(r.category, keys.zip3, keys.county_fips, keys.age_months);
   if (!found) return false;
   r.agency_id = found->first;
   r.agency_name = found->second;

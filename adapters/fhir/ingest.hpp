@@ -36,6 +36,7 @@
 #include "gateway/events/event.hpp"
 #include "gateway/mapping/engine.hpp"
 #include "gateway/mapping/referral.hpp"
+#include "gateway/mapping/routing.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 
 namespace sdoh::fhir {
@@ -91,10 +92,7 @@ struct IngestContext {
   /// Routing (schemas/routing) for a referral that names no agency: the agency id and name for
   /// this need, 3-digit ZIP, county FIPS and child's age in months; nullopt: no route (the
   /// referral is held with businessStatus no-route). Empty function: no routing.
-  std::function<std::optional<std::pair<std::string, std::string>>(
-      std::string_view category, std::string_view zip3, std::string_view county,
-      std::optional<int> age_months)>
-      route;
+  mapping::RouteLookup route;
   /// A screening whose family asked for help with a need (assistanceRequested true) opens a
   /// referral for that need: a ServiceRequest and Task made by the gateway (ids the referralId,
   /// the clinic number "urn:sdoh-gateway:screening" | "{screeningId}:{category}"), routed, with

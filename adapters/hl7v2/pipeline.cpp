@@ -337,24 +337,44 @@ struct Hl7Pipeline::Impl {
     co_return co_await accept(m, type, std::move(text), std::move(out));
   }
 
+  // The referral's agency is the one the clinic named (PRD role RT), else the one routing picks
+  // by need, area and the child's age on the referral date. Routing finding none leaves the
+  // agency empty: the referral is held (identified only, businessStatus no-route, no event data).
+  Result<mapping::MappedReferral> map_referral(mapping::NormalizedReferral& r) const {
+    if (r.agency_id.empty()) {
+      auto held = referral_mapper.identify(r);
+      if (!held || !options.route) return held;
+      const auto keys = mapping::routing_keys(r, r.authored_on);
+      auto found = options.route(held->category, keys.zip3, keys.county_fips, keys.age_months);
+      if (!found) return held;
+      r.agency_id = std::move(found->first);
+      r.agency_name = std::move(found->second);
+      r.business_status =
+          mapping::initial_state(true, r.consent.status == mapping::ConsentStatus::kActive)
+              .business_status;
+    }
+    if (options.agency_topic) r.agency_topic = options.agency_topic(r.agency_id);
+    if (r.agency_topic.empty()) r.agency_topic = options.topics.referral;
+    return referral_mapper.map(r);
+  }
+
   asio::awaitable<std::string> handle_ref(const Message& m, const std::string& type,
                                           std::string text, const std::string& received_at) {
     const auto settings = settings_for(m);
-    const ReferralReadOptions read_options{settings.zone, settings.consent,
-                                           options.topics.referral};
+    const ReferralReadOptions read_options{settings.zone, settings.consent};
     auto ref = referral_from_ref(m, read_options);
     if (!ref) {
       co_return co_await reject(m, type, ref.error(), "validate", received_at, std::move(text),
                                 read_condition(ref.error()));
     }
-    auto mapped = referral_mapper.map(*ref);
+    const bool named = !ref->agency_id.empty();
+    auto mapped = map_referral(*ref);
     if (!mapped) {
       Error e = mapped.error();
       const auto& x = e.where.expression;
       std::optional<ErrorCondition> condition;
       if (x == "patient.identifier") e.where = {"PID", 1, 3, 0, ""};
       if (x == "clinicReferralNumber") e.where = {"RF1", 1, 6, 0, ""};
-      if (x == "agency.id") e.where = {"PRD", 1, 7, 0, ""};
       if (x == "evidence") e.where = {"OBX", 1, 0, 0, ""};
       if (x == "category") {
         // The need is named by OBR-4 (or by answers in OBX under an OBR).
@@ -363,6 +383,7 @@ struct Hl7Pipeline::Impl {
       }
       co_return co_await reject(m, type, e, "map", received_at, std::move(text), condition);
     }
+    const bool held = ref->agency_id.empty();
     const auto& rid = mapped->referral_id;
     if (ledger.find({rid, "", "", ""})) {
       // A REF^I12 for a referral already made (the clinic re-sent it under a new control id):
@@ -381,8 +402,9 @@ struct Hl7Pipeline::Impl {
     first.referral_id = rid;
     first.status = mapping::ReferralStatus::kRequested;
     first.business_status = mapped->business_status;
-    first.updated_by_role = "clinic";
-    first.updated_by_id = agency_id_from(ref->facility.code);
+    // A held referral is announced by the gateway's routing, as FHIR's are (agency null).
+    first.updated_by_role = held ? "gateway" : "clinic";
+    first.updated_by_id = held ? "routing" : agency_id_from(ref->facility.code);
     if (first.updated_by_id.empty()) first.updated_by_id = "unknown";
     first.time = event_time(dtm_to_rfc3339(m.get("MSH-7"), settings.zone), received_at);
     first.sequence = 1;
@@ -390,9 +412,10 @@ struct Hl7Pipeline::Impl {
     first.category = mapped->category;
 
     std::vector<pipeline::OutboxEvent> out;
-    out.push_back(
-        outbox(event(events::EventType::kReferral, "hl7v2|referral|" + rid, 0, rid,
-                     options.topics.referral, rid, std::move(mapped->data), received_at)));
+    if (!held) {
+      out.push_back(outbox(event(events::EventType::kReferral, "hl7v2|referral|" + rid, 0, rid,
+                                 ref->agency_topic, rid, std::move(mapped->data), received_at)));
+    }
     out.push_back(outbox(event(events::EventType::kReferralStatus, "hl7v2|referral-status|" + rid,
                                first.sequence, rid, options.topics.referral_status, rid,
                                mapping::referral_status_data(first), received_at)));
@@ -425,8 +448,8 @@ struct Hl7Pipeline::Impl {
       task.search = {{"_id", rid},
                      {"_sender", task.source},
                      {"status", "requested"},
-                     {"owner", ref->agency_id},
                      {"identifier", ref->clinic_number_system + "|" + ref->clinic_number_value}};
+      if (!held) task.search.emplace_back("owner", ref->agency_id);
       if (!first.business_status.empty())
         task.search.emplace_back("business-status", first.business_status);
       resources.push_back(std::move(task));
@@ -439,14 +462,17 @@ struct Hl7Pipeline::Impl {
     if (committed) {
       ledger.record({rid, ref->clinic_number_system, ref->clinic_number_value, m.get("MSH-10"),
                      ref->agency_id, mapped->category, first.status, first.business_status, 1});
-      referrals.with({"REF^I12", "created"}).inc();
-      log::info("hl7.referral_created", {{"sender", sender_of(m)},
-                                         {"control_id", m.get("MSH-10")},
-                                         {"referral", rid},
-                                         {"agency", ref->agency_id},
-                                         {"category", mapped->category},
-                                         {"consent", to_string(ref->consent.status)},
-                                         {"contact", mapped->contact_included}});
+      referrals.with({"REF^I12", held ? "held" : "created"}).inc();
+      log::info(held ? "hl7.referral_held" : "hl7.referral_created",
+                {{"sender", sender_of(m)},
+                 {"control_id", m.get("MSH-10")},
+                 {"referral", rid},
+                 {"agency", ref->agency_id},
+                 {"agency_named", named},
+                 {"category", mapped->category},
+                 {"business_status", first.business_status},
+                 {"consent", to_string(ref->consent.status)},
+                 {"contact", mapped->contact_included}});
     }
     co_return answer;
   }

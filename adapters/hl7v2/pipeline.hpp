@@ -11,14 +11,18 @@
 // sdoh_hl7_acks_received_total.
 //
 // Message types: ORU^R01 → screening events; REF^I12 → a referral event and its first status
-// event (requested); RRI^I12 → a referral status event. MSH-18 decides how bytes become text
-// (charset.hpp); times without an offset are read in the sender's configured time zone.
+// event (requested); RRI^I12 → a referral status event. A REF^I12 that names no agency (no PRD of
+// role RT, or PRD-7 empty) is routed by need, area and the child's age (`route`); when no route
+// matches it is held, as FHIR referrals are: accepted (AA/CA), its Task kept without an owner,
+// one status event requested + no-route by the gateway, no referral event. MSH-18 decides how bytes
+// become text (charset.hpp); times without an offset are read in the sender's configured time zone.
 #include <functional>
 #include <memory>
 #include <string>
 
 #include "gateway/config/config.hpp"
 #include "gateway/mapping/engine.hpp"
+#include "gateway/mapping/routing.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/hl7_port.hpp"
@@ -38,6 +42,11 @@ struct Hl7PipelineOptions {
   /// The FHIR resources the gateway keeps: when set, a REF^I12 also creates the referral's Task
   /// (GET /fhir/Task/{referralId}) and each RRI^I12 a new version of it, in the same commit.
   const pipeline::ResourceReader* resources = nullptr;
+  /// Routing for a REF^I12 that names no agency; empty function: none is routed (all held).
+  mapping::RouteLookup route;
+  /// The topic of an agency's referral events (its own from routing); empty function or result:
+  /// topics.referral.
+  std::function<std::string(std::string_view agency_id)> agency_topic;
 };
 
 class Hl7Pipeline final : public pipeline::Hl7Handler {

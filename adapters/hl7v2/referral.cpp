@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "adapters/hl7v2/oru.hpp"
+#include "gateway/mapping/lifecycle.hpp"
 
 namespace sdoh::hl7v2 {
 namespace {
@@ -148,6 +149,19 @@ mapping::ReferralConsent consent_from(const Message& m, const ReferralReadOption
   return c;
 }
 
+// The family's county as a 5-digit FIPS code (state and county, e.g. 37063), for routing: the
+// county/parish code of the address (HL7 v2.5.1 XAD-9, table 0289), else PID-12, which v2.5.1
+// keeps for backward compatibility. A code of another form (a 3-digit county without its state,
+// a local code) names no county routing can use.
+std::string county_of(const Segment& pid) {
+  for (auto code : {pid.value(11, 1, 9, 1), pid.value(12, 1, 1)}) {
+    if (code.size() == 5 &&
+        std::all_of(code.begin(), code.end(), [](unsigned char c) { return std::isdigit(c) != 0; }))
+      return code;
+  }
+  return {};
+}
+
 }  // namespace
 
 std::string agency_id_from(std::string_view hl7_id) {
@@ -202,19 +216,11 @@ Result<mapping::NormalizedReferral> referral_from_ref(const Message& m,
   if (r.authored_on.empty()) r.authored_on = dtm_to_rfc3339(m.get("MSH-7"), options.zone);
   r.note = rf1->value(10, 1, 2);
 
-  const auto [agency, agency_seq] = provider(m, "RT");
-  if (agency == nullptr) {
-    return fail(
-        m.segment("PRD") == nullptr
-            ? field_error("PRD", 1, 0, "REF^I12 needs a PRD segment for the referred-to agency")
-            : field_error("PRD", 1, 1, "no PRD segment has PRD-1 role RT (referred to provider)"));
+  // The referred-to agency, when the clinic names one; otherwise routing chooses (pipeline.cpp).
+  if (const auto [agency, agency_seq] = provider(m, "RT"); agency != nullptr) {
+    r.agency_id = agency_id_from(agency->value(7, 1, 1));
+    if (!r.agency_id.empty()) r.agency_name = agency->value(2, 1, 1);
   }
-  r.agency_id = agency_id_from(agency->value(7, 1, 1));
-  if (r.agency_id.empty())
-    return fail(
-        field_error("PRD", agency_seq, 7, "PRD-7 identifier of the referred-to agency is empty"));
-  r.agency_name = agency->value(2, 1, 1);
-  r.agency_topic = options.agency_topic;
 
   r.facility = {m.get("MSH-4.2"), m.get("MSH-4.1"), ""};
   if (const auto [requester, requester_seq] = provider(m, "RP"); requester != nullptr) {
@@ -233,10 +239,13 @@ Result<mapping::NormalizedReferral> referral_from_ref(const Message& m,
   r.patient_identifier = base->patient_identifier;
   r.birth_date = base->birth_date;
   r.postal_code = base->postal_code;
+  const auto* pid = m.segment("PID");
+  r.county_fips = county_of(*pid);
 
   r.consent = consent_from(m, options);
-  if (r.consent.status != ConsentStatus::kActive) r.business_status = "awaiting-consent";
-  const auto* pid = m.segment("PID");
+  r.business_status =
+      mapping::initial_state(!r.agency_id.empty(), r.consent.status == ConsentStatus::kActive)
+          .business_status;
   mapping::ContactDetails contact;
   contact.name = person_name(*pid, 5);
   contact.phone = phone_number(*pid, 13);

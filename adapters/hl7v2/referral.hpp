@@ -6,9 +6,11 @@
 //   RF1-1 status (P or empty: a new referral is "requested"), RF1-2 priority (table 0280),
 //   RF1-5 referral category (the service), RF1-6 originating referral id (the clinic's number:
 //   id^namespace), RF1-7 effective date (authoredOn), RF1-10 reason text (the note);
-//   PRD with PRD-1 "RT" (referred-to agency: PRD-2 name, PRD-7 id) and "RP" (referring
-//   provider: PRD-2 name, PRD-7 id^type); PID (pseudonym, age band, ZIP) and PID/NK1 contact
-//   details; CON (CON-11 status, table 0498; CON-13 decision date) for consent; OBR/OBX the need.
+//   PRD with PRD-1 "RT" (referred-to agency: PRD-2 name, PRD-7 id; optional: without one, or
+//   with PRD-7 empty, routing picks the agency) and "RP" (referring provider: PRD-2 name, PRD-7
+//   id^type); PID (pseudonym, age band, ZIP; for routing also PID-7 birth date and the county,
+//   PID-11.9 or PID-12) and PID/NK1 contact details; CON (CON-11 status, table 0498; CON-13
+//   decision date) for consent; OBR/OBX the need.
 // RRI^I12 → ReferralResponse: RF1-1 status (table 0283 A/R/P/E, or a Task status token), RF1-10
 //   reason text, MSH-7 time, the responding agency (PRD RT PRD-7, else MSH-4), and the keys
 //   that link it to the referral: RF1-11 external id (the gateway's referralId), RF1-6, MSA-2.
@@ -31,15 +33,16 @@ enum class ContactConsentPolicy {
 struct ReferralReadOptions {
   const TimeZone* zone = nullptr;  ///< the sender's zone for times without an offset
   ContactConsentPolicy consent_policy = ContactConsentPolicy::kConSegment;
-  std::string agency_topic;  ///< the topic the referral event goes to
 };
 
 /// An agency id from an HL7 identifier ("EHV-DURHAM" → "ehv-durham"): lower case, characters
 /// outside [a-z0-9._-] replaced by '-', so that the same agency has one id in every message.
 std::string agency_id_from(std::string_view hl7_id);
 
-/// Fails with a Location (segment, sequence, field) when RF1, RF1-6, PRD (role RT), PRD-7,
-/// PID or PID-3 is missing, or RF1-1 / RF1-2 hold a value the tables do not have.
+/// Fails with a Location (segment, sequence, field) when RF1, RF1-6, PID or PID-3 is missing, or
+/// RF1-1 / RF1-2 hold a value the tables do not have. A referral that names no agency (no PRD of
+/// role RT, or its PRD-7 empty) has an empty agency_id and businessStatus no-route until routing
+/// finds one; its county_fips is the 5-digit FIPS code of PID-11.9 (else PID-12), or empty.
 Result<mapping::NormalizedReferral> referral_from_ref(const Message& m,
                                                       const ReferralReadOptions& options);
 

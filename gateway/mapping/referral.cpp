@@ -176,22 +176,28 @@ Result<std::string> ReferralMapper::need(const NormalizedReferral& r) const {
                       "referral is for with a Gravity category code"));
 }
 
-Result<MappedReferral> ReferralMapper::map(const NormalizedReferral& r) const {
+Result<MappedReferral> ReferralMapper::identify(const NormalizedReferral& r) const {
   if (r.patient_identifier.empty())
     return fail(invalid("patient.identifier", "the referral names no patient identifier"));
   if (r.clinic_number_value.empty())
     return fail(invalid("clinicReferralNumber", "the referral has no referral number"));
-  if (r.agency_id.empty())
-    return fail(invalid("agency.id", "the referral names no agency to refer to"));
   auto category = need(r);
   if (!category) return fail(category.error());
-
   MappedReferral out;
   out.referral_id = referral_id(r.clinic_number_system, r.clinic_number_value);
   out.category = *category;
   out.patient_pseudonym =
       screenings_.pseudonymizer().pseudonym(r.patient_authority, r.patient_identifier);
   out.business_status = r.business_status;
+  return out;
+}
+
+Result<MappedReferral> ReferralMapper::map(const NormalizedReferral& r) const {
+  auto identified = identify(r);
+  if (!identified) return identified;
+  if (r.agency_id.empty())
+    return fail(invalid("agency.id", "the referral names no agency to refer to"));
+  auto out = std::move(*identified);
   const bool consented = r.consent.status == ConsentStatus::kActive;
 
   rapidjson::StringBuffer buf;
@@ -290,6 +296,18 @@ Result<MappedReferral> ReferralMapper::map(const NormalizedReferral& r) const {
   return out;
 }
 
+RoutingKeys routing_keys(const NormalizedReferral& r, std::string_view on_date) {
+  RoutingKeys k;
+  const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (r.postal_code.size() >= 3 &&
+      std::all_of(r.postal_code.begin(), r.postal_code.begin() + 3, digit))
+    k.zip3 = r.postal_code.substr(0, 3);
+  if (r.county_fips.size() == 5 && std::all_of(r.county_fips.begin(), r.county_fips.end(), digit))
+    k.county_fips = r.county_fips;
+  k.age_months = age_in_months(r.birth_date, on_date);
+  return k;
+}
+
 std::string referral_status_data(const ReferralTransition& t) {
   rapidjson::StringBuffer buf;
   Writer w(buf);
@@ -346,13 +364,15 @@ std::string referral_task_json(const NormalizedReferral& r, const MappedReferral
   out += R"(,"requester":{"identifier":{"value":)";
   append_json_string(out, r.facility.code);
   out += "}}";
-  out += R"(,"owner":{"reference":)";
-  append_json_string(out, "Organization/" + r.agency_id);
-  if (!r.agency_name.empty()) {
-    out += R"(,"display":)";
-    append_json_string(out, r.agency_name);
+  if (!r.agency_id.empty()) {
+    out += R"(,"owner":{"reference":)";
+    append_json_string(out, "Organization/" + r.agency_id);
+    if (!r.agency_name.empty()) {
+      out += R"(,"display":)";
+      append_json_string(out, r.agency_name);
+    }
+    out += "}";
   }
-  out += "}";
   if (!mapped.business_status.empty()) {
     out += R"(,"businessStatus":{"text":)";
     append_json_string(out, mapped.business_status);

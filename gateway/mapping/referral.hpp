@@ -100,8 +100,9 @@ struct NormalizedReferral {
 
   std::string patient_authority;   ///< only ever hashed
   std::string patient_identifier;  ///< only ever hashed
-  std::string birth_date;          ///< only for the age band
+  std::string birth_date;          ///< only for the age band (and routing's age)
   std::string postal_code;         ///< only for the 3-digit ZIP (the contact keeps the full one)
+  std::string county_fips;         ///< 5-digit county FIPS code, only for routing; empty: unknown
 
   ReferralConsent consent;
   std::optional<ContactDetails> contact;  ///< dropped unless consent is active
@@ -139,10 +140,28 @@ class ReferralMapper {
   /// (no need, or more than one), or "evidence" (answers that cannot be mapped).
   Result<MappedReferral> map(const NormalizedReferral& referral) const;
 
+  /// The referral without its event: referralId, need, pseudonym and businessStatus, `data`
+  /// empty. For a referral that names no agency, before routing picks one (the need decides the
+  /// route) or holds it (no-route: a Task and a status event, no referral event). Fails as map()
+  /// does, except that no agency is needed.
+  Result<MappedReferral> identify(const NormalizedReferral& referral) const;
+
  private:
   Result<std::string> need(const NormalizedReferral& r) const;
   const ScreeningMapper& screenings_;
 };
+
+/// What routing (routing.hpp) looks at beside the need, for a referral that names no agency. Never
+/// in an event: the real 3-digit ZIP, not the Safe Harbor "000" events carry for small areas.
+struct RoutingKeys {
+  std::string zip3;               ///< the postal code's first three digits; empty: not a US ZIP
+  std::string county_fips;        ///< 5 digits; empty: unknown
+  std::optional<int> age_months;  ///< the child's age in completed months; nullopt: unknown
+};
+
+/// The routing keys of `r` (postal code, county, birth date), the age on `on_date` (the referral
+/// date; a YYYY-MM-DD prefix).
+RoutingKeys routing_keys(const NormalizedReferral& r, std::string_view on_date);
 
 /// One lifecycle transition of a referral.
 struct ReferralTransition {
@@ -165,7 +184,7 @@ std::string referral_status_data(const ReferralTransition& t);
 /// The FHIR Task (SDOHCC TaskForReferralManagement, status requested) the gateway keeps for a
 /// referral that did not arrive as FHIR (HL7 REF^I12), so that GET /fhir/Task/{referralId} and
 /// agencies' FHIR updates work for it too. No names or contact details: the patient appears
-/// as its pseudonym.
+/// as its pseudonym. No agency (held for no route): no owner.
 std::string referral_task_json(const NormalizedReferral& r, const MappedReferral& mapped,
                                std::string_view last_updated);
 

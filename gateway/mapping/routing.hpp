@@ -9,10 +9,12 @@
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "gateway/core/result.hpp"
@@ -111,6 +113,13 @@ class RoutingTable {
   std::vector<Agency> agencies_;
   std::vector<Route> routes_;
 };
+
+/// Routing as the adapters get it (runtime.cpp wires it over RoutingTable::route): the agency id
+/// and name for a referral's need, 3-digit ZIP, county FIPS and child's age in months (as for
+/// route()); nullopt: no route (the referral is held, no-route).
+using RouteLookup = std::function<std::optional<std::pair<std::string, std::string>>(
+    std::string_view category, std::string_view zip3, std::string_view county_fips,
+    std::optional<int> age_months)>;
 
 /// "72h" → 72 hours, "3d" → 3 days, "90m" → 90 minutes; nullopt for anything else (no zero, no
 /// other units, no spaces).

@@ -376,28 +376,38 @@ int run(const config::GatewayConfig& cfg) {
              {"detail", cfg.delivery.ack == "delivered"
                             ? "positive answers wait for Kafka's acknowledgement"
                             : "positive answers follow the durable local commit"}});
-  DurableReferralLedger referrals(**store);
-  const hl7v2::Hl7PipelineOptions hl7_options{cfg.gateway_id, cfg.kafka.topics, cfg.mllp.hl7,
-                                              &referrals, store->get()};
-  hl7v2::Hl7Pipeline hl7_handler(
-      screening_mapper, *commit_port, [&relay] { relay.notify(); }, hl7_options, registry);
-
-  auto fhir_options = fhir::api_options(cfg);
-  if (!fhir_options) return startup_failed("fhir", fhir_options.error());
-  fhir_options->software_version = build.version;
+  // Routing for referrals that name no agency, and every agency's topic: the same for HL7 and FHIR.
   const auto routing = mapping_setup->routing;
-  fhir_options->agency_topic = [routing, &cfg](std::string_view agency) -> std::string {
+  const auto agency_topic = [routing, &cfg](std::string_view agency) -> std::string {
     const auto* a = routing->agency(agency);
     return a != nullptr ? std::string(a->topic_or(cfg.kafka.topics.referral))
                         : cfg.kafka.topics.referral;
   };
-  fhir_options->route =
+  const mapping::RouteLookup route =
       [routing](std::string_view category, std::string_view zip3, std::string_view county,
                 std::optional<int> age) -> std::optional<std::pair<std::string, std::string>> {
     auto match = routing->route(category, zip3, county, age);
     if (!match) return std::nullopt;
     return std::pair{match->agency->id, match->agency->name};
   };
+
+  DurableReferralLedger referrals(**store);
+  hl7v2::Hl7PipelineOptions hl7_options;
+  hl7_options.gateway_id = cfg.gateway_id;
+  hl7_options.topics = cfg.kafka.topics;
+  hl7_options.hl7 = cfg.mllp.hl7;
+  hl7_options.referrals = &referrals;
+  hl7_options.resources = store->get();
+  hl7_options.route = route;
+  hl7_options.agency_topic = agency_topic;
+  hl7v2::Hl7Pipeline hl7_handler(
+      screening_mapper, *commit_port, [&relay] { relay.notify(); }, hl7_options, registry);
+
+  auto fhir_options = fhir::api_options(cfg);
+  if (!fhir_options) return startup_failed("fhir", fhir_options.error());
+  fhir_options->software_version = build.version;
+  fhir_options->agency_topic = agency_topic;
+  fhir_options->route = route;
   fhir_options->find_referral =
       [&store](const std::string& referral_id) -> std::optional<pipeline::ReferralState> {
     auto row = (*store)->find_referral({referral_id, "", "", ""});

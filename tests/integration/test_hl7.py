@@ -227,7 +227,10 @@ class Hl7Referrals(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.gw = Gateway(mllp_config=", hl7: { default_timezone: America/New_York }").start()
+        # The referral gauges (sdoh_referrals_held) are refreshed from the store at each overdue
+        # check: often, so that a test sees them move.
+        cls.gw = Gateway(config="referrals: { overdue_check_interval: 200ms }\n",
+                         mllp_config=", hl7: { default_timezone: America/New_York }").start()
 
     @classmethod
     def tearDownClass(cls):
@@ -324,15 +327,107 @@ class Hl7Referrals(unittest.TestCase):
         self.assertEqual(len(letters), 1)
         self.assertEqual(letters[0][1]["data"]["stage"], "lifecycle")
 
-    def test_ref_without_prd_is_ae_naming_prd_with_a_dead_letter(self):
+    def ref_naming_no_agency(self, control_id, number, edits=()):
+        """The sample REF^I12 as a new referral (`number` in RF1-6, `control_id` in MSH-10) without
+        its PRD of role RT, so that routing picks the agency; original acknowledgment mode.
+        `edits` are (from, to) byte replacements made once each."""
         ref = b"\r".join(seg for seg in sample("ref-i12-home-visiting.hl7").split(b"\r")
-                         if not seg.startswith(b"PRD|"))
-        ref = ref.replace(b"|A1000003|", b"|A1000404|").replace(b"|AL|AL", b"||")
+                         if not seg.startswith(b"PRD|RT^"))
+        ref = ref.replace(b"|A1000003|", b"|" + control_id + b"|").replace(b"|AL|AL", b"||")
+        ref = ref.replace(b"REF-2026-0001", number)
+        for old, new in edits:
+            self.assertIn(old, ref)
+            ref = ref.replace(old, new, 1)
+        return ref
+
+    def task_for(self, number):
+        """The gateway's Task of the referral with this RF1-6 number (GET /fhir/Task?identifier)."""
+        status, body = self.gw.get("/fhir/Task?identifier=PEDS_A%7C" + number)
+        self.assertEqual(status, 200, body)
+        tasks = [e["resource"] for e in json.loads(body).get("entry", [])
+                 if e["resource"]["resourceType"] == "Task"]
+        self.assertEqual(len(tasks), 1, body)
+        return tasks[0]
+
+    def test_ref_naming_no_agency_is_routed_to_the_agencys_topic(self):
+        # Food insecurity, ZIP 27701, a child of 6 months: Durham County WIC, on the referral topic.
+        # Educational attainment for the same child (under 3): Early Intervention, on its own topic.
+        answers = mllp_exchange(self.gw.mllp_address, [
+            self.ref_naming_no_agency(b"ROUTE-1", b"REF-ROUTE-1"),
+            self.ref_naming_no_agency(b"ROUTE-2", b"REF-ROUTE-2", [
+                (b"food-insecurity^Food insecurity^SDOHCC",
+                 b"educational-attainment^Educational attainment^SDOHCC")]),
+        ])
+        self.assertEqual([hl7_field(a, "MSA", 1) for a in answers], ["AA", "AA"])
+        self.assertEqual([hl7_field(a, "ERR", 1) for a in answers], [None, None])
+        wic = self.wait_for("sdoh.referral.v1",
+                            lambda e: e["data"]["clinicReferralNumber"]["value"] == "REF-ROUTE-1")
+        self.assertEqual(len(wic), 1)
+        key, event = wic[0]
+        self.assertEqual(event["data"]["agency"], {"id": "wic-durham", "name": "Durham County WIC",
+                                                   "topic": "sdoh.referral.v1"})
+        self.assertEqual(event["data"]["category"], "food-insecurity")
+        self.assertEqual(key, event["data"]["referralId"])
+        ei = self.wait_for("sdoh.referral.ei-durham",
+                           lambda e: e["data"]["clinicReferralNumber"]["value"] == "REF-ROUTE-2")
+        self.assertEqual(len(ei), 1)
+        self.assertEqual(ei[0][1]["data"]["agency"]["id"], "ei-durham")
+        self.assertEqual(ei[0][1]["data"]["agency"]["topic"], "sdoh.referral.ei-durham")
+        self.assertEqual(ei[0][1]["data"]["category"], "educational-attainment")
+        self.assertNotIn("REF-ROUTE-2", [e["data"]["clinicReferralNumber"]["value"]
+                                         for _, e in self.events("sdoh.referral.v1")])
+        self.assertEqual(self.task_for("REF-ROUTE-1")["owner"]["reference"], "Organization/wic-durham")
+        self.assertEqual(self.task_for("REF-ROUTE-2")["owner"]["reference"], "Organization/ei-durham")
+
+    def test_ref_with_no_route_is_held_and_its_task_says_so(self):
+        # No route lists ZIP3 900: accepted, held, reported; no agency gets a referral event.
+        ref = self.ref_naming_no_agency(b"HELD-1", b"REF-HELD-1", [(b"^NC^27701^USA|", b"^CA^90001^USA|")])
+        ack = mllp_exchange(self.gw.mllp_address, [ref])[0]
+        self.assertEqual(hl7_field(ack, "MSA", 1), "AA", ack)
+        self.assertEqual(hl7_field(ack, "MSA", 2), "HELD-1")
+        self.assertIsNone(hl7_field(ack, "ERR", 1))
+        task = self.task_for("REF-HELD-1")
+        referral_id = task["id"]
+        self.assertEqual((task["status"], task["businessStatus"]["text"]), ("requested", "no-route"))
+        self.assertNotIn("owner", task)
+        status, body = self.gw.get("/fhir/Task/" + referral_id)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body)["businessStatus"]["text"], "no-route")
+        statuses = self.wait_for("sdoh.referral-status.v1", lambda e: e["data"]["referralId"] == referral_id)
+        self.assertEqual(len(statuses), 1)
+        key, event = statuses[0]
+        self.assertEqual(key, referral_id)
+        data = event["data"]
+        self.assertEqual((data["status"], data["businessStatus"], data["sequence"]), ("requested", "no-route", 1))
+        self.assertEqual(data["updatedBy"], {"role": "gateway", "id": "routing"})
+        self.assertIsNone(data["agency"])
+        self.assertEqual(data["category"], "food-insecurity")
+        time.sleep(0.5)  # long enough for the relay to publish a referral event it should not have
+        for topic in ("sdoh.referral.v1", "sdoh.referral.ei-durham"):
+            self.assertNotIn(referral_id, [k for k, _ in self.events(topic)])
+        deadline = time.monotonic() + 10
+        while True:
+            samples, _, _ = parse_metrics(self.gw.get("/metrics")[1])
+            if samples.get('sdoh_referrals_held{reason="no-route"}', 0) >= 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertGreaterEqual(samples['sdoh_referrals_held{reason="no-route"}'], 1)
+        self.assertGreaterEqual(
+            samples['sdoh_hl7_referral_messages_total{type="REF^I12",outcome="held"}'], 1)
+        status, body = self.gw.get("/fhir/Task?business-status=no-route")
+        self.assertIn(referral_id, [e["resource"]["id"] for e in json.loads(body)["entry"]
+                                    if e["search"]["mode"] == "match"])
+        for phi in ("Garcia", "Sofia", "MRN12345", "5551234", "90001"):
+            self.assertNotIn(phi, body)
+            self.assertNotIn(phi, json.dumps(event))
+
+    def test_ref_naming_no_agency_without_rf1_6_is_still_ae_naming_rf1_6(self):
+        ref = self.ref_naming_no_agency(b"NORF16-1", b"", [(b"|^PEDS_A|", b"||")])
         ack = mllp_exchange(self.gw.mllp_address, [ref])[0]
         self.assertEqual(hl7_field(ack, "MSA", 1), "AE")
-        self.assertEqual(hl7_field(ack, "ERR", 2), "PRD^1")
+        self.assertEqual(hl7_field(ack, "ERR", 2), "RF1^1^6")
         letters = self.wait_for("sdoh.deadletter.v1",
-                                lambda e: e["data"]["source"]["messageId"] == "A1000404")
+                                lambda e: e["data"]["source"]["messageId"] == "NORF16-1")
         self.assertEqual(len(letters), 1)
 
     def test_latin1_and_undeclared_windows_1252_arrive_as_utf8(self):

@@ -3,6 +3,7 @@
 // against the schemas in schemas/events/.
 #include "adapters/hl7v2/pipeline.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -14,12 +15,16 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 #include <rapidjson/pointer.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include "adapters/hl7v2/message.hpp"
 #include "adapters/hl7v2/mllp_framer.hpp"
 #include "adapters/hl7v2/referral_ledger.hpp"
 #include "gateway/events/schema_catalog.hpp"
 #include "gateway/log/log.hpp"
+#include "gateway/mapping/routing.hpp"
+#include "gateway/mapping/tables.hpp"
 
 namespace sdoh::hl7v2 {
 namespace {
@@ -68,10 +73,16 @@ class RecordingStore final : public pipeline::CommitPort {
     answer_codes.push_back(r.inbound.answer_code);
     for (auto& e : r.events)
       events.push_back(std::move(e));
+    for (auto& w : r.resources)
+      resources.push_back(std::move(w));
+    for (auto& s : r.referrals)
+      referrals.push_back(std::move(s));
     if (r.dead_letter) dead_letters.push_back(*r.dead_letter);
     co_return pipeline::CommitOutcome{};
   }
   std::vector<pipeline::OutboxEvent> events;
+  std::vector<pipeline::ResourceWrite> resources;
+  std::vector<pipeline::ReferralState> referrals;
   std::vector<pipeline::DeadLetterRecord> dead_letters;
   std::vector<std::string> answer_codes;  ///< of each new (not duplicate) commit
   int commits = 0;                        ///< every call, duplicates and failures included
@@ -79,6 +90,32 @@ class RecordingStore final : public pipeline::CommitPort {
 
  private:
   std::map<std::string, std::pair<std::string, std::string>> answers_;
+};
+
+// No FHIR resources stored yet: with it the pipeline writes each REF^I12's Task.
+class NoResources final : public pipeline::ResourceReader {
+ public:
+  Result<std::optional<pipeline::ResourceRow>> read_resource(std::string_view, std::string_view,
+                                                             std::int64_t) const override {
+    return std::optional<pipeline::ResourceRow>();
+  }
+  Result<std::optional<std::string>> find_resource_id(std::string_view, std::string_view,
+                                                      std::string_view) const override {
+    return std::optional<std::string>();
+  }
+  Result<pipeline::ResourcePage> search_resources(const pipeline::ResourceQuery&) const override {
+    return pipeline::ResourcePage{};
+  }
+  Result<std::vector<pipeline::ResourceRow>> resource_history(std::string_view,
+                                                              std::string_view) const override {
+    return std::vector<pipeline::ResourceRow>();
+  }
+};
+
+// What the pipeline asked routing, and the answer it got.
+struct RouteCall {
+  std::string category, zip3, county;
+  std::optional<int> age_months;
 };
 
 class Hl7PipelineTest : public ::testing::Test {
@@ -96,14 +133,40 @@ class Hl7PipelineTest : public ::testing::Test {
     configure({});
   }
 
-  void configure(config::Hl7Config hl7) {
+  void configure(config::Hl7Config hl7, mapping::RouteLookup route = {}) {
     pipeline_.reset();
     pipeline_registry_ = std::make_unique<metrics::Registry>();  // a pipeline registers once
     Hl7PipelineOptions options;
     options.hl7 = std::move(hl7);
     options.referrals = &ledger_;
+    options.resources = &no_resources_;
+    options.route = std::move(route);
+    // As runtime.cpp wires it: an agency's own topic from routing, else the referral topic.
+    options.agency_topic = [this](std::string_view agency) -> std::string {
+      const auto* a = routing_ != nullptr ? routing_->agency(agency) : nullptr;
+      return a != nullptr ? std::string(a->topic) : std::string();
+    };
     pipeline_ =
         std::make_unique<Hl7Pipeline>(*mapper_, store_, nullptr, options, *pipeline_registry_);
+  }
+
+  // The shipped routing (schemas/routing/routing.json), wired as runtime.cpp wires it; every
+  // question the pipeline asks it is kept in route_calls_.
+  void configure_shipped_routing() {
+    auto tables = mapping::MappingTables::load(kSchemas / "mappings");
+    ASSERT_TRUE(tables);
+    auto routing = mapping::RoutingTable::load(kSchemas / "routing", **tables);
+    ASSERT_TRUE(routing) << routing.error().message;
+    routing_ = *routing;
+    configure({},
+              [this](std::string_view category, std::string_view zip3, std::string_view county,
+                     std::optional<int> age) -> std::optional<std::pair<std::string, std::string>> {
+                route_calls_.push_back(
+                    {std::string(category), std::string(zip3), std::string(county), age});
+                auto match = routing_->route(category, zip3, county, age);
+                if (!match) return std::nullopt;
+                return std::pair{match->agency->id, match->agency->name};
+              });
   }
 
   std::string send(std::string message) {
@@ -152,6 +215,41 @@ class Hl7PipelineTest : public ::testing::Test {
     return out;
   }
 
+  // Sends `message`; the agency of the referral event it made, or "(no referral event)".
+  std::string referred_to(std::string message) {
+    const auto before = events_of("org.sdoh.referral.v1").size();
+    send(std::move(message));
+    auto referrals = events_of("org.sdoh.referral.v1");
+    if (referrals.size() != before + 1) return "(no referral event)";
+    return str(referrals.back(), "/data/agency/id");
+  }
+
+  // The businessStatus of the one status event committed, or how many there are instead.
+  std::string only_business_status() {
+    auto statuses = events_of("org.sdoh.referral.status.v1");
+    if (statuses.size() != 1) return std::to_string(statuses.size()) + " status events";
+    return str(statuses[0], "/data/businessStatus");
+  }
+
+  // What routing was last asked: "category zip3 county age", "-" where unknown.
+  std::string routing_asked() const {
+    if (route_calls_.empty()) return "(routing not asked)";
+    const auto& c = route_calls_.back();
+    auto known = [](const std::string& v) { return v.empty() ? std::string("-") : v; };
+    return c.category + " " + known(c.zip3) + " " + known(c.county) + " " +
+           (c.age_months ? std::to_string(*c.age_months) + "m" : std::string("-"));
+  }
+
+  // The JSON text of the value at `pointer`, as the event carries it.
+  static std::string json_at(const rapidjson::Value& doc, const char* pointer) {
+    const auto* v = rapidjson::Pointer(pointer).Get(doc);
+    if (v == nullptr) return "<absent>";
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    v->Accept(w);
+    return buf.GetString();
+  }
+
   static std::string str(const rapidjson::Value& doc, const char* pointer) {
     const auto* v = rapidjson::Pointer(pointer).Get(doc);
     if (v == nullptr) return "<absent>";
@@ -174,6 +272,9 @@ class Hl7PipelineTest : public ::testing::Test {
   std::unique_ptr<events::SchemaCatalog> catalog_;
   RecordingStore store_;
   InMemoryReferralLedger ledger_;
+  NoResources no_resources_;
+  std::shared_ptr<const mapping::RoutingTable> routing_;
+  std::vector<RouteCall> route_calls_;
   std::unique_ptr<Hl7Pipeline> pipeline_;
 };
 
@@ -449,23 +550,6 @@ TEST_F(Hl7PipelineTest, RefWithoutRf1IsRejectedNamingRf1WithADeadLetter) {
   ASSERT_EQ(store_.dead_letters.size(), 1u);
 }
 
-TEST_F(Hl7PipelineTest, RefWithoutPrdIsRejectedNamingPrd) {
-  auto ack = send(replace(without(sample("ref-i12-home-visiting.hl7"), "PRD"), "|AL|AL", "||"));
-  EXPECT_EQ(field(ack, "MSA-1"), "AE");
-  EXPECT_EQ(field(ack, "ERR-2.1"), "PRD");
-  EXPECT_EQ(events_of(kDeadLetter).size(), 1u);
-}
-
-TEST_F(Hl7PipelineTest, RefWithoutReferredToAgencyIdIsRejectedNamingPrd7) {
-  auto ack = send(replace(replace(sample("ref-i12-home-visiting.hl7"), "EHV-DURHAM^AGENCY^NC", ""),
-                          "|AL|AL", "||"));
-  EXPECT_EQ(field(ack, "MSA-1"), "AE");
-  EXPECT_EQ(field(ack, "ERR-2.1"), "PRD");
-  EXPECT_EQ(field(ack, "ERR-2.2"), "1");
-  EXPECT_EQ(field(ack, "ERR-2.3"), "7");
-  EXPECT_EQ(field(ack, "ERR-3.1"), "101");
-}
-
 TEST_F(Hl7PipelineTest, RefWithoutReferralNumberIsRejectedNamingRf16) {
   auto ack = send(replace(replace(sample("ref-i12-home-visiting.hl7"), "REF-2026-0001^PEDS_A", ""),
                           "|AL|AL", "||"));
@@ -481,6 +565,229 @@ TEST_F(Hl7PipelineTest, UnknownPriorityIsTableValueNotFound) {
   EXPECT_EQ(field(ack, "MSA-1"), "AE");
   EXPECT_EQ(field(ack, "ERR-2.3"), "2");
   EXPECT_EQ(field(ack, "ERR-3.1"), "103");
+}
+
+// --- REF^I12 naming no agency: routed, or held ------------------------------------------------
+
+constexpr const char* kReferredTo =
+    "PRD|RT^Referred to provider^HL70286|Early Start Home Visiting|||||EHV-DURHAM^AGENCY^NC\r";
+
+// The sample REF^I12 without its PRD of role RT, in original acknowledgment mode (one ACK).
+std::string ref_naming_no_agency() {
+  return replace(replace(sample("ref-i12-home-visiting.hl7"), kReferredTo, ""), "|AL|AL", "||");
+}
+
+std::string for_need(std::string ref, const std::string& obr4) {
+  return replace(std::move(ref), "food-insecurity^Food insecurity^SDOHCC", obr4);
+}
+
+// The family's address: PID-11 (ZIP, and XAD-9 county) and PID-12 as given.
+std::string living_at(std::string ref, const std::string& pid11_tail, const std::string& pid12) {
+  return replace(std::move(ref), "^NC^27701^USA||", "^NC^" + pid11_tail + "|" + pid12 + "|");
+}
+
+TEST_F(Hl7PipelineTest, RefNamingNoAgencyIsRoutedByNeedAreaAndAge) {
+  configure_shipped_routing();
+  auto ack = send(ref_naming_no_agency());
+  EXPECT_EQ(field(ack, "MSA-1"), "AA");
+  // Food, ZIP 27701, a child of 6 months on RF1-7: Durham County WIC (children under 5).
+  EXPECT_EQ(routing_asked(), "food-insecurity 277 - 6m");
+  EXPECT_EQ(route_calls_.size(), 1u);
+  auto referrals = events_of(kReferral);
+  ASSERT_EQ(referrals.size(), 1u);
+  EXPECT_EQ(json_at(referrals[0], "/data/agency"),
+            R"({"id":"wic-durham","name":"Durham County WIC","topic":"sdoh.referral.v1"})");
+  EXPECT_EQ(str(referrals[0], "/data/businessStatus"), "<null>");
+  EXPECT_EQ(store_.events[0].topic, "sdoh.referral.v1");
+  auto statuses = events_of(kStatus);
+  ASSERT_EQ(statuses.size(), 1u);
+  EXPECT_EQ(str(statuses[0], "/data/agency/id"), "wic-durham");
+  EXPECT_EQ(str(statuses[0], "/data/updatedBy/role"), "clinic");
+  ASSERT_EQ(store_.referrals.size(), 1u);
+  EXPECT_EQ(store_.referrals[0].agency_id, "wic-durham");
+  EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I12\",outcome=\"created\"}"), 1u);
+}
+
+TEST_F(Hl7PipelineTest, RoutedAgencyWithItsOwnTopicGetsTheReferralThere) {
+  configure_shipped_routing();
+  // Learning and development concerns before the third birthday: Early Intervention.
+  EXPECT_EQ(referred_to(for_need(ref_naming_no_agency(),
+                                 "educational-attainment^Educational attainment^SDOHCC")),
+            "ei-durham");
+  EXPECT_EQ(json_at(events_of(kReferral).at(0), "/data/agency/topic"),
+            R"("sdoh.referral.ei-durham")");
+  ASSERT_EQ(store_.events.size(), 2u);
+  EXPECT_EQ(store_.events[0].topic, "sdoh.referral.ei-durham");
+  EXPECT_EQ(store_.events[1].topic, "sdoh.referral-status.v1");
+}
+
+TEST_F(Hl7PipelineTest, PrdRtWithAnEmptyPrd7IsRoutedLikeNoPrd) {
+  configure_shipped_routing();
+  EXPECT_EQ(referred_to(replace(sample("ref-i12-home-visiting.hl7"), "EHV-DURHAM^AGENCY^NC", "")),
+            "wic-durham");
+  // The name is the routed agency's, not PRD-2 of the PRD that named no id.
+  EXPECT_EQ(str(events_of(kReferral).at(0), "/data/agency/name"), "Durham County WIC");
+}
+
+TEST_F(Hl7PipelineTest, AgencyNamedInPrdWinsOverRouting) {
+  configure_shipped_routing();
+  // Routing would say wic-durham for this need, area and age.
+  EXPECT_EQ(referred_to(sample("ref-i12-home-visiting.hl7")), "ehv-durham");
+  EXPECT_TRUE(route_calls_.empty());
+}
+
+TEST_F(Hl7PipelineTest, AgencyNamedInPrdGetsItsOwnTopicFromRouting) {
+  configure_shipped_routing();
+  send(replace(sample("ref-i12-home-visiting.hl7"), "EHV-DURHAM^AGENCY^NC", "EI-DURHAM^AGENCY^NC"));
+  auto referrals = events_of(kReferral);
+  ASSERT_EQ(referrals.size(), 1u);
+  EXPECT_EQ(str(referrals[0], "/data/agency/id"), "ei-durham");
+  EXPECT_EQ(str(referrals[0], "/data/agency/topic"), "sdoh.referral.ei-durham");
+  EXPECT_EQ(store_.events[0].topic, "sdoh.referral.ei-durham");
+}
+
+TEST_F(Hl7PipelineTest, CountyFromPid11WinsOverTheZip3) {
+  configure_shipped_routing();
+  // ZIP3 277 alone would be Durham's, but XAD-9 says Orange County (37135): Orange County WIC.
+  EXPECT_EQ(referred_to(living_at(ref_naming_no_agency(), "27701^USA^^^37135", "")), "wic-orange");
+  EXPECT_EQ(routing_asked(), "food-insecurity 277 37135 6m");
+}
+
+TEST_F(Hl7PipelineTest, CountyFromPid12WhenTheAddressHasNone) {
+  configure_shipped_routing();
+  // A ZIP no route lists, in Durham County by PID-12.
+  EXPECT_EQ(referred_to(living_at(ref_naming_no_agency(), "90001^USA", "37063")), "wic-durham");
+  EXPECT_EQ(routing_asked(), "food-insecurity 900 37063 6m");
+}
+
+TEST_F(Hl7PipelineTest, CountyCodeThatIsNotAFiveDigitFipsIsUnknown) {
+  configure_shipped_routing();
+  send(living_at(ref_naming_no_agency(), "27516^USA^^^135", "ORANGE"));
+  EXPECT_EQ(routing_asked(), "food-insecurity 275 - 6m");
+}
+
+TEST_F(Hl7PipelineTest, AgeIsCountedInMonthsOnTheReferralDate) {
+  configure_shipped_routing();
+  const auto ei = for_need(replace(ref_naming_no_agency(), "||20260501|", "||20231121|"),
+                           "educational-attainment^Educational attainment^SDOHCC");
+  // RF1-7 2026-11-20: a day before the third birthday, 35 months: Early Intervention.
+  EXPECT_EQ(referred_to(ei), "ei-durham");
+  EXPECT_EQ(routing_asked(), "educational-attainment 277 - 35m");
+  // RF1-7 2026-11-21: the third birthday, 36 months: Head Start.
+  EXPECT_EQ(referred_to(replace(
+                replace(replace(ei, "|20261120|", "|20261121|"), "REF-2026-0001", "REF-2026-0002"),
+                "|A1000003|", "|A1000004|")),
+            "headstart-durham");
+  EXPECT_EQ(routing_asked(), "educational-attainment 277 - 36m");
+}
+
+TEST_F(Hl7PipelineTest, RoutedReferralWithoutConsentAwaitsConsent) {
+  configure_shipped_routing();
+  EXPECT_EQ(referred_to(without(ref_naming_no_agency(), "CON")), "wic-durham");
+  EXPECT_EQ(str(events_of(kReferral).at(0), "/data/businessStatus"), "awaiting-consent");
+}
+
+TEST_F(Hl7PipelineTest, RefWithNoRouteIsHeldNotRefused) {
+  configure_shipped_routing();
+  auto ack = send(living_at(ref_naming_no_agency(), "90001^USA", ""));
+  EXPECT_EQ(field(ack, "MSA-1"), "AA");
+  EXPECT_EQ(ack.find("\rERR|"), std::string::npos) << ack;
+  EXPECT_EQ(store_.answer_codes, std::vector<std::string>{"AA"});
+  EXPECT_TRUE(store_.dead_letters.empty());
+  // No agency sees it: no referral event; its one status event says why it waits.
+  EXPECT_TRUE(events_of(kReferral).empty());
+  auto statuses = events_of(kStatus);
+  ASSERT_EQ(statuses.size(), 1u);
+  const auto& s = statuses[0];
+  // requested + no-route, announced by the gateway's routing, for no agency.
+  EXPECT_EQ(str(s, "/data/status") + " " + str(s, "/data/businessStatus"), "requested no-route");
+  EXPECT_EQ(str(s, "/data/updatedBy/role") + "/" + str(s, "/data/updatedBy/id"), "gateway/routing");
+  EXPECT_EQ(str(s, "/data/agency"), "<null>");
+  EXPECT_EQ(str(s, "/data/previousStatus"), "<null>");
+  EXPECT_EQ(str(s, "/data/sequence"), "1");
+  EXPECT_EQ(str(s, "/data/category"), "food-insecurity");
+  const auto rid = str(s, "/data/referralId");
+  EXPECT_EQ(rid.size(), 32u);
+  // Its state is kept (counted in sdoh_referrals_held, listed for ops) and the ledger knows it.
+  ASSERT_EQ(store_.referrals.size(), 1u);
+  EXPECT_EQ(store_.referrals[0].referral_id, rid);
+  EXPECT_EQ(store_.referrals[0].agency_id, "");
+  EXPECT_EQ(store_.referrals[0].status, "requested");
+  EXPECT_EQ(store_.referrals[0].business_status, "no-route");
+  EXPECT_EQ(store_.referrals[0].category, "food-insecurity");
+  EXPECT_EQ(store_.referrals[0].return_to, "EHR^PEDS_CLINIC_A");
+  auto known = ledger_.find({rid, "", "", ""});
+  ASSERT_TRUE(known);
+  EXPECT_EQ(known->business_status, "no-route");
+  EXPECT_EQ(known->agency_id, "");
+  EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I12\",outcome=\"held\"}"), 1u);
+  EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I12\",outcome=\"created\"}"), 0u);
+}
+
+TEST_F(Hl7PipelineTest, HeldReferralKeepsItsTaskWithoutAnOwner) {
+  configure_shipped_routing();
+  send(living_at(ref_naming_no_agency(), "90001^USA", ""));
+  ASSERT_EQ(store_.resources.size(), 1u);
+  const auto& task = store_.resources[0];
+  EXPECT_EQ(task.type, "Task");
+  EXPECT_EQ(task.id, str(events_of(kStatus).at(0), "/data/referralId"));
+  rapidjson::Document d;
+  d.Parse(task.json.c_str());
+  ASSERT_FALSE(d.HasParseError()) << task.json;
+  EXPECT_EQ(str(d, "/status"), "requested");
+  EXPECT_EQ(str(d, "/businessStatus/text"), "no-route");
+  EXPECT_EQ(str(d, "/owner"), "<absent>");
+  EXPECT_EQ(str(d, "/reasonCode/coding/0/code"), "food-insecurity");
+  const std::pair<std::string, std::string> held{"business-status", "no-route"};
+  EXPECT_NE(std::find(task.search.begin(), task.search.end(), held), task.search.end());
+  for (const auto& [name, value] : task.search)
+    EXPECT_NE(name, "owner") << value;
+}
+
+TEST_F(Hl7PipelineTest, WithoutRoutingARefNamingNoAgencyIsHeld) {
+  auto ack = send(ref_naming_no_agency());
+  EXPECT_EQ(field(ack, "MSA-1"), "AA");
+  EXPECT_TRUE(events_of(kReferral).empty());
+  EXPECT_EQ(only_business_status(), "no-route");
+}
+
+TEST_F(Hl7PipelineTest, NoRouteWinsOverAwaitingConsent) {
+  configure_shipped_routing();
+  send(without(living_at(ref_naming_no_agency(), "90001^USA", ""), "CON"));
+  EXPECT_EQ(only_business_status(), "no-route");
+}
+
+TEST_F(Hl7PipelineTest, HeldReferralSentAgainUnderANewControlIdAddsNothing) {
+  configure_shipped_routing();
+  const auto held = living_at(ref_naming_no_agency(), "90001^USA", "");
+  send(held);
+  auto ack = send(replace(held, "|A1000003|", "|A1000098|"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AA");
+  EXPECT_EQ(events_of(kStatus).size(), 1u);
+  EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I12\",outcome=\"already-known\"}"),
+            1u);
+}
+
+TEST_F(Hl7PipelineTest, WhatIsInvalidIsStillRefusedWhenNoAgencyIsNamed) {
+  configure_shipped_routing();
+  // MSA-1 and ERR-2 of the answer to the REF naming no agency, edited, under control id `id`.
+  auto refusal = [this](const std::string& id, const std::string& from, const std::string& to) {
+    const auto ack = send(replace(replace(ref_naming_no_agency(), from, to), "|A1000003|", id));
+    return field(ack, "MSA-1") + " " + field(ack, "ERR-2.1") + "-" + field(ack, "ERR-2.3");
+  };
+  EXPECT_EQ(refusal("|N1|", "MRN12345^^^PEDS_A^MR", ""), "AE PID-3");
+  EXPECT_EQ(refusal("|N2|", "REF-2026-0001^PEDS_A", ""), "AE RF1-6");
+  // Answers that screen negative under an OBR that names a panel, not a need.
+  EXPECT_EQ(refusal("|N3|",
+                    "food-insecurity^Food insecurity^SDOHCC\rOBX|1|CWE|88122-7^Within "
+                    "the past 12 months we worried whether our food would run out "
+                    "before we got money to buy more^LN||LA28397-0^Often true",
+                    "88121-9^Hunger Vital Sign^LN\rOBX|1|CWE|88122-7^Food worry^LN||"
+                    "LA28398-8^Never true"),
+            "AE OBR-4");
+  EXPECT_TRUE(route_calls_.empty());
+  EXPECT_TRUE(events_of(kStatus).empty());
+  EXPECT_EQ(events_of(kDeadLetter).size(), 3u);
 }
 
 TEST_F(Hl7PipelineTest, RefResendGetsTheStoredAnswerAndNoNewEvents) {
@@ -774,9 +1081,13 @@ TEST_F(Hl7PipelineTest, LogLinesAboutReferralsCarryNoPhi) {
   send(sample("rri-i12-accepted.hl7"));
   send(replace(sample("rri-i12-accepted.hl7"), "|EHV-55|", "|EHV-58|"));  // unchanged
   send(without(sample("rri-i12-accepted.hl7"), "RF1"));                   // rejected
+  send(replace(replace(without(sample("ref-i12-home-visiting.hl7"), "PRD"), "REF-2026-0001",
+                       "REF-2026-0002"),
+               "|A1000003|", "|A1000005|"));  // held: no route configured
   const auto out = testing::internal::GetCapturedStdout();
   log::init(log::Level::kInfo);
   EXPECT_NE(out.find("hl7.referral_created"), std::string::npos);
+  EXPECT_NE(out.find("hl7.referral_held"), std::string::npos);
   EXPECT_NE(out.find("hl7.referral_updated"), std::string::npos);
   EXPECT_NE(out.find("hl7.rejected"), std::string::npos);
   for (const char* phi : {"Garcia", "Sofia", "Maria", "MRN12345", "5551234", "Elm St", "20260501",

@@ -140,6 +140,81 @@ TEST_F(ReferralMapperTest, MissingAgencyOrNumberIsNamed) {
   EXPECT_EQ(ReferralMapper(*screenings_).map(r).error().where.expression, "clinicReferralNumber");
 }
 
+TEST_F(ReferralMapperTest, IdentifyNeedsNoAgencyAndWritesNoEvent) {
+  auto r = referral();
+  r.agency_id.clear();
+  r.business_status = "no-route";
+  auto held = ReferralMapper(*screenings_).identify(r);
+  ASSERT_TRUE(held) << held.error().message;
+  EXPECT_EQ(held->referral_id, referral_id("urn:clinic", "R-1"));
+  EXPECT_EQ(held->category, "food-insecurity");
+  EXPECT_EQ(held->patient_pseudonym.size(), 64u);
+  EXPECT_EQ(held->business_status, "no-route");
+  EXPECT_TRUE(held->data.empty());
+  EXPECT_FALSE(held->contact_included);
+  // An event still needs its agency.
+  EXPECT_EQ(ReferralMapper(*screenings_).map(r).error().where.expression, "agency.id");
+}
+
+TEST_F(ReferralMapperTest, IdentifyRefusesWhatMapRefusesBesideTheAgency) {
+  auto r = referral();
+  r.agency_id.clear();
+  r.category = "not-a-category";
+  EXPECT_EQ(ReferralMapper(*screenings_).identify(r).error().where.expression, "category");
+  r = referral();
+  r.patient_identifier.clear();
+  EXPECT_EQ(ReferralMapper(*screenings_).identify(r).error().where.expression,
+            "patient.identifier");
+}
+
+TEST_F(ReferralMapperTest, TaskOfAHeldReferralHasNoOwner) {
+  auto r = referral();
+  r.agency_id.clear();
+  r.business_status = "no-route";
+  auto held = ReferralMapper(*screenings_).identify(r);
+  ASSERT_TRUE(held);
+  const auto json = referral_task_json(r, *held, "2026-11-20T10:45:00Z");
+  rapidjson::Document d;
+  d.Parse(json.c_str());
+  ASSERT_FALSE(d.HasParseError()) << json;
+  EXPECT_FALSE(d.HasMember("owner"));
+  EXPECT_STREQ(d["businessStatus"]["text"].GetString(), "no-route");
+  EXPECT_STREQ(d["status"].GetString(), "requested");
+  r.agency_id = "food-bank";
+  d.Parse(referral_task_json(r, *held, "2026-11-20T10:45:00Z").c_str());
+  EXPECT_STREQ(d["owner"]["reference"].GetString(), "Organization/food-bank");
+}
+
+// The routing keys of a family with this postal code, county and birth date.
+RoutingKeys keys_of(std::string postal_code, std::string county, std::string birth_date,
+                    std::string_view on_date = "2026-11-20") {
+  NormalizedReferral r;
+  r.postal_code = std::move(postal_code);
+  r.county_fips = std::move(county);
+  r.birth_date = std::move(birth_date);
+  return routing_keys(r, on_date);
+}
+
+TEST(RoutingKeys, RealZip3NotTheSafeHarborOne) {
+  EXPECT_EQ(keys_of("27701-1234", "", "").zip3, "277");
+  EXPECT_EQ(keys_of("03601", "", "").zip3, "036");  // restricted: events say "000"
+  EXPECT_EQ(keys_of("K1A 0B1", "", "").zip3, "");
+  EXPECT_EQ(keys_of("27", "", "").zip3, "");
+}
+
+TEST(RoutingKeys, CountyOnlyAsAFiveDigitFipsCode) {
+  EXPECT_EQ(keys_of("", "37063", "").county_fips, "37063");
+  EXPECT_EQ(keys_of("", "063", "").county_fips, "");
+  EXPECT_EQ(keys_of("", "3706A", "").county_fips, "");
+}
+
+TEST(RoutingKeys, AgeInCompletedMonthsOnTheReferralDate) {
+  EXPECT_EQ(keys_of("", "", "2023-11-21", "2026-11-20T10:45:00-05:00").age_months, 35);
+  EXPECT_EQ(keys_of("", "", "2023-11-21", "2026-11-21").age_months, 36);
+  EXPECT_EQ(keys_of("", "", "2023-11-21", "2023-10-01").age_months, std::nullopt);  // unborn
+  EXPECT_EQ(keys_of("", "", "").age_months, std::nullopt);
+}
+
 TEST(ReferralStatusData, FirstEventHasNullPreviousStatusAndValidates) {
   ReferralTransition t;
   t.referral_id = referral_id("urn:clinic", "R-1");
