@@ -212,6 +212,24 @@ struct Hl7Pipeline::Impl {
     auto ack = build_answers(m, plan, err, ack_options(m));
     const auto sender = sender_of(m);
     const auto control_id = m.get("MSH-10");
+    log::info("hl7.rejected", {{"sender", sender},
+                               {"control_id", control_id},
+                               {"type", type},
+                               {"ack", to_string(code)},
+                               {"reason", error.message}});
+    pipeline::CommitRequest request;
+    request.inbound = {"hl7v2", sender,         control_id, type, std::string(to_string(code)),
+                       ack,     std::move(text)};
+    add_dead_letter(request, m, error, err.condition, stage, received_at);
+    co_return co_await commit_and_answer(std::move(request), &m, type);
+  }
+
+  // The message's dead letter and its org.sdoh.deadletter.v1 event, added to `request`.
+  void add_dead_letter(pipeline::CommitRequest& request, const Message& m, const Error& error,
+                       ErrorCondition condition, const std::string& stage,
+                       const std::string& received_at) const {
+    const auto sender = sender_of(m);
+    const auto control_id = m.get("MSH-10");
     events::DeadLetter dl;
     dl.dead_letter_id = events::event_id("deadletter|hl7v2|" + sender + "|" + control_id, 0);
     dl.received_at = received_at;
@@ -220,28 +238,20 @@ struct Hl7Pipeline::Impl {
     dl.message_id = control_id;
     dl.message_type = m.get("MSH-9");
     dl.stage = stage;
-    dl.code = std::to_string(static_cast<int>(err.condition));
+    dl.code = std::to_string(static_cast<int>(condition));
     dl.text = error.message;
     dl.where = error.where;
-    log::info("hl7.rejected", {{"sender", sender},
-                               {"control_id", control_id},
-                               {"type", type},
-                               {"ack", to_string(code)},
-                               {"reason", error.message}});
     auto e =
         event(events::EventType::kDeadLetter, "hl7v2|" + sender + "|" + control_id + "|deadletter",
               0, dl.dead_letter_id, options.topics.deadletter, control_id,
               events::dead_letter_data(dl), received_at);
-    pipeline::CommitRequest request;
-    request.inbound = {"hl7v2", sender,         control_id, type, std::string(to_string(code)),
-                       ack,     std::move(text)};
     request.events.push_back(outbox(e));
+    const auto& w = error.where;
     request.dead_letter = pipeline::DeadLetterRecord{
         dl.dead_letter_id, stage, dl.code, error.message,
-        err.where.segment.empty() ? ""
-                                  : err.where.segment + "^" + std::to_string(err.where.sequence) +
-                                        "^" + std::to_string(err.where.field)};
-    co_return co_await commit_and_answer(std::move(request), &m, type);
+        w.segment.empty()
+            ? ""
+            : w.segment + "^" + std::to_string(w.sequence) + "^" + std::to_string(w.field)};
   }
 
   asio::awaitable<std::string> reject_unparseable(std::string text, const Error& error,
@@ -280,7 +290,9 @@ struct Hl7Pipeline::Impl {
                                       std::vector<pipeline::OutboxEvent> events,
                                       bool* committed = nullptr,
                                       std::vector<pipeline::ResourceWrite> resources = {},
-                                      std::vector<pipeline::ReferralState> states = {}) {
+                                      std::vector<pipeline::ReferralState> states = {},
+                                      const Error* held = nullptr,
+                                      const std::string& received_at = {}) {
     const auto sender = sender_of(m);
     const auto control_id = m.get("MSH-10");
     const auto plan = plan_acks(m, AckCode::kAA, Acceptance::kCommitted);
@@ -292,6 +304,10 @@ struct Hl7Pipeline::Impl {
     request.referrals = std::move(states);
     request.inbound = {"hl7v2", sender,         control_id, type, std::string(to_string(code)),
                        ack,     std::move(text)};
+    // A referral held for no route is accepted and also a dead letter (stage route): listed for
+    // operations, and replayed once a route exists, which releases it to its agency.
+    if (held != nullptr)
+      add_dead_letter(request, m, *held, ErrorCondition::kTableValueNotFound, "route", received_at);
     log::debug("hl7.accepted", {{"sender", sender},
                                 {"control_id", control_id},
                                 {"type", type},
@@ -358,6 +374,102 @@ struct Hl7Pipeline::Impl {
     return referral_mapper.map(r);
   }
 
+  // The gateway's Task for an HL7 referral (version `version`, replacing the one before).
+  pipeline::ResourceWrite task_write(const Message& m, const mapping::NormalizedReferral& ref,
+                                     const mapping::MappedReferral& mapped,
+                                     const std::string& received_at, std::int64_t version) const {
+    pipeline::ResourceWrite task;
+    task.type = "Task";
+    task.id = mapped.referral_id;
+    task.version = version;
+    task.expected_version = version - 1;
+    task.last_updated = received_at;
+    task.json = mapping::referral_task_json(ref, mapped, received_at);
+    if (version > 1) {
+      // referral_task_json writes version 1; a later version says which it is.
+      const std::string from = R"("versionId":"1")";
+      if (auto at = task.json.find(from); at != std::string::npos)
+        task.json.replace(at, from.size(), R"("versionId":")" + std::to_string(version) + "\"");
+    }
+    task.source = sender_of(m);
+    task.identifiers = {{ref.clinic_number_system, ref.clinic_number_value}};
+    task.search = {{"_id", mapped.referral_id},
+                   {"_sender", task.source},
+                   {"status", "requested"},
+                   {"identifier", ref.clinic_number_system + "|" + ref.clinic_number_value}};
+    if (!ref.agency_id.empty()) task.search.emplace_back("owner", ref.agency_id);
+    if (!mapped.business_status.empty())
+      task.search.emplace_back("business-status", mapped.business_status);
+    return task;
+  }
+
+  // A referral held for no route that routing now sends to an agency: its referral event, the
+  // gateway's status event (no-route → none, or awaiting-consent without consent), its state with
+  // the agency, and the next version of its Task, owned by the agency.
+  asio::awaitable<std::string> release_held(const Message& m, const std::string& type,
+                                            std::string text,
+                                            const mapping::NormalizedReferral& ref,
+                                            mapping::MappedReferral mapped,
+                                            const ReferralRecord& known,
+                                            const std::string& received_at) {
+    const auto& rid = mapped.referral_id;
+    ReferralClaim claim(ledger, rid);
+    if (!claim.held())
+      co_return transient_nak(m, type, "another message is changing this referral; resend later");
+    std::int64_t version = 1;
+    if (options.resources != nullptr) {
+      auto row = options.resources->read_resource("Task", rid);
+      if (row && *row) version = (*row)->version;
+    }
+    mapping::ReferralTransition routed;
+    routed.referral_id = rid;
+    routed.status = mapping::ReferralStatus::kRequested;
+    routed.previous = mapping::ReferralStatus::kRequested;
+    routed.business_status = mapped.business_status;
+    routed.updated_by_role = "gateway";
+    routed.updated_by_id = "routing";
+    routed.time = received_at;
+    routed.sequence = known.sequence + 1;
+    routed.agency_id = ref.agency_id;
+    routed.category = mapped.category;
+    std::vector<pipeline::OutboxEvent> out;
+    out.push_back(
+        outbox(event(events::EventType::kReferral, "hl7v2|referral|" + rid, routed.sequence, rid,
+                     ref.agency_topic, rid, mapped.data, received_at)));
+    out.push_back(outbox(event(events::EventType::kReferralStatus, "hl7v2|referral-status|" + rid,
+                               routed.sequence, rid, options.topics.referral_status, rid,
+                               mapping::referral_status_data(routed), received_at)));
+    std::vector<pipeline::ResourceWrite> resources;
+    if (options.resources != nullptr)
+      resources.push_back(task_write(m, ref, mapped, received_at, version + 1));
+    pipeline::ReferralState state;
+    state.referral_id = rid;
+    state.clinic_number_system = known.clinic_number_system;
+    state.clinic_number_value = known.clinic_number_value;
+    state.source_control_id = known.source_control_id;
+    state.agency_id = ref.agency_id;
+    state.category = known.category;
+    state.status = "requested";
+    state.business_status = routed.business_status;
+    state.sequence = routed.sequence;
+    std::vector<pipeline::ReferralState> states{state};
+    bool committed = false;
+    auto answer = co_await accept(m, type, std::move(text), std::move(out), &committed,
+                                  std::move(resources), std::move(states));
+    if (committed) {
+      ledger.record({rid, known.clinic_number_system, known.clinic_number_value,
+                     known.source_control_id, ref.agency_id, known.category, routed.status,
+                     routed.business_status, routed.sequence});
+      referrals.with({"REF^I12", "released"}).inc();
+      log::info("hl7.referral_routed", {{"sender", sender_of(m)},
+                                        {"control_id", m.get("MSH-10")},
+                                        {"referral", rid},
+                                        {"agency", ref.agency_id},
+                                        {"category", mapped.category}});
+    }
+    co_return answer;
+  }
+
   asio::awaitable<std::string> handle_ref(const Message& m, const std::string& type,
                                           std::string text, const std::string& received_at) {
     const auto settings = settings_for(m);
@@ -385,14 +497,27 @@ struct Hl7Pipeline::Impl {
     }
     const bool held = ref->agency_id.empty();
     const auto& rid = mapped->referral_id;
-    if (ledger.find({rid, "", "", ""})) {
+    const Error no_route =
+        Error::invalid(Location{"PRD", 1, 7, 0, ""},
+                       "no route for the need " + mapped->category +
+                           " in the family's area and age band: the referral is held");
+    if (auto known = ledger.find({rid, "", "", ""})) {
+      const bool still_held = known->status == mapping::ReferralStatus::kRequested &&
+                              known->business_status == mapping::kNoRoute;
+      if (still_held && !held) {
+        // Held for no route, and a route now finds its agency (the clinic sent it again, or an
+        // operator replayed it after adding the route): released to that agency.
+        co_return co_await release_held(m, type, std::move(text), *ref, std::move(*mapped), *known,
+                                        received_at);
+      }
       // A REF^I12 for a referral already made (the clinic re-sent it under a new control id):
       // acknowledged, and nothing new is published. Changes to a referral are REF^I13.
       referrals.with({"REF^I12", "already-known"}).inc();
       log::info("hl7.referral_known",
                 {{"sender", sender_of(m)}, {"control_id", m.get("MSH-10")}, {"referral", rid}});
       std::vector<pipeline::OutboxEvent> none;
-      co_return co_await accept(m, type, std::move(text), std::move(none));
+      co_return co_await accept(m, type, std::move(text), std::move(none), nullptr, {}, {},
+                                still_held ? &no_route : nullptr, received_at);
     }
     ReferralClaim claim(ledger, rid);
     if (!claim.held())
@@ -437,28 +562,14 @@ struct Hl7Pipeline::Impl {
         ref->race,
         ref->ethnicity,
         ref->language};
-    if (options.resources != nullptr) {
-      pipeline::ResourceWrite task;
-      task.type = "Task";
-      task.id = rid;
-      task.last_updated = received_at;
-      task.json = mapping::referral_task_json(*ref, *mapped, received_at);
-      task.source = sender_of(m);
-      task.identifiers = {{ref->clinic_number_system, ref->clinic_number_value}};
-      task.search = {{"_id", rid},
-                     {"_sender", task.source},
-                     {"status", "requested"},
-                     {"identifier", ref->clinic_number_system + "|" + ref->clinic_number_value}};
-      if (!held) task.search.emplace_back("owner", ref->agency_id);
-      if (!first.business_status.empty())
-        task.search.emplace_back("business-status", first.business_status);
-      resources.push_back(std::move(task));
-    }
+    if (options.resources != nullptr)
+      resources.push_back(task_write(m, *ref, *mapped, received_at, 1));
     // Named locals: GCC 12 mishandles braced initializers inside co_await expressions.
     std::vector<pipeline::ReferralState> states{state};
     bool committed = false;
-    auto answer = co_await accept(m, type, std::move(text), std::move(out), &committed,
-                                  std::move(resources), std::move(states));
+    auto answer =
+        co_await accept(m, type, std::move(text), std::move(out), &committed, std::move(resources),
+                        std::move(states), held ? &no_route : nullptr, received_at);
     if (committed) {
       ledger.record({rid, ref->clinic_number_system, ref->clinic_number_value, m.get("MSH-10"),
                      ref->agency_id, mapped->category, first.status, first.business_status, 1});

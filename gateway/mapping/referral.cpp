@@ -8,6 +8,7 @@
 
 #include "gateway/core/json_text.hpp"
 #include "gateway/events/event.hpp"
+#include "gateway/mapping/lifecycle.hpp"
 
 namespace sdoh::mapping {
 namespace {
@@ -374,8 +375,20 @@ std::string referral_task_json(const NormalizedReferral& r, const MappedReferral
     out += "}";
   }
   if (!mapped.business_status.empty()) {
-    out += R"(,"businessStatus":{"text":)";
-    append_json_string(out, mapped.business_status);
+    // As the gateway keeps every Task's businessStatus: the lifecycle's code, its display.
+    const auto* known = find_business_status(mapped.business_status);
+    out += R"(,"businessStatus":{)";
+    if (known != nullptr) {
+      out += R"("coding":[{"system":)";
+      append_json_string(out, kBusinessStatusSystem);
+      out += R"(,"code":)";
+      append_json_string(out, known->code);
+      out += R"(,"display":)";
+      append_json_string(out, known->display);
+      out += "}],";
+    }
+    out += R"("text":)";
+    append_json_string(out, known != nullptr ? known->display : mapped.business_status);
     out += "}";
   }
   out +=

@@ -693,7 +693,11 @@ TEST_F(Hl7PipelineTest, RefWithNoRouteIsHeldNotRefused) {
   EXPECT_EQ(field(ack, "MSA-1"), "AA");
   EXPECT_EQ(ack.find("\rERR|"), std::string::npos) << ack;
   EXPECT_EQ(store_.answer_codes, std::vector<std::string>{"AA"});
-  EXPECT_TRUE(store_.dead_letters.empty());
+  // Listed for operations as a dead letter (stage route), replayed once a route exists.
+  ASSERT_EQ(store_.dead_letters.size(), 1u);
+  EXPECT_EQ(store_.dead_letters[0].stage, "route");
+  EXPECT_EQ(store_.dead_letters[0].location, "PRD^1^7");
+  EXPECT_EQ(events_of(kDeadLetter).size(), 1u);
   // No agency sees it: no referral event; its one status event says why it waits.
   EXPECT_TRUE(events_of(kReferral).empty());
   auto statuses = events_of(kStatus);
@@ -735,7 +739,9 @@ TEST_F(Hl7PipelineTest, HeldReferralKeepsItsTaskWithoutAnOwner) {
   d.Parse(task.json.c_str());
   ASSERT_FALSE(d.HasParseError()) << task.json;
   EXPECT_EQ(str(d, "/status"), "requested");
-  EXPECT_EQ(str(d, "/businessStatus/text"), "no-route");
+  EXPECT_EQ(str(d, "/businessStatus/coding/0/code"), "no-route");
+  EXPECT_EQ(str(d, "/businessStatus/coding/0/system"),
+            "urn:sdoh:codesystem:referral-business-status");
   EXPECT_EQ(str(d, "/owner"), "<absent>");
   EXPECT_EQ(str(d, "/reasonCode/coding/0/code"), "food-insecurity");
   const std::pair<std::string, std::string> held{"business-status", "no-route"};
@@ -765,6 +771,42 @@ TEST_F(Hl7PipelineTest, HeldReferralSentAgainUnderANewControlIdAddsNothing) {
   EXPECT_EQ(field(ack, "MSA-1"), "AA");
   EXPECT_EQ(events_of(kStatus).size(), 1u);
   EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I12\",outcome=\"already-known\"}"),
+            1u);
+}
+
+TEST_F(Hl7PipelineTest, HeldReferralIsReleasedWhenARouteFindsItsAgency) {
+  configure_shipped_routing();
+  const auto held = living_at(ref_naming_no_agency(), "90001^USA", "");
+  send(held);
+  const auto rid = str(events_of(kStatus).at(0), "/data/referralId");
+  // The clinic corrects the family's address (ZIP 27701) and sends the referral again.
+  auto ack = send(replace(living_at(ref_naming_no_agency(), "27701^USA", ""), "|A1000003|",
+                          "|A1000097|"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AA");
+  auto referrals = events_of(kReferral);
+  ASSERT_EQ(referrals.size(), 1u);
+  EXPECT_EQ(str(referrals[0], "/data/referralId"), rid);
+  EXPECT_EQ(str(referrals[0], "/data/agency/id"), "wic-durham");
+  auto statuses = events_of(kStatus);
+  ASSERT_EQ(statuses.size(), 2u);
+  const auto& routed = statuses[1];
+  EXPECT_EQ(str(routed, "/data/updatedBy/role") + "/" + str(routed, "/data/updatedBy/id"),
+            "gateway/routing");
+  EXPECT_EQ(str(routed, "/data/sequence"), "2");
+  EXPECT_EQ(str(routed, "/data/businessStatus"), "<null>");
+  EXPECT_EQ(str(routed, "/data/agency/id"), "wic-durham");
+  ASSERT_EQ(store_.referrals.size(), 2u);
+  EXPECT_EQ(store_.referrals[1].agency_id, "wic-durham");
+  EXPECT_EQ(store_.referrals[1].sequence, 2);
+  EXPECT_EQ(store_.dead_letters.size(), 1u);  // only the first message's
+  ASSERT_EQ(store_.resources.size(), 2u);
+  EXPECT_EQ(store_.resources[1].version, 2);
+  rapidjson::Document d;
+  d.Parse(store_.resources[1].json.c_str());
+  EXPECT_EQ(str(d, "/owner/reference"), "Organization/wic-durham");
+  EXPECT_EQ(str(d, "/meta/versionId"), "2");
+  EXPECT_EQ(ledger_.find({rid, "", "", ""})->agency_id, "wic-durham");
+  EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I12\",outcome=\"released\"}"),
             1u);
 }
 
