@@ -903,6 +903,7 @@ struct CommitOp final : WriteOp {
     }
     if (auto r = insert_events(s, received); !r) return r;
     if (auto r = write_state(s, received); !r) return r;
+    pending_dead_letters = -1;  // one fewer waiting for an operator
     return mark_replayed(s.db, request.replay_of, received,
                          "replayed: " + std::to_string(outcome.undelivered.size()) + " event(s)");
   }

@@ -13,7 +13,8 @@ import os
 import shutil
 import tempfile
 
-from harness import SAMPLES, SCHEMAS, Gateway, assert_valid_events, consume, hl7_field, run
+from harness import (SAMPLES, SCHEMAS, Gateway, MockKafka, assert_valid_events, consume, consume_all,
+                     hl7_field, run)
 from test_fhir import AGENCY_TOKEN, CLIENTS, CLINIC_TOKEN, ENV, FhirClient, sample_path
 
 
@@ -463,6 +464,94 @@ class ClosedLoop(unittest.TestCase):
             rf1[fields[1]] = segs.get("NTE", "")
         self.assertEqual(set(rf1), {"P^requested^HL70283", "A^accepted^HL70283"})
         self.assertIn("overdue", rf1["P^requested^HL70283"])
+
+
+ADMIN_TOKEN = "closed-loop-admin-token-0123456789"
+DEADLETTERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "deadletters")
+
+
+class HeldReferralReplay(unittest.TestCase):
+    """A referral no route matches is held and listed as a dead letter (stage route); after the
+    operator adds a route and restarts, replaying the dead letter releases it to the agency."""
+
+    def test_replay_after_adding_a_route_releases_the_held_referral(self):
+        schemas = tempfile.mkdtemp(prefix="sdoh-schemas-")
+        self.addCleanup(shutil.rmtree, schemas, True)
+        shutil.copytree(SCHEMAS, schemas, dirs_exist_ok=True)
+        routing_file = os.path.join(schemas, "routing", "routing.json")
+        with open(sample_path("bundle-transaction-screening-consent-referral.json")) as f:
+            bundle = json.load(f)
+        for entry in bundle["entry"]:
+            r = entry["resource"]
+            if r["resourceType"] == "ServiceRequest":
+                r["category"][0]["coding"][0]["code"] = "transportation-insecurity"
+                r.pop("performer", None)
+                r.pop("code", None)
+            if r["resourceType"] == "Task":
+                r.pop("owner", None)
+            if r["resourceType"] == "Consent":
+                r["provision"].pop("actor")
+        env = dict(ENV, SDOH_ADMIN_TOKEN=ADMIN_TOKEN)
+        admin = "admin: { token: { env: SDOH_ADMIN_TOKEN } }\n"
+        tools_env = dict(os.environ, SDOH_ADMIN_TOKEN=ADMIN_TOKEN)
+        with MockKafka(brokers=1, partitions=1) as kafka:
+            gw = Gateway(config=CLIENTS + admin, env=env, schemas=schemas,
+                         kafka="{ brokers: \"%s\", metadata_interval: 500ms }" % kafka.bootstrap).start()
+            try:
+                path = os.path.join(gw.dir, "held.json")
+                with open(path, "w") as f:
+                    json.dump(bundle, f)
+                clinic = FhirClient(gw, CLINIC_TOKEN)
+                answer = clinic.call("POST", "/fhir", body_file=path)
+                self.assertEqual(answer.status, 200, answer)
+                rid = next(e["response"]["location"] for e in answer.json()["entry"]
+                           if e["response"]["location"].startswith("Task/")).split("/")[1]
+                listed = run([DEADLETTERS, "--url", gw.http_url, "--json", "list"], env=tools_env)
+                [dl] = json.loads(listed.stdout)["deadLetters"]
+                self.assertEqual(dl["stage"], "route")
+                self.assertIn("transportation-insecurity", dl["error"]["text"])
+                # Replayed before a route exists: still held.
+                early = run([DEADLETTERS, "--url", gw.http_url, "replay", dl["deadLetterId"]], env=tools_env)
+                self.assertEqual(early.returncode, 1, early.stdout)
+                self.assertIn("still rejected", early.stdout + early.stderr)
+                self.assertEqual(gw.stop(), 0)
+
+                # The operator adds an agency and a route for the need, restarts and replays.
+                with open(routing_file) as f:
+                    routing = json.load(f)
+                routing["agencies"].append({"id": "rides-durham", "name": "Durham Medicaid Rides",
+                                            "kind": "other", "sla": "2d"})
+                routing["routes"].append({"category": "transportation-insecurity",
+                                          "area": {"zip3": ["277"]}, "agency": "rides-durham"})
+                with open(routing_file, "w") as f:
+                    json.dump(routing, f)
+                gw.log_file.close()
+                gw.start()
+                replayed = run([DEADLETTERS, "--url", gw.http_url, "replay", dl["deadLetterId"]], env=tools_env)
+                self.assertEqual(replayed.returncode, 0, replayed.stdout + replayed.stderr)
+
+                deadline = time.monotonic() + 15
+                referrals = []
+                while time.monotonic() < deadline and not referrals:
+                    referrals = [json.loads(v) for _, v in consume_all(kafka.bootstrap, "sdoh.referral.v1")]
+                    referrals = [e for e in referrals if e["data"]["referralId"] == rid]
+                    time.sleep(0.2)
+                self.assertEqual(len(referrals), 1, referrals)
+                self.assertEqual(referrals[0]["data"]["agency"]["id"], "rides-durham")
+                self.assertEqual(referrals[0]["data"]["contact"]["phone"], "+19195551234")
+                statuses = [json.loads(v) for _, v in consume_all(kafka.bootstrap, "sdoh.referral-status.v1")]
+                statuses = [e["data"] for e in statuses if e["data"]["referralId"] == rid]
+                self.assertEqual([(s["businessStatus"], s["updatedBy"]["id"], s["sequence"]) for s in statuses],
+                                 [("no-route", "routing", 1), (None, "routing", 2)])
+                assert_valid_events([json.dumps(e) for e in referrals])
+                task = FhirClient(gw, CLINIC_TOKEN).call("GET", "/fhir/Task/" + rid).json()
+                self.assertEqual(task["owner"]["reference"], "Organization/rides-durham")
+                self.assertNotIn("businessStatus", task)
+                after = json.loads(run([DEADLETTERS, "--url", gw.http_url, "--json", "list"],
+                                       env=tools_env).stdout)
+                self.assertEqual(after["waiting"], 0, after)
+            finally:
+                gw.__exit__(None, None, None)
 
 
 if __name__ == "__main__":

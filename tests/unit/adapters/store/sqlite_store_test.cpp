@@ -949,6 +949,7 @@ TEST_F(SqliteStoreTest, AReplayWritesItsResourcesAndReferralStates) {
   rejected.inbound.answer_code = "AE";
   rejected.dead_letter = pipeline::DeadLetterRecord{"dl-b1", "map", "103", "no table", "OBX^1^3"};
   ASSERT_TRUE(commit_now(*store, rejected));
+  EXPECT_EQ(store->stats().dead_letters, 1);
   auto fixed = with_resource("B1", task_write("t1", 1, "requested", "ehv"));
   fixed.replay_of = "dl-b1";
   fixed.referrals.push_back(
@@ -959,6 +960,7 @@ TEST_F(SqliteStoreTest, AReplayWritesItsResourcesAndReferralStates) {
   EXPECT_EQ((*store->read_resource("Task", "t1"))->version, 1);
   EXPECT_EQ(*store->find_resource_id("Task", "urn:clinic", "REF-t1"), "t1");
   EXPECT_EQ((*store->find_referral({"", "", "", "B1"}))->referral_id, "t1");
+  EXPECT_EQ(store->stats().dead_letters, 0);  // none waiting for an operator any more
 }
 
 TEST_F(SqliteStoreTest, SearchMatchesEveryParameterAndAnyOfItsValues) {
