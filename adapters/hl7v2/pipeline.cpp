@@ -617,16 +617,18 @@ struct Hl7Pipeline::Impl {
     if (!current) current = known;  // a ledger never forgets; kept safe if one ever does
     const Location status_field{"RF1", 1, 1, 1, ""};
     const auto next = response->status;
-    // The lifecycle's table decides (schemas/README.md, "Referral lifecycle").
-    if (next != current->status || response->business_status != current->business_status) {
-      auto verdict = mapping::check_transition(current->status, next, mapping::Actor::kAgency);
-      if (!verdict.allowed()) {
-        const auto refused = Error::invalid(status_field, verdict.message);
-        co_return co_await reject(m, type, refused, "lifecycle", received_at, std::move(text),
-                                  ErrorCondition::kTableValueNotFound);
-      }
+    // The lifecycle decides, status and businessStatus together (schemas/README.md, "Referral
+    // lifecycle"); a code that does not go with the new status is not carried into it.
+    const mapping::LifecycleState from{current->status, current->business_status};
+    const auto to = mapping::carry_over(from, {next, response->business_status});
+    const std::string business_status(to.business_status);
+    const auto verdict = mapping::check_change(from, to, mapping::Actor::kAgency);
+    if (!verdict.allowed()) {
+      const auto refused = Error::invalid(status_field, verdict.message);
+      co_return co_await reject(m, type, refused, "lifecycle", received_at, std::move(text),
+                                ErrorCondition::kTableValueNotFound);
     }
-    if (next == current->status && response->business_status == current->business_status) {
+    if (verdict.unchanged) {
       referrals.with({"RRI^I12", "unchanged"}).inc();
       std::vector<pipeline::OutboxEvent> none;
       co_return co_await accept(m, type, std::move(text), std::move(none));
@@ -635,7 +637,7 @@ struct Hl7Pipeline::Impl {
     t.referral_id = rid;
     t.status = next;
     t.previous = current->status;
-    t.business_status = response->business_status;
+    t.business_status = business_status;
     t.reason = response->reason;
     t.updated_by_role = "agency";
     t.updated_by_id = response->agency_id;
