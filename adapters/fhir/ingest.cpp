@@ -238,6 +238,7 @@ class Ingestor {
                    const std::string& sr_root, Entry& e, mapping::NormalizedReferral& r);
   bool clinic_refers(const PatientInfo& patient, std::string_view category);
   void apply_consent(Entry& e);
+  void add_task_version(const std::string& id, const std::string& stored, const std::string& json);
   void refer_from_screening(Entry& e, const Reference& subject, const PatientInfo& patient,
                             const mapping::MappedScreening& m);
   void make_referral_resources(const Entry& screening, const Reference& subject,
@@ -819,18 +820,9 @@ std::optional<Ingestor::Opened> Ingestor::open_referral(Entry& e, mapping::Norma
                            state->language,
                            routed.sequence};
     e.referrals.push_back(std::move(record));
-    const auto version = stored_version(*task) + 1;
-    StoredResource next;
-    next.type = "Task";
-    next.id = rid;
-    next.version_id = std::to_string(version);
-    next.last_updated = request_.received_at;
-    next.json = with_meta(with_business_status(with_owner(*task, r.agency_id, r.agency_name),
-                                               mapped->business_status),
-                          version, request_.received_at);
-    if (auto parsed = parse_resource(next.json); parsed && parsed->type == "Task")
-      next.identifiers = std::get<Task>(parsed->resource).identifiers;
-    made_.push_back(std::move(next));
+    add_task_version(rid, *task,
+                     with_business_status(with_owner(*task, r.agency_id, r.agency_name),
+                                          mapped->business_status));
     e.issues.push_back(Issue::information(
         e.root, "referral Task/" + rid + " was held for no route: now routed to " + r.agency_id));
     return Opened{rid, true, mapped->business_status, true};
@@ -1037,6 +1029,21 @@ void Ingestor::map_task(Entry& e) {
   }
 }
 
+// The next version of a stored Task (`stored`), with `json` as its content; meta set here.
+void Ingestor::add_task_version(const std::string& id, const std::string& stored,
+                                const std::string& json) {
+  const auto version = stored_version(stored) + 1;
+  StoredResource next;
+  next.type = "Task";
+  next.id = id;
+  next.version_id = std::to_string(version);
+  next.last_updated = request_.received_at;
+  next.json = with_meta(json, version, request_.received_at);
+  if (auto parsed = parse_resource(next.json); parsed && parsed->type == "Task")
+    next.identifiers = std::get<Task>(parsed->resource).identifiers;
+  made_.push_back(std::move(next));
+}
+
 // What a Consent changes for the patient's referrals from this sender that no agency has
 // answered yet (requested): a Consent that lets a waiting referral's agency (awaiting-consent)
 // have the family's contact details releases it — the referral event again, now with consent and
@@ -1133,16 +1140,7 @@ void Ingestor::apply_consent(Entry& e) {
                              mapping::referral_status_data(move)));
     e.referrals.push_back(std::move(record));
 
-    const auto version = stored_version(*task_json) + 1;
-    StoredResource next;
-    next.type = "Task";
-    next.id = task_id;
-    next.version_id = std::to_string(version);
-    next.last_updated = request_.received_at;
-    next.json = with_meta(with_business_status(*task_json, to.business_status), version,
-                          request_.received_at);
-    next.identifiers = t.identifiers;
-    made_.push_back(std::move(next));
+    add_task_version(task_id, *task_json, with_business_status(*task_json, to.business_status));
     e.issues.push_back(Issue::information(
         e.root, revoked ? "the consent is revoked: referral Task/" + task_id +
                               " waits for consent again (its agency should no longer use the "

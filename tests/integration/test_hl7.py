@@ -388,11 +388,11 @@ class Hl7Referrals(unittest.TestCase):
         self.assertIsNone(hl7_field(ack, "ERR", 1))
         task = self.task_for("REF-HELD-1")
         referral_id = task["id"]
-        self.assertEqual((task["status"], task["businessStatus"]["text"]), ("requested", "no-route"))
+        self.assertEqual((task["status"], task["businessStatus"]["coding"][0]["code"]), ("requested", "no-route"))
         self.assertNotIn("owner", task)
         status, body = self.gw.get("/fhir/Task/" + referral_id)
         self.assertEqual(status, 200, body)
-        self.assertEqual(json.loads(body)["businessStatus"]["text"], "no-route")
+        self.assertEqual(json.loads(body)["businessStatus"]["coding"][0]["code"], "no-route")
         statuses = self.wait_for("sdoh.referral-status.v1", lambda e: e["data"]["referralId"] == referral_id)
         self.assertEqual(len(statuses), 1)
         key, event = statuses[0]
@@ -420,6 +420,21 @@ class Hl7Referrals(unittest.TestCase):
         for phi in ("Garcia", "Sofia", "MRN12345", "5551234", "90001"):
             self.assertNotIn(phi, body)
             self.assertNotIn(phi, json.dumps(event))
+        # Listed for operations as a dead letter (stage route).
+        letters = self.wait_for("sdoh.deadletter.v1", lambda e: e["data"]["source"]["messageId"] == "HELD-1")
+        self.assertEqual([e["data"]["stage"] for _, e in letters], ["route"])
+
+        # The clinic corrects the family's address and sends the referral again: released to WIC.
+        again = self.ref_naming_no_agency(b"HELD-2", b"REF-HELD-1", [])
+        self.assertEqual(hl7_field(mllp_exchange(self.gw.mllp_address, [again])[0], "MSA", 1), "AA")
+        referrals = self.wait_for("sdoh.referral.v1", lambda e: e["data"]["referralId"] == referral_id)
+        self.assertEqual(len(referrals), 1)
+        self.assertEqual(referrals[0][1]["data"]["agency"]["id"], "wic-durham")
+        statuses = self.wait_for("sdoh.referral-status.v1", lambda e: e["data"]["referralId"] == referral_id,
+                                 count=2)
+        self.assertEqual([(e["data"]["sequence"], e["data"]["businessStatus"]) for _, e in statuses],
+                         [(1, "no-route"), (2, None)])
+        self.assertEqual(self.task_for("REF-HELD-1")["owner"]["reference"], "Organization/wic-durham")
 
     def test_ref_naming_no_agency_without_rf1_6_is_still_ae_naming_rf1_6(self):
         ref = self.ref_naming_no_agency(b"NORF16-1", b"", [(b"|^PEDS_A|", b"||")])

@@ -178,7 +178,10 @@ TEST_F(ReferralMapperTest, TaskOfAHeldReferralHasNoOwner) {
   d.Parse(json.c_str());
   ASSERT_FALSE(d.HasParseError()) << json;
   EXPECT_FALSE(d.HasMember("owner"));
-  EXPECT_STREQ(d["businessStatus"]["text"].GetString(), "no-route");
+  EXPECT_STREQ(d["businessStatus"]["coding"][0]["code"].GetString(), "no-route");
+  EXPECT_STREQ(d["businessStatus"]["coding"][0]["system"].GetString(),
+               "urn:sdoh:codesystem:referral-business-status");
+  EXPECT_STREQ(d["businessStatus"]["text"].GetString(), "No route (held)");
   EXPECT_STREQ(d["status"].GetString(), "requested");
   r.agency_id = "food-bank";
   d.Parse(referral_task_json(r, *held, "2026-11-20T10:45:00Z").c_str());
