@@ -454,6 +454,7 @@ struct Api::Impl {
     ctx.unknown_patient = options.unknown_patient;
     ctx.refer_from_screening = options.refer_from_screening;
     ctx.find_referral = options.find_referral;
+    ctx.open_referral_for = options.open_referral_for;
     return ctx;
   }
 
@@ -513,6 +514,7 @@ struct Api::Impl {
       st.race = r.race;
       st.ethnicity = r.ethnicity;
       st.language = r.language;
+      st.patient = r.patient;
       commit.referrals.push_back(std::move(st));
     }
     return commit;

@@ -67,6 +67,8 @@ struct ApiOptions {
   /// The referral's closed-loop state, for status updates of its Task.
   std::function<std::optional<pipeline::ReferralState>(const std::string& referral_id)>
       find_referral;
+  /// IngestContext::open_referral_for.
+  decltype(IngestContext::open_referral_for) open_referral_for;
   /// Empty: the built-in rule (no change out of a final state; agencies may not cancel,
   /// clinics may only cancel).
   TransitionCheck check_transition;

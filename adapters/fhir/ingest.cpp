@@ -702,9 +702,10 @@ std::optional<Ingestor::Opened> Ingestor::hold_unrouted(Entry& e,
   e.events.push_back(event(events::EventType::kReferralStatus, "fhir|referral-status|" + rid,
                            first.sequence, rid, ctx_.topics.referral_status, rid,
                            mapping::referral_status_data(first)));
-  e.referrals.push_back({rid, r.clinic_number_system, r.clinic_number_value, sr_id, "", r.category,
-                         std::string(mapping::kNoRoute), r.consent.status, false, r.race,
-                         r.ethnicity, r.language});
+  e.referrals.push_back(
+      {rid, r.clinic_number_system, r.clinic_number_value, sr_id, "", r.category,
+       std::string(mapping::kNoRoute), r.consent.status, false, r.race, r.ethnicity, r.language, 1,
+       ctx_.mapper->pseudonymizer().pseudonym(r.patient_authority, r.patient_identifier)});
   e.issues.push_back(Issue::warning(
       IssueType::kProcessing, where,
       "no agency named and no route for the need " + r.category +
@@ -818,7 +819,8 @@ std::optional<Ingestor::Opened> Ingestor::open_referral(Entry& e, mapping::Norma
                            state->race,
                            state->ethnicity,
                            state->language,
-                           routed.sequence};
+                           routed.sequence,
+                           mapped->patient_pseudonym};
     e.referrals.push_back(std::move(record));
     add_task_version(rid, *task,
                      with_business_status(with_owner(*task, r.agency_id, r.agency_name),
@@ -847,7 +849,8 @@ std::optional<Ingestor::Opened> Ingestor::open_referral(Entry& e, mapping::Norma
                            mapping::referral_status_data(first)));
   e.referrals.push_back({rid, r.clinic_number_system, r.clinic_number_value, sr_id, r.agency_id,
                          mapped->category, mapped->business_status, r.consent.status,
-                         mapped->contact_included, r.race, r.ethnicity, r.language});
+                         mapped->contact_included, r.race, r.ethnicity, r.language, 1,
+                         mapped->patient_pseudonym});
   return Opened{rid, false, mapped->business_status, false};
 }
 
@@ -1107,7 +1110,8 @@ void Ingestor::apply_consent(Entry& e) {
         state->race,
         state->ethnicity,
         state->language,
-        move.sequence};
+        move.sequence,
+        state->patient};
 
     if (!revoked) {
       // The referral as it was sent, now with the consent and the family's contact details.
@@ -1177,6 +1181,17 @@ void Ingestor::refer_from_screening(Entry& e, const Reference& subject, const Pa
           e.root, "the family asked for help with " + d.category +
                       ": the clinic's ServiceRequest in this request is its referral"));
       continue;
+    }
+    if (ctx_.open_referral_for) {
+      // One open referral per child and need: a later screening asking again adds none.
+      if (auto open = ctx_.open_referral_for(m.patient_pseudonym, d.category);
+          open && *open != mapping::referral_id(kScreeningReferralSystem,
+                                                m.screening_id + ":" + d.category)) {
+        e.issues.push_back(Issue::information(e.root, "the family asked for help with " +
+                                                          d.category + ": referral Task/" + *open +
+                                                          " for it is still open"));
+        continue;
+      }
     }
     mapping::NormalizedReferral r;
     r.protocol = "fhir";

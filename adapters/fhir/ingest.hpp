@@ -76,8 +76,7 @@ enum class UnknownPatientPolicy {
   kReject,
 };
 
-/// The numbering of referrals the gateway opens from screenings: value "{screeningId}:{category}".
-inline constexpr std::string_view kScreeningReferralSystem = "urn:sdoh-gateway:screening-referral";
+using mapping::kScreeningReferralSystem;
 
 struct IngestContext {
   const mapping::ScreeningMapper* mapper = nullptr;  ///< required; must outlive the call
@@ -103,6 +102,10 @@ struct IngestContext {
   /// wait for it (businessStatus awaiting-consent). Empty function: none are released.
   std::function<std::optional<pipeline::ReferralState>(const std::string& referral_id)>
       find_referral;
+  /// The open (not final) referral of this patient (pseudonym) for this need, if any: a
+  /// screening does not open a second one. Empty function: none is looked for.
+  std::function<std::optional<std::string>(std::string_view patient, std::string_view category)>
+      open_referral_for;
 };
 
 struct IngestRequest {
@@ -142,6 +145,7 @@ struct CreatedReferral {
   bool contact_included = false;
   std::string race, ethnicity, language;  ///< codes, for the closed-loop measures
   int sequence = 1;                       ///< of the status event this request makes
+  std::string patient;                    ///< the patient's pseudonym
 };
 
 /// What a Consent in the request says, keyed by the patient's pseudonym (never an MRN).

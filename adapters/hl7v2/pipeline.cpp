@@ -336,6 +336,7 @@ struct Hl7Pipeline::Impl {
     const auto sender = sender_of(m);
     const auto control_id = m.get("MSH-10");
     std::vector<pipeline::OutboxEvent> out;
+    std::vector<ScreeningReferral> opened;
     int position = 0;
     for (const auto& s : *screenings) {
       auto mapped = mapper.map(s);
@@ -349,8 +350,84 @@ struct Hl7Pipeline::Impl {
                      position++, mapped->screening_id, options.topics.screening,
                      mapped->patient_pseudonym, std::move(mapped->data), received_at);
       out.push_back(outbox(e));
+      if (options.refer_from_screening) refer_from_screening(m, s, *mapped, opened);
     }
-    co_return co_await accept(m, type, std::move(text), std::move(out));
+    std::vector<pipeline::ResourceWrite> resources;
+    std::vector<pipeline::ReferralState> states;
+    const Error* held = nullptr;
+    for (auto& o : opened) {
+      const auto state = open_referral(m, o.ref, std::move(o.mapped), settings_for(m), received_at,
+                                       out, resources);
+      if (state.agency_id.empty() && held == nullptr) held = &o.no_route;
+      states.push_back(state);
+    }
+    bool committed = false;
+    auto answer = co_await accept(m, type, std::move(text), std::move(out), &committed,
+                                  std::move(resources), states, held, received_at);
+    if (committed) {
+      for (const auto& st : states) {
+        ledger.record({st.referral_id, st.clinic_number_system, st.clinic_number_value,
+                       st.source_control_id, st.agency_id, st.category,
+                       mapping::ReferralStatus::kRequested, st.business_status, 1});
+        referrals.with({"ORU^R01", st.agency_id.empty() ? "held" : "created"}).inc();
+        log::info("hl7.referral_from_screening", {{"sender", sender},
+                                                  {"control_id", control_id},
+                                                  {"referral", st.referral_id},
+                                                  {"agency", st.agency_id},
+                                                  {"category", st.category},
+                                                  {"business_status", st.business_status}});
+      }
+    }
+    co_return answer;
+  }
+
+  // A referral an ORU's screening opens, before it is committed.
+  struct ScreeningReferral {
+    mapping::NormalizedReferral ref;
+    mapping::MappedReferral mapped;
+    Error no_route;
+  };
+
+  // The referrals the family asked for in screening `s` (assistanceRequested true), routed; not
+  // from answers still in progress, and not again for a referral the gateway has (a resend).
+  void refer_from_screening(const Message& m, const mapping::NormalizedScreening& s,
+                            const mapping::MappedScreening& screening,
+                            std::vector<ScreeningReferral>& opened) const {
+    const bool settled = std::any_of(s.items.begin(), s.items.end(), [](const auto& i) {
+      return i.status == mapping::ResultStatus::kFinal ||
+             i.status == mapping::ResultStatus::kCorrected;
+    });
+    if (!settled) return;
+    const auto settings = settings_for(m);
+    const ReferralReadOptions read_options{settings.zone, settings.consent};
+    for (const auto& d : screening.domains) {
+      if (d.assistance_requested != true) continue;
+      auto ref = referral_from_screening(m, s, screening.screening_id, d.category, read_options);
+      auto mapped = map_referral(ref);
+      if (!mapped) {
+        log::warn("hl7.referral_from_screening_not_opened", {{"sender", sender_of(m)},
+                                                             {"control_id", m.get("MSH-10")},
+                                                             {"category", d.category},
+                                                             {"reason", mapped.error().message}});
+        continue;
+      }
+      if (ledger.find({mapped->referral_id, "", "", ""})) continue;
+      if (options.open_referral_for) {
+        // One open referral per child and need: a later screening asking again adds none.
+        if (auto open = options.open_referral_for(mapped->patient_pseudonym, d.category)) {
+          log::info("hl7.referral_already_open", {{"sender", sender_of(m)},
+                                                  {"control_id", m.get("MSH-10")},
+                                                  {"category", d.category},
+                                                  {"referral", *open}});
+          continue;
+        }
+      }
+      Error no_route =
+          Error::invalid(Location{"OBX", 1, 5, 0, ""},
+                         "no route for the need " + d.category +
+                             " in the family's area and age band: the referral is held");
+      opened.push_back({std::move(ref), std::move(*mapped), std::move(no_route)});
+    }
   }
 
   // The referral's agency is the one the clinic named (PRD role RT), else the one routing picks
@@ -470,6 +547,55 @@ struct Hl7Pipeline::Impl {
     co_return answer;
   }
 
+  // A new referral's events (its referral event, unless held for no route; its first status
+  // event) and Task, appended to `out` and `resources`; returns its state for the commit.
+  pipeline::ReferralState open_referral(const Message& m, const mapping::NormalizedReferral& ref,
+                                        mapping::MappedReferral mapped,
+                                        const SenderSettings& settings,
+                                        const std::string& received_at,
+                                        std::vector<pipeline::OutboxEvent>& out,
+                                        std::vector<pipeline::ResourceWrite>& resources) const {
+    const bool held = ref.agency_id.empty();
+    const auto& rid = mapped.referral_id;
+    mapping::ReferralTransition first;
+    first.referral_id = rid;
+    first.status = mapping::ReferralStatus::kRequested;
+    first.business_status = mapped.business_status;
+    // A held referral is announced by the gateway's routing, as FHIR's are (agency null).
+    first.updated_by_role = held ? "gateway" : "clinic";
+    first.updated_by_id = held ? "routing" : agency_id_from(ref.facility.code);
+    if (first.updated_by_id.empty()) first.updated_by_id = "unknown";
+    first.time = event_time(dtm_to_rfc3339(m.get("MSH-7"), settings.zone), received_at);
+    first.sequence = 1;
+    first.agency_id = ref.agency_id;
+    first.category = mapped.category;
+    if (options.resources != nullptr)
+      resources.push_back(task_write(m, ref, mapped, received_at, 1));
+    if (!held) {
+      out.push_back(outbox(event(events::EventType::kReferral, "hl7v2|referral|" + rid, 0, rid,
+                                 ref.agency_topic, rid, std::move(mapped.data), received_at)));
+    }
+    out.push_back(outbox(event(events::EventType::kReferralStatus, "hl7v2|referral-status|" + rid,
+                               first.sequence, rid, options.topics.referral_status, rid,
+                               mapping::referral_status_data(first), received_at)));
+    pipeline::ReferralState state;
+    state.referral_id = rid;
+    state.clinic_number_system = ref.clinic_number_system;
+    state.clinic_number_value = ref.clinic_number_value;
+    state.source_control_id = m.get("MSH-10");
+    state.agency_id = ref.agency_id;
+    state.category = mapped.category;
+    state.status = "requested";
+    state.business_status = first.business_status;
+    state.return_to = sender_of(m);
+    if (const auto* pid = m.segment("PID")) state.return_pid = std::string(pid->raw(3));
+    state.race = ref.race;
+    state.ethnicity = ref.ethnicity;
+    state.language = ref.language;
+    state.patient = mapped.patient_pseudonym;
+    return state;
+  }
+
   asio::awaitable<std::string> handle_ref(const Message& m, const std::string& type,
                                           std::string text, const std::string& received_at) {
     const auto settings = settings_for(m);
@@ -496,7 +622,7 @@ struct Hl7Pipeline::Impl {
       co_return co_await reject(m, type, e, "map", received_at, std::move(text), condition);
     }
     const bool held = ref->agency_id.empty();
-    const auto& rid = mapped->referral_id;
+    const auto rid = mapped->referral_id;
     const Error no_route =
         Error::invalid(Location{"PRD", 1, 7, 0, ""},
                        "no route for the need " + mapped->category +
@@ -523,47 +649,10 @@ struct Hl7Pipeline::Impl {
     if (!claim.held())
       co_return transient_nak(m, type, "another message is changing this referral; resend later");
 
-    mapping::ReferralTransition first;
-    first.referral_id = rid;
-    first.status = mapping::ReferralStatus::kRequested;
-    first.business_status = mapped->business_status;
-    // A held referral is announced by the gateway's routing, as FHIR's are (agency null).
-    first.updated_by_role = held ? "gateway" : "clinic";
-    first.updated_by_id = held ? "routing" : agency_id_from(ref->facility.code);
-    if (first.updated_by_id.empty()) first.updated_by_id = "unknown";
-    first.time = event_time(dtm_to_rfc3339(m.get("MSH-7"), settings.zone), received_at);
-    first.sequence = 1;
-    first.agency_id = ref->agency_id;
-    first.category = mapped->category;
-
     std::vector<pipeline::OutboxEvent> out;
-    if (!held) {
-      out.push_back(outbox(event(events::EventType::kReferral, "hl7v2|referral|" + rid, 0, rid,
-                                 ref->agency_topic, rid, std::move(mapped->data), received_at)));
-    }
-    out.push_back(outbox(event(events::EventType::kReferralStatus, "hl7v2|referral-status|" + rid,
-                               first.sequence, rid, options.topics.referral_status, rid,
-                               mapping::referral_status_data(first), received_at)));
     std::vector<pipeline::ResourceWrite> resources;
-    const pipeline::ReferralState state{
-        rid,
-        ref->clinic_number_system,
-        ref->clinic_number_value,
-        m.get("MSH-10"),
-        ref->agency_id,
-        mapped->category,
-        "requested",
-        first.business_status,
-        1,
-        false,
-        0,
-        sender_of(m),
-        m.segment("PID") != nullptr ? std::string(m.segment("PID")->raw(3)) : std::string(),
-        ref->race,
-        ref->ethnicity,
-        ref->language};
-    if (options.resources != nullptr)
-      resources.push_back(task_write(m, *ref, *mapped, received_at, 1));
+    const auto state =
+        open_referral(m, *ref, std::move(*mapped), settings, received_at, out, resources);
     // Named locals: GCC 12 mishandles braced initializers inside co_await expressions.
     std::vector<pipeline::ReferralState> states{state};
     bool committed = false;
@@ -572,7 +661,8 @@ struct Hl7Pipeline::Impl {
                         std::move(states), held ? &no_route : nullptr, received_at);
     if (committed) {
       ledger.record({rid, ref->clinic_number_system, ref->clinic_number_value, m.get("MSH-10"),
-                     ref->agency_id, mapped->category, first.status, first.business_status, 1});
+                     ref->agency_id, state.category, mapping::ReferralStatus::kRequested,
+                     state.business_status, 1});
       referrals.with({"REF^I12", held ? "held" : "created"}).inc();
       log::info(held ? "hl7.referral_held" : "hl7.referral_created",
                 {{"sender", sender_of(m)},
@@ -580,10 +670,9 @@ struct Hl7Pipeline::Impl {
                  {"referral", rid},
                  {"agency", ref->agency_id},
                  {"agency_named", named},
-                 {"category", mapped->category},
-                 {"business_status", first.business_status},
-                 {"consent", to_string(ref->consent.status)},
-                 {"contact", mapped->contact_included}});
+                 {"category", state.category},
+                 {"business_status", state.business_status},
+                 {"consent", to_string(ref->consent.status)}});
     }
     co_return answer;
   }
@@ -680,22 +769,16 @@ struct Hl7Pipeline::Impl {
         }
       }
     }
-    auto state = pipeline::ReferralState{current->referral_id,
-                                         current->clinic_number_system,
-                                         current->clinic_number_value,
-                                         current->source_control_id,
-                                         current->agency_id,
-                                         current->category,
-                                         std::string(mapping::to_string(t.status)),
-                                         t.business_status,
-                                         t.sequence,
-                                         false,
-                                         0,
-                                         "",
-                                         "",
-                                         "",
-                                         "",
-                                         ""};
+    pipeline::ReferralState state;
+    state.referral_id = current->referral_id;
+    state.clinic_number_system = current->clinic_number_system;
+    state.clinic_number_value = current->clinic_number_value;
+    state.source_control_id = current->source_control_id;
+    state.agency_id = current->agency_id;
+    state.category = current->category;
+    state.status = std::string(mapping::to_string(t.status));
+    state.business_status = t.business_status;
+    state.sequence = t.sequence;
     std::vector<pipeline::ReferralState> states{state};
     bool committed = false;
     auto answer = co_await accept(m, type, std::move(text), std::move(out), &committed,

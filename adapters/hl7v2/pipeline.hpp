@@ -47,6 +47,13 @@ struct Hl7PipelineOptions {
   /// The topic of an agency's referral events (its own from routing); empty function or result:
   /// topics.referral.
   std::function<std::string(std::string_view agency_id)> agency_topic;
+  /// An ORU^R01 screening in which the family asked for help with a need (assistanceRequested
+  /// true) opens a referral for it, routed like a REF^I12 naming no agency.
+  bool refer_from_screening = false;
+  /// The open (not final) referral of this patient (pseudonym) for this need, if any: a
+  /// screening does not open a second one. Empty function: none is looked for.
+  std::function<std::optional<std::string>(std::string_view patient, std::string_view category)>
+      open_referral_for;
 };
 
 class Hl7Pipeline final : public pipeline::Hl7Handler {

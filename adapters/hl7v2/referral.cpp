@@ -162,7 +162,63 @@ std::string county_of(const Segment& pid) {
   return {};
 }
 
+// The family's contact details (PID-5, -11, -13, -15, the first NK1 with a name and
+// relationship) and equity fields (PID-10, -22, -15) into `r`.
+void read_family(const Message& m, const Segment& pid, mapping::NormalizedReferral& r) {
+  mapping::ContactDetails contact;
+  contact.name = person_name(pid, 5);
+  contact.phone = phone_number(pid, 13);
+  contact.address = address(pid, 11);
+  if (auto lang = coding_of(pid, 15); !lang.code.empty()) {
+    contact.preferred_language = lang;
+    r.language = lang.code;
+  }
+  r.race = pid.value(10, 1, 1);
+  r.ethnicity = pid.value(22, 1, 1);
+  for (const auto& s : m.segments()) {
+    if (s.id() != "NK1") continue;
+    mapping::Guardian g;
+    g.name = person_name(s, 2);
+    g.relationship = coding_of(s, 3);
+    if (g.name.empty() || g.relationship.code.empty()) continue;
+    g.phone = phone_number(s, 5);
+    if (g.phone.empty()) g.phone = phone_number(s, 6);
+    contact.guardian = std::move(g);
+    break;
+  }
+  r.contact = std::move(contact);
+}
+
 }  // namespace
+
+mapping::NormalizedReferral referral_from_screening(const Message& m,
+                                                    const mapping::NormalizedScreening& s,
+                                                    std::string_view screening_id,
+                                                    std::string_view category,
+                                                    const ReferralReadOptions& options) {
+  mapping::NormalizedReferral r;
+  r.protocol = "hl7v2";
+  r.sender = sender_of(m);
+  r.message_id = m.get("MSH-10");
+  r.clinic_number_system = std::string(mapping::kScreeningReferralSystem);
+  r.clinic_number_value = std::string(screening_id) + ":" + std::string(category);
+  r.category = std::string(category);
+  r.facility = {m.get("MSH-4.2"), m.get("MSH-4.1"), ""};
+  r.requester_id = r.facility.code;
+  r.authored_on = !s.performed.empty() ? s.performed : dtm_to_rfc3339(m.get("MSH-7"), options.zone);
+  r.patient_authority = s.patient_authority;
+  r.patient_identifier = s.patient_identifier;
+  r.birth_date = s.birth_date;
+  r.postal_code = s.postal_code;
+  r.consent = consent_from(m, options);
+  r.business_status =
+      mapping::initial_state(false, r.consent.status == ConsentStatus::kActive).business_status;
+  if (const auto* pid = m.segment("PID")) {
+    r.county_fips = county_of(*pid);
+    read_family(m, *pid, r);
+  }
+  return r;
+}
 
 std::string agency_id_from(std::string_view hl7_id) {
   std::string out;
@@ -246,28 +302,7 @@ Result<mapping::NormalizedReferral> referral_from_ref(const Message& m,
   r.business_status =
       mapping::initial_state(!r.agency_id.empty(), r.consent.status == ConsentStatus::kActive)
           .business_status;
-  mapping::ContactDetails contact;
-  contact.name = person_name(*pid, 5);
-  contact.phone = phone_number(*pid, 13);
-  contact.address = address(*pid, 11);
-  if (auto lang = coding_of(*pid, 15); !lang.code.empty()) {
-    contact.preferred_language = lang;
-    r.language = lang.code;
-  }
-  r.race = pid->value(10, 1, 1);
-  r.ethnicity = pid->value(22, 1, 1);
-  for (const auto& s : m.segments()) {
-    if (s.id() != "NK1") continue;
-    mapping::Guardian g;
-    g.name = person_name(s, 2);
-    g.relationship = coding_of(s, 3);
-    if (g.name.empty() || g.relationship.code.empty()) continue;
-    g.phone = phone_number(s, 5);
-    if (g.phone.empty()) g.phone = phone_number(s, 6);
-    contact.guardian = std::move(g);
-    break;
-  }
-  r.contact = std::move(contact);
+  read_family(m, *pid, r);
 
   auto groups = observation_groups(m, *base, options.zone);
   if (!groups) return fail(groups.error());

@@ -46,6 +46,16 @@ std::string agency_id_from(std::string_view hl7_id);
 Result<mapping::NormalizedReferral> referral_from_ref(const Message& m,
                                                       const ReferralReadOptions& options);
 
+/// The referral an ORU's screening opens for a need the family asked help with
+/// (assistanceRequested true): numbered kScreeningReferralSystem | "{screeningId}:{category}",
+/// the patient, contact details, equity fields and consent (a CON segment or the sender's policy)
+/// as a REF^I12 gives them; no agency (routing chooses). `s` is the screening read from `m`.
+mapping::NormalizedReferral referral_from_screening(const Message& m,
+                                                    const mapping::NormalizedScreening& s,
+                                                    std::string_view screening_id,
+                                                    std::string_view category,
+                                                    const ReferralReadOptions& options);
+
 struct ReferralResponse {
   mapping::ReferralStatus status = mapping::ReferralStatus::kReceived;
   std::string business_status;  ///< e.g. "expired" for RF1-1 E; empty: none

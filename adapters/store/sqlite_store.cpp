@@ -199,6 +199,13 @@ const std::vector<const char*> kMigrations = {
       CREATE INDEX referrals_waiting ON referrals(updated_at) WHERE status = 'requested' AND
         overdue_at IS NULL;
     )sql",
+    // 8: the patient's pseudonym, so that a screening does not open a second referral for a need
+    // the child already has an open one for.
+    R"sql(
+      ALTER TABLE referrals ADD COLUMN patient TEXT NOT NULL DEFAULT '';
+      CREATE INDEX referrals_open_by_patient ON referrals(patient, category) WHERE patient <> ''
+        AND status NOT IN ('rejected', 'completed', 'failed', 'cancelled');
+    )sql",
 };
 
 std::int64_t now_ms() {
@@ -792,7 +799,8 @@ Result<void> upsert_referral(SqliteStore::Impl& s, const pipeline::ReferralState
       .text(13, row.return_pid)
       .text(14, row.race)
       .text(15, row.ethnicity)
-      .text(16, row.language);
+      .text(16, row.language)
+      .text(17, row.patient);
   if (auto r = st.step(); !r) return fail(r.error());
   return {};
 }
@@ -1396,12 +1404,13 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
         impl->db,
         "INSERT INTO referrals(referral_id, clinic_number_system, clinic_number_value, "
         "source_control_id, agency_id, category, status, business_status, sequence, updated_at, "
-        "created_at, overdue_at, return_to, return_pid, race, ethnicity, language) VALUES (?1, ?2, "
-        "?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, CASE WHEN ?11 THEN ?10 END, ?12, ?13, ?14, ?15, "
-        "?16) "
+        "created_at, overdue_at, return_to, return_pid, race, ethnicity, language, patient) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, CASE WHEN ?11 THEN ?10 END, ?12, "
+        "?13, ?14, ?15, ?16, ?17) "
         "ON CONFLICT(referral_id) DO UPDATE "
         "SET status = excluded.status, "
         "agency_id = CASE WHEN agency_id = '' THEN excluded.agency_id ELSE agency_id END, "
+        "patient = CASE WHEN patient = '' THEN excluded.patient ELSE patient END, "
         "business_status = excluded.business_status, sequence = excluded.sequence, updated_at = "
         "excluded.updated_at, overdue_at = coalesce(overdue_at, excluded.overdue_at) WHERE "
         "excluded.sequence >= sequence");
@@ -2077,6 +2086,23 @@ Result<std::vector<SqliteStore::WaitingReferral>> SqliteStore::referrals_awaitin
   }
   if (rc != SQLITE_DONE) return fail(st.error());
   return rows;
+}
+
+Result<std::optional<std::string>> SqliteStore::open_referral_for(std::string_view patient,
+                                                                  std::string_view category) const {
+  if (patient.empty()) return std::optional<std::string>();
+  auto conn = impl_->lease_reader();
+  ReadStatement st(conn->db(),
+                   "SELECT referral_id FROM referrals WHERE patient = ?1 AND category = ?2 AND "
+                   "patient <> '' AND status NOT IN ('rejected', 'completed', 'failed', "
+                   "'cancelled') ORDER BY created_at LIMIT 1");
+  if (!st.ok()) return fail(st.error());
+  st.text(1, patient);
+  st.text(2, category);
+  const int rc = sqlite3_step(st.get());
+  if (rc == SQLITE_ROW) return std::optional<std::string>(column(st.get(), 0));
+  if (rc != SQLITE_DONE) return fail(st.error());
+  return std::optional<std::string>();
 }
 
 Result<std::vector<ReferralCount>> SqliteStore::referral_counts() const {

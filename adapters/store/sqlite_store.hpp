@@ -201,6 +201,10 @@ class SqliteStore final : public pipeline::CommitPort, public pipeline::Resource
   Result<std::vector<WaitingReferral>> referrals_awaiting_agency(std::int64_t waiting_before_ms,
                                                                  int limit) const;
 
+  /// The first open (not final) referral of this patient (pseudonym) for this need, if any.
+  Result<std::optional<std::string>> open_referral_for(std::string_view patient,
+                                                       std::string_view category) const;
+
   /// Referrals grouped by status, businessStatus, agency, need and equity fields.
   Result<std::vector<ReferralCount>> referral_counts() const;
 

@@ -125,6 +125,10 @@ struct MappedReferral {
   std::string data;  ///< the event's data object as JSON text
 };
 
+/// The numbering of referrals the gateway opens from a screening in which the family asked for
+/// help (assistanceRequested true): value "{screeningId}:{category}".
+inline constexpr std::string_view kScreeningReferralSystem = "urn:sdoh-gateway:screening-referral";
+
 /// The referralId (32 lowercase hex, a valid FHIR id) for a clinic's referral number in its
 /// namespace. Deterministic, so every message about the referral finds the same id.
 std::string referral_id(std::string_view system, std::string_view value);

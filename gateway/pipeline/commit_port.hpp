@@ -92,6 +92,10 @@ struct ReferralState {
   std::string race;
   std::string ethnicity;
   std::string language;
+  /// The patient's pseudonym (as in events; never an MRN), so that a screening does not open a
+  /// second referral for a need the child already has an open one for. Kept from the first
+  /// state on; empty when unknown.
+  std::string patient;
 };
 
 /// A message to send out (an RRI^I12 to a clinic), queued in the same transaction as what

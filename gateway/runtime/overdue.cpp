@@ -46,7 +46,7 @@ asio::awaitable<int> OverdueCheck::run_once() {
     fhir::TaskChange change;
     change.current = &**task;
     change.updated_json = std::move(*json);
-    change.client = {"gateway", "gateway", "sdoh-gateway", "sdoh-gateway"};
+    change.client = {"gateway", "gateway", "overdue", "sdoh-gateway"};  // updatedBy.id
     change.referral = referral;
     change.received_at = received_at;
     change.inbound = {

@@ -400,6 +400,14 @@ int run(const config::GatewayConfig& cfg) {
   hl7_options.resources = store->get();
   hl7_options.route = route;
   hl7_options.agency_topic = agency_topic;
+  hl7_options.refer_from_screening = cfg.referrals.from_screening;
+  // One open referral per child and need: a screening asking again opens no second one.
+  const auto open_referral_for = [&store](std::string_view patient,
+                                          std::string_view category) -> std::optional<std::string> {
+    auto found = (*store)->open_referral_for(patient, category);
+    return found ? *found : std::nullopt;
+  };
+  hl7_options.open_referral_for = open_referral_for;
   hl7v2::Hl7Pipeline hl7_handler(
       screening_mapper, *commit_port, [&relay] { relay.notify(); }, hl7_options, registry);
 
@@ -408,6 +416,7 @@ int run(const config::GatewayConfig& cfg) {
   fhir_options->software_version = build.version;
   fhir_options->agency_topic = agency_topic;
   fhir_options->route = route;
+  fhir_options->open_referral_for = open_referral_for;
   fhir_options->find_referral =
       [&store](const std::string& referral_id) -> std::optional<pipeline::ReferralState> {
     auto row = (*store)->find_referral({referral_id, "", "", ""});

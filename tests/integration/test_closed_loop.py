@@ -423,7 +423,7 @@ class ClosedLoop(unittest.TestCase):
                          [("requested", None), ("requested", "overdue")], statuses)
         overdue = statuses[1]["data"]
         self.assertEqual(overdue["previousStatus"], "requested")
-        self.assertEqual(overdue["updatedBy"]["role"], "gateway")
+        self.assertEqual(overdue["updatedBy"], {"role": "gateway", "id": "overdue"})
         self.assertEqual(overdue["sequence"], 2)
         assert_valid_events([json.dumps(s) for s in statuses])
         task = self.clinic.call("GET", "/fhir/Task/" + rid)

@@ -695,6 +695,7 @@ TEST_F(ScreeningReferral, AssistanceRequestedOpensARoutedReferralWithItsTask) {
   EXPECT_TRUE(ref.clinic_number_value.ends_with(":employment-status"));
   EXPECT_EQ(ref.agency_id, "ccrr-durham");
   EXPECT_TRUE(ref.contact_included);
+  EXPECT_EQ(ref.patient, data_field(e, "/data/patient/pseudonym"));
   // The gateway's ServiceRequest and Task for it, beside the posted resources.
   const auto* task = made(*r, "Task");
   const auto* sr = made(*r, "ServiceRequest");
@@ -810,6 +811,28 @@ TEST_F(ScreeningReferral, TheClinicsOwnServiceRequestForTheNeedIsTheOnlyReferral
   ASSERT_EQ(r->referrals.size(), 1u);
   EXPECT_EQ(r->referrals[0].clinic_number_value, "REF-2026-0002");
   EXPECT_TRUE(routed_.empty());
+}
+
+TEST_F(ScreeningReferral, NoSecondReferralWhileOneForTheNeedIsOpen) {
+  std::vector<std::string> asked;
+  ctx_.open_referral_for = [&](std::string_view patient,
+                               std::string_view category) -> std::optional<std::string> {
+    asked.push_back(std::string(category));
+    if (patient != mapper_->pseudonymizer().pseudonym("urn:oid:2.16.840.1.113883.3.9999.100",
+                                                       "MRN12345"))
+      return std::nullopt;
+    return std::string("0123456789abcdef0123456789abcdef");
+  };
+  auto r = post(bundle(true), "");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(asked, std::vector<std::string>{"employment-status"});
+  EXPECT_TRUE(r->referrals.empty());
+  EXPECT_EQ(checked(r->commit.events).count("org.sdoh.referral.v1"), 0u);
+  bool told = false;
+  for (const auto& i : r->issues)
+    told |= i.diagnostics.find("Task/0123456789abcdef0123456789abcdef for it is still open") !=
+            std::string::npos;
+  EXPECT_TRUE(told);
 }
 
 TEST_F(ScreeningReferral, OffOrSentAgainOpensNothing) {

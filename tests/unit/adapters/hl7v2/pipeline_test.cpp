@@ -141,6 +141,17 @@ class Hl7PipelineTest : public ::testing::Test {
     options.referrals = &ledger_;
     options.resources = &no_resources_;
     options.route = std::move(route);
+    options.refer_from_screening = refer_from_screening_;
+    // As the store answers it: the patient's first referral for the need not yet closed.
+    options.open_referral_for = [this](std::string_view patient,
+                                       std::string_view category) -> std::optional<std::string> {
+      for (const auto& r : store_.referrals) {
+        if (r.patient == patient && r.category == category &&
+            !mapping::is_final(*mapping::referral_status_from(r.status)))
+          return r.referral_id;
+      }
+      return std::nullopt;
+    };
     // As runtime.cpp wires it: an agency's own topic from routing, else the referral topic.
     options.agency_topic = [this](std::string_view agency) -> std::string {
       const auto* a = routing_ != nullptr ? routing_->agency(agency) : nullptr;
@@ -275,6 +286,7 @@ class Hl7PipelineTest : public ::testing::Test {
   NoResources no_resources_;
   std::shared_ptr<const mapping::RoutingTable> routing_;
   std::vector<RouteCall> route_calls_;
+  bool refer_from_screening_ = false;  ///< set before configure()
   std::unique_ptr<Hl7Pipeline> pipeline_;
 };
 
@@ -808,6 +820,62 @@ TEST_F(Hl7PipelineTest, HeldReferralIsReleasedWhenARouteFindsItsAgency) {
   EXPECT_EQ(ledger_.find({rid, "", "", ""})->agency_id, "wic-durham");
   EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I12\",outcome=\"released\"}"),
             1u);
+}
+
+// The AHC HRSN sample in which the family also asks for help with school or training (96782-8).
+std::string oru_asking_for_help() {
+  auto oru = sample("oru-r01-ahc-hrsn-positive.hl7");
+  if (!oru.ends_with("\r")) oru += "\r";
+  return oru + "OBX|7|CWE|96782-8^Do you want help with school or training^LN||LA33-6^Yes^LN||||||F\r";
+}
+
+TEST_F(Hl7PipelineTest, OruScreeningWithAssistanceRequestedOpensARoutedReferral) {
+  refer_from_screening_ = true;
+  configure_shipped_routing();
+  auto ack = send(oru_asking_for_help());
+  EXPECT_EQ(field(ack, "MSA-1"), "CA");
+  ASSERT_EQ(events_of("org.sdoh.screening.v1").size(), 1u);
+  auto referrals = events_of(kReferral);
+  ASSERT_EQ(referrals.size(), 1u);
+  const auto& r = referrals[0];
+  // Born 2026-05-01, screened 2026-11-20 in ZIP 277: Early Intervention, on its own topic.
+  EXPECT_EQ(str(r, "/data/category"), "educational-attainment");
+  EXPECT_EQ(str(r, "/data/agency/id"), "ei-durham");
+  EXPECT_EQ(str(r, "/data/clinicReferralNumber/system"), "urn:sdoh-gateway:screening-referral");
+  // No CON segment and the sender's policy asks for one: no contact details, awaiting consent.
+  EXPECT_EQ(str(r, "/data/businessStatus"), "awaiting-consent");
+  EXPECT_EQ(str(r, "/data/contact"), "<absent>");
+  EXPECT_EQ(store_.events.front().topic, "sdoh.screening.v1");
+  bool on_agency_topic = false;
+  for (const auto& e : store_.events)
+    on_agency_topic |= e.type == kReferral && e.topic == "sdoh.referral.ei-durham";
+  EXPECT_TRUE(on_agency_topic);
+  ASSERT_EQ(events_of(kStatus).size(), 1u);
+  ASSERT_EQ(store_.referrals.size(), 1u);
+  EXPECT_EQ(store_.referrals[0].return_to, "EHR^PEDS_CLINIC_A");
+  EXPECT_EQ(store_.referrals[0].race, "2106-3");
+  ASSERT_EQ(store_.resources.size(), 1u);  // its Task
+  const auto rid = str(r, "/data/referralId");
+  EXPECT_TRUE(ledger_.find({rid, "", "", ""}));
+  EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"ORU^R01\",outcome=\"created\"}"), 1u);
+
+  EXPECT_EQ(store_.referrals[0].patient, str(r, "/data/patient/pseudonym"));
+
+  // The family asks again in a later screening: its referral for the need is still open.
+  send(replace(oru_asking_for_help(), "|A1000001|", "|A1000091|"));
+  EXPECT_EQ(events_of(kReferral).size(), 1u);
+  EXPECT_EQ(events_of("org.sdoh.screening.v1").size(), 2u);
+  // Once it is closed, a new screening asking for help opens a new referral.
+  store_.referrals[0].status = "completed";
+  send(replace(oru_asking_for_help(), "|A1000001|", "|A1000092|"));
+  EXPECT_EQ(events_of(kReferral).size(), 2u);
+}
+
+TEST_F(Hl7PipelineTest, OruScreeningOpensNoReferralWhenTurnedOff) {
+  configure_shipped_routing();  // refer_from_screening_ false
+  send(oru_asking_for_help());
+  EXPECT_TRUE(events_of(kReferral).empty());
+  EXPECT_TRUE(store_.referrals.empty());
 }
 
 TEST_F(Hl7PipelineTest, WhatIsInvalidIsStillRefusedWhenNoAgencyIsNamed) {

@@ -599,6 +599,27 @@ TEST_F(SqliteStoreTest, AReferralWaitsForItsAgencyFromTheReleaseOfItsHold) {
   EXPECT_EQ(before_release->size(), 1u);
 }
 
+TEST_F(SqliteStoreTest, FindsAPatientsOpenReferralForANeed) {
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto r = request("k1", 1);
+  auto open = row("r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity", "accepted", "", 2);
+  open.patient = "p-one";
+  auto closed = row("r2", "urn:clinic", "REF-2", "", "ehv", "stress", "completed", "", 3);
+  closed.patient = "p-one";
+  r.referrals = {open, closed};
+  ASSERT_TRUE(commit_now(*store, r));
+  EXPECT_EQ(*store->open_referral_for("p-one", "food-insecurity"), "r1");
+  EXPECT_EQ(*store->open_referral_for("p-one", "stress"), std::nullopt);  // closed
+  EXPECT_EQ(*store->open_referral_for("p-two", "food-insecurity"), std::nullopt);
+  EXPECT_EQ(*store->open_referral_for("", "food-insecurity"), std::nullopt);
+  // A later state without the patient keeps it.
+  auto later = request("k2", 1);
+  later.referrals.push_back(
+      row("r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity", "in-progress", "", 3));
+  ASSERT_TRUE(commit_now(*store, later));
+  EXPECT_EQ(*store->open_referral_for("p-one", "food-insecurity"), "r1");
+}
+
 TEST_F(SqliteStoreTest, RetentionKeepsOpenReferralTasksAndTheCurrentVersion) {
   cfg_.resource_retention = std::chrono::milliseconds(0);
   cfg_.payload_retention = std::chrono::milliseconds(0);
