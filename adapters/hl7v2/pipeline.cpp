@@ -92,7 +92,9 @@ struct Hl7Pipeline::Impl {
             "leaving it empty), read in the set they were really in.",
             {"declared", "read_as"})),
         referrals(reg.counter("sdoh_hl7_referral_messages_total",
-                              "REF^I12 and RRI^I12 messages by what they did to a referral.",
+                              "Referrals HL7 messages made or changed, by message type (REF^I12, "
+                              "RRI^I12, ORU^R01) and outcome (created, held, released, updated, "
+                              "unchanged, already-known).",
                               {"type", "outcome"})) {
     auto load = [this](const std::string& name) {
       if (name.empty() || zones.count(name) != 0) return;
@@ -451,6 +453,22 @@ struct Hl7Pipeline::Impl {
     return referral_mapper.map(r);
   }
 
+  // A known referral's state after transition `t` (the rest kept by the store).
+  static pipeline::ReferralState state_after(const ReferralRecord& r,
+                                             const mapping::ReferralTransition& t) {
+    pipeline::ReferralState state;
+    state.referral_id = r.referral_id;
+    state.clinic_number_system = r.clinic_number_system;
+    state.clinic_number_value = r.clinic_number_value;
+    state.source_control_id = r.source_control_id;
+    state.agency_id = r.agency_id;
+    state.category = r.category;
+    state.status = std::string(mapping::to_string(t.status));
+    state.business_status = t.business_status;
+    state.sequence = t.sequence;
+    return state;
+  }
+
   // The gateway's Task for an HL7 referral (version `version`, replacing the one before).
   pipeline::ResourceWrite task_write(const Message& m, const mapping::NormalizedReferral& ref,
                                      const mapping::MappedReferral& mapped,
@@ -519,16 +537,8 @@ struct Hl7Pipeline::Impl {
     std::vector<pipeline::ResourceWrite> resources;
     if (options.resources != nullptr)
       resources.push_back(task_write(m, ref, mapped, received_at, version + 1));
-    pipeline::ReferralState state;
-    state.referral_id = rid;
-    state.clinic_number_system = known.clinic_number_system;
-    state.clinic_number_value = known.clinic_number_value;
-    state.source_control_id = known.source_control_id;
+    auto state = state_after(known, routed);
     state.agency_id = ref.agency_id;
-    state.category = known.category;
-    state.status = "requested";
-    state.business_status = routed.business_status;
-    state.sequence = routed.sequence;
     std::vector<pipeline::ReferralState> states{state};
     bool committed = false;
     auto answer = co_await accept(m, type, std::move(text), std::move(out), &committed,
@@ -769,16 +779,7 @@ struct Hl7Pipeline::Impl {
         }
       }
     }
-    pipeline::ReferralState state;
-    state.referral_id = current->referral_id;
-    state.clinic_number_system = current->clinic_number_system;
-    state.clinic_number_value = current->clinic_number_value;
-    state.source_control_id = current->source_control_id;
-    state.agency_id = current->agency_id;
-    state.category = current->category;
-    state.status = std::string(mapping::to_string(t.status));
-    state.business_status = t.business_status;
-    state.sequence = t.sequence;
+    const auto state = state_after(*current, t);
     std::vector<pipeline::ReferralState> states{state};
     bool committed = false;
     auto answer = co_await accept(m, type, std::move(text), std::move(out), &committed,
