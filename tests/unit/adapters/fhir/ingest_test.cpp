@@ -818,8 +818,8 @@ TEST_F(ScreeningReferral, NoSecondReferralWhileOneForTheNeedIsOpen) {
   ctx_.open_referral_for = [&](std::string_view patient,
                                std::string_view category) -> std::optional<std::string> {
     asked.push_back(std::string(category));
-    if (patient != mapper_->pseudonymizer().pseudonym("urn:oid:2.16.840.1.113883.3.9999.100",
-                                                       "MRN12345"))
+    if (patient !=
+        mapper_->pseudonymizer().pseudonym("urn:oid:2.16.840.1.113883.3.9999.100", "MRN12345"))
       return std::nullopt;
     return std::string("0123456789abcdef0123456789abcdef");
   };
@@ -884,11 +884,10 @@ TEST_F(ScreeningReferral, ALaterConsentReleasesTheReferralAndARevokedOneHoldsItA
   auto r = post(body, "Consent");
   ASSERT_TRUE(r) << r.error().problem.operation_outcome();
   ASSERT_EQ(directory_.searched.size(), 1u);
-  EXPECT_EQ(directory_.searched[0].second,
-            (std::vector<std::pair<std::string, std::string>>{
-                {"patient", "Patient/" + patient_id},
-                {"_sender", "clinic-a"},
-                {"business-status", "awaiting-consent"}}));
+  EXPECT_EQ(directory_.searched[0].second, (std::vector<std::pair<std::string, std::string>>{
+                                               {"patient", "Patient/" + patient_id},
+                                               {"_sender", "clinic-a"},
+                                               {"business-status", "awaiting-consent"}}));
   auto events = checked(r->commit.events);
   ASSERT_EQ(events.count("org.sdoh.referral.v1"), 1u);
   const auto& e = events.find("org.sdoh.referral.v1")->second;
@@ -904,7 +903,7 @@ TEST_F(ScreeningReferral, ALaterConsentReleasesTheReferralAndARevokedOneHoldsItA
   EXPECT_EQ(r->referrals[0].sequence, 2);
   EXPECT_EQ(r->referrals[0].business_status, "");
   EXPECT_EQ(r->referrals[0].race, "2106-3");  // the referral's equity fields are kept
-  ASSERT_EQ(r->resources.size(), 2u);  // the Consent, and the Task's new version
+  ASSERT_EQ(r->resources.size(), 2u);         // the Consent, and the Task's new version
   EXPECT_EQ(r->resources[1].type, "Task");
   EXPECT_EQ(r->resources[1].version_id, "2");
   auto task = parse(r->resources[1].json);

@@ -792,8 +792,8 @@ TEST_F(Hl7PipelineTest, HeldReferralIsReleasedWhenARouteFindsItsAgency) {
   send(held);
   const auto rid = str(events_of(kStatus).at(0), "/data/referralId");
   // The clinic corrects the family's address (ZIP 27701) and sends the referral again.
-  auto ack = send(replace(living_at(ref_naming_no_agency(), "27701^USA", ""), "|A1000003|",
-                          "|A1000097|"));
+  auto ack =
+      send(replace(living_at(ref_naming_no_agency(), "27701^USA", ""), "|A1000003|", "|A1000097|"));
   EXPECT_EQ(field(ack, "MSA-1"), "AA");
   auto referrals = events_of(kReferral);
   ASSERT_EQ(referrals.size(), 1u);
@@ -818,15 +818,15 @@ TEST_F(Hl7PipelineTest, HeldReferralIsReleasedWhenARouteFindsItsAgency) {
   EXPECT_EQ(str(d, "/owner/reference"), "Organization/wic-durham");
   EXPECT_EQ(str(d, "/meta/versionId"), "2");
   EXPECT_EQ(ledger_.find({rid, "", "", ""})->agency_id, "wic-durham");
-  EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I12\",outcome=\"released\"}"),
-            1u);
+  EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I12\",outcome=\"released\"}"), 1u);
 }
 
 // The AHC HRSN sample in which the family also asks for help with school or training (96782-8).
 std::string oru_asking_for_help() {
   auto oru = sample("oru-r01-ahc-hrsn-positive.hl7");
   if (!oru.ends_with("\r")) oru += "\r";
-  return oru + "OBX|7|CWE|96782-8^Do you want help with school or training^LN||LA33-6^Yes^LN||||||F\r";
+  return oru +
+         "OBX|7|CWE|96782-8^Do you want help with school or training^LN||LA33-6^Yes^LN||||||F\r";
 }
 
 TEST_F(Hl7PipelineTest, OruScreeningWithAssistanceRequestedOpensARoutedReferral) {
