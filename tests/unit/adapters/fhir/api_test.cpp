@@ -21,27 +21,21 @@
 #include "gateway/events/schema_catalog.hpp"
 #include "gateway/mapping/engine.hpp"
 #include "gateway/metrics/registry.hpp"
+#include "tests/unit/support/shipped.hpp"
 
 namespace sdoh::fhir {
 namespace {
 
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
-const fs::path kSchemas = fs::path(SDOH_SOURCE_DIR) / "schemas";
+using test::kSchemas;
 
 std::string sample(const std::string& name) {
-  std::ifstream in(fs::path(SDOH_SHARED_SAMPLES_DIR) / "fhir" / name);
-  std::stringstream s;
-  s << in.rdbuf();
-  EXPECT_FALSE(s.str().empty()) << name;
-  return s.str();
+  return test::shared_sample("fhir", name);
 }
 
 rapidjson::Document parse(const std::string& json) {
-  rapidjson::Document d;
-  d.Parse(json.c_str());
-  EXPECT_FALSE(d.HasParseError()) << json;
-  return d;
+  return test::parse_json(json);
 }
 
 std::string field(const std::string& json, const char* pointer) {
@@ -160,15 +154,8 @@ class MemoryStore final : public pipeline::CommitPort, public pipeline::Resource
 class FhirApiTest : public ::testing::Test {
  protected:
   FhirApiTest() {
-    auto tables = mapping::MappingTables::load(kSchemas / "mappings");
-    EXPECT_TRUE(tables);
-    auto zips = mapping::load_zip_policy(kSchemas / "privacy" / "restricted-zip3.json");
-    EXPECT_TRUE(zips);
-    mapper_ = std::make_unique<mapping::ScreeningMapper>(
-        *tables, identity::Pseudonymizer(std::string(48, 'k')), *zips, mapper_metrics_);
-    auto catalog = events::SchemaCatalog::load(kSchemas / "events");
-    EXPECT_TRUE(catalog);
-    catalog_ = std::move(*catalog);
+    mapper_ = test::shipped_mapper(mapper_metrics_);
+    catalog_ = test::shipped_catalog();
   }
 
   void start(ApiOptions options = {}) {

@@ -15,27 +15,21 @@
 
 #include "gateway/events/schema_catalog.hpp"
 #include "gateway/mapping/engine.hpp"
+#include "tests/unit/support/shipped.hpp"
 
 namespace sdoh::fhir {
 namespace {
 
 namespace fs = std::filesystem;
-const fs::path kSchemas = fs::path(SDOH_SOURCE_DIR) / "schemas";
+using test::kSchemas;
 constexpr const char* kReceived = "2026-11-20T15:30:00.000Z";
 
 std::string sample(const std::string& name) {
-  std::ifstream in(fs::path(SDOH_SHARED_SAMPLES_DIR) / "fhir" / name);
-  std::stringstream s;
-  s << in.rdbuf();
-  EXPECT_FALSE(s.str().empty()) << name;
-  return s.str();
+  return test::shared_sample("fhir", name);
 }
 
 rapidjson::Document parse(const std::string& json) {
-  rapidjson::Document d;
-  d.Parse(json.c_str());
-  EXPECT_FALSE(d.HasParseError()) << json;
-  return d;
+  return test::parse_json(json);
 }
 
 // Resources received before, keyed "Type/id".
@@ -71,15 +65,8 @@ class MapDirectory final : public ResourceDirectory {
 class FhirIngestTest : public ::testing::Test {
  protected:
   FhirIngestTest() {
-    auto tables = mapping::MappingTables::load(kSchemas / "mappings");
-    EXPECT_TRUE(tables) << tables.error().message;
-    auto zips = mapping::load_zip_policy(kSchemas / "privacy" / "restricted-zip3.json");
-    EXPECT_TRUE(zips);
-    mapper_ = std::make_unique<mapping::ScreeningMapper>(
-        *tables, identity::Pseudonymizer(std::string(48, 'k')), *zips, registry_);
-    auto catalog = events::SchemaCatalog::load(kSchemas / "events");
-    EXPECT_TRUE(catalog);
-    catalog_ = std::move(*catalog);
+    mapper_ = test::shipped_mapper(registry_);
+    catalog_ = test::shipped_catalog();
     ctx_.mapper = mapper_.get();
     ctx_.sender = "clinic-a";
     ctx_.facility = {"urn:oid:2.16.840.1.113883.3.9999", "PEDS_CLINIC_A", "Peds Clinic A"};

@@ -8,16 +8,13 @@
 #include <gtest/gtest.h>
 
 #include "adapters/fhir/consent.hpp"
+#include "tests/unit/support/shipped.hpp"
 
 namespace sdoh::fhir {
 namespace {
 
 std::string sample(const std::string& name) {
-  std::ifstream in(std::filesystem::path(SDOH_SHARED_SAMPLES_DIR) / "fhir" / name);
-  std::stringstream s;
-  s << in.rdbuf();
-  EXPECT_FALSE(s.str().empty()) << name;
-  return s.str();
+  return test::shared_sample("fhir", name);
 }
 
 bool has_issue(const std::vector<Issue>& issues, std::string_view expression,

@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
+#include "tests/unit/support/shipped.hpp"
+
 namespace sdoh::fhir {
 namespace {
 
@@ -20,11 +22,7 @@ constexpr const char* kStoredTask = R"({"resourceType":"Task","id":"ref1","statu
   "meta":{"versionId":"1"}})";
 
 std::string sample(const std::string& name) {
-  std::ifstream in(std::filesystem::path(SDOH_SHARED_SAMPLES_DIR) / "fhir" / name);
-  std::stringstream s;
-  s << in.rdbuf();
-  EXPECT_FALSE(s.str().empty()) << name;
-  return s.str();
+  return test::shared_sample("fhir", name);
 }
 
 // task-patch-accepted.json: Task accepted; status event.

@@ -6,15 +6,13 @@
 #include <gtest/gtest.h>
 
 #include "adapters/hl7v2/mllp_framer.hpp"
+#include "tests/unit/support/shipped.hpp"
 
 namespace sdoh::hl7v2 {
 namespace {
 
 Message sample(const std::string& name) {
-  std::ifstream in(std::string(SDOH_SHARED_SAMPLES_DIR) + "/hl7v2/" + name, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  auto m = Message::parse(s.str());
+  auto m = Message::parse(test::shared_sample("hl7v2", name));
   EXPECT_TRUE(m) << m.error().message;
   return std::move(*m);
 }

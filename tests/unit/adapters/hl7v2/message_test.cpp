@@ -5,14 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/unit/support/shipped.hpp"
+
 namespace sdoh::hl7v2 {
 namespace {
 
 std::string sample(const std::string& name) {
-  std::ifstream in(std::string(SDOH_SHARED_SAMPLES_DIR) + "/hl7v2/" + name, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
+  return test::shared_sample("hl7v2", name);
 }
 
 Message parsed(const std::string& text) {

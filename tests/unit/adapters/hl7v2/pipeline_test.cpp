@@ -25,20 +25,17 @@
 #include "gateway/log/log.hpp"
 #include "gateway/mapping/routing.hpp"
 #include "gateway/mapping/tables.hpp"
+#include "tests/unit/support/shipped.hpp"
 
 namespace sdoh::hl7v2 {
 namespace {
 
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
-const fs::path kSchemas = fs::path(SDOH_SOURCE_DIR) / "schemas";
+using test::kSchemas;
 
 std::string sample(const std::string& name) {
-  std::ifstream in(std::string(SDOH_SHARED_SAMPLES_DIR) + "/hl7v2/" + name, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  EXPECT_FALSE(s.str().empty()) << name;
-  return s.str();
+  return test::shared_sample("hl7v2", name);
 }
 
 std::string replace(std::string text, const std::string& from, const std::string& to) {
@@ -121,15 +118,8 @@ struct RouteCall {
 class Hl7PipelineTest : public ::testing::Test {
  protected:
   Hl7PipelineTest() {
-    auto tables = mapping::MappingTables::load(kSchemas / "mappings");
-    EXPECT_TRUE(tables);
-    auto zips = mapping::load_zip_policy(kSchemas / "privacy" / "restricted-zip3.json");
-    EXPECT_TRUE(zips);
-    mapper_ = std::make_unique<mapping::ScreeningMapper>(
-        *tables, identity::Pseudonymizer(std::string(48, 'k')), *zips, registry_);
-    auto catalog = events::SchemaCatalog::load(kSchemas / "events");
-    EXPECT_TRUE(catalog);
-    catalog_ = std::move(*catalog);
+    mapper_ = test::shipped_mapper(registry_);
+    catalog_ = test::shipped_catalog();
     configure({});
   }
 

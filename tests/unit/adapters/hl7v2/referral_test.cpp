@@ -9,6 +9,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/unit/support/shipped.hpp"
+
 namespace sdoh::hl7v2 {
 namespace {
 
@@ -16,9 +18,7 @@ using Edits = std::vector<std::pair<std::string, std::string>>;
 
 // The shared sample REF^I12 with each (from, to) replaced once, read as a referral.
 Result<mapping::NormalizedReferral> read_ref(const Edits& edits) {
-  std::ifstream in(std::string(SDOH_SHARED_SAMPLES_DIR) + "/hl7v2/ref-i12-home-visiting.hl7",
-                   std::ios::binary);
-  std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  auto text = test::shared_sample("hl7v2", "ref-i12-home-visiting.hl7");
   for (const auto& [from, to] : edits) {
     const auto at = text.find(from);
     EXPECT_NE(at, std::string::npos) << from;

@@ -8,25 +8,19 @@
 #include <rapidjson/document.h>
 
 #include "gateway/events/schema_catalog.hpp"
+#include "tests/unit/support/shipped.hpp"
 
 namespace sdoh::mapping {
 namespace {
 
 namespace fs = std::filesystem;
-const fs::path kSchemas = fs::path(SDOH_SOURCE_DIR) / "schemas";
+using test::kSchemas;
 
 class ReferralMapperTest : public ::testing::Test {
  protected:
   ReferralMapperTest() {
-    auto tables = MappingTables::load(kSchemas / "mappings");
-    EXPECT_TRUE(tables);
-    auto zips = load_zip_policy(kSchemas / "privacy" / "restricted-zip3.json");
-    EXPECT_TRUE(zips);
-    screenings_ = std::make_unique<ScreeningMapper>(
-        *tables, identity::Pseudonymizer(std::string(48, 'k')), *zips, registry_);
-    auto catalog = events::SchemaCatalog::load(kSchemas / "events");
-    EXPECT_TRUE(catalog);
-    catalog_ = std::move(*catalog);
+    screenings_ = test::shipped_mapper(registry_);
+    catalog_ = test::shipped_catalog();
   }
 
   static NormalizedReferral referral() {

@@ -9,12 +9,13 @@
 
 #include "gateway/events/schema_catalog.hpp"
 #include "gateway/mapping/engine.hpp"
+#include "tests/unit/support/shipped.hpp"
 
 namespace sdoh::mapping {
 namespace {
 
 namespace fs = std::filesystem;
-const fs::path kSchemas = fs::path(SDOH_SOURCE_DIR) / "schemas";
+using test::kSchemas;
 constexpr const char* kLn = "http://loinc.org";
 
 struct Answer {
@@ -71,15 +72,8 @@ NormalizedScreening fhir_questionnaire_response(
 class SharedSamples : public ::testing::Test {
  protected:
   SharedSamples() {
-    auto tables = MappingTables::load(kSchemas / "mappings");
-    EXPECT_TRUE(tables) << tables.error().message;
-    auto zips = load_zip_policy(kSchemas / "privacy" / "restricted-zip3.json");
-    EXPECT_TRUE(zips);
-    mapper_ = std::make_unique<ScreeningMapper>(
-        *tables, identity::Pseudonymizer(std::string(48, 'k')), *zips, registry_);
-    auto catalog = events::SchemaCatalog::load(kSchemas / "events");
-    EXPECT_TRUE(catalog);
-    catalog_ = std::move(*catalog);
+    mapper_ = test::shipped_mapper(registry_);
+    catalog_ = test::shipped_catalog();
   }
 
   // category → status, after checking the data against the screening schema.
