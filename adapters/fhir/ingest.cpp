@@ -239,6 +239,8 @@ class Ingestor {
   bool clinic_refers(const PatientInfo& patient, std::string_view category);
   void apply_consent(Entry& e);
   void add_task_version(const std::string& id, const std::string& stored, const std::string& json);
+  void status_event(Entry& e, const std::string& rid, int sequence, std::string business_status,
+                    std::string role, std::string by, std::string agency, std::string category);
   void refer_from_screening(Entry& e, const Reference& subject, const PatientInfo& patient,
                             const mapping::MappedScreening& m);
   void make_referral_resources(const Entry& screening, const Reference& subject,
@@ -690,18 +692,7 @@ std::optional<Ingestor::Opened> Ingestor::hold_unrouted(Entry& e,
     return Opened{rid, true, "", false};
   }
   held_.push_back(std::move(held));
-  mapping::ReferralTransition first;
-  first.referral_id = rid;
-  first.status = mapping::ReferralStatus::kRequested;
-  first.business_status = std::string(mapping::kNoRoute);
-  first.updated_by_role = "gateway";
-  first.updated_by_id = "routing";
-  first.time = request_.received_at;
-  first.sequence = 1;
-  first.category = r.category;
-  e.events.push_back(event(events::EventType::kReferralStatus, "fhir|referral-status|" + rid,
-                           first.sequence, rid, ctx_.topics.referral_status, rid,
-                           mapping::referral_status_data(first)));
+  status_event(e, rid, 1, std::string(mapping::kNoRoute), "gateway", "routing", "", r.category);
   e.referrals.push_back(
       {rid, r.clinic_number_system, r.clinic_number_value, sr_id, "", r.category,
        std::string(mapping::kNoRoute), r.consent.status, false, r.race, r.ethnicity, r.language, 1,
@@ -791,22 +782,11 @@ std::optional<Ingestor::Opened> Ingestor::open_referral(Entry& e, mapping::Norma
                                mapping::Actor::kGateway)
              .allowed())
       return Opened{rid, true, "", false};
-    mapping::ReferralTransition routed;
-    routed.referral_id = rid;
-    routed.status = mapping::ReferralStatus::kRequested;
-    routed.previous = mapping::ReferralStatus::kRequested;
-    routed.business_status = mapped->business_status;
-    routed.updated_by_role = "gateway";
-    routed.updated_by_id = "routing";
-    routed.time = request_.received_at;
-    routed.sequence = state->sequence + 1;
-    routed.agency_id = r.agency_id;
-    routed.category = mapped->category;
-    e.events.push_back(event(events::EventType::kReferral, "fhir|referral|" + rid, routed.sequence,
-                             rid, r.agency_topic, rid, std::move(mapped->data)));
-    e.events.push_back(event(events::EventType::kReferralStatus, "fhir|referral-status|" + rid,
-                             routed.sequence, rid, ctx_.topics.referral_status, rid,
-                             mapping::referral_status_data(routed)));
+    const int sequence = state->sequence + 1;
+    e.events.push_back(event(events::EventType::kReferral, "fhir|referral|" + rid, sequence, rid,
+                             r.agency_topic, rid, std::move(mapped->data)));
+    status_event(e, rid, sequence, mapped->business_status, "gateway", "routing", r.agency_id,
+                 mapped->category);
     CreatedReferral record{rid,
                            state->clinic_number_system,
                            state->clinic_number_value,
@@ -819,7 +799,7 @@ std::optional<Ingestor::Opened> Ingestor::open_referral(Entry& e, mapping::Norma
                            state->race,
                            state->ethnicity,
                            state->language,
-                           routed.sequence,
+                           sequence,
                            mapped->patient_pseudonym};
     e.referrals.push_back(std::move(record));
     add_task_version(rid, *task,
@@ -830,23 +810,12 @@ std::optional<Ingestor::Opened> Ingestor::open_referral(Entry& e, mapping::Norma
     return Opened{rid, true, mapped->business_status, true};
   }
 
-  mapping::ReferralTransition first;
-  first.referral_id = rid;
-  first.status = mapping::ReferralStatus::kRequested;
-  first.business_status = mapped->business_status;
-  first.updated_by_role = "clinic";
-  first.updated_by_id = agency_id_of(Reference{"", {"", r.facility.code}, "", ""});
-  if (first.updated_by_id.empty()) first.updated_by_id = "unknown";
-  first.time = request_.received_at;
-  first.sequence = 1;
-  first.agency_id = r.agency_id;
-  first.category = mapped->category;
+  auto clinic = agency_id_of(Reference{"", {"", r.facility.code}, "", ""});
+  if (clinic.empty()) clinic = "unknown";
 
   e.events.push_back(event(events::EventType::kReferral, "fhir|referral|" + rid, 0, rid,
                            r.agency_topic, rid, std::move(mapped->data)));
-  e.events.push_back(event(events::EventType::kReferralStatus, "fhir|referral-status|" + rid,
-                           first.sequence, rid, ctx_.topics.referral_status, rid,
-                           mapping::referral_status_data(first)));
+  status_event(e, rid, 1, mapped->business_status, "clinic", clinic, r.agency_id, mapped->category);
   e.referrals.push_back({rid, r.clinic_number_system, r.clinic_number_value, sr_id, r.agency_id,
                          mapped->category, mapped->business_status, r.consent.status,
                          mapped->contact_included, r.race, r.ethnicity, r.language, 1,
@@ -1032,6 +1001,27 @@ void Ingestor::map_task(Entry& e) {
   }
 }
 
+// The status event of a requested referral: its first (sequence 1), or a gateway move that keeps
+// the status (previousStatus requested), added to `e`.
+void Ingestor::status_event(Entry& e, const std::string& rid, int sequence,
+                            std::string business_status, std::string role, std::string by,
+                            std::string agency, std::string category) {
+  mapping::ReferralTransition t;
+  t.referral_id = rid;
+  t.status = mapping::ReferralStatus::kRequested;
+  if (sequence > 1) t.previous = mapping::ReferralStatus::kRequested;
+  t.business_status = std::move(business_status);
+  t.updated_by_role = std::move(role);
+  t.updated_by_id = std::move(by);
+  t.time = request_.received_at;
+  t.sequence = sequence;
+  t.agency_id = std::move(agency);
+  t.category = std::move(category);
+  e.events.push_back(event(events::EventType::kReferralStatus, "fhir|referral-status|" + rid,
+                           sequence, rid, ctx_.topics.referral_status, rid,
+                           mapping::referral_status_data(t)));
+}
+
 // The next version of a stored Task (`stored`), with `json` as its content; meta set here.
 void Ingestor::add_task_version(const std::string& id, const std::string& stored,
                                 const std::string& json) {
@@ -1086,17 +1076,8 @@ void Ingestor::apply_consent(Entry& e) {
     if (!parsed || parsed->type != "Task") continue;
     const auto& t = std::get<Task>(parsed->resource);
 
-    mapping::ReferralTransition move;
-    move.referral_id = task_id;
-    move.status = mapping::ReferralStatus::kRequested;
-    move.previous = mapping::ReferralStatus::kRequested;
-    move.business_status = std::string(to.business_status);
-    move.updated_by_role = "gateway";
-    move.updated_by_id = "consent";
-    move.time = request_.received_at;
-    move.sequence = state->sequence + 1;
-    move.agency_id = state->agency_id;
-    move.category = state->category;
+    const int sequence = state->sequence + 1;
+    const std::string business_status(to.business_status);
     CreatedReferral record{
         task_id,
         state->clinic_number_system,
@@ -1104,13 +1085,13 @@ void Ingestor::apply_consent(Entry& e) {
         "",
         state->agency_id,
         state->category,
-        move.business_status,
+        business_status,
         revoked ? mapping::ConsentStatus::kRevoked : mapping::ConsentStatus::kActive,
         false,
         state->race,
         state->ethnicity,
         state->language,
-        move.sequence,
+        sequence,
         state->patient};
 
     if (!revoked) {
@@ -1135,13 +1116,11 @@ void Ingestor::apply_consent(Entry& e) {
       if (!mapped || mapped->referral_id != task_id) continue;
       record.service_request_id = focus.id;
       record.contact_included = mapped->contact_included;
-      e.events.push_back(event(events::EventType::kReferral, "fhir|referral|" + task_id,
-                               move.sequence, task_id, r.agency_topic, task_id,
-                               std::move(mapped->data)));
+      e.events.push_back(event(events::EventType::kReferral, "fhir|referral|" + task_id, sequence,
+                               task_id, r.agency_topic, task_id, std::move(mapped->data)));
     }
-    e.events.push_back(event(events::EventType::kReferralStatus, "fhir|referral-status|" + task_id,
-                             move.sequence, task_id, ctx_.topics.referral_status, task_id,
-                             mapping::referral_status_data(move)));
+    status_event(e, task_id, sequence, business_status, "gateway", "consent", state->agency_id,
+                 state->category);
     e.referrals.push_back(std::move(record));
 
     add_task_version(task_id, *task_json, with_business_status(*task_json, to.business_status));
