@@ -15,6 +15,7 @@
 #include "adapters/fhir/task_change.hpp"
 #include "adapters/fhir/task_update.hpp"
 #include "gateway/core/json_text.hpp"
+#include "gateway/core/text.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/identity/pseudonym.hpp"
 #include "gateway/log/log.hpp"
@@ -59,24 +60,9 @@ const std::vector<CreatableType>& creatable_types() {
   return types;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
-
 // "application/fhir+json; charset=utf-8" → "application/fhir+json".
 std::string media_type(std::string_view header) {
-  return lower(trim(header.substr(0, header.find(';'))));
+  return ascii_lower(trim_blanks(header.substr(0, header.find(';'))));
 }
 
 bool json_media(std::string_view mt) {
@@ -95,16 +81,16 @@ struct Preferences {
 Preferences preferences(const Request& req) {
   Preferences p;
   for (const auto& h : req.headers) {
-    if (lower(h.name) != "prefer") continue;
+    if (ascii_lower(h.name) != "prefer") continue;
     std::string_view v = h.value;
     while (!v.empty()) {
       const auto comma = v.find(',');
-      const auto item = trim(v.substr(0, comma));
+      const auto item = trim_blanks(v.substr(0, comma));
       v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
       const auto eq = item.find('=');
       if (eq == std::string_view::npos) continue;
-      const auto name = lower(trim(item.substr(0, eq)));
-      auto value = trim(item.substr(eq + 1));
+      const auto name = ascii_lower(trim_blanks(item.substr(0, eq)));
+      auto value = trim_blanks(item.substr(eq + 1));
       if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
         value = value.substr(1, value.size() - 2);
       if (name == "return" &&
@@ -118,7 +104,7 @@ Preferences preferences(const Request& req) {
 
 // W/"3" or "3" → 3; 0 when it is neither.
 std::int64_t etag_version(std::string_view v) {
-  v = trim(v);
+  v = trim_blanks(v);
   if (v.starts_with("W/")) v.remove_prefix(2);
   if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
   std::int64_t n = 0;
@@ -352,9 +338,9 @@ struct Api::Impl {
     if (options.token_clients.empty() && options.certificate_clients.empty())
       return Client{"dev", "dev", "dev", "Development client"};
     if (auto auth = req.header("Authorization")) {
-      auto v = trim(*auth);
-      if (v.size() > 7 && lower(v.substr(0, 7)) == "bearer ") {
-        const auto token = trim(v.substr(7));
+      auto v = trim_blanks(*auth);
+      if (v.size() > 7 && ascii_lower(v.substr(0, 7)) == "bearer ") {
+        const auto token = trim_blanks(v.substr(7));
         for (const auto& [known, client] : options.token_clients) {
           if (constant_time_equal(known, token)) return client;
         }
@@ -915,7 +901,7 @@ struct Api::Impl {
       if (wanted != row.version) {
         auto p = Problem::precondition_failed(
             "If-Match names version " +
-            (wanted == 0 ? std::string(trim(*im)) : std::to_string(wanted)) +
+            (wanted == 0 ? std::string(trim_blanks(*im)) : std::to_string(wanted)) +
             "; the current version is " + std::to_string(row.version));
         auto r = problem_response(p, call->plain_json);
         r.headers.push_back({"ETag", etag(row.version)});

@@ -6,6 +6,7 @@
 #include <rapidjson/error/en.h>
 
 #include "adapters/fhir/json_reader.hpp"
+#include "gateway/core/text.hpp"
 
 namespace sdoh::fhir {
 
@@ -52,13 +53,6 @@ std::string path_of(const std::string& path, std::string_view element) {
 
 std::string indexed(const std::string& path, std::size_t i) {
   return path + "[" + std::to_string(i) + "]";
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
 }
 
 // Phone numbers as the referral event's schema wants them: E.164 for a North American number
@@ -939,7 +933,7 @@ bool full_date_or_date_time(std::string_view s) {
 std::string business_status_token(std::string_view text) {
   std::string out;
   bool dash = false;
-  for (char ch : lower(text)) {
+  for (char ch : ascii_lower(text)) {
     if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')) {
       if (dash && !out.empty()) out += '-';
       dash = false;

@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "adapters/hl7v2/oru.hpp"
+#include "gateway/core/text.hpp"
 #include "gateway/mapping/lifecycle.hpp"
 
 namespace sdoh::hl7v2 {
@@ -20,12 +21,6 @@ Error not_in_table(const char* segment, int field, std::string message) {
   where.field = field;
   where.component = 1;
   return Error::invalid(std::move(where), std::move(message));
-}
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
 }
 
 std::string digits_of(std::string_view s) {
@@ -329,7 +324,7 @@ Result<ReferralResponse> response_from_rri(const Message& m, const TimeZone* zon
   } else if (code == "E") {
     r.status = ReferralStatus::kFailed;
     r.business_status = "expired";
-  } else if (auto s = mapping::referral_status_from(lower(code))) {
+  } else if (auto s = mapping::referral_status_from(ascii_lower(code))) {
     r.status = *s;
   } else {
     return fail(not_in_table("RF1", 1,

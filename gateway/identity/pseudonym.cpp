@@ -6,16 +6,10 @@
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
+#include "gateway/core/text.hpp"
+
 namespace sdoh::identity {
 namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
 
 std::string to_hex(const unsigned char* bytes, std::size_t n) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -31,11 +25,11 @@ std::string to_hex(const unsigned char* bytes, std::size_t n) {
 
 std::string Pseudonymizer::pseudonym(std::string_view authority,
                                      std::string_view identifier) const {
-  std::string_view canonical = trim(authority);
+  std::string_view canonical = trim_blanks(authority);
   if (auto it = aliases_.find(std::string(canonical)); it != aliases_.end()) canonical = it->second;
   std::string message;
   message.reserve(canonical.size() + identifier.size() + 1);
-  message.append(canonical).append("|").append(trim(identifier));
+  message.append(canonical).append("|").append(trim_blanks(identifier));
   std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
   unsigned int len = 0;
   HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),

@@ -10,6 +10,7 @@
 #include <rapidjson/document.h>
 #include <rapidjson/schema.h>
 
+#include "gateway/core/text.hpp"
 #include "gateway/mapping/data_file.hpp"
 #include "gateway/mapping/tables.hpp"
 
@@ -51,14 +52,6 @@ std::vector<std::string> one_or_many(const rj::Value& v) {
 std::vector<std::string> strings(const rj::Value& obj, const char* key) {
   auto it = obj.FindMember(key);
   return it == obj.MemberEnd() ? std::vector<std::string>() : one_or_many(it->value);
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& ch : out) {
-    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
-  }
-  return out;
 }
 
 // Specificity of one way a route matches (RoutingTable::route's rules 1-3): greater wins.
@@ -207,7 +200,7 @@ Result<std::shared_ptr<const RoutingTable>> RoutingTable::load(const std::filesy
     }
     if (agency.owner.empty()) {
       agency.owner = "Organization/" + agency.id;
-    } else if (lower(agency.owner.substr(agency.owner.find('/') + 1)) != agency.id) {
+    } else if (ascii_lower(agency.owner.substr(agency.owner.find('/') + 1)) != agency.id) {
       // The gateway knows an agency by Task.owner's id (lower-cased), e.g. in ownership checks.
       return fail(error(
           file, p + "/owner",
