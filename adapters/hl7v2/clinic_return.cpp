@@ -71,40 +71,40 @@ std::string build_rri_i12(const RriContent& c) {
   return out;
 }
 
-void add_clinic_returns(
-    pipeline::CommitRequest& request, const config::Hl7Config& hl7, const std::string& gateway_id,
-    const std::function<std::optional<pipeline::ReferralState>(const std::string&)>& lookup) {
+std::vector<mapping::StatusEvent> status_events(const pipeline::CommitRequest& request) {
+  std::vector<mapping::StatusEvent> out;
   for (const auto& e : request.events) {
     if (e.type != "org.sdoh.referral.status.v1") continue;
-    rapidjson::Document doc;
-    doc.Parse(e.value.data(), e.value.size());
-    if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("data")) continue;
-    const auto& d = doc["data"];
-    auto str = [&d](const char* name) -> std::string {
-      auto it = d.FindMember(name);
-      return it != d.MemberEnd() && it->value.IsString() ? it->value.GetString() : "";
-    };
-    if (!d.HasMember("sequence") || !d["sequence"].IsInt() || d["sequence"].GetInt() < 2) continue;
-    const auto rid = str("referralId");
+    if (auto t = mapping::read_referral_status(e.value)) out.push_back({e.event_id, std::move(*t)});
+  }
+  return out;
+}
+
+void add_clinic_returns(
+    pipeline::CommitRequest& request, const std::vector<mapping::StatusEvent>& changes,
+    const config::Hl7Config& hl7, const std::string& gateway_id,
+    const std::function<std::optional<pipeline::ReferralState>(const std::string&)>& lookup) {
+  for (const auto& [event_id, t] : changes) {
+    if (t.sequence < 2) continue;  // the referral's creation: nothing to answer
     std::optional<pipeline::ReferralState> state;
     for (const auto& r : request.referrals) {
-      if (r.referral_id == rid && !r.return_to.empty()) state = r;
+      if (r.referral_id == t.referral_id && !r.return_to.empty()) state = r;
     }
-    if (!state) state = lookup(rid);
+    if (!state) state = lookup(t.referral_id);
     if (!state || state->return_to.empty()) continue;
     auto sender = hl7.senders.find(state->return_to);
     if (sender == hl7.senders.end() || sender->second.return_address.empty()) continue;
     RriContent c;
     c.gateway_id = gateway_id;
     c.clinic = state->return_to;
-    c.control_id = "GW" + e.event_id.substr(0, 18);
+    c.control_id = "GW" + event_id.substr(0, 18);
     c.timestamp = hl7_now();
     c.ref_control_id = state->source_control_id;
     c.referral = *state;
-    c.status = str("status");
-    c.business_status = str("businessStatus");
-    c.reason = str("reason");
-    request.outbound.push_back({sender->second.return_address, build_rri_i12(c), rid});
+    c.status = std::string(mapping::to_string(t.status));
+    c.business_status = t.business_status;
+    c.reason = t.reason;
+    request.outbound.push_back({sender->second.return_address, build_rri_i12(c), t.referral_id});
   }
 }
 

@@ -7,10 +7,12 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "adapters/store/sqlite_store.hpp"
 #include "gateway/config/config.hpp"
 #include "gateway/core/result.hpp"
+#include "gateway/mapping/referral.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 
@@ -34,11 +36,15 @@ struct RriContent {
 /// NTE (businessStatus and reason). Values are escaped.
 std::string build_rri_i12(const RriContent& c);
 
-/// Adds the RRI^I12 answers a commit owes HL7 clinics: one per status event (sequence >= 2) of a
-/// referral whose clinic has a return_address. `lookup` finds a referral's state (return_to,
-/// return_pid) when the request does not carry it.
+/// The org.sdoh.referral.status.v1 events of a commit, each read once.
+std::vector<mapping::StatusEvent> status_events(const pipeline::CommitRequest& request);
+
+/// Adds the RRI^I12 answers a commit owes HL7 clinics: one per status event (`changes`, from
+/// status_events(); sequence >= 2) of a referral whose clinic has a return_address. `lookup`
+/// finds a referral's state (return_to, return_pid) when the request does not carry it.
 void add_clinic_returns(
-    pipeline::CommitRequest& request, const config::Hl7Config& hl7, const std::string& gateway_id,
+    pipeline::CommitRequest& request, const std::vector<mapping::StatusEvent>& changes,
+    const config::Hl7Config& hl7, const std::string& gateway_id,
     const std::function<std::optional<pipeline::ReferralState>(const std::string&)>& lookup);
 
 /// Sends queued outbound messages: due ones every `interval` (and when woken), each with an

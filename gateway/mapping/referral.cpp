@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <regex>
 
+#include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
@@ -337,6 +338,38 @@ std::string referral_status_data(const ReferralTransition& t) {
   str(w, "category", t.category);
   w.EndObject();
   return std::string(buf.GetString(), buf.GetSize());
+}
+
+std::optional<ReferralTransition> read_referral_status(std::string_view envelope) {
+  rapidjson::Document doc;
+  doc.Parse(envelope.data(), envelope.size());
+  if (doc.HasParseError() || !doc.IsObject()) return std::nullopt;
+  const auto data = doc.FindMember("data");
+  if (data == doc.MemberEnd() || !data->value.IsObject()) return std::nullopt;
+  const auto& d = data->value;
+  auto text = [](const rapidjson::Value& o, const char* name) -> std::string {
+    const auto it = o.FindMember(name);
+    return it != o.MemberEnd() && it->value.IsString() ? it->value.GetString() : "";
+  };
+  const auto status = referral_status_from(text(d, "status"));
+  const auto sequence = d.FindMember("sequence");
+  if (!status || sequence == d.MemberEnd() || !sequence->value.IsInt()) return std::nullopt;
+  ReferralTransition t;
+  t.referral_id = text(d, "referralId");
+  t.status = *status;
+  t.previous = referral_status_from(text(d, "previousStatus"));
+  t.business_status = text(d, "businessStatus");
+  t.reason = text(d, "reason");
+  if (const auto by = d.FindMember("updatedBy"); by != d.MemberEnd() && by->value.IsObject()) {
+    t.updated_by_role = text(by->value, "role");
+    t.updated_by_id = text(by->value, "id");
+  }
+  t.time = text(d, "time");
+  t.sequence = sequence->value.GetInt();
+  if (const auto a = d.FindMember("agency"); a != d.MemberEnd() && a->value.IsObject())
+    t.agency_id = text(a->value, "id");
+  t.category = text(d, "category");
+  return t;
 }
 
 std::string referral_task_json(const NormalizedReferral& r, const MappedReferral& mapped,

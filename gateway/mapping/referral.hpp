@@ -185,6 +185,17 @@ struct ReferralTransition {
 /// The org.sdoh.referral.status.v1 data object as JSON text.
 std::string referral_status_data(const ReferralTransition& t);
 
+/// The transition an org.sdoh.referral.status.v1 event (its CloudEvent envelope) carries, read
+/// back once for what follows a commit (answers to HL7 clinics, measures); nullopt when it is not
+/// such an event.
+std::optional<ReferralTransition> read_referral_status(std::string_view envelope);
+
+/// A status event of a commit, read back: its event id and the transition it carries.
+struct StatusEvent {
+  std::string event_id;
+  ReferralTransition transition;
+};
+
 /// The FHIR Task (SDOHCC TaskForReferralManagement, status requested) the gateway keeps for a
 /// referral that did not arrive as FHIR (HL7 REF^I12), so that GET /fhir/Task/{referralId} and
 /// agencies' FHIR updates work for it too. No names or contact details: the patient appears

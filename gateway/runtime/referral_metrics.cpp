@@ -78,25 +78,17 @@ void ReferralMetrics::refresh() {
   held_.with({"awaiting-consent"});
 }
 
-void ReferralMetrics::observe(const pipeline::CommitRequest& committed) {
+void ReferralMetrics::observe(const std::vector<mapping::StatusEvent>& changes) {
   const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
-  for (const auto& e : committed.events) {
-    if (e.type != "org.sdoh.referral.status.v1") continue;
-    rapidjson::Document doc;
-    doc.Parse(e.value.data(), e.value.size());
-    if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("data")) continue;
-    const auto& d = doc["data"];
-    if (!d.HasMember("status") || !d["status"].IsString() || !d.HasMember("referralId")) continue;
-    const std::string status = d["status"].GetString();
-    const std::string previous = d.HasMember("previousStatus") && d["previousStatus"].IsString()
-                                     ? d["previousStatus"].GetString()
-                                     : "";
-    const bool accepted = status == "accepted" && previous != "accepted";
-    const bool completed = status == "completed" && previous != "completed";
+  for (const auto& [event_id, t] : changes) {
+    (void)event_id;
+    const bool accepted = t.status == mapping::ReferralStatus::kAccepted && t.previous != t.status;
+    const bool completed =
+        t.status == mapping::ReferralStatus::kCompleted && t.previous != t.status;
     if (!accepted && !completed) continue;
-    auto referral = store_.find_referral({d["referralId"].GetString(), "", "", ""});
+    auto referral = store_.find_referral({t.referral_id, "", "", ""});
     if (!referral || !*referral || (*referral)->created_at_ms == 0) continue;
     const auto seconds = static_cast<double>(now_ms - (*referral)->created_at_ms) / 1000.0;
     auto& h = accepted ? to_accept_ : to_complete_;

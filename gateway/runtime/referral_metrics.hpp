@@ -3,6 +3,7 @@
 // outcomes by the families' race, ethnicity and preferred language (so that a gap between groups
 // of families shows); and how long agencies take to accept and to complete referrals.
 #include "adapters/store/sqlite_store.hpp"
+#include "gateway/mapping/referral.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 
@@ -13,8 +14,9 @@ class ReferralMetrics {
   ReferralMetrics(store::SqliteStore& store, metrics::Registry& registry);
   /// Re-reads the counts from the store (the source of truth, so restarts lose nothing).
   void refresh();
-  /// After a commit: the time-to-accept and time-to-complete of the referrals it moved.
-  void observe(const pipeline::CommitRequest& committed);
+  /// After a commit: the time-to-accept and time-to-complete of the referrals its status events
+  /// (read once, hl7v2::status_events) moved.
+  void observe(const std::vector<mapping::StatusEvent>& changes);
 
  private:
   store::SqliteStore& store_;

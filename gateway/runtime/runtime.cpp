@@ -129,22 +129,19 @@ class ClinicReturnPort final : public pipeline::CommitPort {
 
   asio::awaitable<Result<pipeline::CommitOutcome>> commit(
       pipeline::CommitRequest request) override {
+    // The status events, read once: for the clinics' answers now, the measures after the commit.
+    auto changes = hl7v2::status_events(request);
     hl7v2::add_clinic_returns(
-        request, hl7_, gateway_id_,
+        request, changes, hl7_, gateway_id_,
         [this](const std::string& id) -> std::optional<pipeline::ReferralState> {
           auto r = store_.find_referral({id, "", "", ""});
           if (!r || !*r) return std::nullopt;
           return **r;
         });
     const bool outbound = !request.outbound.empty();
-    // Only status events are needed afterwards, for the measures.
-    pipeline::CommitRequest moved;
-    for (const auto& e : request.events) {
-      if (e.type == "org.sdoh.referral.status.v1") moved.events.push_back(e);
-    }
     auto outcome = co_await store_.commit(std::move(request));
     if (outcome && outbound) wake_sender_();
-    if (outcome && outcome->status == pipeline::CommitStatus::kCommitted) metrics_.observe(moved);
+    if (outcome && outcome->status == pipeline::CommitStatus::kCommitted) metrics_.observe(changes);
     co_return outcome;
   }
 

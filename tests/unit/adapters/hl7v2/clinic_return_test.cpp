@@ -58,11 +58,11 @@ TEST(ClinicReturn, OnlyChangesOfReferralsWhoseClinicTakesAnswers) {
   auto lookup = [](const std::string&) { return std::optional(referral()); };
   pipeline::CommitRequest first;
   first.events.push_back(status_event(1));  // the referral's creation: nothing to answer
-  add_clinic_returns(first, hl7, "gw", lookup);
+  add_clinic_returns(first, status_events(first), hl7, "gw", lookup);
   EXPECT_TRUE(first.outbound.empty());
   pipeline::CommitRequest change;
   change.events.push_back(status_event(2));
-  add_clinic_returns(change, hl7, "gw", lookup);
+  add_clinic_returns(change, status_events(change), hl7, "gw", lookup);
   ASSERT_EQ(change.outbound.size(), 1u);
   EXPECT_EQ(change.outbound[0].destination, "127.0.0.1:6661");
   EXPECT_NE(change.outbound[0].message.find("RF1|A^accepted"), std::string::npos);
@@ -70,7 +70,8 @@ TEST(ClinicReturn, OnlyChangesOfReferralsWhoseClinicTakesAnswers) {
   other.return_to = "EHR^ELSEWHERE";
   pipeline::CommitRequest unknown;
   unknown.events.push_back(status_event(3));
-  add_clinic_returns(unknown, hl7, "gw", [&](const std::string&) { return std::optional(other); });
+  add_clinic_returns(unknown, status_events(unknown), hl7, "gw",
+                     [&](const std::string&) { return std::optional(other); });
   EXPECT_TRUE(unknown.outbound.empty());
 }
 

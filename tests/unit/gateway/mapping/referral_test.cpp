@@ -227,6 +227,42 @@ TEST(ReferralStatusData, FirstEventHasNullPreviousStatusAndValidates) {
   EXPECT_NE(data.find("\"previousStatus\":null"), std::string::npos);
 }
 
+TEST(ReferralStatusData, ReadsBackWhatItWrote) {
+  ReferralTransition t;
+  t.referral_id = "d6f9b8e1f26703acd5c0e7bbf1f3f27a";
+  t.status = ReferralStatus::kAccepted;
+  t.previous = ReferralStatus::kReceived;
+  t.business_status = "scheduled";
+  t.reason = "first visit Monday";
+  t.updated_by_role = "agency";
+  t.updated_by_id = "ehv-durham";
+  t.time = "2026-11-25T10:00:00Z";
+  t.sequence = 3;
+  t.agency_id = "ehv-durham";
+  t.category = "stress";
+  const auto envelope =
+      R"({"type":"org.sdoh.referral.status.v1","data":)" + referral_status_data(t) + "}";
+  auto read = read_referral_status(envelope);
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->referral_id, t.referral_id);
+  EXPECT_EQ(read->status, ReferralStatus::kAccepted);
+  EXPECT_EQ(read->previous, ReferralStatus::kReceived);
+  EXPECT_EQ(read->business_status, "scheduled");
+  EXPECT_EQ(read->reason, "first visit Monday");
+  EXPECT_EQ(read->updated_by_id, "ehv-durham");
+  EXPECT_EQ(read->sequence, 3);
+  EXPECT_EQ(read->agency_id, "ehv-durham");
+  EXPECT_EQ(read->category, "stress");
+  t.previous.reset();
+  t.agency_id.clear();
+  auto first = read_referral_status(R"({"data":)" + referral_status_data(t) + "}");
+  ASSERT_TRUE(first);
+  EXPECT_FALSE(first->previous);
+  EXPECT_EQ(first->agency_id, "");
+  EXPECT_FALSE(read_referral_status(R"({"data":{"status":"accepted"}})"));  // no sequence
+  EXPECT_FALSE(read_referral_status("not json"));
+}
+
 TEST(ClipText, CutsAtCharacterBoundaries) {
   EXPECT_EQ(clip_text("a\xC3\xA9z", 2), "a\xC3\xA9");
   EXPECT_EQ(clip_text("abc", 5), "abc");
