@@ -479,13 +479,7 @@ struct Hl7Pipeline::Impl {
     task.version = version;
     task.expected_version = version - 1;
     task.last_updated = received_at;
-    task.json = mapping::referral_task_json(ref, mapped, received_at);
-    if (version > 1) {
-      // referral_task_json writes version 1; a later version says which it is.
-      const std::string from = R"("versionId":"1")";
-      if (auto at = task.json.find(from); at != std::string::npos)
-        task.json.replace(at, from.size(), R"("versionId":")" + std::to_string(version) + "\"");
-    }
+    task.json = mapping::referral_task_json(ref, mapped, received_at, version);
     task.source = sender_of(m);
     task.identifiers = {{ref.clinic_number_system, ref.clinic_number_value}};
     task.search = {{"_id", mapped.referral_id},

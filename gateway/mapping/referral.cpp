@@ -373,10 +373,12 @@ std::optional<ReferralTransition> read_referral_status(std::string_view envelope
 }
 
 std::string referral_task_json(const NormalizedReferral& r, const MappedReferral& mapped,
-                               std::string_view last_updated) {
+                               std::string_view last_updated, std::int64_t version) {
   std::string out = R"({"resourceType":"Task","id":)";
   append_json_string(out, mapped.referral_id);
-  out += R"(,"meta":{"versionId":"1","lastUpdated":)";
+  out += R"(,"meta":{"versionId":)";
+  append_json_string(out, std::to_string(version));
+  out += R"(,"lastUpdated":)";
   append_json_string(out, last_updated);
   out +=
       R"(,"profile":["http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-TaskForReferralManagement"]},"identifier":[{"system":)";
