@@ -14,6 +14,7 @@
 #include "adapters/fhir/consent.hpp"
 #include "adapters/fhir/json_reader.hpp"
 #include "adapters/fhir/task_change.hpp"
+#include "gateway/core/json_parse.hpp"
 #include "gateway/events/dead_letter.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/identity/pseudonym.hpp"
@@ -117,8 +118,7 @@ bool has_error(const std::vector<Issue>& issues) {
 // The version a stored resource's JSON carries (meta.versionId); 0 when it has none.
 std::int64_t stored_version(const std::string& json) {
   rapidjson::Document doc;
-  doc.Parse(json.data(), json.size());
-  if (doc.HasParseError() || !doc.IsObject()) return 0;
+  if (!sdoh::json::parse(doc, json) || !doc.IsObject()) return 0;
   const auto* v = rapidjson::Pointer("/meta/versionId").Get(doc);
   return v != nullptr && v->IsString() ? std::atoll(v->GetString()) : 0;
 }
@@ -127,8 +127,7 @@ std::int64_t stored_version(const std::string& json) {
 std::string with_owner(const std::string& json, const std::string& agency_id,
                        const std::string& agency_name) {
   rapidjson::Document doc;
-  doc.Parse(json.data(), json.size());
-  if (doc.HasParseError() || !doc.IsObject()) return json;
+  if (!sdoh::json::parse(doc, json) || !doc.IsObject()) return json;
   auto& alloc = doc.GetAllocator();
   doc.RemoveMember("owner");
   Json owner(rapidjson::kObjectType);
@@ -1468,17 +1467,14 @@ std::string Ingestor::response_bundle(const std::string& type) {
 
 std::expected<FhirIngest, FhirRejection> Ingestor::run() {
   type_ = std::string(request_.resource_type);
-  doc_.Parse(request_.body.data(), request_.body.size());
-  if (doc_.HasParseError() || !doc_.IsObject()) {
+  auto parsed = sdoh::json::parse(doc_, request_.body);
+  if (!parsed || !doc_.IsObject()) {
     key_ = key_for(nullptr, type_, request_.body, request_.if_none_exist);
-    return std::unexpected(
-        reject(Problem::bad_request(IssueType::kStructure, "",
-                                    doc_.HasParseError()
-                                        ? std::string("the body is not JSON: ") +
-                                              rapidjson::GetParseError_En(doc_.GetParseError()) +
-                                              " at offset " + std::to_string(doc_.GetErrorOffset())
-                                        : "the body is not a JSON object"),
-               "parse"));
+    return std::unexpected(reject(
+        Problem::bad_request(IssueType::kStructure, "",
+                             !parsed ? "the body is not valid JSON: " + parsed.error().message
+                                     : std::string("the body is not a JSON object")),
+        "parse"));
   }
   const auto* rt = Reader::get(doc_, "resourceType");
   const std::string body_type =
@@ -1711,8 +1707,8 @@ FhirRejection rejection(Problem problem, std::string_view stage, const IngestCon
 std::string dedupe_key(std::string_view resource_type, std::string_view body,
                        std::string_view if_none_exist) {
   rapidjson::Document doc;
-  doc.Parse(body.data(), body.size());
-  return key_for(doc.HasParseError() ? nullptr : &doc, resource_type, body, if_none_exist);
+  const bool parsed = sdoh::json::parse(doc, body).has_value();
+  return key_for(parsed ? &doc : nullptr, resource_type, body, if_none_exist);
 }
 
 std::expected<FhirIngest, FhirRejection> ingest(const IngestRequest& request,

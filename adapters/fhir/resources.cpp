@@ -6,6 +6,7 @@
 #include <rapidjson/error/en.h>
 
 #include "adapters/fhir/json_reader.hpp"
+#include "gateway/core/json_parse.hpp"
 #include "gateway/core/text.hpp"
 
 namespace sdoh::fhir {
@@ -947,12 +948,9 @@ std::string business_status_token(std::string_view text) {
 
 FhirResult<ParsedResource> parse_resource(std::string_view json) {
   rapidjson::Document doc;
-  doc.Parse(json.data(), json.size());
-  if (doc.HasParseError()) {
+  if (auto parsed = sdoh::json::parse(doc, json); !parsed) {
     return std::unexpected(Problem::bad_request(
-        IssueType::kStructure, "",
-        std::string("the body is not JSON: ") + rapidjson::GetParseError_En(doc.GetParseError()) +
-            " at offset " + std::to_string(doc.GetErrorOffset())));
+        IssueType::kStructure, "", "the body is not valid JSON: " + parsed.error().message));
   }
   std::vector<Issue> issues;
   auto parsed = detail::read_resource(doc, "", issues);

@@ -7,6 +7,7 @@
 #include "adapters/fhir/consent.hpp"
 #include "adapters/fhir/ingest.hpp"
 #include "adapters/fhir/resources.hpp"
+#include "gateway/core/json_parse.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/mapping/lifecycle.hpp"
 #include "gateway/mapping/referral.hpp"
@@ -67,8 +68,7 @@ void set_business_status(rapidjson::Document& doc, std::string_view code) {
 // (task_change.hpp)
 std::string with_business_status(std::string_view json, std::string_view code) {
   rapidjson::Document doc;
-  doc.Parse(json.data(), json.size());
-  if (doc.HasParseError() || !doc.IsObject()) return std::string(json);
+  if (!sdoh::json::parse(doc, json) || !doc.IsObject()) return std::string(json);
   set_business_status(doc, code);
   return write(doc);
 }
@@ -94,8 +94,7 @@ std::vector<std::pair<std::string, std::string>> task_search_params(const Task& 
 // A stored resource's JSON with meta.versionId and meta.lastUpdated set.
 std::string with_meta(std::string_view json, std::int64_t version, std::string_view updated) {
   rapidjson::Document doc;
-  doc.Parse(json.data(), json.size());
-  if (doc.HasParseError() || !doc.IsObject()) return std::string(json);
+  if (!sdoh::json::parse(doc, json) || !doc.IsObject()) return std::string(json);
   auto& alloc = doc.GetAllocator();
   if (!doc.HasMember("meta") || !doc["meta"].IsObject()) {
     doc.RemoveMember("meta");
@@ -158,8 +157,7 @@ FhirResult<std::string> task_with_status(std::string_view current, std::string_v
                                          std::string_view business_status, std::string_view reason,
                                          std::string_view note, std::string_view note_time) {
   rapidjson::Document doc;
-  doc.Parse(current.data(), current.size());
-  if (doc.HasParseError() || !doc.IsObject()) {
+  if (!sdoh::json::parse(doc, current) || !doc.IsObject()) {
     return std::unexpected(
         Problem{FhirErrc::kInternal,
                 {Issue::error(IssueType::kException, "Task", "the stored Task is not readable")}});

@@ -6,6 +6,7 @@
 #include <rapidjson/writer.h>
 
 #include "adapters/fhir/resources.hpp"
+#include "gateway/core/json_parse.hpp"
 
 namespace sdoh::fhir {
 namespace {
@@ -134,13 +135,11 @@ std::string member_json(const rapidjson::Document& doc, const char* name) {
 
 FhirResult<std::string> apply_json_patch(std::string_view resource, std::string_view patch) {
   rapidjson::Document doc;
-  doc.Parse(resource.data(), resource.size());
-  if (doc.HasParseError() || !doc.IsObject())
+  if (!sdoh::json::parse(doc, resource) || !doc.IsObject())
     return std::unexpected(
         Problem::bad_request(IssueType::kStructure, "", "the resource is not JSON"));
   rapidjson::Document ops;
-  ops.Parse(patch.data(), patch.size());
-  if (ops.HasParseError() || !ops.IsArray()) {
+  if (!sdoh::json::parse(ops, patch) || !ops.IsArray()) {
     return std::unexpected(Problem::bad_request(
         IssueType::kStructure, "Patch", "a JSON Patch (RFC 6902) is a JSON array of operations"));
   }

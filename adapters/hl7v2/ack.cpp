@@ -232,11 +232,19 @@ std::string build_answers(const Message& m, const AckPlan& plan,
   return out;
 }
 
+ErrorCondition unparseable_condition(const Error& error) {
+  // Unusable delimiters in MSH-1/MSH-2 are a data type error in those fields; anything else
+  // that keeps a message from being read is a segment sequence error (no usable MSH first).
+  const bool delimiters = error.where.segment == "MSH" && error.where.sequence <= 1 &&
+                          (error.where.field == 1 || error.where.field == 2);
+  return delimiters ? ErrorCondition::kDataTypeError : ErrorCondition::kSegmentSequenceError;
+}
+
 std::string build_unparseable_ack(const Error& error, const AckOptions& options) {
   const Delimiters d;
   std::string out = "MSH|^~\\&|" + options.sending_application + "||||" + options.timestamp +
                     "||ACK|" + options.control_id + "|P|2.5.1\rMSA|AR|\r";
-  AckError e{ErrorCondition::kSegmentSequenceError, error.where, error.message};
+  AckError e{unparseable_condition(error), error.where, error.message};
   if (e.where.segment.empty()) e.where.segment = "MSH";
   append_err(out, e, d);
   return out;

@@ -119,8 +119,13 @@ std::string application_control_id(const std::string& accept_control_id);
 std::string build_answers(const Message& m, const AckPlan& plan,
                           const std::optional<AckError>& error, const AckOptions& options);
 
+/// The ERR-3 code for a message that could not be read: 102 (data type error) for unusable
+/// delimiters in MSH-1/MSH-2, else 100 (segment sequence error: no usable MSH first).
+ErrorCondition unparseable_condition(const Error& error);
+
 /// An answer for bytes that are not an HL7 message at all (no usable MSH): AR with ERR,
-/// MSA-2 empty because there is no control id to echo.
+/// MSA-2 empty because there is no control id to echo. Written with the standard delimiters
+/// whatever the input used.
 std::string build_unparseable_ack(const Error& error, const AckOptions& options);
 
 /// A refusal in HL7 terms: the original-mode code, the ERR and how far the message got.

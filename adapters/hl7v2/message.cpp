@@ -27,6 +27,12 @@ int hex_digit(char c) {
   return -1;
 }
 
+std::string hex_byte(char c) {
+  constexpr char kHex[] = "0123456789ABCDEF";
+  const auto u = static_cast<unsigned char>(c);
+  return {kHex[u >> 4], kHex[u & 0xF]};
+}
+
 Error parse_error(std::string segment, int sequence, int field, std::string message) {
   Location where;
   where.segment = std::move(segment);
@@ -94,9 +100,37 @@ Result<Message> Message::parse(std::string text) {
   const auto enc_end = all.find(d.field, 4);
   const auto enc =
       all.substr(4, enc_end == std::string_view::npos ? std::string_view::npos : enc_end - 4);
-  if (enc.empty() || d.field == '\r' || d.field == '\n' ||
-      std::isalnum(static_cast<unsigned char>(d.field))) {
-    return fail(parse_error("MSH", 1, 2, "MSH-1/MSH-2 do not hold valid encoding characters"));
+  // A delimiter must be a printable ASCII character that is not a letter or digit (it would
+  // split values), and none of them may repeat. CR, LF, NUL and MLLP's 0x0B/0x1C never qualify:
+  // used as delimiters they would end segments early or put framing bytes into the ACK.
+  auto usable = [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u > 0x20 && u < 0x7F && std::isalnum(u) == 0;
+  };
+  if (!usable(d.field)) {
+    return fail(parse_error("MSH", 1, 1,
+                            "MSH-1 field separator must be a printable character that is not a "
+                            "letter or digit (byte 0x" +
+                                hex_byte(d.field) + " is not)"));
+  }
+  if (enc.empty()) {
+    return fail(parse_error("MSH", 1, 2, "MSH-2 encoding characters are missing"));
+  }
+  const auto delimiters =
+      enc.substr(0, 5);  // component, repetition, escape, subcomponent, truncation
+  for (std::size_t i = 0; i < delimiters.size(); ++i) {
+    const char c = delimiters[i];
+    if (!usable(c)) {
+      return fail(parse_error("MSH", 1, 2,
+                              "MSH-2 encoding characters must be printable characters that are "
+                              "not letters or digits (byte 0x" +
+                                  hex_byte(c) + " is not)"));
+    }
+    if (c == d.field || delimiters.find(c) != i) {
+      return fail(parse_error("MSH", 1, 2,
+                              "MSH-1 and MSH-2 must name distinct delimiters ('" +
+                                  std::string(1, c) + "' is used twice)"));
+    }
   }
   if (enc.size() < 4) ++m.deviations_;  // short MSH-2: defaults for what is missing
   if (enc.size() >= 1) d.component = enc[0];

@@ -167,8 +167,11 @@ struct Hl7Pipeline::Impl {
       log::error("hl7.commit_failed", {{"reason", outcome.error().message}});
       if (m == nullptr) co_return answer;  // already negative (unparseable input)
       auto refusal = refusal_for(outcome.error());
+      // Nothing was stored (the store cannot write, or refuses new work while Kafka is behind):
+      // HL7 table 0357 207, application internal error, with "resend later".
+      refusal.error.condition = ErrorCondition::kApplicationInternalError;
       refusal.error.text =
-          "the message was not accepted: " + outcome.error().message + "; resend later";
+          "the message was not accepted: " + outcome.error().message + "; try again later";
       // Nothing was stored, whatever the error says: CE in enhanced mode, never CA.
       const auto plan = plan_acks(*m, refusal.code, Acceptance::kNotCommitted);
       messages.with({label_for_type(type), std::string(to_string(plan.summary))}).inc();
@@ -268,7 +271,8 @@ struct Hl7Pipeline::Impl {
     dl.protocol = "hl7v2";
     dl.sender = sender;
     dl.stage = "parse";
-    dl.code = "100";
+    const auto condition = std::to_string(static_cast<int>(unparseable_condition(error)));
+    dl.code = condition;
     dl.text = error.message;
     dl.where = error.where;
     dl.replayable = false;
@@ -282,8 +286,9 @@ struct Hl7Pipeline::Impl {
     pipeline::CommitRequest request;
     request.inbound = {"hl7v2", sender, "", "unparseable", "AR", ack, std::move(text)};
     request.events.push_back(outbox(e));
-    request.dead_letter =
-        pipeline::DeadLetterRecord{dl.dead_letter_id, "parse", "100", error.message, "MSH"};
+    request.dead_letter = pipeline::DeadLetterRecord{
+        dl.dead_letter_id, "parse", condition, error.message,
+        error.where.field > 0 ? "MSH^1^" + std::to_string(error.where.field) : std::string("MSH")};
     co_return co_await commit_and_answer(std::move(request), nullptr, "unparseable");
   }
 

@@ -9,6 +9,7 @@
 #include <rapidjson/document.h>
 
 #include "adapters/kafka/client_conf.hpp"
+#include "gateway/core/json_parse.hpp"
 #include "gateway/log/log.hpp"
 
 namespace sdoh::kafka {
@@ -60,8 +61,8 @@ struct Producer::Impl {
 
   void on_stats(const char* json, std::size_t len) {
     rapidjson::Document doc;
-    doc.Parse(json, len);
-    if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("brokers")) return;
+    if (!sdoh::json::parse(doc, {json, len}) || !doc.IsObject() || !doc.HasMember("brokers"))
+      return;
     std::int64_t retries = 0, errors = 0;
     for (const auto& b : doc["brokers"].GetObject()) {
       if (b.value.HasMember("txretries") && b.value["txretries"].IsInt64())

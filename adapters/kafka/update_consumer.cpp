@@ -13,6 +13,7 @@
 #include <rapidjson/document.h>
 
 #include "adapters/kafka/client_conf.hpp"
+#include "gateway/core/json_parse.hpp"
 #include "gateway/log/log.hpp"
 
 namespace sdoh::kafka {
@@ -437,8 +438,7 @@ struct UpdateConsumer::Impl {
   // reachable, and the lag of the partitions this instance reads.
   void on_stats(const char* json, std::size_t len) {
     rapidjson::Document doc;
-    doc.Parse(json, len);
-    if (doc.HasParseError() || !doc.IsObject()) return;
+    if (!sdoh::json::parse(doc, {json, len}) || !doc.IsObject()) return;
     bool broker_up = false;
     if (doc.HasMember("brokers") && doc["brokers"].IsObject()) {
       for (const auto& b : doc["brokers"].GetObject()) {

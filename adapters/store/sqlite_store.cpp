@@ -599,13 +599,36 @@ struct SqliteStore::Impl {
   ops::CheckState health{true, "open"};
 
   std::atomic<std::int64_t> undelivered{0};
+  std::atomic<std::int64_t> undelivered_bytes{0};  // sum of the undelivered events' values
   std::atomic<std::int64_t> dead_letters{0};
+  std::atomic<std::size_t> commits_in_flight{0};  // queued or being written/synced
+
+  /// Why a new commit must be refused now (overload), or nothing: the outbox backlog past
+  /// store.max_backlog_* (Kafka has been away too long) or the writer's queue full.
+  std::optional<std::string> overloaded() const {
+    if (cfg.max_backlog_events > 0 && undelivered.load() >= cfg.max_backlog_events) {
+      return "the outbox holds " + std::to_string(undelivered.load()) +
+             " undelivered events (store.max_backlog_events " +
+             std::to_string(cfg.max_backlog_events) + "): Kafka is behind";
+    }
+    if (cfg.max_backlog_bytes > 0 && undelivered_bytes.load() >= cfg.max_backlog_bytes) {
+      return "the outbox holds " + std::to_string(undelivered_bytes.load()) +
+             " bytes of undelivered events (store.max_backlog_bytes " +
+             std::to_string(cfg.max_backlog_bytes) + "): Kafka is behind";
+    }
+    if (commits_in_flight.load() >= cfg.max_queued_commits) {
+      return "the store's commit queue is full (store.max_queued_commits " +
+             std::to_string(cfg.max_queued_commits) + ")";
+    }
+    return std::nullopt;
+  }
 
   metrics::Histogram* batch_size = nullptr;
   metrics::Histogram* commit_seconds = nullptr;
   metrics::Counter* commits_ok = nullptr;
   metrics::Counter* commits_duplicate = nullptr;
   metrics::Counter* commits_failed = nullptr;
+  metrics::Counter* commits_refused = nullptr;  // overload: refused before being queued
   metrics::Counter* pruned = nullptr;
 
   /// Hands Kafka's acknowledgement (or refusal) of `seq` to whoever waits for it.
@@ -880,7 +903,10 @@ struct CommitOp final : WriteOp {
       st.text(1, e.event_id).integer(2, outcome.inbound_id).text(3, e.type).text(4, e.topic);
       st.text(5, e.key).blob(6, e.value).integer(7, received);
       if (auto r = st.step(); !r) return fail(r.error());
-      if (sqlite3_changes(s.db) > 0) outcome.undelivered.push_back(sqlite3_last_insert_rowid(s.db));
+      if (sqlite3_changes(s.db) > 0) {
+        outcome.undelivered.push_back(sqlite3_last_insert_rowid(s.db));
+        pending_bytes += static_cast<std::int64_t>(e.value.size());
+      }
     }
     pending_undelivered = static_cast<std::int64_t>(outcome.undelivered.size());
     return {};
@@ -964,8 +990,10 @@ struct CommitOp final : WriteOp {
   }
 
   void finish(Result<void> result) override {
+    store->commits_in_flight.fetch_sub(1);
     if (result) {
       store->undelivered.fetch_add(pending_undelivered);
+      store->undelivered_bytes.fetch_add(pending_bytes);
       store->dead_letters.fetch_add(pending_dead_letters);
       (outcome.status == pipeline::CommitStatus::kDuplicate ? store->commits_duplicate
                                                             : store->commits_ok)
@@ -979,6 +1007,7 @@ struct CommitOp final : WriteOp {
 
   SqliteStore::Impl* store = nullptr;
   std::int64_t pending_undelivered = 0;
+  std::int64_t pending_bytes = 0;
   std::int64_t pending_dead_letters = 0;
 };
 
@@ -1003,6 +1032,7 @@ Result<std::vector<std::int64_t>> undelivered_of(SqliteStore::Impl& s, std::int6
 struct MarkDeliveredOp final : WriteOp {
   std::vector<DeliveredEvent> events;
   std::int64_t marked = 0;
+  std::int64_t marked_bytes = 0;
   bool needs_durability() const override { return false; }  // Kafka has them already
 
   Result<void> execute(SqliteStore::Impl& s) override {
@@ -1012,8 +1042,12 @@ struct MarkDeliveredOp final : WriteOp {
       auto& st = s.mark_delivered;
       ResetOnExit reset{st};
       st.integer(1, at).integer(2, e.seq);
-      if (auto r = st.step(); !r) return fail(r.error());
-      marked += sqlite3_changes(s.db);
+      auto r = st.step();
+      if (!r) return fail(r.error());
+      if (*r == SQLITE_ROW) {  // RETURNING: the row was undelivered until now
+        ++marked;
+        marked_bytes += st.column_int(0);
+      }
       if (e.partition >= 0 && e.offset >= 0) {
         auto& h = highest[{e.topic, e.partition}];
         h = std::max(h, e.offset);
@@ -1035,6 +1069,7 @@ struct MarkDeliveredOp final : WriteOp {
       return;
     }
     store->undelivered.fetch_sub(marked);
+    store->undelivered_bytes.fetch_sub(marked_bytes);
     for (const auto& e : events)
       store->settle(e.seq, std::nullopt);
   }
@@ -1347,7 +1382,9 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   }
   if (prepared) {
     prepared = impl->mark_delivered.prepare(
-        impl->db, "UPDATE outbox SET delivered_at = ?1 WHERE seq = ?2 AND delivered_at IS NULL");
+        impl->db,
+        "UPDATE outbox SET delivered_at = ?1 WHERE seq = ?2 AND delivered_at IS NULL "
+        "RETURNING length(value)");
   }
   if (prepared) {
     prepared = impl->upsert_offset.prepare(
@@ -1443,11 +1480,13 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
     sqlite3_prepare_v2(impl->reader,
                        "SELECT (SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND "
                        "dead_at IS NULL), (SELECT count(*) FROM dead_letters WHERE replayed_at "
-                       "IS NULL)",
+                       "IS NULL), (SELECT coalesce(sum(length(value)), 0) FROM outbox WHERE "
+                       "delivered_at IS NULL AND dead_at IS NULL)",
                        -1, &st, nullptr);
     if (sqlite3_step(st) == SQLITE_ROW) {
       impl->undelivered = sqlite3_column_int64(st, 0);
       impl->dead_letters = sqlite3_column_int64(st, 1);
+      impl->undelivered_bytes = sqlite3_column_int64(st, 2);
     }
     sqlite3_finalize(st);
   }
@@ -1466,6 +1505,10 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
     impl->commits_ok = &commits.with({"committed"});
     impl->commits_duplicate = &commits.with({"duplicate"});
     impl->commits_failed = &commits.with({"failed"});
+    impl->commits_refused = &commits.with({"refused_overload"});
+    reg.gauge_callback(
+        "sdoh_outbox_undelivered_bytes", "Bytes of committed events not yet acknowledged by Kafka.",
+        [raw = impl.get()] { return static_cast<double>(raw->undelivered_bytes.load()); });
     auto* raw = impl.get();
     reg.gauge_callback("sdoh_outbox_undelivered_events",
                        "Committed events not yet acknowledged by Kafka.",
@@ -1492,7 +1535,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
           return age;
         });
   } else {
-    static metrics::Counter unused_ok, unused_dup, unused_failed, unused_pruned;
+    static metrics::Counter unused_ok, unused_dup, unused_failed, unused_refused, unused_pruned;
+    impl->commits_refused = &unused_refused;
     impl->pruned = &unused_pruned;
     impl->commits_ok = &unused_ok;
     impl->commits_duplicate = &unused_dup;
@@ -1518,6 +1562,16 @@ asio::awaitable<Result<pipeline::CommitOutcome>> SqliteStore::commit(
   co_return co_await asio::async_initiate<decltype(asio::use_awaitable),
                                           void(Result<pipeline::CommitOutcome>)>(
       [impl, &request](auto handler) {
+        if (auto why = impl->overloaded()) {
+          // Refused before it is queued: the sender retries later, nothing is held in memory.
+          impl->commits_refused->inc();
+          auto ex = asio::get_associated_executor(handler);
+          asio::post(ex, [h = std::move(handler), e = Error::unavailable(*why)]() mutable {
+            std::move(h)(fail(std::move(e)));
+          });
+          return;
+        }
+        impl->commits_in_flight.fetch_add(1);
         auto op = std::make_unique<CommitOp>();
         op->store = impl;
         op->request = std::move(request);
@@ -1625,15 +1679,17 @@ Result<void> SqliteStore::dead_letter_event(std::int64_t seq,
   auto* impl = impl_.get();
   // The op's value: -1 when the event was delivered or dead-lettered meanwhile, else how many
   // notice events it queued (0 or 1).
+  std::int64_t left_bytes = 0;  // the refused event's size, leaving the backlog
+  std::int64_t notice_bytes = notice ? static_cast<std::int64_t>(notice->value.size()) : 0;
   auto r = run_sync<std::int64_t>(
       *impl,
-      [seq, &record, &notice](Impl& s) -> Result<std::int64_t> {
+      [seq, &record, &notice, &left_bytes](Impl& s) -> Result<std::int64_t> {
         const auto at = now_ms();
         Statement st;
         if (auto p = st.prepare(s.db,
                                 "UPDATE outbox SET dead_at = ?1, last_error = ?2, attempts = "
                                 "attempts + 1 WHERE seq = ?3 AND delivered_at IS NULL AND dead_at "
-                                "IS NULL RETURNING inbound_id");
+                                "IS NULL RETURNING inbound_id, length(value)");
             !p) {
           return fail(p.error());
         }
@@ -1643,6 +1699,7 @@ Result<void> SqliteStore::dead_letter_event(std::int64_t seq,
         if (*moved != SQLITE_ROW) return std::int64_t{-1};
         const bool has_inbound = sqlite3_column_type(st.raw(), 0) != SQLITE_NULL;
         const auto inbound_id = st.column_int(0);
+        left_bytes = st.column_int(1);
         st.reset();  // finishes the UPDATE
         Statement dl;
         if (auto p =
@@ -1667,9 +1724,10 @@ Result<void> SqliteStore::dead_letter_event(std::int64_t seq,
         if (auto ir = ins.step(); !ir) return fail(ir.error());
         return static_cast<std::int64_t>(sqlite3_changes(s.db));
       },
-      [impl, seq](const Result<std::int64_t>& added) {
+      [impl, seq, &left_bytes, notice_bytes](const Result<std::int64_t>& added) {
         if (*added < 0) return;
         impl->undelivered.fetch_add(*added - 1);
+        impl->undelivered_bytes.fetch_add((*added > 0 ? notice_bytes : 0) - left_bytes);
         impl->dead_letters.fetch_add(1);
         impl->settle(seq, Error::unavailable("Kafka refused an event of this message for good"));
       });
@@ -1803,9 +1861,10 @@ Result<DeadLetterInfo> SqliteStore::dead_letter(const std::string& dead_letter_i
 
 Result<ReplayResult> SqliteStore::replay_event(const std::string& dead_letter_id) {
   auto* impl = impl_.get();
+  std::int64_t requeued_bytes = 0;
   return run_sync<ReplayResult>(
       *impl,
-      [&dead_letter_id](Impl& s) -> Result<ReplayResult> {
+      [&dead_letter_id, &requeued_bytes](Impl& s) -> Result<ReplayResult> {
         auto dl = replayable_dead_letter(s.db, dead_letter_id);
         if (!dl) return fail(dl.error());
         if (dl->outbox_seq == 0) {
@@ -1815,20 +1874,24 @@ Result<ReplayResult> SqliteStore::replay_event(const std::string& dead_letter_id
         Statement st;
         if (auto r = st.prepare(s.db,
                                 "UPDATE outbox SET dead_at = NULL WHERE seq = ?1 AND dead_at IS "
-                                "NOT NULL");
+                                "NOT NULL RETURNING length(value)");
             !r) {
           return fail(r.error());
         }
         st.integer(1, dl->outbox_seq);
-        if (auto r = st.step(); !r) return fail(r.error());
-        const std::int64_t requeued = sqlite3_changes(s.db);
+        auto stepped = st.step();
+        if (!stepped) return fail(stepped.error());
+        const std::int64_t requeued = *stepped == SQLITE_ROW ? 1 : 0;
+        if (requeued != 0) requeued_bytes = st.column_int(0);
+        st.reset();
         const std::string note = "requeued for Kafka";
         if (auto r = mark_replayed(s.db, dead_letter_id, now_ms(), note); !r)
           return fail(r.error());
         return ReplayResult{dead_letter_id, note, requeued};
       },
-      [impl](const Result<ReplayResult>& r) {
+      [impl, &requeued_bytes](const Result<ReplayResult>& r) {
         impl->undelivered.fetch_add(r->events);
+        impl->undelivered_bytes.fetch_add(requeued_bytes);
         impl->dead_letters.fetch_sub(1);
       });
 }
@@ -2210,6 +2273,7 @@ void SqliteStore::flush() {
 StoreStats SqliteStore::stats() const {
   StoreStats s;
   s.undelivered = impl_->undelivered.load();
+  s.undelivered_bytes = impl_->undelivered_bytes.load();
   s.dead_letters = impl_->dead_letters.load();
   std::lock_guard lock(impl_->reader_mutex);
   sqlite3_stmt* st = nullptr;
@@ -2227,6 +2291,12 @@ StoreStats SqliteStore::stats() const {
 
 int SqliteStore::schema_version() const {
   return impl_->version;
+}
+
+ops::CheckState SqliteStore::capacity() const {
+  if (auto why = impl_->overloaded()) return {false, "refusing new messages: " + *why};
+  return {true, std::to_string(impl_->undelivered.load()) + " undelivered events, " +
+                    std::to_string(impl_->undelivered_bytes.load()) + " bytes"};
 }
 
 ops::CheckState SqliteStore::health() const {

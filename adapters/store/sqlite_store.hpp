@@ -126,6 +126,7 @@ struct OutboundRow {
 
 struct StoreStats {
   std::int64_t undelivered = 0;
+  std::int64_t undelivered_bytes = 0;  ///< the undelivered events' size (store.max_backlog_bytes)
   std::int64_t oldest_undelivered_ms = 0;  ///< created_at of the oldest undelivered event (0: none)
   std::int64_t dead_letters = 0;
 };
@@ -227,6 +228,10 @@ class SqliteStore final : public pipeline::CommitPort, public pipeline::Resource
   int schema_version() const;
   /// Open, and the last transaction succeeded (never blocks).
   ops::CheckState health() const;
+  /// Whether new commits are taken: not while the outbox backlog is past store.max_backlog_*
+  /// or the writer's queue is full (commit() then fails at once with kUnavailable, without
+  /// queueing anything). Never blocks.
+  ops::CheckState capacity() const;
 
   /// The newest schema version this build knows.
   static int latest_schema_version();

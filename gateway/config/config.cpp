@@ -584,6 +584,16 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
                ten_years);
     m.duration("prune_interval", cfg.store.prune_interval, milliseconds(100),
                std::chrono::hours(24));
+    m.integer("max_backlog_events", cfg.store.max_backlog_events, 0, std::int64_t{1} << 40);
+    std::size_t backlog_bytes = static_cast<std::size_t>(cfg.store.max_backlog_bytes);
+    m.size("max_backlog_bytes", backlog_bytes, 0, std::size_t{1} << 50);
+    cfg.store.max_backlog_bytes = static_cast<std::int64_t>(backlog_bytes);
+    m.integer("max_queued_commits", cfg.store.max_queued_commits, 1, 1'000'000);
+    m.finish();
+  }
+  {
+    auto m = top.child("json");
+    m.integer("max_depth", cfg.json.max_depth, 8, 10'000);
     m.finish();
   }
   {

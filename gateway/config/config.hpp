@@ -140,6 +140,20 @@ struct StoreConfig {
   /// after their last change. Earlier versions of a resource follow payload_retention.
   milliseconds resource_retention{std::chrono::hours(24 * 90)};
   milliseconds prune_interval{60'000};  ///< how often retention is applied
+  /// Overload: while the outbox holds more undelivered events than this (or more bytes than
+  /// max_backlog_bytes), e.g. during a long Kafka outage, new messages are refused at once
+  /// (HTTP 503 + Retry-After, MLLP AE/CE with ERR 207) and /readyz says why, so the disk and
+  /// the process stay bounded. 0: no limit.
+  std::int64_t max_backlog_events = 1'000'000;
+  std::int64_t max_backlog_bytes = std::int64_t{2} * 1024 * 1024 * 1024;
+  /// Commits waiting for the writer thread; further ones are refused at once (as above), so
+  /// a slow disk cannot make queued messages fill memory.
+  std::size_t max_queued_commits = 4096;
+};
+
+/// Limits on every JSON input (HTTP bodies, Kafka records, data files).
+struct JsonConfig {
+  std::size_t max_depth = 64;  ///< deeper nesting is refused (FHIR needs fewer than 64 levels)
 };
 
 /// When a sender gets its positive answer.
@@ -216,6 +230,7 @@ struct GatewayConfig {
   MllpConfig mllp;
   KafkaConfig kafka;
   StoreConfig store;
+  JsonConfig json;
   DeliveryConfig delivery;
   AdminConfig admin;
   PseudonymConfig pseudonym;

@@ -10,6 +10,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "gateway/core/json_parse.hpp"
+
 namespace sdoh::events {
 
 namespace rj = rapidjson;
@@ -48,11 +50,10 @@ Result<std::unique_ptr<SchemaCatalog>> SchemaCatalog::load(const std::filesystem
     std::stringstream text;
     text << in.rdbuf();
     rj::Document doc;
-    doc.Parse(text.str().c_str());
-    if (doc.HasParseError()) {
+    if (auto parsed = sdoh::json::parse(doc, text.str()); !parsed) {
       return fail(
-          Error::config(entry.path().string(), entry.path().string() + ": not valid JSON: " +
-                                                   rj::GetParseError_En(doc.GetParseError())));
+          Error::config(entry.path().string(),
+                        entry.path().string() + ": not valid JSON: " + parsed.error().message));
     }
     if (!doc.IsObject() || !doc.HasMember("$id") || !doc["$id"].IsString()) {
       return fail(Error::config(entry.path().string(), entry.path().string() + ": no $id"));
@@ -74,21 +75,15 @@ Result<void> SchemaCatalog::validate(std::string_view schema_id, std::string_vie
   if (it == impl_->schemas.end())
     return fail(Error::not_found("no schema " + std::string(schema_id)));
   rj::Document doc;
-  doc.Parse(json.data(), json.size());
-  if (doc.HasParseError()) {
-    return fail(Error::invalid(std::string("not valid JSON: ") +
-                               rj::GetParseError_En(doc.GetParseError())));
-  }
+  if (auto parsed = sdoh::json::parse(doc, json); !parsed)
+    return fail(Error::invalid("not valid JSON: " + parsed.error().message));
   return check(*it->second, doc, schema_id);
 }
 
 Result<void> SchemaCatalog::validate_event(std::string_view json) const {
   rj::Document doc;
-  doc.Parse(json.data(), json.size());
-  if (doc.HasParseError()) {
-    return fail(Error::invalid(std::string("not valid JSON: ") +
-                               rj::GetParseError_En(doc.GetParseError())));
-  }
+  if (auto parsed = sdoh::json::parse(doc, json); !parsed)
+    return fail(Error::invalid("not valid JSON: " + parsed.error().message));
   if (auto r = check(*impl_->schemas.at(std::string(kEnvelopeSchemaId)), doc, "the envelope"); !r)
     return r;
   const auto& dataschema = doc["dataschema"];

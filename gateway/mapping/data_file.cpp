@@ -7,6 +7,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "gateway/core/json_parse.hpp"
+
 namespace sdoh::mapping::data_file {
 
 namespace rj = rapidjson;
@@ -26,12 +28,8 @@ Result<rj::Document> read_json(const std::filesystem::path& file) {
   std::stringstream text;
   text << in.rdbuf();
   rj::Document doc;
-  doc.Parse(text.str().c_str());
-  if (doc.HasParseError()) {
-    return fail(error(file, "",
-                      "not valid JSON at byte " + std::to_string(doc.GetErrorOffset()) + ": " +
-                          rj::GetParseError_En(doc.GetParseError())));
-  }
+  if (auto parsed = sdoh::json::parse(doc, text.str()); !parsed)
+    return fail(error(file, "", "not valid JSON: " + parsed.error().message));
   return doc;
 }
 

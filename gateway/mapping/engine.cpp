@@ -9,6 +9,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "gateway/core/json_parse.hpp"
 #include "gateway/events/event.hpp"
 
 namespace sdoh::mapping {
@@ -47,8 +48,7 @@ Result<ZipPolicy> load_zip_policy(const std::filesystem::path& file) {
   std::stringstream text;
   text << in.rdbuf();
   rapidjson::Document doc;
-  doc.Parse(text.str().c_str());
-  if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("restricted") ||
+  if (!sdoh::json::parse(doc, text.str()) || !doc.IsObject() || !doc.HasMember("restricted") ||
       !doc["restricted"].IsArray()) {
     return fail(Error::config(file.string(),
                               file.string() + ": expected {\"restricted\": [\"036\", ...]}"));

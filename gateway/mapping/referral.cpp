@@ -7,6 +7,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "gateway/core/json_parse.hpp"
 #include "gateway/core/json_text.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/mapping/lifecycle.hpp"
@@ -342,8 +343,7 @@ std::string referral_status_data(const ReferralTransition& t) {
 
 std::optional<ReferralTransition> read_referral_status(std::string_view envelope) {
   rapidjson::Document doc;
-  doc.Parse(envelope.data(), envelope.size());
-  if (doc.HasParseError() || !doc.IsObject()) return std::nullopt;
+  if (!sdoh::json::parse(doc, envelope) || !doc.IsObject()) return std::nullopt;
   const auto data = doc.FindMember("data");
   if (data == doc.MemberEnd() || !data->value.IsObject()) return std::nullopt;
   const auto& d = data->value;

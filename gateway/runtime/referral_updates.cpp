@@ -7,6 +7,7 @@
 
 #include "adapters/fhir/ingest.hpp"
 #include "adapters/fhir/task_change.hpp"
+#include "gateway/core/json_parse.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/log/log.hpp"
 
@@ -26,19 +27,71 @@ std::string str(const rapidjson::Value& obj, const char* name) {
 }  // namespace
 
 kafka::UpdateDisposition ReferralUpdates::handle(const kafka::UpdateRecord& record) {
-  const auto received_at = events::now_rfc3339();
+  RecordIdentity who;
+  who.received_at = events::now_rfc3339();
+  who.key =
+      record.topic + "/" + std::to_string(record.partition) + "/" + std::to_string(record.offset);
+  try {
+    return apply(record, who);
+  } catch (const std::exception&) {
+    // A fault while handling this record (its text is not logged: it may quote the record).
+    // Handing it over again would fail the same way after every restart, so it is kept as a
+    // dead letter for an operator instead, and the partition moves on.
+    log::error("kafka.update_failed", {{"partition", record.partition}, {"offset", record.offset}});
+    try {
+      return refuse(record, who,
+                    fhir::Problem{fhir::FhirErrc::kInternal,
+                                  {fhir::Issue::error(fhir::IssueType::kException, "",
+                                                      "the update could not be processed")}},
+                    "process");
+    } catch (const std::exception&) {
+      return kafka::UpdateDisposition::kRetry;
+    }
+  }
+}
+
+Result<pipeline::CommitOutcome> ReferralUpdates::commit(pipeline::CommitRequest request) {
+  asio::io_context local;
+  auto done = asio::co_spawn(local, commits_.commit(std::move(request)), asio::use_future);
+  local.run();
+  return done.get();
+}
+
+kafka::UpdateDisposition ReferralUpdates::refuse(const kafka::UpdateRecord& record,
+                                                 const RecordIdentity& who, fhir::Problem problem,
+                                                 std::string_view stage) {
+  fhir::IngestContext ctx;
+  ctx.sender = who.agency.empty() ? std::string("unknown-agency") : "agency:" + who.agency;
+  ctx.gateway_id = gateway_id_;
+  ctx.topics = topics_;
+  auto rejected =
+      fhir::rejection(std::move(problem), stage, ctx, who.key, "org.sdoh.referral.update.v1",
+                      record.value, who.received_at, "kafka");
+  const auto& first = rejected.problem.first_error();
+  log::info("kafka.update_refused", {{"agency", who.agency},
+                                     {"partition", record.partition},
+                                     {"offset", record.offset},
+                                     {"stage", stage},
+                                     {"reason", first.diagnostics}});
+  auto outcome = commit(std::move(rejected.commit));
+  if (!outcome) return kafka::UpdateDisposition::kRetry;
+  wake_relay_();
+  return kafka::UpdateDisposition::kDeadLettered;
+}
+
+kafka::UpdateDisposition ReferralUpdates::apply(const kafka::UpdateRecord& record,
+                                                RecordIdentity& who) {
+  const auto& received_at = who.received_at;
   rapidjson::Document doc;
-  doc.Parse(record.value.data(), record.value.size());
-  const bool object = !doc.HasParseError() && doc.IsObject();
+  const auto parsed = sdoh::json::parse(doc, record.value);
+  const bool object = parsed && doc.IsObject();
   const auto& data = object && doc.HasMember("data") ? doc["data"] : doc;
   const auto agency = object ? str(data.HasMember("agency") ? data["agency"] : data, "id") : "";
   const auto referral_id = object ? str(data, "referralId") : "";
+  who.agency = agency;
   // Dedupe: the CloudEvent id the agency gave it; else where it sits in Kafka.
-  auto key = object ? str(doc, "id") : "";
-  if (key.empty()) {
-    key =
-        record.topic + "/" + std::to_string(record.partition) + "/" + std::to_string(record.offset);
-  }
+  if (auto id = object ? str(doc, "id") : ""; !id.empty()) who.key = id;
+  const auto& key = who.key;
 
   fhir::IngestContext ctx;
   ctx.sender = agency.empty() ? std::string("unknown-agency") : "agency:" + agency;
@@ -46,29 +99,17 @@ kafka::UpdateDisposition ReferralUpdates::handle(const kafka::UpdateRecord& reco
   ctx.topics = topics_;
   pipeline::InboundRecord inbound{"kafka", ctx.sender, key,         "org.sdoh.referral.update.v1",
                                   "",      "",         record.value};
-
-  auto commit = [&](pipeline::CommitRequest request) -> Result<pipeline::CommitOutcome> {
-    asio::io_context local;
-    auto done = asio::co_spawn(local, commits_.commit(std::move(request)), asio::use_future);
-    local.run();
-    return done.get();
-  };
   auto refuse = [&](fhir::Problem problem, std::string_view stage) {
-    auto rejected =
-        fhir::rejection(std::move(problem), stage, ctx, key, "org.sdoh.referral.update.v1",
-                        record.value, received_at, "kafka");
-    const auto& first = rejected.problem.first_error();
-    log::info("kafka.update_refused", {{"agency", agency},
-                                       {"partition", record.partition},
-                                       {"offset", record.offset},
-                                       {"stage", stage},
-                                       {"reason", first.diagnostics}});
-    auto outcome = commit(std::move(rejected.commit));
-    if (!outcome) return kafka::UpdateDisposition::kRetry;
-    wake_relay_();
-    return kafka::UpdateDisposition::kDeadLettered;
+    return this->refuse(record, who, std::move(problem), stage);
   };
 
+  if (!parsed) {
+    return refuse(fhir::Problem::bad_request(fhir::IssueType::kStructure, "",
+                                             "not a valid org.sdoh.referral.update.v1 event: "
+                                             "the record is not valid JSON: " +
+                                                 parsed.error().message),
+                  "parse");
+  }
   if (auto valid = schemas_.validate_event(record.value); !valid) {
     return refuse(fhir::Problem::bad_request(
                       fhir::IssueType::kInvalid, valid.error().where.expression,

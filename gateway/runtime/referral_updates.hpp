@@ -6,6 +6,7 @@
 // update consumer's thread.
 #include <functional>
 
+#include "adapters/fhir/error.hpp"
 #include "adapters/kafka/update_consumer.hpp"
 #include "adapters/store/sqlite_store.hpp"
 #include "gateway/config/config.hpp"
@@ -26,9 +27,25 @@ class ReferralUpdates {
         topics_(std::move(topics)),
         wake_relay_(std::move(wake_relay)) {}
 
+  /// Never throws and never leaves a record unanswered: a record that cannot be parsed,
+  /// validated or processed (even one that makes the handling throw) is dead-lettered, so one
+  /// poison record cannot stop the partition, before or after a restart. kRetry only when the
+  /// store cannot take the answer now.
   kafka::UpdateDisposition handle(const kafka::UpdateRecord& record);
 
  private:
+  /// What names the record in its dead letter: the CloudEvent id (else its place in Kafka) and
+  /// the agency it claims.
+  struct RecordIdentity {
+    std::string key;
+    std::string agency;
+    std::string received_at;
+  };
+  kafka::UpdateDisposition apply(const kafka::UpdateRecord& record, RecordIdentity& who);
+  kafka::UpdateDisposition refuse(const kafka::UpdateRecord& record, const RecordIdentity& who,
+                                  fhir::Problem problem, std::string_view stage);
+  Result<pipeline::CommitOutcome> commit(pipeline::CommitRequest request);
+
   store::SqliteStore& store_;
   pipeline::CommitPort& commits_;
   const events::SchemaCatalog& schemas_;

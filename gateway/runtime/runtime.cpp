@@ -27,6 +27,7 @@
 #include "adapters/kafka/update_consumer.hpp"
 #include "adapters/net/tls.hpp"
 #include "adapters/store/sqlite_store.hpp"
+#include "gateway/core/json_parse.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/events/schema_catalog.hpp"
 #include "gateway/http/message.hpp"
@@ -38,6 +39,7 @@
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
 #include "gateway/runtime/admin.hpp"
+#include "gateway/runtime/data_dir_lock.hpp"
 #include "gateway/runtime/overdue.hpp"
 #include "gateway/runtime/referral_metrics.hpp"
 #include "gateway/runtime/referral_updates.hpp"
@@ -232,6 +234,7 @@ ops::BuildInfo build_info() {
 }
 
 Result<void> check_config(const config::GatewayConfig& cfg) {
+  json::set_default_max_depth(cfg.json.max_depth);  // the data files below are JSON too
   if (auto r = kafka::Producer::validate(cfg.kafka); !r) return r;
   if (auto r = load_mapping(cfg); !r) return fail(r.error());
   if (auto r = fhir::api_options(cfg); !r) return fail(r.error());
@@ -271,6 +274,9 @@ int run(const config::GatewayConfig& cfg) {
         "data_dir", Error::config("data_dir", "cannot create " + cfg.data_dir.string() + ": " +
                                                   fs_ec.message()));
   }
+  // Before anything in data_dir is touched: a second process on it is refused here.
+  auto data_dir_lock = DataDirLock::acquire(cfg.data_dir);
+  if (!data_dir_lock) return startup_failed("data_dir", data_dir_lock.error());
   const auto runtime_file = cfg.data_dir / "runtime.json";
   std::filesystem::remove(runtime_file, fs_ec);
 
@@ -297,6 +303,7 @@ int run(const config::GatewayConfig& cfg) {
   auto store = store::SqliteStore::open(cfg.store_path(), cfg.store, &registry);
   if (!store) return startup_failed("store", store.error());
   health.add_check("store", [s = store->get()] { return s->health(); });
+  health.add_check("backlog", [s = store->get()] { return s->capacity(); });
 
   std::unique_ptr<kafka::EmbeddedBroker> broker;
   std::string bootstrap = cfg.kafka.brokers;

@@ -157,6 +157,20 @@ TEST(AckBuilder, NotHl7GetsArWithEmptyMsa2) {
   EXPECT_EQ(field(ack, "ERR-3.1"), "100");
 }
 
+TEST(AckBuilder, UnusableDelimitersGetArWithErr102NamingTheField) {
+  // The start block 0x0B as MSH-1: the refusal is written with the standard delimiters, so
+  // no framing byte reaches the answer.
+  std::string text = "MSH\x0b^~\\&\x0bEHR\x0bPEDS_CLINIC_A\r";
+  auto parsed = Message::parse(text);
+  ASSERT_FALSE(parsed);
+  EXPECT_EQ(unparseable_condition(parsed.error()), ErrorCondition::kDataTypeError);
+  auto ack = build_unparseable_ack(parsed.error(), kOptions);
+  EXPECT_EQ(ack.find('\x0b'), std::string::npos);
+  EXPECT_EQ(field(ack, "MSA-1"), "AR");
+  EXPECT_EQ(field(ack, "ERR-2"), "MSH^1^1");
+  EXPECT_EQ(field(ack, "ERR-3.1"), "102");
+}
+
 // --- plan_acks: which answers MSH-15/MSH-16 ask for (HL7 table 0155) ------------------------
 
 Message header(const std::string& msh15, const std::string& msh16) {

@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -27,6 +28,43 @@ TEST(Hl7Message, ReadsDelimitersFromMsh) {
   EXPECT_EQ(m.delimiters().repetition, '~');
   EXPECT_EQ(m.delimiters().escape, '\\');
   EXPECT_EQ(m.delimiters().subcomponent, '&');
+}
+
+// Where MSH-1/MSH-2 are refused, and how the refusal names the field.
+struct BadDelimiters {
+  std::string msh_start;  // "MSH" + MSH-1 + MSH-2 + MSH-1
+  int field;
+  std::string says;
+};
+
+TEST(Hl7Message, UnusableOrRepeatedDelimitersAreRefusedNamingMsh1OrMsh2) {
+  const std::vector<BadDelimiters> cases = {
+      {std::string("MSH\0^~\\&\0", 9), 1, "MSH-1 field separator"},
+      {"MSH\xff^~\\&\xff", 1, "byte 0xFF"},
+      {"MSH\x0b^~\\&\x0b", 1, "byte 0x0B"},
+      {"MSH\x1c^~\\&\x1c", 1, "byte 0x1C"},
+      {"MSH ^~\\& ", 1, "byte 0x20"},
+      {"MSHA^~\\&A", 1, "byte 0x41"},
+      {"MSH|^\x0b\\&|", 2, "byte 0x0B"},
+      {"MSH|^~\\\n|", 2, "byte 0x0A"},
+      {"MSH|^^\\&|", 2, "'^' is used twice"},
+      {"MSH|^~\\&~|", 2, "'~' is used twice"},
+      {"MSH||", 2, "MSH-2 encoding characters are missing"},
+  };
+  for (const auto& c : cases) {
+    const auto sep = c.msh_start.substr(3, 1);
+    auto m = Message::parse(c.msh_start + "EHR" + sep + "PEDS_CLINIC_A\rPID" + sep + "1\r");
+    ASSERT_FALSE(m) << c.says;
+    EXPECT_EQ(m.error().where.segment, "MSH");
+    EXPECT_EQ(m.error().where.field, c.field) << c.says;
+    EXPECT_NE(m.error().message.find(c.says), std::string::npos) << m.error().message;
+  }
+}
+
+TEST(Hl7Message, UnusualButUsableDelimitersAreAccepted) {
+  auto m = parsed("MSH#$%*@#EHR#PEDS_CLINIC_A#SDOH_GW#STATE_EC#20261120##ORU$R01#M-1#P#2.5.1\r");
+  EXPECT_EQ(m.get("MSH-9.1"), "ORU");
+  EXPECT_EQ(m.get("MSH-10"), "M-1");
 }
 
 TEST(Hl7Message, MshNumberingCountsTheSeparatorAsMsh1) {

@@ -988,7 +988,8 @@ TEST_F(Hl7PipelineTest, EnhancedModeStoreFailureIsCeAndNeverAPositiveAnswer) {
   auto answers = send(text);
   ASSERT_EQ(split_answers(answers).size(), 1u) << answers;
   EXPECT_EQ(field(answers, "MSA-1"), "CE");
-  EXPECT_NE(field(answers, "ERR-8").find("resend later"), std::string::npos);
+  EXPECT_EQ(field(answers, "ERR-3.1"), "207");
+  EXPECT_NE(field(answers, "ERR-8").find("try again later"), std::string::npos);
   EXPECT_EQ(answers.find("MSA|AA"), std::string::npos);
   EXPECT_EQ(answers.find("MSA|CA"), std::string::npos);
 }
@@ -1001,7 +1002,8 @@ TEST_F(Hl7PipelineTest, StoreFailureWithoutAnAcceptAckIsReportedByTheApplication
   ASSERT_EQ(split_answers(answers).size(), 1u) << answers;
   EXPECT_EQ(field(answers, "MSA-1"), "AE");
   EXPECT_EQ(field(answers, "MSH-16"), "NE");
-  EXPECT_NE(field(answers, "ERR-8").find("resend later"), std::string::npos);
+  EXPECT_EQ(field(answers, "ERR-3.1"), "207");
+  EXPECT_NE(field(answers, "ERR-8").find("try again later"), std::string::npos);
 }
 
 TEST_F(Hl7PipelineTest, SendersAckIsConsumedWhateverItsHeaderHolds) {

@@ -368,7 +368,8 @@ TEST_F(ScratchRouting, BadCountyCode) {
 
 TEST_F(ScratchRouting, NotJson) {
   write_raw("{\"agencies\": [");
-  EXPECT_THAT(load_error().message, HasSubstr("routing.json: not valid JSON at byte"));
+  EXPECT_THAT(load_error().message,
+              HasSubstr("routing.json: not valid JSON: Invalid value. at byte offset 14"));
 }
 
 TEST_F(ScratchRouting, MissingFile) {
