@@ -935,5 +935,30 @@ TEST_F(ScreeningReferral, ALaterConsentReleasesTheReferralAndARevokedOneHoldsItA
   EXPECT_STREQ(again["meta"]["versionId"].GetString(), "3");
 }
 
+// Every FHIR body goes through the one guarded JSON parse (gateway/core/json_parse.hpp): a body
+// nested past json.max_depth, with invalid UTF-8, bytes after the value or a duplicate member
+// name is a 400 structure error and a dead letter (stage parse), never a crash.
+TEST_F(FhirIngestTest, HostileBodiesAreRefusedAsStructureErrorsAndDeadLettered) {
+  const std::string qr = sample("questionnaireresponse-hunger-vital-sign.json");
+  const std::string open = qr.substr(0, qr.rfind('}'));
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {std::string(150'000, '['), "nested deeper than 64 levels"},
+      {open + ", \"x\": \"\xed\xa0\x80\"}", "invalid UTF-8 at byte offset"},
+      {open + ", \"x\": \"\\udc00\"}", "not valid UTF-8"},
+      {qr + std::string("\0garbage", 8), "unexpected bytes after the JSON value"},
+      {open + ", \"status\": \"amended\"}", "duplicate member name \"status\""},
+  };
+  for (const auto& [body, says] : cases) {
+    auto r = post(body, "QuestionnaireResponse");
+    ASSERT_FALSE(r) << says;
+    EXPECT_EQ(r.error().problem.http_status(), 400) << says;
+    EXPECT_EQ(r.error().problem.first_error().code, IssueType::kStructure) << says;
+    EXPECT_NE(r.error().problem.first_error().diagnostics.find(says), std::string::npos)
+        << r.error().problem.first_error().diagnostics;
+    ASSERT_TRUE(r.error().commit.dead_letter.has_value()) << says;
+    EXPECT_EQ(r.error().commit.dead_letter->stage, "parse");
+  }
+}
+
 }  // namespace
 }  // namespace sdoh::fhir

@@ -290,5 +290,17 @@ TEST(ParsePatient, NoIdentifierIsAWarning) {
   EXPECT_TRUE(has_issue(r->warnings, "Patient.identifier", IssueSeverity::kWarning));
 }
 
+TEST(ParseResource, NestingPastTheDepthLimitIs400NotACrash) {
+  auto r = parse_resource(std::string(150'000, '['));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().http_status(), 400);
+  EXPECT_NE(r.error().first_error().diagnostics.find("nested deeper than 64 levels"),
+            std::string::npos);
+  auto dup =
+      parse_resource(R"({"resourceType":"Observation","status":"final","status":"amended"})");
+  ASSERT_FALSE(dup);
+  EXPECT_NE(dup.error().first_error().diagnostics.find("duplicate member name"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace sdoh::fhir

@@ -115,5 +115,15 @@ TEST(TaskUpdate, StatusOutsideTheReferralWorkflowIs422) {
   EXPECT_EQ(u.error().first_error().expression, "Task.status");
 }
 
+TEST(TaskPatch, APatchNestedPastTheDepthLimitIsRefusedNotACrash) {
+  auto p = apply_json_patch(kStoredTask, std::string(150'000, '['));
+  ASSERT_FALSE(p);
+  EXPECT_EQ(p.error().http_status(), 400);
+  auto dup = apply_json_patch(
+      kStoredTask, R"([{"op":"replace","op":"add","path":"/status","value":"received"}])");
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().http_status(), 400);
+}
+
 }  // namespace
 }  // namespace sdoh::fhir

@@ -192,6 +192,52 @@ TEST_F(SqliteStoreTest, MarkDeliveredRemovesFromPending) {
   EXPECT_EQ(refs[0].event_id, "A1-ev2");
 }
 
+// Overload: past store.max_backlog_events the store refuses new commits at once (nothing is
+// queued), says so in capacity(), and takes them again once Kafka has caught up.
+TEST_F(SqliteStoreTest, ABacklogPastTheLimitRefusesNewCommitsUntilItDrains) {
+  cfg_.max_backlog_events = 4;
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  ASSERT_TRUE(commit_now(*store, request("A1", 2)));
+  EXPECT_TRUE(store->capacity().ok);
+  auto second = commit_now(*store, request("A2", 2));
+  ASSERT_TRUE(second);
+  EXPECT_FALSE(store->capacity().ok);
+  EXPECT_NE(store->capacity().detail.find("store.max_backlog_events 4"), std::string::npos)
+      << store->capacity().detail;
+  auto refused = commit_now(*store, request("A3", 1));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().kind, ErrorKind::kUnavailable);
+  EXPECT_NE(refused.error().message.find("Kafka is behind"), std::string::npos);
+  EXPECT_EQ(store->stats().undelivered, 4);  // nothing of A3 was written
+
+  store->mark_delivered({{second->undelivered[0], "sdoh.screening.v1", 0, 1}});
+  store->flush();
+  EXPECT_TRUE(store->capacity().ok) << store->capacity().detail;
+  EXPECT_TRUE(commit_now(*store, request("A3", 1)));
+}
+
+TEST_F(SqliteStoreTest, TheBacklogsBytesAreCountedAndBoundedToo) {
+  cfg_.max_backlog_bytes = 20;
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto first = commit_now(*store, request("A1", 2));  // two values of 7 bytes: {"n":0}
+  ASSERT_TRUE(first);
+  EXPECT_EQ(store->stats().undelivered_bytes, 14);
+  ASSERT_TRUE(commit_now(*store, request("A2", 1)));
+  EXPECT_EQ(store->stats().undelivered_bytes, 21);
+  auto refused = commit_now(*store, request("A3", 1));
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("store.max_backlog_bytes 20"), std::string::npos);
+  store->mark_delivered({{first->undelivered[0], "sdoh.screening.v1", 0, 1},
+                         {first->undelivered[1], "sdoh.screening.v1", 0, 2}});
+  store->flush();
+  EXPECT_EQ(store->stats().undelivered_bytes, 7);
+  // A restart counts them again from the table.
+  store.reset();
+  auto reopened = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  EXPECT_EQ(reopened->stats().undelivered_bytes, 7);
+  EXPECT_TRUE(reopened->capacity().ok);
+}
+
 TEST_F(SqliteStoreTest, CommitAndResendReportTheUndeliveredEvents) {
   auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
   auto first = commit_now(*store, request("A1", 2));

@@ -68,5 +68,18 @@ TEST(Event, TimeIsRfc3339Utc) {
                   "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]{3}Z$"));
 }
 
+TEST(Event, CatalogueRefusesHostileJsonWithoutCrashing) {
+  auto c = catalog();
+  ASSERT_TRUE(c);
+  auto deep = c->validate_event(std::string(150'000, '{'));
+  ASSERT_FALSE(deep);
+  EXPECT_NE(deep.error().message.find("not valid JSON"), std::string::npos);
+  auto nested = c->validate_event(std::string(150'000, '['));
+  ASSERT_FALSE(nested);
+  EXPECT_NE(nested.error().message.find("nested deeper than 64 levels"), std::string::npos);
+  auto surrogate = c->validate("urn:sdoh:schema:referral-update:v1", "{\"a\":\"\\udc00\"}");
+  ASSERT_FALSE(surrogate);
+}
+
 }  // namespace
 }  // namespace sdoh::events

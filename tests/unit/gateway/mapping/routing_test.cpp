@@ -393,5 +393,10 @@ TEST(AreaLevel, Names) {
   EXPECT_EQ(to_string(AreaLevel::kCounty), "county");
 }
 
+TEST_F(ScratchRouting, NestingPastTheDepthLimitIsAConfigErrorNotACrash) {
+  write_raw(std::string(100'000, '['));
+  EXPECT_THAT(load_error().message, HasSubstr("routing.json: not valid JSON: nested deeper than"));
+}
+
 }  // namespace
 }  // namespace sdoh::mapping

@@ -1,0 +1,93 @@
+// gateway/runtime/referral_updates.cpp: an agency's update record from Kafka, over a real SQLite
+// store. Hostile records are dead-lettered (so their offsets are committed), never a crash.
+#include "gateway/runtime/referral_updates.hpp"
+
+#include <filesystem>
+#include <string>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "tests/unit/support/shipped.hpp"
+
+namespace sdoh::runtime {
+namespace {
+
+class ReferralUpdatesTest : public ::testing::Test {
+ protected:
+  ReferralUpdatesTest() {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("sdoh-updates-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    auto store = store::SqliteStore::open(dir_ / "gateway.db", config::StoreConfig{});
+    EXPECT_TRUE(store);
+    store_ = std::move(*store);
+    catalog_ = test::shipped_catalog();
+    updates_ = std::make_unique<ReferralUpdates>(*store_, *store_, *catalog_, "gw-test",
+                                                 config::KafkaTopics{}, [this] { ++wakes_; });
+  }
+  ~ReferralUpdatesTest() override {
+    updates_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  kafka::UpdateDisposition handle(std::string value, std::int64_t offset) {
+    kafka::UpdateRecord r;
+    r.topic = "sdoh.referral-updates.v1";
+    r.partition = 0;
+    r.offset = offset;
+    r.value = std::move(value);
+    return updates_->handle(r);
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<events::SchemaCatalog> catalog_;
+  std::unique_ptr<ReferralUpdates> updates_;
+  int wakes_ = 0;
+};
+
+TEST_F(ReferralUpdatesTest, HostileRecordsAreDeadLetteredAtStageParse) {
+  const std::vector<std::string> records = {
+      std::string(110'000, '['),
+      [] {
+        std::string s;
+        for (int i = 0; i < 150'000; ++i)
+          s += "{\"a\":";
+        return s;
+      }(),
+      "{\"specversion\":\"1.0\",\"id\":\"x\",\"id\":\"y\"}",
+      "{\"specversion\":\"1.0\",\"id\":\"\xed\xa0\x80\"}",
+      std::string("{}\0garbage", 10),
+  };
+  std::int64_t offset = 0;
+  for (const auto& value : records)
+    EXPECT_EQ(handle(value, offset++), kafka::UpdateDisposition::kDeadLettered);
+  auto dead = store_->dead_letters(10, true);
+  ASSERT_TRUE(dead);
+  ASSERT_EQ(dead->size(), records.size());
+  for (const auto& d : *dead) {
+    EXPECT_EQ(d.stage, "parse");
+    EXPECT_NE(d.error_text.find("not valid JSON"), std::string::npos) << d.error_text;
+  }
+  EXPECT_EQ(wakes_, static_cast<int>(records.size()));
+}
+
+TEST_F(ReferralUpdatesTest, AWellFormedUpdateForAnUnknownReferralIsALifecycleDeadLetter) {
+  const std::string update =
+      R"({"specversion":"1.0","id":"u1","source":"urn:agency:wic-east","type":"org.sdoh.referral.update.v1",)"
+      R"("datacontenttype":"application/json","dataschema":"urn:sdoh:schema:referral-update:v1",)"
+      R"("time":"2026-11-20T10:00:00Z","subject":"nope",)"
+      R"("data":{"referralId":"nope","status":"received","agency":{"id":"wic-east"}}})";
+  EXPECT_EQ(handle(update, 7), kafka::UpdateDisposition::kDeadLettered);
+  auto dead = store_->dead_letters(10, true);
+  ASSERT_TRUE(dead);
+  ASSERT_EQ(dead->size(), 1u);
+  EXPECT_NE((*dead)[0].stage, "parse");
+}
+
+}  // namespace
+}  // namespace sdoh::runtime
