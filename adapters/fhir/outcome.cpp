@@ -3,6 +3,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "gateway/core/json_parse.hpp"
 namespace sdoh::fhir {
 
 std::string_view to_string(IssueSeverity s) {
@@ -64,9 +65,18 @@ std::string_view to_string(IssueType t) {
 std::string operation_outcome_json(const std::vector<Issue>& issues) {
   rapidjson::StringBuffer buf;
   rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-  auto str = [&w](const char* key, std::string_view v) {
+  // Diagnostics may quote what the client sent (a header, a path): never invalid UTF-8 out.
+  auto text = [&w](std::string_view v) {
+    if (json::valid_utf8(v)) {
+      w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+    } else {
+      const auto clean = json::with_replacement_characters(v);
+      w.String(clean.data(), static_cast<rapidjson::SizeType>(clean.size()));
+    }
+  };
+  auto str = [&w, &text](const char* key, std::string_view v) {
     w.Key(key);
-    w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+    text(v);
   };
   w.StartObject();
   str("resourceType", "OperationOutcome");
@@ -80,7 +90,7 @@ std::string operation_outcome_json(const std::vector<Issue>& issues) {
     if (!i.expression.empty()) {
       w.Key("expression");
       w.StartArray();
-      w.String(i.expression.data(), static_cast<rapidjson::SizeType>(i.expression.size()));
+      text(i.expression);
       w.EndArray();
     }
     w.EndObject();

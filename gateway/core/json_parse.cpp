@@ -178,6 +178,20 @@ bool valid_utf8(std::string_view s, std::size_t* bad_at) {
   return true;
 }
 
+std::string with_replacement_characters(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  while (!s.empty()) {
+    std::size_t bad = s.size();
+    if (valid_utf8(s, &bad)) bad = s.size();
+    out.append(s.substr(0, bad));
+    if (bad == s.size()) break;
+    out += "\xEF\xBF\xBD";  // U+FFFD REPLACEMENT CHARACTER
+    s.remove_prefix(bad + 1);
+  }
+  return out;
+}
+
 Result<void> parse(rapidjson::Document& doc, std::string_view text, const ParseOptions& options) {
   const std::size_t max_depth = options.max_depth != 0 ? options.max_depth : default_max_depth();
   rapidjson::MemoryStream stream(text.data(), text.size());

@@ -13,6 +13,7 @@
 // Errors name the byte offset, never the content. Includes RapidJSON: for .cpp files of
 // components that already use it, never for widely included headers.
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 #include <rapidjson/document.h>
@@ -41,5 +42,9 @@ Result<void> parse(rapidjson::Document& doc, std::string_view text,
 
 /// Whether `s` is well-formed UTF-8 per RFC 3629; `bad_at` gets the first bad byte's offset.
 bool valid_utf8(std::string_view s, std::size_t* bad_at = nullptr);
+
+/// `s` with every byte that is not part of well-formed UTF-8 replaced by U+FFFD, for text the
+/// gateway writes back that may quote what a client sent (an OperationOutcome's diagnostics).
+std::string with_replacement_characters(std::string_view s);
 
 }  // namespace sdoh::json

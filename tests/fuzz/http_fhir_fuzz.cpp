@@ -6,6 +6,7 @@
 // OperationOutcome that parses as JSON.
 //   tools/fuzz http [seconds]
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -113,12 +114,19 @@ struct World {
   }
 };
 
+[[noreturn]] void broken(const http::Response& r, std::string_view why) {
+  std::fprintf(stderr, "broken answer (%.*s): status %u, body: %s\n", static_cast<int>(why.size()),
+               why.data(), r.status, r.body.c_str());
+  std::abort();
+}
+
 void check_answer(const http::Response& r) {
-  if (r.status < 100 || r.status > 599) std::abort();
+  if (r.status < 100 || r.status > 599) broken(r, "status");
   if (r.status >= 400 && !r.body.empty()) {
     rapidjson::Document doc;
-    if (!json::parse(doc, r.body) || !doc.IsObject() || !doc.HasMember("resourceType"))
-      std::abort();
+    auto parsed = json::parse(doc, r.body);
+    if (!parsed) broken(r, parsed.error().message);
+    if (!doc.IsObject() || !doc.HasMember("resourceType")) broken(r, "not a resource");
   }
 }
 

@@ -5,6 +5,7 @@
 #include <rapidjson/document.h>
 
 #include "adapters/fhir/error.hpp"
+#include "gateway/core/json_parse.hpp"
 
 namespace sdoh::fhir {
 namespace {
@@ -23,6 +24,19 @@ TEST(OperationOutcome, IssueCarriesSeverityCodeDiagnosticsAndExpression) {
   EXPECT_STREQ(issue["diagnostics"].GetString(), "missing");
   EXPECT_STREQ(issue["expression"][0].GetString(),
                "QuestionnaireResponse.item[2].answer[0].valueCoding");
+}
+
+TEST(OperationOutcome, QuotedClientBytesThatAreNotUtf8AreReplacedSoTheJsonStaysValid) {
+  // Found by tools/fuzz http: a Content-Type with a stray byte was echoed into the 415's
+  // diagnostics, and the OperationOutcome was not valid JSON.
+  const auto json =
+      operation_outcome_json({Issue::error(IssueType::kNotSupported, "Bundle.entry[\xff]",
+                                           "the media type a\xbcpplication is not supported")});
+  rapidjson::Document doc;
+  ASSERT_TRUE(json::parse(doc, json)) << json;
+  EXPECT_STREQ(doc["issue"][0]["diagnostics"].GetString(),
+               "the media type a\xef\xbf\xbdpplication is not supported");
+  EXPECT_STREQ(doc["issue"][0]["expression"][0].GetString(), "Bundle.entry[\xef\xbf\xbd]");
 }
 
 TEST(OperationOutcome, NoIssuesIsOneInformationIssue) {

@@ -114,6 +114,14 @@ TEST(JsonParse, SyntaxErrorsNameTheOffset) {
   EXPECT_EQ(parse_error(""), "The document is empty. at byte offset 0");
 }
 
+TEST(ValidUtf8, InvalidBytesCanBeReplacedByU_FFFD) {
+  EXPECT_EQ(with_replacement_characters("a\xbcpplication/fhir+json"),
+            "a\xef\xbf\xbdpplication/fhir+json");
+  EXPECT_EQ(with_replacement_characters("\xed\xa0\x80x"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdx");
+  EXPECT_EQ(with_replacement_characters("caf\xc3\xa9"), "caf\xc3\xa9");
+  EXPECT_TRUE(valid_utf8(with_replacement_characters("\xff\xfe\xc3")));
+}
+
 TEST(ValidUtf8, ReportsTheFirstBadByte) {
   std::size_t at = 99;
   EXPECT_TRUE(valid_utf8("plain \xc3\xa9", &at));
