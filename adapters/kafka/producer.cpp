@@ -21,6 +21,10 @@ Result<ConfPtr> build_conf(const config::KafkaConfig& cfg, const std::string& bo
                            {{"enable.idempotence", "true"},
                             {"acks", "all"},
                             {"linger.ms", "2"},
+                            // A bound on what waits in memory for Kafka (librdkafka's default is
+                            // 1 GiB): the relay stops at "queue full" and the rest of a backlog
+                            // waits in the outbox on disk.
+                            {"queue.buffering.max.kbytes", "65536"},
                             {"log_level", "5"},
                             {"statistics.interval.ms", "1000"}});
 }
