@@ -44,13 +44,21 @@ struct Server::State {
         duration(reg.histogram("sdoh_http_request_duration_seconds",
                                "Time from a request's last byte to its response.", {"route"})),
         open_gauge(reg.gauge("sdoh_http_connections_open", "Open HTTP connections.").with()),
-        accepted(reg.counter("sdoh_http_connections_total", "HTTP connections accepted.").with()),
-        rejected(reg.counter("sdoh_http_connections_rejected_total",
-                             "HTTP connections closed at once because max_connections was reached.")
+        accepted(reg.counter("sdoh_http_connections_total",
+                             "HTTP connections accepted under max_connections (some are then "
+                             "refused: see sdoh_http_connections_rejected_total).")
                      .with()),
+        rejected(reg.counter("sdoh_http_connections_rejected_total",
+                             "HTTP connections closed at once: reason global_cap "
+                             "(http.max_connections), peer_cap (http.max_connections_per_peer) "
+                             "or proxy_header (a trusted proxy sent no valid PROXY v2 header).",
+                             {"reason"})),
         tls_failures(reg.counter("sdoh_http_tls_handshake_failures_total",
                                  "TLS handshakes that failed or timed out.")
-                         .with()) {}
+                         .with()),
+        admission(c.trusted_proxies, c.max_connections_per_peer, rejected, "http") {
+    rejected.with({"global_cap"});  // every reason shows in /metrics from the start
+  }
 
   asio::io_context& ioc;
   config::HttpConfig cfg;
@@ -65,8 +73,9 @@ struct Server::State {
   metrics::Family<metrics::Histogram>& duration;
   metrics::Gauge& open_gauge;
   metrics::Counter& accepted;
-  metrics::Counter& rejected;
+  metrics::Family<metrics::Counter>& rejected;
   metrics::Counter& tls_failures;
+  net::AdmissionPolicy admission;  // after the counters it points to
 };
 
 namespace {
@@ -367,15 +376,15 @@ asio::awaitable<void> serve(std::shared_ptr<Server::State> s, Stream& stream, st
 }
 
 asio::awaitable<void> run_connection(std::shared_ptr<Server::State> s, tcp::socket socket) {
-  const auto peer = [&] {
-    boost::system::error_code ec;
-    auto ep = socket.remote_endpoint(ec);
-    return ec ? std::string("unknown") : net::endpoint_string(ep);
-  }();
   s->open_gauge.inc();
+  std::string peer = "unknown";
   try {
-    if (s->tls) {
-      tls_stream stream(tcp_stream(std::move(socket)), *s->tls);
+    tcp_stream plain(std::move(socket));
+    // Before any TLS or HTTP byte: a trusted proxy's PROXY header, then the client's share.
+    auto admitted = co_await net::admit(plain, s->admission);
+    if (admitted) peer = net::endpoint_string(admitted->client);
+    if (admitted && s->tls) {
+      tls_stream stream(std::move(plain), *s->tls);
       auto control = s->connections.add(stream.get_executor(),
                                         [&stream] { beast::get_lowest_layer(stream).cancel(); });
       lowest(stream).expires_after(s->cfg.idle_timeout);
@@ -385,15 +394,16 @@ asio::awaitable<void> run_connection(std::shared_ptr<Server::State> s, tcp::sock
       if (ec) {
         s->tls_failures.inc();
         log::info("http.tls_handshake_failed", {{"peer", peer}, {"reason", ec.message()}});
-      } else {
+      } else if (net::admit_certificate(*admitted,
+                                        net::verified_client_subject(stream.native_handle()),
+                                        s->admission)) {
         auto client_cn = client_common_name(stream);
         co_await serve(s, stream, peer, control, std::move(client_cn));
       }
       s->connections.remove(control);
-    } else {
-      tcp_stream stream(std::move(socket));
-      auto control = s->connections.add(stream.get_executor(), [&stream] { stream.cancel(); });
-      co_await serve(s, stream, peer, control);
+    } else if (admitted) {
+      auto control = s->connections.add(plain.get_executor(), [&plain] { plain.cancel(); });
+      co_await serve(s, plain, peer, control);
       s->connections.remove(control);
     }
   } catch (const std::exception& e) {
@@ -404,7 +414,8 @@ asio::awaitable<void> run_connection(std::shared_ptr<Server::State> s, tcp::sock
 }
 
 asio::awaitable<void> accept_loop(std::shared_ptr<Server::State> s) {
-  const net::AcceptLimits limits{s->cfg.max_connections, &s->accepted, &s->rejected, "http"};
+  const net::AcceptLimits limits{s->cfg.max_connections, &s->accepted,
+                                 &s->rejected.with({"global_cap"}), "http"};
   const net::StartConnection start = [s](tcp::socket socket) {
     auto executor = socket.get_executor();
     asio::co_spawn(executor, run_connection(s, std::move(socket)), asio::detached);
