@@ -317,7 +317,9 @@ asio::awaitable<void> serve(std::shared_ptr<Server::State> s, Stream& stream, st
     if (read.kind == ReadOutcome::Kind::kRefused) {
       log::debug("http.request_refused",
                  {{"peer", peer}, {"status", read.status}, {"reason", read.message}});
-      const std::string target(parser.is_header_done() ? parser.get().target() : "");
+      // The target is known once the request line is parsed (a body over the limit is refused
+      // from its Content-Length, before the header is done): /fhir answers OperationOutcomes.
+      const std::string target(parser.get().target());
       co_await reply_and_close(*s, stream, target, read.status, read.code, read.message);
       co_return;
     }

@@ -225,6 +225,11 @@ class HttpRequestLimits(unittest.TestCase, AliveChecks):
         self.assertIn("204800 bytes", json.loads(body)["issue"][0]["diagnostics"])
         self.assert_fhir_post_created()
 
+    def test_a_header_section_over_the_limit_is_an_operation_outcome_under_fhir(self):
+        body = self.refused(("GET /fhir/metadata HTTP/1.1\r\nHost: gw\r\nX-Big: %s\r\n\r\n"
+                             % ("b" * 5000)).encode(), 431)
+        self.assertEqual(json.loads(body)["resourceType"], "OperationOutcome")
+
     def test_a_coding_before_chunked_is_not_implemented(self):
         body = self.refused(chunked_post_head("/fhir/QuestionnaireResponse", "gzip, chunked")
                             + chunk(read_file(FHIR_SAMPLE)) + b"0\r\n\r\n", 501)
