@@ -5,6 +5,8 @@
 // Real senders deviate (FIELD-NOTES): bytes or NULs between frames, a doubled start block,
 // a missing CR after FS. Those are tolerated and counted; a frame over the size limit is
 // an error (the listener closes the connection).
+#include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -43,6 +45,8 @@ class MllpFramer {
   std::uint64_t deviations() const { return deviations_; }
   /// Bytes buffered for an incomplete frame.
   std::size_t buffered() const { return buffer_.size() - scan_; }
+  /// Whether a start block has been seen and its frame is not complete yet.
+  bool in_frame() const { return in_frame_; }
 
  private:
   std::size_t max_frame_bytes_;
@@ -53,6 +57,43 @@ class MllpFramer {
   std::size_t searched_ = 0;     // content bytes already searched for FS
   std::uint64_t discarded_ = 0;
   std::uint64_t deviations_ = 0;
+};
+
+/// When the frame being received must be complete (mllp.frame_timeout), so that a sender that
+/// trickles a frame a byte at a time cannot hold a connection forever: the idle timeout alone
+/// restarts with every byte. The clock starts at the first byte received after the last complete
+/// frame, whether a start block or stray bytes before one (trickled garbage is bounded too), and
+/// stops when a frame completes with nothing after it. Pure: the caller passes the time.
+class FrameDeadline {
+ public:
+  using Clock = std::chrono::steady_clock;
+  explicit FrameDeadline(Clock::duration frame_timeout) : frame_timeout_(frame_timeout) {}
+
+  /// Bytes were read at `now`.
+  void bytes_received(Clock::time_point now) {
+    last_read_ = now;
+    if (!started_) started_ = now;
+  }
+  /// A frame completed. `more_buffered`: bytes of a next frame came with it; their clock runs
+  /// from the read that brought them.
+  void frame_completed(bool more_buffered) {
+    started_ = more_buffered ? std::optional<Clock::time_point>(last_read_) : std::nullopt;
+  }
+  /// The deadline of the next read: `idle` from `now`, or the frame's deadline if earlier.
+  Clock::time_point read_deadline(Clock::time_point now, Clock::duration idle) const {
+    const auto idle_deadline = now + idle;
+    if (!started_) return idle_deadline;
+    return std::min(idle_deadline, *started_ + frame_timeout_);
+  }
+  /// Whether the frame's time is up at `now`.
+  bool expired(Clock::time_point now) const {
+    return started_ && now >= *started_ + frame_timeout_;
+  }
+
+ private:
+  Clock::duration frame_timeout_;
+  std::optional<Clock::time_point> started_;  // first byte after the last complete frame
+  Clock::time_point last_read_{};
 };
 
 }  // namespace sdoh::hl7v2

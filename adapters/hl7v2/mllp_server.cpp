@@ -15,11 +15,11 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
-#include <openssl/x509.h>
 
 #include "adapters/hl7v2/mllp_framer.hpp"
 #include "adapters/net/accept_loop.hpp"
 #include "adapters/net/acceptor.hpp"
+#include "adapters/net/admission.hpp"
 #include "adapters/net/connections.hpp"
 #include "adapters/net/tls.hpp"
 #include "gateway/log/log.hpp"
@@ -41,10 +41,15 @@ struct MllpServer::State {
         handler(h),
         acceptor(asio::make_strand(io)),
         open_gauge(reg.gauge("sdoh_mllp_connections_open", "Open MLLP connections.").with()),
-        accepted(reg.counter("sdoh_mllp_connections_total", "MLLP connections accepted.").with()),
-        rejected(reg.counter("sdoh_mllp_connections_rejected_total",
-                             "MLLP connections closed at once because max_connections was reached.")
+        accepted(reg.counter("sdoh_mllp_connections_total",
+                             "MLLP connections accepted under max_connections (some are then "
+                             "refused: see sdoh_mllp_connections_rejected_total).")
                      .with()),
+        rejected(reg.counter("sdoh_mllp_connections_rejected_total",
+                             "MLLP connections closed at once: reason global_cap "
+                             "(mllp.max_connections), peer_cap (mllp.max_connections_per_peer) "
+                             "or proxy_header (a trusted proxy sent no valid PROXY v2 header).",
+                             {"reason"})),
         tls_failures(reg.counter("sdoh_mllp_tls_handshake_failures_total",
                                  "MLLP TLS handshakes that failed or timed out.")
                          .with()),
@@ -65,9 +70,16 @@ struct MllpServer::State {
         oversized(reg.counter("sdoh_mllp_oversized_frames_total",
                               "Frames over mllp.max_frame_bytes; the connection was closed.")
                       .with()),
+        frame_timeouts(reg.counter("sdoh_mllp_frame_timeouts_total",
+                                   "Connections closed because a frame was not complete within "
+                                   "mllp.frame_timeout of its first byte.")
+                           .with()),
         latency(reg.histogram("sdoh_mllp_ack_latency_seconds",
                               "Time from a frame's last byte to its ACK written.")
-                    .with()) {}
+                    .with()),
+        admission(c.trusted_proxies, c.max_connections_per_peer, rejected, "mllp") {
+    rejected.with({"global_cap"});  // every reason shows in /metrics from the start
+  }
 
   asio::io_context& ioc;
   config::MllpConfig cfg;
@@ -79,7 +91,7 @@ struct MllpServer::State {
 
   metrics::Gauge& open_gauge;
   metrics::Counter& accepted;
-  metrics::Counter& rejected;
+  metrics::Family<metrics::Counter>& rejected;
   metrics::Counter& tls_failures;
   metrics::Counter& frames;
   metrics::Counter& bytes_in;
@@ -87,7 +99,9 @@ struct MllpServer::State {
   metrics::Counter& discarded;
   metrics::Counter& deviations;
   metrics::Counter& oversized;
+  metrics::Counter& frame_timeouts;
   metrics::Histogram& latency;
+  net::AdmissionPolicy admission;  // after the counters it points to
 };
 
 namespace {
@@ -99,19 +113,11 @@ tcp_stream& lowest(tls_stream& s) {
   return beast::get_lowest_layer(s);
 }
 
-std::string peer_subject(tls_stream& stream) {
-  X509* cert = SSL_get1_peer_certificate(stream.native_handle());
-  if (cert == nullptr) return {};
-  std::array<char, 512> buf{};
-  X509_NAME_oneline(X509_get_subject_name(cert), buf.data(), static_cast<int>(buf.size()));
-  X509_free(cert);
-  return buf.data();
-}
-
 template <class Stream>
 asio::awaitable<void> serve(std::shared_ptr<MllpServer::State> s, Stream& stream,
                             pipeline::Peer peer, std::shared_ptr<net::ConnectionControl> control) {
   MllpFramer framer(s->cfg.max_frame_bytes);
+  FrameDeadline frame_deadline(s->cfg.frame_timeout);
   std::array<char, 16 * 1024> chunk{};
   std::string frame;
   std::uint64_t discarded_seen = 0, deviations_seen = 0;
@@ -130,6 +136,7 @@ asio::awaitable<void> serve(std::shared_ptr<MllpServer::State> s, Stream& stream
                   {{"peer", peer.address}, {"limit_bytes", s->cfg.max_frame_bytes}});
         co_return;
       }
+      frame_deadline.frame_completed(framer.in_frame() || framer.buffered() > 0);
       s->frames.inc();
       const auto received = std::chrono::steady_clock::now();
       auto answers = co_await s->handler.handle(std::move(frame), peer);
@@ -154,12 +161,23 @@ asio::awaitable<void> serve(std::shared_ptr<MllpServer::State> s, Stream& stream
     // Draining: every complete frame has been answered; a partial one was never ACKed, so
     // the sender will resend it to whichever instance takes over.
     if (s->connections.stopping()) co_return;
-    lowest(stream).expires_after(s->cfg.idle_timeout);
+    // Idle timeout from now, but never past the current frame's deadline: the idle timer alone
+    // restarts with every byte, so a frame trickled a byte at a time would never end.
+    lowest(stream).expires_at(
+        frame_deadline.read_deadline(std::chrono::steady_clock::now(), s->cfg.idle_timeout));
     // Waiting for bytes counts as idle even mid-frame: a partial frame was never ACKed, so
     // closing it on a drain loses nothing (the sender resends).
     control->idle = true;
     auto [ec, n] = co_await stream.async_read_some(asio::buffer(chunk), kUseTuple);
     control->idle = false;
+    if (ec == beast::error::timeout && frame_deadline.expired(std::chrono::steady_clock::now())) {
+      // A sender that never completes its frame got no ACK for it and will resend it.
+      s->frame_timeouts.inc();
+      log::warn("mllp.frame_timeout", {{"peer", peer.address},
+                                       {"bytes_buffered", framer.buffered()},
+                                       {"limit_ms", s->cfg.frame_timeout.count()}});
+      co_return;
+    }
     if (ec) {
       if (ec == beast::error::timeout) {
         log::info("mllp.idle_timeout", {{"peer", peer.address}});
@@ -174,6 +192,7 @@ asio::awaitable<void> serve(std::shared_ptr<MllpServer::State> s, Stream& stream
       }
       co_return;
     }
+    frame_deadline.bytes_received(std::chrono::steady_clock::now());
     s->bytes_in.inc(n);
     framer.feed(std::string_view(chunk.data(), n));
   }
@@ -181,36 +200,41 @@ asio::awaitable<void> serve(std::shared_ptr<MllpServer::State> s, Stream& stream
 
 asio::awaitable<void> run_connection(std::shared_ptr<MllpServer::State> s, tcp::socket socket) {
   pipeline::Peer peer;
-  {
-    boost::system::error_code ec;
-    auto ep = socket.remote_endpoint(ec);
-    peer.address = ec ? "unknown" : net::endpoint_string(ep);
-  }
+  peer.address = "unknown";
   s->open_gauge.inc();
-  log::debug("mllp.connected", {{"peer", peer.address}});
   try {
-    if (s->tls) {
-      tls_stream stream(tcp_stream(std::move(socket)), *s->tls);
+    tcp_stream plain(std::move(socket));
+    // Before any TLS or MLLP byte: a trusted proxy's PROXY header, then the client's share.
+    auto admitted = co_await net::admit(plain, s->admission);
+    if (admitted) {
+      peer.address = net::endpoint_string(admitted->client);
+      log::debug("mllp.connected", {{"peer", peer.address}});
+    }
+    if (admitted && s->tls) {
+      tls_stream stream(std::move(plain), *s->tls);
       auto control = s->connections.add(stream.get_executor(),
                                         [&stream] { beast::get_lowest_layer(stream).cancel(); });
-      lowest(stream).expires_after(s->cfg.idle_timeout);
+      // A handshake is bounded like a frame: a client trickling its handshake holds no slot
+      // for the whole idle timeout.
+      lowest(stream).expires_after(std::min(s->cfg.idle_timeout, s->cfg.frame_timeout));
       auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kUseTuple);
       if (ec) {
         s->tls_failures.inc();
         log::info("mllp.tls_handshake_failed", {{"peer", peer.address}, {"reason", ec.message()}});
       } else {
-        peer.tls_subject = peer_subject(stream);
-        co_await serve(s, stream, peer, control);
-        lowest(stream).expires_after(std::chrono::seconds(2));
-        co_await stream.async_shutdown(kUseTuple);
+        peer.tls_subject = net::verified_client_subject(stream.native_handle());
+        if (net::admit_certificate(*admitted, peer.tls_subject, s->admission)) {
+          co_await serve(s, stream, peer, control);
+          lowest(stream).expires_after(std::chrono::seconds(2));
+          co_await stream.async_shutdown(kUseTuple);
+        }
       }
       s->connections.remove(control);
-    } else {
-      tcp_stream stream(std::move(socket));
-      auto control = s->connections.add(stream.get_executor(), [&stream] { stream.cancel(); });
-      co_await serve(s, stream, peer, control);
+    } else if (admitted) {
+      auto control = s->connections.add(plain.get_executor(), [&plain] { plain.cancel(); });
+      co_await serve(s, plain, peer, control);
       boost::system::error_code ignored;
-      stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      plain.socket().shutdown(tcp::socket::shutdown_send, ignored);
       s->connections.remove(control);
     }
   } catch (const std::exception& e) {
@@ -221,7 +245,8 @@ asio::awaitable<void> run_connection(std::shared_ptr<MllpServer::State> s, tcp::
 }
 
 asio::awaitable<void> accept_loop(std::shared_ptr<MllpServer::State> s) {
-  const net::AcceptLimits limits{s->cfg.max_connections, &s->accepted, &s->rejected, "mllp"};
+  const net::AcceptLimits limits{s->cfg.max_connections, &s->accepted,
+                                 &s->rejected.with({"global_cap"}), "mllp"};
   const net::StartConnection start = [s](tcp::socket socket) {
     auto executor = socket.get_executor();
     asio::co_spawn(executor, run_connection(s, std::move(socket)), asio::detached);

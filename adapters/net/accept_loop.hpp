@@ -1,7 +1,9 @@
 #pragma once
 // The accept loop both listeners share: accepts on its own strand, backs off on resource
-// errors instead of spinning (the acceptor survives), refuses connections over the cap, and
-// starts each accepted connection on a strand of its own. Included only by server .cpp files.
+// errors instead of spinning (the acceptor survives), refuses connections over the global cap,
+// and starts each accepted connection on a strand of its own. The per-peer cap and the PROXY
+// header are the connection's first step (adapters/net/admission.hpp), since a proxied client is
+// known only once its header has been read. Included only by server .cpp files.
 #include <cstddef>
 #include <functional>
 #include <string>
@@ -18,8 +20,8 @@ namespace sdoh::net {
 struct AcceptLimits {
   std::size_t max_connections = 0;
   metrics::Counter* accepted = nullptr;
-  metrics::Counter* rejected = nullptr;
-  std::string log_prefix;  ///< "http" or "mllp", for log events
+  metrics::Counter* rejected = nullptr;  ///< refused over max_connections
+  std::string log_prefix;                ///< "http" or "mllp", for log events
 };
 
 using StartConnection = std::function<void(boost::asio::ip::tcp::socket)>;

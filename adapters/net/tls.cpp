@@ -1,5 +1,7 @@
 #include "adapters/net/tls.hpp"
 
+#include <array>
+
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <openssl/ssl.h>
@@ -119,6 +121,17 @@ Result<void> set_client_peer_name(ssl_st* ssl, const std::string& host) {
   // Wildcards only as a whole left-most label (RFC 6125 6.4.3).
   SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
   return {};
+}
+
+std::string verified_client_subject(ssl_st* ssl) {
+  X509* cert = SSL_get1_peer_certificate(ssl);
+  if (cert == nullptr) return {};
+  std::array<char, 512> buf{};
+  if (SSL_get_verify_result(ssl) == X509_V_OK) {
+    X509_NAME_oneline(X509_get_subject_name(cert), buf.data(), static_cast<int>(buf.size()));
+  }
+  X509_free(cert);
+  return buf.data();
 }
 
 }  // namespace sdoh::net

@@ -40,4 +40,8 @@ Result<std::shared_ptr<boost::asio::ssl::context>> make_client_tls_context(
 /// is sent as SNI. Call with the stream's native handle.
 Result<void> set_client_peer_name(ssl_st* ssl, const std::string& host);
 
+/// After a server handshake: the subject of the client's certificate ("/C=US/O=Clinic/CN=ehr")
+/// when it sent one and it was verified against client_ca_file; empty otherwise.
+std::string verified_client_subject(ssl_st* ssl);
+
 }  // namespace sdoh::net

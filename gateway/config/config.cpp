@@ -9,6 +9,8 @@
 #include <set>
 #include <sstream>
 
+#include <boost/asio/ip/network_v4.hpp>
+#include <boost/asio/ip/network_v6.hpp>
 #include <yaml-cpp/yaml.h>
 
 namespace sdoh::config {
@@ -242,6 +244,31 @@ class MapReader {
     }
   }
 
+  /// A list of strings; a single string is a list of one.
+  void strings(std::string_view key, std::vector<std::string>& out) {
+    auto n = get(key);
+    if (!n.IsDefined() || n.IsNull()) return;
+    const auto path = join_path(path_, key);
+    if (n.IsScalar()) {
+      out = {n.Scalar()};
+      return;
+    }
+    if (!n.IsSequence()) {
+      issue(n, path, "expected a list, got " + node_kind(n));
+      return;
+    }
+    std::vector<std::string> values;
+    for (std::size_t i = 0; i < n.size(); ++i) {
+      if (!n[i].IsScalar()) {
+        issue(n[i], path + "[" + std::to_string(i) + "]",
+              "expected a single value, got " + node_kind(n[i]));
+        return;
+      }
+      values.push_back(n[i].Scalar());
+    }
+    out = std::move(values);
+  }
+
   /// A secret: { env: NAME } or { file: PATH }. Literal values are refused on purpose.
   void secret(std::string_view key, SecretRef& out) {
     auto n = get(key);
@@ -438,6 +465,46 @@ void read_tls(MapReader m, TlsConfig& tls) {
   m.finish();
 }
 
+// Load balancers allowed to name the client with a PROXY v2 header: IP addresses or networks,
+// IPv4 or IPv6.
+void read_trusted_proxies(MapReader& m, std::vector<IpNetwork>& out) {
+  std::vector<std::string> entries;
+  m.strings("trusted_proxies", entries);
+  std::vector<IpNetwork> networks;
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const auto& entry = entries[i];
+    IpNetwork network;
+    network.text = entry;
+    network.v6 = entry.find(':') != std::string::npos;
+    const auto text =
+        entry.find('/') != std::string::npos ? entry : entry + (network.v6 ? "/128" : "/32");
+    boost::system::error_code ec;
+    if (network.v6) {
+      const auto parsed = boost::asio::ip::make_network_v6(text, ec);
+      if (!ec) {
+        network.bytes = parsed.address().to_bytes();
+        network.prefix = parsed.prefix_length();
+      }
+    } else {
+      const auto parsed = boost::asio::ip::make_network_v4(text, ec);
+      if (!ec) {
+        const auto bytes = parsed.address().to_bytes();
+        std::copy(bytes.begin(), bytes.end(), network.bytes.begin());
+        network.prefix = parsed.prefix_length();
+      }
+    }
+    if (ec) {
+      m.issue(m.node()["trusted_proxies"], m.path() + ".trusted_proxies[" + std::to_string(i) + "]",
+              "\"" + entry +
+                  "\" is not an IP address or network such as 10.0.0.5, 10.0.0.0/8 or "
+                  "2001:db8::/32");
+      continue;
+    }
+    networks.push_back(std::move(network));
+  }
+  if (!entries.empty()) out = std::move(networks);
+}
+
 // Properties that would weaken the delivery promise or bypass kafka.brokers.
 constexpr std::string_view kReservedKafkaProperties[] = {
     "bootstrap.servers",     "metadata.broker.list", "enable.idempotence", "acks",
@@ -556,6 +623,8 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     m.duration("idle_timeout", cfg.http.idle_timeout, milliseconds(100), std::chrono::hours(1));
     m.duration("write_timeout", cfg.http.write_timeout, milliseconds(100), std::chrono::hours(1));
     m.integer("max_connections", cfg.http.max_connections, 1, 100'000);
+    m.integer("max_connections_per_peer", cfg.http.max_connections_per_peer, 1, 100'000);
+    read_trusted_proxies(m, cfg.http.trusted_proxies);
     m.finish();
   }
   {
@@ -564,8 +633,11 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     read_tls(m.child("tls"), cfg.mllp.tls);
     m.size("max_frame_bytes", cfg.mllp.max_frame_bytes, 1024, kMaxSize);
     m.duration("idle_timeout", cfg.mllp.idle_timeout, milliseconds(100), std::chrono::hours(24));
+    m.duration("frame_timeout", cfg.mllp.frame_timeout, milliseconds(100), std::chrono::hours(1));
     m.duration("write_timeout", cfg.mllp.write_timeout, milliseconds(100), std::chrono::hours(1));
     m.integer("max_connections", cfg.mllp.max_connections, 1, 100'000);
+    m.integer("max_connections_per_peer", cfg.mllp.max_connections_per_peer, 1, 100'000);
+    read_trusted_proxies(m, cfg.mllp.trusted_proxies);
     read_hl7(m.child("hl7"), cfg.mllp.hl7);
     m.finish();
   }

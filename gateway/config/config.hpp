@@ -4,6 +4,7 @@
 // rejects unknown keys, checks types and ranges, and names the key path in every error.
 // The keys data_dir, http.listen, mllp.listen and kafka.brokers are part of the runtime
 // contract in DESIGN.md; everything else is documented in deploy/config/reference.yaml.
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -47,14 +48,31 @@ struct RuntimeConfig {
   milliseconds drain_timeout{10'000};  ///< SIGTERM: longest wait for in-flight work
 };
 
+/// An IPv4 or IPv6 network, such as 10.0.0.0/8 or 2001:db8::/32; an address alone is a /32 or
+/// /128. Parsed once here; the listeners only match against it.
+struct IpNetwork {
+  bool v6 = false;
+  std::array<std::uint8_t, 16> bytes{};  ///< the address as written; IPv4 uses the first 4 bytes
+  unsigned prefix = 0;                   ///< leading bits that must match
+  std::string text;                      ///< as written, for messages
+};
+
 struct HttpConfig {
   ListenAddress listen{"127.0.0.1", 8080};
   TlsConfig tls;
   std::size_t max_body_bytes = 4 * 1024 * 1024;  ///< larger requests get 413
   std::size_t max_header_bytes = 16 * 1024;      ///< larger headers get 431
-  milliseconds idle_timeout{30'000};             ///< keep-alive wait and request read deadline
+  /// Keep-alive wait and request read deadline: a whole request (header, body, trailers), however
+  /// slowly it trickles in, must arrive within it.
+  milliseconds idle_timeout{30'000};
   milliseconds write_timeout{30'000};
   std::size_t max_connections = 1024;  ///< further connections are closed at once
+  /// Open connections per client (IP address, or verified client certificate); further ones
+  /// from that client are closed at once, so one client cannot take every connection.
+  std::size_t max_connections_per_peer = 128;
+  /// Load balancers (IP addresses or CIDR networks) whose connections start with a PROXY
+  /// protocol v2 header naming the real client; empty: none.
+  std::vector<IpNetwork> trusted_proxies;
 };
 
 /// How the gateway reads one HL7 sender's messages (mllp.hl7.senders).
@@ -86,8 +104,13 @@ struct MllpConfig {
   TlsConfig tls;
   std::size_t max_frame_bytes = 1024 * 1024;  ///< larger frames are refused, connection closed
   milliseconds idle_timeout{300'000};         ///< a connection silent this long is closed
+  /// A frame must be complete this long after its first byte (or the first stray byte after the
+  /// previous frame), however its bytes trickle in; else the connection is closed.
+  milliseconds frame_timeout{30'000};
   milliseconds write_timeout{30'000};
   std::size_t max_connections = 256;
+  std::size_t max_connections_per_peer = 32;  ///< as http.max_connections_per_peer
+  std::vector<IpNetwork> trusted_proxies;     ///< as http.trusted_proxies
   Hl7Config hl7;
 };
 

@@ -110,5 +110,74 @@ TEST(MllpFramer, LongStreamKeepsBufferBounded) {
   EXPECT_EQ(f.buffered(), 0u);
 }
 
+TEST(MllpFramer, InFrameOnceAStartBlockIsSeen) {
+  MllpFramer f(1024);
+  std::string frame;
+  f.feed("\x0b");
+  EXPECT_EQ(f.next(frame), MllpFramer::Event::kNone);
+  EXPECT_TRUE(f.in_frame());
+  f.feed("MSH|\x1c\r");
+  EXPECT_EQ(f.next(frame), MllpFramer::Event::kFrame);
+  EXPECT_FALSE(f.in_frame());
+}
+
+// The frame clock, with times written out: t0 is an arbitrary start, timeout 30 s, idle 5 min.
+using Clock = FrameDeadline::Clock;
+const Clock::time_point t0 = Clock::time_point(std::chrono::hours(1000));
+constexpr auto kFrameTimeout = std::chrono::seconds(30);
+constexpr auto kIdle = std::chrono::minutes(5);
+
+TEST(FrameDeadline, WithNothingReceivedOnlyTheIdleTimeoutApplies) {
+  FrameDeadline d(kFrameTimeout);
+  EXPECT_EQ(d.read_deadline(t0, kIdle), t0 + kIdle);
+  EXPECT_FALSE(d.expired(t0 + std::chrono::hours(1)));
+}
+
+TEST(FrameDeadline, TrickledBytesDoNotMoveTheFrameDeadline) {
+  FrameDeadline d(kFrameTimeout);
+  d.bytes_received(t0);
+  for (int s = 3; s < 30; s += 3) {
+    d.bytes_received(t0 + std::chrono::seconds(s));  // one byte every 3 s
+    EXPECT_EQ(d.read_deadline(t0 + std::chrono::seconds(s), kIdle), t0 + kFrameTimeout);
+  }
+  EXPECT_FALSE(d.expired(t0 + std::chrono::seconds(29)));
+  EXPECT_TRUE(d.expired(t0 + kFrameTimeout));
+}
+
+TEST(FrameDeadline, TheIdleTimeoutWinsWhenItIsEarlier) {
+  FrameDeadline d(std::chrono::minutes(10));
+  d.bytes_received(t0);
+  EXPECT_EQ(d.read_deadline(t0 + std::chrono::seconds(1), kIdle),
+            t0 + std::chrono::seconds(1) + kIdle);
+}
+
+TEST(FrameDeadline, ACompleteFrameStopsTheClock) {
+  FrameDeadline d(kFrameTimeout);
+  d.bytes_received(t0);
+  d.frame_completed(false);
+  EXPECT_EQ(d.read_deadline(t0 + std::chrono::minutes(2), kIdle),
+            t0 + std::chrono::minutes(2) + kIdle);
+  EXPECT_FALSE(d.expired(t0 + std::chrono::minutes(2)));
+}
+
+TEST(FrameDeadline, BytesOfTheNextFrameRunFromTheReadThatBroughtThem) {
+  FrameDeadline d(kFrameTimeout);
+  d.bytes_received(t0);
+  d.bytes_received(t0 + std::chrono::seconds(20));  // ends frame 1, starts frame 2
+  d.frame_completed(true);
+  EXPECT_EQ(d.read_deadline(t0 + std::chrono::seconds(25), kIdle),
+            t0 + std::chrono::seconds(20) + kFrameTimeout);
+}
+
+TEST(FrameDeadline, StrayBytesAfterAFrameStartTheClock) {
+  FrameDeadline d(kFrameTimeout);
+  d.bytes_received(t0);
+  d.frame_completed(false);
+  d.bytes_received(t0 + std::chrono::minutes(1));  // garbage, no start block
+  EXPECT_EQ(d.read_deadline(t0 + std::chrono::minutes(1), kIdle),
+            t0 + std::chrono::minutes(1) + kFrameTimeout);
+  EXPECT_TRUE(d.expired(t0 + std::chrono::minutes(1) + kFrameTimeout));
+}
+
 }  // namespace
 }  // namespace sdoh::hl7v2

@@ -72,6 +72,75 @@ mllp: { max_frame_bytes: 64KiB, idle_timeout: 1h }
   EXPECT_EQ(cfg->mllp.idle_timeout, std::chrono::hours(1));
 }
 
+TEST(Config, ConnectionSharesAndFrameTimeoutHaveDocumentedDefaults) {
+  auto cfg = parse_config("");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->http.max_connections_per_peer, 128u);
+  EXPECT_EQ(cfg->mllp.max_connections_per_peer, 32u);
+  EXPECT_EQ(cfg->mllp.frame_timeout, std::chrono::seconds(30));
+  EXPECT_TRUE(cfg->http.trusted_proxies.empty());
+  EXPECT_TRUE(cfg->mllp.trusted_proxies.empty());
+}
+
+TEST(Config, ConnectionSharesAndFrameTimeoutAreRead) {
+  auto cfg = parse_config(R"(
+http: { max_connections_per_peer: 8 }
+mllp: { max_connections_per_peer: 2, frame_timeout: 2s }
+)");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->http.max_connections_per_peer, 8u);
+  EXPECT_EQ(cfg->mllp.max_connections_per_peer, 2u);
+  EXPECT_EQ(cfg->mllp.frame_timeout, std::chrono::seconds(2));
+}
+
+TEST(Config, ConnectionShareOfZeroIsOutOfRange) {
+  auto issue = only_issue("http: { max_connections_per_peer: 0 }");
+  EXPECT_EQ(issue.path, "http.max_connections_per_peer");
+  EXPECT_THAT(issue.message, HasSubstr("out of range 1..100000"));
+}
+
+TEST(Config, FrameTimeoutIsRangeChecked) {
+  auto issue = only_issue("mllp: { frame_timeout: 10ms }");
+  EXPECT_EQ(issue.path, "mllp.frame_timeout");
+  EXPECT_THAT(issue.message, HasSubstr("out of range"));
+}
+
+TEST(Config, TrustedProxiesAreAddressesOrNetworksOfEitherFamily) {
+  auto cfg = parse_config(R"(
+http: { trusted_proxies: ["10.0.0.0/8", "192.168.1.7", "2001:db8::/32", "::1"] }
+mllp: { trusted_proxies: "172.16.0.0/12" }
+)");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  const auto& http = cfg->http.trusted_proxies;
+  ASSERT_EQ(http.size(), 4u);
+  EXPECT_FALSE(http[0].v6);
+  EXPECT_EQ(http[0].prefix, 8u);
+  EXPECT_EQ(http[0].bytes[0], 10);
+  EXPECT_EQ(http[1].prefix, 32u);
+  EXPECT_EQ(http[1].bytes[3], 7);
+  EXPECT_TRUE(http[2].v6);
+  EXPECT_EQ(http[2].prefix, 32u);
+  EXPECT_EQ(http[2].bytes[0], 0x20);
+  EXPECT_EQ(http[2].bytes[1], 0x01);
+  EXPECT_EQ(http[3].prefix, 128u);
+  ASSERT_EQ(cfg->mllp.trusted_proxies.size(), 1u);
+  EXPECT_EQ(cfg->mllp.trusted_proxies[0].text, "172.16.0.0/12");
+}
+
+TEST(Config, ATrustedProxyThatIsNoNetworkIsNamedByIndex) {
+  auto issue = only_issue(R"(http: { trusted_proxies: ["10.0.0.1", "10.0.0.0/33"] })");
+  EXPECT_EQ(issue.path, "http.trusted_proxies[1]");
+  EXPECT_THAT(issue.message, HasSubstr("not an IP address or network"));
+  EXPECT_EQ(only_issue(R"(mllp: { trusted_proxies: ["lb.example.org"] })").path,
+            "mllp.trusted_proxies[0]");
+}
+
+TEST(Config, TrustedProxiesMustBeAList) {
+  auto issue = only_issue("http: { trusted_proxies: { a: 1 } }");
+  EXPECT_EQ(issue.path, "http.trusted_proxies");
+  EXPECT_THAT(issue.message, HasSubstr("expected a list"));
+}
+
 TEST(Config, ResourceRetentionDefaultsTo90DaysAndIsAtLeastAnHour) {
   EXPECT_EQ(parse_config("")->store.resource_retention, std::chrono::hours(24 * 90));
   auto cfg = parse_config("store: { resource_retention: 400d }");
