@@ -1,9 +1,9 @@
 // libFuzzer target: arbitrary bytes as an HTTP/1.1 request through Beast's request parser with
-// the server's limits, into the Router and the FHIR API (/fhir routes: create, transaction and
-// batch Bundles, PUT and JSON Patch of a stored Task, reads and searches), ingest, validation
-// and mapping, and every JSON parse on the way. None may crash, hang or read out of bounds (run
-// under ASan + UBSan); every answer must be a well-formed HTTP status, and every error body an
-// OperationOutcome that parses as JSON.
+// the server's limits (header, body, Transfer-Encoding/Content-Length framing, byte budget), into
+// the Router and the FHIR API (/fhir routes: create, transaction and batch Bundles, PUT and JSON
+// Patch of a stored Task, reads and searches), ingest, validation and mapping, and every JSON parse
+// on the way. None may crash, hang or read out of bounds (run under ASan + UBSan); every answer
+// must be a well-formed HTTP status, and every error body an OperationOutcome that parses as JSON.
 //   tools/fuzz http [seconds]
 #include <cstdint>
 #include <cstdio>
@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -20,6 +21,7 @@
 #include <rapidjson/document.h>
 
 #include "adapters/fhir/api.hpp"
+#include "adapters/http/request_framing.hpp"
 #include "gateway/core/json_parse.hpp"
 #include "gateway/http/message.hpp"
 #include "gateway/identity/pseudonym.hpp"
@@ -142,18 +144,31 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)json::parse(doc, input);
   }
 
+  // As the server reads: the header first, its framing checked before any body byte, then the
+  // body within the per-request byte budget.
   bhttp::request_parser<bhttp::string_body> parser;
   parser.header_limit(static_cast<std::uint32_t>(kMaxHeaderBytes));
   parser.body_limit(kMaxBodyBytes);
-  parser.eager(true);
   boost::system::error_code ec;
   std::size_t used = 0;
+  bool framing_checked = false;
+  const auto budget = http::request_byte_budget(kMaxHeaderBytes, kMaxBodyBytes);
   while (used < input.size() && !parser.is_done()) {
     const auto n = parser.put(asio::buffer(input.data() + used, input.size() - used), ec);
     if (ec == bhttp::error::need_more) break;
     if (ec) return 0;  // the server answers 400/413/431 and closes
-    if (n == 0) break;
     used += n;
+    if (used > budget) return 0;  // 413
+    if (parser.is_header_done() && !framing_checked) {
+      framing_checked = true;
+      const auto& h = parser.get();
+      std::vector<std::string_view> codings;
+      for (auto [it, end] = h.equal_range(bhttp::field::transfer_encoding); it != end; ++it)
+        codings.push_back(it->value());
+      const bool has_length = h.find(bhttp::field::content_length) != h.end();
+      if (!http::check_request_framing(codings, has_length, h.version())) return 0;  // 400/501
+    }
+    if (n == 0) break;
   }
   if (!parser.is_done()) {
     parser.put_eof(ec);

@@ -50,7 +50,7 @@ class RunningGateway(unittest.TestCase):
         self.assertEqual(status, 200, body)
         doc = json.loads(body)
         self.assertEqual(doc["status"], "ready")
-        self.assertEqual(set(doc["checks"]), {"http", "mllp", "store", "kafka", "relay", "referral_updates"})
+        self.assertEqual(set(doc["checks"]), {"http", "mllp", "store", "backlog", "kafka", "relay", "referral_updates"})
         for name, check in doc["checks"].items():
             self.assertTrue(check["ok"], name)
         self.assertIn("5 topics present", doc["checks"]["kafka"]["detail"])
