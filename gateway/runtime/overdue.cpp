@@ -23,7 +23,11 @@ OverdueCheck::OverdueCheck(store::SqliteStore& store, pipeline::CommitPort& comm
       overdue_(registry.counter("sdoh_referrals_overdue_total",
                                 "Referrals their agency did not receive or accept within its SLA "
                                 "(one overdue status event each).",
-                                {"agency"})) {}
+                                {"agency"})),
+      checks_(registry
+                  .counter("sdoh_referrals_overdue_checks_total",
+                           "Passes of the overdue check over the referrals waiting for an agency.")
+                  .with()) {}
 
 asio::awaitable<int> OverdueCheck::run_once() {
   const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -76,6 +80,7 @@ asio::awaitable<int> OverdueCheck::run_once() {
                                     {"sla_ms", static_cast<std::int64_t>(sla.count())}});
   }
   if (raised > 0) wake_relay_();
+  checks_.inc();
   co_return raised;
 }
 

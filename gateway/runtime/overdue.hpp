@@ -34,6 +34,7 @@ class OverdueCheck {
   std::chrono::milliseconds shortest_sla_;
   std::function<void()> wake_relay_;
   metrics::Family<metrics::Counter>& overdue_;
+  metrics::Counter& checks_;  // completed passes: a test (or an operator) sees the check running
 };
 
 }  // namespace sdoh::runtime

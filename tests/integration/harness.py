@@ -109,6 +109,18 @@ class Gateway:
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
 
+    def metric(self, sample, default=0):
+        """One sample's value from /metrics ("name" or 'name{label="v"}')."""
+        status, body = self.get("/metrics")
+        assert status == 200, body
+        return parse_metrics(body)[0].get(sample, default)
+
+    def wait_drained(self, timeout=60):
+        """Waits until the outbox is empty: every committed event is on Kafka. After it, an event
+        that a step wrongly added would be there to see (a barrier instead of a sleep)."""
+        wait_for(lambda: self.metric("sdoh_outbox_undelivered_events", None) == 0, timeout,
+                 "the outbox to drain:\n" + self.log()[-2000:])
+
     def curl(self, *args):
         """Runs curl against the gateway; returns (status, headers+body text)."""
         return run(["curl", "-sS", "--max-time", "10", *args])
@@ -152,6 +164,18 @@ class Gateway:
             else:
                 print("gateway log kept in", self.log_path)
         return False
+
+
+def wait_for(predicate, timeout, what):
+    """Polls `predicate` until it returns something true, or fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(0.05)
 
 
 def parse_metrics(text):

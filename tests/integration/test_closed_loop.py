@@ -2,6 +2,7 @@
 moves the referral through its lifecycle by FHIR PATCH and by its update topic on Kafka (kcat),
 illegal moves are refused, and the status events appear in order on Kafka."""
 import json
+import re
 import socket
 import threading
 import time
@@ -13,7 +14,7 @@ import os
 import shutil
 import tempfile
 
-from harness import (SAMPLES, SCHEMAS, Gateway, MockKafka, assert_valid_events, consume, consume_all,
+from harness import (SAMPLES, SCHEMAS, Gateway, MockKafka, assert_valid_events, consume, consume_all, wait_for,
                      hl7_field, run)
 from test_fhir import AGENCY_TOKEN, CLIENTS, CLINIC_TOKEN, ENV, FhirClient, sample_path
 
@@ -179,8 +180,10 @@ class ClosedLoop(unittest.TestCase):
                          ["completed", "in-progress", "accepted", "received", "requested"])
 
         # The measures: time to accept and complete, outcomes by the family's equity fields.
-        time.sleep(0.5)  # a refresh of the counts from the store
-        metrics = self.gw.get("/metrics")[1]
+        # The counts are refreshed from the store in the background: wait for them, with a deadline.
+        completed = r'sdoh_referrals\{status="completed",agency="ehv-durham",category="food-insecurity"\} [1-9]'
+        metrics = wait_for(lambda: (lambda m: m if re.search(completed, m) else None)(self.gw.get("/metrics")[1]),
+                           30, "the referral counts to show the completed referral")
         self.assertRegex(metrics, r'sdoh_referral_time_to_accept_seconds_count\{agency="ehv-durham"\} [1-9]')
         self.assertRegex(metrics, r'sdoh_referral_time_to_complete_seconds_count\{agency="ehv-durham"\} [1-9]')
         self.assertRegex(metrics, r'sdoh_referrals\{status="completed",agency="ehv-durham",category="food-insecurity"\} [1-9]')
@@ -396,8 +399,8 @@ class ClosedLoop(unittest.TestCase):
         assert_valid_events([json.dumps(e) for e in statuses])
         task = self.clinic.call("GET", "/fhir/Task/" + held).json()
         self.assertEqual((task["status"], task["businessStatus"]["coding"][0]["code"]), ("requested", "no-route"))
-        time.sleep(0.5)
-        self.assertRegex(self.gw.get("/metrics")[1], r'sdoh_referrals_held\{reason="no-route"\} [1-9]')
+        held_count = r'sdoh_referrals_held\{reason="no-route"\} [1-9]'
+        wait_for(lambda: re.search(held_count, self.gw.get("/metrics")[1]), 30, "the held referral's count")
         found = self.clinic.call("GET", "/fhir/Task?business-status=no-route").json()
         self.assertIn(held, [e["resource"]["id"] for e in found["entry"] if e["search"]["mode"] == "match"])
 
@@ -417,7 +420,11 @@ class ClosedLoop(unittest.TestCase):
             if len(statuses) >= 2:
                 break
             time.sleep(0.3)
-        time.sleep(1.0)  # several more checks pass: still one overdue event
+        # Three more passes of the overdue check, then everything published: still one overdue event.
+        checks = self.gw.metric("sdoh_referrals_overdue_checks_total")
+        wait_for(lambda: self.gw.metric("sdoh_referrals_overdue_checks_total") >= checks + 3, 30,
+                 "three more overdue checks")
+        self.gw.wait_drained()
         statuses = [json.loads(v) for k, v in consume(self.gw.bootstrap, "sdoh.referral-status.v1") if k == rid]
         self.assertEqual([(s["data"]["status"], s["data"]["businessStatus"]) for s in statuses],
                          [("requested", None), ("requested", "overdue")], statuses)

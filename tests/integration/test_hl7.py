@@ -91,7 +91,7 @@ class Hl7Ingest(unittest.TestCase):
         again = mllp_exchange(self.gw.mllp_address, [sample("oru-r01-hunger-vital-sign-negative.hl7")])[0]
         self.assertEqual(again, first, "a resend is answered with the stored ACK")
         self.assertEqual(hl7_field(first, "MSA", 1), "AA")
-        time.sleep(1.0)  # long enough for the relay to publish an event the resend wrongly added
+        self.gw.wait_drained()  # an event the resend wrongly added would be on Kafka now
         after = [e for _, e in self.screenings(1) if e["data"]["source"]["messageId"] == "B2000017"]
         self.assertEqual(len(before), 1)
         self.assertEqual(len(after), 1)
@@ -188,7 +188,7 @@ class Hl7Ingest(unittest.TestCase):
             mllp_expect_silence(s, 0.5)
         self.screening_for("ENH-0001")
         self.screening_for("ENH-0002")
-        time.sleep(0.5)  # long enough for the relay to publish an event the resend or ACK added
+        self.gw.wait_drained()  # an event the resend or the ACK wrongly added would be on Kafka now
         self.assertEqual(
             len([e for _, e in self.screenings(1) if e["data"]["source"]["messageId"] == "ENH-0001"]), 1)
         self.assertEqual(self.dead_letters_for(
@@ -402,7 +402,7 @@ class Hl7Referrals(unittest.TestCase):
         self.assertEqual(data["updatedBy"], {"role": "gateway", "id": "routing"})
         self.assertIsNone(data["agency"])
         self.assertEqual(data["category"], "food-insecurity")
-        time.sleep(0.5)  # long enough for the relay to publish a referral event it should not have
+        self.gw.wait_drained()  # a referral event it should not have would be on Kafka now
         for topic in ("sdoh.referral.v1", "sdoh.referral.ei-durham"):
             self.assertNotIn(referral_id, [k for k, _ in self.events(topic)])
         deadline = time.monotonic() + 10
@@ -481,7 +481,7 @@ class Hl7ReferralsAfterRestart(unittest.TestCase):
         with Gateway(mllp_config=", hl7: { default_timezone: America/New_York }") as gw:
             ref = mllp_exchange(gw.mllp_address, [sample("ref-i12-home-visiting.hl7")])[0]
             self.assertEqual(hl7_field(ref, "MSA", 1), "CA")
-            time.sleep(0.5)  # the referral's state is written moments after its commit
+            gw.wait_drained()  # its events are out; the stop below finishes every queued write
             self.assertEqual(gw.stop(), 0)
             gw.log_file.close()
             gw.start()

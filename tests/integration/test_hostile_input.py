@@ -14,7 +14,7 @@ import time
 import unittest
 
 from harness import (BINARY, SAMPLES, Gateway, MockKafka, consume_all, hl7_field, mllp_exchange,
-                     mllp_roundtrip, parse_metrics, run)
+                     mllp_roundtrip, parse_metrics, run, wait_for)
 
 with open(os.path.join(SAMPLES, "fhir", "questionnaireresponse-hunger-vital-sign.json"), "rb") as f:
     QR = f.read()
@@ -44,16 +44,6 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError("no VmRSS")
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
 def diagnostics(body):

@@ -87,8 +87,15 @@ TEST(Producer, MissingTopicMakesItNotReady) {
   metrics::Registry registry;
   auto producer = Producer::create(cfg, (*broker)->bootstrap_servers(), registry);
   ASSERT_TRUE(producer);
-  std::this_thread::sleep_for(600ms);
+  // Not ready from the start ("no metadata yet"): wait, with a deadline, for the verdict that
+  // comes from the broker's metadata, which must name the topics that are missing.
   auto state = (*producer)->health();
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (state.detail.find("missing topics") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+    state = (*producer)->health();
+  }
   EXPECT_FALSE(state.ok);
   EXPECT_NE(state.detail.find("missing topics: sdoh.referral.v1"), std::string::npos)
       << state.detail;

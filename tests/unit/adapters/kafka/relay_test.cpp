@@ -91,6 +91,14 @@ class RelayTest : public ::testing::Test {
     ioc.run();
   }
 
+  // A sample's value from the registry's exposition ("name" or "name{labels}"); -1 when absent.
+  double metric(const std::string& sample) {
+    const auto text = registry_.render();
+    const auto at = text.find("\n" + sample + " ");
+    if (at == std::string::npos) return -1;
+    return std::stod(text.substr(at + sample.size() + 2));
+  }
+
   std::filesystem::path dir_;
   config::KafkaConfig cfg_;
   metrics::Registry registry_;
@@ -139,8 +147,16 @@ TEST_F(RelayTest, BrokerOutageDelaysButLosesNothing) {
   ASSERT_TRUE(relay_->drain(20s));
   ASSERT_TRUE(broker_->set_broker_down(1));
   commit(40, 20);
-  std::this_thread::sleep_for(1s);
-  EXPECT_GT(store_->stats().undelivered, 0) << "nothing can be delivered while the broker is down";
+  // Once the relay has handed all 40 to the producer, none of them may count as delivered
+  // while the broker is down.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (metric("sdoh_kafka_messages_produced_total") < 60 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(metric("sdoh_kafka_messages_produced_total"), 60);
+  EXPECT_EQ(store_->stats().undelivered, 40) << "nothing can be delivered while the broker is down";
+  EXPECT_EQ(metric("sdoh_relay_events_total{outcome=\"delivered\"}"), 20);
   ASSERT_TRUE(broker_->set_broker_up(1));
   ASSERT_TRUE(relay_->drain(60s)) << store_->stats().undelivered << " still undelivered";
   auto seen = read_all(broker_->bootstrap_servers(), cfg_.topics.screening, 2);
