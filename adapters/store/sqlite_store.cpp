@@ -486,6 +486,9 @@ struct WriteOp {
 };
 
 struct SqliteStore::Impl {
+  StoreClock clock;  // wall-clock milliseconds for every time the store records or compares
+  std::int64_t now() const { return clock(); }
+
   sqlite3* db = nullptr;      // the writer connection: writer thread only (after open)
   sqlite3* reader = nullptr;  // read-only connection, guarded by reader_mutex
   mutable std::mutex reader_mutex;
@@ -588,7 +591,7 @@ struct SqliteStore::Impl {
   std::mutex waiters_mutex;
   std::unordered_map<std::int64_t, std::shared_ptr<DeliveryWaiter>> waiters;  // by seq
 
-  std::mutex queue_mutex;
+  mutable std::mutex queue_mutex;
   std::condition_variable queue_cv;
   std::deque<std::unique_ptr<WriteOp>> queue;
   bool stopping = false;
@@ -944,7 +947,7 @@ struct CommitOp final : WriteOp {
 
   Result<void> execute(SqliteStore::Impl& s) override {
     const auto& in = request.inbound;
-    const auto received = now_ms();
+    const auto received = s.now();
     if (!request.replay_of.empty()) return replay(s, received);
     {
       auto& st = s.insert_inbound;
@@ -1036,7 +1039,7 @@ struct MarkDeliveredOp final : WriteOp {
   bool needs_durability() const override { return false; }  // Kafka has them already
 
   Result<void> execute(SqliteStore::Impl& s) override {
-    const auto at = now_ms();
+    const auto at = s.now();
     std::map<std::pair<std::string, std::int32_t>, std::int64_t> highest;
     for (const auto& e : events) {
       auto& st = s.mark_delivered;
@@ -1128,7 +1131,7 @@ struct PruneOp final : WriteOp {
   std::promise<Result<std::pair<std::int64_t, bool>>>* done = nullptr;  // prune_now()
 
   Result<void> execute(SqliteStore::Impl& s) override {
-    const auto now = now_ms();
+    const auto now = s.now();
     const auto& c = s.cfg;
     auto run = [&](const char* sql, std::int64_t a, std::int64_t b = 0) -> Result<std::int64_t> {
       sqlite3_stmt* st = nullptr;
@@ -1309,8 +1312,10 @@ int SqliteStore::latest_schema_version() {
 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::path& path,
                                                        const config::StoreConfig& cfg,
-                                                       metrics::Registry* registry) {
+                                                       metrics::Registry* registry,
+                                                       StoreClock clock) {
   auto impl = std::make_unique<Impl>();
+  impl->clock = clock ? std::move(clock) : StoreClock(now_ms);
   impl->path = path;
   impl->cfg = cfg;
   impl->next_prune = std::chrono::steady_clock::now() + std::chrono::seconds(5);
@@ -1529,7 +1534,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
                                  "dead_at IS NULL ORDER BY seq LIMIT 1",
                                  -1, &st, nullptr) == SQLITE_OK &&
               sqlite3_step(st) == SQLITE_ROW) {
-            age = static_cast<double>(now_ms() - sqlite3_column_int64(st, 0)) / 1000.0;
+            age = static_cast<double>(raw->now() - sqlite3_column_int64(st, 0)) / 1000.0;
           }
           sqlite3_finalize(st);
           return age;
@@ -1684,7 +1689,7 @@ Result<void> SqliteStore::dead_letter_event(std::int64_t seq,
   auto r = run_sync<std::int64_t>(
       *impl,
       [seq, &record, &notice, &left_bytes](Impl& s) -> Result<std::int64_t> {
-        const auto at = now_ms();
+        const auto at = s.now();
         Statement st;
         if (auto p = st.prepare(s.db,
                                 "UPDATE outbox SET dead_at = ?1, last_error = ?2, attempts = "
@@ -1885,8 +1890,7 @@ Result<ReplayResult> SqliteStore::replay_event(const std::string& dead_letter_id
         if (requeued != 0) requeued_bytes = st.column_int(0);
         st.reset();
         const std::string note = "requeued for Kafka";
-        if (auto r = mark_replayed(s.db, dead_letter_id, now_ms(), note); !r)
-          return fail(r.error());
+        if (auto r = mark_replayed(s.db, dead_letter_id, s.now(), note); !r) return fail(r.error());
         return ReplayResult{dead_letter_id, note, requeued};
       },
       [impl, &requeued_bytes](const Result<ReplayResult>& r) {
@@ -1900,7 +1904,7 @@ namespace {
 
 struct RecordReferralOp final : WriteOp {
   ReferralRow row;
-  Result<void> execute(SqliteStore::Impl& s) override { return upsert_referral(s, row, now_ms()); }
+  Result<void> execute(SqliteStore::Impl& s) override { return upsert_referral(s, row, s.now()); }
   void finish(Result<void> result) override {
     if (!result) {
       log::error("store.referral_not_recorded",
@@ -2222,7 +2226,7 @@ struct OutboundAttemptOp final : WriteOp {
         !r) {
       return r;
     }
-    st.integer(1, id).integer(2, next_attempt_ms).integer(3, done ? 1 : 0).integer(4, now_ms());
+    st.integer(1, id).integer(2, next_attempt_ms).integer(3, done ? 1 : 0).integer(4, s.now());
     st.text_or_null(5, outcome).text_or_null(6, error);
     if (auto r = st.step(); !r) return fail(r.error());
     return {};
@@ -2291,6 +2295,11 @@ StoreStats SqliteStore::stats() const {
 
 int SqliteStore::schema_version() const {
   return impl_->version;
+}
+
+std::size_t SqliteStore::queued_writes() const {
+  std::lock_guard lock(impl_->queue_mutex);
+  return impl_->queue.size();
 }
 
 ops::CheckState SqliteStore::capacity() const {

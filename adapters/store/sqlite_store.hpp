@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -131,13 +132,19 @@ struct StoreStats {
   std::int64_t dead_letters = 0;
 };
 
+/// Wall-clock milliseconds since the epoch: every time the store records (received, delivered,
+/// updated) and every retention cut-off. The system clock by default; tests inject their own.
+using StoreClock = std::function<std::int64_t()>;
+
 class SqliteStore final : public pipeline::CommitPort, public pipeline::ResourceReader {
  public:
   /// Opens (creating if needed) the database at `path`, applies pending migrations and starts
-  /// the writer thread. `registry` may be null (tools).
+  /// the writer thread. `registry` may be null (tools); `clock` empty: the system clock. The
+  /// clock is called from the writer and reader threads.
   static Result<std::unique_ptr<SqliteStore>> open(const std::filesystem::path& path,
                                                    const config::StoreConfig& cfg,
-                                                   metrics::Registry* registry = nullptr);
+                                                   metrics::Registry* registry = nullptr,
+                                                   StoreClock clock = {});
   /// Finishes queued writes, then stops the writer thread and closes.
   ~SqliteStore() override;
   SqliteStore(const SqliteStore&) = delete;
@@ -224,6 +231,8 @@ class SqliteStore final : public pipeline::CommitPort, public pipeline::Resource
   void flush();
 
   StoreStats stats() const;
+  /// Writes waiting for the writer thread (not yet taken into a transaction).
+  std::size_t queued_writes() const;
   /// The schema version after migrations.
   int schema_version() const;
   /// Open, and the last transaction succeeded (never blocks).

@@ -4,6 +4,7 @@
 #include "gateway/events/event.hpp"
 #include "gateway/log/log.hpp"
 #include "gateway/mapping/lifecycle.hpp"
+#include "gateway/mapping/referral.hpp"
 
 namespace sdoh::runtime {
 
@@ -30,9 +31,9 @@ OverdueCheck::OverdueCheck(store::SqliteStore& store, pipeline::CommitPort& comm
                   .with()) {}
 
 asio::awaitable<int> OverdueCheck::run_once() {
-  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
+  const auto now = mapping::Clock::now();
+  const auto now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
   auto candidates = store_.referrals_awaiting_agency(now_ms - shortest_sla_.count(), 500);
   if (!candidates) {
     log::warn("referrals.overdue_check_failed", {{"reason", candidates.error().message}});
@@ -40,11 +41,20 @@ asio::awaitable<int> OverdueCheck::run_once() {
   }
   int raised = 0;
   for (auto& [referral, waiting_since_ms] : *candidates) {
+    // The lifecycle decides (mapping::overdue_due, the rule its tests specify); the store's
+    // query only narrows the candidates.
     const auto sla = sla_of_(referral.agency_id);
-    if (now_ms - waiting_since_ms < sla.count()) continue;
+    const auto status = mapping::referral_status_from(referral.status);
+    if (!status) continue;
+    const mapping::LifecycleState state{*status, referral.business_status};
+    const auto waiting_since =
+        mapping::Clock::time_point(std::chrono::milliseconds(waiting_since_ms));
+    if (!mapping::overdue_due(state, waiting_since, sla, now)) continue;
     auto task = store_.read_resource("Task", referral.referral_id);
     if (!task || !*task) continue;  // a referral without its Task (none yet): next pass
-    auto json = fhir::task_with_status((*task)->json, "requested", mapping::kOverdue, "");
+    const auto alert = mapping::overdue_alert();
+    auto json = fhir::task_with_status((*task)->json, mapping::to_string(alert.status),
+                                       alert.business_status, "");
     if (!json) continue;
     const auto received_at = events::now_rfc3339();
     fhir::TaskChange change;

@@ -41,8 +41,15 @@ class SqliteStoreTest : public ::testing::Test {
     return value;
   }
 
+  /// The store's clock in tests: moves only when a test advances it.
+  StoreClock clock() {
+    return [this] { return now_ms_.load(); };
+  }
+  void advance(std::chrono::milliseconds by) { now_ms_ += by.count(); }
+
   std::filesystem::path dir_;
   config::StoreConfig cfg_;
+  std::atomic<std::int64_t> now_ms_{1'795'000'000'000};  // 2026-11-18
 };
 
 TEST_F(SqliteStoreTest, CreatesDatabaseInWalModeAtLatestSchema) {
@@ -396,14 +403,14 @@ TEST_F(SqliteStoreTest, RetentionPrunesDeliveredEventsPayloadsAndOldInbound) {
   cfg_.delivered_retention = std::chrono::milliseconds(0);
   cfg_.payload_retention = std::chrono::milliseconds(0);
   cfg_.dedupe_window = std::chrono::hours(1);
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
   auto a = *commit_now(*store, request("A1", 2));
   auto rejected = request("B1", 0);
   rejected.dead_letter = pipeline::DeadLetterRecord{"dl-b1", "map", "103", "no table", "OBX^1^3"};
   ASSERT_TRUE(commit_now(*store, rejected));
   store->mark_delivered({{a.undelivered[0], "sdoh.screening.v1", 0, 1}});
   store->flush();
-  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  advance(std::chrono::milliseconds(5));
   auto pruned = store->prune_now();
   ASSERT_TRUE(pruned) << pruned.error().message;
   // One delivered event deleted; A1's payload cleared; B1's kept for its replay.
@@ -613,7 +620,7 @@ TEST_F(SqliteStoreTest, ReferralStatesCommitWithTheRequest) {
 }
 
 TEST_F(SqliteStoreTest, AReferralWaitsForItsAgencyFromTheReleaseOfItsHold) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
   auto held = request("k1", 1);
   held.referrals.push_back(row("r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity",
                                "requested", "awaiting-consent", 1));
@@ -627,7 +634,7 @@ TEST_F(SqliteStoreTest, AReferralWaitsForItsAgencyFromTheReleaseOfItsHold) {
   EXPECT_EQ((*waiting)[0].referral.referral_id, "r2");
   const auto r2_since = (*waiting)[0].waiting_since_ms;
 
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  advance(std::chrono::milliseconds(20));
   auto released = request("k2", 1);
   released.referrals.push_back(
       row("r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity", "requested", "", 2));
@@ -669,7 +676,7 @@ TEST_F(SqliteStoreTest, FindsAPatientsOpenReferralForANeed) {
 TEST_F(SqliteStoreTest, RetentionKeepsOpenReferralTasksAndTheCurrentVersion) {
   cfg_.resource_retention = std::chrono::milliseconds(0);
   cfg_.payload_retention = std::chrono::milliseconds(0);
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
   ASSERT_TRUE(commit_now(*store, with_resource("k1", task_write("open", 1, "requested", "ehv"))));
   ASSERT_TRUE(commit_now(*store, with_resource("k2", task_write("open", 2, "accepted", "ehv"))));
   auto done = with_resource("k3", task_write("done", 1, "completed", "ehv"));
@@ -683,7 +690,7 @@ TEST_F(SqliteStoreTest, RetentionKeepsOpenReferralTasksAndTheCurrentVersion) {
   qr.json = "{}";
   qr.identifiers = {{"urn:qr", "1"}};
   ASSERT_TRUE(commit_now(*store, with_resource("k4", qr)));
-  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  advance(std::chrono::milliseconds(5));
   auto pruned = store->prune_now();
   ASSERT_TRUE(pruned) << pruned.error().message;
   EXPECT_TRUE(store->read_resource("Task", "open")->has_value());
@@ -961,7 +968,11 @@ TEST_F(SqliteStoreTest, AConflictUndoesOnlyItsOwnRequestInAGroup) {
   };
   spawn("first", task_write("t-first", 1, "requested", "ehv"));
   ioc.poll();
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the writer took it and waits
+  // The writer has taken "first" into its transaction and waits for the lock: nothing queued.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (store->queued_writes() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
+  ASSERT_EQ(store->queued_writes(), 0u);
   spawn("a", task_write("t-a", 1, "requested", "ehv"));
   spawn("stale", task_write("t1", 3, "accepted", "ehv"));  // t1 is at version 1
   spawn("b", task_write("t1", 2, "accepted", "ehv"));
@@ -1067,15 +1078,15 @@ TEST_F(SqliteStoreTest, SearchMatchesEveryParameterAndAnyOfItsValues) {
 }
 
 TEST_F(SqliteStoreTest, SearchPagesNewestUpdateFirstThenById) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
   // Written together (the same update time): ordered by id.
   auto together = with_resource("k1", task_write("t-b", 1, "requested", "ehv"));
   together.resources.push_back(task_write("t-c", 1, "requested", "ehv"));
   together.resources.push_back(task_write("t-a", 1, "requested", "ehv"));
   ASSERT_TRUE(commit_now(*store, together));
-  std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  advance(std::chrono::milliseconds(3));
   ASSERT_TRUE(commit_now(*store, with_resource("k2", task_write("t-z", 1, "requested", "ehv"))));
-  std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  advance(std::chrono::milliseconds(3));
   ASSERT_TRUE(commit_now(*store, with_resource("k3", task_write("t-b", 2, "accepted", "ehv"))));
   ResourceQuery q;
   q.type = "Task";
@@ -1115,14 +1126,14 @@ TEST_F(SqliteStoreTest, IdentifiersFollowTheCurrentVersion) {
 TEST_F(SqliteStoreTest, RetentionRemovesClosedReferralsAndCountsWhatItPrunes) {
   metrics::Registry registry;
   cfg_.resource_retention = std::chrono::milliseconds(0);
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, &registry);
+  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, &registry, clock());
   for (const auto* status : {"requested", "received", "accepted", "in-progress", "on-hold",
                              "rejected", "completed", "failed", "cancelled"}) {
     store->record_referral(row(std::string("r-") + status, "urn:clinic", status, "", "ehv",
                                "food-insecurity", status, "", 1));
   }
   store->flush();
-  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  advance(std::chrono::milliseconds(5));
   auto pruned = store->prune_now();
   ASSERT_TRUE(pruned) << pruned.error().message;
   EXPECT_EQ(*pruned, 4);
