@@ -208,12 +208,10 @@ Result<ApiOptions> api_options(const config::GatewayConfig& cfg) {
 
 struct Api::Impl {
   Impl(const mapping::ScreeningMapper& m, pipeline::CommitPort& c,
-       const pipeline::ResourceReader& r, std::function<void()> wake, ApiOptions o,
-       metrics::Registry& registry)
+       const pipeline::ResourceReader& r, ApiOptions o, metrics::Registry& registry)
       : mapper(m),
         commits(c),
         resources(r),
-        wake_relay(std::move(wake)),
         options(std::move(o)),
         directory(r),
         interactions(registry.counter("sdoh_fhir_interactions_total",
@@ -270,7 +268,6 @@ struct Api::Impl {
   const mapping::ScreeningMapper& mapper;
   pipeline::CommitPort& commits;
   const pipeline::ResourceReader& resources;
-  std::function<void()> wake_relay;
   ApiOptions options;
   Directory directory;
   metrics::Family<metrics::Counter>& interactions;
@@ -536,7 +533,6 @@ struct Api::Impl {
       if (commit.inbound.protocol.empty())
         co_return fail(Error::internal(result.error().problem.first_error().diagnostics));
       auto outcome = co_await port.commit(std::move(commit));
-      wake_relay();
       co_return outcome;
     }
     // The message may have been accepted before (a referral held for no route): what it stored
@@ -546,7 +542,6 @@ struct Api::Impl {
     });
     auto commit = commit_of(*result, client.id);
     auto outcome = co_await port.commit(std::move(commit));
-    wake_relay();
     co_return outcome;
   }
 
@@ -584,7 +579,6 @@ struct Api::Impl {
         co_return count(problem_response(commit_problem(outcome.error()), call->plain_json),
                         interaction, label);
       }
-      wake_relay();
       log::info("fhir.rejected", {{"client", call->client.id},
                                   {"type", label},
                                   {"status", rejected.problem.http_status()},
@@ -600,7 +594,6 @@ struct Api::Impl {
       co_return count(problem_response(commit_problem(outcome.error()), call->plain_json),
                       interaction, label);
     }
-    wake_relay();
 
     Response r;
     if (outcome->status == pipeline::CommitStatus::kDuplicate) {
@@ -923,7 +916,6 @@ struct Api::Impl {
         co_return count(problem_response(commit_problem(outcome.error()), call->plain_json),
                         interaction, type);
       }
-      wake_relay();
       log::info("fhir.update_refused", {{"client", call->client.id},
                                         {"status", rejected.problem.http_status()},
                                         {"code", to_string(rejected.problem.first_error().code)},
@@ -972,7 +964,6 @@ struct Api::Impl {
       co_return count(problem_response(commit_problem(outcome.error()), call->plain_json),
                       interaction, type);
     }
-    wake_relay();
     Response r;
     if (outcome->status == pipeline::CommitStatus::kDuplicate) {
       r = stored_answer(*outcome, *call, type, id);
@@ -1067,10 +1058,8 @@ std::string Api::Impl::build_capability_statement() const {
 }
 
 Api::Api(const mapping::ScreeningMapper& mapper, pipeline::CommitPort& commits,
-         const pipeline::ResourceReader& resources, std::function<void()> wake_relay,
-         ApiOptions options, metrics::Registry& registry)
-    : impl_(std::make_unique<Impl>(mapper, commits, resources, std::move(wake_relay),
-                                   std::move(options), registry)) {}
+         const pipeline::ResourceReader& resources, ApiOptions options, metrics::Registry& registry)
+    : impl_(std::make_unique<Impl>(mapper, commits, resources, std::move(options), registry)) {}
 
 Api::~Api() = default;
 

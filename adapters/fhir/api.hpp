@@ -79,10 +79,9 @@ Result<ApiOptions> api_options(const config::GatewayConfig& cfg);
 
 class Api {
  public:
-  /// Everything passed must outlive the Api; `wake_relay` is called after each commit.
+  /// Everything passed must outlive the Api.
   Api(const mapping::ScreeningMapper& mapper, pipeline::CommitPort& commits,
-      const pipeline::ResourceReader& resources, std::function<void()> wake_relay,
-      ApiOptions options, metrics::Registry& registry);
+      const pipeline::ResourceReader& resources, ApiOptions options, metrics::Registry& registry);
   ~Api();
   Api(const Api&) = delete;
   Api& operator=(const Api&) = delete;

@@ -71,15 +71,6 @@ std::string build_rri_i12(const RriContent& c) {
   return out;
 }
 
-std::vector<mapping::StatusEvent> status_events(const pipeline::CommitRequest& request) {
-  std::vector<mapping::StatusEvent> out;
-  for (const auto& e : request.events) {
-    if (e.type != "org.sdoh.referral.status.v1") continue;
-    if (auto t = mapping::read_referral_status(e.value)) out.push_back({e.event_id, std::move(*t)});
-  }
-  return out;
-}
-
 void add_clinic_returns(
     pipeline::CommitRequest& request, const std::vector<mapping::StatusEvent>& changes,
     const config::Hl7Config& hl7, const std::string& gateway_id,

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "gateway/core/result.hpp"
 #include "gateway/mapping/referral.hpp"
 #include "gateway/metrics/registry.hpp"
+#include "gateway/pipeline/commit_observer.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 
 namespace sdoh::hl7v2 {
@@ -36,16 +38,41 @@ struct RriContent {
 /// NTE (businessStatus and reason). Values are escaped.
 std::string build_rri_i12(const RriContent& c);
 
-/// The org.sdoh.referral.status.v1 events of a commit, each read once.
-std::vector<mapping::StatusEvent> status_events(const pipeline::CommitRequest& request);
-
 /// Adds the RRI^I12 answers a commit owes HL7 clinics: one per status event (`changes`, from
-/// status_events(); sequence >= 2) of a referral whose clinic has a return_address. `lookup`
-/// finds a referral's state (return_to, return_pid) when the request does not carry it.
+/// pipeline::status_events(); sequence >= 2) of a referral whose clinic has a return_address.
+/// `lookup` finds a referral's state (return_to, return_pid) when the request does not carry it.
 void add_clinic_returns(
     pipeline::CommitRequest& request, const std::vector<mapping::StatusEvent>& changes,
     const config::Hl7Config& hl7, const std::string& gateway_id,
     const std::function<std::optional<pipeline::ReferralState>(const std::string&)>& lookup);
+
+/// Takes part in every commit (pipeline::ObservedCommitPort): queues the RRI^I12 answers the
+/// commit owes HL7 clinics in its own transaction, and wakes `sender` once they are stored.
+class ClinicReturns final : public pipeline::CommitObserver {
+ public:
+  using Lookup = std::function<std::optional<pipeline::ReferralState>(const std::string&)>;
+  ClinicReturns(const config::Hl7Config& hl7, std::string gateway_id, Lookup lookup,
+                std::function<void()> wake_sender)
+      : hl7_(hl7),
+        gateway_id_(std::move(gateway_id)),
+        lookup_(std::move(lookup)),
+        wake_sender_(std::move(wake_sender)) {}
+
+  void preparing(pipeline::CommitRequest& request,
+                 const std::vector<mapping::StatusEvent>& changes) override {
+    add_clinic_returns(request, changes, hl7_, gateway_id_, lookup_);
+  }
+  void committed(const pipeline::CommitOutcome&, const std::vector<mapping::StatusEvent>&,
+                 bool outbound) override {
+    if (outbound) wake_sender_();
+  }
+
+ private:
+  const config::Hl7Config& hl7_;
+  std::string gateway_id_;
+  Lookup lookup_;
+  std::function<void()> wake_sender_;
+};
 
 /// Sends queued outbound messages: due ones every `interval` (and when woken), each with an
 /// MllpClient (mllp_client.hpp; TLS when the sender's return_ca_file is set, checking the chain

@@ -48,7 +48,6 @@ struct Hl7Pipeline::Impl {
   const mapping::ScreeningMapper& mapper;
   mapping::ReferralMapper referral_mapper;
   pipeline::CommitPort& store;
-  std::function<void()> on_commit;
   Hl7PipelineOptions options;
   std::unique_ptr<InMemoryReferralLedger> own_ledger;
   ReferralLedger& ledger;
@@ -61,12 +60,11 @@ struct Hl7Pipeline::Impl {
   metrics::Family<metrics::Counter>& charset_fallbacks;
   metrics::Family<metrics::Counter>& referrals;
 
-  Impl(const mapping::ScreeningMapper& m, pipeline::CommitPort& s, std::function<void()> cb,
-       Hl7PipelineOptions o, metrics::Registry& reg)
+  Impl(const mapping::ScreeningMapper& m, pipeline::CommitPort& s, Hl7PipelineOptions o,
+       metrics::Registry& reg)
       : mapper(m),
         referral_mapper(m),
         store(s),
-        on_commit(std::move(cb)),
         options(std::move(o)),
         own_ledger(options.referrals == nullptr ? std::make_unique<InMemoryReferralLedger>()
                                                 : nullptr),
@@ -183,7 +181,6 @@ struct Hl7Pipeline::Impl {
       co_return outcome->answer;
     }
     if (committed != nullptr) *committed = true;
-    if (on_commit) on_commit();
     messages.with({label_for_type(type), code}).inc();
     co_return answer;
   }
@@ -865,10 +862,8 @@ struct Hl7Pipeline::Impl {
 };
 
 Hl7Pipeline::Hl7Pipeline(const mapping::ScreeningMapper& mapper, pipeline::CommitPort& store,
-                         std::function<void()> on_commit, Hl7PipelineOptions options,
-                         metrics::Registry& registry)
-    : impl_(std::make_unique<Impl>(mapper, store, std::move(on_commit), std::move(options),
-                                   registry)) {}
+                         Hl7PipelineOptions options, metrics::Registry& registry)
+    : impl_(std::make_unique<Impl>(mapper, store, std::move(options), registry)) {}
 
 Hl7Pipeline::~Hl7Pipeline() = default;
 

@@ -58,12 +58,11 @@ struct Hl7PipelineOptions {
 
 class Hl7Pipeline final : public pipeline::Hl7Handler {
  public:
-  /// `on_commit` runs after each successful commit (wakes the relay). References must outlive
-  /// the pipeline. Throws std::runtime_error when a configured time zone cannot be loaded
-  /// (start-up only; --check-config reports it first).
+  /// References must outlive the pipeline; whatever must hear of a commit observes `store`
+  /// (pipeline::ObservedCommitPort). Throws std::runtime_error when a configured time zone cannot
+  /// be loaded (start-up only; --check-config reports it first).
   Hl7Pipeline(const mapping::ScreeningMapper& mapper, pipeline::CommitPort& store,
-              std::function<void()> on_commit, Hl7PipelineOptions options,
-              metrics::Registry& registry);
+              Hl7PipelineOptions options, metrics::Registry& registry);
   ~Hl7Pipeline() override;
 
   boost::asio::awaitable<std::string> handle(std::string message,

@@ -15,6 +15,7 @@
 #include "adapters/store/sqlite_store.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
+#include "gateway/pipeline/commit_observer.hpp"
 
 namespace sdoh::kafka {
 
@@ -30,7 +31,9 @@ struct RelayOptions {
   std::function<Result<void>()> reconcile;
 };
 
-class Relay {
+/// Every commit wakes the relay (pipeline::ObservedCommitPort), so a committed event goes out
+/// at once instead of at the next poll.
+class Relay final : public pipeline::CommitObserver {
  public:
   Relay(store::SqliteStore& store, Producer& producer, RelayOptions options,
         metrics::Registry& registry);
@@ -42,6 +45,10 @@ class Relay {
   void start();
   /// Wakes the relay at once (called after a commit), instead of waiting for the next poll.
   void notify();
+  void committed(const pipeline::CommitOutcome&, const std::vector<mapping::StatusEvent>&,
+                 bool) override {
+    notify();
+  }
   /// Waits up to `timeout` until every committed event is delivered; true when the outbox is
   /// empty. Used by the drain on SIGTERM.
   bool drain(std::chrono::milliseconds timeout);

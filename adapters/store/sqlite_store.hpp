@@ -24,6 +24,7 @@
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
 #include "gateway/pipeline/commit_port.hpp"
+#include "gateway/pipeline/delivery_port.hpp"
 #include "gateway/pipeline/resource_port.hpp"
 
 namespace sdoh::store {
@@ -136,7 +137,9 @@ struct StoreStats {
 /// updated) and every retention cut-off. The system clock by default; tests inject their own.
 using StoreClock = std::function<std::int64_t()>;
 
-class SqliteStore final : public pipeline::CommitPort, public pipeline::ResourceReader {
+class SqliteStore final : public pipeline::CommitPort,
+                          public pipeline::ResourceReader,
+                          public pipeline::DeliveryTracker {
  public:
   /// Opens (creating if needed) the database at `path`, applies pending migrations and starts
   /// the writer thread. `registry` may be null (tools); `clock` empty: the system clock. The
@@ -162,7 +165,7 @@ class SqliteStore final : public pipeline::CommitPort, public pipeline::Resource
   /// Completes when every one of `seqs` is delivered (kOk), refused for good (kUnavailable)
   /// or `timeout` passed (kUnavailable). For delivery.ack=delivered.
   boost::asio::awaitable<Result<void>> await_delivered(std::vector<std::int64_t> seqs,
-                                                       std::chrono::milliseconds timeout);
+                                                       std::chrono::milliseconds timeout) override;
 
   /// Kafka refused this event for good (topic missing, message too large): it leaves the
   /// outbox's queue, a dead letter records why, and `notice` (the org.sdoh.deadletter.v1

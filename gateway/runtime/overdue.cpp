@@ -12,15 +12,13 @@ namespace asio = boost::asio;
 
 OverdueCheck::OverdueCheck(store::SqliteStore& store, pipeline::CommitPort& commits,
                            std::string gateway_id, config::KafkaTopics topics, SlaOf sla_of,
-                           std::chrono::milliseconds shortest_sla, std::function<void()> wake_relay,
-                           metrics::Registry& registry)
+                           std::chrono::milliseconds shortest_sla, metrics::Registry& registry)
     : store_(store),
       commits_(commits),
       gateway_id_(std::move(gateway_id)),
       topics_(std::move(topics)),
       sla_of_(std::move(sla_of)),
       shortest_sla_(shortest_sla),
-      wake_relay_(std::move(wake_relay)),
       overdue_(registry.counter("sdoh_referrals_overdue_total",
                                 "Referrals their agency did not receive or accept within its SLA "
                                 "(one overdue status event each).",
@@ -89,7 +87,6 @@ asio::awaitable<int> OverdueCheck::run_once() {
                                     {"agency", referral.agency_id},
                                     {"sla_ms", static_cast<std::int64_t>(sla.count())}});
   }
-  if (raised > 0) wake_relay_();
   checks_.inc();
   co_return raised;
 }

@@ -20,7 +20,7 @@ class OverdueCheck {
   using SlaOf = std::function<std::chrono::milliseconds(std::string_view agency_id)>;
   OverdueCheck(store::SqliteStore& store, pipeline::CommitPort& commits, std::string gateway_id,
                config::KafkaTopics topics, SlaOf sla_of, std::chrono::milliseconds shortest_sla,
-               std::function<void()> wake_relay, metrics::Registry& registry);
+               metrics::Registry& registry);
 
   /// One pass: every referral past its SLA gets its overdue event. Returns how many.
   boost::asio::awaitable<int> run_once();
@@ -32,7 +32,6 @@ class OverdueCheck {
   config::KafkaTopics topics_;
   SlaOf sla_of_;
   std::chrono::milliseconds shortest_sla_;
-  std::function<void()> wake_relay_;
   metrics::Family<metrics::Counter>& overdue_;
   metrics::Counter& checks_;  // completed passes: a test (or an operator) sees the check running
 };

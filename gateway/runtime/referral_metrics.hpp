@@ -5,18 +5,25 @@
 #include "adapters/store/sqlite_store.hpp"
 #include "gateway/mapping/referral.hpp"
 #include "gateway/metrics/registry.hpp"
+#include "gateway/pipeline/commit_observer.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 
 namespace sdoh::runtime {
 
-class ReferralMetrics {
+class ReferralMetrics final : public pipeline::CommitObserver {
  public:
   ReferralMetrics(store::SqliteStore& store, metrics::Registry& registry);
   /// Re-reads the counts from the store (the source of truth, so restarts lose nothing).
   void refresh();
   /// After a commit: the time-to-accept and time-to-complete of the referrals its status events
-  /// (read once, hl7v2::status_events) moved.
+  /// (read once, pipeline::status_events) moved.
   void observe(const std::vector<mapping::StatusEvent>& changes);
+
+  /// Every commit: what a new one (not a resend) moved is observed.
+  void committed(const pipeline::CommitOutcome& outcome,
+                 const std::vector<mapping::StatusEvent>& changes, bool) override {
+    if (outcome.status == pipeline::CommitStatus::kCommitted) observe(changes);
+  }
 
  private:
   store::SqliteStore& store_;

@@ -75,7 +75,6 @@ kafka::UpdateDisposition ReferralUpdates::refuse(const kafka::UpdateRecord& reco
                                      {"reason", first.diagnostics}});
   auto outcome = commit(std::move(rejected.commit));
   if (!outcome) return kafka::UpdateDisposition::kRetry;
-  wake_relay_();
   return kafka::UpdateDisposition::kDeadLettered;
 }
 
@@ -154,7 +153,6 @@ kafka::UpdateDisposition ReferralUpdates::apply(const kafka::UpdateRecord& recor
                                           {"reason", outcome.error().message}});
     return kafka::UpdateDisposition::kRetry;
   }
-  wake_relay_();
   log::info("kafka.update_applied",
             {{"agency", agency},
              {"status", std::string(mapping::to_string(prepared->update.status))},

@@ -19,13 +19,12 @@ class ReferralUpdates {
   /// Reads referrals and Tasks from `store`, commits through `commits`.
   ReferralUpdates(store::SqliteStore& store, pipeline::CommitPort& commits,
                   const events::SchemaCatalog& schemas, std::string gateway_id,
-                  config::KafkaTopics topics, std::function<void()> wake_relay)
+                  config::KafkaTopics topics)
       : store_(store),
         commits_(commits),
         schemas_(schemas),
         gateway_id_(std::move(gateway_id)),
-        topics_(std::move(topics)),
-        wake_relay_(std::move(wake_relay)) {}
+        topics_(std::move(topics)) {}
 
   /// Never throws and never leaves a record unanswered: a record that cannot be parsed,
   /// validated or processed (even one that makes the handling throw) is dead-lettered, so one
@@ -51,7 +50,6 @@ class ReferralUpdates {
   const events::SchemaCatalog& schemas_;
   std::string gateway_id_;
   config::KafkaTopics topics_;
-  std::function<void()> wake_relay_;
 };
 
 }  // namespace sdoh::runtime

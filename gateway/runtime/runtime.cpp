@@ -38,6 +38,9 @@
 #include "gateway/mapping/tables.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
+#include "gateway/pipeline/delivered_ack_port.hpp"
+#include "gateway/pipeline/observed_commit_port.hpp"
+#include "gateway/pipeline/replay_port.hpp"
 #include "gateway/runtime/admin.hpp"
 #include "gateway/runtime/data_dir_lock.hpp"
 #include "gateway/runtime/overdue.hpp"
@@ -88,73 +91,6 @@ Result<MappingSetup> load_mapping(const config::GatewayConfig& cfg) {
   return setup;
 }
 
-/// delivery.ack=delivered: a positive answer waits until Kafka acknowledged every event of the
-/// message (and of the original, for a resend). A timeout is a negative answer; the events stay
-/// committed, and the sender's resend is answered positively once they are delivered.
-class DeliveredAckPort final : public pipeline::CommitPort {
- public:
-  DeliveredAckPort(pipeline::CommitPort& inner, store::SqliteStore& store,
-                   std::chrono::milliseconds timeout, std::function<void()> wake_relay)
-      : inner_(inner), store_(store), timeout_(timeout), wake_relay_(std::move(wake_relay)) {}
-
-  asio::awaitable<Result<pipeline::CommitOutcome>> commit(
-      pipeline::CommitRequest request) override {
-    auto outcome = co_await inner_.commit(std::move(request));
-    if (!outcome || !positive(outcome->answer_code)) co_return outcome;
-    wake_relay_();
-    auto delivered = co_await store_.await_delivered(outcome->undelivered, timeout_);
-    if (!delivered) co_return fail(delivered.error());
-    co_return outcome;
-  }
-
- private:
-  static bool positive(const std::string& code) {
-    return code == "AA" || code == "CA" || (!code.empty() && code[0] == '2');
-  }
-  pipeline::CommitPort& inner_;
-  store::SqliteStore& store_;
-  std::chrono::milliseconds timeout_;
-  std::function<void()> wake_relay_;
-};
-
-/// Every commit, whatever made it: status changes of an HL7 clinic's referral queue the
-/// RRI^I12 the clinic gets back, in the same transaction.
-class ClinicReturnPort final : public pipeline::CommitPort {
- public:
-  ClinicReturnPort(store::SqliteStore& store, const config::Hl7Config& hl7, std::string gateway_id,
-                   std::function<void()> wake_sender, ReferralMetrics& metrics)
-      : metrics_(metrics),
-        store_(store),
-        hl7_(hl7),
-        gateway_id_(std::move(gateway_id)),
-        wake_sender_(std::move(wake_sender)) {}
-
-  asio::awaitable<Result<pipeline::CommitOutcome>> commit(
-      pipeline::CommitRequest request) override {
-    // The status events, read once: for the clinics' answers now, the measures after the commit.
-    auto changes = hl7v2::status_events(request);
-    hl7v2::add_clinic_returns(
-        request, changes, hl7_, gateway_id_,
-        [this](const std::string& id) -> std::optional<pipeline::ReferralState> {
-          auto r = store_.find_referral({id, "", "", ""});
-          if (!r || !*r) return std::nullopt;
-          return **r;
-        });
-    const bool outbound = !request.outbound.empty();
-    auto outcome = co_await store_.commit(std::move(request));
-    if (outcome && outbound) wake_sender_();
-    if (outcome && outcome->status == pipeline::CommitStatus::kCommitted) metrics_.observe(changes);
-    co_return outcome;
-  }
-
- private:
-  ReferralMetrics& metrics_;
-  store::SqliteStore& store_;
-  const config::Hl7Config& hl7_;
-  std::string gateway_id_;
-  std::function<void()> wake_sender_;
-};
-
 /// The HL7 pipeline's referral ledger, kept in the store (written with each commit) so that an
 /// agency's answer finds its referral after a restart; recent ones are also held in memory.
 class DurableReferralLedger final : public hl7v2::ReferralLedger {
@@ -188,34 +124,6 @@ class DurableReferralLedger final : public hl7v2::ReferralLedger {
  private:
   store::SqliteStore& store_;
   hl7v2::InMemoryReferralLedger memory_;
-};
-
-/// An operator's replay: every commit of the pipeline run is a replay of one dead letter.
-class ReplayPort final : public pipeline::CommitPort {
- public:
-  ReplayPort(pipeline::CommitPort& inner, std::string dead_letter_id)
-      : inner_(inner), dead_letter_id_(std::move(dead_letter_id)) {}
-
-  asio::awaitable<Result<pipeline::CommitOutcome>> commit(
-      pipeline::CommitRequest request) override {
-    request.replay_of = dead_letter_id_;
-    auto outcome = co_await inner_.commit(std::move(request));
-    if (outcome) {
-      result = store::ReplayResult{
-          dead_letter_id_,
-          "replayed: " + std::to_string(outcome->undelivered.size()) + " event(s) committed",
-          static_cast<std::int64_t>(outcome->undelivered.size())};
-    } else {
-      result = fail(outcome.error());
-    }
-    co_return outcome;
-  }
-
-  Result<store::ReplayResult> result = fail(Error::internal("the pipeline committed nothing"));
-
- private:
-  pipeline::CommitPort& inner_;
-  std::string dead_letter_id_;
 };
 
 }  // namespace
@@ -346,9 +254,18 @@ int run(const config::GatewayConfig& cfg) {
   clinic_returns.start();
   ReferralMetrics referral_metrics(**store, registry);
   referral_metrics.refresh();
-  ClinicReturnPort returns_port(
-      **store, cfg.mllp.hl7, cfg.gateway_id, [&clinic_returns] { clinic_returns.wake(); },
-      referral_metrics);
+  hl7v2::ClinicReturns returns_observer(
+      cfg.mllp.hl7, cfg.gateway_id,
+      [&store](const std::string& id) -> std::optional<pipeline::ReferralState> {
+        auto r = (*store)->find_referral({id, "", "", ""});
+        if (!r || !*r) return std::nullopt;
+        return **r;
+      },
+      [&clinic_returns] { clinic_returns.wake(); });
+  // The one commit path: every commit, whatever makes it, queues the RRI^I12 answers it owes HL7
+  // clinics, then (once durable) wakes the relay and feeds the referral measures.
+  pipeline::ObservedCommitPort returns_port(**store,
+                                            {&returns_observer, &relay, &referral_metrics});
 
   ops::add_ops_routes(router, health, registry, build, started);
 
@@ -356,7 +273,7 @@ int run(const config::GatewayConfig& cfg) {
   auto event_schemas = events::SchemaCatalog::load(cfg.schemas_dir / "events");
   if (!event_schemas) return startup_failed("schemas", event_schemas.error());
   ReferralUpdates referral_updates(**store, returns_port, **event_schemas, cfg.gateway_id,
-                                   cfg.kafka.topics, [&relay] { relay.notify(); });
+                                   cfg.kafka.topics);
   auto update_consumer = kafka::UpdateConsumer::create(
       cfg.kafka, bootstrap, cfg.kafka.consumer_group, cfg.kafka.topics.referral_updates,
       [&referral_updates](const kafka::UpdateRecord& r) { return referral_updates.handle(r); },
@@ -368,11 +285,11 @@ int run(const config::GatewayConfig& cfg) {
   asio::io_context ioc(cfg.runtime.io_threads);
   // What ingest commits through: the store, or (delivery.ack=delivered) the store and then
   // Kafka's acknowledgement.
-  std::unique_ptr<DeliveredAckPort> delivered_port;
+  std::unique_ptr<pipeline::DeliveredAckPort> delivered_port;
   pipeline::CommitPort* commit_port = &returns_port;
   if (cfg.delivery.ack == "delivered") {
-    delivered_port = std::make_unique<DeliveredAckPort>(
-        returns_port, **store, cfg.delivery.delivered_timeout, [&relay] { relay.notify(); });
+    delivered_port = std::make_unique<pipeline::DeliveredAckPort>(returns_port, **store,
+                                                                  cfg.delivery.delivered_timeout);
     commit_port = delivered_port.get();
   }
   log::info("delivery.ack_policy",
@@ -412,8 +329,7 @@ int run(const config::GatewayConfig& cfg) {
     return found ? *found : std::nullopt;
   };
   hl7_options.open_referral_for = open_referral_for;
-  hl7v2::Hl7Pipeline hl7_handler(
-      screening_mapper, *commit_port, [&relay] { relay.notify(); }, hl7_options, registry);
+  hl7v2::Hl7Pipeline hl7_handler(screening_mapper, *commit_port, hl7_options, registry);
 
   auto fhir_options = fhir::api_options(cfg);
   if (!fhir_options) return startup_failed("fhir", fhir_options.error());
@@ -433,9 +349,7 @@ int run(const config::GatewayConfig& cfg) {
                 "no fhir.clients configured: every FHIR request is accepted as the development "
                 "client \"dev\" (clinic and agency); configure clients before real data arrives"}});
   }
-  fhir::Api fhir_api(
-      screening_mapper, *commit_port, **store, [&relay] { relay.notify(); },
-      std::move(*fhir_options), registry);
+  fhir::Api fhir_api(screening_mapper, *commit_port, **store, std::move(*fhir_options), registry);
   fhir_api.add_routes(router);
 
   if (cfg.admin.token.configured()) {
@@ -448,30 +362,32 @@ int run(const config::GatewayConfig& cfg) {
     add_admin_routes(
         router, **store, *token,
         [&](const store::DeadLetterInfo& d) -> asio::awaitable<Result<store::ReplayResult>> {
+          // Every commit of the re-read message is the replay of this dead letter.
+          pipeline::ReplayPort port(returns_port, d.dead_letter_id);
           if (d.protocol == "fhir") {
-            ReplayPort port(returns_port, d.dead_letter_id);
             std::string sender = d.sender;
             std::string message_type = d.message_type;
             std::string payload = d.payload;
             auto outcome = co_await fhir_api.replay(std::move(sender), std::move(message_type),
                                                     std::move(payload), port);
             if (!outcome) co_return fail(outcome.error());
-            co_return port.result;
-          }
-          if (d.protocol != "hl7v2") {
+          } else if (d.protocol == "hl7v2") {
+            metrics::Registry
+                replay_metrics;  // replays are counted by the admin log, not as traffic
+            hl7v2::Hl7Pipeline replayer(screening_mapper, port, hl7_options, replay_metrics);
+            // Named locals: GCC 12 mishandles temporaries inside co_await expressions.
+            const pipeline::Peer peer{"admin-replay", ""};
+            std::string payload = d.payload;
+            auto answer = co_await replayer.handle(std::move(payload), peer);
+            (void)answer;
+          } else {
             co_return fail(
                 Error::unsupported("replaying " + d.protocol + " messages is not supported"));
           }
-          ReplayPort port(returns_port, d.dead_letter_id);
-          metrics::Registry replay_metrics;  // replays are counted by the admin log, not as traffic
-          hl7v2::Hl7Pipeline replayer(
-              screening_mapper, port, [&relay] { relay.notify(); }, hl7_options, replay_metrics);
-          // Named locals: GCC 12 mishandles temporaries inside co_await expressions.
-          const pipeline::Peer peer{"admin-replay", ""};
-          std::string payload = d.payload;
-          auto answer = co_await replayer.handle(std::move(payload), peer);
-          (void)answer;
-          co_return port.result;
+          const auto& replayed = port.result();
+          if (!replayed) co_return fail(replayed.error());
+          co_return store::ReplayResult{replayed->dead_letter_id, replayed->outcome,
+                                        replayed->events};
         });
     log::info("admin.enabled", {{"routes", "/admin/dead-letters"}});
   }
@@ -482,8 +398,7 @@ int run(const config::GatewayConfig& cfg) {
         const auto* a = routing->agency(agency);
         return a != nullptr ? a->sla_or(cfg.referrals.default_sla) : cfg.referrals.default_sla;
       },
-      shortest_sla(*mapping_setup->routing, cfg.referrals.default_sla),
-      [&relay] { relay.notify(); }, registry);
+      shortest_sla(*mapping_setup->routing, cfg.referrals.default_sla), registry);
   asio::steady_timer overdue_timer(ioc);
   bool overdue_stopping = false;
   asio::co_spawn(

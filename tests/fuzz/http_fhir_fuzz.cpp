@@ -110,8 +110,7 @@ struct World {
       s.status = "requested";
       return s;
     };
-    api = std::make_unique<fhir::Api>(
-        *mapper, store, store, [] {}, options, registry);
+    api = std::make_unique<fhir::Api>(*mapper, store, store, options, registry);
     api->add_routes(router);
   }
 };

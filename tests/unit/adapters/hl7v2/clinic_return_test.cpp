@@ -1,5 +1,6 @@
 // adapters/hl7v2/clinic_return.cpp: the RRI^I12 a clinic gets for its referral's changes.
 #include "adapters/hl7v2/clinic_return.hpp"
+#include "gateway/pipeline/commit_observer.hpp"
 
 #include <gtest/gtest.h>
 
@@ -58,11 +59,11 @@ TEST(ClinicReturn, OnlyChangesOfReferralsWhoseClinicTakesAnswers) {
   auto lookup = [](const std::string&) { return std::optional(referral()); };
   pipeline::CommitRequest first;
   first.events.push_back(status_event(1));  // the referral's creation: nothing to answer
-  add_clinic_returns(first, status_events(first), hl7, "gw", lookup);
+  add_clinic_returns(first, pipeline::status_events(first), hl7, "gw", lookup);
   EXPECT_TRUE(first.outbound.empty());
   pipeline::CommitRequest change;
   change.events.push_back(status_event(2));
-  add_clinic_returns(change, status_events(change), hl7, "gw", lookup);
+  add_clinic_returns(change, pipeline::status_events(change), hl7, "gw", lookup);
   ASSERT_EQ(change.outbound.size(), 1u);
   EXPECT_EQ(change.outbound[0].destination, "127.0.0.1:6661");
   EXPECT_NE(change.outbound[0].message.find("RF1|A^accepted"), std::string::npos);
@@ -70,7 +71,7 @@ TEST(ClinicReturn, OnlyChangesOfReferralsWhoseClinicTakesAnswers) {
   other.return_to = "EHR^ELSEWHERE";
   pipeline::CommitRequest unknown;
   unknown.events.push_back(status_event(3));
-  add_clinic_returns(unknown, status_events(unknown), hl7, "gw",
+  add_clinic_returns(unknown, pipeline::status_events(unknown), hl7, "gw",
                      [&](const std::string&) { return std::optional(other); });
   EXPECT_TRUE(unknown.outbound.empty());
 }

@@ -147,8 +147,7 @@ class Hl7PipelineTest : public ::testing::Test {
       const auto* a = routing_ != nullptr ? routing_->agency(agency) : nullptr;
       return a != nullptr ? std::string(a->topic) : std::string();
     };
-    pipeline_ =
-        std::make_unique<Hl7Pipeline>(*mapper_, store_, nullptr, options, *pipeline_registry_);
+    pipeline_ = std::make_unique<Hl7Pipeline>(*mapper_, store_, options, *pipeline_registry_);
   }
 
   // The shipped routing (schemas/routing/routing.json), wired as runtime.cpp wires it; every
