@@ -684,11 +684,35 @@ struct Hl7Pipeline::Impl {
   }
 
   asio::awaitable<std::string> handle_rri(const Message& m, const std::string& type,
-                                          std::string text, const std::string& received_at) {
+                                          std::string text, const std::string& received_at,
+                                          const pipeline::Peer& peer) {
     auto response = response_from_rri(m, settings_for(m).zone);
     if (!response) {
       co_return co_await reject(m, type, response.error(), "validate", received_at, std::move(text),
                                 read_condition(response.error()));
+    }
+    // Which agency answers is who the connection is (parties), never what the message says.
+    if (options.parties != nullptr) {
+      auto who = options.parties->mllp_agency({peer.address, peer.tls_subject}, m.get("MSH-3.1"),
+                                              m.get("MSH-4.1"));
+      if (!who) {
+        log::warn("hl7.sender_refused", {{"peer", peer.address},
+                                         {"control_id", m.get("MSH-10")},
+                                         {"reason", who.error().message}});
+        co_return co_await reject(m, type, who.error(), "validate", received_at, std::move(text),
+                                  ErrorCondition::kTableValueNotFound);
+      }
+      if (!who->empty()) {
+        if (response->named_agency && response->agency_id != agency_id_from(*who)) {
+          const auto other = Error::unsupported("PRD-7 names agency " + response->agency_id +
+                                                    " but this connection is agency " + *who +
+                                                    ": an agency answers only for itself",
+                                                Location{"PRD", 1, 7, 0, ""});
+          co_return co_await reject(m, type, other, "validate", received_at, std::move(text),
+                                    ErrorCondition::kTableValueNotFound);
+        }
+        response->agency_id = agency_id_from(*who);
+      }
     }
     const ReferralKeys keys{response->external_id, response->clinic_number_system,
                             response->clinic_number_value, response->original_control_id};
@@ -853,7 +877,8 @@ struct Hl7Pipeline::Impl {
     }
     if (type == "ORU^R01") co_return co_await handle_oru(m, type, std::move(text), received_at);
     if (type == "REF^I12") co_return co_await handle_ref(m, type, std::move(text), received_at);
-    if (type == "RRI^I12") co_return co_await handle_rri(m, type, std::move(text), received_at);
+    if (type == "RRI^I12")
+      co_return co_await handle_rri(m, type, std::move(text), received_at, peer);
     const Location where{"MSH", 1, 9, 0, ""};
     const auto unsupported = Error::unsupported(
         type + " is not a message type this gateway accepts (ORU^R01, REF^I12, RRI^I12)", where);

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "gateway/config/config.hpp"
+#include "gateway/identity/parties.hpp"
 #include "gateway/mapping/engine.hpp"
 #include "gateway/mapping/routing.hpp"
 #include "gateway/metrics/registry.hpp"
@@ -54,6 +55,10 @@ struct Hl7PipelineOptions {
   /// screening does not open a second one. Empty function: none is looked for.
   std::function<std::optional<std::string>(std::string_view patient, std::string_view category)>
       open_referral_for;
+  /// Who each party is (the `parties` config section): an RRI^I12 counts as the agency its
+  /// connection proves to be. Null: the message's PRD-7 (else MSH-4) names its agency
+  /// (unit tests of the mapping only).
+  const identity::Parties* parties = nullptr;
 };
 
 class Hl7Pipeline final : public pipeline::Hl7Handler {

@@ -336,6 +336,7 @@ Result<ReferralResponse> response_from_rri(const Message& m, const TimeZone* zon
     r.time = std::move(t);
   const auto [agency, agency_seq] = provider(m, "RT");
   r.agency_id = agency_id_from(agency != nullptr ? agency->value(7, 1, 1) : std::string());
+  r.named_agency = !r.agency_id.empty();
   if (r.agency_id.empty()) r.agency_id = agency_id_from(m.get("MSH-4.1"));
   r.external_id = rf1->value(11, 1, 1);
   r.clinic_number_value = rf1->value(6, 1, 1);

@@ -61,7 +61,8 @@ struct ReferralResponse {
   std::string business_status;  ///< e.g. "expired" for RF1-1 E; empty: none
   std::string reason;           ///< RF1-10 text; empty: none
   std::string time;             ///< RFC 3339 date-time with offset from MSH-7; empty: unknown
-  std::string agency_id;        ///< who responds
+  std::string agency_id;        ///< who responds, as the message says (PRD-7, else MSH-4)
+  bool named_agency = false;    ///< a PRD of role RT names it (PRD-7), rather than MSH-4
   // Keys to the referral, most specific first.
   std::string external_id;           ///< RF1-11.1: the gateway's referralId, when the agency has it
   std::string clinic_number_system;  ///< RF1-6.2 (or .3)

@@ -9,8 +9,8 @@
 
 #include "adapters/net/acceptor.hpp"
 #include "adapters/net/proxy_protocol.hpp"
+#include "gateway/identity/networks.hpp"
 #include "gateway/log/log.hpp"
-
 namespace sdoh::net {
 
 namespace asio = boost::asio;
@@ -55,23 +55,15 @@ asio::awaitable<Result<ProxyHeader>> read_proxy_header(beast::tcp_stream& stream
 
 bool TrustedProxies::contains(const asio::ip::address& address) const {
   const auto a = unmapped(address);
-  std::array<unsigned char, 16> bytes{};
+  std::array<std::uint8_t, 16> bytes{};
   if (a.is_v4()) {
     const auto b = a.to_v4().to_bytes();
     std::copy(b.begin(), b.end(), bytes.begin());
   } else {
-    bytes = a.to_v6().to_bytes();
+    const auto b = a.to_v6().to_bytes();
+    std::copy(b.begin(), b.end(), bytes.begin());
   }
-  for (const auto& network : networks_) {
-    if (network.v6 != a.is_v6()) continue;
-    // The first `prefix` bits decide: whole bytes, then the leading bits of the next one.
-    const unsigned whole = network.prefix / 8, bits = network.prefix % 8;
-    if (!std::equal(bytes.begin(), bytes.begin() + whole, network.bytes.begin())) continue;
-    const auto mask = static_cast<unsigned char>(0xFF00 >> bits);
-    if (bits != 0 && (bytes[whole] & mask) != (network.bytes[whole] & mask)) continue;
-    return true;
-  }
-  return false;
+  return identity::in_networks(networks_, a.is_v6(), bytes);
 }
 
 AdmissionPolicy::AdmissionPolicy(std::vector<config::IpNetwork> trusted,

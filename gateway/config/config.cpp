@@ -438,6 +438,30 @@ void read_fhir(MapReader m, FhirConfig& out) {
   m.finish();
 }
 
+void read_networks(MapReader& m, const char* key, std::vector<IpNetwork>& out);
+
+void read_parties(MapReader m, std::vector<PartyConfig>& out) {
+  std::set<std::string> senders;
+  for (const auto& entry : m.entries()) {
+    const auto& name = entry.first;
+    auto p = m.child(name);
+    PartyConfig party;
+    party.id = name;
+    p.choice("kind", party.kind, {"clinic", "agency"});
+    p.strings("mllp_senders", party.mllp_senders);
+    p.string("certificate_subject", party.certificate_subject);
+    read_networks(p, "source_addresses", party.source_addresses);
+    for (const auto& s : party.mllp_senders) {
+      if (!senders.insert(s).second) {
+        p.issue(p.node()["mllp_senders"], p.path() + ".mllp_senders",
+                "\"" + s + "\" names another party too: one sender, one party");
+      }
+    }
+    p.finish();
+    out.push_back(std::move(party));
+  }
+}
+
 void read_tls(MapReader m, TlsConfig& tls) {
   m.string("cert_file", tls.cert_file);
   m.string("key_file", tls.key_file);
@@ -467,9 +491,9 @@ void read_tls(MapReader m, TlsConfig& tls) {
 
 // Load balancers allowed to name the client with a PROXY v2 header: IP addresses or networks,
 // IPv4 or IPv6.
-void read_trusted_proxies(MapReader& m, std::vector<IpNetwork>& out) {
+void read_networks(MapReader& m, const char* key, std::vector<IpNetwork>& out) {
   std::vector<std::string> entries;
-  m.strings("trusted_proxies", entries);
+  m.strings(key, entries);
   std::vector<IpNetwork> networks;
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const auto& entry = entries[i];
@@ -494,7 +518,7 @@ void read_trusted_proxies(MapReader& m, std::vector<IpNetwork>& out) {
       }
     }
     if (ec) {
-      m.issue(m.node()["trusted_proxies"], m.path() + ".trusted_proxies[" + std::to_string(i) + "]",
+      m.issue(m.node()[key], m.path() + "." + key + "[" + std::to_string(i) + "]",
               "\"" + entry +
                   "\" is not an IP address or network such as 10.0.0.5, 10.0.0.0/8 or "
                   "2001:db8::/32");
@@ -624,7 +648,7 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     m.duration("write_timeout", cfg.http.write_timeout, milliseconds(100), std::chrono::hours(1));
     m.integer("max_connections", cfg.http.max_connections, 1, 100'000);
     m.integer("max_connections_per_peer", cfg.http.max_connections_per_peer, 1, 100'000);
-    read_trusted_proxies(m, cfg.http.trusted_proxies);
+    read_networks(m, "trusted_proxies", cfg.http.trusted_proxies);
     m.finish();
   }
   {
@@ -637,7 +661,7 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     m.duration("write_timeout", cfg.mllp.write_timeout, milliseconds(100), std::chrono::hours(1));
     m.integer("max_connections", cfg.mllp.max_connections, 1, 100'000);
     m.integer("max_connections_per_peer", cfg.mllp.max_connections_per_peer, 1, 100'000);
-    read_trusted_proxies(m, cfg.mllp.trusted_proxies);
+    read_networks(m, "trusted_proxies", cfg.mllp.trusted_proxies);
     read_hl7(m.child("hl7"), cfg.mllp.hl7);
     m.finish();
   }
@@ -681,6 +705,7 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     m.finish();
   }
   read_fhir(top.child("fhir"), cfg.fhir);
+  read_parties(top.child("parties"), cfg.parties);
   {
     auto m = top.child("referrals");
     m.duration("default_sla", cfg.referrals.default_sla, std::chrono::seconds(1),
@@ -713,6 +738,16 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     top.issue(root["fhir"], "fhir.clients",
               "production mode needs the FHIR API's clients (each with a token or a client "
               "certificate CN); without them every request would be accepted anonymously");
+  }
+  if (cfg.mode == "production") {
+    for (const auto& p : cfg.parties) {
+      if (p.kind == "agency" && !p.mllp_senders.empty() && p.certificate_subject.empty() &&
+          p.source_addresses.empty()) {
+        top.issue(root["parties"], "parties." + p.id,
+                  "an agency that answers over MLLP needs certificate_subject (mTLS) or "
+                  "source_addresses in production: its messages' MSH-3/MSH-4 prove nothing");
+      }
+    }
   }
   if (cfg.http.listen.port != 0 && cfg.http.listen.port == cfg.mllp.listen.port &&
       cfg.http.listen.host == cfg.mllp.listen.host) {

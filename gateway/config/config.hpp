@@ -234,6 +234,22 @@ struct ReferralsConfig {
   bool from_screening = true;
 };
 
+/// One party the gateway deals with (parties.<id>): a clinic that sends, or an agency that
+/// answers about its referrals. Who a connection is comes from here, never from what a message
+/// says about itself: an agency's RRI^I12 over MLLP is accepted only from a connection that is
+/// that agency. The security work adds credentials (JWKS, Kafka principal) to the same entry.
+struct PartyConfig {
+  std::string id;               ///< the key: an agency's id as routing names it; a clinic's id
+  std::string kind = "agency";  ///< clinic | agency
+  /// "MSH-3^MSH-4" or "MSH-4" values its HL7 messages carry (in dev mode, enough by themselves).
+  std::vector<std::string> mllp_senders;
+  /// The subject of its TLS client certificate, as OpenSSL prints it one line
+  /// ("/C=US/O=Early Start/CN=ehv-durham"), or just its CN; proves the connection in production.
+  std::string certificate_subject;
+  /// Or the networks its connections come from (after PROXY v2), for a party without mTLS.
+  std::vector<IpNetwork> source_addresses;
+};
+
 /// Patient pseudonyms (HMAC-SHA256). The key is required in production.
 struct PseudonymConfig {
   SecretRef key;
@@ -259,6 +275,7 @@ struct GatewayConfig {
   PseudonymConfig pseudonym;
   FhirConfig fhir;
   ReferralsConfig referrals;
+  std::vector<PartyConfig> parties;
 
   bool dev_mode() const { return mode == "dev"; }
   bool embedded_kafka() const { return kafka.brokers.empty(); }

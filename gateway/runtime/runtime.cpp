@@ -31,6 +31,7 @@
 #include "gateway/events/event.hpp"
 #include "gateway/events/schema_catalog.hpp"
 #include "gateway/http/message.hpp"
+#include "gateway/identity/parties.hpp"
 #include "gateway/identity/pseudonym.hpp"
 #include "gateway/log/log.hpp"
 #include "gateway/mapping/engine.hpp"
@@ -313,7 +314,17 @@ int run(const config::GatewayConfig& cfg) {
   };
 
   DurableReferralLedger referrals(**store);
+  // Who each party is: an agency's answers count as the agency its connection proves to be.
+  const identity::Parties parties(cfg.parties, cfg.dev_mode());
+  if (cfg.parties.empty()) {
+    log::warn(
+        "parties.none",
+        {{"detail", cfg.dev_mode() ? "no parties configured: an RRI^I12 names its own agency (dev "
+                                     "mode only); configure parties before agencies connect"
+                                   : "no parties configured: every RRI^I12 is refused"}});
+  }
   hl7v2::Hl7PipelineOptions hl7_options;
+  hl7_options.parties = &parties;
   hl7_options.gateway_id = cfg.gateway_id;
   hl7_options.topics = cfg.kafka.topics;
   hl7_options.hl7 = cfg.mllp.hl7;

@@ -7,7 +7,7 @@ import time
 import unittest
 
 from harness import (SAMPLES, Gateway, assert_valid_events, consume, hl7_field, mllp_exchange,
-                     mllp_expect_silence, mllp_read_frames, parse_metrics, run)
+                     mllp_expect_silence, mllp_read_frames, parse_metrics, run, wait_for)
 
 HL7 = os.path.join(SAMPLES, "hl7v2")
 
@@ -500,3 +500,50 @@ class Hl7ReferralsAfterRestart(unittest.TestCase):
             self.assertEqual(accepted[0]["sequence"], 2)
             self.assertEqual(accepted[0]["previousStatus"], "requested")
             self.assertEqual(gw.stop(), 0)
+
+
+class AgencyIdentity(unittest.TestCase):
+    """An agency's RRI^I12 counts as the agency its connection is (the `parties` section), never
+    what the message says: a clinic's sender, an unknown sender, or one agency answering for
+    another's referral is refused with AR naming MSH-4 (or PRD-7), and the referral is unchanged."""
+
+    PARTIES = ("parties:\n"
+               "  ehv-durham: { kind: agency, mllp_senders: [\"AGENCY^EHV-DURHAM\"] }\n"
+               "  wic-durham: { kind: agency, mllp_senders: [\"WIC^WIC-DURHAM\"] }\n"
+               "  peds_clinic_a: { kind: clinic, mllp_senders: [\"EHR^PEDS_CLINIC_A\"] }\n")
+
+    def rri(self, gw, control_id, sender=b"AGENCY|EHV-DURHAM"):
+        msg = sample("rri-i12-accepted.hl7").replace(b"AGENCY|EHV-DURHAM", sender, 1)
+        msg = msg.replace(b"|EHV-55|", b"|" + control_id.encode() + b"|", 1)
+        [ack] = mllp_exchange(gw.mllp_address, [msg])
+        return ack
+
+    def statuses(self, gw, referral_id):
+        return [json.loads(v)["data"] for k, v in consume(gw.bootstrap, "sdoh.referral-status.v1")
+                if k == referral_id]
+
+    def test_only_the_agencys_own_sender_moves_its_referral(self):
+        with Gateway(config=self.PARTIES, mllp_config=", hl7: { default_timezone: America/New_York }") as gw:
+            ref = mllp_exchange(gw.mllp_address, [sample("ref-i12-home-visiting.hl7")])[0]
+            self.assertEqual(hl7_field(ref, "MSA", 1), "CA", ref)
+            referral = [json.loads(v) for _, v in consume(gw.bootstrap, "sdoh.referral.v1", 1)]
+            rid = referral[0]["data"]["referralId"]
+
+            for control_id, sender, where, says in (
+                    ("ID-CLINIC", b"EHR|PEDS_CLINIC_A", "MSH^1^4", "is clinic peds_clinic_a"),
+                    ("ID-UNKNOWN", b"ROGUE|SOMEONE", "MSH^1^4", "not the MLLP sender of any agency"),
+                    ("ID-OTHER", b"WIC|WIC-DURHAM", "PRD^1^7", "this connection is agency wic-durham")):
+                ack = self.rri(gw, control_id, sender)
+                self.assertEqual(hl7_field(ack, "MSA", 1), "AR", ack)
+                self.assertEqual(hl7_field(ack, "ERR", 2), where, ack)
+                self.assertIn(says, hl7_field(ack, "ERR", 8))
+            gw.wait_drained()  # a status event any of them wrongly made would be on Kafka now
+            self.assertEqual([s["status"] for s in self.statuses(gw, rid)], ["requested"])
+            status, body = gw.get("/fhir/Task/" + rid)
+            self.assertEqual(json.loads(body)["status"], "requested")
+
+            ack = self.rri(gw, "ID-OWN")
+            self.assertEqual(hl7_field(ack, "MSA", 1), "AA", ack)
+            accepted = wait_for(lambda: [s for s in self.statuses(gw, rid) if s["status"] == "accepted"],
+                                15, "the agency's own answer")
+            self.assertEqual(accepted[0]["updatedBy"], {"role": "agency", "id": "ehv-durham"})

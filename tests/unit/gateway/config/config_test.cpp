@@ -57,6 +57,38 @@ kafka: { brokers: "k1:9092,k2:9092" }
   EXPECT_FALSE(cfg->embedded_kafka());
 }
 
+TEST(Config, PartiesAreReadWithTheirSendersCertificateAndNetworks) {
+  auto cfg = parse_config(R"(
+parties:
+  ehv-durham: { kind: agency, mllp_senders: ["AGENCY^EHV-DURHAM"], certificate_subject: ehv-durham }
+  wic-durham: { mllp_senders: WIC-DURHAM, source_addresses: ["10.2.0.0/24", "2001:db8::/32"] }
+  peds_clinic_a: { kind: clinic, mllp_senders: ["EHR^PEDS_CLINIC_A"] }
+)");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  ASSERT_EQ(cfg->parties.size(), 3u);
+  const auto& ehv = cfg->parties[0];
+  EXPECT_EQ(ehv.id, "ehv-durham");
+  EXPECT_EQ(ehv.kind, "agency");
+  EXPECT_EQ(ehv.mllp_senders, std::vector<std::string>{"AGENCY^EHV-DURHAM"});
+  EXPECT_EQ(ehv.certificate_subject, "ehv-durham");
+  const auto& wic = cfg->parties[1];
+  EXPECT_EQ(wic.kind, "agency");  // the default
+  EXPECT_EQ(wic.mllp_senders, std::vector<std::string>{"WIC-DURHAM"});
+  ASSERT_EQ(wic.source_addresses.size(), 2u);
+  EXPECT_EQ(wic.source_addresses[0].prefix, 24u);
+  EXPECT_TRUE(wic.source_addresses[1].v6);
+  EXPECT_EQ(cfg->parties[2].kind, "clinic");
+}
+
+TEST(Config, PartiesRefuseAnUnknownKindASharedSenderAndABadNetwork) {
+  EXPECT_EQ(only_issue("parties: { a: { kind: hospital } }\n").path, "parties.a.kind");
+  auto shared = only_issue("parties: { a: { mllp_senders: [X^Y] }, b: { mllp_senders: [X^Y] } }\n");
+  EXPECT_EQ(shared.path, "parties.b.mllp_senders");
+  EXPECT_THAT(shared.message, HasSubstr("names another party too"));
+  EXPECT_EQ(only_issue("parties: { a: { source_addresses: [10.0.0.0/99] } }\n").path,
+            "parties.a.source_addresses[0]");
+}
+
 TEST(Config, UnitsForDurationsAndSizes) {
   auto cfg = parse_config(R"(
 runtime: { drain_timeout: 1500ms }
@@ -299,6 +331,17 @@ TEST(Config, DeliveryPromisePropertiesCannotBeOverridden) {
   auto issue = only_issue("kafka: { properties: { enable.idempotence: \"false\" } }");
   EXPECT_EQ(issue.path, "kafka.properties.enable.idempotence");
   EXPECT_THAT(issue.message, HasSubstr("cannot be overridden"));
+}
+
+TEST(Config, ProductionRefusesAnMllpAgencyWithNothingToProveItsConnection) {
+  const std::string production =
+      "mode: production\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n" +
+      kFhirClient;
+  auto issue = only_issue(production + "parties: { ehv: { mllp_senders: [AGENCY^EHV] } }\n");
+  EXPECT_EQ(issue.path, "parties.ehv");
+  EXPECT_THAT(issue.message, HasSubstr("needs certificate_subject (mTLS) or source_addresses"));
+  EXPECT_TRUE(parse_config(
+      production + "parties: { ehv: { mllp_senders: [AGENCY^EHV], certificate_subject: ehv } }\n"));
 }
 
 TEST(Config, ProductionRefusesTheEmbeddedBroker) {
