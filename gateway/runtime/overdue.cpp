@@ -44,10 +44,10 @@ asio::awaitable<int> OverdueCheck::run_once() {
     const auto sla = sla_of_(referral.agency_id);
     const auto status = mapping::referral_status_from(referral.status);
     if (!status) continue;
-    const mapping::LifecycleState state{*status, referral.business_status};
+    const mapping::LifecycleState waiting{*status, referral.business_status};
     const auto waiting_since =
         mapping::Clock::time_point(std::chrono::milliseconds(waiting_since_ms));
-    if (!mapping::overdue_due(state, waiting_since, sla, now)) continue;
+    if (!mapping::overdue_due(waiting, waiting_since, sla, now)) continue;
     auto task = store_.read_resource("Task", referral.referral_id);
     if (!task || !*task) continue;  // a referral without its Task (none yet): next pass
     const auto alert = mapping::overdue_alert();
