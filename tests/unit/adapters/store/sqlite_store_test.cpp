@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <optional>
 #include <sqlite3.h>
+#include <sstream>
 #include <thread>
 
 #include <boost/asio/co_spawn.hpp>
@@ -1209,6 +1211,73 @@ TEST_F(SqliteStoreTest, SearchTotalsAndPagesAgreeWhileCommitsAreWritten) {
   EXPECT_EQ(failures, 0);
   EXPECT_EQ(disagreements, 0);
   EXPECT_EQ((*store->read_resource("Task", "t1"))->version, 40);
+}
+
+}  // namespace
+}  // namespace sdoh::store
+
+// Upgrades: a store written by an earlier schema opens with its referrals' ids, states and
+// histories intact, and resends are still recognised. tests/data/store-v8.sql is a v8 store
+// made from the shared samples (see its header).
+namespace sdoh::store {
+namespace {
+
+class SqliteStoreUpgradeTest : public SqliteStoreTest {
+ protected:
+  void load_fixture(const std::string& name) {
+    std::ifstream in(std::string(SDOH_SOURCE_DIR) + "/tests/data/" + name);
+    std::stringstream sql;
+    sql << in.rdbuf();
+    ASSERT_FALSE(sql.str().empty()) << name;
+    std::filesystem::create_directories(dir_);
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ / "gateway.db").c_str(), &db), SQLITE_OK);
+    char* error = nullptr;
+    const int rc = sqlite3_exec(db, sql.str().c_str(), nullptr, nullptr, &error);
+    EXPECT_EQ(rc, SQLITE_OK) << (error != nullptr ? error : "");
+    sqlite3_free(error);
+    sqlite3_close(db);
+  }
+};
+
+TEST_F(SqliteStoreUpgradeTest, AVersion8StoreKeepsItsReferralsIdsStatesAndHistory) {
+  load_fixture("store-v8.sql");
+  EXPECT_EQ(pragma("user_version"), "8");
+  auto opened = SqliteStore::open(dir_ / "gateway.db", cfg_);
+  ASSERT_TRUE(opened) << opened.error().message;
+  auto& store = **opened;
+  EXPECT_EQ(store.schema_version(), SqliteStore::latest_schema_version());
+
+  // The HL7 referral, answered by its agency over RRI^I12: found by id and by the clinic's number.
+  auto hl7 = store.find_referral({"30f3bd00d5ce9c0145130f6f25b893e1", "", "", ""});
+  ASSERT_TRUE(hl7 && *hl7);
+  EXPECT_EQ((*hl7)->status, "accepted");
+  EXPECT_EQ((*hl7)->sequence, 2);
+  EXPECT_EQ((*hl7)->agency_id, "ehv-durham");
+  EXPECT_EQ((*hl7)->return_to, "EHR^PEDS_CLINIC_A");
+  auto by_number = store.find_referral({"", "PEDS_A", "REF-2026-0001", ""});
+  ASSERT_TRUE(by_number && *by_number);
+  EXPECT_EQ((*by_number)->referral_id, "30f3bd00d5ce9c0145130f6f25b893e1");
+
+  // The FHIR referral, received by PATCH: its Task's two versions.
+  auto fhir = store.find_referral({"bc267ce829753d7db4a4234d1b488498", "", "", ""});
+  ASSERT_TRUE(fhir && *fhir);
+  EXPECT_EQ((*fhir)->status, "received");
+  auto history = store.resource_history("Task", "bc267ce829753d7db4a4234d1b488498");
+  ASSERT_TRUE(history);
+  ASSERT_EQ(history->size(), 2u);
+  auto current = store.read_resource("Task", "bc267ce829753d7db4a4234d1b488498");
+  ASSERT_TRUE(current && *current);
+  EXPECT_EQ((*current)->version, 2);
+  EXPECT_NE((*current)->json.find("\"status\":\"received\""), std::string::npos);
+
+  // A clinic resending its REF^I12 gets the stored answer and adds nothing.
+  pipeline::CommitRequest resend;
+  resend.inbound = {"hl7v2", "EHR^PEDS_CLINIC_A", "A1000003", "REF^I12", "CA", "new answer", ""};
+  auto outcome = commit_now(store, std::move(resend));
+  ASSERT_TRUE(outcome) << outcome.error().message;
+  EXPECT_EQ(outcome->status, pipeline::CommitStatus::kDuplicate);
+  EXPECT_EQ(outcome->answer_code, "CA");
 }
 
 }  // namespace
