@@ -101,7 +101,8 @@ bool is_cluster_unreachable(rd_kafka_resp_err_t err) {
 struct UpdateConsumer::Impl {
   rd_kafka_t* rk = nullptr;
   std::string group;
-  std::string topic;
+  std::vector<std::string> topics;  // the shared dev topic and/or each agency's own
+  std::string topics_text;          // "a, b": for logs and health
   UpdateHandler handler;
   std::thread thread;
   bool started = false;  // start()/stop() caller's thread
@@ -111,8 +112,8 @@ struct UpdateConsumer::Impl {
 
   // Consumer thread only (librdkafka runs the callbacks below inside rd_kafka_consumer_poll and
   // rd_kafka_consumer_close, on that thread): records the handler answered kRetry, by
-  // partition → offset; nothing after one of them is handed over first.
-  std::map<std::int32_t, std::int64_t> held;
+  // (topic, partition) → offset; nothing after one of them is handed over first.
+  std::map<std::pair<std::string, std::int32_t>, std::int64_t> held;
   int retry_attempts = 0;
   // Consumer thread only: the last commit failed; stored offsets wait for the next one.
   bool commit_pending = false;
@@ -155,7 +156,7 @@ struct UpdateConsumer::Impl {
                                 &status.commit_problem, &status.waiting}) {
       if (!problem->empty()) return {false, *problem};
     }
-    return {true, "group " + group + " on " + topic + ": " + std::to_string(status.assigned) +
+    return {true, "group " + group + " on " + topics_text + ": " + std::to_string(status.assigned) +
                       " partition(s) assigned"};
   }
 
@@ -166,17 +167,18 @@ struct UpdateConsumer::Impl {
   }
 
   void run() {
-    ListPtr topics(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(topics.get(), topic.c_str(), RD_KAFKA_PARTITION_UA);
-    if (auto err = rd_kafka_subscribe(rk, topics.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    ListPtr subscription(rd_kafka_topic_partition_list_new(static_cast<int>(topics.size())));
+    for (const auto& t : topics)
+      rd_kafka_topic_partition_list_add(subscription.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
+    if (auto err = rd_kafka_subscribe(rk, subscription.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       update([&](Status& s) {
         s.cluster_problem = std::string("cannot subscribe: ") + rd_kafka_err2str(err);
       });
       log::error("kafka.updates_subscribe_failed",
-                 {{"topic", topic}, {"group", group}, {"reason", rd_kafka_err2str(err)}});
+                 {{"topics", topics_text}, {"group", group}, {"reason", rd_kafka_err2str(err)}});
       return;
     }
-    log::info("kafka.updates_subscribed", {{"topic", topic}, {"group", group}});
+    log::info("kafka.updates_subscribed", {{"topics", topics_text}, {"group", group}});
     auto backoff = std::chrono::milliseconds(kFirstBackoff);
     while (!stopping) {
       MessagePtr m(rd_kafka_consumer_poll(rk, kPollTimeoutMs));
@@ -210,9 +212,9 @@ struct UpdateConsumer::Impl {
     // Leaving the group revokes the assignment: on_rebalance commits what was handled.
     if (auto err = rd_kafka_consumer_close(rk); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       log::warn("kafka.updates_close_failed",
-                {{"topic", topic}, {"reason", rd_kafka_err2str(err)}});
+                {{"topics", topics_text}, {"reason", rd_kafka_err2str(err)}});
     }
-    log::info("kafka.updates_stopped", {{"topic", topic}, {"group", group}});
+    log::info("kafka.updates_stopped", {{"topics", topics_text}, {"group", group}});
   }
 
   UpdateDisposition handle(const UpdateRecord& record) {
@@ -231,7 +233,8 @@ struct UpdateConsumer::Impl {
   // False for a record that must not be handed over now: one after a record waiting for a
   // retry (the seek back has not taken effect), which is dropped and the seek repeated.
   bool in_turn(const rd_kafka_message_t& m) {
-    const auto it = held.find(m.partition);
+    const std::string topic = rd_kafka_topic_name(m.rkt);
+    const auto it = held.find({topic, m.partition});
     if (it == held.end() || m.offset == it->second) return true;
     if (m.offset > it->second) {
       std::int64_t low = RD_KAFKA_OFFSET_INVALID, high = RD_KAFKA_OFFSET_INVALID;
@@ -248,7 +251,7 @@ struct UpdateConsumer::Impl {
         show_held();
         return true;
       }
-      seek(m.partition, it->second);
+      seek(topic, m.partition, it->second);
       return false;
     }
     // Before the held record: the partition was reassigned and restarts from the group's
@@ -257,7 +260,7 @@ struct UpdateConsumer::Impl {
     return true;
   }
 
-  void seek(std::int32_t partition, std::int64_t offset) {
+  void seek(const std::string& topic, std::int32_t partition, std::int64_t offset) {
     ListPtr at(rd_kafka_topic_partition_list_new(1));
     rd_kafka_topic_partition_list_add(at.get(), topic.c_str(), partition)->offset = offset;
     // Asynchronous: librdkafka bumps the partition's version at once, so records already
@@ -280,8 +283,8 @@ struct UpdateConsumer::Impl {
 
   void hold(const UpdateRecord& record, std::chrono::milliseconds backoff) {
     records->with({"retry"}).inc();
-    held[record.partition] = record.offset;
-    seek(record.partition, record.offset);
+    held[{record.topic, record.partition}] = record.offset;
+    seek(record.topic, record.partition, record.offset);
     ++retry_attempts;
     if (retry_attempts == 1 || retry_attempts % 10 == 0) {
       log::warn("kafka.updates_retry", {{"topic", record.topic},
@@ -294,7 +297,7 @@ struct UpdateConsumer::Impl {
   }
 
   void release(const UpdateRecord& record) {
-    if (held.erase(record.partition) > 0 || retry_attempts > 0) {
+    if (held.erase({record.topic, record.partition}) > 0 || retry_attempts > 0) {
       log::info("kafka.updates_retry_done", {{"topic", record.topic},
                                              {"partition", record.partition},
                                              {"offset", record.offset},
@@ -307,8 +310,8 @@ struct UpdateConsumer::Impl {
   void show_held() {
     std::string waiting;
     if (!held.empty()) {
-      const auto& [partition, offset] = *held.begin();
-      waiting = "the store cannot take updates now; retrying " + where(topic, partition, offset);
+      const auto& [at, offset] = *held.begin();
+      waiting = "the store cannot take updates now; retrying " + where(at.first, at.second, offset);
     }
     update([&](Status& s) { s.waiting = std::move(waiting); });
   }
@@ -344,7 +347,7 @@ struct UpdateConsumer::Impl {
     }
     commit_failures->inc();
     log::warn("kafka.updates_commit_failed",
-              {{"topic", topic}, {"after", after}, {"reason", rd_kafka_err2str(err)}});
+              {{"topics", topics_text}, {"after", after}, {"reason", rd_kafka_err2str(err)}});
     update([&](Status& s) {
       s.commit_problem = std::string("offset commit failed: ") + rd_kafka_err2str(err);
     });
@@ -353,6 +356,7 @@ struct UpdateConsumer::Impl {
   void on_consumer_error(const rd_kafka_message_t& m) {
     if (m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return;
     const std::string reason = rd_kafka_message_errstr(&m);
+    const std::string topic = m.rkt != nullptr ? rd_kafka_topic_name(m.rkt) : topics_text;
     log::warn("kafka.updates_error", {{"topic", topic},
                                       {"partition", m.partition},
                                       {"code", rd_kafka_err2name(m.err)},
@@ -374,7 +378,7 @@ struct UpdateConsumer::Impl {
     if (reported_errors.size() > 64) reported_errors.clear();
     const bool repeat = !reported_errors.insert(text).second;
     log::write(repeat ? log::Level::kDebug : log::Level::kWarn, "kafka.updates_error",
-               {{"topic", topic}, {"code", rd_kafka_err2name(err)}, {"reason", text}});
+               {{"topics", topics_text}, {"code", rd_kafka_err2name(err)}, {"reason", text}});
     if (is_cluster_unreachable(err)) {
       update([&](Status& s) { s.cluster_problem = "Kafka: " + text; });
     }
@@ -413,7 +417,7 @@ struct UpdateConsumer::Impl {
                 {{"group", group}, {"reason", rd_kafka_err2str(err)}});
     }
     for (int i = 0; i < partitions->cnt; ++i)
-      held.erase(partitions->elems[i].partition);
+      held.erase({partitions->elems[i].topic, partitions->elems[i].partition});
     if (held.empty()) retry_attempts = 0;
     show_held();
     if (cooperative && err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
@@ -469,8 +473,11 @@ struct UpdateConsumer::Impl {
       }
     });
     std::int64_t total = 0;
-    if (doc.HasMember("topics") && doc["topics"].IsObject() &&
-        doc["topics"].HasMember(topic.c_str()) && doc["topics"][topic.c_str()].IsObject()) {
+    for (const auto& topic : topics) {
+      if (!doc.HasMember("topics") || !doc["topics"].IsObject() ||
+          !doc["topics"].HasMember(topic.c_str()) || !doc["topics"][topic.c_str()].IsObject()) {
+        continue;
+      }
       const auto& t = doc["topics"][topic.c_str()];
       if (t.HasMember("partitions") && t["partitions"].IsObject()) {
         for (const auto& p : t["partitions"].GetObject()) {
@@ -517,11 +524,9 @@ int stats_cb(rd_kafka_t*, char* json, size_t len, void* opaque) {
 
 }  // namespace
 
-Result<std::unique_ptr<UpdateConsumer>> UpdateConsumer::create(const config::KafkaConfig& cfg,
-                                                               const std::string& bootstrap,
-                                                               std::string group, std::string topic,
-                                                               UpdateHandler handler,
-                                                               metrics::Registry& registry) {
+Result<std::unique_ptr<UpdateConsumer>> UpdateConsumer::create(
+    const config::KafkaConfig& cfg, const std::string& bootstrap, std::string group,
+    std::vector<std::string> topics, UpdateHandler handler, metrics::Registry& registry) {
   // The delivery promise: offsets are stored and committed by hand after the store commit;
   // a new group starts at the beginning; aborted transactions' records are never read.
   auto conf = build_client_conf(cfg, bootstrap, cfg.client_id + "-updates",
@@ -544,7 +549,9 @@ Result<std::unique_ptr<UpdateConsumer>> UpdateConsumer::create(const config::Kaf
   // Errors, statistics and rebalances are served by rd_kafka_consumer_poll on one thread.
   rd_kafka_poll_set_consumer(impl->rk);
   impl->group = std::move(group);
-  impl->topic = std::move(topic);
+  for (const auto& t : topics)
+    impl->topics_text += (impl->topics_text.empty() ? "" : ", ") + t;
+  impl->topics = std::move(topics);
   impl->handler = std::move(handler);
   impl->records = &registry.counter("sdoh_kafka_updates_total",
                                     "Agency updates read from Kafka, by what became of them "

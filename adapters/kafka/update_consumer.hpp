@@ -1,6 +1,7 @@
 #pragma once
-// The agencies' referral updates on Kafka (org.sdoh.referral.update.v1 on
-// sdoh.referral-updates.v1), read by a consumer group. The delivery promise in this direction:
+// The agencies' referral updates on Kafka (org.sdoh.referral.update.v1 on each agency's
+// sdoh.referral-updates.<agency>, and in dev mode the shared sdoh.referral-updates.v1), read by
+// a consumer group. The delivery promise in this direction:
 // a record's offset is committed only after the handler committed the update (or its dead
 // letter) to the store, so a crash re-reads it and the store's dedupe makes that harmless.
 //
@@ -56,16 +57,15 @@ using UpdateHandler = std::function<UpdateDisposition(const UpdateRecord&)>;
 /// instance's partitions after the group's committed offset, from librdkafka's statistics).
 class UpdateConsumer {
  public:
-  /// A consumer in `group` of `topic`, with kafka.properties (security settings included)
+  /// A consumer in `group` of `topics` (the agencies' own update topics, and in dev mode the
+  /// shared one), with kafka.properties (security settings included)
   /// applied as for the producer; client.id is kafka.client_id + "-updates". Reads from the
   /// earliest offset when the group has none (updates sent before the gateway first started
   /// are not lost) and only records of committed transactions. Fails with kConfig when
   /// librdkafka refuses the configuration; never connects (start() does).
-  static Result<std::unique_ptr<UpdateConsumer>> create(const config::KafkaConfig& cfg,
-                                                        const std::string& bootstrap,
-                                                        std::string group, std::string topic,
-                                                        UpdateHandler handler,
-                                                        metrics::Registry& registry);
+  static Result<std::unique_ptr<UpdateConsumer>> create(
+      const config::KafkaConfig& cfg, const std::string& bootstrap, std::string group,
+      std::vector<std::string> topics, UpdateHandler handler, metrics::Registry& registry);
   /// Stops (see stop()).
   ~UpdateConsumer();
   UpdateConsumer(const UpdateConsumer&) = delete;

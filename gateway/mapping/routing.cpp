@@ -181,6 +181,8 @@ Result<std::shared_ptr<const RoutingTable>> RoutingTable::load(const std::filesy
     agency.name = str(a, "name");
     agency.kind = str(a, "kind");
     agency.topic = str(a, "topic");
+    agency.update_topic = str(a, "update_topic");
+    if (agency.update_topic.empty()) agency.update_topic = "sdoh.referral-updates." + agency.id;
     agency.owner = str(a, "owner");
     if (auto [it, fresh] = ids.emplace(agency.id, i); !fresh) {
       return fail(error(file, p + "/id",
@@ -213,6 +215,21 @@ Result<std::shared_ptr<const RoutingTable>> RoutingTable::load(const std::filesy
                             "\" is one of the gateway's own topics; give the agency a referral "
                             "topic of its own (e.g. sdoh.referral." +
                             agency.id + ") or none"));
+    }
+    if (std::find(kGatewayTopics.begin(), kGatewayTopics.end(), agency.update_topic) !=
+        kGatewayTopics.end()) {
+      return fail(error(file, p + "/update_topic",
+                        "update_topic \"" + agency.update_topic +
+                            "\" is one of the gateway's own topics; an agency's updates come on a "
+                            "topic of its own (e.g. sdoh.referral-updates." +
+                            agency.id + ")"));
+    }
+    for (const auto& other : table->agencies_) {
+      if (other.update_topic == agency.update_topic) {
+        return fail(error(file, p + "/update_topic",
+                          "update_topic \"" + agency.update_topic + "\" is also agency " +
+                              other.id + "'s: the topic is how the gateway knows who wrote"));
+      }
     }
     table->agencies_.push_back(std::move(agency));
   }

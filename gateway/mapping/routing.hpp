@@ -29,6 +29,9 @@ struct Agency {
   std::string name;   ///< for people
   std::string kind;   ///< home-visiting | wic | early-intervention | head-start | child-care | ...
   std::string topic;  ///< its own Kafka topic (ACLs keep it to its families); empty: the default
+  /// The topic it writes its updates to, and the only one whose updates count as its own
+  /// (ACLs let only this agency write it): routing's update_topic, else sdoh.referral-updates.<id>.
+  std::string update_topic;
   /// How long it has to receive or accept a referral before the overdue alert; none: the
   /// gateway's default (referrals.default_sla).
   std::optional<std::chrono::milliseconds> sla;

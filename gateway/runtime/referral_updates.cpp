@@ -85,8 +85,12 @@ kafka::UpdateDisposition ReferralUpdates::apply(const kafka::UpdateRecord& recor
   const auto parsed = sdoh::json::parse(doc, record.value);
   const bool object = parsed && doc.IsObject();
   const auto& data = object && doc.HasMember("data") ? doc["data"] : doc;
-  const auto agency = object ? str(data.HasMember("agency") ? data["agency"] : data, "id") : "";
+  const auto named = object ? str(data.HasMember("agency") ? data["agency"] : data, "id") : "";
   const auto referral_id = object ? str(data, "referralId") : "";
+  // The agency is who owns the topic the update came on (its ACL lets only that agency write),
+  // never what the payload says; only the shared development topic has no owner.
+  const auto owner = topic_owners_.find(record.topic);
+  const std::string agency = owner != topic_owners_.end() ? owner->second : named;
   who.agency = agency;
   // Dedupe: the CloudEvent id the agency gave it; else where it sits in Kafka.
   if (auto id = object ? str(doc, "id") : ""; !id.empty()) who.key = id;
@@ -102,6 +106,13 @@ kafka::UpdateDisposition ReferralUpdates::apply(const kafka::UpdateRecord& recor
     return this->refuse(record, who, std::move(problem), stage);
   };
 
+  if (owner != topic_owners_.end() && !named.empty() && named != agency) {
+    return refuse(fhir::Problem::forbidden("this update came on agency " + agency +
+                                           "'s topic but names agency " + named +
+                                           " (data.agency.id): an agency updates only its own "
+                                           "referrals"),
+                  "validate");
+  }
   if (!parsed) {
     return refuse(fhir::Problem::bad_request(fhir::IssueType::kStructure, "",
                                              "not a valid org.sdoh.referral.update.v1 event: "

@@ -5,6 +5,7 @@
 // referral state) — or refused and dead-lettered (stage validate or lifecycle). Runs on the
 // update consumer's thread.
 #include <functional>
+#include <map>
 
 #include "adapters/fhir/error.hpp"
 #include "adapters/kafka/update_consumer.hpp"
@@ -16,15 +17,19 @@ namespace sdoh::runtime {
 
 class ReferralUpdates {
  public:
-  /// Reads referrals and Tasks from `store`, commits through `commits`.
+  /// Reads referrals and Tasks from `store`, commits through `commits`. `topic_owners` maps each
+  /// agency's update topic to the agency (routing): an update on it is that agency's, whatever
+  /// its payload says; a topic without an owner (the shared development topic) lets the
+  /// payload's data.agency.id speak.
   ReferralUpdates(store::SqliteStore& store, pipeline::CommitPort& commits,
                   const events::SchemaCatalog& schemas, std::string gateway_id,
-                  config::KafkaTopics topics)
+                  config::KafkaTopics topics, std::map<std::string, std::string> topic_owners = {})
       : store_(store),
         commits_(commits),
         schemas_(schemas),
         gateway_id_(std::move(gateway_id)),
-        topics_(std::move(topics)) {}
+        topics_(std::move(topics)),
+        topic_owners_(std::move(topic_owners)) {}
 
   /// Never throws and never leaves a record unanswered: a record that cannot be parsed,
   /// validated or processed (even one that makes the handling throw) is dead-lettered, so one
@@ -50,6 +55,7 @@ class ReferralUpdates {
   const events::SchemaCatalog& schemas_;
   std::string gateway_id_;
   config::KafkaTopics topics_;
+  std::map<std::string, std::string> topic_owners_;  // update topic → agency id
 };
 
 }  // namespace sdoh::runtime

@@ -221,6 +221,7 @@ int run(const config::GatewayConfig& cfg) {
     for (const auto& a : mapping_setup->routing->agencies()) {  // agencies' own topics too
       if (!a.topic.empty() && std::find(topics.begin(), topics.end(), a.topic) == topics.end())
         topics.push_back(a.topic);
+      topics.push_back(a.update_topic);
     }
     auto started_broker =
         kafka::EmbeddedBroker::start(cfg.kafka.embedded_brokers, topics, cfg.kafka.partitions);
@@ -273,10 +274,19 @@ int run(const config::GatewayConfig& cfg) {
   // Agencies' updates on Kafka: applied to their referrals, offsets committed after the store.
   auto event_schemas = events::SchemaCatalog::load(cfg.schemas_dir / "events");
   if (!event_schemas) return startup_failed("schemas", event_schemas.error());
+  // Each agency writes its updates to its own topic, whose owner is who wrote them; the shared
+  // topic, where the payload names the agency, is read in dev mode only.
+  std::map<std::string, std::string> update_topic_owners;
+  std::vector<std::string> update_topics;
+  if (cfg.dev_mode()) update_topics.push_back(cfg.kafka.topics.referral_updates);
+  for (const auto& a : mapping_setup->routing->agencies()) {
+    update_topic_owners[a.update_topic] = a.id;
+    update_topics.push_back(a.update_topic);
+  }
   ReferralUpdates referral_updates(**store, returns_port, **event_schemas, cfg.gateway_id,
-                                   cfg.kafka.topics);
+                                   cfg.kafka.topics, update_topic_owners);
   auto update_consumer = kafka::UpdateConsumer::create(
-      cfg.kafka, bootstrap, cfg.kafka.consumer_group, cfg.kafka.topics.referral_updates,
+      cfg.kafka, bootstrap, cfg.kafka.consumer_group, update_topics,
       [&referral_updates](const kafka::UpdateRecord& r) { return referral_updates.handle(r); },
       registry);
   if (!update_consumer) return startup_failed("kafka", update_consumer.error());

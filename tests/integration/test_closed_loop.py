@@ -20,7 +20,9 @@ from test_fhir import AGENCY_TOKEN, CLIENTS, CLINIC_TOKEN, ENV, FhirClient, samp
 
 
 def publish_update(bootstrap, referral_id, status, business_status=None, reason=None,
-                   agency="ehv-durham", event_id=None, note=None):
+                   agency="ehv-durham", event_id=None, note=None, topic="sdoh.referral-updates.v1"):
+    """An agency's update on Kafka: on the shared development topic by default, or on an agency's
+    own update topic (`topic`), whose owner is who the gateway takes it to be from."""
     event = {
         "specversion": "1.0",
         "id": event_id or str(uuid.uuid4()),
@@ -35,7 +37,7 @@ def publish_update(bootstrap, referral_id, status, business_status=None, reason=
     }
     if note:
         event["data"]["note"] = note
-    out = run(["kcat", "-b", bootstrap, "-P", "-t", "sdoh.referral-updates.v1", "-k", referral_id],
+    out = run(["kcat", "-b", bootstrap, "-P", "-t", topic, "-k", referral_id],
               input=json.dumps(event) + "\n")
     assert out.returncode == 0, out.stderr
     return event["id"]
@@ -170,7 +172,9 @@ class ClosedLoop(unittest.TestCase):
         assert_valid_events([json.dumps(s) for s in statuses])
 
         dead = [json.loads(v) for _, v in consume(self.gw.bootstrap, "sdoh.deadletter.v1", 2)]
-        refused = [d for d in dead if d["data"]["source"]["protocol"] == "kafka"]
+        # This journey's refusals (other tests of the class refuse updates from other agencies).
+        refused = [d for d in dead if d["data"]["source"]["protocol"] == "kafka"
+                   and d["data"]["source"]["sender"] in ("agency:ehv-durham", "agency:wic-east")]
         self.assertEqual(len(refused), 2, dead)
         self.assertTrue(all(d["data"]["stage"] == "lifecycle" for d in refused), refused)
         assert_valid_events([json.dumps(d) for d in refused])
@@ -254,6 +258,35 @@ class ClosedLoop(unittest.TestCase):
                 break
             time.sleep(0.3)
         return found
+
+    def test_an_agency_topic_carries_only_that_agencys_updates(self):
+        # A housing referral, routed to the legal-aid agency.
+        task_id = self.referral_without_agency(7, "housing-instability")
+        task = self.clinic.call("GET", "/fhir/Task/" + task_id).json()
+        self.assertEqual(task["owner"]["reference"], "Organization/legal-aid-triangle")
+        before = self.gw.metric("sdoh_dead_letters_stored")
+        # WIC writes on its own topic about legal aid's referral, once naming itself and once
+        # pretending to be legal aid: both refused, the referral untouched.
+        publish_update(self.gw.bootstrap, task_id, "received", agency="wic-durham",
+                       topic="sdoh.referral-updates.wic-durham")
+        publish_update(self.gw.bootstrap, task_id, "received", agency="legal-aid-triangle",
+                       topic="sdoh.referral-updates.wic-durham")
+        wait_for(lambda: self.gw.metric("sdoh_dead_letters_stored") >= before + 2, 20,
+                 "both updates dead-lettered")
+        self.assertEqual(self.clinic.call("GET", "/fhir/Task/" + task_id).json()["status"], "requested")
+        refused = [json.loads(v)["data"] for _, v in consume(self.gw.bootstrap, "sdoh.deadletter.v1")]
+        refused = [d for d in refused if d["source"].get("protocol") == "kafka"
+                   and d["source"].get("sender") == "agency:wic-durham"]
+        self.assertTrue(any("owned by another agency" in d["error"]["text"] for d in refused), refused)
+        self.assertTrue(any("came on agency wic-durham's topic but names agency legal-aid-triangle"
+                            in d["error"]["text"] for d in refused), refused)
+        # Legal aid on its own topic: applied, as legal aid.
+        publish_update(self.gw.bootstrap, task_id, "received", agency="legal-aid-triangle",
+                       topic="sdoh.referral-updates.legal-aid-triangle")
+        self.wait_for_status(task_id, "received")
+        statuses = [json.loads(v)["data"] for k, v in consume(self.gw.bootstrap, "sdoh.referral-status.v1")
+                    if k == task_id]
+        self.assertEqual(statuses[-1]["updatedBy"], {"role": "agency", "id": "legal-aid-triangle"})
 
     def test_screening_with_assistance_requested_refers_to_the_routed_agencies(self):
         self.screening_bundle(1, "MRN-ASSIST-1")

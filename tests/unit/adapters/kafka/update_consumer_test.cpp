@@ -10,6 +10,7 @@
 // running group waits session.timeout.ms - 1 s. With 4 s each test takes at most about 8 s.
 #include "adapters/kafka/update_consumer.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -34,8 +35,10 @@ const std::string kTopic = "sdoh.referral-updates.v1";
 const std::string kGroup = "gateway-test";
 constexpr std::int64_t kNoOffset = -1001;  // RD_KAFKA_OFFSET_INVALID: the group committed nothing
 
-// Sends `values` to one partition with key "r1" and a content-type header, and waits for them.
-void produce(const std::string& bootstrap, int partition, const std::vector<std::string>& values) {
+// Sends `values` to one partition of `topic` with key "r1" and a content-type header, and waits
+// for them.
+void produce_to(const std::string& bootstrap, const std::string& topic, int partition,
+                const std::vector<std::string>& values) {
   char err[512];
   auto* conf = rd_kafka_conf_new();
   ASSERT_EQ(rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err),
@@ -44,7 +47,7 @@ void produce(const std::string& bootstrap, int partition, const std::vector<std:
   ASSERT_NE(rk, nullptr) << err;
   for (const auto& value : values) {
     ASSERT_EQ(
-        rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(kTopic.c_str()), RD_KAFKA_V_PARTITION(partition),
+        rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
                           RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
                           RD_KAFKA_V_KEY("r1", 2), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                           RD_KAFKA_V_HEADER("content-type", "application/cloudevents+json", -1),
@@ -53,6 +56,10 @@ void produce(const std::string& bootstrap, int partition, const std::vector<std:
   }
   EXPECT_EQ(rd_kafka_flush(rk, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
   rd_kafka_destroy(rk);
+}
+
+void produce(const std::string& bootstrap, int partition, const std::vector<std::string>& values) {
+  produce_to(bootstrap, kTopic, partition, values);
 }
 
 // The group's committed offset of kTopic[partition], read from outside the group.
@@ -162,7 +169,7 @@ class UpdateConsumerTest : public ::testing::Test {
 
   std::unique_ptr<UpdateConsumer> start_consumer(UpdateHandler handler,
                                                  metrics::Registry& registry) {
-    auto consumer = UpdateConsumer::create(cfg_, broker_->bootstrap_servers(), kGroup, kTopic,
+    auto consumer = UpdateConsumer::create(cfg_, broker_->bootstrap_servers(), kGroup, {kTopic},
                                            std::move(handler), registry);
     EXPECT_TRUE(consumer) << consumer.error().message;
     if (!consumer) return nullptr;
@@ -199,9 +206,51 @@ TEST_F(UpdateConsumerTest, HandsRecordsOverInOrderWithKeyHeadersAndPosition) {
       << registry_.render();
 }
 
+// Each agency has its update topic; a record held for a retry on one topic holds back nothing of
+// another topic's partition with the same number.
+TEST(UpdateConsumerTopics, ARetryOnOneTopicDoesNotHoldBackAnotherTopicsPartition) {
+  const std::string agency_topic = "sdoh.referral-updates.ehv-durham";
+  auto broker = EmbeddedBroker::start(1, {kTopic, agency_topic}, 1);
+  ASSERT_TRUE(broker) << broker.error().message;
+  const auto bootstrap = (*broker)->bootstrap_servers();
+  produce_to(bootstrap, kTopic, 0, {"shared-0"});
+  produce_to(bootstrap, agency_topic, 0, {"agency-0", "agency-1"});
+  std::atomic<bool> store_back{false};
+  Recorder seen;
+  metrics::Registry registry;
+  config::KafkaConfig cfg;
+  auto consumer = UpdateConsumer::create(
+      cfg, bootstrap, kGroup, {kTopic, agency_topic}, seen.handler([&](const UpdateRecord& r, int) {
+        return r.topic == kTopic && !store_back ? UpdateDisposition::kRetry
+                                                : UpdateDisposition::kCommitted;
+      }),
+      registry);
+  ASSERT_TRUE(consumer) << consumer.error().message;
+  (*consumer)->start();
+  auto handled = [&](const std::string& value) {
+    const auto values = seen.values();
+    return std::count(values.begin(), values.end(), value);
+  };
+  // The shared topic's record waits for the store; the agency's records go through meanwhile.
+  EXPECT_TRUE(eventually([&] { return handled("agency-1") == 1 && handled("shared-0") >= 2; }, 10s))
+      << ::testing::PrintToString(seen.values());
+  EXPECT_EQ(handled("agency-0"), 1);
+  EXPECT_TRUE(contains((*consumer)->health().detail, "retrying sdoh.referral-updates.v1[0]@0"))
+      << (*consumer)->health().detail;
+  store_back = true;
+  EXPECT_TRUE(eventually([&] { return (*consumer)->health().ok; }, 10s))
+      << (*consumer)->health().detail;
+  (*consumer)->stop();
+  EXPECT_EQ(handled("agency-0"), 1);
+  EXPECT_EQ(handled("agency-1"), 1);
+  EXPECT_NE(registry.render().find("sdoh_kafka_updates_total{outcome=\"committed\"} 3\n"),
+            std::string::npos)
+      << registry.render();
+}
+
 TEST_F(UpdateConsumerTest, HealthNamesTheGroupAndItsAssignmentOnceJoined) {
   Recorder seen;
-  auto consumer = UpdateConsumer::create(cfg_, bootstrap(), kGroup, kTopic,
+  auto consumer = UpdateConsumer::create(cfg_, bootstrap(), kGroup, {kTopic},
                                          seen.handler(commit_all), registry_);
   ASSERT_TRUE(consumer);
   EXPECT_FALSE((*consumer)->health().ok);
@@ -395,7 +444,7 @@ TEST(UpdateConsumer, AnUnreachableBootstrapIsUnhealthyAndStopsCleanly) {
   std::atomic<bool> called{false};
   // Nothing listens on port 1: every connection is refused.
   auto consumer = UpdateConsumer::create(
-      cfg, "127.0.0.1:1", kGroup, kTopic,
+      cfg, "127.0.0.1:1", kGroup, {kTopic},
       [&](const UpdateRecord&) {
         called = true;
         return UpdateDisposition::kCommitted;
@@ -418,7 +467,7 @@ TEST(UpdateConsumer, SecuritySettingsInKafkaPropertiesApplyToTheConsumer) {
   cfg.properties["ssl.ca.location"] = {"/nonexistent/kafka-ca.crt", {}};
   metrics::Registry registry;
   auto consumer = UpdateConsumer::create(
-      cfg, "127.0.0.1:9092", kGroup, kTopic,
+      cfg, "127.0.0.1:9092", kGroup, {kTopic},
       [](const UpdateRecord&) { return UpdateDisposition::kCommitted; }, registry);
   ASSERT_FALSE(consumer);
   EXPECT_EQ(consumer.error().kind, ErrorKind::kConfig);
@@ -432,7 +481,7 @@ TEST(UpdateConsumer, KafkaPropertiesCannotLoosenTheDeliveryPromise) {
     cfg.properties[name] = {"true", {}};
     metrics::Registry registry;
     auto consumer = UpdateConsumer::create(
-        cfg, "127.0.0.1:9092", kGroup, kTopic,
+        cfg, "127.0.0.1:9092", kGroup, {kTopic},
         [](const UpdateRecord&) { return UpdateDisposition::kCommitted; }, registry);
     ASSERT_FALSE(consumer) << name;
     EXPECT_EQ(consumer.error().where.expression, std::string("kafka.properties.") + name);

@@ -25,8 +25,9 @@ class ReferralUpdatesTest : public ::testing::Test {
     EXPECT_TRUE(store);
     store_ = std::move(*store);
     catalog_ = test::shipped_catalog();
-    updates_ = std::make_unique<ReferralUpdates>(*store_, *store_, *catalog_, "gw-test",
-                                                 config::KafkaTopics{});
+    updates_ = std::make_unique<ReferralUpdates>(
+        *store_, *store_, *catalog_, "gw-test", config::KafkaTopics{},
+        std::map<std::string, std::string>{{"sdoh.referral-updates.wic-durham", "wic-durham"}});
   }
   ~ReferralUpdatesTest() override {
     updates_.reset();
@@ -34,9 +35,10 @@ class ReferralUpdatesTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  kafka::UpdateDisposition handle(std::string value, std::int64_t offset) {
+  kafka::UpdateDisposition handle(std::string value, std::int64_t offset,
+                                  std::string topic = "sdoh.referral-updates.v1") {
     kafka::UpdateRecord r;
-    r.topic = "sdoh.referral-updates.v1";
+    r.topic = std::move(topic);
     r.partition = 0;
     r.offset = offset;
     r.value = std::move(value);
@@ -85,6 +87,25 @@ TEST_F(ReferralUpdatesTest, AWellFormedUpdateForAnUnknownReferralIsALifecycleDea
   ASSERT_TRUE(dead);
   ASSERT_EQ(dead->size(), 1u);
   EXPECT_NE((*dead)[0].stage, "parse");
+}
+
+TEST_F(ReferralUpdatesTest, AnAgencysTopicSpeaksForItWhateverThePayloadSays) {
+  const std::string update =
+      R"({"specversion":"1.0","id":"u2","source":"urn:agency:x","type":"org.sdoh.referral.update.v1",)"
+      R"("datacontenttype":"application/json","dataschema":"urn:sdoh:schema:referral-update:v1",)"
+      R"("time":"2026-11-20T10:00:00Z","subject":"r1",)"
+      R"("data":{"referralId":"r1","status":"received","agency":{"id":"ehv-durham"}}})";
+  EXPECT_EQ(handle(update, 3, "sdoh.referral-updates.wic-durham"),
+            kafka::UpdateDisposition::kDeadLettered);
+  auto dead = store_->dead_letters(10, true);
+  ASSERT_TRUE(dead);
+  ASSERT_EQ(dead->size(), 1u);
+  EXPECT_EQ((*dead)[0].stage, "validate");
+  EXPECT_EQ((*dead)[0].sender, "agency:wic-durham");
+  EXPECT_NE(
+      (*dead)[0].error_text.find("came on agency wic-durham's topic but names agency ehv-durham"),
+      std::string::npos)
+      << (*dead)[0].error_text;
 }
 
 }  // namespace
