@@ -171,11 +171,15 @@ class ClosedLoop(unittest.TestCase):
         self.assertEqual(statuses[2]["data"]["updatedBy"], {"role": "agency", "id": "ehv-durham"})
         assert_valid_events([json.dumps(s) for s in statuses])
 
-        dead = [json.loads(v) for _, v in consume(self.gw.bootstrap, "sdoh.deadletter.v1", 2)]
-        # This journey's refusals (other tests of the class refuse updates from other agencies).
-        refused = [d for d in dead if d["data"]["source"]["protocol"] == "kafka"
-                   and d["data"]["source"]["sender"] in ("agency:ehv-durham", "agency:wic-east")]
-        self.assertEqual(len(refused), 2, dead)
+        # This journey's two refusals (other tests of the class refuse updates from other agencies).
+        def journey_refusals():
+            dead = [json.loads(v) for _, v in consume(self.gw.bootstrap, "sdoh.deadletter.v1")]
+            return [d for d in dead if d["data"]["source"]["protocol"] == "kafka"
+                    and d["data"]["source"]["sender"] in ("agency:ehv-durham", "agency:wic-east")]
+        wait_for(lambda: len(journey_refusals()) >= 2, 20, "the journey's two refused updates")
+        self.gw.wait_drained()  # a third, wrongly made, would be on Kafka now
+        refused = journey_refusals()
+        self.assertEqual(len(refused), 2, refused)
         self.assertTrue(all(d["data"]["stage"] == "lifecycle" for d in refused), refused)
         assert_valid_events([json.dumps(d) for d in refused])
 
