@@ -1,10 +1,10 @@
 // adapters/hl7v2/clinic_return.cpp: the RRI^I12 a clinic gets for its referral's changes.
 #include "adapters/hl7v2/clinic_return.hpp"
-#include "gateway/pipeline/commit_observer.hpp"
 
 #include <gtest/gtest.h>
 
 #include "adapters/hl7v2/message.hpp"
+#include "gateway/pipeline/commit_observer.hpp"
 
 namespace sdoh::hl7v2 {
 namespace {

@@ -13,9 +13,11 @@
 #include "gateway/pipeline/delivered_ack_port.hpp"
 #include "gateway/pipeline/observed_commit_port.hpp"
 #include "gateway/pipeline/replay_port.hpp"
-
+#include "tests/unit/support/run.hpp"
 namespace sdoh::pipeline {
 namespace {
+
+using test::run;
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -38,14 +40,6 @@ class FakeStore final : public CommitPort {
     co_return out;
   }
 };
-
-template <class T>
-T run(asio::awaitable<T> a) {
-  asio::io_context io;
-  auto f = asio::co_spawn(io, std::move(a), asio::use_future);
-  io.run();
-  return f.get();
-}
 
 CommitRequest request(std::string answer_code, int status_events = 0) {
   CommitRequest r;

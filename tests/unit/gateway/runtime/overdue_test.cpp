@@ -11,8 +11,11 @@
 #include <boost/asio/use_future.hpp>
 #include <gtest/gtest.h>
 
+#include "tests/unit/support/run.hpp"
 namespace sdoh::runtime {
 namespace {
+
+using test::run;
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -29,14 +32,6 @@ class OverdueCheckTest : public ::testing::Test {
   ~OverdueCheckTest() override {
     store_.reset();
     std::filesystem::remove_all(dir_);
-  }
-
-  template <class T>
-  T run(asio::awaitable<T> a) {
-    asio::io_context io;
-    auto f = asio::co_spawn(io, std::move(a), asio::use_future);
-    io.run();
-    return f.get();
   }
 
   // A referral as the ingest commits it: its Task (version 1) and its state.
