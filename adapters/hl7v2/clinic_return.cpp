@@ -102,7 +102,7 @@ void add_clinic_returns(
 // ---------------------------------------------------------------------------------------------
 
 struct ClinicReturnSender::Impl {
-  store::SqliteStore& store;
+  pipeline::OutboundQueue& store;
   config::Hl7Config hl7;
   std::chrono::milliseconds interval;
   std::thread thread;
@@ -120,7 +120,7 @@ struct ClinicReturnSender::Impl {
   const net::BackoffPolicy backoff{std::chrono::milliseconds(1'000),
                                    std::chrono::milliseconds(300'000), 2.0, 0.25};
 
-  Impl(store::SqliteStore& s, config::Hl7Config h, metrics::Registry& registry,
+  Impl(pipeline::OutboundQueue& s, config::Hl7Config h, metrics::Registry& registry,
        std::chrono::milliseconds i)
       : store(s),
         hl7(std::move(h)),
@@ -243,7 +243,7 @@ struct ClinicReturnSender::Impl {
   }
 };
 
-ClinicReturnSender::ClinicReturnSender(store::SqliteStore& store, const config::Hl7Config& hl7,
+ClinicReturnSender::ClinicReturnSender(pipeline::OutboundQueue& store, const config::Hl7Config& hl7,
                                        metrics::Registry& registry,
                                        std::chrono::milliseconds interval)
     : impl_(std::make_unique<Impl>(store, hl7, registry, interval)) {}

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "adapters/store/sqlite_store.hpp"
+#include "gateway/pipeline/outbound_port.hpp"
 #include "gateway/config/config.hpp"
 #include "gateway/core/result.hpp"
 #include "gateway/mapping/referral.hpp"
@@ -82,7 +82,7 @@ class ClinicReturns final : public pipeline::CommitObserver {
 /// less at random). Logs carry codes and kinds, never the clinic's error text. Its own thread.
 class ClinicReturnSender {
  public:
-  ClinicReturnSender(store::SqliteStore& store, const config::Hl7Config& hl7,
+  ClinicReturnSender(pipeline::OutboundQueue& store, const config::Hl7Config& hl7,
                      metrics::Registry& registry,
                      std::chrono::milliseconds interval = std::chrono::milliseconds(500));
   ~ClinicReturnSender();

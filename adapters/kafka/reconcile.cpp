@@ -33,7 +33,7 @@ std::chrono::milliseconds left(std::chrono::steady_clock::time_point deadline) {
 
 }  // namespace
 
-Result<ReconcileReport> reconcile_outbox(store::SqliteStore& store, const config::KafkaConfig& cfg,
+Result<ReconcileReport> reconcile_outbox(pipeline::Outbox& store, const config::KafkaConfig& cfg,
                                          const std::string& bootstrap_servers,
                                          std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -100,7 +100,7 @@ Result<ReconcileReport> reconcile_outbox(store::SqliteStore& store, const config
       ++report.partitions;
     }
   }
-  std::vector<store::DeliveredEvent> found;
+  std::vector<pipeline::DeliveredEvent> found;
   if (assignment->cnt > 0) {
     if (auto err = rd_kafka_assign(rk.get(), assignment.get()); err) {
       return fail(

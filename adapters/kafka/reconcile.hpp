@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <string>
 
-#include "adapters/store/sqlite_store.hpp"
+#include "gateway/pipeline/outbox_port.hpp"
 #include "gateway/config/config.hpp"
 #include "gateway/core/result.hpp"
 
@@ -24,7 +24,7 @@ struct ReconcileReport {
 
 /// Fails (kUnavailable) when Kafka cannot be read within `timeout`; the caller retries and
 /// publishes nothing until it succeeds.
-Result<ReconcileReport> reconcile_outbox(store::SqliteStore& store, const config::KafkaConfig& cfg,
+Result<ReconcileReport> reconcile_outbox(pipeline::Outbox& store, const config::KafkaConfig& cfg,
                                          const std::string& bootstrap_servers,
                                          std::chrono::milliseconds timeout);
 

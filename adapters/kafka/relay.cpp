@@ -15,7 +15,7 @@
 namespace sdoh::kafka {
 
 struct Relay::Impl {
-  store::SqliteStore& store;
+  pipeline::Outbox& store;
   Producer& producer;
   RelayOptions options;
 
@@ -26,7 +26,7 @@ struct Relay::Impl {
   bool notified = false;
 
   // Filled by delivery reports (poll thread), drained by the relay thread.
-  std::vector<store::DeliveredEvent> delivered;
+  std::vector<pipeline::DeliveredEvent> delivered;
   std::vector<std::pair<std::int64_t, DeliveryReport>> failed;
 
   // Relay thread only.
@@ -44,7 +44,7 @@ struct Relay::Impl {
   metrics::Counter* fatal;
   metrics::Histogram* delivery_latency;
 
-  Impl(store::SqliteStore& s, Producer& p, RelayOptions o, metrics::Registry& registry)
+  Impl(pipeline::Outbox& s, Producer& p, RelayOptions o, metrics::Registry& registry)
       : store(s), producer(p), options(o) {
     auto& events = registry.counter("sdoh_relay_events_total", "Outbox events by delivery outcome.",
                                     {"outcome"});
@@ -202,7 +202,7 @@ struct Relay::Impl {
   }
 
   void apply_reports() {
-    std::vector<store::DeliveredEvent> ok;
+    std::vector<pipeline::DeliveredEvent> ok;
     std::vector<std::pair<std::int64_t, DeliveryReport>> bad;
     {
       std::lock_guard lock(mutex);
@@ -245,7 +245,7 @@ struct Relay::Impl {
   }
 };
 
-Relay::Relay(store::SqliteStore& store, Producer& producer, RelayOptions options,
+Relay::Relay(pipeline::Outbox& store, Producer& producer, RelayOptions options,
              metrics::Registry& registry)
     : impl_(std::make_unique<Impl>(store, producer, options, registry)) {}
 

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "adapters/kafka/producer.hpp"
-#include "adapters/store/sqlite_store.hpp"
+#include "gateway/pipeline/outbox_port.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
 #include "gateway/pipeline/commit_observer.hpp"
@@ -35,7 +35,7 @@ struct RelayOptions {
 /// at once instead of at the next poll.
 class Relay final : public pipeline::CommitObserver {
  public:
-  Relay(store::SqliteStore& store, Producer& producer, RelayOptions options,
+  Relay(pipeline::Outbox& store, Producer& producer, RelayOptions options,
         metrics::Registry& registry);
   /// Stops the thread; undelivered events stay in the outbox for the next start.
   ~Relay();

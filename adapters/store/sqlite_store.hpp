@@ -24,71 +24,25 @@
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
 #include "gateway/pipeline/commit_port.hpp"
+#include "gateway/pipeline/dead_letter_port.hpp"
 #include "gateway/pipeline/delivery_port.hpp"
+#include "gateway/pipeline/outbound_port.hpp"
+#include "gateway/pipeline/outbox_port.hpp"
+#include "gateway/pipeline/referral_port.hpp"
 #include "gateway/pipeline/resource_port.hpp"
 
 namespace sdoh::store {
 
-/// An outbox event waiting for Kafka, in commit order.
-struct PendingEvent {
-  std::int64_t seq = 0;
-  std::string event_id;
-  std::string topic;
-  std::string key;
-  std::string value;
-  std::int64_t created_at_ms = 0;
-};
-
-/// Kafka's acknowledgement of one outbox event: where it landed.
-struct DeliveredEvent {
-  std::int64_t seq = 0;
-  std::string topic;
-  std::int32_t partition = -1;
-  std::int64_t offset = -1;
-};
-
-/// An undelivered event's identity, for restart reconciliation against the topics.
-struct UndeliveredRef {
-  std::int64_t seq = 0;
-  std::string event_id;
-  std::string topic;
-};
-
-/// The source of an outbox event, for the dead letter of an event Kafka refuses for good.
-struct EventOrigin {
-  std::string event_id;
-  std::string topic;
-  std::string protocol;
-  std::string sender;
-  std::string message_id;
-  std::string message_type;
-};
-
-/// A stored dead letter as an operator sees it (never PHI: the payload only on request).
-struct DeadLetterInfo {
-  std::string dead_letter_id;
-  std::int64_t created_at_ms = 0;
-  std::string stage;
-  std::string error_code;
-  std::string error_text;
-  std::string location;
-  std::string protocol;
-  std::string sender;
-  std::string message_id;
-  std::string message_type;
-  std::int64_t outbox_seq = 0;      ///< publish failures: the refused event (0: an inbound message)
-  std::int64_t replayed_at_ms = 0;  ///< 0: not replayed
-  std::string replay_outcome;
-  bool payload_kept = false;
-  std::string payload;  ///< filled only by dead_letter(id, true)
-};
-
-/// The result of an operator's replay.
-struct ReplayResult {
-  std::string dead_letter_id;
-  std::string outcome;  ///< what happened, for the operator
-  std::int64_t events = 0;
-};
+using PendingEvent = pipeline::PendingEvent;
+using DeliveredEvent = pipeline::DeliveredEvent;
+using UndeliveredRef = pipeline::UndeliveredRef;
+using EventOrigin = pipeline::EventOrigin;
+using DeadLetterInfo = pipeline::DeadLetterInfo;
+using ReplayResult = pipeline::ReplayResult;
+using OutboundRow = pipeline::OutboundRow;
+using StoreStats = pipeline::StoreStats;
+using ReferralKeysRow = pipeline::ReferralKeys;
+using ReferralCount = pipeline::ReferralCount;
 
 /// A referral's state for the closed loop (status as its lifecycle name, e.g. "accepted").
 using ReferralRow = pipeline::ReferralState;
@@ -97,49 +51,17 @@ using ResourceRow = pipeline::ResourceRow;
 using ResourceQuery = pipeline::ResourceQuery;
 using ResourcePage = pipeline::ResourcePage;
 
-/// How an agency's answer names its referral, most specific first; empty ones are skipped.
-struct ReferralKeysRow {
-  std::string referral_id;
-  std::string clinic_number_system;  ///< empty: the number alone, when it is unique
-  std::string clinic_number_value;
-  std::string source_control_id;
-};
-
-/// How many referrals are in one state, by agency, need and equity group (closed-loop measures).
-struct ReferralCount {
-  std::string status;
-  std::string business_status;
-  std::string agency_id;
-  std::string category;
-  std::string race;
-  std::string ethnicity;
-  std::string language;
-  std::int64_t count = 0;
-};
-
-/// A queued outbound message (RRI^I12 to a clinic).
-struct OutboundRow {
-  std::int64_t id = 0;
-  std::string destination;
-  std::string referral_id;
-  std::string message;
-  int attempts = 0;
-};
-
-struct StoreStats {
-  std::int64_t undelivered = 0;
-  std::int64_t undelivered_bytes = 0;  ///< the undelivered events' size (store.max_backlog_bytes)
-  std::int64_t oldest_undelivered_ms = 0;  ///< created_at of the oldest undelivered event (0: none)
-  std::int64_t dead_letters = 0;
-};
-
 /// Wall-clock milliseconds since the epoch: every time the store records (received, delivered,
 /// updated) and every retention cut-off. The system clock by default; tests inject their own.
 using StoreClock = std::function<std::int64_t()>;
 
 class SqliteStore final : public pipeline::CommitPort,
                           public pipeline::ResourceReader,
-                          public pipeline::DeliveryTracker {
+                          public pipeline::DeliveryTracker,
+                          public pipeline::Outbox,
+                          public pipeline::OutboundQueue,
+                          public pipeline::DeadLetters,
+                          public pipeline::ReferralRepository {
  public:
   /// Opens (creating if needed) the database at `path`, applies pending migrations and starts
   /// the writer thread. `registry` may be null (tools); `clock` empty: the system clock. The
@@ -158,10 +80,11 @@ class SqliteStore final : public pipeline::CommitPort,
 
   /// The first `limit` undelivered events with seq > `after_seq`, in commit order.
   /// Reads on its own connection; never waits for the writer.
-  Result<std::vector<PendingEvent>> pending_events(std::int64_t after_seq, int limit) const;
+  Result<std::vector<PendingEvent>> pending_events(std::int64_t after_seq,
+                                                   int limit) const override;
   /// Records Kafka's acknowledgement of these events and the highest offset seen per
   /// partition (queued to the writer thread).
-  void mark_delivered(std::vector<DeliveredEvent> events);
+  void mark_delivered(std::vector<DeliveredEvent> events) override;
   /// Completes when every one of `seqs` is delivered (kOk), refused for good (kUnavailable)
   /// or `timeout` passed (kUnavailable). For delivery.ack=delivered.
   boost::asio::awaitable<Result<void>> await_delivered(std::vector<std::int64_t> seqs,
@@ -171,26 +94,29 @@ class SqliteStore final : public pipeline::CommitPort,
   /// outbox's queue, a dead letter records why, and `notice` (the org.sdoh.deadletter.v1
   /// event, if any) is queued for publishing. Blocks until committed.
   Result<void> dead_letter_event(std::int64_t seq, const pipeline::DeadLetterRecord& record,
-                                 std::optional<pipeline::OutboxEvent> notice);
-  Result<EventOrigin> event_origin(std::int64_t seq) const;
+                                 std::optional<pipeline::OutboxEvent> notice) override;
+  Result<EventOrigin> event_origin(std::int64_t seq) const override;
 
   /// For restart reconciliation: every undelivered event, and the highest acknowledged
   /// offset per (topic, partition).
-  Result<std::vector<UndeliveredRef>> undelivered_refs() const;
-  Result<std::map<std::pair<std::string, std::int32_t>, std::int64_t>> delivery_offsets() const;
+  Result<std::vector<UndeliveredRef>> undelivered_refs() const override;
+  Result<pipeline::DeliveryOffsets> delivery_offsets() const override;
 
   /// Dead letters, newest first, `limit` at most, older than `before_id` when given.
-  Result<std::vector<DeadLetterInfo>> dead_letters(int limit, bool include_replayed) const;
-  Result<DeadLetterInfo> dead_letter(const std::string& dead_letter_id, bool with_payload) const;
+  Result<std::vector<DeadLetterInfo>> dead_letters(int limit,
+                                                   bool include_replayed) const override;
+  Result<DeadLetterInfo> dead_letter(const std::string& dead_letter_id,
+                                     bool with_payload) const override;
   /// Replays a dead letter of an event Kafka refused: it is queued for publishing again.
   /// Exactly once: a second replay fails with kConflict.
-  Result<ReplayResult> replay_event(const std::string& dead_letter_id);
+  Result<ReplayResult> replay_event(const std::string& dead_letter_id) override;
+  std::int64_t dead_letters_waiting() const override { return stats().dead_letters; }
 
   /// Records a referral's state (queued to the writer; a newer sequence never goes back).
   void record_referral(ReferralRow row);
   /// The referral the keys name: by id, else by a clinic number or REF control id that exactly
   /// one referral has.
-  Result<std::optional<ReferralRow>> find_referral(const ReferralKeysRow& keys) const;
+  Result<std::optional<ReferralRow>> find_referral(const ReferralKeysRow& keys) const override;
 
   /// FHIR resources (written by commits' ResourceWrite), read on reader connections.
   Result<std::optional<ResourceRow>> read_resource(std::string_view type, std::string_view id,
@@ -205,41 +131,38 @@ class SqliteStore final : public pipeline::CommitPort,
   /// Referrals still waiting for their agency (requested, not held, not yet overdue) since
   /// before `waiting_before_ms` (their last change: creation or the release of a hold), longest
   /// waiting first: the overdue check's candidates.
-  struct WaitingReferral {
-    ReferralRow referral;
-    std::int64_t waiting_since_ms = 0;
-  };
+  using WaitingReferral = pipeline::WaitingReferral;
   Result<std::vector<WaitingReferral>> referrals_awaiting_agency(std::int64_t waiting_before_ms,
-                                                                 int limit) const;
+                                                                 int limit) const override;
 
   /// The first open (not final) referral of this patient (pseudonym) for this need, if any.
   Result<std::optional<std::string>> open_referral_for(std::string_view patient,
-                                                       std::string_view category) const;
+                                                       std::string_view category) const override;
 
   /// Referrals grouped by status, businessStatus, agency, need and equity fields.
-  Result<std::vector<ReferralCount>> referral_counts() const;
+  Result<std::vector<ReferralCount>> referral_counts() const override;
 
   /// Outbound messages due for a (re)send at `now_ms`, oldest first.
-  Result<std::vector<OutboundRow>> due_outbound(std::int64_t now_ms, int limit) const;
+  Result<std::vector<OutboundRow>> due_outbound(std::int64_t now_ms, int limit) const override;
   /// Records a send attempt: `done` (acknowledged, or given up) with its outcome, or the error
   /// and when to try again (queued to the writer).
   void record_outbound_attempt(std::int64_t id, bool done, std::string outcome, std::string error,
-                               std::int64_t next_attempt_ms);
+                               std::int64_t next_attempt_ms) override;
 
   /// Applies the retention policy once, now (tests; the writer thread does it every
   /// store.prune_interval). Returns the rows removed or cleared.
   Result<std::int64_t> prune_now();
   /// Blocks until every write queued before the call has been committed (or failed) and its
   /// completion handed on. The runtime calls it before destroying the io_context.
-  void flush();
+  void flush() override;
 
-  StoreStats stats() const;
+  StoreStats stats() const override;
   /// Writes waiting for the writer thread (not yet taken into a transaction).
   std::size_t queued_writes() const;
   /// The schema version after migrations.
   int schema_version() const;
   /// Open, and the last transaction succeeded (never blocks).
-  ops::CheckState health() const;
+  ops::CheckState health() const override;
   /// Whether new commits are taken: not while the outbox backlog is past store.max_backlog_*
   /// or the writer's queue is full (commit() then fails at once with kUnavailable, without
   /// queueing anything). Never blocks.

@@ -52,7 +52,7 @@ std::string rfc3339_ms(std::int64_t ms) {
   return ms == 0 ? "null" : "\"" + events::rfc3339_from_ms(ms) + "\"";
 }
 
-std::string to_json(const store::DeadLetterInfo& d, bool with_payload) {
+std::string to_json(const pipeline::DeadLetterInfo& d, bool with_payload) {
   std::string out =
       "{\"deadLetterId\":" + json_string(d.dead_letter_id) +
       ",\"createdAt\":" + rfc3339_ms(d.created_at_ms) + ",\"stage\":" + json_string(d.stage) +
@@ -71,7 +71,7 @@ std::string to_json(const store::DeadLetterInfo& d, bool with_payload) {
 
 }  // namespace
 
-void add_admin_routes(http::Router& router, store::SqliteStore& store, std::string token,
+void add_admin_routes(http::Router& router, pipeline::DeadLetters& store, std::string token,
                       MessageReplayer replay_message) {
   router.add("GET", "/admin/dead-letters",
              [&store, token](http::Request& req) -> asio::awaitable<http::Response> {
@@ -85,7 +85,7 @@ void add_admin_routes(http::Router& router, store::SqliteStore& store, std::stri
                std::string body = "{\"deadLetters\":[";
                for (std::size_t i = 0; i < list->size(); ++i)
                  body += (i ? "," : "") + to_json((*list)[i], false);
-               body += "],\"waiting\":" + std::to_string(store.stats().dead_letters) + "}";
+               body += "],\"waiting\":" + std::to_string(store.dead_letters_waiting()) + "}";
                co_return http::Response::json(200, std::move(body));
              });
   router.add("GET", "/admin/dead-letters/{id}",
@@ -110,7 +110,7 @@ void add_admin_routes(http::Router& router, store::SqliteStore& store, std::stri
           co_return from_error(
               Error::conflict("dead letter " + d->dead_letter_id + " was already replayed"));
         }
-        Result<store::ReplayResult> result = fail(Error::internal("not replayed"));
+        Result<pipeline::ReplayResult> result = fail(Error::internal("not replayed"));
         if (d->outbox_seq != 0) {
           result = store.replay_event(d->dead_letter_id);
         } else if (!d->payload_kept) {

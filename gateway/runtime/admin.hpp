@@ -11,16 +11,16 @@
 
 #include <boost/asio/awaitable.hpp>
 
-#include "adapters/store/sqlite_store.hpp"
+#include "gateway/pipeline/dead_letter_port.hpp"
 #include "gateway/http/message.hpp"
 
 namespace sdoh::runtime {
 
 /// Re-runs a rejected message through its protocol's pipeline as a replay of the dead letter.
-using MessageReplayer = std::function<boost::asio::awaitable<Result<store::ReplayResult>>(
-    const store::DeadLetterInfo&)>;
+using MessageReplayer = std::function<boost::asio::awaitable<Result<pipeline::ReplayResult>>(
+    const pipeline::DeadLetterInfo&)>;
 
-void add_admin_routes(http::Router& router, store::SqliteStore& store, std::string token,
+void add_admin_routes(http::Router& router, pipeline::DeadLetters& store, std::string token,
                       MessageReplayer replay_message);
 
 }  // namespace sdoh::runtime

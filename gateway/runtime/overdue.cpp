@@ -10,10 +10,12 @@ namespace sdoh::runtime {
 
 namespace asio = boost::asio;
 
-OverdueCheck::OverdueCheck(store::SqliteStore& store, pipeline::CommitPort& commits,
+OverdueCheck::OverdueCheck(pipeline::ReferralRepository& referrals,
+                           const pipeline::ResourceReader& resources, pipeline::CommitPort& commits,
                            std::string gateway_id, config::KafkaTopics topics, SlaOf sla_of,
                            std::chrono::milliseconds shortest_sla, metrics::Registry& registry)
-    : store_(store),
+    : referrals_(referrals),
+      resources_(resources),
       commits_(commits),
       gateway_id_(std::move(gateway_id)),
       topics_(std::move(topics)),
@@ -32,7 +34,7 @@ asio::awaitable<int> OverdueCheck::run_once() {
   const auto now = mapping::Clock::now();
   const auto now_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
-  auto candidates = store_.referrals_awaiting_agency(now_ms - shortest_sla_.count(), 500);
+  auto candidates = referrals_.referrals_awaiting_agency(now_ms - shortest_sla_.count(), 500);
   if (!candidates) {
     log::warn("referrals.overdue_check_failed", {{"reason", candidates.error().message}});
     co_return 0;
@@ -48,7 +50,7 @@ asio::awaitable<int> OverdueCheck::run_once() {
     const auto waiting_since =
         mapping::Clock::time_point(std::chrono::milliseconds(waiting_since_ms));
     if (!mapping::overdue_due(waiting, waiting_since, sla, now)) continue;
-    auto task = store_.read_resource("Task", referral.referral_id);
+    auto task = resources_.read_resource("Task", referral.referral_id);
     if (!task || !*task) continue;  // a referral without its Task (none yet): next pass
     const auto alert = mapping::overdue_alert();
     auto json = fhir::task_with_status((*task)->json, mapping::to_string(alert.status),

@@ -9,7 +9,9 @@
 
 #include <boost/asio/awaitable.hpp>
 
-#include "adapters/store/sqlite_store.hpp"
+#include "gateway/pipeline/commit_port.hpp"
+#include "gateway/pipeline/referral_port.hpp"
+#include "gateway/pipeline/resource_port.hpp"
 #include "gateway/config/config.hpp"
 #include "gateway/metrics/registry.hpp"
 
@@ -18,7 +20,8 @@ namespace sdoh::runtime {
 class OverdueCheck {
  public:
   using SlaOf = std::function<std::chrono::milliseconds(std::string_view agency_id)>;
-  OverdueCheck(store::SqliteStore& store, pipeline::CommitPort& commits, std::string gateway_id,
+  OverdueCheck(pipeline::ReferralRepository& referrals, const pipeline::ResourceReader& resources,
+               pipeline::CommitPort& commits, std::string gateway_id,
                config::KafkaTopics topics, SlaOf sla_of, std::chrono::milliseconds shortest_sla,
                metrics::Registry& registry);
 
@@ -26,7 +29,8 @@ class OverdueCheck {
   boost::asio::awaitable<int> run_once();
 
  private:
-  store::SqliteStore& store_;
+  pipeline::ReferralRepository& referrals_;
+  const pipeline::ResourceReader& resources_;
   pipeline::CommitPort& commits_;
   std::string gateway_id_;
   config::KafkaTopics topics_;

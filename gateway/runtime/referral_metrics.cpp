@@ -27,7 +27,7 @@ void zero(metrics::Family<metrics::Gauge>& g) {
 
 }  // namespace
 
-ReferralMetrics::ReferralMetrics(store::SqliteStore& store, metrics::Registry& registry)
+ReferralMetrics::ReferralMetrics(pipeline::ReferralRepository& store, metrics::Registry& registry)
     : store_(store),
       by_status_(registry.gauge("sdoh_referrals", "Referrals by status, agency and need.",
                                 {"status", "agency", "category"})),

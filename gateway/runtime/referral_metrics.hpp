@@ -2,17 +2,17 @@
 // The closed loop's measures on /metrics: referrals by status, agency and need; held ones;
 // outcomes by the families' race, ethnicity and preferred language (so that a gap between groups
 // of families shows); and how long agencies take to accept and to complete referrals.
-#include "adapters/store/sqlite_store.hpp"
 #include "gateway/mapping/referral.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/pipeline/commit_observer.hpp"
 #include "gateway/pipeline/commit_port.hpp"
+#include "gateway/pipeline/referral_port.hpp"
 
 namespace sdoh::runtime {
 
 class ReferralMetrics final : public pipeline::CommitObserver {
  public:
-  ReferralMetrics(store::SqliteStore& store, metrics::Registry& registry);
+  ReferralMetrics(pipeline::ReferralRepository& store, metrics::Registry& registry);
   /// Re-reads the counts from the store (the source of truth, so restarts lose nothing).
   void refresh();
   /// After a commit: the time-to-accept and time-to-complete of the referrals its status events
@@ -26,7 +26,7 @@ class ReferralMetrics final : public pipeline::CommitObserver {
   }
 
  private:
-  store::SqliteStore& store_;
+  pipeline::ReferralRepository& store_;
   metrics::Family<metrics::Gauge>& by_status_;
   metrics::Family<metrics::Gauge>& held_;
   metrics::Family<metrics::Gauge>& by_group_;

@@ -132,9 +132,9 @@ kafka::UpdateDisposition ReferralUpdates::apply(const kafka::UpdateRecord& recor
                                              "this topic"),
                   "validate");
   }
-  auto referral = store_.find_referral({referral_id, "", "", ""});
+  auto referral = referrals_.find_referral({referral_id, "", "", ""});
   if (!referral) return kafka::UpdateDisposition::kRetry;
-  auto task = store_.read_resource("Task", referral_id);
+  auto task = resources_.read_resource("Task", referral_id);
   if (!task) return kafka::UpdateDisposition::kRetry;
   if (!*referral || !*task) {
     return refuse(fhir::Problem::not_found("no referral " + referral_id + " is known here"),

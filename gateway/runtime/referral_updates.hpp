@@ -9,7 +9,9 @@
 
 #include "adapters/fhir/error.hpp"
 #include "adapters/kafka/update_consumer.hpp"
-#include "adapters/store/sqlite_store.hpp"
+#include "gateway/pipeline/commit_port.hpp"
+#include "gateway/pipeline/referral_port.hpp"
+#include "gateway/pipeline/resource_port.hpp"
 #include "gateway/config/config.hpp"
 #include "gateway/events/schema_catalog.hpp"
 
@@ -21,10 +23,12 @@ class ReferralUpdates {
   /// agency's update topic to the agency (routing): an update on it is that agency's, whatever
   /// its payload says; a topic without an owner (the shared development topic) lets the
   /// payload's data.agency.id speak.
-  ReferralUpdates(store::SqliteStore& store, pipeline::CommitPort& commits,
+  ReferralUpdates(const pipeline::ReferralRepository& referrals,
+                  const pipeline::ResourceReader& resources, pipeline::CommitPort& commits,
                   const events::SchemaCatalog& schemas, std::string gateway_id,
                   config::KafkaTopics topics, std::map<std::string, std::string> topic_owners = {})
-      : store_(store),
+      : referrals_(referrals),
+        resources_(resources),
         commits_(commits),
         schemas_(schemas),
         gateway_id_(std::move(gateway_id)),
@@ -50,7 +54,8 @@ class ReferralUpdates {
                                   fhir::Problem problem, std::string_view stage);
   Result<pipeline::CommitOutcome> commit(pipeline::CommitRequest request);
 
-  store::SqliteStore& store_;
+  const pipeline::ReferralRepository& referrals_;
+  const pipeline::ResourceReader& resources_;
   pipeline::CommitPort& commits_;
   const events::SchemaCatalog& schemas_;
   std::string gateway_id_;

@@ -283,7 +283,7 @@ int run(const config::GatewayConfig& cfg) {
     update_topic_owners[a.update_topic] = a.id;
     update_topics.push_back(a.update_topic);
   }
-  ReferralUpdates referral_updates(**store, returns_port, **event_schemas, cfg.gateway_id,
+  ReferralUpdates referral_updates(**store, **store, returns_port, **event_schemas, cfg.gateway_id,
                                    cfg.kafka.topics, update_topic_owners);
   auto update_consumer = kafka::UpdateConsumer::create(
       cfg.kafka, bootstrap, cfg.kafka.consumer_group, update_topics,
@@ -414,7 +414,7 @@ int run(const config::GatewayConfig& cfg) {
   }
   // Referrals their agency leaves unanswered past its SLA: one overdue event each.
   OverdueCheck overdue(
-      **store, returns_port, cfg.gateway_id, cfg.kafka.topics,
+      **store, **store, returns_port, cfg.gateway_id, cfg.kafka.topics,
       [&cfg, routing = mapping_setup->routing](std::string_view agency) {
         const auto* a = routing->agency(agency);
         return a != nullptr ? a->sla_or(cfg.referrals.default_sla) : cfg.referrals.default_sla;

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
 
+#include "adapters/store/sqlite_store.hpp"
 #include "adapters/kafka/embedded_broker.hpp"
 
 namespace sdoh::kafka {

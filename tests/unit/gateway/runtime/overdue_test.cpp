@@ -11,6 +11,7 @@
 #include <boost/asio/use_future.hpp>
 #include <gtest/gtest.h>
 
+#include "adapters/store/sqlite_store.hpp"
 #include "tests/unit/support/run.hpp"
 namespace sdoh::runtime {
 namespace {
@@ -58,7 +59,7 @@ class OverdueCheckTest : public ::testing::Test {
 
   OverdueCheck check(std::chrono::milliseconds sla) {
     return OverdueCheck(
-        *store_, *store_, "gw-test", config::KafkaTopics{},
+        *store_, *store_, *store_, "gw-test", config::KafkaTopics{},
         [sla](std::string_view agency) { return agency == "slow-agency" ? 1000h : sla; }, sla,
         registry_);
   }

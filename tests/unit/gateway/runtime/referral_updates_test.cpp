@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include "adapters/store/sqlite_store.hpp"
 #include "tests/unit/support/shipped.hpp"
 
 namespace sdoh::runtime {
@@ -26,7 +27,7 @@ class ReferralUpdatesTest : public ::testing::Test {
     store_ = std::move(*store);
     catalog_ = test::shipped_catalog();
     updates_ = std::make_unique<ReferralUpdates>(
-        *store_, *store_, *catalog_, "gw-test", config::KafkaTopics{},
+        *store_, *store_, *store_, *catalog_, "gw-test", config::KafkaTopics{},
         std::map<std::string, std::string>{{"sdoh.referral-updates.wic-durham", "wic-durham"}});
   }
   ~ReferralUpdatesTest() override {
