@@ -21,6 +21,7 @@
 #include "gateway/log/log.hpp"
 #include "gateway/mapping/engine.hpp"
 #include "gateway/metrics/registry.hpp"
+#include "gateway/referral/task_document.hpp"
 
 namespace sdoh::fhir {
 
@@ -451,8 +452,8 @@ struct Api::Impl {
     {
       auto parsed = parse_resource(s.json);
       if (parsed) {
-        if (const auto* t = std::get_if<Task>(&parsed->resource)) {
-          auto more = task_search_params(*t);
+        if (std::holds_alternative<Task>(parsed->resource)) {
+          auto more = referral::index_task(s.json).search;
           out.insert(out.end(), more.begin(), more.end());
         } else if (const auto* sr = std::get_if<ServiceRequest>(&parsed->resource)) {
           out.emplace_back("status", sr->status);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "gateway/referral/task_document.hpp"
+
 namespace sdoh::fhir {
 
 std::string agency_id_of(const Reference& organization) {
@@ -11,13 +13,7 @@ std::string agency_id_of(const Reference& organization) {
     auto [type, id] = organization.type_and_id();
     if (type == "Organization") raw = id;
   }
-  std::string out;
-  for (char ch : raw) {
-    const auto c = static_cast<unsigned char>(std::tolower(static_cast<unsigned char>(ch)));
-    out += (std::isalnum(c) || c == '.' || c == '_' || c == '-') && c < 0x80 ? static_cast<char>(c)
-                                                                             : '-';
-  }
-  return out.substr(0, 64);
+  return referral::agency_id_from(raw);
 }
 
 std::vector<std::string> consent_recipients(const Consent& consent) {

@@ -19,6 +19,7 @@
 #include "gateway/events/event.hpp"
 #include "gateway/identity/pseudonym.hpp"
 #include "gateway/mapping/lifecycle.hpp"
+#include "gateway/referral/task_document.hpp"
 
 namespace sdoh::fhir {
 
@@ -121,24 +122,6 @@ std::int64_t stored_version(const std::string& json) {
   if (!sdoh::json::parse(doc, json) || !doc.IsObject()) return 0;
   const auto* v = rapidjson::Pointer("/meta/versionId").Get(doc);
   return v != nullptr && v->IsString() ? std::atoll(v->GetString()) : 0;
-}
-
-// A Task's JSON with `owner` naming the agency.
-std::string with_owner(const std::string& json, const std::string& agency_id,
-                       const std::string& agency_name) {
-  rapidjson::Document doc;
-  if (!sdoh::json::parse(doc, json) || !doc.IsObject()) return json;
-  auto& alloc = doc.GetAllocator();
-  doc.RemoveMember("owner");
-  Json owner(rapidjson::kObjectType);
-  const auto ref = "Organization/" + agency_id;
-  owner.AddMember("reference", Json(ref.c_str(), alloc), alloc);
-  if (!agency_name.empty()) owner.AddMember("display", Json(agency_name.c_str(), alloc), alloc);
-  doc.AddMember("owner", owner, alloc);
-  rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-  doc.Accept(w);
-  return {buf.GetString(), buf.GetSize()};
 }
 
 struct Entry {
@@ -801,9 +784,10 @@ std::optional<Ingestor::Opened> Ingestor::open_referral(Entry& e, mapping::Norma
                            sequence,
                            mapped->patient_pseudonym};
     e.referrals.push_back(std::move(record));
-    add_task_version(rid, *task,
-                     with_business_status(with_owner(*task, r.agency_id, r.agency_name),
-                                          mapped->business_status));
+    add_task_version(
+        rid, *task,
+        referral::with_business_status(referral::with_owner(*task, r.agency_id, r.agency_name),
+                                       mapped->business_status));
     e.issues.push_back(Issue::information(
         e.root, "referral Task/" + rid + " was held for no route: now routed to " + r.agency_id));
     return Opened{rid, true, mapped->business_status, true};
@@ -1030,7 +1014,7 @@ void Ingestor::add_task_version(const std::string& id, const std::string& stored
   next.id = id;
   next.version_id = std::to_string(version);
   next.last_updated = request_.received_at;
-  next.json = with_meta(json, version, request_.received_at);
+  next.json = referral::with_meta(json, version, request_.received_at);
   if (auto parsed = parse_resource(next.json); parsed && parsed->type == "Task")
     next.identifiers = std::get<Task>(parsed->resource).identifiers;
   made_.push_back(std::move(next));
@@ -1122,7 +1106,8 @@ void Ingestor::apply_consent(Entry& e) {
                  state->category);
     e.referrals.push_back(std::move(record));
 
-    add_task_version(task_id, *task_json, with_business_status(*task_json, to.business_status));
+    add_task_version(task_id, *task_json,
+                     referral::with_business_status(*task_json, to.business_status));
     e.issues.push_back(Issue::information(
         e.root, revoked ? "the consent is revoked: referral Task/" + task_id +
                               " waits for consent again (its agency should no longer use the "
@@ -1336,7 +1321,7 @@ void Ingestor::make_referral_resources(const Entry& screening, const Reference& 
     w.EndObject();
     std::string json(buf.GetString(), buf.GetSize());
     if (type == "Task" && !opened.business_status.empty())
-      json = with_business_status(json, opened.business_status);
+      json = referral::with_business_status(json, opened.business_status);
     StoredResource out;
     out.type = type;
     out.id = opened.referral_id;
@@ -1591,7 +1576,8 @@ std::expected<FhirIngest, FhirRejection> Ingestor::run() {
       rapidjson::Writer<rapidjson::StringBuffer> w(buf);
       e.json->Accept(w);
       s.json.assign(buf.GetString(), buf.GetSize());
-      if (!e.business_status.empty()) s.json = with_business_status(s.json, e.business_status);
+      if (!e.business_status.empty())
+        s.json = referral::with_business_status(s.json, e.business_status);
     }
     for (auto& ev : e.events)
       out.commit.events.push_back(std::move(ev));

@@ -8,6 +8,7 @@
 #include "adapters/fhir/json_reader.hpp"
 #include "gateway/core/json_parse.hpp"
 #include "gateway/core/text.hpp"
+#include "gateway/referral/task_document.hpp"
 
 namespace sdoh::fhir {
 
@@ -512,7 +513,8 @@ Task read_task(Reader& r, const Json& v, const std::string& root) {
   if (const auto* bs = r.object(v, "businessStatus", path_of(root, "businessStatus"))) {
     std::string text;
     auto codings = r.codeable(*bs, path_of(root, "businessStatus"), &text);
-    t.business_status = business_status_token(!codings.empty() ? codings.front().code : text);
+    t.business_status =
+        referral::business_status_token(!codings.empty() ? codings.front().code : text);
   }
   if (const auto* reason = r.object(v, "statusReason", path_of(root, "statusReason"))) {
     std::string text;
@@ -929,21 +931,6 @@ bool valid_date_time(std::string_view s) {
 
 bool full_date_or_date_time(std::string_view s) {
   return (s.size() == 10 && valid_date(s)) || (s.size() > 10 && valid_date_time(s));
-}
-
-std::string business_status_token(std::string_view text) {
-  std::string out;
-  bool dash = false;
-  for (char ch : ascii_lower(text)) {
-    if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')) {
-      if (dash && !out.empty()) out += '-';
-      dash = false;
-      out += ch;
-    } else {
-      dash = true;
-    }
-  }
-  return out.substr(0, 64);
 }
 
 FhirResult<ParsedResource> parse_resource(std::string_view json) {

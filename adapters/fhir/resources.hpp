@@ -185,8 +185,4 @@ bool valid_date(std::string_view s);
 /// A full date (YYYY-MM-DD) or date-time with offset: what the events' schemas accept.
 bool full_date_or_date_time(std::string_view s);
 
-/// A token for Task.businessStatus from a code or a text: lower case, runs of other characters
-/// as one '-' ("Family contacted" → "family-contacted"); empty when nothing is left.
-std::string business_status_token(std::string_view text);
-
 }  // namespace sdoh::fhir

@@ -66,24 +66,4 @@ FhirResult<TaskChangeResult> prepare_task_change(TaskChange change, const Transi
                                                  std::string_view gateway_id,
                                                  const config::KafkaTopics& topics);
 
-/// The stored Task with a new status, businessStatus (as text) and statusReason (as text; empty:
-/// removed), for changes that do not come as a FHIR Task (Kafka updates). A `note` is added to
-/// Task.note (with `note_time`), the notes before it kept.
-FhirResult<std::string> task_with_status(std::string_view current, std::string_view status,
-                                         std::string_view business_status, std::string_view reason,
-                                         std::string_view note = {},
-                                         std::string_view note_time = {});
-
-/// A Task's JSON with businessStatus `code` (empty: removed) as the gateway keeps it: a code of
-/// the lifecycle's vocabulary in mapping::kBusinessStatusSystem with its display, the text as
-/// the sender wrote it (else the display).
-std::string with_business_status(std::string_view json, std::string_view code);
-
-/// A resource's JSON with meta.versionId and meta.lastUpdated set.
-std::string with_meta(std::string_view json, std::int64_t version, std::string_view updated);
-
-/// What a Task is searched by (status, focus, owner, patient, requester, identifier,
-/// business-status).
-std::vector<std::pair<std::string, std::string>> task_search_params(const Task& t);
-
 }  // namespace sdoh::fhir

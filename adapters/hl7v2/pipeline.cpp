@@ -5,7 +5,6 @@
 #include <map>
 #include <stdexcept>
 
-#include "adapters/fhir/task_change.hpp"
 #include "adapters/hl7v2/ack.hpp"
 #include "adapters/hl7v2/message.hpp"
 #include "adapters/hl7v2/mllp_framer.hpp"
@@ -19,6 +18,7 @@
 #include "gateway/log/log.hpp"
 #include "gateway/mapping/lifecycle.hpp"
 #include "gateway/mapping/referral.hpp"
+#include "gateway/referral/task_document.hpp"
 
 namespace sdoh::hl7v2 {
 
@@ -475,23 +475,9 @@ struct Hl7Pipeline::Impl {
   pipeline::ResourceWrite task_write(const Message& m, const mapping::NormalizedReferral& ref,
                                      const mapping::MappedReferral& mapped,
                                      const std::string& received_at, std::int64_t version) const {
-    pipeline::ResourceWrite task;
-    task.type = "Task";
-    task.id = mapped.referral_id;
-    task.version = version;
-    task.expected_version = version - 1;
-    task.last_updated = received_at;
-    task.json = mapping::referral_task_json(ref, mapped, received_at, version);
-    task.source = sender_of(m);
-    task.identifiers = {{ref.clinic_number_system, ref.clinic_number_value}};
-    task.search = {{"_id", mapped.referral_id},
-                   {"_sender", task.source},
-                   {"status", "requested"},
-                   {"identifier", ref.clinic_number_system + "|" + ref.clinic_number_value}};
-    if (!ref.agency_id.empty()) task.search.emplace_back("owner", ref.agency_id);
-    if (!mapped.business_status.empty())
-      task.search.emplace_back("business-status", mapped.business_status);
-    return task;
+    return referral::task_version(mapped.referral_id,
+                                  referral::new_task_json(ref, mapped, received_at, version),
+                                  version, received_at, sender_of(m));
   }
 
   // A referral held for no route that routing now sends to an agency: its referral event, the
@@ -774,29 +760,15 @@ struct Hl7Pipeline::Impl {
       auto stored = options.resources->read_resource("Task", rid);
       if (!stored) co_return transient_nak(m, type, "the store cannot be read; resend later");
       if (*stored) {
-        auto json = fhir::task_with_status((*stored)->json, mapping::to_string(t.status),
-                                           t.business_status, t.reason);
-        if (json) {
-          pipeline::ResourceWrite w;
-          w.type = "Task";
-          w.id = rid;
-          w.version = (*stored)->version + 1;
-          w.expected_version = (*stored)->version;
-          w.last_updated = received_at;
-          w.json = fhir::with_meta(*json, w.version, received_at);
-          w.source = (*stored)->source;
-          if (auto parsed = fhir::parse_resource(w.json)) {
-            if (const auto* task = std::get_if<fhir::Task>(&parsed->resource)) {
-              for (const auto& i : task->identifiers) {
-                if (!i.value.empty()) w.identifiers.emplace_back(i.system, i.value);
-              }
-              w.search = fhir::task_search_params(*task);
-            }
-          }
-          w.search.emplace_back("_id", rid);
-          w.search.emplace_back("_sender", w.source);
-          resources.push_back(std::move(w));
+        auto json = referral::with_status((*stored)->json, mapping::to_string(t.status),
+                                          t.business_status, t.reason);
+        // A Task that cannot be moved leaves the referral where it is (dead letter, AE).
+        if (!json) {
+          co_return co_await reject(m, type, json.error(), "lifecycle", received_at,
+                                    std::move(text));
         }
+        resources.push_back(referral::task_version(rid, *json, (*stored)->version + 1, received_at,
+                                                   (*stored)->source));
       }
     }
     const auto state = state_after(*current, t);

@@ -197,14 +197,6 @@ struct StatusEvent {
   ReferralTransition transition;
 };
 
-/// The FHIR Task (SDOHCC TaskForReferralManagement, status requested) the gateway keeps for a
-/// referral that did not arrive as FHIR (HL7 REF^I12), so that GET /fhir/Task/{referralId} and
-/// agencies' FHIR updates work for it too. No names or contact details: the patient appears
-/// as its pseudonym. No agency (held for no route): no owner. `version` is its meta.versionId
-/// (a held referral released to its agency gets a later version).
-std::string referral_task_json(const NormalizedReferral& r, const MappedReferral& mapped,
-                               std::string_view last_updated, std::int64_t version = 1);
-
 /// `text` cut to at most `max_chars` Unicode characters (UTF-8 aware).
 std::string clip_text(std::string_view text, std::size_t max_chars);
 

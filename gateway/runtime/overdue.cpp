@@ -5,6 +5,7 @@
 #include "gateway/log/log.hpp"
 #include "gateway/mapping/lifecycle.hpp"
 #include "gateway/mapping/referral.hpp"
+#include "gateway/referral/task_document.hpp"
 
 namespace sdoh::runtime {
 
@@ -53,8 +54,8 @@ asio::awaitable<int> OverdueCheck::run_once() {
     auto task = resources_.read_resource("Task", referral.referral_id);
     if (!task || !*task) continue;  // a referral without its Task (none yet): next pass
     const auto alert = mapping::overdue_alert();
-    auto json = fhir::task_with_status((*task)->json, mapping::to_string(alert.status),
-                                       alert.business_status, "");
+    auto json = referral::with_status((*task)->json, mapping::to_string(alert.status),
+                                      alert.business_status, "");
     if (!json) continue;
     const auto received_at = events::now_rfc3339();
     fhir::TaskChange change;

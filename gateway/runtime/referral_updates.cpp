@@ -10,6 +10,7 @@
 #include "gateway/core/json_parse.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/log/log.hpp"
+#include "gateway/referral/task_document.hpp"
 
 namespace sdoh::runtime {
 
@@ -142,9 +143,14 @@ kafka::UpdateDisposition ReferralUpdates::apply(const kafka::UpdateRecord& recor
   }
   // The agency's note stays on the Task at the gateway (never copied into a status event).
   auto updated =
-      fhir::task_with_status((*task)->json, str(data, "status"), str(data, "businessStatus"),
-                             str(data, "reason"), str(data, "note"), received_at);
-  if (!updated) return refuse(std::move(updated.error()), "lifecycle");
+      referral::with_status((*task)->json, str(data, "status"), str(data, "businessStatus"),
+                            str(data, "reason"), str(data, "note"), received_at);
+  if (!updated) {
+    return refuse(fhir::Problem{fhir::FhirErrc::kInternal,
+                                {fhir::Issue::error(fhir::IssueType::kException, "Task",
+                                                    updated.error().message)}},
+                  "lifecycle");
+  }
 
   fhir::TaskChange change;
   change.current = &**task;

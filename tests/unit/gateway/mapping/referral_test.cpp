@@ -8,6 +8,7 @@
 #include <rapidjson/document.h>
 
 #include "gateway/events/schema_catalog.hpp"
+#include "gateway/referral/task_document.hpp"
 #include "tests/unit/support/shipped.hpp"
 
 namespace sdoh::mapping {
@@ -167,7 +168,7 @@ TEST_F(ReferralMapperTest, TaskOfAHeldReferralHasNoOwner) {
   r.business_status = "no-route";
   auto held = ReferralMapper(*screenings_).identify(r);
   ASSERT_TRUE(held);
-  const auto json = referral_task_json(r, *held, "2026-11-20T10:45:00Z");
+  const auto json = sdoh::referral::new_task_json(r, *held, "2026-11-20T10:45:00Z");
   rapidjson::Document d;
   d.Parse(json.c_str());
   ASSERT_FALSE(d.HasParseError()) << json;
@@ -178,7 +179,7 @@ TEST_F(ReferralMapperTest, TaskOfAHeldReferralHasNoOwner) {
   EXPECT_STREQ(d["businessStatus"]["text"].GetString(), "No route (held)");
   EXPECT_STREQ(d["status"].GetString(), "requested");
   r.agency_id = "food-bank";
-  d.Parse(referral_task_json(r, *held, "2026-11-20T10:45:00Z").c_str());
+  d.Parse(sdoh::referral::new_task_json(r, *held, "2026-11-20T10:45:00Z").c_str());
   EXPECT_STREQ(d["owner"]["reference"].GetString(), "Organization/food-bank");
 }
 

@@ -28,7 +28,15 @@ class OverdueCheckTest : public ::testing::Test {
            ("sdoh-overdue-" + std::to_string(::getpid()) + "-" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
-    store_ = std::move(*store::SqliteStore::open(dir_ / "gateway.db", config::StoreConfig{}));
+    // The store records every change a minute before the check's clock reads, so that a
+    // referral made now has waited a minute when the check runs, however fast the test is.
+    store_ = std::move(
+        *store::SqliteStore::open(dir_ / "gateway.db", config::StoreConfig{}, nullptr, [] {
+          return std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count() -
+                 60'000;
+        }));
   }
   ~OverdueCheckTest() override {
     store_.reset();
