@@ -219,7 +219,6 @@ struct Api::Impl {
                                       "FHIR interactions answered, by interaction, resource type "
                                       "and HTTP status.",
                                       {"interaction", "type", "status"})) {
-    if (!options.check_transition) options.check_transition = default_transition_check;
     capability = build_capability_statement();
   }
 
@@ -270,6 +269,7 @@ struct Api::Impl {
   pipeline::CommitPort& commits;
   const pipeline::ResourceReader& resources;
   ApiOptions options;
+  referral::Service service{{options.gateway_id, options.topics.referral_status}};
   Directory directory;
   metrics::Family<metrics::Counter>& interactions;
   std::string capability;
@@ -939,8 +939,7 @@ struct Api::Impl {
     if (options.find_referral) change.referral = options.find_referral(id);
     change.received_at = received_at;
     change.inbound = {"fhir", call->client.id, key, "Task-" + interaction, "", "", req.body};
-    auto prepared = prepare_task_change(std::move(change), options.check_transition,
-                                        options.gateway_id, options.topics);
+    auto prepared = prepare_task_change(std::move(change), service);
     if (!prepared) {
       const auto stage = prepared.error().code == FhirErrc::kBadRequest ? "validate" : "lifecycle";
       co_return co_await refuse(std::move(prepared.error()), stage);

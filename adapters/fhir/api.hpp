@@ -69,9 +69,6 @@ struct ApiOptions {
       find_referral;
   /// IngestContext::open_referral_for.
   decltype(IngestContext::open_referral_for) open_referral_for;
-  /// Empty: the built-in rule (no change out of a final state; agencies may not cancel,
-  /// clinics may only cancel).
-  TransitionCheck check_transition;
 };
 
 /// ApiOptions from the configuration: clients with their tokens resolved.

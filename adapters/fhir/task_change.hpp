@@ -17,6 +17,7 @@
 #include "gateway/config/config.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/resource_port.hpp"
+#include "gateway/referral/service.hpp"
 
 namespace sdoh::fhir {
 
@@ -30,18 +31,17 @@ struct Client {
   bool agency() const { return role == "agency" || role == "dev"; }
 };
 
-/// Whether `client` may move the referral from update.previous to update.status (and change its
-/// businessStatus). The lifecycle's rule; refusals are Problems (409 not allowed from the
-/// current state, 403/422 not this client's to make).
-using TransitionCheck = std::function<std::optional<Problem>(
-    const Client& client, const pipeline::ReferralState& referral, const TaskUpdate& update)>;
+/// Who the client is in the referral's lifecycle when it moves it to `to`: a clinic, an agency
+/// (the development client speaks for the referral's agency, or for the clinic when it
+/// cancels), or the gateway.
+referral::Party party_of(const Client& client, const pipeline::ReferralState& referral,
+                         mapping::ReferralStatus to);
 
-/// The lifecycle's transition table (gateway/mapping/lifecycle) with the client as the actor:
-/// 409 when the current status does not allow the change, 422 when it is not this client's to
-/// make (a clinic accepting, an agency cancelling), 403 for an agency that does not own it.
-std::optional<Problem> default_transition_check(const Client& client,
-                                                const pipeline::ReferralState& referral,
-                                                const TaskUpdate& update);
+/// The FHIR answer to a refusal of the referral service: 409 conflict (the current state does not
+/// allow it), 422 business-rule (not this client's to make), 403 (another agency's referral),
+/// 500 (the stored Task cannot be edited); the expression names Task.status or
+/// Task.businessStatus.
+Problem problem_of(const referral::Refusal& refusal);
 
 struct TaskChange {
   const pipeline::ResourceRow* current = nullptr;  ///< the stored Task (required)
@@ -61,9 +61,10 @@ struct TaskChangeResult {
   bool transition = false;  ///< a status event is in the commit
 };
 
-/// The commit of a change, or the Problem that refuses it (the caller dead-letters it).
-FhirResult<TaskChangeResult> prepare_task_change(TaskChange change, const TransitionCheck& check,
-                                                 std::string_view gateway_id,
-                                                 const config::KafkaTopics& topics);
+/// The commit of a change, or the Problem that refuses it (the caller dead-letters it). A
+/// referral's Task moves as the referral service decides (gateway/referral/service); a Task that
+/// is not a referral gets its next version.
+FhirResult<TaskChangeResult> prepare_task_change(TaskChange change,
+                                                 const referral::Service& service);
 
 }  // namespace sdoh::fhir

@@ -10,7 +10,6 @@
 #include "adapters/hl7v2/mllp_framer.hpp"
 #include "adapters/hl7v2/oru.hpp"
 #include "adapters/hl7v2/referral.hpp"
-#include "adapters/hl7v2/referral_ledger.hpp"
 #include "adapters/hl7v2/timezone.hpp"
 #include "gateway/events/dead_letter.hpp"
 #include "gateway/events/event.hpp"
@@ -18,6 +17,7 @@
 #include "gateway/log/log.hpp"
 #include "gateway/mapping/lifecycle.hpp"
 #include "gateway/mapping/referral.hpp"
+#include "gateway/referral/service.hpp"
 #include "gateway/referral/task_document.hpp"
 
 namespace sdoh::hl7v2 {
@@ -49,8 +49,7 @@ struct Hl7Pipeline::Impl {
   mapping::ReferralMapper referral_mapper;
   pipeline::CommitPort& store;
   Hl7PipelineOptions options;
-  std::unique_ptr<InMemoryReferralLedger> own_ledger;
-  ReferralLedger& ledger;
+  referral::Service service;
   std::map<std::string, TimeZone> zones;  // by IANA name; read-only after construction
   metrics::Family<metrics::Counter>& messages;
   metrics::Counter& parse_errors;
@@ -66,9 +65,7 @@ struct Hl7Pipeline::Impl {
         referral_mapper(m),
         store(s),
         options(std::move(o)),
-        own_ledger(options.referrals == nullptr ? std::make_unique<InMemoryReferralLedger>()
-                                                : nullptr),
-        ledger(options.referrals != nullptr ? *options.referrals : *own_ledger),
+        service({options.gateway_id, options.topics.referral_status}),
         messages(reg.counter("sdoh_hl7_messages_total",
                              "HL7 v2 messages answered, by type and ACK code.", {"type", "ack"})),
         parse_errors(
@@ -154,13 +151,20 @@ struct Hl7Pipeline::Impl {
 
   // Commits and answers; a store failure turns any answer into a negative one (never a false AA).
   // `committed` (optional) tells whether this call committed new events (not a resend).
+  // `conflicted` (optional): a referral the message changes moved on since it was read (the
+  // store's optimistic lock): nothing was stored or answered; the caller decides again.
   asio::awaitable<std::string> commit_and_answer(pipeline::CommitRequest request, const Message* m,
-                                                 const std::string& type,
-                                                 bool* committed = nullptr) {
+                                                 const std::string& type, bool* committed = nullptr,
+                                                 bool* conflicted = nullptr) {
     if (committed != nullptr) *committed = false;
+    if (conflicted != nullptr) *conflicted = false;
     const auto code = request.inbound.answer_code;
     auto answer = request.inbound.answer;
     auto outcome = co_await store.commit(std::move(request));
+    if (!outcome && conflicted != nullptr && outcome.error().kind == ErrorKind::kConflict) {
+      *conflicted = true;
+      co_return std::string();
+    }
     if (!outcome) {
       log::error("hl7.commit_failed", {{"reason", outcome.error().message}});
       if (m == nullptr) co_return answer;  // already negative (unparseable input)
@@ -297,15 +301,26 @@ struct Hl7Pipeline::Impl {
                                       std::vector<pipeline::ReferralState> states = {},
                                       const Error* held = nullptr,
                                       const std::string& received_at = {}) {
+    pipeline::CommitRequest request;
+    request.events = std::move(events);
+    request.resources = std::move(resources);
+    request.referrals = std::move(states);
+    co_return co_await accept_request(m, type, std::move(text), std::move(request), committed,
+                                      nullptr, held, received_at);
+  }
+
+  // The positive answer for `m`, committed with what `request` holds (its events, resources and
+  // referral states). `conflicted`: see commit_and_answer.
+  asio::awaitable<std::string> accept_request(const Message& m, const std::string& type,
+                                              std::string text, pipeline::CommitRequest request,
+                                              bool* committed, bool* conflicted,
+                                              const Error* held = nullptr,
+                                              const std::string& received_at = {}) {
     const auto sender = sender_of(m);
     const auto control_id = m.get("MSH-10");
     const auto plan = plan_acks(m, AckCode::kAA, Acceptance::kCommitted);
     const auto code = plan.summary;
     auto ack = build_answers(m, plan, std::nullopt, ack_options(m));
-    pipeline::CommitRequest request;
-    request.events = std::move(events);
-    request.resources = std::move(resources);
-    request.referrals = std::move(states);
     request.inbound = {"hl7v2", sender,         control_id, type, std::string(to_string(code)),
                        ack,     std::move(text)};
     // A referral held for no route is accepted and also a dead letter (stage route): listed for
@@ -316,8 +331,33 @@ struct Hl7Pipeline::Impl {
                                 {"control_id", control_id},
                                 {"type", type},
                                 {"events", request.events.size()}});
-    co_return co_await commit_and_answer(std::move(request), &m, type, committed);
+    co_return co_await commit_and_answer(std::move(request), &m, type, committed, conflicted);
   }
+
+  // The referral `keys` name and its Task (null when the gateway keeps none), read from the
+  // store; an error when the store cannot be read.
+  struct Known {
+    referral::Referral referral;
+    std::optional<pipeline::ResourceRow> task;
+  };
+  Result<std::optional<Known>> find(const pipeline::ReferralKeys& keys) const {
+    if (options.referrals == nullptr) return std::optional<Known>();
+    auto row = options.referrals->find_referral(keys);
+    if (!row) return fail(row.error());
+    if (!*row) return std::optional<Known>();
+    auto typed = referral::Referral::from(**row);
+    if (!typed) return fail(Error::internal("the referral's stored state is not readable"));
+    Known known{std::move(*typed), std::nullopt};
+    if (options.resources != nullptr) {
+      auto task = options.resources->read_resource("Task", known.referral.id);
+      if (!task) return fail(task.error());
+      known.task = std::move(*task);
+    }
+    return std::optional<Known>(std::move(known));
+  }
+
+  // How many times a message decides again when another change of its referral committed first.
+  static constexpr int kDecideAttempts = 4;
 
   // RF1-1/RF1-2 values outside their tables name component 1 (the code): ERR-3 103.
   static std::optional<ErrorCondition> read_condition(const Error& e) {
@@ -356,23 +396,26 @@ struct Hl7Pipeline::Impl {
       out.push_back(outbox(e));
       if (options.refer_from_screening) refer_from_screening(m, s, *mapped, opened);
     }
-    std::vector<pipeline::ResourceWrite> resources;
+    pipeline::CommitRequest request;
+    request.events = std::move(out);
     std::vector<pipeline::ReferralState> states;
     const Error* held = nullptr;
     for (auto& o : opened) {
-      const auto state = open_referral(m, o.ref, std::move(o.mapped), settings_for(m), received_at,
-                                       out, resources);
+      auto state =
+          open_referral(m, o.ref, std::move(o.mapped), settings_for(m), received_at, request);
       if (state.agency_id.empty() && held == nullptr) held = &o.no_route;
-      states.push_back(state);
+      states.push_back(std::move(state));
     }
     bool committed = false;
-    auto answer = co_await accept(m, type, std::move(text), std::move(out), &committed,
-                                  std::move(resources), states, held, received_at);
+    bool conflicted = false;
+    auto answer = co_await accept_request(m, type, std::move(text), std::move(request), &committed,
+                                          &conflicted, held, received_at);
+    if (conflicted) {
+      // Another message opened one of these referrals first: resent, this one finds it.
+      co_return transient_nak(m, type, "another message is changing this referral; resend later");
+    }
     if (committed) {
       for (const auto& st : states) {
-        ledger.record({st.referral_id, st.clinic_number_system, st.clinic_number_value,
-                       st.source_control_id, st.agency_id, st.category,
-                       mapping::ReferralStatus::kRequested, st.business_status, 1});
         referrals.with({"ORU^R01", st.agency_id.empty() ? "held" : "created"}).inc();
         log::info("hl7.referral_from_screening", {{"sender", sender},
                                                   {"control_id", control_id},
@@ -415,7 +458,8 @@ struct Hl7Pipeline::Impl {
                                                              {"reason", mapped.error().message}});
         continue;
       }
-      if (ledger.find({mapped->referral_id, "", "", ""})) continue;
+      // Not again for a referral the gateway has (or cannot tell: the commit's lock decides).
+      if (auto known = find({mapped->referral_id, "", "", ""}); known && *known) continue;
       if (options.open_referral_for) {
         // One open referral per child and need: a later screening asking again adds none.
         if (auto open = options.open_referral_for(mapped->patient_pseudonym, d.category)) {
@@ -455,22 +499,6 @@ struct Hl7Pipeline::Impl {
     return referral_mapper.map(r);
   }
 
-  // A known referral's state after transition `t` (the rest kept by the store).
-  static pipeline::ReferralState state_after(const ReferralRecord& r,
-                                             const mapping::ReferralTransition& t) {
-    pipeline::ReferralState state;
-    state.referral_id = r.referral_id;
-    state.clinic_number_system = r.clinic_number_system;
-    state.clinic_number_value = r.clinic_number_value;
-    state.source_control_id = r.source_control_id;
-    state.agency_id = r.agency_id;
-    state.category = r.category;
-    state.status = std::string(mapping::to_string(t.status));
-    state.business_status = t.business_status;
-    state.sequence = t.sequence;
-    return state;
-  }
-
   // The gateway's Task for an HL7 referral (version `version`, replacing the one before).
   pipeline::ResourceWrite task_write(const Message& m, const mapping::NormalizedReferral& ref,
                                      const mapping::MappedReferral& mapped,
@@ -480,55 +508,27 @@ struct Hl7Pipeline::Impl {
                                   version, received_at, sender_of(m));
   }
 
-  // A referral held for no route that routing now sends to an agency: its referral event, the
-  // gateway's status event (no-route → none, or awaiting-consent without consent), its state with
-  // the agency, and the next version of its Task, owned by the agency.
-  asio::awaitable<std::string> release_held(const Message& m, const std::string& type,
-                                            std::string text,
-                                            const mapping::NormalizedReferral& ref,
-                                            mapping::MappedReferral mapped,
-                                            const ReferralRecord& known,
-                                            const std::string& received_at) {
+  // A referral held for no route that routing now sends to an agency (referral::Service::route):
+  // its referral event, the gateway's status event (no-route → none, or awaiting-consent without
+  // consent), its state with the agency, and the next version of its Task, owned by the agency.
+  // nullopt: the referral is no longer held for no route (it moved since it was read).
+  asio::awaitable<std::optional<std::string>> release_held(
+      const Message& m, const std::string& type, std::string text,
+      const mapping::NormalizedReferral& ref, const mapping::MappedReferral& mapped,
+      const Known& known, const std::string& received_at, bool* conflicted) {
     const auto& rid = mapped.referral_id;
-    ReferralClaim claim(ledger, rid);
-    if (!claim.held())
-      co_return transient_nak(m, type, "another message is changing this referral; resend later");
-    std::int64_t version = 1;
-    if (options.resources != nullptr) {
-      auto row = options.resources->read_resource("Task", rid);
-      if (row && *row) version = (*row)->version;
-    }
-    mapping::ReferralTransition routed;
-    routed.referral_id = rid;
-    routed.status = mapping::ReferralStatus::kRequested;
-    routed.previous = mapping::ReferralStatus::kRequested;
-    routed.business_status = mapped.business_status;
-    routed.updated_by_role = "gateway";
-    routed.updated_by_id = "routing";
-    routed.time = received_at;
-    routed.sequence = known.sequence + 1;
-    routed.agency_id = ref.agency_id;
-    routed.category = mapped.category;
-    std::vector<pipeline::OutboxEvent> out;
-    out.push_back(
-        outbox(event(events::EventType::kReferral, "hl7v2|referral|" + rid, routed.sequence, rid,
-                     ref.agency_topic, rid, mapped.data, received_at)));
-    out.push_back(outbox(event(events::EventType::kReferralStatus, "hl7v2|referral-status|" + rid,
-                               routed.sequence, rid, options.topics.referral_status, rid,
-                               mapping::referral_status_data(routed), received_at)));
-    std::vector<pipeline::ResourceWrite> resources;
-    if (options.resources != nullptr)
-      resources.push_back(task_write(m, ref, mapped, received_at, version + 1));
-    auto state = state_after(known, routed);
-    state.agency_id = ref.agency_id;
-    std::vector<pipeline::ReferralState> states{state};
+    auto routed = service.route(known.referral, known.task ? &*known.task : nullptr, ref.agency_id,
+                                ref.agency_name,
+                                ref.consent.status == mapping::ConsentStatus::kActive, received_at);
+    if (!routed) co_return std::nullopt;
+    pipeline::CommitRequest request;
+    request.events.push_back(service.referral_event(rid, routed->after.sequence, ref.agency_topic,
+                                                    mapped.data, received_at));
+    service.add_to(request, *routed, received_at);
     bool committed = false;
-    auto answer = co_await accept(m, type, std::move(text), std::move(out), &committed,
-                                  std::move(resources), std::move(states));
+    auto answer = co_await accept_request(m, type, std::move(text), std::move(request), &committed,
+                                          conflicted);
     if (committed) {
-      ledger.record({rid, known.clinic_number_system, known.clinic_number_value,
-                     known.source_control_id, ref.agency_id, known.category, routed.status,
-                     routed.business_status, routed.sequence});
       referrals.with({"REF^I12", "released"}).inc();
       log::info("hl7.referral_routed", {{"sender", sender_of(m)},
                                         {"control_id", m.get("MSH-10")},
@@ -539,53 +539,41 @@ struct Hl7Pipeline::Impl {
     co_return answer;
   }
 
-  // A new referral's events (its referral event, unless held for no route; its first status
-  // event) and Task, appended to `out` and `resources`; returns its state for the commit.
+  // A new referral (referral::Service::open): its referral event (unless held for no route), its
+  // first status event, its Task and its state (written only if no referral has its id yet),
+  // added to `request`; returns its state.
   pipeline::ReferralState open_referral(const Message& m, const mapping::NormalizedReferral& ref,
                                         mapping::MappedReferral mapped,
                                         const SenderSettings& settings,
                                         const std::string& received_at,
-                                        std::vector<pipeline::OutboxEvent>& out,
-                                        std::vector<pipeline::ResourceWrite>& resources) const {
-    const bool held = ref.agency_id.empty();
+                                        pipeline::CommitRequest& request) const {
     const auto& rid = mapped.referral_id;
-    mapping::ReferralTransition first;
-    first.referral_id = rid;
-    first.status = mapping::ReferralStatus::kRequested;
-    first.business_status = mapped.business_status;
-    // A held referral is announced by the gateway's routing, as FHIR's are (agency null).
-    first.updated_by_role = held ? "gateway" : "clinic";
-    first.updated_by_id = held ? "routing" : agency_id_from(ref.facility.code);
-    if (first.updated_by_id.empty()) first.updated_by_id = "unknown";
-    first.time = event_time(dtm_to_rfc3339(m.get("MSH-7"), settings.zone), received_at);
-    first.sequence = 1;
-    first.agency_id = ref.agency_id;
-    first.category = mapped.category;
-    if (options.resources != nullptr)
-      resources.push_back(task_write(m, ref, mapped, received_at, 1));
-    if (!held) {
-      out.push_back(outbox(event(events::EventType::kReferral, "hl7v2|referral|" + rid, 0, rid,
-                                 ref.agency_topic, rid, std::move(mapped.data), received_at)));
-    }
-    out.push_back(outbox(event(events::EventType::kReferralStatus, "hl7v2|referral-status|" + rid,
-                               first.sequence, rid, options.topics.referral_status, rid,
-                               mapping::referral_status_data(first), received_at)));
-    pipeline::ReferralState state;
-    state.referral_id = rid;
+    referral::Referral r;
+    r.id = rid;
+    r.agency_id = ref.agency_id;
+    r.category = mapped.category;
+    auto& state = r.stored;
     state.clinic_number_system = ref.clinic_number_system;
     state.clinic_number_value = ref.clinic_number_value;
     state.source_control_id = m.get("MSH-10");
-    state.agency_id = ref.agency_id;
-    state.category = mapped.category;
-    state.status = "requested";
-    state.business_status = first.business_status;
     state.return_to = sender_of(m);
     if (const auto* pid = m.segment("PID")) state.return_pid = std::string(pid->raw(3));
     state.race = ref.race;
     state.ethnicity = ref.ethnicity;
     state.language = ref.language;
     state.patient = mapped.patient_pseudonym;
-    return state;
+    auto opened =
+        service.open(std::move(r), ref.consent.status == mapping::ConsentStatus::kActive,
+                     {mapping::Actor::kClinic, agency_id_from(ref.facility.code)},
+                     event_time(dtm_to_rfc3339(m.get("MSH-7"), settings.zone), received_at));
+    if (options.resources != nullptr)
+      request.resources.push_back(task_write(m, ref, mapped, received_at, 1));
+    if (!ref.agency_id.empty()) {
+      request.events.push_back(
+          service.referral_event(rid, 1, ref.agency_topic, std::move(mapped.data), received_at));
+    }
+    service.add_to(request, opened, received_at);
+    return opened.after.state();
   }
 
   asio::awaitable<std::string> handle_ref(const Message& m, const std::string& type,
@@ -619,54 +607,52 @@ struct Hl7Pipeline::Impl {
         Error::invalid(Location{"PRD", 1, 7, 0, ""},
                        "no route for the need " + mapped->category +
                            " in the family's area and age band: the referral is held");
-    if (auto known = ledger.find({rid, "", "", ""})) {
-      const bool still_held = known->status == mapping::ReferralStatus::kRequested &&
-                              known->business_status == mapping::kNoRoute;
-      if (still_held && !held) {
-        // Held for no route, and a route now finds its agency (the clinic sent it again, or an
-        // operator replayed it after adding the route): released to that agency.
-        co_return co_await release_held(m, type, std::move(text), *ref, std::move(*mapped), *known,
-                                        received_at);
+    for (int attempt = 0; attempt < kDecideAttempts; ++attempt) {
+      auto known = find({rid, "", "", ""});
+      if (!known) co_return transient_nak(m, type, "the store cannot be read; resend later");
+      bool conflicted = false;
+      if (*known) {
+        const auto& k = **known;
+        const bool still_held = k.referral.status == mapping::ReferralStatus::kRequested &&
+                                k.referral.business_status == mapping::kNoRoute;
+        if (still_held && !held) {
+          // Held for no route, and a route now finds its agency (the clinic sent it again, or an
+          // operator replayed it after adding the route): released to that agency.
+          auto released =
+              co_await release_held(m, type, text, *ref, *mapped, k, received_at, &conflicted);
+          if (conflicted) continue;
+          if (released) co_return std::move(*released);
+        }
+        // A REF^I12 for a referral already made (the clinic re-sent it under a new control id):
+        // acknowledged, and nothing new is published. Changes to a referral are REF^I13.
+        referrals.with({"REF^I12", "already-known"}).inc();
+        log::info("hl7.referral_known",
+                  {{"sender", sender_of(m)}, {"control_id", m.get("MSH-10")}, {"referral", rid}});
+        std::vector<pipeline::OutboxEvent> none;
+        co_return co_await accept(m, type, std::move(text), std::move(none), nullptr, {}, {},
+                                  still_held ? &no_route : nullptr, received_at);
       }
-      // A REF^I12 for a referral already made (the clinic re-sent it under a new control id):
-      // acknowledged, and nothing new is published. Changes to a referral are REF^I13.
-      referrals.with({"REF^I12", "already-known"}).inc();
-      log::info("hl7.referral_known",
-                {{"sender", sender_of(m)}, {"control_id", m.get("MSH-10")}, {"referral", rid}});
-      std::vector<pipeline::OutboxEvent> none;
-      co_return co_await accept(m, type, std::move(text), std::move(none), nullptr, {}, {},
-                                still_held ? &no_route : nullptr, received_at);
+      pipeline::CommitRequest request;
+      const auto state = open_referral(m, *ref, *mapped, settings, received_at, request);
+      bool committed = false;
+      auto answer = co_await accept_request(m, type, text, std::move(request), &committed,
+                                            &conflicted, held ? &no_route : nullptr, received_at);
+      if (conflicted) continue;  // another message made it first: it is known now
+      if (committed) {
+        referrals.with({"REF^I12", held ? "held" : "created"}).inc();
+        log::info(held ? "hl7.referral_held" : "hl7.referral_created",
+                  {{"sender", sender_of(m)},
+                   {"control_id", m.get("MSH-10")},
+                   {"referral", rid},
+                   {"agency", ref->agency_id},
+                   {"agency_named", named},
+                   {"category", state.category},
+                   {"business_status", state.business_status},
+                   {"consent", to_string(ref->consent.status)}});
+      }
+      co_return answer;
     }
-    ReferralClaim claim(ledger, rid);
-    if (!claim.held())
-      co_return transient_nak(m, type, "another message is changing this referral; resend later");
-
-    std::vector<pipeline::OutboxEvent> out;
-    std::vector<pipeline::ResourceWrite> resources;
-    const auto state =
-        open_referral(m, *ref, std::move(*mapped), settings, received_at, out, resources);
-    // Named locals: GCC 12 mishandles braced initializers inside co_await expressions.
-    std::vector<pipeline::ReferralState> states{state};
-    bool committed = false;
-    auto answer =
-        co_await accept(m, type, std::move(text), std::move(out), &committed, std::move(resources),
-                        std::move(states), held ? &no_route : nullptr, received_at);
-    if (committed) {
-      ledger.record({rid, ref->clinic_number_system, ref->clinic_number_value, m.get("MSH-10"),
-                     ref->agency_id, state.category, mapping::ReferralStatus::kRequested,
-                     state.business_status, 1});
-      referrals.with({"REF^I12", held ? "held" : "created"}).inc();
-      log::info(held ? "hl7.referral_held" : "hl7.referral_created",
-                {{"sender", sender_of(m)},
-                 {"control_id", m.get("MSH-10")},
-                 {"referral", rid},
-                 {"agency", ref->agency_id},
-                 {"agency_named", named},
-                 {"category", state.category},
-                 {"business_status", state.business_status},
-                 {"consent", to_string(ref->consent.status)}});
-    }
-    co_return answer;
+    co_return transient_nak(m, type, "another message is changing this referral; resend later");
   }
 
   asio::awaitable<std::string> handle_rri(const Message& m, const std::string& type,
@@ -700,96 +686,60 @@ struct Hl7Pipeline::Impl {
         response->agency_id = agency_id_from(*who);
       }
     }
-    const ReferralKeys keys{response->external_id, response->clinic_number_system,
-                            response->clinic_number_value, response->original_control_id};
-    auto known = ledger.find(keys);
-    if (!known || known->agency_id != response->agency_id) {
-      // Also when the referral belongs to another agency: an agency learns nothing about
-      // referrals that are not its own.
-      const Location rf1_6{"RF1", 1, 6, 0, ""};
-      const auto unknown = Error::invalid(
-          rf1_6, "no referral of agency " + response->agency_id +
-                     " matches RF1-11, RF1-6 or MSA-2; the gateway may not have seen the REF^I12 "
-                     "(replay this message once it has)");
-      co_return co_await reject(m, type, unknown, "lifecycle", received_at, std::move(text),
-                                ErrorCondition::kUnknownKeyIdentifier);
-    }
-    const auto rid = known->referral_id;
-    ReferralClaim claim(ledger, rid);
-    if (!claim.held())
-      co_return transient_nak(m, type, "another message is changing this referral; resend later");
-    auto current = ledger.find({rid, "", "", ""});  // fresh, now that it is ours
-    if (!current) current = known;  // a ledger never forgets; kept safe if one ever does
-    const Location status_field{"RF1", 1, 1, 1, ""};
-    const auto next = response->status;
-    // The lifecycle decides, status and businessStatus together (schemas/README.md, "Referral
-    // lifecycle"); a code that does not go with the new status is not carried into it.
-    const mapping::LifecycleState from{current->status, current->business_status};
-    const auto to = mapping::carry_over(from, {next, response->business_status});
-    const std::string business_status(to.business_status);
-    const auto verdict = mapping::check_change(from, to, mapping::Actor::kAgency);
-    if (!verdict.allowed()) {
-      const auto refused = Error::invalid(status_field, verdict.message);
-      co_return co_await reject(m, type, refused, "lifecycle", received_at, std::move(text),
-                                ErrorCondition::kTableValueNotFound);
-    }
-    if (verdict.unchanged) {
-      referrals.with({"RRI^I12", "unchanged"}).inc();
-      std::vector<pipeline::OutboxEvent> none;
-      co_return co_await accept(m, type, std::move(text), std::move(none));
-    }
-    mapping::ReferralTransition t;
-    t.referral_id = rid;
-    t.status = next;
-    t.previous = current->status;
-    t.business_status = business_status;
-    t.reason = response->reason;
-    t.updated_by_role = "agency";
-    t.updated_by_id = response->agency_id;
-    t.time = event_time(response->time, received_at);
-    t.sequence = current->sequence + 1;
-    t.agency_id = current->agency_id;
-    t.category = current->category;
-    std::vector<pipeline::OutboxEvent> out;
-    out.push_back(outbox(event(events::EventType::kReferralStatus, "hl7v2|referral-status|" + rid,
-                               t.sequence, rid, options.topics.referral_status, rid,
-                               mapping::referral_status_data(t), received_at)));
-    std::vector<pipeline::ResourceWrite> resources;
-    if (options.resources != nullptr) {
-      // The Task's next version, whatever protocol the referral came in as.
-      auto stored = options.resources->read_resource("Task", rid);
-      if (!stored) co_return transient_nak(m, type, "the store cannot be read; resend later");
-      if (*stored) {
-        auto json = referral::with_status((*stored)->json, mapping::to_string(t.status),
-                                          t.business_status, t.reason);
-        // A Task that cannot be moved leaves the referral where it is (dead letter, AE).
-        if (!json) {
-          co_return co_await reject(m, type, json.error(), "lifecycle", received_at,
-                                    std::move(text));
-        }
-        resources.push_back(referral::task_version(rid, *json, (*stored)->version + 1, received_at,
-                                                   (*stored)->source));
+    const pipeline::ReferralKeys keys{response->external_id, response->clinic_number_system,
+                                      response->clinic_number_value, response->original_control_id};
+    for (int attempt = 0; attempt < kDecideAttempts; ++attempt) {
+      auto known = find(keys);
+      if (!known) co_return transient_nak(m, type, "the store cannot be read; resend later");
+      if (!*known || (*known)->referral.agency_id != response->agency_id) {
+        // Also when the referral belongs to another agency: an agency learns nothing about
+        // referrals that are not its own.
+        const Location rf1_6{"RF1", 1, 6, 0, ""};
+        const auto unknown = Error::invalid(
+            rf1_6, "no referral of agency " + response->agency_id +
+                       " matches RF1-11, RF1-6 or MSA-2; the gateway may not have seen the "
+                       "REF^I12 (replay this message once it has)");
+        co_return co_await reject(m, type, unknown, "lifecycle", received_at, std::move(text),
+                                  ErrorCondition::kUnknownKeyIdentifier);
       }
+      const auto& k = **known;
+      const auto& rid = k.referral.id;
+      // The referral service decides, status and businessStatus together (schemas/README.md,
+      // "Referral lifecycle"); a code that does not go with the new status is not carried in.
+      referral::Move move;
+      move.by = {mapping::Actor::kAgency, response->agency_id};
+      move.status = response->status;
+      move.business_status = response->business_status;
+      move.reason = response->reason;
+      move.time = event_time(response->time, received_at);
+      auto decided = service.transition(k.referral, k.task ? &*k.task : nullptr, move, received_at);
+      if (!decided) {
+        const Location status_field{"RF1", 1, 1, 1, ""};
+        const auto refused = Error::invalid(status_field, decided.error().message);
+        co_return co_await reject(m, type, refused, "lifecycle", received_at, std::move(text),
+                                  ErrorCondition::kTableValueNotFound);
+      }
+      pipeline::CommitRequest request;
+      service.add_to(request, *decided, received_at);
+      if (decided->unchanged) request.resources.clear();  // a repeat: the Task stays as it is
+      bool committed = false;
+      bool conflicted = false;
+      auto answer =
+          co_await accept_request(m, type, text, std::move(request), &committed, &conflicted);
+      if (conflicted) continue;  // another change of this referral came first: decide again
+      if (decided->unchanged) {
+        referrals.with({"RRI^I12", "unchanged"}).inc();
+      } else if (committed) {
+        referrals.with({"RRI^I12", "updated"}).inc();
+        log::info("hl7.referral_updated", {{"sender", sender_of(m)},
+                                           {"control_id", m.get("MSH-10")},
+                                           {"referral", rid},
+                                           {"status", to_string(decided->after.status)},
+                                           {"sequence", decided->after.sequence}});
+      }
+      co_return answer;
     }
-    const auto state = state_after(*current, t);
-    std::vector<pipeline::ReferralState> states{state};
-    bool committed = false;
-    auto answer = co_await accept(m, type, std::move(text), std::move(out), &committed,
-                                  std::move(resources), std::move(states));
-    if (committed) {
-      auto updated = *current;
-      updated.status = t.status;
-      updated.business_status = t.business_status;
-      updated.sequence = t.sequence;
-      ledger.record(std::move(updated));
-      referrals.with({"RRI^I12", "updated"}).inc();
-      log::info("hl7.referral_updated", {{"sender", sender_of(m)},
-                                         {"control_id", m.get("MSH-10")},
-                                         {"referral", rid},
-                                         {"status", to_string(t.status)},
-                                         {"sequence", t.sequence}});
-    }
-    co_return answer;
+    co_return transient_nak(m, type, "another message is changing this referral; resend later");
   }
 
   asio::awaitable<std::string> handle_one(std::string text, const pipeline::Peer& peer) {

@@ -27,19 +27,19 @@
 #include "gateway/metrics/registry.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/hl7_port.hpp"
+#include "gateway/pipeline/referral_port.hpp"
 #include "gateway/pipeline/resource_port.hpp"
 
 namespace sdoh::hl7v2 {
-
-class ReferralLedger;
 
 struct Hl7PipelineOptions {
   std::string gateway_id = "sdoh-gateway";
   config::KafkaTopics topics;
   config::Hl7Config hl7;  ///< time zones and consent policy per sender
-  /// Referrals seen, for linking RRI^I12 responses; null: the pipeline keeps its own in memory.
-  /// Must outlive the pipeline.
-  ReferralLedger* referrals = nullptr;
+  /// The referrals the gateway keeps, for linking RRI^I12 responses and finding a referral a
+  /// REF^I12 or screening made before; null: none is known (every RRI^I12 is refused). Must
+  /// outlive the pipeline.
+  const pipeline::ReferralRepository* referrals = nullptr;
   /// The FHIR resources the gateway keeps: when set, a REF^I12 also creates the referral's Task
   /// (GET /fhir/Task/{referralId}) and each RRI^I12 a new version of it, in the same commit.
   const pipeline::ResourceReader* resources = nullptr;

@@ -499,7 +499,8 @@ struct SqliteStore::Impl {
       upsert_offset;
   // FHIR resources and referral states written with a commit.
   Statement resource_version, upsert_resource, insert_history, delete_identifiers,
-      insert_identifier, delete_search, insert_search, upsert_referral, insert_outbound;
+      insert_identifier, delete_search, insert_search, referral_sequence, upsert_referral,
+      insert_outbound;
   bool outbound_added = false;  // writer thread: a commit queued an outbound message
 
   config::StoreConfig cfg;
@@ -888,6 +889,23 @@ struct CommitOp final : WriteOp {
       }
     }
     for (const auto& row : request.referrals) {
+      if (row.expected_sequence) {
+        // Optimistic locking: the referral must still be where its change was decided from.
+        std::int64_t current = 0;
+        {
+          auto& st = s.referral_sequence;
+          ResetOnExit reset{st};
+          st.text(1, row.referral_id);
+          auto r = st.step();
+          if (!r) return fail(r.error());
+          if (*r == SQLITE_ROW) current = st.column_int(0);
+        }
+        if (current != *row.expected_sequence) {
+          return fail(Error::conflict("referral " + row.referral_id + " is at sequence " +
+                                      std::to_string(current) + ", not " +
+                                      std::to_string(*row.expected_sequence)));
+        }
+      }
       if (auto r = upsert_referral(s, row, received); !r) return r;
     }
     for (const auto& o : request.outbound) {
@@ -1402,6 +1420,10 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   if (prepared) {
     prepared = impl->resource_version.prepare(
         impl->db, "SELECT version FROM resources WHERE type = ?1 AND id = ?2");
+  }
+  if (prepared) {
+    prepared = impl->referral_sequence.prepare(
+        impl->db, "SELECT sequence FROM referrals WHERE referral_id = ?1");
   }
   if (prepared) {
     prepared = impl->upsert_resource.prepare(

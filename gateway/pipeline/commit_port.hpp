@@ -80,6 +80,10 @@ struct ReferralState {
   std::string status;
   std::string business_status;
   int sequence = 1;  ///< of the last status event; a lower one never replaces a higher one
+  /// Optimistic locking (the referral service): the sequence the stored state must still have
+  /// for this write, 0 when the referral must not exist yet; otherwise the commit fails with
+  /// kConflict and writes nothing. None: no check.
+  std::optional<int> expected_sequence;
   /// Set by the gateway's overdue check: the referral has had its one overdue event.
   bool overdue = false;
   std::int64_t created_at_ms = 0;  ///< when the referral was made (filled by reads)

@@ -1,6 +1,5 @@
 #include "gateway/runtime/overdue.hpp"
 
-#include "adapters/fhir/task_change.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/log/log.hpp"
 #include "gateway/mapping/lifecycle.hpp"
@@ -20,6 +19,7 @@ OverdueCheck::OverdueCheck(pipeline::ReferralRepository& referrals,
       commits_(commits),
       gateway_id_(std::move(gateway_id)),
       topics_(std::move(topics)),
+      service_({gateway_id_, topics_.referral_status}),
       sla_of_(std::move(sla_of)),
       shortest_sla_(shortest_sla),
       overdue_(registry.counter("sdoh_referrals_overdue_total",
@@ -45,39 +45,25 @@ asio::awaitable<int> OverdueCheck::run_once() {
     // The lifecycle decides (mapping::overdue_due, the rule its tests specify); the store's
     // query only narrows the candidates.
     const auto sla = sla_of_(referral.agency_id);
-    const auto status = mapping::referral_status_from(referral.status);
-    if (!status) continue;
-    const mapping::LifecycleState waiting{*status, referral.business_status};
+    const auto current = referral::Referral::from(referral);
+    if (!current) continue;
     const auto waiting_since =
         mapping::Clock::time_point(std::chrono::milliseconds(waiting_since_ms));
-    if (!mapping::overdue_due(waiting, waiting_since, sla, now)) continue;
+    if (!mapping::overdue_due(current->lifecycle(), waiting_since, sla, now)) continue;
     auto task = resources_.read_resource("Task", referral.referral_id);
     if (!task || !*task) continue;  // a referral without its Task (none yet): next pass
-    const auto alert = mapping::overdue_alert();
-    auto json = referral::with_status((*task)->json, mapping::to_string(alert.status),
-                                      alert.business_status, "");
-    if (!json) continue;
     const auto received_at = events::now_rfc3339();
-    fhir::TaskChange change;
-    change.current = &**task;
-    change.updated_json = std::move(*json);
-    change.client = {"gateway", "gateway", "overdue", "sdoh-gateway"};  // updatedBy.id
-    change.referral = referral;
-    change.received_at = received_at;
-    change.inbound = {
-        "gateway", "overdue-check", "overdue|" + referral.referral_id, "referral-overdue", "", "",
-        ""};
-    auto prepared = fhir::prepare_task_change(std::move(change), fhir::default_transition_check,
-                                              gateway_id_, topics_);
-    if (!prepared) {
-      log::warn("referrals.overdue_refused",
-                {{"referral", referral.referral_id},
-                 {"reason", prepared.error().first_error().diagnostics}});
-      continue;
-    }
-    for (auto& state : prepared->commit.referrals)
-      state.overdue = true;
-    auto commit = std::move(prepared->commit);
+    auto alert = service_.overdue(*current, &**task, waiting_since, sla, now, received_at);
+    if (!alert) continue;
+    pipeline::CommitRequest commit;
+    commit.inbound = {"gateway",
+                      "overdue-check",
+                      "overdue|" + referral.referral_id,
+                      "referral-overdue",
+                      "200",
+                      "",
+                      ""};
+    service_.add_to(commit, *alert, received_at);
     auto outcome = co_await commits_.commit(std::move(commit));
     if (!outcome) {
       log::warn("referrals.overdue_not_stored",

@@ -9,11 +9,12 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include "gateway/config/config.hpp"
+#include "gateway/metrics/registry.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/referral_port.hpp"
 #include "gateway/pipeline/resource_port.hpp"
-#include "gateway/config/config.hpp"
-#include "gateway/metrics/registry.hpp"
+#include "gateway/referral/service.hpp"
 
 namespace sdoh::runtime {
 
@@ -21,9 +22,8 @@ class OverdueCheck {
  public:
   using SlaOf = std::function<std::chrono::milliseconds(std::string_view agency_id)>;
   OverdueCheck(pipeline::ReferralRepository& referrals, const pipeline::ResourceReader& resources,
-               pipeline::CommitPort& commits, std::string gateway_id,
-               config::KafkaTopics topics, SlaOf sla_of, std::chrono::milliseconds shortest_sla,
-               metrics::Registry& registry);
+               pipeline::CommitPort& commits, std::string gateway_id, config::KafkaTopics topics,
+               SlaOf sla_of, std::chrono::milliseconds shortest_sla, metrics::Registry& registry);
 
   /// One pass: every referral past its SLA gets its overdue event. Returns how many.
   boost::asio::awaitable<int> run_once();
@@ -34,6 +34,7 @@ class OverdueCheck {
   pipeline::CommitPort& commits_;
   std::string gateway_id_;
   config::KafkaTopics topics_;
+  referral::Service service_;
   SlaOf sla_of_;
   std::chrono::milliseconds shortest_sla_;
   metrics::Family<metrics::Counter>& overdue_;

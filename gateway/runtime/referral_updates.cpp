@@ -141,28 +141,27 @@ kafka::UpdateDisposition ReferralUpdates::apply(const kafka::UpdateRecord& recor
     return refuse(fhir::Problem::not_found("no referral " + referral_id + " is known here"),
                   "lifecycle");
   }
-  // The agency's note stays on the Task at the gateway (never copied into a status event).
-  auto updated =
-      referral::with_status((*task)->json, str(data, "status"), str(data, "businessStatus"),
-                            str(data, "reason"), str(data, "note"), received_at);
-  if (!updated) {
-    return refuse(fhir::Problem{fhir::FhirErrc::kInternal,
-                                {fhir::Issue::error(fhir::IssueType::kException, "Task",
-                                                    updated.error().message)}},
-                  "lifecycle");
+  const auto current = referral::Referral::from(**referral);
+  const auto status = mapping::referral_status_from(str(data, "status"));
+  if (!current || !status) {
+    return refuse(fhir::Problem::bad_request(fhir::IssueType::kInvalid, "data.status",
+                                             "not a referral status this gateway knows"),
+                  "validate");
   }
-
-  fhir::TaskChange change;
-  change.current = &**task;
-  change.updated_json = std::move(*updated);
-  change.client = {ctx.sender, "agency", agency, agency};
-  change.referral = **referral;
-  change.received_at = received_at;
-  change.inbound = std::move(inbound);
-  auto prepared = fhir::prepare_task_change(std::move(change), fhir::default_transition_check,
-                                            gateway_id_, topics_);
-  if (!prepared) return refuse(std::move(prepared.error()), "lifecycle");
-  auto outcome = commit(std::move(prepared->commit));
+  referral::Move move;
+  move.by = {mapping::Actor::kAgency, agency};
+  move.status = *status;
+  move.business_status = str(data, "businessStatus");
+  move.reason = str(data, "reason");
+  move.note = str(data, "note");  // stays on the Task at the gateway, never in a status event
+  auto decided = service_.transition(*current, &**task, move, received_at);
+  if (!decided) return refuse(fhir::problem_of(decided.error()), "lifecycle");
+  pipeline::CommitRequest request;
+  request.inbound = std::move(inbound);
+  request.inbound.answer_code = "200";
+  if (decided->task) request.inbound.answer = decided->task->json;
+  service_.add_to(request, *decided, received_at);
+  auto outcome = commit(std::move(request));
   if (!outcome) {
     // The store cannot write now, or another change of the Task came first: read it again.
     log::warn("kafka.update_not_stored", {{"partition", record.partition},
@@ -172,7 +171,7 @@ kafka::UpdateDisposition ReferralUpdates::apply(const kafka::UpdateRecord& recor
   }
   log::info("kafka.update_applied",
             {{"agency", agency},
-             {"status", std::string(mapping::to_string(prepared->update.status))},
+             {"status", std::string(mapping::to_string(decided->after.status))},
              {"duplicate", outcome->status == pipeline::CommitStatus::kDuplicate}});
   return kafka::UpdateDisposition::kCommitted;
 }

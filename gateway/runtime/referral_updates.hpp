@@ -9,11 +9,12 @@
 
 #include "adapters/fhir/error.hpp"
 #include "adapters/kafka/update_consumer.hpp"
+#include "gateway/config/config.hpp"
+#include "gateway/events/schema_catalog.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/referral_port.hpp"
 #include "gateway/pipeline/resource_port.hpp"
-#include "gateway/config/config.hpp"
-#include "gateway/events/schema_catalog.hpp"
+#include "gateway/referral/service.hpp"
 
 namespace sdoh::runtime {
 
@@ -33,7 +34,8 @@ class ReferralUpdates {
         schemas_(schemas),
         gateway_id_(std::move(gateway_id)),
         topics_(std::move(topics)),
-        topic_owners_(std::move(topic_owners)) {}
+        topic_owners_(std::move(topic_owners)),
+        service_({gateway_id_, topics_.referral_status}) {}
 
   /// Never throws and never leaves a record unanswered: a record that cannot be parsed,
   /// validated or processed (even one that makes the handling throw) is dead-lettered, so one
@@ -61,6 +63,7 @@ class ReferralUpdates {
   std::string gateway_id_;
   config::KafkaTopics topics_;
   std::map<std::string, std::string> topic_owners_;  // update topic → agency id
+  referral::Service service_;
 };
 
 }  // namespace sdoh::runtime

@@ -18,7 +18,6 @@
 #include "adapters/hl7v2/clinic_return.hpp"
 #include "adapters/hl7v2/mllp_server.hpp"
 #include "adapters/hl7v2/pipeline.hpp"
-#include "adapters/hl7v2/referral_ledger.hpp"
 #include "adapters/http/server.hpp"
 #include "adapters/kafka/embedded_broker.hpp"
 #include "adapters/kafka/producer.hpp"
@@ -91,41 +90,6 @@ Result<MappingSetup> load_mapping(const config::GatewayConfig& cfg) {
   }
   return setup;
 }
-
-/// The HL7 pipeline's referral ledger, kept in the store (written with each commit) so that an
-/// agency's answer finds its referral after a restart; recent ones are also held in memory.
-class DurableReferralLedger final : public hl7v2::ReferralLedger {
- public:
-  explicit DurableReferralLedger(store::SqliteStore& store) : store_(store) {}
-
-  std::optional<hl7v2::ReferralRecord> find(const hl7v2::ReferralKeys& keys) const override {
-    if (auto r = memory_.find(keys)) return r;
-    auto row = store_.find_referral({keys.referral_id, keys.clinic_number_system,
-                                     keys.clinic_number_value, keys.source_control_id});
-    if (!row || !*row) return std::nullopt;
-    const auto& r = **row;
-    hl7v2::ReferralRecord record;
-    record.referral_id = r.referral_id;
-    record.clinic_number_system = r.clinic_number_system;
-    record.clinic_number_value = r.clinic_number_value;
-    record.source_control_id = r.source_control_id;
-    record.agency_id = r.agency_id;
-    record.category = r.category;
-    record.status =
-        mapping::referral_status_from(r.status).value_or(mapping::ReferralStatus::kRequested);
-    record.business_status = r.business_status;
-    record.sequence = r.sequence;
-    return record;
-  }
-  bool claim(const std::string& referral_id) override { return memory_.claim(referral_id); }
-  void release(const std::string& referral_id) override { memory_.release(referral_id); }
-  // The store's copy is written inside the message's own commit (CommitRequest.referrals).
-  void record(hl7v2::ReferralRecord record) override { memory_.record(std::move(record)); }
-
- private:
-  store::SqliteStore& store_;
-  hl7v2::InMemoryReferralLedger memory_;
-};
 
 }  // namespace
 
@@ -323,7 +287,6 @@ int run(const config::GatewayConfig& cfg) {
     return std::pair{match->agency->id, match->agency->name};
   };
 
-  DurableReferralLedger referrals(**store);
   // Who each party is: an agency's answers count as the agency its connection proves to be.
   const identity::Parties parties(cfg.parties, cfg.dev_mode());
   if (cfg.parties.empty()) {
@@ -338,7 +301,7 @@ int run(const config::GatewayConfig& cfg) {
   hl7_options.gateway_id = cfg.gateway_id;
   hl7_options.topics = cfg.kafka.topics;
   hl7_options.hl7 = cfg.mllp.hl7;
-  hl7_options.referrals = &referrals;
+  hl7_options.referrals = store->get();
   hl7_options.resources = store->get();
   hl7_options.route = route;
   hl7_options.agency_topic = agency_topic;

@@ -20,9 +20,9 @@
 
 #include "adapters/hl7v2/message.hpp"
 #include "adapters/hl7v2/mllp_framer.hpp"
-#include "adapters/hl7v2/referral_ledger.hpp"
 #include "gateway/events/schema_catalog.hpp"
 #include "gateway/log/log.hpp"
+#include "gateway/mapping/referral.hpp"
 #include "gateway/mapping/routing.hpp"
 #include "gateway/mapping/tables.hpp"
 #include "tests/unit/support/shipped.hpp"
@@ -55,8 +55,12 @@ std::string without(std::string text, const std::string& segment) {
   return text;
 }
 
-// The store's contract: dedupe on (protocol, sender, key); a duplicate gets the stored answer.
-class RecordingStore final : public pipeline::CommitPort {
+// The store's contract: dedupe on (protocol, sender, key); a duplicate gets the stored answer; a
+// referral state is written only if the stored one is at its expected sequence (else kConflict,
+// nothing written). Its referral repository and resources are what the commits wrote.
+class RecordingStore final : public pipeline::CommitPort,
+                             public pipeline::ReferralRepository,
+                             public pipeline::ResourceReader {
  public:
   asio::awaitable<Result<pipeline::CommitOutcome>> commit(pipeline::CommitRequest r) override {
     ++commits;
@@ -66,6 +70,18 @@ class RecordingStore final : public pipeline::CommitPort {
       co_return pipeline::CommitOutcome{
           pipeline::CommitStatus::kDuplicate, it->second.first, it->second.second, 0, {}};
     }
+    for (const auto& st : r.referrals) {
+      if (!st.expected_sequence) continue;
+      const auto it = states_.find(st.referral_id);
+      const int current = it == states_.end() ? 0 : it->second.sequence;
+      if (lose_races > 0 || current != *st.expected_sequence) {
+        if (lose_races > 0) --lose_races;
+        ++conflicts;
+        co_return ::sdoh::fail(Error::conflict("referral " + st.referral_id + " moved on"));
+      }
+    }
+    for (const auto& st : r.referrals)
+      states_[st.referral_id] = st;
     answers_[key] = {r.inbound.answer_code, r.inbound.answer};
     answer_codes.push_back(r.inbound.answer_code);
     for (auto& e : r.events)
@@ -84,16 +100,41 @@ class RecordingStore final : public pipeline::CommitPort {
   std::vector<std::string> answer_codes;  ///< of each new (not duplicate) commit
   int commits = 0;                        ///< every call, duplicates and failures included
   std::optional<Error> fail;              ///< set: every commit fails with it
+  int lose_races = 0;  ///< the next commits that write a referral fail with kConflict
+  int conflicts = 0;   ///< commits refused by the optimistic lock
 
- private:
-  std::map<std::string, std::pair<std::string, std::string>> answers_;
-};
+  Result<std::optional<pipeline::ReferralState>> find_referral(
+      const pipeline::ReferralKeys& keys) const override {
+    for (const auto& [id, st] : states_) {
+      if (!keys.referral_id.empty() ? id == keys.referral_id
+          : !keys.clinic_number_value.empty()
+              ? st.clinic_number_value == keys.clinic_number_value
+              : !keys.source_control_id.empty() && st.source_control_id == keys.source_control_id)
+        return std::optional<pipeline::ReferralState>(st);
+    }
+    return std::optional<pipeline::ReferralState>();
+  }
+  Result<std::vector<pipeline::WaitingReferral>> referrals_awaiting_agency(std::int64_t,
+                                                                           int) const override {
+    return std::vector<pipeline::WaitingReferral>();
+  }
+  Result<std::optional<std::string>> open_referral_for(std::string_view,
+                                                       std::string_view) const override {
+    return std::optional<std::string>();
+  }
+  Result<std::vector<pipeline::ReferralCount>> referral_counts() const override {
+    return std::vector<pipeline::ReferralCount>();
+  }
 
-// No FHIR resources stored yet: with it the pipeline writes each REF^I12's Task.
-class NoResources final : public pipeline::ResourceReader {
- public:
-  Result<std::optional<pipeline::ResourceRow>> read_resource(std::string_view, std::string_view,
+  Result<std::optional<pipeline::ResourceRow>> read_resource(std::string_view type,
+                                                             std::string_view id,
                                                              std::int64_t) const override {
+    for (auto it = resources.rbegin(); it != resources.rend(); ++it) {
+      if (it->type == type && it->id == id) {
+        return std::optional<pipeline::ResourceRow>(pipeline::ResourceRow{
+            it->type, it->id, it->version, it->last_updated, it->json, it->source});
+      }
+    }
     return std::optional<pipeline::ResourceRow>();
   }
   Result<std::optional<std::string>> find_resource_id(std::string_view, std::string_view,
@@ -107,6 +148,10 @@ class NoResources final : public pipeline::ResourceReader {
                                                               std::string_view) const override {
     return std::vector<pipeline::ResourceRow>();
   }
+
+ private:
+  std::map<std::string, pipeline::ReferralState> states_;
+  std::map<std::string, std::pair<std::string, std::string>> answers_;
 };
 
 // What the pipeline asked routing, and the answer it got.
@@ -128,8 +173,8 @@ class Hl7PipelineTest : public ::testing::Test {
     pipeline_registry_ = std::make_unique<metrics::Registry>();  // a pipeline registers once
     Hl7PipelineOptions options;
     options.hl7 = std::move(hl7);
-    options.referrals = &ledger_;
-    options.resources = &no_resources_;
+    options.referrals = &store_;
+    options.resources = &store_;
     options.route = std::move(route);
     options.refer_from_screening = refer_from_screening_;
     // As the store answers it: the patient's first referral for the need not yet closed.
@@ -271,8 +316,6 @@ class Hl7PipelineTest : public ::testing::Test {
   std::unique_ptr<mapping::ScreeningMapper> mapper_;
   std::unique_ptr<events::SchemaCatalog> catalog_;
   RecordingStore store_;
-  InMemoryReferralLedger ledger_;
-  NoResources no_resources_;
   std::shared_ptr<const mapping::RoutingTable> routing_;
   std::vector<RouteCall> route_calls_;
   bool refer_from_screening_ = false;  ///< set before configure()
@@ -721,10 +764,10 @@ TEST_F(Hl7PipelineTest, RefWithNoRouteIsHeldNotRefused) {
   EXPECT_EQ(store_.referrals[0].business_status, "no-route");
   EXPECT_EQ(store_.referrals[0].category, "food-insecurity");
   EXPECT_EQ(store_.referrals[0].return_to, "EHR^PEDS_CLINIC_A");
-  auto known = ledger_.find({rid, "", "", ""});
-  ASSERT_TRUE(known);
-  EXPECT_EQ(known->business_status, "no-route");
-  EXPECT_EQ(known->agency_id, "");
+  auto known = store_.find_referral({rid, "", "", ""});
+  ASSERT_TRUE(known && *known);
+  EXPECT_EQ((*known)->business_status, "no-route");
+  EXPECT_EQ((*known)->agency_id, "");
   EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I12\",outcome=\"held\"}"), 1u);
   EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I12\",outcome=\"created\"}"), 0u);
 }
@@ -806,7 +849,7 @@ TEST_F(Hl7PipelineTest, HeldReferralIsReleasedWhenARouteFindsItsAgency) {
   d.Parse(store_.resources[1].json.c_str());
   EXPECT_EQ(str(d, "/owner/reference"), "Organization/wic-durham");
   EXPECT_EQ(str(d, "/meta/versionId"), "2");
-  EXPECT_EQ(ledger_.find({rid, "", "", ""})->agency_id, "wic-durham");
+  EXPECT_EQ((*store_.find_referral({rid, "", "", ""}))->agency_id, "wic-durham");
   EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I12\",outcome=\"released\"}"), 1u);
 }
 
@@ -845,7 +888,7 @@ TEST_F(Hl7PipelineTest, OruScreeningWithAssistanceRequestedOpensARoutedReferral)
   EXPECT_EQ(store_.referrals[0].race, "2106-3");
   ASSERT_EQ(store_.resources.size(), 1u);  // its Task
   const auto rid = str(r, "/data/referralId");
-  EXPECT_TRUE(ledger_.find({rid, "", "", ""}));
+  EXPECT_TRUE(*store_.find_referral({rid, "", "", ""}));
   EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"ORU^R01\",outcome=\"created\"}"), 1u);
 
   EXPECT_EQ(store_.referrals[0].patient, str(r, "/data/patient/pseudonym"));
@@ -1162,15 +1205,25 @@ TEST_F(Hl7PipelineTest, RriWithoutRf1IsAeNamingRf1) {
   EXPECT_EQ(events_of(kDeadLetter).size(), 1u);
 }
 
-TEST_F(Hl7PipelineTest, ReferralHeldByAnotherMessageGetsARetryableNakNotRecorded) {
+TEST_F(Hl7PipelineTest, AnRriThatLosesARaceForItsReferralDecidesAgain) {
   send(sample("ref-i12-home-visiting.hl7"));
-  const auto id = str(events_of(kReferral)[0], "/data/referralId");
-  ASSERT_TRUE(ledger_.claim(id));
+  store_.lose_races = 1;  // another change of the referral commits first, once
+  auto ack = send(sample("rri-i12-accepted.hl7"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AA");
+  EXPECT_EQ(store_.conflicts, 1);
+  ASSERT_EQ(events_of(kStatus).size(), 2u);
+  EXPECT_EQ(str(events_of(kStatus)[1], "/data/sequence"), "2");
+}
+
+TEST_F(Hl7PipelineTest, ReferralBusyWithOtherMessagesGetsARetryableNakNotRecorded) {
+  send(sample("ref-i12-home-visiting.hl7"));
+  store_.lose_races = 100;  // it keeps losing: the sender is told to resend later
   auto busy = send(sample("rri-i12-accepted.hl7"));
   EXPECT_EQ(field(busy, "MSA-1"), "AE");
   EXPECT_EQ(field(busy, "ERR-3.1"), "206");
-  ledger_.release(id);
-  auto retried = send(sample("rri-i12-accepted.hl7"));
+  EXPECT_EQ(store_.conflicts, 4);
+  store_.lose_races = 0;
+  auto retried = send(sample("rri-i12-accepted.hl7"));  // not recorded: processed again
   EXPECT_EQ(field(retried, "MSA-1"), "AA");
   EXPECT_EQ(events_of(kStatus).size(), 2u);
 }
