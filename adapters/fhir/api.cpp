@@ -499,6 +499,7 @@ struct Api::Impl {
       st.ethnicity = r.ethnicity;
       st.language = r.language;
       st.patient = r.patient;
+      st.expected_sequence = r.expected_sequence;
       commit.referrals.push_back(std::move(st));
     }
     return commit;

@@ -124,6 +124,12 @@ std::int64_t stored_version(const std::string& json) {
   return v != nullptr && v->IsString() ? std::atoll(v->GetString()) : 0;
 }
 
+// Who the clinic is in a referral's status events: its facility as an id, else "unknown".
+std::string clinic_of(const mapping::NormalizedReferral& r) {
+  auto clinic = agency_id_of(Reference{"", {"", r.facility.code}, "", ""});
+  return clinic.empty() ? std::string("unknown") : clinic;
+}
+
 struct Entry {
   int index = -1;    // Bundle.entry index; -1 for a single resource
   std::string root;  // FHIRPath root of the resource
@@ -168,7 +174,9 @@ struct PatientInfo {
 class Ingestor {
  public:
   Ingestor(const IngestRequest& request, const IngestContext& context)
-      : request_(request), ctx_(context) {}
+      : request_(request),
+        ctx_(context),
+        service_({context.gateway_id, context.topics.referral_status}) {}
 
   std::expected<FhirIngest, FhirRejection> run();
 
@@ -220,9 +228,8 @@ class Ingestor {
                    const std::string& sr_root, Entry& e, mapping::NormalizedReferral& r);
   bool clinic_refers(const PatientInfo& patient, std::string_view category);
   void apply_consent(Entry& e);
-  void add_task_version(const std::string& id, const std::string& stored, const std::string& json);
-  void status_event(Entry& e, const std::string& rid, int sequence, std::string business_status,
-                    std::string role, std::string by, std::string agency, std::string category);
+  void add_change(Entry& e, const referral::Change& change, const std::string& sr_id,
+                  mapping::ConsentStatus consent, bool contact_included);
   void refer_from_screening(Entry& e, const Reference& subject, const PatientInfo& patient,
                             const mapping::MappedScreening& m);
   void make_referral_resources(const Entry& screening, const Reference& subject,
@@ -235,6 +242,7 @@ class Ingestor {
 
   const IngestRequest& request_;
   const IngestContext& ctx_;
+  referral::Service service_;  // decides every referral this request opens, routes or releases
   rapidjson::Document doc_;
   std::string type_;  // of the request body
   std::string key_;   // dedupe key
@@ -663,7 +671,7 @@ std::optional<Ingestor::Opened> Ingestor::hold_unrouted(Entry& e,
         "category to route by: stored, no referral published"));
     return std::nullopt;
   }
-  const auto rid = mapping::referral_id(r.clinic_number_system, r.clinic_number_value);
+  const auto rid = ctx_.mapper->referral_id(r.clinic_number_system, r.clinic_number_value);
   auto held = Issue::error(IssueType::kProcessing, where,
                            "no route for the need " + r.category +
                                " in the family's area and age band: the referral is held");
@@ -674,11 +682,20 @@ std::optional<Ingestor::Opened> Ingestor::hold_unrouted(Entry& e,
     return Opened{rid, true, "", false};
   }
   held_.push_back(std::move(held));
-  status_event(e, rid, 1, std::string(mapping::kNoRoute), "gateway", "routing", "", r.category);
-  e.referrals.push_back(
-      {rid, r.clinic_number_system, r.clinic_number_value, sr_id, "", r.category,
-       std::string(mapping::kNoRoute), r.consent.status, false, r.race, r.ethnicity, r.language, 1,
-       ctx_.mapper->pseudonymizer().pseudonym(r.patient_authority, r.patient_identifier)});
+  referral::Referral unrouted;
+  unrouted.id = rid;
+  unrouted.category = r.category;
+  unrouted.stored.clinic_number_system = r.clinic_number_system;
+  unrouted.stored.clinic_number_value = r.clinic_number_value;
+  unrouted.stored.race = r.race;
+  unrouted.stored.ethnicity = r.ethnicity;
+  unrouted.stored.language = r.language;
+  unrouted.stored.patient =
+      ctx_.mapper->pseudonymizer().pseudonym(r.patient_authority, r.patient_identifier);
+  const auto opened =
+      service_.open(std::move(unrouted), r.consent.status == mapping::ConsentStatus::kActive,
+                    {mapping::Actor::kClinic, clinic_of(r)}, request_.received_at);
+  add_change(e, opened, sr_id, r.consent.status, false);
   e.issues.push_back(Issue::warning(
       IssueType::kProcessing, where,
       "no agency named and no route for the need " + r.category +
@@ -759,51 +776,38 @@ std::optional<Ingestor::Opened> Ingestor::open_referral(Entry& e, mapping::Norma
       return Opened{rid, true, "", false};
     // A referral held for no route that a route now finds an agency for (the clinic sent it
     // again, or an operator replayed it after adding the route): released to that agency.
-    const mapping::LifecycleState from{mapping::ReferralStatus::kRequested, mapping::kNoRoute};
-    if (!mapping::check_change(from, {mapping::ReferralStatus::kRequested, mapped->business_status},
-                               mapping::Actor::kGateway)
-             .allowed())
-      return Opened{rid, true, "", false};
-    const int sequence = state->sequence + 1;
-    e.events.push_back(event(events::EventType::kReferral, "fhir|referral|" + rid, sequence, rid,
-                             r.agency_topic, rid, std::move(mapped->data)));
-    status_event(e, rid, sequence, mapped->business_status, "gateway", "routing", r.agency_id,
-                 mapped->category);
-    CreatedReferral record{rid,
-                           state->clinic_number_system,
-                           state->clinic_number_value,
-                           sr_id,
-                           r.agency_id,
-                           state->category,
-                           mapped->business_status,
-                           r.consent.status,
-                           mapped->contact_included,
-                           state->race,
-                           state->ethnicity,
-                           state->language,
-                           sequence,
-                           mapped->patient_pseudonym};
-    e.referrals.push_back(std::move(record));
-    add_task_version(
-        rid, *task,
-        referral::with_business_status(referral::with_owner(*task, r.agency_id, r.agency_name),
-                                       mapped->business_status));
+    auto current = referral::Referral::from(*state);
+    if (!current) return Opened{rid, true, "", false};
+    const pipeline::ResourceRow row{"Task", rid, stored_version(*task), "", *task, ctx_.sender};
+    auto routed =
+        service_.route(*current, &row, r.agency_id, r.agency_name,
+                       r.consent.status == mapping::ConsentStatus::kActive, request_.received_at);
+    if (!routed) return Opened{rid, true, "", false};
+    e.events.push_back(service_.referral_event(rid, routed->after.sequence, r.agency_topic,
+                                               std::move(mapped->data), request_.received_at));
+    add_change(e, *routed, sr_id, r.consent.status, mapped->contact_included);
     e.issues.push_back(Issue::information(
         e.root, "referral Task/" + rid + " was held for no route: now routed to " + r.agency_id));
-    return Opened{rid, true, mapped->business_status, true};
+    return Opened{rid, true, routed->after.business_status, true};
   }
 
-  auto clinic = agency_id_of(Reference{"", {"", r.facility.code}, "", ""});
-  if (clinic.empty()) clinic = "unknown";
-
-  e.events.push_back(event(events::EventType::kReferral, "fhir|referral|" + rid, 0, rid,
-                           r.agency_topic, rid, std::move(mapped->data)));
-  status_event(e, rid, 1, mapped->business_status, "clinic", clinic, r.agency_id, mapped->category);
-  e.referrals.push_back({rid, r.clinic_number_system, r.clinic_number_value, sr_id, r.agency_id,
-                         mapped->category, mapped->business_status, r.consent.status,
-                         mapped->contact_included, r.race, r.ethnicity, r.language, 1,
-                         mapped->patient_pseudonym});
-  return Opened{rid, false, mapped->business_status, false};
+  referral::Referral made;
+  made.id = rid;
+  made.agency_id = r.agency_id;
+  made.category = mapped->category;
+  made.stored.clinic_number_system = r.clinic_number_system;
+  made.stored.clinic_number_value = r.clinic_number_value;
+  made.stored.race = r.race;
+  made.stored.ethnicity = r.ethnicity;
+  made.stored.language = r.language;
+  made.stored.patient = mapped->patient_pseudonym;
+  const auto opened =
+      service_.open(std::move(made), r.consent.status == mapping::ConsentStatus::kActive,
+                    {mapping::Actor::kClinic, clinic_of(r)}, request_.received_at);
+  e.events.push_back(service_.referral_event(rid, 1, r.agency_topic, std::move(mapped->data),
+                                             request_.received_at));
+  add_change(e, opened, sr_id, r.consent.status, mapped->contact_included);
+  return Opened{rid, false, opened.after.business_status, false};
 }
 
 // The referral a Task and its ServiceRequest describe: number, need, service, agency (empty:
@@ -956,9 +960,9 @@ void Ingestor::map_task(Entry& e) {
   }
   decide_consent(r, patient, std::move(cited));
   r.note = sr.note;
-  r.business_status = r.consent.status == mapping::ConsentStatus::kActive
-                          ? t.business_status
-                          : std::string(mapping::kAwaitingConsent);
+  r.business_status =
+      mapping::initial_state(true, r.consent.status == mapping::ConsentStatus::kActive)
+          .business_status;
 
   auto opened = open_referral(e, r, sr_id, sr_root + ".category", true);
   if (!opened) return;
@@ -984,39 +988,27 @@ void Ingestor::map_task(Entry& e) {
   }
 }
 
-// The status event of a requested referral: its first (sequence 1), or a gateway move that keeps
-// the status (previousStatus requested), added to `e`.
-void Ingestor::status_event(Entry& e, const std::string& rid, int sequence,
-                            std::string business_status, std::string role, std::string by,
-                            std::string agency, std::string category) {
-  mapping::ReferralTransition t;
-  t.referral_id = rid;
-  t.status = mapping::ReferralStatus::kRequested;
-  if (sequence > 1) t.previous = mapping::ReferralStatus::kRequested;
-  t.business_status = std::move(business_status);
-  t.updated_by_role = std::move(role);
-  t.updated_by_id = std::move(by);
-  t.time = request_.received_at;
-  t.sequence = sequence;
-  t.agency_id = std::move(agency);
-  t.category = std::move(category);
-  e.events.push_back(event(events::EventType::kReferralStatus, "fhir|referral-status|" + rid,
-                           sequence, rid, ctx_.topics.referral_status, rid,
-                           mapping::referral_status_data(t)));
-}
-
-// The next version of a stored Task (`stored`), with `json` as its content; meta set here.
-void Ingestor::add_task_version(const std::string& id, const std::string& stored,
-                                const std::string& json) {
-  const auto version = stored_version(stored) + 1;
+// A change the referral service decided, added to `e`: its status event, the referral's next
+// state (locked to the sequence it was decided from) and the Task's next version, if any.
+void Ingestor::add_change(Entry& e, const referral::Change& change, const std::string& sr_id,
+                          mapping::ConsentStatus consent, bool contact_included) {
+  if (change.unchanged) return;
+  e.events.push_back(service_.status_event(change.transition, request_.received_at));
+  const auto& after = change.after;
+  const auto& st = after.stored;
+  e.referrals.push_back({after.id, st.clinic_number_system, st.clinic_number_value, sr_id,
+                         after.agency_id, after.category, after.business_status, consent,
+                         contact_included, st.race, st.ethnicity, st.language, after.sequence,
+                         st.patient, change.before.sequence});
+  if (!change.task) return;
   StoredResource next;
   next.type = "Task";
-  next.id = id;
-  next.version_id = std::to_string(version);
-  next.last_updated = request_.received_at;
-  next.json = referral::with_meta(json, version, request_.received_at);
-  if (auto parsed = parse_resource(next.json); parsed && parsed->type == "Task")
-    next.identifiers = std::get<Task>(parsed->resource).identifiers;
+  next.id = change.task->id;
+  next.version_id = std::to_string(change.task->version);
+  next.last_updated = change.task->last_updated;
+  next.json = change.task->json;
+  for (const auto& [system, value] : change.task->identifiers)
+    next.identifiers.push_back({system, value});
   made_.push_back(std::move(next));
 }
 
@@ -1043,40 +1035,24 @@ void Ingestor::apply_consent(Entry& e) {
   } else {
     query.emplace_back("business-status", std::string(mapping::kAwaitingConsent));
   }
-  const mapping::LifecycleState held{mapping::ReferralStatus::kRequested,
-                                     mapping::kAwaitingConsent};
-  const mapping::LifecycleState waiting{mapping::ReferralStatus::kRequested, {}};
   for (const auto& task_id : ctx_.directory->search("Task", query)) {
     const auto state = ctx_.find_referral(task_id);
-    if (!state || state->status != "requested" || state->agency_id.empty() ||
-        state->business_status != (revoked ? waiting : held).business_status)
-      continue;
-    const auto& [from, to] = revoked ? std::pair{waiting, held} : std::pair{held, waiting};
-    if (!mapping::check_change(from, to, mapping::Actor::kGateway).allowed()) continue;
+    if (!state) continue;
+    const auto current = referral::Referral::from(*state);
     const auto task_json = ctx_.directory->read("Task", task_id);
-    if (!task_json) continue;
+    if (!current || !task_json) continue;
     auto parsed = parse_resource(*task_json);
     if (!parsed || parsed->type != "Task") continue;
     const auto& t = std::get<Task>(parsed->resource);
-
-    const int sequence = state->sequence + 1;
-    const std::string business_status(to.business_status);
-    CreatedReferral record{
-        task_id,
-        state->clinic_number_system,
-        state->clinic_number_value,
-        "",
-        state->agency_id,
-        state->category,
-        business_status,
-        revoked ? mapping::ConsentStatus::kRevoked : mapping::ConsentStatus::kActive,
-        false,
-        state->race,
-        state->ethnicity,
-        state->language,
-        sequence,
-        state->patient};
-
+    const pipeline::ResourceRow row{"Task", task_id,    stored_version(*task_json),
+                                    "",     *task_json, ctx_.sender};
+    // The referral service decides: release (awaiting-consent → none) or hold (none →
+    // awaiting-consent), by the gateway; anything else is left as it is.
+    auto change = service_.consent(*current, &row, !revoked, request_.received_at);
+    if (!change) continue;
+    auto consent = revoked ? mapping::ConsentStatus::kRevoked : mapping::ConsentStatus::kActive;
+    std::string service_request_id;
+    bool contact_included = false;
     if (!revoked) {
       // The referral as it was sent, now with the consent and the family's contact details.
       const auto focus = resolve(t.focus);
@@ -1097,17 +1073,12 @@ void Ingestor::apply_consent(Entry& e) {
       mapping::ReferralMapper mapper(*ctx_.mapper);
       auto mapped = mapper.map(r);
       if (!mapped || mapped->referral_id != task_id) continue;
-      record.service_request_id = focus.id;
-      record.contact_included = mapped->contact_included;
-      e.events.push_back(event(events::EventType::kReferral, "fhir|referral|" + task_id, sequence,
-                               task_id, r.agency_topic, task_id, std::move(mapped->data)));
+      service_request_id = focus.id;
+      contact_included = mapped->contact_included;
+      e.events.push_back(service_.referral_event(task_id, change->after.sequence, r.agency_topic,
+                                                 std::move(mapped->data), request_.received_at));
     }
-    status_event(e, task_id, sequence, business_status, "gateway", "consent", state->agency_id,
-                 state->category);
-    e.referrals.push_back(std::move(record));
-
-    add_task_version(task_id, *task_json,
-                     referral::with_business_status(*task_json, to.business_status));
+    add_change(e, *change, service_request_id, consent, contact_included);
     e.issues.push_back(Issue::information(
         e.root, revoked ? "the consent is revoked: referral Task/" + task_id +
                               " waits for consent again (its agency should no longer use the "
@@ -1148,8 +1119,8 @@ void Ingestor::refer_from_screening(Entry& e, const Reference& subject, const Pa
     if (ctx_.open_referral_for) {
       // One open referral per child and need: a later screening asking again adds none.
       if (auto open = ctx_.open_referral_for(m.patient_pseudonym, d.category);
-          open && *open != mapping::referral_id(kScreeningReferralSystem,
-                                                m.screening_id + ":" + d.category)) {
+          open && *open != ctx_.mapper->referral_id(kScreeningReferralSystem,
+                                                    m.screening_id + ":" + d.category)) {
         e.issues.push_back(Issue::information(e.root, "the family asked for help with " +
                                                           d.category + ": referral Task/" + *open +
                                                           " for it is still open"));
@@ -1168,7 +1139,7 @@ void Ingestor::refer_from_screening(Entry& e, const Reference& subject, const Pa
     r.requester_display = r.facility.display;
     r.authored_on = request_.received_at;
     fill_patient(r, patient);
-    const auto rid = mapping::referral_id(r.clinic_number_system, r.clinic_number_value);
+    const auto rid = ctx_.mapper->referral_id(r.clinic_number_system, r.clinic_number_value);
     std::optional<Opened> opened;
     if (route_referral(r)) {
       decide_consent(r, patient, {});

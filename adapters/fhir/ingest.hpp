@@ -38,6 +38,7 @@
 #include "gateway/mapping/referral.hpp"
 #include "gateway/mapping/routing.hpp"
 #include "gateway/pipeline/commit_port.hpp"
+#include "gateway/referral/service.hpp"
 
 namespace sdoh::fhir {
 
@@ -146,6 +147,9 @@ struct CreatedReferral {
   std::string race, ethnicity, language;  ///< codes, for the closed-loop measures
   int sequence = 1;                       ///< of the status event this request makes
   std::string patient;                    ///< the patient's pseudonym
+  /// The sequence the stored referral must still be at (0: it must not exist yet): the
+  /// referral service's optimistic lock (pipeline::ReferralState::expected_sequence).
+  int expected_sequence = 0;
 };
 
 /// What a Consent in the request says, keyed by the patient's pseudonym (never an MRN).

@@ -36,7 +36,7 @@ std::string hl7_now() {
 }
 
 std::string label_for_type(const std::string& type) {
-  for (const char* known : {"ORU^R01", "REF^I12", "RRI^I12", "ACK"}) {
+  for (const char* known : {"ORU^R01", "REF^I12", "REF^I13", "REF^I14", "RRI^I12", "ACK"}) {
     if (type == known) return type;
   }
   return "other";
@@ -359,6 +359,20 @@ struct Hl7Pipeline::Impl {
   // How many times a message decides again when another change of its referral committed first.
   static constexpr int kDecideAttempts = 4;
 
+  // A referral mapping error, located in the REF message that caused it.
+  static Error located(const Message& m, Error e, std::optional<ErrorCondition>& condition) {
+    const auto& x = e.where.expression;
+    if (x == "patient.identifier") e.where = {"PID", 1, 3, 0, ""};
+    if (x == "clinicReferralNumber") e.where = {"RF1", 1, 6, 0, ""};
+    if (x == "evidence") e.where = {"OBX", 1, 0, 0, ""};
+    if (x == "category") {
+      // The need is named by OBR-4 (or by answers in OBX under an OBR).
+      e.where = {"OBR", 1, m.segment("OBR") != nullptr ? 4 : 0, 0, ""};
+      if (m.segment("OBR") != nullptr) condition = ErrorCondition::kTableValueNotFound;
+    }
+    return e;
+  }
+
   // RF1-1/RF1-2 values outside their tables name component 1 (the code): ERR-3 103.
   static std::optional<ErrorCondition> read_condition(const Error& e) {
     if (e.kind == ErrorKind::kInvalid && e.where.component == 1)
@@ -588,17 +602,8 @@ struct Hl7Pipeline::Impl {
     const bool named = !ref->agency_id.empty();
     auto mapped = map_referral(*ref);
     if (!mapped) {
-      Error e = mapped.error();
-      const auto& x = e.where.expression;
       std::optional<ErrorCondition> condition;
-      if (x == "patient.identifier") e.where = {"PID", 1, 3, 0, ""};
-      if (x == "clinicReferralNumber") e.where = {"RF1", 1, 6, 0, ""};
-      if (x == "evidence") e.where = {"OBX", 1, 0, 0, ""};
-      if (x == "category") {
-        // The need is named by OBR-4 (or by answers in OBX under an OBR).
-        e.where = {"OBR", 1, m.segment("OBR") != nullptr ? 4 : 0, 0, ""};
-        if (m.segment("OBR") != nullptr) condition = ErrorCondition::kTableValueNotFound;
-      }
+      const auto e = located(m, mapped.error(), condition);
       co_return co_await reject(m, type, e, "map", received_at, std::move(text), condition);
     }
     const bool held = ref->agency_id.empty();
@@ -742,6 +747,137 @@ struct Hl7Pipeline::Impl {
     co_return transient_nak(m, type, "another message is changing this referral; resend later");
   }
 
+  // REF^I13 (modify) and REF^I14 (cancel) of a referral this clinic made (its REF^I12 came from
+  // the same sender), found by RF1-6, the clinic's number: the referral service decides.
+  asio::awaitable<std::string> handle_clinic_change(const Message& m, const std::string& type,
+                                                    std::string text,
+                                                    const std::string& received_at) {
+    const auto settings = settings_for(m);
+    auto ref = referral_from_ref(m, {settings.zone, settings.consent});
+    if (!ref) {
+      co_return co_await reject(m, type, ref.error(), "validate", received_at, std::move(text),
+                                read_condition(ref.error()));
+    }
+    const auto rid = mapper.referral_id(ref->clinic_number_system, ref->clinic_number_value);
+    auto clinic_id = agency_id_from(ref->facility.code);
+    const referral::Party clinic{mapping::Actor::kClinic,
+                                 clinic_id.empty() ? "unknown" : clinic_id};
+    const bool cancel = type == "REF^I14";
+    for (int attempt = 0; attempt < kDecideAttempts; ++attempt) {
+      auto known = find({rid, "", "", ""});
+      if (!known) co_return transient_nak(m, type, "the store cannot be read; resend later");
+      if (!*known || (*known)->referral.stored.return_to != sender_of(m)) {
+        const auto unknown = Error::invalid(
+            Location{"RF1", 1, 6, 0, ""},
+            "no referral of this clinic matches RF1-6; the gateway may not have its REF^I12 "
+            "(replay this message once it has)");
+        co_return co_await reject(m, type, unknown, "lifecycle", received_at, std::move(text),
+                                  ErrorCondition::kUnknownKeyIdentifier);
+      }
+      const auto& k = **known;
+      pipeline::CommitRequest request;
+      std::optional<ErrorCondition> condition = ErrorCondition::kTableValueNotFound;
+      auto decided = cancel ? cancel_change(k, clinic, *ref, received_at, request)
+                            : modify_change(m, k, clinic, *ref, received_at, request, condition);
+      if (!decided) {
+        co_return co_await reject(m, type, decided.error(), "lifecycle", received_at,
+                                  std::move(text), condition);
+      }
+      bool committed = false;
+      bool conflicted = false;
+      auto answer =
+          co_await accept_request(m, type, text, std::move(request), &committed, &conflicted);
+      if (conflicted) continue;  // another change of this referral came first: decide again
+      if (committed) {
+        referrals.with({type, *decided}).inc();
+        log::info("hl7.referral_changed_by_clinic", {{"sender", sender_of(m)},
+                                                     {"control_id", m.get("MSH-10")},
+                                                     {"type", type},
+                                                     {"referral", rid},
+                                                     {"outcome", *decided}});
+      }
+      co_return answer;
+    }
+    co_return transient_nak(m, type, "another message is changing this referral; resend later");
+  }
+
+  // REF^I14: the clinic cancels its referral (RF1-10 the reason); from a final status: AE.
+  Result<std::string> cancel_change(const Known& k, const referral::Party& clinic,
+                                    const mapping::NormalizedReferral& ref,
+                                    const std::string& received_at,
+                                    pipeline::CommitRequest& request) const {
+    auto decided = service.cancel(k.referral, k.task ? &*k.task : nullptr, clinic,
+                                  mapping::clip_text(ref.note, 500), received_at);
+    if (!decided)
+      return fail(Error::invalid(Location{"RF1", 1, 1, 1, ""}, decided.error().message));
+    service.add_to(request, *decided, received_at);
+    return std::string(decided->unchanged ? "unchanged" : "cancelled");
+  }
+
+  // REF^I13: while no agency has accepted it (requested or received), the clinic changes the
+  // priority, notes, contact details and consent (its CON releases a referral waiting with
+  // awaiting-consent, or holds it again when revoked, as a FHIR Consent does) and, while no agency
+  // has received it, the agency (PRD role RT). The Task follows; the agency gets the referral
+  // event again as modified.
+  Result<std::string> modify_change(const Message& m, const Known& k, const referral::Party& clinic,
+                                    mapping::NormalizedReferral ref, const std::string& received_at,
+                                    pipeline::CommitRequest& request,
+                                    std::optional<ErrorCondition>& condition) const {
+    const auto& current = k.referral;
+    if (current.status != mapping::ReferralStatus::kRequested &&
+        current.status != mapping::ReferralStatus::kReceived) {
+      return fail(Error::invalid(Location{"RF1", 1, 1, 1, ""},
+                                 "a referral that is " +
+                                     std::string(mapping::to_string(current.status)) +
+                                     " is no longer modified; only while requested or received"));
+    }
+    if (ref.agency_id.empty()) ref.agency_id = current.agency_id;  // kept unless PRD names one
+    if (ref.category.empty()) ref.category = current.category;
+    auto mapped = map_referral(ref);
+    if (!mapped) return fail(located(m, mapped.error(), condition));
+    const bool consent_active = ref.consent.status == mapping::ConsentStatus::kActive;
+    // The Task as the message describes it now, at the referral's status.
+    std::optional<pipeline::ResourceRow> modified = k.task;
+    if (modified) {
+      auto json = referral::with_status(
+          referral::new_task_json(ref, *mapped, received_at, modified->version),
+          mapping::to_string(current.status), current.business_status, "");
+      if (!json) return fail(json.error());
+      modified->json = std::move(*json);
+    }
+    const auto* task = modified ? &*modified : nullptr;
+    std::optional<referral::Change> change;
+    std::string outcome = "modified";
+    if (ref.agency_id != current.agency_id) {
+      auto rerouted = service.reroute(current, task, clinic, ref.agency_id, ref.agency_name,
+                                      consent_active, received_at);
+      if (!rerouted) {
+        condition.reset();
+        return fail(Error::invalid(Location{"PRD", 1, 7, 0, ""}, rerouted.error().message));
+      }
+      change = std::move(*rerouted);
+      outcome = "rerouted";
+    } else if (auto consent = service.consent(current, task, consent_active, received_at)) {
+      change = std::move(*consent);
+      outcome = consent_active ? "released" : "held";
+    }
+    const bool moved = change && !change->unchanged;
+    if (moved) {
+      service.add_to(request, *change, received_at);
+    } else if (modified) {
+      request.resources.push_back(referral::task_version(
+          modified->id, modified->json, modified->version + 1, received_at, modified->source));
+    }
+    if (!ref.agency_id.empty()) {
+      // The referral event again, as modified; its id names this message, so that it is not
+      // taken for the one the agency has.
+      request.events.push_back(service.referral_event(
+          mapped->referral_id, moved ? change->after.sequence : current.sequence, ref.agency_topic,
+          std::move(mapped->data), received_at, "modify|" + sender_of(m) + "|" + m.get("MSH-10")));
+    }
+    return outcome;
+  }
+
   asio::awaitable<std::string> handle_one(std::string text, const pipeline::Peer& peer) {
     const auto received_at = events::now_rfc3339();
     auto parsed = Message::parse(text);
@@ -801,9 +937,14 @@ struct Hl7Pipeline::Impl {
     if (type == "REF^I12") co_return co_await handle_ref(m, type, std::move(text), received_at);
     if (type == "RRI^I12")
       co_return co_await handle_rri(m, type, std::move(text), received_at, peer);
+    if (type == "REF^I13" || type == "REF^I14")
+      co_return co_await handle_clinic_change(m, type, std::move(text), received_at);
     const Location where{"MSH", 1, 9, 0, ""};
     const auto unsupported = Error::unsupported(
-        type + " is not a message type this gateway accepts (ORU^R01, REF^I12, RRI^I12)", where);
+        type +
+            " is not a message type this gateway accepts (ORU^R01, REF^I12, REF^I13, REF^I14, "
+            "RRI^I12)",
+        where);
     co_return co_await reject(m, type, unsupported, "validate", received_at, std::move(text));
   }
 };

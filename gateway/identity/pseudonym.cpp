@@ -30,6 +30,17 @@ std::string Pseudonymizer::pseudonym(std::string_view authority,
   std::string message;
   message.reserve(canonical.size() + identifier.size() + 1);
   message.append(canonical).append("|").append(trim_blanks(identifier));
+  return mac_hex(message);
+}
+
+std::string Pseudonymizer::referral_id(std::string_view system, std::string_view value) const {
+  // Its own domain ("referral|"), so that no referralId is ever a prefix of a pseudonym.
+  std::string message = "referral|";
+  message.append(system).append("|").append(value);
+  return mac_hex(message).substr(0, 32);
+}
+
+std::string Pseudonymizer::mac_hex(std::string_view message) const {
   std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
   unsigned int len = 0;
   HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),

@@ -21,10 +21,17 @@ class Pseudonymizer {
   /// pseudonym from HL7 and FHIR when both name the same register.
   std::string pseudonym(std::string_view authority, std::string_view identifier) const;
 
+  /// A referral's id (Task.id, referralId): 32 lowercase hex of HMAC-SHA256(key, "referral|" +
+  /// system + "|" + value) for the clinic's referral number in its namespace. The gateway derives
+  /// it again from the number; without the key nobody can, so ids cannot be guessed from clinic
+  /// numbers.
+  std::string referral_id(std::string_view system, std::string_view value) const;
+
   /// A key for development only; the gateway logs that it is in use.
   static constexpr std::string_view kDevelopmentKey = "sdoh-gateway-development-key-not-secret";
 
  private:
+  std::string mac_hex(std::string_view message) const;
   std::string key_;
   std::map<std::string, std::string> aliases_;
 };

@@ -11,6 +11,7 @@
 
 #include "gateway/core/json_parse.hpp"
 #include "gateway/events/event.hpp"
+#include "gateway/mapping/referral.hpp"
 
 namespace sdoh::mapping {
 
@@ -220,6 +221,14 @@ std::string age_band(std::string_view birth_date, std::string_view on_date) {
 std::string screening_id(const NormalizedScreening& s) {
   return events::event_id("screening|" + s.protocol + "|" + s.sender + "|" + s.message_id,
                           s.position);
+}
+
+std::string ScreeningMapper::referral_id(std::string_view system, std::string_view value) const {
+  if (known_) {
+    auto legacy = legacy_referral_id(system, value);
+    if (known_(legacy)) return legacy;
+  }
+  return pseudonymizer_.referral_id(system, value);
 }
 
 ScreeningMapper::ScreeningMapper(std::shared_ptr<const MappingTables> tables,

@@ -2,6 +2,7 @@
 // The mapping engine: one copy of the logic that turns a NormalizedScreening into the data of
 // an org.sdoh.screening.v1 event, driven by the mapping tables. Both adapters call it.
 // Items the tables do not know are kept in the event as `unmapped` and counted, never dropped.
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -66,12 +67,24 @@ class ScreeningMapper {
 
   const MappingTables& tables() const { return *tables_; }
   const identity::Pseudonymizer& pseudonymizer() const { return pseudonymizer_; }
+
+  /// The referralId (32 lowercase hex, a valid FHIR id) for a clinic's referral number in its
+  /// namespace: the keyed id (Pseudonymizer::referral_id), or the id a referral made before
+  /// keyed ids already has (legacy_referral_id, when `known` says it exists). Deterministic, so
+  /// every message about the referral finds the same id.
+  std::string referral_id(std::string_view system, std::string_view value) const;
+  /// Which referralIds exist (the store's referrals), for referrals made before keyed ids. Set
+  /// once at start-up, before any message is mapped; empty: none is looked for.
+  void recognise_existing_referrals(std::function<bool(const std::string& id)> known) {
+    known_ = std::move(known);
+  }
   const ZipPolicy& zip_policy() const { return zips_; }
 
  private:
   std::shared_ptr<const MappingTables> tables_;
   identity::Pseudonymizer pseudonymizer_;
   ZipPolicy zips_;
+  std::function<bool(const std::string&)> known_;
   metrics::Family<metrics::Counter>& screenings_;
   metrics::Family<metrics::Counter>& unmapped_;
   metrics::Family<metrics::Counter>& unknown_answers_;

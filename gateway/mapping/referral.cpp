@@ -122,7 +122,7 @@ std::string clip_text(std::string_view text, std::size_t max_chars) {
   return std::string(text);
 }
 
-std::string referral_id(std::string_view system, std::string_view value) {
+std::string legacy_referral_id(std::string_view system, std::string_view value) {
   std::string identity = "referral|";
   identity += system;
   identity += '|';
@@ -187,7 +187,7 @@ Result<MappedReferral> ReferralMapper::identify(const NormalizedReferral& r) con
   auto category = need(r);
   if (!category) return fail(category.error());
   MappedReferral out;
-  out.referral_id = referral_id(r.clinic_number_system, r.clinic_number_value);
+  out.referral_id = screenings_.referral_id(r.clinic_number_system, r.clinic_number_value);
   out.category = *category;
   out.patient_pseudonym =
       screenings_.pseudonymizer().pseudonym(r.patient_authority, r.patient_identifier);

@@ -130,9 +130,10 @@ struct MappedReferral {
 /// help (assistanceRequested true): value "{screeningId}:{category}".
 inline constexpr std::string_view kScreeningReferralSystem = "urn:sdoh-gateway:screening-referral";
 
-/// The referralId (32 lowercase hex, a valid FHIR id) for a clinic's referral number in its
-/// namespace. Deterministic, so every message about the referral finds the same id.
-std::string referral_id(std::string_view system, std::string_view value);
+/// The referralId the gateway gave a clinic's referral number before ids were keyed (an unkeyed
+/// hash of the number). Referrals made then keep it: ScreeningMapper::referral_id() returns it
+/// for them, and the keyed id for every other.
+std::string legacy_referral_id(std::string_view system, std::string_view value);
 
 class ReferralMapper {
  public:

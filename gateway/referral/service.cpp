@@ -95,12 +95,66 @@ std::optional<Change> Service::route(const Referral& held, const pipeline::Resou
   return std::move(*out);
 }
 
+std::expected<Change, Refusal> Service::reroute(const Referral& current,
+                                                const pipeline::ResourceRow* task, Party clinic,
+                                                const std::string& agency_id,
+                                                const std::string& agency_name, bool consent_active,
+                                                std::string_view received_at) const {
+  if (current.status != ReferralStatus::kRequested) {
+    return std::unexpected(Refusal{
+        Refusal::Kind::kConflict, mapping::Refusal::kNotInTable, mapping::LifecycleField::kStatus,
+        "a referral that is " + std::string(mapping::to_string(current.status)) +
+            " is no longer re-routed: only while no agency has received it"});
+  }
+  if (current.business_status == mapping::kNoRoute) {
+    if (auto routed = route(current, task, agency_id, agency_name, consent_active, received_at))
+      return std::move(*routed);
+  }
+  Change out;
+  out.before = current;
+  out.after = current;
+  if (agency_id == current.agency_id || agency_id.empty()) {
+    out.unchanged = true;
+    return out;
+  }
+  const auto to = mapping::initial_state(true, consent_active);
+  out.after.agency_id = agency_id;
+  out.after.business_status = std::string(to.business_status);
+  out.after.sequence = current.sequence + 1;
+  if (task != nullptr) {
+    auto json = with_status(with_owner(task->json, agency_id, agency_name),
+                            mapping::to_string(to.status), to.business_status, "");
+    if (!json) {
+      return std::unexpected(Refusal{
+          Refusal::Kind::kTaskUnreadable, mapping::Refusal::kNone, mapping::LifecycleField::kStatus,
+          "the referral's Task cannot be updated: " + json.error().message});
+    }
+    out.task = task_version(task->id, *json, task->version + 1, received_at, task->source);
+  }
+  auto& t = out.transition;
+  t.referral_id = current.id;
+  t.status = to.status;
+  t.previous = current.status;
+  t.business_status = out.after.business_status;
+  t.updated_by_role = std::string(mapping::to_string(clinic.role));
+  t.updated_by_id = clinic.id;
+  t.time = std::string(received_at);
+  t.sequence = out.after.sequence;
+  t.agency_id = agency_id;
+  t.category = current.category;
+  return out;
+}
+
 pipeline::OutboxEvent Service::referral_event(const std::string& referral_id, int sequence,
                                               std::string topic, std::string data,
-                                              std::string_view received_at) const {
+                                              std::string_view received_at,
+                                              std::string_view revision) const {
   events::Event e;
   e.type = events::EventType::kReferral;
-  e.id = events::event_id("referral|" + referral_id, sequence);
+  e.id =
+      events::event_id(revision.empty() ? "referral|" + referral_id
+                                        : "referral|" + referral_id + "|" + std::string(revision),
+                       sequence);
   e.source = events::event_source(settings_.gateway_id);
   e.subject = referral_id;
   e.time = std::string(received_at);

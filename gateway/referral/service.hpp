@@ -111,12 +111,27 @@ class Service {
                               const std::string& agency_id, const std::string& agency_name,
                               bool consent_active, std::string_view received_at) const;
 
+  /// The clinic's re-routing of a referral to another agency (HL7 REF^I13 naming a new one):
+  /// only while no agency has received it (requested). A held referral is routed (route(), by
+  /// the gateway); one waiting for its agency is given to `agency_id` by the clinic: requested,
+  /// with awaiting-consent or nothing as its consent says (an overdue alert belonged to the old
+  /// agency's SLA), the Task owned by the new agency, its status event naming the new agency.
+  /// Refused (kConflict, field status) once received or later; nothing when it is already that
+  /// agency's (unchanged).
+  std::expected<Change, Refusal> reroute(const Referral& current, const pipeline::ResourceRow* task,
+                                         Party clinic, const std::string& agency_id,
+                                         const std::string& agency_name, bool consent_active,
+                                         std::string_view received_at) const;
+
   /// The org.sdoh.referral.v1 event of a referral (`data` as the referral mapping made it) on
   /// the agency's topic, as of status sequence `sequence` (1: when it was made, later: sent
   /// again on release, with consent and contact details).
+  /// `revision` names a later edition at the same sequence (a clinic's modify): its event id
+  /// differs from the first one's, so consumers that dedupe by id take it.
   pipeline::OutboxEvent referral_event(const std::string& referral_id, int sequence,
                                        std::string topic, std::string data,
-                                       std::string_view received_at) const;
+                                       std::string_view received_at,
+                                       std::string_view revision = {}) const;
 
   /// A status (and businessStatus) change by `move.by` of `current`, whose Task is `task` (null:
   /// the referral has no Task at the gateway). Checks, in this order: an agency changes only

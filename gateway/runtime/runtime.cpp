@@ -177,6 +177,11 @@ int run(const config::GatewayConfig& cfg) {
   if (!store) return startup_failed("store", store.error());
   health.add_check("store", [s = store->get()] { return s->health(); });
   health.add_check("backlog", [s = store->get()] { return s->capacity(); });
+  // Referrals made before ids were keyed keep the ids they have.
+  screening_mapper.recognise_existing_referrals([s = store->get()](const std::string& id) {
+    auto found = s->find_referral({id, "", "", ""});
+    return found && *found;
+  });
 
   std::unique_ptr<kafka::EmbeddedBroker> broker;
   std::string bootstrap = cfg.kafka.brokers;

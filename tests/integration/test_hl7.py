@@ -349,6 +349,75 @@ class Hl7Referrals(unittest.TestCase):
         self.assertEqual(len(tasks), 1, body)
         return tasks[0]
 
+    def clinic_ref(self, message_type, control_id, number, con=True):
+        """The sample REF^I12 (to ehv-durham) as the clinic's `message_type` (REF^I12, REF^I13,
+        REF^I14) for referral `number`, control id `control_id`, original acknowledgment mode;
+        without its CON segment when `con` is false. Written to a file for mllp_send."""
+        ref = sample("ref-i12-home-visiting.hl7")
+        if not con:
+            ref = b"\r".join(seg for seg in ref.split(b"\r") if not seg.startswith(b"CON|"))
+        ref = ref.replace(b"REF^I12^REF_I12", message_type).replace(b"|A1000003|", b"|" + control_id + b"|")
+        ref = ref.replace(b"|AL|AL", b"||").replace(b"REF-2026-0001", number)
+        path = os.path.join(self.gw.dir, control_id.decode() + ".hl7")
+        with open(path, "wb") as f:
+            f.write(ref)
+        return path
+
+    def statuses_of(self, referral_id, count):
+        found = self.wait_for("sdoh.referral-status.v1",
+                              lambda e: e["data"]["referralId"] == referral_id, count=count)
+        return sorted((e["data"] for _, e in found), key=lambda d: d["sequence"])
+
+    def test_the_clinic_cancels_its_referral_over_ref_i14(self):
+        ack = self.send_file(self.clinic_ref(b"REF^I12^REF_I12", b"C14-1", b"REF-I14-0001"))
+        self.assertEqual(hl7_field(ack, "MSA", 1), "AA")
+        referral_id = self.task_for("REF-I14-0001")["id"]
+        ack = self.send_file(self.clinic_ref(b"REF^I14^REF_I12", b"C14-2", b"REF-I14-0001"))
+        self.assertEqual(hl7_field(ack, "MSA", 1), "AA")
+        self.assertEqual(hl7_field(ack, "MSA", 2), "C14-2")
+        statuses = self.statuses_of(referral_id, 2)
+        self.assertEqual([(s["sequence"], s["status"]) for s in statuses],
+                         [(1, "requested"), (2, "cancelled")])
+        self.assertEqual(statuses[1]["previousStatus"], "requested")
+        self.assertEqual(statuses[1]["updatedBy"]["role"], "clinic")
+        task = self.task_for("REF-I14-0001")
+        self.assertEqual((task["status"], task["meta"]["versionId"]), ("cancelled", "2"))
+        # Cancelled is final: the agency's acceptance that comes after is refused and kept.
+        rri = sample("rri-i12-accepted.hl7").replace(b"REF-2026-0001", b"REF-I14-0001") \
+            .replace(b"MSA|AA|A1000003", b"MSA|AA|C14-1").replace(b"|EHV-55|", b"|EHV-C14|")
+        ack = mllp_exchange(self.gw.mllp_address, [rri])[0]
+        self.assertEqual(hl7_field(ack, "MSA", 1), "AE")
+        letters = self.wait_for("sdoh.deadletter.v1",
+                                lambda e: e["data"]["source"]["messageId"] == "EHV-C14")
+        self.assertEqual(letters[0][1]["data"]["stage"], "lifecycle")
+        self.assertEqual(len(self.statuses_of(referral_id, 2)), 2)
+
+    def test_a_ref_i13_with_con_releases_a_referral_waiting_for_consent(self):
+        ack = self.send_file(self.clinic_ref(b"REF^I12^REF_I12", b"C13-1", b"REF-I13-0001", con=False))
+        self.assertEqual(hl7_field(ack, "MSA", 1), "AA")
+        task = self.task_for("REF-I13-0001")
+        referral_id = task["id"]
+        self.assertEqual(task["businessStatus"]["coding"][0]["code"], "awaiting-consent")
+        first = self.wait_for("sdoh.referral.v1", lambda e: e["data"]["referralId"] == referral_id)
+        self.assertEqual(first[0][1]["data"]["consent"]["status"], "none")
+        self.assertNotIn("contact", first[0][1]["data"])
+        # The clinic records the family's consent and sends the referral again as REF^I13 + CON.
+        ack = self.send_file(self.clinic_ref(b"REF^I13^REF_I12", b"C13-2", b"REF-I13-0001"))
+        self.assertEqual(hl7_field(ack, "MSA", 1), "AA")
+        statuses = self.statuses_of(referral_id, 2)
+        self.assertEqual([(s["sequence"], s["businessStatus"]) for s in statuses],
+                         [(1, "awaiting-consent"), (2, None)])
+        self.assertEqual(statuses[1]["updatedBy"], {"role": "gateway", "id": "consent"})
+        again = self.wait_for("sdoh.referral.v1", lambda e: e["data"]["referralId"] == referral_id,
+                              count=2)
+        self.assertEqual(len(again), 2)
+        released = [e["data"] for _, e in again if e["data"]["consent"]["status"] == "active"]
+        self.assertEqual(len(released), 1)
+        self.assertEqual(released[0]["contact"]["phone"], "+19195551234")
+        task = self.task_for("REF-I13-0001")
+        self.assertNotIn("businessStatus", task)
+        self.assertEqual(task["meta"]["versionId"], "2")
+
     def test_ref_naming_no_agency_is_routed_to_the_agencys_topic(self):
         # Food insecurity, ZIP 27701, a child of 6 months: Durham County WIC, on the referral topic.
         # Educational attainment for the same child (under 3): Early Intervention, on its own topic.

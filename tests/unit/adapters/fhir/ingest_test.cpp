@@ -359,7 +359,7 @@ TEST_F(TransactionSample, ReferralCarriesConsentedContactDetails) {
   ASSERT_EQ(r->referrals.size(), 1u);
   const auto& ref = r->referrals.front();
   EXPECT_EQ(ref.referral_id,
-            mapping::referral_id("urn:oid:2.16.840.1.113883.3.9999.3", "REF-2026-0002"));
+            mapper_->referral_id("urn:oid:2.16.840.1.113883.3.9999.3", "REF-2026-0002"));
   EXPECT_EQ(data_field(e, "/data/referralId"), ref.referral_id);
   EXPECT_EQ(data_field(e, "/data/agency/id"), "ehv-durham");
   EXPECT_EQ(data_field(e, "/data/agency/name"), "Early Start Home Visiting");
@@ -482,7 +482,7 @@ TEST_F(TransactionSample, IfNoneExistMatchReusesThePatient) {
 }
 
 TEST_F(TransactionSample, AReferralSentAgainPublishesNothingNew) {
-  directory_.resources["Task/" + mapping::referral_id("urn:oid:2.16.840.1.113883.3.9999.3",
+  directory_.resources["Task/" + mapper_->referral_id("urn:oid:2.16.840.1.113883.3.9999.3",
                                                       "REF-2026-0002")] = "{}";
   auto r = post_sample();
   ASSERT_TRUE(r);
@@ -535,12 +535,12 @@ TEST_F(FhirIngestTest, TaskForAServiceRequestReceivedBefore) {
   ASSERT_TRUE(r) << r.error().problem.operation_outcome();
   auto events = checked(r->commit.events);
   const auto& e = events.find("org.sdoh.referral.v1")->second;
-  EXPECT_EQ(data_field(e, "/data/referralId"), mapping::referral_id("urn:refs", "R-9"));
+  EXPECT_EQ(data_field(e, "/data/referralId"), mapper_->referral_id("urn:refs", "R-9"));
   EXPECT_EQ(data_field(e, "/data/priority"), "urgent");
   EXPECT_EQ(data_field(e, "/data/category"), "housing-instability");
   EXPECT_EQ(data_field(e, "/data/consent/status"), "none");
   EXPECT_EQ(data_field(e, "/data/note"), "<null>");  // free text only with consent
-  EXPECT_EQ(r->location, "Task/" + mapping::referral_id("urn:refs", "R-9") + "/_history/1");
+  EXPECT_EQ(r->location, "Task/" + mapper_->referral_id("urn:refs", "R-9") + "/_history/1");
 }
 
 TEST_F(FhirIngestTest, TaskWhoseFocusIsUnknownIsRefused) {

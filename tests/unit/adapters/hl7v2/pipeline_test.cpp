@@ -1257,3 +1257,118 @@ TEST_F(Hl7PipelineTest, OtherMessageTypesAreStillRefused) {
 
 }  // namespace
 }  // namespace sdoh::hl7v2
+
+// --- the clinic's own changes: REF^I14 (cancel) and REF^I13 (modify) -----------------------------
+
+namespace sdoh::hl7v2 {
+namespace {
+
+// The sample REF^I12 as another REF message of the clinic's, in original acknowledgment mode.
+std::string as_type(std::string message, const std::string& type, const std::string& control_id) {
+  return replace(
+      replace(replace(message, "REF^I12^REF_I12", type), "|A1000003|", "|" + control_id + "|"),
+      "|AL|AL", "||");
+}
+
+TEST_F(Hl7PipelineTest, TheClinicCancelsItsReferralWithRefI14) {
+  send(sample("ref-i12-home-visiting.hl7"));
+  const auto rid = str(events_of(kStatus).at(0), "/data/referralId");
+  auto ack = send(as_type(sample("ref-i12-home-visiting.hl7"), "REF^I14^REF_I12", "A1000004"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AA");
+  auto statuses = events_of(kStatus);
+  ASSERT_EQ(statuses.size(), 2u);
+  const auto& cancelled = statuses[1];
+  EXPECT_EQ(str(cancelled, "/data/referralId"), rid);
+  EXPECT_EQ(str(cancelled, "/data/status"), "cancelled");
+  EXPECT_EQ(str(cancelled, "/data/previousStatus"), "requested");
+  EXPECT_EQ(str(cancelled, "/data/updatedBy/role"), "clinic");
+  EXPECT_EQ(str(cancelled, "/data/sequence"), "2");
+  auto state = store_.find_referral({rid, "", "", ""});
+  ASSERT_TRUE(state && *state);
+  EXPECT_EQ((*state)->status, "cancelled");
+  auto task = store_.read_resource("Task", rid, 0);
+  ASSERT_TRUE(task && *task);
+  EXPECT_EQ((*task)->version, 2);
+  rapidjson::Document d;
+  d.Parse((*task)->json.c_str());
+  EXPECT_EQ(str(d, "/status"), "cancelled");
+  // Sent again under a new control id: acknowledged, nothing new.
+  auto again = send(as_type(sample("ref-i12-home-visiting.hl7"), "REF^I14^REF_I12", "A1000005"));
+  EXPECT_EQ(field(again, "MSA-1"), "AA");
+  EXPECT_EQ(events_of(kStatus).size(), 2u);
+  EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I14\",outcome=\"cancelled\"}"),
+            1u);
+  // A final referral is not modified any more.
+  auto late = send(as_type(sample("ref-i12-home-visiting.hl7"), "REF^I13^REF_I12", "A1000006"));
+  EXPECT_EQ(field(late, "MSA-1"), "AE");
+  EXPECT_EQ(field(late, "ERR-2.1"), "RF1");
+  EXPECT_EQ(field(late, "ERR-2.3"), "1");
+  EXPECT_EQ(store_.dead_letters.size(), 1u);
+}
+
+TEST_F(Hl7PipelineTest, OnlyTheClinicThatMadeAReferralChangesIt) {
+  send(sample("ref-i12-home-visiting.hl7"));
+  auto other = replace(as_type(sample("ref-i12-home-visiting.hl7"), "REF^I14^REF_I12", "B1"),
+                       "MSH|^~\\&|EHR|PEDS_CLINIC_A|", "MSH|^~\\&|EHR|PEDS_CLINIC_B|");
+  auto ack = send(other);
+  EXPECT_EQ(field(ack, "MSA-1"), "AE");
+  EXPECT_EQ(field(ack, "ERR-2.1"), "RF1");
+  EXPECT_EQ(field(ack, "ERR-2.3"), "6");
+  EXPECT_EQ(field(ack, "ERR-3.1"), "204");
+  EXPECT_EQ(events_of(kStatus).size(), 1u);
+  // A referral the gateway never saw: the same answer, and a dead letter to replay later.
+  auto unknown = send(replace(as_type(sample("ref-i12-home-visiting.hl7"), "REF^I14^REF_I12", "C1"),
+                              "REF-2026-0001", "REF-2026-0999"));
+  EXPECT_EQ(field(unknown, "MSA-1"), "AE");
+  EXPECT_EQ(field(unknown, "ERR-3.1"), "204");
+  EXPECT_EQ(store_.dead_letters.size(), 2u);
+}
+
+TEST_F(Hl7PipelineTest, ARefI13WithConReleasesAReferralWaitingForConsent) {
+  send(without(sample("ref-i12-home-visiting.hl7"), "CON"));
+  ASSERT_EQ(str(events_of(kStatus).at(0), "/data/businessStatus"), "awaiting-consent");
+  ASSERT_EQ(str(events_of(kReferral).at(0), "/data/contact"), "<absent>");
+  auto ack = send(as_type(sample("ref-i12-home-visiting.hl7"), "REF^I13^REF_I12", "A1000007"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AA");
+  auto statuses = events_of(kStatus);
+  ASSERT_EQ(statuses.size(), 2u);
+  EXPECT_EQ(str(statuses[1], "/data/businessStatus"), "<null>");
+  EXPECT_EQ(str(statuses[1], "/data/updatedBy/role") + "/" + str(statuses[1], "/data/updatedBy/id"),
+            "gateway/consent");
+  auto referral_events = events_of(kReferral);
+  ASSERT_EQ(referral_events.size(), 2u);
+  EXPECT_EQ(str(referral_events[1], "/data/consent/status"), "active");
+  EXPECT_NE(str(referral_events[1], "/data/contact"), "<absent>");
+  EXPECT_NE(str(referral_events[1], "/id"), str(referral_events[0], "/id"));
+  EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I13\",outcome=\"released\"}"), 1u);
+}
+
+TEST_F(Hl7PipelineTest, ARefI13ReRoutesOnlyUntilAnAgencyHasReceivedIt) {
+  send(sample("ref-i12-home-visiting.hl7"));
+  const auto to_wic = [](std::string m, const std::string& id) {
+    return replace(as_type(std::move(m), "REF^I13^REF_I12", id), "EHV-DURHAM^AGENCY^NC",
+                   "WIC-DURHAM^AGENCY^NC");
+  };
+  auto ack = send(to_wic(sample("ref-i12-home-visiting.hl7"), "A1000008"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AA");
+  auto statuses = events_of(kStatus);
+  ASSERT_EQ(statuses.size(), 2u);
+  EXPECT_EQ(str(statuses[1], "/data/agency/id"), "wic-durham");
+  EXPECT_EQ(str(statuses[1], "/data/updatedBy/role"), "clinic");
+  EXPECT_EQ(str(events_of(kReferral).back(), "/data/agency/id"), "wic-durham");
+  const auto rid = str(statuses[1], "/data/referralId");
+  EXPECT_EQ((*store_.find_referral({rid, "", "", ""}))->agency_id, "wic-durham");
+  // The new agency receives it; the clinic can no longer send it elsewhere.
+  auto rri = replace(replace(replace(sample("rri-i12-accepted.hl7"), "EHV-DURHAM", "WIC-DURHAM"),
+                             "EHV-DURHAM", "WIC-DURHAM"),
+                     "A^Accepted^HL70283", "received^Received^LOCAL");
+  ASSERT_EQ(field(send(rri), "MSA-1"), "AA");
+  auto back = send(replace(to_wic(sample("ref-i12-home-visiting.hl7"), "A1000009"),
+                           "WIC-DURHAM^AGENCY^NC", "EHV-DURHAM^AGENCY^NC"));
+  EXPECT_EQ(field(back, "MSA-1"), "AE");
+  EXPECT_EQ(field(back, "ERR-2.1"), "PRD");
+  EXPECT_EQ(field(back, "ERR-2.3"), "7");
+}
+
+}  // namespace
+}  // namespace sdoh::hl7v2

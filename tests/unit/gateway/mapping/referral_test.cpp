@@ -95,8 +95,32 @@ TEST_F(ReferralMapperTest, ReferralIdDependsOnlyOnTheClinicsNumber) {
   b.sender = "other-client";
   EXPECT_EQ(ReferralMapper(*screenings_).map(a)->referral_id,
             ReferralMapper(*screenings_).map(b)->referral_id);
-  EXPECT_EQ(referral_id("urn:clinic", "R-1").size(), 32u);
-  EXPECT_NE(referral_id("urn:clinic", "R-1"), referral_id("urn:clinic", "R-2"));
+  EXPECT_EQ(screenings_->referral_id("urn:clinic", "R-1").size(), 32u);
+  EXPECT_NE(screenings_->referral_id("urn:clinic", "R-1"),
+            screenings_->referral_id("urn:clinic", "R-2"));
+  EXPECT_EQ(ReferralMapper(*screenings_).map(a)->referral_id,
+            screenings_->referral_id("urn:clinic", "R-1"));
+}
+
+TEST_F(ReferralMapperTest, ReferralIdsAreKeyedSoTheyCannotBeGuessedFromTheNumber) {
+  const auto keyed = screenings_->referral_id("urn:clinic", "R-1");
+  // Not the unkeyed hash of the number anyone could compute.
+  EXPECT_NE(keyed, legacy_referral_id("urn:clinic", "R-1"));
+  // Another key, another id.
+  const identity::Pseudonymizer other("another-key");
+  EXPECT_NE(other.referral_id("urn:clinic", "R-1"), keyed);
+  EXPECT_EQ(identity::Pseudonymizer("k").referral_id("urn:clinic", "R-1"),
+            identity::Pseudonymizer("k").referral_id("urn:clinic", "R-1"));
+}
+
+TEST_F(ReferralMapperTest, AReferralMadeBeforeKeyedIdsKeepsItsId) {
+  const auto legacy = legacy_referral_id("urn:clinic", "R-1");
+  screenings_->recognise_existing_referrals(
+      [legacy](const std::string& id) { return id == legacy; });
+  EXPECT_EQ(screenings_->referral_id("urn:clinic", "R-1"), legacy);
+  EXPECT_EQ(ReferralMapper(*screenings_).map(referral())->referral_id, legacy);
+  // A number the store never saw gets the keyed id.
+  EXPECT_NE(screenings_->referral_id("urn:clinic", "R-2"), legacy_referral_id("urn:clinic", "R-2"));
 }
 
 TEST_F(ReferralMapperTest, NeedFromPositiveAnswersWhenNoCategoryIsGiven) {
@@ -141,7 +165,7 @@ TEST_F(ReferralMapperTest, IdentifyNeedsNoAgencyAndWritesNoEvent) {
   r.business_status = "no-route";
   auto held = ReferralMapper(*screenings_).identify(r);
   ASSERT_TRUE(held) << held.error().message;
-  EXPECT_EQ(held->referral_id, referral_id("urn:clinic", "R-1"));
+  EXPECT_EQ(held->referral_id, screenings_->referral_id("urn:clinic", "R-1"));
   EXPECT_EQ(held->category, "food-insecurity");
   EXPECT_EQ(held->patient_pseudonym.size(), 64u);
   EXPECT_EQ(held->business_status, "no-route");
@@ -215,7 +239,7 @@ TEST(RoutingKeys, AgeInCompletedMonthsOnTheReferralDate) {
 
 TEST(ReferralStatusData, FirstEventHasNullPreviousStatusAndValidates) {
   ReferralTransition t;
-  t.referral_id = referral_id("urn:clinic", "R-1");
+  t.referral_id = legacy_referral_id("urn:clinic", "R-1");
   t.updated_by_role = "clinic";
   t.updated_by_id = "peds_clinic_a";
   t.time = "2026-11-20T10:45:00-05:00";

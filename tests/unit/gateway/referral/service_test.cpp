@@ -337,3 +337,37 @@ TEST_F(ReferralServiceTest, ACommittedChangeIsLockedToTheSequenceItWasDecidedFro
 
 }  // namespace
 }  // namespace sdoh::referral
+
+namespace sdoh::referral {
+namespace {
+
+TEST(ReferralServiceReroute, OnlyWhileNoAgencyHasReceivedIt) {
+  const Service service({"gw-test", "sdoh.referral-status.v1"});
+  const auto task = task_row();
+  const Party clinic{Actor::kClinic, "peds-a"};
+  const std::string now = "2026-12-07T10:00:00Z";
+  auto moved = service.reroute(referral(ReferralStatus::kRequested, "overdue"), &task, clinic,
+                               "ehv-durham", "EHV", true, now);
+  ASSERT_TRUE(moved) << moved.error().message;
+  EXPECT_EQ(moved->after.agency_id, "ehv-durham");
+  EXPECT_EQ(moved->after.business_status, "");  // the old agency's overdue alert is not carried
+  EXPECT_EQ(moved->transition.agency_id, "ehv-durham");
+  EXPECT_EQ(moved->transition.updated_by_role, "clinic");
+  EXPECT_EQ(field(moved->task->json, "/owner/reference"), "Organization/ehv-durham");
+  auto same =
+      service.reroute(referral(ReferralStatus::kRequested), &task, clinic, kAgency, "", true, now);
+  ASSERT_TRUE(same);
+  EXPECT_TRUE(same->unchanged);
+  auto held = service.reroute(referral(ReferralStatus::kRequested, "no-route", ""), &task, clinic,
+                              "ehv-durham", "", false, now);
+  ASSERT_TRUE(held);
+  EXPECT_EQ(held->transition.updated_by_id, "routing");  // a held referral is routed
+  EXPECT_EQ(held->after.business_status, "awaiting-consent");
+  auto received = service.reroute(referral(ReferralStatus::kReceived), &task, clinic, "ehv-durham",
+                                  "", true, now);
+  ASSERT_FALSE(received);
+  EXPECT_EQ(received.error().kind, Refusal::Kind::kConflict);
+}
+
+}  // namespace
+}  // namespace sdoh::referral
