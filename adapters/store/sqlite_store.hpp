@@ -103,8 +103,7 @@ class SqliteStore final : public pipeline::CommitPort,
   Result<pipeline::DeliveryOffsets> delivery_offsets() const override;
 
   /// Dead letters, newest first, `limit` at most, older than `before_id` when given.
-  Result<std::vector<DeadLetterInfo>> dead_letters(int limit,
-                                                   bool include_replayed) const override;
+  Result<std::vector<DeadLetterInfo>> dead_letters(int limit, bool include_replayed) const override;
   Result<DeadLetterInfo> dead_letter(const std::string& dead_letter_id,
                                      bool with_payload) const override;
   /// Replays a dead letter of an event Kafka refused: it is queued for publishing again.

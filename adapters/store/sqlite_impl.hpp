@@ -1,0 +1,602 @@
+#pragma once
+// The SQLite store's internals, shared by its translation units (sqlite_store.cpp: schema, open,
+// retention and health; sqlite_commit.cpp: the group committer and delivery marks;
+// sqlite_outbox.cpp: the outbox and dead letters; sqlite_reads.cpp: resources, referrals and the
+// outbound queue). Not for use outside adapters/store.
+//
+// Threads: one writer thread owns the write connection (`db`) and runs every WriteOp in group
+// transactions; a syncer thread fsyncs the WAL when writes are pipelined; readers borrow one of
+// kResourceReaders read-only connections (lease_reader) or use `reader` under reader_mutex, from
+// any thread. Completions are posted back to the caller's executor, never run on the writer.
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <fcntl.h>
+#include <functional>
+#include <future>
+#include <limits>
+#include <mutex>
+#include <set>
+#include <sqlite3.h>
+#include <thread>
+#include <unistd.h>
+#include <unordered_map>
+
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "adapters/store/sqlite_store.hpp"
+#include "gateway/log/log.hpp"
+
+namespace sdoh::store {
+
+namespace asio = boost::asio;
+
+// Read-only connections for the reads of HTTP handlers and other io threads (FHIR resources,
+// referrals), lent one at a time; a caller waits only while all of them are lent.
+inline constexpr int kResourceReaders = 4;
+
+/// Wall-clock milliseconds since the epoch (the default StoreClock).
+std::int64_t now_ms();
+Result<void> exec(sqlite3* db, const char* sql);
+Result<int> user_version(sqlite3* db);
+/// Steps and finalizes a one-off statement: the rows it changed.
+Result<std::int64_t> step_changes(sqlite3* db, sqlite3_stmt* st);
+
+/// A text or blob column as bytes (empty for NULL).
+inline std::string column(sqlite3_stmt* st, int i) {
+  const auto* p = static_cast<const char*>(sqlite3_column_blob(st, i));
+  return p == nullptr ? std::string()
+                      : std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(st, i)));
+}
+
+/// A prepared statement, reset after each use.
+class Statement {
+ public:
+  Statement() = default;
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  ~Statement() {
+    if (stmt_ != nullptr) sqlite3_finalize(stmt_);
+  }
+  Result<void> prepare(sqlite3* db, const char* sql) {
+    db_ = db;
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) != SQLITE_OK) {
+      return fail(Error::internal(std::string("prepare: ") + sqlite3_errmsg(db)));
+    }
+    return {};
+  }
+  Statement& text(int i, std::string_view v) {
+    // A null pointer would bind NULL, which equals nothing: an empty view is the empty text.
+    sqlite3_bind_text(stmt_, i, v.data() != nullptr ? v.data() : "", static_cast<int>(v.size()),
+                      SQLITE_STATIC);
+    return *this;
+  }
+  Statement& text_or_null(int i, std::string_view v) {
+    if (v.empty()) {
+      sqlite3_bind_null(stmt_, i);
+    } else {
+      text(i, v);
+    }
+    return *this;
+  }
+  Statement& blob(int i, std::string_view v) {
+    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    return *this;
+  }
+  Statement& integer(int i, std::int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  /// Steps once: SQLITE_ROW or SQLITE_DONE, else an error.
+  Result<int> step() {
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE) return rc;
+    return fail(Error::unavailable(sqlite3_errmsg(db_)));
+  }
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  std::string column_text(int i) const {
+    const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, i));
+    return p == nullptr ? std::string()
+                        : std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, i)));
+  }
+  std::int64_t column_int(int i) const { return sqlite3_column_int64(stmt_, i); }
+  sqlite3_stmt* raw() const { return stmt_; }
+
+ private:
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+/// Resets a statement when leaving scope.
+struct ResetOnExit {
+  Statement& s;
+  ~ResetOnExit() { s.reset(); }
+};
+
+/// A read-only connection with the statements of the frequent reads prepared once. Used by one
+/// thread at a time: SqliteStore::Impl lends it (lease_reader).
+struct ReadConnection {
+  struct Handle {
+    sqlite3* db = nullptr;
+    Handle() = default;
+    Handle(const Handle&) = delete;
+    Handle& operator=(const Handle&) = delete;
+    ~Handle() {
+      if (db != nullptr) sqlite3_close_v2(db);
+    }
+  } handle;  // first member: closed after every statement below is finalized
+
+  Statement begin, end;  // a read transaction: one snapshot for several statements
+  Statement current_resource, resource_version, resource_id, resource_history;
+  Statement referral_by_id, referral_by_number, referral_by_system_number, referral_by_control;
+  /// Searches by their SQL text (its shape: how many parameters and values; values are bound).
+  std::map<std::string, std::unique_ptr<Statement>, std::less<>> searches;
+  static constexpr std::size_t kMaxSearches = 64;
+
+  sqlite3* db() const { return handle.db; }
+
+  Result<void> open(const std::filesystem::path& path);
+
+  /// The prepared search statement for `sql`, prepared on first use.
+  Result<Statement*> search(const std::string& sql) {
+    if (auto it = searches.find(sql); it != searches.end()) return it->second.get();
+    if (searches.size() >= kMaxSearches) searches.clear();  // many shapes: start again
+    auto st = std::make_unique<Statement>();
+    if (auto r = st->prepare(db(), sql.c_str()); !r) return fail(r.error());
+    auto* raw = st.get();
+    searches.emplace(sql, std::move(st));
+    return raw;
+  }
+};
+
+// A resource version with its resource's source.
+constexpr const char* kResourceColumns =
+    "SELECT h.type, h.id, h.version, h.last_updated, h.json, r.source FROM resources r JOIN "
+    "resource_history h ON h.type = r.type AND h.id = r.id ";
+
+constexpr const char* kReferralColumns =
+    "SELECT referral_id, clinic_number_system, clinic_number_value, source_control_id, "
+    "agency_id, category, status, business_status, sequence, overdue_at IS NOT NULL, created_at, "
+    "return_to, return_pid, race, ethnicity, language FROM referrals ";
+
+class ReadTransaction {
+ public:
+  explicit ReadTransaction(ReadConnection& conn) : conn_(conn) {
+    ResetOnExit reset{conn_.begin};
+    auto r = conn_.begin.step();
+    if (r) {
+      open_ = true;
+    } else {
+      error_ = r.error();
+    }
+  }
+  ReadTransaction(const ReadTransaction&) = delete;
+  ReadTransaction& operator=(const ReadTransaction&) = delete;
+  ~ReadTransaction() {
+    if (!open_) return;
+    ResetOnExit reset{conn_.end};
+    if (!conn_.end.step()) (void)sqlite3_exec(conn_.db(), "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  /// The error of BEGIN, if it failed.
+  const std::optional<Error>& error() const { return error_; }
+
+ private:
+  ReadConnection& conn_;
+  bool open_ = false;
+  std::optional<Error> error_;
+};
+
+/// Someone waiting for Kafka to acknowledge a set of events (delivery.ack=delivered).
+struct DeliveryWaiter {
+  std::mutex mutex;
+  std::set<std::int64_t> remaining;
+  bool done = false;
+  std::move_only_function<void(Result<void>)> complete;  // posts to the waiter's executor
+  std::move_only_function<void()> cancel_timer;
+
+  /// Removes `seq`; completes when none remain. Safe from any thread, idempotent per seq.
+  void delivered(std::int64_t seq) {
+    std::unique_lock lock(mutex);
+    remaining.erase(seq);
+    if (!remaining.empty() || done) return;
+    done = true;
+    lock.unlock();
+    if (cancel_timer) cancel_timer();
+    complete(Result<void>{});
+  }
+  void fail_with(Error error) {
+    std::unique_lock lock(mutex);
+    if (done) return;
+    done = true;
+    lock.unlock();
+    if (cancel_timer) cancel_timer();
+    complete(fail(std::move(error)));
+  }
+};
+
+/// One unit of work for the writer thread. execute() runs inside the group's transaction
+/// (under its own savepoint); finish() runs after the transaction committed or failed.
+struct WriteOp {
+  virtual ~WriteOp() = default;
+  /// Whether finish() must wait for the fsync of the transaction (someone is told "durable").
+  virtual bool needs_durability() const { return true; }
+  virtual Result<void> execute(SqliteStore::Impl& store) = 0;
+  virtual void finish(Result<void> result) = 0;
+};
+
+struct SqliteStore::Impl {
+  StoreClock clock;  // wall-clock milliseconds for every time the store records or compares
+  std::int64_t now() const { return clock(); }
+
+  sqlite3* db = nullptr;      // the writer connection: writer thread only (after open)
+  sqlite3* reader = nullptr;  // read-only connection, guarded by reader_mutex
+  mutable std::mutex reader_mutex;
+  std::filesystem::path path;
+  int version = 0;
+
+  Statement insert_inbound, select_inbound, insert_outbox, insert_dead_letter, mark_delivered,
+      upsert_offset;
+  // FHIR resources and referral states written with a commit.
+  Statement resource_version, upsert_resource, insert_history, delete_identifiers,
+      insert_identifier, delete_search, insert_search, referral_sequence, upsert_referral,
+      insert_outbound;
+  bool outbound_added = false;  // writer thread: a commit queued an outbound message
+
+  config::StoreConfig cfg;
+  std::chrono::steady_clock::time_point next_prune;
+  std::int64_t payload_cleared_upto = 0;  // inbound ids below it had their payloads pruned
+
+  std::vector<DeliveredEvent> retry_marks;  // writer thread only: marks whose commit failed
+
+  // Pipelined group commit (store.synchronous=full): the writer commits a group without
+  // waiting for the disk (SQLite synchronous=NORMAL) and hands it to the syncer, which
+  // fdatasyncs the WAL and only then completes the group's commits. Meanwhile the writer
+  // writes the next group, so one fsync is always in flight. An answer still leaves only once
+  // its transaction is on disk, and the relay reads no event that is not (durable_seq).
+  struct SyncGroup {
+    std::vector<std::unique_ptr<WriteOp>> ops;
+    std::vector<Result<void>> results;
+    std::int64_t max_seq = 0;
+  };
+  bool pipelined = false;
+  int wal_fd = -1;
+  std::thread syncer;
+  std::mutex sync_mutex;
+  std::condition_variable sync_cv;
+  std::deque<SyncGroup> to_sync;
+  bool sync_stopping = false;
+  std::atomic<std::int64_t> durable_seq{std::numeric_limits<std::int64_t>::max()};
+  Statement max_seq, savepoint, release, rollback_to;
+  Statement select_pending;  // on the reader connection, under reader_mutex
+
+  Result<void> sync_wal() {
+    if (wal_fd < 0) {
+      const auto wal = path.string() + "-wal";
+      wal_fd = ::open(wal.c_str(), O_RDWR | O_CLOEXEC);
+      if (wal_fd < 0) return fail(Error::unavailable("cannot open " + wal + " to sync it"));
+      // The WAL's directory entry too, once.
+      const auto dir = path.has_parent_path() ? path.parent_path().string() : std::string(".");
+      const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (dfd >= 0) {
+        (void)::fsync(dfd);
+        ::close(dfd);
+      }
+    }
+    if (::fdatasync(wal_fd) != 0) {
+      return fail(Error::unavailable(std::string("fsync of the write-ahead log failed: ") +
+                                     std::strerror(errno)));
+    }
+    return {};
+  }
+
+  void syncer_loop() {
+    for (;;) {
+      std::deque<SyncGroup> work;
+      {
+        std::unique_lock lock(sync_mutex);
+        sync_cv.wait(lock, [this] { return !to_sync.empty() || sync_stopping; });
+        if (to_sync.empty()) return;
+        work.swap(to_sync);
+      }
+      // One fsync makes every group written before it durable.
+      auto synced = sync_wal();
+      if (!synced) set_health(false, synced.error().message);
+      std::int64_t newest = 0;
+      for (const auto& g : work)
+        newest = std::max(newest, g.max_seq);
+      // Visible to the relay first, so that whoever is told "committed" finds it there.
+      if (synced && newest > 0) {
+        std::int64_t current = durable_seq.load();
+        while (current < newest && !durable_seq.compare_exchange_weak(current, newest)) {
+        }
+      }
+      for (auto& g : work) {
+        for (std::size_t i = 0; i < g.ops.size(); ++i)
+          g.ops[i]->finish(synced ? std::move(g.results[i]) : fail(synced.error()));
+      }
+    }
+  }
+
+  void stop_syncer() {
+    {
+      std::lock_guard lock(sync_mutex);
+      sync_stopping = true;
+    }
+    sync_cv.notify_all();
+    if (syncer.joinable()) syncer.join();
+    if (wal_fd >= 0) ::close(wal_fd);
+    wal_fd = -1;
+  }
+
+  std::mutex waiters_mutex;
+  std::unordered_map<std::int64_t, std::shared_ptr<DeliveryWaiter>> waiters;  // by seq
+
+  mutable std::mutex queue_mutex;
+  std::condition_variable queue_cv;
+  std::deque<std::unique_ptr<WriteOp>> queue;
+  bool stopping = false;
+  std::thread writer;
+  std::size_t max_batch = 1024;
+
+  mutable std::mutex health_mutex;
+  ops::CheckState health{true, "open"};
+
+  std::atomic<std::int64_t> undelivered{0};
+  std::atomic<std::int64_t> undelivered_bytes{0};  // sum of the undelivered events' values
+  std::atomic<std::int64_t> dead_letters{0};
+  std::atomic<std::size_t> commits_in_flight{0};  // queued or being written/synced
+
+  /// Why a new commit must be refused now (overload), or nothing: the outbox backlog past
+  /// store.max_backlog_* (Kafka has been away too long) or the writer's queue full.
+  std::optional<std::string> overloaded() const {
+    if (cfg.max_backlog_events > 0 && undelivered.load() >= cfg.max_backlog_events) {
+      return "the outbox holds " + std::to_string(undelivered.load()) +
+             " undelivered events (store.max_backlog_events " +
+             std::to_string(cfg.max_backlog_events) + "): Kafka is behind";
+    }
+    if (cfg.max_backlog_bytes > 0 && undelivered_bytes.load() >= cfg.max_backlog_bytes) {
+      return "the outbox holds " + std::to_string(undelivered_bytes.load()) +
+             " bytes of undelivered events (store.max_backlog_bytes " +
+             std::to_string(cfg.max_backlog_bytes) + "): Kafka is behind";
+    }
+    if (commits_in_flight.load() >= cfg.max_queued_commits) {
+      return "the store's commit queue is full (store.max_queued_commits " +
+             std::to_string(cfg.max_queued_commits) + ")";
+    }
+    return std::nullopt;
+  }
+
+  metrics::Histogram* batch_size = nullptr;
+  metrics::Histogram* commit_seconds = nullptr;
+  metrics::Counter* commits_ok = nullptr;
+  metrics::Counter* commits_duplicate = nullptr;
+  metrics::Counter* commits_failed = nullptr;
+  metrics::Counter* commits_refused = nullptr;  // overload: refused before being queued
+  metrics::Counter* pruned = nullptr;
+
+  /// Hands Kafka's acknowledgement (or refusal) of `seq` to whoever waits for it.
+  void settle(std::int64_t seq, const std::optional<Error>& refused) {
+    std::shared_ptr<DeliveryWaiter> waiter;
+    {
+      std::lock_guard lock(waiters_mutex);
+      auto it = waiters.find(seq);
+      if (it == waiters.end()) return;
+      waiter = std::move(it->second);
+      waiters.erase(it);
+    }
+    if (refused) {
+      waiter->fail_with(*refused);
+    } else {
+      waiter->delivered(seq);
+    }
+  }
+
+  std::unique_ptr<WriteOp> make_prune_op();
+  std::unique_ptr<WriteOp> make_retry_marks_op();
+
+  ~Impl() {
+    {
+      std::lock_guard lock(queue_mutex);
+      stopping = true;
+    }
+    queue_cv.notify_all();
+    if (writer.joinable()) writer.join();
+    stop_syncer();
+    readers.clear();
+    if (reader != nullptr) sqlite3_close_v2(reader);
+    if (db != nullptr) sqlite3_close_v2(db);
+  }
+
+  // The read pool (kResourceReaders connections) for reads from io threads.
+  std::vector<std::unique_ptr<ReadConnection>> readers;
+  std::vector<ReadConnection*> idle_readers;  // guarded by readers_mutex
+  std::mutex readers_mutex;
+  std::condition_variable readers_cv;
+
+  /// A pooled connection, given back when the lease ends.
+  class ReaderLease {
+   public:
+    ReaderLease(Impl& impl, ReadConnection& conn) : impl_(impl), conn_(conn) {}
+    ReaderLease(const ReaderLease&) = delete;
+    ReaderLease& operator=(const ReaderLease&) = delete;
+    ~ReaderLease() {
+      {
+        std::lock_guard lock(impl_.readers_mutex);
+        impl_.idle_readers.push_back(&conn_);
+      }
+      impl_.readers_cv.notify_one();
+    }
+    ReadConnection* operator->() const { return &conn_; }
+    ReadConnection& operator*() const { return conn_; }
+
+   private:
+    Impl& impl_;
+    ReadConnection& conn_;
+  };
+  /// Waits while every pooled connection is lent (reads are short: single-row lookups and
+  /// index-driven pages).
+  ReaderLease lease_reader() {
+    std::unique_lock lock(readers_mutex);
+    readers_cv.wait(lock, [this] { return !idle_readers.empty(); });
+    auto* r = idle_readers.back();
+    idle_readers.pop_back();
+    return ReaderLease(*this, *r);
+  }
+
+  void enqueue(std::unique_ptr<WriteOp> op) {
+    {
+      std::lock_guard lock(queue_mutex);
+      queue.push_back(std::move(op));
+    }
+    queue_cv.notify_one();
+  }
+
+  void set_health(bool ok, std::string detail) {
+    std::lock_guard lock(health_mutex);
+    if (ok != health.ok) {
+      log::write(ok ? log::Level::kInfo : log::Level::kError,
+                 ok ? "store.recovered" : "store.write_failed", {{"detail", detail}});
+    }
+    health = {ok, std::move(detail)};
+  }
+
+  void writer_loop() {
+    std::vector<std::unique_ptr<WriteOp>> batch;
+    std::vector<Result<void>> results;
+    for (;;) {
+      {
+        std::unique_lock lock(queue_mutex);
+        const auto wake_at =
+            retry_marks.empty()
+                ? next_prune
+                : std::min(next_prune, std::chrono::steady_clock::now() + std::chrono::seconds(1));
+        queue_cv.wait_until(lock, wake_at, [this] { return !queue.empty() || stopping; });
+        if (queue.empty() && stopping) return;  // everything queued has been written
+        while (!queue.empty() && batch.size() < max_batch) {
+          batch.push_back(std::move(queue.front()));
+          queue.pop_front();
+        }
+      }
+      if (std::chrono::steady_clock::now() >= next_prune) {
+        // Retention rides along with the commits in bounded chunks; the op sets next_prune.
+        next_prune = std::chrono::steady_clock::now() + cfg.prune_interval;
+        batch.push_back(make_prune_op());
+      }
+      if (!retry_marks.empty()) batch.push_back(make_retry_marks_op());
+      if (batch.empty()) continue;
+      const auto started = std::chrono::steady_clock::now();
+      results.assign(batch.size(), Result<void>{});
+      auto run = [](Statement& st) -> Result<void> {
+        ResetOnExit reset{st};
+        if (auto r = st.step(); !r) return fail(r.error());
+        return {};
+      };
+      auto group = exec(db, "BEGIN IMMEDIATE");
+      for (std::size_t i = 0; group && i < batch.size(); ++i) {
+        group = run(savepoint);
+        if (!group) break;
+        results[i] = batch[i]->execute(*this);
+        // A failed op is undone alone; the others in the group still commit.
+        if (!results[i]) group = run(rollback_to);
+        if (group) group = run(release);
+      }
+      if (group) group = exec(db, "COMMIT");
+      if (!group) {
+        (void)exec(db, "ROLLBACK");
+        set_health(false, "last transaction failed: " + group.error().message);
+        for (auto& r : results)
+          r = fail(Error::unavailable("the store cannot write: " + group.error().message));
+      } else {
+        set_health(true, "open, schema v" + std::to_string(version));
+      }
+      if (batch_size != nullptr) {
+        batch_size->observe(static_cast<double>(batch.size()));
+        commit_seconds->observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+      }
+      if (group && pipelined) {
+        SyncGroup g;
+        {
+          ResetOnExit reset{max_seq};
+          if (auto r = max_seq.step(); r && *r == SQLITE_ROW) g.max_seq = max_seq.column_int(0);
+        }
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+          if (batch[i]->needs_durability()) {
+            g.ops.push_back(std::move(batch[i]));
+            g.results.push_back(std::move(results[i]));
+          } else {
+            batch[i]->finish(std::move(results[i]));
+          }
+        }
+        {
+          std::lock_guard lock(sync_mutex);
+          to_sync.push_back(std::move(g));
+        }
+        sync_cv.notify_one();
+      } else {
+        for (std::size_t i = 0; i < batch.size(); ++i)
+          batch[i]->finish(std::move(results[i]));
+      }
+      batch.clear();
+    }
+  }
+};
+
+/// A dead letter that may be replayed: not replayed yet. Fails kNotFound / kConflict.
+struct ReplayableDeadLetter {
+  std::int64_t inbound_id = 0;
+  std::int64_t outbox_seq = 0;  ///< 0: a rejected message, not a refused event
+};
+Result<ReplayableDeadLetter> replayable_dead_letter(sqlite3* db, const std::string& id);
+/// Marks a dead letter replayed (inside the replay's transaction, so exactly once).
+Result<void> mark_replayed(sqlite3* db, const std::string& id, std::int64_t at,
+                           const std::string& note);
+
+/// A referral's state written inside a transaction (commits, record_referral).
+Result<void> upsert_referral(SqliteStore::Impl& s, const pipeline::ReferralState& row,
+                             std::int64_t now);
+
+/// Runs `fn` inside the writer's transaction and hands its result back to a blocked caller.
+template <class T>
+struct SyncOp final : WriteOp {
+  std::function<Result<T>(SqliteStore::Impl&)> fn;
+  std::function<void(const Result<T>&)> after;  // on success, after the commit
+  std::promise<Result<T>> done;
+  std::optional<Result<T>> value;
+
+  Result<void> execute(SqliteStore::Impl& s) override {
+    value = fn(s);
+    if (!*value) return fail(value->error());
+    return {};
+  }
+  void finish(Result<void> result) override {
+    if (!result) {
+      done.set_value(fail(result.error()));
+      return;
+    }
+    if (after) after(*value);
+    done.set_value(std::move(*value));
+  }
+};
+
+template <class T>
+Result<T> run_sync(SqliteStore::Impl& impl, std::function<Result<T>(SqliteStore::Impl&)> fn,
+                   std::function<void(const Result<T>&)> after = {}) {
+  auto op = std::make_unique<SyncOp<T>>();
+  op->fn = std::move(fn);
+  op->after = std::move(after);
+  auto done = op->done.get_future();
+  impl.enqueue(std::move(op));
+  return done.get();
+}
+
+}  // namespace sdoh::store
