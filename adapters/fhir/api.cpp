@@ -1078,6 +1078,12 @@ const std::string& Api::capability_statement() const {
 
 void Api::add_routes(http::Router& router) {
   Impl* s = impl_.get();
+  // Every interaction is answered on the store executor (its reads block), not the I/O thread.
+  auto add = [s, &router](std::string method, std::string pattern, http::Handler handler) {
+    if (auto* store_threads = s->options.store_executor)
+      handler = store_threads->wrap(std::move(handler));
+    router.add(std::move(method), std::move(pattern), std::move(handler));
+  };
   router.set_error_body(
       "/fhir", [](unsigned status, std::string_view code, std::string_view message) {
         IssueType type = IssueType::kProcessing;
@@ -1094,7 +1100,7 @@ void Api::add_routes(http::Router& router) {
         r.body = operation_outcome_json({Issue::error(type, "", std::string(message))});
         return r;
       });
-  router.add("GET", "/fhir/metadata", [s](Request& req) -> asio::awaitable<Response> {
+  add("GET", "/fhir/metadata", [s](Request& req) -> asio::awaitable<Response> {
     auto format = req.query_value("_format");
     if (format && !json_media(media_type(*format))) {
       Problem p{FhirErrc::kNotAcceptable,
@@ -1105,36 +1111,31 @@ void Api::add_routes(http::Router& router) {
     co_return s->count(Impl::fhir_response(200, s->capability), "capabilities",
                        "CapabilityStatement");
   });
-  router.add("POST", "/fhir", [s](Request& req) -> asio::awaitable<Response> {
-    co_return co_await s->create(req, "");
-  });
+  add("POST", "/fhir",
+      [s](Request& req) -> asio::awaitable<Response> { co_return co_await s->create(req, ""); });
   for (const auto& t : creatable_types()) {
     const std::string type = t.type;
-    router.add("POST", "/fhir/" + type, [s, type](Request& req) -> asio::awaitable<Response> {
+    add("POST", "/fhir/" + type, [s, type](Request& req) -> asio::awaitable<Response> {
       co_return co_await s->create(req, type);
     });
   }
   for (const std::string type : {"Task", "ServiceRequest"}) {
-    router.add("GET", "/fhir/" + type + "/{id}",
-               [s, type](Request& req) -> asio::awaitable<Response> {
-                 co_return co_await s->read(req, type);
-               });
+    add("GET", "/fhir/" + type + "/{id}", [s, type](Request& req) -> asio::awaitable<Response> {
+      co_return co_await s->read(req, type);
+    });
   }
-  router.add("GET", "/fhir/Task", [s](Request& req) -> asio::awaitable<Response> {
+  add("GET", "/fhir/Task", [s](Request& req) -> asio::awaitable<Response> {
     co_return co_await s->search(req, "Task");
   });
-  router.add("GET", "/fhir/Task/{id}/_history", [s](Request& req) -> asio::awaitable<Response> {
+  add("GET", "/fhir/Task/{id}/_history", [s](Request& req) -> asio::awaitable<Response> {
     co_return co_await s->history(req, "Task");
   });
-  router.add(
-      "GET", "/fhir/Task/{id}/_history/{vid}",
+  add("GET", "/fhir/Task/{id}/_history/{vid}",
       [s](Request& req) -> asio::awaitable<Response> { co_return co_await s->read(req, "Task"); });
-  router.add("PUT", "/fhir/Task/{id}", [s](Request& req) -> asio::awaitable<Response> {
-    co_return co_await s->update(req, false);
-  });
-  router.add("PATCH", "/fhir/Task/{id}", [s](Request& req) -> asio::awaitable<Response> {
-    co_return co_await s->update(req, true);
-  });
+  add("PUT", "/fhir/Task/{id}",
+      [s](Request& req) -> asio::awaitable<Response> { co_return co_await s->update(req, false); });
+  add("PATCH", "/fhir/Task/{id}",
+      [s](Request& req) -> asio::awaitable<Response> { co_return co_await s->update(req, true); });
 }
 
 }  // namespace sdoh::fhir

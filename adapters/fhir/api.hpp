@@ -39,6 +39,7 @@
 #include "gateway/http/message.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/resource_port.hpp"
+#include "gateway/pipeline/store_executor.hpp"
 
 namespace sdoh::metrics {
 class Registry;
@@ -69,6 +70,9 @@ struct ApiOptions {
       find_referral;
   /// IngestContext::open_referral_for.
   decltype(IngestContext::open_referral_for) open_referral_for;
+  /// Where interactions are answered (their store reads block): the store executor. Null: on
+  /// the listener's executor (unit tests). Must outlive the Api.
+  pipeline::StoreExecutor* store_executor = nullptr;
 };
 
 /// ApiOptions from the configuration: clients with their tokens resolved.

@@ -956,6 +956,14 @@ Hl7Pipeline::Hl7Pipeline(const mapping::ScreeningMapper& mapper, pipeline::Commi
 Hl7Pipeline::~Hl7Pipeline() = default;
 
 asio::awaitable<std::string> Hl7Pipeline::handle(std::string frame, const pipeline::Peer& peer) {
+  // Decided on the store executor (its reads block); the listener's I/O thread only waits.
+  if (auto* store_threads = impl_->options.store_executor)
+    co_return co_await store_threads->run(handle_here(std::move(frame), peer));
+  co_return co_await handle_here(std::move(frame), peer);
+}
+
+asio::awaitable<std::string> Hl7Pipeline::handle_here(std::string frame,
+                                                      const pipeline::Peer& peer) {
   const auto started = std::chrono::steady_clock::now();
   std::string answer;
   auto messages = split_batch(frame);

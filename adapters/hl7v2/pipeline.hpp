@@ -29,6 +29,7 @@
 #include "gateway/pipeline/hl7_port.hpp"
 #include "gateway/pipeline/referral_port.hpp"
 #include "gateway/pipeline/resource_port.hpp"
+#include "gateway/pipeline/store_executor.hpp"
 
 namespace sdoh::hl7v2 {
 
@@ -40,6 +41,9 @@ struct Hl7PipelineOptions {
   /// REF^I12 or screening made before; null: none is known (every RRI^I12 is refused). Must
   /// outlive the pipeline.
   const pipeline::ReferralRepository* referrals = nullptr;
+  /// Where messages are decided (their store reads block): the store executor. Null: on the
+  /// caller's executor (unit tests). Must outlive the pipeline.
+  pipeline::StoreExecutor* store_executor = nullptr;
   /// The FHIR resources the gateway keeps: when set, a REF^I12 also creates the referral's Task
   /// (GET /fhir/Task/{referralId}) and each RRI^I12 a new version of it, in the same commit.
   const pipeline::ResourceReader* resources = nullptr;
@@ -76,6 +80,7 @@ class Hl7Pipeline final : public pipeline::Hl7Handler {
   struct Impl;
 
  private:
+  boost::asio::awaitable<std::string> handle_here(std::string message, const pipeline::Peer& peer);
   std::unique_ptr<Impl> impl_;
 };
 

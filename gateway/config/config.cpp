@@ -634,6 +634,7 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
   {
     auto m = top.child("runtime");
     m.integer("io_threads", cfg.runtime.io_threads, 1, 64);
+    m.integer("store_threads", cfg.runtime.store_threads, 1, 64);
     m.duration("drain_timeout", cfg.runtime.drain_timeout, milliseconds(0),
                std::chrono::minutes(10));
     m.finish();

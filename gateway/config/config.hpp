@@ -44,7 +44,10 @@ struct LogConfig {
 };
 
 struct RuntimeConfig {
-  int io_threads = 2;                  ///< threads running the Asio io_context
+  int io_threads = 2;  ///< threads running the Asio io_context
+  /// Threads of the store executor (pipeline::StoreExecutor): message decisions and store reads,
+  /// off the I/O threads.
+  int store_threads = 4;
   milliseconds drain_timeout{10'000};  ///< SIGTERM: longest wait for in-flight work
 };
 

@@ -72,36 +72,40 @@ std::string to_json(const pipeline::DeadLetterInfo& d, bool with_payload) {
 }  // namespace
 
 void add_admin_routes(http::Router& router, pipeline::DeadLetters& store, std::string token,
-                      MessageReplayer replay_message) {
-  router.add("GET", "/admin/dead-letters",
-             [&store, token](http::Request& req) -> asio::awaitable<http::Response> {
-               if (!authorized(req, token)) co_return unauthorized();
-               int limit = 100;
-               if (auto l = req.query_value("limit"))
-                 limit = std::clamp(std::atoi(l->c_str()), 1, 10'000);
-               const bool all = req.query_value("all").value_or("") == "true";
-               auto list = store.dead_letters(limit, all);
-               if (!list) co_return from_error(list.error());
-               std::string body = "{\"deadLetters\":[";
-               for (std::size_t i = 0; i < list->size(); ++i)
-                 body += (i ? "," : "") + to_json((*list)[i], false);
-               body += "],\"waiting\":" + std::to_string(store.dead_letters_waiting()) + "}";
-               co_return http::Response::json(200, std::move(body));
-             });
-  router.add("GET", "/admin/dead-letters/{id}",
-             [&store, token](http::Request& req) -> asio::awaitable<http::Response> {
-               if (!authorized(req, token)) co_return unauthorized();
-               const bool payload = req.query_value("payload").value_or("") == "true";
-               auto d = store.dead_letter(req.params["id"], payload);
-               if (!d) co_return from_error(d.error());
-               if (payload) {
-                 log::info("admin.payload_read",
-                           {{"dead_letter_id", d->dead_letter_id}, {"peer", req.peer}});
-               }
-               co_return http::Response::json(200, to_json(*d, payload));
-             });
-  router.add(
-      "POST", "/admin/dead-letters/{id}/replay",
+                      MessageReplayer replay_message, pipeline::StoreExecutor* store_threads) {
+  // Its reads and replays block on the store: answered on the store threads.
+  auto add = [&router, store_threads](std::string method, std::string pattern,
+                                      http::Handler handler) {
+    if (store_threads != nullptr) handler = store_threads->wrap(std::move(handler));
+    router.add(std::move(method), std::move(pattern), std::move(handler));
+  };
+  add("GET", "/admin/dead-letters",
+      [&store, token](http::Request& req) -> asio::awaitable<http::Response> {
+        if (!authorized(req, token)) co_return unauthorized();
+        int limit = 100;
+        if (auto l = req.query_value("limit")) limit = std::clamp(std::atoi(l->c_str()), 1, 10'000);
+        const bool all = req.query_value("all").value_or("") == "true";
+        auto list = store.dead_letters(limit, all);
+        if (!list) co_return from_error(list.error());
+        std::string body = "{\"deadLetters\":[";
+        for (std::size_t i = 0; i < list->size(); ++i)
+          body += (i ? "," : "") + to_json((*list)[i], false);
+        body += "],\"waiting\":" + std::to_string(store.dead_letters_waiting()) + "}";
+        co_return http::Response::json(200, std::move(body));
+      });
+  add("GET", "/admin/dead-letters/{id}",
+      [&store, token](http::Request& req) -> asio::awaitable<http::Response> {
+        if (!authorized(req, token)) co_return unauthorized();
+        const bool payload = req.query_value("payload").value_or("") == "true";
+        auto d = store.dead_letter(req.params["id"], payload);
+        if (!d) co_return from_error(d.error());
+        if (payload) {
+          log::info("admin.payload_read",
+                    {{"dead_letter_id", d->dead_letter_id}, {"peer", req.peer}});
+        }
+        co_return http::Response::json(200, to_json(*d, payload));
+      });
+  add("POST", "/admin/dead-letters/{id}/replay",
       [&store, token, replay_message](http::Request& req) -> asio::awaitable<http::Response> {
         if (!authorized(req, token)) co_return unauthorized();
         auto d = store.dead_letter(req.params["id"], true);

@@ -11,8 +11,9 @@
 
 #include <boost/asio/awaitable.hpp>
 
-#include "gateway/pipeline/dead_letter_port.hpp"
 #include "gateway/http/message.hpp"
+#include "gateway/pipeline/dead_letter_port.hpp"
+#include "gateway/pipeline/store_executor.hpp"
 
 namespace sdoh::runtime {
 
@@ -21,6 +22,7 @@ using MessageReplayer = std::function<boost::asio::awaitable<Result<pipeline::Re
     const pipeline::DeadLetterInfo&)>;
 
 void add_admin_routes(http::Router& router, pipeline::DeadLetters& store, std::string token,
-                      MessageReplayer replay_message);
+                      MessageReplayer replay_message,
+                      pipeline::StoreExecutor* store_threads = nullptr);
 
 }  // namespace sdoh::runtime

@@ -51,11 +51,10 @@ kafka::UpdateDisposition ReferralUpdates::handle(const kafka::UpdateRecord& reco
   }
 }
 
+// The consumer's thread is outside any io_context: it waits for the commit, which runs on the
+// store threads (no io_context of its own per record).
 Result<pipeline::CommitOutcome> ReferralUpdates::commit(pipeline::CommitRequest request) {
-  asio::io_context local;
-  auto done = asio::co_spawn(local, commits_.commit(std::move(request)), asio::use_future);
-  local.run();
-  return done.get();
+  return store_threads_.wait(commits_.commit(std::move(request)));
 }
 
 kafka::UpdateDisposition ReferralUpdates::refuse(const kafka::UpdateRecord& record,

@@ -14,6 +14,7 @@
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/referral_port.hpp"
 #include "gateway/pipeline/resource_port.hpp"
+#include "gateway/pipeline/store_executor.hpp"
 #include "gateway/referral/service.hpp"
 
 namespace sdoh::runtime {
@@ -26,11 +27,13 @@ class ReferralUpdates {
   /// payload's data.agency.id speak.
   ReferralUpdates(const pipeline::ReferralRepository& referrals,
                   const pipeline::ResourceReader& resources, pipeline::CommitPort& commits,
-                  const events::SchemaCatalog& schemas, std::string gateway_id,
-                  config::KafkaTopics topics, std::map<std::string, std::string> topic_owners = {})
+                  pipeline::StoreExecutor& store_threads, const events::SchemaCatalog& schemas,
+                  std::string gateway_id, config::KafkaTopics topics,
+                  std::map<std::string, std::string> topic_owners = {})
       : referrals_(referrals),
         resources_(resources),
         commits_(commits),
+        store_threads_(store_threads),
         schemas_(schemas),
         gateway_id_(std::move(gateway_id)),
         topics_(std::move(topics)),
@@ -59,6 +62,7 @@ class ReferralUpdates {
   const pipeline::ReferralRepository& referrals_;
   const pipeline::ResourceReader& resources_;
   pipeline::CommitPort& commits_;
+  pipeline::StoreExecutor& store_threads_;  // commits from the consumer's thread wait on it
   const events::SchemaCatalog& schemas_;
   std::string gateway_id_;
   config::KafkaTopics topics_;

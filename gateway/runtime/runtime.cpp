@@ -1,5 +1,6 @@
 #include "gateway/runtime/runtime.hpp"
 
+#include <atomic>
 #include <csignal>
 #include <ctime>
 #include <thread>
@@ -177,6 +178,8 @@ int run(const config::GatewayConfig& cfg) {
   if (!store) return startup_failed("store", store.error());
   health.add_check("store", [s = store->get()] { return s->health(); });
   health.add_check("backlog", [s = store->get()] { return s->capacity(); });
+  // Message decisions and store reads run here, off the I/O threads (pipeline/store_executor.hpp).
+  pipeline::StoreExecutor store_threads(static_cast<std::size_t>(cfg.runtime.store_threads));
   // Referrals made before ids were keyed keep the ids they have.
   screening_mapper.recognise_existing_referrals([s = store->get()](const std::string& id) {
     auto found = s->find_referral({id, "", "", ""});
@@ -252,8 +255,8 @@ int run(const config::GatewayConfig& cfg) {
     update_topic_owners[a.update_topic] = a.id;
     update_topics.push_back(a.update_topic);
   }
-  ReferralUpdates referral_updates(**store, **store, returns_port, **event_schemas, cfg.gateway_id,
-                                   cfg.kafka.topics, update_topic_owners);
+  ReferralUpdates referral_updates(**store, **store, returns_port, store_threads, **event_schemas,
+                                   cfg.gateway_id, cfg.kafka.topics, update_topic_owners);
   auto update_consumer = kafka::UpdateConsumer::create(
       cfg.kafka, bootstrap, cfg.kafka.consumer_group, update_topics,
       [&referral_updates](const kafka::UpdateRecord& r) { return referral_updates.handle(r); },
@@ -307,6 +310,7 @@ int run(const config::GatewayConfig& cfg) {
   hl7_options.topics = cfg.kafka.topics;
   hl7_options.hl7 = cfg.mllp.hl7;
   hl7_options.referrals = store->get();
+  hl7_options.store_executor = &store_threads;
   hl7_options.resources = store->get();
   hl7_options.route = route;
   hl7_options.agency_topic = agency_topic;
@@ -326,6 +330,7 @@ int run(const config::GatewayConfig& cfg) {
   fhir_options->agency_topic = agency_topic;
   fhir_options->route = route;
   fhir_options->open_referral_for = open_referral_for;
+  fhir_options->store_executor = &store_threads;
   fhir_options->find_referral =
       [&store](const std::string& referral_id) -> std::optional<pipeline::ReferralState> {
     auto row = (*store)->find_referral({referral_id, "", "", ""});
@@ -377,7 +382,8 @@ int run(const config::GatewayConfig& cfg) {
           if (!replayed) co_return fail(replayed.error());
           co_return store::ReplayResult{replayed->dead_letter_id, replayed->outcome,
                                         replayed->events};
-        });
+        },
+        &store_threads);
     log::info("admin.enabled", {{"routes", "/admin/dead-letters"}});
   }
   // Referrals their agency leaves unanswered past its SLA: one overdue event each.
@@ -389,7 +395,7 @@ int run(const config::GatewayConfig& cfg) {
       },
       shortest_sla(*mapping_setup->routing, cfg.referrals.default_sla), registry);
   asio::steady_timer overdue_timer(ioc);
-  bool overdue_stopping = false;
+  std::atomic<bool> overdue_stopping{false};  // set by the drain, read by the check's loop
   asio::co_spawn(
       ioc,
       [&]() -> asio::awaitable<void> {
@@ -397,8 +403,12 @@ int run(const config::GatewayConfig& cfg) {
           overdue_timer.expires_after(cfg.referrals.overdue_check_interval);
           auto [ec] = co_await overdue_timer.async_wait(asio::as_tuple(asio::use_awaitable));
           if (ec || overdue_stopping) break;
-          co_await overdue.run_once();
-          referral_metrics.refresh();
+          // Both read the store: on the store threads, never on an I/O thread.
+          co_await store_threads.run(overdue.run_once());
+          co_await store_threads.run([&]() -> asio::awaitable<void> {
+            referral_metrics.refresh();
+            co_return;
+          }());
         }
       },
       asio::detached);
@@ -421,7 +431,7 @@ int run(const config::GatewayConfig& cfg) {
   // SIGTERM/SIGINT: stop accepting, let in-flight messages finish (bounded), then stop.
   // A second signal stops at once.
   asio::signal_set signals(ioc, SIGINT, SIGTERM);
-  bool forced = false;
+  std::atomic<bool> forced{false};  // set on any I/O thread, read after they have stopped
   auto drain = [&](int signo) -> asio::awaitable<void> {
     health.set_draining();
     (*update_consumer)->stop();
@@ -483,6 +493,8 @@ int run(const config::GatewayConfig& cfg) {
   ioc.run();
   for (auto& t : threads)
     t.join();
+  // Work still on the store threads finishes before the io_context it resumes on is gone.
+  store_threads.join();
   // Let completions that are already due (the closed acceptors' aborted accepts, sessions
   // woken by the drain) run to their end instead of being destroyed half-way with the
   // io_context.

@@ -27,7 +27,7 @@ class ReferralUpdatesTest : public ::testing::Test {
     store_ = std::move(*store);
     catalog_ = test::shipped_catalog();
     updates_ = std::make_unique<ReferralUpdates>(
-        *store_, *store_, *store_, *catalog_, "gw-test", config::KafkaTopics{},
+        *store_, *store_, *store_, store_threads_, *catalog_, "gw-test", config::KafkaTopics{},
         std::map<std::string, std::string>{{"sdoh.referral-updates.wic-durham", "wic-durham"}});
   }
   ~ReferralUpdatesTest() override {
@@ -49,6 +49,7 @@ class ReferralUpdatesTest : public ::testing::Test {
   std::filesystem::path dir_;
   std::unique_ptr<store::SqliteStore> store_;
   std::unique_ptr<events::SchemaCatalog> catalog_;
+  pipeline::StoreExecutor store_threads_{1};
   std::unique_ptr<ReferralUpdates> updates_;
 };
 
