@@ -11,6 +11,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "adapters/fhir/capability.hpp"
 #include "adapters/fhir/consent.hpp"
 #include "adapters/fhir/task_change.hpp"
 #include "adapters/fhir/task_update.hpp"
@@ -35,31 +36,6 @@ constexpr std::string_view kFhirJson = "application/fhir+json; charset=utf-8";
 constexpr std::string_view kJsonPatch = "application/json-patch+json";
 constexpr int kDefaultPageSize = 20;
 constexpr int kMaxPageSize = 100;
-
-// The resource types POST /fhir/{type} takes, and the SDOHCC / US Core profiles they are read
-// against (the CapabilityStatement's supportedProfile).
-struct CreatableType {
-  const char* type;
-  std::vector<const char*> profiles;
-};
-const std::vector<CreatableType>& creatable_types() {
-  static const std::vector<CreatableType> types = {
-      {"QuestionnaireResponse",
-       {"http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/"
-        "SDOHCC-QuestionnaireResponse"}},
-      {"Observation",
-       {"http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/"
-        "SDOHCC-ObservationScreeningResponse"}},
-      {"ServiceRequest",
-       {"http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-ServiceRequest"}},
-      {"Task",
-       {"http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/"
-        "SDOHCC-TaskForReferralManagement"}},
-      {"Consent", {"http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-Consent"}},
-      {"Patient", {"http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"}},
-  };
-  return types;
-}
 
 // "application/fhir+json; charset=utf-8" → "application/fhir+json".
 std::string media_type(std::string_view header) {
@@ -173,38 +149,6 @@ std::string http_date(std::string_view t) {
   return {buf, n};
 }
 
-Result<ApiOptions> api_options(const config::GatewayConfig& cfg) {
-  ApiOptions o;
-  o.gateway_id = cfg.gateway_id;
-  o.topics = cfg.kafka.topics;
-  o.base_url = cfg.fhir.base_url;
-  o.max_body_bytes = cfg.http.max_body_bytes;
-  o.unknown_patient = cfg.fhir.unknown_patient == "reject" ? UnknownPatientPolicy::kReject
-                                                           : UnknownPatientPolicy::kLinkByReference;
-  o.refer_from_screening = cfg.referrals.from_screening;
-  for (const auto& c : cfg.fhir.clients) {
-    Client client{c.id, c.role, c.organization, c.name.empty() ? c.id : c.name};
-    if (c.token.configured()) {
-      auto token = c.token.resolve();
-      if (!token)
-        return fail(Error::config("fhir.clients." + c.id + ".token", token.error().message));
-      if (token->size() < 16) {
-        return fail(Error::config("fhir.clients." + c.id + ".token",
-                                  "the token must be at least 16 bytes"));
-      }
-      for (const auto& [other, known] : o.token_clients) {
-        if (other == *token) {
-          return fail(Error::config("fhir.clients." + c.id + ".token",
-                                    "the same token as fhir.clients." + known.id));
-        }
-      }
-      o.token_clients.emplace_back(std::move(*token), client);
-    }
-    if (!c.certificate_cn.empty()) o.certificate_clients.emplace_back(c.certificate_cn, client);
-  }
-  return o;
-}
-
 // ---------------------------------------------------------------------------------------------
 
 struct Api::Impl {
@@ -219,7 +163,7 @@ struct Api::Impl {
                                       "FHIR interactions answered, by interaction, resource type "
                                       "and HTTP status.",
                                       {"interaction", "type", "status"})) {
-    capability = build_capability_statement();
+    capability = fhir::capability_statement(options);
   }
 
   // ResourceDirectory over the store, for ingest's references and conditional creates.
@@ -485,23 +429,10 @@ struct Api::Impl {
       w.search = search_params(s, sender);
       commit.resources.push_back(std::move(w));
     }
-    for (const auto& r : done.referrals) {
-      pipeline::ReferralState st;
-      st.referral_id = r.referral_id;
-      st.clinic_number_system = r.clinic_number_system;
-      st.clinic_number_value = r.clinic_number_value;
-      st.agency_id = r.agency_id;
-      st.category = r.category;
-      st.status = "requested";
-      st.business_status = r.business_status;
-      st.sequence = r.sequence;
-      st.race = r.race;
-      st.ethnicity = r.ethnicity;
-      st.language = r.language;
-      st.patient = r.patient;
-      st.expected_sequence = r.expected_sequence;
-      commit.referrals.push_back(std::move(st));
-    }
+    // The states the referral service decided (CreatedReferral is one, plus what the answer
+    // reports).
+    for (const auto& r : done.referrals)
+      commit.referrals.push_back(static_cast<const pipeline::ReferralState&>(r));
     return commit;
   }
 
@@ -985,78 +916,7 @@ struct Api::Impl {
   }
 
   // --- metadata -------------------------------------------------------------------------
-
-  std::string build_capability_statement() const;
 };
-
-std::string Api::Impl::build_capability_statement() const {
-  std::string out = R"({"resourceType":"CapabilityStatement","status":"active","date":)";
-  append_json_string(out, events::now_rfc3339().substr(0, 10));
-  out +=
-      R"(,"publisher":"sdoh-gateway","kind":"instance","software":{"name":"sdoh-gateway","version":)";
-  append_json_string(out, options.software_version.empty() ? "unknown" : options.software_version);
-  out +=
-      R"(},"implementation":{"description":"SDOH gateway: screenings, referrals and consent in; closed-loop referral Tasks out")";
-  if (!options.base_url.empty()) {
-    out += ",\"url\":";
-    append_json_string(out, options.base_url);
-  }
-  out +=
-      R"(},"fhirVersion":"4.0.1","format":["json","application/fhir+json","application/json"],)"
-      R"("patchFormat":["application/json-patch+json"],)"
-      R"("implementationGuide":["http://hl7.org/fhir/us/sdoh-clinicalcare/ImplementationGuide/hl7.fhir.us.sdoh-clinicalcare"],)"
-      R"("rest":[{"mode":"server","documentation":"Every create is committed durably before it is answered; a resend (same identifier, If-None-Exist or body) gets the original answer.",)";
-  if (!options.token_clients.empty() || !options.certificate_clients.empty()) {
-    out +=
-        R"("security":{"cors":false,"description":"Authorization: Bearer <token>, or a TLS client certificate, per configured client (fhir.clients)."},)";
-  }
-  out += R"("resource":[)";
-  bool first = true;
-  for (const auto& t : creatable_types()) {
-    if (!first) out += ',';
-    first = false;
-    const std::string type = t.type;
-    out += "{\"type\":";
-    append_json_string(out, type);
-    out += ",\"supportedProfile\":[";
-    for (std::size_t i = 0; i < t.profiles.size(); ++i) {
-      if (i > 0) out += ',';
-      append_json_string(out, t.profiles[i]);
-    }
-    out += "],\"interaction\":[{\"code\":\"create\"}";
-    if (type == "Task" || type == "ServiceRequest") out += R"(,{"code":"read"})";
-    if (type == "Task") {
-      out +=
-          R"(,{"code":"vread"},{"code":"update"},{"code":"patch"},{"code":"history-instance"},{"code":"search-type"})";
-    }
-    out += "]";
-    if (type == "Task") {
-      out +=
-          R"(,"versioning":"versioned-update","readHistory":true,"updateCreate":false,"conditionalUpdate":false)";
-    } else if (type == "ServiceRequest") {
-      out += R"(,"versioning":"versioned","readHistory":false)";
-    } else {
-      out += R"(,"versioning":"versioned")";
-    }
-    out +=
-        R"(,"conditionalCreate":true,"conditionalRead":"not-supported","conditionalDelete":"not-supported")";
-    if (type == "Task") {
-      out +=
-          R"(,"searchParam":[)"
-          R"({"name":"_id","type":"token"},)"
-          R"({"name":"focus","definition":"http://hl7.org/fhir/SearchParameter/Task-focus","type":"reference"},)"
-          R"({"name":"owner","definition":"http://hl7.org/fhir/SearchParameter/Task-owner","type":"reference"},)"
-          R"({"name":"status","definition":"http://hl7.org/fhir/SearchParameter/Task-status","type":"token"},)"
-          R"({"name":"patient","definition":"http://hl7.org/fhir/SearchParameter/Task-patient","type":"reference"},)"
-          R"({"name":"requester","definition":"http://hl7.org/fhir/SearchParameter/Task-requester","type":"reference"},)"
-          R"({"name":"identifier","definition":"http://hl7.org/fhir/SearchParameter/Task-identifier","type":"token"},)"
-          R"({"name":"business-status","definition":"http://hl7.org/fhir/SearchParameter/Task-business-status","type":"token"}])";
-    }
-    out += "}";
-  }
-  out += R"(],"interaction":[{"code":"transaction"},{"code":"batch"}]}]})";
-  return out;
-}
 
 Api::Api(const mapping::ScreeningMapper& mapper, pipeline::CommitPort& commits,
          const pipeline::ResourceReader& resources, ApiOptions options, metrics::Registry& registry)

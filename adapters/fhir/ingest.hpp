@@ -133,23 +133,13 @@ struct StoredResource {
   std::string location() const { return type + "/" + id + "/_history/" + version_id; }
 };
 
-/// A referral this request created (sequence 1), or released from its wait for consent.
-struct CreatedReferral {
-  std::string referral_id;  ///< also the Task id
-  std::string clinic_number_system;
-  std::string clinic_number_value;
+/// A referral this request opened, routed or released: its next state as the referral service
+/// decided it (written with the commit, locked to the sequence it was decided from), and what
+/// the answer says about it.
+struct CreatedReferral : pipeline::ReferralState {
   std::string service_request_id;
-  std::string agency_id;
-  std::string category;
-  std::string business_status;
   mapping::ConsentStatus consent = mapping::ConsentStatus::kNone;
   bool contact_included = false;
-  std::string race, ethnicity, language;  ///< codes, for the closed-loop measures
-  int sequence = 1;                       ///< of the status event this request makes
-  std::string patient;                    ///< the patient's pseudonym
-  /// The sequence the stored referral must still be at (0: it must not exist yet): the
-  /// referral service's optimistic lock (pipeline::ReferralState::expected_sequence).
-  int expected_sequence = 0;
 };
 
 /// What a Consent in the request says, keyed by the patient's pseudonym (never an MRN).
