@@ -41,12 +41,13 @@
 #include "gateway/ops/health.hpp"
 #include "gateway/pipeline/delivered_ack_port.hpp"
 #include "gateway/pipeline/observed_commit_port.hpp"
-#include "gateway/pipeline/replay_port.hpp"
 #include "gateway/runtime/admin.hpp"
 #include "gateway/runtime/data_dir_lock.hpp"
 #include "gateway/runtime/overdue.hpp"
+#include "gateway/runtime/periodic.hpp"
 #include "gateway/runtime/referral_metrics.hpp"
 #include "gateway/runtime/referral_updates.hpp"
+#include "gateway/runtime/replayer.hpp"
 #include "gateway/runtime/runtime_file.hpp"
 #include "gateway/runtime/version.hpp"
 
@@ -353,37 +354,9 @@ int run(const config::GatewayConfig& cfg) {
       return startup_failed("admin",
                             Error::config("admin.token", "the token must be at least 16 bytes"));
     }
-    add_admin_routes(
-        router, **store, *token,
-        [&](const store::DeadLetterInfo& d) -> asio::awaitable<Result<store::ReplayResult>> {
-          // Every commit of the re-read message is the replay of this dead letter.
-          pipeline::ReplayPort port(returns_port, d.dead_letter_id);
-          if (d.protocol == "fhir") {
-            std::string sender = d.sender;
-            std::string message_type = d.message_type;
-            std::string payload = d.payload;
-            auto outcome = co_await fhir_api.replay(std::move(sender), std::move(message_type),
-                                                    std::move(payload), port);
-            if (!outcome) co_return fail(outcome.error());
-          } else if (d.protocol == "hl7v2") {
-            metrics::Registry
-                replay_metrics;  // replays are counted by the admin log, not as traffic
-            hl7v2::Hl7Pipeline replayer(screening_mapper, port, hl7_options, replay_metrics);
-            // Named locals: GCC 12 mishandles temporaries inside co_await expressions.
-            const pipeline::Peer peer{"admin-replay", ""};
-            std::string payload = d.payload;
-            auto answer = co_await replayer.handle(std::move(payload), peer);
-            (void)answer;
-          } else {
-            co_return fail(
-                Error::unsupported("replaying " + d.protocol + " messages is not supported"));
-          }
-          const auto& replayed = port.result();
-          if (!replayed) co_return fail(replayed.error());
-          co_return store::ReplayResult{replayed->dead_letter_id, replayed->outcome,
-                                        replayed->events};
-        },
-        &store_threads);
+    add_admin_routes(router, **store, *token,
+                     message_replayer(fhir_api, screening_mapper, hl7_options, returns_port),
+                     &store_threads);
     log::info("admin.enabled", {{"routes", "/admin/dead-letters"}});
   }
   // Referrals their agency leaves unanswered past its SLA: one overdue event each.
@@ -394,24 +367,13 @@ int run(const config::GatewayConfig& cfg) {
         return a != nullptr ? a->sla_or(cfg.referrals.default_sla) : cfg.referrals.default_sla;
       },
       shortest_sla(*mapping_setup->routing, cfg.referrals.default_sla), registry);
-  asio::steady_timer overdue_timer(ioc);
-  std::atomic<bool> overdue_stopping{false};  // set by the drain, read by the check's loop
-  asio::co_spawn(
-      ioc,
-      [&]() -> asio::awaitable<void> {
-        while (!overdue_stopping) {
-          overdue_timer.expires_after(cfg.referrals.overdue_check_interval);
-          auto [ec] = co_await overdue_timer.async_wait(asio::as_tuple(asio::use_awaitable));
-          if (ec || overdue_stopping) break;
-          // Both read the store: on the store threads, never on an I/O thread.
-          co_await store_threads.run(overdue.run_once());
-          co_await store_threads.run([&]() -> asio::awaitable<void> {
-            referral_metrics.refresh();
-            co_return;
-          }());
-        }
-      },
-      asio::detached);
+  // Both read the store: on the store threads, every overdue_check_interval.
+  Periodic overdue_schedule(ioc, store_threads, cfg.referrals.overdue_check_interval,
+                            [&]() -> asio::awaitable<void> {
+                              co_await overdue.run_once();
+                              referral_metrics.refresh();
+                            });
+  overdue_schedule.start();
 
   http::Server http_server(ioc, cfg.http, router, registry);
   hl7v2::MllpServer mllp_server(ioc, cfg.mllp, hl7_handler, registry);
@@ -435,8 +397,7 @@ int run(const config::GatewayConfig& cfg) {
   auto drain = [&](int signo) -> asio::awaitable<void> {
     health.set_draining();
     (*update_consumer)->stop();
-    overdue_stopping = true;
-    overdue_timer.cancel();
+    overdue_schedule.stop();
     clinic_returns.stop();
     log::info("gateway.draining",
               {{"signal", signo},
