@@ -29,6 +29,8 @@
 #include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
 
+#include "tests/unit/support/loopback.hpp"
+
 namespace sdoh::hl7v2 {
 namespace {
 
@@ -37,53 +39,13 @@ using asio::ip::tcp;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
-// The longest any awaited event may take before the test fails; never slept.
-constexpr std::chrono::milliseconds kWait = 5s;
+using test::eventually;
+using test::Gate;
+using test::kWait;
 
 std::string framed(const std::string& message) {
   return "\x0B" + message + "\x1C\x0D";
 }
-
-template <class Condition>
-bool eventually(Condition condition, std::chrono::milliseconds limit = kWait) {
-  const auto deadline = Clock::now() + limit;
-  while (!condition()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
-
-// Keeps handler calls waiting until opened: a message "in flight" for as long as a test needs.
-class Gate {
- public:
-  asio::awaitable<void> wait() {
-    auto executor = co_await asio::this_coro::executor;
-    asio::steady_timer timer(executor, Clock::time_point::max());
-    {
-      std::lock_guard lock(mutex_);
-      if (open_) co_return;
-      waiting_.push_back({executor, &timer});
-    }
-    co_await timer.async_wait(kUseTuple);  // cancelled by open()
-  }
-  void open() {
-    std::lock_guard lock(mutex_);
-    open_ = true;
-    for (const auto& w : waiting_)
-      asio::post(w.executor, [timer = w.timer] { timer->cancel(); });
-    waiting_.clear();
-  }
-
- private:
-  struct Waiter {
-    asio::any_io_executor executor;
-    asio::steady_timer* timer;
-  };
-  std::mutex mutex_;
-  bool open_ = false;
-  std::vector<Waiter> waiting_;
-};
 
 // The pipeline as the listener sees it. Records each message and its peer, and answers
 // "ACK|<message>"; a message starting HOLD first waits at the gate, SLOW waits 100 ms (so a
@@ -141,24 +103,10 @@ class ScriptedHandler : public pipeline::Hl7Handler {
   int max_active_ = 0;
 };
 
-// A clinic's interface engine on plain blocking TCP. Reads wait on poll() with a deadline, so a
-// listener that never answers fails the test instead of hanging it. `from` picks the client's
-// address (all of 127.0.0.0/8 is loopback), to be a different peer.
-class Client {
+// A clinic's interface engine: a loopback client that reads MLLP frames.
+class Client : public test::LoopbackClient {
  public:
-  explicit Client(std::uint16_t port, const char* from = "127.0.0.1") : socket_(io_) {
-    boost::system::error_code ec;
-    socket_.open(tcp::v4(), ec);
-    if (!ec) socket_.bind({asio::ip::make_address(from), 0}, ec);
-    if (!ec) socket_.connect({asio::ip::make_address("127.0.0.1"), port}, ec);
-    connected_ = !ec;
-  }
-  bool connected() const { return connected_; }
-  std::uint16_t local_port() const { return socket_.local_endpoint().port(); }
-  void send(const std::string& bytes) {
-    boost::system::error_code ignored;  // the listener may have closed already
-    asio::write(socket_, asio::buffer(bytes), ignored);
-  }
+  using LoopbackClient::LoopbackClient;
   /// The next complete frame's content; nothing when none completes within `limit`.
   std::optional<std::string> next_frame(std::chrono::milliseconds limit = kWait) {
     const auto deadline = Clock::now() + limit;
@@ -173,51 +121,6 @@ class Client {
       if (closed_ || !read_once(deadline)) return std::nullopt;
     }
   }
-  /// Whether `n` bytes have arrived within `limit`.
-  bool read_at_least(std::size_t n, std::chrono::milliseconds limit = kWait) {
-    const auto deadline = Clock::now() + limit;
-    while (received_.size() < n) {
-      if (closed_ || !read_once(deadline)) return false;
-    }
-    return true;
-  }
-  /// Whether the listener closed the connection within `limit` (what came before is kept).
-  bool wait_closed(std::chrono::milliseconds limit = kWait) {
-    const auto deadline = Clock::now() + limit;
-    while (!closed_) {
-      if (!read_once(deadline)) return false;
-    }
-    return true;
-  }
-  bool closed() const { return closed_; }
-  /// Bytes received and not yet taken by next_frame().
-  const std::string& unread() const { return received_; }
-  void close() { socket_.close(); }
-
- private:
-  // One read, if anything arrives by `deadline`.
-  bool read_once(Clock::time_point deadline) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return false;
-    pollfd p{socket_.native_handle(), POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
-    std::array<char, 64 * 1024> chunk{};
-    boost::system::error_code ec;
-    const auto n = socket_.read_some(asio::buffer(chunk), ec);
-    if (ec) {
-      closed_ = true;  // end of stream or reset
-    } else {
-      received_.append(chunk.data(), n);
-    }
-    return true;
-  }
-
-  asio::io_context io_;
-  tcp::socket socket_;
-  bool connected_ = false;
-  bool closed_ = false;
-  std::string received_;
 };
 
 class MllpServerTest : public ::testing::Test {
@@ -249,12 +152,7 @@ class MllpServerTest : public ::testing::Test {
   }
 
   // A sample's value from the registry's exposition ("name" or "name{labels}"); -1 when absent.
-  double metric(const std::string& sample) const {
-    const auto text = registry_.render();
-    const auto at = text.find("\n" + sample + " ");
-    if (at == std::string::npos) return -1;
-    return std::stod(text.substr(at + sample.size() + 2));
-  }
+  double metric(const std::string& sample) const { return test::metric_sample(registry_, sample); }
 
   config::MllpConfig cfg_;
   metrics::Registry registry_;

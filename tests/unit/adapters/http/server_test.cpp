@@ -32,6 +32,8 @@
 #include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
 
+#include "tests/unit/support/loopback.hpp"
+
 namespace sdoh::http {
 namespace {
 
@@ -39,19 +41,9 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
-// The longest any awaited event may take before the test fails; never slept.
-constexpr std::chrono::milliseconds kWait = 5s;
-
-template <class Condition>
-bool eventually(Condition condition, std::chrono::milliseconds limit = kWait) {
-  const auto deadline = Clock::now() + limit;
-  while (!condition()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
+using test::eventually;
+using test::Gate;
+using test::kWait;
 
 std::string get(const std::string& target, const std::string& extra_headers = "") {
   return "GET " + target + " HTTP/1.1\r\nHost: gw.test\r\n" + extra_headers + "\r\n";
@@ -62,37 +54,6 @@ std::string post(const std::string& target, const std::string& body) {
          " HTTP/1.1\r\nHost: gw.test\r\nContent-Length: " + std::to_string(body.size()) +
          "\r\n\r\n" + body;
 }
-
-// Keeps handler calls waiting until opened: a request "in flight" for as long as a test needs.
-class Gate {
- public:
-  asio::awaitable<void> wait() {
-    auto executor = co_await asio::this_coro::executor;
-    asio::steady_timer timer(executor, Clock::time_point::max());
-    {
-      std::lock_guard lock(mutex_);
-      if (open_) co_return;
-      waiting_.push_back({executor, &timer});
-    }
-    co_await timer.async_wait(kUseTuple);  // cancelled by open()
-  }
-  void open() {
-    std::lock_guard lock(mutex_);
-    open_ = true;
-    for (const auto& w : waiting_)
-      asio::post(w.executor, [timer = w.timer] { timer->cancel(); });
-    waiting_.clear();
-  }
-
- private:
-  struct Waiter {
-    asio::any_io_executor executor;
-    asio::steady_timer* timer;
-  };
-  std::mutex mutex_;
-  bool open_ = false;
-  std::vector<Waiter> waiting_;
-};
 
 // One response as the client read it; header names lower-cased.
 struct Answer {
@@ -105,24 +66,10 @@ struct Answer {
   }
 };
 
-// An HTTP client on plain blocking TCP. Reads wait on poll() with a deadline, so a server that
-// never answers fails the test instead of hanging it. `from` picks the client's address (all of
-// 127.0.0.0/8 is loopback), to be a different peer.
-class Client {
+// An HTTP client: a loopback client that reads HTTP/1.1 responses.
+class Client : public test::LoopbackClient {
  public:
-  explicit Client(std::uint16_t port, const char* from = "127.0.0.1") : socket_(io_) {
-    boost::system::error_code ec;
-    socket_.open(tcp::v4(), ec);
-    if (!ec) socket_.bind({asio::ip::make_address(from), 0}, ec);
-    if (!ec) socket_.connect({asio::ip::make_address("127.0.0.1"), port}, ec);
-    connected_ = !ec;
-  }
-  bool connected() const { return connected_; }
-  std::uint16_t local_port() const { return socket_.local_endpoint().port(); }
-  void send(const std::string& bytes) {
-    boost::system::error_code ignored;  // the server may have closed already
-    asio::write(socket_, asio::buffer(bytes), ignored);
-  }
+  using LoopbackClient::LoopbackClient;
   /// The next complete response (its body framed by Content-Length); nothing when none
   /// completes within `limit`.
   std::optional<Answer> next_response(std::chrono::milliseconds limit = kWait) {
@@ -132,18 +79,6 @@ class Client {
       if (closed_ || !read_once(deadline)) return std::nullopt;
     }
   }
-  /// Whether the server closed the connection within `limit` (what came before is kept).
-  bool wait_closed(std::chrono::milliseconds limit = kWait) {
-    const auto deadline = Clock::now() + limit;
-    while (!closed_) {
-      if (!read_once(deadline)) return false;
-    }
-    return true;
-  }
-  bool closed() const { return closed_; }
-  /// Bytes received and not yet taken by next_response().
-  const std::string& unread() const { return received_; }
-  void close() { socket_.close(); }
 
  private:
   std::optional<Answer> take_response() {
@@ -170,30 +105,6 @@ class Client {
     received_.erase(0, head_end + 4 + length);
     return answer;
   }
-
-  // One read, if anything arrives by `deadline`.
-  bool read_once(Clock::time_point deadline) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return false;
-    pollfd p{socket_.native_handle(), POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
-    std::array<char, 64 * 1024> chunk{};
-    boost::system::error_code ec;
-    const auto n = socket_.read_some(asio::buffer(chunk), ec);
-    if (ec) {
-      closed_ = true;  // end of stream or reset
-    } else {
-      received_.append(chunk.data(), n);
-    }
-    return true;
-  }
-
-  asio::io_context io_;
-  tcp::socket socket_;
-  bool connected_ = false;
-  bool closed_ = false;
-  std::string received_;
 };
 
 class HttpServerTest : public ::testing::Test {
@@ -259,12 +170,7 @@ class HttpServerTest : public ::testing::Test {
   }
 
   // A sample's value from the registry's exposition ("name" or "name{labels}"); -1 when absent.
-  double metric(const std::string& sample) const {
-    const auto text = registry_.render();
-    const auto at = text.find("\n" + sample + " ");
-    if (at == std::string::npos) return -1;
-    return std::stod(text.substr(at + sample.size() + 2));
-  }
+  double metric(const std::string& sample) const { return test::metric_sample(registry_, sample); }
 
   mutable std::mutex mutex_;
   std::vector<Request> requests_;
