@@ -385,17 +385,31 @@ struct Hl7Pipeline::Impl {
     return stated.find('T') != std::string::npos ? stated : received_at;
   }
 
+  // Runs `work`, a decision that reads the store, on the store executor (when there is one):
+  // the I/O thread that parses, validates and maps a message never blocks on a store read.
+  template <class T>
+  asio::awaitable<T> reading(asio::awaitable<T> work) {
+    if (options.store_executor == nullptr) co_return co_await std::move(work);
+    co_return co_await options.store_executor->run(std::move(work));
+  }
+
+  // A screening whose family asked for help: the referrals it opens are decided from the store.
+  struct AskingScreening {
+    const mapping::NormalizedScreening* screening;
+    mapping::MappedScreening mapped;
+  };
+
   asio::awaitable<std::string> handle_oru(const Message& m, const std::string& type,
                                           std::string text, const std::string& received_at) {
     auto screenings = screenings_from_oru(m, settings_for(m).zone);
     if (!screenings)
       co_return co_await reject(m, type, screenings.error(), "validate", received_at,
                                 std::move(text));
+    std::vector<pipeline::OutboxEvent> out;
+    std::vector<AskingScreening> asking;
+    int position = 0;
     const auto sender = sender_of(m);
     const auto control_id = m.get("MSH-10");
-    std::vector<pipeline::OutboxEvent> out;
-    std::vector<ScreeningReferral> opened;
-    int position = 0;
     for (const auto& s : *screenings) {
       auto mapped = mapper.map(s);
       if (!mapped) {
@@ -408,8 +422,33 @@ struct Hl7Pipeline::Impl {
                      position++, mapped->screening_id, options.topics.screening,
                      mapped->patient_pseudonym, std::move(mapped->data), received_at);
       out.push_back(outbox(e));
-      if (options.refer_from_screening) refer_from_screening(m, s, *mapped, opened);
+      if (options.refer_from_screening &&
+          std::any_of(mapped->domains.begin(), mapped->domains.end(),
+                      [](const auto& d) { return d.assistance_requested == true; })) {
+        asking.push_back({&s, std::move(*mapped)});
+      }
     }
+    // A screening that opens no referral reads nothing: committed from here.
+    if (asking.empty()) {
+      pipeline::CommitRequest request;
+      request.events = std::move(out);
+      co_return co_await accept_request(m, type, std::move(text), std::move(request), nullptr,
+                                        nullptr, nullptr, received_at);
+    }
+    co_return co_await reading(
+        refer_and_commit(m, type, std::move(text), received_at, std::move(out), std::move(asking)));
+  }
+
+  // The referrals `asking` opens, committed with the screening events `out`.
+  asio::awaitable<std::string> refer_and_commit(const Message& m, const std::string& type,
+                                                std::string text, std::string received_at,
+                                                std::vector<pipeline::OutboxEvent> out,
+                                                std::vector<AskingScreening> asking) {
+    const auto sender = sender_of(m);
+    const auto control_id = m.get("MSH-10");
+    std::vector<ScreeningReferral> opened;
+    for (const auto& a : asking)
+      refer_from_screening(m, *a.screening, a.mapped, opened);
     pipeline::CommitRequest request;
     request.events = std::move(out);
     std::vector<pipeline::ReferralState> states;
@@ -934,11 +973,13 @@ struct Hl7Pipeline::Impl {
                                          {"read_as", to_string(charset.charset)}});
     }
     if (type == "ORU^R01") co_return co_await handle_oru(m, type, std::move(text), received_at);
-    if (type == "REF^I12") co_return co_await handle_ref(m, type, std::move(text), received_at);
+    // Referral messages are decided from the store's referral and its Task.
+    if (type == "REF^I12")
+      co_return co_await reading(handle_ref(m, type, std::move(text), received_at));
     if (type == "RRI^I12")
-      co_return co_await handle_rri(m, type, std::move(text), received_at, peer);
+      co_return co_await reading(handle_rri(m, type, std::move(text), received_at, peer));
     if (type == "REF^I13" || type == "REF^I14")
-      co_return co_await handle_clinic_change(m, type, std::move(text), received_at);
+      co_return co_await reading(handle_clinic_change(m, type, std::move(text), received_at));
     const Location where{"MSH", 1, 9, 0, ""};
     const auto unsupported = Error::unsupported(
         type +
@@ -956,9 +997,8 @@ Hl7Pipeline::Hl7Pipeline(const mapping::ScreeningMapper& mapper, pipeline::Commi
 Hl7Pipeline::~Hl7Pipeline() = default;
 
 asio::awaitable<std::string> Hl7Pipeline::handle(std::string frame, const pipeline::Peer& peer) {
-  // Decided on the store executor (its reads block); the listener's I/O thread only waits.
-  if (auto* store_threads = impl_->options.store_executor)
-    co_return co_await store_threads->run(handle_here(std::move(frame), peer));
+  // Parsed, validated and mapped on the listener's I/O thread, and committed from there; only
+  // what reads the store (a referral's decision) moves to the store executor (Impl::reading).
   co_return co_await handle_here(std::move(frame), peer);
 }
 

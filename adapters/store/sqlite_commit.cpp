@@ -123,8 +123,14 @@ struct CommitOp final : WriteOp {
       st.text(5, e.key).blob(6, e.value).integer(7, received);
       if (auto r = st.step(); !r) return fail(r.error());
       if (sqlite3_changes(s.db) > 0) {
-        outcome.undelivered.push_back(sqlite3_last_insert_rowid(s.db));
-        pending_bytes += static_cast<std::int64_t>(e.value.size());
+        const auto seq = sqlite3_last_insert_rowid(s.db);
+        const auto bytes = static_cast<std::int64_t>(e.value.size());
+        auto& pending = s.insert_pending;
+        ResetOnExit reset_pending{pending};
+        pending.integer(1, seq).integer(2, bytes);
+        if (auto r = pending.step(); !r) return fail(r.error());
+        outcome.undelivered.push_back(seq);
+        pending_bytes += bytes;
       }
     }
     pending_undelivered = static_cast<std::int64_t>(outcome.undelivered.size());
@@ -233,8 +239,8 @@ struct CommitOp final : WriteOp {
 Result<std::vector<std::int64_t>> undelivered_of(SqliteStore::Impl& s, std::int64_t inbound_id) {
   sqlite3_stmt* st = nullptr;
   if (sqlite3_prepare_v2(s.db,
-                         "SELECT seq FROM outbox WHERE inbound_id = ?1 AND delivered_at IS NULL "
-                         "AND dead_at IS NULL ORDER BY seq",
+                         "SELECT o.seq FROM outbox o JOIN outbox_pending p ON p.seq = o.seq "
+                         "WHERE o.inbound_id = ?1 ORDER BY o.seq",
                          -1, &st, nullptr) != SQLITE_OK) {
     return fail(Error::unavailable(sqlite3_errmsg(s.db)));
   }
@@ -255,15 +261,14 @@ struct MarkDeliveredOp final : WriteOp {
   bool needs_durability() const override { return false; }  // Kafka has them already
 
   Result<void> execute(SqliteStore::Impl& s) override {
-    const auto at = s.now();
     std::map<std::pair<std::string, std::int32_t>, std::int64_t> highest;
     for (const auto& e : events) {
       auto& st = s.mark_delivered;
       ResetOnExit reset{st};
-      st.integer(1, at).integer(2, e.seq);
+      st.integer(1, e.seq);
       auto r = st.step();
       if (!r) return fail(r.error());
-      if (*r == SQLITE_ROW) {  // RETURNING: the row was undelivered until now
+      if (*r == SQLITE_ROW) {  // RETURNING: the event was pending until now
         ++marked;
         marked_bytes += st.column_int(0);
       }
@@ -378,8 +383,9 @@ asio::awaitable<Result<void>> SqliteStore::await_delivered(std::vector<std::int6
           std::lock_guard lock(impl->reader_mutex);
           sqlite3_stmt* st = nullptr;
           sqlite3_prepare_v2(impl->reader,
-                             "SELECT delivered_at IS NOT NULL, dead_at IS NOT NULL FROM outbox "
-                             "WHERE seq = ?1",
+                             "SELECT dead_at IS NULL AND NOT EXISTS (SELECT 1 FROM "
+                             "outbox_pending p WHERE p.seq = o.seq), dead_at IS NOT NULL FROM "
+                             "outbox o WHERE seq = ?1",
                              -1, &st, nullptr);
           for (auto seq : seqs) {
             sqlite3_bind_int64(st, 1, seq);

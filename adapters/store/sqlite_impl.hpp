@@ -243,8 +243,8 @@ struct SqliteStore::Impl {
   std::filesystem::path path;
   int version = 0;
 
-  Statement insert_inbound, select_inbound, insert_outbox, insert_dead_letter, mark_delivered,
-      upsert_offset;
+  Statement insert_inbound, select_inbound, insert_outbox, insert_pending, insert_dead_letter,
+      mark_delivered, upsert_offset;
   // FHIR resources and referral states written with a commit.
   Statement resource_version, upsert_resource, insert_history, delete_identifiers,
       insert_identifier, delete_search, insert_search, referral_sequence, upsert_referral,
@@ -337,6 +337,82 @@ struct SqliteStore::Impl {
     wal_fd = -1;
   }
 
+  // The WAL checkpoint runs off the commit path: SQLite's automatic checkpoint (which the
+  // committing writer would run, copying pages and syncing the database file between two
+  // groups) is off; the writer's WAL hook wakes this thread once the WAL holds
+  // kCheckpointPages pages, and it checkpoints PASSIVE on a connection of its own (never
+  // waiting for the writer or readers), and RESTART only when the WAL passes
+  // kWalRestartPages, so that the WAL stays bounded while writes never stop.
+  static constexpr int kCheckpointPages = 50;
+  static constexpr int kWalRestartPages = 8000;  // ~32 MiB with 4 KiB pages
+  sqlite3* checkpoint_db = nullptr;
+  std::thread checkpointer;
+  std::mutex checkpoint_mutex;
+  std::condition_variable checkpoint_cv;
+  bool checkpoint_due = false;
+  bool checkpoint_stopping = false;
+  std::atomic<int> wal_pages{0};  // the WAL's size in pages after the last commit
+  std::atomic<int> checkpointed_pages{0};  // the WAL's size when the last checkpoint began
+  metrics::Counter* checkpoints = nullptr;
+
+  /// The writer connection's WAL hook: after every commit, with the WAL's size in pages.
+  static int on_wal_commit(void* self, sqlite3*, const char*, int pages) {
+    auto* impl = static_cast<Impl*>(self);
+    impl->wal_pages.store(pages, std::memory_order_relaxed);
+    // The WAL started over (smaller than at the last checkpoint): count from its start.
+    if (pages < impl->checkpointed_pages.load(std::memory_order_relaxed))
+      impl->checkpointed_pages.store(0, std::memory_order_relaxed);
+    if (pages - impl->checkpointed_pages.load(std::memory_order_relaxed) >= kCheckpointPages) {
+      {
+        std::lock_guard lock(impl->checkpoint_mutex);
+        if (impl->checkpoint_due) return SQLITE_OK;  // already woken
+        impl->checkpoint_due = true;
+      }
+      impl->checkpoint_cv.notify_one();
+    }
+    return SQLITE_OK;
+  }
+
+  void checkpointer_loop() {
+    for (;;) {
+      {
+        std::unique_lock lock(checkpoint_mutex);
+        checkpoint_cv.wait_for(lock, std::chrono::seconds(1),
+                               [this] { return checkpoint_due || checkpoint_stopping; });
+        if (checkpoint_stopping) return;
+        checkpoint_due = false;
+      }
+      int log_pages = 0;
+      int done_pages = 0;
+      checkpointed_pages.store(wal_pages.load(std::memory_order_relaxed),
+                               std::memory_order_relaxed);
+      const int rc = sqlite3_wal_checkpoint_v2(checkpoint_db, nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                               &log_pages, &done_pages);
+      if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        log::warn("store.checkpoint_failed", {{"detail", sqlite3_errmsg(checkpoint_db)}});
+        continue;
+      }
+      if (checkpoints != nullptr) checkpoints->inc();
+      if (wal_pages.load(std::memory_order_relaxed) >= kWalRestartPages) {
+        // Writes never paused long enough for the WAL to start over: make it (waits for the
+        // current group and for readers on old frames, under the busy timeout).
+        (void)sqlite3_wal_checkpoint_v2(checkpoint_db, nullptr, SQLITE_CHECKPOINT_RESTART,
+                                        &log_pages, &done_pages);
+      }
+    }
+  }
+
+  void stop_checkpointer() {
+    {
+      std::lock_guard lock(checkpoint_mutex);
+      checkpoint_stopping = true;
+    }
+    checkpoint_cv.notify_all();
+    if (checkpointer.joinable()) checkpointer.join();
+    if (checkpoint_db != nullptr) sqlite3_close_v2(checkpoint_db);
+    checkpoint_db = nullptr;
+  }
+
   std::mutex waiters_mutex;
   std::unordered_map<std::int64_t, std::shared_ptr<DeliveryWaiter>> waiters;  // by seq
 
@@ -411,6 +487,7 @@ struct SqliteStore::Impl {
     queue_cv.notify_all();
     if (writer.joinable()) writer.join();
     stop_syncer();
+    stop_checkpointer();
     readers.clear();
     if (reader != nullptr) sqlite3_close_v2(reader);
     if (db != nullptr) sqlite3_close_v2(db);

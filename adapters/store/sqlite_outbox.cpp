@@ -96,21 +96,34 @@ Result<void> SqliteStore::dead_letter_event(std::int64_t seq,
       *impl,
       [seq, &record, &notice, &left_bytes](Impl& s) -> Result<std::int64_t> {
         const auto at = s.now();
+        {
+          // Only an event still pending leaves the queue (not one delivered meanwhile).
+          Statement pending;
+          if (auto p = pending.prepare(s.db,
+                                       "DELETE FROM outbox_pending WHERE seq = ?1 RETURNING bytes");
+              !p) {
+            return fail(p.error());
+          }
+          pending.integer(1, seq);
+          auto left = pending.step();
+          if (!left) return fail(left.error());
+          if (*left != SQLITE_ROW) return std::int64_t{-1};
+          left_bytes = pending.column_int(0);
+          pending.reset();  // finishes the DELETE
+        }
         Statement st;
         if (auto p = st.prepare(s.db,
                                 "UPDATE outbox SET dead_at = ?1, last_error = ?2, attempts = "
-                                "attempts + 1 WHERE seq = ?3 AND delivered_at IS NULL AND dead_at "
-                                "IS NULL RETURNING inbound_id, length(value)");
+                                "attempts + 1 WHERE seq = ?3 RETURNING inbound_id");
             !p) {
           return fail(p.error());
         }
         st.integer(1, at).text(2, record.error_text).integer(3, seq);
         auto moved = st.step();
         if (!moved) return fail(moved.error());
-        if (*moved != SQLITE_ROW) return std::int64_t{-1};
+        if (*moved != SQLITE_ROW) return fail(Error::internal("a pending event has no outbox row"));
         const bool has_inbound = sqlite3_column_type(st.raw(), 0) != SQLITE_NULL;
         const auto inbound_id = st.column_int(0);
-        left_bytes = st.column_int(1);
         st.reset();  // finishes the UPDATE
         Statement dl;
         if (auto p =
@@ -133,7 +146,13 @@ Result<void> SqliteStore::dead_letter_event(std::int64_t seq,
         ins.text(5, notice->key).blob(6, notice->value).integer(7, at);
         if (has_inbound) ins.integer(2, inbound_id);
         if (auto ir = ins.step(); !ir) return fail(ir.error());
-        return static_cast<std::int64_t>(sqlite3_changes(s.db));
+        if (sqlite3_changes(s.db) == 0) return std::int64_t{0};
+        auto& pending = s.insert_pending;
+        ResetOnExit reset_pending{pending};
+        pending.integer(1, sqlite3_last_insert_rowid(s.db))
+            .integer(2, static_cast<std::int64_t>(notice->value.size()));
+        if (auto pr = pending.step(); !pr) return fail(pr.error());
+        return std::int64_t{1};
       },
       [impl, seq, &left_bytes, notice_bytes](const Result<std::int64_t>& added) {
         if (*added < 0) return;
@@ -169,8 +188,8 @@ Result<std::vector<UndeliveredRef>> SqliteStore::undelivered_refs() const {
   std::lock_guard lock(impl_->reader_mutex);
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(impl_->reader,
-                     "SELECT seq, event_id, topic FROM outbox WHERE delivered_at IS NULL AND "
-                     "dead_at IS NULL ORDER BY seq",
+                     "SELECT o.seq, o.event_id, o.topic FROM outbox_pending p JOIN outbox o ON "
+                     "o.seq = p.seq ORDER BY p.seq",
                      -1, &st, nullptr);
   std::vector<UndeliveredRef> out;
   int rc = 0;
@@ -258,6 +277,12 @@ Result<ReplayResult> SqliteStore::replay_event(const std::string& dead_letter_id
         const std::int64_t requeued = *stepped == SQLITE_ROW ? 1 : 0;
         if (requeued != 0) requeued_bytes = st.column_int(0);
         st.reset();
+        if (requeued != 0) {
+          auto& pending = s.insert_pending;
+          ResetOnExit reset_pending{pending};
+          pending.integer(1, dl->outbox_seq).integer(2, requeued_bytes);
+          if (auto pr = pending.step(); !pr) return fail(pr.error());
+        }
         const std::string note = "requeued for Kafka";
         if (auto r = mark_replayed(s.db, dead_letter_id, s.now(), note); !r) return fail(r.error());
         return ReplayResult{dead_letter_id, note, requeued};

@@ -177,6 +177,20 @@ const std::vector<const char*> kMigrations = {
       CREATE INDEX referrals_open_by_patient ON referrals(patient, category) WHERE patient <> ''
         AND status NOT IN ('rejected', 'completed', 'failed', 'cancelled');
     )sql",
+    // 9: delivery is marked in a small table instead of by rewriting each event's row: an event
+    // is in outbox_pending (with its size, for the backlog bound) from its commit until Kafka
+    // acknowledges it or refuses it for good. Delivered events are kept for the retention
+    // counted from their commit.
+    R"sql(
+      CREATE TABLE outbox_pending (
+        seq   INTEGER PRIMARY KEY,  -- outbox.seq
+        bytes INTEGER NOT NULL      -- length(outbox.value)
+      ) STRICT;
+      INSERT INTO outbox_pending(seq, bytes) SELECT seq, length(value) FROM outbox
+        WHERE delivered_at IS NULL AND dead_at IS NULL;
+      DROP INDEX outbox_undelivered;
+      DROP INDEX outbox_delivered_at;
+    )sql",
 };
 
 /// Retention: bounded chunks, so a large backlog of expired rows never stalls the commits
@@ -201,9 +215,13 @@ struct PruneOp final : WriteOp {
       return step_changes(s.db, st);
     };
     // Delivered events past their retention.
+    // Seqs are in commit order: only those below the first young one are looked at, and of
+    // them only the delivered (not pending, not dead).
     auto n = run(
-        "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE delivered_at IS NOT NULL "
-        "AND delivered_at < ?1 ORDER BY delivered_at LIMIT ?3)",
+        "DELETE FROM outbox WHERE seq IN (SELECT o.seq FROM outbox o WHERE o.seq < coalesce("
+        "(SELECT seq FROM outbox WHERE created_at >= ?1 ORDER BY seq LIMIT 1), "
+        "(SELECT max(seq) + 1 FROM outbox), 0) AND o.dead_at IS NULL AND NOT EXISTS (SELECT 1 "
+        "FROM outbox_pending p WHERE p.seq = o.seq) ORDER BY o.seq LIMIT ?3)",
         now - c.delivered_retention.count());
     if (!n) return fail(n.error());
     more = more || *n == kChunk;
@@ -497,6 +515,10 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(event_id) DO NOTHING");
   }
   if (prepared) {
+    prepared = impl->insert_pending.prepare(
+        impl->db, "INSERT INTO outbox_pending(seq, bytes) VALUES (?1, ?2)");
+  }
+  if (prepared) {
     prepared = impl->insert_dead_letter.prepare(
         impl->db,
         "INSERT INTO dead_letters(dead_letter_id, inbound_id, created_at, stage, error_code, "
@@ -506,8 +528,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   if (prepared) {
     prepared = impl->mark_delivered.prepare(
         impl->db,
-        "UPDATE outbox SET delivered_at = ?1 WHERE seq = ?2 AND delivered_at IS NULL "
-        "RETURNING length(value)");
+        "DELETE FROM outbox_pending WHERE seq = ?1 RETURNING bytes");
   }
   if (prepared) {
     prepared = impl->upsert_offset.prepare(
@@ -597,18 +618,18 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   sqlite3_busy_timeout(impl->reader, 5000);
   if (auto r = impl->select_pending.prepare(
           impl->reader,
-          "SELECT seq, event_id, topic, key, value, created_at FROM outbox WHERE delivered_at IS "
-          "NULL AND dead_at IS NULL AND seq > ?1 AND seq <= ?3 ORDER BY seq LIMIT ?2");
+          "SELECT o.seq, o.event_id, o.topic, o.key, o.value, o.created_at FROM outbox_pending p "
+          "JOIN outbox o ON o.seq = p.seq WHERE p.seq > ?1 AND p.seq <= ?3 ORDER BY p.seq "
+          "LIMIT ?2");
       !r) {
     return fail(r.error());
   }
   {
     sqlite3_stmt* st = nullptr;
     sqlite3_prepare_v2(impl->reader,
-                       "SELECT (SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND "
-                       "dead_at IS NULL), (SELECT count(*) FROM dead_letters WHERE replayed_at "
-                       "IS NULL), (SELECT coalesce(sum(length(value)), 0) FROM outbox WHERE "
-                       "delivered_at IS NULL AND dead_at IS NULL)",
+                       "SELECT (SELECT count(*) FROM outbox_pending), (SELECT count(*) FROM "
+                       "dead_letters WHERE replayed_at IS NULL), (SELECT coalesce(sum(bytes), 0) "
+                       "FROM outbox_pending)",
                        -1, &st, nullptr);
     if (sqlite3_step(st) == SQLITE_ROW) {
       impl->undelivered = sqlite3_column_int64(st, 0);
@@ -640,6 +661,11 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
     reg.gauge_callback("sdoh_outbox_undelivered_events",
                        "Committed events not yet acknowledged by Kafka.",
                        [raw] { return static_cast<double>(raw->undelivered.load()); });
+    impl->checkpoints = &reg.counter("sdoh_store_wal_checkpoints_total",
+                                     "WAL checkpoints run by the store's checkpoint thread.")
+                            .with();
+    reg.gauge_callback("sdoh_store_wal_pages", "Pages in the write-ahead log after the last commit.",
+                       [raw = impl.get()] { return static_cast<double>(raw->wal_pages.load()); });
     impl->pruned = &reg.counter("sdoh_store_pruned_rows_total",
                                 "Rows removed or cleared by the retention policy.")
                         .with();
@@ -652,8 +678,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
           sqlite3_stmt* st = nullptr;
           double age = 0;
           if (sqlite3_prepare_v2(raw->reader,
-                                 "SELECT created_at FROM outbox WHERE delivered_at IS NULL AND "
-                                 "dead_at IS NULL ORDER BY seq LIMIT 1",
+                                 "SELECT o.created_at FROM outbox_pending p JOIN outbox o ON "
+                                 "o.seq = p.seq ORDER BY p.seq LIMIT 1",
                                  -1, &st, nullptr) == SQLITE_OK &&
               sqlite3_step(st) == SQLITE_ROW) {
             age = static_cast<double>(raw->now() - sqlite3_column_int64(st, 0)) / 1000.0;
@@ -679,6 +705,15 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
     sqlite3_finalize(st);
     impl->syncer = std::thread([raw] { raw->syncer_loop(); });
   }
+  // Checkpoints off the commit path (see Impl::checkpointer_loop).
+  if (sqlite3_open_v2(path.c_str(), &impl->checkpoint_db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+    return fail(Error::unavailable("cannot open store " + path.string() + " to checkpoint it"));
+  }
+  sqlite3_busy_timeout(impl->checkpoint_db, 5000);
+  (void)exec(impl->checkpoint_db, "PRAGMA synchronous=NORMAL");
+  sqlite3_wal_hook(impl->db, &SqliteStore::Impl::on_wal_commit, raw);  // replaces autocheckpoint
+  impl->checkpointer = std::thread([raw] { raw->checkpointer_loop(); });
   impl->writer = std::thread([raw] { raw->writer_loop(); });
   return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
 }
@@ -715,8 +750,8 @@ StoreStats SqliteStore::stats() const {
   sqlite3_stmt* st = nullptr;
   if (sqlite3_prepare_v2(
           impl_->reader,
-          "SELECT created_at FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL ORDER BY "
-          "seq LIMIT 1",
+          "SELECT o.created_at FROM outbox_pending p JOIN outbox o ON o.seq = p.seq ORDER BY "
+          "p.seq LIMIT 1",
           -1, &st, nullptr) == SQLITE_OK &&
       sqlite3_step(st) == SQLITE_ROW) {
     s.oldest_undelivered_ms = sqlite3_column_int64(st, 0);
