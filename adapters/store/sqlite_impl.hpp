@@ -351,7 +351,7 @@ struct SqliteStore::Impl {
   std::condition_variable checkpoint_cv;
   bool checkpoint_due = false;
   bool checkpoint_stopping = false;
-  std::atomic<int> wal_pages{0};  // the WAL's size in pages after the last commit
+  std::atomic<int> wal_pages{0};           // the WAL's size in pages after the last commit
   std::atomic<int> checkpointed_pages{0};  // the WAL's size when the last checkpoint began
   metrics::Counter* checkpoints = nullptr;
 

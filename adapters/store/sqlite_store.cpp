@@ -217,12 +217,12 @@ struct PruneOp final : WriteOp {
     // Delivered events past their retention.
     // Seqs are in commit order: only those below the first young one are looked at, and of
     // them only the delivered (not pending, not dead).
-    auto n = run(
-        "DELETE FROM outbox WHERE seq IN (SELECT o.seq FROM outbox o WHERE o.seq < coalesce("
-        "(SELECT seq FROM outbox WHERE created_at >= ?1 ORDER BY seq LIMIT 1), "
-        "(SELECT max(seq) + 1 FROM outbox), 0) AND o.dead_at IS NULL AND NOT EXISTS (SELECT 1 "
-        "FROM outbox_pending p WHERE p.seq = o.seq) ORDER BY o.seq LIMIT ?3)",
-        now - c.delivered_retention.count());
+    auto n =
+        run("DELETE FROM outbox WHERE seq IN (SELECT o.seq FROM outbox o WHERE o.seq < coalesce("
+            "(SELECT seq FROM outbox WHERE created_at >= ?1 ORDER BY seq LIMIT 1), "
+            "(SELECT max(seq) + 1 FROM outbox), 0) AND o.dead_at IS NULL AND NOT EXISTS (SELECT 1 "
+            "FROM outbox_pending p WHERE p.seq = o.seq) ORDER BY o.seq LIMIT ?3)",
+            now - c.delivered_retention.count());
     if (!n) return fail(n.error());
     more = more || *n == kChunk;
     removed += *n;
@@ -527,8 +527,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   }
   if (prepared) {
     prepared = impl->mark_delivered.prepare(
-        impl->db,
-        "DELETE FROM outbox_pending WHERE seq = ?1 RETURNING bytes");
+        impl->db, "DELETE FROM outbox_pending WHERE seq = ?1 RETURNING bytes");
   }
   if (prepared) {
     prepared = impl->upsert_offset.prepare(
@@ -663,8 +662,9 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
                        [raw] { return static_cast<double>(raw->undelivered.load()); });
     impl->checkpoints = &reg.counter("sdoh_store_wal_checkpoints_total",
                                      "WAL checkpoints run by the store's checkpoint thread.")
-                            .with();
-    reg.gauge_callback("sdoh_store_wal_pages", "Pages in the write-ahead log after the last commit.",
+                             .with();
+    reg.gauge_callback("sdoh_store_wal_pages",
+                       "Pages in the write-ahead log after the last commit.",
                        [raw = impl.get()] { return static_cast<double>(raw->wal_pages.load()); });
     impl->pruned = &reg.counter("sdoh_store_pruned_rows_total",
                                 "Rows removed or cleared by the retention policy.")

@@ -45,7 +45,8 @@ constexpr const char* kSchemaV4 = R"sql(
   PRAGMA user_version=4;
 )sql";
 
-// What a version 4 gateway had stored: one message with an undelivered event, one referral.
+// What a version 4 gateway had stored: one message with an undelivered event and one Kafka had
+// acknowledged, one referral.
 constexpr const char* kDataV4 = R"sql(
   INSERT INTO inbound(id, protocol, sender, dedupe_key, message_type, received_at, answer_code,
     answer, payload) VALUES (1, 'hl7v2', 'EHR^PEDS_A', 'OLD1', 'REF^I12', 1767600000000, 'CA',
@@ -53,6 +54,9 @@ constexpr const char* kDataV4 = R"sql(
   INSERT INTO outbox(seq, event_id, inbound_id, type, topic, key, value, created_at) VALUES (1,
     'OLD1-ev0', 1, 'org.sdoh.referral.v1', 'sdoh.referral.v1', 'r-old', CAST('{}' AS BLOB),
     1767600000000);
+  INSERT INTO outbox(seq, event_id, inbound_id, type, topic, key, value, created_at,
+    delivered_at) VALUES (2, 'OLD1-ev1', 1, 'org.sdoh.referral.v1', 'sdoh.referral.v1', 'r-old',
+    CAST('{"delivered":true}' AS BLOB), 1767600000000, 1767600001000);
   INSERT INTO referrals VALUES ('r-old', 'urn:clinic', 'REF-OLD', 'OLD1', 'ehv',
     'food-insecurity', 'accepted', 'scheduled', 2, 1767600000000);
 )sql";
@@ -75,8 +79,10 @@ TEST_F(SqliteStoreTest, MigratesAVersion4DatabaseAndKeepsItsData) {
   // the dedupe record.
   auto pending = store.pending_events(0, 10);
   ASSERT_TRUE(pending);
-  ASSERT_EQ(pending->size(), 1u);
+  ASSERT_EQ(pending->size(), 1u) << "only the undelivered event is still pending";
   EXPECT_EQ((*pending)[0].event_id, "OLD1-ev0");
+  EXPECT_EQ(store.stats().undelivered, 1);
+  EXPECT_EQ(store.stats().undelivered_bytes, 2);  // "{}"
   auto referral = store.find_referral({"", "urn:clinic", "REF-OLD", ""});
   ASSERT_TRUE(referral && *referral);
   EXPECT_EQ((*referral)->referral_id, "r-old");

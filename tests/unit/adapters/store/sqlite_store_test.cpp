@@ -4,6 +4,7 @@
 #include "adapters/store/sqlite_store.hpp"
 
 #include "tests/unit/adapters/store/store_fixture.hpp"
+#include "tests/unit/support/loopback.hpp"
 
 namespace sdoh::store {
 namespace {
@@ -681,3 +682,35 @@ TEST_F(SqliteStoreTest, ReadersWorkWhileCommitsAreWritten) {
 }  // namespace sdoh::store
 
 // Schema migrations from databases older builds left behind.
+// The WAL is copied into the database file by the checkpoint thread, off the commit path, once
+// it holds enough new pages; every commit stays readable.
+namespace sdoh::store {
+namespace {
+
+using namespace store_test_support;
+
+TEST_F(SqliteStoreTest, TheCheckpointThreadCopiesTheLogIntoTheDatabaseFile) {
+  metrics::Registry registry;
+  auto opened = SqliteStore::open(dir_ / "gateway.db", cfg_, &registry);
+  ASSERT_TRUE(opened) << opened.error().message;
+  auto& store = **opened;
+  const auto db_bytes_before = std::filesystem::file_size(dir_ / "gateway.db");
+  // Each commit writes a 6 KB event: together, far more than one checkpoint's worth of pages.
+  for (int i = 0; i < 60; ++i) {
+    auto r = request("CKPT" + std::to_string(i), 1);
+    r.events[0].value = std::string(6000, 'x');
+    ASSERT_TRUE(commit_now(store, std::move(r)));
+  }
+  EXPECT_TRUE(test::eventually([&] {
+    return test::metric_sample(registry, "sdoh_store_wal_checkpoints_total") >= 1;
+  })) << registry.render();
+  EXPECT_GT(test::metric_sample(registry, "sdoh_store_wal_pages"), 0);
+  EXPECT_GT(std::filesystem::file_size(dir_ / "gateway.db"), db_bytes_before + 60 * 6000 / 2)
+      << "the checkpoint copies the committed pages into the database file";
+  auto pending = store.pending_events(0, 100);
+  ASSERT_TRUE(pending);
+  EXPECT_EQ(pending->size(), 60u);
+}
+
+}  // namespace
+}  // namespace sdoh::store
