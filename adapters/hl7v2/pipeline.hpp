@@ -41,8 +41,10 @@ struct Hl7PipelineOptions {
   /// REF^I12 or screening made before; null: none is known (every RRI^I12 is refused). Must
   /// outlive the pipeline.
   const pipeline::ReferralRepository* referrals = nullptr;
-  /// Where messages are decided (their store reads block): the store executor. Null: on the
-  /// caller's executor (unit tests). Must outlive the pipeline.
+  /// Where the decisions that read the store run (a referral's: its reads block): the store
+  /// executor; parsing, validation, mapping and commits stay on the caller's executor (the
+  /// connection's I/O thread). Null: everything on the caller's executor (unit tests). Must
+  /// outlive the pipeline.
   pipeline::StoreExecutor* store_executor = nullptr;
   /// The FHIR resources the gateway keeps: when set, a REF^I12 also creates the referral's Task
   /// (GET /fhir/Task/{referralId}) and each RRI^I12 a new version of it, in the same commit.

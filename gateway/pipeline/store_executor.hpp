@@ -1,15 +1,18 @@
 #pragma once
 // The store executor: a few threads of their own for work that blocks on the store — its reads
-// (SQLite, a disk), and what decides from them: an HL7 message's parse, map and referral
-// decision, a FHIR request, the overdue check, the referral measures. The I/O threads only move
-// bytes: a listener's connection coroutine hands its request here with run() and resumes, on its
-// own I/O thread, with the answer; the commit itself still goes to the store's writer thread.
+// (SQLite, a disk), and what decides from them: an HL7 referral's decision (an HL7 message is
+// parsed, validated and mapped on its I/O thread, which hands over only what reads), a FHIR
+// request, the overdue check, the referral measures. A listener's connection coroutine hands
+// that work here with run() and resumes, on its own I/O thread, with the answer; the commit
+// itself goes to the store's writer thread.
 //
 // Which thread owns what (see also README, "Threads"):
 //   - I/O threads (runtime.io_threads, one io_context): accept, TLS, framing, reading and
-//     writing sockets, timers; never a store read or an fsync.
-//   - store executor threads (store.read_threads): the work above; they may block on a read.
-//   - the store's writer and syncer threads: every write, in group transactions (adapters/store).
+//     writing sockets, timers, HL7 parsing and mapping, handing commits to the writer; never a
+//     store read or an fsync.
+//   - store executor threads (runtime.store_threads): the work above; they may block on a read.
+//   - the store's writer, syncer and checkpoint threads: every write, in group transactions, its
+//     fsync, and the WAL checkpoint (adapters/store).
 //   - the Kafka relay, update consumer and clinic return sender: one thread each.
 #include <cstddef>
 #include <functional>
