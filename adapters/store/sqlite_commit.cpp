@@ -125,10 +125,7 @@ struct CommitOp final : WriteOp {
       if (sqlite3_changes(s.db) > 0) {
         const auto seq = sqlite3_last_insert_rowid(s.db);
         const auto bytes = static_cast<std::int64_t>(e.value.size());
-        auto& pending = s.insert_pending;
-        ResetOnExit reset_pending{pending};
-        pending.integer(1, seq).integer(2, bytes);
-        if (auto r = pending.step(); !r) return fail(r.error());
+        if (auto r = s.add_pending(seq, bytes); !r) return r;
         outcome.undelivered.push_back(seq);
         pending_bytes += bytes;
       }
@@ -263,14 +260,11 @@ struct MarkDeliveredOp final : WriteOp {
   Result<void> execute(SqliteStore::Impl& s) override {
     std::map<std::pair<std::string, std::int32_t>, std::int64_t> highest;
     for (const auto& e : events) {
-      auto& st = s.mark_delivered;
-      ResetOnExit reset{st};
-      st.integer(1, e.seq);
-      auto r = st.step();
-      if (!r) return fail(r.error());
-      if (*r == SQLITE_ROW) {  // RETURNING: the event was pending until now
+      auto left = s.remove_pending(e.seq);
+      if (!left) return fail(left.error());
+      if (*left) {  // it was pending until now
         ++marked;
-        marked_bytes += st.column_int(0);
+        marked_bytes += **left;
       }
       if (e.partition >= 0 && e.offset >= 0) {
         auto& h = highest[{e.topic, e.partition}];

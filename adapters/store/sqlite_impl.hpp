@@ -244,7 +244,25 @@ struct SqliteStore::Impl {
   int version = 0;
 
   Statement insert_inbound, select_inbound, insert_outbox, insert_pending, insert_dead_letter,
-      mark_delivered, upsert_offset;
+      take_pending, upsert_offset;
+
+  /// The outbox event `seq` (of `bytes` bytes) waits for Kafka from now on. Writer thread.
+  Result<void> add_pending(std::int64_t seq, std::int64_t bytes) {
+    ResetOnExit reset{insert_pending};
+    insert_pending.integer(1, seq).integer(2, bytes);
+    if (auto r = insert_pending.step(); !r) return fail(r.error());
+    return {};
+  }
+  /// Event `seq` no longer waits (Kafka has it, or refused it for good): its size when it was
+  /// waiting until now, nothing when it was not. Writer thread.
+  Result<std::optional<std::int64_t>> remove_pending(std::int64_t seq) {
+    ResetOnExit reset{take_pending};
+    take_pending.integer(1, seq);
+    auto r = take_pending.step();
+    if (!r) return fail(r.error());
+    if (*r != SQLITE_ROW) return std::optional<std::int64_t>();
+    return std::optional<std::int64_t>(take_pending.column_int(0));
+  }
   // FHIR resources and referral states written with a commit.
   Statement resource_version, upsert_resource, insert_history, delete_identifiers,
       insert_identifier, delete_search, insert_search, referral_sequence, upsert_referral,

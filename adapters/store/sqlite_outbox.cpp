@@ -96,21 +96,11 @@ Result<void> SqliteStore::dead_letter_event(std::int64_t seq,
       *impl,
       [seq, &record, &notice, &left_bytes](Impl& s) -> Result<std::int64_t> {
         const auto at = s.now();
-        {
-          // Only an event still pending leaves the queue (not one delivered meanwhile).
-          Statement pending;
-          if (auto p = pending.prepare(s.db,
-                                       "DELETE FROM outbox_pending WHERE seq = ?1 RETURNING bytes");
-              !p) {
-            return fail(p.error());
-          }
-          pending.integer(1, seq);
-          auto left = pending.step();
-          if (!left) return fail(left.error());
-          if (*left != SQLITE_ROW) return std::int64_t{-1};
-          left_bytes = pending.column_int(0);
-          pending.reset();  // finishes the DELETE
-        }
+        // Only an event still pending leaves the queue (not one delivered meanwhile).
+        auto left = s.remove_pending(seq);
+        if (!left) return fail(left.error());
+        if (!*left) return std::int64_t{-1};
+        left_bytes = **left;
         Statement st;
         if (auto p = st.prepare(s.db,
                                 "UPDATE outbox SET dead_at = ?1, last_error = ?2, attempts = "
@@ -147,11 +137,11 @@ Result<void> SqliteStore::dead_letter_event(std::int64_t seq,
         if (has_inbound) ins.integer(2, inbound_id);
         if (auto ir = ins.step(); !ir) return fail(ir.error());
         if (sqlite3_changes(s.db) == 0) return std::int64_t{0};
-        auto& pending = s.insert_pending;
-        ResetOnExit reset_pending{pending};
-        pending.integer(1, sqlite3_last_insert_rowid(s.db))
-            .integer(2, static_cast<std::int64_t>(notice->value.size()));
-        if (auto pr = pending.step(); !pr) return fail(pr.error());
+        if (auto pr = s.add_pending(sqlite3_last_insert_rowid(s.db),
+                                    static_cast<std::int64_t>(notice->value.size()));
+            !pr) {
+          return fail(pr.error());
+        }
         return std::int64_t{1};
       },
       [impl, seq, &left_bytes, notice_bytes](const Result<std::int64_t>& added) {
@@ -278,10 +268,7 @@ Result<ReplayResult> SqliteStore::replay_event(const std::string& dead_letter_id
         if (requeued != 0) requeued_bytes = st.column_int(0);
         st.reset();
         if (requeued != 0) {
-          auto& pending = s.insert_pending;
-          ResetOnExit reset_pending{pending};
-          pending.integer(1, dl->outbox_seq).integer(2, requeued_bytes);
-          if (auto pr = pending.step(); !pr) return fail(pr.error());
+          if (auto pr = s.add_pending(dl->outbox_seq, requeued_bytes); !pr) return fail(pr.error());
         }
         const std::string note = "requeued for Kafka";
         if (auto r = mark_replayed(s.db, dead_letter_id, s.now(), note); !r) return fail(r.error());

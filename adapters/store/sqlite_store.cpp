@@ -526,7 +526,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
         "NOTHING");
   }
   if (prepared) {
-    prepared = impl->mark_delivered.prepare(
+    prepared = impl->take_pending.prepare(
         impl->db, "DELETE FROM outbox_pending WHERE seq = ?1 RETURNING bytes");
   }
   if (prepared) {
