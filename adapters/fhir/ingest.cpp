@@ -799,8 +799,10 @@ std::expected<FhirIngest, FhirRejection> Ingestor::run() {
       out.commit.events.push_back(std::move(ev));
   } else if (!held_.empty()) {
     // A referral held for no route is also a dead letter (stage route): listed for operations,
-    // and replayed once a route exists, which releases the referral to its agency.
-    auto held = reject(Problem{FhirErrc::kUnprocessable, {held_.front()}}, "route");
+    // and replayed once a route exists, which releases the referral to its agency. One held
+    // uncategorised likewise (stage map), once a local code table translates its need.
+    auto held =
+        reject(Problem{FhirErrc::kUnprocessable, {held_.front().issue}}, held_.front().stage);
     out.commit.dead_letter = std::move(held.commit.dead_letter);
     for (auto& ev : held.commit.events)
       out.commit.events.push_back(std::move(ev));

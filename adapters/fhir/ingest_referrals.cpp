@@ -23,13 +23,29 @@ std::optional<Ingestor::Opened> Ingestor::hold_unrouted(Entry& e,
   auto held = Issue::error(IssueType::kProcessing, where,
                            "no route for the need " + r.category +
                                " in the family's area and age band: the referral is held");
-  if (ctx_.directory != nullptr && ctx_.directory->read("Task", rid)) {
+  if (auto task = ctx_.directory != nullptr ? ctx_.directory->read("Task", rid) : std::nullopt) {
     auto state = ctx_.find_referral ? ctx_.find_referral(rid) : std::nullopt;
     if (state && state->status == "requested" && state->business_status == mapping::kNoRoute)
-      held_.push_back(std::move(held));  // still without a route
+      held_.push_back({std::move(held), "route"});  // still without a route
+    if (state && state->status == "requested" &&
+        state->business_status == mapping::kUncategorised) {
+      // Held uncategorised, and a local code table now translates its need: no route for it
+      // either, so held for no route now.
+      auto current = referral::Referral::from(*state);
+      const pipeline::ResourceRow row{"Task", rid, stored_version(*task), "", *task, ctx_.sender};
+      auto moved = current ? service_.categorise(*current, &row, r.category, "", "",
+                                                 r.consent.status == mapping::ConsentStatus::kActive,
+                                                 request_.received_at)
+                           : std::nullopt;
+      if (moved) {
+        add_change(e, *moved, sr_id, r.consent.status, false);
+        held_.push_back({std::move(held), "route"});
+        return Opened{rid, true, std::string(mapping::kNoRoute), true};
+      }
+    }
     return Opened{rid, true, "", false};
   }
-  held_.push_back(std::move(held));
+  held_.push_back({std::move(held), "route"});
   referral::Referral unrouted;
   unrouted.id = rid;
   unrouted.category = r.category;
@@ -50,6 +66,49 @@ std::optional<Ingestor::Opened> Ingestor::hold_unrouted(Entry& e,
           " and this area: the referral is held (businessStatus no-route) until ops route it; "
           "the clinic sees it on the Task"));
   return Opened{rid, false, std::string(mapping::kNoRoute), false};
+}
+
+// A referral whose need no code or answer tells (the clinic's local codes, which no table in
+// schemas/mappings/local/ translates): kept as a Task (requested, businessStatus uncategorised),
+// announced by its first status event (agency null), and a dead letter (stage map) that
+// names the codes to translate. Replayed once they are, it is categorised and routed.
+std::optional<Ingestor::Opened> Ingestor::hold_uncategorised(
+    Entry& e, const mapping::NormalizedReferral& r, const mapping::MappedReferral& identified,
+    const std::string& sr_id, const std::string& where) {
+  const auto& rid = identified.referral_id;
+  auto held = Issue::error(
+      IssueType::kCodeInvalid, where,
+      "the referral's need cannot be told from " + identified.untranslated + " (client " +
+          ctx_.sender +
+          "): the referral is held (uncategorised); add the codes to a local code table in "
+          "schemas/mappings/local/ and replay this request");
+  if (ctx_.directory != nullptr && ctx_.directory->read("Task", rid)) {
+    auto state = ctx_.find_referral ? ctx_.find_referral(rid) : std::nullopt;
+    if (state && state->status == "requested" &&
+        state->business_status == mapping::kUncategorised)
+      held_.push_back({std::move(held), "map"});  // still untranslated
+    return Opened{rid, true, "", false};
+  }
+  held_.push_back({std::move(held), "map"});
+  referral::Referral unknown;
+  unknown.id = rid;
+  unknown.category = identified.category;
+  unknown.business_status = std::string(mapping::kUncategorised);
+  unknown.stored.clinic_number_system = r.clinic_number_system;
+  unknown.stored.clinic_number_value = r.clinic_number_value;
+  unknown.stored.race = r.race;
+  unknown.stored.ethnicity = r.ethnicity;
+  unknown.stored.language = r.language;
+  unknown.stored.patient = identified.patient_pseudonym;
+  const auto opened =
+      service_.open(std::move(unknown), r.consent.status == mapping::ConsentStatus::kActive,
+                    {mapping::Actor::kClinic, clinic_of(r)}, request_.received_at);
+  add_change(e, opened, sr_id, r.consent.status, false);
+  e.issues.push_back(Issue::warning(
+      IssueType::kProcessing, where,
+      "the referral's need is not known: it is held (businessStatus uncategorised) until its "
+      "codes are translated; the clinic sees it on the Task"));
+  return Opened{rid, false, std::string(mapping::kUncategorised), false};
 }
 
 // The patient's part of a referral: identity (hashed), age, area, contact details (sent only with
@@ -120,22 +179,29 @@ std::optional<Ingestor::Opened> Ingestor::open_referral(Entry& e, mapping::Norma
   const auto rid = mapped->referral_id;
   if (auto task = ctx_.directory != nullptr ? ctx_.directory->read("Task", rid) : std::nullopt) {
     auto state = ctx_.find_referral ? ctx_.find_referral(rid) : std::nullopt;
-    if (!state || state->status != "requested" || state->business_status != mapping::kNoRoute)
+    const bool categorising = state && state->business_status == mapping::kUncategorised;
+    if (!state || state->status != "requested" ||
+        (state->business_status != mapping::kNoRoute && !categorising))
       return Opened{rid, true, "", false};
-    // A referral held for no route that a route now finds an agency for (the clinic sent it
-    // again, or an operator replayed it after adding the route): released to that agency.
+    // A referral held for no route that a route now finds an agency for, or held uncategorised
+    // whose need a local code table now translates (the clinic sent it again, or an operator
+    // replayed it after adding the route or the code): released to that agency.
     auto current = referral::Referral::from(*state);
     if (!current) return Opened{rid, true, "", false};
     const pipeline::ResourceRow row{"Task", rid, stored_version(*task), "", *task, ctx_.sender};
-    auto routed =
-        service_.route(*current, &row, r.agency_id, r.agency_name,
-                       r.consent.status == mapping::ConsentStatus::kActive, request_.received_at);
+    const bool consent = r.consent.status == mapping::ConsentStatus::kActive;
+    auto routed = categorising ? service_.categorise(*current, &row, mapped->category,
+                                                     r.agency_id, r.agency_name, consent,
+                                                     request_.received_at)
+                               : service_.route(*current, &row, r.agency_id, r.agency_name,
+                                                consent, request_.received_at);
     if (!routed) return Opened{rid, true, "", false};
     e.events.push_back(service_.referral_event(rid, routed->after.sequence, r.agency_topic,
                                                std::move(mapped->data), request_.received_at));
     add_change(e, *routed, sr_id, r.consent.status, mapped->contact_included);
     e.issues.push_back(Issue::information(
-        e.root, "referral Task/" + rid + " was held for no route: now routed to " + r.agency_id));
+        e.root, "referral Task/" + rid + " was held (" + state->business_status +
+                    "): now routed to " + r.agency_id));
     return Opened{rid, true, routed->after.business_status, true};
   }
 
@@ -215,6 +281,11 @@ bool Ingestor::referral_of(const Task& t, const ServiceRequest& sr, const std::s
     r.evidence.push_back(std::move(s));
   }
   if (sr.code) r.service = sr.code;
+  // The clinic's other codes for the need, for its local code tables.
+  for (const auto& c : sr.categories) {
+    if (c.system != kSdohccCategorySystem) r.need_codes.push_back({c, sr_root + ".category"});
+  }
+  if (sr.code) r.need_codes.push_back({*sr.code, sr_root + ".code"});
   r.priority = !t.priority.empty() ? t.priority : !sr.priority.empty() ? sr.priority : "routine";
 
   Reference agency = t.owner;
@@ -285,6 +356,27 @@ void Ingestor::map_task(Entry& e) {
     return;
   }
   fill_patient(r, patient);
+  {
+    // The need: named, translated from the clinic's local codes, or told by the answers cited;
+    // none of these: held uncategorised, whatever agency the Task names.
+    auto need = mapping::ReferralMapper(*ctx_.mapper).identify(r);
+    if (!need) {
+      const auto& x = need.error().where.expression;
+      e.issues.push_back(Issue::error(IssueType::kBusinessRule,
+                                      x == "category" || x == "evidence" ? sr_root + ".category"
+                                                                         : e.root,
+                                      need.error().message));
+      return;
+    }
+    if (need->uncategorised) {
+      if (auto held = hold_uncategorised(e, r, *need, sr_id, sr_root + ".code")) {
+        (held->existing ? e.existing_id : e.id) = held->referral_id;
+        e.business_status = held->business_status;
+      }
+      return;
+    }
+    r.category = need->category;
+  }
   if (routed) {
     // No agency named: routing by need, area and the child's age; none found: held.
     if (!route_referral(r)) {

@@ -132,6 +132,9 @@ class Ingestor {
                       std::vector<Consent> consents);
   std::optional<Opened> hold_unrouted(Entry& e, const mapping::NormalizedReferral& r,
                                       const std::string& sr_id, const std::string& where);
+  std::optional<Opened> hold_uncategorised(Entry& e, const mapping::NormalizedReferral& r,
+                                           const mapping::MappedReferral& identified,
+                                           const std::string& sr_id, const std::string& where);
   std::optional<Opened> open_referral(Entry& e, mapping::NormalizedReferral& r,
                                       const std::string& sr_id, const std::string& category_where,
                                       bool required);
@@ -162,8 +165,13 @@ class Ingestor {
   std::set<const Entry*> derived_from_qr_;  // Observations derived from a QR here
   std::set<const Entry*> focus_of_task_;    // ServiceRequests a Task here refers to
   std::vector<StoredResource> made_;
-  std::vector<Issue> held_;  // referrals held for no route (an error each, for the dead letter) //
-                             // resources the gateway made (screening referrals)
+  // Referrals held (an error each, and the dead letter's stage: route for no route, categorise
+  // for a need no local code table translates: map), for the dead letter.
+  struct Hold {
+    Issue issue;
+    std::string stage;
+  };
+  std::vector<Hold> held_;
   int screening_position_ = 0;
 };
 

@@ -300,13 +300,14 @@ struct Hl7Pipeline::Impl {
                                       std::vector<pipeline::ResourceWrite> resources = {},
                                       std::vector<pipeline::ReferralState> states = {},
                                       const Error* held = nullptr,
-                                      const std::string& received_at = {}) {
+                                      const std::string& received_at = {},
+                                      std::string_view held_stage = "route") {
     pipeline::CommitRequest request;
     request.events = std::move(events);
     request.resources = std::move(resources);
     request.referrals = std::move(states);
     co_return co_await accept_request(m, type, std::move(text), std::move(request), committed,
-                                      nullptr, held, received_at);
+                                      nullptr, held, received_at, held_stage);
   }
 
   // The positive answer for `m`, committed with what `request` holds (its events, resources and
@@ -315,7 +316,8 @@ struct Hl7Pipeline::Impl {
                                               std::string text, pipeline::CommitRequest request,
                                               bool* committed, bool* conflicted,
                                               const Error* held = nullptr,
-                                              const std::string& received_at = {}) {
+                                              const std::string& received_at = {},
+                                              std::string_view held_stage = "route") {
     const auto sender = sender_of(m);
     const auto control_id = m.get("MSH-10");
     const auto plan = plan_acks(m, AckCode::kAA, Acceptance::kCommitted);
@@ -324,9 +326,12 @@ struct Hl7Pipeline::Impl {
     request.inbound = {"hl7v2", sender,         control_id, type, std::string(to_string(code)),
                        ack,     std::move(text)};
     // A referral held for no route is accepted and also a dead letter (stage route): listed for
-    // operations, and replayed once a route exists, which releases it to its agency.
-    if (held != nullptr)
-      add_dead_letter(request, m, *held, ErrorCondition::kTableValueNotFound, "route", received_at);
+    // operations, and replayed once a route exists, which releases it to its agency. One held
+    // uncategorised likewise (stage map), replayed once a local code table translates it.
+    if (held != nullptr) {
+      add_dead_letter(request, m, *held, ErrorCondition::kTableValueNotFound,
+                      std::string(held_stage), received_at);
+    }
     log::debug("hl7.accepted", {{"sender", sender},
                                 {"control_id", control_id},
                                 {"type", type},
@@ -535,9 +540,19 @@ struct Hl7Pipeline::Impl {
   // by need, area and the child's age on the referral date. Routing finding none leaves the
   // agency empty: the referral is held (identified only, businessStatus no-route, no event data).
   Result<mapping::MappedReferral> map_referral(mapping::NormalizedReferral& r) const {
+    auto held = referral_mapper.identify(r);
+    if (!held || held->uncategorised) {
+      // No code or answer tells the need: held before routing, whatever agency the clinic named
+      // (a replay after a local code table translates it reads that agency again).
+      if (held) {
+        r.agency_id.clear();
+        r.agency_name.clear();
+        r.business_status = held->business_status;
+      }
+      return held;
+    }
     if (r.agency_id.empty()) {
-      auto held = referral_mapper.identify(r);
-      if (!held || !options.route) return held;
+      if (!options.route) return held;
       const auto keys = mapping::routing_keys(r, r.authored_on);
       auto found = options.route(held->category, keys.zip3, keys.county_fips, keys.age_months);
       if (!found) return held;
@@ -561,33 +576,45 @@ struct Hl7Pipeline::Impl {
                                   version, received_at, sender_of(m));
   }
 
-  // A referral held for no route that routing now sends to an agency (referral::Service::route):
-  // its referral event, the gateway's status event (no-route → none, or awaiting-consent without
-  // consent), its state with the agency, and the next version of its Task, owned by the agency.
-  // nullopt: the referral is no longer held for no route (it moved since it was read).
+  // A held referral that can now go further: one held for no route that routing now sends to an
+  // agency (referral::Service::route), or one held uncategorised whose need a local code table
+  // now translates (referral::Service::categorise: to the agency the clinic named or routing
+  // finds, else held for no route, `no_route`). Its referral event when it reaches an agency, the
+  // gateway's status event, its state and the next version of its Task. nullopt: it is no longer
+  // held so (it moved since it was read).
   asio::awaitable<std::optional<std::string>> release_held(
       const Message& m, const std::string& type, std::string text,
       const mapping::NormalizedReferral& ref, const mapping::MappedReferral& mapped,
-      const Known& known, const std::string& received_at, bool* conflicted) {
+      const Known& known, const std::string& received_at, const Error& no_route,
+      bool* conflicted) {
     const auto& rid = mapped.referral_id;
-    auto routed = service.route(known.referral, known.task ? &*known.task : nullptr, ref.agency_id,
-                                ref.agency_name,
-                                ref.consent.status == mapping::ConsentStatus::kActive, received_at);
+    const auto* task = known.task ? &*known.task : nullptr;
+    const bool consent = ref.consent.status == mapping::ConsentStatus::kActive;
+    const bool categorising = known.referral.business_status == mapping::kUncategorised;
+    auto routed = categorising ? service.categorise(known.referral, task, mapped.category,
+                                                    ref.agency_id, ref.agency_name, consent,
+                                                    received_at)
+                               : service.route(known.referral, task, ref.agency_id,
+                                               ref.agency_name, consent, received_at);
     if (!routed) co_return std::nullopt;
     pipeline::CommitRequest request;
-    request.events.push_back(service.referral_event(rid, routed->after.sequence, ref.agency_topic,
-                                                    mapped.data, received_at));
+    const bool to_agency = !ref.agency_id.empty();
+    if (to_agency) {
+      request.events.push_back(service.referral_event(
+          rid, routed->after.sequence, ref.agency_topic, mapped.data, received_at));
+    }
     service.add_to(request, *routed, received_at);
     bool committed = false;
     auto answer = co_await accept_request(m, type, std::move(text), std::move(request), &committed,
-                                          conflicted);
+                                          conflicted, to_agency ? nullptr : &no_route, received_at);
     if (committed) {
-      referrals.with({"REF^I12", "released"}).inc();
-      log::info("hl7.referral_routed", {{"sender", sender_of(m)},
-                                        {"control_id", m.get("MSH-10")},
-                                        {"referral", rid},
-                                        {"agency", ref.agency_id},
-                                        {"category", mapped.category}});
+      referrals.with({"REF^I12", to_agency ? "released" : "held"}).inc();
+      log::info(categorising ? "hl7.referral_categorised" : "hl7.referral_routed",
+                {{"sender", sender_of(m)},
+                 {"control_id", m.get("MSH-10")},
+                 {"referral", rid},
+                 {"agency", ref.agency_id},
+                 {"category", mapped.category}});
     }
     co_return answer;
   }
@@ -605,6 +632,7 @@ struct Hl7Pipeline::Impl {
     r.id = rid;
     r.agency_id = ref.agency_id;
     r.category = mapped.category;
+    if (mapped.uncategorised) r.business_status = std::string(mapping::kUncategorised);
     auto& state = r.stored;
     state.clinic_number_system = ref.clinic_number_system;
     state.clinic_number_value = ref.clinic_number_value;
@@ -651,19 +679,31 @@ struct Hl7Pipeline::Impl {
         Error::invalid(Location{"PRD", 1, 7, 0, ""},
                        "no route for the need " + mapped->category +
                            " in the family's area and age band: the referral is held");
+    // Codes only in the message (never text): which to add to a local code table.
+    const Error uncategorised = Error::invalid(
+        Location{"RF1", 1, 5, 0, ""},
+        "the referral's need cannot be told from " + mapped->untranslated + " (sender " +
+            sender_of(m) +
+            "): the referral is held (uncategorised); add the codes to a local code table in "
+            "schemas/mappings/local/ and replay this message");
+    const Error* hold = mapped->uncategorised ? &uncategorised : held ? &no_route : nullptr;
+    const std::string_view hold_stage = mapped->uncategorised ? "map" : "route";
     for (int attempt = 0; attempt < kDecideAttempts; ++attempt) {
       auto known = find({rid, "", "", ""});
       if (!known) co_return transient_nak(m, type, "the store cannot be read; resend later");
       bool conflicted = false;
       if (*known) {
         const auto& k = **known;
-        const bool still_held = k.referral.status == mapping::ReferralStatus::kRequested &&
-                                k.referral.business_status == mapping::kNoRoute;
-        if (still_held && !held) {
-          // Held for no route, and a route now finds its agency (the clinic sent it again, or an
-          // operator replayed it after adding the route): released to that agency.
-          auto released =
-              co_await release_held(m, type, text, *ref, *mapped, k, received_at, &conflicted);
+        const bool requested = k.referral.status == mapping::ReferralStatus::kRequested;
+        const bool still_held = requested && k.referral.business_status == mapping::kNoRoute;
+        const bool still_uncategorised =
+            requested && k.referral.business_status == mapping::kUncategorised;
+        if ((still_held && !held) || (still_uncategorised && !mapped->uncategorised)) {
+          // Held for no route, and a route now finds its agency; or held uncategorised, and a
+          // local code table now translates its need (the clinic sent it again, or an operator
+          // replayed it after adding the route or the code): released, or held for no route.
+          auto released = co_await release_held(m, type, text, *ref, *mapped, k, received_at,
+                                                no_route, &conflicted);
           if (conflicted) continue;
           if (released) co_return std::move(*released);
         }
@@ -673,14 +713,15 @@ struct Hl7Pipeline::Impl {
         log::info("hl7.referral_known",
                   {{"sender", sender_of(m)}, {"control_id", m.get("MSH-10")}, {"referral", rid}});
         std::vector<pipeline::OutboxEvent> none;
-        co_return co_await accept(m, type, std::move(text), std::move(none), nullptr, {}, {},
-                                  still_held ? &no_route : nullptr, received_at);
+        const Error* kept = still_uncategorised ? &uncategorised : still_held ? &no_route : nullptr;
+        co_return co_await accept(m, type, std::move(text), std::move(none), nullptr, {}, {}, kept,
+                                  received_at, still_uncategorised ? "map" : "route");
       }
       pipeline::CommitRequest request;
       const auto state = open_referral(m, *ref, *mapped, settings, received_at, request);
       bool committed = false;
       auto answer = co_await accept_request(m, type, text, std::move(request), &committed,
-                                            &conflicted, held ? &no_route : nullptr, received_at);
+                                            &conflicted, hold, received_at, hold_stage);
       if (conflicted) continue;  // another message made it first: it is known now
       if (committed) {
         referrals.with({"REF^I12", held ? "held" : "created"}).inc();

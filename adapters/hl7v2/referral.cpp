@@ -225,6 +225,35 @@ std::string agency_id_from(std::string_view hl7_id) {
   return out.substr(0, 64);
 }
 
+namespace {
+
+// An answer that says "no" (HL7 Y/N, LOINC LA32-8 No, a false boolean): its question names no
+// need the family has.
+bool says_no(const mapping::AnswerValue& a) {
+  if (a.boolean) return !*a.boolean;
+  if (a.coding) return a.coding->code == "N" || a.coding->code == "LA32-8";
+  return a.text == "N" || a.text == "No";
+}
+
+// The codes the clinic gives for the need beside a Gravity category, for its local code tables:
+// RF1-3 (referral type), RF1-5 (referral category), OBR-4, and OBX-3 of answers that are not
+// "no" (mapping::ReferralMapper skips those the instrument tables know).
+void add_need_codes(const Segment& rf1, mapping::NormalizedReferral& r) {
+  if (auto type = coding_of(rf1, 3); !type.code.empty())
+    r.need_codes.push_back({std::move(type), "RF1-3"});
+  if (r.service) r.need_codes.push_back({*r.service, "RF1-5"});
+  for (const auto& g : r.evidence) {
+    if (g.panel && !g.panel->code.empty()) r.need_codes.push_back({*g.panel, "OBR-4"});
+    for (const auto& item : g.items) {
+      const bool yes = std::any_of(item.answers.begin(), item.answers.end(),
+                                   [](const auto& a) { return !says_no(a); });
+      if (yes && !item.question.code.empty()) r.need_codes.push_back({item.question, "OBX-3"});
+    }
+  }
+}
+
+}  // namespace
+
 Result<mapping::NormalizedReferral> referral_from_ref(const Message& m,
                                                       const ReferralReadOptions& options) {
   const auto* rf1 = m.segment("RF1");
@@ -305,6 +334,7 @@ Result<mapping::NormalizedReferral> referral_from_ref(const Message& m,
     g.message_id = r.message_id;
     r.evidence.push_back(std::move(g));
   }
+  add_need_codes(*rf1, r);
   return r;
 }
 

@@ -233,7 +233,7 @@ Result<std::vector<SqliteStore::WaitingReferral>> SqliteStore::referrals_awaitin
                    "source_control_id, agency_id, category, status, business_status, sequence, "
                    "created_at, updated_at FROM referrals WHERE status = 'requested' AND "
                    "overdue_at IS NULL AND business_status NOT IN ('no-route', "
-                   "'awaiting-consent') AND updated_at < ?1 ORDER BY updated_at LIMIT ?2");
+                   "'uncategorised', 'awaiting-consent') AND updated_at < ?1 ORDER BY updated_at LIMIT ?2");
   if (!st.ok()) return fail(st.error());
   st.integer(1, waiting_before_ms);
   st.integer(2, limit);

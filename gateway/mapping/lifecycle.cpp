@@ -59,6 +59,12 @@ constexpr std::array kBusinessStatuses = {
                        "No agency was named and no route matched: the referral is held at the "
                        "gateway, counted and listed for operations, until a route is added.",
                        ""},
+    BusinessStatusCode{kUncategorised, "Uncategorised (held)", status_bit(S::kRequested),
+                       kByGateway,
+                       "The referral's need could not be told from the codes the clinic sent (local "
+                       "codes no table translates): the referral is held at the gateway, counted "
+                       "and kept as a dead letter, until a local code table translates them.",
+                       ""},
     BusinessStatusCode{kOverdue, "Overdue", status_bit(S::kRequested), kByGateway,
                        "The agency did not receive or accept the referral within its SLA; "
                        "raised once.",
@@ -106,6 +112,12 @@ constexpr std::array kGatewayMoves = {
     GatewayMove{kNoRoute, "",
                 "a route found an agency (an operator's replay after adding one); consent on file"},
     GatewayMove{kNoRoute, kAwaitingConsent, "a route found an agency; no consent on file"},
+    GatewayMove{kUncategorised, "",
+                "a local code table now translates the need (an operator's replay after adding "
+                "the code) and the clinic or a route names an agency; consent on file"},
+    GatewayMove{kUncategorised, kAwaitingConsent,
+                "the need is now translated and an agency found; no consent on file"},
+    GatewayMove{kUncategorised, kNoRoute, "the need is now translated, and no route matches it"},
     GatewayMove{kAwaitingConsent, "", "the clinic sent the family's consent; the SLA starts"},
     GatewayMove{"", kAwaitingConsent,
                 "the family's consent was revoked before the agency answered; the SLA stops"},
@@ -315,6 +327,12 @@ TransitionCheck check_change(const LifecycleState& from, const LifecycleState& t
     return refuse(Verdict::kConflict, Refusal::kHeld, LifecycleField::kStatus,
                   "the referral is held (no-route): no agency owns it until a route is found");
   }
+  if (from.status == S::kRequested && from.business_status == kUncategorised &&
+      by == Actor::kAgency) {
+    return refuse(Verdict::kConflict, Refusal::kHeld, LifecycleField::kStatus,
+                  "the referral is held (uncategorised): no agency owns it until its need is "
+                  "translated");
+  }
 
   if (auto status = check_transition(from.status, to.status, by); !status.allowed()) return status;
 
@@ -356,7 +374,8 @@ LifecycleState initial_state(bool has_agency, bool consent_active) {
 
 bool held(const LifecycleState& s) {
   return s.status == S::kRequested &&
-         (s.business_status == kNoRoute || s.business_status == kAwaitingConsent);
+         (s.business_status == kNoRoute || s.business_status == kUncategorised ||
+          s.business_status == kAwaitingConsent);
 }
 
 bool awaiting_agency(ReferralStatus status, std::string_view business_status) {

@@ -135,6 +135,9 @@ inline constexpr std::string_view kBusinessStatusSystem =
 /// The gateway's own codes (the status stays what it is):
 inline constexpr std::string_view kAwaitingConsent = "awaiting-consent";  ///< requested: no consent
 inline constexpr std::string_view kNoRoute = "no-route";  ///< requested: no agency found, held
+/// requested: the need could not be told from the codes sent (a clinic's local codes no table
+/// translates), held before routing
+inline constexpr std::string_view kUncategorised = "uncategorised";
 inline constexpr std::string_view kOverdue = "overdue";   ///< no agency answer within the SLA
 
 /// A set of statuses as bits (1 << status); a set of actors likewise.
@@ -178,8 +181,8 @@ struct GatewayMove {
   std::string_view to;    ///< businessStatus after
   std::string_view why;   ///< what makes the gateway do it, for the documentation
 };
-/// Every move the gateway may make (the second table). Rows with from == kNoRoute or
-/// kAwaitingConsent release a hold; the row to kOverdue is the overdue alert, which only a
+/// Every move the gateway may make (the second table). Rows with from == kNoRoute,
+/// kUncategorised or kAwaitingConsent release a hold; the row to kOverdue is the overdue alert, which only a
 /// referral waiting for its agency can get, once.
 std::span<const GatewayMove> gateway_moves();
 
@@ -188,8 +191,9 @@ std::span<const GatewayMove> gateway_moves();
 /// consent, else no businessStatus.
 LifecycleState initial_state(bool has_agency, bool consent_active);
 
-/// Whether the gateway holds the referral: requested with no-route (no agency owns it; nothing
-/// but a route or the clinic's cancel moves it) or awaiting-consent (the agency has it without
+/// Whether the gateway holds the referral: requested with no-route or uncategorised (no agency
+/// owns it; nothing but a route, a translation of its codes or the clinic's cancel moves it) or
+/// awaiting-consent (the agency has it without
 /// contact details; the SLA clock waits for the consent).
 bool held(const LifecycleState& s);
 

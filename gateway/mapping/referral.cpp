@@ -11,6 +11,7 @@
 #include "gateway/core/json_text.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/mapping/lifecycle.hpp"
+#include "gateway/mapping/local_codes.hpp"
 
 namespace sdoh::mapping {
 namespace {
@@ -130,11 +131,19 @@ std::string legacy_referral_id(std::string_view system, std::string_view value) 
   return events::event_id(identity, 0);
 }
 
-Result<std::string> ReferralMapper::need(const NormalizedReferral& r) const {
+Result<ReferralMapper::Need> ReferralMapper::need(const NormalizedReferral& r) const {
   const auto& tables = screenings_.tables();
   std::vector<std::string> named;
   auto name_need = [&named](const std::string& c) {
     if (std::find(named.begin(), named.end(), c) == named.end()) named.push_back(c);
+  };
+  auto one = [&named]() -> Result<Need> {
+    if (named.size() > 1) {
+      return fail(invalid("category",
+                          "the referral names more than one need (" + named[0] + ", " + named[1] +
+                              "); send one referral per need"));
+    }
+    return Need{named.front(), {}};
   };
   if (!r.category.empty()) {
     if (!tables.known_category(r.category)) {
@@ -146,11 +155,32 @@ Result<std::string> ReferralMapper::need(const NormalizedReferral& r) const {
   for (const auto& e : r.evidence) {
     if (e.panel && tables.known_category(e.panel->code)) name_need(e.panel->code);
   }
-  if (named.size() > 1) {
-    return fail(
-        invalid("category", "the referral names more than one need; send one referral per need"));
+  // A Gravity category code elsewhere (RF1-5 food-insecurity^Food insecurity^SDOHCC).
+  for (const auto& c : r.need_codes) {
+    if ((c.coding.system == tables.category_system() || c.coding.system == "SDOHCC") &&
+        tables.known_category(c.coding.code))
+      name_need(c.coding.code);
   }
-  if (named.size() == 1) return named.front();
+  if (!named.empty()) return one();
+
+  // The clinic's own codes, as its local code tables translate them.
+  std::string untranslated;
+  for (const auto& c : r.need_codes) {
+    if (c.coding.system == tables.category_system() || c.coding.system == "SDOHCC") continue;
+    // An instrument's own question or panel: its answers, not its code, tell the need.
+    if (tables.by_item(c.coding.system, c.coding.code) != nullptr ||
+        tables.by_panel(c.coding.system, c.coding.code) != nullptr)
+      continue;
+    const auto meaning = tables.local_codes().find(r.sender, c.coding.system, c.coding.code);
+    if (!meaning) {
+      if (!untranslated.empty()) untranslated += ", ";
+      untranslated += c.where + " " + clip_text(c.coding.system, 64) + "|" +
+                      clip_text(c.coding.code, 64);
+    } else if (!meaning->category.empty()) {
+      name_need(meaning->category);
+    }
+  }
+  if (!named.empty()) return one();
 
   // Only answers: the need is the positive domain, preferring those the family asked help with.
   std::vector<std::string> positive, asked;
@@ -167,16 +197,17 @@ Result<std::string> ReferralMapper::need(const NormalizedReferral& r) const {
         asked.push_back(d.category);
     }
   }
-  if (asked.size() == 1) return asked.front();
-  if (asked.empty() && positive.size() == 1) return positive.front();
-  if (positive.empty()) {
+  if (asked.size() == 1) return Need{asked.front(), {}};
+  if (asked.empty() && positive.size() == 1) return Need{positive.front(), {}};
+  if (!positive.empty()) {
     return fail(invalid("category",
-                        "the referral names no need: give a Gravity category code or answers "
-                        "that screen positive"));
+                        "the answers screen positive for more than one need; name the need the "
+                        "referral is for with a Gravity category code"));
   }
-  return fail(invalid("category",
-                      "the answers screen positive for more than one need; name the need the "
-                      "referral is for with a Gravity category code"));
+  // Nothing tells the need: held uncategorised, never refused, until a table translates it.
+  return Need{std::string(kUnspecifiedCategory),
+              untranslated.empty() ? std::string("no need code and no positive answer")
+                                   : untranslated};
 }
 
 Result<MappedReferral> ReferralMapper::identify(const NormalizedReferral& r) const {
@@ -184,14 +215,17 @@ Result<MappedReferral> ReferralMapper::identify(const NormalizedReferral& r) con
     return fail(invalid("patient.identifier", "the referral names no patient identifier"));
   if (r.clinic_number_value.empty())
     return fail(invalid("clinicReferralNumber", "the referral has no referral number"));
-  auto category = need(r);
-  if (!category) return fail(category.error());
+  auto found = need(r);
+  if (!found) return fail(found.error());
   MappedReferral out;
   out.referral_id = screenings_.referral_id(r.clinic_number_system, r.clinic_number_value);
-  out.category = *category;
+  out.category = std::move(found->category);
+  out.uncategorised = !found->untranslated.empty();
+  out.untranslated = std::move(found->untranslated);
   out.patient_pseudonym =
       screenings_.pseudonymizer().pseudonym(r.patient_authority, r.patient_identifier);
-  out.business_status = r.business_status;
+  out.business_status =
+      out.uncategorised ? std::string(kUncategorised) : r.business_status;
   return out;
 }
 
@@ -200,6 +234,11 @@ Result<MappedReferral> ReferralMapper::map(const NormalizedReferral& r) const {
   if (!identified) return identified;
   if (r.agency_id.empty())
     return fail(invalid("agency.id", "the referral names no agency to refer to"));
+  if (identified->uncategorised) {
+    return fail(invalid("category", "the referral's need cannot be told from its codes (" +
+                                        identified->untranslated +
+                                        "): it is held uncategorised, not sent to an agency"));
+  }
   auto out = std::move(*identified);
   const bool consented = r.consent.status == ConsentStatus::kActive;
 

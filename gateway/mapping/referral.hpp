@@ -87,6 +87,15 @@ struct NormalizedReferral {
   /// answers in `evidence` (HL7 OBR/OBX) say what the need is.
   std::string category;
   std::vector<NormalizedScreening> evidence;
+  /// The other codes the source gives for the need, where it gives them ("RF1-5", "OBX-3",
+  /// "ServiceRequest.code"): HL7 RF1-3, RF1-5, OBR-4, OBX-3 (of an answer that is not "no"), FHIR
+  /// ServiceRequest.category and code. A Gravity category among them names the need; otherwise
+  /// the sender's local code tables (local_codes.hpp) translate them.
+  struct NeedCode {
+    Coding coding;
+    std::string where;
+  };
+  std::vector<NeedCode> need_codes;
 
   std::optional<Coding> service;     ///< RF1-5 / ServiceRequest.code
   std::string priority = "routine";  ///< routine | urgent | asap | stat
@@ -124,7 +133,15 @@ struct MappedReferral {
   std::string business_status;  ///< empty: null
   bool contact_included = false;
   std::string data;  ///< the event's data object as JSON text
+  /// No code or answer tells the need: category is sdoh-category-unspecified, businessStatus
+  /// uncategorised, and `untranslated` lists the codes received ("RF1-5 LOCAL|EI, RF1-3
+  /// LOCAL|SDOH"; codes only, never text) for the dead letter that asks for a translation.
+  bool uncategorised = false;
+  std::string untranslated;
 };
+
+/// The category of a referral whose need is not known (SDOHCC "SDOH Category Unspecified").
+inline constexpr std::string_view kUnspecifiedCategory = "sdoh-category-unspecified";
 
 /// The numbering of referrals the gateway opens from a screening in which the family asked for
 /// help (assistanceRequested true): value "{screeningId}:{category}".
@@ -143,17 +160,25 @@ class ReferralMapper {
 
   /// Fails (kInvalid) when the referral cannot be an event, `where.expression` naming what is
   /// missing: "patient.identifier", "clinicReferralNumber", "agency.id", "category"
-  /// (no need, or more than one), or "evidence" (answers that cannot be mapped).
+  /// (more than one need, or one that is uncategorised: see identify()), or "evidence"
+  /// (answers that cannot be mapped).
   Result<MappedReferral> map(const NormalizedReferral& referral) const;
 
   /// The referral without its event: referralId, need, pseudonym and businessStatus, `data`
   /// empty. For a referral that names no agency, before routing picks one (the need decides the
   /// route) or holds it (no-route: a Task and a status event, no referral event). Fails as map()
-  /// does, except that no agency is needed.
+  /// does, except that no agency is needed. The need is, in this order: a Gravity category the
+  /// source names (RF1, OBR-4, ServiceRequest.category); the sender's local codes translated;
+  /// the one positive domain of the answers. When none tells it the referral is `uncategorised`
+  /// (not an error: it is held until a local code table translates its codes).
   Result<MappedReferral> identify(const NormalizedReferral& referral) const;
 
  private:
-  Result<std::string> need(const NormalizedReferral& r) const;
+  struct Need {
+    std::string category;
+    std::string untranslated;  ///< empty unless uncategorised
+  };
+  Result<Need> need(const NormalizedReferral& r) const;
   const ScreeningMapper& screenings_;
 };
 

@@ -7,6 +7,7 @@
 #include <rapidjson/schema.h>
 
 #include "gateway/mapping/data_file.hpp"
+#include "gateway/mapping/local_codes.hpp"
 
 namespace sdoh::mapping {
 
@@ -331,7 +332,15 @@ Result<std::shared_ptr<const MappingTables>> MappingTables::load(const std::file
     }
     tables->instruments_.push_back(std::move(ins));
   }
+  auto local = LocalCodes::load(dir, *tables);
+  if (!local) return fail(local.error());
+  tables->local_codes_ = std::make_shared<const LocalCodes>(std::move(*local));
   return std::shared_ptr<const MappingTables>(std::move(tables));
+}
+
+const LocalCodes& MappingTables::local_codes() const {
+  static const LocalCodes none;
+  return local_codes_ ? *local_codes_ : none;
 }
 
 const Instrument* MappingTables::by_id(std::string_view id) const {

@@ -15,6 +15,8 @@
 
 namespace sdoh::mapping {
 
+class LocalCodes;
+
 inline constexpr std::string_view kLoinc = "http://loinc.org";
 
 enum class AnswerResult { kPositive, kNegative, kDeclined, kUnknown };
@@ -107,8 +109,11 @@ class MappingTables {
   std::string_view category_display(std::string_view code) const;
   const std::string& category_system() const { return category_system_; }
   const std::vector<Instrument>& instruments() const { return instruments_; }
+  /// The clinics' local need codes (local/*.json; see local_codes.hpp).
+  const LocalCodes& local_codes() const;
 
  private:
+  std::shared_ptr<const LocalCodes> local_codes_;
   std::string category_system_;
   std::map<std::string, std::string, std::less<>> categories_;  // code → display
   std::vector<Instrument> instruments_;

@@ -47,7 +47,10 @@ Refusal refusal_of(const mapping::TransitionCheck& verdict) {
 
 Change Service::open(Referral r, bool consent_active, Party by, std::string time) const {
   const bool held = r.agency_id.empty();
-  const auto first = mapping::initial_state(!held, consent_active);
+  const bool uncategorised = held && r.business_status == mapping::kUncategorised;
+  const auto first = uncategorised
+                         ? mapping::LifecycleState{ReferralStatus::kRequested, mapping::kUncategorised}
+                         : mapping::initial_state(!held, consent_active);
   r.status = first.status;
   r.business_status = std::string(first.business_status);
   r.sequence = 1;
@@ -90,6 +93,37 @@ std::optional<Change> Service::route(const Referral& held, const pipeline::Resou
             .value_or(*move.task_json);
   }
   auto out = change(owned, task, move, to, received_at);
+  if (!out) return std::nullopt;
+  out->before = held;
+  return std::move(*out);
+}
+
+std::optional<Change> Service::categorise(const Referral& held, const pipeline::ResourceRow* task,
+                                          const std::string& category,
+                                          const std::string& agency_id,
+                                          const std::string& agency_name, bool consent_active,
+                                          std::string_view received_at) const {
+  if (held.status != ReferralStatus::kRequested ||
+      held.business_status != mapping::kUncategorised || category.empty())
+    return std::nullopt;
+  const auto to = agency_id.empty()
+                      ? mapping::LifecycleState{ReferralStatus::kRequested, mapping::kNoRoute}
+                      : mapping::initial_state(true, consent_active);
+  if (!mapping::check_change(held.lifecycle(), to, Actor::kGateway).allowed()) return std::nullopt;
+  Referral known = held;
+  known.category = category;
+  known.agency_id = agency_id;
+  Move move;
+  move.by = {Actor::kGateway, "routing"};
+  move.status = to.status;
+  move.business_status = std::string(to.business_status);
+  if (task != nullptr) {
+    auto json = with_need(task->json, category);
+    if (!agency_id.empty()) json = with_owner(json, agency_id, agency_name);
+    move.task_json = with_status(json, mapping::to_string(to.status), to.business_status, "")
+                         .value_or(json);
+  }
+  auto out = change(known, task, move, to, received_at);
   if (!out) return std::nullopt;
   out->before = held;
   return std::move(*out);

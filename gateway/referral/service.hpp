@@ -98,7 +98,8 @@ class Service {
   explicit Service(Settings settings) : settings_(std::move(settings)) {}
 
   /// A new referral: requested, held for no route when it has no agency (by the gateway's
-  /// routing, whoever asked), else awaiting-consent without active consent, else waiting for
+  /// routing, whoever asked; held uncategorised instead when `r.business_status` is
+  /// mapping::kUncategorised: its need could not be told), else awaiting-consent without active consent, else waiting for
   /// its agency (by `by`, the clinic). `r` names the referral (id, agency, category and the rest
   /// of `stored`); its first status event has sequence 1. Written only if no referral has its
   /// id yet. `time` is when the clinic made it (empty: when received).
@@ -110,6 +111,16 @@ class Service {
   std::optional<Change> route(const Referral& held, const pipeline::ResourceRow* task,
                               const std::string& agency_id, const std::string& agency_name,
                               bool consent_active, std::string_view received_at) const;
+
+  /// A referral held uncategorised (its need in codes no table translated) whose need is now
+  /// `category` (a local code table translates it): with `agency_id` (the clinic named it, or
+  /// routing found it) requested with awaiting-consent or nothing, owned by the agency; without
+  /// one held for no route. By the gateway's routing; its Task's need and owner are rewritten.
+  /// nullopt when it is not held uncategorised.
+  std::optional<Change> categorise(const Referral& held, const pipeline::ResourceRow* task,
+                                   const std::string& category, const std::string& agency_id,
+                                   const std::string& agency_name, bool consent_active,
+                                   std::string_view received_at) const;
 
   /// The clinic's re-routing of a referral to another agency (HL7 REF^I13 naming a new one):
   /// only while no agency has received it (requested). A held referral is routed (route(), by

@@ -13,6 +13,9 @@ namespace sdoh::referral {
 namespace {
 
 using Json = rapidjson::Value;
+// The SDOHCC category code system: the need a Task is for (reasonCode).
+constexpr std::string_view kSdohccCategories =
+    "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes";
 
 std::string write(const rapidjson::Document& doc) {
   rapidjson::StringBuffer buf;
@@ -152,8 +155,9 @@ std::string new_task_json(const mapping::NormalizedReferral& r,
     append_json_string(out, known != nullptr ? known->display : mapped.business_status);
     out += "}";
   }
-  out +=
-      R"(,"reasonCode":{"coding":[{"system":"http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes","code":)";
+  out += R"(,"reasonCode":{"coding":[{"system":)";
+  append_json_string(out, kSdohccCategories);
+  out += R"(,"code":)";
   append_json_string(out, mapped.category);
   out += "}]}}";
   return out;
@@ -188,6 +192,22 @@ std::string with_business_status(std::string_view json, std::string_view code) {
   rapidjson::Document doc;
   if (!sdoh::json::parse(doc, json) || !doc.IsObject()) return std::string(json);
   set_business_status(doc, code);
+  return write(doc);
+}
+
+std::string with_need(std::string_view json, std::string_view category) {
+  rapidjson::Document doc;
+  if (!sdoh::json::parse(doc, json) || !doc.IsObject()) return std::string(json);
+  auto& alloc = doc.GetAllocator();
+  doc.RemoveMember("reasonCode");
+  Json coding(rapidjson::kObjectType);
+  coding.AddMember("system", str(kSdohccCategories, alloc), alloc);
+  coding.AddMember("code", str(category, alloc), alloc);
+  Json codings(rapidjson::kArrayType);
+  codings.PushBack(coding, alloc);
+  Json reason(rapidjson::kObjectType);
+  reason.AddMember("coding", codings, alloc);
+  doc.AddMember("reasonCode", reason, alloc);
   return write(doc);
 }
 

@@ -38,6 +38,10 @@ Result<std::string> with_status(std::string_view current, std::string_view statu
 std::string with_business_status(std::string_view json, std::string_view code);
 
 /// A Task's JSON owned by `agency_id` (Task.owner → Organization/<id>, with its name).
+/// The Task with its need (reasonCode: the SDOHCC category) replaced by `category`: a referral
+/// held uncategorised, once a local code table translates its need.
+std::string with_need(std::string_view json, std::string_view category);
+
 std::string with_owner(std::string_view json, std::string_view agency_id,
                        std::string_view agency_name);
 

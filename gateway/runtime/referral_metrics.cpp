@@ -5,6 +5,7 @@
 
 #include <rapidjson/document.h>
 
+#include "gateway/mapping/lifecycle.hpp"
 #include "gateway/mapping/referral.hpp"
 
 namespace sdoh::runtime {
@@ -32,8 +33,8 @@ ReferralMetrics::ReferralMetrics(pipeline::ReferralRepository& store, metrics::R
       by_status_(registry.gauge("sdoh_referrals", "Referrals by status, agency and need.",
                                 {"status", "agency", "category"})),
       held_(registry.gauge("sdoh_referrals_held",
-                           "Referrals held by the gateway: no-route (no agency found) or "
-                           "awaiting-consent.",
+                           "Referrals held by the gateway: no-route (no agency found), "
+                           "uncategorised (a need no table translates) or awaiting-consent.",
                            {"reason"})),
       by_group_(registry.gauge("sdoh_referrals_by_group",
                                "Referrals by the family's race, ethnicity and preferred language "
@@ -58,8 +59,8 @@ void ReferralMetrics::refresh() {
   for (const auto& c : *counts) {
     const auto n = static_cast<double>(c.count);
     status[{c.status, or_unknown(c.agency_id), c.category}] += n;
-    if (c.status == "requested" &&
-        (c.business_status == "no-route" || c.business_status == "awaiting-consent"))
+    if (auto s = mapping::referral_status_from(c.status);
+        s && mapping::held({*s, c.business_status}))
       held[{c.business_status}] += n;
     const std::vector<std::string> g{or_unknown(c.race), or_unknown(c.ethnicity),
                                      or_unknown(c.language)};
@@ -74,8 +75,9 @@ void ReferralMetrics::refresh() {
     for (const auto& [labels, n] : *values)
       family->with(labels).set(n);
   }
-  held_.with({"no-route"});
-  held_.with({"awaiting-consent"});
+  held_.with({std::string(mapping::kNoRoute)});
+  held_.with({std::string(mapping::kUncategorised)});
+  held_.with({std::string(mapping::kAwaitingConsent)});
 }
 
 void ReferralMetrics::observe(const std::vector<mapping::StatusEvent>& changes) {

@@ -314,17 +314,111 @@ TEST_F(Hl7PipelineTest, WhatIsInvalidIsStillRefusedWhenNoAgencyIsNamed) {
   };
   EXPECT_EQ(refusal("|N1|", "MRN12345^^^PEDS_A^MR", ""), "AE PID-3");
   EXPECT_EQ(refusal("|N2|", "REF-2026-0001^PEDS_A", ""), "AE RF1-6");
-  // Answers that screen negative under an OBR that names a panel, not a need.
-  EXPECT_EQ(refusal("|N3|",
-                    "food-insecurity^Food insecurity^SDOHCC\rOBX|1|CWE|88122-7^Within "
-                    "the past 12 months we worried whether our food would run out "
-                    "before we got money to buy more^LN||LA28397-0^Often true",
-                    "88121-9^Hunger Vital Sign^LN\rOBX|1|CWE|88122-7^Food worry^LN||"
-                    "LA28398-8^Never true"),
+  // Two needs: the OBR names food insecurity and the answers under a second OBR housing.
+  EXPECT_EQ(refusal("|N3|", "OBR|1|ORD124||",
+                    "OBR|1|ORD123||housing-instability^Housing instability^SDOHCC\rOBR|2|ORD124||"),
             "AE OBR-4");
   EXPECT_TRUE(route_calls_.empty());
   EXPECT_TRUE(events_of(kStatus).empty());
   EXPECT_EQ(events_of(kDeadLetter).size(), 3u);
+}
+
+// The sample REF^I12 without its OBR/OBX: only RF1-3 SDOH^Social needs^LOCAL and RF1-5
+// HV^Home visiting^LOCAL say what it is for; from `clinic` (MSH-4).
+std::string local_coded_ref(const std::string& clinic, bool named_agency = false) {
+  auto ref = named_agency ? replace(sample("ref-i12-home-visiting.hl7"), "|AL|AL", "||")
+                          : ref_naming_no_agency();
+  ref = ref.substr(0, ref.find("OBR|1|"));
+  return replace(ref, "|EHR|PEDS_CLINIC_A|", "|EHR|" + clinic + "|");
+}
+
+TEST_F(Hl7PipelineTest, LocalCodesTheClinicsTableTranslatesNameTheNeed) {
+  configure_shipped_routing();
+  // schemas/mappings/local/example-peds-clinic-a.json: EI means educational attainment.
+  auto ack = send(replace(local_coded_ref("PEDS_CLINIC_A"), "HV^Home visiting^LOCAL",
+                          "EI^Early intervention^LOCAL"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AA");
+  EXPECT_EQ(routing_asked(), "educational-attainment 277 - 6m");
+  auto referrals = events_of(kReferral);
+  ASSERT_EQ(referrals.size(), 1u);
+  EXPECT_EQ(str(referrals[0], "/data/category"), "educational-attainment");
+  EXPECT_EQ(str(referrals[0], "/data/agency/id"), "ei-durham");
+  EXPECT_TRUE(store_.dead_letters.empty());
+}
+
+TEST_F(Hl7PipelineTest, ARefWhoseLocalCodesNoTableTranslatesIsHeldUncategorisedNotRefused) {
+  configure_shipped_routing();
+  // PEDS_CLINIC_B has no local code table; it names its agency, which does not matter yet.
+  auto ack = send(local_coded_ref("PEDS_CLINIC_B", true));
+  EXPECT_EQ(field(ack, "MSA-1"), "AA");
+  EXPECT_EQ(ack.find("\rERR|"), std::string::npos) << ack;
+  EXPECT_TRUE(route_calls_.empty());
+  // A dead letter that names the codes to translate (codes only) and a field the REF has.
+  ASSERT_EQ(store_.dead_letters.size(), 1u);
+  EXPECT_EQ(store_.dead_letters[0].stage, "map");
+  EXPECT_EQ(store_.dead_letters[0].location, "RF1^1^5");
+  EXPECT_NE(store_.dead_letters[0].error_text.find(
+                "need cannot be told from RF1-3 LOCAL|SDOH, RF1-5 LOCAL|HV (sender "
+                "EHR^PEDS_CLINIC_B)"),
+            std::string::npos)
+      << store_.dead_letters[0].error_text;
+  // No agency sees it; its status event says why it waits.
+  EXPECT_TRUE(events_of(kReferral).empty());
+  auto statuses = events_of(kStatus);
+  ASSERT_EQ(statuses.size(), 1u);
+  const auto& s = statuses[0];
+  EXPECT_EQ(str(s, "/data/status") + " " + str(s, "/data/businessStatus"),
+            "requested uncategorised");
+  EXPECT_EQ(str(s, "/data/category"), "sdoh-category-unspecified");
+  EXPECT_EQ(str(s, "/data/agency"), "<null>");
+  EXPECT_EQ(str(s, "/data/updatedBy/role"), "gateway");
+  ASSERT_EQ(store_.referrals.size(), 1u);
+  EXPECT_EQ(store_.referrals[0].business_status, "uncategorised");
+  EXPECT_EQ(store_.referrals[0].agency_id, "");
+  ASSERT_EQ(store_.resources.size(), 1u);
+  rapidjson::Document task;
+  task.Parse(store_.resources[0].json.c_str());
+  EXPECT_EQ(str(task, "/businessStatus/coding/0/code"), "uncategorised");
+  EXPECT_EQ(str(task, "/owner"), "<absent>");
+  EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I12\",outcome=\"held\"}"), 1u);
+
+  // Sent again unchanged: still held, one more dead letter for the operator, nothing published.
+  send(replace(local_coded_ref("PEDS_CLINIC_B", true), "|A1000003|", "|A1000098|"));
+  EXPECT_EQ(store_.dead_letters.size(), 2u);
+  EXPECT_EQ(events_of(kStatus).size(), 1u);
+}
+
+TEST_F(Hl7PipelineTest, AnUncategorisedReferralGoesToItsAgencyOnceItsNeedIsKnown) {
+  configure_shipped_routing();
+  send(local_coded_ref("PEDS_CLINIC_B", true));
+  const auto rid = str(events_of(kStatus).at(0), "/data/referralId");
+  // The clinic codes the need with a Gravity category and sends the referral again.
+  auto ack = send(replace(replace(local_coded_ref("PEDS_CLINIC_B", true), "HV^Home visiting^LOCAL",
+                                  "stress^Stress^SDOHCC"),
+                          "|A1000003|", "|A1000099|"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AA");
+  auto referrals = events_of(kReferral);
+  ASSERT_EQ(referrals.size(), 1u);
+  EXPECT_EQ(str(referrals[0], "/data/referralId"), rid);
+  EXPECT_EQ(str(referrals[0], "/data/category"), "stress");
+  EXPECT_EQ(str(referrals[0], "/data/agency/id"), "ehv-durham");  // as the clinic named it
+  auto statuses = events_of(kStatus);
+  ASSERT_EQ(statuses.size(), 2u);
+  EXPECT_EQ(str(statuses[1], "/data/category"), "stress");
+  EXPECT_EQ(str(statuses[1], "/data/businessStatus"), "<null>");
+  EXPECT_EQ(str(statuses[1], "/data/sequence"), "2");
+  EXPECT_EQ(str(statuses[1], "/data/updatedBy/id"), "routing");
+  ASSERT_EQ(store_.referrals.size(), 2u);
+  EXPECT_EQ(store_.referrals[1].category, "stress");
+  EXPECT_EQ(store_.referrals[1].agency_id, "ehv-durham");
+  ASSERT_EQ(store_.resources.size(), 2u);
+  rapidjson::Document task;
+  task.Parse(store_.resources[1].json.c_str());
+  EXPECT_EQ(str(task, "/reasonCode/coding/0/code"), "stress");
+  EXPECT_EQ(str(task, "/owner/reference"), "Organization/ehv-durham");
+  EXPECT_EQ(store_.dead_letters.size(), 1u);  // only the first message's
+  EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I12\",outcome=\"released\"}"),
+            1u);
 }
 
 TEST_F(Hl7PipelineTest, RriSampleAcceptsTheReferral) {

@@ -240,17 +240,24 @@ TEST_F(Hl7PipelineTest, NeedFromAnswersWhenObrNamesAPanelNotACategory) {
   EXPECT_EQ(str(referrals[0], "/data/category"), "food-insecurity");
 }
 
-TEST_F(Hl7PipelineTest, RefWhoseAnswersNameNoNeedIsAeNamingObr4) {
+TEST_F(Hl7PipelineTest, RefWhoseNeedNothingTellsIsHeldUncategorisedNotRefused) {
   auto text = replace(sample("ref-i12-home-visiting.hl7"), "food-insecurity^Food insecurity^SDOHCC",
                       "88121-9^Hunger Vital Sign^LN");
   auto ack = send(replace(text, "LA28397-0^Often true", "LA28398-8^Never true"));
-  // Enhanced mode: accepted (kept as a dead letter), then the application ACK says why not.
+  // Enhanced mode: accepted, and the application accepts it too (held, not lost).
   EXPECT_EQ(field(ack, "MSA-1"), "CA");
-  EXPECT_EQ(nth_field(ack, 1, "MSA-1"), "AE");
-  EXPECT_EQ(nth_field(ack, 1, "ERR-2.1"), "OBR");
-  EXPECT_EQ(nth_field(ack, 1, "ERR-2.3"), "4");
+  EXPECT_EQ(nth_field(ack, 1, "MSA-1"), "AA");
   EXPECT_TRUE(events_of(kReferral).empty());
-  EXPECT_EQ(events_of(kDeadLetter).size(), 1u);
+  // The dead letter names the code to translate: RF1-5 HV (RF1-3 SDOH names no need).
+  auto dead = events_of(kDeadLetter);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(str(dead[0], "/data/stage"), "map");
+  EXPECT_EQ(str(dead[0], "/data/location/segment"), "RF1");
+  EXPECT_NE(str(dead[0], "/data/error/text").find("from RF1-5 LOCAL|HV (sender"),
+            std::string::npos);
+  auto statuses = events_of(kStatus);
+  ASSERT_EQ(statuses.size(), 1u);
+  EXPECT_EQ(str(statuses[0], "/data/businessStatus"), "uncategorised");
 }
 
 TEST_F(Hl7PipelineTest, RefWithoutRf1IsRejectedNamingRf1WithADeadLetter) {

@@ -188,7 +188,7 @@ TEST(LifecycleChange, AnAgencyHasNoBusinessStatusBeforeItReceivesTheReferral) {
 }
 
 TEST(LifecycleChange, OnlyTheGatewaySetsItsOwnCodes) {
-  for (auto code : {kOverdue, kNoRoute, kAwaitingConsent}) {
+  for (auto code : {kOverdue, kNoRoute, kUncategorised, kAwaitingConsent}) {
     auto c = check_change({S::kRequested, ""}, {S::kRequested, code}, Actor::kAgency);
     EXPECT_EQ(c.verdict, Verdict::kBusinessRule) << code;
     EXPECT_EQ(c.refusal, Refusal::kReservedBusinessStatus) << code;
@@ -252,8 +252,9 @@ TEST(LifecycleHolds, ANewReferralStartsRequestedWithItsHold) {
   EXPECT_EQ(initial_state(false, false), (LifecycleState{S::kRequested, kNoRoute}));
 }
 
-TEST(LifecycleHolds, HeldMeansNoRouteOrAwaitingConsentWhileRequested) {
+TEST(LifecycleHolds, HeldMeansNoRouteUncategorisedOrAwaitingConsentWhileRequested) {
   EXPECT_TRUE(held({S::kRequested, kNoRoute}));
+  EXPECT_TRUE(held({S::kRequested, kUncategorised}));
   EXPECT_TRUE(held({S::kRequested, kAwaitingConsent}));
   EXPECT_FALSE(held({S::kRequested, ""}));
   EXPECT_FALSE(held({S::kRequested, kOverdue}));
@@ -266,6 +267,29 @@ TEST(LifecycleHolds, NoAgencyMovesAReferralHeldForNoRoute) {
     EXPECT_EQ(c.verdict, Verdict::kConflict) << to_string(to);
     EXPECT_EQ(c.refusal, Refusal::kHeld);
   }
+}
+
+TEST(LifecycleHolds, NoAgencyMovesAnUncategorisedReferralAndOnlyTheGatewayReleasesIt) {
+  for (auto to : {S::kReceived, S::kAccepted, S::kRejected}) {
+    auto c = check_change({S::kRequested, kUncategorised}, {to, ""}, Actor::kAgency);
+    EXPECT_EQ(c.verdict, Verdict::kConflict) << to_string(to);
+    EXPECT_EQ(c.refusal, Refusal::kHeld);
+  }
+  for (auto to : {std::string_view(""), kAwaitingConsent, kNoRoute}) {
+    EXPECT_TRUE(
+        check_change({S::kRequested, kUncategorised}, {S::kRequested, to}, Actor::kGateway)
+            .allowed())
+        << to;
+  }
+  // Nothing goes back to uncategorised, and overdue never comes from it.
+  EXPECT_FALSE(
+      check_change({S::kRequested, kNoRoute}, {S::kRequested, kUncategorised}, Actor::kGateway)
+          .allowed());
+  EXPECT_FALSE(
+      check_change({S::kRequested, kUncategorised}, {S::kRequested, kOverdue}, Actor::kGateway)
+          .allowed());
+  EXPECT_TRUE(check_change({S::kRequested, kUncategorised}, {S::kCancelled, ""}, Actor::kClinic)
+                  .allowed());
 }
 
 TEST(LifecycleHolds, TheClinicMayCancelAHeldReferral) {
@@ -346,7 +370,7 @@ TEST(BusinessStatus, TheGatewayCodesGoOnlyWithRequestedAndOnlyTheGatewaySetsThem
   int reserved = 0;
   for (const auto& c : business_status_codes())
     reserved += c.reserved() ? 1 : 0;
-  EXPECT_EQ(reserved, 3);
+  EXPECT_EQ(reserved, 4);
 }
 
 TEST(BusinessStatus, CheckFollowsTheVocabularyForEveryCodeStatusAndActor) {

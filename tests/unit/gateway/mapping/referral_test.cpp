@@ -140,6 +140,86 @@ TEST_F(ReferralMapperTest, NeedFromPositiveAnswersWhenNoCategoryIsGiven) {
   EXPECT_EQ(m->category, "food-insecurity");
 }
 
+// A REF of the sample clinic: RF1-3 SDOH^Social needs^LOCAL, RF1-5 EI^Early intervention^LOCAL.
+NormalizedReferral local_coded(NormalizedReferral r, std::string sender) {
+  r.protocol = "hl7v2";
+  r.sender = std::move(sender);
+  r.category.clear();
+  r.need_codes.push_back({{"LOCAL", "SDOH", "Social needs"}, "RF1-3"});
+  r.need_codes.push_back({{"LOCAL", "EI", "Early intervention"}, "RF1-5"});
+  return r;
+}
+
+TEST_F(ReferralMapperTest, TheSendersLocalCodesNameTheNeed) {
+  auto m = ReferralMapper(*screenings_).map(local_coded(referral(), "EHR^PEDS_CLINIC_A"));
+  ASSERT_TRUE(m) << m.error().message;
+  EXPECT_EQ(m->category, "educational-attainment");
+  EXPECT_FALSE(m->uncategorised);
+}
+
+TEST_F(ReferralMapperTest, AGravityCodeWinsOverLocalCodesAndLocalCodesOverAnswers) {
+  auto r = local_coded(referral(), "EHR^PEDS_CLINIC_A");
+  r.need_codes.push_back({{std::string(screenings_->tables().category_system()),
+                           "food-insecurity", ""},
+                          "RF1-5"});
+  EXPECT_EQ(ReferralMapper(*screenings_).identify(r)->category, "food-insecurity");
+  // Answers that screen positive for food insecurity do not outvote the clinic's code.
+  r = local_coded(referral(), "EHR^PEDS_CLINIC_A");
+  NormalizedScreening hvs;
+  hvs.protocol = "hl7v2";
+  hvs.patient_identifier = "123";
+  hvs.panel = Coding{"http://loinc.org", "88121-9", ""};
+  ItemResponse item;
+  item.question = {"http://loinc.org", "88122-7", ""};
+  item.answers.push_back({Coding{"http://loinc.org", "LA28397-0", ""}, {}, {}, {}});
+  hvs.items.push_back(item);
+  r.evidence.push_back(hvs);
+  // The instrument's own codes (the panel, the question) are not looked up as local codes.
+  r.need_codes.push_back({hvs.panel.value(), "OBR-4"});
+  r.need_codes.push_back({item.question, "OBX-3"});
+  auto m = ReferralMapper(*screenings_).identify(r);
+  ASSERT_TRUE(m) << m.error().message;
+  EXPECT_EQ(m->category, "educational-attainment");
+}
+
+TEST_F(ReferralMapperTest, UntranslatedCodesHoldTheReferralUncategorisedAndAreNamed) {
+  auto r = local_coded(referral(), "EHR^PEDS_CLINIC_B");  // no table for this clinic
+  auto held = ReferralMapper(*screenings_).identify(r);
+  ASSERT_TRUE(held) << held.error().message;
+  EXPECT_TRUE(held->uncategorised);
+  EXPECT_EQ(held->category, "sdoh-category-unspecified");
+  EXPECT_EQ(held->business_status, "uncategorised");
+  EXPECT_EQ(held->untranslated, "RF1-3 LOCAL|SDOH, RF1-5 LOCAL|EI");
+  EXPECT_EQ(held->referral_id, screenings_->referral_id("urn:clinic", "R-1"));
+  // No event for it, even with an agency named.
+  auto m = ReferralMapper(*screenings_).map(r);
+  ASSERT_FALSE(m);
+  EXPECT_EQ(m.error().where.expression, "category");
+  // A code the table says names no need is not asked for again; only HVX is.
+  r = local_coded(referral(), "EHR^PEDS_CLINIC_A");
+  r.need_codes.pop_back();
+  r.need_codes.push_back({{"LOCAL", "HVX", ""}, "RF1-5"});
+  held = ReferralMapper(*screenings_).identify(r);
+  ASSERT_TRUE(held);
+  EXPECT_EQ(held->untranslated, "RF1-5 LOCAL|HVX");
+  // Nothing at all: held too, never refused.
+  r = referral();
+  r.category.clear();
+  held = ReferralMapper(*screenings_).identify(r);
+  ASSERT_TRUE(held);
+  EXPECT_TRUE(held->uncategorised);
+  EXPECT_EQ(held->untranslated, "no need code and no positive answer");
+}
+
+TEST_F(ReferralMapperTest, TwoLocalCodesForTwoNeedsAreRefused) {
+  auto r = local_coded(referral(), "EHR^PEDS_CLINIC_A");
+  r.need_codes.push_back({{"LOCAL", "WIC", "WIC"}, "OBX-3"});
+  auto m = ReferralMapper(*screenings_).identify(r);
+  ASSERT_FALSE(m);
+  EXPECT_EQ(m.error().where.expression, "category");
+  EXPECT_NE(m.error().message.find("more than one need"), std::string::npos);
+}
+
 TEST_F(ReferralMapperTest, TwoNamedNeedsAreRefused) {
   auto r = referral();
   NormalizedScreening group;

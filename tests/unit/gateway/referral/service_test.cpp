@@ -255,6 +255,72 @@ TEST_F(ReferralServiceTest, AHeldReferralIsMovedOnlyByRoutingOrTheClinic) {
       service_.route(referral(ReferralStatus::kRequested), &task, kAgency, "", true, now_));
 }
 
+TEST_F(ReferralServiceTest, AnUncategorisedReferralOpensHeldWhateverItsConsent) {
+  auto r = referral(ReferralStatus::kRequested, std::string(mapping::kUncategorised), "");
+  r.category = std::string(mapping::kUnspecifiedCategory);
+  auto opened = service_.open(r, true, {Actor::kClinic, "peds-a"}, "");
+  EXPECT_EQ(opened.after.business_status, "uncategorised");
+  EXPECT_EQ(opened.transition.business_status, "uncategorised");
+  EXPECT_EQ(opened.transition.category, "sdoh-category-unspecified");
+  EXPECT_EQ(opened.transition.updated_by_role, "gateway");
+  EXPECT_TRUE(mapping::held(opened.after.lifecycle()));
+  // Without the marker, a referral without an agency is held for no route as before.
+  auto plain = referral(ReferralStatus::kRequested, "", "");
+  EXPECT_EQ(service_.open(plain, true, {Actor::kClinic, "peds-a"}, "").after.business_status,
+            "no-route");
+}
+
+TEST_F(ReferralServiceTest, ATranslatedNeedReleasesAnUncategorisedReferral) {
+  auto held = referral(ReferralStatus::kRequested, std::string(mapping::kUncategorised), "");
+  held.category = std::string(mapping::kUnspecifiedCategory);
+  const auto task = task_row();
+  // To the agency the clinic named (or routing found), with consent on file: waiting for it.
+  auto sent = service_.categorise(held, &task, "educational-attainment", "ei-durham",
+                                  "Early Intervention Durham", true, now_);
+  ASSERT_TRUE(sent);
+  EXPECT_EQ(sent->after.category, "educational-attainment");
+  EXPECT_EQ(sent->after.agency_id, "ei-durham");
+  EXPECT_EQ(sent->after.business_status, "");
+  EXPECT_EQ(sent->transition.category, "educational-attainment");
+  EXPECT_EQ(sent->transition.business_status, "");
+  EXPECT_EQ(sent->transition.updated_by_id, "routing");
+  EXPECT_EQ(sent->after.sequence, held.sequence + 1);
+  EXPECT_EQ(field(sent->task->json, "/reasonCode/coding/0/code"), "educational-attainment");
+  EXPECT_EQ(field(sent->task->json, "/owner/reference"), "Organization/ei-durham");
+  EXPECT_EQ(field(sent->task->json, "/businessStatus"), "<absent>");
+  // Without consent: the agency has it without contact details.
+  auto waiting = service_.categorise(held, &task, "stress", "ehv-durham", "", false, now_);
+  ASSERT_TRUE(waiting);
+  EXPECT_EQ(waiting->after.business_status, "awaiting-consent");
+  // No agency named and no route: held for no route now, with its need known.
+  auto unrouted = service_.categorise(held, &task, "stress", "", "", true, now_);
+  ASSERT_TRUE(unrouted);
+  EXPECT_EQ(unrouted->after.business_status, "no-route");
+  EXPECT_EQ(unrouted->after.category, "stress");
+  EXPECT_EQ(field(unrouted->task->json, "/businessStatus/coding/0/code"), "no-route");
+  // Only a referral held uncategorised is categorised.
+  EXPECT_FALSE(service_.categorise(referral(ReferralStatus::kRequested, "no-route", ""), &task,
+                                   "stress", "ehv-durham", "", true, now_));
+  EXPECT_FALSE(service_.categorise(held, &task, "", "ehv-durham", "", true, now_));
+}
+
+TEST_F(ReferralServiceTest, NoAgencyMovesAnUncategorisedReferral) {
+  auto held = referral(ReferralStatus::kRequested, std::string(mapping::kUncategorised), "");
+  const auto task = task_row();
+  auto out = service_.transition(held, &task, move(Actor::kAgency, ReferralStatus::kAccepted), now_);
+  ASSERT_FALSE(out);
+  EXPECT_EQ(out.error().kind, Refusal::Kind::kForbidden);  // no agency owns it
+  // Not even one that it names: held means held.
+  auto named = held;
+  named.agency_id = kAgency;
+  auto refused =
+      service_.transition(named, &task, move(Actor::kAgency, ReferralStatus::kAccepted), now_);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().kind, Refusal::Kind::kConflict);
+  // The clinic can still cancel it.
+  EXPECT_TRUE(service_.cancel(held, &task, {Actor::kClinic, "peds-a"}, "", now_));
+}
+
 TEST_F(ReferralServiceTest, ConsentReleasesAWaitingReferralAndRevocationHoldsItAgain) {
   const auto task = task_row();
   auto released =
