@@ -600,3 +600,92 @@ class HeldReferralReplay(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class UncategorisedReferralReplay(unittest.TestCase):
+    """A referral in a clinic's local codes that no table translates is accepted and held
+    (uncategorised) with a dead letter naming the codes; `tools/deadletters show` prints the rows
+    to add; once the operator adds a local code table and restarts, the replay sends the referral
+    to its agency with its need."""
+
+    LOCAL_SYSTEM = "http://peds-a.example.org/referral-codes"
+
+    def test_replay_after_translating_the_local_code_releases_the_referral(self):
+        schemas = tempfile.mkdtemp(prefix="sdoh-schemas-")
+        self.addCleanup(shutil.rmtree, schemas, True)
+        shutil.copytree(SCHEMAS, schemas, dirs_exist_ok=True)
+        with open(sample_path("bundle-transaction-screening-consent-referral.json")) as f:
+            bundle = json.load(f)
+        for entry in bundle["entry"]:
+            r = entry["resource"]
+            if r["resourceType"] == "ServiceRequest":
+                # The clinic's own code only: no SDOHCC category.
+                r.pop("category")
+                r["code"] = {"coding": [{"system": self.LOCAL_SYSTEM, "code": "EI",
+                                         "display": "Early intervention"}]}
+        env = dict(ENV, SDOH_ADMIN_TOKEN=ADMIN_TOKEN)
+        admin = "admin: { token: { env: SDOH_ADMIN_TOKEN } }\n"
+        tools_env = dict(os.environ, SDOH_ADMIN_TOKEN=ADMIN_TOKEN)
+        with MockKafka(brokers=1, partitions=1) as kafka:
+            gw = Gateway(config=CLIENTS + admin, env=env, schemas=schemas,
+                         kafka="{ brokers: \"%s\", metadata_interval: 500ms }" % kafka.bootstrap).start()
+            try:
+                path = os.path.join(gw.dir, "local.json")
+                with open(path, "w") as f:
+                    json.dump(bundle, f)
+                clinic = FhirClient(gw, CLINIC_TOKEN)
+                answer = clinic.call("POST", "/fhir", body_file=path)
+                self.assertEqual(answer.status, 200, answer)
+                rid = next(e["response"]["location"] for e in answer.json()["entry"]
+                           if e["response"]["location"].startswith("Task/")).split("/")[1]
+                task = clinic.call("GET", "/fhir/Task/" + rid).json()
+                self.assertEqual(task["businessStatus"]["coding"][0]["code"], "uncategorised")
+                self.assertNotIn("reasonCode", task)
+                found = clinic.call("GET", "/fhir/Task?business-status=uncategorised").json()
+                self.assertEqual([e["resource"]["id"] for e in found.get("entry", [])], [rid])
+
+                listed = run([DEADLETTERS, "--url", gw.http_url, "--json", "list"], env=tools_env)
+                [dl] = json.loads(listed.stdout)["deadLetters"]
+                self.assertEqual(dl["stage"], "map")
+                self.assertIn("].resource.code %s|EI" % self.LOCAL_SYSTEM, dl["error"]["text"])
+                shown = run([DEADLETTERS, "--url", gw.http_url, "show", dl["deadLetterId"]], env=tools_env)
+                self.assertEqual(shown.returncode, 0, shown.stderr)
+                self.assertIn('"senders" lists "clinic-a"', shown.stdout)
+                self.assertIn('{"system": "%s", "code": "EI", "category":' % self.LOCAL_SYSTEM, shown.stdout)
+                # Replayed before a table translates it: still held, nothing published.
+                early = run([DEADLETTERS, "--url", gw.http_url, "replay", dl["deadLetterId"]], env=tools_env)
+                self.assertEqual(early.returncode, 1, early.stdout)
+                self.assertEqual(gw.stop(), 0)
+
+                # The operator translates the clinic's code, restarts and replays.
+                with open(os.path.join(schemas, "mappings", "local", "clinic-a.json"), "w") as f:
+                    json.dump({"id": "clinic-a", "title": "Peds Clinic A referral codes",
+                               "senders": ["clinic-a"], "sources": ["the clinic's interface specification"],
+                               "codes": [{"system": self.LOCAL_SYSTEM, "code": "EI",
+                                          "category": "educational-attainment"}]}, f)
+                gw.log_file.close()
+                gw.start()
+                replayed = run([DEADLETTERS, "--url", gw.http_url, "replay", dl["deadLetterId"]], env=tools_env)
+                self.assertEqual(replayed.returncode, 0, replayed.stdout + replayed.stderr)
+
+                deadline = time.monotonic() + 15
+                referrals = []
+                while time.monotonic() < deadline and not referrals:
+                    referrals = [json.loads(v) for _, v in consume_all(kafka.bootstrap, "sdoh.referral.v1")]
+                    referrals = [e for e in referrals if e["data"]["referralId"] == rid]
+                    time.sleep(0.2)
+                self.assertEqual(len(referrals), 1, referrals)
+                self.assertEqual(referrals[0]["data"]["category"], "educational-attainment")
+                self.assertEqual(referrals[0]["data"]["agency"]["id"], "ehv-durham")  # as the Task names it
+                statuses = [json.loads(v) for _, v in consume_all(kafka.bootstrap, "sdoh.referral-status.v1")]
+                statuses = [e["data"] for e in statuses if e["data"]["referralId"] == rid]
+                self.assertEqual([(s["businessStatus"], s["category"], s["sequence"]) for s in statuses],
+                                 [("uncategorised", "sdoh-category-unspecified", 1),
+                                  (None, "educational-attainment", 2)])
+                assert_valid_events([json.dumps(e) for e in referrals])
+                task = FhirClient(gw, CLINIC_TOKEN).call("GET", "/fhir/Task/" + rid).json()
+                self.assertEqual(task["reasonCode"]["coding"][0]["code"], "educational-attainment")
+                self.assertEqual(task["owner"]["reference"], "Organization/ehv-durham")
+                self.assertNotIn("businessStatus", task)
+            finally:
+                gw.__exit__(None, None, None)
