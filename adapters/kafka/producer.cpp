@@ -3,6 +3,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <shared_mutex>
 #include <thread>
 
 #include <librdkafka/rdkafka.h>
@@ -48,7 +49,15 @@ bool is_permanent(rd_kafka_resp_err_t err) {
 
 struct Producer::Impl {
   config::KafkaConfig cfg;
+  std::string bootstrap;
+  // The librdkafka client. Replaced (unique lock) after a fatal error; used (shared lock) by
+  // produce, poll, flush and the metadata refresh.
   rd_kafka_t* rk = nullptr;
+  mutable std::shared_mutex client_mutex;
+  // Set by librdkafka's error callback on a fatal error (an idempotent producer whose sequence
+  // the broker no longer accepts, a fenced producer): every produce() fails from then on, so the
+  // poll thread replaces the client (recover()).
+  std::atomic<bool> fatal{false};
   std::atomic<bool> running{true};
   std::atomic<std::uint64_t> in_flight{0};
   std::thread poller;   // serves delivery reports
@@ -82,11 +91,25 @@ struct Producer::Impl {
   metrics::Counter* delivered = nullptr;
   metrics::Counter* failed_retryable = nullptr;
   metrics::Counter* failed_fatal = nullptr;
+  metrics::Counter* recreated = nullptr;
+
+  Result<void> open_client();
+  void recover();
+
+  void on_fatal(std::string reason) {
+    {
+      std::lock_guard lock(health_mutex);
+      health = {false, "the Kafka producer had a fatal error (" + reason +
+                           "): replacing it; nothing is published until it is"};
+    }
+    fatal = true;
+  }
 
   ~Impl() {
     running = false;
     monitor_wake.notify_all();
     if (monitor.joinable()) monitor.join();
+    std::unique_lock client(client_mutex);
     if (rk != nullptr) {
       rd_kafka_flush(rk, static_cast<int>(cfg.flush_timeout.count()));
       if (rd_kafka_outq_len(rk) > 0) {
@@ -95,6 +118,7 @@ struct Producer::Impl {
         rd_kafka_poll(rk, 0);  // runs the purged messages' callbacks
       }
     }
+    client.unlock();
     if (poller.joinable()) poller.join();
     if (rk != nullptr) rd_kafka_destroy(rk);
   }
@@ -123,9 +147,12 @@ struct Producer::Impl {
   }
 
   void refresh_metadata() {
+    std::shared_lock client(client_mutex);
+    if (rk == nullptr || fatal.load()) return;  // the health says why
     const rd_kafka_metadata_t* md = nullptr;
     const auto err =
         rd_kafka_metadata(rk, 1, nullptr, &md, static_cast<int>(cfg.metadata_timeout.count()));
+    client.unlock();
     ops::CheckState state;
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       state = {false, std::string("metadata request failed: ") + rd_kafka_err2str(err)};
@@ -151,6 +178,7 @@ struct Producer::Impl {
       rd_kafka_metadata_destroy(md);
     }
     std::lock_guard lock(health_mutex);
+    if (fatal.load()) return;
     if (state.ok != health.ok) {
       log::write(state.ok ? log::Level::kInfo : log::Level::kWarn,
                  state.ok ? "kafka.reachable" : "kafka.unreachable", {{"detail", state.detail}});
@@ -170,12 +198,14 @@ int stats_cb(rd_kafka_t*, char* json, size_t len, void* opaque) {
   return 0;  // librdkafka frees the JSON
 }
 
-void error_cb(rd_kafka_t* rk, int err, const char* reason, void*) {
+void error_cb(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
   const bool fatal = err == RD_KAFKA_RESP_ERR__FATAL;
   if (fatal) {
     char buf[512];
-    rd_kafka_fatal_error(rk, buf, sizeof buf);
-    log::error("kafka.fatal_error", {{"reason", std::string_view(buf)}});
+    const auto code = rd_kafka_fatal_error(rk, buf, sizeof buf);
+    log::error("kafka.fatal_error", {{"code", rd_kafka_err2name(code)},
+                                     {"reason", std::string_view(buf)}});
+    static_cast<Producer::Impl*>(opaque)->on_fatal(rd_kafka_err2name(code));
   } else {
     log::warn("kafka.error", {{"code", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))},
                               {"reason", reason}});
@@ -183,6 +213,50 @@ void error_cb(rd_kafka_t* rk, int err, const char* reason, void*) {
 }
 
 }  // namespace
+
+Result<void> Producer::Impl::open_client() {
+  auto conf = build_conf(cfg, bootstrap);
+  if (!conf) return fail(conf.error());
+  rd_kafka_conf_set_opaque(conf->get(), this);
+  rd_kafka_conf_set_dr_msg_cb(conf->get(), delivery_report_cb);
+  rd_kafka_conf_set_error_cb(conf->get(), error_cb);
+  rd_kafka_conf_set_stats_cb(conf->get(), stats_cb);
+  char errstr[512];
+  rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf->release(), errstr, sizeof errstr);
+  if (rk == nullptr) return fail(Error::config("kafka", errstr));
+  return {};
+}
+
+// After a fatal error: every message still queued or in flight is reported back as retryable
+// (purged), so the relay reconciles with Kafka before producing them again and none is lost or
+// doubled; then a new client, with a new producer id, takes the old one's place. Poll thread.
+void Producer::Impl::recover() {
+  std::unique_lock client(client_mutex);
+  if (rk != nullptr) {
+    rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (rd_kafka_outq_len(rk) > 0 && std::chrono::steady_clock::now() < deadline)
+      rd_kafka_poll(rk, 50);
+    rd_kafka_poll(rk, 0);
+    rd_kafka_destroy(rk);
+    rk = nullptr;
+  }
+  if (auto opened = open_client(); !opened) {
+    log::error("kafka.producer_recreate_failed", {{"reason", opened.error().message}});
+    client.unlock();
+    std::unique_lock lock(monitor_mutex);
+    monitor_wake.wait_for(lock, std::chrono::seconds(1), [this] { return !running.load(); });
+    return;
+  }
+  fatal = false;
+  recreated->inc();
+  {
+    std::lock_guard lock(health_mutex);
+    health = {false, "the Kafka producer was replaced after a fatal error; no metadata yet"};
+  }
+  // Ready again at the next metadata refresh (kafka.metadata_interval).
+  log::warn("kafka.producer_recreated", {{"times", recreated->value()}});
+}
 
 Producer::Producer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Producer::~Producer() = default;
@@ -196,8 +270,7 @@ Result<void> Producer::validate(const config::KafkaConfig& cfg) {
 Result<std::unique_ptr<Producer>> Producer::create(const config::KafkaConfig& cfg,
                                                    const std::string& bootstrap_servers,
                                                    metrics::Registry& registry) {
-  auto conf = build_conf(cfg, bootstrap_servers);
-  if (!conf) return fail(conf.error());
+  if (auto conf = build_conf(cfg, bootstrap_servers); !conf) return fail(conf.error());
   auto impl = std::make_unique<Impl>();
   impl->cfg = cfg;
   auto& produced = registry.counter("sdoh_kafka_messages_produced_total",
@@ -215,10 +288,6 @@ Result<std::unique_ptr<Producer>> Producer::create(const config::KafkaConfig& cf
   registry.gauge_callback("sdoh_kafka_messages_in_flight", "Messages queued and not yet reported.",
                           [raw] { return static_cast<double>(raw->in_flight.load()); });
 
-  rd_kafka_conf_set_opaque(conf->get(), raw);
-  rd_kafka_conf_set_dr_msg_cb(conf->get(), delivery_report_cb);
-  rd_kafka_conf_set_error_cb(conf->get(), error_cb);
-  rd_kafka_conf_set_stats_cb(conf->get(), stats_cb);
   registry.gauge_callback("sdoh_kafka_request_retries",
                           "Requests librdkafka sent again after a timeout or a lost connection "
                           "(since start).",
@@ -226,12 +295,20 @@ Result<std::unique_ptr<Producer>> Producer::create(const config::KafkaConfig& cf
   registry.gauge_callback("sdoh_kafka_request_errors",
                           "Requests to the brokers that failed (since start).",
                           [raw] { return static_cast<double>(raw->broker_errors.load()); });
-  char errstr[512];
-  impl->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf->release(), errstr, sizeof errstr);
-  if (impl->rk == nullptr) return fail(Error::config("kafka", errstr));
+  impl->recreated = &registry
+                         .counter("sdoh_kafka_producer_recreated_total",
+                                  "Times the Kafka producer was replaced after a fatal error.")
+                         .with();
+  impl->bootstrap = bootstrap_servers;
+  if (auto opened = impl->open_client(); !opened) return fail(opened.error());
 
   impl->poller = std::thread([raw] {
     while (raw->running.load() || raw->in_flight.load() > 0) {
+      if (raw->fatal.load()) {
+        raw->recover();
+        continue;
+      }
+      std::shared_lock client(raw->client_mutex);
       rd_kafka_poll(raw->rk, 100);
       if (!raw->running.load() && rd_kafka_outq_len(raw->rk) == 0) break;
     }
@@ -254,6 +331,12 @@ Result<void> Producer::produce(const Message& message, DeliveryCallback on_deliv
     rd_kafka_header_add(headers, name.data(), static_cast<ssize_t>(name.size()), value.data(),
                         static_cast<ssize_t>(value.size()));
   }
+  std::shared_lock client(impl_->client_mutex);
+  if (impl_->rk == nullptr || impl_->fatal.load()) {
+    rd_kafka_headers_destroy(headers);
+    delete callback;
+    return fail(Error::unavailable("the Kafka producer is being replaced after a fatal error"));
+  }
   impl_->in_flight.fetch_add(1);
   const auto err = rd_kafka_producev(
       impl_->rk, RD_KAFKA_V_TOPIC(message.topic.c_str()),
@@ -269,15 +352,25 @@ Result<void> Producer::produce(const Message& message, DeliveryCallback on_deliv
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       return fail(Error::unavailable("Kafka producer queue is full"));
     }
-    // Refused before it left (too large for message.max.bytes, unknown partition...): the
-    // error name leads the text so the caller can classify it.
-    return fail(Error::invalid(std::string(rd_kafka_err2name(err)) + ": " + rd_kafka_err2str(err)));
+    if (is_permanent(err) || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) {
+      // Refused before it left (too large for message.max.bytes, unknown partition...): the
+      // error name leads the text so the caller can classify it.
+      return fail(
+          Error::invalid(std::string(rd_kafka_err2name(err)) + ": " + rd_kafka_err2str(err)));
+    }
+    // The producer itself is broken (a fatal error, a client state error): the message is
+    // fine, so it is never dead-lettered for this; the caller backs off and tries again.
+    if (err == RD_KAFKA_RESP_ERR__FATAL) impl_->fatal = true;
+    return fail(Error::unavailable(std::string("the Kafka producer cannot take messages now: ") +
+                                   rd_kafka_err2name(err)));
   }
   impl_->produced->inc();
   return {};
 }
 
 int Producer::flush(std::chrono::milliseconds timeout) {
+  std::shared_lock client(impl_->client_mutex);
+  if (impl_->rk == nullptr) return static_cast<int>(impl_->in_flight.load());
   rd_kafka_flush(impl_->rk, static_cast<int>(timeout.count()));
   return rd_kafka_outq_len(impl_->rk);
 }

@@ -209,6 +209,49 @@ class RetriableErrors(unittest.TestCase):
             self.assertEqual(gw.stop(), 0)
 
 
+    def test_a_fatal_producer_error_replaces_the_producer_and_dead_letters_nothing(self):
+        # An idempotent producer whose sequence the broker refuses (OUT_OF_ORDER_SEQUENCE_NUMBER)
+        # has a fatal error: librdkafka refuses every produce() from then on. The gateway replaces
+        # the producer, reconciles, and publishes every event once; /readyz is 503 meanwhile.
+        with MockKafka(partitions=PARTITIONS) as kafka, Gateway(kafka=kafka_config(kafka.bootstrap)) as gw:
+            before = Load(gw.mllp_address, "FA", 200, connections=4).start().wait()
+            wait_drained(gw)
+            not_ready = []
+            watching = threading.Event()
+
+            def watch():
+                while not watching.is_set():
+                    status, body = gw.get("/readyz")
+                    if status == 503 and "fatal error" in body:
+                        not_ready.append(body)
+                    time.sleep(0.02)
+
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            kafka.command("errors Produce 1 OUT_OF_ORDER_SEQUENCE_NUMBER")
+            load = Load(gw.mllp_address, "FB", 800, connections=4).start().wait()
+            drain = wait_drained(gw)
+            watching.set()
+            watcher.join()
+            found = published_by_message(kafka.bootstrap, "FA")
+            found.update(published_by_message(kafka.bootstrap, "FB"))
+            acked = before.acked | load.acked
+            lost, duplicated = report("fatal producer error", before.total + load.total, acked, found, drain)
+            self.assertEqual(len(acked), before.total + load.total)
+            self.assertEqual(lost, 0)
+            self.assertEqual(duplicated, 0)
+            metrics = parse_metrics(gw.get("/metrics")[1])[0]
+            self.assertGreaterEqual(metrics.get("sdoh_kafka_producer_recreated_total", 0), 1)
+            self.assertEqual(metrics.get('sdoh_relay_events_total{outcome="dead-lettered"}', 0), 0)
+            self.assertEqual(metrics.get("sdoh_dead_letters_stored", 0), 0)
+            events = [e.get("event") for e in gw.log_events()]
+            self.assertIn("kafka.fatal_error", events)
+            self.assertIn("kafka.producer_recreated", events)
+            self.assertTrue(not_ready, "/readyz stayed 200 while the producer was broken")
+            self.assertEqual(gw.get("/readyz")[0], 200)
+            self.assertEqual(gw.stop(), 0)
+
+
 class UnwritableStore(unittest.TestCase):
     def test_no_positive_ack_while_the_store_cannot_write(self):
         with Gateway() as gw:
