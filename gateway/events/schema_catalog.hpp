@@ -11,6 +11,9 @@
 
 namespace sdoh::events {
 
+/// The data schema an event type pairs with ("" for a type the gateway does not know).
+std::string_view default_dataschema(std::string_view type);
+
 class SchemaCatalog {
  public:
   /// Loads every *.schema.json in `dir`, indexed by its $id.
@@ -18,7 +21,9 @@ class SchemaCatalog {
   ~SchemaCatalog();
 
   /// Validates a CloudEvent: the envelope against the CloudEvents schema, then `data` against
-  /// the schema its `dataschema` names. The error gives the JSON pointer and the failed keyword.
+  /// the schema its `dataschema` names (absent: the one its type pairs with). The error names
+  /// the place as a dotted path and the rule broken ("data.reason: required"), the path also in
+  /// where.expression.
   Result<void> validate_event(std::string_view json) const;
   /// Validates a document against the schema with this $id.
   Result<void> validate(std::string_view schema_id, std::string_view json) const;

@@ -9,6 +9,7 @@
 #include "adapters/fhir/task_change.hpp"
 #include "gateway/core/json_parse.hpp"
 #include "gateway/events/event.hpp"
+#include "gateway/events/kafka_binding.hpp"
 #include "gateway/log/log.hpp"
 #include "gateway/referral/task_document.hpp"
 
@@ -33,6 +34,23 @@ kafka::UpdateDisposition ReferralUpdates::handle(const kafka::UpdateRecord& reco
   who.key =
       record.topic + "/" + std::to_string(record.partition) + "/" + std::to_string(record.offset);
   try {
+    if (events::is_binary_mode(record.headers)) {
+      // CloudEvents binary mode (ce_* headers, the value is data): read, stored and replayed as
+      // the same event in structured mode.
+      auto structured = events::structured_from_binary(record.headers, record.value);
+      if (!structured) {
+        return refuse(record, who,
+                      fhir::Problem::bad_request(
+                          fhir::IssueType::kStructure, structured.error().where.expression,
+                          "not a valid org.sdoh.referral.update.v1 event: " +
+                              structured.error().message),
+                      "parse");
+      }
+      kafka::UpdateRecord as_structured = record;
+      as_structured.headers.clear();
+      as_structured.value = std::move(*structured);
+      return apply(as_structured, who);
+    }
     return apply(record, who);
   } catch (const std::exception&) {
     // A fault while handling this record (its text is not logged: it may quote the record).

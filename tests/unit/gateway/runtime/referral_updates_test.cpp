@@ -78,6 +78,47 @@ TEST_F(ReferralUpdatesTest, HostileRecordsAreDeadLetteredAtStageParse) {
   }
 }
 
+TEST_F(ReferralUpdatesTest, ABinaryModeUpdateIsReadAsItsStructuredEvent) {
+  // CloudEvents binary mode, as SDKs send it: attributes in ce_* headers, data the value. It is
+  // read (and stored, for a replay) as the same event in structured mode: here it is well formed
+  // and refused only because the referral is unknown.
+  kafka::UpdateRecord r;
+  r.topic = "sdoh.referral-updates.v1";
+  r.offset = 7;
+  r.headers = {{"ce_specversion", "1.0"},
+               {"ce_id", "u-binary-1"},
+               {"ce_source", "urn:sdoh-agency:ehv-durham"},
+               {"ce_type", "org.sdoh.referral.update.v1"},
+               {"content-type", "application/json"}};
+  r.value = R"({"referralId":"0123456789abcdef0123456789abcdef","status":"accepted",)"
+            R"("businessStatus":null,"reason":null,"agency":{"id":"ehv-durham"}})";
+  EXPECT_EQ(updates_->handle(r), kafka::UpdateDisposition::kDeadLettered);
+  auto dead = store_->dead_letters(10, true);
+  ASSERT_TRUE(dead);
+  ASSERT_EQ(dead->size(), 1u);
+  EXPECT_EQ((*dead)[0].stage, "lifecycle");
+  // Without reason, the refusal names the property and the rule.
+  r.offset = 8;
+  r.headers[1].second = "u-binary-2";
+  r.value = R"({"referralId":"0123456789abcdef0123456789abcdef","status":"accepted",)"
+            R"("businessStatus":null,"agency":{"id":"ehv-durham"}})";
+  EXPECT_EQ(updates_->handle(r), kafka::UpdateDisposition::kDeadLettered);
+  dead = store_->dead_letters(10, true);
+  ASSERT_EQ(dead->size(), 2u);
+  bool named = false;
+  for (const auto& d : *dead)
+    named = named || (d.stage == "validate" &&
+                      d.error_text.find("data.reason: required") != std::string::npos);
+  EXPECT_TRUE(named);
+  // A value that is not JSON in binary mode: stage parse, naming data.
+  r.offset = 9;
+  r.headers[1].second = "u-binary-3";
+  r.value = "accepted";
+  EXPECT_EQ(updates_->handle(r), kafka::UpdateDisposition::kDeadLettered);
+  dead = store_->dead_letters(10, true);
+  ASSERT_EQ(dead->size(), 3u);
+}
+
 TEST_F(ReferralUpdatesTest, AWellFormedUpdateForAnUnknownReferralIsALifecycleDeadLetter) {
   const std::string update =
       R"({"specversion":"1.0","id":"u1","source":"urn:agency:wic-east","type":"org.sdoh.referral.update.v1",)"
