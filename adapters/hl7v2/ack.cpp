@@ -69,10 +69,26 @@ bool accept_ack_requested(const Message& m, bool success) {
 
 namespace {
 
-void append_err(std::string& out, const AckError& e, const Delimiters& d) {
+// `legacy`: the message is v2.3 or v2.4, whose ERR has only ERR-1 (ELD); it is valued as well,
+// as v2.5 allows for backward compatibility, so that such a sender reads where and why too.
+void append_err(std::string& out, const AckError& e, const Delimiters& d, bool legacy = false) {
   const char f = d.field, c = d.component;
   out += "ERR";
-  out += f;  // ERR-1 (v2.3 error code and location), not used from v2.5
+  out += f;
+  if (legacy && !e.where.segment.empty()) {
+    // ERR-1 (ELD): segment ^ sequence ^ field position ^ code (CE, as subcomponents).
+    out += e.where.segment;
+    out += c;
+    out += std::to_string(e.where.sequence > 0 ? e.where.sequence : 1);
+    out += c;
+    if (e.where.field > 0) out += std::to_string(e.where.field);
+    out += c;
+    out += std::to_string(static_cast<int>(e.condition));
+    out += d.subcomponent;
+    out += escape(description(e.condition), d);
+    out += d.subcomponent;
+    out += "HL70357";
+  }
   out += f;
   // ERR-2 error location: segment ^ sequence ^ field position ^ field repetition ^ component
   if (!e.where.segment.empty()) {
@@ -165,7 +181,8 @@ std::string build_ack(const Message& m, AckCode code, const std::optional<AckErr
   if (error) {
     AckError located = *error;
     located.where = locate_in(m, std::move(located.where));
-    append_err(out, located, d);
+    const auto version = m.get("MSH-12.1");
+    append_err(out, located, d, version.starts_with("2.3") || version.starts_with("2.4"));
   }
   return out;
 }

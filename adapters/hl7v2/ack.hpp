@@ -105,7 +105,8 @@ struct AckOptions {
 };
 
 /// The ACK for `m`: MSH swaps sender and receiver and keeps version and processing id,
-/// MSA-2 echoes MSH-10 as sent, ERR is added when `error` is given.
+/// MSA-2 echoes MSH-10 as sent, ERR is added when `error` is given: ERR-2 as locate_in() gives
+/// it, ERR-3 the code, ERR-8 the text, and for a v2.3/v2.4 message ERR-1 (ELD) as well.
 std::string build_ack(const Message& m, AckCode code, const std::optional<AckError>& error,
                       const AckOptions& options);
 

@@ -453,6 +453,18 @@ TEST(HeaderCheck, TheAckForAnUnsupportedVersionIsArWithErr203NamingMsh12) {
   EXPECT_EQ(field(ack, "ERR-3.3"), "HL70357");
 }
 
+// v2.3 and v2.4 have only ERR-1 (ELD): it says the same as ERR-2 and ERR-3 for those senders.
+TEST(ErrLegacy, AV23MessageGetsErr1AsWellAsErr2And3) {
+  const AckError err{ErrorCondition::kRequiredFieldMissing, {"PID", 1, 3, 0, ""}, "PID-3 empty"};
+  const auto v23 = build_ack(with_header("P", "2.3"), AckCode::kAE, err, kOptions);
+  EXPECT_EQ(field(v23, "ERR-1"), "PID^1^3^101&Required field missing&HL70357");
+  EXPECT_EQ(field(v23, "ERR-2"), "PID^1^3");
+  EXPECT_EQ(field(v23, "ERR-3.1"), "101");
+  EXPECT_EQ(field(build_ack(with_header("P", "2.4"), AckCode::kAE, err, kOptions), "ERR-1.4.1"),
+            "101");
+  EXPECT_EQ(field(build_ack(with_header("P", "2.5.1"), AckCode::kAE, err, kOptions), "ERR-1"), "");
+}
+
 TEST(ErrLocation, ASegmentTheMessageDoesNotHoldIsNamedAsMsh) {
   const auto m = with_header("P", "2.5.1");
   EXPECT_TRUE(location_exists(m, {"OBX", 1, 5, 0, ""}));
