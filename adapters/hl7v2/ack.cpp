@@ -310,9 +310,9 @@ Refusal refusal_for(const Error& error) {
 }
 
 std::optional<HeaderRefusal> check_header(const Message& m) {
-  // MSH-11.1, HL7 table 0103: D(ebugging), P(roduction), T(raining).
-  if (const auto processing_id = m.get("MSH-11.1");
-      !processing_id.empty() && processing_id != "P" && processing_id != "T" &&
+  // MSH-11.1, HL7 table 0103: D(ebugging), P(roduction), T(raining); empty is tolerated.
+  const auto processing_id = m.get("MSH-11.1");
+  if (!processing_id.empty() && processing_id != "P" && processing_id != "T" &&
       processing_id != "D") {
     return HeaderRefusal{
         Error::unsupported("MSH-11 processing id is not one of HL7 table 0103: P (production), T "

@@ -149,7 +149,7 @@ inline constexpr std::array<std::string_view, 11> kSupportedVersions{
 
 /// A header field that decides acceptance before any content is read.
 struct HeaderRefusal {
-  Error error;              ///< kUnsupported, located at the MSH field (AR, CR in enhanced mode)
+  Error error;               ///< kUnsupported, located at the MSH field (AR, CR in enhanced mode)
   ErrorCondition condition;  ///< ERR-3
 };
 

@@ -676,8 +676,9 @@ struct Hl7Pipeline::Impl {
                            " in the family's area and age band: the referral is held");
     for (int attempt = 0; attempt < kDecideAttempts; ++attempt) {
       auto known = find({rid, "", "", ""});
-      if (!known) co_return transient_nak(m, type, "the store cannot be read; resend later",
-                                              ErrorCondition::kApplicationInternalError);
+      if (!known)
+        co_return transient_nak(m, type, "the store cannot be read; resend later",
+                                ErrorCondition::kApplicationInternalError);
       bool conflicted = false;
       if (*known) {
         const auto& k = **known;
@@ -744,10 +745,10 @@ struct Hl7Pipeline::Impl {
       }
       if (!who->empty()) {
         if (response->named_agency && response->agency_id != agency_id_from(*who)) {
-          const auto other = Error::unsupported("PRD-7 names agency " + response->agency_id +
-                                                    " but this connection is agency " + *who +
-                                                    ": an agency answers only for itself",
-                                                Location{"PRD", provider_occurrence(m, "RT"), 7, 0, ""});
+          const auto other = Error::unsupported(
+              "PRD-7 names agency " + response->agency_id + " but this connection is agency " +
+                  *who + ": an agency answers only for itself",
+              Location{"PRD", provider_occurrence(m, "RT"), 7, 0, ""});
           co_return co_await reject(m, type, other, "validate", received_at, std::move(text),
                                     ErrorCondition::kTableValueNotFound);
         }
@@ -758,8 +759,9 @@ struct Hl7Pipeline::Impl {
                                       response->clinic_number_value, response->original_control_id};
     for (int attempt = 0; attempt < kDecideAttempts; ++attempt) {
       auto known = find(keys);
-      if (!known) co_return transient_nak(m, type, "the store cannot be read; resend later",
-                                              ErrorCondition::kApplicationInternalError);
+      if (!known)
+        co_return transient_nak(m, type, "the store cannot be read; resend later",
+                                ErrorCondition::kApplicationInternalError);
       if (!*known || (*known)->referral.agency_id != response->agency_id) {
         // Also when the referral belongs to another agency: an agency learns nothing about
         // referrals that are not its own.
@@ -770,8 +772,8 @@ struct Hl7Pipeline::Impl {
                                  : Location{"MSA", 1, 2, 0, ""};
         const auto unknown = Error::invalid(
             key, "no referral of agency " + response->agency_id +
-                       " matches RF1-11, RF1-6 or MSA-2; the gateway may not have seen the "
-                       "REF^I12 (replay this message once it has)");
+                     " matches RF1-11, RF1-6 or MSA-2; the gateway may not have seen the "
+                     "REF^I12 (replay this message once it has)");
         co_return co_await reject(m, type, unknown, "lifecycle", received_at, std::move(text),
                                   ErrorCondition::kUnknownKeyIdentifier);
       }
@@ -833,8 +835,9 @@ struct Hl7Pipeline::Impl {
     const bool cancel = type == "REF^I14";
     for (int attempt = 0; attempt < kDecideAttempts; ++attempt) {
       auto known = find({rid, "", "", ""});
-      if (!known) co_return transient_nak(m, type, "the store cannot be read; resend later",
-                                              ErrorCondition::kApplicationInternalError);
+      if (!known)
+        co_return transient_nak(m, type, "the store cannot be read; resend later",
+                                ErrorCondition::kApplicationInternalError);
       if (!*known || (*known)->referral.stored.return_to != sender_of(m)) {
         const auto unknown = Error::invalid(
             Location{"RF1", 1, 6, 0, ""},

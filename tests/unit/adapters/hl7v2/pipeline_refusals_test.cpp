@@ -24,11 +24,10 @@
 //                                 messages (206, not recorded); the store cannot be read (207,
 //                                 same answer as the commit failure; the recording store cannot
 //                                 fail a read, so it has no row here)
-#include "adapters/hl7v2/pipeline.hpp"
-
 #include <map>
 
 #include "adapters/hl7v2/ack.hpp"
+#include "adapters/hl7v2/pipeline.hpp"
 #include "gateway/identity/parties.hpp"
 #include "tests/unit/adapters/hl7v2/pipeline_fixture.hpp"
 
@@ -38,9 +37,9 @@ namespace {
 using namespace pipeline_test_support;
 
 // The fields each segment defines in HL7 v2.5.1 (MSH as of v2.8.2, the newest version read).
-const std::map<std::string, int, std::less<>> kDefinedFields{
-    {"MSH", 25}, {"MSA", 6},  {"RF1", 11}, {"PRD", 9},  {"PID", 39},
-    {"OBR", 50}, {"OBX", 25}, {"CON", 25}, {"NK1", 39}};
+const std::map<std::string, int, std::less<>> kDefinedFields{{"MSH", 25}, {"MSA", 6},  {"RF1", 11},
+                                                             {"PRD", 9},  {"PID", 39}, {"OBR", 50},
+                                                             {"OBX", 25}, {"CON", 25}, {"NK1", 39}};
 
 std::string hvs() {
   return sample("oru-r01-hunger-vital-sign-negative.hl7");
@@ -128,8 +127,8 @@ const RefusalCase kCases[] = {
     {"OruObxBeforeObr", nothing, [] { return without(hvs(), "OBR"); }, "AE", "100", "OBX^1"},
     {"OruObx3Empty", nothing, [] { return sample("bad-missing-obx-code.hl7"); }, "AE", "101",
      "OBX^1^3"},
-    {"OruObx5NotOfItsValueType", nothing, [] { return replace(hvs(), "|CWE|88122-7", "|NM|88122-7"); },
-     "AE", "102", "OBX^1^5"},
+    {"OruObx5NotOfItsValueType", nothing,
+     [] { return replace(hvs(), "|CWE|88122-7", "|NM|88122-7"); }, "AE", "102", "OBX^1^5"},
     {"OruWithoutObr", nothing, [] { return without(without(hvs(), "OBX"), "OBR"); }, "AE", "100",
      "PID^1"},
     {"OruObrWithoutObx", nothing, [] { return without(hvs(), "OBX"); }, "AE", "100", "OBR^1"},
@@ -146,9 +145,9 @@ const RefusalCase kCases[] = {
     {"RefWithoutPid", nothing, [] { return without(ref(), "PID"); }, "AE", "100", "MSH^1"},
     {"RefNeedFromNegativeAnswersUnderAPanel", nothing,
      [] {
-       return replace(replace(ref(), "food-insecurity^Food insecurity^SDOHCC",
-                              "88121-9^Hunger Vital Sign^LN"),
-                      "LA28397-0^Often true", "LA28398-8^Never true");
+       return replace(
+           replace(ref(), "food-insecurity^Food insecurity^SDOHCC", "88121-9^Hunger Vital Sign^LN"),
+           "LA28397-0^Often true", "LA28398-8^Never true");
      },
      "AE", "103", "OBR^1^4"},
     // The REF^I12: no OBR, only the clinic's local RF1 codes. ERR-2 names RF1-5 (the
@@ -174,7 +173,9 @@ const RefusalCase kCases[] = {
     {"RriForAnUnknownReferralByMsa2Alone", nothing,
      [] { return replace(rri(), "REF-2026-0001^PEDS_A", ""); }, "AE", "204", "MSA^1^2"},
     {"RriStatusTheLifecycleDoesNotAllow",
-     [] { return std::vector<std::string>{ref(), rri(), rri_with_status("completed", "EHV-56")}; },
+     [] {
+       return std::vector<std::string>{ref(), rri(), rri_with_status("completed", "EHV-56")};
+     },
      [] { return rri_with_status("in-progress", "EHV-57"); }, "AE", "103", "RF1^1^1^1^1"},
     {"RriFromASenderNoAgencyHas", a_referral,
      [] { return replace(rri(), "|AGENCY|EHV-DURHAM|", "|AGENCY|NOBODY|"); }, "AR", "103",
@@ -186,13 +187,19 @@ const RefusalCase kCases[] = {
     {"RefI14ForAnUnknownReferral", nothing, [] { return ref_as("REF^I14^REF_I12", "C14"); }, "AE",
      "204", "RF1^1^6"},
     {"RefI14OfAFinalReferral",
-     [] { return std::vector<std::string>{ref(), rri(), rri_with_status("completed", "EHV-56")}; },
+     [] {
+       return std::vector<std::string>{ref(), rri(), rri_with_status("completed", "EHV-56")};
+     },
      [] { return ref_as("REF^I14^REF_I12", "C14"); }, "AE", "103", "RF1^1^1^1^1"},
     {"RefI13OfAFinalReferral",
-     [] { return std::vector<std::string>{ref(), ref_as("REF^I14^REF_I12", "C14")}; },
+     [] {
+       return std::vector<std::string>{ref(), ref_as("REF^I14^REF_I12", "C14")};
+     },
      [] { return ref_as("REF^I13^REF_I12", "C13"); }, "AE", "103", "RF1^1^1^1^1"},
     {"RefI13ReRoutingAReferralAnAgencyReceived",
-     [] { return std::vector<std::string>{ref(), rri_with_status("P^Pending^HL70283", "EHV-56")}; },
+     [] {
+       return std::vector<std::string>{ref(), rri_with_status("P^Pending^HL70283", "EHV-56")};
+     },
      [] {
        return replace(ref_as("REF^I13^REF_I12", "C13"), "EHV-DURHAM^AGENCY^NC",
                       "WIC-DURHAM^AGENCY^NC");
@@ -200,8 +207,7 @@ const RefusalCase kCases[] = {
      "AE", "103", "PRD^1^7"},
     // --- the store: AE, not kept ---
     {"CommitFails", nothing, hvs, "AE", "207", "MSH^1", Setup::kStoreFails},
-    {"ReferralBusyWithOtherMessages", a_referral, rri, "AE", "206", "MSH^1",
-     Setup::kReferralBusy},
+    {"ReferralBusyWithOtherMessages", a_referral, rri, "AE", "206", "MSH^1", Setup::kReferralBusy},
 };
 
 class Hl7Refusal : public Hl7PipelineTest, public ::testing::WithParamInterface<RefusalCase> {
@@ -320,8 +326,8 @@ TEST_F(Hl7PipelineTest, EverySupportedVersionIsAccepted) {
 // An OBX the family left unanswered (OBX-11 F, OBX-5 empty) is accepted: the screening event is
 // committed, with the answered item, and the unanswered one goes to the mapping engine.
 TEST_F(Hl7PipelineTest, AnUnansweredObxIsAcceptedNotRefused) {
-  const auto ack = send(replace(hvs(), "|LA28398-8^Never true^LN||||||F\rOBX|2",
-                                "|||||||F\rOBX|2"));
+  const auto ack =
+      send(replace(hvs(), "|LA28398-8^Never true^LN||||||F\rOBX|2", "|||||||F\rOBX|2"));
   EXPECT_EQ(field(ack, "MSA-1"), "AA") << ack;
   EXPECT_EQ(field(ack, "ERR-1"), "");
   EXPECT_EQ(events_of(kScreening).size(), 1u);
