@@ -69,10 +69,26 @@ bool accept_ack_requested(const Message& m, bool success) {
 
 namespace {
 
-void append_err(std::string& out, const AckError& e, const Delimiters& d) {
+// `legacy`: the message is v2.3 or v2.4, whose ERR has only ERR-1 (ELD); it is valued as well,
+// as v2.5 allows for backward compatibility, so that such a sender reads where and why too.
+void append_err(std::string& out, const AckError& e, const Delimiters& d, bool legacy = false) {
   const char f = d.field, c = d.component;
   out += "ERR";
-  out += f;  // ERR-1 (v2.3 error code and location), not used from v2.5
+  out += f;
+  if (legacy && !e.where.segment.empty()) {
+    // ERR-1 (ELD): segment ^ sequence ^ field position ^ code (CE, as subcomponents).
+    out += e.where.segment;
+    out += c;
+    out += std::to_string(e.where.sequence > 0 ? e.where.sequence : 1);
+    out += c;
+    if (e.where.field > 0) out += std::to_string(e.where.field);
+    out += c;
+    out += std::to_string(static_cast<int>(e.condition));
+    out += d.subcomponent;
+    out += escape(description(e.condition), d);
+    out += d.subcomponent;
+    out += "HL70357";
+  }
   out += f;
   // ERR-2 error location: segment ^ sequence ^ field position ^ field repetition ^ component
   if (!e.where.segment.empty()) {
@@ -162,7 +178,12 @@ std::string build_ack(const Message& m, AckCode code, const std::optional<AckErr
   out += f;
   out += msh.raw(10);
   out += '\r';
-  if (error) append_err(out, *error, d);
+  if (error) {
+    AckError located = *error;
+    located.where = locate_in(m, std::move(located.where));
+    const auto version = m.get("MSH-12.1");
+    append_err(out, located, d, version.starts_with("2.3") || version.starts_with("2.4"));
+  }
   return out;
 }
 
@@ -233,11 +254,15 @@ std::string build_answers(const Message& m, const AckPlan& plan,
 }
 
 ErrorCondition unparseable_condition(const Error& error) {
-  // Unusable delimiters in MSH-1/MSH-2 are a data type error in those fields; anything else
-  // that keeps a message from being read is a segment sequence error (no usable MSH first).
-  const bool delimiters = error.where.segment == "MSH" && error.where.sequence <= 1 &&
-                          (error.where.field == 1 || error.where.field == 2);
-  return delimiters ? ErrorCondition::kDataTypeError : ErrorCondition::kSegmentSequenceError;
+  // Unusable delimiters in MSH-1/MSH-2 are a data type error in those fields; an empty MSH-9 or
+  // MSH-10 (both required) is a required field missing; anything else that keeps a message from
+  // being read is a segment sequence error (no usable MSH first, a malformed segment id).
+  const bool msh = error.where.segment == "MSH" && error.where.sequence <= 1;
+  if (msh && (error.where.field == 1 || error.where.field == 2))
+    return ErrorCondition::kDataTypeError;
+  if (msh && (error.where.field == 9 || error.where.field == 10))
+    return ErrorCondition::kRequiredFieldMissing;
+  return ErrorCondition::kSegmentSequenceError;
 }
 
 std::string build_unparseable_ack(const Error& error, const AckOptions& options) {
@@ -282,6 +307,55 @@ Refusal refusal_for(const Error& error) {
       r.error.condition = ErrorCondition::kApplicationInternalError;
       return r;
   }
+}
+
+std::optional<HeaderRefusal> check_header(const Message& m) {
+  // MSH-11.1, HL7 table 0103: D(ebugging), P(roduction), T(raining); empty is tolerated.
+  const auto processing_id = m.get("MSH-11.1");
+  if (!processing_id.empty() && processing_id != "P" && processing_id != "T" &&
+      processing_id != "D") {
+    return HeaderRefusal{
+        Error::unsupported("MSH-11 processing id is not one of HL7 table 0103: P (production), T "
+                           "(training) or D (debugging)",
+                           Location{"MSH", 1, 11, 1, ""}),
+        ErrorCondition::kUnsupportedProcessingId};
+  }
+  // HL7 v2.5.1 2.15.9.12: MSH-12 (VID) is required; its first component is the version.
+  const auto version = m.get("MSH-12.1");
+  if (version.empty()) {
+    return HeaderRefusal{
+        Error::unsupported("MSH-12 version id is empty: it is required (send 2.3 to 2.8.2)",
+                           Location{"MSH", 1, 12, 0, ""}),
+        ErrorCondition::kRequiredFieldMissing};
+  }
+  if (std::find(kSupportedVersions.begin(), kSupportedVersions.end(), version) ==
+      kSupportedVersions.end()) {
+    return HeaderRefusal{
+        Error::unsupported("MSH-12 version id \"" + version.substr(0, 16) +
+                               "\" is not supported: send one of 2.3, 2.3.1, 2.4, 2.5, 2.5.1, "
+                               "2.6, 2.7, 2.7.1, 2.8, 2.8.1, 2.8.2",
+                           Location{"MSH", 1, 12, 1, ""}),
+        ErrorCondition::kUnsupportedVersionId};
+  }
+  return std::nullopt;
+}
+
+bool location_exists(const Message& m, const Location& where) {
+  return !where.segment.empty() &&
+         m.segment(where.segment, where.sequence > 0 ? where.sequence : 1) != nullptr;
+}
+
+Location locate_in(const Message& m, Location where) {
+  if (location_exists(m, where)) return where;
+  return Location{"MSH", 1, 0, 0, ""};
+}
+
+ErrorCondition invalid_condition(const Message& m, const Location& where) {
+  if (where.field <= 0 || !location_exists(m, where)) return ErrorCondition::kSegmentSequenceError;
+  const auto& segment = *m.segment(where.segment, where.sequence > 0 ? where.sequence : 1);
+  if (segment.raw(where.field).empty()) return ErrorCondition::kRequiredFieldMissing;
+  if (where.component == 1) return ErrorCondition::kTableValueNotFound;
+  return ErrorCondition::kDataTypeError;
 }
 
 }  // namespace sdoh::hl7v2

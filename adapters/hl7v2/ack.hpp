@@ -1,6 +1,7 @@
 #pragma once
 // HL7 v2 acknowledgments (HL7 v2.5.1 2.9 and 2.15.8 MSA, 2.15.5 ERR). One function turns an
 // Error into an ACK with an ERR segment, so every refusal names where and why.
+#include <array>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -104,7 +105,8 @@ struct AckOptions {
 };
 
 /// The ACK for `m`: MSH swaps sender and receiver and keeps version and processing id,
-/// MSA-2 echoes MSH-10 as sent, ERR is added when `error` is given.
+/// MSA-2 echoes MSH-10 as sent, ERR is added when `error` is given: ERR-2 as locate_in() gives
+/// it, ERR-3 the code, ERR-8 the text, and for a v2.3/v2.4 message ERR-1 (ELD) as well.
 std::string build_ack(const Message& m, AckCode code, const std::optional<AckError>& error,
                       const AckOptions& options);
 
@@ -139,5 +141,36 @@ struct Refusal {
 /// it names MSH-9, MSH-11 or MSH-12), kInvalid and kConflict → AE, kUnavailable → AE and not
 /// committed (resend later), others → AE.
 Refusal refusal_for(const Error& error);
+
+/// The HL7 v2 versions (MSH-12.1, VID) the gateway reads: 2.3 through 2.8.2. Older versions lack
+/// the segments and fields it reads (ERR-2, CWE, OBX-11 as used here); later ones are not tested.
+inline constexpr std::array<std::string_view, 11> kSupportedVersions{
+    "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2"};
+
+/// A header field that decides acceptance before any content is read.
+struct HeaderRefusal {
+  Error error;               ///< kUnsupported, located at the MSH field (AR, CR in enhanced mode)
+  ErrorCondition condition;  ///< ERR-3
+};
+
+/// Checks MSH-11 (processing id, HL7 table 0103: P, T or D; empty is tolerated) and MSH-12
+/// (version id, required: one of kSupportedVersions). A processing id outside the table is 202,
+/// an unsupported version 203, an empty MSH-12 101 (required field missing); all name the field.
+std::optional<HeaderRefusal> check_header(const Message& m);
+
+/// Whether `where` names a segment occurrence present in `m` (segment id and sequence; a field
+/// number is not checked against the segment's definition).
+bool location_exists(const Message& m, const Location& where);
+
+/// `where` when it names a segment occurrence of `m`, else MSH^1 (the message as a whole): an
+/// ERR-2 never points the sender at a segment it did not send.
+Location locate_in(const Message& m, Location where);
+
+/// ERR-3 for an invalid-input Error (ErrorKind::kInvalid) at `where`, from what the message holds
+/// there: no field named, or a segment that is not in the message: 100 (segment sequence error:
+/// a required segment missing or out of order); the field empty: 101 (required field missing);
+/// a value whose first component is the problem (a code): 103 (table value not found); any other
+/// value that is there but unusable: 102 (data type error).
+ErrorCondition invalid_condition(const Message& m, const Location& where);
 
 }  // namespace sdoh::hl7v2

@@ -19,6 +19,13 @@ mapping::ResultStatus result_status(std::string_view obx11) {
   return mapping::ResultStatus::kFinal;
 }
 
+// Whether `raw` (one repetition of a field, as sent) holds no value: empty, HL7's explicit null
+// "" (HL7 v2.5.1 2.5.3), or only component and subcomponent separators ("^^").
+bool no_value(std::string_view raw, const Delimiters& d) {
+  if (raw == "\"\"") return true;
+  return raw.find_first_not_of(std::string{d.component, d.subcomponent}) == std::string_view::npos;
+}
+
 }  // namespace
 
 mapping::Coding coding_of(const Segment& s, int field, int repetition) {
@@ -103,8 +110,9 @@ int patient_identifier_repetition(const Segment& pid) {
 
 Result<mapping::NormalizedScreening> patient_from_pid(const Message& m, const char* message_type) {
   const auto* pid = m.segment("PID");
+  // ERR-2 names a segment the sender sent: the message itself, for a segment it left out.
   if (pid == nullptr)
-    return fail(field_error("PID", 1, 0, std::string(message_type) + " needs a PID segment"));
+    return fail(field_error("MSH", 1, 0, std::string(message_type) + " needs a PID segment"));
   const int rep = patient_identifier_repetition(*pid);
   const auto identifier = pid->value(3, rep, 1);
   if (identifier.empty())
@@ -156,6 +164,10 @@ Result<std::vector<mapping::NormalizedScreening>> observation_groups(
     item.status = result_status(seg.value(11));
     const auto type = seg.value(2);
     for (int r = 1; r <= seg.repetitions(5); ++r) {
+      // An empty repetition, or HL7's explicit null "", is no answer. An item left without any
+      // (a question the family did not answer) still goes to the mapping engine with no
+      // answers, which records it as unanswered: it is never dropped here.
+      if (no_value(seg.raw(5, r, 0), m.delimiters())) continue;
       mapping::AnswerValue a;
       if (type == "NM" || type == "SN") {
         const auto text = seg.value(5, r, type == "SN" ? 2 : 1);
@@ -188,7 +200,8 @@ Result<std::vector<mapping::NormalizedScreening>> screenings_from_oru(const Mess
   if (!base) return fail(base.error());
   auto out = observation_groups(m, *base, zone);
   if (!out) return out;
-  if (out->empty()) return fail(field_error("OBR", 1, 0, "ORU^R01 needs an OBR segment"));
+  // No OBR: named at PID, the segment its order group should follow (HL7 v2.5.1 7.3.1).
+  if (out->empty()) return fail(field_error("PID", 1, 0, "ORU^R01 needs an OBR segment"));
   return out;
 }
 

@@ -31,16 +31,19 @@ std::string fhir_system(std::string_view hl7_system);
 mapping::Coding coding_of(const Segment& s, int field, int repetition = 1);
 
 /// PID's patient identity and equity fields, for screenings and referral evidence.
-/// Fails naming PID or PID-3 when missing. `zone` as for dtm_to_rfc3339.
+/// Fails naming PID-3 when it is empty, MSH when there is no PID.
 Result<mapping::NormalizedScreening> patient_from_pid(const Message& m, const char* message_type);
 
 /// The OBR/OBX groups of `m` as screenings, one per OBR, on top of `base` (patient, source).
-/// `zone` reads OBR-7 / OBX-14 without an offset. Fails naming OBX-3 or OBX-5, or OBR when an
-/// OBX comes first; an empty result when the message has no OBR.
+/// `zone` reads OBR-7 / OBX-14 without an offset. Fails naming OBX-3 or OBX-5, or the OBX that
+/// comes before any OBR; an empty result when the message has no OBR. An OBX whose OBX-5 holds no
+/// value (empty, "" or only separators) is an item with no answers, whatever its OBX-11: the
+/// mapping engine records it as unanswered.
 Result<std::vector<mapping::NormalizedScreening>> observation_groups(
     const Message& m, const mapping::NormalizedScreening& base, const TimeZone* zone);
 
-/// Fails with a Location (segment, sequence, field) for a missing PID-3, OBR or OBX-3.
+/// Fails with a Location (segment, sequence, field) that is in the message: PID-3 when empty,
+/// OBX-3 when empty; MSH for a missing PID, PID for a missing OBR (where each belongs).
 Result<std::vector<mapping::NormalizedScreening>> screenings_from_oru(
     const Message& m, const TimeZone* zone = nullptr);
 

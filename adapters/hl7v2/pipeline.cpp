@@ -191,8 +191,12 @@ struct Hl7Pipeline::Impl {
 
   // A negative answer that is not recorded: the condition is transient (a referral held by
   // another message), so a resend must be processed again rather than get this answer back.
-  std::string transient_nak(const Message& m, const std::string& type, const std::string& why) {
-    const auto refusal = refusal_for(Error::unavailable(why));
+  // ERR-3 206 (application record locked) for a referral another message holds; 207
+  // (application internal error) when the store cannot be read.
+  std::string transient_nak(const Message& m, const std::string& type, const std::string& why,
+                            ErrorCondition condition = ErrorCondition::kApplicationRecordLocked) {
+    auto refusal = refusal_for(Error::unavailable(why));
+    refusal.error.condition = condition;
     const auto plan = plan_acks(m, refusal.code, Acceptance::kNotCommitted);
     messages.with({label_for_type(type), std::string(to_string(plan.summary))}).inc();
     log::info("hl7.retry_later", {{"sender", sender_of(m)},
@@ -207,7 +211,14 @@ struct Hl7Pipeline::Impl {
                                       std::string text,
                                       std::optional<ErrorCondition> condition = std::nullopt) {
     auto refusal = refusal_for(error);
-    if (condition) refusal.error.condition = *condition;
+    if (condition) {
+      refusal.error.condition = *condition;
+    } else if (error.kind == ErrorKind::kInvalid) {
+      refusal.error.condition = invalid_condition(m, error.where);
+    }
+    // ERR-2 and the dead letter name a segment the sender sent (MSH when nothing else fits).
+    Error located_error = error;
+    located_error.where = refusal.error.where = locate_in(m, error.where);
     // The dead letter is committed with the answer: at the accept level that is CA (or CR for
     // MSH-9/11/12), never CE.
     if (refusal.acceptance == Acceptance::kNotCommitted)
@@ -226,7 +237,7 @@ struct Hl7Pipeline::Impl {
     pipeline::CommitRequest request;
     request.inbound = {"hl7v2", sender,         control_id, type, std::string(to_string(code)),
                        ack,     std::move(text)};
-    add_dead_letter(request, m, error, err.condition, stage, received_at);
+    add_dead_letter(request, m, located_error, err.condition, stage, received_at);
     co_return co_await commit_and_answer(std::move(request), &m, type);
   }
 
@@ -252,12 +263,16 @@ struct Hl7Pipeline::Impl {
               0, dl.dead_letter_id, options.topics.deadletter, control_id,
               events::dead_letter_data(dl), received_at);
     request.events.push_back(outbox(e));
-    const auto& w = error.where;
-    request.dead_letter = pipeline::DeadLetterRecord{
-        dl.dead_letter_id, stage, dl.code, error.message,
-        w.segment.empty()
-            ? ""
-            : w.segment + "^" + std::to_string(w.sequence) + "^" + std::to_string(w.field)};
+    request.dead_letter = pipeline::DeadLetterRecord{dl.dead_letter_id, stage, dl.code,
+                                                     error.message, err_location(error.where)};
+  }
+
+  // A location as ERR-2 writes it: segment^sequence[^field].
+  static std::string err_location(const Location& w) {
+    if (w.segment.empty()) return "";
+    auto out = w.segment + "^" + std::to_string(w.sequence > 0 ? w.sequence : 1);
+    if (w.field > 0) out += "^" + std::to_string(w.field);
+    return out;
   }
 
   asio::awaitable<std::string> reject_unparseable(std::string text, const Error& error,
@@ -289,7 +304,7 @@ struct Hl7Pipeline::Impl {
     request.events.push_back(outbox(e));
     request.dead_letter = pipeline::DeadLetterRecord{
         dl.dead_letter_id, "parse", condition, error.message,
-        error.where.field > 0 ? "MSH^1^" + std::to_string(error.where.field) : std::string("MSH")};
+        error.where.segment.empty() ? std::string("MSH^1") : err_location(error.where)};
     co_return co_await commit_and_answer(std::move(request), nullptr, "unparseable");
   }
 
@@ -370,10 +385,17 @@ struct Hl7Pipeline::Impl {
     if (x == "patient.identifier") e.where = {"PID", 1, 3, 0, ""};
     if (x == "clinicReferralNumber") e.where = {"RF1", 1, 6, 0, ""};
     if (x == "evidence") e.where = {"OBX", 1, 0, 0, ""};
-    if (x == "category") {
+    if (x == "category" && m.segment("OBR") != nullptr) {
       // The need is named by OBR-4 (or by answers in OBX under an OBR).
-      e.where = {"OBR", 1, m.segment("OBR") != nullptr ? 4 : 0, 0, ""};
-      if (m.segment("OBR") != nullptr) condition = ErrorCondition::kTableValueNotFound;
+      e.where = {"OBR", 1, 4, 0, ""};
+      condition = ErrorCondition::kTableValueNotFound;
+    } else if (x == "category") {
+      // No OBR: only RF1-5 (referral category) or RF1-3 (referral type) could name the need.
+      const int field = m.get("RF1-5.1").empty() && !m.get("RF1-3.1").empty() ? 3 : 5;
+      e.where = {"RF1", 1, field, 0, ""};
+      condition = invalid_condition(m, e.where) == ErrorCondition::kRequiredFieldMissing
+                      ? ErrorCondition::kRequiredFieldMissing
+                      : ErrorCondition::kTableValueNotFound;
     }
     return e;
   }
@@ -420,7 +442,8 @@ struct Hl7Pipeline::Impl {
       if (!mapped) {
         Error e = mapped.error();
         if (e.where.expression == "patient.identifier") e.where = {"PID", 1, 3, 0, ""};
-        if (e.where.expression == "items") e.where = {"OBX", 1, 0, 0, ""};
+        // A screening without answers: its OBR has no OBX under it.
+        if (e.where.expression == "items") e.where = {"OBR", s.position + 1, 0, 0, ""};
         co_return co_await reject(m, type, e, "map", received_at, std::move(text));
       }
       auto e = event(events::EventType::kScreening, "hl7v2|" + sender + "|" + control_id,
@@ -690,7 +713,9 @@ struct Hl7Pipeline::Impl {
     const std::string_view hold_stage = mapped->uncategorised ? "map" : "route";
     for (int attempt = 0; attempt < kDecideAttempts; ++attempt) {
       auto known = find({rid, "", "", ""});
-      if (!known) co_return transient_nak(m, type, "the store cannot be read; resend later");
+      if (!known)
+        co_return transient_nak(m, type, "the store cannot be read; resend later",
+                                ErrorCondition::kApplicationInternalError);
       bool conflicted = false;
       if (*known) {
         const auto& k = **known;
@@ -761,10 +786,10 @@ struct Hl7Pipeline::Impl {
       }
       if (!who->empty()) {
         if (response->named_agency && response->agency_id != agency_id_from(*who)) {
-          const auto other = Error::unsupported("PRD-7 names agency " + response->agency_id +
-                                                    " but this connection is agency " + *who +
-                                                    ": an agency answers only for itself",
-                                                Location{"PRD", 1, 7, 0, ""});
+          const auto other = Error::unsupported(
+              "PRD-7 names agency " + response->agency_id + " but this connection is agency " +
+                  *who + ": an agency answers only for itself",
+              Location{"PRD", provider_occurrence(m, "RT"), 7, 0, ""});
           co_return co_await reject(m, type, other, "validate", received_at, std::move(text),
                                     ErrorCondition::kTableValueNotFound);
         }
@@ -775,15 +800,21 @@ struct Hl7Pipeline::Impl {
                                       response->clinic_number_value, response->original_control_id};
     for (int attempt = 0; attempt < kDecideAttempts; ++attempt) {
       auto known = find(keys);
-      if (!known) co_return transient_nak(m, type, "the store cannot be read; resend later");
+      if (!known)
+        co_return transient_nak(m, type, "the store cannot be read; resend later",
+                                ErrorCondition::kApplicationInternalError);
       if (!*known || (*known)->referral.agency_id != response->agency_id) {
         // Also when the referral belongs to another agency: an agency learns nothing about
         // referrals that are not its own.
-        const Location rf1_6{"RF1", 1, 6, 0, ""};
+        // ERR-2 names the key the agency gave: RF1-11, else RF1-6, else MSA-2.
+        const Location key = !response->external_id.empty() ? Location{"RF1", 1, 11, 0, ""}
+                             : !response->clinic_number_value.empty() || m.segment("MSA") == nullptr
+                                 ? Location{"RF1", 1, 6, 0, ""}
+                                 : Location{"MSA", 1, 2, 0, ""};
         const auto unknown = Error::invalid(
-            rf1_6, "no referral of agency " + response->agency_id +
-                       " matches RF1-11, RF1-6 or MSA-2; the gateway may not have seen the "
-                       "REF^I12 (replay this message once it has)");
+            key, "no referral of agency " + response->agency_id +
+                     " matches RF1-11, RF1-6 or MSA-2; the gateway may not have seen the "
+                     "REF^I12 (replay this message once it has)");
         co_return co_await reject(m, type, unknown, "lifecycle", received_at, std::move(text),
                                   ErrorCondition::kUnknownKeyIdentifier);
       }
@@ -845,7 +876,9 @@ struct Hl7Pipeline::Impl {
     const bool cancel = type == "REF^I14";
     for (int attempt = 0; attempt < kDecideAttempts; ++attempt) {
       auto known = find({rid, "", "", ""});
-      if (!known) co_return transient_nak(m, type, "the store cannot be read; resend later");
+      if (!known)
+        co_return transient_nak(m, type, "the store cannot be read; resend later",
+                                ErrorCondition::kApplicationInternalError);
       if (!*known || (*known)->referral.stored.return_to != sender_of(m)) {
         const auto unknown = Error::invalid(
             Location{"RF1", 1, 6, 0, ""},
@@ -922,7 +955,10 @@ struct Hl7Pipeline::Impl {
       auto json = referral::with_status(
           referral::new_task_json(ref, *mapped, received_at, modified->version),
           mapping::to_string(current.status), current.business_status, "");
-      if (!json) return fail(json.error());
+      if (!json) {
+        condition = ErrorCondition::kApplicationInternalError;
+        return fail(json.error());
+      }
       modified->json = std::move(*json);
     }
     const auto* task = modified ? &*modified : nullptr;
@@ -932,8 +968,10 @@ struct Hl7Pipeline::Impl {
       auto rerouted = service.reroute(current, task, clinic, ref.agency_id, ref.agency_name,
                                       consent_active, received_at);
       if (!rerouted) {
-        condition.reset();
-        return fail(Error::invalid(Location{"PRD", 1, 7, 0, ""}, rerouted.error().message));
+        // PRD-7 names an agency, but the referral can no longer go to another one.
+        condition = ErrorCondition::kTableValueNotFound;
+        return fail(Error::invalid(Location{"PRD", provider_occurrence(m, "RT"), 7, 0, ""},
+                                   rerouted.error().message));
       }
       change = std::move(*rerouted);
       outcome = "rerouted";
@@ -975,16 +1013,10 @@ struct Hl7Pipeline::Impl {
       co_return std::string();
     }
     const auto type = m.get("MSH-9.1") + "^" + m.get("MSH-9.2");
-    // MSH-11.1, HL7 table 0103: D(ebugging), P(roduction), T(raining).
-    if (const auto processing_id = m.get("MSH-11.1");
-        !processing_id.empty() && processing_id != "P" && processing_id != "T" &&
-        processing_id != "D") {
-      const Location where{"MSH", 1, 11, 1, ""};
-      const auto refused = Error::unsupported(
-          "MSH-11 processing id is not one of HL7 table 0103: P (production), T (training) or "
-          "D (debugging)",
-          where);
-      co_return co_await reject(m, type, refused, "validate", received_at, std::move(text));
+    // MSH-11 and MSH-12 decide acceptance (AR, CR in enhanced mode) before anything is read.
+    if (auto refused = check_header(m)) {
+      co_return co_await reject(m, type, refused->error, "validate", received_at, std::move(text),
+                                refused->condition);
     }
     const auto& charset = m.charset();
     if (!charset.supported) {
@@ -1021,13 +1053,19 @@ struct Hl7Pipeline::Impl {
       co_return co_await reading(handle_rri(m, type, std::move(text), received_at, peer));
     if (type == "REF^I13" || type == "REF^I14")
       co_return co_await reading(handle_clinic_change(m, type, std::move(text), received_at));
-    const Location where{"MSH", 1, 9, 0, ""};
+    // A message type the gateway reads with another trigger event is 201 naming MSH-9.2; any
+    // other type is 200 naming MSH-9.
+    const auto code = m.get("MSH-9.1");
+    const bool known_type = code == "ORU" || code == "REF" || code == "RRI";
+    const Location where{"MSH", 1, 9, known_type ? 2 : 0, ""};
     const auto unsupported = Error::unsupported(
         type +
             " is not a message type this gateway accepts (ORU^R01, REF^I12, REF^I13, REF^I14, "
             "RRI^I12)",
         where);
-    co_return co_await reject(m, type, unsupported, "validate", received_at, std::move(text));
+    co_return co_await reject(m, type, unsupported, "validate", received_at, std::move(text),
+                              known_type ? ErrorCondition::kUnsupportedEventCode
+                                         : ErrorCondition::kUnsupportedMessageType);
   }
 };
 

@@ -186,6 +186,10 @@ void read_family(const Message& m, const Segment& pid, mapping::NormalizedReferr
 
 }  // namespace
 
+int provider_occurrence(const Message& m, std::string_view role) {
+  return provider(m, role).second;
+}
+
 mapping::NormalizedReferral referral_from_screening(const Message& m,
                                                     const mapping::NormalizedScreening& s,
                                                     std::string_view screening_id,
@@ -257,7 +261,8 @@ void add_need_codes(const Segment& rf1, mapping::NormalizedReferral& r) {
 Result<mapping::NormalizedReferral> referral_from_ref(const Message& m,
                                                       const ReferralReadOptions& options) {
   const auto* rf1 = m.segment("RF1");
-  if (rf1 == nullptr) return fail(field_error("RF1", 1, 0, "REF^I12 needs an RF1 segment"));
+  // RF1 follows MSH (HL7 v2.5.1 11.3.1): a missing one is named at MSH, which was sent.
+  if (rf1 == nullptr) return fail(field_error("MSH", 1, 0, "REF^I12 needs an RF1 segment"));
   const auto status = rf1->value(1, 1, 1);
   if (!status.empty() && status != "P") {
     return fail(
@@ -340,7 +345,7 @@ Result<mapping::NormalizedReferral> referral_from_ref(const Message& m,
 
 Result<ReferralResponse> response_from_rri(const Message& m, const TimeZone* zone) {
   const auto* rf1 = m.segment("RF1");
-  if (rf1 == nullptr) return fail(field_error("RF1", 1, 0, "RRI^I12 needs an RF1 segment"));
+  if (rf1 == nullptr) return fail(field_error("MSH", 1, 0, "RRI^I12 needs an RF1 segment"));
   ReferralResponse r;
   const auto code = rf1->value(1, 1, 1);
   if (code.empty()) return fail(field_error("RF1", 1, 1, "RF1-1 referral status is empty"));

@@ -39,7 +39,8 @@ struct ReferralReadOptions {
 /// outside [a-z0-9._-] replaced by '-', so that the same agency has one id in every message.
 std::string agency_id_from(std::string_view hl7_id);
 
-/// Fails with a Location (segment, sequence, field) when RF1, RF1-6, PID or PID-3 is missing, or
+/// Fails with a Location (segment, sequence, field) that is in the message (MSH for a missing RF1
+/// or PID) when RF1, RF1-6, PID or PID-3 is missing, or
 /// RF1-1 / RF1-2 hold a value the tables do not have. A referral that names no agency (no PRD of
 /// role RT, or its PRD-7 empty) has an empty agency_id and businessStatus no-route until routing
 /// finds one; its county_fips is the 5-digit FIPS code of PID-11.9 (else PID-12), or empty.
@@ -69,6 +70,10 @@ struct ReferralResponse {
   std::string clinic_number_value;   ///< RF1-6.1
   std::string original_control_id;   ///< MSA-2: MSH-10 of the REF answered
 };
+
+/// The occurrence (1-based) of the PRD segment whose PRD-1 is `role` (table 0286, e.g. "RT"),
+/// 0 when there is none: for an ERR-2 that names that PRD.
+int provider_occurrence(const Message& m, std::string_view role);
 
 /// Fails with a Location when RF1 or RF1-1 is missing or RF1-1 is not a status it knows.
 Result<ReferralResponse> response_from_rri(const Message& m, const TimeZone* zone);

@@ -213,6 +213,99 @@ class Hl7Ingest(unittest.TestCase):
         self.assertTrue(hl7_field(answer, "ERR", 3).startswith("200^"))
         self.assertTrue(self.dead_letters_for(lambda d: d["data"]["source"]["messageId"] == "ENH-0009"))
 
+    def test_unsupported_version_is_ar_203_naming_msh_12_with_mllp_send(self):
+        import tempfile
+        msg = sample("oru-r01-hunger-vital-sign-negative.hl7").replace(b"|P|2.5.1", b"|P|9.9") \
+            .replace(b"|B2000017|", b"|VER-0099|")
+        with tempfile.NamedTemporaryFile(suffix=".hl7") as f:
+            f.write(msg)
+            f.flush()
+            out = run(["mllp_send", "--loose", "--file", f.name,
+                       "--port", str(self.gw.mllp_address[1]), self.gw.mllp_address[0]])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        ack = out.stdout
+        self.assertEqual(hl7_field(ack, "MSA", 1), "AR")
+        self.assertEqual(hl7_field(ack, "MSA", 2), "VER-0099")
+        self.assertEqual(hl7_field(ack, "ERR", 2), "MSH^1^12^1^1")
+        self.assertTrue(hl7_field(ack, "ERR", 3).startswith("203^"))
+        letters = self.dead_letters_for(lambda d: d["data"]["source"]["messageId"] == "VER-0099")
+        self.assertEqual(len(letters), 1)
+        self.assertEqual(letters[0]["data"]["error"]["code"], "203")
+        self.gw.wait_drained()
+        self.assertFalse([e for _, e in self.screenings() if e["data"]["source"]["messageId"] == "VER-0099"])
+
+    def test_header_versions_accepted_and_refused(self):
+        import socket
+        base = sample("oru-r01-hunger-vital-sign-negative.hl7")
+        cases = [  # (MSH-12, MSH-15/16 appended, expected MSA-1, ERR-3 code or None)
+            (b"2.3", b"", "AA", None),
+            (b"2.8.2", b"", "AA", None),
+            (b"2.5.1^USA", b"", "AA", None),
+            (b"", b"", "AR", "101"),       # MSH-12 is required
+            (b"2.2", b"", "AR", "203"),
+            (b"9.9", b"|||AL|AL", "CR", "203"),  # enhanced mode: commit reject, no application ACK
+        ]
+        for n, (version, modes, msa, code) in enumerate(cases):
+            with self.subTest(version=version, modes=modes):
+                control = b"HDR-%d" % n
+                msg = base.replace(b"|P|2.5.1", b"|P|" + version + modes) \
+                    .replace(b"|B2000017|", b"|" + control + b"|")
+                with socket.create_connection(self.gw.mllp_address, timeout=10) as s:
+                    s.sendall(b"\x0b" + msg + b"\x1c\r")
+                    (answer,) = mllp_read_frames(s, 1)
+                    mllp_expect_silence(s, 0.3)
+                self.assertEqual(hl7_field(answer, "MSA", 1), msa, answer)
+                self.assertEqual(hl7_field(answer, "MSA", 2), control.decode())
+                if code is None:
+                    self.assertIsNone(hl7_field(answer, "ERR", 3))
+                else:
+                    self.assertTrue(hl7_field(answer, "ERR", 3).startswith(code + "^"), answer)
+                    self.assertTrue(hl7_field(answer, "ERR", 2).startswith("MSH^1^12"), answer)
+
+    def test_unanswered_obx_is_accepted_and_the_screening_is_published(self):
+        # OBX-11 F with OBX-5 empty: a question the family did not answer. Accepted, not refused,
+        # and the screening still goes out with the item that was answered.
+        msg = sample("oru-r01-hunger-vital-sign-negative.hl7") \
+            .replace(b"|B2000017|", b"|UNANS-01|") \
+            .replace(b"|LA28398-8^Never true^LN||||||F\rOBX|2", b"|||||||F\rOBX|2")
+        self.assertIn(b"|||||||F\rOBX|2", msg)
+        ack = mllp_exchange(self.gw.mllp_address, [msg])[0]
+        self.assertEqual(hl7_field(ack, "MSA", 1), "AA", ack)
+        self.assertIsNone(hl7_field(ack, "ERR", 1))
+        _, event = self.screening_for("UNANS-01")
+        self.assertEqual([d["category"] for d in event["data"]["domains"]], ["food-insecurity"])
+
+    def test_every_err_names_a_segment_that_was_sent(self):
+        # A few refusals end to end; the full table is tests/unit/adapters/hl7v2/
+        # pipeline_refusals_test.cpp. ERR-2 must name a segment occurrence of the message sent.
+        hvs = sample("oru-r01-hunger-vital-sign-negative.hl7")
+        ref = sample("ref-i12-home-visiting.hl7").replace(b"|AL|AL", b"||")
+
+        def without(text, segment):
+            return b"\r".join(l for l in text.split(b"\r") if not l.startswith(segment + b"|"))
+
+        cases = [  # (name, message, MSA-1, ERR-3 code, ERR-2)
+            ("oru without OBR", without(without(hvs, b"OBX"), b"OBR"), "AE", "100", "PID^1"),
+            ("oru OBR without OBX", without(hvs, b"OBX"), "AE", "100", "OBR^1"),
+            ("oru OBX-5 not a number", hvs.replace(b"|CWE|88122-7", b"|NM|88122-7"), "AE", "102",
+             "OBX^1^5"),
+            ("ref without RF1", without(ref, b"RF1"), "AE", "100", "MSH^1"),
+            ("ref with local RF1 codes only", without(without(ref, b"OBX"), b"OBR"), "AE", "103",
+             "RF1^1^5"),
+            ("unsupported trigger event", hvs.replace(b"ORU^R01^ORU_R01", b"ORU^R30^ORU_R30"), "AR",
+             "201", "MSH^1^9^1^2"),
+        ]
+        for n, (name, msg, msa, code, err2) in enumerate(cases):
+            with self.subTest(name):
+                msg = msg.replace(b"|B2000017|", b"|ERR2-%d|" % n).replace(b"|A1000003|", b"|ERR2-%d|" % n)
+                answer = mllp_exchange(self.gw.mllp_address, [msg])[0]
+                self.assertEqual(hl7_field(answer, "MSA", 1), msa, answer)
+                self.assertTrue(hl7_field(answer, "ERR", 3).startswith(code + "^"), answer)
+                self.assertEqual(hl7_field(answer, "ERR", 2), err2)
+                segment, sequence = err2.split("^")[:2]
+                sent = [l for l in msg.decode("latin-1").split("\r") if l.startswith(segment + "|")]
+                self.assertGreaterEqual(len(sent), int(sequence), "%s was not sent" % err2)
+
     def test_metrics_count_messages_by_type_and_ack(self):
         mllp_exchange(self.gw.mllp_address, [sample("bad-unsupported-type.hl7")])
         samples, _, _ = parse_metrics(self.gw.get("/metrics")[1])

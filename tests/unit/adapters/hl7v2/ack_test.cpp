@@ -177,7 +177,7 @@ Message header(const std::string& msh15, const std::string& msh16) {
   auto m = Message::parse(
       "MSH|^~\\&|EHR|PEDS_CLINIC_A|SDOH_GW|STATE_EC|20261120||ORU^R01^ORU_R01|"
       "M-1|P|2.5.1|||" +
-      msh15 + "|" + msh16 + "\r");
+      msh15 + "|" + msh16 + "\rPID|1||MRN1^^^A^MR\rOBR|1\rOBX|1|CWE|\r");
   EXPECT_TRUE(m);
   return std::move(*m);
 }
@@ -377,6 +377,129 @@ TEST(ErrorCondition, EveryCodeHasADescription) {
     EXPECT_FALSE(description(static_cast<ErrorCondition>(code)).empty()) << code;
   }
   EXPECT_EQ(description(ErrorCondition::kUnsupportedMessageType), "Unsupported message type");
+}
+
+}  // namespace
+}  // namespace sdoh::hl7v2
+
+namespace sdoh::hl7v2 {
+namespace {
+
+// An ORU header with MSH-11 and MSH-12 as given (MSH-12 as sent, components included).
+Message with_header(const std::string& msh11, const std::string& msh12) {
+  auto m = Message::parse("MSH|^~\\&|EHR|PEDS_CLINIC_A|SDOH_GW|STATE_EC|20261120||ORU^R01|M-1|" +
+                          msh11 + "|" + msh12 + "\rPID|1||MRN1^^^A^MR\rOBR|1\rOBX|1|NM|1^Q^LN||\r");
+  EXPECT_TRUE(m);
+  return std::move(*m);
+}
+
+class AcceptedVersion : public ::testing::TestWithParam<std::string_view> {};
+
+TEST_P(AcceptedVersion, PassesTheHeaderCheck) {
+  EXPECT_EQ(check_header(with_header("P", std::string(GetParam()))), std::nullopt);
+}
+
+INSTANTIATE_TEST_SUITE_P(Msh12, AcceptedVersion, ::testing::ValuesIn(kSupportedVersions));
+
+TEST(HeaderCheck, VersionWithInternationalComponentsIsReadByItsFirstComponent) {
+  EXPECT_EQ(check_header(with_header("P", "2.5.1^USA^2.5.1")), std::nullopt);
+  EXPECT_NE(check_header(with_header("P", "9.9^USA")), std::nullopt);
+}
+
+struct RefusedHeader {
+  const char* msh11;
+  const char* msh12;
+  ErrorCondition condition;
+  int field;
+};
+
+class RefusedHeaderField : public ::testing::TestWithParam<RefusedHeader> {};
+
+// Every refused header is kUnsupported at its MSH field, so refusal_for makes it AR/CR.
+TEST_P(RefusedHeaderField, IsACommitRejectNamingTheField) {
+  const auto& c = GetParam();
+  const auto refused = check_header(with_header(c.msh11, c.msh12));
+  ASSERT_TRUE(refused) << c.msh11 << " " << c.msh12;
+  EXPECT_EQ(refused->condition, c.condition);
+  EXPECT_EQ(refused->error.where.segment, "MSH");
+  EXPECT_EQ(refused->error.where.field, c.field);
+  const auto refusal = refusal_for(refused->error);
+  EXPECT_EQ(refusal.code, AckCode::kAR);
+  EXPECT_EQ(refusal.acceptance, Acceptance::kCommitRejected);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Msh11And12, RefusedHeaderField,
+    ::testing::Values(RefusedHeader{"P", "9.9", ErrorCondition::kUnsupportedVersionId, 12},
+                      RefusedHeader{"P", "2.2", ErrorCondition::kUnsupportedVersionId, 12},
+                      RefusedHeader{"P", "2.9", ErrorCondition::kUnsupportedVersionId, 12},
+                      RefusedHeader{"P", "2.5.1.1", ErrorCondition::kUnsupportedVersionId, 12},
+                      RefusedHeader{"P", "251", ErrorCondition::kUnsupportedVersionId, 12},
+                      RefusedHeader{"P", "", ErrorCondition::kRequiredFieldMissing, 12},
+                      RefusedHeader{"P", "^USA", ErrorCondition::kRequiredFieldMissing, 12},
+                      RefusedHeader{"X", "2.5.1", ErrorCondition::kUnsupportedProcessingId, 11},
+                      // MSH-11 is read first: both wrong names MSH-11.
+                      RefusedHeader{"X", "9.9", ErrorCondition::kUnsupportedProcessingId, 11}));
+
+TEST(HeaderCheck, TheAckForAnUnsupportedVersionIsArWithErr203NamingMsh12) {
+  const auto m = with_header("P", "9.9");
+  const auto refused = check_header(m);
+  ASSERT_TRUE(refused);
+  const AckError err{refused->condition, refused->error.where, refused->error.message};
+  const auto ack = build_ack(m, AckCode::kAR, err, kOptions);
+  EXPECT_EQ(field(ack, "MSA-1"), "AR");
+  EXPECT_EQ(field(ack, "ERR-2"), "MSH^1^12^1^1");
+  EXPECT_EQ(field(ack, "ERR-3.1"), "203");
+  EXPECT_EQ(field(ack, "ERR-3.3"), "HL70357");
+}
+
+// v2.3 and v2.4 have only ERR-1 (ELD): it says the same as ERR-2 and ERR-3 for those senders.
+TEST(ErrLegacy, AV23MessageGetsErr1AsWellAsErr2And3) {
+  const AckError err{ErrorCondition::kRequiredFieldMissing, {"PID", 1, 3, 0, ""}, "PID-3 empty"};
+  const auto v23 = build_ack(with_header("P", "2.3"), AckCode::kAE, err, kOptions);
+  EXPECT_EQ(field(v23, "ERR-1"), "PID^1^3^101&Required field missing&HL70357");
+  EXPECT_EQ(field(v23, "ERR-2"), "PID^1^3");
+  EXPECT_EQ(field(v23, "ERR-3.1"), "101");
+  EXPECT_EQ(field(build_ack(with_header("P", "2.4"), AckCode::kAE, err, kOptions), "ERR-1.4.1"),
+            "101");
+  EXPECT_EQ(field(build_ack(with_header("P", "2.5.1"), AckCode::kAE, err, kOptions), "ERR-1"), "");
+}
+
+TEST(ErrLocation, ASegmentTheMessageDoesNotHoldIsNamedAsMsh) {
+  const auto m = with_header("P", "2.5.1");
+  EXPECT_TRUE(location_exists(m, {"OBX", 1, 5, 0, ""}));
+  EXPECT_FALSE(location_exists(m, {"OBX", 2, 5, 0, ""}));
+  EXPECT_FALSE(location_exists(m, {"RF1", 1, 6, 0, ""}));
+  EXPECT_FALSE(location_exists(m, {}));
+  EXPECT_EQ(locate_in(m, {"PID", 1, 3, 0, ""}).segment, "PID");
+  const auto moved = locate_in(m, {"RF1", 1, 6, 0, ""});
+  EXPECT_EQ(moved.segment, "MSH");
+  EXPECT_EQ(moved.sequence, 1);
+  EXPECT_EQ(moved.field, 0);
+  // The ACK applies it too: no ERR names a segment that was not sent.
+  const AckError err{ErrorCondition::kSegmentSequenceError, {"OBR", 7, 4, 0, ""}, "x"};
+  EXPECT_EQ(field(build_ack(m, AckCode::kAE, err, kOptions), "ERR-2"), "MSH^1");
+}
+
+TEST(ErrCondition, InvalidInputIsCodedFromWhatTheMessageHoldsThere) {
+  const auto m = with_header("P", "2.5.1");
+  EXPECT_EQ(invalid_condition(m, {"PID", 1, 0, 0, ""}), ErrorCondition::kSegmentSequenceError);
+  EXPECT_EQ(invalid_condition(m, {"RF1", 1, 6, 0, ""}), ErrorCondition::kSegmentSequenceError);
+  EXPECT_EQ(invalid_condition(m, {"OBX", 1, 5, 0, ""}), ErrorCondition::kRequiredFieldMissing);
+  EXPECT_EQ(invalid_condition(m, {"PID", 1, 9, 0, ""}), ErrorCondition::kRequiredFieldMissing);
+  EXPECT_EQ(invalid_condition(m, {"OBX", 1, 2, 0, ""}), ErrorCondition::kDataTypeError);
+  EXPECT_EQ(invalid_condition(m, {"PID", 1, 3, 1, ""}), ErrorCondition::kTableValueNotFound);
+}
+
+TEST(ErrCondition, UnparseableMessagesWithoutTypeOrControlIdMissARequiredField) {
+  for (const int f : {9, 10}) {
+    EXPECT_EQ(unparseable_condition(Error::invalid({"MSH", 1, f, 0, ""}, "empty")),
+              ErrorCondition::kRequiredFieldMissing);
+  }
+  EXPECT_EQ(unparseable_condition(Error::invalid({"MSH", 1, 2, 0, ""}, "x")),
+            ErrorCondition::kDataTypeError);
+  EXPECT_EQ(unparseable_condition(Error::invalid({"MSH", 1, 0, 0, ""}, "x")),
+            ErrorCondition::kSegmentSequenceError);
 }
 
 }  // namespace

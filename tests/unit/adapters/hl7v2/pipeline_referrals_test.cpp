@@ -529,11 +529,12 @@ TEST_F(Hl7PipelineTest, RriWithUnknownStatusCodeIsAeNamingRf11) {
   EXPECT_EQ(field(ack, "ERR-3.1"), "103");
 }
 
-TEST_F(Hl7PipelineTest, RriWithoutRf1IsAeNamingRf1) {
+TEST_F(Hl7PipelineTest, RriWithoutRf1IsAeNamingMsh) {
   send(sample("ref-i12-home-visiting.hl7"));
   auto ack = send(without(sample("rri-i12-accepted.hl7"), "RF1"));
   EXPECT_EQ(field(ack, "MSA-1"), "AE");
-  EXPECT_EQ(field(ack, "ERR-2.1"), "RF1");
+  EXPECT_EQ(field(ack, "ERR-2"), "MSH^1");  // RF1 was not sent; ERR-8 names it
+  EXPECT_EQ(field(ack, "ERR-3.1"), "100");
   EXPECT_EQ(events_of(kDeadLetter).size(), 1u);
 }
 

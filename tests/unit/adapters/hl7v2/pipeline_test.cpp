@@ -260,14 +260,18 @@ TEST_F(Hl7PipelineTest, RefWhoseNeedNothingTellsIsHeldUncategorisedNotRefused) {
   EXPECT_EQ(str(statuses[0], "/data/businessStatus"), "uncategorised");
 }
 
-TEST_F(Hl7PipelineTest, RefWithoutRf1IsRejectedNamingRf1WithADeadLetter) {
+// RF1 is not in the message, so ERR-2 names MSH (RF1 belongs right after it); ERR-8 says which
+// segment is missing.
+TEST_F(Hl7PipelineTest, RefWithoutRf1IsRejectedNamingMshWithADeadLetter) {
   auto ack = send(replace(without(sample("ref-i12-home-visiting.hl7"), "RF1"), "|AL|AL", "||"));
   EXPECT_EQ(field(ack, "MSA-1"), "AE");
-  EXPECT_EQ(field(ack, "ERR-2.1"), "RF1");
+  EXPECT_EQ(field(ack, "ERR-2"), "MSH^1");
+  EXPECT_EQ(field(ack, "ERR-3.1"), "100");
+  EXPECT_EQ(field(ack, "ERR-8"), "REF^I12 needs an RF1 segment");
   EXPECT_TRUE(events_of(kReferral).empty());
   auto dead = events_of(kDeadLetter);
   ASSERT_EQ(dead.size(), 1u);
-  EXPECT_EQ(str(dead[0], "/data/location/segment"), "RF1");
+  EXPECT_EQ(str(dead[0], "/data/location/segment"), "MSH");
   ASSERT_EQ(store_.dead_letters.size(), 1u);
 }
 

@@ -87,14 +87,15 @@ TEST(RefI12, CountyIsAFiveDigitFipsCodeFromPid11ElsePid12) {
   EXPECT_EQ(referral({{address, "^NC^27701^USA^^^063|DURHAM|"}}).county_fips, "");
 }
 
-TEST(RefI12, WithoutRf1ItIsStillRefusedNamingRf1) {
+TEST(RefI12, WithoutRf1ItIsRefusedNamingMshWhereRf1Belongs) {
   auto r = read_ref({{kReferredTo, ""},
                      {"RF1|P^Pending^HL70283|R^Routine^HL70280|SDOH^Social needs^LOCAL||HV^Home "
                       "visiting^LOCAL|REF-2026-0001^PEDS_A|20261120|||^Family asked for help "
                       "with food and housing\r",
                       ""}});
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().where.segment, "RF1");
+  EXPECT_EQ(r.error().where.segment, "MSH");
+  EXPECT_EQ(r.error().message, "REF^I12 needs an RF1 segment");
 }
 
 }  // namespace
