@@ -290,8 +290,6 @@ class Hl7Ingest(unittest.TestCase):
             ("oru OBX-5 not a number", hvs.replace(b"|CWE|88122-7", b"|NM|88122-7"), "AE", "102",
              "OBX^1^5"),
             ("ref without RF1", without(ref, b"RF1"), "AE", "100", "MSH^1"),
-            ("ref with local RF1 codes only", without(without(ref, b"OBX"), b"OBR"), "AE", "103",
-             "RF1^1^5"),
             ("unsupported trigger event", hvs.replace(b"ORU^R01^ORU_R01", b"ORU^R30^ORU_R30"), "AR",
              "201", "MSH^1^9^1^2"),
         ]
@@ -305,6 +303,12 @@ class Hl7Ingest(unittest.TestCase):
                 segment, sequence = err2.split("^")[:2]
                 sent = [l for l in msg.decode("latin-1").split("\r") if l.startswith(segment + "|")]
                 self.assertGreaterEqual(len(sent), int(sequence), "%s was not sent" % err2)
+        # The REF^I12 with only the clinic's local RF1 codes, which no table translates:
+        # accepted and held (uncategorised), not refused.
+        local = without(without(ref, b"OBX"), b"OBR").replace(b"|A1000003|", b"|ERR2-LOCAL|")
+        answer = mllp_exchange(self.gw.mllp_address, [local])[0]
+        self.assertEqual(hl7_field(answer, "MSA", 1), "AA", answer)
+        self.assertIsNone(hl7_field(answer, "ERR", 3), answer)
 
     def test_metrics_count_messages_by_type_and_ack(self):
         mllp_exchange(self.gw.mllp_address, [sample("bad-unsupported-type.hl7")])

@@ -12,8 +12,9 @@
 //   ORU^R01 (oru.cpp, engine)     no PID; PID-3 empty; OBX before OBR; OBX-3 empty; OBX-5 not of
 //                                 its value type; no OBR; an OBR without OBX
 //   REF^I12 (referral.cpp,        no RF1; RF1-1 not P; RF1-2 not in table 0280; RF1-6 empty; no
-//     mapping/referral.cpp)       PID; the need not named (OBR-4 a panel, answers negative; no OBR
-//                                 and RF1 codes the gateway cannot categorise); two needs
+//     mapping/referral.cpp)       PID; two needs. (A need that nothing tells — OBR-4 a panel
+//                                 with negative answers, or only local RF1 codes no table
+//                                 translates — is no refusal: it is held uncategorised, AA.)
 //   RRI^I12                       no RF1; RF1-1 empty or unknown; no key to the referral; an
 //                                 unknown referral (by RF1-6, or MSA-2 alone); a status change
 //                                 the lifecycle does not allow; a sender that is no agency
@@ -143,18 +144,6 @@ const RefusalCase kCases[] = {
     {"RefRf16Empty", nothing, [] { return replace(ref(), "REF-2026-0001^PEDS_A", ""); }, "AE",
      "101", "RF1^1^6"},
     {"RefWithoutPid", nothing, [] { return without(ref(), "PID"); }, "AE", "100", "MSH^1"},
-    {"RefNeedFromNegativeAnswersUnderAPanel", nothing,
-     [] {
-       return replace(
-           replace(ref(), "food-insecurity^Food insecurity^SDOHCC", "88121-9^Hunger Vital Sign^LN"),
-           "LA28397-0^Often true", "LA28398-8^Never true");
-     },
-     "AE", "103", "OBR^1^4"},
-    // The REF^I12: no OBR, only the clinic's local RF1 codes. ERR-2 names RF1-5 (the
-    // referral category), never an OBR the message does not have. (Once local code tables can
-    // hold an uncategorised referral, this row moves to the accepted answers.)
-    {"RefWithOnlyLocalRf1Codes", nothing, [] { return without(without(ref(), "OBX"), "OBR"); },
-     "AE", "103", "RF1^1^5"},
     {"RefWithTwoNeeds", nothing,
      [] { return ref() + "OBR|2|ORD125||housing-instability^Housing instability^SDOHCC\r"; }, "AE",
      "103", "OBR^1^4"},
