@@ -263,6 +263,61 @@ class ClosedLoop(unittest.TestCase):
             time.sleep(0.3)
         return found
 
+    def test_updates_sent_as_cloudevents_sdks_send_them(self):
+        """An agency's updates from an independent client (confluent-kafka, librdkafka's Python
+        binding): binary mode with ce_* headers and a W3C traceparent, structured mode without
+        the optional attributes, and a refusal that names the missing property."""
+        from confluent_kafka import Producer
+
+        with open(sample_path("bundle-transaction-screening-consent-referral.json")) as f:
+            bundle = json.load(f)
+        for entry in bundle["entry"]:
+            if entry["resource"]["resourceType"] == "ServiceRequest":
+                entry["resource"]["identifier"][0]["value"] = "CE-" + uuid.uuid4().hex[:12]
+        path = os.path.join(self.gw.dir, "ce-bundle.json")
+        with open(path, "w") as f:
+            json.dump(bundle, f)
+        r = self.clinic.call("POST", "/fhir", body_file=path)
+        self.assertEqual(r.status, 200, r)
+        task_id = next(e["response"]["location"] for e in r.json()["entry"]
+                       if e["response"]["location"].startswith("Task/")).split("/")[1]
+
+        producer = Producer({"bootstrap.servers": self.gw.bootstrap})
+        trace = "00-%s-%s-01" % (uuid.uuid4().hex, uuid.uuid4().hex[:16])
+
+        def binary(data, **attrs):
+            headers = [("ce_specversion", "1.0"), ("ce_id", str(uuid.uuid4())),
+                       ("ce_source", "urn:sdoh-agency:ehv-durham"),
+                       ("ce_type", "org.sdoh.referral.update.v1"), ("content-type", "application/json")]
+            headers += [("ce_" + k, v) for k, v in attrs.items()]
+            producer.produce("sdoh.referral-updates.v1", key=task_id, value=json.dumps(data), headers=headers)
+            producer.flush(10)
+
+        update = {"referralId": task_id, "status": "accepted", "businessStatus": "family-contacted",
+                  "reason": None, "agency": {"id": "ehv-durham"}}
+        binary(update, traceparent=trace)
+        self.wait_for_status(task_id, "accepted")
+        # Structured mode with only what CloudEvents 1.0 requires, and an extension of its own.
+        structured = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "urn:sdoh-agency:ehv-durham",
+                      "type": "org.sdoh.referral.update.v1", "partitionkey": task_id,
+                      "data": dict(update, status="in-progress", businessStatus="enrolled")}
+        producer.produce("sdoh.referral-updates.v1", key=task_id, value=json.dumps(structured),
+                         headers=[("content-type", "application/cloudevents+json")])
+        producer.flush(10)
+        self.wait_for_status(task_id, "in-progress")
+        # reason left out: refused, naming it.
+        incomplete = dict(update, status="completed", businessStatus="enrolled")
+        del incomplete["reason"]
+        binary(incomplete)
+        wait_for(lambda: any(e.get("event") == "kafka.update_refused" and
+                             "data.reason: required" in e.get("reason", "")
+                             for e in self.gw.log_events()), 20, "the refusal naming data.reason")
+        self.assertEqual(self.clinic.call("GET", "/fhir/Task/" + task_id).json()["status"], "in-progress")
+        statuses = [json.loads(v) for k, v in consume(self.gw.bootstrap, "sdoh.referral-status.v1", 3)
+                    if k == task_id]
+        self.assertEqual([s["data"]["status"] for s in statuses], ["requested", "accepted", "in-progress"])
+        assert_valid_events([json.dumps(s) for s in statuses])
+
     def test_an_agency_topic_carries_only_that_agencys_updates(self):
         # A housing referral, routed to the legal-aid agency.
         task_id = self.referral_without_agency(7, "housing-instability")
