@@ -57,6 +57,32 @@ std::string Event::envelope() const {
   return out;
 }
 
+bool is_traceparent(std::string_view v) {
+  // W3C Trace Context, level 1, 3.2: version "-" trace-id "-" parent-id "-" trace-flags.
+  if (v.size() != 55 || v[2] != '-' || v[35] != '-' || v[52] != '-') return false;
+  auto hex = [](std::string_view part) {
+    return part.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+  };
+  auto zero = [](std::string_view part) {
+    return part.find_first_not_of('0') == std::string_view::npos;
+  };
+  const auto version = v.substr(0, 2), trace = v.substr(3, 32), parent = v.substr(36, 16),
+             flags = v.substr(53, 2);
+  return hex(version) && version != "ff" && hex(trace) && !zero(trace) && hex(parent) &&
+         !zero(parent) && hex(flags);
+}
+
+std::string with_traceparent(std::string envelope, std::string_view traceparent) {
+  if (!is_traceparent(traceparent)) return envelope;
+  // The attributes are written before data, whose key is the first `,"data":` of the text.
+  const auto at = envelope.find(R"(,"data":)");
+  if (at == std::string::npos) return envelope;
+  std::string attribute = R"(,"traceparent":)";
+  append_json_string(attribute, traceparent);
+  envelope.insert(at, attribute);
+  return envelope;
+}
+
 std::string event_id(std::string_view source_identity, int position) {
   std::string input(source_identity);
   input += '#';

@@ -36,6 +36,15 @@ struct Event {
 /// as 32 lowercase hex characters.
 std::string event_id(std::string_view source_identity, int position);
 
+/// Whether `value` is a W3C Trace Context traceparent: "00-<32 hex trace id>-<16 hex parent
+/// id>-<2 hex flags>", lower case, ids not all zero, version not ff.
+bool is_traceparent(std::string_view value);
+
+/// An event's envelope (as Event::envelope() writes it) with the CloudEvents Distributed Tracing
+/// extension attribute traceparent, so that one trace spans the request that caused the event
+/// and its consumers; unchanged when `traceparent` is not one (is_traceparent).
+std::string with_traceparent(std::string envelope, std::string_view traceparent);
+
 /// "urn:sdoh-gateway:<gateway_id>".
 std::string event_source(std::string_view gateway_id);
 

@@ -178,6 +178,11 @@ kafka::UpdateDisposition ReferralUpdates::apply(const kafka::UpdateRecord& recor
   request.inbound.answer_code = "200";
   if (decided->task) request.inbound.answer = decided->task->json;
   service_.add_to(request, *decided, received_at);
+  // The agency's trace goes on with the events its update causes (W3C Trace Context).
+  if (const auto trace = str(doc, "traceparent"); !trace.empty()) {
+    for (auto& e : request.events)
+      e.value = events::with_traceparent(std::move(e.value), trace);
+  }
   auto outcome = commit(std::move(request));
   if (!outcome) {
     // The store cannot write now, or another change of the Task came first: read it again.

@@ -316,6 +316,8 @@ class ClosedLoop(unittest.TestCase):
         statuses = [json.loads(v) for k, v in consume(self.gw.bootstrap, "sdoh.referral-status.v1", 3)
                     if k == task_id]
         self.assertEqual([s["data"]["status"] for s in statuses], ["requested", "accepted", "in-progress"])
+        # The agency's trace goes on with the status event its update caused.
+        self.assertEqual([s.get("traceparent") for s in statuses], [None, trace, None])
         assert_valid_events([json.dumps(s) for s in statuses])
 
     def test_an_agency_topic_carries_only_that_agencys_updates(self):

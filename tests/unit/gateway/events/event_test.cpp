@@ -62,6 +62,24 @@ TEST(Event, CatalogueRejectsDataThatBreaksTheSchema) {
   EXPECT_THAT(valid.error().message, HasSubstr("/status"));
 }
 
+TEST(Event, ATraceparentGoesIntoTheEnvelopeOnlyWhenItIsOne) {
+  constexpr std::string_view kTrace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  EXPECT_TRUE(is_traceparent(kTrace));
+  EXPECT_FALSE(is_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"));
+  EXPECT_FALSE(is_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"));
+  EXPECT_FALSE(is_traceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+  EXPECT_FALSE(is_traceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"));
+  EXPECT_FALSE(is_traceparent("not a trace"));
+  auto c = catalog();
+  const auto plain = status_event().envelope();
+  const auto traced = with_traceparent(plain, kTrace);
+  EXPECT_THAT(traced, HasSubstr(R"("traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-)"));
+  auto valid = c->validate_event(traced);
+  EXPECT_TRUE(valid) << valid.error().message;
+  EXPECT_EQ(with_traceparent(plain, "00-bad"), plain);
+  EXPECT_EQ(with_traceparent(plain, ""), plain);
+}
+
 TEST(Event, TimeIsRfc3339Utc) {
   EXPECT_THAT(now_rfc3339(),
               ::testing::MatchesRegex(
