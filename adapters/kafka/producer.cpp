@@ -50,6 +50,7 @@ bool is_permanent(rd_kafka_resp_err_t err) {
 struct Producer::Impl {
   config::KafkaConfig cfg;
   std::string bootstrap;
+  std::vector<std::string> topics;  // readiness: every one must exist
   // The librdkafka client. Replaced (unique lock) after a fatal error; used (shared lock) by
   // produce, poll, flush and the metadata refresh.
   rd_kafka_t* rk = nullptr;
@@ -158,7 +159,7 @@ struct Producer::Impl {
       state = {false, std::string("metadata request failed: ") + rd_kafka_err2str(err)};
     } else {
       std::string missing;
-      for (const auto& topic : cfg.topics.all()) {
+      for (const auto& topic : topics) {
         bool found = false;
         for (int i = 0; i < md->topic_cnt; ++i) {
           if (topic == md->topics[i].topic && md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -173,7 +174,7 @@ struct Producer::Impl {
         state = {false, "missing topics: " + missing};
       } else {
         state = {true, std::to_string(md->broker_cnt) + " broker(s), " +
-                           std::to_string(cfg.topics.all().size()) + " topics present"};
+                           std::to_string(topics.size()) + " topics present"};
       }
       rd_kafka_metadata_destroy(md);
     }
@@ -269,10 +270,12 @@ Result<void> Producer::validate(const config::KafkaConfig& cfg) {
 
 Result<std::unique_ptr<Producer>> Producer::create(const config::KafkaConfig& cfg,
                                                    const std::string& bootstrap_servers,
+                                                   std::vector<std::string> topics,
                                                    metrics::Registry& registry) {
   if (auto conf = build_conf(cfg, bootstrap_servers); !conf) return fail(conf.error());
   auto impl = std::make_unique<Impl>();
   impl->cfg = cfg;
+  impl->topics = topics.empty() ? cfg.topics.all() : std::move(topics);
   auto& produced = registry.counter("sdoh_kafka_messages_produced_total",
                                     "Messages handed to the Kafka producer.");
   auto& delivered = registry.counter("sdoh_kafka_messages_delivered_total",

@@ -44,9 +44,11 @@ using DeliveryCallback = std::function<void(const DeliveryReport&)>;
 
 class Producer {
  public:
-  /// Connects to `bootstrap_servers` with the settings and properties of `cfg`.
+  /// Connects to `bootstrap_servers` with the settings and properties of `cfg`. health() is not
+  /// ok while any of `topics` (empty: kafka.topics) is missing, and names each one missing.
   static Result<std::unique_ptr<Producer>> create(const config::KafkaConfig& cfg,
                                                   const std::string& bootstrap_servers,
+                                                  std::vector<std::string> topics,
                                                   metrics::Registry& registry);
   /// Checks that librdkafka accepts every configured property and that every secret resolves,
   /// without connecting (for --check-config).

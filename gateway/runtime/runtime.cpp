@@ -42,6 +42,7 @@
 #include "gateway/pipeline/delivered_ack_port.hpp"
 #include "gateway/pipeline/observed_commit_port.hpp"
 #include "gateway/runtime/admin.hpp"
+#include "gateway/runtime/kafka_topics.hpp"
 #include "gateway/runtime/data_dir_lock.hpp"
 #include "gateway/runtime/overdue.hpp"
 #include "gateway/runtime/periodic.hpp"
@@ -189,13 +190,9 @@ int run(const config::GatewayConfig& cfg) {
 
   std::unique_ptr<kafka::EmbeddedBroker> broker;
   std::string bootstrap = cfg.kafka.brokers;
+  // The core topics and every agency's own, created on the embedded broker.
+  const auto topics = topic_names(kafka_topics(cfg.kafka.topics, *mapping_setup->routing));
   if (cfg.embedded_kafka()) {
-    auto topics = cfg.kafka.topics.all();
-    for (const auto& a : mapping_setup->routing->agencies()) {  // agencies' own topics too
-      if (!a.topic.empty() && std::find(topics.begin(), topics.end(), a.topic) == topics.end())
-        topics.push_back(a.topic);
-      topics.push_back(a.update_topic);
-    }
     auto started_broker =
         kafka::EmbeddedBroker::start(cfg.kafka.embedded_brokers, topics, cfg.kafka.partitions);
     if (!started_broker) return startup_failed("kafka", started_broker.error());
@@ -207,7 +204,7 @@ int run(const config::GatewayConfig& cfg) {
                 "no kafka.brokers configured: using the in-memory development broker; every "
                 "message is lost when the gateway stops. Set kafka.brokers for a real cluster."}});
   }
-  auto producer = kafka::Producer::create(cfg.kafka, bootstrap, registry);
+  auto producer = kafka::Producer::create(cfg.kafka, bootstrap, {}, registry);
   if (!producer) return startup_failed("kafka", producer.error());
   health.add_check("kafka", [p = producer->get()] { return p->health(); });
 

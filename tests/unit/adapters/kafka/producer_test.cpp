@@ -37,7 +37,7 @@ TEST(EmbeddedBroker, CreatesTheConfiguredTopics) {
   ASSERT_TRUE(broker) << broker.error().message;
   EXPECT_NE((*broker)->bootstrap_servers().find("127.0.0.1:"), std::string::npos);
   metrics::Registry registry;
-  auto producer = Producer::create(cfg, (*broker)->bootstrap_servers(), registry);
+  auto producer = Producer::create(cfg, (*broker)->bootstrap_servers(), {}, registry);
   ASSERT_TRUE(producer) << producer.error().message;
   auto state = wait_for_health(**producer, true, 5s);
   EXPECT_TRUE(state.ok) << state.detail;
@@ -49,7 +49,7 @@ TEST(Producer, DeliveryReportArrivesWithOffset) {
   auto broker = EmbeddedBroker::start(1, cfg.topics.all(), 1);
   ASSERT_TRUE(broker);
   metrics::Registry registry;
-  auto producer = Producer::create(cfg, (*broker)->bootstrap_servers(), registry);
+  auto producer = Producer::create(cfg, (*broker)->bootstrap_servers(), {}, registry);
   ASSERT_TRUE(producer);
   std::promise<DeliveryReport> reported;
   auto r = (*producer)->produce(
@@ -71,7 +71,7 @@ TEST(Producer, HealthTurnsFalseWhenTheBrokerIsDown) {
   auto broker = EmbeddedBroker::start(1, cfg.topics.all(), 1);
   ASSERT_TRUE(broker);
   metrics::Registry registry;
-  auto producer = Producer::create(cfg, (*broker)->bootstrap_servers(), registry);
+  auto producer = Producer::create(cfg, (*broker)->bootstrap_servers(), {}, registry);
   ASSERT_TRUE(producer);
   ASSERT_TRUE(wait_for_health(**producer, true, 5s).ok);
   ASSERT_TRUE((*broker)->set_broker_down(1));
@@ -85,7 +85,7 @@ TEST(Producer, MissingTopicMakesItNotReady) {
   auto broker = EmbeddedBroker::start(1, {cfg.topics.screening}, 1);
   ASSERT_TRUE(broker);
   metrics::Registry registry;
-  auto producer = Producer::create(cfg, (*broker)->bootstrap_servers(), registry);
+  auto producer = Producer::create(cfg, (*broker)->bootstrap_servers(), {}, registry);
   ASSERT_TRUE(producer);
   // Not ready from the start ("no metadata yet"): wait, with a deadline, for the verdict that
   // comes from the broker's metadata, which must name the topics that are missing.

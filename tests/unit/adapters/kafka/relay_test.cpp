@@ -70,7 +70,7 @@ class RelayTest : public ::testing::Test {
     cfg_.flush_timeout = 1000ms;
     broker_ = std::move(*EmbeddedBroker::start(1, cfg_.topics.all(), 2));
     store_ = std::move(*store::SqliteStore::open(dir_ / "gateway.db", {}, &registry_));
-    producer_ = std::move(*Producer::create(cfg_, broker_->bootstrap_servers(), registry_));
+    producer_ = std::move(*Producer::create(cfg_, broker_->bootstrap_servers(), {}, registry_));
   }
   void TearDown() override {
     relay_.reset();
