@@ -201,15 +201,10 @@ class Hl7PipelineTest : public ::testing::Test {
     auto routing = mapping::RoutingTable::load(kSchemas / "routing", **tables);
     ASSERT_TRUE(routing) << routing.error().message;
     routing_ = *routing;
-    configure({},
-              [this](std::string_view category, std::string_view zip3, std::string_view county,
-                     std::optional<int> age) -> std::optional<std::pair<std::string, std::string>> {
-                route_calls_.push_back(
-                    {std::string(category), std::string(zip3), std::string(county), age});
-                auto match = routing_->route(category, zip3, county, age);
-                if (!match) return std::nullopt;
-                return std::pair{match->agency->id, match->agency->name};
-              });
+    configure({}, [this](std::string_view category, const mapping::RoutingKeys& keys) {
+      route_calls_.push_back({std::string(category), keys.zip3, keys.county_fips, keys.age_months});
+      return routing_->choose(category, keys, nullptr);
+    });
   }
 
   std::string send(std::string message) {
