@@ -181,7 +181,9 @@ int run(const config::GatewayConfig& cfg) {
       identity::Pseudonymizer(mapping_setup->pseudonym_key, cfg.pseudonym.authority_aliases),
       mapping_setup->zips, registry);
   log::info("mapping.loaded", {{"instruments", mapping_setup->tables->instruments().size()},
-                               {"schemas_dir", cfg.schemas_dir.string()}});
+                               {"schemas_dir", cfg.schemas_dir.string()},
+                               {"zip_county_file", cfg.zip_county_file().string()},
+                               {"zip_county_zips", mapping_setup->zip_counties->size()}});
 
   auto store = store::SqliteStore::open(cfg.store_path(), cfg.store, &registry);
   if (!store) return startup_failed("store", store.error());
