@@ -193,8 +193,10 @@ class Hl7PipelineTest : public ::testing::Test {
     pipeline_ = std::make_unique<Hl7Pipeline>(*mapper_, store_, options, *pipeline_registry_);
   }
 
-  // The shipped routing (schemas/routing/routing.json), wired as runtime.cpp wires it; every
-  // question the pipeline asks it is kept in route_calls_.
+  // The shipped routing (schemas/routing/routing.json), wired as runtime.cpp wires it but without
+  // the ZIP-to-county crosswalk, so that a county comes only from PID-11.9/PID-12 here (the
+  // crosswalk has its own tests, and tests/integration/test_hl7.py runs both); every question the
+  // pipeline asks it is kept in route_calls_.
   void configure_shipped_routing() {
     auto tables = mapping::MappingTables::load(kSchemas / "mappings");
     ASSERT_TRUE(tables);
