@@ -89,9 +89,9 @@ struct IngestContext {
   /// The topic for an agency's referrals (routing); empty function or result: topics.referral.
   std::function<std::string(std::string_view agency_id)> agency_topic;
   UnknownPatientPolicy unknown_patient = UnknownPatientPolicy::kLinkByReference;
-  /// Routing (schemas/routing) for a referral that names no agency: the agency id and name for
-  /// this need, 3-digit ZIP, county FIPS and child's age in months; nullopt: no route (the
-  /// referral is held with businessStatus no-route). Empty function: no routing.
+  /// Routing (schemas/routing) for a referral that names no agency: the agency for this need and
+  /// the Patient's ZIP (its county from the ZIP-to-county crosswalk) and age; nullopt: no route
+  /// (the referral is held with businessStatus no-route). Empty function: no routing.
   mapping::RouteLookup route;
   /// A screening whose family asked for help with a need (assistanceRequested true) opens a
   /// referral for that need: a ServiceRequest and Task made by the gateway (ids the referralId,

@@ -131,10 +131,11 @@ void Ingestor::fill_patient(mapping::NormalizedReferral& r, const PatientInfo& p
 bool Ingestor::route_referral(mapping::NormalizedReferral& r) const {
   if (!ctx_.route || r.category.empty()) return false;
   const auto keys = mapping::routing_keys(r, request_.received_at);
-  auto found = ctx_.route(r.category, keys.zip3, keys.county_fips, keys.age_months);
+  auto found = ctx_.route(r.category, keys);
   if (!found) return false;
-  r.agency_id = found->first;
-  r.agency_name = found->second;
+  r.agency_id = std::move(found->agency_id);
+  r.agency_name = std::move(found->agency_name);
+  r.routed = found->basis;
   return true;
 }
 

@@ -577,10 +577,11 @@ struct Hl7Pipeline::Impl {
     if (r.agency_id.empty()) {
       if (!options.route) return held;
       const auto keys = mapping::routing_keys(r, r.authored_on);
-      auto found = options.route(held->category, keys.zip3, keys.county_fips, keys.age_months);
+      auto found = options.route(held->category, keys);
       if (!found) return held;
-      r.agency_id = std::move(found->first);
-      r.agency_name = std::move(found->second);
+      r.agency_id = std::move(found->agency_id);
+      r.agency_name = std::move(found->agency_name);
+      r.routed = found->basis;
       r.business_status =
           mapping::initial_state(true, r.consent.status == mapping::ConsentStatus::kActive)
               .business_status;

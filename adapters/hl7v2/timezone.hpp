@@ -1,31 +1,31 @@
 #pragma once
 // IANA time zones for HL7 timestamps sent without an offset (HL7 v2.5.1 2.A.22: a DTM without
-// an offset is in the sender's local time). libstdc++ 12 has no std::chrono::tzdb, so this
-// reads the system's compiled zone files (TZif, RFC 8536, package tzdata) itself: the
-// transition table, and the POSIX TZ rule in the footer for instants after the last transition.
-// Zones are loaded once at start-up; lookups are pure and thread-safe.
+// an offset is in the sender's local time). libstdc++ 12 has no std::chrono::tzdb, so zones come
+// from Howard Hinnant's date/tz (Debian libhowardhinnant-date-dev, the library C++20's
+// std::chrono::tzdb was standardised from), built to read the system's tzdata
+// (/usr/share/zoneinfo, package tzdata) rather than to download the IANA database. Zones are
+// looked up once at start-up; lookups are pure and thread-safe.
 #include <chrono>
-#include <cstdint>
-#include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "gateway/core/result.hpp"
 
-namespace sdoh::hl7v2 {
+namespace date {
+class time_zone;
+}
+namespace Posix {
+class time_zone;
+}
 
-/// $TZDIR when set, else /usr/share/zoneinfo.
-std::filesystem::path zoneinfo_dir();
+namespace sdoh::hl7v2 {
 
 class TimeZone {
  public:
-  /// Loads `name` ("America/New_York") from `dir`. Fails (kConfig) for an unknown or
-  /// unreadable zone, naming it.
-  static Result<TimeZone> load(std::string_view name, const std::filesystem::path& dir);
-  static Result<TimeZone> load(std::string_view name) { return load(name, zoneinfo_dir()); }
-  /// Parses TZif bytes (version 2 or later).
-  static Result<TimeZone> from_tzif(std::string name, std::string_view bytes);
+  /// The zone `name` ("America/New_York") of the system's tzdata. Fails (kConfig), naming it, for
+  /// a name the database does not have (or no database at all); never throws.
+  static Result<TimeZone> load(std::string_view name);
 
   const std::string& name() const { return name_; }
 
@@ -38,27 +38,15 @@ class TimeZone {
   std::chrono::sys_seconds to_utc(std::chrono::local_seconds local) const;
 
  private:
-  struct Rule {  // POSIX TZ "Mm.w.d[/time]", "Jn[/time]" or "n[/time]"
-    char kind = 'M';
-    int month = 0, week = 0, day = 0;
-    std::int64_t time = 7200;  // seconds after local midnight
-  };
-  struct Footer {
-    bool valid = false;
-    std::int64_t std_offset = 0, dst_offset = 0;  // seconds east of UTC
-    bool has_dst = false;
-    Rule start, end;
-  };
-  static bool parse_footer(std::string_view tz, Footer& out);
-  static std::int64_t rule_local_seconds(const Rule& r, int year);
-  std::int64_t footer_offset(std::int64_t t) const;
+  TimeZone() = default;
 
   std::string name_;
-  std::vector<std::int64_t> transitions_;      // UTC seconds, ascending
-  std::vector<std::uint8_t> transition_type_;  // index into offsets_
-  std::vector<std::int64_t> offsets_;          // per local time type, seconds east of UTC
-  std::int64_t initial_offset_ = 0;
-  Footer footer_;
+  const date::time_zone* zone_ = nullptr;  ///< owned by date's tzdb, which lives as the process
+  /// The zone's rule for instants after its last transition (the TZif footer), or null. date/tz
+  /// reading the OS database stops at the last transition the file lists (2037 in Debian's
+  /// files) and keeps that offset for ever (HowardHinnant/date#760), so the rule takes over.
+  std::shared_ptr<const Posix::time_zone> rule_;
+  std::chrono::sys_seconds last_transition_{};
 };
 
 }  // namespace sdoh::hl7v2

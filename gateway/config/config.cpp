@@ -29,6 +29,11 @@ std::filesystem::path GatewayConfig::store_path() const {
   return p.is_absolute() ? p : data_dir / p;
 }
 
+std::filesystem::path GatewayConfig::zip_county_file() const {
+  return referrals.zip_county_file.empty() ? schemas_dir / "geo" / "zcta-county.csv"
+                                           : referrals.zip_county_file;
+}
+
 std::string ConfigErrors::to_string() const {
   std::string out;
   for (const auto& issue : issues) {
@@ -714,6 +719,9 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     m.duration("overdue_check_interval", cfg.referrals.overdue_check_interval, milliseconds(100),
                std::chrono::hours(24));
     m.boolean("from_screening", cfg.referrals.from_screening);
+    std::string zip_county_file = cfg.referrals.zip_county_file.string();
+    m.string("zip_county_file", zip_county_file);
+    cfg.referrals.zip_county_file = zip_county_file;
     m.finish();
   }
   top.finish();

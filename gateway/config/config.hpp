@@ -235,6 +235,10 @@ struct ReferralsConfig {
   /// referral for it, routed by need, area and age, unless the clinic refers for that need in
   /// the same request.
   bool from_screening = true;
+  /// The ZIP-to-county crosswalk routing uses when a referral gives a ZIP but no county (every
+  /// FHIR referral; HL7 without PID-11.9/PID-12): schemas/README.md, "ZIP to county". Empty:
+  /// <schemas_dir>/geo/zcta-county.csv.
+  std::filesystem::path zip_county_file;
 };
 
 /// One party the gateway deals with (parties.<id>): a clinic that sends, or an agency that
@@ -283,6 +287,8 @@ struct GatewayConfig {
   bool dev_mode() const { return mode == "dev"; }
   bool embedded_kafka() const { return kafka.brokers.empty(); }
   std::filesystem::path store_path() const;
+  /// referrals.zip_county_file, else the shipped crosswalk under schemas_dir.
+  std::filesystem::path zip_county_file() const;
 };
 
 /// One problem found in a config file: the key path ("http.listen") and why.

@@ -267,6 +267,13 @@ Result<MappedReferral> ReferralMapper::map(const NormalizedReferral& r) const {
   opt_str(w, "name", clip_text(r.agency_name, 256));
   opt_str(w, "topic", r.agency_topic);
   w.EndObject();
+  if (r.routed) {
+    key(w, "routing");
+    w.StartObject();
+    str(w, "area", to_string(r.routed->area));
+    str(w, "countyBasis", to_string(r.routed->county));
+    w.EndObject();
+  }
   key(w, "requester");
   w.StartObject();
   str(w, "id", clip_text(r.requester_id, 256));
@@ -346,6 +353,7 @@ RoutingKeys routing_keys(const NormalizedReferral& r, std::string_view on_date) 
     k.zip3 = r.postal_code.substr(0, 3);
   if (r.county_fips.size() == 5 && std::all_of(r.county_fips.begin(), r.county_fips.end(), digit))
     k.county_fips = r.county_fips;
+  k.zip = r.postal_code;
   k.age_months = age_in_months(r.birth_date, on_date);
   return k;
 }

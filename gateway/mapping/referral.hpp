@@ -13,6 +13,7 @@
 
 #include "gateway/core/result.hpp"
 #include "gateway/mapping/engine.hpp"
+#include "gateway/mapping/routing.hpp"
 #include "gateway/mapping/screening.hpp"
 
 namespace sdoh::mapping {
@@ -113,6 +114,8 @@ struct NormalizedReferral {
   std::string birth_date;          ///< only for the age band (and routing's age)
   std::string postal_code;         ///< only for the 3-digit ZIP (the contact keeps the full one)
   std::string county_fips;         ///< 5-digit county FIPS code, only for routing; empty: unknown
+  /// How routing chose the agency (the event's `routing`); none: the sender named the agency.
+  std::optional<RoutingBasis> routed;
 
   ReferralConsent consent;
   std::optional<ContactDetails> contact;  ///< dropped unless consent is active
@@ -182,16 +185,8 @@ class ReferralMapper {
   const ScreeningMapper& screenings_;
 };
 
-/// What routing (routing.hpp) looks at beside the need, for a referral that names no agency. Never
-/// in an event: the real 3-digit ZIP, not the Safe Harbor "000" events carry for small areas.
-struct RoutingKeys {
-  std::string zip3;               ///< the postal code's first three digits; empty: not a US ZIP
-  std::string county_fips;        ///< 5 digits; empty: unknown
-  std::optional<int> age_months;  ///< the child's age in completed months; nullopt: unknown
-};
-
-/// The routing keys of `r` (postal code, county, birth date), the age on `on_date` (the referral
-/// date; a YYYY-MM-DD prefix).
+/// The routing keys (routing.hpp) of `r` (postal code, county, birth date), the age on `on_date`
+/// (the referral date; a YYYY-MM-DD prefix).
 RoutingKeys routing_keys(const NormalizedReferral& r, std::string_view on_date);
 
 /// One lifecycle transition of a referral.

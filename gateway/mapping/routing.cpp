@@ -337,6 +337,14 @@ std::optional<RouteMatch> RoutingTable::route(std::string_view category, std::st
   return best;
 }
 
+std::optional<RouteChoice> RoutingTable::choose(std::string_view category, const RoutingKeys& keys,
+                                                const ZipCountyCrosswalk* crosswalk) const {
+  const auto county = family_county(keys.county_fips, keys.zip, crosswalk);
+  const auto match = route(category, keys.zip3, county.county_fips, keys.age_months);
+  if (!match) return std::nullopt;
+  return RouteChoice{match->agency->id, match->agency->name, {match->area, county.basis}};
+}
+
 const Agency* RoutingTable::agency(std::string_view id) const {
   for (const auto& a : agencies_) {
     if (a.id == id) return &a;

@@ -3,9 +3,11 @@
 // routing.schema.json and the rules between entries): the agencies referrals go to — each with
 // its Kafka topic, its response SLA and its FHIR Organization — and the routes that pick the
 // agency for a referral that names none, by need (Gravity category), the family's area (3-digit
-// ZIP or county FIPS code) and the child's age in months. A referral no route matches is held
-// (lifecycle.hpp: requested + no-route), never dropped. schemas/README.md ("Routing") documents
-// the format for operators. Pure: load() reads two files; route() is a lookup.
+// ZIP or county FIPS code; a county the sender does not give comes from the ZIP through the
+// ZIP-to-county crosswalk, zip_county.hpp) and the child's age in months. A referral no route
+// matches is held (lifecycle.hpp: requested + no-route), never dropped. schemas/README.md
+// ("Routing") documents the format for operators. Pure: load() reads two files; route() is a
+// lookup.
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "gateway/core/result.hpp"
+#include "gateway/mapping/zip_county.hpp"
 
 namespace sdoh::mapping {
 
@@ -74,6 +77,30 @@ struct Route {
   std::string pointer;  ///< where it is in the file ("/routes/3"), for logs and errors
 };
 
+/// What routing looks at beside the need, for a referral that names no agency (referral.hpp's
+/// routing_keys() takes them from a referral). Never in an event: the real ZIP, not the Safe
+/// Harbor "000" events carry for small areas.
+struct RoutingKeys {
+  std::string zip3;               ///< the postal code's first three digits; empty: not a US ZIP
+  std::string zip;                ///< the postal code as given, for the county crosswalk
+  std::string county_fips;        ///< 5 digits, as the sender gave it; empty: unknown
+  std::optional<int> age_months;  ///< the child's age in completed months; nullopt: unknown
+};
+
+/// How routing chose an agency: the referral event's `routing` object.
+struct RoutingBasis {
+  AreaLevel area = AreaLevel::kAnywhere;    ///< how the chosen route's area matched
+  CountyBasis county = CountyBasis::kNone;  ///< how the county routing looked at was known
+  friend bool operator==(const RoutingBasis&, const RoutingBasis&) = default;
+};
+
+/// The agency routing chose, and how.
+struct RouteChoice {
+  std::string agency_id;
+  std::string agency_name;
+  RoutingBasis basis;
+};
+
 struct RouteMatch {
   const Agency* agency = nullptr;
   const Route* route = nullptr;
@@ -107,6 +134,12 @@ class RoutingTable {
                                   std::string_view county_fips,
                                   std::optional<int> age_months) const;
 
+  /// route() for a referral's keys: the county is the sender's, else the one `crosswalk` (may be
+  /// null: none) gives for the ZIP (family_county()), and the choice says which, with the area
+  /// level the route matched at.
+  std::optional<RouteChoice> choose(std::string_view category, const RoutingKeys& keys,
+                                    const ZipCountyCrosswalk* crosswalk) const;
+
   /// The agency with id `id`, or nullptr.
   const Agency* agency(std::string_view id) const;
   const std::vector<Agency>& agencies() const { return agencies_; }
@@ -117,12 +150,11 @@ class RoutingTable {
   std::vector<Route> routes_;
 };
 
-/// Routing as the adapters get it (runtime.cpp wires it over RoutingTable::route): the agency id
-/// and name for a referral's need, 3-digit ZIP, county FIPS and child's age in months (as for
-/// route()); nullopt: no route (the referral is held, no-route).
-using RouteLookup = std::function<std::optional<std::pair<std::string, std::string>>(
-    std::string_view category, std::string_view zip3, std::string_view county_fips,
-    std::optional<int> age_months)>;
+/// Routing as the adapters get it (runtime.cpp wires it over RoutingTable::choose with the
+/// crosswalk): the agency for a referral's need and routing keys; nullopt: no route (the referral
+/// is held, no-route).
+using RouteLookup =
+    std::function<std::optional<RouteChoice>(std::string_view category, const RoutingKeys& keys)>;
 
 /// "72h" → 72 hours, "3d" → 3 days, "90m" → 90 minutes; nullopt for anything else (no zero, no
 /// other units, no spaces).

@@ -62,6 +62,7 @@ namespace {
 struct MappingSetup {
   std::shared_ptr<const mapping::MappingTables> tables;
   std::shared_ptr<const mapping::RoutingTable> routing;
+  std::shared_ptr<const mapping::ZipCountyCrosswalk> zip_counties;  ///< for routing by county
   mapping::ZipPolicy zips;
   std::string pseudonym_key;
   bool development_key = false;
@@ -75,6 +76,13 @@ Result<MappingSetup> load_mapping(const config::GatewayConfig& cfg) {
   auto routing = mapping::RoutingTable::load(cfg.schemas_dir / "routing", **tables);
   if (!routing) return fail(Error::config("schemas_dir", routing.error().message));
   setup.routing = *routing;
+  auto zip_counties = mapping::ZipCountyCrosswalk::load(cfg.zip_county_file());
+  if (!zip_counties) {
+    return fail(Error::config(
+        cfg.referrals.zip_county_file.empty() ? "schemas_dir" : "referrals.zip_county_file",
+        zip_counties.error().message));
+  }
+  setup.zip_counties = *zip_counties;
   auto zips = mapping::load_zip_policy(cfg.schemas_dir / "privacy" / "restricted-zip3.json");
   if (!zips) return fail(Error::config("schemas_dir", zips.error().message));
   setup.zips = std::move(*zips);
@@ -174,7 +182,9 @@ int run(const config::GatewayConfig& cfg) {
       identity::Pseudonymizer(mapping_setup->pseudonym_key, cfg.pseudonym.authority_aliases),
       mapping_setup->zips, registry);
   log::info("mapping.loaded", {{"instruments", mapping_setup->tables->instruments().size()},
-                               {"schemas_dir", cfg.schemas_dir.string()}});
+                               {"schemas_dir", cfg.schemas_dir.string()},
+                               {"zip_county_file", cfg.zip_county_file().string()},
+                               {"zip_county_zips", mapping_setup->zip_counties->size()}});
 
   auto store = store::SqliteStore::open(cfg.store_path(), cfg.store, &registry);
   if (!store) return startup_failed("store", store.error());
@@ -285,12 +295,10 @@ int run(const config::GatewayConfig& cfg) {
     return a != nullptr ? std::string(a->topic_or(cfg.kafka.topics.referral))
                         : cfg.kafka.topics.referral;
   };
-  const mapping::RouteLookup route =
-      [routing](std::string_view category, std::string_view zip3, std::string_view county,
-                std::optional<int> age) -> std::optional<std::pair<std::string, std::string>> {
-    auto match = routing->route(category, zip3, county, age);
-    if (!match) return std::nullopt;
-    return std::pair{match->agency->id, match->agency->name};
+  const mapping::RouteLookup route = [routing, crosswalk = mapping_setup->zip_counties](
+                                         std::string_view category,
+                                         const mapping::RoutingKeys& keys) {
+    return routing->choose(category, keys, crosswalk.get());
   };
 
   // Who each party is: an agency's answers count as the agency its connection proves to be.

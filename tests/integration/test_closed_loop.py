@@ -446,8 +446,9 @@ class ClosedLoop(unittest.TestCase):
         still = self.clinic.call("GET", "/fhir/Task?business-status=awaiting-consent&patient=Patient/" + patient).json()
         self.assertEqual(still["total"], 1)
 
-    def referral_without_agency(self, n, category):
-        """The shared transaction, as a new referral for `category` that names no agency."""
+    def referral_without_agency(self, n, category, postal_code=None):
+        """The shared transaction, as a new referral for `category` that names no agency (for a
+        family at `postal_code`, else the sample's ZIP 27701)."""
         with open(sample_path("bundle-transaction-screening-consent-referral.json")) as f:
             bundle = json.load(f)
         bundle["id"] = "tx-routing-%d" % n
@@ -463,6 +464,8 @@ class ClosedLoop(unittest.TestCase):
                 r.pop("code", None)
             if r["resourceType"] == "Task":
                 r.pop("owner", None)
+            if r["resourceType"] == "Patient" and postal_code:
+                r["address"][0]["postalCode"] = postal_code
         path = os.path.join(self.gw.dir, "routing-%d.json" % n)
         with open(path, "w") as f:
             json.dump(bundle, f)
@@ -479,6 +482,8 @@ class ClosedLoop(unittest.TestCase):
         self.assertEqual(len(on_topic), 1)
         self.assertEqual(on_topic[0]["data"]["agency"]["id"], "legal-aid-triangle")
         self.assertEqual(on_topic[0]["data"]["agency"]["topic"], "sdoh.referral.legal-aid-triangle")
+        # Chosen by routing: the route for anywhere; ZIP 27701 lies in Durham County alone.
+        self.assertEqual(on_topic[0]["data"]["routing"], {"area": "anywhere", "countyBasis": "zip-sole"})
         assert_valid_events([json.dumps(e) for e in on_topic])
         self.assertNotIn(routed, [k for k, _ in consume(self.gw.bootstrap, "sdoh.referral.v1")])
         task = self.clinic.call("GET", "/fhir/Task/" + routed).json()
@@ -497,6 +502,22 @@ class ClosedLoop(unittest.TestCase):
         wait_for(lambda: re.search(held_count, self.gw.get("/metrics")[1]), 30, "the held referral's count")
         found = self.clinic.call("GET", "/fhir/Task?business-status=no-route").json()
         self.assertIn(held, [e["resource"]["id"] for e in found["entry"] if e["search"]["mode"] == "match"])
+
+    def test_fhir_referral_routes_by_the_county_of_its_zip(self):
+        # Food for an infant in ZIP 27516 (Chapel Hill: 83% of its land in Orange County, 17% in
+        # Chatham). A FHIR address has no county: the Census crosswalk gives Orange, whose WIC
+        # route wins over the food bank's ZIP3 275 route.
+        routed = self.referral_without_agency(3, "food-insecurity", postal_code="27516-4012")
+        events = [json.loads(v) for k, v in consume(self.gw.bootstrap, "sdoh.referral.v1", 1)
+                  if k == routed]
+        self.assertEqual(len(events), 1)
+        data = events[0]["data"]
+        self.assertEqual(data["agency"]["id"], "wic-orange")
+        self.assertEqual(data["routing"], {"area": "county", "countyBasis": "zip-largest-share"})
+        self.assertEqual(data["patient"]["zip3"], "275")
+        assert_valid_events([json.dumps(e) for e in events])
+        task = self.clinic.call("GET", "/fhir/Task/" + routed).json()
+        self.assertEqual(task["owner"]["reference"], "Organization/wic-orange")
 
     def test_hl7_referral_left_unanswered_turns_overdue_once(self):
         out = run(["mllp_send", "--loose", "--file", os.path.join(SAMPLES, "hl7v2", "ref-i12-home-visiting.hl7"),

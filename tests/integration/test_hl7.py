@@ -545,6 +545,28 @@ class Hl7Referrals(unittest.TestCase):
         self.assertEqual(self.task_for("REF-ROUTE-1")["owner"]["reference"], "Organization/wic-durham")
         self.assertEqual(self.task_for("REF-ROUTE-2")["owner"]["reference"], "Organization/ei-durham")
 
+    def test_ref_without_a_county_routes_by_the_county_of_its_zip(self):
+        # Food for a child of 6 months in ZIP 27516 (83% of its land in Orange County, in ZIP3
+        # 275). Without PID-11.9 the Census crosswalk gives Orange County: Orange's WIC. With
+        # Durham's FIPS code in PID-11.9, the sender's county is used as given.
+        answers = mllp_exchange(self.gw.mllp_address, [
+            self.ref_naming_no_agency(b"COUNTY-1", b"REF-COUNTY-1",
+                                      [(b"^NC^27701^USA|", b"^NC^27516^USA|")]),
+            self.ref_naming_no_agency(b"COUNTY-2", b"REF-COUNTY-2",
+                                      [(b"^NC^27701^USA|", b"^NC^27516^USA^^^37063|")]),
+        ])
+        self.assertEqual([hl7_field(a, "MSA", 1) for a in answers], ["AA", "AA"])
+        by_zip = self.wait_for("sdoh.referral.v1",
+                               lambda e: e["data"]["clinicReferralNumber"]["value"] == "REF-COUNTY-1")
+        self.assertEqual(len(by_zip), 1)
+        self.assertEqual(by_zip[0][1]["data"]["agency"]["id"], "wic-orange")
+        self.assertEqual(by_zip[0][1]["data"]["routing"], {"area": "county", "countyBasis": "zip-largest-share"})
+        by_address = self.wait_for("sdoh.referral.v1",
+                                   lambda e: e["data"]["clinicReferralNumber"]["value"] == "REF-COUNTY-2")
+        self.assertEqual(len(by_address), 1)
+        self.assertEqual(by_address[0][1]["data"]["agency"]["id"], "wic-durham")
+        self.assertEqual(by_address[0][1]["data"]["routing"], {"area": "county", "countyBasis": "address"})
+
     def test_ref_with_no_route_is_held_and_its_task_says_so(self):
         # No route lists ZIP3 900: accepted, held, reported; no agency gets a referral event.
         ref = self.ref_naming_no_agency(b"HELD-1", b"REF-HELD-1", [(b"^NC^27701^USA|", b"^CA^90001^USA|")])

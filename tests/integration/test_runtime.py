@@ -230,6 +230,18 @@ class ConfigCommandLine(unittest.TestCase):
         self.assertIn("kafka.properties.sasl.password", out.stderr)
         self.assertIn("SDOH_IT_NOT_SET is not set", out.stderr)
 
+    def test_check_config_names_the_bad_line_of_the_zip_county_file(self):
+        crosswalk = self.write("zcta,county_fips,land_share\n27514,37135,1.0000\n27516,135,0.8348\n")
+        path = self.write("schemas_dir: %s\nreferrals: { zip_county_file: %s }\n" % (SCHEMAS, crosswalk))
+        out = run([BINARY, "--check-config", path])
+        self.assertEqual(out.returncode, 2)
+        self.assertIn("referrals.zip_county_file", out.stderr)
+        self.assertIn(crosswalk + ": line 3: county_fips \"135\" is not a 5-digit county FIPS code", out.stderr)
+        missing = self.write("schemas_dir: %s\nreferrals: { zip_county_file: /nonexistent/zcta.csv }\n" % SCHEMAS)
+        out = run([BINARY, "--check-config", missing])
+        self.assertEqual(out.returncode, 2)
+        self.assertIn("/nonexistent/zcta.csv: cannot read the file", out.stderr)
+
     def test_check_config_accepts_the_shipped_configs(self):
         for name in ("dev.yaml", "reference.yaml"):
             out = run([BINARY, "--check-config", os.path.join("deploy", "config", name)], cwd=SOURCE_DIR)

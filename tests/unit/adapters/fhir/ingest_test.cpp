@@ -617,13 +617,16 @@ class ScreeningReferral : public FhirIngestTest {
  protected:
   ScreeningReferral() {
     ctx_.refer_from_screening = true;
-    ctx_.route = [this](
-                     std::string_view category, std::string_view zip3, std::string_view,
-                     std::optional<int> age) -> std::optional<std::pair<std::string, std::string>> {
-      routed_.push_back(std::string(category) + "|" + std::string(zip3) + "|" +
-                        (age ? std::to_string(*age) : "?"));
+    ctx_.route = [this](std::string_view category,
+                        const mapping::RoutingKeys& keys) -> std::optional<mapping::RouteChoice> {
+      routed_.push_back(std::string(category) + "|" + keys.zip3 + "|" + keys.zip + "|" +
+                        keys.county_fips + "|" +
+                        (keys.age_months ? std::to_string(*keys.age_months) : "?"));
       if (!route_found_) return std::nullopt;
-      return std::pair<std::string, std::string>{"ccrr-durham", "Durham Child Care R&R"};
+      // As routing finds it for ZIP 27701, which lies in Durham County alone.
+      return mapping::RouteChoice{"ccrr-durham",
+                                  "Durham Child Care R&R",
+                                  {mapping::AreaLevel::kCounty, mapping::CountyBasis::kZipSole}};
     };
   }
 
@@ -669,12 +672,16 @@ TEST_F(ScreeningReferral, AssistanceRequestedOpensARoutedReferralWithItsTask) {
   ASSERT_EQ(events.count("org.sdoh.referral.v1"), 1u);
   EXPECT_EQ(events.count("org.sdoh.referral.status.v1"), 1u);
   ASSERT_EQ(routed_.size(), 1u);
-  EXPECT_EQ(routed_[0], "employment-status|277|6");  // born 2026-05-01, screened 2026-11-20
+  // The Patient's whole ZIP and no county (a FHIR Address has none); born 2026-05-01,
+  // screened 2026-11-20.
+  EXPECT_EQ(routed_[0], "employment-status|277|27701||6");
   const auto& e = events.find("org.sdoh.referral.v1")->second;
   ASSERT_EQ(r->referrals.size(), 1u);
   const auto& ref = r->referrals[0];
   EXPECT_EQ(data_field(e, "/data/category"), "employment-status");
   EXPECT_EQ(data_field(e, "/data/agency/id"), "ccrr-durham");
+  EXPECT_EQ(data_field(e, "/data/routing/area"), "county");
+  EXPECT_EQ(data_field(e, "/data/routing/countyBasis"), "zip-sole");
   EXPECT_EQ(data_field(e, "/data/consent/status"), "active");
   EXPECT_EQ(data_field(e, "/data/contact/phone"), "+19195551234");
   EXPECT_EQ(data_field(e, "/data/businessStatus"), "<null>");

@@ -193,23 +193,20 @@ class Hl7PipelineTest : public ::testing::Test {
     pipeline_ = std::make_unique<Hl7Pipeline>(*mapper_, store_, options, *pipeline_registry_);
   }
 
-  // The shipped routing (schemas/routing/routing.json), wired as runtime.cpp wires it; every
-  // question the pipeline asks it is kept in route_calls_.
+  // The shipped routing (schemas/routing/routing.json), wired as runtime.cpp wires it but without
+  // the ZIP-to-county crosswalk, so that a county comes only from PID-11.9/PID-12 here (the
+  // crosswalk has its own tests, and tests/integration/test_hl7.py runs both); every question the
+  // pipeline asks it is kept in route_calls_.
   void configure_shipped_routing() {
     auto tables = mapping::MappingTables::load(kSchemas / "mappings");
     ASSERT_TRUE(tables);
     auto routing = mapping::RoutingTable::load(kSchemas / "routing", **tables);
     ASSERT_TRUE(routing) << routing.error().message;
     routing_ = *routing;
-    configure({},
-              [this](std::string_view category, std::string_view zip3, std::string_view county,
-                     std::optional<int> age) -> std::optional<std::pair<std::string, std::string>> {
-                route_calls_.push_back(
-                    {std::string(category), std::string(zip3), std::string(county), age});
-                auto match = routing_->route(category, zip3, county, age);
-                if (!match) return std::nullopt;
-                return std::pair{match->agency->id, match->agency->name};
-              });
+    configure({}, [this](std::string_view category, const mapping::RoutingKeys& keys) {
+      route_calls_.push_back({std::string(category), keys.zip3, keys.county_fips, keys.age_months});
+      return routing_->choose(category, keys, nullptr);
+    });
   }
 
   std::string send(std::string message) {

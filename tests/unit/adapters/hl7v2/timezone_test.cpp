@@ -56,12 +56,29 @@ TEST(TimeZone, SkippedLocalTimeMovesForwardByTheGap) {
   EXPECT_EQ(ny.to_utc(local(2026, 3, 8, 2, 30)), utc(2026, 3, 8, 7, 30));
 }
 
+TEST(TimeZone, AfterTheLastTransitionGapsAndOverlapsFollowTheRule) {
+  // Debian's zone files list transitions up to 2037; in 2051 only the footer rule knows that
+  // 02:30 on 12 March is skipped and 01:30 on 5 November happens twice.
+  auto ny = zone("America/New_York");
+  EXPECT_EQ(ny.to_utc(local(2051, 3, 12, 2, 30)), utc(2051, 3, 12, 7, 30));
+  EXPECT_EQ(ny.to_utc(local(2051, 11, 5, 1, 30)), utc(2051, 11, 5, 5, 30));
+  EXPECT_EQ(ny.to_utc(local(2051, 7, 1, 12, 0)), utc(2051, 7, 1, 16, 0));
+}
+
+TEST(TimeZone, AZoneWithoutDaylightSavingHasOneOffset) {
+  auto kolkata = zone("Asia/Kolkata");
+  EXPECT_EQ(kolkata.offset_at(utc(2026, 1, 15, 0, 0)), chrono::hours(5) + chrono::minutes(30));
+  EXPECT_EQ(kolkata.offset_at(utc(2060, 7, 15, 0, 0)), chrono::hours(5) + chrono::minutes(30));
+  EXPECT_EQ(zone("UTC").offset_at(utc(2026, 7, 15, 0, 0)), chrono::seconds(0));
+}
+
 TEST(TimeZone, UnknownZoneIsAConfigErrorNamingIt) {
   auto z = TimeZone::load("Mars/Olympus_Mons");
   ASSERT_FALSE(z);
   EXPECT_EQ(z.error().kind, ErrorKind::kConfig);
   EXPECT_NE(z.error().message.find("Mars/Olympus_Mons"), std::string::npos);
   EXPECT_FALSE(TimeZone::load("../../etc/passwd"));
+  EXPECT_FALSE(TimeZone::load(""));
 }
 
 TEST(DtmToRfc3339, SenderOffsetIsKeptAsSent) {

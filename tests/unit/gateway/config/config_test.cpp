@@ -462,6 +462,15 @@ TEST(Config, UnknownTimeZoneIsNamed) {
             "mllp.hl7.senders.X.timezone");
 }
 
+TEST(Config, TheZipCountyCrosswalkIsTheShippedOneUnlessNamed) {
+  auto shipped = parse_config("schemas_dir: /opt/schemas\n");
+  ASSERT_TRUE(shipped) << shipped.error().to_string();
+  EXPECT_EQ(shipped->zip_county_file(), "/opt/schemas/geo/zcta-county.csv");
+  auto own = parse_config("referrals: { zip_county_file: /etc/sdoh/hud-zip-county.csv }\n");
+  ASSERT_TRUE(own) << own.error().to_string();
+  EXPECT_EQ(own->zip_county_file(), "/etc/sdoh/hud-zip-county.csv");
+}
+
 TEST(Config, UnknownConsentPolicyListsTheChoices) {
   auto issue = only_issue("mllp: { hl7: { senders: { X: { contact_consent: always } } } }");
   EXPECT_EQ(issue.path, "mllp.hl7.senders.X.contact_consent");

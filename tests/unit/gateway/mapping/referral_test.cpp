@@ -77,6 +77,28 @@ TEST_F(ReferralMapperTest, ActiveConsentCarriesContactAndNote) {
   EXPECT_STREQ(d["note"].GetString(), "call after 5pm");
 }
 
+TEST_F(ReferralMapperTest, ANamedAgencyHasNoRouting) {
+  auto m = ReferralMapper(*screenings_).map(referral());
+  ASSERT_TRUE(m);
+  EXPECT_FALSE(data_of(*m).HasMember("routing"));
+}
+
+TEST_F(ReferralMapperTest, ARoutedReferralSaysHowItWasRoutedButNotWhere) {
+  auto r = referral();
+  r.postal_code = "27516";
+  r.county_fips = "37135";
+  r.routed = RoutingBasis{AreaLevel::kCounty, CountyBasis::kAddress};
+  auto m = ReferralMapper(*screenings_).map(r);
+  ASSERT_TRUE(m);
+  auto d = data_of(*m);
+  ASSERT_TRUE(d.HasMember("routing"));
+  EXPECT_STREQ(d["routing"]["area"].GetString(), "county");
+  EXPECT_STREQ(d["routing"]["countyBasis"].GetString(), "address");
+  EXPECT_EQ(m->data.find("37135"), std::string::npos);  // the county itself never leaves
+  EXPECT_EQ(m->data.find("27516"), std::string::npos);
+  EXPECT_STREQ(d["patient"]["zip3"].GetString(), "275");
+}
+
 TEST_F(ReferralMapperTest, APhoneTheSchemaWouldRefuseIsLeftOut) {
   auto r = referral();
   r.consent.status = ConsentStatus::kActive;
@@ -302,6 +324,11 @@ TEST(RoutingKeys, RealZip3NotTheSafeHarborOne) {
   EXPECT_EQ(keys_of("03601", "", "").zip3, "036");  // restricted: events say "000"
   EXPECT_EQ(keys_of("K1A 0B1", "", "").zip3, "");
   EXPECT_EQ(keys_of("27", "", "").zip3, "");
+}
+
+TEST(RoutingKeys, TheWholeZipForTheCountyCrosswalk) {
+  EXPECT_EQ(keys_of("27516-4012", "", "").zip, "27516-4012");
+  EXPECT_EQ(keys_of("", "", "").zip, "");
 }
 
 TEST(RoutingKeys, CountyOnlyAsAFiveDigitFipsCode) {

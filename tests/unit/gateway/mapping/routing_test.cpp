@@ -106,6 +106,68 @@ TEST_F(ShippedRouting, ANeedNoAgencyServesIsHeld) {
   EXPECT_EQ(table_->route("food-insecurity", "100", "36061", 10), std::nullopt);
 }
 
+// A referral's keys: routing by county when the sender gives none (FHIR; HL7 without PID-11.9)
+// takes the county from the ZIP through the shipped Census crosswalk.
+class ShippedRoutingByZip : public ShippedRouting {
+ protected:
+  static void SetUpTestSuite() {
+    ShippedRouting::SetUpTestSuite();
+    auto loaded = ZipCountyCrosswalk::load(kSchemas / "geo" / "zcta-county.csv");
+    ASSERT_TRUE(loaded) << loaded.error().message;
+    crosswalk_ = *loaded;
+  }
+  static std::optional<RouteChoice> choose(std::string zip, std::string county, int age) {
+    RoutingKeys keys{zip.substr(0, 3), zip, county, age};
+    return table_->choose("food-insecurity", keys, crosswalk_.get());
+  }
+  static std::shared_ptr<const ZipCountyCrosswalk> crosswalk_;
+};
+std::shared_ptr<const ZipCountyCrosswalk> ShippedRoutingByZip::crosswalk_;
+
+TEST_F(ShippedRoutingByZip, AZipInOneCountyRoutesByThatCounty) {
+  // Chapel Hill, Orange County only; by its ZIP3 (275) alone it would go to the food bank.
+  auto c = choose("27514", "", 10);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->agency_id, "wic-orange");
+  EXPECT_EQ(c->agency_name, "Orange County WIC");
+  EXPECT_EQ(c->basis, (RoutingBasis{AreaLevel::kCounty, CountyBasis::kZipSole}));
+}
+
+TEST_F(ShippedRoutingByZip, AZipSpanningCountiesRoutesByTheLargestShare) {
+  auto c = choose("27516-4012", "", 10);  // 83% Orange, 17% Chatham
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->agency_id, "wic-orange");
+  EXPECT_EQ(c->basis, (RoutingBasis{AreaLevel::kCounty, CountyBasis::kZipLargestShare}));
+}
+
+TEST_F(ShippedRoutingByZip, TheSendersCountyIsUsedAsGiven) {
+  auto c = choose("27705", "37135", 10);  // 53% Durham, 47% Orange: the sender says Orange
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->agency_id, "wic-orange");
+  EXPECT_EQ(c->basis, (RoutingBasis{AreaLevel::kCounty, CountyBasis::kAddress}));
+}
+
+TEST_F(ShippedRoutingByZip, AZipSpanningCountiesGoesToTheLargestEvenWhenCloseRun) {
+  auto c = choose("27705", "", 10);  // 53% Durham, 47% Orange
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->agency_id, "wic-durham");
+  EXPECT_EQ(c->basis, (RoutingBasis{AreaLevel::kCounty, CountyBasis::kZipLargestShare}));
+}
+
+TEST_F(ShippedRoutingByZip, ACountyNoRouteNamesFallsBackToTheZip3) {
+  auto c = choose("27517", "", 10);  // mostly Chatham County, which no route names; ZIP3 275
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->agency_id, "triangle-food-bank");
+  EXPECT_EQ(c->basis, (RoutingBasis{AreaLevel::kZip3, CountyBasis::kZipLargestShare}));
+}
+
+TEST_F(ShippedRoutingByZip, AZipWithoutAZctaRoutesByTheZip3) {
+  auto c = choose("27702", "", 10);  // Durham PO boxes
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->agency_id, "wic-durham");
+  EXPECT_EQ(c->basis, (RoutingBasis{AreaLevel::kZip3, CountyBasis::kNone}));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Scratch routing files
 
