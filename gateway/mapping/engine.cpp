@@ -197,7 +197,7 @@ AnswerResult score_status(const DomainAcc& d, const DomainRule& rule, const Inst
   if (d.points >= rule.threshold) return AnswerResult::kPositive;
   std::size_t expected = 0;
   for (const auto& item : ins.items) {
-    if (item.category == rule.category && !item.derived && !item.assistance) ++expected;
+    if (item.category == rule.category && !item.derived && item.screens()) ++expected;
   }
   if (d.answered_codes.size() >= expected && !d.any_declined) return AnswerResult::kNegative;
   if (d.any_declined && d.answered_codes.empty()) return AnswerResult::kDeclined;
@@ -344,7 +344,8 @@ Result<MappedScreening> ScreeningMapper::evaluate(const NormalizedScreening& s) 
           }
         }
       }
-      continue;
+      // A help question whose answers also screen (AHC 96780-2) counts toward its category.
+      if (!rule->screens()) continue;
     }
     std::vector<std::string> declined_in;
     for (const auto& a : item.answers) {
