@@ -376,6 +376,22 @@ TEST_F(FhirIngestTest, FinalMemberObservationWithoutValueIsUnanswered) {
   EXPECT_EQ(data_field(e, "/data/domains/0/status"), "negative");
 }
 
+TEST_F(FhirIngestTest, FinalObservationWithoutValueIsAScreeningWithOneUnansweredQuestion) {
+  auto r = post(R"({"resourceType":"Observation","status":"final",
+    "code":{"coding":[{"system":"http://loinc.org","code":"88122-7"}]},
+    "subject":{"identifier":{"system":"urn:mrn","value":"M1"}},"performer":[{"reference":"Practitioner/p"}],
+    "effectiveDateTime":"2026-11-20",
+    "dataAbsentReason":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/data-absent-reason","code":"asked-unknown"}]}})",
+                "Observation");
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  auto events = checked(r->commit.events);
+  ASSERT_EQ(events.count("org.sdoh.screening.v1"), 1u);
+  const auto& e = events.find("org.sdoh.screening.v1")->second;
+  EXPECT_EQ(data_field(e, "/data/unanswered/0/code"), "88122-7");
+  EXPECT_EQ(data_field(e, "/data/unanswered/0/category"), "food-insecurity");
+  EXPECT_EQ(data_field(e, "/data/domains/0/status"), "<absent>");
+}
+
 class TransactionSample : public FhirIngestTest {
  protected:
   std::expected<FhirIngest, FhirRejection> post_sample() {
