@@ -397,7 +397,7 @@ void Ingestor::map_questionnaire_response(Entry& e) {
   if (patient.state != PatientInfo::State::kResolved) return;
   if (q.items.empty()) {
     e.issues.push_back(Issue::warning(IssueType::kProcessing, e.root + ".item",
-                                      "no answered items: stored, no screening event"));
+                                      "no question items: stored, no screening event"));
     return;
   }
   auto s = screening_base(patient, e, message_id_of(q.identifier, q.id, key_, e.index));
@@ -468,12 +468,14 @@ void Ingestor::map_observation(Entry& e) {
             "is not in the screening event"));
         continue;
       }
-      auto item = item_of(std::get<Observation>(res->resource));
-      if (!item.answers.empty()) s.items.push_back(std::move(item));
+      // A final member with no value was asked and not answered: the engine records it.
+      s.items.push_back(item_of(std::get<Observation>(res->resource)));
     }
-  } else if (o.value) {
-    s.items.push_back(item_of(o));
+  } else if (o.value || !o.question().value_or(mapping::Coding{}).code.empty()) {
+    s.items.push_back(item_of(o));  // with no value: asked, not answered (when final)
   }
+  // Members with no value that are not final (still in progress, withdrawn) say nothing.
+  std::erase_if(s.items, [](const auto& i) { return i.answers.empty() && !i.unanswered(); });
   if (s.items.empty()) {
     e.issues.push_back(Issue::warning(IssueType::kProcessing, e.root,
                                       "no answer (value[x] or answered members): stored, no "

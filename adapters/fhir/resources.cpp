@@ -356,7 +356,12 @@ void read_items(Reader& r, const Json& parent, const std::string& path,
         read_items(r, ans, pa, out);  // items nested under an answer
       }
     }
-    if (!a.answers.empty()) out.push_back(std::move(a));
+    // A question item with no answer was asked and not answered: kept, for the screening
+    // event's `unanswered` list. An item with items of its own is a group, not a question.
+    const auto* children = Reader::get(item, "item");
+    const bool group = children != nullptr && children->IsArray() && !children->Empty();
+    if (!a.answers.empty() || (!group && Reader::get(item, "answer") == nullptr))
+      out.push_back(std::move(a));
     read_items(r, item, pi, out);  // a group's items
   }
 }

@@ -87,7 +87,10 @@ struct QuestionnaireResponse {
   Reference subject;
   std::string authored;
   Reference author;
-  std::vector<QuestionnaireAnswerItem> items;  ///< answered items, nested groups flattened
+  /// Question items, nested groups flattened: answered ones, and ones with no answer and no
+  /// items of their own (asked, not answered; or a display item, which the mapping engine tells
+  /// apart by its code). Group items are not in the list.
+  std::vector<QuestionnaireAnswerItem> items;
 };
 
 struct Observation {

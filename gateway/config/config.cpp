@@ -710,6 +710,20 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     m.secret("token", cfg.admin.token);
     m.finish();
   }
+  {
+    auto m = top.child("mapping");
+    m.choice("assistance_policy", cfg.mapping.assistance_policy, {"none", "positive-domain"});
+    auto senders = m.child("assistance_policy_by_sender");
+    for (auto& [sender, node] : senders.entries()) {
+      if (!node.IsScalar() || (node.Scalar() != "none" && node.Scalar() != "positive-domain")) {
+        senders.issue(node, senders.path() + "." + sender,
+                      "expected none or positive-domain, got " + node_kind(node));
+        continue;
+      }
+      cfg.mapping.assistance_policy_by_sender[sender] = node.Scalar();
+    }
+    m.finish();
+  }
   read_fhir(top.child("fhir"), cfg.fhir);
   read_parties(top.child("parties"), cfg.parties);
   {

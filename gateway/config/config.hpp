@@ -241,6 +241,18 @@ struct ReferralsConfig {
   std::filesystem::path zip_county_file;
 };
 
+/// Mapping screenings to events (mapping.*).
+struct MappingConfig {
+  /// Whether a positive domain counts as the family's request for help, for screenings whose
+  /// instrument has no help question of its own or whose help question was not answered:
+  /// "none" (the default: only the family's own answer, or a referral the clinic sends, opens a
+  /// referral) or "positive-domain" (the clinic's policy: it asks about help in the visit and
+  /// screens positive only families who want it).
+  std::string assistance_policy = "none";
+  /// The same per sender (HL7 "MSH-3^MSH-4", FHIR client id), overriding the default.
+  std::map<std::string, std::string> assistance_policy_by_sender;
+};
+
 /// One party the gateway deals with (parties.<id>): a clinic that sends, or an agency that
 /// answers about its referrals. Who a connection is comes from here, never from what a message
 /// says about itself: an agency's RRI^I12 over MLLP is accepted only from a connection that is
@@ -282,6 +294,7 @@ struct GatewayConfig {
   PseudonymConfig pseudonym;
   FhirConfig fhir;
   ReferralsConfig referrals;
+  MappingConfig mapping;
   std::vector<PartyConfig> parties;
 
   bool dev_mode() const { return mode == "dev"; }

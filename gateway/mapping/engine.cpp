@@ -29,6 +29,17 @@ std::string_view to_string(ResultStatus s) {
   return "final";
 }
 
+AssistancePolicy::Rule AssistancePolicy::rule_for(std::string_view sender) const {
+  if (auto it = by_sender.find(sender); it != by_sender.end()) return it->second;
+  return default_rule;
+}
+
+std::optional<AssistancePolicy::Rule> AssistancePolicy::parse(std::string_view text) {
+  if (text == "none") return Rule::kNone;
+  if (text == "positive-domain") return Rule::kPositiveDomainRequestsHelp;
+  return std::nullopt;
+}
+
 std::string ZipPolicy::zip3(std::string_view postal_code) const {
   // US ZIP or ZIP+4 only; anything else (a foreign postcode) yields no area.
   if (postal_code.size() != 5 && !(postal_code.size() == 10 && postal_code[5] == '-')) return {};
@@ -172,6 +183,7 @@ struct DomainAcc {
   bool any_positive = false, any_negative = false, any_declined = false, any_other = false;
   int points = 0;
   std::optional<bool> assistance;
+  bool by_policy = false;  // assistance from the clinic's policy, not the family's answer
 };
 
 AnswerResult any_positive_status(const DomainAcc& d) {
@@ -185,7 +197,7 @@ AnswerResult score_status(const DomainAcc& d, const DomainRule& rule, const Inst
   if (d.points >= rule.threshold) return AnswerResult::kPositive;
   std::size_t expected = 0;
   for (const auto& item : ins.items) {
-    if (item.category == rule.category && !item.derived && !item.assistance) ++expected;
+    if (item.category == rule.category && !item.derived && item.screens()) ++expected;
   }
   if (d.answered_codes.size() >= expected && !d.any_declined) return AnswerResult::kNegative;
   if (d.any_declined && d.answered_codes.empty()) return AnswerResult::kDeclined;
@@ -245,6 +257,10 @@ ScreeningMapper::ScreeningMapper(std::shared_ptr<const MappingTables> tables,
       unknown_answers_(registry.counter(
           "sdoh_mapping_unknown_answers_total",
           "Answers to known questions that the tables do not list (result unknown).",
+          {"instrument"})),
+      unanswered_(registry.counter(
+          "sdoh_mapping_unanswered_items_total",
+          "Questions asked and not answered (final status, no answer; kept as `unanswered`).",
           {"instrument"})) {}
 
 Result<MappedScreening> ScreeningMapper::map(const NormalizedScreening& s) const {
@@ -254,6 +270,7 @@ Result<MappedScreening> ScreeningMapper::map(const NormalizedScreening& s) const
   if (out->unmapped_items > 0) unmapped_.with({out->instrument_id}).inc(out->unmapped_items);
   if (out->unknown_answers > 0)
     unknown_answers_.with({out->instrument_id}).inc(out->unknown_answers);
+  if (out->unanswered_items > 0) unanswered_.with({out->instrument_id}).inc(out->unanswered_items);
   return out;
 }
 
@@ -266,7 +283,7 @@ Result<MappedScreening> ScreeningMapper::evaluate(const NormalizedScreening& s) 
   if (s.items.empty()) {
     Location where;
     where.expression = "items";
-    return fail(Error::invalid(where, "the screening has no answers"));
+    return fail(Error::invalid(where, "the screening has no questions"));
   }
 
   // Which instrument: the questionnaire, else the panel, else the first question a table knows.
@@ -287,10 +304,13 @@ Result<MappedScreening> ScreeningMapper::evaluate(const NormalizedScreening& s) 
     for (auto& d : domains) {
       if (d.category == category) return d;
     }
-    domains.push_back(DomainAcc{category, {}, {}, false, false, false, false, 0, std::nullopt});
+    domains.push_back(
+        DomainAcc{category, {}, {}, false, false, false, false, 0, std::nullopt, false});
     return domains.back();
   };
   std::vector<const ItemResponse*> unmapped;
+  // Asked, not answered: the item and the category its table gives it (empty when none does).
+  std::vector<std::pair<const ItemResponse*, std::string>> unanswered;
   std::vector<std::pair<const AssistanceRule*, bool>> assistance;
   bool corrected = false;
 
@@ -301,6 +321,14 @@ Result<MappedScreening> ScreeningMapper::evaluate(const NormalizedScreening& s) 
     if (ins != nullptr) {
       rule = ins->item(item.question.system, item.question.code);
       if (rule == nullptr && !item.link_id.empty()) rule = ins->item_by_link_id(item.link_id);
+    }
+    if (item.answers.empty()) {
+      // A FHIR item with neither a code nor a linkId a table knows cannot be told from a
+      // display item (R4 QuestionnaireResponse items carry no type), so it is not recorded.
+      if (item.unanswered() && (rule != nullptr || !item.question.code.empty())) {
+        unanswered.emplace_back(&item, rule != nullptr ? rule->category : std::string());
+      }
+      continue;
     }
     if (rule == nullptr) {
       unmapped.push_back(&item);
@@ -316,7 +344,8 @@ Result<MappedScreening> ScreeningMapper::evaluate(const NormalizedScreening& s) 
           }
         }
       }
-      continue;
+      // A help question whose answers also screen (AHC 96780-2) counts toward its category.
+      if (!rule->screens()) continue;
     }
     std::vector<std::string> declined_in;
     for (const auto& a : item.answers) {
@@ -362,6 +391,22 @@ Result<MappedScreening> ScreeningMapper::evaluate(const NormalizedScreening& s) 
     } else {
       for (const auto& c : rule->categories)
         domain(c).assistance = requested;
+    }
+  }
+
+  auto status_of = [ins](const DomainAcc& d) {
+    const auto* rule = ins != nullptr ? ins->domain(d.category) : nullptr;
+    return rule != nullptr && rule->kind == DomainRuleKind::kScoreAtLeast
+               ? score_status(d, *rule, *ins)
+               : any_positive_status(d);
+  };
+  // The clinic's policy, where the family's own answer to a help question is missing.
+  if (policy_.rule_for(s.sender) == AssistancePolicy::Rule::kPositiveDomainRequestsHelp) {
+    for (auto& d : domains) {
+      if (!d.assistance && status_of(d) == AnswerResult::kPositive) {
+        d.assistance = true;
+        d.by_policy = true;
+      }
     }
   }
 
@@ -412,17 +457,15 @@ Result<MappedScreening> ScreeningMapper::evaluate(const NormalizedScreening& s) 
   w.Key("domains");
   w.StartArray();
   for (const auto& d : domains) {
-    const auto* rule = ins != nullptr ? ins->domain(d.category) : nullptr;
-    const auto status = rule != nullptr && rule->kind == DomainRuleKind::kScoreAtLeast
-                            ? score_status(d, *rule, *ins)
-                            : any_positive_status(d);
-    out.domains.push_back({d.category, status, d.assistance});
+    const auto status = status_of(d);
+    out.domains.push_back({d.category, status, d.assistance, d.by_policy});
     w.StartObject();
     write_str(w, "category", d.category);
     write_str(w, "status", to_string(status));
     w.Key("assistanceRequested");
     if (d.assistance) {
       w.Bool(*d.assistance);
+      write_str(w, "assistanceBasis", d.by_policy ? "clinic-policy" : "question");
     } else {
       w.Null();
     }
@@ -460,6 +503,20 @@ Result<MappedScreening> ScreeningMapper::evaluate(const NormalizedScreening& s) 
   }
   w.EndArray();
   out.unmapped_items = unmapped.size();
+
+  w.Key("unanswered");
+  w.StartArray();
+  for (const auto& [item, category] : unanswered) {
+    w.StartObject();
+    write_str(w, "code", item->question.code);
+    write_opt_str(w, "system", item->question.system);
+    write_opt_str(w, "display", item->question.display);
+    write_opt_str(w, "linkId", item->link_id);
+    write_opt_str(w, "category", category);
+    w.EndObject();
+  }
+  w.EndArray();
+  out.unanswered_items = unanswered.size();
 
   const auto zip3 = zips_.zip3(s.postal_code);
   if (!s.race.empty() || !s.ethnicity.empty() || s.language || !zip3.empty()) {

@@ -3,6 +3,7 @@
 // an org.sdoh.screening.v1 event, driven by the mapping tables. Both adapters call it.
 // Items the tables do not know are kept in the event as `unmapped` and counted, never dropped.
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,6 +22,21 @@ struct DomainOutcome {
   std::string category;
   AnswerResult status = AnswerResult::kUnknown;
   std::optional<bool> assistance_requested;
+  bool by_clinic_policy =
+      false;  ///< assistance_requested came from AssistancePolicy, not a question
+};
+
+/// A clinic's rule for instruments that carry no help question of their own (or whose help
+/// question was not answered): whether a positive domain counts as the family's request for
+/// help. Off unless the operator configures it (mapping.assistance_policy), per sender.
+struct AssistancePolicy {
+  enum class Rule { kNone, kPositiveDomainRequestsHelp };
+  Rule default_rule = Rule::kNone;
+  std::map<std::string, Rule, std::less<>> by_sender;  ///< NormalizedScreening::sender → rule
+
+  Rule rule_for(std::string_view sender) const;
+  /// "none" | "positive-domain" → the rule; nullopt for anything else.
+  static std::optional<Rule> parse(std::string_view text);
 };
 
 struct MappedScreening {
@@ -29,8 +45,9 @@ struct MappedScreening {
   std::string instrument_id;  ///< "unknown" when no table matched
   std::vector<DomainOutcome> domains;
   std::size_t unmapped_items = 0;
-  std::size_t unknown_answers = 0;  ///< known questions with answers the tables do not list
-  std::string data;                 ///< the event's data object as JSON text
+  std::size_t unknown_answers = 0;   ///< known questions with answers the tables do not list
+  std::size_t unanswered_items = 0;  ///< questions asked (final/corrected) with no answer
+  std::string data;                  ///< the event's data object as JSON text
 };
 
 /// 3-digit ZIP areas with fewer than 20,000 people, which HIPAA Safe Harbor replaces with "000".
@@ -58,7 +75,8 @@ class ScreeningMapper {
                   metrics::Registry& registry);
 
   /// Fails (kInvalid, with `where.expression` naming the field) only when the screening cannot
-  /// be an event at all: no patient identifier, or no answers.
+  /// be an event at all: no patient identifier, or no items. A screening whose only items were
+  /// asked and not answered is an event: its `unanswered` list says so.
   Result<MappedScreening> map(const NormalizedScreening& screening) const;
 
   /// The same mapping without counting it in the screening metrics: for answers that support
@@ -79,15 +97,19 @@ class ScreeningMapper {
     known_ = std::move(known);
   }
   const ZipPolicy& zip_policy() const { return zips_; }
+  /// Set once at start-up, before any message is mapped.
+  void set_assistance_policy(AssistancePolicy policy) { policy_ = std::move(policy); }
 
  private:
   std::shared_ptr<const MappingTables> tables_;
   identity::Pseudonymizer pseudonymizer_;
   ZipPolicy zips_;
   std::function<bool(const std::string&)> known_;
+  AssistancePolicy policy_;
   metrics::Family<metrics::Counter>& screenings_;
   metrics::Family<metrics::Counter>& unmapped_;
   metrics::Family<metrics::Counter>& unknown_answers_;
+  metrics::Family<metrics::Counter>& unanswered_;
 };
 
 /// The screeningId for a source message and position (deterministic, 32 hex).

@@ -25,11 +25,21 @@ struct AnswerValue {
   std::string text;              ///< ST / valueString
 };
 
+/// One question of the screening. `answers` empty with status final or corrected means "asked,
+/// not answered" (HL7 OBX-11 F/C with an empty OBX-5; a FHIR QuestionnaireResponse question item
+/// with no answer; a final Observation with no value[x]): the engine records it in the event's
+/// `unanswered` list and counts it toward no domain. Empty answers with another status are
+/// ignored (a preliminary item is still being filled in; a cancelled one was withdrawn).
 struct ItemResponse {
   Coding question;      ///< usually LOINC; display as the sender wrote it
   std::string link_id;  ///< FHIR QuestionnaireResponse linkId, when there is one
   std::vector<AnswerValue> answers;
   ResultStatus status = ResultStatus::kFinal;
+
+  bool unanswered() const {
+    return answers.empty() &&
+           (status == ResultStatus::kFinal || status == ResultStatus::kCorrected);
+  }
 };
 
 struct NormalizedScreening {

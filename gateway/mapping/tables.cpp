@@ -32,6 +32,12 @@ const AnswerRule* ItemRule::answer(std::string_view c) const {
   return nullptr;
 }
 
+bool ItemRule::screens() const {
+  return !assistance || std::any_of(answers.begin(), answers.end(), [](const AnswerRule& a) {
+    return a.result != AnswerResult::kUnknown;
+  });
+}
+
 const ItemRule* Instrument::item(std::string_view system, std::string_view code) const {
   for (const auto& i : items) {
     if (i.code == code && (system.empty() || i.system == system)) return &i;
@@ -132,6 +138,7 @@ Instrument parse_instrument(const rj::Value& doc) {
       item.display = str(it, "display");
       item.link_ids = strings(it, "linkIds");
       item.category = str(it, "category");
+      item.source = str(it, "source");
       item.answer_type = parse_answer_type(str(it, "answerType", "coding"));
       item.assistance = str(it, "role") == "assistance";
       if (const auto* d = member(it, "derived"); d != nullptr && d->IsBool())
@@ -139,7 +146,7 @@ Instrument parse_instrument(const rj::Value& doc) {
       if (const auto* answers = member(it, "answers")) {
         for (const auto& a : answers->GetArray()) {
           item.answers.push_back({str(a, "code"), str(a, "display"), parse_result(str(a, "result")),
-                                  str(a, "category"), opt_int(a, "points")});
+                                  str(a, "category"), opt_int(a, "points"), str(a, "source")});
         }
       }
       if (const auto* ranges = member(it, "ranges")) {
@@ -271,10 +278,8 @@ Result<std::shared_ptr<const MappingTables>> MappingTables::load(const std::file
           return fail(table_error(file, p + "/linkIds", "duplicate linkId \"" + l + "\""));
         }
       }
-      if (!item.assistance) {
-        if (auto r = known(item.category, p + "/category"); !r) return fail(r.error());
-        produced_categories.insert(item.category);
-      }
+      if (auto r = known(item.category, p + "/category"); !r) return fail(r.error());
+      if (item.screens()) produced_categories.insert(item.category);
       std::set<std::string> answer_codes;
       for (std::size_t a = 0; a < item.answers.size(); ++a) {
         const auto& ans = item.answers[a];

@@ -34,6 +34,7 @@ struct AnswerRule {
   AnswerResult result = AnswerResult::kUnknown;
   std::string category;  ///< overrides the item's category (multi-select items); empty = item's
   std::optional<int> points;
+  std::string source;  ///< where it was verified, when not the item's source
 };
 
 struct RangeRule {
@@ -56,6 +57,11 @@ struct ItemRule {
   std::vector<RangeRule> ranges;
   bool assistance = false;  ///< carries the family's request for help, not a screening answer
   bool derived = false;     ///< a computed result (e.g. HVS food insecurity risk)
+  std::string source;       ///< where the question, its answers and their meaning were verified
+
+  /// An assistance question whose answers also screen (AHC 96780-2 "Yes, help finding work"
+  /// is a positive employment screen): some answer's result is not unknown.
+  bool screens() const;
 
   const AnswerRule* answer(std::string_view code) const;
 };

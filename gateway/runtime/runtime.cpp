@@ -181,6 +181,18 @@ int run(const config::GatewayConfig& cfg) {
       mapping_setup->tables,
       identity::Pseudonymizer(mapping_setup->pseudonym_key, cfg.pseudonym.authority_aliases),
       mapping_setup->zips, registry);
+  {
+    // Values were checked when the config was read.
+    mapping::AssistancePolicy policy;
+    const auto rule = [](const std::string& text) {
+      return mapping::AssistancePolicy::parse(text).value_or(
+          mapping::AssistancePolicy::Rule::kNone);
+    };
+    policy.default_rule = rule(cfg.mapping.assistance_policy);
+    for (const auto& [sender, text] : cfg.mapping.assistance_policy_by_sender)
+      policy.by_sender[sender] = rule(text);
+    screening_mapper.set_assistance_policy(std::move(policy));
+  }
   log::info("mapping.loaded", {{"instruments", mapping_setup->tables->instruments().size()},
                                {"schemas_dir", cfg.schemas_dir.string()},
                                {"zip_county_file", cfg.zip_county_file().string()},

@@ -309,6 +309,89 @@ TEST_F(FhirIngestTest, GroupingObservationMapsItsMembersAsOneScreening) {
   EXPECT_EQ(data_field(e, "/data/domains/0/items/1/code"), "88123-5");
 }
 
+// A question item with no answer was asked and not answered; a group and a display item were not.
+TEST_F(FhirIngestTest, QuestionnaireResponseQuestionWithoutAnswerIsUnanswered) {
+  auto r = post(R"({"resourceType":"QuestionnaireResponse","status":"completed",
+    "questionnaire":"http://hl7.org/fhir/us/sdoh-clinicalcare/Questionnaire/SDOHCC-QuestionnaireHungerVitalSign",
+    "subject":{"identifier":{"system":"urn:mrn","value":"M1"}},"authored":"2026-11-20T10:00:00Z",
+    "item":[{"linkId":"intro","text":"About food"},
+      {"linkId":"/88122-7","text":"Worried food would run out",
+       "answer":[{"valueCoding":{"system":"http://loinc.org","code":"LA28397-0"}}]},
+      {"linkId":"/88123-5","text":"Food did not last"},
+      {"linkId":"group-1","item":[{"linkId":"/88124-3","text":"Food insecurity risk"}]}]})",
+                "QuestionnaireResponse");
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  auto events = checked(r->commit.events);
+  ASSERT_EQ(events.count("org.sdoh.screening.v1"), 1u);
+  auto doc = parse(events.find("org.sdoh.screening.v1")->second);
+  const auto& unanswered = doc["data"]["unanswered"];
+  ASSERT_EQ(unanswered.Size(), 2u);
+  EXPECT_STREQ(unanswered[0]["code"].GetString(), "88123-5");
+  EXPECT_STREQ(unanswered[0]["linkId"].GetString(), "/88123-5");
+  EXPECT_STREQ(unanswered[0]["category"].GetString(), "food-insecurity");
+  EXPECT_STREQ(unanswered[1]["code"].GetString(), "88124-3");
+  EXPECT_EQ(data_field(events.find("org.sdoh.screening.v1")->second, "/data/domains/0/status"),
+            "positive");
+  EXPECT_EQ(doc["data"]["domains"][0]["items"].Size(), 1u);
+}
+
+TEST_F(FhirIngestTest, InProgressQuestionnaireResponseHasNoUnansweredItems) {
+  auto r = post(R"({"resourceType":"QuestionnaireResponse","status":"in-progress",
+    "questionnaire":"http://hl7.org/fhir/us/sdoh-clinicalcare/Questionnaire/SDOHCC-QuestionnaireHungerVitalSign",
+    "subject":{"identifier":{"system":"urn:mrn","value":"M1"}},"authored":"2026-11-20T10:00:00Z",
+    "item":[{"linkId":"/88122-7","answer":[{"valueCoding":{"system":"http://loinc.org","code":"LA28398-8"}}]},
+      {"linkId":"/88123-5"}]})",
+                "QuestionnaireResponse");
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  auto events = checked(r->commit.events);
+  ASSERT_EQ(events.count("org.sdoh.screening.v1"), 1u);
+  auto doc = parse(events.find("org.sdoh.screening.v1")->second);
+  EXPECT_EQ(doc["data"]["unanswered"].Size(), 0u) << "still being filled in";
+}
+
+TEST_F(FhirIngestTest, FinalMemberObservationWithoutValueIsUnanswered) {
+  auto r = post(R"({"resourceType":"Bundle","type":"batch","entry":[
+    {"fullUrl":"urn:uuid:11111111-1111-4111-8111-111111111111","request":{"method":"POST","url":"Observation"},
+     "resource":{"resourceType":"Observation","status":"final",
+      "code":{"coding":[{"system":"http://loinc.org","code":"88121-9"}]},
+      "subject":{"identifier":{"system":"urn:mrn","value":"M1"}},"effectiveDateTime":"2026-11-20",
+      "hasMember":[{"reference":"urn:uuid:22222222-2222-4222-8222-222222222222"},
+                   {"reference":"urn:uuid:33333333-3333-4333-8333-333333333333"}]}},
+    {"fullUrl":"urn:uuid:22222222-2222-4222-8222-222222222222","request":{"method":"POST","url":"Observation"},
+     "resource":{"resourceType":"Observation","status":"final",
+      "code":{"coding":[{"system":"http://loinc.org","code":"88122-7"}]},
+      "subject":{"identifier":{"system":"urn:mrn","value":"M1"}},"effectiveDateTime":"2026-11-20",
+      "valueCodeableConcept":{"coding":[{"system":"http://loinc.org","code":"LA28398-8"}]}}},
+    {"fullUrl":"urn:uuid:33333333-3333-4333-8333-333333333333","request":{"method":"POST","url":"Observation"},
+     "resource":{"resourceType":"Observation","status":"final",
+      "code":{"coding":[{"system":"http://loinc.org","code":"88123-5"}]},
+      "subject":{"identifier":{"system":"urn:mrn","value":"M1"}},"effectiveDateTime":"2026-11-20",
+      "dataAbsentReason":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/data-absent-reason","code":"asked-unknown"}]}}}]})",
+                "");
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  auto events = checked(r->commit.events);
+  ASSERT_EQ(events.count("org.sdoh.screening.v1"), 1u);
+  const auto& e = events.find("org.sdoh.screening.v1")->second;
+  EXPECT_EQ(data_field(e, "/data/unanswered/0/code"), "88123-5");
+  EXPECT_EQ(data_field(e, "/data/domains/0/status"), "negative");
+}
+
+TEST_F(FhirIngestTest, FinalObservationWithoutValueIsAScreeningWithOneUnansweredQuestion) {
+  auto r = post(R"({"resourceType":"Observation","status":"final",
+    "code":{"coding":[{"system":"http://loinc.org","code":"88122-7"}]},
+    "subject":{"identifier":{"system":"urn:mrn","value":"M1"}},"performer":[{"reference":"Practitioner/p"}],
+    "effectiveDateTime":"2026-11-20",
+    "dataAbsentReason":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/data-absent-reason","code":"asked-unknown"}]}})",
+                "Observation");
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  auto events = checked(r->commit.events);
+  ASSERT_EQ(events.count("org.sdoh.screening.v1"), 1u);
+  const auto& e = events.find("org.sdoh.screening.v1")->second;
+  EXPECT_EQ(data_field(e, "/data/unanswered/0/code"), "88122-7");
+  EXPECT_EQ(data_field(e, "/data/unanswered/0/category"), "food-insecurity");
+  EXPECT_EQ(data_field(e, "/data/domains/0/status"), "<absent>");
+}
+
 class TransactionSample : public FhirIngestTest {
  protected:
   std::expected<FhirIngest, FhirRejection> post_sample() {

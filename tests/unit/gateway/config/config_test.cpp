@@ -89,6 +89,29 @@ TEST(Config, PartiesRefuseAnUnknownKindASharedSenderAndABadNetwork) {
             "parties.a.source_addresses[0]");
 }
 
+TEST(Config, AssistancePolicyIsOffByDefaultAndReadPerSender) {
+  auto defaults = parse_config("");
+  ASSERT_TRUE(defaults) << defaults.error().to_string();
+  EXPECT_EQ(defaults->mapping.assistance_policy, "none");
+  EXPECT_TRUE(defaults->mapping.assistance_policy_by_sender.empty());
+  auto cfg = parse_config(R"(
+mapping:
+  assistance_policy: none
+  assistance_policy_by_sender: { "EHR^PEDS_A": positive-domain }
+)");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->mapping.assistance_policy_by_sender.at("EHR^PEDS_A"), "positive-domain");
+}
+
+TEST(Config, AssistancePolicyRefusesAnUnknownRuleNamingTheKey) {
+  auto issue = only_issue("mapping: { assistance_policy: always }\n");
+  EXPECT_EQ(issue.path, "mapping.assistance_policy");
+  EXPECT_THAT(issue.message, HasSubstr("none, positive-domain"));
+  auto per_sender = only_issue("mapping: { assistance_policy_by_sender: { \"EHR^A\": yes } }\n");
+  EXPECT_EQ(per_sender.path, "mapping.assistance_policy_by_sender.EHR^A");
+  EXPECT_THAT(per_sender.message, HasSubstr("expected none or positive-domain"));
+}
+
 TEST(Config, UnitsForDurationsAndSizes) {
   auto cfg = parse_config(R"(
 runtime: { drain_timeout: 1500ms }

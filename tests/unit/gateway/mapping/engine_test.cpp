@@ -356,10 +356,121 @@ TEST_F(Engine, MissingPatientIdentifierIsAnError) {
   EXPECT_EQ(r.error().where.expression, "patient.identifier");
 }
 
-TEST_F(Engine, NoAnswersIsAnError) {
+TEST_F(Engine, NoItemsIsAnError) {
   auto r = mapper_->map(screening({}));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().where.expression, "items");
+}
+
+TEST_F(Engine, AskedNotAnsweredIsRecordedAsUnansweredAndCounted) {
+  MappedScreening m;
+  auto d = map_valid(screening({coded("F1", {"Y"}), coded("F2", {})}), &m);
+  EXPECT_EQ(status(d, "food-insecurity"), "positive");
+  ASSERT_EQ((*domain(d, "food-insecurity"))["items"].Size(), 1u) << "F2 counts toward nothing";
+  ASSERT_EQ(d["unanswered"].Size(), 1u);
+  EXPECT_STREQ(d["unanswered"][0]["code"].GetString(), "F2");
+  EXPECT_STREQ(d["unanswered"][0]["system"].GetString(), "http://example.org/q");
+  EXPECT_STREQ(d["unanswered"][0]["category"].GetString(), "food-insecurity");
+  EXPECT_FALSE(d["unanswered"][0].HasMember("answers"));
+  EXPECT_EQ(m.unanswered_items, 1u);
+  EXPECT_THAT(registry_.render(),
+              HasSubstr("sdoh_mapping_unanswered_items_total{instrument=\"test-screen\"} 1"));
+}
+
+TEST_F(Engine, EveryDomainQuestionUnansweredLeavesTheDomainOut) {
+  auto d = map_valid(screening({coded("F1", {}), coded("F2", {}), coded("S1", {"1"})}));
+  EXPECT_EQ(status(d, "food-insecurity"), "absent");
+  EXPECT_EQ(d["unanswered"].Size(), 2u);
+}
+
+TEST_F(Engine, OnlyUnansweredQuestionsStillMakeAnEvent) {
+  MappedScreening m;
+  auto d = map_valid(screening({coded("F1", {}, ResultStatus::kCorrected)}), &m);
+  EXPECT_EQ(d["domains"].Size(), 0u);
+  EXPECT_EQ(d["unanswered"].Size(), 1u);
+  EXPECT_STREQ(d["resultStatus"].GetString(), "corrected");
+}
+
+TEST_F(Engine, UnansweredScoreQuestionLeavesTheScoreUnknown) {
+  auto d = map_valid(screening({coded("S1", {"1"}), coded("S2", {})}));
+  EXPECT_EQ(status(d, "intimate-partner-violence"), "unknown");
+}
+
+TEST_F(Engine, PreliminaryOrCancelledItemWithoutAnswerIsNotUnanswered) {
+  auto d = map_valid(screening({coded("F1", {"N"}), coded("F2", {}, ResultStatus::kPreliminary),
+                                coded("S1", {}, ResultStatus::kCancelled)}));
+  EXPECT_EQ(d["unanswered"].Size(), 0u);
+}
+
+TEST_F(Engine, UnansweredUnknownQuestionHasNoCategory) {
+  auto d = map_valid(screening({coded("F1", {"N"}), coded("ZZZ-9", {})}));
+  ASSERT_EQ(d["unanswered"].Size(), 1u);
+  EXPECT_STREQ(d["unanswered"][0]["code"].GetString(), "ZZZ-9");
+  EXPECT_FALSE(d["unanswered"][0].HasMember("category"));
+  EXPECT_EQ(d["unmapped"].Size(), 0u);
+}
+
+TEST_F(Engine, UnansweredItemWithOnlyAnUnknownLinkIdIsTakenForADisplayItem) {
+  ItemResponse display;
+  display.link_id = "intro-text";
+  ItemResponse by_link;
+  by_link.link_id = "/F2";
+  auto d = map_valid(screening({coded("F1", {"N"}), display, by_link}));
+  ASSERT_EQ(d["unanswered"].Size(), 1u);
+  EXPECT_STREQ(d["unanswered"][0]["linkId"].GetString(), "/F2");
+  EXPECT_STREQ(d["unanswered"][0]["category"].GetString(), "food-insecurity");
+}
+
+TEST_F(Engine, ClinicPolicyIsOffByDefault) {
+  MappedScreening m;
+  map_valid(screening({coded("F1", {"Y"})}), &m);
+  ASSERT_EQ(m.domains.size(), 1u);
+  EXPECT_EQ(m.domains[0].assistance_requested, std::nullopt);
+}
+
+TEST_F(Engine, ClinicPolicyMakesAPositiveDomainARequestForHelp) {
+  AssistancePolicy policy;
+  policy.by_sender["EHR^PEDS_A"] = AssistancePolicy::Rule::kPositiveDomainRequestsHelp;
+  mapper_->set_assistance_policy(policy);
+  MappedScreening m;
+  auto d = map_valid(screening({coded("F1", {"Y"}), coded("H1", {"NONE"}), coded("S1", {"3"}),
+                                coded("S2", {"3"})}),
+                     &m);
+  const auto* food = domain(d, "food-insecurity");
+  EXPECT_TRUE((*food)["assistanceRequested"].GetBool());
+  EXPECT_STREQ((*food)["assistanceBasis"].GetString(), "clinic-policy");
+  EXPECT_TRUE((*domain(d, "intimate-partner-violence"))["assistanceRequested"].GetBool())
+      << "a score rule's positive counts too";
+  EXPECT_TRUE((*domain(d, "inadequate-housing"))["assistanceRequested"].IsNull())
+      << "a negative domain is no request";
+  EXPECT_FALSE((*domain(d, "inadequate-housing")).HasMember("assistanceBasis"));
+  ASSERT_EQ(m.domains.size(), 3u);
+  EXPECT_TRUE(m.domains[0].by_clinic_policy);
+}
+
+TEST_F(Engine, ClinicPolicyAppliesOnlyToTheSenderItNames) {
+  AssistancePolicy policy;
+  policy.by_sender["EHR^PEDS_B"] = AssistancePolicy::Rule::kPositiveDomainRequestsHelp;
+  mapper_->set_assistance_policy(policy);
+  auto d = map_valid(screening({coded("F1", {"Y"})}));
+  EXPECT_TRUE((*domain(d, "food-insecurity"))["assistanceRequested"].IsNull());
+}
+
+TEST_F(Engine, TheFamilysOwnAnswerBeatsTheClinicPolicy) {
+  AssistancePolicy policy;
+  policy.default_rule = AssistancePolicy::Rule::kPositiveDomainRequestsHelp;
+  mapper_->set_assistance_policy(policy);
+  auto d = map_valid(screening({coded("F1", {"Y"}), coded("HELP", {"N"})}));
+  const auto* food = domain(d, "food-insecurity");
+  EXPECT_FALSE((*food)["assistanceRequested"].GetBool());
+  EXPECT_STREQ((*food)["assistanceBasis"].GetString(), "question");
+}
+
+TEST(AssistancePolicyText, ParsesTheConfigWords) {
+  EXPECT_EQ(AssistancePolicy::parse("none"), AssistancePolicy::Rule::kNone);
+  EXPECT_EQ(AssistancePolicy::parse("positive-domain"),
+            AssistancePolicy::Rule::kPositiveDomainRequestsHelp);
+  EXPECT_EQ(AssistancePolicy::parse("yes"), std::nullopt);
 }
 
 TEST(Pseudonym, KeyedDeterministicAndAliased) {

@@ -79,12 +79,12 @@ class ScratchTables : public ::testing::Test {
       "questionnaires": ["http://example.org/Questionnaire/)" +
            id + R"("],
       "items": [
-        {"system": "http://example.org/local", "code": "LOCAL-1", "display": "Skipped meals?", "linkIds": ["q1"],
+        {"source": "unit test", "system": "http://example.org/local", "code": "LOCAL-1", "display": "Skipped meals?", "linkIds": ["q1"],
          "category": ")" +
            category + R"(", "answerType": "coding",
          "answers": [{"code": "Y", "display": "Yes", "result": "positive"},
                      {"code": "N", "display": "No", "result": "negative"}]},
-        {"system": "http://example.org/local", "code": "LOCAL-2", "display": "Want help?", "linkIds": ["q2"],
+        {"source": "unit test", "system": "http://example.org/local", "code": "LOCAL-2", "display": "Want help?", "linkIds": ["q2"],
          "category": "food-insecurity", "answerType": "coding", "role": "assistance",
          "answers": [{"code": "Y", "display": "Yes", "result": "unknown"},
                      {"code": "N", "display": "No", "result": "unknown"}]})" +
@@ -122,8 +122,9 @@ TEST_F(ScratchTables, UnknownCategoryNamesFileAndPath) {
 TEST_F(ScratchTables, DuplicateItemCodeIsRefused) {
   write(
       "dup.json",
-      instrument("local-food", "food-insecurity",
-                 R"(, {"system": "http://example.org/local", "code": "LOCAL-1", "display": "Again",
+      instrument(
+          "local-food", "food-insecurity",
+          R"(, {"source": "unit test", "system": "http://example.org/local", "code": "LOCAL-1", "display": "Again",
                                     "category": "food-insecurity", "answerType": "coding",
                                     "answers": [{"code": "Y", "display": "Yes", "result": "positive"}]})"));
   EXPECT_THAT(load_error().message,
@@ -155,6 +156,29 @@ TEST_F(ScratchTables, SchemaViolationNamesThePointer) {
   EXPECT_THAT(
       e.message,
       HasSubstr("schema.json: /items/0/answers/0/result: does not match instrument.schema.json"));
+}
+
+TEST_F(ScratchTables, AnItemThatCitesNoSourceIsRefused) {
+  auto text = instrument();
+  const std::string cited = R"("source": "unit test", )";
+  text.erase(text.find(cited), cited.size());
+  write("uncited.json", text);
+  auto e = load_error();
+  EXPECT_THAT(e.message, HasSubstr("uncited.json: /items/0"));
+  EXPECT_THAT(e.message, HasSubstr("required"));
+}
+
+TEST_F(ScratchTables, AnAnswerMayCiteItsOwnSource) {
+  auto text = instrument();
+  const std::string from = R"({"code": "N", "display": "No", "result": "negative"})";
+  text.replace(text.find(from), from.size(),
+               R"({"code": "N", "display": "No", "result": "negative", "source": "a manual"})");
+  write("cited.json", text);
+  auto tables = MappingTables::load(dir_);
+  ASSERT_TRUE(tables) << tables.error().message;
+  const auto* item = (*tables)->by_id("local-food")->item("", "LOCAL-1");
+  EXPECT_EQ(item->source, "unit test");
+  EXPECT_EQ(item->answer("N")->source, "a manual");
 }
 
 TEST_F(ScratchTables, InvalidJsonNamesTheFile) {
