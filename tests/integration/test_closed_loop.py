@@ -271,16 +271,20 @@ class ClosedLoop(unittest.TestCase):
 
         with open(sample_path("bundle-transaction-screening-consent-referral.json")) as f:
             bundle = json.load(f)
-        for entry in bundle["entry"]:
+        bundle["identifier"]["value"] = "CE-BUNDLE-" + uuid.uuid4().hex[:12]
+        for entry in bundle["entry"]:  # a new screening and referral, not a resend
             if entry["resource"]["resourceType"] == "ServiceRequest":
                 entry["resource"]["identifier"][0]["value"] = "CE-" + uuid.uuid4().hex[:12]
+            if entry["resource"]["resourceType"] == "QuestionnaireResponse":
+                entry["resource"]["identifier"]["value"] = "CE-QR-" + uuid.uuid4().hex[:12]
         path = os.path.join(self.gw.dir, "ce-bundle.json")
         with open(path, "w") as f:
             json.dump(bundle, f)
         r = self.clinic.call("POST", "/fhir", body_file=path)
         self.assertEqual(r.status, 200, r)
-        task_id = next(e["response"]["location"] for e in r.json()["entry"]
-                       if e["response"]["location"].startswith("Task/")).split("/")[1]
+        # The clinic's own Task (the response's entries follow the request's).
+        at = next(i for i, e in enumerate(bundle["entry"]) if e["resource"]["resourceType"] == "Task")
+        task_id = r.json()["entry"][at]["response"]["location"].split("/")[1]
 
         producer = Producer({"bootstrap.servers": self.gw.bootstrap})
         trace = "00-%s-%s-01" % (uuid.uuid4().hex, uuid.uuid4().hex[:16])
