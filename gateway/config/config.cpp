@@ -11,6 +11,7 @@
 
 #include <boost/asio/ip/network_v4.hpp>
 #include <boost/asio/ip/network_v6.hpp>
+#include <date/tz.h>
 #include <yaml-cpp/yaml.h>
 
 namespace sdoh::config {
@@ -365,22 +366,23 @@ class MapReader {
 
 constexpr auto kMaxSize = std::size_t{1} << 30;
 
-// An IANA zone name the system's tzdata has (a TZif file below $TZDIR or /usr/share/zoneinfo).
+// An IANA zone name the system's tzdata has, as date/tz (the library the HL7 adapter converts
+// times with) finds it: one answer to "is this a zone" for the check and for the conversions.
 void read_timezone(MapReader& m, std::string_view key, std::string& out) {
   std::string name;
   m.string(key, name);
   if (name.empty()) return;
-  const char* dir = std::getenv("TZDIR");
-  const std::filesystem::path base = dir != nullptr && *dir != '\0' ? dir : "/usr/share/zoneinfo";
-  std::ifstream in(base / name, std::ios::binary);
-  char magic[4] = {};
-  if (name.front() == '/' || name.find("..") != std::string::npos || !in || !in.read(magic, 4) ||
-      std::string_view(magic, 4) != "TZif") {
+  bool known = false;
+  try {
+    known = date::locate_zone(name) != nullptr;
+  } catch (const std::exception&) {
+    known = false;  // date/tz throws for a name its database does not have
+  }
+  if (!known) {
     m.issue(m.node()[std::string(key)], join_path(m.path(), key),
             "\"" + name +
-                "\" is not an IANA time zone known to this system (such as "
-                "America/New_York; see " +
-                base.string() + ")");
+                "\" is not an IANA time zone known to this system's tzdata (such as "
+                "America/New_York)");
     return;
   }
   out = name;
