@@ -478,6 +478,15 @@ struct Api::Impl {
     co_return outcome;
   }
 
+  // W3C Trace Context: the request's traceparent goes on with the events it causes, so that one
+  // trace spans the clinic or agency system, the gateway and the event's consumers.
+  static void carry_trace(const Request& req, pipeline::CommitRequest& commit) {
+    const auto trace = req.header("traceparent");
+    if (!trace || !events::is_traceparent(*trace)) return;
+    for (auto& e : commit.events)
+      e.value = events::with_traceparent(std::move(e.value), *trace);
+  }
+
   asio::awaitable<Response> create(Request& req, std::string type) {
     const std::string interaction = type.empty() ? "transaction" : "create";
     const std::string label = type.empty() ? "Bundle" : type;
@@ -522,6 +531,7 @@ struct Api::Impl {
 
     auto& done = *result;
     auto commit = commit_of(done, call->client.id);
+    carry_trace(req, commit);
     auto outcome = co_await commits.commit(std::move(commit));
     if (!outcome) {
       co_return count(problem_response(commit_problem(outcome.error()), call->plain_json),
@@ -880,6 +890,7 @@ struct Api::Impl {
     const auto version = prepared->version;
     const auto stored = prepared->stored_json;
     auto commit = std::move(prepared->commit);
+    carry_trace(req, commit);
     auto outcome = co_await commits.commit(std::move(commit));
     if (!outcome) {
       if (outcome.error().kind == ErrorKind::kConflict) {

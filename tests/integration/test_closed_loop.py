@@ -280,7 +280,8 @@ class ClosedLoop(unittest.TestCase):
         path = os.path.join(self.gw.dir, "ce-bundle.json")
         with open(path, "w") as f:
             json.dump(bundle, f)
-        r = self.clinic.call("POST", "/fhir", body_file=path)
+        clinic_trace = "00-%s-%s-01" % (uuid.uuid4().hex, uuid.uuid4().hex[:16])
+        r = self.clinic.call("POST", "/fhir", body_file=path, headers=["traceparent: " + clinic_trace])
         self.assertEqual(r.status, 200, r)
         # The clinic's own Task (the response's entries follow the request's).
         at = next(i for i, e in enumerate(bundle["entry"]) if e["resource"]["resourceType"] == "Task")
@@ -320,8 +321,13 @@ class ClosedLoop(unittest.TestCase):
         statuses = [json.loads(v) for k, v in consume(self.gw.bootstrap, "sdoh.referral-status.v1", 3)
                     if k == task_id]
         self.assertEqual([s["data"]["status"] for s in statuses], ["requested", "accepted", "in-progress"])
-        # The agency's trace goes on with the status event its update caused.
-        self.assertEqual([s.get("traceparent") for s in statuses], [None, trace, None])
+        # Each trace goes on with the events its request caused: the clinic's HTTP request's with
+        # the referral's first status event and its referral event, the agency's update's with
+        # the status event it caused.
+        self.assertEqual([s.get("traceparent") for s in statuses], [clinic_trace, trace, None])
+        referrals = [json.loads(v) for k, v in consume(self.gw.bootstrap, "sdoh.referral.v1", 1)]
+        self.assertEqual([e.get("traceparent") for e in referrals if e["data"]["referralId"] == task_id],
+                         [clinic_trace])
         assert_valid_events([json.dumps(s) for s in statuses])
 
     def test_an_agency_topic_carries_only_that_agencys_updates(self):
