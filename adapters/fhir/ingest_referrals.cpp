@@ -6,6 +6,27 @@
 
 namespace sdoh::fhir::ingest_detail {
 
+namespace {
+
+// A new referral as the referral service opens it: its id, need, agency (none: held) and what
+// the store keeps of `r` beside them.
+referral::Referral new_referral(const mapping::NormalizedReferral& r, std::string id,
+                                std::string category, std::string pseudonym) {
+  referral::Referral made;
+  made.id = std::move(id);
+  made.agency_id = r.agency_id;
+  made.category = std::move(category);
+  made.stored.clinic_number_system = r.clinic_number_system;
+  made.stored.clinic_number_value = r.clinic_number_value;
+  made.stored.race = r.race;
+  made.stored.ethnicity = r.ethnicity;
+  made.stored.language = r.language;
+  made.stored.patient = std::move(pseudonym);
+  return made;
+}
+
+}  // namespace
+
 // A referral no agency can take (none named, no route): kept as a Task (requested, businessStatus
 // no-route), announced by its first status event (agency null), counted and listed for ops.
 std::optional<Ingestor::Opened> Ingestor::hold_unrouted(Entry& e,
@@ -46,16 +67,9 @@ std::optional<Ingestor::Opened> Ingestor::hold_unrouted(Entry& e,
     return Opened{rid, true, "", false};
   }
   held_.push_back({std::move(held), "route"});
-  referral::Referral unrouted;
-  unrouted.id = rid;
-  unrouted.category = r.category;
-  unrouted.stored.clinic_number_system = r.clinic_number_system;
-  unrouted.stored.clinic_number_value = r.clinic_number_value;
-  unrouted.stored.race = r.race;
-  unrouted.stored.ethnicity = r.ethnicity;
-  unrouted.stored.language = r.language;
-  unrouted.stored.patient =
-      ctx_.mapper->pseudonymizer().pseudonym(r.patient_authority, r.patient_identifier);
+  auto unrouted = new_referral(
+      r, rid, r.category,
+      ctx_.mapper->pseudonymizer().pseudonym(r.patient_authority, r.patient_identifier));
   const auto opened =
       service_.open(std::move(unrouted), r.consent.status == mapping::ConsentStatus::kActive,
                     {mapping::Actor::kClinic, clinic_of(r)}, request_.received_at);
@@ -90,16 +104,9 @@ std::optional<Ingestor::Opened> Ingestor::hold_uncategorised(
     return Opened{rid, true, "", false};
   }
   held_.push_back({std::move(held), "map"});
-  referral::Referral unknown;
-  unknown.id = rid;
-  unknown.category = identified.category;
+  auto unknown = new_referral(r, rid, identified.category, identified.patient_pseudonym);
+  unknown.agency_id.clear();  // held before routing, whatever agency the Task names
   unknown.business_status = std::string(mapping::kUncategorised);
-  unknown.stored.clinic_number_system = r.clinic_number_system;
-  unknown.stored.clinic_number_value = r.clinic_number_value;
-  unknown.stored.race = r.race;
-  unknown.stored.ethnicity = r.ethnicity;
-  unknown.stored.language = r.language;
-  unknown.stored.patient = identified.patient_pseudonym;
   const auto opened =
       service_.open(std::move(unknown), r.consent.status == mapping::ConsentStatus::kActive,
                     {mapping::Actor::kClinic, clinic_of(r)}, request_.received_at);
@@ -206,16 +213,7 @@ std::optional<Ingestor::Opened> Ingestor::open_referral(Entry& e, mapping::Norma
     return Opened{rid, true, routed->after.business_status, true};
   }
 
-  referral::Referral made;
-  made.id = rid;
-  made.agency_id = r.agency_id;
-  made.category = mapped->category;
-  made.stored.clinic_number_system = r.clinic_number_system;
-  made.stored.clinic_number_value = r.clinic_number_value;
-  made.stored.race = r.race;
-  made.stored.ethnicity = r.ethnicity;
-  made.stored.language = r.language;
-  made.stored.patient = mapped->patient_pseudonym;
+  auto made = new_referral(r, rid, mapped->category, mapped->patient_pseudonym);
   const auto opened =
       service_.open(std::move(made), r.consent.status == mapping::ConsentStatus::kActive,
                     {mapping::Actor::kClinic, clinic_of(r)}, request_.received_at);

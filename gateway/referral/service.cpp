@@ -72,30 +72,37 @@ Change Service::open(Referral r, bool consent_active, Party by, std::string time
   return out;
 }
 
+std::optional<Change> Service::release(const Referral& held, const Referral& after,
+                                       const pipeline::ResourceRow* task, std::string task_json,
+                                       const std::string& agency_name,
+                                       mapping::LifecycleState to,
+                                       std::string_view received_at) const {
+  if (!mapping::check_change(held.lifecycle(), to, Actor::kGateway).allowed()) return std::nullopt;
+  Move move;
+  move.by = {Actor::kGateway, "routing"};
+  move.status = to.status;
+  move.business_status = std::string(to.business_status);
+  if (task != nullptr) {
+    if (!after.agency_id.empty()) task_json = with_owner(task_json, after.agency_id, agency_name);
+    move.task_json = with_status(task_json, mapping::to_string(to.status), to.business_status, "")
+                         .value_or(task_json);
+  }
+  auto out = change(after, task, move, to, received_at);
+  if (!out) return std::nullopt;
+  out->before = held;
+  return std::move(*out);
+}
+
 std::optional<Change> Service::route(const Referral& held, const pipeline::ResourceRow* task,
                                      const std::string& agency_id, const std::string& agency_name,
                                      bool consent_active, std::string_view received_at) const {
   if (held.status != ReferralStatus::kRequested || held.business_status != mapping::kNoRoute ||
       agency_id.empty())
     return std::nullopt;
-  const auto to = mapping::initial_state(true, consent_active);
-  if (!mapping::check_change(held.lifecycle(), to, Actor::kGateway).allowed()) return std::nullopt;
   Referral owned = held;
   owned.agency_id = agency_id;
-  Move move;
-  move.by = {Actor::kGateway, "routing"};
-  move.status = to.status;
-  move.business_status = std::string(to.business_status);
-  if (task != nullptr) {
-    move.task_json = with_owner(task->json, agency_id, agency_name);
-    move.task_json =
-        with_status(*move.task_json, mapping::to_string(to.status), to.business_status, "")
-            .value_or(*move.task_json);
-  }
-  auto out = change(owned, task, move, to, received_at);
-  if (!out) return std::nullopt;
-  out->before = held;
-  return std::move(*out);
+  return release(held, owned, task, task != nullptr ? task->json : std::string(), agency_name,
+                 mapping::initial_state(true, consent_active), received_at);
 }
 
 std::optional<Change> Service::categorise(const Referral& held, const pipeline::ResourceRow* task,
@@ -106,27 +113,15 @@ std::optional<Change> Service::categorise(const Referral& held, const pipeline::
   if (held.status != ReferralStatus::kRequested ||
       held.business_status != mapping::kUncategorised || category.empty())
     return std::nullopt;
-  const auto to = agency_id.empty()
-                      ? mapping::LifecycleState{ReferralStatus::kRequested, mapping::kNoRoute}
-                      : mapping::initial_state(true, consent_active);
-  if (!mapping::check_change(held.lifecycle(), to, Actor::kGateway).allowed()) return std::nullopt;
   Referral known = held;
   known.category = category;
   known.agency_id = agency_id;
-  Move move;
-  move.by = {Actor::kGateway, "routing"};
-  move.status = to.status;
-  move.business_status = std::string(to.business_status);
-  if (task != nullptr) {
-    auto json = with_need(task->json, category);
-    if (!agency_id.empty()) json = with_owner(json, agency_id, agency_name);
-    move.task_json = with_status(json, mapping::to_string(to.status), to.business_status, "")
-                         .value_or(json);
-  }
-  auto out = change(known, task, move, to, received_at);
-  if (!out) return std::nullopt;
-  out->before = held;
-  return std::move(*out);
+  const auto to = agency_id.empty()
+                      ? mapping::LifecycleState{ReferralStatus::kRequested, mapping::kNoRoute}
+                      : mapping::initial_state(true, consent_active);
+  return release(held, known, task,
+                 task != nullptr ? with_need(task->json, category) : std::string(), agency_name,
+                 to, received_at);
 }
 
 std::expected<Change, Refusal> Service::reroute(const Referral& current,

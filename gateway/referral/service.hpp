@@ -186,6 +186,13 @@ class Service {
   const Settings& settings() const { return settings_; }
 
  private:
+  // A held referral the gateway's routing moves on to `to` as `after` (its agency, its need):
+  // the Task (`task_json`, the stored one edited so far) owned by the agency, with the new
+  // status. nullopt when the lifecycle does not allow the move.
+  std::optional<Change> release(const Referral& held, const Referral& after,
+                                const pipeline::ResourceRow* task, std::string task_json,
+                                const std::string& agency_name, mapping::LifecycleState to,
+                                std::string_view received_at) const;
   std::expected<Change, Refusal> change(const Referral& current, const pipeline::ResourceRow* task,
                                         const Move& move, mapping::LifecycleState to,
                                         std::string_view received_at) const;
