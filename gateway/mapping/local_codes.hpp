@@ -34,7 +34,7 @@ class LocalCodes {
   /// sender are refused. Errors name the file, the JSON path and the reason.
   static Result<LocalCodes> load(const std::filesystem::path& dir, const MappingTables& tables);
 
-  /// What the tables for `sender` (HL7 "MSH-3^MSH-4", a FHIR client's name) say of the code
+  /// What the tables for `sender` (HL7 "MSH-3^MSH-4", a FHIR client's id) say of the code
   /// `system`|`code` (system as received: an HL7 coding system name such as LOCAL or 99ZZZ, or a
   /// FHIR system URI); a table for "*" applies to every sender. nullopt: no table knows it.
   std::optional<LocalCode> find(std::string_view sender, std::string_view system,
