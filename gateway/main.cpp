@@ -1,6 +1,8 @@
 // sdoh-gateway: social-needs screening gateway between pediatric clinics and community agencies.
 //   sdoh-gateway --config FILE          run
 //   sdoh-gateway --check-config FILE    validate a config and exit (0 valid, 2 invalid)
+//   sdoh-gateway --kafka-provision FILE [--topics-only] [--schemas-dir DIR] [--routing FILE]
+//                                       print the Kafka topic and ACL commands (a sh script)
 //   sdoh-gateway --version | --help
 #include <iostream>
 
@@ -24,6 +26,10 @@ int main(int argc, char** argv) {
       "sdoh-gateway"};
   std::string config_file;
   std::string check_file;
+  std::string provision_file;
+  bool topics_only = false;
+  std::string schemas_override;
+  std::string routing_override;
   bool version = false;
   app.add_option("-c,--config", config_file,
                  "YAML config file; without it the gateway runs on its built-in defaults")
@@ -31,6 +37,19 @@ int main(int argc, char** argv) {
   app.add_option(
       "--check-config", check_file,
       "Validate FILE (keys, types, ranges, secrets, TLS files, Kafka properties) and exit");
+  auto* provision = app.add_option(
+      "--kafka-provision", provision_file,
+      "Print, as a sh script, the kafka-topics.sh commands for every topic FILE's gateway needs "
+      "(its routing's agencies included) and the kafka-acls.sh commands for every principal");
+  app.add_flag("--topics-only", topics_only, "With --kafka-provision: the topics, no ACLs")
+      ->needs(provision);
+  app.add_option("--schemas-dir", schemas_override,
+                 "With --kafka-provision: read the schemas from DIR instead of schemas_dir")
+      ->needs(provision);
+  app.add_option("--routing", routing_override,
+                 "With --kafka-provision: read the routing from FILE instead of "
+                 "referrals.routing_file")
+      ->needs(provision);
   app.add_flag("-V,--version", version, "Print the version and exit");
   app.footer(
       "Exit codes: 0 ok, 1 start-up or runtime failure, 2 invalid configuration.\n"
@@ -40,6 +59,26 @@ int main(int argc, char** argv) {
   const auto build = sdoh::runtime::build_info();
   if (version) {
     std::cout << "sdoh-gateway " << build.version << " (" << build.commit << ")\n";
+    return 0;
+  }
+
+  if (!provision_file.empty()) {
+    auto cfg = sdoh::config::load_config(provision_file);
+    if (!cfg) {
+      std::cerr << cfg.error().to_string() << "\n";
+      return kExitConfigInvalid;
+    }
+    if (!schemas_override.empty()) cfg->schemas_dir = schemas_override;
+    if (!routing_override.empty()) cfg->referrals.routing_file = routing_override;
+    auto script = sdoh::runtime::kafka_provision(*cfg, provision_file, topics_only);
+    if (!script) {
+      std::cerr << provision_file << ": ";
+      if (!script.error().where.expression.empty())
+        std::cerr << script.error().where.expression << ": ";
+      std::cerr << script.error().message << "\n";
+      return kExitConfigInvalid;
+    }
+    std::cout << *script;
     return 0;
   }
 

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Docker HEALTHCHECK for the sdoh-gateway image: GET /healthz (liveness) on the gateway's own
-# HTTP listener. The address and scheme come from <data_dir>/runtime.json, which the gateway
+# HTTP listener, or the path given as the argument (compose checks /readyz: `sdoh-healthcheck
+# /readyz`). The address and scheme come from <data_dir>/runtime.json, which the gateway
 # writes once it is ready, so a non-default http.listen or http.tls needs no change here.
 #   SDOH_DATA_DIR               the config's data_dir (default /var/lib/sdoh-gateway)
 #   SDOH_HEALTHCHECK_CURL_OPTS  extra curl options, e.g. "--cert /etc/sdoh-gateway/tls/probe.crt
@@ -8,6 +9,7 @@
 #                               client certificates
 # Exit 0 healthy, 1 unhealthy (what Docker expects).
 set -eu
+path="${1:-/healthz}"
 
 runtime_file="${SDOH_DATA_DIR:-/var/lib/sdoh-gateway}/runtime.json"
 if [ ! -r "$runtime_file" ]; then
@@ -27,8 +29,8 @@ url=$(printf '%s' "$url" | sed -e 's#://0\.0\.0\.0:#://127.0.0.1:#' -e 's#://\[:
 # -k: the server certificate names the service, not 127.0.0.1. This only asks the local process
 # whether it is alive; nothing secret is sent.
 # shellcheck disable=SC2086  # SDOH_HEALTHCHECK_CURL_OPTS is a list of options
-if curl -fsS -k -o /dev/null --max-time 4 ${SDOH_HEALTHCHECK_CURL_OPTS:-} "$url/healthz"; then
+if curl -fsS -k -o /dev/null --max-time 4 ${SDOH_HEALTHCHECK_CURL_OPTS:-} "$url$path"; then
   exit 0
 fi
-echo "unhealthy: GET $url/healthz failed"
+echo "unhealthy: GET $url$path failed"
 exit 1

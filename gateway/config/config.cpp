@@ -35,6 +35,11 @@ std::filesystem::path GatewayConfig::zip_county_file() const {
                                            : referrals.zip_county_file;
 }
 
+std::filesystem::path GatewayConfig::routing_file() const {
+  return referrals.routing_file.empty() ? schemas_dir / "routing" / "routing.json"
+                                        : referrals.routing_file;
+}
+
 std::string ConfigErrors::to_string() const {
   std::string out;
   for (const auto& issue : issues) {
@@ -458,6 +463,11 @@ void read_parties(MapReader m, std::vector<PartyConfig>& out) {
     p.strings("mllp_senders", party.mllp_senders);
     p.string("certificate_subject", party.certificate_subject);
     read_networks(p, "source_addresses", party.source_addresses);
+    p.string("kafka_principal", party.kafka_principal);
+    if (!party.kafka_principal.empty() && party.kafka_principal.find(':') == std::string::npos) {
+      p.issue(p.node()["kafka_principal"], p.path() + ".kafka_principal",
+              "expected TYPE:NAME such as \"User:" + name + "\"");
+    }
     for (const auto& s : party.mllp_senders) {
       if (!senders.insert(s).second) {
         p.issue(p.node()["mllp_senders"], p.path() + ".mllp_senders",
@@ -546,6 +556,28 @@ void read_kafka(MapReader m, KafkaConfig& k) {
   m.string("brokers", k.brokers);
   m.string("client_id", k.client_id, true);
   m.string("consumer_group", k.consumer_group, true);
+  m.string("principal", k.principal, true);
+  if (!k.principal.empty() && k.principal.find(':') == std::string::npos) {
+    m.issue(m.node()["principal"], m.path() + ".principal",
+            "expected TYPE:NAME such as \"User:sdoh-gateway\"");
+  }
+  m.boolean("provision_topics", k.provision_topics);
+  {
+    auto d = m.child("topic_defaults");
+    d.integer("partitions", k.topic_defaults.partitions, 1, 10'000);
+    d.integer("replication_factor", k.topic_defaults.replication_factor, 1, 32);
+    d.integer("min_insync_replicas", k.topic_defaults.min_insync_replicas, 1, 32);
+    d.duration("retention", k.topic_defaults.retention, milliseconds(0),
+               std::chrono::hours(24 * 366 * 100));
+    if (k.topic_defaults.min_insync_replicas > k.topic_defaults.replication_factor) {
+      d.issue(d.node()["min_insync_replicas"], d.path() + ".min_insync_replicas",
+              std::to_string(k.topic_defaults.min_insync_replicas) +
+                  " is above replication_factor " +
+                  std::to_string(k.topic_defaults.replication_factor) +
+                  ": no write with acks=all could ever succeed");
+    }
+    d.finish();
+  }
   m.integer("partitions", k.partitions, 1, 1024);
   m.integer("embedded_brokers", k.embedded_brokers, 1, 9);
   m.duration("metadata_interval", k.metadata_interval, milliseconds(100), std::chrono::minutes(10));
@@ -738,6 +770,9 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     std::string zip_county_file = cfg.referrals.zip_county_file.string();
     m.string("zip_county_file", zip_county_file);
     cfg.referrals.zip_county_file = zip_county_file;
+    std::string routing_file = cfg.referrals.routing_file.string();
+    m.string("routing_file", routing_file);
+    cfg.referrals.routing_file = routing_file;
     m.finish();
   }
   top.finish();
@@ -758,6 +793,11 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     top.issue(root["pseudonym"], "pseudonym.key",
               "production mode needs a pseudonym key: { env: VARIABLE } or { file: /path } holding "
               "at least 32 random bytes (e.g. openssl rand -base64 48)");
+  }
+  if (cfg.kafka.provision_topics && cfg.kafka.brokers.empty()) {
+    top.issue(root["kafka"]["provision_topics"], "kafka.provision_topics",
+              "creates topics on a real cluster (kafka.brokers); the embedded broker creates its "
+              "own");
   }
   if (cfg.mode == "production" && cfg.fhir.clients.empty()) {
     top.issue(root["fhir"], "fhir.clients",

@@ -133,6 +133,15 @@ struct KafkaProperty {
   SecretRef secret;
 };
 
+/// What every topic the gateway needs is created with (tools/kafka-provision, and the gateway
+/// itself with kafka.provision_topics): real clusters only; the embedded broker uses partitions.
+struct KafkaTopicDefaults {
+  int partitions = 3;
+  int replication_factor = 3;
+  int min_insync_replicas = 2;                         ///< acks=all waits for this many replicas
+  milliseconds retention{std::chrono::hours(24 * 7)};  ///< retention.ms; 0: keep forever (-1)
+};
+
 struct KafkaConfig {
   std::string brokers;  ///< empty: start the embedded in-memory dev broker
   std::string client_id = "sdoh-gateway";
@@ -140,6 +149,12 @@ struct KafkaConfig {
   /// instance of one deployment shares it.
   std::string consumer_group = "sdoh-gateway";
   KafkaTopics topics;
+  /// The gateway's Kafka principal, for the ACLs tools/kafka-provision prints.
+  std::string principal = "User:sdoh-gateway";
+  KafkaTopicDefaults topic_defaults;
+  /// Create missing topics at start through the Admin API (CreateTopics), with topic_defaults.
+  /// Real clusters only: the embedded broker creates its topics itself.
+  bool provision_topics = false;
   int partitions = 3;                     ///< partitions per topic on the embedded broker
   int embedded_brokers = 1;               ///< brokers in the embedded cluster
   milliseconds metadata_interval{5'000};  ///< how often readiness re-checks broker metadata
@@ -239,6 +254,9 @@ struct ReferralsConfig {
   /// FHIR referral; HL7 without PID-11.9/PID-12): schemas/README.md, "ZIP to county". Empty:
   /// <schemas_dir>/geo/zcta-county.csv.
   std::filesystem::path zip_county_file;
+  /// The routing (agencies and routes), checked against <schemas_dir>/routing/routing.schema.json.
+  /// Empty: <schemas_dir>/routing/routing.json, the shipped example (refused in production).
+  std::filesystem::path routing_file;
 };
 
 /// Mapping screenings to events (mapping.*).
@@ -267,6 +285,8 @@ struct PartyConfig {
   std::string certificate_subject;
   /// Or the networks its connections come from (after PROXY v2), for a party without mTLS.
   std::vector<IpNetwork> source_addresses;
+  /// An agency's Kafka principal (tools/kafka-provision's ACLs); empty: "User:<id>".
+  std::string kafka_principal;
 };
 
 /// Patient pseudonyms (HMAC-SHA256). The key is required in production.
@@ -302,6 +322,8 @@ struct GatewayConfig {
   std::filesystem::path store_path() const;
   /// referrals.zip_county_file, else the shipped crosswalk under schemas_dir.
   std::filesystem::path zip_county_file() const;
+  /// referrals.routing_file, else the shipped example under schemas_dir.
+  std::filesystem::path routing_file() const;
 };
 
 /// One problem found in a config file: the key path ("http.listen") and why.

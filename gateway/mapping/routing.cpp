@@ -156,9 +156,13 @@ std::optional<seconds> parse_duration(std::string_view text) {
 
 Result<std::shared_ptr<const RoutingTable>> RoutingTable::load(const std::filesystem::path& dir,
                                                                const MappingTables& tables) {
+  return load_file(dir / "routing.json", dir / "routing.schema.json", tables);
+}
+
+Result<std::shared_ptr<const RoutingTable>> RoutingTable::load_file(
+    const std::filesystem::path& file, const std::filesystem::path& schema_file,
+    const MappingTables& tables) {
   using data_file::error;
-  const auto file = dir / "routing.json";
-  const auto schema_file = dir / "routing.schema.json";
 
   auto schema_json = data_file::read_json(schema_file);
   if (!schema_json) return fail(schema_json.error());
@@ -170,6 +174,8 @@ Result<std::shared_ptr<const RoutingTable>> RoutingTable::load(const std::filesy
   }
 
   auto table = std::make_shared<RoutingTable>();
+  if (auto ex = doc->FindMember("example"); ex != doc->MemberEnd() && ex->value.IsBool())
+    table->example_ = ex->value.GetBool();
   std::map<std::string, std::size_t, std::less<>> ids;  // agency id → index
 
   const auto& agencies = (*doc)["agencies"];

@@ -117,6 +117,11 @@ class RoutingTable {
   /// both match one referral equally specifically (the tie route() could not break).
   static Result<std::shared_ptr<const RoutingTable>> load(const std::filesystem::path& dir,
                                                           const MappingTables& tables);
+  /// The same for a routing file anywhere (referrals.routing_file, a mounted file), checked
+  /// against `schema_file`.
+  static Result<std::shared_ptr<const RoutingTable>> load_file(
+      const std::filesystem::path& file, const std::filesystem::path& schema_file,
+      const MappingTables& tables);
 
   /// The agency for a referral for `category`, for a family in 3-digit ZIP area `zip3` and county
   /// `county_fips` (empty: unknown), for a child `age_months` old on the referral date (nullopt:
@@ -144,8 +149,12 @@ class RoutingTable {
   const Agency* agency(std::string_view id) const;
   const std::vector<Agency>& agencies() const { return agencies_; }
   const std::vector<Route>& routes() const { return routes_; }
+  /// The file says "example": true (the shipped schemas/routing/routing.json): invented agencies,
+  /// which production mode refuses.
+  bool example() const { return example_; }
 
  private:
+  bool example_ = false;
   std::vector<Agency> agencies_;
   std::vector<Route> routes_;
 };

@@ -42,6 +42,7 @@
 #include "gateway/pipeline/delivered_ack_port.hpp"
 #include "gateway/pipeline/observed_commit_port.hpp"
 #include "gateway/runtime/admin.hpp"
+#include "gateway/runtime/kafka_provision.hpp"
 #include "gateway/runtime/kafka_topics.hpp"
 #include "gateway/runtime/data_dir_lock.hpp"
 #include "gateway/runtime/overdue.hpp"
@@ -68,13 +69,32 @@ struct MappingSetup {
   bool development_key = false;
 };
 
+// The routing file (referrals.routing_file, else the shipped example), checked against the
+// shipped schema; errors name the file, the JSON path and the reason. Production refuses the
+// example: its agencies are invented.
+Result<std::shared_ptr<const mapping::RoutingTable>> load_routing(
+    const config::GatewayConfig& cfg, const mapping::MappingTables& tables) {
+  const char* key = cfg.referrals.routing_file.empty() ? "schemas_dir" : "referrals.routing_file";
+  auto routing = mapping::RoutingTable::load_file(
+      cfg.routing_file(), cfg.schemas_dir / "routing" / "routing.schema.json", tables);
+  if (!routing) return fail(Error::config(key, routing.error().message));
+  if (!cfg.dev_mode() && (*routing)->example()) {
+    return fail(Error::config(
+        "referrals.routing_file",
+        cfg.routing_file().string() +
+            " is an EXAMPLE routing (\"example\": true, invented agencies); production mode "
+            "needs your own: set referrals.routing_file to your routing file"));
+  }
+  return *routing;
+}
+
 Result<MappingSetup> load_mapping(const config::GatewayConfig& cfg) {
   MappingSetup setup;
   auto tables = mapping::MappingTables::load(cfg.schemas_dir / "mappings");
   if (!tables) return fail(Error::config("schemas_dir", tables.error().message));
   setup.tables = *tables;
-  auto routing = mapping::RoutingTable::load(cfg.schemas_dir / "routing", **tables);
-  if (!routing) return fail(Error::config("schemas_dir", routing.error().message));
+  auto routing = load_routing(cfg, **tables);
+  if (!routing) return fail(routing.error());
   setup.routing = *routing;
   auto zip_counties = mapping::ZipCountyCrosswalk::load(cfg.zip_county_file());
   if (!zip_counties) {
@@ -111,6 +131,16 @@ static std::chrono::milliseconds shortest_sla(const mapping::RoutingTable& routi
   for (const auto& a : routing.agencies())
     shortest = std::min(shortest, a.sla_or(default_sla));
   return shortest;
+}
+
+Result<std::string> kafka_provision(const config::GatewayConfig& cfg, const std::string& source,
+                                    bool topics_only) {
+  json::set_default_max_depth(cfg.json.max_depth);
+  auto tables = mapping::MappingTables::load(cfg.schemas_dir / "mappings");
+  if (!tables) return fail(Error::config("schemas_dir", tables.error().message));
+  auto routing = load_routing(cfg, **tables);
+  if (!routing) return fail(routing.error());
+  return provision_script(cfg, kafka_topics(cfg.kafka.topics, **routing), source, topics_only);
 }
 
 ops::BuildInfo build_info() {
@@ -213,7 +243,8 @@ int run(const config::GatewayConfig& cfg) {
   std::unique_ptr<kafka::EmbeddedBroker> broker;
   std::string bootstrap = cfg.kafka.brokers;
   // The core topics and every agency's own, created on the embedded broker.
-  const auto topics = topic_names(kafka_topics(cfg.kafka.topics, *mapping_setup->routing));
+  const auto needed = kafka_topics(cfg.kafka.topics, *mapping_setup->routing);
+  const auto topics = topic_names(needed);
   if (cfg.embedded_kafka()) {
     auto started_broker =
         kafka::EmbeddedBroker::start(cfg.kafka.embedded_brokers, topics, cfg.kafka.partitions);
@@ -226,7 +257,17 @@ int run(const config::GatewayConfig& cfg) {
                 "no kafka.brokers configured: using the in-memory development broker; every "
                 "message is lost when the gateway stops. Set kafka.brokers for a real cluster."}});
   }
-  auto producer = kafka::Producer::create(cfg.kafka, bootstrap, {}, registry);
+  if (cfg.kafka.provision_topics && !cfg.embedded_kafka()) {
+    // Real clusters only (config.cpp refuses it without kafka.brokers): the mock broker has no
+    // CreateTopics.
+    auto created = kafka::create_topics(cfg.kafka, bootstrap, new_topics(cfg.kafka, needed),
+                                        std::chrono::seconds(30));
+    if (!created) return startup_failed("kafka", created.error());
+    log::info("kafka.topics_provisioned", {{"created", static_cast<std::int64_t>(created->size())},
+                                           {"topics", static_cast<std::int64_t>(needed.size())}});
+  }
+  // Readiness names each of these that is missing: the core topics and every agency's own.
+  auto producer = kafka::Producer::create(cfg.kafka, bootstrap, topics, registry);
   if (!producer) return startup_failed("kafka", producer.error());
   health.add_check("kafka", [p = producer->get()] { return p->health(); });
 

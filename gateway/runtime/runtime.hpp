@@ -17,6 +17,12 @@ ops::BuildInfo build_info();
 /// certificates and keys load. Used by --check-config and at start-up.
 Result<void> check_config(const config::GatewayConfig& cfg);
 
+/// The kafka-topics.sh and kafka-acls.sh commands (kafka_provision.hpp) for the config's topics
+/// and its routing's agencies, as a sh script; `source` names the config file in it. Reads the
+/// mapping tables and the routing file, not the secrets.
+Result<std::string> kafka_provision(const config::GatewayConfig& cfg, const std::string& source,
+                                    bool topics_only);
+
 /// Runs the gateway until SIGTERM/SIGINT; returns the process exit code (0 after a drain,
 /// 1 when start-up failed).
 int run(const config::GatewayConfig& cfg);

@@ -288,12 +288,32 @@ def assert_valid_events(values):
 MOCK_KAFKA = os.environ.get("SDOH_MOCK_KAFKA_BIN", os.path.join(os.path.dirname(BINARY), "mock-kafka"))
 
 
+def gateway_topics(schemas=None, config="/dev/null"):
+    """Every topic a gateway with `config` and the routing under `schemas` needs (the core topics
+    and each agency's own), as the gateway's own provisioning tool prints them."""
+    args = [BINARY, "--kafka-provision", config, "--topics-only"]
+    if schemas is not None or config == "/dev/null":
+        args += ["--schemas-dir", schemas or SCHEMAS]
+    out = run(args)
+    assert out.returncode == 0, out.stderr
+    topics = []
+    for line in out.stdout.splitlines():
+        words = line.split()
+        if words and "kafka-topics.sh" in words[0] and "--topic" in words:
+            topics.append(words[words.index("--topic") + 1])
+    assert topics, out.stdout
+    return topics
+
+
 class MockKafka:
     """librdkafka's mock Kafka cluster in its own process (tools/mock_kafka.cpp): survives the
-    gateway's kill -9 and takes brokers down and up on command."""
+    gateway's kill -9 and takes brokers down and up on command. It has every topic a gateway on
+    the shipped schemas needs (gateway_topics()), unless `topics` lists others."""
 
-    def __init__(self, brokers=3, partitions=3):
-        self.proc = subprocess.Popen([MOCK_KAFKA, "--brokers", str(brokers), "--partitions", str(partitions)],
+    def __init__(self, brokers=3, partitions=3, topics=None):
+        topics = gateway_topics() if topics is None else topics
+        self.proc = subprocess.Popen([MOCK_KAFKA, "--brokers", str(brokers), "--partitions", str(partitions),
+                                      "--topics", ",".join(topics)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         line = self.proc.stdout.readline().split()
         assert line and line[0] == "bootstrap", "mock-kafka did not start: %r" % line

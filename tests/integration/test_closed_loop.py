@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 
-from harness import (SAMPLES, SCHEMAS, Gateway, MockKafka, assert_valid_events, consume, consume_all, wait_for,
+from harness import (SAMPLES, SCHEMAS, Gateway, MockKafka, gateway_topics, assert_valid_events, consume, consume_all, wait_for,
                      hl7_field, run)
 from test_fhir import AGENCY_TOKEN, CLIENTS, CLINIC_TOKEN, ENV, FhirClient, sample_path
 
@@ -657,6 +657,10 @@ class HeldReferralReplay(unittest.TestCase):
                                           "area": {"zip3": ["277"]}, "agency": "rides-durham"})
                 with open(routing_file, "w") as f:
                     json.dump(routing, f)
+                # As an operator would: the new agency's update topic exists before the restart
+                # (readiness names it until it does).
+                self.assertIn("sdoh.referral-updates.rides-durham", gateway_topics(schemas))
+                kafka.command("create sdoh.referral-updates.rides-durham 1")
                 gw.log_file.close()
                 gw.start()
                 replayed = run([DEADLETTERS, "--url", gw.http_url, "replay", dl["deadLetterId"]], env=tools_env)

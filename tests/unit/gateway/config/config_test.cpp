@@ -57,6 +57,59 @@ kafka: { brokers: "k1:9092,k2:9092" }
   EXPECT_FALSE(cfg->embedded_kafka());
 }
 
+TEST(Config, KafkaProvisioningKeysHaveTheirDefaults) {
+  auto cfg = parse_config("");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->kafka.principal, "User:sdoh-gateway");
+  EXPECT_FALSE(cfg->kafka.provision_topics);
+  EXPECT_EQ(cfg->kafka.topic_defaults.partitions, 3);
+  EXPECT_EQ(cfg->kafka.topic_defaults.replication_factor, 3);
+  EXPECT_EQ(cfg->kafka.topic_defaults.min_insync_replicas, 2);
+  EXPECT_EQ(cfg->kafka.topic_defaults.retention, std::chrono::hours(24 * 7));
+  EXPECT_EQ(cfg->routing_file(), std::filesystem::path("schemas/routing/routing.json"));
+}
+
+TEST(Config, KafkaProvisioningKeysAreRead) {
+  auto cfg = parse_config(R"(
+kafka:
+  brokers: "k1:9092"
+  principal: "User:gw-prod"
+  provision_topics: true
+  topic_defaults: { partitions: 12, replication_factor: 5, min_insync_replicas: 3, retention: 30d }
+referrals: { routing_file: /etc/sdoh-gateway/routing.json }
+parties: { ei-durham: { kafka_principal: "User:CN=ei-durham,O=Durham" } }
+)");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->kafka.principal, "User:gw-prod");
+  EXPECT_TRUE(cfg->kafka.provision_topics);
+  EXPECT_EQ(cfg->kafka.topic_defaults.partitions, 12);
+  EXPECT_EQ(cfg->kafka.topic_defaults.replication_factor, 5);
+  EXPECT_EQ(cfg->kafka.topic_defaults.min_insync_replicas, 3);
+  EXPECT_EQ(cfg->kafka.topic_defaults.retention, std::chrono::hours(24 * 30));
+  EXPECT_EQ(cfg->routing_file(), std::filesystem::path("/etc/sdoh-gateway/routing.json"));
+  ASSERT_EQ(cfg->parties.size(), 1u);
+  EXPECT_EQ(cfg->parties[0].kafka_principal, "User:CN=ei-durham,O=Durham");
+}
+
+TEST(Config, MinInsyncReplicasAboveTheReplicationFactorIsRefused) {
+  auto issue =
+      only_issue("kafka: { topic_defaults: { replication_factor: 1, min_insync_replicas: 2 } }\n");
+  EXPECT_EQ(issue.path, "kafka.topic_defaults.min_insync_replicas");
+  EXPECT_THAT(issue.message, HasSubstr("2 is above replication_factor 1"));
+}
+
+TEST(Config, APrincipalWithoutItsTypeIsRefused) {
+  EXPECT_EQ(only_issue("kafka: { principal: sdoh-gateway }\n").path, "kafka.principal");
+  EXPECT_EQ(only_issue("parties: { ei: { kafka_principal: ei } }\n").path,
+            "parties.ei.kafka_principal");
+}
+
+TEST(Config, ProvisioningTopicsNeedsARealCluster) {
+  auto issue = only_issue("kafka: { provision_topics: true }\n");
+  EXPECT_EQ(issue.path, "kafka.provision_topics");
+  EXPECT_THAT(issue.message, HasSubstr("the embedded broker creates its own"));
+}
+
 TEST(Config, PartiesAreReadWithTheirSendersCertificateAndNetworks) {
   auto cfg = parse_config(R"(
 parties:

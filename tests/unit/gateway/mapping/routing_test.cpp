@@ -44,6 +44,11 @@ class ShippedRouting : public ::testing::Test {
 };
 std::shared_ptr<const RoutingTable> ShippedRouting::table_;
 
+TEST_F(ShippedRouting, IsMarkedAsAnExample) {
+  ASSERT_NE(table_, nullptr);
+  EXPECT_TRUE(table_->example());
+}
+
 TEST_F(ShippedRouting, LoadsItsAgencies) {
   ASSERT_NE(table_, nullptr);
   EXPECT_EQ(table_->agencies().size(), 8u);
@@ -208,6 +213,29 @@ class ScratchRouting : public ::testing::Test {
 
   fs::path dir_;
 };
+
+TEST_F(ScratchRouting, AFileWithoutTheExampleFlagIsNoExample) {
+  write(R"({"category": "food-insecurity", "area": "*", "agency": "a"})");
+  auto t = load();
+  ASSERT_NE(t, nullptr);
+  EXPECT_FALSE(t->example());
+}
+
+TEST_F(ScratchRouting, LoadsARoutingFileFromAnyPathWithTheSchemaBesideTheSchemas) {
+  const auto mounted = dir_ / "mounted-routing.json";
+  std::ofstream(mounted)
+      << R"({"example": false, "agencies": [)" << kAgencies
+      << R"(], "routes": [{"category": "food-insecurity", "area": "*", "agency": "b"}]})";
+  auto t = RoutingTable::load_file(mounted, kSchemas / "routing" / "routing.schema.json", tables());
+  ASSERT_TRUE(t) << t.error().message;
+  EXPECT_FALSE((*t)->example());
+  EXPECT_EQ(agency_of(**t, "food-insecurity", "277", "", 5), "b");
+}
+
+TEST_F(ScratchRouting, ANonBooleanExampleFlagIsRefusedNamingIt) {
+  write_raw(R"({"example": "yes", "agencies": [)" + std::string(kAgencies) + R"(], "routes": []})");
+  EXPECT_THAT(load_error().message, HasSubstr("routing.json: /example"));
+}
 
 TEST_F(ScratchRouting, CountyBeatsZip3BeatsAnywhere) {
   write(R"({"category": "food-insecurity", "area": "*", "agency": "a"},
