@@ -690,10 +690,6 @@ class HeldReferralReplay(unittest.TestCase):
                 gw.__exit__(None, None, None)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class UncategorisedReferralReplay(unittest.TestCase):
     """A referral in a clinic's local codes that no table translates is accepted and held
     (uncategorised) with a dead letter naming the codes; `tools/deadletters show` prints the rows
@@ -781,3 +777,7 @@ class UncategorisedReferralReplay(unittest.TestCase):
                 self.assertNotIn("businessStatus", task)
             finally:
                 gw.__exit__(None, None, None)
+
+
+if __name__ == "__main__":
+    unittest.main()
