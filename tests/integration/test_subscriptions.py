@@ -6,12 +6,17 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
+import shutil
+import ssl
+import tempfile
 import threading
 import unittest
 
 from harness import Gateway, wait_for
 from test_fhir import (AGENCY_TOKEN, CLINIC_TOKEN, ENV, OTHER_AGENCY_TOKEN, FhirClient,
                        sample_path)
+from test_runtime import make_pki
 
 CONFIG = """
 fhir:
@@ -30,7 +35,9 @@ class Receiver:
     `self.status` (200, or 503 to play a failing agency). stop() closes the port (connection
     refused); start() opens it again on the same port."""
 
-    def __init__(self, port=0):
+    def __init__(self, port=0, tls=None, host="127.0.0.1"):
+        self.tls = tls  # an ssl.SSLContext: serve https
+        self.host = host
         self.received = []
         self.status = 200
         self.lock = threading.Lock()
@@ -54,8 +61,10 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = http.server.ThreadingHTTPServer((self.host, self.port), Handler)
         self.port = self.server.server_address[1]
+        if self.tls is not None:
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -63,8 +72,8 @@ class Receiver:
         self.server.shutdown()
         self.server.server_close()
 
-    def url(self, path):
-        return "http://127.0.0.1:%d%s" % (self.port, path)
+    def url(self, path, host=None):
+        return "%s://%s:%d%s" % ("https" if self.tls else "http", host or self.host, self.port, path)
 
     def bundles(self, path):
         with self.lock:
@@ -252,6 +261,71 @@ class SubscriptionDowntime(SubscriptionCase):
                               for b in events], [1, 2, 3])
             self.assert_signed(receiver, "/hook", secret)
         receiver.stop()
+
+
+class SubscriptionErrorThreshold(SubscriptionCase):
+    def test_too_many_failures_make_it_error_and_keep_its_notifications_until_reactivated(self):
+        receiver = Receiver().start()
+        config = CONFIG.replace("max_attempts: 1000", "max_attempts: 3")
+        with Gateway(config=config, env=ENV) as gw:
+            clinic = FhirClient(gw, CLINIC_TOKEN)
+            agency = FhirClient(gw, AGENCY_TOKEN)
+            sub_id, secret = self.subscribe(agency, receiver.url("/hook"), "id-only")
+            self.wait_status(agency, sub_id, "active", gw)
+            receiver.stop()
+            task_id = self.post_referral(clinic)
+            self.wait_status(agency, sub_id, "error", gw)
+            sub = agency.call("GET", "/fhir/Subscription/" + sub_id).json()
+            self.assertIn("3 deliveries failed in a row", sub["error"])
+            self.assertEqual(gw.metric("sdoh_fhir_subscription_errors_total"), 1)
+            wait_for(lambda: gw.metric('sdoh_fhir_subscriptions{status="error"}') == 1, 10,
+                     "the error gauge")
+            self.assertEqual(gw.metric("sdoh_fhir_subscription_queued_notifications"), 1)
+            errors = [e for e in gw.log_events() if e.get("event") == "fhir.subscription_error"]
+            self.assertEqual(len(errors), 1, gw.log()[-2000:])
+            self.assertNotIn(task_id, json.dumps(errors[0]))  # ops see the Subscription, not the referral
+
+            receiver.start()
+            body = json.loads(subscription(receiver.url("/hook"), "id-only"))
+            self.assertEqual(agency.call("PUT", "/fhir/Subscription/" + sub_id,
+                                         body=json.dumps(body)).status, 200)
+            self.wait_status(agency, sub_id, "active", gw)
+            wait_for(lambda: len(events_of(receiver, "/hook")) == 1, 20, "the kept notification")
+            focus = status_params(events_of(receiver, "/hook")[0])["notification-event"]["part"][2]
+            self.assertTrue(focus["valueReference"]["reference"].endswith("/Task/" + task_id))
+            self.assert_signed(receiver, "/hook", secret)
+        receiver.stop()
+
+
+class SubscriptionHttps(SubscriptionCase):
+    def test_notifications_go_over_verified_tls(self):
+        pki = tempfile.mkdtemp(prefix="sdoh-pki-")
+        self.addCleanup(shutil.rmtree, pki, True)
+        make_pki(pki)
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(os.path.join(pki, "server.crt"), os.path.join(pki, "server.key"),
+                            password="tls-key-pass")
+        receiver = Receiver(tls=tls).start()
+        self.addCleanup(receiver.stop)
+        config = CONFIG.replace("timeout: 2s", "timeout: 2s, ca_file: %s" % os.path.join(pki, "ca.crt"))
+        with Gateway(config=config, env=ENV) as gw:
+            clinic = FhirClient(gw, CLINIC_TOKEN)
+            agency = FhirClient(gw, AGENCY_TOKEN)
+            sub_id, secret = self.subscribe(agency, receiver.url("/hook", host="localhost"),
+                                            "full-resource")
+            self.wait_status(agency, sub_id, "active", gw)
+            task_id = self.post_referral(clinic)
+            wait_for(lambda: len(events_of(receiver, "/hook")) == 1, 20,
+                     "the notification over https:\n" + gw.log()[-2000:])
+            self.assertEqual(events_of(receiver, "/hook")[0]["entry"][1]["resource"]["id"], task_id)
+            self.assert_signed(receiver, "/hook", secret)
+            # A certificate that does not name the host the URL names: the handshake fails.
+            wrong = Receiver(tls=tls, host="127.0.0.2").start()
+            self.addCleanup(wrong.stop)
+            other_id, _ = self.subscribe(agency, wrong.url("/hook"), "id-only")
+            self.wait_status(agency, other_id, "error", gw)
+            self.assertIn("TLS handshake", agency.call("GET", "/fhir/Subscription/" + other_id).json()["error"])
+            self.assertEqual(wrong.bundles("/hook"), [])
 
 
 if __name__ == "__main__":
