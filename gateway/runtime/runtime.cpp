@@ -45,8 +45,8 @@
 #include "gateway/pipeline/observed_commit_port.hpp"
 #include "gateway/pipeline/subscription_notices.hpp"
 #include "gateway/runtime/admin.hpp"
-#include "gateway/runtime/kafka_topics.hpp"
 #include "gateway/runtime/data_dir_lock.hpp"
+#include "gateway/runtime/kafka_topics.hpp"
 #include "gateway/runtime/overdue.hpp"
 #include "gateway/runtime/periodic.hpp"
 #include "gateway/runtime/referral_metrics.hpp"
@@ -263,10 +263,9 @@ int run(const config::GatewayConfig& cfg) {
   // referrals, POSTed to their rest-hook endpoints until taken (started once HTTP is bound).
   fhir::DeliveryOptions subscription_delivery;
   subscription_delivery.base = cfg.fhir.base_url;
-  subscription_delivery.retry = {cfg.fhir.subscriptions.initial_backoff,
-                                 cfg.fhir.subscriptions.max_backoff,
-                                 cfg.fhir.subscriptions.max_attempts,
-                                 cfg.fhir.subscriptions.give_up_after};
+  subscription_delivery.retry = {
+      cfg.fhir.subscriptions.initial_backoff, cfg.fhir.subscriptions.max_backoff,
+      cfg.fhir.subscriptions.max_attempts, cfg.fhir.subscriptions.give_up_after};
   subscription_delivery.timeout = cfg.fhir.subscriptions.timeout;
   subscription_delivery.ca_file = cfg.fhir.subscriptions.ca_file;
   fhir::SubscriptionSender subscription_sender(**store, **store, subscription_delivery, registry);
@@ -437,10 +436,17 @@ int run(const config::GatewayConfig& cfg) {
   http_server.start();
   mllp_server.start();
   // Notifications name the gateway's FHIR base: fhir.base_url, else this listener.
-  subscription_sender.start(
-      cfg.fhir.base_url.empty()
-          ? std::string(cfg.http.tls.enabled() ? "https://" : "http://") + *http_address + "/fhir"
-          : cfg.fhir.base_url);
+  if (cfg.fhir.base_url.empty() && !cfg.dev_mode()) {
+    log::warn(
+        "fhir.subscription_base_url",
+        {{"detail",
+          "fhir.base_url is not set: Subscription notifications name this listener's address, "
+          "which agencies may not reach; set the URL they use"}});
+  }
+  subscription_sender.start(cfg.fhir.base_url.empty()
+                                ? std::string(cfg.http.tls.enabled() ? "https://" : "http://") +
+                                      *http_address + "/fhir"
+                                : cfg.fhir.base_url);
 
   // SIGTERM/SIGINT: stop accepting, let in-flight messages finish (bounded), then stop.
   // A second signal stops at once.
