@@ -9,9 +9,11 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <rapidjson/document.h>
 
 #include "adapters/net/http_client.hpp"
 #include "adapters/net/tls.hpp"
+#include "gateway/core/json_parse.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/log/log.hpp"
 #include "gateway/metrics/registry.hpp"
@@ -111,9 +113,35 @@ struct SubscriptionSender::Impl {
     return out->error;
   }
 
+  // full-resource: the ServiceRequest the Task is for (Task.focus), which its agency may read
+  // too (GET /fhir/ServiceRequest/{id}); nothing when the Task names none or it is gone.
+  std::vector<std::pair<std::string, std::string>> included(const std::string& task_json) {
+    rapidjson::Document task;
+    if (!json::parse(task, task_json) || !task.IsObject()) return {};
+    auto focus = task.FindMember("focus");
+    if (focus == task.MemberEnd() || !focus->value.IsObject()) return {};
+    auto ref = focus->value.FindMember("reference");
+    if (ref == focus->value.MemberEnd() || !ref->value.IsString()) return {};
+    std::string_view r(ref->value.GetString(), ref->value.GetStringLength());
+    constexpr std::string_view kPrefix = "ServiceRequest/";
+    if (!r.starts_with(kPrefix)) return {};
+    const std::string id(r.substr(kPrefix.size()));
+    auto row = resources.read_resource("ServiceRequest", id);
+    if (!row || !*row) return {};
+    return {{"ServiceRequest/" + id, (*row)->json}};
+  }
+
   std::string bundle(NotificationType type, const pipeline::SubscriptionRow& sub,
                      std::vector<pipeline::NotificationRow> events) {
     NotificationContent c;
+    if (sub.content == "full-resource") {
+      for (const auto& e : events) {
+        if (!e.task_json.empty()) {
+          for (auto& inc : included(e.task_json))
+            c.included.push_back(std::move(inc));
+        }
+      }
+    }
     c.type = type;
     c.base = options.base;
     c.subscription = sub;

@@ -167,6 +167,28 @@ std::string notification_bundle(const NotificationContent& c) {
       w.EndObject();
     }
   }
+  if (c.type == NotificationType::kEventNotification && full) {
+    for (const auto& [ref, json] : c.included) {
+      w.StartObject();
+      w.Key("fullUrl");
+      str(w, c.base + "/" + ref);
+      w.Key("resource");
+      w.RawValue(json.data(), json.size(), rapidjson::kObjectType);
+      w.Key("request");
+      w.StartObject();
+      w.Key("method");
+      w.String("GET");
+      w.Key("url");
+      str(w, ref);
+      w.EndObject();
+      w.Key("response");
+      w.StartObject();
+      w.Key("status");
+      w.String("200");
+      w.EndObject();
+      w.EndObject();
+    }
+  }
   w.EndArray();
   w.EndObject();
   return {buf.GetString(), buf.GetSize()};

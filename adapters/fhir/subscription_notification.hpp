@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "gateway/pipeline/subscription_port.hpp"
@@ -38,13 +39,16 @@ struct NotificationContent {
   std::string base;                               ///< the FHIR base URL (absolute)
   pipeline::SubscriptionRow subscription;         ///< its status as the Bundle reports it
   std::vector<pipeline::NotificationRow> events;  ///< event-notification only, in order
-  std::string timestamp;                          ///< RFC 3339, Bundle.timestamp
+  /// full-resource: what else the agency may read about these events (the ServiceRequest each
+  /// Task is for), as (type/id, JSON), after the Tasks.
+  std::vector<std::pair<std::string, std::string>> included;
+  std::string timestamp;  ///< RFC 3339, Bundle.timestamp
   std::string bundle_id;
 };
 
 /// The notification Bundle (JSON). id-only: each event's focus is a reference to its Task;
 /// full-resource: the Task also follows as an entry (a NotificationRow without a Task is sent
-/// as id-only).
+/// as id-only), then the `included` resources.
 std::string notification_bundle(const NotificationContent& c);
 
 /// HMAC-SHA256 over "<timestamp>.<body>" with the Subscription's secret, as lower-case hex: the

@@ -188,6 +188,13 @@ class SubscriptionDelivery(SubscriptionCase):
             full = events_of(receiver, "/ehv-full")
             self.assertEqual([b["entry"][1]["resource"]["status"] for b in full], expected)
             self.assertEqual([b["entry"][1]["resource"]["id"] for b in full], [task_id] * 4)
+            # ... and the ServiceRequest the Task is for, which the agency may read too.
+            focus = full[0]["entry"][1]["resource"]["focus"]["reference"]
+            self.assertTrue(focus.startswith("ServiceRequest/"), focus)
+            for b in full:
+                self.assertEqual(len(b["entry"]), 3)
+                self.assertEqual(b["entry"][2]["resource"]["resourceType"], "ServiceRequest")
+                self.assertTrue(b["entry"][2]["fullUrl"].endswith("/" + focus))
             numbers = [int(status_params(b)["notification-event"]["part"][0]["valueString"]) for b in full]
             self.assertEqual(numbers, [1, 2, 3, 4])
             for b in full:

@@ -83,6 +83,7 @@ TEST(SubscriptionNotification, IdOnlyNamesTheTaskAndCarriesNoResource) {
   c.base = kBase;
   c.subscription = active("id-only");
   c.events = {event(7, R"({"resourceType":"Task","id":"task-1","status":"accepted"})")};
+  c.included = {{"ServiceRequest/sr-1", R"({"resourceType":"ServiceRequest","id":"sr-1"})"}};
   c.timestamp = "2026-11-25T10:00:00Z";
   c.bundle_id = "b2";
   auto d = parse(notification_bundle(c));
@@ -101,10 +102,14 @@ TEST(SubscriptionNotification, FullResourceAddsTheTaskAfterTheStatus) {
   c.base = kBase;
   c.subscription = active("full-resource");
   c.events = {event(7, R"({"resourceType":"Task","id":"task-1","status":"accepted"})")};
+  c.included = {{"ServiceRequest/sr-1", R"({"resourceType":"ServiceRequest","id":"sr-1"})"}};
   c.timestamp = "2026-11-25T10:00:00Z";
   c.bundle_id = "b3";
   auto d = parse(notification_bundle(c));
-  ASSERT_EQ(d["entry"].Size(), 2u);
+  ASSERT_EQ(d["entry"].Size(), 3u);
+  EXPECT_STREQ(d["entry"][2]["fullUrl"].GetString(),
+               "https://gw.example.org/fhir/ServiceRequest/sr-1");
+  EXPECT_STREQ(d["entry"][2]["resource"]["resourceType"].GetString(), "ServiceRequest");
   EXPECT_STREQ(d["entry"][1]["fullUrl"].GetString(), "https://gw.example.org/fhir/Task/task-1");
   EXPECT_STREQ(d["entry"][1]["resource"]["status"].GetString(), "accepted");
   EXPECT_STREQ(d["entry"][1]["request"]["method"].GetString(), "PUT");
