@@ -11,6 +11,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <rapidjson/document.h>
 
+#include "adapters/fhir/subscription_resource.hpp"
 #include "adapters/net/http_client.hpp"
 #include "adapters/net/tls.hpp"
 #include "gateway/core/json_parse.hpp"
@@ -210,6 +211,17 @@ struct SubscriptionSender::Impl {
   // Everything due for one Subscription, in order; stops at its first failure.
   void serve(pipeline::SubscriptionRow sub) {
     auto now = wall_ms();
+    if (auto end = sub.end.empty() ? std::nullopt : instant_ms(sub.end); end && *end <= now) {
+      // R4 Subscription.end: the server turns it off then (its notifications keep queueing).
+      pipeline::DeliveryRecord rec;
+      rec.subscription_id = sub.id;
+      rec.version = sub.version;
+      rec.status = "off";
+      rec.last_sent_ms = sub.last_sent_ms;
+      if (auto r = store.record_delivery(rec); r)
+        log::info("fhir.subscription_ended", {{"subscription", sub.id}, {"agency", sub.agency_id}});
+      return;
+    }
     if (sub.next_attempt_ms > now) return;
     if (sub.status == "requested") {
       auto body = bundle(NotificationType::kHandshake, sub, {});

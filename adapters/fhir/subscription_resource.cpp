@@ -1,5 +1,7 @@
 #include "adapters/fhir/subscription_resource.hpp"
 
+#include <chrono>
+
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -56,7 +58,54 @@ std::optional<std::string> owner_of_filter(std::string_view f) {
   return std::string(f);
 }
 
+bool digits(std::string_view s, std::size_t at, std::size_t n, int& out) {
+  if (at + n > s.size()) return false;
+  out = 0;
+  for (std::size_t i = at; i < at + n; ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    out = out * 10 + (s[i] - '0');
+  }
+  return true;
+}
+
 }  // namespace
+
+std::optional<std::int64_t> instant_ms(std::string_view t) {
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  if (!digits(t, 0, 4, y) || t.size() < 20 || t[4] != '-' || !digits(t, 5, 2, mo) || t[7] != '-' ||
+      !digits(t, 8, 2, d) || t[10] != 'T' || !digits(t, 11, 2, h) || t[13] != ':' ||
+      !digits(t, 14, 2, mi) || t[16] != ':' || !digits(t, 17, 2, sec))
+    return std::nullopt;
+  std::size_t at = 19;
+  std::int64_t ms = 0;
+  if (t[at] == '.') {
+    std::size_t n = 0;
+    int scale = 100;
+    for (++at; at < t.size() && t[at] >= '0' && t[at] <= '9'; ++at, ++n) {
+      if (scale > 0) ms += (t[at] - '0') * scale;
+      scale /= 10;
+    }
+    if (n == 0) return std::nullopt;
+  }
+  int offset_min = 0;
+  if (at < t.size() && t[at] == 'Z' && at + 1 == t.size()) {
+  } else if (at + 6 == t.size() && (t[at] == '+' || t[at] == '-') && t[at + 3] == ':') {
+    int oh = 0, om = 0;
+    if (!digits(t, at + 1, 2, oh) || !digits(t, at + 4, 2, om) || oh > 14 || om > 59)
+      return std::nullopt;
+    offset_min = (t[at] == '+' ? 1 : -1) * (oh * 60 + om);
+  } else {
+    return std::nullopt;
+  }
+  const std::chrono::year_month_day ymd{std::chrono::year(y), std::chrono::month(mo),
+                                        std::chrono::day(d)};
+  if (!ymd.ok() || h > 23 || mi > 59 || sec > 60) return std::nullopt;
+  const auto days = std::chrono::sys_days(ymd).time_since_epoch().count();
+  return ((static_cast<std::int64_t>(days) * 86'400 + h * 3'600 + mi * 60 + sec) -
+          offset_min * 60LL) *
+             1'000 +
+         ms;
+}
 
 std::expected<pipeline::SubscriptionRow, Problem> read_subscription(
     std::string_view json, const Client& client, const SubscriptionRules& rules) {
@@ -180,6 +229,11 @@ std::expected<pipeline::SubscriptionRow, Problem> read_subscription(
     }
   }
   row.end = string_member(doc, "end").value_or("");
+  if (!row.end.empty() && !instant_ms(row.end)) {
+    return std::unexpected(invalid("Subscription.end",
+                                   "end is an instant with a time zone, e.g. "
+                                   "2026-12-31T23:59:59Z"));
+  }
   row.reason = string_member(doc, "reason")
                    .value_or("Referrals of " + row.agency_id + " and their status changes");
   return row;

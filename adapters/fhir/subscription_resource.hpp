@@ -11,7 +11,9 @@
 //                      full-resource (default id-only)
 //   channel            backport-heartbeat-period (seconds, optional), the signing secret
 //                      (kSigningSecretUrl, optional: generated and returned once when absent)
+#include <cstdint>
 #include <expected>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -36,6 +38,10 @@ struct SubscriptionRules {
 std::expected<pipeline::SubscriptionRow, Problem> read_subscription(std::string_view json,
                                                                     const Client& client,
                                                                     const SubscriptionRules& rules);
+
+/// An instant (FHIR instant, RFC 3339 with a zone: 2026-12-01T00:00:00Z, …T00:00:00.5-05:00) as
+/// Unix milliseconds; nullopt when it is not one. Subscription.end is read with it.
+std::optional<std::int64_t> instant_ms(std::string_view text);
 
 /// The resource for a stored row. `with_secret`: the secret is shown (the answer to the create
 /// that generated it, the only time it is).

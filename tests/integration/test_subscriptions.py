@@ -166,6 +166,14 @@ class SubscriptionDelivery(SubscriptionCase):
             late_sub = agency.call("GET", "/fhir/Subscription/" + late_id).json()
             self.assertIn("handshake", late_sub["error"])
             self.assertEqual(gw.metric("sdoh_fhir_subscription_errors_total"), 1)
+            # One whose end has passed is turned off, without a handshake.
+            ended = json.loads(subscription(receiver.url("/ended"), "id-only"))
+            ended["end"] = "2001-01-01T00:00:00Z"
+            r = agency.call("POST", "/fhir/Subscription", body=json.dumps(ended))
+            self.assertEqual(r.status, 201, r)
+            self.wait_status(agency, r.json()["id"], "off", gw)
+            self.assertEqual(agency.call("DELETE", "/fhir/Subscription/" + r.json()["id"]).status, 204)
+            self.assertEqual(receiver.bundles("/ended"), [])
             # Another agency's Subscription is not there for it.
             self.assertEqual(other.call("GET", "/fhir/Subscription/" + full_id).status, 404)
             listed = agency.call("GET", "/fhir/Subscription").json()

@@ -225,6 +225,19 @@ TEST(SubscriptionResource, OnlyTheAgencyReferralsTopicIsOffered) {
   EXPECT_NE(row.error().operation_outcome().find("Subscription.criteria"), std::string::npos);
 }
 
+TEST(SubscriptionResource, EndIsAnInstantWithAZone) {
+  EXPECT_EQ(instant_ms("1970-01-01T00:00:00Z"), 0);
+  EXPECT_EQ(instant_ms("2026-12-01T00:00:00.250Z"), 1'796'083'200'250);
+  EXPECT_EQ(instant_ms("2026-11-30T19:00:00-05:00"), 1'796'083'200'000);
+  EXPECT_EQ(instant_ms("2026-12-01"), std::nullopt);
+  EXPECT_EQ(instant_ms("2026-12-01T00:00:00"), std::nullopt);
+  EXPECT_EQ(instant_ms("2026-02-30T00:00:00Z"), std::nullopt);
+  auto body = subscription_body("https://agency.example.org/hook", R"("end":"tomorrow",)");
+  auto row = read_subscription(body, kAgency, {kBase, false});
+  ASSERT_FALSE(row);
+  EXPECT_NE(row.error().operation_outcome().find("Subscription.end"), std::string::npos);
+}
+
 TEST(SubscriptionResource, TheSecretIsShownOnlyWhenAsked) {
   auto row = active("id-only");
   row.secret = "s3cr3t-s3cr3t-s3cr3t";
