@@ -943,6 +943,14 @@ asio::awaitable<Result<pipeline::CommitOutcome>> Api::replay(std::string sender,
                                    port);
 }
 
+std::expected<Client, Problem> Api::authenticate(const http::Request& req) const {
+  return impl_->authenticate(req);
+}
+
+std::string Api::base_url(const http::Request& req) const {
+  return impl_->base_url(req);
+}
+
 const std::string& Api::capability_statement() const {
   return impl_->capability;
 }
@@ -979,7 +987,10 @@ void Api::add_routes(http::Router& router) {
                               "this server answers in JSON only (_format=json)")}};
       co_return s->count(Impl::problem_response(p), "capabilities", "CapabilityStatement");
     }
-    co_return s->count(Impl::fhir_response(200, s->capability), "capabilities",
+    auto body = s->capability;
+    if (auto at = body.find(kCapabilityBase); at != std::string::npos)
+      body.replace(at, kCapabilityBase.size(), s->base_url(req));
+    co_return s->count(Impl::fhir_response(200, std::move(body)), "capabilities",
                        "CapabilityStatement");
   });
   add("POST", "/fhir",

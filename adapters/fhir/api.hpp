@@ -8,7 +8,8 @@
 //   GET  /fhir/Task/{id}/_history[/{vid}]                     history, vread
 //   GET  /fhir/Task?focus=&owner=&status=&patient=&_id=&_count=   searchset Bundle
 //   PUT  /fhir/Task/{id}, PATCH /fhir/Task/{id} (JSON Patch)  status updates (If-Match)
-//   GET  /fhir/metadata             the CapabilityStatement: exactly the above
+//   GET  /fhir/metadata             the CapabilityStatement: exactly the above, and the
+//                                   Subscription routes (subscription_api.hpp)
 //
 // HTTP behaviour: application/fhir+json or application/json bodies (XML → 415), `_format`
 // and Accept (JSON only; asking for XML alone → 406), 201 with Location (…/_history/{vid}),
@@ -24,6 +25,7 @@
 // Clinics post and may cancel their referrals; agencies read and move forward the referrals
 // they own (Task.owner). With no clients configured (dev mode) every request is the client
 // "dev" with both roles.
+#include <expected>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -70,6 +72,9 @@ struct ApiOptions {
       find_referral;
   /// IngestContext::open_referral_for.
   decltype(IngestContext::open_referral_for) open_referral_for;
+  /// The Subscription routes are served too (SubscriptionApi): the CapabilityStatement lists
+  /// them with the topic's canonical.
+  bool subscriptions = false;
   /// Where interactions are answered (their store reads block): the store executor. Null: on
   /// the listener's executor (unit tests). Must outlive the Api.
   pipeline::StoreExecutor* store_executor = nullptr;
@@ -97,6 +102,11 @@ class Api {
                                                                  std::string message_type,
                                                                  std::string payload,
                                                                  pipeline::CommitPort& port);
+
+  /// Who a request is from (fhir.clients; the development client without clients), and the
+  /// absolute FHIR base URL it reached: for the other /fhir routes (Subscriptions).
+  std::expected<Client, Problem> authenticate(const http::Request& req) const;
+  std::string base_url(const http::Request& req) const;
 
   /// The CapabilityStatement served at /fhir/metadata.
   const std::string& capability_statement() const;

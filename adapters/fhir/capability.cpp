@@ -89,6 +89,18 @@ std::string capability_statement(const ApiOptions& options) {
     }
     out += "}";
   }
+  // Agencies' rest-hook Subscriptions to the one topic (Subscriptions R5 Backport IG, R4): the
+  // topic's canonical is advertised on the Subscription resource.
+  if (options.subscriptions) {
+    out +=
+        R"(,{"type":"Subscription","supportedProfile":["http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription"],)"
+        R"("extension":[{"url":"http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/capabilitystatement-subscriptiontopic-canonical","valueCanonical":)";
+    append_json_string(
+        out, (options.base_url.empty() ? std::string(kCapabilityBase) : options.base_url) +
+                 "/SubscriptionTopic/agency-referrals");
+    out +=
+        R"(}],"interaction":[{"code":"create"},{"code":"read"},{"code":"update"},{"code":"delete"},{"code":"search-type"}],"versioning":"versioned"})";
+  }
   out += R"(],"interaction":[{"code":"transaction"},{"code":"batch"}]}]})";
   return out;
 }

@@ -17,6 +17,10 @@ struct CreatableType {
 };
 const std::vector<CreatableType>& creatable_types();
 
+/// Stands for the FHIR base URL in the CapabilityStatement when fhir.base_url is not set: the
+/// metadata route puts the base the request reached in its place.
+inline constexpr std::string_view kCapabilityBase = "@@FHIR_BASE@@";
+
 /// The CapabilityStatement (JSON) of an API with these options.
 std::string capability_statement(const ApiOptions& options);
 

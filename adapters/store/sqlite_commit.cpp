@@ -112,6 +112,16 @@ struct CommitOp final : WriteOp {
       if (auto r = step(st); !r) return r;
     }
     if (!request.outbound.empty()) s.outbound_added = true;
+    for (const auto& n : request.notices) {
+      // Every Subscription of the owning agency, whatever its status (an error or off one keeps
+      // its notifications until it is active again), numbered per Subscription.
+      s.count_subscription_event.text(1, n.agency_id);
+      if (auto r = step(s.count_subscription_event); !r) return r;
+      auto& st = s.insert_notification;
+      st.text(1, n.agency_id).text(2, n.referral_id).integer(3, n.sequence).text(4, n.status);
+      st.blob(5, n.task_json).integer(6, received);
+      if (auto r = step(st); !r) return r;
+    }
     return {};
   }
 

@@ -266,7 +266,7 @@ struct SqliteStore::Impl {
   // FHIR resources and referral states written with a commit.
   Statement resource_version, upsert_resource, insert_history, delete_identifiers,
       insert_identifier, delete_search, insert_search, referral_sequence, upsert_referral,
-      insert_outbound;
+      insert_outbound, count_subscription_event, insert_notification;
   bool outbound_added = false;  // writer thread: a commit queued an outbound message
 
   config::StoreConfig cfg;

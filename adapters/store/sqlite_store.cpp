@@ -191,6 +191,43 @@ const std::vector<const char*> kMigrations = {
       DROP INDEX outbox_undelivered;
       DROP INDEX outbox_delivered_at;
     )sql",
+    // 10: agencies' FHIR Subscriptions (rest-hook) and the notifications queued for them in the
+    // same transaction as the referral change that causes them, delivered in seq order.
+    R"sql(
+      CREATE TABLE subscriptions (
+        id                 TEXT PRIMARY KEY,
+        agency_id          TEXT NOT NULL,
+        client_id          TEXT NOT NULL,
+        status             TEXT NOT NULL,   -- requested | active | error | off
+        endpoint           TEXT NOT NULL,
+        content            TEXT NOT NULL,   -- id-only | full-resource
+        secret             TEXT NOT NULL,
+        heartbeat_seconds  INTEGER NOT NULL,
+        end_time           TEXT NOT NULL,
+        reason             TEXT NOT NULL,
+        error              TEXT NOT NULL,
+        events_since_start INTEGER NOT NULL,
+        version            INTEGER NOT NULL,
+        last_updated       TEXT NOT NULL,
+        failures           INTEGER NOT NULL DEFAULT 0,
+        first_failure_at   INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at    INTEGER NOT NULL DEFAULT 0,
+        last_sent_at       INTEGER NOT NULL DEFAULT 0
+      ) STRICT;
+      CREATE INDEX subscriptions_by_agency ON subscriptions(agency_id, id);
+      CREATE TABLE subscription_notifications (
+        seq             INTEGER PRIMARY KEY,
+        subscription_id TEXT NOT NULL,
+        event_number    INTEGER NOT NULL,
+        referral_id     TEXT NOT NULL,
+        sequence        INTEGER NOT NULL,
+        status          TEXT NOT NULL,
+        task_json       BLOB NOT NULL,
+        created_at      INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX subscription_notifications_queue ON subscription_notifications(subscription_id,
+        seq);
+    )sql",
 };
 
 /// Retention: bounded chunks, so a large backlog of expired rows never stalls the commits
@@ -582,6 +619,19 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
         impl->db,
         "INSERT INTO outbound(destination, referral_id, message, created_at, next_attempt_at) "
         "VALUES (?1, ?2, ?3, ?4, ?4)");
+  }
+  if (prepared) {
+    prepared = impl->count_subscription_event.prepare(
+        impl->db,
+        "UPDATE subscriptions SET events_since_start = events_since_start + 1 WHERE agency_id = "
+        "?1");
+  }
+  if (prepared) {
+    prepared = impl->insert_notification.prepare(
+        impl->db,
+        "INSERT INTO subscription_notifications(subscription_id, event_number, referral_id, "
+        "sequence, status, task_json, created_at) SELECT id, events_since_start, ?2, ?3, ?4, ?5, "
+        "?6 FROM subscriptions WHERE agency_id = ?1 ORDER BY id");
   }
   if (prepared) {
     prepared = impl->upsert_referral.prepare(

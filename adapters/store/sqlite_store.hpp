@@ -30,6 +30,7 @@
 #include "gateway/pipeline/outbox_port.hpp"
 #include "gateway/pipeline/referral_port.hpp"
 #include "gateway/pipeline/resource_port.hpp"
+#include "gateway/pipeline/subscription_port.hpp"
 
 namespace sdoh::store {
 
@@ -61,7 +62,8 @@ class SqliteStore final : public pipeline::CommitPort,
                           public pipeline::Outbox,
                           public pipeline::OutboundQueue,
                           public pipeline::DeadLetters,
-                          public pipeline::ReferralRepository {
+                          public pipeline::ReferralRepository,
+                          public pipeline::SubscriptionStore {
  public:
   /// Opens (creating if needed) the database at `path`, applies pending migrations and starts
   /// the writer thread. `registry` may be null (tools); `clock` empty: the system clock. The
@@ -147,6 +149,20 @@ class SqliteStore final : public pipeline::CommitPort,
   /// and when to try again (queued to the writer).
   void record_outbound_attempt(std::int64_t id, bool done, std::string outcome, std::string error,
                                std::int64_t next_attempt_ms) override;
+
+  /// Agencies' FHIR Subscriptions and their notification queue (subscription_port.hpp):
+  /// writes block until committed, reads use the read pool.
+  Result<void> put_subscription(const pipeline::SubscriptionRow& row,
+                                std::int64_t expected_version) override;
+  Result<std::optional<pipeline::SubscriptionRow>> subscription(
+      const std::string& id) const override;
+  Result<std::vector<pipeline::SubscriptionRow>> subscriptions(
+      const std::string& agency_id) const override;
+  Result<bool> delete_subscription(const std::string& id) override;
+  Result<std::vector<pipeline::NotificationRow>> queued_notifications(const std::string& id,
+                                                                      int limit) const override;
+  Result<std::int64_t> queued_notification_count() const override;
+  Result<void> record_delivery(const pipeline::DeliveryRecord& record) override;
 
   /// Applies the retention policy once, now (tests; the writer thread does it every
   /// store.prune_interval). Returns the rows removed or cleared.

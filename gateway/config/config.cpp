@@ -424,6 +424,22 @@ void read_fhir(MapReader m, FhirConfig& out) {
     }
   }
   m.choice("unknown_patient", out.unknown_patient, {"link-by-reference", "reject"});
+  {
+    auto s = m.child("subscriptions");
+    auto& sub = out.subscriptions;
+    s.duration("initial_backoff", sub.initial_backoff, milliseconds(10), std::chrono::hours(1));
+    s.duration("max_backoff", sub.max_backoff, milliseconds(10), std::chrono::hours(24));
+    s.integer("max_attempts", sub.max_attempts, 1, 1'000'000);
+    s.duration("give_up_after", sub.give_up_after, std::chrono::seconds(1),
+               std::chrono::hours(24 * 90));
+    s.duration("timeout", sub.timeout, milliseconds(100), std::chrono::minutes(5));
+    s.string("ca_file", sub.ca_file);
+    if (sub.max_backoff < sub.initial_backoff) {
+      s.issue(s.node()["max_backoff"], s.path() + ".max_backoff",
+              "must not be shorter than initial_backoff");
+    }
+    s.finish();
+  }
   auto clients = m.child("clients");
   std::set<std::string> cns;
   for (const auto& entry : clients.entries()) {

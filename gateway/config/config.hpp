@@ -227,6 +227,21 @@ struct FhirClientConfig {
   std::string name;  ///< display name (facility.name)
 };
 
+/// Agencies' FHIR Subscriptions (rest-hook): how their notifications are delivered.
+struct SubscriptionsConfig {
+  /// The delay after the first failed delivery, doubling (less up to a quarter at random) to
+  /// at most max_backoff.
+  milliseconds initial_backoff{1'000};
+  milliseconds max_backoff{300'000};
+  /// A Subscription goes to status error after this many failed deliveries in a row, or once
+  /// its deliveries have failed for give_up_after; its notifications are kept.
+  int max_attempts = 10;
+  milliseconds give_up_after{std::chrono::hours(24)};
+  milliseconds timeout{10'000};  ///< one POST: connect, TLS, send, answer
+  /// PEM CAs that https endpoints' certificates must chain to; empty: the system's trust store.
+  std::string ca_file;
+};
+
 /// The FHIR R4 API under /fhir.
 struct FhirConfig {
   /// The absolute base URL clients use ("https://gw.example.org/fhir") for Location and
@@ -238,6 +253,7 @@ struct FhirConfig {
   /// A screening about a Patient the gateway does not know and that names no identifier:
   /// link-by-reference (keep it, pseudonymised by the reference; warn) or reject (422).
   std::string unknown_patient = "link-by-reference";
+  SubscriptionsConfig subscriptions;
 };
 
 /// The closed loop's timing.

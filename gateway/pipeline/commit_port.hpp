@@ -110,6 +110,17 @@ struct OutboundMessage {
   std::string referral_id;
 };
 
+/// A referral change an agency's FHIR Subscriptions are told about (adapters/fhir, rest-hook):
+/// the store queues one notification per Subscription of `agency_id` in the same transaction,
+/// numbered per Subscription (eventsSinceSubscriptionStart), delivered in that order.
+struct SubscriptionNotice {
+  std::string agency_id;    ///< who owns the referral (Task.owner): only its Subscriptions
+  std::string referral_id;  ///< the Task's id
+  int sequence = 0;         ///< the status event's sequence
+  std::string status;       ///< the new status, e.g. accepted
+  std::string task_json;    ///< the Task as of this change (full-resource); empty: read it then
+};
+
 struct CommitRequest {
   InboundRecord inbound;
   std::vector<OutboxEvent> events;  ///< includes the dead-letter event, if any
@@ -124,6 +135,8 @@ struct CommitRequest {
   std::vector<ReferralState> referrals;
   /// Messages to send once committed (none for a duplicate).
   std::vector<OutboundMessage> outbound;
+  /// Referral changes for agencies' FHIR Subscriptions (none for a duplicate).
+  std::vector<SubscriptionNotice> notices;
 };
 
 enum class CommitStatus { kCommitted, kDuplicate };

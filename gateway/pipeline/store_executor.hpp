@@ -13,7 +13,8 @@
 //   - store executor threads (runtime.store_threads): the work above; they may block on a read.
 //   - the store's writer, syncer and checkpoint threads: every write, in group transactions, its
 //     fsync, and the WAL checkpoint (adapters/store).
-//   - the Kafka relay, update consumer and clinic return sender: one thread each.
+//   - the Kafka relay, update consumer, clinic return sender and FHIR Subscription sender: one
+//     thread each.
 #include <cstddef>
 #include <functional>
 #include <type_traits>

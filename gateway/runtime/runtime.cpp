@@ -16,6 +16,8 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "adapters/fhir/api.hpp"
+#include "adapters/fhir/subscription_api.hpp"
+#include "adapters/fhir/subscription_delivery.hpp"
 #include "adapters/hl7v2/clinic_return.hpp"
 #include "adapters/hl7v2/mllp_server.hpp"
 #include "adapters/hl7v2/pipeline.hpp"
@@ -41,10 +43,11 @@
 #include "gateway/ops/health.hpp"
 #include "gateway/pipeline/delivered_ack_port.hpp"
 #include "gateway/pipeline/observed_commit_port.hpp"
+#include "gateway/pipeline/subscription_notices.hpp"
 #include "gateway/runtime/admin.hpp"
 #include "gateway/runtime/kafka_provision.hpp"
-#include "gateway/runtime/kafka_topics.hpp"
 #include "gateway/runtime/data_dir_lock.hpp"
+#include "gateway/runtime/kafka_topics.hpp"
 #include "gateway/runtime/overdue.hpp"
 #include "gateway/runtime/periodic.hpp"
 #include "gateway/runtime/referral_metrics.hpp"
@@ -297,10 +300,23 @@ int run(const config::GatewayConfig& cfg) {
         return **r;
       },
       [&clinic_returns] { clinic_returns.wake(); });
+  // Agencies' FHIR Subscriptions: notifications queued by every commit that changes one of their
+  // referrals, POSTed to their rest-hook endpoints until taken (started once HTTP is bound).
+  fhir::DeliveryOptions subscription_delivery;
+  subscription_delivery.base = cfg.fhir.base_url;
+  subscription_delivery.retry = {
+      cfg.fhir.subscriptions.initial_backoff, cfg.fhir.subscriptions.max_backoff,
+      cfg.fhir.subscriptions.max_attempts, cfg.fhir.subscriptions.give_up_after};
+  subscription_delivery.timeout = cfg.fhir.subscriptions.timeout;
+  subscription_delivery.ca_file = cfg.fhir.subscriptions.ca_file;
+  fhir::SubscriptionSender subscription_sender(**store, **store, subscription_delivery, registry);
+  pipeline::SubscriptionNotices subscription_notices(
+      [&subscription_sender] { subscription_sender.wake(); });
   // The one commit path: every commit, whatever makes it, queues the RRI^I12 answers it owes HL7
-  // clinics, then (once durable) wakes the relay and feeds the referral measures.
-  pipeline::ObservedCommitPort returns_port(**store,
-                                            {&returns_observer, &relay, &referral_metrics});
+  // clinics and the notifications it owes agencies' Subscriptions, then (once durable) wakes the
+  // relay and feeds the referral measures.
+  pipeline::ObservedCommitPort returns_port(
+      **store, {&returns_observer, &subscription_notices, &relay, &referral_metrics});
 
   ops::add_ops_routes(router, health, registry, build, started);
 
@@ -390,6 +406,7 @@ int run(const config::GatewayConfig& cfg) {
   fhir_options->route = route;
   fhir_options->open_referral_for = open_referral_for;
   fhir_options->store_executor = &store_threads;
+  fhir_options->subscriptions = true;
   fhir_options->find_referral =
       [&store](const std::string& referral_id) -> std::optional<pipeline::ReferralState> {
     auto row = (*store)->find_referral({referral_id, "", "", ""});
@@ -404,6 +421,18 @@ int run(const config::GatewayConfig& cfg) {
   }
   fhir::Api fhir_api(screening_mapper, *commit_port, **store, std::move(*fhir_options), registry);
   fhir_api.add_routes(router);
+  fhir::SubscriptionApiOptions subscription_options;
+  subscription_options.authenticate = [&fhir_api](const http::Request& req) {
+    return fhir_api.authenticate(req);
+  };
+  subscription_options.base_url = [&fhir_api](const http::Request& req) {
+    return fhir_api.base_url(req);
+  };
+  subscription_options.dev_mode = cfg.dev_mode();
+  subscription_options.store_executor = &store_threads;
+  subscription_options.wake_sender = [&subscription_sender] { subscription_sender.wake(); };
+  fhir::SubscriptionApi subscription_api(**store, std::move(subscription_options), registry);
+  subscription_api.add_routes(router);
 
   if (cfg.admin.token.configured()) {
     auto token = cfg.admin.token.resolve();
@@ -447,6 +476,18 @@ int run(const config::GatewayConfig& cfg) {
   });
   http_server.start();
   mllp_server.start();
+  // Notifications name the gateway's FHIR base: fhir.base_url, else this listener.
+  if (cfg.fhir.base_url.empty() && !cfg.dev_mode()) {
+    log::warn(
+        "fhir.subscription_base_url",
+        {{"detail",
+          "fhir.base_url is not set: Subscription notifications name this listener's address, "
+          "which agencies may not reach; set the URL they use"}});
+  }
+  subscription_sender.start(cfg.fhir.base_url.empty()
+                                ? std::string(cfg.http.tls.enabled() ? "https://" : "http://") +
+                                      *http_address + "/fhir"
+                                : cfg.fhir.base_url);
 
   // SIGTERM/SIGINT: stop accepting, let in-flight messages finish (bounded), then stop.
   // A second signal stops at once.
@@ -457,6 +498,7 @@ int run(const config::GatewayConfig& cfg) {
     (*update_consumer)->stop();
     overdue_schedule.stop();
     clinic_returns.stop();
+    subscription_sender.stop();
     log::info("gateway.draining",
               {{"signal", signo},
                {"timeout_ms", static_cast<std::int64_t>(cfg.runtime.drain_timeout.count())}});

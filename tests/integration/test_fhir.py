@@ -102,7 +102,11 @@ class FhirApi(unittest.TestCase):
         self.assertEqual(cs["fhirVersion"], "4.0.1")
         types = {res["type"]: {i["code"] for i in res["interaction"]} for res in cs["rest"][0]["resource"]}
         self.assertEqual(set(types), {"QuestionnaireResponse", "Observation", "ServiceRequest", "Task",
-                                      "Consent", "Patient"})
+                                      "Consent", "Patient", "Subscription"})
+        # Agencies without Kafka subscribe to the topic of their referrals (Subscriptions Backport).
+        sub = next(res for res in cs["rest"][0]["resource"] if res["type"] == "Subscription")
+        self.assertEqual(sub["extension"][0]["valueCanonical"],
+                         self.gw.http_url + "/fhir/SubscriptionTopic/agency-referrals")
         self.assertIn("patch", types["Task"])
         self.assertIn("search-type", types["Task"])
         self.assertIn("security", cs["rest"][0])

@@ -142,6 +142,28 @@ TEST(Config, PartiesRefuseAnUnknownKindASharedSenderAndABadNetwork) {
             "parties.a.source_addresses[0]");
 }
 
+TEST(Config, SubscriptionDeliveryIsReadWithDefaultsAndCheckedRanges) {
+  auto defaults = parse_config("");
+  ASSERT_TRUE(defaults) << defaults.error().to_string();
+  EXPECT_EQ(defaults->fhir.subscriptions.max_attempts, 10);
+  EXPECT_EQ(defaults->fhir.subscriptions.give_up_after, std::chrono::hours(24));
+  EXPECT_EQ(defaults->fhir.subscriptions.initial_backoff, std::chrono::seconds(1));
+  auto cfg = parse_config(
+      "fhir: { subscriptions: { initial_backoff: 100ms, max_backoff: 2s, max_attempts: 3, "
+      "give_up_after: 1h, timeout: 5s } }\n");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->fhir.subscriptions.initial_backoff, std::chrono::milliseconds(100));
+  EXPECT_EQ(cfg->fhir.subscriptions.max_backoff, std::chrono::seconds(2));
+  EXPECT_EQ(cfg->fhir.subscriptions.max_attempts, 3);
+  EXPECT_EQ(cfg->fhir.subscriptions.give_up_after, std::chrono::hours(1));
+  EXPECT_EQ(only_issue("fhir: { subscriptions: { max_attempts: 0 } }\n").path,
+            "fhir.subscriptions.max_attempts");
+  EXPECT_EQ(only_issue("fhir: { subscriptions: { initial_backoff: 10s, max_backoff: 1s } }\n").path,
+            "fhir.subscriptions.max_backoff");
+  EXPECT_EQ(only_issue("fhir: { subscriptions: { retries: 3 } }\n").path,
+            "fhir.subscriptions.retries");
+}
+
 TEST(Config, AssistancePolicyIsOffByDefaultAndReadPerSender) {
   auto defaults = parse_config("");
   ASSERT_TRUE(defaults) << defaults.error().to_string();

@@ -1,0 +1,170 @@
+#include "adapters/net/http_client.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include "adapters/net/tls.hpp"
+#include "gateway/core/text.hpp"
+
+namespace sdoh::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+Result<HttpUrl> HttpUrl::parse(const std::string& url, const std::string& key) {
+  HttpUrl out;
+  std::string_view rest = url;
+  if (rest.starts_with("https://")) {
+    out.https = true;
+    rest.remove_prefix(8);
+  } else if (rest.starts_with("http://")) {
+    rest.remove_prefix(7);
+  } else {
+    return fail(Error::invalid(key + " must be an http or https URL"));
+  }
+  const auto slash = rest.find_first_of("/?");
+  auto authority = rest.substr(0, slash);
+  if (slash != std::string_view::npos) {
+    out.target = std::string(rest.substr(slash));
+    if (out.target.front() == '?') out.target.insert(0, "/");
+  }
+  if (authority.find('@') != std::string_view::npos)
+    return fail(Error::invalid(key + " must not carry user information"));
+  if (authority.starts_with("[")) {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos)
+      return fail(Error::invalid(key + " has an unclosed IPv6 address"));
+    out.host = std::string(authority.substr(1, close - 1));
+    authority.remove_prefix(close + 1);
+    if (authority.starts_with(":")) out.port = std::string(authority.substr(1));
+  } else {
+    const auto colon = authority.rfind(':');
+    out.host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) out.port = std::string(authority.substr(colon + 1));
+  }
+  if (out.host.empty()) return fail(Error::invalid(key + " names no host"));
+  if (out.port.empty()) out.port = out.https ? "443" : "80";
+  for (char ch : out.port) {
+    if (ch < '0' || ch > '9') return fail(Error::invalid(key + " has a port that is not a number"));
+  }
+  for (char ch : out.target) {
+    if (static_cast<unsigned char>(ch) <= 0x20 || ch == 0x7f)
+      return fail(Error::invalid(key + " has a space or control character"));
+  }
+  return out;
+}
+
+bool HttpUrl::loopback() const {
+  if (ascii_lower(host) == "localhost") return true;
+  boost::system::error_code ec;
+  const auto a = asio::ip::make_address(host, ec);
+  return !ec && a.is_loopback();
+}
+
+namespace {
+
+template <class Stream>
+asio::awaitable<HttpPostResult> exchange(Stream& stream, beast::tcp_stream& layer,
+                                         http::request<http::string_body>& req) {
+  HttpPostResult out;
+  auto [ec, n] = co_await http::async_write(stream, req, asio::as_tuple(asio::use_awaitable));
+  (void)n;
+  if (ec) {
+    out.error = "sending the request failed: " + ec.message();
+    co_return out;
+  }
+  beast::flat_buffer buf;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64 * 1024);
+  auto [rec, rn] =
+      co_await http::async_read(stream, buf, parser, asio::as_tuple(asio::use_awaitable));
+  (void)rn;
+  (void)layer;
+  if (rec && rec != http::error::body_limit) {
+    out.error = "reading the answer failed: " + rec.message();
+    co_return out;
+  }
+  out.status = parser.get().result_int();
+  co_return out;
+}
+
+}  // namespace
+
+asio::awaitable<HttpPostResult> http_post(asio::any_io_executor executor, const HttpUrl& url,
+                                          std::vector<std::pair<std::string, std::string>> headers,
+                                          std::string body, std::chrono::milliseconds timeout,
+                                          std::shared_ptr<asio::ssl::context> tls) {
+  HttpPostResult out;
+  asio::ip::tcp::resolver resolver(executor);
+  auto [rec, endpoints] =
+      co_await resolver.async_resolve(url.host, url.port, asio::as_tuple(asio::use_awaitable));
+  if (rec) {
+    out.error = "cannot resolve " + url.host + ": " + rec.message();
+    co_return out;
+  }
+  http::request<http::string_body> req{http::verb::post, url.target, 11};
+  const bool default_port = url.port == (url.https ? "443" : "80");
+  const auto host = url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host;
+  req.set(http::field::host, default_port ? host : host + ":" + url.port);
+  req.set(http::field::user_agent, "sdoh-gateway");
+  req.set(http::field::connection, "close");
+  for (auto& [name, value] : headers)
+    req.set(name, value);
+  req.body() = std::move(body);
+  req.prepare_payload();
+
+  if (!url.https) {
+    beast::tcp_stream stream(executor);
+    stream.expires_after(timeout);
+    auto [cec, ep] = co_await stream.async_connect(endpoints, asio::as_tuple(asio::use_awaitable));
+    (void)ep;
+    if (cec) {
+      out.error = "cannot connect to " + url.host + ":" + url.port + ": " + cec.message();
+      co_return out;
+    }
+    out = co_await exchange(stream, stream, req);
+    boost::system::error_code ignored;
+    stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    co_return out;
+  }
+  if (!tls) {
+    out.error = "no TLS context for an https endpoint";
+    co_return out;
+  }
+  beast::ssl_stream<beast::tcp_stream> stream(executor, *tls);
+  beast::get_lowest_layer(stream).expires_after(timeout);
+  if (auto named = set_client_peer_name(stream.native_handle(), url.host); !named) {
+    out.error = named.error().message;
+    co_return out;
+  }
+  auto [cec, ep] = co_await beast::get_lowest_layer(stream).async_connect(
+      endpoints, asio::as_tuple(asio::use_awaitable));
+  (void)ep;
+  if (cec) {
+    out.error = "cannot connect to " + url.host + ":" + url.port + ": " + cec.message();
+    co_return out;
+  }
+  auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::client,
+                                               asio::as_tuple(asio::use_awaitable));
+  if (hec) {
+    out.error = "TLS handshake with " + url.host + " failed: " + hec.message();
+    co_return out;
+  }
+  out = co_await exchange(stream, beast::get_lowest_layer(stream), req);
+  auto [sec] = co_await stream.async_shutdown(asio::as_tuple(asio::use_awaitable));
+  (void)sec;  // many servers close without close_notify
+  co_return out;
+}
+
+}  // namespace sdoh::net
