@@ -188,10 +188,11 @@ std::expected<pipeline::SubscriptionRow, Problem> read_subscription(
   }
   auto url = net::HttpUrl::parse(*endpoint, "Subscription.channel.endpoint");
   if (!url) return std::unexpected(invalid("Subscription.channel.endpoint", url.error().message));
-  if (!url->https && !rules.dev_mode && !url->loopback()) {
+  // Notifications carry PHI (full-resource) and are signed, not encrypted: over TLS only,
+  // whatever the host, outside dev mode.
+  if (!url->https && !rules.dev_mode) {
     return std::unexpected(invalid("Subscription.channel.endpoint",
-                                   "the endpoint must be https (plain http only to this machine "
-                                   "or in dev mode)"));
+                                   "the endpoint must be https (plain http only in dev mode)"));
   }
   row.endpoint = *endpoint;
 

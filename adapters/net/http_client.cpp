@@ -65,13 +65,6 @@ Result<HttpUrl> HttpUrl::parse(const std::string& url, const std::string& key) {
   return out;
 }
 
-bool HttpUrl::loopback() const {
-  if (ascii_lower(host) == "localhost") return true;
-  boost::system::error_code ec;
-  const auto a = asio::ip::make_address(host, ec);
-  return !ec && a.is_loopback();
-}
-
 namespace {
 
 template <class Stream>

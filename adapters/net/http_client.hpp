@@ -28,8 +28,6 @@ struct HttpUrl {
   std::string target = "/";
   /// Parses "http(s)://host[:port][/path[?query]]"; errors name `key`.
   static Result<HttpUrl> parse(const std::string& url, const std::string& key);
-  /// The host is this machine (localhost, 127.0.0.0/8, ::1).
-  bool loopback() const;
 };
 
 struct HttpPostResult {

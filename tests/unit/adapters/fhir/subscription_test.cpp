@@ -204,15 +204,18 @@ TEST(SubscriptionResource, AClinicCannotSubscribe) {
   EXPECT_EQ(row.error().http_status(), 403);
 }
 
-TEST(SubscriptionResource, ProductionRefusesPlainHttpExceptToLoopback) {
+TEST(SubscriptionResource, ProductionRefusesPlainHttpWhateverTheHost) {
   auto remote = read_subscription(subscription_body("http://agency.example.org/hook"), kAgency,
                                   {kBase, false});
   ASSERT_FALSE(remote);
   EXPECT_EQ(remote.error().http_status(), 422);
   EXPECT_NE(remote.error().operation_outcome().find("Subscription.channel.endpoint"),
             std::string::npos);
-  EXPECT_TRUE(
+  // Not to this machine either: an endpoint is never a way to reach the gateway's neighbours.
+  EXPECT_FALSE(
       read_subscription(subscription_body("http://127.0.0.1:9000/hook"), kAgency, {kBase, false}));
+  EXPECT_TRUE(
+      read_subscription(subscription_body("https://127.0.0.1:9000/hook"), kAgency, {kBase, false}));
   EXPECT_TRUE(read_subscription(subscription_body("http://agency.example.org/hook"), kAgency,
                                 {kBase, true}));
 }

@@ -13,7 +13,6 @@ TEST(HttpUrl, SplitsSchemeHostPortAndTarget) {
   EXPECT_EQ(u->host, "agency.example.org");
   EXPECT_EQ(u->port, "8443");
   EXPECT_EQ(u->target, "/hooks/sdoh?x=1");
-  EXPECT_FALSE(u->loopback());
 }
 
 TEST(HttpUrl, DefaultsThePortAndTheTarget) {
@@ -25,14 +24,8 @@ TEST(HttpUrl, DefaultsThePortAndTheTarget) {
   ASSERT_TRUE(http);
   EXPECT_EQ(http->host, "::1");
   EXPECT_EQ(http->port, "80");
-  EXPECT_TRUE(http->loopback());
 }
 
-TEST(HttpUrl, KnowsLoopbackHosts) {
-  EXPECT_TRUE(HttpUrl::parse("http://127.0.0.1:9000/", "e")->loopback());
-  EXPECT_TRUE(HttpUrl::parse("http://LOCALHOST/", "e")->loopback());
-  EXPECT_FALSE(HttpUrl::parse("http://10.0.0.1/", "e")->loopback());
-}
 
 TEST(HttpUrl, RefusesWhatIsNotAPlainHttpUrl) {
   for (const char* bad : {"ftp://agency.example.org/", "agency.example.org/hook", "https:///hook",
