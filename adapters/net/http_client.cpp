@@ -4,6 +4,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -99,11 +100,21 @@ asio::awaitable<HttpPostResult> http_post(asio::any_io_executor executor, const 
                                           std::string body, std::chrono::milliseconds timeout,
                                           std::shared_ptr<asio::ssl::context> tls) {
   HttpPostResult out;
-  asio::ip::tcp::resolver resolver(executor);
+  // A name lookup is bounded by the same timeout as the rest: a resolver that does not answer
+  // (no DNS, no hosts file) must not hold the sender. The timer cancels the lookup; both own
+  // the resolver, whichever ends first.
+  auto resolver = std::make_shared<asio::ip::tcp::resolver>(executor);
+  asio::steady_timer deadline(executor);
+  deadline.expires_after(timeout);
+  deadline.async_wait([resolver](boost::system::error_code ec) {
+    if (!ec) resolver->cancel();
+  });
   auto [rec, endpoints] =
-      co_await resolver.async_resolve(url.host, url.port, asio::as_tuple(asio::use_awaitable));
+      co_await resolver->async_resolve(url.host, url.port, asio::as_tuple(asio::use_awaitable));
+  deadline.cancel();
   if (rec) {
-    out.error = "cannot resolve " + url.host + ": " + rec.message();
+    out.error = "cannot resolve " + url.host + ": " +
+                (rec == asio::error::operation_aborted ? std::string("timed out") : rec.message());
     co_return out;
   }
   http::request<http::string_body> req{http::verb::post, url.target, 11};

@@ -1,6 +1,12 @@
-// The outbound HTTP client's URLs (FHIR Subscription endpoints).
+// The outbound HTTP client (FHIR Subscription endpoints): its URLs, and that a POST completes
+// within its timeout whatever the name lookup does.
 #include "adapters/net/http_client.hpp"
 
+#include <chrono>
+#include <optional>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
 
 namespace sdoh::net {
@@ -37,6 +43,24 @@ TEST(HttpUrl, RefusesWhatIsNotAPlainHttpUrl) {
       EXPECT_NE(u.error().message.find("Subscription.channel.endpoint"), std::string::npos);
     }
   }
+}
+
+TEST(HttpPost, ANameThatDoesNotResolveEndsWithinTheTimeout) {
+  // .invalid never resolves (RFC 6761): the lookup fails at once, or (no DNS, no hosts file)
+  // is cut off by the timeout; either way the sender is not held.
+  boost::asio::io_context io;
+  auto url = HttpUrl::parse("http://sdoh-gateway-test.invalid:9/hook", "endpoint");
+  ASSERT_TRUE(url);
+  std::optional<HttpPostResult> result;
+  const auto started = std::chrono::steady_clock::now();
+  boost::asio::co_spawn(
+      io, http_post(io.get_executor(), *url, {}, "{}", std::chrono::milliseconds(300), nullptr),
+      [&](std::exception_ptr, HttpPostResult r) { result = std::move(r); });
+  io.run_for(std::chrono::seconds(10));
+  ASSERT_TRUE(result);
+  EXPECT_FALSE(result->status);
+  EXPECT_EQ(result->error.rfind("cannot resolve sdoh-gateway-test.invalid", 0), 0u) << result->error;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
 }
 
 }  // namespace
