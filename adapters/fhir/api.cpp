@@ -13,6 +13,7 @@
 
 #include "adapters/fhir/capability.hpp"
 #include "adapters/fhir/consent.hpp"
+#include "adapters/fhir/response.hpp"
 #include "adapters/fhir/task_change.hpp"
 #include "adapters/fhir/task_update.hpp"
 #include "gateway/core/json_text.hpp"
@@ -32,7 +33,6 @@ using http::Response;
 
 namespace {
 
-constexpr std::string_view kFhirJson = "application/fhir+json; charset=utf-8";
 constexpr std::string_view kJsonPatch = "application/json-patch+json";
 constexpr int kDefaultPageSize = 20;
 constexpr int kMaxPageSize = 100;
@@ -219,23 +219,6 @@ struct Api::Impl {
   std::string capability;
 
   // --- answers --------------------------------------------------------------------------
-
-  static Response fhir_response(unsigned status, std::string body, bool plain_json = false) {
-    Response r;
-    r.status = status;
-    r.content_type = plain_json ? "application/json; charset=utf-8" : std::string(kFhirJson);
-    r.body = std::move(body);
-    return r;
-  }
-
-  static Response problem_response(const Problem& p, bool plain_json = false) {
-    auto r =
-        fhir_response(static_cast<unsigned>(p.http_status()), p.operation_outcome(), plain_json);
-    if (p.code == FhirErrc::kUnavailable) r.headers.push_back({"Retry-After", "5"});
-    if (p.code == FhirErrc::kUnauthorized)
-      r.headers.push_back({"WWW-Authenticate", "Bearer realm=\"sdoh-gateway\""});
-    return r;
-  }
 
   Response count(Response r, std::string_view interaction, std::string_view type) {
     interactions.with({std::string(interaction), std::string(type), std::to_string(r.status)})
@@ -985,12 +968,12 @@ void Api::add_routes(http::Router& router) {
       Problem p{FhirErrc::kNotAcceptable,
                 {Issue::error(IssueType::kNotSupported, "_format",
                               "this server answers in JSON only (_format=json)")}};
-      co_return s->count(Impl::problem_response(p), "capabilities", "CapabilityStatement");
+      co_return s->count(problem_response(p), "capabilities", "CapabilityStatement");
     }
     auto body = s->capability;
     if (auto at = body.find(kCapabilityBase); at != std::string::npos)
       body.replace(at, kCapabilityBase.size(), s->base_url(req));
-    co_return s->count(Impl::fhir_response(200, std::move(body)), "capabilities",
+    co_return s->count(fhir_response(200, std::move(body)), "capabilities",
                        "CapabilityStatement");
   });
   add("POST", "/fhir",

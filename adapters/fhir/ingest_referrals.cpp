@@ -70,16 +70,10 @@ std::optional<Ingestor::Opened> Ingestor::hold_unrouted(Entry& e,
   auto unrouted = new_referral(
       r, rid, r.category,
       ctx_.mapper->pseudonymizer().pseudonym(r.patient_authority, r.patient_identifier));
-  const auto opened =
-      service_.open(std::move(unrouted), r.consent.status == mapping::ConsentStatus::kActive,
-                    {mapping::Actor::kClinic, clinic_of(r)}, request_.received_at);
-  add_change(e, opened, sr_id, r.consent.status, false);
-  e.issues.push_back(Issue::warning(
-      IssueType::kProcessing, where,
-      "no agency named and no route for the need " + r.category +
-          " and this area: the referral is held (businessStatus no-route) until ops route it; "
-          "the clinic sees it on the Task"));
-  return Opened{rid, false, std::string(mapping::kNoRoute), false};
+  return open_held(e, r, std::move(unrouted), sr_id, where,
+                   "no agency named and no route for the need " + r.category +
+                       " and this area: the referral is held (businessStatus no-route) until ops "
+                       "route it; the clinic sees it on the Task");
 }
 
 // A referral whose need no code or answer tells (the clinic's local codes, which no table in
@@ -107,15 +101,22 @@ std::optional<Ingestor::Opened> Ingestor::hold_uncategorised(
   auto unknown = new_referral(r, rid, identified.category, identified.patient_pseudonym);
   unknown.agency_id.clear();  // held before routing, whatever agency the Task names
   unknown.business_status = std::string(mapping::kUncategorised);
+  return open_held(e, r, std::move(unknown), sr_id, where,
+                   "the referral's need is not known: it is held (businessStatus uncategorised) "
+                   "until its codes are translated; the clinic sees it on the Task");
+}
+
+// A referral the gateway holds (no agency yet), opened: its first status event, its state and its
+// Task version on `e`, and a warning there saying why it waits.
+Ingestor::Opened Ingestor::open_held(Entry& e, const mapping::NormalizedReferral& r,
+                                     referral::Referral held, const std::string& sr_id,
+                                     const std::string& where, std::string why) {
   const auto opened =
-      service_.open(std::move(unknown), r.consent.status == mapping::ConsentStatus::kActive,
+      service_.open(std::move(held), r.consent.status == mapping::ConsentStatus::kActive,
                     {mapping::Actor::kClinic, clinic_of(r)}, request_.received_at);
   add_change(e, opened, sr_id, r.consent.status, false);
-  e.issues.push_back(Issue::warning(
-      IssueType::kProcessing, where,
-      "the referral's need is not known: it is held (businessStatus uncategorised) until its "
-      "codes are translated; the clinic sees it on the Task"));
-  return Opened{rid, false, std::string(mapping::kUncategorised), false};
+  e.issues.push_back(Issue::warning(IssueType::kProcessing, where, std::move(why)));
+  return Opened{opened.after.id, false, opened.after.business_status, false};
 }
 
 // The patient's part of a referral: identity (hashed), age, area, contact details (sent only with

@@ -132,6 +132,8 @@ class Ingestor {
                       std::vector<Consent> consents);
   std::optional<Opened> hold_unrouted(Entry& e, const mapping::NormalizedReferral& r,
                                       const std::string& sr_id, const std::string& where);
+  Opened open_held(Entry& e, const mapping::NormalizedReferral& r, referral::Referral held,
+                   const std::string& sr_id, const std::string& where, std::string why);
   std::optional<Opened> hold_uncategorised(Entry& e, const mapping::NormalizedReferral& r,
                                            const mapping::MappedReferral& identified,
                                            const std::string& sr_id, const std::string& where);

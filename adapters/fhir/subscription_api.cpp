@@ -5,6 +5,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "adapters/fhir/response.hpp"
 #include "adapters/fhir/subscription_notification.hpp"
 #include "adapters/fhir/subscription_resource.hpp"
 #include "gateway/events/event.hpp"
@@ -18,24 +19,6 @@ using http::Request;
 using http::Response;
 
 namespace {
-
-constexpr std::string_view kFhirJson = "application/fhir+json; charset=utf-8";
-
-Response fhir_response(unsigned status, std::string body) {
-  Response r;
-  r.status = status;
-  r.content_type = std::string(kFhirJson);
-  r.body = std::move(body);
-  return r;
-}
-
-Response problem_response(const Problem& p) {
-  auto r = fhir_response(static_cast<unsigned>(p.http_status()), p.operation_outcome());
-  if (p.code == FhirErrc::kUnavailable) r.headers.push_back({"Retry-After", "5"});
-  if (p.code == FhirErrc::kUnauthorized)
-    r.headers.push_back({"WWW-Authenticate", "Bearer realm=\"sdoh-gateway\""});
-  return r;
-}
 
 Problem store_problem(const Error& e) {
   if (e.kind == ErrorKind::kConflict) return Problem::conflict(e.message);
