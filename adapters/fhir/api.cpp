@@ -973,8 +973,7 @@ void Api::add_routes(http::Router& router) {
     auto body = s->capability;
     if (auto at = body.find(kCapabilityBase); at != std::string::npos)
       body.replace(at, kCapabilityBase.size(), s->base_url(req));
-    co_return s->count(fhir_response(200, std::move(body)), "capabilities",
-                       "CapabilityStatement");
+    co_return s->count(fhir_response(200, std::move(body)), "capabilities", "CapabilityStatement");
   });
   add("POST", "/fhir",
       [s](Request& req) -> asio::awaitable<Response> { co_return co_await s->create(req, ""); });

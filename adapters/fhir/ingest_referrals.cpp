@@ -54,10 +54,11 @@ std::optional<Ingestor::Opened> Ingestor::hold_unrouted(Entry& e,
       // either, so held for no route now.
       auto current = referral::Referral::from(*state);
       const pipeline::ResourceRow row{"Task", rid, stored_version(*task), "", *task, ctx_.sender};
-      auto moved = current ? service_.categorise(*current, &row, r.category, "", "",
-                                                 r.consent.status == mapping::ConsentStatus::kActive,
-                                                 request_.received_at)
-                           : std::nullopt;
+      auto moved = current
+                       ? service_.categorise(*current, &row, r.category, "", "",
+                                             r.consent.status == mapping::ConsentStatus::kActive,
+                                             request_.received_at)
+                       : std::nullopt;
       if (moved) {
         add_change(e, *moved, sr_id, r.consent.status, false);
         held_.push_back({std::move(held), "route"});
@@ -92,8 +93,7 @@ std::optional<Ingestor::Opened> Ingestor::hold_uncategorised(
           "schemas/mappings/local/ and replay this request");
   if (ctx_.directory != nullptr && ctx_.directory->read("Task", rid)) {
     auto state = ctx_.find_referral ? ctx_.find_referral(rid) : std::nullopt;
-    if (state && state->status == "requested" &&
-        state->business_status == mapping::kUncategorised)
+    if (state && state->status == "requested" && state->business_status == mapping::kUncategorised)
       held_.push_back({std::move(held), "map"});  // still untranslated
     return Opened{rid, true, "", false};
   }
@@ -199,18 +199,17 @@ std::optional<Ingestor::Opened> Ingestor::open_referral(Entry& e, mapping::Norma
     if (!current) return Opened{rid, true, "", false};
     const pipeline::ResourceRow row{"Task", rid, stored_version(*task), "", *task, ctx_.sender};
     const bool consent = r.consent.status == mapping::ConsentStatus::kActive;
-    auto routed = categorising ? service_.categorise(*current, &row, mapped->category,
-                                                     r.agency_id, r.agency_name, consent,
-                                                     request_.received_at)
-                               : service_.route(*current, &row, r.agency_id, r.agency_name,
-                                                consent, request_.received_at);
+    auto routed = categorising ? service_.categorise(*current, &row, mapped->category, r.agency_id,
+                                                     r.agency_name, consent, request_.received_at)
+                               : service_.route(*current, &row, r.agency_id, r.agency_name, consent,
+                                                request_.received_at);
     if (!routed) return Opened{rid, true, "", false};
     e.events.push_back(service_.referral_event(rid, routed->after.sequence, r.agency_topic,
                                                std::move(mapped->data), request_.received_at));
     add_change(e, *routed, sr_id, r.consent.status, mapped->contact_included);
-    e.issues.push_back(Issue::information(
-        e.root, "referral Task/" + rid + " was held (" + state->business_status +
-                    "): now routed to " + r.agency_id));
+    e.issues.push_back(Issue::information(e.root, "referral Task/" + rid + " was held (" +
+                                                      state->business_status + "): now routed to " +
+                                                      r.agency_id));
     return Opened{rid, true, routed->after.business_status, true};
   }
 
@@ -362,10 +361,10 @@ void Ingestor::map_task(Entry& e) {
     auto need = mapping::ReferralMapper(*ctx_.mapper).identify(r);
     if (!need) {
       const auto& x = need.error().where.expression;
-      e.issues.push_back(Issue::error(IssueType::kBusinessRule,
-                                      x == "category" || x == "evidence" ? sr_root + ".category"
-                                                                         : e.root,
-                                      need.error().message));
+      e.issues.push_back(
+          Issue::error(IssueType::kBusinessRule,
+                       x == "category" || x == "evidence" ? sr_root + ".category" : e.root,
+                       need.error().message));
       return;
     }
     if (need->uncategorised) {

@@ -609,23 +609,22 @@ struct Hl7Pipeline::Impl {
   asio::awaitable<std::optional<std::string>> release_held(
       const Message& m, const std::string& type, std::string text,
       const mapping::NormalizedReferral& ref, const mapping::MappedReferral& mapped,
-      const Known& known, const std::string& received_at, const Error& no_route,
-      bool* conflicted) {
+      const Known& known, const std::string& received_at, const Error& no_route, bool* conflicted) {
     const auto& rid = mapped.referral_id;
     const auto* task = known.task ? &*known.task : nullptr;
     const bool consent = ref.consent.status == mapping::ConsentStatus::kActive;
     const bool categorising = known.referral.business_status == mapping::kUncategorised;
-    auto routed = categorising ? service.categorise(known.referral, task, mapped.category,
-                                                    ref.agency_id, ref.agency_name, consent,
-                                                    received_at)
-                               : service.route(known.referral, task, ref.agency_id,
-                                               ref.agency_name, consent, received_at);
+    auto routed = categorising
+                      ? service.categorise(known.referral, task, mapped.category, ref.agency_id,
+                                           ref.agency_name, consent, received_at)
+                      : service.route(known.referral, task, ref.agency_id, ref.agency_name, consent,
+                                      received_at);
     if (!routed) co_return std::nullopt;
     pipeline::CommitRequest request;
     const bool to_agency = !ref.agency_id.empty();
     if (to_agency) {
-      request.events.push_back(service.referral_event(
-          rid, routed->after.sequence, ref.agency_topic, mapped.data, received_at));
+      request.events.push_back(service.referral_event(rid, routed->after.sequence, ref.agency_topic,
+                                                      mapped.data, received_at));
     }
     service.add_to(request, *routed, received_at);
     bool committed = false;

@@ -204,8 +204,8 @@ void error_cb(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
   if (fatal) {
     char buf[512];
     const auto code = rd_kafka_fatal_error(rk, buf, sizeof buf);
-    log::error("kafka.fatal_error", {{"code", rd_kafka_err2name(code)},
-                                     {"reason", std::string_view(buf)}});
+    log::error("kafka.fatal_error",
+               {{"code", rd_kafka_err2name(code)}, {"reason", std::string_view(buf)}});
     static_cast<Producer::Impl*>(opaque)->on_fatal(rd_kafka_err2name(code));
   } else {
     log::warn("kafka.error", {{"code", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))},

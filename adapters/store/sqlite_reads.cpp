@@ -228,12 +228,13 @@ Result<std::vector<ResourceRow>> SqliteStore::resource_history(std::string_view 
 Result<std::vector<SqliteStore::WaitingReferral>> SqliteStore::referrals_awaiting_agency(
     std::int64_t waiting_before_ms, int limit) const {
   auto conn = impl_->lease_reader();
-  ReadStatement st(conn->db(),
-                   "SELECT referral_id, clinic_number_system, clinic_number_value, "
-                   "source_control_id, agency_id, category, status, business_status, sequence, "
-                   "created_at, updated_at FROM referrals WHERE status = 'requested' AND "
-                   "overdue_at IS NULL AND business_status NOT IN ('no-route', "
-                   "'uncategorised', 'awaiting-consent') AND updated_at < ?1 ORDER BY updated_at LIMIT ?2");
+  ReadStatement st(
+      conn->db(),
+      "SELECT referral_id, clinic_number_system, clinic_number_value, "
+      "source_control_id, agency_id, category, status, business_status, sequence, "
+      "created_at, updated_at FROM referrals WHERE status = 'requested' AND "
+      "overdue_at IS NULL AND business_status NOT IN ('no-route', "
+      "'uncategorised', 'awaiting-consent') AND updated_at < ?1 ORDER BY updated_at LIMIT ?2");
   if (!st.ok()) return fail(st.error());
   st.integer(1, waiting_before_ms);
   st.integer(2, limit);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
+#include <date/tz.h>
 #include <fstream>
 #include <limits>
 #include <optional>
@@ -11,7 +12,6 @@
 
 #include <boost/asio/ip/network_v4.hpp>
 #include <boost/asio/ip/network_v6.hpp>
-#include <date/tz.h>
 #include <yaml-cpp/yaml.h>
 
 namespace sdoh::config {

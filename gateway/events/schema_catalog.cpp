@@ -39,8 +39,8 @@ std::string dotted(std::string_view prefix, std::string_view pointer) {
   std::size_t at = 0;
   while (at < pointer.size()) {
     const auto next = pointer.find('/', at + 1);
-    auto part = pointer.substr(at + 1, next == std::string_view::npos ? std::string_view::npos
-                                                                      : next - at - 1);
+    auto part = pointer.substr(
+        at + 1, next == std::string_view::npos ? std::string_view::npos : next - at - 1);
     if (!out.empty()) out += '.';
     out += part;
     if (next == std::string_view::npos) break;
@@ -90,8 +90,8 @@ Result<void> check(const SchemaCatalog::Impl::Schema& schema, const rj::Value& d
   validator.GetInvalidSchemaPointer().Stringify(node_pointer);
   const std::string keyword = validator.GetInvalidSchemaKeyword();
   auto path = dotted(prefix, doc_pointer.GetString());
-  if (auto name = property_of(schema.raw, node_pointer.GetString(), keyword, doc,
-                              doc_pointer.GetString());
+  if (auto name =
+          property_of(schema.raw, node_pointer.GetString(), keyword, doc, doc_pointer.GetString());
       !name.empty()) {
     path = path == "$" ? name : path + "." + name;
   }
@@ -163,8 +163,7 @@ Result<void> SchemaCatalog::validate_event(std::string_view json) const {
   if (it == impl_->schemas.end()) {
     return fail(Error::invalid("dataschema " + dataschema + " is not in the catalogue"));
   }
-  return check(it->second, doc["data"], std::string("data of ") + doc["type"].GetString(),
-               "data");
+  return check(it->second, doc["data"], std::string("data of ") + doc["type"].GetString(), "data");
 }
 
 std::string_view default_dataschema(std::string_view type) {

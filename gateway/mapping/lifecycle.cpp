@@ -59,12 +59,12 @@ constexpr std::array kBusinessStatuses = {
                        "No agency was named and no route matched: the referral is held at the "
                        "gateway, counted and listed for operations, until a route is added.",
                        ""},
-    BusinessStatusCode{kUncategorised, "Uncategorised (held)", status_bit(S::kRequested),
-                       kByGateway,
-                       "The referral's need could not be told from the codes the clinic sent (local "
-                       "codes no table translates): the referral is held at the gateway, counted "
-                       "and kept as a dead letter, until a local code table translates them.",
-                       ""},
+    BusinessStatusCode{
+        kUncategorised, "Uncategorised (held)", status_bit(S::kRequested), kByGateway,
+        "The referral's need could not be told from the codes the clinic sent (local "
+        "codes no table translates): the referral is held at the gateway, counted "
+        "and kept as a dead letter, until a local code table translates them.",
+        ""},
     BusinessStatusCode{kOverdue, "Overdue", status_bit(S::kRequested), kByGateway,
                        "The agency did not receive or accept the referral within its SLA; "
                        "raised once.",

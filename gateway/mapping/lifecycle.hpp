@@ -182,8 +182,8 @@ struct GatewayMove {
   std::string_view why;   ///< what makes the gateway do it, for the documentation
 };
 /// Every move the gateway may make (the second table). Rows with from == kNoRoute,
-/// kUncategorised or kAwaitingConsent release a hold; the row to kOverdue is the overdue alert, which only a
-/// referral waiting for its agency can get, once.
+/// kUncategorised or kAwaitingConsent release a hold; the row to kOverdue is the overdue alert,
+/// which only a referral waiting for its agency can get, once.
 std::span<const GatewayMove> gateway_moves();
 
 /// The state of a new referral (its first status event, sequence 1): requested, with no-route when

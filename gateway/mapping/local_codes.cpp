@@ -20,8 +20,7 @@ std::string text(const rapidjson::Value& v, const char* name) {
 
 }  // namespace
 
-Result<LocalCodes> LocalCodes::load(const std::filesystem::path& dir,
-                                    const MappingTables& tables) {
+Result<LocalCodes> LocalCodes::load(const std::filesystem::path& dir, const MappingTables& tables) {
   LocalCodes out;
   const auto folder = dir / "local";
   std::error_code ec;
@@ -46,12 +45,13 @@ Result<LocalCodes> LocalCodes::load(const std::filesystem::path& dir,
       return fail(r.error());
     const auto id = text(*doc, "id");
     if (auto [at, fresh] = ids.emplace(id, file); !fresh) {
-      return fail(data_file::error(file, "/id",
-                                   "duplicate table id \"" + id + "\" (also in " +
-                                       at->second.filename().string() + ")"));
+      return fail(data_file::error(
+          file, "/id",
+          "duplicate table id \"" + id + "\" (also in " + at->second.filename().string() + ")"));
     }
     std::vector<std::string> senders;
-    for (const auto& s : (*doc)["senders"].GetArray()) senders.emplace_back(s.GetString());
+    for (const auto& s : (*doc)["senders"].GetArray())
+      senders.emplace_back(s.GetString());
     std::size_t index = 0;
     for (const auto& c : (*doc)["codes"].GetArray()) {
       const auto pointer = "/codes/" + std::to_string(index++);
@@ -78,8 +78,7 @@ Result<LocalCodes> LocalCodes::load(const std::filesystem::path& dir,
 std::optional<LocalCode> LocalCodes::find(std::string_view sender, std::string_view system,
                                           std::string_view code) const {
   for (const std::string_view who : {sender, std::string_view("*")}) {
-    if (auto it = codes_.find(std::tuple{who, system, code}); it != codes_.end())
-      return it->second;
+    if (auto it = codes_.find(std::tuple{who, system, code}); it != codes_.end()) return it->second;
   }
   return std::nullopt;
 }

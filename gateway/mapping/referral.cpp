@@ -139,9 +139,8 @@ Result<ReferralMapper::Need> ReferralMapper::need(const NormalizedReferral& r) c
   };
   auto one = [&named]() -> Result<Need> {
     if (named.size() > 1) {
-      return fail(invalid("category",
-                          "the referral names more than one need (" + named[0] + ", " + named[1] +
-                              "); send one referral per need"));
+      return fail(invalid("category", "the referral names more than one need (" + named[0] + ", " +
+                                          named[1] + "); send one referral per need"));
     }
     return Need{named.front(), {}};
   };
@@ -174,8 +173,8 @@ Result<ReferralMapper::Need> ReferralMapper::need(const NormalizedReferral& r) c
     const auto meaning = tables.local_codes().find(r.sender, c.coding.system, c.coding.code);
     if (!meaning) {
       if (!untranslated.empty()) untranslated += ", ";
-      untranslated += c.where + " " + clip_text(c.coding.system, 64) + "|" +
-                      clip_text(c.coding.code, 64);
+      untranslated +=
+          c.where + " " + clip_text(c.coding.system, 64) + "|" + clip_text(c.coding.code, 64);
     } else if (!meaning->category.empty()) {
       name_need(meaning->category);
     }
@@ -205,9 +204,9 @@ Result<ReferralMapper::Need> ReferralMapper::need(const NormalizedReferral& r) c
                         "referral is for with a Gravity category code"));
   }
   // Nothing tells the need: held uncategorised, never refused, until a table translates it.
-  return Need{std::string(kUnspecifiedCategory),
-              untranslated.empty() ? std::string("no need code and no positive answer")
-                                   : untranslated};
+  return Need{
+      std::string(kUnspecifiedCategory),
+      untranslated.empty() ? std::string("no need code and no positive answer") : untranslated};
 }
 
 Result<MappedReferral> ReferralMapper::identify(const NormalizedReferral& r) const {
@@ -224,8 +223,7 @@ Result<MappedReferral> ReferralMapper::identify(const NormalizedReferral& r) con
   out.untranslated = std::move(found->untranslated);
   out.patient_pseudonym =
       screenings_.pseudonymizer().pseudonym(r.patient_authority, r.patient_identifier);
-  out.business_status =
-      out.uncategorised ? std::string(kUncategorised) : r.business_status;
+  out.business_status = out.uncategorised ? std::string(kUncategorised) : r.business_status;
   return out;
 }
 

@@ -48,9 +48,9 @@ Refusal refusal_of(const mapping::TransitionCheck& verdict) {
 Change Service::open(Referral r, bool consent_active, Party by, std::string time) const {
   const bool held = r.agency_id.empty();
   const bool uncategorised = held && r.business_status == mapping::kUncategorised;
-  const auto first = uncategorised
-                         ? mapping::LifecycleState{ReferralStatus::kRequested, mapping::kUncategorised}
-                         : mapping::initial_state(!held, consent_active);
+  const auto first =
+      uncategorised ? mapping::LifecycleState{ReferralStatus::kRequested, mapping::kUncategorised}
+                    : mapping::initial_state(!held, consent_active);
   r.status = first.status;
   r.business_status = std::string(first.business_status);
   r.sequence = 1;
@@ -74,8 +74,7 @@ Change Service::open(Referral r, bool consent_active, Party by, std::string time
 
 std::optional<Change> Service::release(const Referral& held, const Referral& after,
                                        const pipeline::ResourceRow* task, std::string task_json,
-                                       const std::string& agency_name,
-                                       mapping::LifecycleState to,
+                                       const std::string& agency_name, mapping::LifecycleState to,
                                        std::string_view received_at) const {
   if (!mapping::check_change(held.lifecycle(), to, Actor::kGateway).allowed()) return std::nullopt;
   Move move;
@@ -106,8 +105,7 @@ std::optional<Change> Service::route(const Referral& held, const pipeline::Resou
 }
 
 std::optional<Change> Service::categorise(const Referral& held, const pipeline::ResourceRow* task,
-                                          const std::string& category,
-                                          const std::string& agency_id,
+                                          const std::string& category, const std::string& agency_id,
                                           const std::string& agency_name, bool consent_active,
                                           std::string_view received_at) const {
   if (held.status != ReferralStatus::kRequested ||
@@ -120,8 +118,8 @@ std::optional<Change> Service::categorise(const Referral& held, const pipeline::
                       ? mapping::LifecycleState{ReferralStatus::kRequested, mapping::kNoRoute}
                       : mapping::initial_state(true, consent_active);
   return release(held, known, task,
-                 task != nullptr ? with_need(task->json, category) : std::string(), agency_name,
-                 to, received_at);
+                 task != nullptr ? with_need(task->json, category) : std::string(), agency_name, to,
+                 received_at);
 }
 
 std::expected<Change, Refusal> Service::reroute(const Referral& current,

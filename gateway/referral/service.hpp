@@ -99,10 +99,10 @@ class Service {
 
   /// A new referral: requested, held for no route when it has no agency (by the gateway's
   /// routing, whoever asked; held uncategorised instead when `r.business_status` is
-  /// mapping::kUncategorised: its need could not be told), else awaiting-consent without active consent, else waiting for
-  /// its agency (by `by`, the clinic). `r` names the referral (id, agency, category and the rest
-  /// of `stored`); its first status event has sequence 1. Written only if no referral has its
-  /// id yet. `time` is when the clinic made it (empty: when received).
+  /// mapping::kUncategorised: its need could not be told), else awaiting-consent without active
+  /// consent, else waiting for its agency (by `by`, the clinic). `r` names the referral (id,
+  /// agency, category and the rest of `stored`); its first status event has sequence 1. Written
+  /// only if no referral has its id yet. `time` is when the clinic made it (empty: when received).
   Change open(Referral r, bool consent_active, Party by, std::string time) const;
 
   /// A referral held for no route that routing now finds `agency_id` for: owned by the agency,

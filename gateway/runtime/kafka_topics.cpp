@@ -9,13 +9,12 @@ std::vector<KafkaTopic> kafka_topics(const config::KafkaTopics& topics,
   std::vector<KafkaTopic> out;
   auto add = [&out](const std::string& name, KafkaTopic::Use use, const std::string& agency) {
     if (name.empty()) return;
-    if (std::any_of(out.begin(), out.end(), [&](const auto& t) { return t.name == name; }))
-      return;
+    if (std::any_of(out.begin(), out.end(), [&](const auto& t) { return t.name == name; })) return;
     out.push_back({name, use, agency});
   };
   using Use = KafkaTopic::Use;
-  for (const auto* name : {&topics.screening, &topics.referral, &topics.referral_status,
-                           &topics.deadletter})
+  for (const auto* name :
+       {&topics.screening, &topics.referral, &topics.referral_status, &topics.deadletter})
     add(*name, Use::kPublished, "");
   add(topics.referral_updates, Use::kSharedUpdates, "");
   for (const auto& a : routing.agencies()) {

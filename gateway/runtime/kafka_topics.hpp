@@ -13,9 +13,9 @@ namespace sdoh::runtime {
 
 struct KafkaTopic {
   enum class Use {
-    kPublished,     ///< the gateway writes it (and reads it back at restart reconciliation)
-    kAgencyUpdates, ///< one agency writes its updates; the gateway reads them
-    kSharedUpdates, ///< the shared development update topic (read in dev mode only)
+    kPublished,      ///< the gateway writes it (and reads it back at restart reconciliation)
+    kAgencyUpdates,  ///< one agency writes its updates; the gateway reads them
+    kSharedUpdates,  ///< the shared development update topic (read in dev mode only)
   };
   std::string name;
   Use use = Use::kPublished;

@@ -39,12 +39,12 @@ kafka::UpdateDisposition ReferralUpdates::handle(const kafka::UpdateRecord& reco
       // the same event in structured mode.
       auto structured = events::structured_from_binary(record.headers, record.value);
       if (!structured) {
-        return refuse(record, who,
-                      fhir::Problem::bad_request(
-                          fhir::IssueType::kStructure, structured.error().where.expression,
-                          "not a valid org.sdoh.referral.update.v1 event: " +
-                              structured.error().message),
-                      "parse");
+        return refuse(
+            record, who,
+            fhir::Problem::bad_request(
+                fhir::IssueType::kStructure, structured.error().where.expression,
+                "not a valid org.sdoh.referral.update.v1 event: " + structured.error().message),
+            "parse");
       }
       kafka::UpdateRecord as_structured = record;
       as_structured.headers.clear();

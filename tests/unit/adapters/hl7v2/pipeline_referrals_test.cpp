@@ -417,8 +417,7 @@ TEST_F(Hl7PipelineTest, AnUncategorisedReferralGoesToItsAgencyOnceItsNeedIsKnown
   EXPECT_EQ(str(task, "/reasonCode/coding/0/code"), "stress");
   EXPECT_EQ(str(task, "/owner/reference"), "Organization/ehv-durham");
   EXPECT_EQ(store_.dead_letters.size(), 1u);  // only the first message's
-  EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I12\",outcome=\"released\"}"),
-            1u);
+  EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I12\",outcome=\"released\"}"), 1u);
 }
 
 TEST_F(Hl7PipelineTest, RriSampleAcceptsTheReferral) {

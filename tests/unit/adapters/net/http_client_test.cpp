@@ -32,7 +32,6 @@ TEST(HttpUrl, DefaultsThePortAndTheTarget) {
   EXPECT_EQ(http->port, "80");
 }
 
-
 TEST(HttpUrl, RefusesWhatIsNotAPlainHttpUrl) {
   for (const char* bad : {"ftp://agency.example.org/", "agency.example.org/hook", "https:///hook",
                           "https://user:pw@agency.example.org/", "https://agency.example.org:x/",
@@ -59,7 +58,8 @@ TEST(HttpPost, ANameThatDoesNotResolveEndsWithinTheTimeout) {
   io.run_for(std::chrono::seconds(10));
   ASSERT_TRUE(result);
   EXPECT_FALSE(result->status);
-  EXPECT_EQ(result->error.rfind("cannot resolve sdoh-gateway-test.invalid", 0), 0u) << result->error;
+  EXPECT_EQ(result->error.rfind("cannot resolve sdoh-gateway-test.invalid", 0), 0u)
+      << result->error;
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
 }
 

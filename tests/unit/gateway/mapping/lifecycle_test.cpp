@@ -276,9 +276,8 @@ TEST(LifecycleHolds, NoAgencyMovesAnUncategorisedReferralAndOnlyTheGatewayReleas
     EXPECT_EQ(c.refusal, Refusal::kHeld);
   }
   for (auto to : {std::string_view(""), kAwaitingConsent, kNoRoute}) {
-    EXPECT_TRUE(
-        check_change({S::kRequested, kUncategorised}, {S::kRequested, to}, Actor::kGateway)
-            .allowed())
+    EXPECT_TRUE(check_change({S::kRequested, kUncategorised}, {S::kRequested, to}, Actor::kGateway)
+                    .allowed())
         << to;
   }
   // Nothing goes back to uncategorised, and overdue never comes from it.
@@ -288,8 +287,8 @@ TEST(LifecycleHolds, NoAgencyMovesAnUncategorisedReferralAndOnlyTheGatewayReleas
   EXPECT_FALSE(
       check_change({S::kRequested, kUncategorised}, {S::kRequested, kOverdue}, Actor::kGateway)
           .allowed());
-  EXPECT_TRUE(check_change({S::kRequested, kUncategorised}, {S::kCancelled, ""}, Actor::kClinic)
-                  .allowed());
+  EXPECT_TRUE(
+      check_change({S::kRequested, kUncategorised}, {S::kCancelled, ""}, Actor::kClinic).allowed());
 }
 
 TEST(LifecycleHolds, TheClinicMayCancelAHeldReferral) {

@@ -88,8 +88,7 @@ TEST_F(ScratchLocalCodes, ATableForEverySenderAppliesToAnyOne) {
   auto tables = MappingTables::load(dir_);
   ASSERT_TRUE(tables) << tables.error().message;
   // The sender's own table first, then the network's.
-  EXPECT_EQ((*tables)->local_codes().find("EHR^A", "99NET", "FOOD")->category,
-            "material-hardship");
+  EXPECT_EQ((*tables)->local_codes().find("EHR^A", "99NET", "FOOD")->category, "material-hardship");
   EXPECT_EQ((*tables)->local_codes().find("EHR^B", "99NET", "FOOD")->category, "food-insecurity");
 }
 
@@ -104,8 +103,9 @@ TEST_F(ScratchLocalCodes, AnUnknownCategoryNamesFileAndPath) {
 }
 
 TEST_F(ScratchLocalCodes, ACodeTranslatedTwiceForOneSenderIsRefused) {
-  write("a.json", table("a", R"(["EHR^A"])",
-                        R"([{"system": "L", "code": "EI", "category": "educational-attainment"}])"));
+  write("a.json",
+        table("a", R"(["EHR^A"])",
+              R"([{"system": "L", "code": "EI", "category": "educational-attainment"}])"));
   write("b.json", table("b", R"(["EHR^A", "EHR^B"])",
                         R"([{"system": "L", "code": "EI", "category": "stress"}])"));
   auto e = load_error();

@@ -181,9 +181,8 @@ TEST_F(ReferralMapperTest, TheSendersLocalCodesNameTheNeed) {
 
 TEST_F(ReferralMapperTest, AGravityCodeWinsOverLocalCodesAndLocalCodesOverAnswers) {
   auto r = local_coded(referral(), "EHR^PEDS_CLINIC_A");
-  r.need_codes.push_back({{std::string(screenings_->tables().category_system()),
-                           "food-insecurity", ""},
-                          "RF1-5"});
+  r.need_codes.push_back(
+      {{std::string(screenings_->tables().category_system()), "food-insecurity", ""}, "RF1-5"});
   EXPECT_EQ(ReferralMapper(*screenings_).identify(r)->category, "food-insecurity");
   // Answers that screen positive for food insecurity do not outvote the clinic's code.
   r = local_coded(referral(), "EHR^PEDS_CLINIC_A");

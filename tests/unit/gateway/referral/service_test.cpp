@@ -307,7 +307,8 @@ TEST_F(ReferralServiceTest, ATranslatedNeedReleasesAnUncategorisedReferral) {
 TEST_F(ReferralServiceTest, NoAgencyMovesAnUncategorisedReferral) {
   auto held = referral(ReferralStatus::kRequested, std::string(mapping::kUncategorised), "");
   const auto task = task_row();
-  auto out = service_.transition(held, &task, move(Actor::kAgency, ReferralStatus::kAccepted), now_);
+  auto out =
+      service_.transition(held, &task, move(Actor::kAgency, ReferralStatus::kAccepted), now_);
   ASSERT_FALSE(out);
   EXPECT_EQ(out.error().kind, Refusal::Kind::kForbidden);  // no agency owns it
   // Not even one that it names: held means held.
