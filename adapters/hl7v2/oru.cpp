@@ -41,6 +41,8 @@ std::string fhir_system(std::string_view s) {
   if (s == "LN" || s == "LOINC") return "http://loinc.org";
   if (s == "SCT" || s == "SNM") return "http://snomed.info/sct";
   if (s == "CDCREC") return "urn:oid:2.16.840.1.113883.6.238";
+  if (s == "SDOHCC")  // the SDOH Clinical Care IG's categories (its temporary code system)
+    return "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes";
   if (s == "HL70005") return "http://terminology.hl7.org/CodeSystem/v2-0005";
   if (s == "HL70189") return "http://terminology.hl7.org/CodeSystem/v2-0189";
   if (s == "HL70063") return "http://terminology.hl7.org/CodeSystem/v2-0063";

@@ -156,7 +156,7 @@ Result<ReferralMapper::Need> ReferralMapper::need(const NormalizedReferral& r) c
   }
   // A Gravity category code elsewhere (RF1-5 food-insecurity^Food insecurity^SDOHCC).
   for (const auto& c : r.need_codes) {
-    if ((c.coding.system == tables.category_system() || c.coding.system == "SDOHCC") &&
+    if (c.coding.system == tables.category_system() &&
         tables.known_category(c.coding.code))
       name_need(c.coding.code);
   }
@@ -165,7 +165,7 @@ Result<ReferralMapper::Need> ReferralMapper::need(const NormalizedReferral& r) c
   // The clinic's own codes, as its local code tables translate them.
   std::string untranslated;
   for (const auto& c : r.need_codes) {
-    if (c.coding.system == tables.category_system() || c.coding.system == "SDOHCC") continue;
+    if (c.coding.system == tables.category_system()) continue;
     // An instrument's own question or panel: its answers, not its code, tell the need.
     if (tables.by_item(c.coding.system, c.coding.code) != nullptr ||
         tables.by_panel(c.coding.system, c.coding.code) != nullptr)
