@@ -3,22 +3,17 @@
 // MSH-10 and answers "MSA|AA|<MSH-10>" at once. No parsing beyond that, no storage, no Kafka:
 // what the machine and the transport allow, to compare the gateway with.
 //   build/bench/mllp-echo [--threads 2]      prints "listening <port>" and serves until killed
-#include <cstdio>
 #include <string>
 #include <string_view>
-#include <thread>
-#include <vector>
 
-#include <CLI/CLI.hpp>
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+
+#include "reference_server.hpp"
 
 namespace {
 
@@ -63,35 +58,9 @@ asio::awaitable<void> serve(tcp::socket socket) {
   }
 }
 
-asio::awaitable<void> accept(tcp::acceptor& acceptor) {
-  for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(kUseTuple);
-    if (ec) continue;
-    socket.set_option(tcp::no_delay(true));
-    asio::co_spawn(acceptor.get_executor(), serve(std::move(socket)), asio::detached);
-  }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Bare MLLP echo server: answers AA with MSA-2 = MSH-10, stores nothing"};
-  int threads = 2;
-  std::string host = "127.0.0.1";
-  app.add_option("--threads", threads, "I/O threads (as the gateway's runtime.io_threads)");
-  app.add_option("--host", host, "address to listen on (port: any free one)");
-  CLI11_PARSE(app, argc, argv);
-
-  asio::io_context ioc;
-  tcp::acceptor acceptor(ioc, {asio::ip::make_address(host), 0});
-  std::printf("listening %u\n", static_cast<unsigned>(acceptor.local_endpoint().port()));
-  std::fflush(stdout);
-  asio::co_spawn(ioc, accept(acceptor), asio::detached);
-  std::vector<std::thread> pool;
-  for (int i = 1; i < threads; ++i)
-    pool.emplace_back([&ioc] { ioc.run(); });
-  ioc.run();
-  for (auto& t : pool)
-    t.join();
-  return 0;
+  return sdoh::bench::run_reference_server(
+      argc, argv, "Bare MLLP echo server: answers AA with MSA-2 = MSH-10, stores nothing", serve);
 }
