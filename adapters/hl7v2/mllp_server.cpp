@@ -40,6 +40,7 @@ struct MllpServer::State {
         cfg(c),
         handler(h),
         acceptor(asio::make_strand(io)),
+        tls(c.tls, "mllp.tls"),
         open_gauge(reg.gauge("sdoh_mllp_connections_open", "Open MLLP connections.").with()),
         accepted(reg.counter("sdoh_mllp_connections_total",
                              "MLLP connections accepted under max_connections (some are then "
@@ -85,7 +86,7 @@ struct MllpServer::State {
   config::MllpConfig cfg;
   pipeline::Hl7Handler& handler;
   tcp::acceptor acceptor;  // belongs to its own strand: the accept loop and stop() run there
-  std::shared_ptr<asio::ssl::context> tls;
+  net::ServerTls tls;  // replaced whole on reload; each connection keeps the one it began with
   net::ConnectionTracker connections;
   std::atomic<bool> stopped{false};  // stop() runs once
 
@@ -210,8 +211,9 @@ asio::awaitable<void> run_connection(std::shared_ptr<MllpServer::State> s, tcp::
       peer.address = net::endpoint_string(admitted->client);
       log::debug("mllp.connected", {{"peer", peer.address}});
     }
-    if (admitted && s->tls) {
-      tls_stream stream(std::move(plain), *s->tls);
+    const auto tls = s->tls.current();  // kept for the connection's life, across reloads
+    if (admitted && tls) {
+      tls_stream stream(std::move(plain), *tls);
       auto control = s->connections.add(stream.get_executor(),
                                         [&stream] { beast::get_lowest_layer(stream).cancel(); });
       // A handshake is bounded like a frame: a client trickling its handshake holds no slot
@@ -265,14 +267,14 @@ MllpServer::~MllpServer() {
 }
 
 Result<std::string> MllpServer::bind() {
-  if (state_->cfg.tls.enabled()) {
-    auto ctx = net::make_server_tls_context(state_->cfg.tls, "mllp.tls");
-    if (!ctx) return fail(ctx.error());
-    state_->tls = *ctx;
-  }
+  if (auto loaded = state_->tls.load(); !loaded) return fail(loaded.error());
   auto ep = net::open_acceptor(state_->acceptor, state_->cfg.listen, "mllp.listen");
   if (!ep) return fail(ep.error());
   return net::endpoint_string(*ep);
+}
+
+Result<void> MllpServer::reload_tls() {
+  return state_->tls.load();
 }
 
 void MllpServer::start() {

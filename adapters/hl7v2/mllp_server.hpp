@@ -31,6 +31,9 @@ class MllpServer {
   /// Loads TLS (if configured) and binds; returns the bound address.
   Result<std::string> bind();
   void start();
+  /// Loads the TLS certificate and key again (SIGHUP): new connections use them, open ones keep
+  /// theirs. On failure the current ones stay. Nothing to do for a plain listener.
+  Result<void> reload_tls();
   /// Stops accepting; idle connections close now, a connection with a message in flight
   /// closes after writing its ACK. Thread-safe, idempotent.
   void stop();

@@ -39,6 +39,7 @@ struct Server::State {
         cfg(c),
         router(r),
         acceptor(asio::make_strand(io)),
+        tls(c.tls, "http.tls"),
         requests(reg.counter("sdoh_http_requests_total", "HTTP requests answered.",
                              {"route", "method", "status"})),
         duration(reg.histogram("sdoh_http_request_duration_seconds",
@@ -64,7 +65,7 @@ struct Server::State {
   config::HttpConfig cfg;
   const Router& router;
   tcp::acceptor acceptor;  // belongs to its own strand: the accept loop and stop() run there
-  std::shared_ptr<asio::ssl::context> tls;
+  net::ServerTls tls;  // replaced whole on reload; each connection keeps the one it began with
   net::ConnectionTracker connections;
   std::atomic<bool> stopped{false};  // stop() runs once
   std::string address;
@@ -385,8 +386,9 @@ asio::awaitable<void> run_connection(std::shared_ptr<Server::State> s, tcp::sock
     // Before any TLS or HTTP byte: a trusted proxy's PROXY header, then the client's share.
     auto admitted = co_await net::admit(plain, s->admission);
     if (admitted) peer = net::endpoint_string(admitted->client);
-    if (admitted && s->tls) {
-      tls_stream stream(std::move(plain), *s->tls);
+    const auto tls = s->tls.current();  // kept for the connection's life, across reloads
+    if (admitted && tls) {
+      tls_stream stream(std::move(plain), *tls);
       auto control = s->connections.add(stream.get_executor(),
                                         [&stream] { beast::get_lowest_layer(stream).cancel(); });
       lowest(stream).expires_after(s->cfg.idle_timeout);
@@ -436,15 +438,15 @@ Server::~Server() {
 }
 
 Result<std::string> Server::bind() {
-  if (state_->cfg.tls.enabled()) {
-    auto ctx = net::make_server_tls_context(state_->cfg.tls, "http.tls");
-    if (!ctx) return fail(ctx.error());
-    state_->tls = *ctx;
-  }
+  if (auto loaded = state_->tls.load(); !loaded) return fail(loaded.error());
   auto ep = net::open_acceptor(state_->acceptor, state_->cfg.listen, "http.listen");
   if (!ep) return fail(ep.error());
   state_->address = net::endpoint_string(*ep);
   return state_->address;
+}
+
+Result<void> Server::reload_tls() {
+  return state_->tls.load();
 }
 
 void Server::start() {

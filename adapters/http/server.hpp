@@ -31,6 +31,9 @@ class Server {
   Result<std::string> bind();
   /// Starts accepting (after bind()).
   void start();
+  /// Loads the TLS certificate and key again (SIGHUP): new connections use them, open ones keep
+  /// theirs. On failure the current ones stay. Nothing to do for a plain listener.
+  Result<void> reload_tls();
   /// Stops accepting and closes idle keep-alive connections; requests in flight finish and
   /// their connections close after the response. Thread-safe, idempotent.
   void stop();

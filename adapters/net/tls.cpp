@@ -35,18 +35,47 @@ Result<void> load_key_pair(ssl::context& ctx, const std::string& cert_file,
   return {};
 }
 
+// Mozilla's "intermediate" profile (ssl-config.mozilla.org, version 5.7): TLS 1.2 and 1.3, and
+// for TLS 1.2 only ECDHE/DHE key exchange with AEAD ciphers (GCM, ChaCha20-Poly1305); TLS 1.3's
+// suites are all AEAD. The same for listeners and for the connections the gateway makes.
+constexpr const char* kTls12Ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
+constexpr const char* kTls13Suites =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+constexpr const char* kGroups = "X25519:P-256:P-384";
+
+// The protocol floor and the profile's ciphers and groups; errors name `key_path`.
+Result<void> apply_profile(ssl::context& ctx, const std::string& min_version,
+                           const std::string& key_path) {
+  ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                  ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                  ssl::context::single_dh_use);
+  const int version = min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION;
+  if (SSL_CTX_set_min_proto_version(ctx.native_handle(), version) != 1)
+    return fail(Error::config(key_path + ".min_version", "OpenSSL refused the minimum version"));
+  if (SSL_CTX_set_cipher_list(ctx.native_handle(), kTls12Ciphers) != 1 ||
+      SSL_CTX_set_ciphersuites(ctx.native_handle(), kTls13Suites) != 1 ||
+      SSL_CTX_set1_groups_list(ctx.native_handle(), kGroups) != 1)
+    return fail(Error::internal("OpenSSL refused the TLS cipher profile"));
+  // The profile leaves the choice of cipher to the client (all of them are strong), and
+  // session tickets off so that forward secrecy does not rest on a long-lived ticket key.
+  SSL_CTX_clear_options(ctx.native_handle(), SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_options(ctx.native_handle(), SSL_OP_NO_TICKET);
+  return {};
+}
+
 }  // namespace
+
+std::string_view tls_profile_ciphers() {
+  return kTls12Ciphers;
+}
 
 Result<std::shared_ptr<ssl::context>> make_server_tls_context(const config::TlsConfig& tls,
                                                               const std::string& key_path) {
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
-  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
-                   ssl::context::single_dh_use);
-  const int min_version = tls.min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION;
-  if (SSL_CTX_set_min_proto_version(ctx->native_handle(), min_version) != 1) {
-    return fail(Error::config(key_path + ".min_version", "OpenSSL refused the minimum version"));
-  }
+  if (auto r = apply_profile(*ctx, tls.min_version, key_path); !r) return fail(r.error());
   if (tls.key_password.configured()) {
     auto password = tls.key_password.resolve();
     if (!password) return fail(Error::config(key_path + ".key_password", password.error().message));
@@ -69,15 +98,27 @@ Result<std::shared_ptr<ssl::context>> make_server_tls_context(const config::TlsC
   return ctx;
 }
 
+ServerTls::ServerTls(config::TlsConfig cfg, std::string key_path)
+    : cfg_(std::move(cfg)), key_path_(std::move(key_path)) {}
+
+Result<void> ServerTls::load() {
+  if (!cfg_.enabled()) return {};
+  auto ctx = make_server_tls_context(cfg_, key_path_);
+  if (!ctx) return fail(ctx.error());
+  std::lock_guard lock(mutex_);
+  context_ = std::move(*ctx);
+  return {};
+}
+
+std::shared_ptr<ssl::context> ServerTls::current() const {
+  std::lock_guard lock(mutex_);
+  return context_;
+}
+
 Result<std::shared_ptr<ssl::context>> make_client_tls_context(const ClientTlsOptions& tls,
                                                               const std::string& key_path) {
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
-  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-  const int min_version = tls.min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION;
-  if (SSL_CTX_set_min_proto_version(ctx->native_handle(), min_version) != 1) {
-    return fail(Error::config(key_path + ".min_version", "OpenSSL refused the minimum version"));
-  }
+  if (auto r = apply_profile(*ctx, tls.min_version, key_path); !r) return fail(r.error());
   boost::system::error_code ec;
   if (tls.ca_file.empty()) {
     ctx->set_default_verify_paths(ec);

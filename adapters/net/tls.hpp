@@ -2,7 +2,9 @@
 // TLS contexts (OpenSSL through asio::ssl): server side for the HTTP and MLLP listeners, client
 // side for outbound connections to endpoints that are not ours (a clinic's MLLP listener).
 #include <memory>
+#include <mutex>
 #include <string>
+#include <string_view>
 
 #include "gateway/config/config.hpp"
 #include "gateway/core/result.hpp"
@@ -19,6 +21,29 @@ namespace sdoh::net {
 /// require_client_cert is true (mTLS).
 Result<std::shared_ptr<boost::asio::ssl::context>> make_server_tls_context(
     const config::TlsConfig& tls, const std::string& key_path);
+
+/// A listener's server TLS context, replaced whole when its certificate and key are reloaded
+/// (SIGHUP). A connection takes the current context when it is accepted and keeps it for its
+/// life, so a reload drops no open connection and only new connections see the new
+/// certificate. Thread-safe.
+class ServerTls {
+ public:
+  ServerTls(config::TlsConfig cfg, std::string key_path);
+  bool enabled() const { return cfg_.enabled(); }
+  /// Loads (or reloads) the files the configuration names. On failure the context in use stays.
+  Result<void> load();
+  /// The context new connections use; null when the listener is plain TCP.
+  std::shared_ptr<boost::asio::ssl::context> current() const;
+
+ private:
+  config::TlsConfig cfg_;
+  std::string key_path_;
+  mutable std::mutex mutex_;
+  std::shared_ptr<boost::asio::ssl::context> context_;
+};
+
+/// The TLS 1.2 cipher list every context uses (Mozilla's intermediate profile: AEAD only).
+std::string_view tls_profile_ciphers();
 
 /// A client's TLS settings.
 struct ClientTlsOptions {

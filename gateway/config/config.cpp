@@ -9,7 +9,9 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <tuple>
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/network_v4.hpp>
 #include <boost/asio/ip/network_v6.hpp>
 #include <yaml-cpp/yaml.h>
@@ -54,6 +56,14 @@ std::string ConfigErrors::to_string() const {
 }
 
 namespace {
+
+// A loopback address, or the name that means one.
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost") return true;
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(host, ec);
+  return !ec && address.is_loopback();
+}
 
 std::size_t edit_distance(std::string_view a, std::string_view b) {
   std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
@@ -495,7 +505,7 @@ void read_parties(MapReader m, std::vector<PartyConfig>& out) {
   }
 }
 
-void read_tls(MapReader m, TlsConfig& tls) {
+void read_tls(MapReader m, TlsConfig& tls, bool check_files) {
   m.string("cert_file", tls.cert_file);
   m.string("key_file", tls.key_file);
   m.secret("key_password", tls.key_password);
@@ -515,7 +525,7 @@ void read_tls(MapReader m, TlsConfig& tls) {
   for (const auto& [key, file] : {std::pair{"cert_file", tls.cert_file},
                                   {"key_file", tls.key_file},
                                   {"client_ca_file", tls.client_ca_file}}) {
-    if (!file.empty() && !std::ifstream(file).good()) {
+    if (check_files && !file.empty() && !std::ifstream(file).good()) {
       m.issue(m.node(), m.path() + "." + key, "cannot read " + file);
     }
   }
@@ -643,7 +653,8 @@ void read_kafka(MapReader m, KafkaConfig& k) {
 }  // namespace
 
 std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_text,
-                                                        const std::string& file) {
+                                                        const std::string& file,
+                                                        const ParseOptions& options) {
   ConfigErrors errors{file, {}};
   YAML::Node root;
   try {
@@ -697,7 +708,7 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
   {
     auto m = top.child("http");
     m.listen("listen", cfg.http.listen);
-    read_tls(m.child("tls"), cfg.http.tls);
+    read_tls(m.child("tls"), cfg.http.tls, options.check_tls_files);
     m.size("max_body_bytes", cfg.http.max_body_bytes, 1024, kMaxSize);
     m.size("max_header_bytes", cfg.http.max_header_bytes, 1024, 1024 * 1024);
     m.duration("idle_timeout", cfg.http.idle_timeout, milliseconds(100), std::chrono::hours(1));
@@ -705,12 +716,13 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     m.integer("max_connections", cfg.http.max_connections, 1, 100'000);
     m.integer("max_connections_per_peer", cfg.http.max_connections_per_peer, 1, 100'000);
     read_networks(m, "trusted_proxies", cfg.http.trusted_proxies);
+    m.boolean("insecure_loopback_only", cfg.http.insecure_loopback_only);
     m.finish();
   }
   {
     auto m = top.child("mllp");
     m.listen("listen", cfg.mllp.listen);
-    read_tls(m.child("tls"), cfg.mllp.tls);
+    read_tls(m.child("tls"), cfg.mllp.tls, options.check_tls_files);
     m.size("max_frame_bytes", cfg.mllp.max_frame_bytes, 1024, kMaxSize);
     m.duration("idle_timeout", cfg.mllp.idle_timeout, milliseconds(100), std::chrono::hours(24));
     m.duration("frame_timeout", cfg.mllp.frame_timeout, milliseconds(100), std::chrono::hours(1));
@@ -718,6 +730,7 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     m.integer("max_connections", cfg.mllp.max_connections, 1, 100'000);
     m.integer("max_connections_per_peer", cfg.mllp.max_connections_per_peer, 1, 100'000);
     read_networks(m, "trusted_proxies", cfg.mllp.trusted_proxies);
+    m.boolean("insecure_loopback_only", cfg.mllp.insecure_loopback_only);
     read_hl7(m.child("hl7"), cfg.mllp.hl7);
     m.finish();
   }
@@ -830,6 +843,27 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
       }
     }
   }
+  // Transmission security (HIPAA 164.312(e)): in production every listener is TLS, unless an
+  // operator says it is plain on loopback behind a local TLS terminator.
+  for (const auto& [name, listen, tls, insecure] :
+       {std::tuple{"http", &cfg.http.listen, &cfg.http.tls, cfg.http.insecure_loopback_only},
+        std::tuple{"mllp", &cfg.mllp.listen, &cfg.mllp.tls, cfg.mllp.insecure_loopback_only}}) {
+    const std::string key(name);
+    if (insecure && !is_loopback_host(listen->host)) {
+      top.issue(root[key]["insecure_loopback_only"], key + ".insecure_loopback_only",
+                "allows plain " + key + " only on a loopback address (127.0.0.1 or ::1), but " +
+                    key + ".listen is " + listen->host);
+    } else if (insecure && tls->enabled()) {
+      top.issue(root[key]["insecure_loopback_only"], key + ".insecure_loopback_only",
+                "the listener has TLS (" + key + ".tls.cert_file); remove one of the two");
+    } else if (cfg.mode == "production" && !tls->enabled() && !insecure) {
+      top.issue(root[key], key + ".tls.cert_file",
+                "production mode needs TLS on every listener: set " + key +
+                    ".tls.cert_file and key_file, or " + key +
+                    ".insecure_loopback_only: true for a loopback listener behind a local "
+                    "TLS-terminating proxy");
+    }
+  }
   if (cfg.http.listen.port != 0 && cfg.http.listen.port == cfg.mllp.listen.port &&
       cfg.http.listen.host == cfg.mllp.listen.host) {
     top.issue(root["mllp"], "mllp.listen", "uses the same address as http.listen");
@@ -839,14 +873,15 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
   return cfg;
 }
 
-std::expected<GatewayConfig, ConfigErrors> load_config(const std::filesystem::path& file) {
+std::expected<GatewayConfig, ConfigErrors> load_config(const std::filesystem::path& file,
+                                                       const ParseOptions& options) {
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     return std::unexpected(ConfigErrors{file.string(), {{"", "cannot read the file", 0}}});
   }
   std::ostringstream buf;
   buf << in.rdbuf();
-  return parse_config(buf.str(), file.string());
+  return parse_config(buf.str(), file.string(), options);
 }
 
 }  // namespace sdoh::config

@@ -76,6 +76,9 @@ struct HttpConfig {
   /// Load balancers (IP addresses or CIDR networks) whose connections start with a PROXY
   /// protocol v2 header naming the real client; empty: none.
   std::vector<IpNetwork> trusted_proxies;
+  /// Production mode: plain HTTP allowed, on a loopback address only, behind a TLS-terminating
+  /// proxy on the same machine. Otherwise every production listener is TLS.
+  bool insecure_loopback_only = false;
 };
 
 /// How the gateway reads one HL7 sender's messages (mllp.hl7.senders).
@@ -105,6 +108,9 @@ struct Hl7Config {
 struct MllpConfig {
   ListenAddress listen{"127.0.0.1", 2575};
   TlsConfig tls;
+  /// Production mode: plain MLLP allowed, on a loopback address only (a local TLS terminator such
+  /// as stunnel in front). Otherwise every production listener is TLS.
+  bool insecure_loopback_only = false;
   std::size_t max_frame_bytes = 1024 * 1024;  ///< larger frames are refused, connection closed
   milliseconds idle_timeout{300'000};         ///< a connection silent this long is closed
   /// A frame must be complete this long after its first byte (or the first stray byte after the
@@ -357,10 +363,19 @@ struct ConfigErrors {
   std::string to_string() const;
 };
 
+/// How far a config is checked beyond its own text.
+struct ParseOptions {
+  /// The files it names for the listeners (TLS certificates, keys, CAs) must be readable here.
+  /// Off for --kafka-provision, which reads a config meant for another machine.
+  bool check_tls_files = true;
+};
+
 /// Parses YAML text. `file` is used only in messages.
 std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_text,
-                                                        const std::string& file = "<config>");
+                                                        const std::string& file = "<config>",
+                                                        const ParseOptions& options = {});
 /// Reads and parses a file.
-std::expected<GatewayConfig, ConfigErrors> load_config(const std::filesystem::path& file);
+std::expected<GatewayConfig, ConfigErrors> load_config(const std::filesystem::path& file,
+                                                       const ParseOptions& options = {});
 
 }  // namespace sdoh::config

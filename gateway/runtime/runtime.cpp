@@ -489,6 +489,35 @@ int run(const config::GatewayConfig& cfg) {
                                       *http_address + "/fhir"
                                 : cfg.fhir.base_url);
 
+  // SIGHUP: the listeners load their TLS certificates and keys again (a renewed certificate
+  // takes effect without a restart); open connections keep theirs, and a file that fails to
+  // load leaves the one in use.
+  asio::signal_set reload_signal(ioc, SIGHUP);
+  auto& tls_reloads = registry.counter(
+      "sdoh_tls_reloads_total",
+      "TLS certificate reloads on SIGHUP, by listener and outcome (ok, failed: the previous "
+      "certificate stays in use).",
+      {"listener", "outcome"});
+  std::function<void(const boost::system::error_code&, int)> on_reload =
+      [&](const boost::system::error_code& ec, int) {
+        if (ec) return;
+        for (auto [name, reload] :
+             {std::pair{"http", std::function([&] { return http_server.reload_tls(); })},
+              std::pair{"mllp", std::function([&] { return mllp_server.reload_tls(); })}}) {
+          auto done = reload();
+          tls_reloads.with({name, done ? "ok" : "failed"}).inc();
+          if (done) {
+            log::info("tls.reloaded", {{"listener", name}});
+          } else {
+            log::error("tls.reload_failed", {{"listener", name},
+                                             {"key", done.error().where.expression},
+                                             {"reason", done.error().message}});
+          }
+        }
+        reload_signal.async_wait(on_reload);
+      };
+  reload_signal.async_wait(on_reload);
+
   // SIGTERM/SIGINT: stop accepting, let in-flight messages finish (bounded), then stop.
   // A second signal stops at once.
   asio::signal_set signals(ioc, SIGINT, SIGTERM);
@@ -504,6 +533,8 @@ int run(const config::GatewayConfig& cfg) {
                {"timeout_ms", static_cast<std::int64_t>(cfg.runtime.drain_timeout.count())}});
     http_server.stop();
     mllp_server.stop();
+    boost::system::error_code ignored;
+    reload_signal.cancel(ignored);
     const auto deadline = std::chrono::steady_clock::now() + cfg.runtime.drain_timeout;
     asio::steady_timer timer(ioc);
     while ((http_server.open_connections() > 0 || mllp_server.open_connections() > 0) &&

@@ -71,6 +71,26 @@ class ShippedConfigs(unittest.TestCase):
         self.assertEqual(out.returncode, 0, "%s: %s" % (name, out.stderr))
         self.assertIn("configuration is valid", out.stdout)
 
+    def test_the_compose_certificates_script_makes_what_the_compose_config_loads(self):
+        etc = os.path.join(self.dir, "compose-etc")
+        os.makedirs(os.path.join(etc, "tls"))
+        shutil.copy(os.path.join(DEPLOY, "tls", "make-certs.sh"), os.path.join(etc, "tls"))
+        shutil.copy(os.path.join(DEPLOY, "config", "routing.json"), os.path.join(etc, "routing.json"))
+        env = dict(self.env, SDOH_TLS_KEY_PASSWORD="compose-pass")
+        made = run(["sh", os.path.join(etc, "tls", "make-certs.sh")], env=env)
+        self.assertEqual(made.returncode, 0, made.stderr)
+        with open(os.path.join(DEPLOY, "config", "compose.yaml")) as f:
+            text = f.read().replace(IMAGE_SCHEMAS, SCHEMAS).replace(ETC, etc)
+        text = text.replace("/var/lib/sdoh-gateway", os.path.join(self.dir, "var"))
+        path = os.path.join(self.dir, "compose-own-certs.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        out = run([BINARY, "--check-config", path], env=env, cwd=SOURCE_DIR)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        # The clinic's certificate chains to the CA the MLLP listener trusts.
+        verify = run(["openssl", "verify", "-CAfile", "clients-ca.crt", "clinic.crt"], cwd=os.path.join(etc, "tls"))
+        self.assertEqual(verify.returncode, 0, verify.stdout + verify.stderr)
+
     def test_every_shipped_config_is_valid(self):
         names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(DEPLOY, "config", "*.yaml")))
         self.assertEqual(names, ["compose.yaml", "dev.yaml", "production.yaml", "reference.yaml"])

@@ -119,6 +119,7 @@ class ProvisionCommands(unittest.TestCase):
 
     def test_production_refuses_the_example_routing_naming_the_key(self):
         config = self.write("prod.yaml", "mode: production\nschemas_dir: %s\nkafka: { brokers: \"k1:9092\" }\n"
+                            "http: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\n"
                             "pseudonym: { key: { env: SDOH_IT_KEY } }\n"
                             "fhir: { clients: { c: { token: { env: SDOH_IT_TOKEN } } } }\n" % SCHEMAS)
         env = dict(os.environ, SDOH_IT_KEY="k" * 48, SDOH_IT_TOKEN="t" * 32)

@@ -343,6 +343,100 @@ class Tls(unittest.TestCase):
         out = self.gw.curl(self.gw.http_url.replace("https://", "http://") + "/healthz")
         self.assertNotEqual(out.returncode, 0)
 
+    def s_client(self, *args):
+        host, port = self.gw.http_url.replace("https://", "").split(":")
+        return run(["openssl", "s_client", "-connect", "%s:%s" % (host, port), "-CAfile",
+                    os.path.join(self.pki, "ca.crt"), *args], input="")
+
+    def test_tls_1_2_offers_only_aead_ciphers(self):
+        # Mozilla's intermediate profile: a CBC suite is refused, an ECDHE AES-GCM one agreed.
+        refused = self.s_client("-tls1_2", "-cipher", "AES128-SHA")
+        self.assertNotEqual(refused.returncode, 0)
+        agreed = self.s_client("-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256")
+        self.assertEqual(agreed.returncode, 0, agreed.stderr)
+        self.assertIn("Cipher is ECDHE-RSA-AES128-GCM-SHA256", agreed.stdout)
+
+    def renew_server_certificate(self):
+        """Signs a new certificate for the same key (a new serial), as a renewal does; returns the
+        serial, as ssl's getpeercert() spells it."""
+        out = run(["openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                   "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "renewed.crt"],
+                  cwd=self.pki)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        serial = run(["openssl", "x509", "-noout", "-serial", "-in", "renewed.crt"], cwd=self.pki)
+        os.replace(os.path.join(self.pki, "renewed.crt"), os.path.join(self.pki, "server.crt"))
+        return serial.stdout.strip().split("=", 1)[1].upper()
+
+    def wait_for_event(self, event, count):
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            seen = [e for e in self.gw.log_events() if e["event"] == event]
+            if len(seen) >= count:
+                return seen
+            time.sleep(0.05)
+        self.fail("no %d %s log lines" % (count, event))
+
+    def test_sighup_reloads_the_certificate_without_dropping_open_connections(self):
+        ctx = ssl.create_default_context(cafile=os.path.join(self.pki, "ca.crt"))
+        host, port = self.gw.http_url.replace("https://", "").split(":")
+        kept = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=5)
+        kept.request("GET", "/healthz")
+        self.assertEqual(kept.getresponse().read() and 200, 200)
+        old_serial = kept.sock.getpeercert()["serialNumber"]
+        client_ctx = ssl.create_default_context(cafile=os.path.join(self.pki, "ca.crt"))
+        client_ctx.load_cert_chain(os.path.join(self.pki, "client.crt"), os.path.join(self.pki, "client.key"))
+        with open(os.path.join(SAMPLES, "hl7v2", "bad-unsupported-type.hl7"), "rb") as f:
+            message = f.read()
+        mllp_raw = socket.create_connection(self.gw.mllp_address, timeout=5)
+        mllp = client_ctx.wrap_socket(mllp_raw, server_hostname="127.0.0.1")
+        try:
+            self.assertIn("MSA|AR", mllp_roundtrip(mllp, message))
+            before = len([e for e in self.gw.log_events() if e["event"] == "tls.reloaded"])
+            new_serial = self.renew_server_certificate()
+            self.assertNotEqual(new_serial, old_serial)
+            self.gw.proc.send_signal(signal.SIGHUP)
+            reloaded = self.wait_for_event("tls.reloaded", before + 2)
+            self.assertEqual({e["listener"] for e in reloaded[before:]}, {"http", "mllp"})
+            # The connections opened before the reload still work, on the old certificate...
+            kept.request("GET", "/healthz")
+            response = kept.getresponse()
+            self.assertEqual(response.status, 200)
+            response.read()
+            self.assertEqual(kept.sock.getpeercert()["serialNumber"], old_serial)
+            self.assertIn("MSA|AR", mllp_roundtrip(mllp, message))
+            # ...and new ones get the renewed certificate, on both listeners.
+            fresh = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=5)
+            fresh.request("GET", "/healthz")
+            self.assertEqual(fresh.getresponse().status, 200)
+            self.assertEqual(fresh.sock.getpeercert()["serialNumber"], new_serial)
+            fresh.close()
+            with socket.create_connection(self.gw.mllp_address, timeout=5) as raw2:
+                with client_ctx.wrap_socket(raw2, server_hostname="127.0.0.1") as s2:
+                    self.assertEqual(s2.getpeercert()["serialNumber"], new_serial)
+        finally:
+            kept.close()
+            mllp.close()
+
+    def test_a_certificate_that_fails_to_load_leaves_the_current_one_in_use(self):
+        path = os.path.join(self.pki, "server.crt")
+        with open(path, "rb") as f:
+            good = f.read()
+        before = len([e for e in self.gw.log_events() if e["event"] == "tls.reload_failed"])
+        try:
+            with open(path, "w") as f:
+                f.write("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
+            self.gw.proc.send_signal(signal.SIGHUP)
+            failed = self.wait_for_event("tls.reload_failed", before + 2)
+            self.assertEqual({e["key"] for e in failed[before:]}, {"http.tls.cert_file", "mllp.tls.cert_file"})
+        finally:
+            with open(path, "wb") as f:
+                f.write(good)
+        out = self.gw.curl("--cacert", os.path.join(self.pki, "ca.crt"), self.gw.http_url + "/healthz")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        samples, _, _ = parse_metrics(self.gw.curl("--cacert", os.path.join(self.pki, "ca.crt"),
+                                                   self.gw.http_url + "/metrics").stdout)
+        self.assertGreaterEqual(samples['sdoh_tls_reloads_total{listener="http",outcome="failed"}'], 1)
+
     def mllp_over_tls(self, with_client_cert):
         ctx = ssl.create_default_context(cafile=os.path.join(self.pki, "ca.crt"))
         if with_client_cert:

@@ -433,7 +433,7 @@ TEST(Config, DeliveryPromisePropertiesCannotBeOverridden) {
 
 TEST(Config, ProductionRefusesAnMllpAgencyWithNothingToProveItsConnection) {
   const std::string production =
-      "mode: production\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n" +
+      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n" +
       kFhirClient;
   auto issue = only_issue(production + "parties: { ehv: { mllp_senders: [AGENCY^EHV] } }\n");
   EXPECT_EQ(issue.path, "parties.ehv");
@@ -442,14 +442,42 @@ TEST(Config, ProductionRefusesAnMllpAgencyWithNothingToProveItsConnection) {
       production + "parties: { ehv: { mllp_senders: [AGENCY^EHV], certificate_subject: ehv } }\n"));
 }
 
+TEST(Config, ProductionRefusesPlainListenersNamingTheKey) {
+  const auto errors = errors_of(
+      "mode: production\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n" +
+      kFhirClient);
+  std::vector<std::string> paths;
+  for (const auto& issue : errors.issues)
+    paths.push_back(issue.path);
+  EXPECT_THAT(paths, ::testing::UnorderedElementsAre("http.tls.cert_file", "mllp.tls.cert_file"));
+  EXPECT_THAT(errors.issues[0].message, HasSubstr("production mode needs TLS on every listener"));
+  // TLS on both listeners is enough (any readable files stand in for the PEM files here).
+  const std::string tls = std::string("{ tls: { cert_file: ") + __FILE__ + ", key_file: " +
+                          __FILE__ + " } }\n";
+  EXPECT_TRUE(parse_config(
+      "mode: production\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n"
+      "http: " + tls + "mllp: " + tls + kFhirClient));
+}
+
+TEST(Config, PlainOnLoopbackOnlyIsForLoopbackAddresses) {
+  auto issue = only_issue("http: { listen: \"0.0.0.0:8080\", insecure_loopback_only: true }\n");
+  EXPECT_EQ(issue.path, "http.insecure_loopback_only");
+  EXPECT_THAT(issue.message, HasSubstr("only on a loopback address"));
+  issue = only_issue(std::string("mllp: { listen: \"127.0.0.1:2575\", insecure_loopback_only: "
+                                  "true, tls: { cert_file: ") +
+                      __FILE__ + ", key_file: " + __FILE__ + " } }\n");
+  EXPECT_EQ(issue.path, "mllp.insecure_loopback_only");
+  EXPECT_TRUE(parse_config("mllp: { listen: \"[::1]:2575\", insecure_loopback_only: true }\n"));
+}
+
 TEST(Config, ProductionRefusesTheEmbeddedBroker) {
-  auto issue = only_issue("mode: production\npseudonym: { key: { env: K } }\n" + kFhirClient);
+  auto issue = only_issue("mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\npseudonym: { key: { env: K } }\n" + kFhirClient);
   EXPECT_EQ(issue.path, "kafka.brokers");
   EXPECT_THAT(issue.message, HasSubstr("development only"));
 }
 
 TEST(Config, ProductionNeedsAPseudonymKey) {
-  auto issue = only_issue("mode: production\nkafka: { brokers: \"kafka:9092\" }\n" + kFhirClient);
+  auto issue = only_issue("mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\n" + kFhirClient);
   EXPECT_EQ(issue.path, "pseudonym.key");
   EXPECT_THAT(issue.message, HasSubstr("pseudonym key"));
 }
@@ -469,7 +497,7 @@ TEST(Config, LiteralPseudonymKeyIsRefused) {
 
 TEST(Config, ProductionWithBrokersAndKeyIsAccepted) {
   auto cfg = parse_config(
-      "mode: production\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n" +
+      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n" +
       kFhirClient);
   ASSERT_TRUE(cfg) << cfg.error().to_string();
   EXPECT_FALSE(cfg->dev_mode());
@@ -477,7 +505,7 @@ TEST(Config, ProductionWithBrokersAndKeyIsAccepted) {
 
 TEST(Config, ProductionNeedsFhirClients) {
   auto issue = only_issue(
-      "mode: production\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n");
+      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n");
   EXPECT_EQ(issue.path, "fhir.clients");
 }
 
