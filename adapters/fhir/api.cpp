@@ -326,6 +326,14 @@ struct Api::Impl {
     auto client = authenticate(req);
     if (!client) return std::unexpected(client.error());
     call.client = std::move(*client);
+    if (options.rate_limits != nullptr) {
+      const auto decision = options.rate_limits->take(call.client.id);
+      if (!decision.allowed) {
+        log::info("fhir.rate_limited", {{"client", call.client.id}});
+        return std::unexpected(
+            Problem::too_many_requests(static_cast<int>(decision.retry_after.count())));
+      }
+    }
     call.base = base_url(req);
     call.prefer = preferences(req);
     return call;

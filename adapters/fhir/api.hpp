@@ -39,6 +39,7 @@
 #include "gateway/config/config.hpp"
 #include "gateway/core/result.hpp"
 #include "gateway/http/message.hpp"
+#include "gateway/identity/rate_limits.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/resource_port.hpp"
 #include "gateway/pipeline/store_executor.hpp"
@@ -78,6 +79,8 @@ struct ApiOptions {
   /// Where interactions are answered (their store reads block): the store executor. Null: on
   /// the listener's executor (unit tests). Must outlive the Api.
   pipeline::StoreExecutor* store_executor = nullptr;
+  /// Requests per client (rate_limits); null: none. Must outlive the Api.
+  identity::RateLimits* rate_limits = nullptr;
 };
 
 /// ApiOptions from the configuration: clients with their tokens resolved.

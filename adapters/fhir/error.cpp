@@ -30,6 +30,8 @@ class FhirCategory final : public std::error_category {
         return "the client is not authenticated";
       case FhirErrc::kForbidden:
         return "the client may not do this";
+      case FhirErrc::kTooManyRequests:
+        return "over the client's rate limit";
       case FhirErrc::kNotAcceptable:
         return "only JSON answers are available";
       case FhirErrc::kMethodNotAllowed:
@@ -74,6 +76,8 @@ int http_status(FhirErrc e) {
       return 401;
     case FhirErrc::kForbidden:
       return 403;
+    case FhirErrc::kTooManyRequests:
+      return 429;
     case FhirErrc::kNotAcceptable:
       return 406;
     case FhirErrc::kMethodNotAllowed:
@@ -131,6 +135,15 @@ Problem Problem::unauthorized(std::string diagnostics) {
 
 Problem Problem::forbidden(std::string diagnostics) {
   return {FhirErrc::kForbidden, {Issue::error(IssueType::kForbidden, "", std::move(diagnostics))}};
+}
+
+Problem Problem::too_many_requests(int retry_after_seconds) {
+  Problem p{FhirErrc::kTooManyRequests,
+            {Issue::error(IssueType::kThrottled, "",
+                          "over this client's rate limit (rate_limits): retry after " +
+                              std::to_string(retry_after_seconds) + " s")}};
+  p.retry_after_seconds = retry_after_seconds;
+  return p;
 }
 
 FhirErrc classify(const std::vector<Issue>& issues) {

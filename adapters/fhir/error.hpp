@@ -40,6 +40,7 @@ enum class FhirErrc {
   kForbidden,             ///< 403: the client's role does not allow the interaction
   kNotAcceptable,         ///< 406: the client asks for a format other than JSON
   kMethodNotAllowed,      ///< 405
+  kTooManyRequests,       ///< 429: over the client's rate limit (with Retry-After)
 };
 
 const std::error_category& fhir_category();
@@ -52,6 +53,7 @@ int http_status(FhirErrc e);
 struct Problem {
   FhirErrc code = FhirErrc::kBadRequest;
   std::vector<Issue> issues;
+  int retry_after_seconds = 0;  ///< 429: when the client may try again
 
   int http_status() const { return fhir::http_status(code); }
   std::string operation_outcome() const { return operation_outcome_json(issues); }
@@ -67,6 +69,7 @@ struct Problem {
   static Problem unsupported_media_type(std::string diagnostics);
   static Problem unauthorized(std::string diagnostics);
   static Problem forbidden(std::string diagnostics);
+  static Problem too_many_requests(int retry_after_seconds);
 };
 
 /// The status class for a set of issues: 400 when any error breaks the base specification

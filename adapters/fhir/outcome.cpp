@@ -58,6 +58,8 @@ std::string_view to_string(IssueType t) {
       return "login";
     case IssueType::kForbidden:
       return "forbidden";
+    case IssueType::kThrottled:
+      return "throttled";
   }
   return "exception";
 }

@@ -33,6 +33,7 @@ enum class IssueType {
   kException,      ///< "exception": an unexpected internal failure
   kLogin,          ///< "login": the client is not authenticated
   kForbidden,      ///< "forbidden": the client may not do this
+  kThrottled,      ///< "throttled": over the client's rate limit
 };
 std::string_view to_string(IssueType t);
 

@@ -1013,6 +1013,19 @@ struct Hl7Pipeline::Impl {
       co_return std::string();
     }
     const auto type = m.get("MSH-9.1") + "^" + m.get("MSH-9.2");
+    if (options.rate_limits != nullptr) {
+      const auto party = options.parties != nullptr
+                             ? options.parties->connection_party({peer.address, peer.tls_subject})
+                             : std::string();
+      const auto decision =
+          options.rate_limits->take(identity::RateLimits::key_for(party, peer.address));
+      if (!decision.allowed) {
+        co_return transient_nak(m, type,
+                                "over this sender's rate limit (rate_limits): resend after " +
+                                    std::to_string(decision.retry_after.count()) + " s",
+                                ErrorCondition::kApplicationInternalError);
+      }
+    }
     // MSH-11 and MSH-12 decide acceptance (AR, CR in enhanced mode) before anything is read.
     if (auto refused = check_header(m)) {
       co_return co_await reject(m, type, refused->error, "validate", received_at, std::move(text),

@@ -22,6 +22,7 @@
 
 #include "gateway/config/config.hpp"
 #include "gateway/identity/parties.hpp"
+#include "gateway/identity/rate_limits.hpp"
 #include "gateway/mapping/engine.hpp"
 #include "gateway/mapping/routing.hpp"
 #include "gateway/metrics/registry.hpp"
@@ -65,6 +66,9 @@ struct Hl7PipelineOptions {
   /// connection proves to be. Null: the message's PRD-7 (else MSH-4) names its agency
   /// (unit tests of the mapping only).
   const identity::Parties* parties = nullptr;
+  /// Messages per party (its connection's, else its source address); over the limit a message
+  /// gets AE with ERR-3 207 and is not stored: the sender resends it later. Null: no limit.
+  identity::RateLimits* rate_limits = nullptr;
 };
 
 class Hl7Pipeline final : public pipeline::Hl7Handler {

@@ -478,6 +478,29 @@ void read_fhir(MapReader m, FhirConfig& out) {
 
 void read_networks(MapReader& m, const char* key, std::vector<IpNetwork>& out);
 
+// A token bucket's keys, over `out`'s values as defaults.
+void read_rate_limit(MapReader& m, RateLimit& out) {
+  auto per_second = static_cast<long long>(out.per_second);
+  auto burst = static_cast<long long>(out.burst);
+  m.integer("per_second", per_second, 0, 1'000'000);
+  m.integer("burst", burst, 1, 10'000'000);
+  out = {static_cast<double>(per_second), static_cast<double>(burst)};
+}
+
+void read_rate_limits(MapReader m, RateLimitsConfig& out) {
+  read_rate_limit(m, out.default_limit);
+  auto parties = m.child("parties");
+  for (const auto& entry : parties.entries()) {
+    auto p = parties.child(entry.first);
+    auto limit = out.default_limit;
+    read_rate_limit(p, limit);
+    p.finish();
+    out.parties[entry.first] = limit;
+  }
+  parties.finish();
+  m.finish();
+}
+
 void read_parties(MapReader m, std::vector<PartyConfig>& out) {
   std::set<std::string> senders;
   for (const auto& entry : m.entries()) {
@@ -789,6 +812,7 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
   }
   read_fhir(top.child("fhir"), cfg.fhir);
   read_parties(top.child("parties"), cfg.parties);
+  read_rate_limits(top.child("rate_limits"), cfg.rate_limits);
   {
     auto m = top.child("referrals");
     m.duration("default_sla", cfg.referrals.default_sla, std::chrono::seconds(1),

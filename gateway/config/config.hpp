@@ -311,6 +311,19 @@ struct PartyConfig {
   std::string kafka_principal;
 };
 
+/// One token bucket: refilled at per_second, holding at most burst. per_second 0: no limit.
+struct RateLimit {
+  double per_second = 1000;
+  double burst = 2000;
+};
+
+/// Requests and messages per party (rate_limits.*): a FHIR client, an MLLP connection's party,
+/// else its source address. Over the limit: HTTP 429 with Retry-After, MLLP AE with ERR-3 207.
+struct RateLimitsConfig {
+  RateLimit default_limit;                   ///< every party without its own
+  std::map<std::string, RateLimit> parties;  ///< by party or FHIR client id
+};
+
 /// Patient pseudonyms (HMAC-SHA256). The key is required in production.
 struct PseudonymConfig {
   SecretRef key;
@@ -338,6 +351,7 @@ struct GatewayConfig {
   ReferralsConfig referrals;
   MappingConfig mapping;
   std::vector<PartyConfig> parties;
+  RateLimitsConfig rate_limits;
 
   bool dev_mode() const { return mode == "dev"; }
   bool embedded_kafka() const { return kafka.brokers.empty(); }

@@ -27,6 +27,17 @@ bool certificate_matches(std::string_view subject, std::string_view expected) {
   return cn == expected;
 }
 
+std::string Parties::connection_party(const ConnectionIdentity& connection) const {
+  for (const auto& p : parties_) {
+    if (certificate_matches(connection.tls_subject, p.certificate_subject)) return p.id;
+  }
+  for (const auto& p : parties_) {
+    if (!p.source_addresses.empty() && in_networks(p.source_addresses, connection.address))
+      return p.id;
+  }
+  return {};
+}
+
 const config::PartyConfig* Parties::find(std::string_view id) const {
   for (const auto& p : parties_) {
     if (p.id == id) return &p;

@@ -32,6 +32,10 @@ class Parties {
   Result<std::string> mllp_agency(const ConnectionIdentity& connection,
                                   std::string_view application, std::string_view facility) const;
 
+  /// The party a connection proves to be (its verified certificate subject, else its source
+  /// address, as a party names them); empty when it proves none.
+  std::string connection_party(const ConnectionIdentity& connection) const;
+
   const config::PartyConfig* find(std::string_view id) const;
   bool empty() const { return parties_.empty(); }
 

@@ -379,8 +379,10 @@ int run(const config::GatewayConfig& cfg) {
                                      "mode only); configure parties before agencies connect"
                                    : "no parties configured: every RRI^I12 is refused"}});
   }
+  identity::RateLimits rate_limits(cfg.rate_limits);
   hl7v2::Hl7PipelineOptions hl7_options;
   hl7_options.parties = &parties;
+  hl7_options.rate_limits = &rate_limits;
   hl7_options.gateway_id = cfg.gateway_id;
   hl7_options.topics = cfg.kafka.topics;
   hl7_options.hl7 = cfg.mllp.hl7;
@@ -406,6 +408,7 @@ int run(const config::GatewayConfig& cfg) {
   fhir_options->route = route;
   fhir_options->open_referral_for = open_referral_for;
   fhir_options->store_executor = &store_threads;
+  fhir_options->rate_limits = &rate_limits;
   fhir_options->subscriptions = true;
   fhir_options->find_referral =
       [&store](const std::string& referral_id) -> std::optional<pipeline::ReferralState> {

@@ -582,3 +582,61 @@ class ProxyProtocol(unittest.TestCase, AliveChecks):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class RateLimits(unittest.TestCase):
+    """A token bucket per party (rate_limits): over HTTP 429 with Retry-After, over MLLP AE with
+    ERR-3 207 and nothing stored, so the sender's resend after the wait is accepted. Another
+    party's bucket is untouched."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.gw = Gateway(base_config=(
+            "data_dir: var\nschemas_dir: %s\n"
+            "http: { listen: \"127.0.0.1:0\" }\nmllp: { listen: \"127.0.0.1:0\" }\n"
+            "kafka: { brokers: \"\", metadata_interval: 500ms }\n"
+            "rate_limits: { per_second: 1, burst: 3 }\n" % SCHEMAS))
+        cls.gw.data_dir = os.path.join(cls.gw.dir, "var")
+        cls.gw.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.__exit__(None, None, None)
+
+    def oru(self, control_id):
+        sample = read_file(ORU_SAMPLE)
+        return sample.replace(hl7_field(sample.decode(), "MSH", 10).encode(), control_id.encode(), 1)
+
+    def test_mllp_over_the_limit_gets_ae_207_and_the_resend_after_the_wait_is_accepted(self):
+        time.sleep(3.1)  # a full bucket whatever ran before
+        with connect(self.gw.mllp_address) as s:
+            for i in range(3):
+                ack = mllp_roundtrip(s, self.oru("RL-%d" % i))
+                self.assertEqual(hl7_field(ack, "MSA", 1), "AA", ack)
+            ack = mllp_roundtrip(s, self.oru("RL-3"))
+            self.assertEqual(hl7_field(ack, "MSA", 1), "AE", ack)
+            self.assertTrue(hl7_field(ack, "ERR", 3).startswith("207"), ack)
+            self.assertIn("rate limit", ack)
+            # Another sender (here: another source address) has its own bucket.
+            with connect(self.gw.mllp_address, source="127.0.0.2") as other:
+                ack = mllp_roundtrip(other, self.oru("RL-OTHER"))
+                self.assertEqual(hl7_field(ack, "MSA", 1), "AA", ack)
+            time.sleep(1.2)
+            ack = mllp_roundtrip(s, self.oru("RL-3"))
+            self.assertEqual(hl7_field(ack, "MSA", 1), "AA", ack)  # not a duplicate: never stored
+
+    def test_http_over_the_limit_gets_429_with_retry_after_and_an_operation_outcome(self):
+        time.sleep(3.1)
+        host, port = http_address(self.gw)
+        answers = []
+        for _ in range(4):
+            with connect((host, port)) as s:
+                s.sendall(b"GET /fhir/Task HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+                answers.append(read_response(s))
+        self.assertEqual([a[0] for a in answers[:3]], [200, 200, 200])
+        status, headers, body = answers[3]
+        self.assertEqual(status, 429)
+        self.assertEqual(headers.get("retry-after"), "1")
+        outcome = json.loads(body)
+        self.assertEqual(outcome["resourceType"], "OperationOutcome")
+        self.assertEqual(outcome["issue"][0]["code"], "throttled")

@@ -621,5 +621,23 @@ TEST(Config, MissingFileIsReported) {
               HasSubstr("/nonexistent/gateway.yaml: cannot read the file"));
 }
 
+TEST(Config, RateLimitsPerPartyOverTheDefault) {
+  auto cfg = parse_config(
+      "rate_limits: { per_second: 50, burst: 100, parties: { wic: { per_second: 5 }, "
+      "loader: { per_second: 0 } } }\n");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->rate_limits.default_limit.per_second, 50);
+  EXPECT_EQ(cfg->rate_limits.parties.at("wic").per_second, 5);
+  EXPECT_EQ(cfg->rate_limits.parties.at("wic").burst, 100);  // the default's, unless its own
+  EXPECT_EQ(cfg->rate_limits.parties.at("loader").per_second, 0);
+  auto defaults = parse_config("");
+  ASSERT_TRUE(defaults);
+  EXPECT_EQ(defaults->rate_limits.default_limit.per_second, 1000);
+  EXPECT_EQ(defaults->rate_limits.default_limit.burst, 2000);
+  EXPECT_EQ(only_issue("rate_limits: { burst: 0 }\n").path, "rate_limits.burst");
+  EXPECT_EQ(only_issue("rate_limits: { parties: { wic: { per_sec: 5 } } }\n").path,
+            "rate_limits.parties.wic.per_sec");
+}
+
 }  // namespace
 }  // namespace sdoh::config
