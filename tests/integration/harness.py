@@ -6,6 +6,7 @@ addresses come from <data_dir>/runtime.json, exactly as an operator's tools read
 import json
 import os
 import shutil
+import sqlite3
 import signal
 import subprocess
 import tempfile
@@ -19,6 +20,10 @@ BINARY = os.environ.get("SDOH_GATEWAY_BIN", os.path.join(SOURCE_DIR, "build", "s
 SCHEMAS = os.path.join(SOURCE_DIR, "schemas")
 SAMPLES = os.environ.get("SDOH_SHARED_SAMPLES_DIR",
                          os.path.abspath(os.path.join(SOURCE_DIR, "..", "shared", "samples")))
+# Where CTest runs keep what tests leave for later checks: each gateway's log, its last /metrics
+# and its screening events go to phi-corpus/ for the PHI scan (test_phi_scan). Unset when a test
+# runs by hand: nothing is kept.
+ARTIFACTS = os.environ.get("SDOH_TEST_ARTIFACTS")
 
 
 def run(args, **kwargs):
@@ -129,6 +134,7 @@ class Gateway:
         """Signals the gateway and waits; returns the exit code."""
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
+        self._scrape_for_corpus()
         self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout=timeout)
@@ -151,14 +157,59 @@ class Gateway:
     def __enter__(self):
         return self.start()
 
+    def _scrape_for_corpus(self):
+        """Keeps the last /metrics of a running gateway for the PHI scan (best effort: a TLS or
+        authenticated listener, or a stuck process, is skipped)."""
+        if not ARTIFACTS or self.runtime is None or self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            url = self.runtime["http"]["url"]
+            if url.startswith("http://"):
+                with urllib.request.urlopen(url + "/metrics", timeout=2) as resp:
+                    self._last_metrics = resp.read().decode()
+        except Exception:  # noqa: BLE001 - the scan reads what there is
+            pass
+
+    def _keep_corpus(self):
+        """Copies the log, the last /metrics and the screening events of the store (the outbox's
+        values) into ARTIFACTS/phi-corpus/<this gateway's dir name>/."""
+        if not ARTIFACTS or self.runtime is None:
+            return
+        out = os.path.join(ARTIFACTS, "phi-corpus", os.path.basename(self.dir))
+        os.makedirs(out, exist_ok=True)
+        if os.path.exists(self.log_path):
+            shutil.copy(self.log_path, os.path.join(out, "gateway.log"))
+        if getattr(self, "_last_metrics", None):
+            with open(os.path.join(out, "metrics.txt"), "w") as f:
+                f.write(self._last_metrics)
+        events = []
+        for root, _, files in os.walk(self.dir):
+            for name in files:
+                if not name.endswith(".db"):
+                    continue
+                try:
+                    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(root, name), uri=True)
+                    try:
+                        events += [bytes(v).decode("utf-8", "replace") for (v,) in db.execute(
+                            "SELECT value FROM outbox WHERE topic LIKE '%screening%'")]
+                    finally:
+                        db.close()
+                except sqlite3.Error:
+                    pass
+        if events:
+            with open(os.path.join(out, "screening-events.jsonl"), "w") as f:
+                f.write("\n".join(e.replace("\n", " ") for e in events) + "\n")
+
     def __exit__(self, *exc):
         try:
             if self.proc is not None and self.proc.poll() is None:
+                self._scrape_for_corpus()
                 self.proc.kill()
                 self.proc.wait()
         finally:
             if getattr(self, "log_file", None):
                 self.log_file.close()
+            self._keep_corpus()
             if exc[0] is None:
                 shutil.rmtree(self.dir, ignore_errors=True)
             else:
