@@ -996,6 +996,19 @@ struct Hl7Pipeline::Impl {
     return outcome;
   }
 
+  // Why a screening's or referral's connection may not send as the clinic its MSH-3^MSH-4 names;
+  // nullopt when it may (or no parties are known: unit tests of the mapping).
+  std::optional<Error> clinic_refusal(const Message& m, const pipeline::Peer& peer) const {
+    if (options.parties == nullptr) return std::nullopt;
+    auto who = options.parties->mllp_clinic({peer.address, peer.tls_subject}, m.get("MSH-3.1"),
+                                            m.get("MSH-4.1"));
+    if (who) return std::nullopt;
+    log::warn("hl7.sender_refused", {{"peer", peer.address},
+                                     {"control_id", m.get("MSH-10")},
+                                     {"reason", who.error().message}});
+    return who.error();
+  }
+
   asio::awaitable<std::string> handle_one(std::string text, const pipeline::Peer& peer) {
     const auto received_at = events::now_rfc3339();
     auto parsed = Message::parse(text);
@@ -1057,6 +1070,13 @@ struct Hl7Pipeline::Impl {
                                          {"control_id", m.get("MSH-10")},
                                          {"declared", declared},
                                          {"read_as", to_string(charset.charset)}});
+    }
+    if (type == "ORU^R01" || type == "REF^I12" || type == "REF^I13" || type == "REF^I14") {
+      // A clinic's message counts as the clinic its connection proves to be (parties).
+      if (auto refused = clinic_refusal(m, peer)) {
+        co_return co_await reject(m, type, *refused, "validate", received_at, std::move(text),
+                                  ErrorCondition::kTableValueNotFound);
+      }
     }
     if (type == "ORU^R01") co_return co_await handle_oru(m, type, std::move(text), received_at);
     // Referral messages are decided from the store's referral and its Task.

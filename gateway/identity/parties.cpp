@@ -29,13 +29,16 @@ bool certificate_matches(std::string_view subject, std::string_view expected) {
 
 std::string Parties::connection_party(const ConnectionIdentity& connection) const {
   for (const auto& p : parties_) {
-    if (certificate_matches(connection.tls_subject, p.certificate_subject)) return p.id;
-  }
-  for (const auto& p : parties_) {
-    if (!p.source_addresses.empty() && in_networks(p.source_addresses, connection.address))
-      return p.id;
+    if (proves(p, connection)) return p.id;
   }
   return {};
+}
+
+bool proves(const config::PartyConfig& party, const ConnectionIdentity& connection) {
+  if (!party.certificate_subject.empty() &&
+      certificate_matches(connection.tls_subject, party.certificate_subject))
+    return true;
+  return !party.source_addresses.empty() && in_networks(party.source_addresses, connection.address);
 }
 
 const config::PartyConfig* Parties::find(std::string_view id) const {
@@ -75,15 +78,35 @@ Result<std::string> Parties::mllp_agency(const ConnectionIdentity& connection,
   }
   if (dev_mode_) return party->id;
   // Production: the connection proves who it is; the message's header proves nothing.
-  if (!party->certificate_subject.empty() &&
-      certificate_matches(connection.tls_subject, party->certificate_subject)) {
-    return party->id;
-  }
-  if (!party->source_addresses.empty() &&
-      in_networks(party->source_addresses, connection.address)) {
-    return party->id;
-  }
+  if (proves(*party, connection)) return party->id;
   return fail(refused("this connection is not agency " + party->id +
+                      "'s: neither its client certificate nor its source address is the one "
+                      "parties." +
+                      party->id + " names"));
+}
+
+Result<std::string> Parties::mllp_clinic(const ConnectionIdentity& connection,
+                                         std::string_view application,
+                                         std::string_view facility) const {
+  const std::string named = std::string(application) + "^" + std::string(facility);
+  const auto* party = by_sender(application, facility);
+  if (party != nullptr && party->kind != "clinic") {
+    return fail(refused("MSH-3^MSH-4 " + named + " is agency " + party->id +
+                        ": an agency answers about referrals (RRI^I12); it does not send "
+                        "screenings or referrals"));
+  }
+  if (dev_mode_) return party != nullptr ? party->id : std::string();
+  // Production: the connection proves who it is; the message's header proves nothing.
+  if (party == nullptr) {
+    if (const auto proven = connection_party(connection); !proven.empty()) {
+      return fail(refused("this connection is " + proven + "'s, but MSH-3^MSH-4 " + named +
+                          " is not among parties." + proven + ".mllp_senders"));
+    }
+    return fail(refused("MSH-3^MSH-4 " + named +
+                        " is not the MLLP sender of any clinic (parties.<id>.mllp_senders)"));
+  }
+  if (proves(*party, connection)) return party->id;
+  return fail(refused("this connection is not clinic " + party->id +
                       "'s: neither its client certificate nor its source address is the one "
                       "parties." +
                       party->id + " names"));

@@ -32,6 +32,14 @@ class Parties {
   Result<std::string> mllp_agency(const ConnectionIdentity& connection,
                                   std::string_view application, std::string_view facility) const;
 
+  /// The clinic whose connection sends a screening or referral naming MSH-3 `application` and
+  /// MSH-4 `facility`; empty in dev mode for a sender no party has (a first try-out). Refusals
+  /// (kUnsupported, at MSH-4, for an AR): an agency's sender; in production, a sender no clinic
+  /// party has, or a connection that is not the named clinic's (its certificate or source
+  /// address proves another party, or none).
+  Result<std::string> mllp_clinic(const ConnectionIdentity& connection,
+                                  std::string_view application, std::string_view facility) const;
+
   /// The party a connection proves to be (its verified certificate subject, else its source
   /// address, as a party names them); empty when it proves none.
   std::string connection_party(const ConnectionIdentity& connection) const;
@@ -49,5 +57,9 @@ class Parties {
 /// Whether a verified certificate `subject` ("/C=US/O=Early Start/CN=ehv-durham") is the one a
 /// party names: the whole one-line subject, or its CN when the party names only a CN.
 bool certificate_matches(std::string_view subject, std::string_view expected);
+
+/// Whether a connection proves to be `party`: its verified certificate subject is the one the
+/// party names, or its source address is in the party's networks.
+bool proves(const config::PartyConfig& party, const ConnectionIdentity& connection);
 
 }  // namespace sdoh::identity

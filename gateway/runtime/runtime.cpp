@@ -370,14 +370,17 @@ int run(const config::GatewayConfig& cfg) {
     return routing->choose(category, keys, crosswalk.get());
   };
 
-  // Who each party is: an agency's answers count as the agency its connection proves to be.
+  // Who each party is: a clinic's messages and an agency's answers count as the party their
+  // connection proves to be.
   const identity::Parties parties(cfg.parties, cfg.dev_mode());
   if (cfg.parties.empty()) {
-    log::warn(
-        "parties.none",
-        {{"detail", cfg.dev_mode() ? "no parties configured: an RRI^I12 names its own agency (dev "
-                                     "mode only); configure parties before agencies connect"
-                                   : "no parties configured: every RRI^I12 is refused"}});
+    log::warn("parties.none",
+              {{"detail", cfg.dev_mode()
+                              ? "no parties configured: an HL7 message's MSH-3^MSH-4 names its "
+                                "clinic or agency (dev mode only); configure parties before "
+                                "clinics and agencies connect"
+                              : "no parties configured: every HL7 screening, referral and "
+                                "RRI^I12 over MLLP is refused"}});
   }
   identity::RateLimits rate_limits(cfg.rate_limits);
   hl7v2::Hl7PipelineOptions hl7_options;

@@ -710,6 +710,21 @@ class AgencyIdentity(unittest.TestCase):
         return [json.loads(v)["data"] for k, v in consume(gw.bootstrap, "sdoh.referral-status.v1")
                 if k == referral_id]
 
+    def test_an_agencys_sender_cannot_send_screenings_or_referrals(self):
+        with Gateway(config=self.PARTIES, mllp_config=", hl7: { default_timezone: America/New_York }") as gw:
+            for name in ("oru-r01-ahc-hrsn-positive.hl7", "ref-i12-home-visiting.hl7"):
+                msg = sample(name)
+                header = msg.split(b"\r", 1)[0].split(b"|")
+                msg = msg.replace(b"|".join(header[2:4]), b"AGENCY|EHV-DURHAM", 1)
+                msg = msg.replace(b"|AL|NE|", b"|||", 1).replace(b"|AL|AL", b"||", 1)  # original mode
+                [ack] = mllp_exchange(gw.mllp_address, [msg])
+                self.assertEqual(hl7_field(ack, "MSA", 1), "AR", ack)
+                self.assertEqual(hl7_field(ack, "ERR", 2), "MSH^1^4", ack)
+                self.assertIn("is agency ehv-durham", hl7_field(ack, "ERR", 8))
+            # The clinic's own sender is accepted.
+            [ack] = mllp_exchange(gw.mllp_address, [sample("oru-r01-ahc-hrsn-positive.hl7")])
+            self.assertEqual(hl7_field(ack, "MSA", 1), "CA", ack)  # enhanced mode: committed
+
     def test_only_the_agencys_own_sender_moves_its_referral(self):
         with Gateway(config=self.PARTIES, mllp_config=", hl7: { default_timezone: America/New_York }") as gw:
             ref = mllp_exchange(gw.mllp_address, [sample("ref-i12-home-visiting.hl7")])[0]
