@@ -293,6 +293,22 @@ Result<std::vector<ReferralCount>> SqliteStore::referral_counts() const {
   return rows;
 }
 
+Result<std::vector<measures::ReferralTimeline>> SqliteStore::timelines(
+    std::int64_t since_ms) const {
+  auto conn = impl_->lease_reader();
+  ReadStatement st(conn->db(), std::string(kTimelineColumns) + "WHERE started_at >= ?1 UNION ALL " +
+                                   kTimelineColumns +
+                                   "WHERE closed_at IS NULL AND started_at < ?1");
+  if (!st.ok()) return fail(st.error());
+  st.integer(1, since_ms);
+  std::vector<measures::ReferralTimeline> rows;
+  int rc = 0;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW)
+    rows.push_back(timeline_row(st.get()));
+  if (rc != SQLITE_DONE) return fail(st.error());
+  return rows;
+}
+
 Result<std::vector<OutboundRow>> SqliteStore::due_outbound(std::int64_t now_ms, int limit) const {
   auto conn = impl_->lease_reader();
   ReadStatement st(conn->db(),

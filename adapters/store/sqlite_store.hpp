@@ -31,6 +31,7 @@
 #include "gateway/pipeline/referral_port.hpp"
 #include "gateway/pipeline/resource_port.hpp"
 #include "gateway/pipeline/subscription_port.hpp"
+#include "gateway/pipeline/timeline_port.hpp"
 
 namespace sdoh::store {
 
@@ -63,7 +64,8 @@ class SqliteStore final : public pipeline::CommitPort,
                           public pipeline::OutboundQueue,
                           public pipeline::DeadLetters,
                           public pipeline::ReferralRepository,
-                          public pipeline::SubscriptionStore {
+                          public pipeline::SubscriptionStore,
+                          public pipeline::TimelineReader {
  public:
   /// Opens (creating if needed) the database at `path`, applies pending migrations and starts
   /// the writer thread. `registry` may be null (tools); `clock` empty: the system clock. The
@@ -142,6 +144,10 @@ class SqliteStore final : public pipeline::CommitPort,
 
   /// Referrals grouped by status, businessStatus, agency, need and equity fields.
   Result<std::vector<ReferralCount>> referral_counts() const override;
+
+  /// Referral timelines started at or after `since_ms`, and every open one (two index range
+  /// scans, one read snapshot).
+  Result<std::vector<measures::ReferralTimeline>> timelines(std::int64_t since_ms) const override;
 
   /// Outbound messages due for a (re)send at `now_ms`, oldest first.
   Result<std::vector<OutboundRow>> due_outbound(std::int64_t now_ms, int limit) const override;
