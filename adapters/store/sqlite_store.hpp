@@ -44,7 +44,6 @@ using ReplayResult = pipeline::ReplayResult;
 using OutboundRow = pipeline::OutboundRow;
 using StoreStats = pipeline::StoreStats;
 using ReferralKeysRow = pipeline::ReferralKeys;
-using ReferralCount = pipeline::ReferralCount;
 
 /// A referral's state for the closed loop (status as its lifecycle name, e.g. "accepted").
 using ReferralRow = pipeline::ReferralState;
@@ -141,9 +140,6 @@ class SqliteStore final : public pipeline::CommitPort,
   /// The first open (not final) referral of this patient (pseudonym) for this need, if any.
   Result<std::optional<std::string>> open_referral_for(std::string_view patient,
                                                        std::string_view category) const override;
-
-  /// Referrals grouped by status, businessStatus, agency, need and equity fields.
-  Result<std::vector<ReferralCount>> referral_counts() const override;
 
   /// Referral timelines started at or after `since_ms`, and every open one (two index range
   /// scans, one read snapshot).
