@@ -35,14 +35,17 @@ class Measures(unittest.TestCase):
     def tearDownClass(cls):
         cls.gw.__exit__(None, None, None)
 
-    def refer(self, n, family):
+    def refer(self, n, family, consent=True, answer=None):
         """The shared transaction as a new family (its own MRN, referral number, race, language
-        and ZIP) referred to ehv-durham for food, with consent: released when made."""
+        and ZIP) referred to ehv-durham for food, with consent: released when made (without:
+        held awaiting-consent). `answer`, a list, gets the Bundle the gateway answered."""
         with open(sample_path("bundle-transaction-screening-consent-referral.json")) as f:
             bundle = json.load(f)
         bundle["id"] = "tx-measures-%d" % n
         bundle["identifier"]["value"] = "BUNDLE-MEASURES-%d" % n
         mrn = "MRN-M%d" % n
+        if not consent:
+            bundle["entry"] = [e for e in bundle["entry"] if e["resource"]["resourceType"] != "Consent"]
         for entry in bundle["entry"]:
             r = entry["resource"]
             if r["resourceType"] == "Patient":
@@ -60,6 +63,8 @@ class Measures(unittest.TestCase):
             json.dump(bundle, f)
         r = self.clinic.call("POST", "/fhir", body_file=path)
         self.assertEqual(r.status, 200, r)
+        if answer is not None:
+            answer.append(r.json())
         return next(e["response"]["location"] for e in r.json()["entry"]
                     if e["response"]["location"].startswith("Task/")).split("/")[1]
 
@@ -178,6 +183,27 @@ class Measures(unittest.TestCase):
         self.gw.start()
         after = [l for l in self.scrape().splitlines() if l.startswith("sdoh_referral_time_to_")]
         self.assertEqual(after, before)
+
+    def test_5_a_held_referral_enters_the_funnel_when_its_hold_is_released(self):
+        answer = []
+        self.refer(100, SHOWN, consent=False, answer=answer)
+        referrals = self.api("referrals")
+        self.assertEqual(referrals["held"][1], {"reason": "awaiting-consent", "count": 1})
+        total = next(r for r in referrals["funnel"] if r["agency"] == "*" and r["category"] == "*")
+        self.assertEqual(total["requested"], 14)  # not released to its agency yet
+
+        patient = next(e["response"]["location"] for e in answer[0]["entry"]
+                       if e["response"]["location"].startswith("Patient/")).split("/")[1]
+        with open(sample_path("bundle-transaction-screening-consent-referral.json")) as f:
+            consent = next(e["resource"] for e in json.load(f)["entry"]
+                           if e["resource"]["resourceType"] == "Consent")
+        consent["patient"] = {"reference": "Patient/" + patient}
+        posted = self.clinic.call("POST", "/fhir/Consent", body=json.dumps(consent))
+        self.assertEqual(posted.status, 201, posted)
+        referrals = self.api("referrals")
+        self.assertEqual(referrals["held"][1], {"reason": "awaiting-consent", "count": 0})
+        total = next(r for r in referrals["funnel"] if r["agency"] == "*" and r["category"] == "*")
+        self.assertEqual((total["requested"], total["open"]), (15, 9))
 
 
 if __name__ == "__main__":
