@@ -11,7 +11,7 @@ namespace {
 // A new referral as the referral service opens it: its id, need, agency (none: held) and what
 // the store keeps of `r` beside them.
 referral::Referral new_referral(const mapping::NormalizedReferral& r, std::string id,
-                                std::string category, std::string pseudonym) {
+                                std::string category, std::string pseudonym, std::string zip3) {
   referral::Referral made;
   made.id = std::move(id);
   made.agency_id = r.agency_id;
@@ -22,6 +22,7 @@ referral::Referral new_referral(const mapping::NormalizedReferral& r, std::strin
   made.stored.ethnicity = r.ethnicity;
   made.stored.language = r.language;
   made.stored.patient = std::move(pseudonym);
+  made.stored.zip3 = std::move(zip3);
   return made;
 }
 
@@ -70,7 +71,8 @@ std::optional<Ingestor::Opened> Ingestor::hold_unrouted(Entry& e,
   held_.push_back({std::move(held), "route"});
   auto unrouted = new_referral(
       r, rid, r.category,
-      ctx_.mapper->pseudonymizer().pseudonym(r.patient_authority, r.patient_identifier));
+      ctx_.mapper->pseudonymizer().pseudonym(r.patient_authority, r.patient_identifier),
+      ctx_.mapper->zip_policy().zip3(r.postal_code));
   return open_held(e, r, std::move(unrouted), sr_id, where,
                    "no agency named and no route for the need " + r.category +
                        " and this area: the referral is held (businessStatus no-route) until ops "
@@ -98,7 +100,8 @@ std::optional<Ingestor::Opened> Ingestor::hold_uncategorised(
     return Opened{rid, true, "", false};
   }
   held_.push_back({std::move(held), "map"});
-  auto unknown = new_referral(r, rid, identified.category, identified.patient_pseudonym);
+  auto unknown =
+      new_referral(r, rid, identified.category, identified.patient_pseudonym, identified.zip3);
   unknown.agency_id.clear();  // held before routing, whatever agency the Task names
   unknown.business_status = std::string(mapping::kUncategorised);
   return open_held(e, r, std::move(unknown), sr_id, where,
@@ -213,7 +216,7 @@ std::optional<Ingestor::Opened> Ingestor::open_referral(Entry& e, mapping::Norma
     return Opened{rid, true, routed->after.business_status, true};
   }
 
-  auto made = new_referral(r, rid, mapped->category, mapped->patient_pseudonym);
+  auto made = new_referral(r, rid, mapped->category, mapped->patient_pseudonym, mapped->zip3);
   const auto opened =
       service_.open(std::move(made), r.consent.status == mapping::ConsentStatus::kActive,
                     {mapping::Actor::kClinic, clinic_of(r)}, request_.received_at);

@@ -665,6 +665,7 @@ struct Hl7Pipeline::Impl {
     state.race = ref.race;
     state.ethnicity = ref.ethnicity;
     state.language = ref.language;
+    state.zip3 = mapped.zip3;
     state.patient = mapped.patient_pseudonym;
     auto opened =
         service.open(std::move(r), ref.consent.status == mapping::ConsentStatus::kActive,

@@ -5,6 +5,47 @@ namespace sdoh::store {
 
 Result<std::vector<std::int64_t>> undelivered_of(SqliteStore::Impl& s, std::int64_t inbound_id);
 
+namespace {
+
+// The referral's timeline after `row`, in the same transaction (measures/timeline.hpp decides).
+Result<void> advance_timeline(SqliteStore::Impl& s, const pipeline::ReferralState& row,
+                              std::int64_t now) {
+  std::optional<measures::ReferralTimeline> before;
+  {
+    auto& st = s.select_timeline;
+    ResetOnExit reset{st};
+    st.text(1, row.referral_id);
+    auto r = st.step();
+    if (!r) return fail(r.error());
+    if (*r == SQLITE_ROW) before = timeline_row(st.raw());
+  }
+  const auto t = measures::advance(before, row, now);
+  auto& st = s.upsert_timeline;
+  ResetOnExit reset{st};
+  st.text(1, t.referral_id)
+      .integer(2, t.created_ms)
+      .integer(3, t.released_ms)
+      .integer(4, t.received_ms)
+      .integer(5, t.accepted_ms)
+      .integer(6, t.closed_ms)
+      .text(7, t.outcome)
+      .text(8, t.status)
+      .text(9, t.business_status)
+      .integer(10, t.sequence)
+      .text(11, t.agency)
+      .text(12, t.category)
+      .text(13, t.clinic)
+      .text(14, t.race)
+      .text(15, t.ethnicity)
+      .text(16, t.language)
+      .text(17, t.zip3)
+      .integer(18, t.started_ms());
+  if (auto r = st.step(); !r) return fail(r.error());
+  return {};
+}
+
+}  // namespace
+
 Result<void> upsert_referral(SqliteStore::Impl& s, const pipeline::ReferralState& row,
                              std::int64_t now) {
   auto& st = s.upsert_referral;
@@ -27,7 +68,7 @@ Result<void> upsert_referral(SqliteStore::Impl& s, const pipeline::ReferralState
       .text(16, row.language)
       .text(17, row.patient);
   if (auto r = st.step(); !r) return fail(r.error());
-  return {};
+  return advance_timeline(s, row, now);
 }
 
 struct CommitOp final : WriteOp {

@@ -32,6 +32,7 @@
 
 #include "adapters/store/sqlite_store.hpp"
 #include "gateway/log/log.hpp"
+#include "gateway/measures/timeline.hpp"
 
 namespace sdoh::store {
 
@@ -168,6 +169,34 @@ constexpr const char* kReferralColumns =
     "agency_id, category, status, business_status, sequence, overdue_at IS NOT NULL, created_at, "
     "return_to, return_pid, race, ethnicity, language FROM referrals ";
 
+constexpr const char* kTimelineColumns =
+    "SELECT referral_id, created_at, released_at, received_at, accepted_at, closed_at, outcome, "
+    "status, business_status, sequence, agency_id, category, clinic, race, ethnicity, language, "
+    "zip3 FROM referral_timeline ";
+
+/// A timeline from a statement selecting kTimelineColumns.
+inline measures::ReferralTimeline timeline_row(sqlite3_stmt* st) {
+  measures::ReferralTimeline t;
+  t.referral_id = column(st, 0);
+  t.created_ms = sqlite3_column_int64(st, 1);
+  t.released_ms = sqlite3_column_int64(st, 2);  // NULL reads as 0: not (yet) so
+  t.received_ms = sqlite3_column_int64(st, 3);
+  t.accepted_ms = sqlite3_column_int64(st, 4);
+  t.closed_ms = sqlite3_column_int64(st, 5);
+  t.outcome = column(st, 6);
+  t.status = column(st, 7);
+  t.business_status = column(st, 8);
+  t.sequence = sqlite3_column_int(st, 9);
+  t.agency = column(st, 10);
+  t.category = column(st, 11);
+  t.clinic = column(st, 12);
+  t.race = column(st, 13);
+  t.ethnicity = column(st, 14);
+  t.language = column(st, 15);
+  t.zip3 = column(st, 16);
+  return t;
+}
+
 class ReadTransaction {
  public:
   explicit ReadTransaction(ReadConnection& conn) : conn_(conn) {
@@ -267,6 +296,8 @@ struct SqliteStore::Impl {
   Statement resource_version, upsert_resource, insert_history, delete_identifiers,
       insert_identifier, delete_search, insert_search, referral_sequence, upsert_referral,
       insert_outbound, count_subscription_event, insert_notification;
+  // Referral timelines, advanced with the referral states (upsert_referral).
+  Statement select_timeline, upsert_timeline;
   bool outbound_added = false;  // writer thread: a commit queued an outbound message
 
   config::StoreConfig cfg;

@@ -276,19 +276,18 @@ Result<std::optional<std::string>> SqliteStore::open_referral_for(std::string_vi
   return std::optional<std::string>();
 }
 
-Result<std::vector<ReferralCount>> SqliteStore::referral_counts() const {
+Result<std::vector<measures::ReferralTimeline>> SqliteStore::timelines(
+    std::int64_t since_ms) const {
   auto conn = impl_->lease_reader();
-  ReadStatement st(conn->db(),
-                   "SELECT status, business_status, agency_id, category, race, ethnicity, "
-                   "language, count(*) FROM referrals GROUP BY 1, 2, 3, 4, 5, 6, 7");
+  ReadStatement st(conn->db(), std::string(kTimelineColumns) + "WHERE started_at >= ?1 UNION ALL " +
+                                   kTimelineColumns +
+                                   "WHERE closed_at IS NULL AND started_at < ?1");
   if (!st.ok()) return fail(st.error());
-  std::vector<ReferralCount> rows;
+  st.integer(1, since_ms);
+  std::vector<measures::ReferralTimeline> rows;
   int rc = 0;
-  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
-    auto* s = st.get();
-    rows.push_back({column(s, 0), column(s, 1), column(s, 2), column(s, 3), column(s, 4),
-                    column(s, 5), column(s, 6), sqlite3_column_int64(s, 7)});
-  }
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW)
+    rows.push_back(timeline_row(st.get()));
   if (rc != SQLITE_DONE) return fail(st.error());
   return rows;
 }

@@ -228,6 +228,56 @@ const std::vector<const char*> kMigrations = {
       CREATE INDEX subscription_notifications_queue ON subscription_notifications(subscription_id,
         seq);
     )sql",
+    // 11: each referral's timeline for the closed-loop measures (gateway/measures/timeline.hpp),
+    // written with every referral state change and kept for measures.window after the referral
+    // closed, whatever becomes of its Task and state. Filled from the referrals as far as their
+    // state tells: a referral waiting for its agency was released at its last change, one further
+    // on at its creation (its holds are not known), a held one not yet; the step it is at, and
+    // its end, happened at its last change; earlier steps have no time (the funnel still counts
+    // them: the steps are monotone). Clinic and ZIP area are unknown for these.
+    R"sql(
+      CREATE TABLE referral_timeline (
+        referral_id     TEXT PRIMARY KEY,
+        created_at      INTEGER NOT NULL,  -- unix ms
+        released_at     INTEGER,           -- began waiting for its agency; NULL: never released
+        received_at     INTEGER,
+        accepted_at     INTEGER,
+        closed_at       INTEGER,
+        outcome         TEXT NOT NULL,     -- completed | rejected | failed | cancelled; '' open
+        status          TEXT NOT NULL,
+        business_status TEXT NOT NULL,
+        sequence        INTEGER NOT NULL,
+        agency_id       TEXT NOT NULL,
+        category        TEXT NOT NULL,
+        clinic          TEXT NOT NULL,
+        race            TEXT NOT NULL,
+        ethnicity       TEXT NOT NULL,
+        language        TEXT NOT NULL,
+        zip3            TEXT NOT NULL,     -- 3-digit ZIP area (Safe Harbor), never the ZIP
+        started_at      INTEGER NOT NULL   -- coalesce(released_at, created_at): its window place
+      ) STRICT;
+      CREATE INDEX referral_timeline_started ON referral_timeline(started_at);
+      CREATE INDEX referral_timeline_open ON referral_timeline(started_at) WHERE closed_at IS NULL;
+      CREATE INDEX referral_timeline_closed ON referral_timeline(closed_at) WHERE closed_at IS NOT
+        NULL;
+      INSERT INTO referral_timeline(referral_id, created_at, released_at, received_at, accepted_at,
+        closed_at, outcome, status, business_status, sequence, agency_id, category, clinic, race,
+        ethnicity, language, zip3, started_at)
+      SELECT referral_id, created_at,
+        CASE WHEN agency_id = '' OR (status = 'requested' AND business_status IN ('no-route',
+               'uncategorised', 'awaiting-consent')) THEN NULL
+             WHEN status = 'requested' AND business_status = '' THEN updated_at
+             ELSE created_at END,
+        CASE WHEN status = 'received' THEN updated_at END,
+        CASE WHEN status = 'accepted' THEN updated_at END,
+        CASE WHEN status IN ('rejected', 'completed', 'failed', 'cancelled') THEN updated_at END,
+        CASE WHEN status IN ('rejected', 'completed', 'failed', 'cancelled') THEN status ELSE ''
+          END,
+        status, business_status, sequence, agency_id, category, '', race, ethnicity, language, '',
+        created_at
+      FROM referrals;
+      UPDATE referral_timeline SET started_at = coalesce(released_at, created_at);
+    )sql",
 };
 
 /// Retention: bounded chunks, so a large backlog of expired rows never stalls the commits
@@ -318,6 +368,15 @@ struct PruneOp final : WriteOp {
         "DELETE FROM referrals WHERE referral_id IN (SELECT referral_id FROM referrals WHERE "
         "status IN ('rejected', 'completed', 'failed', 'cancelled') AND updated_at < ?1 LIMIT ?3)",
         now - c.resource_retention.count());
+    if (!n) return fail(n.error());
+    more = more || *n == kChunk;
+    removed += *n;
+    // Referral timelines closed before the measure window (their referral's state and Task may
+    // have gone long before: the measures keep them for the window).
+    n =
+        run("DELETE FROM referral_timeline WHERE referral_id IN (SELECT referral_id FROM "
+            "referral_timeline WHERE closed_at IS NOT NULL AND closed_at < ?1 LIMIT ?3)",
+            now - c.timeline_retention.count());
     if (!n) return fail(n.error());
     more = more || *n == kChunk;
     removed += *n;
@@ -648,6 +707,19 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
         "business_status = excluded.business_status, sequence = excluded.sequence, updated_at = "
         "excluded.updated_at, overdue_at = coalesce(overdue_at, excluded.overdue_at) WHERE "
         "excluded.sequence >= sequence");
+  }
+  if (prepared) {
+    prepared = impl->select_timeline.prepare(
+        impl->db, std::string(kTimelineColumns).append("WHERE referral_id = ?1").c_str());
+  }
+  if (prepared) {
+    prepared = impl->upsert_timeline.prepare(
+        impl->db,
+        "INSERT OR REPLACE INTO referral_timeline(referral_id, created_at, released_at, "
+        "received_at, accepted_at, closed_at, outcome, status, business_status, sequence, "
+        "agency_id, category, clinic, race, ethnicity, language, zip3, started_at) VALUES (?1, "
+        "?2, nullif(?3, 0), nullif(?4, 0), nullif(?5, 0), nullif(?6, 0), ?7, ?8, ?9, ?10, ?11, "
+        "?12, ?13, ?14, ?15, ?16, ?17, ?18)");
   }
   if (prepared) prepared = impl->savepoint.prepare(impl->db, "SAVEPOINT op");
   if (prepared) prepared = impl->release.prepare(impl->db, "RELEASE op");

@@ -31,6 +31,7 @@
 #include "gateway/pipeline/referral_port.hpp"
 #include "gateway/pipeline/resource_port.hpp"
 #include "gateway/pipeline/subscription_port.hpp"
+#include "gateway/pipeline/timeline_port.hpp"
 
 namespace sdoh::store {
 
@@ -43,7 +44,6 @@ using ReplayResult = pipeline::ReplayResult;
 using OutboundRow = pipeline::OutboundRow;
 using StoreStats = pipeline::StoreStats;
 using ReferralKeysRow = pipeline::ReferralKeys;
-using ReferralCount = pipeline::ReferralCount;
 
 /// A referral's state for the closed loop (status as its lifecycle name, e.g. "accepted").
 using ReferralRow = pipeline::ReferralState;
@@ -63,7 +63,8 @@ class SqliteStore final : public pipeline::CommitPort,
                           public pipeline::OutboundQueue,
                           public pipeline::DeadLetters,
                           public pipeline::ReferralRepository,
-                          public pipeline::SubscriptionStore {
+                          public pipeline::SubscriptionStore,
+                          public pipeline::TimelineReader {
  public:
   /// Opens (creating if needed) the database at `path`, applies pending migrations and starts
   /// the writer thread. `registry` may be null (tools); `clock` empty: the system clock. The
@@ -140,8 +141,9 @@ class SqliteStore final : public pipeline::CommitPort,
   Result<std::optional<std::string>> open_referral_for(std::string_view patient,
                                                        std::string_view category) const override;
 
-  /// Referrals grouped by status, businessStatus, agency, need and equity fields.
-  Result<std::vector<ReferralCount>> referral_counts() const override;
+  /// Referral timelines started at or after `since_ms`, and every open one (two index range
+  /// scans, one read snapshot).
+  Result<std::vector<measures::ReferralTimeline>> timelines(std::int64_t since_ms) const override;
 
   /// Outbound messages due for a (re)send at `now_ms`, oldest first.
   Result<std::vector<OutboundRow>> due_outbound(std::int64_t now_ms, int limit) const override;

@@ -828,6 +828,15 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     cfg.referrals.routing_file = routing_file;
     m.finish();
   }
+  {
+    auto m = top.child("measures");
+    m.duration("window", cfg.measures.window, std::chrono::hours(24),
+               std::chrono::hours(24 * 366 * 10));
+    m.integer("min_cell", cfg.measures.min_cell, 1, 1'000);
+    m.finish();
+    // The timelines the measures read are kept for their window.
+    cfg.store.timeline_retention = cfg.measures.window;
+  }
   top.finish();
 
   // Rules that span keys.

@@ -186,6 +186,9 @@ struct StoreConfig {
   /// Closed referrals' states (rejected, completed, failed, cancelled) are deleted this long
   /// after their last change. Earlier versions of a resource follow payload_retention.
   milliseconds resource_retention{std::chrono::hours(24 * 90)};
+  /// Referral timelines (the closed-loop measures' history) are deleted this long after their
+  /// referral closed. Not a key of its own: measures.window sets it.
+  milliseconds timeline_retention{std::chrono::hours(24 * 395)};
   milliseconds prune_interval{60'000};  ///< how often retention is applied
   /// Overload: while the outbox holds more undelivered events than this (or more bytes than
   /// max_backlog_bytes), e.g. during a long Kafka outage, new messages are refused at once
@@ -281,6 +284,17 @@ struct ReferralsConfig {
   std::filesystem::path routing_file;
 };
 
+/// The closed-loop measures (/metrics, /ops/api/v1/referrals and /equity, tools/report).
+struct MeasuresConfig {
+  /// How far back the measures look, and how long a referral's timeline is kept after it
+  /// closed (its Task may be pruned earlier, by store.resource_retention). 13 months: a year of
+  /// referrals, each with a month to close.
+  milliseconds window{std::chrono::hours(24 * 395)};
+  /// Groups of families (race, ethnicity, language, 3-digit ZIP) with fewer referrals than this
+  /// are suppressed: their figures are not shown (CMS cell-size rule: no cell under 11).
+  int min_cell = 11;
+};
+
 /// Mapping screenings to events (mapping.*).
 struct MappingConfig {
   /// Whether a positive domain counts as the family's request for help, for screenings whose
@@ -349,6 +363,7 @@ struct GatewayConfig {
   PseudonymConfig pseudonym;
   FhirConfig fhir;
   ReferralsConfig referrals;
+  MeasuresConfig measures;
   MappingConfig mapping;
   std::vector<PartyConfig> parties;
   RateLimitsConfig rate_limits;

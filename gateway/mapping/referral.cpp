@@ -224,6 +224,7 @@ Result<MappedReferral> ReferralMapper::identify(const NormalizedReferral& r) con
   out.patient_pseudonym =
       screenings_.pseudonymizer().pseudonym(r.patient_authority, r.patient_identifier);
   out.business_status = out.uncategorised ? std::string(kUncategorised) : r.business_status;
+  out.zip3 = screenings_.zip_policy().zip3(r.postal_code);
   return out;
 }
 
@@ -291,7 +292,7 @@ Result<MappedReferral> ReferralMapper::map(const NormalizedReferral& r) const {
   w.StartObject();
   str(w, "pseudonym", out.patient_pseudonym);
   opt_str(w, "ageBand", age_band(r.birth_date, r.authored_on));
-  opt_str(w, "zip3", screenings_.zip_policy().zip3(r.postal_code));
+  opt_str(w, "zip3", out.zip3);
   w.EndObject();
   key(w, "screeningId");
   w.Null();

@@ -132,6 +132,8 @@ struct MappedReferral {
   std::string referral_id;
   std::string category;
   std::string patient_pseudonym;
+  /// The family's 3-digit ZIP area as events carry it (ZipPolicy::zip3), for the measures.
+  std::string zip3;
   ReferralStatus status = ReferralStatus::kRequested;
   std::string business_status;  ///< empty: null
   bool contact_included = false;

@@ -85,6 +85,16 @@ class Family {
   }
   const std::vector<std::string>& label_names() const { return label_names_; }
 
+  /// A new child, not in the family (to build a set for replace()).
+  std::unique_ptr<M> make() const { return make_(); }
+  /// Replaces every child at once, for series computed from stored state where a series that
+  /// no longer applies must go: a render sees the old set or the new one, never a mix. The old
+  /// children are destroyed: never replace a family whose children someone keeps references to.
+  void replace(std::map<std::vector<std::string>, std::unique_ptr<M>> children) {
+    std::lock_guard lock(mutex_);
+    children_.swap(children);
+  }
+
  private:
   std::vector<std::string> label_names_;
   std::function<std::unique_ptr<M>()> make_;

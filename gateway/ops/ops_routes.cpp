@@ -39,7 +39,8 @@ void register_process_metrics(metrics::Registry& registry, const BuildInfo& buil
 }
 
 void add_ops_routes(http::Router& router, const Health& health, const metrics::Registry& registry,
-                    const BuildInfo& build, std::chrono::steady_clock::time_point started) {
+                    const BuildInfo& build, std::chrono::steady_clock::time_point started,
+                    MetricsUpdate metrics_update) {
   router.add("GET", "/healthz",
              [&build, started](http::Request&) -> boost::asio::awaitable<http::Response> {
                const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
@@ -71,13 +72,17 @@ void add_ops_routes(http::Router& router, const Health& health, const metrics::R
     co_return http::Response::json(report.ready ? 200 : 503, std::move(body));
   });
 
-  router.add("GET", "/metrics",
-             [&registry](http::Request&) -> boost::asio::awaitable<http::Response> {
-               http::Response r;
-               r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-               r.body = registry.render();
-               co_return r;
-             });
+  http::Handler metrics = [&registry, update = std::move(metrics_update.update)](
+                              http::Request&) -> boost::asio::awaitable<http::Response> {
+    if (update) update();
+    http::Response r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = registry.render();
+    co_return r;
+  };
+  if (metrics_update.store_threads != nullptr)
+    metrics = metrics_update.store_threads->wrap(std::move(metrics));
+  router.add("GET", "/metrics", std::move(metrics));
 }
 
 }  // namespace sdoh::ops

@@ -96,6 +96,12 @@ struct ReferralState {
   std::string race;
   std::string ethnicity;
   std::string language;
+  /// The family's 3-digit ZIP area (HIPAA Safe Harbor: mapping::ZipPolicy::zip3, "000" for a
+  /// restricted area; never the full ZIP), and the clinic that made the referral (its facility
+  /// id): for the measures' timeline (measures/timeline.hpp), which keeps them from the first
+  /// state on. Not kept in the referral's own state: a state read back has them empty.
+  std::string zip3;
+  std::string clinic;
   /// The patient's pseudonym (as in events; never an MRN), so that a screening does not open a
   /// second referral for a need the child already has an open one for. Kept from the first
   /// state on; empty when unknown.

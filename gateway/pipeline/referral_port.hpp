@@ -22,18 +22,6 @@ struct ReferralKeys {
   std::string source_control_id;
 };
 
-/// How many referrals are in one state, by agency, need and equity group (closed-loop measures).
-struct ReferralCount {
-  std::string status;
-  std::string business_status;
-  std::string agency_id;
-  std::string category;
-  std::string race;
-  std::string ethnicity;
-  std::string language;
-  std::int64_t count = 0;
-};
-
 /// A referral still waiting for its agency, and since when.
 struct WaitingReferral {
   ReferralState referral;
@@ -54,8 +42,6 @@ class ReferralRepository {
   /// The first open (not final) referral of this patient (pseudonym) for this need, if any.
   virtual Result<std::optional<std::string>> open_referral_for(std::string_view patient,
                                                                std::string_view category) const = 0;
-  /// Referrals grouped by status, businessStatus, agency, need and equity fields.
-  virtual Result<std::vector<ReferralCount>> referral_counts() const = 0;
 };
 
 }  // namespace sdoh::pipeline

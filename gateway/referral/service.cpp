@@ -54,6 +54,8 @@ Change Service::open(Referral r, bool consent_active, Party by, std::string time
   r.status = first.status;
   r.business_status = std::string(first.business_status);
   r.sequence = 1;
+  // The measures count referrals by the clinic that made them.
+  if (by.role == Actor::kClinic && r.stored.clinic.empty()) r.stored.clinic = by.id;
   Change out;
   out.before = r;
   out.before.sequence = 0;  // none yet: its state is written only if no referral has the id

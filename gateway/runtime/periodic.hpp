@@ -1,5 +1,5 @@
 #pragma once
-// Work the gateway does on a schedule (the overdue check and the referral measures): every
+// Work the gateway does on a schedule (the overdue check): every
 // `interval`, `work` runs on the store executor (it reads the store), never on an I/O thread. A
 // pass starts only after the previous one ended. stop() (any thread) ends the schedule: a pass
 // under way finishes, no new one starts.

@@ -41,6 +41,7 @@
 #include "gateway/mapping/tables.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
+#include "gateway/ops/measures_routes.hpp"
 #include "gateway/pipeline/delivered_ack_port.hpp"
 #include "gateway/pipeline/observed_commit_port.hpp"
 #include "gateway/pipeline/subscription_notices.hpp"
@@ -290,8 +291,9 @@ int run(const config::GatewayConfig& cfg) {
   // sent until acknowledged.
   hl7v2::ClinicReturnSender clinic_returns(**store, cfg.mllp.hl7, registry);
   clinic_returns.start();
-  ReferralMetrics referral_metrics(**store, registry);
-  referral_metrics.refresh();
+  // The closed-loop measures, from the stored timelines, current on every scrape.
+  ReferralMetrics referral_metrics(**store, registry,
+                                   {cfg.measures.window, cfg.measures.min_cell, {}});
   hl7v2::ClinicReturns returns_observer(
       cfg.mllp.hl7, cfg.gateway_id,
       [&store](const std::string& id) -> std::optional<pipeline::ReferralState> {
@@ -318,7 +320,9 @@ int run(const config::GatewayConfig& cfg) {
   pipeline::ObservedCommitPort returns_port(
       **store, {&returns_observer, &subscription_notices, &relay, &referral_metrics});
 
-  ops::add_ops_routes(router, health, registry, build, started);
+  // /metrics renders on the store threads: the referral measures (and the outbox's age) read it.
+  ops::add_ops_routes(router, health, registry, build, started,
+                      {[&referral_metrics] { referral_metrics.update(); }, &store_threads});
 
   // Agencies' updates on Kafka: applied to their referrals, offsets committed after the store.
   auto event_schemas = events::SchemaCatalog::load(cfg.schemas_dir / "events");
@@ -452,20 +456,29 @@ int run(const config::GatewayConfig& cfg) {
                      &store_threads);
     log::info("admin.enabled", {{"routes", "/admin/dead-letters"}});
   }
+  // Each agency's SLA: routing's, else referrals.default_sla.
+  const measures::SlaLookup sla_of = [&cfg,
+                                      routing = mapping_setup->routing](std::string_view agency) {
+    const auto* a = routing->agency(agency);
+    return a != nullptr ? a->sla_or(cfg.referrals.default_sla) : cfg.referrals.default_sla;
+  };
+  // The measures' JSON for the ops page and tools/report (gateway/ops/measures_routes.hpp).
+  // Who may read them: open for now, as /metrics is; the ops/admin token gate is this one hook.
+  ops::AccessCheck ops_access;
+  ops::MeasuresRouteOptions measures_routes;
+  measures_routes.store = store->get();
+  measures_routes.store_threads = &store_threads;
+  measures_routes.window = cfg.measures.window;
+  measures_routes.min_cell = cfg.measures.min_cell;
+  measures_routes.sla = sla_of;
+  measures_routes.access = ops_access;
+  ops::add_measures_routes(router, std::move(measures_routes));
   // Referrals their agency leaves unanswered past its SLA: one overdue event each.
-  OverdueCheck overdue(
-      **store, **store, returns_port, cfg.gateway_id, cfg.kafka.topics,
-      [&cfg, routing = mapping_setup->routing](std::string_view agency) {
-        const auto* a = routing->agency(agency);
-        return a != nullptr ? a->sla_or(cfg.referrals.default_sla) : cfg.referrals.default_sla;
-      },
-      shortest_sla(*mapping_setup->routing, cfg.referrals.default_sla), registry);
-  // Both read the store: on the store threads, every overdue_check_interval.
+  OverdueCheck overdue(**store, **store, returns_port, cfg.gateway_id, cfg.kafka.topics, sla_of,
+                       shortest_sla(*mapping_setup->routing, cfg.referrals.default_sla), registry);
+  // It reads the store: on the store threads, every overdue_check_interval.
   Periodic overdue_schedule(ioc, store_threads, cfg.referrals.overdue_check_interval,
-                            [&]() -> asio::awaitable<void> {
-                              co_await overdue.run_once();
-                              referral_metrics.refresh();
-                            });
+                            [&]() -> asio::awaitable<void> { co_await overdue.run_once(); });
   overdue_schedule.start();
 
   http::Server http_server(ioc, cfg.http, router, registry);

@@ -324,8 +324,7 @@ class Hl7Referrals(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        # The referral gauges (sdoh_referrals_held) are refreshed from the store at each overdue
-        # check: often, so that a test sees them move.
+        # Overdue checks often, so that a test sees them happen.
         cls.gw = Gateway(config="referrals: { overdue_check_interval: 200ms }\n",
                          mllp_config=", hl7: { default_timezone: America/New_York }").start()
 

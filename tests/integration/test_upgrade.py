@@ -89,6 +89,17 @@ class StoreUpgrade(unittest.TestCase):
         self.assertRegex(tasks[0], "^[0-9a-f]{32}$")
         self.assertNotEqual(tasks[0], unkeyed_id("PEDS_A", "REF-2026-0777"))
 
+    def test_the_measures_count_the_referrals_made_before(self):
+        # The migration filled their timelines from their state: both released when made, one
+        # accepted, one received, both counted in the funnel.
+        code, body = self.gw.get("/ops/api/v1/referrals")
+        self.assertEqual(code, 200, body)
+        row = next(r for r in json.loads(body)["funnel"]
+                   if r["agency"] == "ehv-durham" and r["category"] == "food-insecurity")
+        self.assertEqual((row["requested"], row["received"], row["accepted"], row["open"]), (2, 2, 1, 2))
+        self.assertEqual(self.gw.metric(
+            'sdoh_referrals{status="accepted",agency="ehv-durham",category="food-insecurity"}'), 1)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -444,6 +444,9 @@ TEST_F(TransactionSample, ReferralCarriesConsentedContactDetails) {
   EXPECT_EQ(ref.referral_id,
             mapper_->referral_id("urn:oid:2.16.840.1.113883.3.9999.3", "REF-2026-0002"));
   EXPECT_EQ(data_field(e, "/data/referralId"), ref.referral_id);
+  // The measures' groups: the family's 3-digit ZIP area (the sample's ZIP is 27701), race.
+  EXPECT_EQ(ref.zip3, "277");
+  EXPECT_EQ(ref.race, "2106-3");
   EXPECT_EQ(data_field(e, "/data/agency/id"), "ehv-durham");
   EXPECT_EQ(data_field(e, "/data/agency/name"), "Early Start Home Visiting");
   EXPECT_EQ(data_field(e, "/data/category"), "food-insecurity");

@@ -120,9 +120,6 @@ class RecordingStore final : public pipeline::CommitPort,
                                                        std::string_view) const override {
     return std::optional<std::string>();
   }
-  Result<std::vector<pipeline::ReferralCount>> referral_counts() const override {
-    return std::vector<pipeline::ReferralCount>();
-  }
 
   Result<std::optional<pipeline::ResourceRow>> read_resource(std::string_view type,
                                                              std::string_view id,

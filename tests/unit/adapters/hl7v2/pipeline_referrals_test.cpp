@@ -44,6 +44,10 @@ TEST_F(Hl7PipelineTest, RefNamingNoAgencyIsRoutedByNeedAreaAndAge) {
   EXPECT_EQ(str(statuses[0], "/data/updatedBy/role"), "clinic");
   ASSERT_EQ(store_.referrals.size(), 1u);
   EXPECT_EQ(store_.referrals[0].agency_id, "wic-durham");
+  // What the measures' timeline keeps of it: the 3-digit ZIP area (never PID-11's ZIP) and the
+  // clinic that referred.
+  EXPECT_EQ(store_.referrals[0].zip3, "277");
+  EXPECT_EQ(store_.referrals[0].clinic, "peds_clinic_a");
   EXPECT_EQ(counter("sdoh_hl7_referral_messages_total{type=\"REF^I12\",outcome=\"created\"}"), 1u);
 }
 

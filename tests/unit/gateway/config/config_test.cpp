@@ -187,6 +187,28 @@ TEST(Config, AssistancePolicyRefusesAnUnknownRuleNamingTheKey) {
   EXPECT_THAT(per_sender.message, HasSubstr("expected none or positive-domain"));
 }
 
+TEST(Config, MeasuresKeepThirteenMonthsAndSuppressGroupsUnderEleven) {
+  auto cfg = parse_config("");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->measures.window, std::chrono::hours(24 * 395));
+  EXPECT_EQ(cfg->measures.min_cell, 11);
+  EXPECT_EQ(cfg->store.timeline_retention, std::chrono::hours(24 * 395));
+}
+
+TEST(Config, TheMeasureWindowIsHowLongTimelinesAreKept) {
+  auto cfg = parse_config("measures: { window: 400d, min_cell: 5 }\n");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->measures.window, std::chrono::hours(24 * 400));
+  EXPECT_EQ(cfg->store.timeline_retention, std::chrono::hours(24 * 400));
+  EXPECT_EQ(cfg->measures.min_cell, 5);
+}
+
+TEST(Config, MeasuresKeysAreRangeChecked) {
+  EXPECT_EQ(only_issue("measures: { min_cell: 0 }\n").path, "measures.min_cell");
+  EXPECT_EQ(only_issue("measures: { window: 1h }\n").path, "measures.window");
+  EXPECT_EQ(only_issue("measures: { windw: 30d }\n").path, "measures.windw");
+}
+
 TEST(Config, UnitsForDurationsAndSizes) {
   auto cfg = parse_config(R"(
 runtime: { drain_timeout: 1500ms }

@@ -110,6 +110,16 @@ TEST_F(ReferralMapperTest, APhoneTheSchemaWouldRefuseIsLeftOut) {
   EXPECT_FALSE(d["contact"].HasMember("phone"));
 }
 
+TEST_F(ReferralMapperTest, TheMeasuresGetTheThreeDigitZipAreaNeverTheZip) {
+  auto r = referral();
+  r.postal_code = "27701-1234";
+  EXPECT_EQ(ReferralMapper(*screenings_).identify(r)->zip3, "277");
+  r.postal_code = "03601";  // an area of 20,000 people or fewer (HIPAA Safe Harbor)
+  EXPECT_EQ(ReferralMapper(*screenings_).identify(r)->zip3, "000");
+  r.postal_code = "";
+  EXPECT_EQ(ReferralMapper(*screenings_).identify(r)->zip3, "");
+}
+
 TEST_F(ReferralMapperTest, ReferralIdDependsOnlyOnTheClinicsNumber) {
   auto a = referral();
   auto b = referral();
