@@ -173,9 +173,12 @@ class FhirApiTest : public ::testing::Test {
 
   void with_clients() {
     ApiOptions o;
-    o.token_clients.push_back({std::string(32, 'c'), Client{"clinic-a", "clinic", "PEDS_A", "A"}});
-    o.token_clients.push_back({std::string(32, 'h'), Client{"ehv", "agency", "ehv-durham", "EHV"}});
-    o.token_clients.push_back({std::string(32, 'w'), Client{"wic", "agency", "wic-east", "WIC"}});
+    o.token_clients.push_back(
+        {std::string(32, 'c'), Client{"clinic-a", "clinic", "PEDS_A", "A", std::nullopt}});
+    o.token_clients.push_back(
+        {std::string(32, 'h'), Client{"ehv", "agency", "ehv-durham", "EHV", std::nullopt}});
+    o.token_clients.push_back(
+        {std::string(32, 'w'), Client{"wic", "agency", "wic-east", "WIC", std::nullopt}});
     start(std::move(o));
   }
 
