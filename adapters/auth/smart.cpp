@@ -117,7 +117,11 @@ Result<std::unique_ptr<SmartAuthority>> SmartAuthority::create(SmartOptions opti
                                                                metrics::Registry* registry) {
   std::unique_ptr<SmartAuthority> a(new SmartAuthority(std::move(options)));
   a->store_ = &store;
-  a->registry_ = registry;
+  if (registry != nullptr) {
+    a->token_requests_ = &registry->counter(
+        "sdoh_auth_token_requests_total",
+        "Token requests at /auth/token, by outcome (granted or the OAuth error code).", {"outcome"});
+  }
   for (const auto& p : a->options_.parties) {
     for (const auto& c : p.smart_clients) {
       const auto key = "parties." + p.id + ".smart_clients." + c.client_id;
@@ -191,14 +195,7 @@ http::Response SmartAuthority::token(const http::Request& req) {
   const auto skew = static_cast<std::int64_t>(options_.smart.clock_skew.count());
   std::string client_for_log;
   auto refuse = [&](const OAuthError& e) {
-    if (registry_ != nullptr) {
-      registry_
-          ->counter("sdoh_auth_token_requests_total",
-                    "Token requests at /auth/token, by outcome (granted or the OAuth error).",
-                    {"outcome"})
-          .with({e.error})
-          .inc();
-    }
+    if (token_requests_ != nullptr) token_requests_->with({e.error}).inc();
     log::warn("auth.token_refused",
               {{"client_id", client_for_log}, {"error", e.error}, {"reason", e.description}});
     return oauth_error(e);
@@ -325,14 +322,7 @@ http::Response SmartAuthority::token(const http::Request& req) {
         500,
         R"({"error":"server_error","error_description":"the access token cannot be signed"})"));
   }
-  if (registry_ != nullptr) {
-    registry_
-        ->counter("sdoh_auth_token_requests_total",
-                  "Token requests at /auth/token, by outcome (granted or the OAuth error).",
-                  {"outcome"})
-        .with({"granted"})
-        .inc();
-  }
+  if (token_requests_ != nullptr) token_requests_->with({"granted"}).inc();
   log::info("auth.token_granted", {{"client_id", claims->iss},
                                    {"party", client->second.party->id},
                                    {"scope", granted.to_string()}});

@@ -34,6 +34,9 @@
 
 namespace sdoh::metrics {
 class Registry;
+class Counter;
+template <class T>
+class Family;
 }
 namespace sdoh::pipeline {
 class StoreExecutor;
@@ -102,7 +105,7 @@ class SmartAuthority final : public identity::AccessTokenVerifier {
   std::optional<SigningKey> signing_key_;
   std::optional<Jwk> own_key_;  // the signing key's public half
   pipeline::AuthStore* store_ = nullptr;
-  metrics::Registry* registry_ = nullptr;
+  metrics::Family<metrics::Counter>* token_requests_ = nullptr;  // null without a registry
 };
 
 }  // namespace sdoh::auth
