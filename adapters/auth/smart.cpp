@@ -347,6 +347,7 @@ std::expected<identity::Caller, identity::TokenRefusal> SmartAuthority::verify(
   const auto skew = static_cast<std::int64_t>(options_.smart.clock_skew.count());
   identity::Caller caller;
   identity::Scopes allowed;
+  const config::PartyConfig* party = nullptr;
   if (own_key_ && jws->kid == own_key_->kid()) {
     // One of ours.
     if (auto r = auth::verify(*jws, *own_key_, kOwnAlgs); !r) return refuse(r.error().message);
@@ -358,7 +359,7 @@ std::expected<identity::Caller, identity::TokenRefusal> SmartAuthority::verify(
     if (client == clients_.end())
       return refuse("the access token's client " + claims->client_id + " is no longer registered");
     caller.client_id = client->first;
-    caller.party = client->second.party->id;
+    party = client->second.party;
     allowed = client->second.allowed;
   } else {
     auto issuer = issuers_.find(claims->iss);
@@ -373,16 +374,11 @@ std::expected<identity::Caller, identity::TokenRefusal> SmartAuthority::verify(
     if (!contains(claims->aud, x.audience))
       return refuse("the access token's aud is not " + x.audience);
     caller.client_id = !claims->client_id.empty() ? claims->client_id : claims->sub;
-    caller.party = issuer->second.party->id;
+    party = issuer->second.party;
     allowed = issuer->second.allowed;
   }
   if (auto p = time_problem(*claims, now, skew)) return refuse("the access token: " + *p);
-  const auto* party = [&]() -> const config::PartyConfig* {
-    for (const auto& p : options_.parties) {
-      if (p.id == caller.party) return &p;
-    }
-    return nullptr;
-  }();
+  caller.party = party->id;
   caller.kind = party->kind;
   caller.organization = party->organization;
   caller.name = party->name;

@@ -84,6 +84,7 @@ class SmartAuthority final : public identity::AccessTokenVerifier {
   /// The JWKS cache (tests read its fetch count).
   const JwksCache& keys() const { return *keys_; }
 
+  // `party` points into options_.parties, which is never changed after create().
   struct Client {
     std::string client_id;
     const config::PartyConfig* party = nullptr;

@@ -14,7 +14,7 @@ namespace {
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
 
-// The ES384 key of tests/data/jose/vectors.json as a JWKS, and the same with its kid renamed.
+// A JWKS of one fresh P-256 public key named `kid`.
 std::string jwks(const std::string& kid) {
   auto k = SigningKey::generate();  // any P-256 key: the cache only looks keys up
   std::string jwk = k->public_jwk_json();
