@@ -446,6 +446,9 @@ struct Api::Impl {
           "is no longer current; the agency sends it again"));
     }
     Client client{sender, "clinic", sender, sender, std::nullopt};
+    for (const auto& known : options.party_clients) {
+      if (known.id == sender) client = known;  // a SMART client's requests are its party's
+    }
     for (const auto& list : {&options.token_clients, &options.certificate_clients}) {
       for (const auto& [credential, known] : *list) {
         (void)credential;

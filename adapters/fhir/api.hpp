@@ -64,6 +64,9 @@ struct ApiOptions {
   /// development client.
   std::vector<std::pair<std::string, Client>> token_clients;
   std::vector<std::pair<std::string, Client>> certificate_clients;
+  /// Every clinic and agency party as a client (its id, kind, organization, name): who an
+  /// operator's replay of a request made with an access token is from.
+  std::vector<Client> party_clients;
   /// Access tokens (SMART Backend Services); null: none are accepted. Must outlive the Api.
   const identity::AccessTokenVerifier* tokens = nullptr;
   /// The SMART token endpoint for a FHIR base (the CapabilityStatement's security extension);

@@ -122,6 +122,10 @@ Result<ApiOptions> api_options(const config::GatewayConfig& cfg) {
   o.unknown_patient = cfg.fhir.unknown_patient == "reject" ? UnknownPatientPolicy::kReject
                                                            : UnknownPatientPolicy::kLinkByReference;
   o.refer_from_screening = cfg.referrals.from_screening;
+  for (const auto& p : cfg.parties) {
+    if (p.kind == "clinic" || p.kind == "agency")
+      o.party_clients.push_back({p.id, p.kind, p.organization, p.name, std::nullopt});
+  }
   for (const auto& c : cfg.fhir.clients) {
     // Who the client is comes from its party (config.cpp checked that it names one).
     const auto* party = cfg.party(c.party);
