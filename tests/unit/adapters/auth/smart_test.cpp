@@ -184,5 +184,23 @@ TEST_F(TokenEndpoint, ItsAccessTokenIsAcceptedUntilItExpires) {
   EXPECT_THAT(late.error().message, HasSubstr("expired"));
 }
 
+TEST(SmartCheck, AnUnusableInlineJwksIsNamedByItsConfigKey) {
+  config::GatewayConfig cfg;
+  config::PartyConfig party;
+  party.id = "peds-clinic-a";
+  config::SmartClientConfig ehr;
+  ehr.client_id = "ehr";
+  ehr.jwks_json = R"({"keys":[{"kty":"oct","k":"c2VjcmV0"}]})";
+  party.smart_clients.push_back(ehr);
+  cfg.parties.push_back(party);
+  auto r = SmartAuthority::check(cfg);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().where.expression, "parties.peds-clinic-a.smart_clients.ehr");
+  EXPECT_THAT(r.error().message, HasSubstr("no usable key: unsupported kty \"oct\""));
+  cfg.parties[0].smart_clients[0].jwks_json =
+      "{\"keys\":[" + text(vectors()["ES384"]["public"]) + "]}";
+  EXPECT_TRUE(SmartAuthority::check(cfg));
+}
+
 }  // namespace
 }  // namespace sdoh::auth
