@@ -11,6 +11,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "adapters/fhir/access.hpp"
 #include "adapters/fhir/capability.hpp"
 #include "adapters/fhir/consent.hpp"
 #include "adapters/fhir/response.hpp"
@@ -259,15 +260,27 @@ struct Api::Impl {
 
   // --- who and how ----------------------------------------------------------------------
 
+  bool tokens_active() const { return options.tokens != nullptr && options.tokens->active(); }
+
   std::expected<Client, Problem> authenticate(const Request& req) const {
-    if (options.token_clients.empty() && options.certificate_clients.empty())
-      return Client{"dev", "dev", "dev", "Development client"};
+    if (options.token_clients.empty() && options.certificate_clients.empty() && !tokens_active())
+      return Client{"dev", "dev", "dev", "Development client", std::nullopt};
     if (auto auth = req.header("Authorization")) {
       auto v = trim_blanks(*auth);
       if (v.size() > 7 && ascii_lower(v.substr(0, 7)) == "bearer ") {
         const auto token = trim_blanks(v.substr(7));
         for (const auto& [known, client] : options.token_clients) {
           if (constant_time_equal(known, token)) return client;
+        }
+        // A JWT: an access token of SMART Backend Services (ours or an external issuer's).
+        if (tokens_active() && std::count(token.begin(), token.end(), '.') == 2) {
+          auto caller = options.tokens->verify(token, base_url(req));
+          if (!caller) {
+            log::info("fhir.token_refused", {{"reason", caller.error().message}});
+            return std::unexpected(Problem::unauthorized(caller.error().message));
+          }
+          return Client{caller->party, caller->kind, caller->organization, caller->name,
+                        std::move(caller->scopes)};
         }
       }
       return std::unexpected(Problem::unauthorized("the bearer token is not a known client's"));
@@ -280,7 +293,10 @@ struct Api::Impl {
           Problem::unauthorized("the client certificate is not a configured client's"));
     }
     return std::unexpected(Problem::unauthorized(
-        "authenticate with Authorization: Bearer <token> or a client certificate"));
+        tokens_active() ? "authenticate with Authorization: Bearer <access token> (SMART Backend "
+                          "Services: see /fhir/.well-known/smart-configuration)"
+                        : "authenticate with Authorization: Bearer <token> or a client "
+                          "certificate"));
   }
 
   std::string base_url(const Request& req) const {
@@ -437,7 +453,10 @@ struct Api::Impl {
           "a refused Task update is not replayed: it was made against a version of the Task that "
           "is no longer current; the agency sends it again"));
     }
-    Client client{sender, "clinic", sender, sender};
+    Client client{sender, "clinic", sender, sender, std::nullopt};
+    for (const auto& known : options.party_clients) {
+      if (known.id == sender) client = known;  // a SMART client's requests are its party's
+    }
     for (const auto& list : {&options.token_clients, &options.certificate_clients}) {
       for (const auto& [credential, known] : *list) {
         (void)credential;
@@ -483,6 +502,9 @@ struct Api::Impl {
     const std::string label = type.empty() ? "Bundle" : type;
     auto call = begin(req);
     if (!call) co_return count(problem_response(call.error()), interaction, label);
+    if (auto p = type.empty() ? bundle_scope_refusal(call->client, req.body)
+                              : scope_refusal(call->client, identity::Interaction::kCreate, type))
+      co_return count(problem_response(*p, call->plain_json), interaction, label);
     if (!call->client.clinic()) {
       co_return count(
           problem_response(Problem::forbidden("agency clients update referral Tasks; they do not "
@@ -608,6 +630,10 @@ struct Api::Impl {
     const std::string interaction = vread ? "vread" : "read";
     auto call = begin(req);
     if (!call) co_return count(problem_response(call.error()), interaction, type);
+    if (auto p = scope_refusal(call->client,
+                               vread ? identity::Interaction::kVread : identity::Interaction::kRead,
+                               type))
+      co_return count(problem_response(*p, call->plain_json), interaction, type);
     const auto& id = req.params["id"];
     std::int64_t version = 0;
     if (vread) {
@@ -640,6 +666,8 @@ struct Api::Impl {
   asio::awaitable<Response> history(Request& req, std::string type) {
     auto call = begin(req);
     if (!call) co_return count(problem_response(call.error()), "history-instance", type);
+    if (auto p = scope_refusal(call->client, identity::Interaction::kHistoryInstance, type))
+      co_return count(problem_response(*p, call->plain_json), "history-instance", type);
     const auto& id = req.params["id"];
     auto rows = resources.resource_history(type, id);
     if (!rows) {
@@ -678,6 +706,8 @@ struct Api::Impl {
   asio::awaitable<Response> search(Request& req, std::string type) {
     auto call = begin(req);
     if (!call) co_return count(problem_response(call.error()), "search-type", type);
+    if (auto p = scope_refusal(call->client, identity::Interaction::kSearchType, type))
+      co_return count(problem_response(*p, call->plain_json), "search-type", type);
     pipeline::ResourceQuery q;
     q.type = type;
     q.count = kDefaultPageSize;
@@ -804,6 +834,10 @@ struct Api::Impl {
     const std::string type = "Task";
     auto call = begin(req);
     if (!call) co_return count(problem_response(call.error()), interaction, type);
+    if (auto p = scope_refusal(
+            call->client, patch ? identity::Interaction::kPatch : identity::Interaction::kUpdate,
+            type))
+      co_return count(problem_response(*p, call->plain_json), interaction, type);
     const auto id = req.params["id"];
     if (auto p = check_body_type(req, patch))
       co_return count(problem_response(*p, call->plain_json), interaction, type);
@@ -979,8 +1013,12 @@ void Api::add_routes(http::Router& router) {
       co_return s->count(problem_response(p), "capabilities", "CapabilityStatement");
     }
     auto body = s->capability;
+    const auto base = s->base_url(req);
+    if (auto at = body.find(kCapabilityTokenUrl);
+        at != std::string::npos && s->options.token_endpoint)
+      body.replace(at, kCapabilityTokenUrl.size(), s->options.token_endpoint(base));
     if (auto at = body.find(kCapabilityBase); at != std::string::npos)
-      body.replace(at, kCapabilityBase.size(), s->base_url(req));
+      body.replace(at, kCapabilityBase.size(), base);
     co_return s->count(fhir_response(200, std::move(body)), "capabilities", "CapabilityStatement");
   });
   add("POST", "/fhir",

@@ -21,10 +21,12 @@
 // delivery promise): the inbound record, the resources, the events and, for a refusal, the
 // dead letter, in one transaction. A resend gets the original answer and adds nothing.
 //
-// Clients (fhir.clients) authenticate with a bearer token or a TLS client certificate's CN.
-// Clinics post and may cancel their referrals; agencies read and move forward the referrals
-// they own (Task.owner). With no clients configured (dev mode) every request is the client
-// "dev" with both roles.
+// Clients authenticate with a SMART Backend Services access token (the gateway's own, or a
+// party's external issuer's: ApiOptions::tokens), whose scopes are checked per interaction
+// (access.hpp), or with a static credential of fhir.clients (a bearer token in dev mode, a TLS
+// client certificate's CN). Their party says who they are: clinics post and may cancel their
+// referrals; agencies read and move forward the referrals they own (Task.owner). With no
+// clients at all (dev mode) every request is the client "dev" with both roles.
 #include <expected>
 #include <functional>
 #include <memory>
@@ -40,6 +42,7 @@
 #include "gateway/core/result.hpp"
 #include "gateway/http/message.hpp"
 #include "gateway/identity/rate_limits.hpp"
+#include "gateway/identity/caller.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/resource_port.hpp"
 #include "gateway/pipeline/store_executor.hpp"
@@ -58,9 +61,18 @@ struct ApiOptions {
   std::string software_version;
   config::KafkaTopics topics;
   std::string base_url;  ///< absolute; empty: from the request's Host header
-  /// (token, client) and (certificate CN, client); both empty: the development client.
+  /// (token, client) and (certificate CN, client); both empty and no token verifier active: the
+  /// development client.
   std::vector<std::pair<std::string, Client>> token_clients;
   std::vector<std::pair<std::string, Client>> certificate_clients;
+  /// Every clinic and agency party as a client (its id, kind, organization, name): who an
+  /// operator's replay of a request made with an access token is from.
+  std::vector<Client> party_clients;
+  /// Access tokens (SMART Backend Services); null: none are accepted. Must outlive the Api.
+  const identity::AccessTokenVerifier* tokens = nullptr;
+  /// The SMART token endpoint for a FHIR base (the CapabilityStatement's security extension);
+  /// empty: the CapabilityStatement names none.
+  std::function<std::string(std::string_view fhir_base)> token_endpoint;
   UnknownPatientPolicy unknown_patient = UnknownPatientPolicy::kLinkByReference;
   bool refer_from_screening = true;  ///< IngestContext::refer_from_screening
   std::size_t max_body_bytes = 4 * 1024 * 1024;

@@ -41,7 +41,15 @@ std::string capability_statement(const ApiOptions& options) {
       R"("patchFormat":["application/json-patch+json"],)"
       R"("implementationGuide":["http://hl7.org/fhir/us/sdoh-clinicalcare/ImplementationGuide/hl7.fhir.us.sdoh-clinicalcare"],)"
       R"("rest":[{"mode":"server","documentation":"Every create is committed durably before it is answered; a resend (same identifier, If-None-Exist or body) gets the original answer.",)";
-  if (!options.token_clients.empty() || !options.certificate_clients.empty()) {
+  if (options.token_endpoint) {
+    // SMART App Launch 2.x, "Conformance": the oauth-uris extension and the SMART-on-FHIR
+    // service; the full document is at [base]/.well-known/smart-configuration.
+    out +=
+        R"("security":{"extension":[{"url":"http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris","extension":[{"url":"token","valueUri":")";
+    out += kCapabilityTokenUrl;
+    out +=
+        R"("}]}],"service":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/restful-security-service","code":"SMART-on-FHIR"}],"text":"SMART Backend Services: client_credentials with a private_key_jwt assertion (RS384, ES384); SMART v2 system scopes"}],"cors":false,"description":"Authorization: Bearer <access token> from the token endpoint (or a party's own authorization server), or a TLS client certificate of a configured client; see [base]/.well-known/smart-configuration."},)";
+  } else if (!options.token_clients.empty() || !options.certificate_clients.empty()) {
     out +=
         R"("security":{"cors":false,"description":"Authorization: Bearer <token>, or a TLS client certificate, per configured client (fhir.clients)."},)";
   }
@@ -114,8 +122,16 @@ Result<ApiOptions> api_options(const config::GatewayConfig& cfg) {
   o.unknown_patient = cfg.fhir.unknown_patient == "reject" ? UnknownPatientPolicy::kReject
                                                            : UnknownPatientPolicy::kLinkByReference;
   o.refer_from_screening = cfg.referrals.from_screening;
+  for (const auto& p : cfg.parties) {
+    if (p.kind == "clinic" || p.kind == "agency")
+      o.party_clients.push_back({p.id, p.kind, p.organization, p.name, std::nullopt});
+  }
   for (const auto& c : cfg.fhir.clients) {
-    Client client{c.id, c.role, c.organization, c.name.empty() ? c.id : c.name};
+    // Who the client is comes from its party (config.cpp checked that it names one).
+    const auto* party = cfg.party(c.party);
+    if (party == nullptr)
+      return fail(Error::config("fhir.clients." + c.id + ".party", "names no party"));
+    Client client{c.id, party->kind, party->organization, party->name, std::nullopt};
     if (c.token.configured()) {
       auto token = c.token.resolve();
       if (!token)

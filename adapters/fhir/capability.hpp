@@ -21,6 +21,9 @@ const std::vector<CreatableType>& creatable_types();
 /// metadata route puts the base the request reached in its place.
 inline constexpr std::string_view kCapabilityBase = "@@FHIR_BASE@@";
 
+/// Stands for the SMART token endpoint's URL, which the metadata route derives from the base.
+inline constexpr std::string_view kCapabilityTokenUrl = "@@SMART_TOKEN_URL@@";
+
 /// The CapabilityStatement (JSON) of an API with these options.
 std::string capability_statement(const ApiOptions& options);
 

@@ -5,6 +5,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "adapters/fhir/access.hpp"
 #include "adapters/fhir/response.hpp"
 #include "adapters/fhir/subscription_notification.hpp"
 #include "adapters/fhir/subscription_resource.hpp"
@@ -78,6 +79,8 @@ struct SubscriptionApi::Impl {
   asio::awaitable<Response> create(Request& req) {
     auto client = options.authenticate(req);
     if (!client) co_return count(problem_response(client.error()), "create");
+    if (auto p = scope_refusal(*client, identity::Interaction::kCreate, "Subscription"))
+      co_return count(problem_response(*p), "create");
     const auto base = options.base_url(req);
     auto row = read_subscription(req.body, *client, {base, options.dev_mode});
     if (!row) co_return count(problem_response(row.error()), "create");
@@ -97,6 +100,8 @@ struct SubscriptionApi::Impl {
   asio::awaitable<Response> read(Request& req) {
     auto client = options.authenticate(req);
     if (!client) co_return count(problem_response(client.error()), "read");
+    if (auto p = scope_refusal(*client, identity::Interaction::kRead, "Subscription"))
+      co_return count(problem_response(*p), "read");
     auto row = own(*client, req.params["id"]);
     if (!row) co_return count(problem_response(row.error()), "read");
     co_return count(resource(200, *row, options.base_url(req), false), "read");
@@ -105,6 +110,8 @@ struct SubscriptionApi::Impl {
   asio::awaitable<Response> search(Request& req) {
     auto client = options.authenticate(req);
     if (!client) co_return count(problem_response(client.error()), "search-type");
+    if (auto p = scope_refusal(*client, identity::Interaction::kSearchType, "Subscription"))
+      co_return count(problem_response(*p), "search-type");
     if (client->role != "agency" && client->role != "dev") {
       co_return count(problem_response(Problem::forbidden("Subscriptions are for agencies")),
                       "search-type");
@@ -156,6 +163,8 @@ struct SubscriptionApi::Impl {
   asio::awaitable<Response> update(Request& req) {
     auto client = options.authenticate(req);
     if (!client) co_return count(problem_response(client.error()), "update");
+    if (auto p = scope_refusal(*client, identity::Interaction::kUpdate, "Subscription"))
+      co_return count(problem_response(*p), "update");
     const auto& id = req.params["id"];
     auto current = own(*client, id);
     if (!current) co_return count(problem_response(current.error()), "update");
@@ -198,6 +207,8 @@ struct SubscriptionApi::Impl {
   asio::awaitable<Response> remove(Request& req) {
     auto client = options.authenticate(req);
     if (!client) co_return count(problem_response(client.error()), "delete");
+    if (auto p = scope_refusal(*client, identity::Interaction::kDelete, "Subscription"))
+      co_return count(problem_response(*p), "delete");
     const auto& id = req.params["id"];
     auto current = own(*client, id);
     if (!current) co_return count(problem_response(current.error()), "delete");

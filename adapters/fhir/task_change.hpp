@@ -15,6 +15,7 @@
 #include "adapters/fhir/resources.hpp"
 #include "adapters/fhir/task_update.hpp"
 #include "gateway/config/config.hpp"
+#include "gateway/identity/scopes.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/resource_port.hpp"
 #include "gateway/referral/service.hpp"
@@ -27,6 +28,9 @@ struct Client {
   std::string role;          ///< clinic | agency | dev (both)
   std::string organization;  ///< clinic: facility id; agency: the agency id Task.owner names
   std::string name;
+  /// What an access token grants (SMART system scopes); none: a static credential (a dev token,
+  /// a client certificate), which the role alone bounds.
+  std::optional<identity::Scopes> scopes;
   bool clinic() const { return role == "clinic" || role == "dev"; }
   bool agency() const { return role == "agency" || role == "dev"; }
 };

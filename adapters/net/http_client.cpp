@@ -69,8 +69,8 @@ Result<HttpUrl> HttpUrl::parse(const std::string& url, const std::string& key) {
 namespace {
 
 template <class Stream>
-asio::awaitable<HttpPostResult> exchange(Stream& stream, beast::tcp_stream& layer,
-                                         http::request<http::string_body>& req) {
+asio::awaitable<HttpPostResult> exchange(Stream& stream, http::request<http::string_body>& req,
+                                         std::size_t max_body, bool keep_body) {
   HttpPostResult out;
   auto [ec, n] = co_await http::async_write(stream, req, asio::as_tuple(asio::use_awaitable));
   (void)n;
@@ -80,25 +80,29 @@ asio::awaitable<HttpPostResult> exchange(Stream& stream, beast::tcp_stream& laye
   }
   beast::flat_buffer buf;
   http::response_parser<http::string_body> parser;
-  parser.body_limit(64 * 1024);
+  parser.body_limit(max_body);
   auto [rec, rn] =
       co_await http::async_read(stream, buf, parser, asio::as_tuple(asio::use_awaitable));
   (void)rn;
-  (void)layer;
+  if (rec == http::error::body_limit && keep_body) {
+    out.error = "the answer is larger than " + std::to_string(max_body) + " bytes";
+    co_return out;
+  }
   if (rec && rec != http::error::body_limit) {
     out.error = "reading the answer failed: " + rec.message();
     co_return out;
   }
   out.status = parser.get().result_int();
+  if (keep_body) out.body = std::move(parser.get().body());
   co_return out;
 }
 
-}  // namespace
-
-asio::awaitable<HttpPostResult> http_post(asio::any_io_executor executor, const HttpUrl& url,
-                                          std::vector<std::pair<std::string, std::string>> headers,
-                                          std::string body, std::chrono::milliseconds timeout,
-                                          std::shared_ptr<asio::ssl::context> tls) {
+asio::awaitable<HttpPostResult> send(asio::any_io_executor executor, const HttpUrl& url,
+                                     http::verb verb,
+                                     std::vector<std::pair<std::string, std::string>> headers,
+                                     std::string body, std::chrono::milliseconds timeout,
+                                     std::shared_ptr<asio::ssl::context> tls, std::size_t max_body,
+                                     bool keep_body) {
   HttpPostResult out;
   // A name lookup is bounded by the same timeout as the rest: a resolver that does not answer
   // (no DNS, no hosts file) must not hold the sender. The timer cancels the lookup; both own
@@ -117,7 +121,7 @@ asio::awaitable<HttpPostResult> http_post(asio::any_io_executor executor, const 
                 (rec == asio::error::operation_aborted ? std::string("timed out") : rec.message());
     co_return out;
   }
-  http::request<http::string_body> req{http::verb::post, url.target, 11};
+  http::request<http::string_body> req{verb, url.target, 11};
   const bool default_port = url.port == (url.https ? "443" : "80");
   const auto host = url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host;
   req.set(http::field::host, default_port ? host : host + ":" + url.port);
@@ -125,8 +129,10 @@ asio::awaitable<HttpPostResult> http_post(asio::any_io_executor executor, const 
   req.set(http::field::connection, "close");
   for (auto& [name, value] : headers)
     req.set(name, value);
-  req.body() = std::move(body);
-  req.prepare_payload();
+  if (verb != http::verb::get) {
+    req.body() = std::move(body);
+    req.prepare_payload();
+  }
 
   if (!url.https) {
     beast::tcp_stream stream(executor);
@@ -137,7 +143,7 @@ asio::awaitable<HttpPostResult> http_post(asio::any_io_executor executor, const 
       out.error = "cannot connect to " + url.host + ":" + url.port + ": " + cec.message();
       co_return out;
     }
-    out = co_await exchange(stream, stream, req);
+    out = co_await exchange(stream, req, max_body, keep_body);
     boost::system::error_code ignored;
     stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     co_return out;
@@ -165,10 +171,30 @@ asio::awaitable<HttpPostResult> http_post(asio::any_io_executor executor, const 
     out.error = "TLS handshake with " + url.host + " failed: " + hec.message();
     co_return out;
   }
-  out = co_await exchange(stream, beast::get_lowest_layer(stream), req);
+  out = co_await exchange(stream, req, max_body, keep_body);
   auto [sec] = co_await stream.async_shutdown(asio::as_tuple(asio::use_awaitable));
   (void)sec;  // many servers close without close_notify
   co_return out;
+}
+
+}  // namespace
+
+asio::awaitable<HttpPostResult> http_post(asio::any_io_executor executor, const HttpUrl& url,
+                                          std::vector<std::pair<std::string, std::string>> headers,
+                                          std::string body, std::chrono::milliseconds timeout,
+                                          std::shared_ptr<asio::ssl::context> tls) {
+  // The answer's body is read (at most 64 KiB) and dropped: only the status counts.
+  co_return co_await send(std::move(executor), url, http::verb::post, std::move(headers),
+                          std::move(body), timeout, std::move(tls), 64 * 1024, false);
+}
+
+asio::awaitable<HttpPostResult> http_get(asio::any_io_executor executor, const HttpUrl& url,
+                                         std::vector<std::pair<std::string, std::string>> headers,
+                                         std::chrono::milliseconds timeout,
+                                         std::shared_ptr<asio::ssl::context> tls,
+                                         std::size_t max_body) {
+  co_return co_await send(std::move(executor), url, http::verb::get, std::move(headers), {},
+                          timeout, std::move(tls), max_body, true);
 }
 
 }  // namespace sdoh::net

@@ -1,7 +1,7 @@
 #pragma once
 // A small HTTP/1.1 client for the gateway's own outbound calls (FHIR Subscription rest-hook
-// deliveries): one POST per connection, every step under one deadline, https verified against
-// the system's trust store (or a CA file) and the URL's host name. Beast stays in the .cpp.
+// deliveries, JWKS fetches): one POST per connection, every step under one deadline, https verified
+// against the system's trust store (or a CA file) and the URL's host name. Beast stays in the .cpp.
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -34,6 +34,7 @@ struct HttpPostResult {
   /// The HTTP status; none when no answer came (connect, TLS, timeout: see `error`).
   std::optional<unsigned> status;
   std::string error;  ///< our own words, never the peer's body
+  std::string body;   ///< http_get only: the answer's body
 };
 
 /// POSTs `body` to `url` and reads the answer's status (the body is read and dropped, at most
@@ -42,5 +43,12 @@ boost::asio::awaitable<HttpPostResult> http_post(
     boost::asio::any_io_executor executor, const HttpUrl& url,
     std::vector<std::pair<std::string, std::string>> headers, std::string body,
     std::chrono::milliseconds timeout, std::shared_ptr<boost::asio::ssl::context> tls);
+
+/// GETs `url` and reads the answer's status and body (refused past `max_body` bytes: `error` set,
+/// no status). Completes within `timeout`. For documents the gateway needs (a JWKS).
+boost::asio::awaitable<HttpPostResult> http_get(
+    boost::asio::any_io_executor executor, const HttpUrl& url,
+    std::vector<std::pair<std::string, std::string>> headers, std::chrono::milliseconds timeout,
+    std::shared_ptr<boost::asio::ssl::context> tls, std::size_t max_body = 256 * 1024);
 
 }  // namespace sdoh::net

@@ -5,6 +5,27 @@ namespace sdoh::store {
 
 namespace {
 
+// SMART Backend Services (pipeline/auth_port.hpp): client assertions already used (kept until
+// they expire, so a jti is refused again within its lifetime by every gateway on the database)
+// and the gateway's token-signing keys (one current; retired_at makes room for rotation).
+// Written as its own constant so that its place in kMigrations (its version) is one line.
+constexpr const char* kSmartAuthMigration = R"sql(
+      CREATE TABLE auth_assertions (
+        client_id  TEXT NOT NULL,
+        jti        TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,  -- unix ms: the assertion's exp plus the clock skew
+        PRIMARY KEY (client_id, jti)
+      ) STRICT;
+      CREATE INDEX auth_assertions_expiry ON auth_assertions(expires_at);
+      CREATE TABLE auth_signing_keys (
+        kid         TEXT PRIMARY KEY,
+        alg         TEXT NOT NULL,
+        private_pem TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        retired_at  INTEGER           -- NULL: the current key
+      ) STRICT;
+    )sql";
+
 // Each entry moves the schema from version i to i+1. Never edit a released entry: add one.
 const std::vector<const char*> kMigrations = {
     // 1: the store's identity.
@@ -278,6 +299,8 @@ const std::vector<const char*> kMigrations = {
       FROM referrals;
       UPDATE referral_timeline SET started_at = coalesce(released_at, created_at);
     )sql",
+    // 12: SMART Backend Services' used assertions and token-signing keys.
+    kSmartAuthMigration,
 };
 
 /// Retention: bounded chunks, so a large backlog of expired rows never stalls the commits
@@ -377,6 +400,14 @@ struct PruneOp final : WriteOp {
         run("DELETE FROM referral_timeline WHERE referral_id IN (SELECT referral_id FROM "
             "referral_timeline WHERE closed_at IS NOT NULL AND closed_at < ?1 LIMIT ?3)",
             now - c.timeline_retention.count());
+    if (!n) return fail(n.error());
+    more = more || *n == kChunk;
+    removed += *n;
+    // Client assertions past their expiry: a replay of one is refused by its exp now.
+    n =
+        run("DELETE FROM auth_assertions WHERE rowid IN (SELECT rowid FROM auth_assertions WHERE "
+            "expires_at < ?1 LIMIT ?3)",
+            now);
     if (!n) return fail(n.error());
     more = more || *n == kChunk;
     removed += *n;

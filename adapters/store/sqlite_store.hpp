@@ -23,6 +23,7 @@
 #include "gateway/core/result.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
+#include "gateway/pipeline/auth_port.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/dead_letter_port.hpp"
 #include "gateway/pipeline/delivery_port.hpp"
@@ -64,7 +65,8 @@ class SqliteStore final : public pipeline::CommitPort,
                           public pipeline::DeadLetters,
                           public pipeline::ReferralRepository,
                           public pipeline::SubscriptionStore,
-                          public pipeline::TimelineReader {
+                          public pipeline::TimelineReader,
+                          public pipeline::AuthStore {
  public:
   /// Opens (creating if needed) the database at `path`, applies pending migrations and starts
   /// the writer thread. `registry` may be null (tools); `clock` empty: the system clock. The
@@ -165,6 +167,12 @@ class SqliteStore final : public pipeline::CommitPort,
                                                                       int limit) const override;
   Result<std::int64_t> queued_notification_count() const override;
   Result<void> record_delivery(const pipeline::DeliveryRecord& record) override;
+
+  /// SMART Backend Services (auth_port.hpp): used assertions and the token-signing key, written
+  /// on the writer thread (blocks until committed).
+  Result<bool> record_assertion(std::string_view client_id, std::string_view jti,
+                                std::int64_t expires_at_ms) override;
+  Result<pipeline::SigningKeyRow> signing_key(const pipeline::SigningKeyRow& candidate) override;
 
   /// Applies the retention policy once, now (tests; the writer thread does it every
   /// store.prune_interval). Returns the rows removed or cleared.

@@ -16,6 +16,8 @@
 #include <boost/asio/ip/network_v6.hpp>
 #include <yaml-cpp/yaml.h>
 
+#include "gateway/core/json_text.hpp"
+
 namespace sdoh::config {
 
 std::string ListenAddress::to_string() const {
@@ -30,6 +32,13 @@ std::vector<std::string> KafkaTopics::all() const {
 std::filesystem::path GatewayConfig::store_path() const {
   std::filesystem::path p(store.path);
   return p.is_absolute() ? p : data_dir / p;
+}
+
+const PartyConfig* GatewayConfig::party(std::string_view id) const {
+  for (const auto& p : parties) {
+    if (p.id == id) return &p;
+  }
+  return nullptr;
 }
 
 std::filesystem::path GatewayConfig::zip_county_file() const {
@@ -330,6 +339,8 @@ class MapReader {
 
   const std::string& path() const { return path_; }
   const YAML::Node& node() const { return node_; }
+  /// The node at `key` as it is (any type), recorded as known.
+  YAML::Node raw(std::string_view key) { return get(key); }
 
   void issue(const YAML::Node& at, std::string path, std::string message) {
     int line = 0;
@@ -459,9 +470,17 @@ void read_fhir(MapReader m, FhirConfig& out) {
     client.id = name;
     c.secret("token", client.token);
     c.string("certificate_cn", client.certificate_cn);
-    c.choice("role", client.role, {"clinic", "agency"});
-    c.string("organization", client.organization);
-    c.string("name", client.name);
+    c.string("party", client.party, true);
+    for (const char* moved : {"role", "organization", "name"}) {
+      if (auto n = c.raw(moved); n.IsDefined()) {
+        c.issue(n, c.path() + "." + moved,
+                std::string("moved to the party: name it with party: <id> and set kind (clinic or "
+                            "agency), organization and name under parties.<id>"));
+      }
+    }
+    if (client.party.empty()) {
+      c.issue(c.node(), c.path() + ".party", "needs party: the parties.<id> this client is");
+    }
     if (!client.token.configured() && client.certificate_cn.empty()) {
       c.issue(c.node(), c.path(), "needs a token or a certificate_cn to identify the client");
     }
@@ -469,9 +488,119 @@ void read_fhir(MapReader m, FhirConfig& out) {
       c.issue(c.node()["certificate_cn"], c.path() + ".certificate_cn",
               "another client has the same certificate_cn");
     }
-    if (client.organization.empty()) client.organization = name;
     c.finish();
     out.clients.push_back(std::move(client));
+  }
+  m.finish();
+}
+
+// YAML (a JWKS written inline) as JSON text: mappings, lists and scalars as strings, which is
+// all a JWK holds.
+void append_json(std::string& out, const YAML::Node& n) {
+  if (n.IsMap()) {
+    out += '{';
+    bool first = true;
+    for (const auto& kv : n) {
+      if (!first) out += ',';
+      first = false;
+      append_json_string(out, kv.first.Scalar());
+      out += ':';
+      append_json(out, kv.second);
+    }
+    out += '}';
+  } else if (n.IsSequence()) {
+    out += '[';
+    for (std::size_t i = 0; i < n.size(); ++i) {
+      if (i > 0) out += ',';
+      append_json(out, n[i]);
+    }
+    out += ']';
+  } else if (n.IsScalar()) {
+    append_json_string(out, n.Scalar());
+  } else {
+    out += "null";
+  }
+}
+
+// Scopes as a list, or one space-separated string (as OAuth writes them).
+void read_scopes(MapReader& m, std::vector<std::string>& out) {
+  std::vector<std::string> items;
+  m.strings("scopes", items);
+  std::vector<std::string> scopes;
+  for (const auto& item : items) {
+    std::size_t at = 0;
+    while (at < item.size()) {
+      const auto end = item.find(' ', at);
+      auto one = item.substr(at, end == std::string::npos ? std::string::npos : end - at);
+      if (!one.empty()) scopes.push_back(std::move(one));
+      if (end == std::string::npos) break;
+      at = end + 1;
+    }
+  }
+  for (const auto& s : scopes) {
+    // SMART system scopes only: a backend service acts for no user or patient.
+    if (!s.starts_with("system/") || s.find('.') == std::string::npos) {
+      m.issue(m.node()["scopes"], m.path() + ".scopes",
+              "\"" + s + "\" is not a SMART system scope such as system/Task.rus or system/*.read");
+    }
+  }
+  out = std::move(scopes);
+}
+
+void read_https_url(MapReader& m, std::string_view key, std::string& out) {
+  m.string(key, out);
+  if (!out.empty() && !out.starts_with("https://") && !out.starts_with("http://")) {
+    m.issue(m.node()[std::string(key)], join_path(m.path(), key),
+            "expected an absolute https:// URL");
+  }
+}
+
+void read_smart_clients(MapReader m, std::vector<SmartClientConfig>& out,
+                        std::set<std::string>& client_ids) {
+  for (const auto& entry : m.entries()) {
+    const auto& id = entry.first;
+    auto c = m.child(id);
+    SmartClientConfig client;
+    client.client_id = id;
+    if (!client_ids.insert(id).second) {
+      c.issue(c.node(), c.path(), "another party has a SMART client with this client_id");
+    }
+    if (auto inline_jwks = c.raw("jwks"); inline_jwks.IsDefined() && !inline_jwks.IsNull()) {
+      if (inline_jwks.IsScalar()) {
+        client.jwks_json = inline_jwks.Scalar();
+      } else {
+        append_json(client.jwks_json, inline_jwks);
+      }
+    }
+    c.string("jwks_file", client.jwks_file);
+    read_https_url(c, "jwks_url", client.jwks_url);
+    read_scopes(c, client.scopes);
+    const int sources = int(!client.jwks_json.empty()) + int(!client.jwks_file.empty()) +
+                        int(!client.jwks_url.empty());
+    if (sources != 1) {
+      c.issue(c.node(), c.path(),
+              "give exactly one of jwks (inline), jwks_file or jwks_url: the client's public keys");
+    }
+    if (!client.jwks_file.empty() && !std::ifstream(client.jwks_file).good()) {
+      c.issue(c.node()["jwks_file"], c.path() + ".jwks_file", "cannot read " + client.jwks_file);
+    }
+    if (client.scopes.empty()) {
+      c.issue(c.node(), c.path() + ".scopes",
+              "needs the scopes it may be granted, such as system/Task.rus");
+    }
+    c.finish();
+    out.push_back(std::move(client));
+  }
+}
+
+void read_external_issuer(MapReader m, ExternalIssuerConfig& out) {
+  if (!m.node().IsDefined() || m.node().IsNull()) return;
+  read_https_url(m, "issuer", out.issuer);
+  read_https_url(m, "jwks_url", out.jwks_url);
+  m.string("audience", out.audience);
+  read_scopes(m, out.scopes);
+  if (out.issuer.empty() || out.jwks_url.empty() || out.audience.empty()) {
+    m.issue(m.node(), m.path(), "needs issuer, jwks_url and audience");
   }
   m.finish();
 }
@@ -503,12 +632,19 @@ void read_rate_limits(MapReader m, RateLimitsConfig& out) {
 
 void read_parties(MapReader m, std::vector<PartyConfig>& out) {
   std::set<std::string> senders;
+  std::set<std::string> client_ids;
   for (const auto& entry : m.entries()) {
     const auto& name = entry.first;
     auto p = m.child(name);
     PartyConfig party;
     party.id = name;
-    p.choice("kind", party.kind, {"clinic", "agency"});
+    p.choice("kind", party.kind, {"clinic", "agency", "ops", "admin"});
+    p.string("organization", party.organization);
+    p.string("name", party.name);
+    if (party.organization.empty()) party.organization = name;
+    if (party.name.empty()) party.name = name;
+    read_smart_clients(p.child("smart_clients"), party.smart_clients, client_ids);
+    read_external_issuer(p.child("external_issuer"), party.external_issuer);
     p.strings("mllp_senders", party.mllp_senders);
     p.string("certificate_subject", party.certificate_subject);
     read_networks(p, "source_addresses", party.source_addresses);
@@ -673,6 +809,103 @@ void read_kafka(MapReader m, KafkaConfig& k) {
   m.finish();
 }
 
+void read_smart(MapReader m, SmartConfig& out) {
+  read_https_url(m, "token_endpoint", out.token_endpoint);
+  auto seconds = [&m](std::string_view key, std::chrono::seconds& value, milliseconds min,
+                      milliseconds max) {
+    milliseconds ms = value;
+    m.duration(key, ms, min, max);
+    value = std::chrono::duration_cast<std::chrono::seconds>(ms);
+  };
+  seconds("access_token_lifetime", out.access_token_lifetime, std::chrono::seconds(30),
+          std::chrono::hours(1));
+  seconds("clock_skew", out.clock_skew, milliseconds(0), std::chrono::minutes(5));
+  seconds("max_assertion_lifetime", out.max_assertion_lifetime, std::chrono::seconds(10),
+          std::chrono::minutes(5));
+  m.duration("jwks_refetch_interval", out.jwks_refetch_interval, milliseconds(0),
+             std::chrono::hours(24));
+  m.duration("jwks_max_age", out.jwks_max_age, std::chrono::seconds(1), std::chrono::hours(24 * 7));
+  m.duration("jwks_timeout", out.jwks_timeout, milliseconds(100), std::chrono::minutes(1));
+  m.string("jwks_ca_file", out.jwks_ca_file);
+  m.finish();
+}
+
+// Static bearer tokens in production. The one decision on them: a static secret cannot prove
+// who holds it the way a private_key_jwt assertion does, so production takes none for the FHIR
+// API (SMART Backend Services instead). The one exception the security model makes is the ops
+// party's Prometheus scrape token (a scraper cannot do private_key_jwt): it is configured as
+// ops.token by the ops endpoints, outside fhir.clients, and is not refused here.
+void check_production_static_bearers(const GatewayConfig& cfg, MapReader& top,
+                                     const YAML::Node& root) {
+  if (cfg.dev_mode()) return;
+  for (const auto& c : cfg.fhir.clients) {
+    if (!c.token.configured()) continue;
+    top.issue(root["fhir"]["clients"][c.id]["token"], "fhir.clients." + c.id + ".token",
+              "static bearer tokens are for mode: dev; in production a client authenticates "
+              "with SMART Backend Services (parties.<id>.smart_clients) or a client certificate "
+              "(certificate_cn)");
+  }
+}
+
+// fhir.clients name their party; SMART clients and external issuers are the FHIR API's, so
+// their parties are clinics or agencies; production pins the token endpoint's URL.
+void check_fhir_identities(const GatewayConfig& cfg, MapReader& top, const YAML::Node& root) {
+  for (const auto& c : cfg.fhir.clients) {
+    if (c.party.empty()) continue;
+    const auto* party = cfg.party(c.party);
+    if (party == nullptr) {
+      top.issue(root["fhir"]["clients"][c.id]["party"], "fhir.clients." + c.id + ".party",
+                "\"" + c.party + "\" is not a party (parties.<id>)");
+    } else if (party->kind != "clinic" && party->kind != "agency") {
+      top.issue(
+          root["fhir"]["clients"][c.id]["party"], "fhir.clients." + c.id + ".party",
+          "party " + c.party + " is " + party->kind + ": FHIR API clients are clinics or agencies");
+    }
+  }
+  bool smart = false;
+  std::set<std::string> issuers;
+  for (const auto& p : cfg.parties) {
+    const bool has_credentials = !p.smart_clients.empty() || p.external_issuer.configured();
+    smart = smart || has_credentials;
+    if (has_credentials && p.kind != "clinic" && p.kind != "agency") {
+      top.issue(root["parties"][p.id], "parties." + p.id,
+                "SMART clients and external issuers are the FHIR API's: kind clinic or agency");
+    }
+    if (p.external_issuer.configured() && !issuers.insert(p.external_issuer.issuer).second) {
+      top.issue(root["parties"][p.id]["external_issuer"], "parties." + p.id + ".external_issuer",
+                "another party has the same issuer: one issuer, one party");
+    }
+    if (!cfg.dev_mode()) {
+      for (const auto& c : p.smart_clients) {
+        if (!c.jwks_url.empty() && !c.jwks_url.starts_with("https://")) {
+          top.issue(root["parties"][p.id]["smart_clients"][c.client_id]["jwks_url"],
+                    "parties." + p.id + ".smart_clients." + c.client_id + ".jwks_url",
+                    "production fetches keys over https only");
+        }
+      }
+      if (p.external_issuer.configured() && !p.external_issuer.jwks_url.starts_with("https://")) {
+        top.issue(root["parties"][p.id]["external_issuer"]["jwks_url"],
+                  "parties." + p.id + ".external_issuer.jwks_url",
+                  "production fetches keys over https only");
+      }
+    }
+  }
+  if (!cfg.dev_mode() && smart && cfg.smart.token_endpoint.empty() && cfg.fhir.base_url.empty()) {
+    top.issue(root["smart"], "smart.token_endpoint",
+              "production needs the token endpoint's URL (smart.token_endpoint, or fhir.base_url "
+              "it is derived from): client assertions' aud must name it, not a Host header");
+  }
+  if (!cfg.dev_mode() && !smart &&
+      std::none_of(cfg.fhir.clients.begin(), cfg.fhir.clients.end(),
+                   [](const FhirClientConfig& c) { return !c.certificate_cn.empty(); })) {
+    top.issue(root["parties"], "parties",
+              "production mode needs the FHIR API's clients: SMART Backend Services clients "
+              "(parties.<id>.smart_clients), an external issuer (parties.<id>.external_issuer) "
+              "or client certificates (fhir.clients.<id>.certificate_cn); without them every "
+              "request would be accepted anonymously");
+  }
+}
+
 }  // namespace
 
 std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_text,
@@ -813,6 +1046,7 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
   read_fhir(top.child("fhir"), cfg.fhir);
   read_parties(top.child("parties"), cfg.parties);
   read_rate_limits(top.child("rate_limits"), cfg.rate_limits);
+  read_smart(top.child("smart"), cfg.smart);
   {
     auto m = top.child("referrals");
     m.duration("default_sla", cfg.referrals.default_sla, std::chrono::seconds(1),
@@ -861,11 +1095,8 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
               "creates topics on a real cluster (kafka.brokers); the embedded broker creates its "
               "own");
   }
-  if (cfg.mode == "production" && cfg.fhir.clients.empty()) {
-    top.issue(root["fhir"], "fhir.clients",
-              "production mode needs the FHIR API's clients (each with a token or a client "
-              "certificate CN); without them every request would be accepted anonymously");
-  }
+  check_fhir_identities(cfg, top, root);
+  check_production_static_bearers(cfg, top, root);
   if (cfg.mode == "production") {
     for (const auto& p : cfg.parties) {
       if (!p.mllp_senders.empty() && p.certificate_subject.empty() && p.source_addresses.empty()) {

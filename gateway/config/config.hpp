@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gateway/config/secret.hpp"
@@ -221,19 +222,15 @@ struct AdminConfig {
   SecretRef token;  ///< bearer token the admin routes require
 };
 
-/// One FHIR API client: a clinic's EHR or an agency's system. It is identified by a bearer
-/// token or by the subject CN of its TLS client certificate (http.tls.client_ca_file).
+/// One FHIR API client with a static credential: a bearer token (mode: dev only) or the subject
+/// CN of its TLS client certificate (http.tls.client_ca_file). Who it is (clinic or agency, its
+/// organization) comes from the party it names; production clients use SMART Backend Services
+/// instead (parties.<id>.smart_clients).
 struct FhirClientConfig {
   std::string id;              ///< the key under fhir.clients: dedupe scope, logs, updatedBy
-  SecretRef token;             ///< Authorization: Bearer <token>
+  SecretRef token;             ///< Authorization: Bearer <token> (dev mode only)
   std::string certificate_cn;  ///< or the client certificate's subject CN
-  /// clinic: posts screenings, referrals and consents, may cancel its referrals.
-  /// agency: reads and moves forward the referrals it owns (Task.owner).
-  std::string role = "clinic";
-  /// clinic: its facility id (events' facility and requester); agency: the agency id its
-  /// Tasks' owner names ("Organization/<id>"). Default: the client id.
-  std::string organization;
-  std::string name;  ///< display name (facility.name)
+  std::string party;           ///< parties.<party>: its kind is the client's role
 };
 
 /// Agencies' FHIR Subscriptions (rest-hook): how their notifications are delivered.
@@ -256,8 +253,8 @@ struct FhirConfig {
   /// The absolute base URL clients use ("https://gw.example.org/fhir") for Location and
   /// Bundle links; empty: built from the request's Host header.
   std::string base_url;
-  /// Known clients. None: every request is the development client "dev" with both roles
-  /// (dev mode only; production refuses to start without clients).
+  /// Clients with static credentials. With none of these, no SMART client and no external
+  /// issuer, every request is the development client "dev" with both roles (dev mode only).
   std::vector<FhirClientConfig> clients;
   /// A screening about a Patient the gateway does not know and that names no identifier:
   /// link-by-reference (keep it, pseudonymised by the reference; warn) or reject (422).
@@ -307,13 +304,42 @@ struct MappingConfig {
   std::map<std::string, std::string> assistance_policy_by_sender;
 };
 
-/// One party the gateway deals with (parties.<id>): a clinic that sends, or an agency that
-/// answers about its referrals. Who a connection is comes from here, never from what a message
-/// says about itself: an agency's RRI^I12 over MLLP is accepted only from a connection that is
-/// that agency. The security work adds credentials (JWKS, Kafka principal) to the same entry.
+/// A SMART Backend Services client of a party (parties.<id>.smart_clients.<client_id>): it
+/// authenticates at the token endpoint with a private_key_jwt assertion (RFC 7523) signed by one
+/// of its keys, and gets short-lived access tokens for at most `scopes`.
+struct SmartClientConfig {
+  std::string client_id;  ///< the key: the assertion's iss and sub
+  /// Where its public keys are (exactly one): a JWKS as JSON text (inline), a file, or a URL
+  /// fetched again when an unknown kid arrives (at most every smart.jwks_refetch_interval).
+  std::string jwks_json;
+  std::string jwks_file;
+  std::string jwks_url;
+  /// SMART v2 (or v1) system scopes it may be granted: "system/Task.rus", "system/*.cruds".
+  std::vector<std::string> scopes;
+};
+
+/// An organisation's own authorization server whose access tokens the gateway accepts for a
+/// party (parties.<id>.external_issuer).
+struct ExternalIssuerConfig {
+  std::string issuer;    ///< the tokens' iss, exactly
+  std::string jwks_url;  ///< its signing keys
+  std::string audience;  ///< what the tokens' aud must name (this gateway's FHIR base URL)
+  std::vector<std::string> scopes;  ///< the most its tokens may grant; empty: nothing
+  bool configured() const { return !issuer.empty(); }
+};
+
+/// One party the gateway deals with (parties.<id>): a clinic that sends, an agency that answers
+/// about its referrals, or the operators (ops, admin). Who a connection or a request is comes
+/// from here, never from what a message says about itself: an agency's RRI^I12 over MLLP is
+/// accepted only from a connection that is that agency, a FHIR request only with a credential
+/// of the party.
 struct PartyConfig {
   std::string id;               ///< the key: an agency's id as routing names it; a clinic's id
-  std::string kind = "agency";  ///< clinic | agency
+  std::string kind = "agency";  ///< clinic | agency | ops | admin
+  /// clinic: its facility id (events' facility and requester); agency: the agency id its Tasks'
+  /// owner names ("Organization/<id>"). Default: the party id.
+  std::string organization;
+  std::string name;  ///< display name (facility.name); default: the party id
   /// "MSH-3^MSH-4" or "MSH-4" values its HL7 messages carry (in dev mode, enough by themselves).
   std::vector<std::string> mllp_senders;
   /// The subject of its TLS client certificate, as OpenSSL prints it one line
@@ -323,6 +349,26 @@ struct PartyConfig {
   std::vector<IpNetwork> source_addresses;
   /// An agency's Kafka principal (tools/kafka-provision's ACLs); empty: "User:<id>".
   std::string kafka_principal;
+  std::vector<SmartClientConfig> smart_clients;  ///< SMART Backend Services clients
+  ExternalIssuerConfig external_issuer;          ///< or tokens of its own authorization server
+};
+
+/// SMART Backend Services: the token endpoint and how tokens and assertions are checked.
+struct SmartConfig {
+  /// The token endpoint's URL as clients address it: assertions' aud must equal it. Empty: the
+  /// FHIR base URL (fhir.base_url) with its last "/fhir" replaced by "/auth/token"; in dev mode
+  /// without fhir.base_url, built from the request's Host header.
+  std::string token_endpoint;
+  std::chrono::seconds access_token_lifetime{300};  ///< the tokens the gateway issues
+  /// Tolerance for clocks that disagree, on exp, nbf and iat of assertions and tokens.
+  std::chrono::seconds clock_skew{60};
+  /// An assertion's exp at most this far in the future (SMART: five minutes).
+  std::chrono::seconds max_assertion_lifetime{300};
+  /// A JWKS URL is fetched again for an unknown kid at most this often.
+  milliseconds jwks_refetch_interval{60'000};
+  milliseconds jwks_max_age{3'600'000};  ///< a fetched JWKS is fetched again after this long
+  milliseconds jwks_timeout{5'000};      ///< one fetch: connect, TLS, answer
+  std::string jwks_ca_file;  ///< PEM CAs for https JWKS URLs; empty: the system's trust store
 };
 
 /// One token bucket: refilled at per_second, holding at most burst. per_second 0: no limit.
@@ -367,8 +413,10 @@ struct GatewayConfig {
   MappingConfig mapping;
   std::vector<PartyConfig> parties;
   RateLimitsConfig rate_limits;
+  SmartConfig smart;
 
   bool dev_mode() const { return mode == "dev"; }
+  const PartyConfig* party(std::string_view id) const;
   bool embedded_kafka() const { return kafka.brokers.empty(); }
   std::filesystem::path store_path() const;
   /// referrals.zip_county_file, else the shipped crosswalk under schemas_dir.

@@ -14,7 +14,9 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
 
+#include "adapters/auth/smart.hpp"
 #include "adapters/fhir/api.hpp"
 #include "adapters/fhir/subscription_api.hpp"
 #include "adapters/fhir/subscription_delivery.hpp"
@@ -27,6 +29,7 @@
 #include "adapters/kafka/reconcile.hpp"
 #include "adapters/kafka/relay.hpp"
 #include "adapters/kafka/update_consumer.hpp"
+#include "adapters/net/http_client.hpp"
 #include "adapters/net/tls.hpp"
 #include "adapters/store/sqlite_store.hpp"
 #include "gateway/core/json_parse.hpp"
@@ -156,6 +159,7 @@ Result<void> check_config(const config::GatewayConfig& cfg) {
   if (auto r = kafka::Producer::validate(cfg.kafka); !r) return r;
   if (auto r = load_mapping(cfg); !r) return fail(r.error());
   if (auto r = fhir::api_options(cfg); !r) return fail(r.error());
+  if (auto r = auth::SmartAuthority::check(cfg); !r) return fail(r.error());
   for (const auto& [tls, key] :
        {std::pair{&cfg.http.tls, "http.tls"}, {&cfg.mllp.tls, "mllp.tls"}}) {
     if (!tls->enabled()) continue;
@@ -423,7 +427,43 @@ int run(const config::GatewayConfig& cfg) {
     if (!row || !*row) return std::nullopt;
     return **row;
   };
-  if (cfg.fhir.clients.empty()) {
+  // SMART Backend Services: the token endpoint, and the access tokens the FHIR API takes.
+  net::ClientTlsOptions jwks_tls_options;
+  jwks_tls_options.ca_file = cfg.smart.jwks_ca_file;
+  auto jwks_tls = net::make_client_tls_context(jwks_tls_options, "smart.jwks_ca_file");
+  if (!jwks_tls) return startup_failed("smart", jwks_tls.error());
+  auth::SmartOptions smart_options;
+  smart_options.smart = cfg.smart;
+  smart_options.fhir_base_url = cfg.fhir.base_url;
+  smart_options.parties = cfg.parties;
+  // Called on a store thread (a token request, a FHIR request): the fetch runs on the I/O
+  // threads and this thread waits for it, bounded by smart.jwks_timeout.
+  smart_options.fetch = [&ioc, tls = *jwks_tls, timeout = cfg.smart.jwks_timeout](
+                            const std::string& url) -> Result<std::string> {
+    auto parsed = net::HttpUrl::parse(url, "jwks_url");
+    if (!parsed) return fail(parsed.error());
+    auto done = asio::co_spawn(
+        ioc,
+        net::http_get(ioc.get_executor(), *parsed, {{"Accept", "application/json"}}, timeout, tls),
+        asio::use_future);
+    if (done.wait_for(timeout + std::chrono::seconds(1)) != std::future_status::ready)
+      return fail(Error::unavailable("no answer in time"));
+    auto got = done.get();
+    if (!got.status) return fail(Error::unavailable(got.error));
+    if (*got.status != 200)
+      return fail(Error::unavailable("answered HTTP " + std::to_string(*got.status)));
+    return std::move(got.body);
+  };
+  auto smart = auth::SmartAuthority::create(std::move(smart_options), **store, &registry);
+  if (!smart) return startup_failed("smart", smart.error());
+  (*smart)->add_routes(router, &store_threads);
+  if ((*smart)->active()) {
+    fhir_options->tokens = smart->get();
+    fhir_options->token_endpoint = [a = smart->get()](std::string_view base) {
+      return a->token_endpoint(base);
+    };
+  }
+  if (cfg.fhir.clients.empty() && !(*smart)->active()) {
     log::warn("fhir.development_client",
               {{"detail",
                 "no fhir.clients configured: every FHIR request is accepted as the development "

@@ -91,7 +91,7 @@ BUSINESS_STATUS = "urn:sdoh:codesystem:referral-business-status"
 
 # The Early Intervention agency, which has a topic of its own, as a FHIR client.
 EI_TOKEN = "ei-durham-token-0123456789abcdef"
-EI_CLIENT = "    ei-durham: { token: { env: EI_TOKEN }, role: agency }\n"
+EI_CLIENT = "    ei-durham: { token: { env: EI_TOKEN }, party: ei-durham }\n"
 
 # Short SLA so that an unanswered referral turns overdue within the test.
 TIMING = "referrals: { default_sla: 4s, overdue_check_interval: 200ms }\nmeasures: { min_cell: 1 }\n"
@@ -111,7 +111,7 @@ class ClosedLoop(unittest.TestCase):
                 agency.pop("sla", None)
         with open(routing_file, "w") as f:
             json.dump(routing, f)
-        cls.gw = Gateway(config=CLIENTS + EI_CLIENT + TIMING, env=dict(ENV, EI_TOKEN=EI_TOKEN),
+        cls.gw = Gateway(config=CLIENTS.replace("  clients:\n", "  clients:\n" + EI_CLIENT) + TIMING, env=dict(ENV, EI_TOKEN=EI_TOKEN),
                          schemas=cls.schemas,
                          mllp_config=(", hl7: { default_timezone: America/New_York, senders: "
                                       "{ \"EHR^PEDS_CLINIC_A\": { return_address: \"127.0.0.1:%d\" } } }"

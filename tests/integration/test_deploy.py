@@ -53,7 +53,6 @@ class ShippedConfigs(unittest.TestCase):
         shutil.copy(os.path.join(DEPLOY, "config", "routing.json"), os.path.join(etc, "routing.json"))
         cls.etc = etc
         cls.env = dict(os.environ, SDOH_PSEUDONYM_KEY="p" * 48, SDOH_TLS_KEY_PASSWORD="tls-key-pass",
-                       SDOH_FHIR_TOKEN_CLINIC="c" * 32, SDOH_FHIR_TOKEN_AGENCY="a" * 32,
                        SDOH_ADMIN_TOKEN="d" * 32)
 
     @classmethod
@@ -108,6 +107,9 @@ class ShippedConfigs(unittest.TestCase):
             self.assertEqual(cfg["mode"], "production")
             self.assertEqual(cfg["referrals"]["routing_file"], ETC + "/routing.json", name)
             self.assertEqual(cfg["admin"]["token"], {"env": "SDOH_ADMIN_TOKEN"}, name)
+            # FHIR clients are SMART Backend Services clients; no static bearer token.
+            self.assertNotIn("clients", cfg["fhir"], name)
+            self.assertTrue(all(p["smart_clients"] for p in cfg["parties"].values()), name)
         with open(os.path.join(DEPLOY, "config", "routing.json")) as f:
             self.assertNotIn("example", json.load(f))
         with open(os.path.join(SCHEMAS, "routing", "routing.json")) as f:

@@ -14,9 +14,14 @@ OTHER_AGENCY_TOKEN = "wic-east-token-0123456789abcdef"
 CLIENTS = """
 fhir:
   clients:
-    clinic-a: { token: { env: CLINIC_A_TOKEN }, role: clinic, organization: PEDS_CLINIC_A, name: "Peds Clinic A" }
-    ehv-durham: { token: { env: EHV_TOKEN }, role: agency }
-    wic-east: { token: { env: WIC_TOKEN }, role: agency }
+    clinic-a: { token: { env: CLINIC_A_TOKEN }, party: peds-clinic-a }
+    ehv-durham: { token: { env: EHV_TOKEN }, party: ehv-durham }
+    wic-east: { token: { env: WIC_TOKEN }, party: wic-east }
+parties:
+  peds-clinic-a: { kind: clinic, organization: PEDS_CLINIC_A, name: "Peds Clinic A" }
+  ehv-durham: { kind: agency }
+  wic-east: { kind: agency }
+  ei-durham: { kind: agency }
 """
 ENV = {"CLINIC_A_TOKEN": CLINIC_TOKEN, "EHV_TOKEN": AGENCY_TOKEN, "WIC_TOKEN": OTHER_AGENCY_TOKEN}
 

@@ -121,7 +121,9 @@ class ProvisionCommands(unittest.TestCase):
         config = self.write("prod.yaml", "mode: production\nschemas_dir: %s\nkafka: { brokers: \"k1:9092\" }\n"
                             "http: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\n"
                             "pseudonym: { key: { env: SDOH_IT_KEY } }\n"
-                            "fhir: { clients: { c: { token: { env: SDOH_IT_TOKEN } } } }\n" % SCHEMAS)
+                            "fhir: { base_url: \"https://gw.example.org/fhir\" }\n"
+                            "parties: { c: { kind: clinic, smart_clients: { ehr: { jwks_url: "
+                            "\"https://ehr.example.org/jwks\", scopes: system/Task.rus } } } }\n" % SCHEMAS)
         env = dict(os.environ, SDOH_IT_KEY="k" * 48, SDOH_IT_TOKEN="t" * 32)
         out = run([BINARY, "--check-config", config], env=env)
         self.assertEqual(out.returncode, 2, out.stdout)

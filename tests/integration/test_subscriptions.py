@@ -21,10 +21,14 @@ from test_runtime import make_pki
 CONFIG = """
 fhir:
   clients:
-    clinic-a: { token: { env: CLINIC_A_TOKEN }, role: clinic, organization: PEDS_CLINIC_A, name: "Peds Clinic A" }
-    ehv-durham: { token: { env: EHV_TOKEN }, role: agency }
-    wic-east: { token: { env: WIC_TOKEN }, role: agency }
+    clinic-a: { token: { env: CLINIC_A_TOKEN }, party: peds-clinic-a }
+    ehv-durham: { token: { env: EHV_TOKEN }, party: ehv-durham }
+    wic-east: { token: { env: WIC_TOKEN }, party: wic-east }
   subscriptions: { initial_backoff: 100ms, max_backoff: 400ms, max_attempts: 1000, timeout: 2s }
+parties:
+  peds-clinic-a: { kind: clinic, organization: PEDS_CLINIC_A, name: "Peds Clinic A" }
+  ehv-durham: { kind: agency }
+  wic-east: { kind: agency }
 """
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
 SECRET_URL = "https://sdoh-gateway.org/fhir/StructureDefinition/subscription-signing-secret"

@@ -12,6 +12,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 #include <rapidjson/pointer.h>
@@ -173,9 +174,12 @@ class FhirApiTest : public ::testing::Test {
 
   void with_clients() {
     ApiOptions o;
-    o.token_clients.push_back({std::string(32, 'c'), Client{"clinic-a", "clinic", "PEDS_A", "A"}});
-    o.token_clients.push_back({std::string(32, 'h'), Client{"ehv", "agency", "ehv-durham", "EHV"}});
-    o.token_clients.push_back({std::string(32, 'w'), Client{"wic", "agency", "wic-east", "WIC"}});
+    o.token_clients.push_back(
+        {std::string(32, 'c'), Client{"clinic-a", "clinic", "PEDS_A", "A", std::nullopt}});
+    o.token_clients.push_back(
+        {std::string(32, 'h'), Client{"ehv", "agency", "ehv-durham", "EHV", std::nullopt}});
+    o.token_clients.push_back(
+        {std::string(32, 'w'), Client{"wic", "agency", "wic-east", "WIC", std::nullopt}});
     start(std::move(o));
   }
 
@@ -627,6 +631,80 @@ TEST_F(FhirApiTest, ReplayIngestsTheStoredPayloadAgainAsItsSender) {
   auto r = refused.get();
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().kind, ErrorKind::kUnsupported);
+}
+
+// An access-token verifier that knows one token per caller (the SMART authority in production).
+class FakeTokens final : public identity::AccessTokenVerifier {
+ public:
+  std::map<std::string, identity::Caller> callers;
+  std::expected<identity::Caller, identity::TokenRefusal> verify(
+      std::string_view token, std::string_view fhir_base) const override {
+    EXPECT_EQ(fhir_base, "http://gw.test/fhir");
+    auto it = callers.find(std::string(token));
+    if (it == callers.end())
+      return std::unexpected(identity::TokenRefusal{"invalid_token", "the token expired"});
+    return it->second;
+  }
+  bool active() const override { return true; }
+};
+
+using ::testing::HasSubstr;
+
+class FhirApiScopes : public FhirApiTest {
+ protected:
+  void start_with(std::map<std::string, std::string> scopes_by_token) {
+    for (const auto& [token, scopes] : scopes_by_token) {
+      tokens_.callers[token] = {"peds-clinic-a", "clinic", "PEDS_A",
+                                "Peds A",        "ehr",    identity::Scopes::parse(scopes)};
+    }
+    ApiOptions o;
+    o.tokens = &tokens_;
+    start(std::move(o));
+  }
+  static std::vector<http::Header> bearer(const std::string& token) {
+    return {{"Authorization", "Bearer " + token}};
+  }
+  FakeTokens tokens_;
+};
+
+TEST_F(FhirApiScopes, AnInteractionTheTokenDoesNotCoverIs403NamingTheScope) {
+  start_with({{"a.b.c", "system/Task.rs"}});
+  auto r = call("POST", "/fhir/QuestionnaireResponse",
+                sample("questionnaireresponse-hunger-vital-sign.json"), json_type(bearer("a.b.c")));
+  ASSERT_EQ(r.status, 403u) << r.body;
+  auto issue = parse(r.body)["issue"][0].GetObject();
+  EXPECT_STREQ(issue["code"].GetString(), "forbidden");
+  EXPECT_THAT(std::string(issue["diagnostics"].GetString()),
+              HasSubstr("does not grant system/QuestionnaireResponse.c, which create of "
+                        "QuestionnaireResponse needs (it grants: system/Task.rs)"));
+  EXPECT_TRUE(store_.events().empty());
+  EXPECT_EQ(call("GET", "/fhir/Task", "", bearer("a.b.c")).status, 200u);
+}
+
+TEST_F(FhirApiScopes, ATransactionNeedsTheScopeOfEachEntry) {
+  start_with({{"a.b.c",
+               "system/Patient.c system/QuestionnaireResponse.c system/ServiceRequest.c "
+               "system/Task.c"},
+              {"d.e.f", "system/*.c"}});
+  auto r = call("POST", "/fhir", sample("bundle-transaction-screening-consent-referral.json"),
+                json_type(bearer("a.b.c")));
+  ASSERT_EQ(r.status, 403u) << r.body;
+  EXPECT_THAT(r.body, HasSubstr("system/Consent.c"));
+  EXPECT_EQ(call("POST", "/fhir", sample("bundle-transaction-screening-consent-referral.json"),
+                 json_type(bearer("d.e.f")))
+                .status,
+            200u);
+}
+
+TEST_F(FhirApiScopes, WithTokensThereIsNoDevelopmentClientAndARefusedTokenIs401) {
+  start_with({{"a.b.c", "system/Task.rs"}});
+  auto none = call("GET", "/fhir/Task");
+  EXPECT_EQ(none.status, 401u);
+  EXPECT_THAT(none.body, HasSubstr("smart-configuration"));
+  auto refused = call("GET", "/fhir/Task", "", bearer("x.y.z"));
+  EXPECT_EQ(refused.status, 401u);
+  EXPECT_THAT(refused.body, HasSubstr("the token expired"));
+  EXPECT_EQ(header(refused, "WWW-Authenticate"), "Bearer realm=\"sdoh-gateway\"");
 }
 
 }  // namespace

@@ -172,7 +172,7 @@ std::string subscription_body(const std::string& endpoint, const std::string& ex
          R"(StructureDefinition/backport-heartbeat-period","valueUnsignedInt":60}]}})";
 }
 
-const Client kAgency{"ehv-durham", "agency", "ehv-durham", "EHV"};
+const Client kAgency{"ehv-durham", "agency", "ehv-durham", "EHV", std::nullopt};
 
 TEST(SubscriptionResource, AnAgencySubscribesToItsOwnReferrals) {
   auto row = read_subscription(subscription_body("https://agency.example.org/hook"), kAgency,
@@ -197,7 +197,7 @@ TEST(SubscriptionResource, AnAgencyCannotSubscribeToAnotherAgencysReferrals) {
 }
 
 TEST(SubscriptionResource, AClinicCannotSubscribe) {
-  const Client clinic{"clinic-a", "clinic", "PEDS_A", "Clinic"};
+  const Client clinic{"clinic-a", "clinic", "PEDS_A", "Clinic", std::nullopt};
   auto row = read_subscription(subscription_body("https://agency.example.org/hook"), clinic,
                                {kBase, false});
   ASSERT_FALSE(row);

@@ -11,7 +11,12 @@ namespace {
 
 using ::testing::HasSubstr;
 
-const std::string kFhirClient = "fhir: { clients: { c: { token: { env: T } } } }\n";
+// A party with a SMART Backend Services client: what production needs for its FHIR API.
+const std::string kSmartParty =
+    "clinic-a: { kind: clinic, smart_clients: { ehr: { jwks_url: \"https://ehr.example.org/jwks\", "
+    "scopes: system/Task.rus } } }";
+const std::string kFhirClient =
+    "fhir: { base_url: \"https://gw.example.org/fhir\" }\nparties: { " + kSmartParty + " }\n";
 
 ConfigErrors errors_of(const std::string& yaml) {
   auto cfg = parse_config(yaml, "test.yaml");
@@ -455,13 +460,14 @@ TEST(Config, DeliveryPromisePropertiesCannotBeOverridden) {
 
 TEST(Config, ProductionRefusesAnMllpAgencyWithNothingToProveItsConnection) {
   const std::string production =
-      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n" +
-      kFhirClient;
-  auto issue = only_issue(production + "parties: { ehv: { mllp_senders: [AGENCY^EHV] } }\n");
+      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n"
+      "fhir: { base_url: \"https://gw.example.org/fhir\" }\n";
+  auto issue = only_issue(production + "parties: { " + kSmartParty +
+                          ", ehv: { mllp_senders: [AGENCY^EHV] } }\n");
   EXPECT_EQ(issue.path, "parties.ehv");
   EXPECT_THAT(issue.message, HasSubstr("needs certificate_subject (mTLS) or source_addresses"));
-  EXPECT_TRUE(parse_config(
-      production + "parties: { ehv: { mllp_senders: [AGENCY^EHV], certificate_subject: ehv } }\n"));
+  EXPECT_TRUE(parse_config(production + "parties: { " + kSmartParty +
+                           ", ehv: { mllp_senders: [AGENCY^EHV], certificate_subject: ehv } }\n"));
 }
 
 TEST(Config, ProductionRefusesPlainListenersNamingTheKey) {
@@ -528,28 +534,123 @@ TEST(Config, ProductionWithBrokersAndKeyIsAccepted) {
 TEST(Config, ProductionNeedsFhirClients) {
   auto issue = only_issue(
       "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n");
-  EXPECT_EQ(issue.path, "fhir.clients");
+  EXPECT_EQ(issue.path, "parties");
+  EXPECT_THAT(issue.message, HasSubstr("SMART Backend Services clients"));
 }
 
-TEST(Config, FhirClients) {
+TEST(Config, ProductionRefusesStaticBearerTokens) {
+  auto issue = only_issue(
+      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n"
+      "fhir: { clients: { ehr: { token: { env: T }, certificate_cn: ehr, party: a } } }\n"
+      "parties: { a: { kind: clinic } }\n");
+  EXPECT_EQ(issue.path, "fhir.clients.ehr.token");
+  EXPECT_THAT(issue.message, HasSubstr("static bearer tokens are for mode: dev"));
+}
+
+TEST(Config, ProductionTakesClientCertificatesAsFhirClients) {
+  EXPECT_TRUE(parse_config(
+      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n"
+      "fhir: { clients: { ehr: { certificate_cn: ehr.clinic-a.org, party: a } } }\n"
+      "parties: { a: { kind: clinic } }\n"));
+}
+
+TEST(Config, ProductionPinsTheTokenEndpoint) {
+  auto issue = only_issue(
+      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n"
+      "parties: { " +
+      kSmartParty + " }\n");
+  EXPECT_EQ(issue.path, "smart.token_endpoint");
+  EXPECT_TRUE(parse_config(
+      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n"
+      "smart: { token_endpoint: \"https://gw.example.org/auth/token\" }\nparties: { " +
+      kSmartParty + " }\n"));
+}
+
+TEST(Config, ProductionFetchesKeysOverHttpsOnly) {
+  auto issue = only_issue(
+      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n"
+      "fhir: { base_url: \"https://gw.example.org/fhir\" }\n"
+      "parties: { a: { kind: clinic, smart_clients: { ehr: { jwks_url: \"http://ehr/jwks\", "
+      "scopes: system/Task.r } } } }\n");
+  EXPECT_EQ(issue.path, "parties.a.smart_clients.ehr.jwks_url");
+}
+
+TEST(Config, FhirClientsNameTheirParty) {
   auto cfg = parse_config(
       "fhir:\n  base_url: https://gw.example.org/fhir/\n  clients:\n"
-      "    clinic-a: { token: { env: A }, role: clinic, organization: PEDS_A, name: Peds }\n"
-      "    wic: { certificate_cn: wic.example.org, role: agency }\n");
+      "    clinic-a: { token: { env: A }, party: peds-a }\n"
+      "    wic: { certificate_cn: wic.example.org, party: wic }\n"
+      "parties:\n  peds-a: { kind: clinic, organization: PEDS_A, name: Peds }\n"
+      "  wic: { kind: agency }\n");
   ASSERT_TRUE(cfg) << cfg.error().to_string();
   EXPECT_EQ(cfg->fhir.base_url, "https://gw.example.org/fhir");
   ASSERT_EQ(cfg->fhir.clients.size(), 2u);
   EXPECT_EQ(cfg->fhir.clients[0].id, "clinic-a");
-  EXPECT_EQ(cfg->fhir.clients[0].organization, "PEDS_A");
-  EXPECT_EQ(cfg->fhir.clients[1].role, "agency");
-  EXPECT_EQ(cfg->fhir.clients[1].organization, "wic");  // defaults to the client id
+  EXPECT_EQ(cfg->fhir.clients[0].party, "peds-a");
+  EXPECT_EQ(cfg->party("peds-a")->organization, "PEDS_A");
+  EXPECT_EQ(cfg->party("wic")->organization, "wic");  // defaults to the party id
+  EXPECT_EQ(cfg->party("wic")->name, "wic");
 }
 
-TEST(Config, FhirClientNeedsACredentialAndAKnownRole) {
-  EXPECT_EQ(only_issue("fhir: { clients: { a: { role: clinic } } }").path, "fhir.clients.a");
-  EXPECT_EQ(only_issue("fhir: { clients: { a: { token: { env: A }, role: admin } } }").path,
-            "fhir.clients.a.role");
+TEST(Config, FhirClientNeedsACredentialAndAParty) {
+  EXPECT_EQ(
+      only_issue("fhir: { clients: { a: { party: p } } }\nparties: { p: { kind: clinic } }").path,
+      "fhir.clients.a");
+  EXPECT_EQ(only_issue("fhir: { clients: { a: { token: { env: A } } } }").path,
+            "fhir.clients.a.party");
+  EXPECT_EQ(only_issue("fhir: { clients: { a: { token: { env: A }, party: nobody } } }").path,
+            "fhir.clients.a.party");
   EXPECT_EQ(only_issue("fhir: { base_url: gw.example.org }").path, "fhir.base_url");
+}
+
+TEST(Config, FhirClientRoleMovedToItsParty) {
+  auto issue = only_issue(
+      "fhir: { clients: { a: { token: { env: A }, party: p, role: clinic } } }\n"
+      "parties: { p: { kind: clinic } }");
+  EXPECT_EQ(issue.path, "fhir.clients.a.role");
+  EXPECT_THAT(issue.message, HasSubstr("moved to the party"));
+}
+
+TEST(Config, SmartClientsWithInlineJwksAndScopes) {
+  auto cfg = parse_config(
+      "parties:\n  ehv:\n    kind: agency\n    smart_clients:\n      ehv-system:\n"
+      "        jwks: { keys: [ { kty: EC, crv: P-384, x: abc, y: def, kid: k1 } ] }\n"
+      "        scopes: \"system/Task.rus system/Subscription.cruds\"\n"
+      "smart: { access_token_lifetime: 2m, clock_skew: 30s, jwks_refetch_interval: 10s }\n");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  const auto& c = cfg->parties[0].smart_clients.at(0);
+  EXPECT_EQ(c.client_id, "ehv-system");
+  EXPECT_EQ(c.jwks_json, R"({"keys":[{"kty":"EC","crv":"P-384","x":"abc","y":"def","kid":"k1"}]})");
+  EXPECT_EQ(c.scopes, (std::vector<std::string>{"system/Task.rus", "system/Subscription.cruds"}));
+  EXPECT_EQ(cfg->smart.access_token_lifetime, std::chrono::seconds(120));
+  EXPECT_EQ(cfg->smart.clock_skew, std::chrono::seconds(30));
+  EXPECT_EQ(cfg->smart.jwks_refetch_interval, std::chrono::seconds(10));
+}
+
+TEST(Config, SmartClientNeedsOneKeySourceAndSystemScopes) {
+  EXPECT_EQ(only_issue("parties: { a: { smart_clients: { c: { scopes: system/Task.r } } } }").path,
+            "parties.a.smart_clients.c");
+  EXPECT_EQ(only_issue("parties: { a: { smart_clients: { c: { jwks_url: \"https://x/j\", "
+                       "scopes: patient/Task.r } } } }")
+                .path,
+            "parties.a.smart_clients.c.scopes");
+  EXPECT_EQ(only_issue("parties: { a: { smart_clients: { c: { jwks_url: \"https://x/j\", scopes: "
+                       "system/Task.r } } }, b: { smart_clients: { c: { jwks_url: \"https://x/k\", "
+                       "scopes: system/Task.r } } } }")
+                .path,
+            "parties.b.smart_clients.c");
+}
+
+TEST(Config, ExternalIssuerNeedsIssuerKeysAndAudience) {
+  auto cfg = parse_config(
+      "parties: { a: { kind: clinic, external_issuer: { issuer: \"https://login.a.org\", "
+      "jwks_url: \"https://login.a.org/jwks\", audience: \"https://gw/fhir\", scopes: "
+      "system/*.rs } } }");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->parties[0].external_issuer.issuer, "https://login.a.org");
+  EXPECT_EQ(
+      only_issue("parties: { a: { external_issuer: { issuer: \"https://login.a.org\" } } }").path,
+      "parties.a.external_issuer");
 }
 
 TEST(Config, TlsCertWithoutKeyIsRefused) {
