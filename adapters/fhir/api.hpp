@@ -8,6 +8,7 @@
 //   GET  /fhir/Task/{id}/_history[/{vid}]                     history, vread
 //   GET  /fhir/Task?focus=&owner=&status=&patient=&_id=&_count=   searchset Bundle
 //   PUT  /fhir/Task/{id}, PATCH /fhir/Task/{id} (JSON Patch)  status updates (If-Match)
+//   GET  /fhir/AuditEvent[/{id}]    the audit trail, for an admin (audit_api.hpp)
 //   GET  /fhir/metadata             the CapabilityStatement: exactly the above, and the
 //                                   Subscription routes (subscription_api.hpp)
 //
@@ -39,6 +40,7 @@
 #include "gateway/config/config.hpp"
 #include "gateway/core/result.hpp"
 #include "gateway/http/message.hpp"
+#include "gateway/pipeline/audit_port.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/resource_port.hpp"
 #include "gateway/pipeline/store_executor.hpp"
@@ -75,9 +77,15 @@ struct ApiOptions {
   /// The Subscription routes are served too (SubscriptionApi): the CapabilityStatement lists
   /// them with the topic's canonical.
   bool subscriptions = false;
+  /// The AuditEvent routes are served too (audit_api.hpp): the CapabilityStatement lists them.
+  bool audit_events = false;
   /// Where interactions are answered (their store reads block): the store executor. Null: on
   /// the listener's executor (unit tests). Must outlive the Api.
   pipeline::StoreExecutor* store_executor = nullptr;
+  /// The audit trail: every read, history and search that answers with resources is recorded
+  /// (durably) before the answer goes out, and answered 503 when it cannot be. Null: nothing is
+  /// recorded (unit tests). Must outlive the Api.
+  pipeline::AuditTrail* audit = nullptr;
 };
 
 /// ApiOptions from the configuration: clients with their tokens resolved.

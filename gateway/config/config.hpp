@@ -123,6 +123,8 @@ struct KafkaTopics {
   std::string referral_status = "sdoh.referral-status.v1";
   std::string deadletter = "sdoh.deadletter.v1";
   std::string referral_updates = "sdoh.referral-updates.v1";
+  /// The audit trail's chain heads (org.sdoh.audit.anchor.v1), anchored outside the store.
+  std::string audit_anchors = "sdoh.audit-anchors.v1";
   /// Every topic the gateway creates on the embedded broker, in a stable order.
   std::vector<std::string> all() const;
 };
@@ -256,6 +258,15 @@ struct FhirConfig {
   SubscriptionsConfig subscriptions;
 };
 
+/// The audit trail (README "Audit trail").
+struct AuditConfig {
+  /// Records older than this are pruned (the chain stays verifiable: the prune is anchored).
+  /// Default 6 years, the HIPAA documentation retention (§164.316(b)(2)).
+  milliseconds retention{std::chrono::hours(24 * (365 * 6 + 2))};
+  /// How often the chain's head is anchored (Kafka sdoh.audit-anchors.v1 and the log).
+  milliseconds anchor_interval{std::chrono::hours(1)};
+};
+
 /// The closed loop's timing.
 struct ReferralsConfig {
   /// How long an agency has to receive or accept a referral before it is overdue, when its
@@ -330,6 +341,7 @@ struct GatewayConfig {
   PseudonymConfig pseudonym;
   FhirConfig fhir;
   ReferralsConfig referrals;
+  AuditConfig audit;
   MappingConfig mapping;
   std::vector<PartyConfig> parties;
 

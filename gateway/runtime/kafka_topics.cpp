@@ -14,7 +14,8 @@ std::vector<KafkaTopic> kafka_topics(const config::KafkaTopics& topics,
   };
   using Use = KafkaTopic::Use;
   for (const auto* name :
-       {&topics.screening, &topics.referral, &topics.referral_status, &topics.deadletter})
+       {&topics.screening, &topics.referral, &topics.referral_status, &topics.deadletter,
+        &topics.audit_anchors})
     add(*name, Use::kPublished, "");
   add(topics.referral_updates, Use::kSharedUpdates, "");
   for (const auto& a : routing.agencies()) {

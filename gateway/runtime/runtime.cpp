@@ -16,6 +16,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "adapters/fhir/api.hpp"
+#include "adapters/fhir/audit_api.hpp"
 #include "adapters/fhir/subscription_api.hpp"
 #include "adapters/fhir/subscription_delivery.hpp"
 #include "adapters/hl7v2/clinic_return.hpp"
@@ -41,6 +42,8 @@
 #include "gateway/mapping/tables.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
+#include "gateway/identity/admin_access.hpp"
+#include "gateway/pipeline/audit_observer.hpp"
 #include "gateway/pipeline/delivered_ack_port.hpp"
 #include "gateway/pipeline/observed_commit_port.hpp"
 #include "gateway/pipeline/subscription_notices.hpp"
@@ -233,6 +236,9 @@ int run(const config::GatewayConfig& cfg) {
 
   auto store = store::SqliteStore::open(cfg.store_path(), cfg.store, &registry);
   if (!store) return startup_failed("store", store.error());
+  // The audit trail's source id, anchor topic and retention (audit/chain.hpp).
+  (*store)->configure_audit(
+      {cfg.gateway_id, cfg.kafka.topics.audit_anchors, cfg.audit.retention});
   health.add_check("store", [s = store->get()] { return s->health(); });
   health.add_check("backlog", [s = store->get()] { return s->capacity(); });
   // Message decisions and store reads run here, off the I/O threads (pipeline/store_executor.hpp).
@@ -315,8 +321,12 @@ int run(const config::GatewayConfig& cfg) {
   // The one commit path: every commit, whatever makes it, queues the RRI^I12 answers it owes HL7
   // clinics and the notifications it owes agencies' Subscriptions, then (once durable) wakes the
   // relay and feeds the referral measures.
+  // Every change and every disclosure it commits is recorded in the audit trail, in the same
+  // transaction (pipeline/audit_observer.hpp).
+  pipeline::AuditObserver audit_observer;
   pipeline::ObservedCommitPort returns_port(
-      **store, {&returns_observer, &subscription_notices, &relay, &referral_metrics});
+      **store,
+      {&returns_observer, &subscription_notices, &audit_observer, &relay, &referral_metrics});
 
   ops::add_ops_routes(router, health, registry, build, started);
 
@@ -407,6 +417,8 @@ int run(const config::GatewayConfig& cfg) {
   fhir_options->open_referral_for = open_referral_for;
   fhir_options->store_executor = &store_threads;
   fhir_options->subscriptions = true;
+  fhir_options->audit = store->get();
+  fhir_options->audit_events = cfg.admin.token.configured();
   fhir_options->find_referral =
       [&store](const std::string& referral_id) -> std::optional<pipeline::ReferralState> {
     auto row = (*store)->find_referral({referral_id, "", "", ""});
@@ -434,6 +446,7 @@ int run(const config::GatewayConfig& cfg) {
   fhir::SubscriptionApi subscription_api(**store, std::move(subscription_options), registry);
   subscription_api.add_routes(router);
 
+  std::string admin_token;
   if (cfg.admin.token.configured()) {
     auto token = cfg.admin.token.resolve();
     if (!token) return startup_failed("admin", Error::config("admin.token", token.error().message));
@@ -441,11 +454,29 @@ int run(const config::GatewayConfig& cfg) {
       return startup_failed("admin",
                             Error::config("admin.token", "the token must be at least 16 bytes"));
     }
-    add_admin_routes(router, **store, *token,
-                     message_replayer(fhir_api, screening_mapper, hl7_options, returns_port),
-                     &store_threads);
-    log::info("admin.enabled", {{"routes", "/admin/dead-letters"}});
+    admin_token = std::move(*token);
   }
+  const identity::AdminAccess admin_access(admin_token);
+  if (!admin_token.empty()) {
+    add_admin_routes(router, **store, admin_access,
+                     message_replayer(fhir_api, screening_mapper, hl7_options, returns_port),
+                     store->get(), &store_threads);
+    fhir::add_audit_routes(router, **store,
+                           {&admin_access,
+                            [&fhir_api](const http::Request& req) { return fhir_api.base_url(req); },
+                            &store_threads});
+    log::info("admin.enabled", {{"routes", "/admin/dead-letters, /fhir/AuditEvent"}});
+  }
+  // The audit chain's head, anchored outside the store (Kafka and the log) every
+  // audit.anchor_interval; retention prunes anchor themselves.
+  Periodic anchor_schedule(ioc, store_threads, cfg.audit.anchor_interval,
+                           [&store]() -> asio::awaitable<void> {
+                             if (auto a = (*store)->anchor_audit(); !a) {
+                               log::warn("audit.anchor_failed", {{"reason", a.error().message}});
+                             }
+                             co_return;
+                           });
+  anchor_schedule.start();
   // Referrals their agency leaves unanswered past its SLA: one overdue event each.
   OverdueCheck overdue(
       **store, **store, returns_port, cfg.gateway_id, cfg.kafka.topics,
@@ -497,6 +528,7 @@ int run(const config::GatewayConfig& cfg) {
     health.set_draining();
     (*update_consumer)->stop();
     overdue_schedule.stop();
+    anchor_schedule.stop();
     clinic_returns.stop();
     subscription_sender.stop();
     log::info("gateway.draining",
@@ -564,6 +596,9 @@ int run(const config::GatewayConfig& cfg) {
   // Commits still queued (a drain that timed out) complete into the stopped io_context, which
   // must still exist when they do.
   (*store)->flush();
+  // The final head, anchored before the relay's last flush publishes it.
+  if (auto a = (*store)->anchor_audit(); !a)
+    log::warn("audit.anchor_failed", {{"reason", a.error().message}});
 
   // Publish what was committed before exiting (bounded): undelivered events stay in the
   // outbox and are published after the next start, so nothing is lost either way.
