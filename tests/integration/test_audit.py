@@ -185,6 +185,10 @@ class AuditVerify(unittest.TestCase):
                 heads = [json.loads(l)["data"]["headSequence"] for l in out.stdout.splitlines() if l]
                 return head in heads
             wait_for(anchored, 15, "an anchor of the head on sdoh.audit-anchors.v1")
+            with open(anchors) as f:
+                checked = run([os.path.join(ROOT, "build", "validate-events"), "--schemas",
+                               os.path.join(ROOT, "schemas", "events")], input=f.read())
+            self.assertEqual(checked.returncode, 0, "anchors match their schema: " + checked.stdout)
             live = audit("verify", "--config", gw.config_path, "--from-kafka")
             self.assertEqual(live.returncode, 0, live.stdout + live.stderr)
             self.assertIn("OK: the chain verifies", live.stdout)

@@ -10,7 +10,7 @@ import unittest
 from harness import BINARY, SCHEMAS, SOURCE_DIR, Gateway, MockKafka, gateway_topics, run, wait_for
 
 CORE = ["sdoh.screening.v1", "sdoh.referral.v1", "sdoh.referral-status.v1", "sdoh.deadletter.v1",
-        "sdoh.referral-updates.v1"]
+        "sdoh.audit-anchors.v1", "sdoh.referral-updates.v1"]
 
 
 class AgencyTopicReadiness(unittest.TestCase):
