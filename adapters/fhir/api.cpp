@@ -579,9 +579,9 @@ struct Api::Impl {
 
   // A disclosure is durably recorded before its answer goes out, in the store's group commit; an
   // answer that cannot be recorded is not given (503): nothing leaves unaudited.
-  asio::awaitable<std::optional<Response>> audit_disclosure(
-      const Call& call, const Request& req, audit::AuditKind kind,
-      std::vector<audit::AuditEntity> what) {
+  asio::awaitable<std::optional<Response>> audit_disclosure(const Call& call, const Request& req,
+                                                            audit::AuditKind kind,
+                                                            std::vector<audit::AuditEntity> what) {
     if (options.audit == nullptr) co_return std::nullopt;
     std::vector<audit::AuditRecord> records;
     records.emplace_back(kind, audit::AuditAgent{call.client.id, call.client.role, req.peer},
@@ -590,10 +590,11 @@ struct Api::Impl {
     auto recorded = co_await trail->record(std::move(records));
     if (recorded) co_return std::nullopt;
     co_return problem_response(
-        Problem{FhirErrc::kUnavailable,
-                {Issue::error(IssueType::kTransient, "",
-                              "the gateway cannot record this access in its audit trail now (" +
-                                  recorded.error().message + "); nothing was disclosed: retry later")}},
+        Problem{
+            FhirErrc::kUnavailable,
+            {Issue::error(IssueType::kTransient, "",
+                          "the gateway cannot record this access in its audit trail now (" +
+                              recorded.error().message + "); nothing was disclosed: retry later")}},
         call.plain_json);
   }
 
@@ -641,8 +642,10 @@ struct Api::Impl {
     }
     auto answer = resource_response(**row, *call, req);
     // Named locals: GCC 12 mishandles temporaries inside co_await expressions.
-    std::vector<audit::AuditEntity> disclosed{audit::AuditEntity::resource(type + "/" + (*row)->id)};
-    auto refused = co_await audit_disclosure(*call, req, audit::AuditKind::kRead, std::move(disclosed));
+    std::vector<audit::AuditEntity> disclosed{
+        audit::AuditEntity::resource(type + "/" + (*row)->id)};
+    auto refused =
+        co_await audit_disclosure(*call, req, audit::AuditKind::kRead, std::move(disclosed));
     if (refused) co_return count(std::move(*refused), interaction, type);
     co_return count(std::move(answer), interaction, type);
   }

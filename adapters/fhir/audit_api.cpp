@@ -46,7 +46,8 @@ std::optional<std::pair<std::int64_t, std::int64_t>> fhir_instant_range(std::str
       !digits(s, 8, 2, d)) {
     return std::nullopt;
   }
-  const year_month_day ymd{year(y), month(static_cast<unsigned>(mo)), day(static_cast<unsigned>(d))};
+  const year_month_day ymd{year(y), month(static_cast<unsigned>(mo)),
+                           day(static_cast<unsigned>(d))};
   if (!ymd.ok()) return std::nullopt;
   const auto day_start = duration_cast<milliseconds>(sys_days(ymd).time_since_epoch()).count();
   if (s.size() == 10) return std::pair{day_start, day_start + 86'400'000 - 1};
@@ -97,7 +98,8 @@ std::optional<std::pair<std::int64_t, std::int64_t>> fhir_instant_range(std::str
 void add_audit_routes(http::Router& router, const pipeline::AuditTrail& trail,
                       AuditApiOptions options) {
   auto add = [&router, &options](std::string pattern, http::Handler handler) {
-    if (options.store_executor != nullptr) handler = options.store_executor->wrap(std::move(handler));
+    if (options.store_executor != nullptr)
+      handler = options.store_executor->wrap(std::move(handler));
     router.add("GET", std::move(pattern), std::move(handler));
   };
   const auto* admin = options.admin;
@@ -116,8 +118,8 @@ void add_audit_routes(http::Router& router, const pipeline::AuditTrail& trail,
           if (item.empty()) continue;
           const auto eq = item.find('=');
           const auto name = http::url_decode(item.substr(0, eq));
-          const auto value = eq == std::string_view::npos ? std::string()
-                                                          : http::url_decode(item.substr(eq + 1));
+          const auto value =
+              eq == std::string_view::npos ? std::string() : http::url_decode(item.substr(eq + 1));
           if (name == "_format") continue;
           if (name == "_count" || name == "_getpagesoffset") {
             int n = 0;
@@ -144,11 +146,14 @@ void add_audit_routes(http::Router& router, const pipeline::AuditTrail& trail,
             }
             auto range = fhir_instant_range(v);
             if (!range) {
-              co_return bad("date", "date must be a FHIR date or dateTime with a time zone, "
-                                    "optionally prefixed by ge, gt, le, lt or eq");
+              co_return bad("date",
+                            "date must be a FHIR date or dateTime with a time zone, "
+                            "optionally prefixed by ge, gt, le, lt or eq");
             }
             auto lower = [&q](std::int64_t ms) { q.from_ms = std::max(q.from_ms, ms); };
-            auto upper = [&q](std::int64_t ms) { q.to_ms = q.to_ms == 0 ? ms : std::min(q.to_ms, ms); };
+            auto upper = [&q](std::int64_t ms) {
+              q.to_ms = q.to_ms == 0 ? ms : std::min(q.to_ms, ms);
+            };
             if (prefix == "ge") {
               lower(range->first);
             } else if (prefix == "gt") {
@@ -161,8 +166,9 @@ void add_audit_routes(http::Router& router, const pipeline::AuditTrail& trail,
               lower(range->first);
               upper(range->second);
             } else {
-              co_return bad("date", "the date prefix " + prefix + " is not supported (ge, gt, "
-                                    "le, lt, eq)");
+              co_return bad("date", "the date prefix " + prefix +
+                                        " is not supported (ge, gt, "
+                                        "le, lt, eq)");
             }
           } else {
             co_return bad(name, "the search parameter " + name +
@@ -179,7 +185,8 @@ void add_audit_routes(http::Router& router, const pipeline::AuditTrail& trail,
                  "_count=" + std::to_string(q.count) + "&_getpagesoffset=" + std::to_string(offset);
         };
         std::string out = "{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"total\":" +
-                          std::to_string(page->total) + ",\"link\":[{\"relation\":\"self\",\"url\":";
+                          std::to_string(page->total) +
+                          ",\"link\":[{\"relation\":\"self\",\"url\":";
         append_json_string(out, link(q.offset));
         out += "}";
         if (q.count > 0 && q.offset + q.count < page->total) {
@@ -196,10 +203,10 @@ void add_audit_routes(http::Router& router, const pipeline::AuditTrail& trail,
           const auto id_at = json.find("\"id\":\"");
           const auto id_end = id_at == std::string::npos ? id_at : json.find('"', id_at + 6);
           out += "{\"fullUrl\":";
-          append_json_string(out, base + "/AuditEvent/" +
-                                      (id_at == std::string::npos
-                                           ? std::string()
-                                           : json.substr(id_at + 6, id_end - id_at - 6)));
+          append_json_string(
+              out, base + "/AuditEvent/" +
+                       (id_at == std::string::npos ? std::string()
+                                                   : json.substr(id_at + 6, id_end - id_at - 6)));
           out += ",\"resource\":" + json + ",\"search\":{\"mode\":\"match\"}}";
         }
         out += "]}";

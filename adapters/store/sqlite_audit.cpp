@@ -110,8 +110,8 @@ void log_anchor(const audit::Anchor& a) {
                              {"pruned_through_hash", a.pruned_through_hash}});
 }
 
-Result<std::optional<audit::Anchor>> prune_audit(SqliteStore::Impl& s, std::int64_t now,
-                                                 int limit, std::int64_t* queued_bytes) {
+Result<std::optional<audit::Anchor>> prune_audit(SqliteStore::Impl& s, std::int64_t now, int limit,
+                                                 std::int64_t* queued_bytes) {
   const auto settings = s.audit_settings();
   auto head = read_head(s);
   if (!head) return fail(head.error());
@@ -197,8 +197,8 @@ asio::awaitable<Result<void>> SqliteStore::record(std::vector<audit::AuditRecord
         op->records = std::move(records);
         op->complete = [h = std::move(handler)](Result<void> r) mutable {
           auto ex = asio::get_associated_executor(h);
-          asio::post(ex,
-                     [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
+          asio::post(
+              ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
         };
         impl->enqueue(std::move(op));
       },
@@ -239,7 +239,8 @@ Result<audit::Anchor> SqliteStore::anchor_audit() {
 
 Result<pipeline::AuditPage> SqliteStore::search_audit(const pipeline::AuditQuery& q) const {
   std::string where = " WHERE 1";
-  if (!q.entity.empty()) where += " AND e.seq IN (SELECT seq FROM audit_entities WHERE entity = ?1)";
+  if (!q.entity.empty())
+    where += " AND e.seq IN (SELECT seq FROM audit_entities WHERE entity = ?1)";
   if (!q.agent.empty()) where += " AND e.agent = ?2";
   if (q.from_ms > 0) where += " AND e.recorded >= ?3";
   if (q.to_ms > 0) where += " AND e.recorded <= ?4";

@@ -707,7 +707,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   }
   if (prepared) {
     prepared = impl->audit_prune_head.prepare(
-        impl->db, "SELECT pruned_through, hash FROM audit_prunes ORDER BY pruned_through DESC LIMIT 1");
+        impl->db,
+        "SELECT pruned_through, hash FROM audit_prunes ORDER BY pruned_through DESC LIMIT 1");
   }
   if (prepared) {
     prepared = impl->insert_audit.prepare(
@@ -788,7 +789,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
                        [raw = impl.get()] { return static_cast<double>(raw->wal_pages.load()); });
     impl->audit_records = &reg.counter("sdoh_audit_records_total",
                                        "Audit records appended to the hash-chained audit trail.")
-                              .with();
+                               .with();
     impl->pruned = &reg.counter("sdoh_store_pruned_rows_total",
                                 "Rows removed or cleared by the retention policy.")
                         .with();

@@ -19,11 +19,11 @@
 #include <utility>
 #include <vector>
 
+#include "gateway/audit/chain.hpp"
 #include "gateway/config/config.hpp"
 #include "gateway/core/result.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
-#include "gateway/audit/chain.hpp"
 #include "gateway/pipeline/audit_port.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/dead_letter_port.hpp"

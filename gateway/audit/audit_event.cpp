@@ -14,7 +14,8 @@ struct Coding {
 };
 
 // FHIR R4 audit-event-type (rest) and DICOM DCM event ids, as BALP uses them.
-constexpr std::string_view kAuditEventType = "http://terminology.hl7.org/CodeSystem/audit-event-type";
+constexpr std::string_view kAuditEventType =
+    "http://terminology.hl7.org/CodeSystem/audit-event-type";
 constexpr std::string_view kDicom = "http://dicom.nema.org/resources/ontology/DCM";
 constexpr std::string_view kRestful = "http://hl7.org/fhir/restful-interaction";
 constexpr std::string_view kSubtypes = "urn:sdoh:audit-subtype";
@@ -54,7 +55,8 @@ Coding subtype_of(AuditKind kind) {
     case AuditKind::kImport:
       return {kSubtypes, "change", "Change from a message"};
     case AuditKind::kDisclosure:
-      return {kSubtypes, "referral-disclosure", "Referral with contact details queued for an agency"};
+      return {kSubtypes, "referral-disclosure",
+              "Referral with contact details queued for an agency"};
     case AuditKind::kReplay:
       return {kSubtypes, "dead-letter-replay", "Dead letter replayed"};
     case AuditKind::kPayloadView:
@@ -166,8 +168,9 @@ std::string audit_event_json(const AuditRecord& r, std::int64_t sequence,
   out += ",\"requestor\":false}]";
   out += ",\"source\":{\"observer\":{\"display\":";
   append_json_string(out, gateway_id);
-  out += "},\"type\":[{\"system\":\"http://terminology.hl7.org/CodeSystem/security-source-type\","
-         "\"code\":\"4\",\"display\":\"Application Server\"}]}";
+  out +=
+      "},\"type\":[{\"system\":\"http://terminology.hl7.org/CodeSystem/security-source-type\","
+      "\"code\":\"4\",\"display\":\"Application Server\"}]}";
   if (!r.entities.empty()) {
     out += ",\"entity\":[";
     bool first = true;
@@ -186,8 +189,9 @@ std::string audit_event_json(const AuditRecord& r, std::int64_t sequence,
       }
       // audit-entity-type 1 Person (the Patient), 2 System Object (everything else).
       const bool patient = e.reference.starts_with("Patient/");
-      out += ",\"type\":{\"system\":\"http://terminology.hl7.org/CodeSystem/audit-entity-type\","
-             "\"code\":";
+      out +=
+          ",\"type\":{\"system\":\"http://terminology.hl7.org/CodeSystem/audit-entity-type\","
+          "\"code\":";
       out += patient ? "\"1\",\"display\":\"Person\"}" : "\"2\",\"display\":\"System Object\"}";
       if (!e.topic.empty()) {
         out += ",\"detail\":[{\"type\":\"topic\",\"valueString\":";

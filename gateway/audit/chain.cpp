@@ -88,7 +88,8 @@ Result<std::vector<Anchor>> parse_anchors(std::string_view text) {
 
 ChainVerifier::ChainVerifier(ChainStart start, std::vector<Anchor> anchors, std::string gateway)
     : start_(std::move(start)), anchors_(std::move(anchors)) {
-  if (!gateway.empty()) std::erase_if(anchors_, [&](const Anchor& a) { return a.gateway != gateway; });
+  if (!gateway.empty())
+    std::erase_if(anchors_, [&](const Anchor& a) { return a.gateway != gateway; });
   expected_ = start_.pruned_through + 1;
   previous_ = start_.pruned_through_hash;
   report_.head_sequence = start_.pruned_through;
@@ -108,10 +109,10 @@ void ChainVerifier::add(const ChainRecord& r) {
   if (report_.ok) {
     if (r.sequence != expected_) {
       problem(expected_, r.sequence > expected_
-                             ? "record " + std::to_string(expected_) +
-                                   (r.sequence - expected_ > 1
-                                        ? " to " + std::to_string(r.sequence - 1) + " are missing"
-                                        : " is missing")
+                             ? (r.sequence - expected_ > 1
+                                    ? "records " + std::to_string(expected_) + " to " +
+                                          std::to_string(r.sequence - 1) + " are missing"
+                                    : "record " + std::to_string(expected_) + " is missing")
                              : "record " + std::to_string(r.sequence) + " is out of order");
     } else if (r.previous_hash != previous_) {
       problem(r.sequence, "record " + std::to_string(r.sequence) +
@@ -137,23 +138,23 @@ void ChainVerifier::add(const ChainRecord& r) {
 
 ChainReport ChainVerifier::finish() {
   if (anchors_.empty()) {
-    report_.anchor_note = "no anchor given: the head was not checked (a deleted tail is not "
-                          "detectable without one)";
+    report_.anchor_note =
+        "no anchor given: the head was not checked (a deleted tail is not "
+        "detectable without one)";
     return report_;
   }
-  const auto newest = std::max_element(anchors_.begin(), anchors_.end(),
-                                       [](const Anchor& a, const Anchor& b) {
-                                         return a.sequence < b.sequence;
-                                       });
+  const auto newest =
+      std::max_element(anchors_.begin(), anchors_.end(),
+                       [](const Anchor& a, const Anchor& b) { return a.sequence < b.sequence; });
   report_.anchor_note = "newest anchor: record " + std::to_string(newest->sequence) + " (" +
                         newest->reason + ", " + newest->time + ")";
   if (newest->sequence > report_.head_sequence) {
-    problem(report_.head_sequence + 1,
-            "the chain ends at record " + std::to_string(report_.head_sequence) +
-                " but an anchor of " + newest->time + " names record " +
-                std::to_string(newest->sequence) + ": records " +
-                std::to_string(report_.head_sequence + 1) + " to " +
-                std::to_string(newest->sequence) + " were deleted");
+    problem(report_.head_sequence + 1, "the chain ends at record " +
+                                           std::to_string(report_.head_sequence) +
+                                           " but an anchor of " + newest->time + " names record " +
+                                           std::to_string(newest->sequence) + ": records " +
+                                           std::to_string(report_.head_sequence + 1) + " to " +
+                                           std::to_string(newest->sequence) + " were deleted");
   } else if (newest->sequence == start_.pruned_through && newest->sequence > 0 &&
              newest->hash != start_.pruned_through_hash) {
     problem(newest->sequence, "the prune point (record " + std::to_string(newest->sequence) +
@@ -166,9 +167,9 @@ ChainReport ChainVerifier::finish() {
              a.pruned_through_hash == start_.pruned_through_hash;
     });
     if (!anchored) {
-      problem(start_.pruned_through,
-              "the store says records up to " + std::to_string(start_.pruned_through) +
-                  " were pruned, but no anchor records that prune");
+      problem(start_.pruned_through, "the store says records up to " +
+                                         std::to_string(start_.pruned_through) +
+                                         " were pruned, but no anchor records that prune");
     }
   }
   return report_;

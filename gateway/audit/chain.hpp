@@ -44,9 +44,9 @@ struct ChainStart {
 /// A published head of the chain.
 struct Anchor {
   std::string gateway;
-  std::int64_t sequence = 0;  ///< the head's sequence (0: empty chain)
-  std::string hash;           ///< the head's hash
-  std::string reason;         ///< periodic | prune
+  std::int64_t sequence = 0;        ///< the head's sequence (0: empty chain)
+  std::string hash;                 ///< the head's hash
+  std::string reason;               ///< periodic | prune
   std::int64_t pruned_through = 0;  ///< prune: the last record removed (0: none)
   std::string pruned_through_hash;  ///< prune: its hash, the first kept record's predecessor
   std::string time;                 ///< RFC 3339
@@ -62,7 +62,7 @@ Result<std::vector<Anchor>> parse_anchors(std::string_view text);
 /// The outcome of a verification: the first problem found, if any.
 struct ChainReport {
   bool ok = true;
-  std::int64_t records = 0;        ///< records checked
+  std::int64_t records = 0;         ///< records checked
   std::int64_t first_sequence = 0;  ///< the first stored record (0: none)
   std::int64_t head_sequence = 0;   ///< the last stored record (or the prune point)
   std::string head_hash;

@@ -13,8 +13,10 @@ namespace {
 audit::AuditAgent agent_of(const CommitRequest& request) {
   if (!request.actor.who.empty()) return request.actor;
   const auto& p = request.inbound.protocol;
-  std::string role = p == "kafka" ? "agency" : p == "gateway" ? "gateway" : p == "fhir" ? "client"
-                                                                                        : "sender";
+  std::string role = p == "kafka"     ? "agency"
+                     : p == "gateway" ? "gateway"
+                     : p == "fhir"    ? "client"
+                                      : "sender";
   return {request.inbound.sender, std::move(role), ""};
 }
 
@@ -54,8 +56,9 @@ std::vector<audit::AuditRecord> audit_records_of(const CommitRequest& request) {
   created.creates = true;
   audit::AuditRecord updated(fhir ? audit::AuditKind::kUpdate : audit::AuditKind::kImport, agent);
   auto add = [](audit::AuditRecord& r, std::string reference) {
-    const bool known = std::any_of(r.entities.begin(), r.entities.end(),
-                                   [&](const audit::AuditEntity& e) { return e.reference == reference; });
+    const bool known =
+        std::any_of(r.entities.begin(), r.entities.end(),
+                    [&](const audit::AuditEntity& e) { return e.reference == reference; });
     if (!known) r.entities.push_back(audit::AuditEntity::resource(std::move(reference)));
   };
   for (const auto& w : request.resources)

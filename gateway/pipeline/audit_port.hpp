@@ -21,10 +21,10 @@ namespace sdoh::pipeline {
 
 /// An AuditEvent search (GET /fhir/AuditEvent): every given criterion must hold.
 struct AuditQuery {
-  std::string entity;          ///< an entity's reference ("Task/abc") or event id
-  std::string agent;           ///< the requestor's id
-  std::int64_t from_ms = 0;    ///< recorded at or after (0: no bound)
-  std::int64_t to_ms = 0;      ///< recorded at or before (0: no bound)
+  std::string entity;        ///< an entity's reference ("Task/abc") or event id
+  std::string agent;         ///< the requestor's id
+  std::int64_t from_ms = 0;  ///< recorded at or after (0: no bound)
+  std::int64_t to_ms = 0;    ///< recorded at or before (0: no bound)
   int count = 50;
   int offset = 0;
 };

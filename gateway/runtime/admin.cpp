@@ -71,11 +71,20 @@ audit::AuditRecord admin_action(audit::AuditKind kind, const std::string& addres
   return r;
 }
 
+asio::awaitable<Result<void>> record_certificate_reload(pipeline::AuditTrail& trail,
+                                                        std::string listener, bool ok,
+                                                        std::string detail) {
+  std::vector<audit::AuditRecord> records;
+  records.push_back(
+      admin_action(audit::AuditKind::kCertificateReload, "", "listener/" + listener, ok, detail));
+  co_return co_await trail.record(std::move(records));
+}
+
 namespace {
 
 // Records an admin action before its answer goes out; a failed record fails the answer (503).
 asio::awaitable<std::optional<http::Response>> record_admin(pipeline::AuditTrail* audit,
-                                                           audit::AuditRecord record) {
+                                                            audit::AuditRecord record) {
   if (audit == nullptr) co_return std::nullopt;
   std::vector<audit::AuditRecord> records;
   records.push_back(std::move(record));
@@ -129,7 +138,8 @@ void add_admin_routes(http::Router& router, pipeline::DeadLetters& store,
         co_return http::Response::json(200, to_json(*d, payload));
       });
   add("POST", "/admin/dead-letters/{id}/replay",
-      [&store, &admin, audit, replay_message](http::Request& req) -> asio::awaitable<http::Response> {
+      [&store, &admin, audit,
+       replay_message](http::Request& req) -> asio::awaitable<http::Response> {
         if (!admin.allows(req)) co_return unauthorized();
         auto d = store.dead_letter(req.params["id"], true);
         if (!d) co_return from_error(d.error());
@@ -149,9 +159,9 @@ void add_admin_routes(http::Router& router, pipeline::DeadLetters& store,
                                    {"stage", d->stage},
                                    {"ok", result.has_value()},
                                    {"detail", result ? result->outcome : result.error().message}});
-        auto record = admin_action(audit::AuditKind::kReplay, req.peer,
-                                   "dead-letter/" + d->dead_letter_id, result.has_value(),
-                                   result ? "" : result.error().message);
+        auto record =
+            admin_action(audit::AuditKind::kReplay, req.peer, "dead-letter/" + d->dead_letter_id,
+                         result.has_value(), result ? "" : result.error().message);
         auto refused = co_await record_admin(audit, std::move(record));
         if (refused) co_return std::move(*refused);
         if (!result) co_return from_error(result.error());

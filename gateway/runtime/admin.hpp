@@ -34,6 +34,12 @@ void add_admin_routes(http::Router& router, pipeline::DeadLetters& store,
 /// The audit record of an admin action (a replay, a payload view, a certificate reload: the TLS
 /// listeners record their reloads with it), by `address`, on `what` (a dead letter id, a
 /// listener), with its outcome.
+/// The hook the TLS listeners call once they reloaded their certificates and keys (SIGHUP):
+/// records the reload of `listener` ("http", "mllp") in the audit trail, durably.
+boost::asio::awaitable<Result<void>> record_certificate_reload(pipeline::AuditTrail& trail,
+                                                               std::string listener, bool ok,
+                                                               std::string detail = "");
+
 audit::AuditRecord admin_action(audit::AuditKind kind, const std::string& address,
                                 const std::string& what, bool ok, const std::string& detail = "");
 

@@ -25,8 +25,9 @@ struct KafkaTopic {
   bool keep_forever = false;
 };
 
-/// The core topics (kafka.topics; the audit anchors' kept forever), then per agency of the routing its referral topic (when it
-/// has one of its own) and its update topic; each name once, in this stable order.
+/// The core topics (kafka.topics; the audit anchors' kept forever), then per agency of the routing
+/// its referral topic (when it has one of its own) and its update topic; each name once, in this
+/// stable order.
 std::vector<KafkaTopic> kafka_topics(const config::KafkaTopics& topics,
                                      const mapping::RoutingTable& routing);
 

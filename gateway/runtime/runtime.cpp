@@ -34,6 +34,7 @@
 #include "gateway/events/event.hpp"
 #include "gateway/events/schema_catalog.hpp"
 #include "gateway/http/message.hpp"
+#include "gateway/identity/admin_access.hpp"
 #include "gateway/identity/parties.hpp"
 #include "gateway/identity/pseudonym.hpp"
 #include "gateway/log/log.hpp"
@@ -42,7 +43,6 @@
 #include "gateway/mapping/tables.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
-#include "gateway/identity/admin_access.hpp"
 #include "gateway/pipeline/audit_observer.hpp"
 #include "gateway/pipeline/delivered_ack_port.hpp"
 #include "gateway/pipeline/observed_commit_port.hpp"
@@ -237,8 +237,7 @@ int run(const config::GatewayConfig& cfg) {
   auto store = store::SqliteStore::open(cfg.store_path(), cfg.store, &registry);
   if (!store) return startup_failed("store", store.error());
   // The audit trail's source id, anchor topic and retention (audit/chain.hpp).
-  (*store)->configure_audit(
-      {cfg.gateway_id, cfg.kafka.topics.audit_anchors, cfg.audit.retention});
+  (*store)->configure_audit({cfg.gateway_id, cfg.kafka.topics.audit_anchors, cfg.audit.retention});
   health.add_check("store", [s = store->get()] { return s->health(); });
   health.add_check("backlog", [s = store->get()] { return s->capacity(); });
   // Message decisions and store reads run here, off the I/O threads (pipeline/store_executor.hpp).
@@ -324,9 +323,8 @@ int run(const config::GatewayConfig& cfg) {
   // Every change and every disclosure it commits is recorded in the audit trail, in the same
   // transaction (pipeline/audit_observer.hpp).
   pipeline::AuditObserver audit_observer;
-  pipeline::ObservedCommitPort returns_port(
-      **store,
-      {&returns_observer, &subscription_notices, &audit_observer, &relay, &referral_metrics});
+  pipeline::ObservedCommitPort returns_port(**store, {&returns_observer, &subscription_notices,
+                                                      &audit_observer, &relay, &referral_metrics});
 
   ops::add_ops_routes(router, health, registry, build, started);
 
@@ -461,10 +459,10 @@ int run(const config::GatewayConfig& cfg) {
     add_admin_routes(router, **store, admin_access,
                      message_replayer(fhir_api, screening_mapper, hl7_options, returns_port),
                      store->get(), &store_threads);
-    fhir::add_audit_routes(router, **store,
-                           {&admin_access,
-                            [&fhir_api](const http::Request& req) { return fhir_api.base_url(req); },
-                            &store_threads});
+    fhir::add_audit_routes(
+        router, **store,
+        {&admin_access, [&fhir_api](const http::Request& req) { return fhir_api.base_url(req); },
+         &store_threads});
     log::info("admin.enabled", {{"routes", "/admin/dead-letters, /fhir/AuditEvent"}});
   }
   // The audit chain's head, anchored outside the store (Kafka and the log) every

@@ -40,7 +40,8 @@ class AuditChainTest : public SqliteStoreTest {
     sqlite3* db = nullptr;
     sqlite3_open((dir_ / "gateway.db").c_str(), &db);
     char* err = nullptr;
-    const auto all = "DROP TRIGGER audit_events_append_only; DROP TRIGGER audit_events_pruned_only; " + sql;
+    const auto all =
+        "DROP TRIGGER audit_events_append_only; DROP TRIGGER audit_events_pruned_only; " + sql;
     ASSERT_EQ(sqlite3_exec(db, all.c_str(), nullptr, nullptr, &err), SQLITE_OK) << err;
     sqlite3_close(db);
   }
@@ -109,8 +110,9 @@ TEST_F(AuditChainTest, AnEditedRecordIsFound) {
     for (int i = 1; i <= 3; ++i)
       record(*store, read_of("ehv-durham", "Task/t" + std::to_string(i)));
   }
-  tamper("UPDATE audit_events SET json = CAST(replace(CAST(json AS TEXT), 'Task/t2', 'Task/t7') "
-         "AS BLOB) WHERE seq = 2");
+  tamper(
+      "UPDATE audit_events SET json = CAST(replace(CAST(json AS TEXT), 'Task/t2', 'Task/t7') "
+      "AS BLOB) WHERE seq = 2");
   const auto report = verify();
   EXPECT_FALSE(report.ok);
   EXPECT_EQ(report.bad_sequence, 2);
@@ -123,12 +125,15 @@ TEST_F(AuditChainTest, ARecordEditedWithItsHashRecomputedBreaksTheNextLink) {
     for (int i = 1; i <= 3; ++i)
       record(*store, read_of("ehv-durham", "Task/t" + std::to_string(i)));
   }
-  const auto json = sql_text("SELECT replace(CAST(json AS TEXT), 'Task/t2', 'Task/t7') FROM "
-                             "audit_events WHERE seq = 2");
-  const auto forged = audit::chain_hash(sql_text("SELECT prev_hash FROM audit_events WHERE seq = 2"),
-                                        json);
-  tamper("UPDATE audit_events SET json = CAST(replace(CAST(json AS TEXT), 'Task/t2', 'Task/t7') "
-         "AS BLOB), hash = '" + forged + "' WHERE seq = 2");
+  const auto json = sql_text(
+      "SELECT replace(CAST(json AS TEXT), 'Task/t2', 'Task/t7') FROM "
+      "audit_events WHERE seq = 2");
+  const auto forged =
+      audit::chain_hash(sql_text("SELECT prev_hash FROM audit_events WHERE seq = 2"), json);
+  tamper(
+      "UPDATE audit_events SET json = CAST(replace(CAST(json AS TEXT), 'Task/t2', 'Task/t7') "
+      "AS BLOB), hash = '" +
+      forged + "' WHERE seq = 2");
   const auto report = verify();
   EXPECT_FALSE(report.ok);
   EXPECT_EQ(report.bad_sequence, 3);
