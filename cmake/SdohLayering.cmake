@@ -59,7 +59,7 @@ endfunction()
 function(sdoh_check_layering)
   set(core gateway/core gateway/config gateway/log gateway/metrics gateway/ops gateway/http
       gateway/identity gateway/events gateway/mapping gateway/pipeline gateway/referral
-      gateway/measures gateway/asio)
+      gateway/measures gateway/asio gateway/audit)
   sdoh_check_includes(gateway ALLOWED ${core} EXCEPT gateway/runtime gateway/main.cpp)
   sdoh_check_includes(adapters/net ALLOWED ${core} adapters/net)
   sdoh_check_includes(adapters/http ALLOWED ${core} adapters/http adapters/net)

@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
   int partitions = 3;
   std::string topics =
       "sdoh.screening.v1,sdoh.referral.v1,sdoh.referral-status.v1,sdoh.deadletter.v1,"
-      "sdoh.referral-updates.v1";
+      "sdoh.audit-anchors.v1,sdoh.referral-updates.v1";
   app.add_option("--brokers", brokers, "brokers in the cluster")->check(CLI::Range(1, 9));
   app.add_option("--partitions", partitions, "partitions per topic")->check(CLI::Range(1, 64));
   app.add_option("--topics", topics, "comma-separated topics to create");

@@ -544,6 +544,7 @@ struct Api::Impl {
 
     auto& done = *result;
     auto commit = commit_of(done, call->client.id);
+    commit.actor = {call->client.id, call->client.role, req.peer};
     carry_trace(req, commit);
     auto outcome = co_await commits.commit(std::move(commit));
     if (!outcome) {
@@ -606,6 +607,27 @@ struct Api::Impl {
     return page && page->total > 0;
   }
 
+  // A disclosure is durably recorded before its answer goes out, in the store's group commit; an
+  // answer that cannot be recorded is not given (503): nothing leaves unaudited.
+  asio::awaitable<std::optional<Response>> audit_disclosure(const Call& call, const Request& req,
+                                                            audit::AuditKind kind,
+                                                            std::vector<audit::AuditEntity> what) {
+    if (options.audit == nullptr) co_return std::nullopt;
+    std::vector<audit::AuditRecord> records;
+    records.emplace_back(kind, audit::AuditAgent{call.client.id, call.client.role, req.peer},
+                         std::move(what));
+    auto* trail = options.audit;
+    auto recorded = co_await trail->record(std::move(records));
+    if (recorded) co_return std::nullopt;
+    co_return problem_response(
+        Problem{
+            FhirErrc::kUnavailable,
+            {Issue::error(IssueType::kTransient, "",
+                          "the gateway cannot record this access in its audit trail now (" +
+                              recorded.error().message + "); nothing was disclosed: retry later")}},
+        call.plain_json);
+  }
+
   static Problem not_found(std::string_view type, std::string_view id) {
     return Problem::not_found(std::string(type) + "/" + std::string(id) + " is not known here");
   }
@@ -652,7 +674,14 @@ struct Api::Impl {
               : Problem::not_found(type + "/" + id + " has no version " + std::to_string(version));
       co_return count(problem_response(p, call->plain_json), interaction, type);
     }
-    co_return count(resource_response(**row, *call, req), interaction, type);
+    auto answer = resource_response(**row, *call, req);
+    // Named locals: GCC 12 mishandles temporaries inside co_await expressions.
+    std::vector<audit::AuditEntity> disclosed{
+        audit::AuditEntity::resource(type + "/" + (*row)->id)};
+    auto refused =
+        co_await audit_disclosure(*call, req, audit::AuditKind::kRead, std::move(disclosed));
+    if (refused) co_return count(std::move(*refused), interaction, type);
+    co_return count(std::move(answer), interaction, type);
   }
 
   static void entry_resource(std::string& out, const pipeline::ResourceRow& row,
@@ -700,6 +729,10 @@ struct Api::Impl {
       out += "}}";
     }
     out += "]}";
+    std::vector<audit::AuditEntity> disclosed{audit::AuditEntity::resource(type + "/" + id)};
+    auto refused =
+        co_await audit_disclosure(*call, req, audit::AuditKind::kHistory, std::move(disclosed));
+    if (refused) co_return count(std::move(*refused), "history-instance", type);
     co_return count(fhir_response(200, std::move(out), call->plain_json), "history-instance", type);
   }
 
@@ -824,6 +857,13 @@ struct Api::Impl {
              ",\"search\":{\"mode\":\"outcome\"}}";
     }
     out += "]}";
+    // What the search disclosed: each resource on the page.
+    std::vector<audit::AuditEntity> disclosed;
+    for (const auto& row : page->rows)
+      disclosed.push_back(audit::AuditEntity::resource(row.type + "/" + row.id));
+    auto refused =
+        co_await audit_disclosure(*call, req, audit::AuditKind::kSearch, std::move(disclosed));
+    if (refused) co_return count(std::move(*refused), "search-type", type);
     co_return count(fhir_response(200, std::move(out), call->plain_json), "search-type", type);
   }
 
@@ -915,6 +955,7 @@ struct Api::Impl {
     const auto version = prepared->version;
     const auto stored = prepared->stored_json;
     auto commit = std::move(prepared->commit);
+    commit.actor = {call->client.id, call->client.role, req.peer};
     carry_trace(req, commit);
     auto outcome = co_await commits.commit(std::move(commit));
     if (!outcome) {

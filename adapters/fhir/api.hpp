@@ -8,6 +8,7 @@
 //   GET  /fhir/Task/{id}/_history[/{vid}]                     history, vread
 //   GET  /fhir/Task?focus=&owner=&status=&patient=&_id=&_count=   searchset Bundle
 //   PUT  /fhir/Task/{id}, PATCH /fhir/Task/{id} (JSON Patch)  status updates (If-Match)
+//   GET  /fhir/AuditEvent[/{id}]    the audit trail, for an admin (audit_api.hpp)
 //   GET  /fhir/metadata             the CapabilityStatement: exactly the above, and the
 //                                   Subscription routes (subscription_api.hpp)
 //
@@ -43,6 +44,7 @@
 #include "gateway/http/message.hpp"
 #include "gateway/identity/rate_limits.hpp"
 #include "gateway/identity/caller.hpp"
+#include "gateway/pipeline/audit_port.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/resource_port.hpp"
 #include "gateway/pipeline/store_executor.hpp"
@@ -88,11 +90,17 @@ struct ApiOptions {
   /// The Subscription routes are served too (SubscriptionApi): the CapabilityStatement lists
   /// them with the topic's canonical.
   bool subscriptions = false;
+  /// The AuditEvent routes are served too (audit_api.hpp): the CapabilityStatement lists them.
+  bool audit_events = false;
   /// Where interactions are answered (their store reads block): the store executor. Null: on
   /// the listener's executor (unit tests). Must outlive the Api.
   pipeline::StoreExecutor* store_executor = nullptr;
   /// Requests per client (rate_limits); null: none. Must outlive the Api.
   identity::RateLimits* rate_limits = nullptr;
+  /// The audit trail: every read, history and search that answers with resources is recorded
+  /// (durably) before the answer goes out, and answered 503 when it cannot be. Null: nothing is
+  /// recorded (unit tests). Must outlive the Api.
+  pipeline::AuditTrail* audit = nullptr;
 };
 
 /// ApiOptions from the configuration: clients with their tokens resolved.

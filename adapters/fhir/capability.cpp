@@ -109,6 +109,14 @@ std::string capability_statement(const ApiOptions& options) {
     out +=
         R"(}],"interaction":[{"code":"create"},{"code":"read"},{"code":"update"},{"code":"delete"},{"code":"search-type"}],"versioning":"versioned"})";
   }
+  // The audit trail, for an admin (audit_api.hpp): the IHE Basic Audit Log Patterns' AuditEvent.
+  if (options.audit_events) {
+    out +=
+        R"(,{"type":"AuditEvent","documentation":"The hash-chained audit trail; an admin only. Newest first.","interaction":[{"code":"read"},{"code":"search-type"}],)"
+        R"("searchParam":[{"name":"entity","definition":"http://hl7.org/fhir/SearchParameter/AuditEvent-entity","type":"reference"},)"
+        R"({"name":"agent","definition":"http://hl7.org/fhir/SearchParameter/AuditEvent-agent","type":"reference"},)"
+        R"({"name":"date","definition":"http://hl7.org/fhir/SearchParameter/AuditEvent-date","type":"date"}]})";
+  }
   out += R"(],"interaction":[{"code":"transaction"},{"code":"batch"}]}]})";
   return out;
 }

@@ -839,6 +839,8 @@ struct Hl7Pipeline::Impl {
       pipeline::CommitRequest request;
       service.add_to(request, *decided, received_at);
       if (decided->unchanged) request.resources.clear();  // a repeat: the Task stays as it is
+      // Who changes the referral (its audit record's agent): the agency the connection proves.
+      request.actor = {response->agency_id, "agency", peer.address};
       bool committed = false;
       bool conflicted = false;
       auto answer =

@@ -211,6 +211,8 @@ struct CommitOp final : WriteOp {
     if (auto r = insert_events(s, received); !r) return r;
     if (auto r = write_state(s, received); !r) return r;
     pending_dead_letters = -1;  // one fewer waiting for an operator
+    if (auto r = append_audit(s, request.audit, received); !r) return r;
+    audited = static_cast<std::int64_t>(request.audit.size());
     return mark_replayed(s.db, request.replay_of, received,
                          "replayed: " + std::to_string(outcome.undelivered.size()) + " event(s)");
   }
@@ -259,7 +261,11 @@ struct CommitOp final : WriteOp {
       if (auto r = st.step(); !r) return fail(r.error());
     }
     pending_dead_letters = request.dead_letter ? 1 : 0;
-    return write_state(s, received);
+    if (auto r = write_state(s, received); !r) return r;
+    // The audit records of the change, in its transaction (a resend above changed nothing).
+    if (auto r = append_audit(s, request.audit, received); !r) return r;
+    audited = static_cast<std::int64_t>(request.audit.size());
+    return {};
   }
 
   void finish(Result<void> result) override {
@@ -268,6 +274,8 @@ struct CommitOp final : WriteOp {
       store->undelivered.fetch_add(pending_undelivered);
       store->undelivered_bytes.fetch_add(pending_bytes);
       store->dead_letters.fetch_add(pending_dead_letters);
+      if (audited > 0 && store->audit_records != nullptr)
+        store->audit_records->inc(static_cast<std::uint64_t>(audited));
       (outcome.status == pipeline::CommitStatus::kDuplicate ? store->commits_duplicate
                                                             : store->commits_ok)
           ->inc();
@@ -282,6 +290,7 @@ struct CommitOp final : WriteOp {
   std::int64_t pending_undelivered = 0;
   std::int64_t pending_bytes = 0;
   std::int64_t pending_dead_letters = 0;
+  std::int64_t audited = 0;
 };
 
 Result<std::vector<std::int64_t>> undelivered_of(SqliteStore::Impl& s, std::int64_t inbound_id) {

@@ -31,6 +31,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "adapters/store/sqlite_store.hpp"
+#include "gateway/audit/chain.hpp"
 #include "gateway/log/log.hpp"
 #include "gateway/measures/timeline.hpp"
 
@@ -299,6 +300,16 @@ struct SqliteStore::Impl {
   // Referral timelines, advanced with the referral states (upsert_referral).
   Statement select_timeline, upsert_timeline;
   bool outbound_added = false;  // writer thread: a commit queued an outbound message
+
+  // The audit trail (sqlite_audit.cpp): the chain's head and the appends, writer thread only.
+  Statement audit_head, audit_prune_head, insert_audit, insert_audit_entity;
+  mutable std::mutex audit_mutex;
+  AuditSettings audit;  // guarded by audit_mutex (set by the runtime while the writer runs)
+  AuditSettings audit_settings() const {
+    std::lock_guard lock(audit_mutex);
+    return audit;
+  }
+  metrics::Counter* audit_records = nullptr;
 
   config::StoreConfig cfg;
   std::chrono::steady_clock::time_point next_prune;
@@ -686,6 +697,21 @@ Result<ReplayableDeadLetter> replayable_dead_letter(sqlite3* db, const std::stri
 /// Marks a dead letter replayed (inside the replay's transaction, so exactly once).
 Result<void> mark_replayed(sqlite3* db, const std::string& id, std::int64_t at,
                            const std::string& note);
+
+/// Appends `records` to the audit chain inside the writer's transaction (the head is read from
+/// the table, so a rolled-back savepoint never leaves a stale head). Records with no time get
+/// `now`.
+Result<void> append_audit(SqliteStore::Impl& s, std::vector<audit::AuditRecord>& records,
+                          std::int64_t now);
+/// Retention of the audit trail, inside the prune's transaction: removes up to `limit` records
+/// recorded before the cut-off (never the head), keeps the hash of the last one removed and queues
+/// the prune anchor. Returns the anchor when something was pruned.
+Result<std::optional<audit::Anchor>> prune_audit(SqliteStore::Impl& s, std::int64_t now, int limit,
+                                                 std::int64_t* queued_bytes);
+/// Queues the anchor event of `anchor` in the outbox (writer thread): its size, when queued.
+Result<std::int64_t> queue_anchor(SqliteStore::Impl& s, const audit::Anchor& anchor);
+/// Writes an anchor to the log (head sequence and hash, no PHI).
+void log_anchor(const audit::Anchor& anchor);
 
 /// A referral's state written inside a transaction (commits, record_referral).
 Result<void> upsert_referral(SqliteStore::Impl& s, const pipeline::ReferralState& row,

@@ -301,6 +301,45 @@ const std::vector<const char*> kMigrations = {
     )sql",
     // 12: SMART Backend Services' used assertions and token-signing keys.
     kSmartAuthMigration,
+    // 13: the audit trail (audit/chain.hpp): append-only, hash-chained AuditEvents, found by entity,
+    // agent and time; the prune points that keep the chain verifiable after retention. Only new
+    // tables: this entry may take any place after 10.
+    R"sql(
+      CREATE TABLE audit_events (
+        seq       INTEGER PRIMARY KEY,  -- the chain's order: 1, 2, 3, ... no gaps
+        recorded  INTEGER NOT NULL,     -- unix ms
+        action    TEXT NOT NULL,        -- C R U D E
+        agent     TEXT NOT NULL,        -- the requestor's id
+        entity    TEXT NOT NULL,        -- the first entity (all of them: audit_entities)
+        prev_hash TEXT NOT NULL,        -- the previous record's hash
+        hash      TEXT NOT NULL,        -- sha256(prev_hash || json), hex
+        json      BLOB NOT NULL         -- the AuditEvent, canonical
+      ) STRICT;
+      CREATE INDEX audit_events_recorded ON audit_events(recorded);
+      CREATE INDEX audit_events_agent ON audit_events(agent, seq);
+      CREATE TABLE audit_entities (
+        entity TEXT NOT NULL,
+        seq    INTEGER NOT NULL,
+        PRIMARY KEY (entity, seq)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX audit_entities_seq ON audit_entities(seq);
+      CREATE TABLE audit_prunes (
+        pruned_through INTEGER PRIMARY KEY,  -- the last record removed
+        hash           TEXT NOT NULL,        -- its hash: the first kept record's prev_hash
+        pruned_at      INTEGER NOT NULL
+      ) STRICT;
+      CREATE TRIGGER audit_events_append_only BEFORE UPDATE ON audit_events
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+      CREATE TRIGGER audit_events_pruned_only BEFORE DELETE ON audit_events
+        WHEN OLD.seq > coalesce((SELECT max(pruned_through) FROM audit_prunes), 0)
+        BEGIN SELECT RAISE(ABORT, 'audit records are removed only by a retention prune'); END;
+      CREATE TRIGGER audit_entities_append_only BEFORE UPDATE ON audit_entities
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+      CREATE TRIGGER audit_prunes_append_only BEFORE UPDATE ON audit_prunes
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+      CREATE TRIGGER audit_prunes_kept BEFORE DELETE ON audit_prunes
+        BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+    )sql",
 };
 
 /// Retention: bounded chunks, so a large backlog of expired rows never stalls the commits
@@ -464,9 +503,20 @@ struct PruneOp final : WriteOp {
     if (!n) return fail(n.error());
     more = more || *n == kChunk;
     removed += *n;
+    // The audit trail past audit.retention, with its anchor (the last removed record's hash).
+    auto anchored = prune_audit(s, now, kChunk, &anchor_bytes);
+    if (!anchored) return fail(anchored.error());
+    if (*anchored) audit_anchor = std::move(*anchored);
     return {};
   }
   void finish(Result<void> result) override {
+    if (result && audit_anchor) {
+      log_anchor(*audit_anchor);
+      if (anchor_bytes > 0) {
+        store->undelivered.fetch_add(1);
+        store->undelivered_bytes.fetch_add(anchor_bytes);
+      }
+    }
     if (result) {
       if (next_payload_mark > 0) store->payload_cleared_upto = next_payload_mark;
       if (removed > 0) {
@@ -483,6 +533,8 @@ struct PruneOp final : WriteOp {
   }
   SqliteStore::Impl* store = nullptr;
   std::int64_t next_payload_mark = 0;
+  std::optional<audit::Anchor> audit_anchor;
+  std::int64_t anchor_bytes = 0;
 };
 
 struct BarrierOp final : WriteOp {
@@ -751,6 +803,23 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
         "agency_id, category, clinic, race, ethnicity, language, zip3, started_at) VALUES (?1, "
         "?2, nullif(?3, 0), nullif(?4, 0), nullif(?5, 0), nullif(?6, 0), ?7, ?8, ?9, ?10, ?11, "
         "?12, ?13, ?14, ?15, ?16, ?17, ?18)");
+    prepared = impl->audit_head.prepare(
+        impl->db, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1");
+  }
+  if (prepared) {
+    prepared = impl->audit_prune_head.prepare(
+        impl->db,
+        "SELECT pruned_through, hash FROM audit_prunes ORDER BY pruned_through DESC LIMIT 1");
+  }
+  if (prepared) {
+    prepared = impl->insert_audit.prepare(
+        impl->db,
+        "INSERT INTO audit_events(seq, recorded, action, agent, entity, prev_hash, hash, json) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  }
+  if (prepared) {
+    prepared = impl->insert_audit_entity.prepare(
+        impl->db, "INSERT OR IGNORE INTO audit_entities(entity, seq) VALUES (?1, ?2)");
   }
   if (prepared) prepared = impl->savepoint.prepare(impl->db, "SAVEPOINT op");
   if (prepared) prepared = impl->release.prepare(impl->db, "RELEASE op");
@@ -819,6 +888,9 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
     reg.gauge_callback("sdoh_store_wal_pages",
                        "Pages in the write-ahead log after the last commit.",
                        [raw = impl.get()] { return static_cast<double>(raw->wal_pages.load()); });
+    impl->audit_records = &reg.counter("sdoh_audit_records_total",
+                                       "Audit records appended to the hash-chained audit trail.")
+                               .with();
     impl->pruned = &reg.counter("sdoh_store_pruned_rows_total",
                                 "Rows removed or cleared by the retention policy.")
                         .with();

@@ -19,11 +19,13 @@
 #include <utility>
 #include <vector>
 
+#include "gateway/audit/chain.hpp"
 #include "gateway/config/config.hpp"
 #include "gateway/core/result.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
 #include "gateway/pipeline/auth_port.hpp"
+#include "gateway/pipeline/audit_port.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/dead_letter_port.hpp"
 #include "gateway/pipeline/delivery_port.hpp"
@@ -53,6 +55,22 @@ using ResourceRow = pipeline::ResourceRow;
 using ResourceQuery = pipeline::ResourceQuery;
 using ResourcePage = pipeline::ResourcePage;
 
+/// How the audit trail is kept (config: gateway_id, kafka.topics.audit_anchors, audit.retention).
+struct AuditSettings {
+  std::string gateway_id = "sdoh-gateway";  ///< AuditEvent.source and the anchors' gateway
+  std::string anchor_topic = "sdoh.audit-anchors.v1";
+  /// Records older than this are pruned (the head always stays). Default 6 years (HIPAA
+  /// §164.316(b)(2) documentation retention).
+  std::chrono::milliseconds retention{std::chrono::hours(24 * (365 * 6 + 2))};
+};
+
+/// Verifies the audit chain of the store at `path`, read-only (tools/audit verify; safe while a
+/// gateway runs on it): every record, then the head against `anchors` (anchors of another gateway
+/// than `gateway` ignored when it is not empty).
+Result<audit::ChainReport> verify_audit_chain(const std::filesystem::path& path,
+                                              std::vector<audit::Anchor> anchors,
+                                              std::string gateway = "");
+
 /// Wall-clock milliseconds since the epoch: every time the store records (received, delivered,
 /// updated) and every retention cut-off. The system clock by default; tests inject their own.
 using StoreClock = std::function<std::int64_t()>;
@@ -66,7 +84,8 @@ class SqliteStore final : public pipeline::CommitPort,
                           public pipeline::ReferralRepository,
                           public pipeline::SubscriptionStore,
                           public pipeline::TimelineReader,
-                          public pipeline::AuthStore {
+                          public pipeline::AuthStore,
+                          public pipeline::AuditTrail {
  public:
   /// Opens (creating if needed) the database at `path`, applies pending migrations and starts
   /// the writer thread. `registry` may be null (tools); `clock` empty: the system clock. The
@@ -173,6 +192,17 @@ class SqliteStore final : public pipeline::CommitPort,
   Result<bool> record_assertion(std::string_view client_id, std::string_view jti,
                                 std::int64_t expires_at_ms) override;
   Result<pipeline::SigningKeyRow> signing_key(const pipeline::SigningKeyRow& candidate) override;
+  /// The audit trail (audit/chain.hpp): records appended in the writer's group transactions.
+  /// record() completes once durable; search and read use the read pool.
+  boost::asio::awaitable<Result<void>> record(std::vector<audit::AuditRecord> records) override;
+  Result<pipeline::AuditPage> search_audit(const pipeline::AuditQuery& query) const override;
+  Result<std::optional<std::string>> audit_event(std::int64_t sequence) const override;
+  /// The gateway id, anchor topic and retention of the audit trail (before or while running).
+  void configure_audit(AuditSettings settings);
+  /// Anchors the chain's head now: queues the org.sdoh.audit.anchor.v1 event (its id is
+  /// deterministic from the head, so an unchanged head is not published twice) and writes the
+  /// head to the log. Blocks until committed.
+  Result<audit::Anchor> anchor_audit();
 
   /// Applies the retention policy once, now (tests; the writer thread does it every
   /// store.prune_interval). Returns the rows removed or cleared.

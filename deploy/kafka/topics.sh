@@ -20,6 +20,8 @@ if [ -n "${KAFKA_COMMAND_CONFIG:-}" ]; then set -- "$@" --command-config "$KAFKA
 "$bin/kafka-topics.sh" "$@" --create --if-not-exists --topic sdoh.referral-status.v1 --partitions 3 --replication-factor 1 --config min.insync.replicas=1 --config retention.ms=604800000
 # sdoh.deadletter.v1: the gateway publishes it
 "$bin/kafka-topics.sh" "$@" --create --if-not-exists --topic sdoh.deadletter.v1 --partitions 3 --replication-factor 1 --config min.insync.replicas=1 --config retention.ms=604800000
+# sdoh.audit-anchors.v1: the gateway publishes it; kept forever (audit anchors)
+"$bin/kafka-topics.sh" "$@" --create --if-not-exists --topic sdoh.audit-anchors.v1 --partitions 3 --replication-factor 1 --config min.insync.replicas=1 --config retention.ms=-1
 # sdoh.referral-updates.v1: shared update topic, read in dev mode only
 "$bin/kafka-topics.sh" "$@" --create --if-not-exists --topic sdoh.referral-updates.v1 --partitions 3 --replication-factor 1 --config min.insync.replicas=1 --config retention.ms=604800000
 # sdoh.referral-updates.ehv-durham: ehv-durham writes its referral updates to it

@@ -26,7 +26,7 @@ std::string ListenAddress::to_string() const {
 }
 
 std::vector<std::string> KafkaTopics::all() const {
-  return {screening, referral, referral_status, deadletter, referral_updates};
+  return {screening, referral, referral_status, deadletter, referral_updates, audit_anchors};
 }
 
 std::filesystem::path GatewayConfig::store_path() const {
@@ -775,6 +775,7 @@ void read_kafka(MapReader m, KafkaConfig& k) {
     t.string("referral_status", k.topics.referral_status, true);
     t.string("deadletter", k.topics.deadletter, true);
     t.string("referral_updates", k.topics.referral_updates, true);
+    t.string("audit_anchors", k.topics.audit_anchors, true);
     t.finish();
   }
   auto props = m.child("properties");
@@ -1041,6 +1042,15 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
       }
       cfg.mapping.assistance_policy_by_sender[sender] = node.Scalar();
     }
+    m.finish();
+  }
+  {
+    auto m = top.child("audit");
+    // At least a year: HIPAA asks for six; less would prune what an investigation needs.
+    m.duration("retention", cfg.audit.retention, std::chrono::hours(24 * 365),
+               std::chrono::hours(24 * 366 * 100));
+    m.duration("anchor_interval", cfg.audit.anchor_interval, std::chrono::seconds(1),
+               std::chrono::hours(24));
     m.finish();
   }
   read_fhir(top.child("fhir"), cfg.fhir);

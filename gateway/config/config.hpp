@@ -130,6 +130,8 @@ struct KafkaTopics {
   std::string referral_status = "sdoh.referral-status.v1";
   std::string deadletter = "sdoh.deadletter.v1";
   std::string referral_updates = "sdoh.referral-updates.v1";
+  /// The audit trail's chain heads (org.sdoh.audit.anchor.v1), anchored outside the store.
+  std::string audit_anchors = "sdoh.audit-anchors.v1";
   /// Every topic the gateway creates on the embedded broker, in a stable order.
   std::vector<std::string> all() const;
 };
@@ -260,6 +262,15 @@ struct FhirConfig {
   /// link-by-reference (keep it, pseudonymised by the reference; warn) or reject (422).
   std::string unknown_patient = "link-by-reference";
   SubscriptionsConfig subscriptions;
+};
+
+/// The audit trail (README "Audit trail").
+struct AuditConfig {
+  /// Records older than this are pruned (the chain stays verifiable: the prune is anchored).
+  /// Default 6 years, the HIPAA documentation retention (§164.316(b)(2)).
+  milliseconds retention{std::chrono::hours(24 * (365 * 6 + 2))};
+  /// How often the chain's head is anchored (Kafka sdoh.audit-anchors.v1 and the log).
+  milliseconds anchor_interval{std::chrono::hours(1)};
 };
 
 /// The closed loop's timing.
@@ -410,6 +421,7 @@ struct GatewayConfig {
   FhirConfig fhir;
   ReferralsConfig referrals;
   MeasuresConfig measures;
+  AuditConfig audit;
   MappingConfig mapping;
   std::vector<PartyConfig> parties;
   RateLimitsConfig rate_limits;

@@ -18,6 +18,8 @@ std::string_view type_name(EventType type) {
       return "org.sdoh.referral.status.v1";
     case EventType::kDeadLetter:
       return "org.sdoh.deadletter.v1";
+    case EventType::kAuditAnchor:
+      return "org.sdoh.audit.anchor.v1";
   }
   return "unknown";
 }
@@ -32,6 +34,8 @@ std::string_view data_schema(EventType type) {
       return "urn:sdoh:schema:referral-status:v1";
     case EventType::kDeadLetter:
       return "urn:sdoh:schema:deadletter:v1";
+    case EventType::kAuditAnchor:
+      return "urn:sdoh:schema:audit-anchor:v1";
   }
   return "unknown";
 }

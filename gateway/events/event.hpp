@@ -8,7 +8,7 @@
 
 namespace sdoh::events {
 
-enum class EventType { kScreening, kReferral, kReferralStatus, kDeadLetter };
+enum class EventType { kScreening, kReferral, kReferralStatus, kDeadLetter, kAuditAnchor };
 
 /// "org.sdoh.screening.v1", ...
 std::string_view type_name(EventType type);

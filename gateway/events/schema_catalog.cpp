@@ -175,6 +175,7 @@ std::string_view default_dataschema(std::string_view type) {
       {"org.sdoh.referral.status.v1", "urn:sdoh:schema:referral-status:v1"},
       {"org.sdoh.deadletter.v1", "urn:sdoh:schema:deadletter:v1"},
       {"org.sdoh.referral.update.v1", "urn:sdoh:schema:referral-update:v1"},
+      {"org.sdoh.audit.anchor.v1", "urn:sdoh:schema:audit-anchor:v1"},
   };
   auto it = kPairs.find(type);
   return it == kPairs.end() ? std::string_view() : it->second;

@@ -14,6 +14,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include "gateway/audit/audit_record.hpp"
 #include "gateway/core/result.hpp"
 
 namespace sdoh::pipeline {
@@ -143,6 +144,13 @@ struct CommitRequest {
   std::vector<OutboundMessage> outbound;
   /// Referral changes for agencies' FHIR Subscriptions (none for a duplicate).
   std::vector<SubscriptionNotice> notices;
+  /// Who makes this change (the authenticated client or party, its kind, its address): the
+  /// agent of the audit records of the commit. Empty `who`: the inbound record's sender.
+  audit::AuditAgent actor;
+  /// Audit records written in the same transaction and appended to the audit chain (none for a
+  /// duplicate, which changes nothing). The audit observer (pipeline/audit_observer.hpp) adds
+  /// one per change and per disclosure of the request.
+  std::vector<audit::AuditRecord> audit;
 };
 
 enum class CommitStatus { kCommitted, kDuplicate };

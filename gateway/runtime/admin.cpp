@@ -1,7 +1,5 @@
 #include "gateway/runtime/admin.hpp"
 
-#include <openssl/crypto.h>
-
 #include "gateway/core/json_text.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/log/log.hpp"
@@ -11,16 +9,6 @@ namespace sdoh::runtime {
 namespace asio = boost::asio;
 
 namespace {
-
-bool authorized(const http::Request& req, const std::string& token) {
-  auto header = req.header("Authorization");
-  constexpr std::string_view kBearer = "Bearer ";
-  if (!header || header->size() != kBearer.size() + token.size() ||
-      header->substr(0, kBearer.size()) != kBearer) {
-    return false;
-  }
-  return CRYPTO_memcmp(header->data() + kBearer.size(), token.data(), token.size()) == 0;
-}
 
 http::Response unauthorized() {
   auto r = http::Response::error(401, "unauthorized",
@@ -71,8 +59,47 @@ std::string to_json(const pipeline::DeadLetterInfo& d, bool with_payload) {
 
 }  // namespace
 
-void add_admin_routes(http::Router& router, pipeline::DeadLetters& store, std::string token,
-                      MessageReplayer replay_message, pipeline::StoreExecutor* store_threads) {
+audit::AuditRecord admin_action(audit::AuditKind kind, const std::string& address,
+                                const std::string& what, bool ok, const std::string& detail) {
+  audit::AuditRecord r(kind, {identity::AdminAccess::kAgent, "admin", address});
+  // A dead letter is named by its id (never its content); a listener by its name.
+  r.entities.push_back(audit::AuditEntity::resource(what));
+  if (!ok) {
+    r.outcome = audit::AuditOutcome::kMinorFailure;
+    r.outcome_text = detail;
+  }
+  return r;
+}
+
+asio::awaitable<Result<void>> record_certificate_reload(pipeline::AuditTrail& trail,
+                                                        std::string listener, bool ok,
+                                                        std::string detail) {
+  std::vector<audit::AuditRecord> records;
+  records.push_back(
+      admin_action(audit::AuditKind::kCertificateReload, "", "listener/" + listener, ok, detail));
+  co_return co_await trail.record(std::move(records));
+}
+
+namespace {
+
+// Records an admin action before its answer goes out; a failed record fails the answer (503).
+asio::awaitable<std::optional<http::Response>> record_admin(pipeline::AuditTrail* audit,
+                                                            audit::AuditRecord record) {
+  if (audit == nullptr) co_return std::nullopt;
+  std::vector<audit::AuditRecord> records;
+  records.push_back(std::move(record));
+  auto* trail = audit;
+  auto done = co_await trail->record(std::move(records));
+  if (done) co_return std::nullopt;
+  co_return from_error(Error::unavailable("the audit trail cannot record this action now (" +
+                                          done.error().message + ")"));
+}
+
+}  // namespace
+
+void add_admin_routes(http::Router& router, pipeline::DeadLetters& store,
+                      const identity::AdminAccess& admin, MessageReplayer replay_message,
+                      pipeline::AuditTrail* audit, pipeline::StoreExecutor* store_threads) {
   // Its reads and replays block on the store: answered on the store threads.
   auto add = [&router, store_threads](std::string method, std::string pattern,
                                       http::Handler handler) {
@@ -80,8 +107,8 @@ void add_admin_routes(http::Router& router, pipeline::DeadLetters& store, std::s
     router.add(std::move(method), std::move(pattern), std::move(handler));
   };
   add("GET", "/admin/dead-letters",
-      [&store, token](http::Request& req) -> asio::awaitable<http::Response> {
-        if (!authorized(req, token)) co_return unauthorized();
+      [&store, &admin](http::Request& req) -> asio::awaitable<http::Response> {
+        if (!admin.allows(req)) co_return unauthorized();
         int limit = 100;
         if (auto l = req.query_value("limit")) limit = std::clamp(std::atoi(l->c_str()), 1, 10'000);
         const bool all = req.query_value("all").value_or("") == "true";
@@ -94,20 +121,26 @@ void add_admin_routes(http::Router& router, pipeline::DeadLetters& store, std::s
         co_return http::Response::json(200, std::move(body));
       });
   add("GET", "/admin/dead-letters/{id}",
-      [&store, token](http::Request& req) -> asio::awaitable<http::Response> {
-        if (!authorized(req, token)) co_return unauthorized();
+      [&store, &admin, audit](http::Request& req) -> asio::awaitable<http::Response> {
+        if (!admin.allows(req)) co_return unauthorized();
         const bool payload = req.query_value("payload").value_or("") == "true";
         auto d = store.dead_letter(req.params["id"], payload);
         if (!d) co_return from_error(d.error());
         if (payload) {
           log::info("admin.payload_read",
                     {{"dead_letter_id", d->dead_letter_id}, {"peer", req.peer}});
+          // Named locals: GCC 12 mishandles temporaries inside co_await expressions.
+          auto record = admin_action(audit::AuditKind::kPayloadView, req.peer,
+                                     "dead-letter/" + d->dead_letter_id, true);
+          auto refused = co_await record_admin(audit, std::move(record));
+          if (refused) co_return std::move(*refused);
         }
         co_return http::Response::json(200, to_json(*d, payload));
       });
   add("POST", "/admin/dead-letters/{id}/replay",
-      [&store, token, replay_message](http::Request& req) -> asio::awaitable<http::Response> {
-        if (!authorized(req, token)) co_return unauthorized();
+      [&store, &admin, audit,
+       replay_message](http::Request& req) -> asio::awaitable<http::Response> {
+        if (!admin.allows(req)) co_return unauthorized();
         auto d = store.dead_letter(req.params["id"], true);
         if (!d) co_return from_error(d.error());
         if (d->replayed_at_ms != 0) {
@@ -126,6 +159,11 @@ void add_admin_routes(http::Router& router, pipeline::DeadLetters& store, std::s
                                    {"stage", d->stage},
                                    {"ok", result.has_value()},
                                    {"detail", result ? result->outcome : result.error().message}});
+        auto record =
+            admin_action(audit::AuditKind::kReplay, req.peer, "dead-letter/" + d->dead_letter_id,
+                         result.has_value(), result ? "" : result.error().message);
+        auto refused = co_await record_admin(audit, std::move(record));
+        if (refused) co_return std::move(*refused);
         if (!result) co_return from_error(result.error());
         co_return http::Response::json(200,
                                        "{\"deadLetterId\":" + json_string(result->dead_letter_id) +

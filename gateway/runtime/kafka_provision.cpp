@@ -33,6 +33,7 @@ std::string duration_text(std::chrono::milliseconds d) {
 std::string use_text(const KafkaTopic& t) {
   switch (t.use) {
     case KafkaTopic::Use::kPublished:
+      if (t.keep_forever) return "the gateway publishes it; kept forever (audit anchors)";
       return t.agency.empty() ? "the gateway publishes it"
                               : "the gateway publishes " + t.agency + "'s referrals on it";
     case KafkaTopic::Use::kAgencyUpdates:
@@ -65,7 +66,7 @@ std::vector<kafka::NewTopic> new_topics(const config::KafkaConfig& kafka,
                    d.partitions,
                    d.replication_factor,
                    {{"min.insync.replicas", std::to_string(d.min_insync_replicas)},
-                    {"retention.ms", retention}}});
+                    {"retention.ms", t.keep_forever ? std::string("-1") : retention}}});
   }
   return out;
 }

@@ -16,6 +16,9 @@ std::vector<KafkaTopic> kafka_topics(const config::KafkaTopics& topics,
   for (const auto* name :
        {&topics.screening, &topics.referral, &topics.referral_status, &topics.deadletter})
     add(*name, Use::kPublished, "");
+  add(topics.audit_anchors, Use::kPublished, "");
+  for (auto& t : out)
+    t.keep_forever = t.keep_forever || t.name == topics.audit_anchors;
   add(topics.referral_updates, Use::kSharedUpdates, "");
   for (const auto& a : routing.agencies()) {
     add(a.topic, Use::kPublished, a.id);

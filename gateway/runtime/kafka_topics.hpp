@@ -20,10 +20,14 @@ struct KafkaTopic {
   std::string name;
   Use use = Use::kPublished;
   std::string agency;  ///< for an agency's own referral or update topic: its id
+  /// Kept forever whatever kafka.topic_defaults.retention says: the audit trail's anchors, which
+  /// must outlive the records they anchor (audit.retention, years).
+  bool keep_forever = false;
 };
 
-/// The core topics (kafka.topics), then per agency of the routing its referral topic (when it
-/// has one of its own) and its update topic; each name once, in this stable order.
+/// The core topics (kafka.topics; the audit anchors' kept forever), then per agency of the routing
+/// its referral topic (when it has one of its own) and its update topic; each name once, in this
+/// stable order.
 std::vector<KafkaTopic> kafka_topics(const config::KafkaTopics& topics,
                                      const mapping::RoutingTable& routing);
 

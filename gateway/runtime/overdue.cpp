@@ -63,6 +63,7 @@ asio::awaitable<int> OverdueCheck::run_once() {
                       "200",
                       "",
                       ""};
+    commit.actor = {"overdue-check", "gateway", ""};
     service_.add_to(commit, *alert, received_at);
     auto outcome = co_await commits_.commit(std::move(commit));
     if (!outcome) {

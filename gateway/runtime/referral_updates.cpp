@@ -176,6 +176,8 @@ kafka::UpdateDisposition ReferralUpdates::apply(const kafka::UpdateRecord& recor
   pipeline::CommitRequest request;
   request.inbound = std::move(inbound);
   request.inbound.answer_code = "200";
+  // The agency its topic (or connection) proves, whatever the payload says.
+  request.actor = {agency, "agency", ""};
   if (decided->task) request.inbound.answer = decided->task->json;
   service_.add_to(request, *decided, received_at);
   // The agency's trace goes on with the events its update causes (W3C Trace Context).

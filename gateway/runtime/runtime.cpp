@@ -18,6 +18,7 @@
 
 #include "adapters/auth/smart.hpp"
 #include "adapters/fhir/api.hpp"
+#include "adapters/fhir/audit_api.hpp"
 #include "adapters/fhir/subscription_api.hpp"
 #include "adapters/fhir/subscription_delivery.hpp"
 #include "adapters/hl7v2/clinic_return.hpp"
@@ -36,6 +37,7 @@
 #include "gateway/events/event.hpp"
 #include "gateway/events/schema_catalog.hpp"
 #include "gateway/http/message.hpp"
+#include "gateway/identity/admin_access.hpp"
 #include "gateway/identity/parties.hpp"
 #include "gateway/identity/pseudonym.hpp"
 #include "gateway/log/log.hpp"
@@ -45,6 +47,7 @@
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
 #include "gateway/ops/measures_routes.hpp"
+#include "gateway/pipeline/audit_observer.hpp"
 #include "gateway/pipeline/delivered_ack_port.hpp"
 #include "gateway/pipeline/observed_commit_port.hpp"
 #include "gateway/pipeline/subscription_notices.hpp"
@@ -238,6 +241,8 @@ int run(const config::GatewayConfig& cfg) {
 
   auto store = store::SqliteStore::open(cfg.store_path(), cfg.store, &registry);
   if (!store) return startup_failed("store", store.error());
+  // The audit trail's source id, anchor topic and retention (audit/chain.hpp).
+  (*store)->configure_audit({cfg.gateway_id, cfg.kafka.topics.audit_anchors, cfg.audit.retention});
   health.add_check("store", [s = store->get()] { return s->health(); });
   health.add_check("backlog", [s = store->get()] { return s->capacity(); });
   // Message decisions and store reads run here, off the I/O threads (pipeline/store_executor.hpp).
@@ -321,8 +326,11 @@ int run(const config::GatewayConfig& cfg) {
   // The one commit path: every commit, whatever makes it, queues the RRI^I12 answers it owes HL7
   // clinics and the notifications it owes agencies' Subscriptions, then (once durable) wakes the
   // relay and feeds the referral measures.
-  pipeline::ObservedCommitPort returns_port(
-      **store, {&returns_observer, &subscription_notices, &relay, &referral_metrics});
+  // Every change and every disclosure it commits is recorded in the audit trail, in the same
+  // transaction (pipeline/audit_observer.hpp).
+  pipeline::AuditObserver audit_observer;
+  pipeline::ObservedCommitPort returns_port(**store, {&returns_observer, &subscription_notices,
+                                                      &audit_observer, &relay, &referral_metrics});
 
   // /metrics renders on the store threads: the referral measures (and the outbox's age) read it.
   ops::add_ops_routes(router, health, registry, build, started,
@@ -421,6 +429,8 @@ int run(const config::GatewayConfig& cfg) {
   fhir_options->store_executor = &store_threads;
   fhir_options->rate_limits = &rate_limits;
   fhir_options->subscriptions = true;
+  fhir_options->audit = store->get();
+  fhir_options->audit_events = cfg.admin.token.configured();
   fhir_options->find_referral =
       [&store](const std::string& referral_id) -> std::optional<pipeline::ReferralState> {
     auto row = (*store)->find_referral({referral_id, "", "", ""});
@@ -484,6 +494,7 @@ int run(const config::GatewayConfig& cfg) {
   fhir::SubscriptionApi subscription_api(**store, std::move(subscription_options), registry);
   subscription_api.add_routes(router);
 
+  std::string admin_token;
   if (cfg.admin.token.configured()) {
     auto token = cfg.admin.token.resolve();
     if (!token) return startup_failed("admin", Error::config("admin.token", token.error().message));
@@ -491,10 +502,7 @@ int run(const config::GatewayConfig& cfg) {
       return startup_failed("admin",
                             Error::config("admin.token", "the token must be at least 16 bytes"));
     }
-    add_admin_routes(router, **store, *token,
-                     message_replayer(fhir_api, screening_mapper, hl7_options, returns_port),
-                     &store_threads);
-    log::info("admin.enabled", {{"routes", "/admin/dead-letters"}});
+    admin_token = std::move(*token);
   }
   // Each agency's SLA: routing's, else referrals.default_sla.
   const measures::SlaLookup sla_of = [&cfg,
@@ -513,6 +521,27 @@ int run(const config::GatewayConfig& cfg) {
   measures_routes.sla = sla_of;
   measures_routes.access = ops_access;
   ops::add_measures_routes(router, std::move(measures_routes));
+  const identity::AdminAccess admin_access(admin_token);
+  if (!admin_token.empty()) {
+    add_admin_routes(router, **store, admin_access,
+                     message_replayer(fhir_api, screening_mapper, hl7_options, returns_port),
+                     store->get(), &store_threads);
+    fhir::add_audit_routes(
+        router, **store,
+        {&admin_access, [&fhir_api](const http::Request& req) { return fhir_api.base_url(req); },
+         &store_threads});
+    log::info("admin.enabled", {{"routes", "/admin/dead-letters, /fhir/AuditEvent"}});
+  }
+  // The audit chain's head, anchored outside the store (Kafka and the log) every
+  // audit.anchor_interval; retention prunes anchor themselves.
+  Periodic anchor_schedule(ioc, store_threads, cfg.audit.anchor_interval,
+                           [&store]() -> asio::awaitable<void> {
+                             if (auto a = (*store)->anchor_audit(); !a) {
+                               log::warn("audit.anchor_failed", {{"reason", a.error().message}});
+                             }
+                             co_return;
+                           });
+  anchor_schedule.start();
   // Referrals their agency leaves unanswered past its SLA: one overdue event each.
   OverdueCheck overdue(**store, **store, returns_port, cfg.gateway_id, cfg.kafka.topics, sla_of,
                        shortest_sla(*mapping_setup->routing, cfg.referrals.default_sla), registry);
@@ -565,6 +594,15 @@ int run(const config::GatewayConfig& cfg) {
               std::pair{"mllp", std::function([&] { return mllp_server.reload_tls(); })}}) {
           auto done = reload();
           tls_reloads.with({name, done ? "ok" : "failed"}).inc();
+          // An admin action: recorded in the audit trail, with its outcome.
+          asio::co_spawn(
+              ioc,
+              [&store, listener = std::string(name), ok = bool(done),
+               detail = done ? std::string() : done.error().message]() -> asio::awaitable<void> {
+                if (auto r = co_await record_certificate_reload(**store, listener, ok, detail); !r)
+                  log::warn("audit.record_failed", {{"reason", r.error().message}});
+              },
+              asio::detached);
           if (done) {
             log::info("tls.reloaded", {{"listener", name}});
           } else {
@@ -585,6 +623,7 @@ int run(const config::GatewayConfig& cfg) {
     health.set_draining();
     (*update_consumer)->stop();
     overdue_schedule.stop();
+    anchor_schedule.stop();
     clinic_returns.stop();
     subscription_sender.stop();
     log::info("gateway.draining",
@@ -654,6 +693,9 @@ int run(const config::GatewayConfig& cfg) {
   // Commits still queued (a drain that timed out) complete into the stopped io_context, which
   // must still exist when they do.
   (*store)->flush();
+  // The final head, anchored before the relay's last flush publishes it.
+  if (auto a = (*store)->anchor_audit(); !a)
+    log::warn("audit.anchor_failed", {{"reason", a.error().message}});
 
   // Publish what was committed before exiting (bounded): undelivered events stay in the
   // outbox and are published after the next start, so nothing is lost either way.

@@ -196,7 +196,7 @@ class ComposeFile(unittest.TestCase):
                          "deploy/kafka/topics.sh is out of date: regenerate it (see deploy/compose.yaml)")
         topics = re.findall(r"--topic (\S+)", shipped)
         self.assertEqual(topics, ["sdoh.screening.v1", "sdoh.referral.v1", "sdoh.referral-status.v1",
-                                  "sdoh.deadletter.v1", "sdoh.referral-updates.v1", "sdoh.referral-updates.ehv-durham",
+                                  "sdoh.deadletter.v1", "sdoh.audit-anchors.v1", "sdoh.referral-updates.v1", "sdoh.referral-updates.ehv-durham",
                                   "sdoh.referral.legal-aid-triangle", "sdoh.referral-updates.legal-aid-triangle"])
         self.assertIn("--replication-factor 1 --config min.insync.replicas=1", shipped)
 

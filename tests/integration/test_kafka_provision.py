@@ -10,7 +10,7 @@ import unittest
 from harness import BINARY, SCHEMAS, SOURCE_DIR, Gateway, MockKafka, gateway_topics, run, wait_for
 
 CORE = ["sdoh.screening.v1", "sdoh.referral.v1", "sdoh.referral-status.v1", "sdoh.deadletter.v1",
-        "sdoh.referral-updates.v1"]
+        "sdoh.audit-anchors.v1", "sdoh.referral-updates.v1"]
 
 
 class AgencyTopicReadiness(unittest.TestCase):
@@ -75,8 +75,12 @@ class ProvisionCommands(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         lines = out.stdout.splitlines()
         creates = [l for l in lines if l.startswith('"$bin/kafka-topics.sh"')]
-        # The five core topics, two agencies' own referral topics, eight agencies' update topics.
-        self.assertEqual(len(creates), 15, out.stdout)
+        # The six core topics (the audit anchors' kept forever), two agencies' own referral topics,
+        # eight agencies' update topics.
+        self.assertEqual(len(creates), 16, out.stdout)
+        self.assertIn('"$bin/kafka-topics.sh" "$@" --create --if-not-exists --topic sdoh.audit-anchors.v1 '
+                      '--partitions 6 --replication-factor 3 --config min.insync.replicas=2 '
+                      '--config retention.ms=-1', lines)
         self.assertIn('"$bin/kafka-topics.sh" "$@" --create --if-not-exists --topic sdoh.referral-updates.ei-durham '
                       '--partitions 6 --replication-factor 3 --config min.insync.replicas=2 '
                       '--config retention.ms=1209600000', lines)
@@ -112,7 +116,7 @@ class ProvisionCommands(unittest.TestCase):
         self.assertIn("kafka-topics.sh --bootstrap-server b:1 --command-config /etc/k.properties --create "
                       "--if-not-exists --topic sdoh.screening.v1 --partitions 3 --replication-factor 3 "
                       "--config min.insync.replicas=2 --config retention.ms=604800000", calls)
-        self.assertEqual(len([c for c in calls if c.startswith("kafka-topics.sh")]), 15)
+        self.assertEqual(len([c for c in calls if c.startswith("kafka-topics.sh")]), 16)
         self.assertIn("kafka-acls.sh --bootstrap-server b:1 --command-config /etc/k.properties --add "
                       "--allow-principal User:sdoh-gateway --operation Read --operation Describe "
                       "--group sdoh-gateway", calls)

@@ -53,8 +53,9 @@ class RunningGateway(unittest.TestCase):
         self.assertEqual(set(doc["checks"]), {"http", "mllp", "store", "backlog", "kafka", "relay", "referral_updates"})
         for name, check in doc["checks"].items():
             self.assertTrue(check["ok"], name)
-        # The five core topics and the shipped routing's: two agencies' referral topics, eight update topics.
-        self.assertIn(" 15 topics present", doc["checks"]["kafka"]["detail"])
+        # The six core topics (with the audit anchors) and the shipped routing's: two agencies' referral topics,
+        # eight update topics.
+        self.assertIn(" 16 topics present", doc["checks"]["kafka"]["detail"])
 
     def test_metrics_are_prometheus_text_with_help_and_type(self):
         self.gw.get("/healthz")

@@ -707,5 +707,57 @@ TEST_F(FhirApiScopes, WithTokensThereIsNoDevelopmentClientAndARefusedTokenIs401)
   EXPECT_EQ(header(refused, "WWW-Authenticate"), "Bearer realm=\"sdoh-gateway\"");
 }
 
+// The audit trail as the API sees it: records what it is given, or fails like a store that
+// cannot write.
+class RecordingTrail final : public pipeline::AuditTrail {
+ public:
+  asio::awaitable<Result<void>> record(std::vector<audit::AuditRecord> records) override {
+    if (failing) co_return fail(Error::unavailable("disk full"));
+    recorded.insert(recorded.end(), records.begin(), records.end());
+    co_return Result<void>{};
+  }
+  Result<pipeline::AuditPage> search_audit(const pipeline::AuditQuery&) const override {
+    return pipeline::AuditPage{};
+  }
+  Result<std::optional<std::string>> audit_event(std::int64_t) const override {
+    return std::optional<std::string>();
+  }
+  bool failing = false;
+  std::vector<audit::AuditRecord> recorded;
+};
+
+TEST_F(FhirApiTest, AReadAndASearchAreRecordedWithTheirClientBeforeTheyAreAnswered) {
+  RecordingTrail trail;
+  ApiOptions o;
+  o.audit = &trail;
+  start(std::move(o));
+  const auto task = post_referral();
+  ASSERT_EQ(call("GET", "/fhir/Task/" + task).status, 200u);
+  ASSERT_EQ(call("GET", "/fhir/Task?status=requested").status, 200u);
+  ASSERT_EQ(trail.recorded.size(), 2u);
+  EXPECT_EQ(trail.recorded[0].kind, audit::AuditKind::kRead);
+  EXPECT_EQ(trail.recorded[0].agent.who, "dev");
+  ASSERT_EQ(trail.recorded[0].entities.size(), 1u);
+  EXPECT_EQ(trail.recorded[0].entities[0].reference, "Task/" + task);
+  EXPECT_EQ(trail.recorded[1].kind, audit::AuditKind::kSearch);
+  ASSERT_EQ(trail.recorded[1].entities.size(), 1u) << "the one Task on the page";
+  EXPECT_EQ(trail.recorded[1].entities[0].reference, "Task/" + task);
+}
+
+TEST_F(FhirApiTest, AReadThatCannotBeAuditedIsNotAnswered) {
+  RecordingTrail trail;
+  ApiOptions o;
+  o.audit = &trail;
+  start(std::move(o));
+  const auto task = post_referral();
+  trail.failing = true;
+  auto read = call("GET", "/fhir/Task/" + task);
+  EXPECT_EQ(read.status, 503u);
+  EXPECT_EQ(read.body.find("\"resourceType\":\"Task\""), std::string::npos) << read.body;
+  EXPECT_NE(read.body.find("audit trail"), std::string::npos) << read.body;
+  EXPECT_EQ(call("GET", "/fhir/Task?status=requested").status, 503u);
+  EXPECT_EQ(call("GET", "/fhir/Task/" + task + "/_history").status, 503u);
+}
+
 }  // namespace
 }  // namespace sdoh::fhir

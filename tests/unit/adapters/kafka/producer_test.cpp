@@ -41,7 +41,7 @@ TEST(EmbeddedBroker, CreatesTheConfiguredTopics) {
   ASSERT_TRUE(producer) << producer.error().message;
   auto state = wait_for_health(**producer, true, 5s);
   EXPECT_TRUE(state.ok) << state.detail;
-  EXPECT_EQ(state.detail, "1 broker(s), 5 topics present");
+  EXPECT_EQ(state.detail, "1 broker(s), 6 topics present");  // kafka.topics, the audit anchors too
 }
 
 TEST(Producer, DeliveryReportArrivesWithOffset) {

@@ -153,11 +153,15 @@ TEST_F(SqliteStoreTest, TheMigrationFillsTimelinesFromTheReferralsAStoreHas) {
     store->flush();
   }
   {
-    // As a store of schema 10 has it: referrals, no timelines.
+    // As a store of schema 10 has it: referrals, no timelines, and none of the tables of later
+    // versions.
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open((dir_ / "gateway.db").c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, "DROP TABLE referral_timeline; PRAGMA user_version=10;", nullptr,
-                           nullptr, nullptr),
+    ASSERT_EQ(sqlite3_exec(db,
+                           "DROP TABLE referral_timeline; DROP TABLE auth_assertions; DROP TABLE "
+                           "auth_signing_keys; DROP TABLE audit_events; DROP TABLE "
+                           "audit_entities; DROP TABLE audit_prunes; PRAGMA user_version=10;",
+                           nullptr, nullptr, nullptr),
               SQLITE_OK);
     sqlite3_close(db);
   }

@@ -764,3 +764,32 @@ TEST(Config, RateLimitsPerPartyOverTheDefault) {
 
 }  // namespace
 }  // namespace sdoh::config
+
+namespace sdoh::config {
+namespace {
+
+TEST(Config, AuditKeysHaveTheirDefaults) {
+  auto cfg = parse_config("");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->audit.retention, std::chrono::hours(24 * 2192));
+  EXPECT_EQ(cfg->audit.anchor_interval, std::chrono::hours(1));
+  EXPECT_EQ(cfg->kafka.topics.audit_anchors, "sdoh.audit-anchors.v1");
+}
+
+TEST(Config, AuditKeysAreRead) {
+  auto cfg = parse_config(
+      "audit: { retention: 3650d, anchor_interval: 10m }\n"
+      "kafka: { topics: { audit_anchors: gw1.audit-anchors } }\n");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->audit.retention, std::chrono::hours(24 * 3650));
+  EXPECT_EQ(cfg->audit.anchor_interval, std::chrono::minutes(10));
+  EXPECT_EQ(cfg->kafka.topics.audit_anchors, "gw1.audit-anchors");
+}
+
+TEST(Config, AnAuditRetentionUnderAYearIsRefused) {
+  EXPECT_EQ(only_issue("audit: { retention: 30d }\n").path, "audit.retention");
+  EXPECT_EQ(only_issue("audit: { anchor: 1h }\n").path, "audit.anchor");
+}
+
+}  // namespace
+}  // namespace sdoh::config
