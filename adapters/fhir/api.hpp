@@ -39,6 +39,7 @@
 #include "gateway/config/config.hpp"
 #include "gateway/core/result.hpp"
 #include "gateway/http/message.hpp"
+#include "gateway/ops/last_hour.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/resource_port.hpp"
 #include "gateway/pipeline/store_executor.hpp"
@@ -78,6 +79,9 @@ struct ApiOptions {
   /// Where interactions are answered (their store reads block): the store executor. Null: on
   /// the listener's executor (unit tests). Must outlive the Api.
   pipeline::StoreExecutor* store_executor = nullptr;
+  /// What senders post (creates, Bundles, Task updates), by client and HTTP status, for the ops
+  /// API's last hour; null: not counted. Must outlive the Api.
+  ops::Throughput* throughput = nullptr;
 };
 
 /// ApiOptions from the configuration: clients with their tokens resolved.

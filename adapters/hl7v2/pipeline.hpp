@@ -25,6 +25,7 @@
 #include "gateway/mapping/engine.hpp"
 #include "gateway/mapping/routing.hpp"
 #include "gateway/metrics/registry.hpp"
+#include "gateway/ops/last_hour.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/hl7_port.hpp"
 #include "gateway/pipeline/referral_port.hpp"
@@ -65,6 +66,9 @@ struct Hl7PipelineOptions {
   /// connection proves to be. Null: the message's PRD-7 (else MSH-4) names its agency
   /// (unit tests of the mapping only).
   const identity::Parties* parties = nullptr;
+  /// Each answer's ACK code by sender, for the ops API's last hour; null: not counted. Must
+  /// outlive the pipeline.
+  ops::Throughput* throughput = nullptr;
 };
 
 class Hl7Pipeline final : public pipeline::Hl7Handler {

@@ -26,6 +26,7 @@
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/dead_letter_port.hpp"
 #include "gateway/pipeline/delivery_port.hpp"
+#include "gateway/pipeline/ops_port.hpp"
 #include "gateway/pipeline/outbound_port.hpp"
 #include "gateway/pipeline/outbox_port.hpp"
 #include "gateway/pipeline/referral_port.hpp"
@@ -63,7 +64,8 @@ class SqliteStore final : public pipeline::CommitPort,
                           public pipeline::OutboundQueue,
                           public pipeline::DeadLetters,
                           public pipeline::ReferralRepository,
-                          public pipeline::SubscriptionStore {
+                          public pipeline::SubscriptionStore,
+                          public pipeline::OpsReads {
  public:
   /// Opens (creating if needed) the database at `path`, applies pending migrations and starts
   /// the writer thread. `registry` may be null (tools); `clock` empty: the system clock. The
@@ -142,6 +144,11 @@ class SqliteStore final : public pipeline::CommitPort,
 
   /// Referrals grouped by status, businessStatus, agency, need and equity fields.
   Result<std::vector<ReferralCount>> referral_counts() const override;
+
+  // OpsReads
+  Result<std::vector<pipeline::HeldReferral>> held_referrals(const std::string& reason,
+                                                             int limit) const override;
+  Result<pipeline::OutboundSummary> outbound_summary() const override;
 
   /// Outbound messages due for a (re)send at `now_ms`, oldest first.
   Result<std::vector<OutboundRow>> due_outbound(std::int64_t now_ms, int limit) const override;

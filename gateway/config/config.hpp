@@ -212,6 +212,13 @@ struct AdminConfig {
   SecretRef token;  ///< bearer token the admin routes require
 };
 
+/// The ops API and dashboard (/ops/api, /ui): the token of the `ops` role, which reads everything
+/// there (like /metrics); admin.token is the `admin` role, which may also read dead-letter
+/// payloads and replay them. Without either, only dev mode serves /ops/api (open).
+struct OpsConfig {
+  SecretRef token;  ///< bearer token of the ops role
+};
+
 /// One FHIR API client: a clinic's EHR or an agency's system. It is identified by a bearer
 /// token or by the subject CN of its TLS client certificate (http.tls.client_ca_file).
 struct FhirClientConfig {
@@ -327,6 +334,7 @@ struct GatewayConfig {
   JsonConfig json;
   DeliveryConfig delivery;
   AdminConfig admin;
+  OpsConfig ops;
   PseudonymConfig pseudonym;
   FhirConfig fhir;
   ReferralsConfig referrals;

@@ -40,7 +40,12 @@
 #include "gateway/mapping/routing.hpp"
 #include "gateway/mapping/tables.hpp"
 #include "gateway/metrics/registry.hpp"
+#include "gateway/ops/access.hpp"
 #include "gateway/ops/health.hpp"
+#include "gateway/ops/last_hour.hpp"
+#include "gateway/ops/ops_api.hpp"
+#include "gateway/ops/ui.hpp"
+#include "gateway/ops/ui_files.hpp"
 #include "gateway/pipeline/delivered_ack_port.hpp"
 #include "gateway/pipeline/observed_commit_port.hpp"
 #include "gateway/pipeline/subscription_notices.hpp"
@@ -155,6 +160,7 @@ Result<void> check_config(const config::GatewayConfig& cfg) {
   if (auto r = kafka::Producer::validate(cfg.kafka); !r) return r;
   if (auto r = load_mapping(cfg); !r) return fail(r.error());
   if (auto r = fhir::api_options(cfg); !r) return fail(r.error());
+  if (auto r = ops::OpsAccess::from_config(cfg); !r) return fail(r.error());
   for (const auto& [tls, key] :
        {std::pair{&cfg.http.tls, "http.tls"}, {&cfg.mllp.tls, "mllp.tls"}}) {
     if (!tls->enabled()) continue;
@@ -274,7 +280,11 @@ int run(const config::GatewayConfig& cfg) {
   if (!producer) return startup_failed("kafka", producer.error());
   health.add_check("kafka", [p = producer->get()] { return p->health(); });
 
+  // The ops API's last hour: answers by sender, and how long events took to reach Kafka.
+  ops::Throughput throughput;
+  ops::DeliveryLag delivery_lag;
   kafka::RelayOptions relay_options;
+  relay_options.delivery_lag = &delivery_lag;
   relay_options.gateway_id = cfg.gateway_id;
   relay_options.deadletter_topic = cfg.kafka.topics.deadletter;
   relay_options.reconcile = [&cfg, &store, bootstrap]() -> Result<void> {
@@ -381,6 +391,7 @@ int run(const config::GatewayConfig& cfg) {
   }
   hl7v2::Hl7PipelineOptions hl7_options;
   hl7_options.parties = &parties;
+  hl7_options.throughput = &throughput;
   hl7_options.gateway_id = cfg.gateway_id;
   hl7_options.topics = cfg.kafka.topics;
   hl7_options.hl7 = cfg.mllp.hl7;
@@ -407,6 +418,7 @@ int run(const config::GatewayConfig& cfg) {
   fhir_options->open_referral_for = open_referral_for;
   fhir_options->store_executor = &store_threads;
   fhir_options->subscriptions = true;
+  fhir_options->throughput = &throughput;
   fhir_options->find_referral =
       [&store](const std::string& referral_id) -> std::optional<pipeline::ReferralState> {
     auto row = (*store)->find_referral({referral_id, "", "", ""});
@@ -434,18 +446,44 @@ int run(const config::GatewayConfig& cfg) {
   fhir::SubscriptionApi subscription_api(**store, std::move(subscription_options), registry);
   subscription_api.add_routes(router);
 
-  if (cfg.admin.token.configured()) {
-    auto token = cfg.admin.token.resolve();
-    if (!token) return startup_failed("admin", Error::config("admin.token", token.error().message));
-    if (token->size() < 16) {
-      return startup_failed("admin",
-                            Error::config("admin.token", "the token must be at least 16 bytes"));
-    }
-    add_admin_routes(router, **store, *token,
-                     message_replayer(fhir_api, screening_mapper, hl7_options, returns_port),
-                     &store_threads);
+  // Dead letters are replayed through the live pipelines, from /admin and /ops/api alike.
+  const auto replayer = message_replayer(fhir_api, screening_mapper, hl7_options, returns_port);
+  auto admin_token = ops::resolve_token(cfg.admin.token, "admin.token");
+  if (!admin_token) return startup_failed("admin", admin_token.error());
+  if (!admin_token->empty()) {
+    add_admin_routes(router, **store, *admin_token, replayer, &store_threads);
     log::info("admin.enabled", {{"routes", "/admin/dead-letters"}});
   }
+  // The ops API and the dashboard, behind one gate (ops.token, admin.token).
+  auto ops_access = ops::OpsAccess::from_config(cfg);
+  if (!ops_access) return startup_failed("ops", ops_access.error());
+  {
+    ops::OpsApiSources sources;
+    sources.access = &*ops_access;
+    sources.health = &health;
+    sources.build = build;
+    sources.mode = cfg.mode;
+    sources.started = started;
+    sources.throughput = &throughput;
+    sources.delivery_lag = &delivery_lag;
+    sources.outbox = store->get();
+    sources.kafka = [p = producer->get(), bootstrap, embedded = cfg.embedded_kafka()] {
+      const auto h = p->health();
+      return ops::KafkaState{h.ok, bootstrap, embedded, h.ok ? std::string() : h.detail};
+    };
+    sources.reads = store->get();
+    sources.dead_letters = store->get();
+    sources.replay_message = replayer;
+    sources.store_threads = &store_threads;
+    ops::add_ops_api_routes(router, std::move(sources));
+  }
+  ops::add_ui_routes(router, ops::ui_files());
+  if (ops_access->open()) {
+    log::warn("ops.open", {{"detail",
+                            "no ops.token or admin.token configured: /ops/api and /ui are open to "
+                            "anyone who reaches the HTTP listener (dev mode only)"}});
+  }
+
   // Referrals their agency leaves unanswered past its SLA: one overdue event each.
   OverdueCheck overdue(
       **store, **store, returns_port, cfg.gateway_id, cfg.kafka.topics,
