@@ -12,11 +12,11 @@
 #include <string>
 
 #include "adapters/kafka/producer.hpp"
-#include "gateway/pipeline/outbox_port.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
 #include "gateway/ops/last_hour.hpp"
 #include "gateway/pipeline/commit_observer.hpp"
+#include "gateway/pipeline/outbox_port.hpp"
 
 namespace sdoh::kafka {
 

@@ -357,7 +357,7 @@ void SqliteStore::record_outbound_attempt(std::int64_t id, bool done, std::strin
 }
 
 Result<std::vector<pipeline::HeldReferral>> SqliteStore::held_referrals(const std::string& reason,
-                                                                         int limit) const {
+                                                                        int limit) const {
   auto conn = impl_->lease_reader();
   // The FHIR client that sent a referral is its Task's source; an HL7 one's is return_to.
   ReadStatement st(conn->db(),

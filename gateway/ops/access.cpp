@@ -107,8 +107,8 @@ std::optional<http::Response> OpsAccess::refuse(const http::Request& req, OpsRol
   }
   const auto role = role_of(req);
   if (role == OpsRole::kNone) {
-    auto r = problem(401, "unauthorized",
-                     "send Authorization: Bearer <ops.token> (or <admin.token>)");
+    auto r =
+        problem(401, "unauthorized", "send Authorization: Bearer <ops.token> (or <admin.token>)");
     r.headers.push_back({"WWW-Authenticate", "Bearer realm=\"sdoh-gateway ops\""});
     return r;
   }
@@ -123,8 +123,8 @@ std::optional<http::Response> OpsAccess::refuse(const http::Request& req, OpsRol
 }
 
 http::Handler OpsAccess::guard(OpsRole needed, http::Handler handler) const {
-  return [this, needed,
-          handler = std::move(handler)](http::Request& req) -> boost::asio::awaitable<http::Response> {
+  return [this, needed, handler = std::move(handler)](
+             http::Request& req) -> boost::asio::awaitable<http::Response> {
     if (auto refused = refuse(req, needed)) co_return std::move(*refused);
     co_return co_await handler(req);
   };

@@ -11,6 +11,7 @@ std::int64_t minute_of(WallClock::time_point t) {
 }
 
 constexpr double kGrowth = 1.25;
+constexpr char kSeparator = '\x1f';
 
 std::size_t bucket_of(double ms) {
   if (ms <= 1) return 0;
@@ -27,16 +28,30 @@ double bucket_upper_seconds(std::size_t k) {
 void Throughput::record(std::string_view protocol, std::string_view sender, std::string_view code,
                         WallClock::time_point at) {
   const auto minute = minute_of(at);
+  // Called for every answer on the I/O threads: the key is built in a buffer of the thread's
+  // own, and a sender and code already seen this minute cost no allocation.
+  thread_local std::string key;
+  key.assign(protocol);
+  key += kSeparator;
+  key += sender;
   std::lock_guard lock(mutex_);
   auto& slot = slots_[static_cast<std::size_t>(minute) % kMinutes];
   if (slot.minute != minute) {
     slot.minute = minute;
     slot.counts.clear();
   }
-  std::pair<std::string, std::string> key{std::string(protocol), std::string(sender)};
-  if (slot.counts.find(key) == slot.counts.end() && slot.counts.size() >= kMaxSenders)
-    key.second = "(other)";
-  ++slot.counts[key][std::string(code)];
+  auto it = slot.counts.find(key);
+  if (it == slot.counts.end()) {
+    if (slot.counts.size() >= kMaxSenders) {
+      key.assign(protocol);
+      key += kSeparator;
+      key += "(other)";
+    }
+    it = slot.counts.try_emplace(key).first;
+  }
+  auto c = it->second.find(code);
+  if (c == it->second.end()) c = it->second.emplace(std::string(code), 0).first;
+  ++c->second;
 }
 
 std::vector<Throughput::Minute> Throughput::last_hour(WallClock::time_point now) const {
@@ -49,8 +64,11 @@ std::vector<Throughput::Minute> Throughput::last_hour(WallClock::time_point now)
     minute.minute_ms = m * 60'000;
     const auto& slot = slots_[static_cast<std::size_t>(m) % kMinutes];
     if (slot.minute == m) {
-      for (const auto& [key, codes] : slot.counts)
-        minute.by_sender.push_back({key.first, key.second, codes});
+      for (const auto& [key, codes] : slot.counts) {
+        const auto at = key.find(kSeparator);
+        minute.by_sender.push_back(
+            {key.substr(0, at), key.substr(at + 1), {codes.begin(), codes.end()}});
+      }
     }
     out.push_back(std::move(minute));
   }

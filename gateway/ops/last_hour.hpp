@@ -51,7 +51,8 @@ class Throughput {
  private:
   struct Slot {
     std::int64_t minute = -1;  ///< minutes since the epoch; -1: unused
-    std::map<std::pair<std::string, std::string>, std::map<std::string, std::int64_t>> counts;
+    /// By "protocol\x1fsender", then by code; looked up without allocating once both are known.
+    std::map<std::string, std::map<std::string, std::int64_t, std::less<>>, std::less<>> counts;
   };
   mutable std::mutex mutex_;
   std::array<Slot, kMinutes> slots_;

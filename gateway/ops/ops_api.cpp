@@ -55,9 +55,9 @@ http::Response answer(const Result<std::string>& body) {
 
 std::string health_json(const OpsApiSources& s) {
   const auto report = s.health->readiness();
-  const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
-                          std::chrono::steady_clock::now() - s.started)
-                          .count();
+  const auto uptime =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - s.started)
+          .count();
   std::string body = "{\"status\":";
   body += report.ready ? "\"ready\"" : (report.draining ? "\"draining\"" : "\"not-ready\"");
   body += ",\"ready\":";
@@ -108,13 +108,13 @@ Result<std::string> deliveries_json(const OpsApiSources& s) {
   auto outbound = s.reads->outbound_summary();
   if (!outbound) return fail(outbound.error());
   const auto kafka = s.kafka ? s.kafka() : KafkaState{};
-  std::string body = "{\"outbox\":{\"backlog\":" + std::to_string(stats.undelivered) +
-                     ",\"backlogBytes\":" + std::to_string(stats.undelivered_bytes) +
-                     ",\"oldestUndeliveredAgeSeconds\":" + age_seconds(stats.oldest_undelivered_ms) +
-                     ",\"deliveredLastHour\":" + std::to_string(lag.delivered) +
-                     ",\"lagSeconds\":{\"p50\":" +
-                     (lag.delivered == 0 ? "null" : number(lag.p50_seconds)) +
-                     ",\"p99\":" + (lag.delivered == 0 ? "null" : number(lag.p99_seconds)) + "}}";
+  std::string body =
+      "{\"outbox\":{\"backlog\":" + std::to_string(stats.undelivered) +
+      ",\"backlogBytes\":" + std::to_string(stats.undelivered_bytes) +
+      ",\"oldestUndeliveredAgeSeconds\":" + age_seconds(stats.oldest_undelivered_ms) +
+      ",\"deliveredLastHour\":" + std::to_string(lag.delivered) +
+      ",\"lagSeconds\":{\"p50\":" + (lag.delivered == 0 ? "null" : number(lag.p50_seconds)) +
+      ",\"p99\":" + (lag.delivered == 0 ? "null" : number(lag.p99_seconds)) + "}}";
   body += ",\"kafka\":{\"connected\":" + std::string(kafka.connected ? "true" : "false") +
           ",\"brokers\":" + json_string(kafka.brokers) +
           ",\"embedded\":" + (kafka.embedded ? "true" : "false") + ",\"lastError\":" +
@@ -123,8 +123,9 @@ Result<std::string> deliveries_json(const OpsApiSources& s) {
           ",\"retrying\":" + std::to_string(outbound->retrying) +
           ",\"oldestWaitingAgeSeconds\":" + age_seconds(outbound->oldest_waiting_ms) +
           ",\"givenUp\":" + std::to_string(outbound->given_up) + "}";
-  body += ",\"deadLetters\":{\"waiting\":" + std::to_string(s.dead_letters->dead_letters_waiting()) +
-          "}}";
+  body +=
+      ",\"deadLetters\":{\"waiting\":" + std::to_string(s.dead_letters->dead_letters_waiting()) +
+      "}}";
   return body;
 }
 
@@ -164,9 +165,8 @@ void add_ops_api_routes(http::Router& router, OpsApiSources sources) {
   // replays. Not gated: it says only which role the caller's own token has.
   router.add("GET", path("/access"), [s](http::Request& req) -> asio::awaitable<http::Response> {
     const auto role = s->access->role_of(req);
-    co_return http::Response::json(200, "{\"role\":" + json_string(to_string(role)) +
-                                            ",\"open\":" + (s->access->open() ? "true" : "false") +
-                                            "}");
+    co_return http::Response::json(200, "{\"role\":" + json_string(to_string(role)) + ",\"open\":" +
+                                            (s->access->open() ? "true" : "false") + "}");
   });
 
   router.add("GET", path("/health"),
@@ -179,11 +179,11 @@ void add_ops_api_routes(http::Router& router, OpsApiSources sources) {
                co_return http::Response::json(200, throughput_json(*s->throughput));
              }));
 
-  router.add("GET", path("/deliveries"),
-             access.guard(OpsRole::kOps,
-                          on_store([s](http::Request&) -> asio::awaitable<http::Response> {
-                            co_return answer(deliveries_json(*s));
-                          })));
+  router.add(
+      "GET", path("/deliveries"),
+      access.guard(OpsRole::kOps, on_store([s](http::Request&) -> asio::awaitable<http::Response> {
+                     co_return answer(deliveries_json(*s));
+                   })));
 
   router.add("GET", path("/held"),
              access.guard(OpsRole::kOps,
@@ -208,17 +208,17 @@ void add_ops_api_routes(http::Router& router, OpsApiSources sources) {
                           })));
 
   // The payload may hold PHI: admin only; the metadata is an ops read.
-  router.add(
-      "GET", path("/dead-letters/{id}"),
-      [s, show = on_store([s](http::Request& req) -> asio::awaitable<http::Response> {
-         const bool payload = req.query_value("payload").value_or("") == "true";
-         co_return answer(dead_letter_json(*s->dead_letters, req.params["id"], payload, req.peer));
-       })](http::Request& req) -> asio::awaitable<http::Response> {
-        const bool payload = req.query_value("payload").value_or("") == "true";
-        if (auto refused = s->access->refuse(req, payload ? OpsRole::kAdmin : OpsRole::kOps))
-          co_return std::move(*refused);
-        co_return co_await show(req);
-      });
+  router.add("GET", path("/dead-letters/{id}"),
+             [s, show = on_store([s](http::Request& req) -> asio::awaitable<http::Response> {
+                   const bool payload = req.query_value("payload").value_or("") == "true";
+                   co_return answer(
+                       dead_letter_json(*s->dead_letters, req.params["id"], payload, req.peer));
+                 })](http::Request& req) -> asio::awaitable<http::Response> {
+               const bool payload = req.query_value("payload").value_or("") == "true";
+               if (auto refused = s->access->refuse(req, payload ? OpsRole::kAdmin : OpsRole::kOps))
+                 co_return std::move(*refused);
+               co_return co_await show(req);
+             });
 
   router.add("POST", path("/dead-letters/{id}/replay"),
              access.guard(OpsRole::kAdmin,

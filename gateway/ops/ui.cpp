@@ -53,9 +53,9 @@ void add_ui_routes(http::Router& router, std::span<const EmbeddedFile> files) {
   });
   router.add("GET", "/ui/{page}", [index](http::Request& req) -> asio::awaitable<http::Response> {
     const auto& page = req.params["page"];
-    const bool known = std::find(std::begin(kUiPages), std::end(kUiPages), page) !=
-                       std::end(kUiPages);
-    co_return known && index ? serve(*index, req) : not_found();
+    const bool known =
+        std::find(std::begin(kUiPages), std::end(kUiPages), page) != std::end(kUiPages);
+    co_return known&& index ? serve(*index, req) : not_found();
   });
   router.add("GET", "/ui/assets/{file}",
              [files](http::Request& req) -> asio::awaitable<http::Response> {

@@ -15,18 +15,18 @@ namespace sdoh::pipeline {
 struct HeldReferral {
   std::string referral_id;
   std::string category;
-  std::string reason;  ///< the businessStatus: no-route | awaiting-consent | uncategorised
-  std::string sender;  ///< the HL7 sender (MSH-3^MSH-4) or the FHIR client that sent it
-  std::string agency_id;  ///< empty when no route was found
+  std::string reason;         ///< the businessStatus: no-route | awaiting-consent | uncategorised
+  std::string sender;         ///< the HL7 sender (MSH-3^MSH-4) or the FHIR client that sent it
+  std::string agency_id;      ///< empty when no route was found
   std::int64_t since_ms = 0;  ///< its last change (when it was held)
 };
 
 /// The RRI^I12 answers waiting for their clinic.
 struct OutboundSummary {
-  std::int64_t waiting = 0;        ///< not yet acknowledged
-  std::int64_t retrying = 0;       ///< of those, tried at least once
+  std::int64_t waiting = 0;            ///< not yet acknowledged
+  std::int64_t retrying = 0;           ///< of those, tried at least once
   std::int64_t oldest_waiting_ms = 0;  ///< created_at of the oldest waiting (0: none)
-  std::int64_t given_up = 0;       ///< refused for good (AR/CR), still kept
+  std::int64_t given_up = 0;           ///< refused for good (AR/CR), still kept
 };
 
 class OpsReads {

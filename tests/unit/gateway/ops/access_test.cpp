@@ -126,7 +126,8 @@ TEST(OpsAccess, FromConfigRefusesAShortToken) {
   auto access = OpsAccess::from_config(cfg);
   ASSERT_FALSE(access);
   EXPECT_EQ(access.error().where.expression, "ops.token");
-  EXPECT_THAT(access.error().message, HasSubstr("at least 16 bytes (env:SDOH_TEST_OPS_TOKEN has 5)"));
+  EXPECT_THAT(access.error().message,
+              HasSubstr("at least 16 bytes (env:SDOH_TEST_OPS_TOKEN has 5)"));
 }
 
 }  // namespace

@@ -140,9 +140,9 @@ TEST_F(OpsApi, AccessSaysTheCallersRoleWithoutATokenToo) {
 }
 
 TEST_F(OpsApi, EveryReadNeedsAToken) {
-  for (const auto* path : {"/ops/api/v1/health", "/ops/api/v1/throughput", "/ops/api/v1/deliveries",
-                           "/ops/api/v1/held", "/ops/api/v1/dead-letters",
-                           "/ops/api/v1/dead-letters/dl-1"}) {
+  for (const auto* path :
+       {"/ops/api/v1/health", "/ops/api/v1/throughput", "/ops/api/v1/deliveries",
+        "/ops/api/v1/held", "/ops/api/v1/dead-letters", "/ops/api/v1/dead-letters/dl-1"}) {
     EXPECT_EQ(call("GET", path, nullptr).status, 401u) << path;
     EXPECT_EQ(call("GET", path, kOps).status, 200u) << path;
   }
@@ -150,30 +150,37 @@ TEST_F(OpsApi, EveryReadNeedsAToken) {
 
 TEST_F(OpsApi, HealthGivesEveryCheckTheVersionAndTheMode) {
   auto r = call("GET", "/ops/api/v1/health", kOps);
-  EXPECT_THAT(r.body, HasSubstr(R"({"status":"ready","ready":true,"checks":[{"name":"store","ok":true,"detail":"open"}],"version":"1.2.3","uptimeSeconds":0,"mode":"dev")"));
+  EXPECT_THAT(
+      r.body,
+      HasSubstr(
+          R"({"status":"ready","ready":true,"checks":[{"name":"store","ok":true,"detail":"open"}],"version":"1.2.3","uptimeSeconds":0,"mode":"dev")"));
 }
 
 TEST_F(OpsApi, DeliveriesGivesTheBacklogKafkaAndTheOutboundQueue) {
   lag_.record(std::chrono::milliseconds(10));
   auto r = call("GET", "/ops/api/v1/deliveries", kOps);
   EXPECT_EQ(r.status, 200u);
-  EXPECT_EQ(r.body,
-            R"({"outbox":{"backlog":7,"backlogBytes":7000,"oldestUndeliveredAgeSeconds":null,"deliveredLastHour":1,"lagSeconds":{"p50":0.012,"p99":0.012}},)"
-            R"("kafka":{"connected":false,"brokers":"127.0.0.1:9092","embedded":true,"lastError":"broker down"},)"
-            R"("outbound":{"waiting":3,"retrying":1,"oldestWaitingAgeSeconds":null,"givenUp":1},"deadLetters":{"waiting":1}})");
+  EXPECT_EQ(
+      r.body,
+      R"({"outbox":{"backlog":7,"backlogBytes":7000,"oldestUndeliveredAgeSeconds":null,"deliveredLastHour":1,"lagSeconds":{"p50":0.012,"p99":0.012}},)"
+      R"("kafka":{"connected":false,"brokers":"127.0.0.1:9092","embedded":true,"lastError":"broker down"},)"
+      R"("outbound":{"waiting":3,"retrying":1,"oldestWaitingAgeSeconds":null,"givenUp":1},"deadLetters":{"waiting":1}})");
 }
 
 TEST_F(OpsApi, ThroughputListsTheHourBySender) {
   throughput_.record("hl7v2", "EHR^PEDS_A", "AA");
   auto r = call("GET", "/ops/api/v1/throughput", kOps);
-  EXPECT_THAT(r.body, HasSubstr(R"("bySender":[{"sender":"EHR^PEDS_A","protocol":"hl7v2","codes":{"AA":1}}]}]})"));
+  EXPECT_THAT(
+      r.body,
+      HasSubstr(R"("bySender":[{"sender":"EHR^PEDS_A","protocol":"hl7v2","codes":{"AA":1}}]}]})"));
 }
 
 TEST_F(OpsApi, HeldFiltersByAKnownReasonOnly) {
   auto r = call("GET", "/ops/api/v1/held?reason=no-route", kOps);
   EXPECT_EQ(reads_.asked_reason, "no-route");
-  EXPECT_EQ(r.body,
-            R"({"reason":"no-route","referrals":[{"referralId":"r-1","category":"food-insecurity","reason":"no-route","sender":"EHR^PEDS_A","agency":null,"since":"2026-12-07T15:00:00.000Z"}],"truncated":false})");
+  EXPECT_EQ(
+      r.body,
+      R"({"reason":"no-route","referrals":[{"referralId":"r-1","category":"food-insecurity","reason":"no-route","sender":"EHR^PEDS_A","agency":null,"since":"2026-12-07T15:00:00.000Z"}],"truncated":false})");
   auto bad = call("GET", "/ops/api/v1/held?reason=lost", kOps);
   EXPECT_EQ(bad.status, 400u);
   EXPECT_EQ(bad.content_type, "application/problem+json");
