@@ -10,6 +10,8 @@
 //     (401 without a known one), and an admin route the admin token (403 with the ops token);
 //   - production with neither token configured: every /ops/api route answers 403 with a problem
 //     saying which key to set (nothing is open by accident).
+// A route joins the gate with guard():
+//   router.add("GET", "/ops/api/v1/referrals", access.guard(OpsRole::kOps, handler));
 // Errors are RFC 9457 problems (application/problem+json). The /ui files themselves are public
 // (they hold no data); the page asks for a token when the API answers 401.
 #include <optional>

@@ -160,6 +160,11 @@ void add_ops_api_routes(http::Router& router, OpsApiSources sources) {
     return s->store_threads != nullptr ? s->store_threads->wrap(std::move(h)) : h;
   };
   auto path = [](std::string_view rest) { return "/ops/api/v1" + std::string(rest); };
+  // What the server answers itself under /ops/api (404, 405, 413, ...) is a problem too.
+  router.set_error_body("/ops/api",
+                        [](unsigned status, std::string_view code, std::string_view message) {
+                          return problem(status, code, message);
+                        });
 
   // Who the caller is, so that the page knows whether to ask for a token and whether to offer
   // replays. Not gated: it says only which role the caller's own token has.

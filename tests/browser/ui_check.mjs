@@ -55,7 +55,12 @@ async function open(name, token) {
   page.on('pageerror', (e) => errors.push(String(e)));
   if (token) await page.addInitScript((t) => sessionStorage.setItem('sdoh-ops-token', t), token);
   await page.goto(`${BASE}/ui/${name}`);
-  if (token) await page.waitForFunction(() => document.getElementById('refresh-status').textContent.startsWith('Updated'));
+  if (token) {
+    // The page either drew its figures or says why it could not: that reason is the failure.
+    await page.waitForFunction(() => /^(Updated|Last refresh failed)/.test(document.getElementById('refresh-status').textContent));
+    const status = await page.textContent('#refresh-status');
+    assert.match(status, /^Updated/, `${name}: the page read the API`);
+  }
   return { page, errors };
 }
 

@@ -208,5 +208,13 @@ TEST_F(OpsApi, ReplayIsForAdminOnlyAndAnUnknownLetterIs404) {
   EXPECT_EQ(missing.content_type, "application/problem+json");
 }
 
+TEST_F(OpsApi, AnUnknownRouteIsAProblemToo) {
+  auto r = router_.error_response("/ops/api/v1/nothing", 404, "not-found", "no such route");
+  EXPECT_EQ(r.status, 404u);
+  EXPECT_EQ(r.content_type, "application/problem+json");
+  EXPECT_EQ(r.body,
+            R"({"type":"about:blank","title":"not-found","status":404,"detail":"no such route"})");
+}
+
 }  // namespace
 }  // namespace sdoh::ops
