@@ -57,6 +57,8 @@ class OpsAccess {
 
   /// Open: dev mode with no token configured.
   bool open() const { return open_; }
+  /// Whether ops.token or admin.token is set (production without either serves nothing).
+  bool configured() const { return !ops_token_.empty() || !admin_token_.empty(); }
 
  private:
   std::string ops_token_;

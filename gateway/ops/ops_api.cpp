@@ -170,8 +170,10 @@ void add_ops_api_routes(http::Router& router, OpsApiSources sources) {
   // replays. Not gated: it says only which role the caller's own token has.
   router.add("GET", path("/access"), [s](http::Request& req) -> asio::awaitable<http::Response> {
     const auto role = s->access->role_of(req);
-    co_return http::Response::json(200, "{\"role\":" + json_string(to_string(role)) + ",\"open\":" +
-                                            (s->access->open() ? "true" : "false") + "}");
+    co_return http::Response::json(
+        200, "{\"role\":" + json_string(to_string(role)) +
+                 ",\"open\":" + (s->access->open() ? "true" : "false") +
+                 ",\"tokensConfigured\":" + (s->access->configured() ? "true" : "false") + "}");
   });
 
   router.add("GET", path("/health"),

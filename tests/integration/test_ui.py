@@ -12,10 +12,10 @@ screenshots go to <build>/test-artifacts/ui/.
 UiOperations covers sign-in, deliveries (with the replay from the page), senders and the
 ops roles; UiMeasures the overview, referrals and equity pages, which read the referral
 measures (/ops/api/v1/referrals and /ops/api/v1/equity)."""
-import copy
 import json
 import os
 import subprocess
+import sys
 import unittest
 
 from harness import SAMPLES, SCHEMAS, SOURCE_DIR, Gateway, hl7_field, mllp_exchange, wait_for
@@ -71,7 +71,12 @@ class UiScenario:
         cls.gw.start()
         cls.clinic = FhirClient(cls.gw, CLINIC_TOKEN)
         cls.agency = FhirClient(cls.gw, AGENCY_TOKEN)
-        cls.play()
+        try:
+            cls.play()
+        except BaseException:
+            # tearDownClass does not run after a failed setUpClass: stop the gateway here.
+            cls.gw.__exit__(*sys.exc_info())
+            raise
 
     @classmethod
     def tearDownClass(cls):

@@ -7,19 +7,24 @@ const API = '/ops/api/v1';
 const REFRESH_MS = 10000;
 const TOKEN_KEY = 'sdoh-ops-token';
 const PAGES = {
-  overview: { title: 'Overview', draw: drawOverview },
-  referrals: { title: 'Referrals', draw: drawReferrals },
-  equity: { title: 'Equity', draw: drawEquity },
+  overview: { title: 'Overview', draw: drawOverview, measures: true },
+  referrals: { title: 'Referrals', draw: drawReferrals, measures: true },
+  equity: { title: 'Equity', draw: drawEquity, measures: true },
   deliveries: { title: 'Deliveries', draw: drawDeliveries },
   senders: { title: 'Senders', draw: drawSenders },
 };
 
 const page = PAGES[location.pathname.split('/')[2]] ? location.pathname.split('/')[2] : 'overview';
 let role = 'none';
+// The measures' period (the API's `since`): the whole measure window unless the URL says.
+const SINCE = ['30d', '90d', '365d'].includes(new URLSearchParams(location.search).get('since'))
+  ? new URLSearchParams(location.search).get('since') : '';
+const since = SINCE ? `?since=${SINCE}` : '';
 let timer = null;
 let lastReplay = '';  // what the last replay from this page did, shown until the next one
 
 class SignInNeeded extends Error {}
+class NotConfigured extends Error {}
 
 // --- the API ------------------------------------------------------------------------------
 
@@ -118,11 +123,12 @@ function showWindow(data) {
 
 async function drawOverview() {
   const [health, deliveries, throughput, referrals, equity] = await Promise.allSettled([
-    api('/health'), api('/deliveries'), api('/throughput'), api('/referrals'), api('/equity')]);
+    api('/health'), api('/deliveries'), api('/throughput'), api(`/referrals${since}`), api(`/equity${since}`)]);
   const out = [];
+  let healthSection;
   if (health.status === 'fulfilled') {
     const hh = health.value;
-    out.push(section('Health',
+    healthSection = section('Health',
       cards([
         { label: 'Readiness', value: hh.ready ? 'ready' : hh.status, class: hh.ready ? 'ok' : 'bad', key: 'health:status' },
         { label: 'Version', value: hh.version, key: 'health:version' },
@@ -132,8 +138,8 @@ async function drawOverview() {
       table('Readiness checks', [{ label: 'Check' }, { label: 'State' }, { label: 'Detail' }],
         hh.checks.map((c) => [{ text: c.name, header: true },
           { node: h('span', { class: c.ok ? 'ok' : 'bad', text: c.ok ? 'ok' : 'failing' }), key: `check:${c.name}` },
-          c.detail]))));
-  } else out.push(failure('Health', health.reason));
+          c.detail])));
+  } else healthSection = failure('Health', health.reason);
   const numbers = [];
   if (deliveries.status === 'fulfilled') {
     const d = deliveries.value;
@@ -158,7 +164,7 @@ async function drawOverview() {
   if (equity.status === 'fulfilled') {
     numbers.push({ label: 'Completion rate, all families', value: fmt.rate(equity.value.overall.completionRate), key: 'equity:overall-rate' });
   }
-  out.push(section('At a glance', cards(numbers)));
+  out.push(section('At a glance', cards(numbers)), healthSection);
   for (const [what, r] of [['Deliveries', deliveries], ['Throughput', throughput], ['Referral measures', referrals], ['Equity measures', equity]]) {
     if (r.status === 'rejected') {
       if (r.reason instanceof SignInNeeded) throw r.reason;
@@ -169,7 +175,7 @@ async function drawOverview() {
 }
 
 async function drawReferrals() {
-  const [r, held] = await Promise.all([api('/referrals'), api('/held')]);
+  const [r, held] = await Promise.all([api(`/referrals${since}`), api('/held')]);
   showWindow(r);
   const steps = ['requested', 'received', 'accepted', 'completed', 'rejected', 'failed', 'cancelled', 'open'];
   const label = (v) => (v === '*' ? 'all' : v);
@@ -215,7 +221,7 @@ async function drawReferrals() {
 }
 
 async function drawEquity() {
-  const e = await api('/equity');
+  const e = await api(`/equity${since}`);
   showWindow(e);
   const suppressed = `<${e.minCell}`;
   const out = [section('All families',
@@ -357,7 +363,11 @@ async function refresh() {
   const status = document.getElementById('refresh-status');
   const focused = document.activeElement && document.activeElement.id;
   try {
-    if (role === 'none') role = (await api('/access')).role;
+    if (role === 'none') {
+      const access = await api('/access');
+      role = access.role;
+      if (role === 'none' && !access.open && !access.tokensConfigured) throw new NotConfigured();
+    }
     if (role === 'none') throw new SignInNeeded();
     const nodes = await PAGES[page].draw();
     content.replaceChildren(...nodes);
@@ -365,6 +375,13 @@ async function refresh() {
     document.getElementById('sign-in').hidden = true;
     document.getElementById('sign-out').hidden = !sessionStorage.getItem(TOKEN_KEY);
   } catch (e) {
+    if (e instanceof NotConfigured) {
+      content.replaceChildren(h('p', { class: 'error', role: 'alert',
+        text: 'This gateway serves its ops API only with a token, and none is configured: its operator sets ops.token (and admin.token) in its configuration.' }));
+      status.textContent = 'Not configured';
+      stop();
+      return;
+    }
     if (e instanceof SignInNeeded) {
       content.replaceChildren();
       role = 'none';
@@ -391,6 +408,10 @@ function start() {
 
 function setUp() {
   document.getElementById('page-title').textContent = PAGES[page].title;
+  if (PAGES[page].measures) {
+    document.getElementById('period').hidden = false;
+    document.getElementById('since').value = SINCE;
+  }
   document.title = `${PAGES[page].title} · sdoh-gateway dashboard`;
   for (const a of document.querySelectorAll('nav a[data-page]')) {
     if (a.dataset.page === page) a.setAttribute('aria-current', 'page');

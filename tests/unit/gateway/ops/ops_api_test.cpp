@@ -134,9 +134,12 @@ class OpsApi : public ::testing::Test {
 };
 
 TEST_F(OpsApi, AccessSaysTheCallersRoleWithoutATokenToo) {
-  EXPECT_EQ(call("GET", "/ops/api/v1/access", nullptr).body, R"({"role":"none","open":false})");
-  EXPECT_EQ(call("GET", "/ops/api/v1/access", kOps).body, R"({"role":"ops","open":false})");
-  EXPECT_EQ(call("GET", "/ops/api/v1/access", kAdmin).body, R"({"role":"admin","open":false})");
+  EXPECT_EQ(call("GET", "/ops/api/v1/access", nullptr).body,
+            R"({"role":"none","open":false,"tokensConfigured":true})");
+  EXPECT_EQ(call("GET", "/ops/api/v1/access", kOps).body,
+            R"({"role":"ops","open":false,"tokensConfigured":true})");
+  EXPECT_EQ(call("GET", "/ops/api/v1/access", kAdmin).body,
+            R"({"role":"admin","open":false,"tokensConfigured":true})");
 }
 
 TEST_F(OpsApi, EveryReadNeedsAToken) {
