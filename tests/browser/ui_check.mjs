@@ -244,4 +244,16 @@ if (SUITE === 'measures') {
     assert.ok(await tab.page.locator('figure.chart svg[role="img"]').count() >= 1);
     await finish(tab, 'equity');
   });
+
+  test('a shorter period is asked of the API and its window shown', async () => {
+    const tab = await open('equity', OPS);
+    await tab.page.selectOption('#since', '30d');
+    await Promise.all([tab.page.waitForURL(/since=30d/), tab.page.click('#period button[type=submit]')]);
+    await tab.page.waitForFunction(() => document.getElementById('refresh-status').textContent.startsWith('Updated'));
+    const e = await apiGet('/equity?since=30d');
+    assert.equal(await tab.page.inputValue('#since'), '30d');
+    assert.match(await tab.page.textContent('#measure-window'), new RegExp(`^Referrals released ${e.window.from.slice(0, 10)} to ${e.window.to.slice(0, 10)} \\(measure window: ${e.window.measureWindowDays} days\\)$`));
+    assert.equal((await texts(tab.page))['equity:overall:referrals'], String(e.overall.referrals));
+    await finish(tab, 'equity-30-days');
+  });
 }

@@ -116,7 +116,7 @@ function showWindow(data) {
   const w = data && data.window;
   if (!w) return;
   document.getElementById('measure-window').textContent =
-    `Measure window: ${fmt.day(w.from)} to ${fmt.day(w.to)} (${w.measureWindowDays} days)`;
+    `Referrals released ${fmt.day(w.from)} to ${fmt.day(w.to)} (measure window: ${w.measureWindowDays} days)`;
 }
 
 // --- pages ----------------------------------------------------------------------------------
