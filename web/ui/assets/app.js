@@ -236,7 +236,9 @@ async function drawEquity() {
   const names = { race: 'Race', ethnicity: 'Ethnicity', language: 'Preferred language', zip3: '3-digit ZIP' };
   for (const d of e.dimensions) {
     const title = names[d.dimension] ?? d.dimension;
-    const largest = d.largestGap ? d.largestGap.group : null;
+    const inText = d.dimension === 'zip3' ? title : title.toLowerCase();
+    // No group is highlighted when every shown group is at the overall rate.
+    const largest = d.largestGap && d.largestGap.gapVsOverall !== 0 ? d.largestGap.group : null;
     const cell = (g, field, format) => ({
       text: g.suppressed ? suppressed : format(g[field]),
       key: `equity:${d.dimension}:${g.group}:${field}`,
@@ -246,7 +248,7 @@ async function drawEquity() {
       node: h('span', {}, g.label, g.group === largest ? h('span', { class: 'badge', text: 'largest gap' }) : null),
     });
     out.push(section(title,
-      table(`Completion by ${title.toLowerCase()}, against the overall rate of ${fmt.rate(e.overall.completionRate)}`,
+      table(`Completion by ${inText}, against the overall rate of ${fmt.rate(e.overall.completionRate)}`,
         [{ label: 'Group' }, { label: 'Referrals', num: true }, { label: 'Closed', num: true },
           { label: 'Completed', num: true }, { label: 'Completion rate', num: true },
           { label: 'Median days to close', num: true }, { label: 'Gap vs overall', num: true }],
@@ -255,7 +257,7 @@ async function drawEquity() {
           cell(g, 'medianDaysToClose', fmt.days), cell(g, 'gapVsOverall', fmt.gap)]),
         { rowClass: (i) => (d.groups[i].group === largest ? 'largest-gap' : null) }),
       barChart({
-        caption: `Completion rate by ${title.toLowerCase()}`,
+        caption: `Completion rate by ${inText}`,
         label: d.groups.map((g) => `${g.label}: ${g.suppressed ? `suppressed, fewer than ${e.minCell}` : fmt.rate(g.completionRate)}`).join('; '),
         rows: d.groups.map((g) => ({
           label: g.label,
