@@ -1027,6 +1027,16 @@ void Api::add_routes(http::Router& router) {
   auto add = [s, &router](std::string method, std::string pattern, http::Handler handler) {
     if (auto* store_threads = s->options.store_executor)
       handler = store_threads->wrap(std::move(handler));
+    // What a sender posts is counted by client and status for the ops API (reads are not).
+    if (s->options.throughput != nullptr && method != "GET") {
+      handler = [s, inner = std::move(handler)](Request& req) -> asio::awaitable<Response> {
+        auto r = co_await inner(req);
+        const auto client = s->authenticate(req);
+        s->options.throughput->record("fhir", client ? client->id : "(unauthenticated)",
+                                      std::to_string(r.status));
+        co_return r;
+      };
+    }
     router.add(std::move(method), std::move(pattern), std::move(handler));
   };
   router.set_error_body(

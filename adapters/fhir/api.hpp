@@ -45,6 +45,7 @@
 #include "gateway/identity/rate_limits.hpp"
 #include "gateway/identity/caller.hpp"
 #include "gateway/pipeline/audit_port.hpp"
+#include "gateway/ops/last_hour.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/resource_port.hpp"
 #include "gateway/pipeline/store_executor.hpp"
@@ -101,6 +102,9 @@ struct ApiOptions {
   /// (durably) before the answer goes out, and answered 503 when it cannot be. Null: nothing is
   /// recorded (unit tests). Must outlive the Api.
   pipeline::AuditTrail* audit = nullptr;
+  /// What senders post (creates, Bundles, Task updates), by client and HTTP status, for the ops
+  /// API's last hour; null: not counted. Must outlive the Api.
+  ops::Throughput* throughput = nullptr;
 };
 
 /// ApiOptions from the configuration: clients with their tokens resolved.

@@ -149,6 +149,14 @@ struct Hl7Pipeline::Impl {
     return {e.id, std::string(events::type_name(e.type)), e.topic, e.key, e.envelope()};
   }
 
+  // One answer sent: counted on /metrics by type and code, and for the ops API's last hour by
+  // sender (`m` null: the frame was not readable HL7, so there is no sender to name).
+  void answered(const std::string& type, std::string_view code, const Message* m) {
+    messages.with({label_for_type(type), std::string(code)}).inc();
+    if (options.throughput != nullptr)
+      options.throughput->record("hl7v2", m != nullptr ? sender_of(*m) : "(unreadable)", code);
+  }
+
   // Commits and answers; a store failure turns any answer into a negative one (never a false AA).
   // `committed` (optional) tells whether this call committed new events (not a resend).
   // `conflicted` (optional): a referral the message changes moved on since it was read (the
@@ -176,16 +184,16 @@ struct Hl7Pipeline::Impl {
           "the message was not accepted: " + outcome.error().message + "; try again later";
       // Nothing was stored, whatever the error says: CE in enhanced mode, never CA.
       const auto plan = plan_acks(*m, refusal.code, Acceptance::kNotCommitted);
-      messages.with({label_for_type(type), std::string(to_string(plan.summary))}).inc();
+      answered(type, to_string(plan.summary), m);
       co_return build_answers(*m, plan, refusal.error, ack_options(*m));
     }
     if (outcome->status == pipeline::CommitStatus::kDuplicate) {
       duplicates.inc();
-      messages.with({label_for_type(type), outcome->answer_code}).inc();
+      answered(type, outcome->answer_code, m);
       co_return outcome->answer;
     }
     if (committed != nullptr) *committed = true;
-    messages.with({label_for_type(type), code}).inc();
+    answered(type, code, m);
     co_return answer;
   }
 
@@ -198,7 +206,7 @@ struct Hl7Pipeline::Impl {
     auto refusal = refusal_for(Error::unavailable(why));
     refusal.error.condition = condition;
     const auto plan = plan_acks(m, refusal.code, Acceptance::kNotCommitted);
-    messages.with({label_for_type(type), std::string(to_string(plan.summary))}).inc();
+    answered(type, to_string(plan.summary), &m);
     log::info("hl7.retry_later", {{"sender", sender_of(m)},
                                   {"control_id", m.get("MSH-10")},
                                   {"type", type},

@@ -26,6 +26,7 @@
 #include "gateway/mapping/engine.hpp"
 #include "gateway/mapping/routing.hpp"
 #include "gateway/metrics/registry.hpp"
+#include "gateway/ops/last_hour.hpp"
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/hl7_port.hpp"
 #include "gateway/pipeline/referral_port.hpp"
@@ -69,6 +70,9 @@ struct Hl7PipelineOptions {
   /// Messages per party (its connection's, else its source address); over the limit a message
   /// gets AE with ERR-3 207 and is not stored: the sender resends it later. Null: no limit.
   identity::RateLimits* rate_limits = nullptr;
+  /// Each answer's ACK code by sender, for the ops API's last hour; null: not counted. Must
+  /// outlive the pipeline.
+  ops::Throughput* throughput = nullptr;
 };
 
 class Hl7Pipeline final : public pipeline::Hl7Handler {

@@ -128,7 +128,8 @@ Request to_request(bhttp::request<bhttp::string_body>&& in, std::size_t header_f
 bhttp::response<bhttp::string_body> to_wire(Response&& in, unsigned version, bool keep_alive) {
   bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(in.status), version};
   out.set(bhttp::field::server, "sdoh-gateway");
-  if (!in.body.empty() || in.status >= 200) out.set(bhttp::field::content_type, in.content_type);
+  if (!in.content_type.empty() && (!in.body.empty() || in.status >= 200))
+    out.set(bhttp::field::content_type, in.content_type);
   for (auto& h : in.headers)
     out.insert(h.name, h.value);
   out.body() = std::move(in.body);

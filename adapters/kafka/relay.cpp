@@ -121,6 +121,8 @@ struct Relay::Impl {
                                    std::chrono::system_clock::now().time_since_epoch())
                                    .count();
               delivery_latency->observe(static_cast<double>(now - created) / 1000.0);
+              if (options.delivery_lag != nullptr)
+                options.delivery_lag->record(std::chrono::milliseconds(now - created));
             } else {
               failed.emplace_back(seq, report);
             }

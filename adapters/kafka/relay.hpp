@@ -12,10 +12,11 @@
 #include <string>
 
 #include "adapters/kafka/producer.hpp"
-#include "gateway/pipeline/outbox_port.hpp"
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/health.hpp"
+#include "gateway/ops/last_hour.hpp"
 #include "gateway/pipeline/commit_observer.hpp"
+#include "gateway/pipeline/outbox_port.hpp"
 
 namespace sdoh::kafka {
 
@@ -29,6 +30,9 @@ struct RelayOptions {
   /// Restart reconciliation: run until it succeeds before anything is published, and again
   /// after a delivery librdkafka gave up on (the broker may have it all the same).
   std::function<Result<void>()> reconcile;
+  /// Each delivery's time from commit to Kafka's acknowledgement, for the ops API's last hour;
+  /// null: not kept. Must outlive the relay.
+  ops::DeliveryLag* delivery_lag = nullptr;
 };
 
 /// Every commit wakes the relay (pipeline::ObservedCommitPort), so a committed event goes out

@@ -1,4 +1,5 @@
-// The SQLite store's reads: FHIR resources, referrals, and the outbound queue.
+// The SQLite store's reads: FHIR resources, referrals, the outbound queue, and what the ops API
+// reads of them (held referrals, the outbound queue's state).
 #include "adapters/store/sqlite_impl.hpp"
 
 namespace sdoh::store {
@@ -352,6 +353,46 @@ void SqliteStore::record_outbound_attempt(std::int64_t id, bool done, std::strin
   op->error = std::move(error);
   op->next_attempt_ms = next_attempt_ms;
   impl_->enqueue(std::move(op));
+}
+
+Result<std::vector<pipeline::HeldReferral>> SqliteStore::held_referrals(const std::string& reason,
+                                                                        int limit) const {
+  auto conn = impl_->lease_reader();
+  // The FHIR client that sent a referral is its Task's source; an HL7 one's is return_to.
+  ReadStatement st(conn->db(),
+                   "SELECT r.referral_id, r.category, r.business_status, CASE WHEN r.return_to <> "
+                   "'' THEN r.return_to ELSE coalesce((SELECT source FROM resources WHERE type = "
+                   "'Task' AND id = r.referral_id), '') END, r.agency_id, r.updated_at FROM "
+                   "referrals r WHERE r.status = 'requested' AND r.business_status IN "
+                   "('no-route', 'awaiting-consent', 'uncategorised') AND (?1 = '' OR "
+                   "r.business_status = ?1) ORDER BY r.updated_at, r.referral_id LIMIT ?2");
+  if (!st.ok()) return fail(st.error());
+  st.text(1, reason);
+  st.integer(2, limit);
+  std::vector<pipeline::HeldReferral> rows;
+  int rc = 0;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+    auto* s = st.get();
+    rows.push_back({column(s, 0), column(s, 1), column(s, 2), column(s, 3), column(s, 4),
+                    sqlite3_column_int64(s, 5)});
+  }
+  if (rc != SQLITE_DONE) return fail(st.error());
+  return rows;
+}
+
+Result<pipeline::OutboundSummary> SqliteStore::outbound_summary() const {
+  auto conn = impl_->lease_reader();
+  ReadStatement st(conn->db(),
+                   "SELECT (SELECT count(*) FROM outbound WHERE done_at IS NULL), (SELECT count(*) "
+                   "FROM outbound WHERE done_at IS NULL AND attempts > 0), (SELECT "
+                   "coalesce(min(created_at), 0) FROM outbound WHERE done_at IS NULL), (SELECT "
+                   "count(*) FROM outbound WHERE done_at IS NOT NULL AND coalesce(outcome, '') "
+                   "NOT IN ('AA', 'CA'))");
+  if (!st.ok()) return fail(st.error());
+  if (sqlite3_step(st.get()) != SQLITE_ROW) return fail(st.error());
+  auto* s = st.get();
+  return pipeline::OutboundSummary{sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
+                                   sqlite3_column_int64(s, 2), sqlite3_column_int64(s, 3)};
 }
 
 }  // namespace sdoh::store

@@ -29,6 +29,7 @@
 #include "gateway/pipeline/commit_port.hpp"
 #include "gateway/pipeline/dead_letter_port.hpp"
 #include "gateway/pipeline/delivery_port.hpp"
+#include "gateway/pipeline/ops_port.hpp"
 #include "gateway/pipeline/outbound_port.hpp"
 #include "gateway/pipeline/outbox_port.hpp"
 #include "gateway/pipeline/referral_port.hpp"
@@ -85,7 +86,8 @@ class SqliteStore final : public pipeline::CommitPort,
                           public pipeline::SubscriptionStore,
                           public pipeline::TimelineReader,
                           public pipeline::AuthStore,
-                          public pipeline::AuditTrail {
+                          public pipeline::AuditTrail,
+                          public pipeline::OpsReads {
  public:
   /// Opens (creating if needed) the database at `path`, applies pending migrations and starts
   /// the writer thread. `registry` may be null (tools); `clock` empty: the system clock. The
@@ -165,6 +167,11 @@ class SqliteStore final : public pipeline::CommitPort,
   /// Referral timelines started at or after `since_ms`, and every open one (two index range
   /// scans, one read snapshot).
   Result<std::vector<measures::ReferralTimeline>> timelines(std::int64_t since_ms) const override;
+
+  // OpsReads
+  Result<std::vector<pipeline::HeldReferral>> held_referrals(const std::string& reason,
+                                                             int limit) const override;
+  Result<pipeline::OutboundSummary> outbound_summary() const override;
 
   /// Outbound messages due for a (re)send at `now_ms`, oldest first.
   Result<std::vector<OutboundRow>> due_outbound(std::int64_t now_ms, int limit) const override;

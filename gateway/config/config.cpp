@@ -1031,6 +1031,11 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
     m.finish();
   }
   {
+    auto m = top.child("ops");
+    m.secret("token", cfg.ops.token);
+    m.finish();
+  }
+  {
     auto m = top.child("mapping");
     m.choice("assistance_policy", cfg.mapping.assistance_policy, {"none", "positive-domain"});
     auto senders = m.child("assistance_policy_by_sender");

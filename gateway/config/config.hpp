@@ -224,6 +224,13 @@ struct AdminConfig {
   SecretRef token;  ///< bearer token the admin routes require
 };
 
+/// The ops API and dashboard (/ops/api, /ui): the token of the `ops` role, which reads everything
+/// there (like /metrics); admin.token is the `admin` role, which may also read dead-letter
+/// payloads and replay them. Without either, only dev mode serves /ops/api (open).
+struct OpsConfig {
+  SecretRef token;  ///< bearer token of the ops role
+};
+
 /// One FHIR API client with a static credential: a bearer token (mode: dev only) or the subject
 /// CN of its TLS client certificate (http.tls.client_ca_file). Who it is (clinic or agency, its
 /// organization) comes from the party it names; production clients use SMART Backend Services
@@ -417,6 +424,7 @@ struct GatewayConfig {
   JsonConfig json;
   DeliveryConfig delivery;
   AdminConfig admin;
+  OpsConfig ops;
   PseudonymConfig pseudonym;
   FhirConfig fhir;
   ReferralsConfig referrals;

@@ -45,9 +45,14 @@
 #include "gateway/mapping/routing.hpp"
 #include "gateway/mapping/tables.hpp"
 #include "gateway/metrics/registry.hpp"
+#include "gateway/ops/access.hpp"
 #include "gateway/ops/health.hpp"
 #include "gateway/ops/measures_routes.hpp"
 #include "gateway/pipeline/audit_observer.hpp"
+#include "gateway/ops/last_hour.hpp"
+#include "gateway/ops/ops_api.hpp"
+#include "gateway/ops/ui.hpp"
+#include "gateway/ops/ui_files.hpp"
 #include "gateway/pipeline/delivered_ack_port.hpp"
 #include "gateway/pipeline/observed_commit_port.hpp"
 #include "gateway/pipeline/subscription_notices.hpp"
@@ -163,6 +168,7 @@ Result<void> check_config(const config::GatewayConfig& cfg) {
   if (auto r = load_mapping(cfg); !r) return fail(r.error());
   if (auto r = fhir::api_options(cfg); !r) return fail(r.error());
   if (auto r = auth::SmartAuthority::check(cfg); !r) return fail(r.error());
+  if (auto r = ops::OpsAccess::from_config(cfg); !r) return fail(r.error());
   for (const auto& [tls, key] :
        {std::pair{&cfg.http.tls, "http.tls"}, {&cfg.mllp.tls, "mllp.tls"}}) {
     if (!tls->enabled()) continue;
@@ -284,7 +290,11 @@ int run(const config::GatewayConfig& cfg) {
   if (!producer) return startup_failed("kafka", producer.error());
   health.add_check("kafka", [p = producer->get()] { return p->health(); });
 
+  // The ops API's last hour: answers by sender, and how long events took to reach Kafka.
+  ops::Throughput throughput;
+  ops::DeliveryLag delivery_lag;
   kafka::RelayOptions relay_options;
+  relay_options.delivery_lag = &delivery_lag;
   relay_options.gateway_id = cfg.gateway_id;
   relay_options.deadletter_topic = cfg.kafka.topics.deadletter;
   relay_options.reconcile = [&cfg, &store, bootstrap]() -> Result<void> {
@@ -402,6 +412,7 @@ int run(const config::GatewayConfig& cfg) {
   hl7v2::Hl7PipelineOptions hl7_options;
   hl7_options.parties = &parties;
   hl7_options.rate_limits = &rate_limits;
+  hl7_options.throughput = &throughput;
   hl7_options.gateway_id = cfg.gateway_id;
   hl7_options.topics = cfg.kafka.topics;
   hl7_options.hl7 = cfg.mllp.hl7;
@@ -431,6 +442,7 @@ int run(const config::GatewayConfig& cfg) {
   fhir_options->subscriptions = true;
   fhir_options->audit = store->get();
   fhir_options->audit_events = cfg.admin.token.configured();
+  fhir_options->throughput = &throughput;
   fhir_options->find_referral =
       [&store](const std::string& referral_id) -> std::optional<pipeline::ReferralState> {
     auto row = (*store)->find_referral({referral_id, "", "", ""});
@@ -494,38 +506,13 @@ int run(const config::GatewayConfig& cfg) {
   fhir::SubscriptionApi subscription_api(**store, std::move(subscription_options), registry);
   subscription_api.add_routes(router);
 
-  std::string admin_token;
-  if (cfg.admin.token.configured()) {
-    auto token = cfg.admin.token.resolve();
-    if (!token) return startup_failed("admin", Error::config("admin.token", token.error().message));
-    if (token->size() < 16) {
-      return startup_failed("admin",
-                            Error::config("admin.token", "the token must be at least 16 bytes"));
-    }
-    admin_token = std::move(*token);
-  }
-  // Each agency's SLA: routing's, else referrals.default_sla.
-  const measures::SlaLookup sla_of = [&cfg,
-                                      routing = mapping_setup->routing](std::string_view agency) {
-    const auto* a = routing->agency(agency);
-    return a != nullptr ? a->sla_or(cfg.referrals.default_sla) : cfg.referrals.default_sla;
-  };
-  // The measures' JSON for the ops page and tools/report (gateway/ops/measures_routes.hpp).
-  // Who may read them: open for now, as /metrics is; the ops/admin token gate is this one hook.
-  ops::AccessCheck ops_access;
-  ops::MeasuresRouteOptions measures_routes;
-  measures_routes.store = store->get();
-  measures_routes.store_threads = &store_threads;
-  measures_routes.window = cfg.measures.window;
-  measures_routes.min_cell = cfg.measures.min_cell;
-  measures_routes.sla = sla_of;
-  measures_routes.access = ops_access;
-  ops::add_measures_routes(router, std::move(measures_routes));
-  const identity::AdminAccess admin_access(admin_token);
-  if (!admin_token.empty()) {
-    add_admin_routes(router, **store, admin_access,
-                     message_replayer(fhir_api, screening_mapper, hl7_options, returns_port),
-                     store->get(), &store_threads);
+  // Dead letters are replayed through the live pipelines, from /admin and /ops/api alike.
+  const auto replayer = message_replayer(fhir_api, screening_mapper, hl7_options, returns_port);
+  auto admin_token = ops::resolve_token(cfg.admin.token, "admin.token");
+  if (!admin_token) return startup_failed("admin", admin_token.error());
+  const identity::AdminAccess admin_access(*admin_token);
+  if (!admin_token->empty()) {
+    add_admin_routes(router, **store, admin_access, replayer, store->get(), &store_threads);
     fhir::add_audit_routes(
         router, **store,
         {&admin_access, [&fhir_api](const http::Request& req) { return fhir_api.base_url(req); },
@@ -542,6 +529,54 @@ int run(const config::GatewayConfig& cfg) {
                              co_return;
                            });
   anchor_schedule.start();
+  // The ops API and the dashboard, behind one gate (ops.token, admin.token).
+  auto ops_access = ops::OpsAccess::from_config(cfg);
+  if (!ops_access) return startup_failed("ops", ops_access.error());
+  {
+    ops::OpsApiSources sources;
+    sources.access = &*ops_access;
+    sources.health = &health;
+    sources.build = build;
+    sources.mode = cfg.mode;
+    sources.started = started;
+    sources.throughput = &throughput;
+    sources.delivery_lag = &delivery_lag;
+    sources.outbox = store->get();
+    sources.kafka = [p = producer->get(), bootstrap, embedded = cfg.embedded_kafka()] {
+      const auto h = p->health();
+      return ops::KafkaState{h.ok, bootstrap, embedded, h.ok ? std::string() : h.detail};
+    };
+    sources.reads = store->get();
+    sources.dead_letters = store->get();
+    sources.audit = store->get();
+    sources.replay_message = replayer;
+    sources.store_threads = &store_threads;
+    ops::add_ops_api_routes(router, std::move(sources));
+  }
+  // Each agency's SLA: routing's, else referrals.default_sla.
+  const measures::SlaLookup sla_of = [&cfg,
+                                      routing = mapping_setup->routing](std::string_view agency) {
+    const auto* a = routing->agency(agency);
+    return a != nullptr ? a->sla_or(cfg.referrals.default_sla) : cfg.referrals.default_sla;
+  };
+  // The measures' JSON for the dashboard and tools/report, behind the same gate (ops reads).
+  ops::MeasuresRouteOptions measures_routes;
+  measures_routes.store = store->get();
+  measures_routes.store_threads = &store_threads;
+  measures_routes.window = cfg.measures.window;
+  measures_routes.min_cell = cfg.measures.min_cell;
+  measures_routes.sla = sla_of;
+  measures_routes.access = [&gate = *ops_access](const http::Request& req) {
+    return gate.refuse(req, ops::OpsRole::kOps);
+  };
+  ops::add_measures_routes(router, std::move(measures_routes));
+  ops::add_ui_routes(router, ops::ui_files());
+  if (ops_access->open()) {
+    log::warn("ops.open", {{"detail",
+                            "no ops.token or admin.token configured: /ops/api and /ui are open to "
+                            "anyone who reaches the HTTP listener (dev mode only)"}});
+  }
+
   // Referrals their agency leaves unanswered past its SLA: one overdue event each.
   OverdueCheck overdue(**store, **store, returns_port, cfg.gateway_id, cfg.kafka.topics, sla_of,
                        shortest_sla(*mapping_setup->routing, cfg.referrals.default_sla), registry);

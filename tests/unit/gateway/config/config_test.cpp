@@ -791,5 +791,13 @@ TEST(Config, AnAuditRetentionUnderAYearIsRefused) {
   EXPECT_EQ(only_issue("audit: { anchor: 1h }\n").path, "audit.anchor");
 }
 
+TEST(Config, OpsTokenIsASecretReference) {
+  auto cfg = parse_config("ops: { token: { env: SDOH_OPS_TOKEN } }\n");
+  ASSERT_TRUE(cfg) << cfg.error().to_string();
+  EXPECT_EQ(cfg->ops.token.describe(), "env:SDOH_OPS_TOKEN");
+  EXPECT_EQ(only_issue("ops: { token: plain-text-token-here }\n").path, "ops.token");
+  EXPECT_EQ(only_issue("ops: { tokens: { env: X } }\n").path, "ops.tokens");
+}
+
 }  // namespace
 }  // namespace sdoh::config
