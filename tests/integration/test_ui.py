@@ -41,8 +41,11 @@ def config(routing_file):
     return (
         "fhir:\n"
         "  clients:\n"
-        "    clinic-a: { token: { env: CLINIC_A_TOKEN }, role: clinic, organization: PEDS_CLINIC_A, name: \"Peds Clinic A\" }\n"
-        "    ehv-durham: { token: { env: EHV_TOKEN }, role: agency }\n"
+        "    clinic-a: { token: { env: CLINIC_A_TOKEN }, party: peds-clinic-a }\n"
+        "    ehv-durham: { token: { env: EHV_TOKEN }, party: ehv-durham }\n"
+        "parties:\n"
+        "  peds-clinic-a: { kind: clinic, organization: PEDS_CLINIC_A, name: \"Peds Clinic A\" }\n"
+        "  ehv-durham: { kind: agency, mllp_senders: [\"AGENCY^EHV-DURHAM\"] }\n"
         "ops: { token: { env: SDOH_OPS_TOKEN } }\n"
         "admin: { token: { env: SDOH_ADMIN_TOKEN } }\n"
         "referrals: { routing_file: %s, default_sla: 3s, overdue_check_interval: 500ms }\n" % routing_file)
