@@ -1,5 +1,6 @@
 #include "gateway/measures/equity.hpp"
 
+#include <cctype>
 #include <cmath>
 #include <map>
 #include <utility>
@@ -67,6 +68,23 @@ struct Tally {
   }
 };
 
+// HL7 v2 sends ISO 639-2 codes (PID-15 "spa^Spanish^ISO6392"), FHIR BCP 47 tags ("es",
+// "es-MX"): the same language is one group whichever protocol the clinic used.
+constexpr std::pair<std::string_view, std::string_view> kIso6392[] = {
+    {"ara", "ar"}, {"chi", "zh"}, {"eng", "en"}, {"fra", "fr"}, {"fre", "fr"},
+    {"hat", "ht"}, {"kor", "ko"}, {"por", "pt"}, {"rus", "ru"}, {"som", "so"},
+    {"spa", "es"}, {"tgl", "tl"}, {"vie", "vi"}, {"zho", "zh"},
+};
+
+// A language's group: its primary subtag, lower case, in its two-letter form when it has one.
+std::string language_group(std::string_view code) {
+  std::string primary(code.substr(0, code.find_first_of("-_")));
+  for (auto& c : primary)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (auto two = find(kIso6392, primary); !two.empty()) return std::string(two);
+  return primary;
+}
+
 }  // namespace
 
 std::string group_of(const ReferralTimeline& t, std::string_view dimension) {
@@ -75,14 +93,15 @@ std::string group_of(const ReferralTimeline& t, std::string_view dimension) {
   if (dimension == "ethnicity") value = &t.ethnicity;
   if (dimension == "language") value = &t.language;
   if (dimension == "zip3") value = &t.zip3;
-  return value == nullptr || value->empty() ? std::string(kUnknown) : *value;
+  if (value == nullptr || value->empty()) return std::string(kUnknown);
+  return dimension == "language" ? language_group(*value) : *value;
 }
 
 std::string group_label(std::string_view dimension, std::string_view group) {
   std::string_view name;
   if (dimension == "race") name = find(kRace, group);
   if (dimension == "ethnicity") name = find(kEthnicity, group);
-  if (dimension == "language") name = find(kLanguage, group.substr(0, group.find('-')));
+  if (dimension == "language") name = find(kLanguage, group);
   if (group == kUnknown) name = "Unknown";
   return std::string(name.empty() ? group : name);
 }

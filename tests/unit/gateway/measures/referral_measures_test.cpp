@@ -192,6 +192,21 @@ TEST(Equity, MedianDaysToCloseAndUnknownAsAGroup) {
   EXPECT_EQ(e.dimensions[3].dimension, "zip3");
 }
 
+TEST(Equity, OneLanguageIsOneGroupWhateverCodeTheClinicSent) {
+  ReferralTimeline t;
+  for (const auto* code : {"es", "spa", "es-MX", "ES", "SPA"}) {
+    t.language = code;
+    EXPECT_EQ(group_of(t, "language"), "es") << code;
+  }
+  t.language = "vie";
+  EXPECT_EQ(group_of(t, "language"), "vi");
+  EXPECT_EQ(group_label("language", "vi"), "Vietnamese");
+  t.language = "hmn";  // no two-letter form: kept as sent
+  EXPECT_EQ(group_of(t, "language"), "hmn");
+  t.language = "";
+  EXPECT_EQ(group_of(t, "language"), "unknown");
+}
+
 TEST(Equity, NoLargestGapWhenEveryGroupIsSuppressed) {
   std::vector<ReferralTimeline> t;
   add_group(t, "2106-3", 3, 1);
