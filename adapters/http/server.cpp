@@ -302,7 +302,7 @@ constexpr std::size_t kMinReadBuffer = 8 * 1024;
 template <class Stream>
 asio::awaitable<void> serve(std::shared_ptr<Server::State> s, Stream& stream, std::string peer,
                             std::shared_ptr<net::ConnectionControl> control,
-                            std::string client_cn = {}) {
+                            std::string client_cn = {}, std::string client_subject = {}) {
   constexpr bool kSecure = std::is_same_v<Stream, tls_stream>;
   // Bounded: a header, trailer section or chunk line that does not fit fails with
   // buffer_overflow (431) instead of growing the buffer (a 68 MB trailer once took the
@@ -332,6 +332,7 @@ asio::awaitable<void> serve(std::shared_ptr<Server::State> s, Stream& stream, st
     const bool keep_alive = wire_req.keep_alive();
     auto request = to_request(std::move(wire_req), read.header_fields, peer, kSecure);
     request.client_cn = client_cn;
+    request.client_subject = client_subject;
     auto match = s->router.match(request.method, request.path);
     Response response;
     if (match.status == 404) {
@@ -399,11 +400,10 @@ asio::awaitable<void> run_connection(std::shared_ptr<Server::State> s, tcp::sock
       if (ec) {
         s->tls_failures.inc();
         log::info("http.tls_handshake_failed", {{"peer", peer}, {"reason", ec.message()}});
-      } else if (net::admit_certificate(*admitted,
-                                        net::verified_client_subject(stream.native_handle()),
-                                        s->admission)) {
+      } else if (auto subject = net::verified_client_subject(stream.native_handle());
+                 net::admit_certificate(*admitted, subject, s->admission)) {
         auto client_cn = client_common_name(stream);
-        co_await serve(s, stream, peer, control, std::move(client_cn));
+        co_await serve(s, stream, peer, control, std::move(client_cn), std::move(subject));
       }
       s->connections.remove(control);
     } else if (admitted) {

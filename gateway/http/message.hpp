@@ -28,6 +28,8 @@ struct Request {
   std::string peer;       ///< remote address, for logs
   bool secure = false;    ///< arrived over TLS
   std::string client_cn;  ///< subject CN of the verified TLS client certificate; empty: none
+  /// Its whole subject, one line ("/C=US/O=Early Start/CN=ehv-durham"); empty: none.
+  std::string client_subject;
   std::map<std::string, std::string> params;  ///< path parameters from the route pattern
 
   /// Case-insensitive header lookup; the first occurrence.

@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 
 #include "gateway/core/json_text.hpp"
+#include "gateway/identity/parties.hpp"
 
 namespace sdoh::ops {
 namespace {
@@ -78,18 +79,35 @@ Result<OpsAccess> OpsAccess::from_config(const config::GatewayConfig& cfg) {
                               "is the same as admin.token: the ops role would be admin; give "
                               "each role its own token"));
   }
-  return OpsAccess(std::move(*ops), std::move(*admin), cfg.dev_mode());
+  std::vector<CertificateRole> certificates;
+  for (const auto& p : cfg.parties) {
+    if (p.certificate_subject.empty()) continue;
+    if (p.kind == "ops") certificates.push_back({p.certificate_subject, OpsRole::kOps});
+    if (p.kind == "admin") certificates.push_back({p.certificate_subject, OpsRole::kAdmin});
+  }
+  return OpsAccess(std::move(*ops), std::move(*admin), cfg.dev_mode(), std::move(certificates));
 }
 
-OpsAccess::OpsAccess(std::string ops_token, std::string admin_token, bool dev_mode)
+OpsAccess::OpsAccess(std::string ops_token, std::string admin_token, bool dev_mode,
+                     std::vector<CertificateRole> certificates)
     : ops_token_(std::move(ops_token)),
       admin_token_(std::move(admin_token)),
-      open_(dev_mode && ops_token_.empty() && admin_token_.empty()) {}
+      certificates_(std::move(certificates)),
+      open_(dev_mode && !configured()) {}
 
 OpsRole OpsAccess::role_of(const http::Request& req) const {
   if (open_) return OpsRole::kAdmin;
   auto token = bearer(req);
-  if (!token) return OpsRole::kNone;
+  if (!token) {
+    // mTLS: the verified client certificate's subject, as the listener read it.
+    if (req.client_subject.empty()) return OpsRole::kNone;
+    auto role = OpsRole::kNone;
+    for (const auto& c : certificates_) {
+      if (identity::certificate_matches(req.client_subject, c.subject) && c.role > role)
+        role = c.role;
+    }
+    return role;
+  }
   // Both compared, whichever matches, so the time taken says nothing about which one is set.
   const bool admin = same_secret(*token, admin_token_);
   const bool ops = same_secret(*token, ops_token_);
@@ -100,15 +118,18 @@ OpsRole OpsAccess::role_of(const http::Request& req) const {
 
 std::optional<http::Response> OpsAccess::refuse(const http::Request& req, OpsRole needed) const {
   if (open_) return std::nullopt;
-  if (ops_token_.empty() && admin_token_.empty()) {
+  if (!configured()) {
     return problem(403, "ops API not configured",
-                   "production mode serves /ops/api only with a token: set ops.token (reads) "
-                   "and admin.token (dead-letter payloads and replays)");
+                   "production mode serves /ops/api and /metrics only to the ops and admin roles: "
+                   "set ops.token (reads) and admin.token (dead-letter payloads and replays), or "
+                   "parties of kind ops or admin with a certificate_subject");
   }
   const auto role = role_of(req);
   if (role == OpsRole::kNone) {
     auto r =
-        problem(401, "unauthorized", "send Authorization: Bearer <ops.token> (or <admin.token>)");
+        problem(401, "unauthorized",
+                "send Authorization: Bearer <ops.token> (or <admin.token>), or a client "
+                "certificate of an ops or admin party");
     r.headers.push_back({"WWW-Authenticate", "Bearer realm=\"sdoh-gateway ops\""});
     return r;
   }

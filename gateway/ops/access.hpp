@@ -1,8 +1,11 @@
 #pragma once
 // Who may use /ops/api and /ui: the one gate every ops route passes through (the dashboard's own
-// routes and the measures' routes alike). Two roles, from two bearer tokens:
-//   - ops   (`ops.token`):   every /ops/api read, like /metrics;
-//   - admin (`admin.token`): everything ops may, plus dead-letter payloads and replays.
+// routes and the measures' routes alike, and /metrics in production). Two roles, from two bearer
+// tokens or from a verified TLS client certificate of a party of that kind:
+//   - ops   (`ops.token`, `parties.<id>: { kind: ops, certificate_subject }`): every /ops/api
+//     read, and /metrics (a Prometheus scraper, which cannot do SMART Backend Services);
+//   - admin (`admin.token`, a party of kind admin): everything ops may, plus dead-letter payloads
+//     and replays.
 // The rules:
 //   - dev mode with neither token configured: open, every caller is admin (like the rest of a
 //     development gateway);
@@ -17,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "gateway/config/config.hpp"
 #include "gateway/core/result.hpp"
@@ -41,8 +45,16 @@ class OpsAccess {
   /// admin's would grant admin).
   static Result<OpsAccess> from_config(const config::GatewayConfig& cfg);
 
+  /// A party of kind ops or admin whose verified client certificate names it (its subject, or
+  /// just its CN, as parties.<id>.certificate_subject has it).
+  struct CertificateRole {
+    std::string subject;
+    OpsRole role = OpsRole::kNone;
+  };
+
   /// Empty tokens: not configured. `dev_mode`: config `mode: dev`.
-  OpsAccess(std::string ops_token, std::string admin_token, bool dev_mode);
+  OpsAccess(std::string ops_token, std::string admin_token, bool dev_mode,
+            std::vector<CertificateRole> certificates = {});
 
   /// The caller's role from its Authorization header (kNone: no known token, or production
   /// without tokens).
@@ -57,12 +69,16 @@ class OpsAccess {
 
   /// Open: dev mode with no token configured.
   bool open() const { return open_; }
-  /// Whether ops.token or admin.token is set (production without either serves nothing).
-  bool configured() const { return !ops_token_.empty() || !admin_token_.empty(); }
+  /// Whether ops.token, admin.token or an ops or admin party with a certificate is set
+  /// (production without any serves nothing).
+  bool configured() const {
+    return !ops_token_.empty() || !admin_token_.empty() || !certificates_.empty();
+  }
 
  private:
   std::string ops_token_;
   std::string admin_token_;
+  std::vector<CertificateRole> certificates_;
   bool open_ = false;
 };
 

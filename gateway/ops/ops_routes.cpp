@@ -82,6 +82,14 @@ void add_ops_routes(http::Router& router, const Health& health, const metrics::R
   };
   if (metrics_update.store_threads != nullptr)
     metrics = metrics_update.store_threads->wrap(std::move(metrics));
+  if (metrics_update.access) {
+    // Refused before anything is computed or read.
+    metrics = [access = std::move(metrics_update.access), inner = std::move(metrics)](
+                  http::Request& req) -> boost::asio::awaitable<http::Response> {
+      if (auto refused = access(req)) co_return std::move(*refused);
+      co_return co_await inner(req);
+    };
+  }
   router.add("GET", "/metrics", std::move(metrics));
 }
 

@@ -3,6 +3,7 @@
 // (Prometheus). Pure handlers over Health and the metrics Registry.
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "gateway/http/message.hpp"
@@ -27,6 +28,8 @@ void register_process_metrics(metrics::Registry& registry, const BuildInfo& buil
 struct MetricsUpdate {
   std::function<void()> update;
   pipeline::StoreExecutor* store_threads = nullptr;
+  /// Who may read /metrics: the answer to refuse with, or nothing. Empty: anyone (dev mode).
+  std::function<std::optional<http::Response>(const http::Request&)> access;
 };
 
 /// Adds /healthz, /readyz and /metrics to `router`. The references must outlive the router.

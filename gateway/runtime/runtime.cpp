@@ -343,8 +343,23 @@ int run(const config::GatewayConfig& cfg) {
                                                       &audit_observer, &relay, &referral_metrics});
 
   // /metrics renders on the store threads: the referral measures (and the outbox's age) read it.
-  ops::add_ops_routes(router, health, registry, build, started,
-                      {[&referral_metrics] { referral_metrics.update(); }, &store_threads});
+  // The ops and admin roles (ops.token, admin.token, ops/admin parties' certificates): /ops/api,
+  // the dashboard and, in production, /metrics, whose equity series are the families' groups.
+  auto ops_access = ops::OpsAccess::from_config(cfg);
+  if (!ops_access) return startup_failed("ops", ops_access.error());
+  if (!cfg.dev_mode() && !ops_access->configured()) {
+    log::warn("ops.not_configured",
+              {{"detail", "no ops.token, admin.token or ops/admin party with a certificate: "
+                          "/metrics, /ops/api and the dashboard answer 403"}});
+  }
+  ops::MetricsUpdate metrics_update{[&referral_metrics] { referral_metrics.update(); },
+                                    &store_threads, {}};
+  if (!cfg.dev_mode()) {
+    metrics_update.access = [&gate = *ops_access](const http::Request& req) {
+      return gate.refuse(req, ops::OpsRole::kOps);
+    };
+  }
+  ops::add_ops_routes(router, health, registry, build, started, std::move(metrics_update));
 
   // Agencies' updates on Kafka: applied to their referrals, offsets committed after the store.
   auto event_schemas = events::SchemaCatalog::load(cfg.schemas_dir / "events");
@@ -529,9 +544,7 @@ int run(const config::GatewayConfig& cfg) {
                              co_return;
                            });
   anchor_schedule.start();
-  // The ops API and the dashboard, behind one gate (ops.token, admin.token).
-  auto ops_access = ops::OpsAccess::from_config(cfg);
-  if (!ops_access) return startup_failed("ops", ops_access.error());
+  // The ops API and the dashboard, behind the same gate.
   {
     ops::OpsApiSources sources;
     sources.access = &*ops_access;

@@ -13,7 +13,7 @@ import tempfile
 import time
 import unittest
 
-from harness import BINARY, SAMPLES, SCHEMAS, SOURCE_DIR, Gateway, mllp_roundtrip, parse_metrics, run
+from harness import BINARY, SAMPLES, SCHEMAS, SOURCE_DIR, Gateway, MockKafka, mllp_roundtrip, parse_metrics, run
 
 
 class RunningGateway(unittest.TestCase):
@@ -457,6 +457,81 @@ class Tls(unittest.TestCase):
             answer = self.mllp_over_tls(with_client_cert=False)
             if not answer:
                 raise ConnectionResetError("closed without an answer")
+
+
+class ProductionOps(unittest.TestCase):
+    """A production gateway (TLS, a Kafka cluster, SMART clients): /healthz and /readyz are open,
+    /metrics and /ops/api need the ops or admin role, by bearer token or by the client
+    certificate of a party of kind ops (a Prometheus scraper)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = tempfile.mkdtemp(prefix="sdoh-pki-")
+        make_pki(cls.pki)
+        p = lambda name: os.path.join(cls.pki, name)
+        with open(os.path.join(SCHEMAS, "routing", "routing.json")) as f:
+            routing = json.load(f)
+        routing.pop("example")
+        with open(p("routing.json"), "w") as f:
+            json.dump(routing, f)
+        cls.kafka = MockKafka()
+        tls = ("{ cert_file: %s, key_file: %s, key_password: { env: SDOH_IT_TLS_KEY_PASSWORD }, "
+               "client_ca_file: %s }" % (p("server.crt"), p("server.key"), p("ca.crt")))
+        cls.gw = Gateway(
+            base_config="mode: production\ndata_dir: var\nschemas_dir: %s\n"
+            "http: { listen: \"127.0.0.1:0\", tls: %s }\n"
+            "mllp: { listen: \"127.0.0.1:0\", tls: %s }\n"
+            "kafka: { brokers: \"%s\", metadata_interval: 500ms }\n"
+            "pseudonym: { key: { env: SDOH_IT_PSEUDONYM_KEY } }\n"
+            "referrals: { routing_file: %s }\n"
+            "ops: { token: { env: SDOH_IT_OPS_TOKEN } }\n"
+            "admin: { token: { env: SDOH_IT_ADMIN_TOKEN } }\n"
+            "fhir: { base_url: \"https://127.0.0.1/fhir\" }\n"
+            "parties:\n"
+            "  clinic-a: { kind: clinic, smart_clients: { ehr: { jwks_url: \"https://ehr.example.org/jwks\", "
+            "scopes: system/Task.rus } } }\n"
+            "  scraper: { kind: ops, certificate_subject: clinic-a-interface }\n"
+            % (SCHEMAS, tls, tls, cls.kafka.bootstrap, p("routing.json")),
+            env={"SDOH_IT_TLS_KEY_PASSWORD": "tls-key-pass", "SDOH_IT_PSEUDONYM_KEY": "k" * 48,
+                 "SDOH_IT_OPS_TOKEN": "o" * 32, "SDOH_IT_ADMIN_TOKEN": "a" * 32})
+        cls.gw.data_dir = os.path.join(cls.gw.dir, "var")
+        cls.gw.start(wait_ready=False)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.stop()
+        cls.gw.__exit__(None, None, None)
+        cls.kafka.close()
+        shutil.rmtree(cls.pki, ignore_errors=True)
+
+    def get(self, path, *args):
+        out = self.gw.curl("--cacert", os.path.join(self.pki, "ca.crt"), "-o", "-", "-w", "\n%{http_code}",
+                           *args, self.gw.http_url + path)
+        body, _, status = out.stdout.rpartition("\n")
+        return int(status or 0), body
+
+    def test_health_is_open(self):
+        self.assertEqual(self.get("/healthz")[0], 200)
+        self.assertIn(self.get("/readyz")[0], (200, 503))
+
+    def test_metrics_need_the_ops_role(self):
+        status, body = self.get("/metrics")
+        self.assertEqual(status, 401, body)
+        self.assertIn("ops.token", body)
+        status, body = self.get("/metrics", "-H", "Authorization: Bearer " + "o" * 32)
+        self.assertEqual(status, 200, body)
+        self.assertIn("sdoh_build_info", body)
+        self.assertEqual(self.get("/metrics", "-H", "Authorization: Bearer " + "x" * 32)[0], 401)
+        self.assertEqual(self.get("/ops/api/v1/health")[0], 401)
+
+    def test_a_scraper_with_an_ops_partys_certificate_needs_no_token(self):
+        cert = ("--cert", os.path.join(self.pki, "client.crt"), "--key", os.path.join(self.pki, "client.key"))
+        status, body = self.get("/metrics", *cert)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(self.get("/ops/api/v1/health", *cert)[0], 200)
+        # Reads only: the ops role does not replay dead letters.
+        status, _ = self.get("/ops/api/v1/dead-letters/nope/replay", "-X", "POST", *cert)
+        self.assertEqual(status, 403)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,26 @@ TEST(OpsAccess, ProductionWithoutTokensRefusesEveryoneNamingTheKeys) {
   EXPECT_THAT(refused->body, HasSubstr("set ops.token (reads) and admin.token"));
 }
 
+TEST(OpsAccess, AnOpsOrAdminPartysClientCertificateIsItsRole) {
+  // A Prometheus scraper with mTLS, in production, with no token anywhere.
+  OpsAccess access("", "", false,
+                   {{"prometheus-scraper", OpsRole::kOps}, {"/O=State/CN=gw-admin", OpsRole::kAdmin}});
+  EXPECT_TRUE(access.configured());
+  EXPECT_FALSE(access.open());
+  auto scraper = with_bearer("");
+  scraper.client_subject = "/O=State/CN=prometheus-scraper";
+  EXPECT_EQ(access.role_of(scraper), OpsRole::kOps);
+  EXPECT_FALSE(access.refuse(scraper, OpsRole::kOps));
+  EXPECT_EQ(access.refuse(scraper, OpsRole::kAdmin)->status, 403u);
+  auto admin = with_bearer("");
+  admin.client_subject = "/O=State/CN=gw-admin";
+  EXPECT_EQ(access.role_of(admin), OpsRole::kAdmin);
+  auto stranger = with_bearer("");
+  stranger.client_subject = "/O=Peds/CN=peds-clinic-a-ehr";
+  EXPECT_EQ(access.role_of(stranger), OpsRole::kNone);
+  EXPECT_EQ(access.refuse(stranger, OpsRole::kOps)->status, 401u);
+}
+
 TEST(OpsAccess, GuardRunsTheHandlerOnlyForTheRole) {
   OpsAccess access(kOps, kAdmin, true);
   int ran = 0;
