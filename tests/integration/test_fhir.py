@@ -197,6 +197,14 @@ class FhirApi(unittest.TestCase):
         ids = [e["resource"]["id"] for e in found.json()["entry"] if e["search"]["mode"] == "match"]
         self.assertIn(task_id, ids)
         self.assertEqual(self.other_agency.call("GET", "/fhir/Task/" + task_id).status, 404)
+        # Another agency can neither find it by searching nor move it.
+        for query in ("_id=" + task_id, "owner=Organization/ehv-durham", "status=requested"):
+            found = self.other_agency.call("GET", "/fhir/Task?" + query)
+            self.assertEqual(found.status, 200, found)
+            self.assertNotIn(task_id, [e["resource"]["id"] for e in found.json().get("entry", [])], query)
+        moved = self.other_agency.call("PATCH", "/fhir/Task/" + task_id, body_file=sample_path("task-patch-accepted.json"),
+                                       content_type="application/json-patch+json", headers=['If-Match: W/"1"'])
+        self.assertEqual(moved.status, 404, moved)
         task = self.agency.call("GET", "/fhir/Task/" + task_id)
         self.assertEqual(task.status, 200, task)
         self.assertEqual(task.headers["etag"], 'W/"1"')
