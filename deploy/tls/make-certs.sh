@@ -4,6 +4,8 @@
 #   server.crt server.key      the gateway's certificate for localhost, 127.0.0.1 and the compose
 #                              service name; the key is encrypted with $SDOH_TLS_KEY_PASSWORD
 #   clients-ca.crt             the CAs clinics' client certificates must chain to (here: ca.crt)
+#   admin.crt admin.key        the gateway admin's client certificate (parties.gateway-admin):
+#                              tools/deadletters --cert deploy/tls/admin.crt --key deploy/tls/admin.key
 #   clinic.crt clinic.key      a clinic interface engine's client certificate, for MLLP:
 #     mllp_send is plain TCP, so test with openssl s_client or an engine that speaks MLLP over TLS.
 # For trying the gateway only: in production the certificates come from your PKI. Renewing one is
@@ -28,8 +30,12 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/O=Peds Cl
 printf 'extendedKeyUsage=clientAuth\n' > clinic.ext
 openssl x509 -req -in clinic.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days "$days" \
   -extfile clinic.ext -out clinic.crt 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/O=sdoh-gateway/CN=sdoh-gateway-admin" \
+  -keyout admin.key -out admin.csr 2>/dev/null
+openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days "$days" \
+  -extfile clinic.ext -out admin.crt 2>/dev/null
 cp ca.crt clients-ca.crt
-rm -f server.csr server.ext clinic.csr clinic.ext ca.srl
+rm -f server.csr server.ext clinic.csr clinic.ext admin.csr ca.srl
 # The gateway runs as an unprivileged user in the image: it must be able to read what it mounts.
 chmod 644 ca.crt clients-ca.crt server.crt clinic.crt server.key
-echo "deploy/tls: ca.crt server.crt server.key clients-ca.crt clinic.crt clinic.key (valid $days days)"
+echo "deploy/tls: ca.crt server.crt server.key clients-ca.crt admin.crt admin.key clinic.crt clinic.key (valid $days days)"

@@ -846,6 +846,13 @@ void check_production_static_bearers(const GatewayConfig& cfg, MapReader& top,
               "with SMART Backend Services (parties.<id>.smart_clients) or a client certificate "
               "(certificate_cn)");
   }
+  // The one static bearer production keeps is ops.token, for a Prometheus scraper.
+  if (cfg.admin.token.configured()) {
+    top.issue(root["admin"]["token"], "admin.token",
+              "a static admin token is for mode: dev; in production an admin is a party of kind "
+              "admin with certificate_subject, proven by its TLS client certificate "
+              "(http.tls.client_ca_file)");
+  }
 }
 
 // fhir.clients name their party; SMART clients and external issuers are the FHIR API's, so

@@ -1,38 +1,10 @@
 #include "gateway/ops/access.hpp"
 
-#include <openssl/crypto.h>
-
 #include "gateway/core/json_text.hpp"
+#include "gateway/identity/admin_access.hpp"
 #include "gateway/identity/parties.hpp"
 
 namespace sdoh::ops {
-namespace {
-
-bool same_secret(std::string_view given, const std::string& known) {
-  return !known.empty() && given.size() == known.size() &&
-         CRYPTO_memcmp(given.data(), known.data(), known.size()) == 0;
-}
-
-// The token after "Bearer " (scheme case-insensitive, RFC 7235 2.1), or nothing.
-std::optional<std::string_view> bearer(const http::Request& req) {
-  auto h = req.header("Authorization");
-  if (!h || h->size() < 7) return std::nullopt;
-  auto scheme = h->substr(0, 7);
-  constexpr std::string_view kBearer = "bearer ";
-  for (std::size_t i = 0; i < 7; ++i) {
-    const char c = scheme[i];
-    const char lower = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-    if (lower != kBearer[i]) return std::nullopt;
-  }
-  auto token = h->substr(7);
-  while (!token.empty() && token.front() == ' ')
-    token.remove_prefix(1);
-  while (!token.empty() && token.back() == ' ')
-    token.remove_suffix(1);
-  return token;
-}
-
-}  // namespace
 
 std::string_view to_string(OpsRole role) {
   switch (role) {
@@ -88,31 +60,45 @@ Result<OpsAccess> OpsAccess::from_config(const config::GatewayConfig& cfg) {
   return OpsAccess(std::move(*ops), std::move(*admin), cfg.dev_mode(), std::move(certificates));
 }
 
+namespace {
+
+identity::AdminAccess admin_of(std::string token,
+                               const std::vector<OpsAccess::CertificateRole>& certificates) {
+  std::vector<std::string> subjects;
+  for (const auto& c : certificates) {
+    if (c.role == OpsRole::kAdmin) subjects.push_back(c.subject);
+  }
+  return identity::AdminAccess(std::move(token), std::move(subjects));
+}
+
+std::vector<std::string> ops_subjects(const std::vector<OpsAccess::CertificateRole>& certificates) {
+  std::vector<std::string> subjects;
+  for (const auto& c : certificates) {
+    if (c.role == OpsRole::kOps) subjects.push_back(c.subject);
+  }
+  return subjects;
+}
+
+}  // namespace
+
 OpsAccess::OpsAccess(std::string ops_token, std::string admin_token, bool dev_mode,
                      std::vector<CertificateRole> certificates)
     : ops_token_(std::move(ops_token)),
-      admin_token_(std::move(admin_token)),
-      certificates_(std::move(certificates)),
+      ops_subjects_(ops_subjects(certificates)),
+      admin_(admin_of(std::move(admin_token), certificates)),
       open_(dev_mode && !configured()) {}
 
 OpsRole OpsAccess::role_of(const http::Request& req) const {
   if (open_) return OpsRole::kAdmin;
-  auto token = bearer(req);
-  if (!token) {
-    // mTLS: the verified client certificate's subject, as the listener read it.
-    if (req.client_subject.empty()) return OpsRole::kNone;
-    auto role = OpsRole::kNone;
-    for (const auto& c : certificates_) {
-      if (identity::certificate_matches(req.client_subject, c.subject) && c.role > role)
-        role = c.role;
-    }
-    return role;
+  // Who is an admin is decided in one place (identity::AdminAccess), for /admin too.
+  if (admin_.allows(req)) return OpsRole::kAdmin;
+  if (auto token = identity::bearer_token(req)) {
+    return identity::same_secret(*token, ops_token_) ? OpsRole::kOps : OpsRole::kNone;
   }
-  // Both compared, whichever matches, so the time taken says nothing about which one is set.
-  const bool admin = same_secret(*token, admin_token_);
-  const bool ops = same_secret(*token, ops_token_);
-  if (admin) return OpsRole::kAdmin;
-  if (ops) return OpsRole::kOps;
+  // mTLS: an ops party's verified client certificate (a Prometheus scraper).
+  for (const auto& s : ops_subjects_) {
+    if (identity::certificate_matches(req.client_subject, s)) return OpsRole::kOps;
+  }
   return OpsRole::kNone;
 }
 
@@ -135,10 +121,10 @@ std::optional<http::Response> OpsAccess::refuse(const http::Request& req, OpsRol
   }
   if (needed == OpsRole::kAdmin && role != OpsRole::kAdmin) {
     return problem(403, "admin only",
-                   admin_token_.empty()
-                       ? "dead-letter payloads and replays need the admin token; admin.token is "
-                         "not configured"
-                       : "dead-letter payloads and replays need the admin token");
+                   admin_.configured()
+                       ? "dead-letter payloads and replays need the admin role"
+                       : "dead-letter payloads and replays need the admin role; neither "
+                         "admin.token nor a party of kind admin is configured");
   }
   return std::nullopt;
 }

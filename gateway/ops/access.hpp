@@ -25,6 +25,7 @@
 #include "gateway/config/config.hpp"
 #include "gateway/core/result.hpp"
 #include "gateway/http/message.hpp"
+#include "gateway/identity/admin_access.hpp"
 
 namespace sdoh::ops {
 
@@ -72,13 +73,13 @@ class OpsAccess {
   /// Whether ops.token, admin.token or an ops or admin party with a certificate is set
   /// (production without any serves nothing).
   bool configured() const {
-    return !ops_token_.empty() || !admin_token_.empty() || !certificates_.empty();
+    return !ops_token_.empty() || !ops_subjects_.empty() || admin_.configured();
   }
 
  private:
   std::string ops_token_;
-  std::string admin_token_;
-  std::vector<CertificateRole> certificates_;
+  std::vector<std::string> ops_subjects_;
+  identity::AdminAccess admin_;
   bool open_ = false;
 };
 

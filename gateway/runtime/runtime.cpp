@@ -456,7 +456,11 @@ int run(const config::GatewayConfig& cfg) {
   fhir_options->rate_limits = &rate_limits;
   fhir_options->subscriptions = true;
   fhir_options->audit = store->get();
-  fhir_options->audit_events = cfg.admin.token.configured();
+  fhir_options->audit_events =
+      cfg.admin.token.configured() ||
+      std::any_of(cfg.parties.begin(), cfg.parties.end(), [](const config::PartyConfig& p) {
+        return p.kind == "admin" && !p.certificate_subject.empty();
+      });
   fhir_options->throughput = &throughput;
   fhir_options->find_referral =
       [&store](const std::string& referral_id) -> std::optional<pipeline::ReferralState> {
@@ -525,8 +529,8 @@ int run(const config::GatewayConfig& cfg) {
   const auto replayer = message_replayer(fhir_api, screening_mapper, hl7_options, returns_port);
   auto admin_token = ops::resolve_token(cfg.admin.token, "admin.token");
   if (!admin_token) return startup_failed("admin", admin_token.error());
-  const identity::AdminAccess admin_access(*admin_token);
-  if (!admin_token->empty()) {
+  const auto admin_access = identity::AdminAccess::from_config(cfg, *admin_token);
+  if (admin_access.configured()) {
     add_admin_routes(router, **store, admin_access, replayer, store->get(), &store_threads);
     fhir::add_audit_routes(
         router, **store,

@@ -53,7 +53,7 @@ class ShippedConfigs(unittest.TestCase):
         shutil.copy(os.path.join(DEPLOY, "config", "routing.json"), os.path.join(etc, "routing.json"))
         cls.etc = etc
         cls.env = dict(os.environ, SDOH_PSEUDONYM_KEY="p" * 48, SDOH_TLS_KEY_PASSWORD="tls-key-pass",
-                       SDOH_ADMIN_TOKEN="d" * 32)
+                       SDOH_ADMIN_TOKEN="d" * 32, SDOH_OPS_TOKEN="o" * 32)
 
     @classmethod
     def tearDownClass(cls):
@@ -106,10 +106,15 @@ class ShippedConfigs(unittest.TestCase):
             cfg = load(os.path.join(DEPLOY, "config", name))
             self.assertEqual(cfg["mode"], "production")
             self.assertEqual(cfg["referrals"]["routing_file"], ETC + "/routing.json", name)
-            self.assertEqual(cfg["admin"]["token"], {"env": "SDOH_ADMIN_TOKEN"}, name)
+            # No static bearer but the ops role's scrape token: the admin is a client certificate.
+            self.assertNotIn("admin", cfg, name)
+            self.assertEqual(cfg["ops"]["token"], {"env": "SDOH_OPS_TOKEN"}, name)
+            self.assertEqual(cfg["parties"]["gateway-admin"]["kind"], "admin", name)
+            self.assertTrue(cfg["parties"]["gateway-admin"]["certificate_subject"], name)
             # FHIR clients are SMART Backend Services clients; no static bearer token.
             self.assertNotIn("clients", cfg["fhir"], name)
-            self.assertTrue(all(p["smart_clients"] for p in cfg["parties"].values()), name)
+            self.assertTrue(all(p["smart_clients"] for p in cfg["parties"].values()
+                                if p["kind"] in ("clinic", "agency")), name)
         with open(os.path.join(DEPLOY, "config", "routing.json")) as f:
             self.assertNotIn("example", json.load(f))
         with open(os.path.join(SCHEMAS, "routing", "routing.json")) as f:
@@ -164,7 +169,8 @@ class ComposeFile(unittest.TestCase):
         for name in env_names(self.config):
             self.assertIn(name, env)
             self.assertRegex(env[name], r"^\$\{%s:\?" % name)
-        self.assertIn("SDOH_ADMIN_TOKEN", env)
+        self.assertIn("SDOH_OPS_TOKEN", env)
+        self.assertNotIn("SDOH_ADMIN_TOKEN", env)  # the admin is deploy/tls/admin.crt
 
     def test_the_health_check_is_readiness(self):
         self.assertEqual(self.services["gateway"]["healthcheck"]["test"], ["CMD", "sdoh-healthcheck", "/readyz"])
@@ -263,7 +269,8 @@ class KubernetesManifests(unittest.TestCase):
             self.assertIn(name, env, name)
             ref = env[name]["valueFrom"]["secretKeyRef"]
             self.assertIn(ref["key"], secrets[ref["name"]]["stringData"], name)
-        self.assertEqual(env["SDOH_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]["key"], "admin-token")
+        self.assertEqual(env["SDOH_OPS_TOKEN"]["valueFrom"]["secretKeyRef"]["key"], "ops-token")
+        self.assertNotIn("SDOH_ADMIN_TOKEN", env)  # the admin is a client certificate
 
 
 if __name__ == "__main__":

@@ -474,6 +474,13 @@ class ProductionOps(unittest.TestCase):
         routing.pop("example")
         with open(p("routing.json"), "w") as f:
             json.dump(routing, f)
+        # The gateway admin's client certificate (a party of kind admin), from the same CA.
+        for args in (["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/O=State/CN=gw-admin", "-keyout",
+                      "admin.key", "-out", "admin.csr"],
+                     ["x509", "-req", "-in", "admin.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                      "-CAcreateserial", "-days", "2", "-out", "admin.crt"]):
+            out = run(["openssl", *args], cwd=cls.pki)
+            assert out.returncode == 0, out.stderr
         cls.kafka = MockKafka()
         tls = ("{ cert_file: %s, key_file: %s, key_password: { env: SDOH_IT_TLS_KEY_PASSWORD }, "
                "client_ca_file: %s }" % (p("server.crt"), p("server.key"), p("ca.crt")))
@@ -485,15 +492,15 @@ class ProductionOps(unittest.TestCase):
             "pseudonym: { key: { env: SDOH_IT_PSEUDONYM_KEY } }\n"
             "referrals: { routing_file: %s }\n"
             "ops: { token: { env: SDOH_IT_OPS_TOKEN } }\n"
-            "admin: { token: { env: SDOH_IT_ADMIN_TOKEN } }\n"
             "fhir: { base_url: \"https://127.0.0.1/fhir\" }\n"
             "parties:\n"
             "  clinic-a: { kind: clinic, smart_clients: { ehr: { jwks_url: \"https://ehr.example.org/jwks\", "
             "scopes: system/Task.rus } } }\n"
             "  scraper: { kind: ops, certificate_subject: clinic-a-interface }\n"
+            "  gateway-admin: { kind: admin, certificate_subject: gw-admin }\n"
             % (SCHEMAS, tls, tls, cls.kafka.bootstrap, p("routing.json")),
             env={"SDOH_IT_TLS_KEY_PASSWORD": "tls-key-pass", "SDOH_IT_PSEUDONYM_KEY": "k" * 48,
-                 "SDOH_IT_OPS_TOKEN": "o" * 32, "SDOH_IT_ADMIN_TOKEN": "a" * 32})
+                 "SDOH_IT_OPS_TOKEN": "o" * 32})
         cls.gw.data_dir = os.path.join(cls.gw.dir, "var")
         cls.gw.start(wait_ready=False)
 
@@ -532,6 +539,34 @@ class ProductionOps(unittest.TestCase):
         # Reads only: the ops role does not replay dead letters.
         status, _ = self.get("/ops/api/v1/dead-letters/nope/replay", "-X", "POST", *cert)
         self.assertEqual(status, 403)
+
+    def test_the_admin_is_its_partys_client_certificate_never_a_token(self):
+        admin = ("--cert", os.path.join(self.pki, "admin.crt"), "--key", os.path.join(self.pki, "admin.key"))
+        scraper = ("--cert", os.path.join(self.pki, "client.crt"), "--key", os.path.join(self.pki, "client.key"))
+        status, body = self.get("/admin/dead-letters", *admin)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body)["waiting"], 0)
+        self.assertEqual(self.get("/fhir/AuditEvent", *admin)[0], 200)
+        self.assertEqual(self.get("/ops/api/v1/dead-letters/nope/replay", "-X", "POST", *admin)[0], 404)
+        # The ops role, by certificate or token, is not the admin.
+        self.assertEqual(self.get("/admin/dead-letters", *scraper)[0], 401)
+        self.assertEqual(self.get("/admin/dead-letters", "-H", "Authorization: Bearer " + "o" * 32)[0], 401)
+        self.assertEqual(self.get("/fhir/AuditEvent", *scraper)[0], 401)
+        # tools/deadletters, as an operator runs it.
+        out = run([os.path.join(SOURCE_DIR, "tools", "deadletters"), "--url", self.gw.http_url, "--cacert",
+                   os.path.join(self.pki, "ca.crt"), "--cert", os.path.join(self.pki, "admin.crt"), "--key",
+                   os.path.join(self.pki, "admin.key"), "list"], env=dict(os.environ, SDOH_ADMIN_TOKEN=""))
+        self.assertEqual(out.returncode, 0, out.stderr)
+
+    def test_production_refuses_a_static_admin_token(self):
+        with open(self.gw.config_path) as f:
+            text = f.read()
+        path = os.path.join(self.pki, "with-admin-token.yaml")
+        with open(path, "w") as f:
+            f.write(text + "admin: { token: { env: SDOH_IT_OPS_TOKEN } }\n")
+        out = run([BINARY, "--check-config", path], env=dict(os.environ, **self.gw.env))
+        self.assertEqual(out.returncode, 2, out.stdout)
+        self.assertIn("admin.token: a static admin token is for mode: dev", out.stderr)
 
 
 if __name__ == "__main__":
