@@ -69,12 +69,13 @@ TEST(OpsAccess, TheSchemeIsCaseInsensitive) {
   EXPECT_EQ(access.role_of(req), OpsRole::kOps);
 }
 
-TEST(OpsAccess, OnlyAnOpsTokenConfiguredSaysAdminTokenIsMissing) {
+TEST(OpsAccess, OnlyAnOpsTokenConfiguredSaysNoAdminIsConfigured) {
   OpsAccess access(kOps, "", false);
   auto refused = access.refuse(with_bearer(kOps), OpsRole::kAdmin);
   ASSERT_TRUE(refused);
   EXPECT_EQ(refused->status, 403u);
-  EXPECT_THAT(refused->body, HasSubstr("admin.token is not configured"));
+  EXPECT_THAT(refused->body,
+              HasSubstr("neither admin.token nor a party of kind admin is configured"));
 }
 
 TEST(OpsAccess, ProductionWithoutTokensRefusesEveryoneNamingTheKeys) {
