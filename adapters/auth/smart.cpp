@@ -120,7 +120,8 @@ Result<std::unique_ptr<SmartAuthority>> SmartAuthority::create(SmartOptions opti
   if (registry != nullptr) {
     a->token_requests_ = &registry->counter(
         "sdoh_auth_token_requests_total",
-        "Token requests at /auth/token, by outcome (granted or the OAuth error code).", {"outcome"});
+        "Token requests at /auth/token, by outcome (granted or the OAuth error code).",
+        {"outcome"});
   }
   for (const auto& p : a->options_.parties) {
     for (const auto& c : p.smart_clients) {

@@ -37,7 +37,7 @@ class Registry;
 class Counter;
 template <class T>
 class Family;
-}
+}  // namespace sdoh::metrics
 namespace sdoh::pipeline {
 class StoreExecutor;
 }

@@ -86,7 +86,7 @@ struct MllpServer::State {
   config::MllpConfig cfg;
   pipeline::Hl7Handler& handler;
   tcp::acceptor acceptor;  // belongs to its own strand: the accept loop and stop() run there
-  net::ServerTls tls;  // replaced whole on reload; each connection keeps the one it began with
+  net::ServerTls tls;      // replaced whole on reload; each connection keeps the one it began with
   net::ConnectionTracker connections;
   std::atomic<bool> stopped{false};  // stop() runs once
 

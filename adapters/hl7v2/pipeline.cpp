@@ -1014,9 +1014,9 @@ struct Hl7Pipeline::Impl {
     auto who = options.parties->mllp_clinic({peer.address, peer.tls_subject}, m.get("MSH-3.1"),
                                             m.get("MSH-4.1"));
     if (who) return std::nullopt;
-    log::warn("hl7.sender_refused", {{"peer", peer.address},
-                                     {"control_id", m.get("MSH-10")},
-                                     {"reason", who.error().message}});
+    log::warn(
+        "hl7.sender_refused",
+        {{"peer", peer.address}, {"control_id", m.get("MSH-10")}, {"reason", who.error().message}});
     return who.error();
   }
 

@@ -65,7 +65,7 @@ struct Server::State {
   config::HttpConfig cfg;
   const Router& router;
   tcp::acceptor acceptor;  // belongs to its own strand: the accept loop and stop() run there
-  net::ServerTls tls;  // replaced whole on reload; each connection keeps the one it began with
+  net::ServerTls tls;      // replaced whole on reload; each connection keeps the one it began with
   net::ConnectionTracker connections;
   std::atomic<bool> stopped{false};  // stop() runs once
   std::string address;

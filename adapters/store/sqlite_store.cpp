@@ -301,7 +301,8 @@ const std::vector<const char*> kMigrations = {
     )sql",
     // 12: SMART Backend Services' used assertions and token-signing keys.
     kSmartAuthMigration,
-    // 13: the audit trail (audit/chain.hpp): append-only, hash-chained AuditEvents, found by entity,
+    // 13: the audit trail (audit/chain.hpp): append-only, hash-chained AuditEvents, found by
+    // entity,
     // agent and time; the prune points that keep the chain verifiable after retention. Only new
     // tables: this entry may take any place after 10.
     R"sql(

@@ -1122,10 +1122,11 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
   if (cfg.mode == "production") {
     for (const auto& p : cfg.parties) {
       if (!p.mllp_senders.empty() && p.certificate_subject.empty() && p.source_addresses.empty()) {
-        top.issue(root["parties"], "parties." + p.id,
-                  std::string(p.kind == "agency" ? "an agency that answers" : "a clinic that sends") +
-                      " over MLLP needs certificate_subject (mTLS) or source_addresses in "
-                      "production: its messages' MSH-3/MSH-4 prove nothing");
+        top.issue(
+            root["parties"], "parties." + p.id,
+            std::string(p.kind == "agency" ? "an agency that answers" : "a clinic that sends") +
+                " over MLLP needs certificate_subject (mTLS) or source_addresses in "
+                "production: its messages' MSH-3/MSH-4 prove nothing");
       }
     }
   }

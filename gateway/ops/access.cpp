@@ -112,10 +112,9 @@ std::optional<http::Response> OpsAccess::refuse(const http::Request& req, OpsRol
   }
   const auto role = role_of(req);
   if (role == OpsRole::kNone) {
-    auto r =
-        problem(401, "unauthorized",
-                "send Authorization: Bearer <ops.token> (or <admin.token>), or a client "
-                "certificate of an ops or admin party");
+    auto r = problem(401, "unauthorized",
+                     "send Authorization: Bearer <ops.token> (or <admin.token>), or a client "
+                     "certificate of an ops or admin party");
     r.headers.push_back({"WWW-Authenticate", "Bearer realm=\"sdoh-gateway ops\""});
     return r;
   }

@@ -106,9 +106,8 @@ boost::asio::awaitable<Result<std::string>> replay_dead_letter(
                              {"ok", result.has_value()},
                              {"detail", result ? result->outcome : result.error().message}});
   // A refused replay is recorded too, with its reason.
-  auto record =
-      admin_action(audit::AuditKind::kReplay, peer, "dead-letter/" + d->dead_letter_id,
-                   result.has_value(), result ? "" : result.error().message);
+  auto record = admin_action(audit::AuditKind::kReplay, peer, "dead-letter/" + d->dead_letter_id,
+                             result.has_value(), result ? "" : result.error().message);
   auto recorded = co_await record_admin(audit, std::move(record));
   if (!recorded) co_return fail(recorded.error());
   if (!result) co_return fail(result.error());

@@ -227,13 +227,13 @@ void add_ops_api_routes(http::Router& router, OpsApiSources sources) {
                co_return co_await show(req);
              });
 
-  router.add("POST", path("/dead-letters/{id}/replay"),
-             access.guard(OpsRole::kAdmin,
-                          on_store([s](http::Request& req) -> asio::awaitable<http::Response> {
-                            co_return answer(co_await replay_dead_letter(
-                                *s->dead_letters, s->replay_message, req.params["id"], req.peer,
-                                s->audit));
-                          })));
+  router.add(
+      "POST", path("/dead-letters/{id}/replay"),
+      access.guard(
+          OpsRole::kAdmin, on_store([s](http::Request& req) -> asio::awaitable<http::Response> {
+            co_return answer(co_await replay_dead_letter(*s->dead_letters, s->replay_message,
+                                                         req.params["id"], req.peer, s->audit));
+          })));
 }
 
 }  // namespace sdoh::ops

@@ -47,12 +47,12 @@
 #include "gateway/metrics/registry.hpp"
 #include "gateway/ops/access.hpp"
 #include "gateway/ops/health.hpp"
-#include "gateway/ops/measures_routes.hpp"
-#include "gateway/pipeline/audit_observer.hpp"
 #include "gateway/ops/last_hour.hpp"
+#include "gateway/ops/measures_routes.hpp"
 #include "gateway/ops/ops_api.hpp"
 #include "gateway/ops/ui.hpp"
 #include "gateway/ops/ui_files.hpp"
+#include "gateway/pipeline/audit_observer.hpp"
 #include "gateway/pipeline/delivered_ack_port.hpp"
 #include "gateway/pipeline/observed_commit_port.hpp"
 #include "gateway/pipeline/subscription_notices.hpp"
@@ -349,11 +349,12 @@ int run(const config::GatewayConfig& cfg) {
   if (!ops_access) return startup_failed("ops", ops_access.error());
   if (!cfg.dev_mode() && !ops_access->configured()) {
     log::warn("ops.not_configured",
-              {{"detail", "no ops.token, admin.token or ops/admin party with a certificate: "
-                          "/metrics, /ops/api and the dashboard answer 403"}});
+              {{"detail",
+                "no ops.token, admin.token or ops/admin party with a certificate: "
+                "/metrics, /ops/api and the dashboard answer 403"}});
   }
-  ops::MetricsUpdate metrics_update{[&referral_metrics] { referral_metrics.update(); },
-                                    &store_threads, {}};
+  ops::MetricsUpdate metrics_update{
+      [&referral_metrics] { referral_metrics.update(); }, &store_threads, {}};
   if (!cfg.dev_mode()) {
     metrics_update.access = [&gate = *ops_access](const http::Request& req) {
       return gate.refuse(req, ops::OpsRole::kOps);

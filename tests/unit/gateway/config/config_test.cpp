@@ -460,7 +460,8 @@ TEST(Config, DeliveryPromisePropertiesCannotBeOverridden) {
 
 TEST(Config, ProductionRefusesAnMllpAgencyWithNothingToProveItsConnection) {
   const std::string production =
-      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n"
+      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: "
+      "true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n"
       "fhir: { base_url: \"https://gw.example.org/fhir\" }\n";
   auto issue = only_issue(production + "parties: { " + kSmartParty +
                           ", ehv: { mllp_senders: [AGENCY^EHV] } }\n");
@@ -480,11 +481,12 @@ TEST(Config, ProductionRefusesPlainListenersNamingTheKey) {
   EXPECT_THAT(paths, ::testing::UnorderedElementsAre("http.tls.cert_file", "mllp.tls.cert_file"));
   EXPECT_THAT(errors.issues[0].message, HasSubstr("production mode needs TLS on every listener"));
   // TLS on both listeners is enough (any readable files stand in for the PEM files here).
-  const std::string tls = std::string("{ tls: { cert_file: ") + __FILE__ + ", key_file: " +
-                          __FILE__ + " } }\n";
+  const std::string tls =
+      std::string("{ tls: { cert_file: ") + __FILE__ + ", key_file: " + __FILE__ + " } }\n";
   EXPECT_TRUE(parse_config(
       "mode: production\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n"
-      "http: " + tls + "mllp: " + tls + kFhirClient));
+      "http: " +
+      tls + "mllp: " + tls + kFhirClient));
 }
 
 TEST(Config, PlainOnLoopbackOnlyIsForLoopbackAddresses) {
@@ -492,20 +494,26 @@ TEST(Config, PlainOnLoopbackOnlyIsForLoopbackAddresses) {
   EXPECT_EQ(issue.path, "http.insecure_loopback_only");
   EXPECT_THAT(issue.message, HasSubstr("only on a loopback address"));
   issue = only_issue(std::string("mllp: { listen: \"127.0.0.1:2575\", insecure_loopback_only: "
-                                  "true, tls: { cert_file: ") +
-                      __FILE__ + ", key_file: " + __FILE__ + " } }\n");
+                                 "true, tls: { cert_file: ") +
+                     __FILE__ + ", key_file: " + __FILE__ + " } }\n");
   EXPECT_EQ(issue.path, "mllp.insecure_loopback_only");
   EXPECT_TRUE(parse_config("mllp: { listen: \"[::1]:2575\", insecure_loopback_only: true }\n"));
 }
 
 TEST(Config, ProductionRefusesTheEmbeddedBroker) {
-  auto issue = only_issue("mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\npseudonym: { key: { env: K } }\n" + kFhirClient);
+  auto issue = only_issue(
+      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: "
+      "true }\npseudonym: { key: { env: K } }\n" +
+      kFhirClient);
   EXPECT_EQ(issue.path, "kafka.brokers");
   EXPECT_THAT(issue.message, HasSubstr("development only"));
 }
 
 TEST(Config, ProductionNeedsAPseudonymKey) {
-  auto issue = only_issue("mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\n" + kFhirClient);
+  auto issue = only_issue(
+      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: "
+      "true }\nkafka: { brokers: \"kafka:9092\" }\n" +
+      kFhirClient);
   EXPECT_EQ(issue.path, "pseudonym.key");
   EXPECT_THAT(issue.message, HasSubstr("pseudonym key"));
 }
@@ -525,7 +533,8 @@ TEST(Config, LiteralPseudonymKeyIsRefused) {
 
 TEST(Config, ProductionWithBrokersAndKeyIsAccepted) {
   auto cfg = parse_config(
-      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n" +
+      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: "
+      "true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n" +
       kFhirClient);
   ASSERT_TRUE(cfg) << cfg.error().to_string();
   EXPECT_FALSE(cfg->dev_mode());
@@ -533,14 +542,16 @@ TEST(Config, ProductionWithBrokersAndKeyIsAccepted) {
 
 TEST(Config, ProductionNeedsFhirClients) {
   auto issue = only_issue(
-      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n");
+      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: "
+      "true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n");
   EXPECT_EQ(issue.path, "parties");
   EXPECT_THAT(issue.message, HasSubstr("SMART Backend Services clients"));
 }
 
 TEST(Config, ProductionRefusesStaticBearerTokens) {
   auto issue = only_issue(
-      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n"
+      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: "
+      "true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n"
       "fhir: { clients: { ehr: { token: { env: T }, certificate_cn: ehr, party: a } } }\n"
       "parties: { a: { kind: clinic } }\n");
   EXPECT_EQ(issue.path, "fhir.clients.ehr.token");
@@ -549,26 +560,30 @@ TEST(Config, ProductionRefusesStaticBearerTokens) {
 
 TEST(Config, ProductionTakesClientCertificatesAsFhirClients) {
   EXPECT_TRUE(parse_config(
-      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n"
+      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: "
+      "true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n"
       "fhir: { clients: { ehr: { certificate_cn: ehr.clinic-a.org, party: a } } }\n"
       "parties: { a: { kind: clinic } }\n"));
 }
 
 TEST(Config, ProductionPinsTheTokenEndpoint) {
   auto issue = only_issue(
-      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n"
+      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: "
+      "true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n"
       "parties: { " +
       kSmartParty + " }\n");
   EXPECT_EQ(issue.path, "smart.token_endpoint");
   EXPECT_TRUE(parse_config(
-      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n"
+      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: "
+      "true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n"
       "smart: { token_endpoint: \"https://gw.example.org/auth/token\" }\nparties: { " +
       kSmartParty + " }\n"));
 }
 
 TEST(Config, ProductionFetchesKeysOverHttpsOnly) {
   auto issue = only_issue(
-      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n"
+      "mode: production\nhttp: { insecure_loopback_only: true }\nmllp: { insecure_loopback_only: "
+      "true }\nkafka: { brokers: \"kafka:9092\" }\npseudonym: { key: { env: K } }\n"
       "fhir: { base_url: \"https://gw.example.org/fhir\" }\n"
       "parties: { a: { kind: clinic, smart_clients: { ehr: { jwks_url: \"http://ehr/jwks\", "
       "scopes: system/Task.r } } } }\n");

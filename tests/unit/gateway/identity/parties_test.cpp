@@ -88,8 +88,8 @@ TEST(Parties, AClinicsMessagesCountAsTheClinicItsConnectionProves) {
   parties[2].certificate_subject = "peds-clinic-a-ehr";
   Parties production(parties, false);
   // Its certificate proves the clinic its header names.
-  auto who =
-      production.mllp_clinic({"127.0.0.1:5000", "/O=Peds/CN=peds-clinic-a-ehr"}, "EHR", "PEDS_CLINIC_A");
+  auto who = production.mllp_clinic({"127.0.0.1:5000", "/O=Peds/CN=peds-clinic-a-ehr"}, "EHR",
+                                    "PEDS_CLINIC_A");
   ASSERT_TRUE(who) << who.error().message;
   EXPECT_EQ(*who, "peds_clinic_a");
   // The header alone proves nothing.
@@ -98,8 +98,8 @@ TEST(Parties, AClinicsMessagesCountAsTheClinicItsConnectionProves) {
   EXPECT_EQ(bare.error().where.field, 4);
   EXPECT_NE(bare.error().message.find("not clinic peds_clinic_a's"), std::string::npos);
   // A proven clinic cannot send as a sender it does not list...
-  auto spoof =
-      production.mllp_clinic({"127.0.0.1:5000", "/O=Peds/CN=peds-clinic-a-ehr"}, "EHR", "OTHER_CLINIC");
+  auto spoof = production.mllp_clinic({"127.0.0.1:5000", "/O=Peds/CN=peds-clinic-a-ehr"}, "EHR",
+                                      "OTHER_CLINIC");
   ASSERT_FALSE(spoof);
   EXPECT_NE(spoof.error().message.find("this connection is peds_clinic_a's, but MSH-3^MSH-4 "
                                        "EHR^OTHER_CLINIC is not among parties.peds_clinic_a"),
@@ -107,7 +107,8 @@ TEST(Parties, AClinicsMessagesCountAsTheClinicItsConnectionProves) {
   // ...an unknown sender is refused in production...
   auto unknown = production.mllp_clinic({"127.0.0.1:5000", ""}, "EHR", "NOBODY");
   ASSERT_FALSE(unknown);
-  EXPECT_NE(unknown.error().message.find("is not the MLLP sender of any clinic"), std::string::npos);
+  EXPECT_NE(unknown.error().message.find("is not the MLLP sender of any clinic"),
+            std::string::npos);
   // ...and an agency's sender never sends screenings, even with its own certificate.
   auto agency = production.mllp_clinic({"127.0.0.1:5000", "/CN=ehv-durham"}, "EHV", "EHV_DURHAM");
   ASSERT_FALSE(agency);

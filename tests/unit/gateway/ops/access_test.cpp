@@ -89,8 +89,9 @@ TEST(OpsAccess, ProductionWithoutTokensRefusesEveryoneNamingTheKeys) {
 
 TEST(OpsAccess, AnOpsOrAdminPartysClientCertificateIsItsRole) {
   // A Prometheus scraper with mTLS, in production, with no token anywhere.
-  OpsAccess access("", "", false,
-                   {{"prometheus-scraper", OpsRole::kOps}, {"/O=State/CN=gw-admin", OpsRole::kAdmin}});
+  OpsAccess access(
+      "", "", false,
+      {{"prometheus-scraper", OpsRole::kOps}, {"/O=State/CN=gw-admin", OpsRole::kAdmin}});
   EXPECT_TRUE(access.configured());
   EXPECT_FALSE(access.open());
   auto scraper = with_bearer("");
