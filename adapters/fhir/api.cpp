@@ -829,21 +829,7 @@ struct Api::Impl {
       url += "_count=" + std::to_string(q.count) + "&_getpagesoffset=" + std::to_string(offset);
       return url;
     };
-    std::string out = "{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"total\":" +
-                      std::to_string(page->total) + ",\"link\":[{\"relation\":\"self\",\"url\":";
-    append_json_string(out, link(q.offset));
-    out += "}";
-    if (q.count > 0 && q.offset + q.count < page->total) {
-      out += ",{\"relation\":\"next\",\"url\":";
-      append_json_string(out, link(q.offset + q.count));
-      out += "}";
-    }
-    if (q.offset > 0) {
-      out += ",{\"relation\":\"previous\",\"url\":";
-      append_json_string(out, link(std::max(0, q.offset - std::max(q.count, 1))));
-      out += "}";
-    }
-    out += "],\"entry\":[";
+    std::string out = searchset_head(page->total, q.offset, q.count, link);
     bool first = true;
     for (const auto& row : page->rows) {
       if (!first) out += ',';

@@ -184,17 +184,7 @@ void add_audit_routes(http::Router& router, const pipeline::AuditTrail& trail,
           return base + "/AuditEvent?" + self + (self.empty() ? "" : "&") +
                  "_count=" + std::to_string(q.count) + "&_getpagesoffset=" + std::to_string(offset);
         };
-        std::string out = "{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"total\":" +
-                          std::to_string(page->total) +
-                          ",\"link\":[{\"relation\":\"self\",\"url\":";
-        append_json_string(out, link(q.offset));
-        out += "}";
-        if (q.count > 0 && q.offset + q.count < page->total) {
-          out += ",{\"relation\":\"next\",\"url\":";
-          append_json_string(out, link(q.offset + q.count));
-          out += "}";
-        }
-        out += "],\"entry\":[";
+        std::string out = searchset_head(page->total, q.offset, q.count, link);
         bool first = true;
         for (const auto& json : page->events) {
           if (!first) out += ',';

@@ -1,5 +1,9 @@
 #include "adapters/fhir/response.hpp"
 
+#include <algorithm>
+
+#include "gateway/core/json_text.hpp"
+
 namespace sdoh::fhir {
 
 http::Response fhir_response(unsigned status, std::string body, bool plain_json) {
@@ -18,6 +22,25 @@ http::Response problem_response(const Problem& p, bool plain_json) {
   if (p.code == FhirErrc::kUnauthorized)
     r.headers.push_back({"WWW-Authenticate", "Bearer realm=\"sdoh-gateway\""});
   return r;
+}
+
+std::string searchset_head(std::int64_t total, int offset, int count,
+                           const std::function<std::string(int offset)>& link) {
+  std::string out = "{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"total\":" +
+                    std::to_string(total) + ",\"link\":[{\"relation\":\"self\",\"url\":";
+  append_json_string(out, link(offset));
+  out += "}";
+  if (count > 0 && offset + count < total) {
+    out += ",{\"relation\":\"next\",\"url\":";
+    append_json_string(out, link(offset + count));
+    out += "}";
+  }
+  if (offset > 0) {
+    out += ",{\"relation\":\"previous\",\"url\":";
+    append_json_string(out, link(std::max(0, offset - std::max(count, 1))));
+    out += "}";
+  }
+  return out + "],\"entry\":[";
 }
 
 }  // namespace sdoh::fhir

@@ -13,31 +13,15 @@
 #include <rapidjson/writer.h>
 
 #include "gateway/core/json_parse.hpp"
+#include "tests/unit/adapters/auth/vectors.hpp"
 
 namespace sdoh::auth {
 namespace {
 
 using ::testing::HasSubstr;
 
-const rapidjson::Document& vectors() {
-  static const rapidjson::Document doc = [] {
-    std::ifstream in(SDOH_SOURCE_DIR "/tests/data/jose/vectors.json");
-    std::stringstream buf;
-    buf << in.rdbuf();
-    rapidjson::Document d;
-    EXPECT_TRUE(json::parse(d, buf.str()));
-    return d;
-  }();
-  return doc;
-}
-
-std::string text(const rapidjson::Value& v) {
-  if (v.IsString()) return v.GetString();
-  rapidjson::StringBuffer b;
-  rapidjson::Writer<rapidjson::StringBuffer> w(b);
-  v.Accept(w);
-  return b.GetString();
-}
+using test::text;
+using test::vectors;
 
 Jwk key(const char* alg) {
   auto k = Jwk::from_json(text(vectors()[alg]["public"]));

@@ -14,6 +14,7 @@
 #include <rapidjson/writer.h>
 
 #include "gateway/core/json_parse.hpp"
+#include "tests/unit/adapters/auth/vectors.hpp"
 
 namespace sdoh::auth {
 namespace {
@@ -23,24 +24,8 @@ using ::testing::HasSubstr;
 constexpr std::int64_t kExp = 1'900'000'000;
 constexpr const char* kFhirBase = "https://gw.example.org/fhir";
 
-const rapidjson::Document& vectors() {
-  static const rapidjson::Document doc = [] {
-    std::ifstream in(SDOH_SOURCE_DIR "/tests/data/jose/vectors.json");
-    std::stringstream buf;
-    buf << in.rdbuf();
-    rapidjson::Document d;
-    EXPECT_TRUE(json::parse(d, buf.str()));
-    return d;
-  }();
-  return doc;
-}
-
-std::string text(const rapidjson::Value& v) {
-  rapidjson::StringBuffer b;
-  rapidjson::Writer<rapidjson::StringBuffer> w(b);
-  v.Accept(w);
-  return b.GetString();
-}
+using test::text;
+using test::vectors;
 
 class MapStore final : public pipeline::AuthStore {
  public:
