@@ -747,24 +747,13 @@ struct Api::Impl {
     std::vector<std::string> used;  // "name=value" for the self link
     std::vector<Issue> ignored;
     // Parameters in the order sent; each may repeat (AND) and hold a comma list (OR).
-    std::string_view query = req.query;
-    std::vector<std::pair<std::string, std::string>> raw;
-    while (!query.empty()) {
-      const auto amp = query.find('&');
-      const auto item = query.substr(0, amp);
-      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-      if (item.empty()) continue;
-      const auto eq = item.find('=');
-      raw.emplace_back(
-          http::url_decode(item.substr(0, eq)),
-          eq == std::string_view::npos ? std::string() : http::url_decode(item.substr(eq + 1)));
-    }
+    const auto params = req.query_params();
     auto bad = [&](std::string expression, std::string text) {
       Problem p =
           Problem::bad_request(IssueType::kNotSupported, std::move(expression), std::move(text));
       return count(problem_response(p, call->plain_json), "search-type", type);
     };
-    for (const auto& [name, value] : raw) {
+    for (const auto& [name, value, as_sent] : params) {
       if (name == "_format") continue;
       if (name == "_count") {
         int n = 0;

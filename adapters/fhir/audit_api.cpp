@@ -110,16 +110,7 @@ void add_audit_routes(http::Router& router, const pipeline::AuditTrail& trail,
         pipeline::AuditQuery q;
         q.count = kDefaultCount;
         std::string self;
-        std::string_view query = req.query;
-        while (!query.empty()) {
-          const auto amp = query.find('&');
-          const auto item = query.substr(0, amp);
-          query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-          if (item.empty()) continue;
-          const auto eq = item.find('=');
-          const auto name = http::url_decode(item.substr(0, eq));
-          const auto value =
-              eq == std::string_view::npos ? std::string() : http::url_decode(item.substr(eq + 1));
+        for (const auto& [name, value, item] : req.query_params()) {
           if (name == "_format") continue;
           if (name == "_count" || name == "_getpagesoffset") {
             int n = 0;

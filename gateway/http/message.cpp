@@ -47,16 +47,26 @@ std::optional<std::string_view> Request::header(std::string_view name) const {
   return std::nullopt;
 }
 
-std::vector<std::string> Request::query_values(std::string_view name) const {
-  std::vector<std::string> out;
+std::vector<Request::QueryParam> Request::query_params() const {
+  std::vector<QueryParam> out;
   std::string_view q = query;
   while (!q.empty()) {
     const auto amp = q.find('&');
-    auto pair = q.substr(0, amp);
+    auto item = q.substr(0, amp);
     q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
-    const auto eq = pair.find('=');
-    if (url_decode(pair.substr(0, eq)) != name) continue;
-    out.push_back(eq == std::string_view::npos ? std::string() : url_decode(pair.substr(eq + 1)));
+    if (item.empty()) continue;
+    const auto eq = item.find('=');
+    out.push_back({url_decode(item.substr(0, eq)),
+                   eq == std::string_view::npos ? std::string() : url_decode(item.substr(eq + 1)),
+                   item});
+  }
+  return out;
+}
+
+std::vector<std::string> Request::query_values(std::string_view name) const {
+  std::vector<std::string> out;
+  for (auto& p : query_params()) {
+    if (p.name == name) out.push_back(std::move(p.value));
   }
   return out;
 }

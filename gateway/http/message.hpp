@@ -34,6 +34,14 @@ struct Request {
 
   /// Case-insensitive header lookup; the first occurrence.
   std::optional<std::string_view> header(std::string_view name) const;
+  /// One query parameter: its name and value percent-decoded, and the item as sent.
+  struct QueryParam {
+    std::string name;
+    std::string value;
+    std::string_view raw;  ///< "name=value" as sent (a view of `query`)
+  };
+  /// Every query parameter in the order sent (empty items skipped).
+  std::vector<QueryParam> query_params() const;
   /// Every value of a query parameter, percent-decoded, in order.
   std::vector<std::string> query_values(std::string_view name) const;
   std::optional<std::string> query_value(std::string_view name) const;
