@@ -250,6 +250,21 @@ class ConfigCommandLine(unittest.TestCase):
             self.assertEqual(out.returncode, 0, out.stderr)
             self.assertIn("configuration is valid", out.stdout)
 
+    def test_production_refuses_plain_listeners_naming_the_keys(self):
+        path = self.write("mode: production\nschemas_dir: %s\nkafka: { brokers: \"k1:9092\" }\n" % SCHEMAS)
+        out = run([BINARY, "--check-config", path])
+        self.assertEqual(out.returncode, 2)
+        for key in ("http", "mllp"):
+            self.assertIn("%s.tls.cert_file: production mode needs TLS on every listener" % key, out.stderr)
+        # Plain on loopback only, behind a local TLS terminator, is the one way out.
+        path = self.write("mode: production\nschemas_dir: %s\nkafka: { brokers: \"k1:9092\" }\n"
+                          "http: { listen: \"0.0.0.0:8080\", insecure_loopback_only: true }\n"
+                          "mllp: { listen: \"127.0.0.1:2575\", insecure_loopback_only: true }\n" % SCHEMAS)
+        out = run([BINARY, "--check-config", path])
+        self.assertIn("http.insecure_loopback_only: allows plain http only on a loopback address", out.stderr)
+        self.assertNotIn("mllp.tls.cert_file", out.stderr)
+        self.assertNotIn("mllp.insecure_loopback_only", out.stderr)
+
     def test_start_with_invalid_config_exits_2_without_listening(self):
         path = self.write("mode: production\n")
         out = run([BINARY, "--config", path])
