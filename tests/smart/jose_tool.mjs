@@ -4,6 +4,7 @@
 //   {"op":"sign","jwk":JWK,"header":{…},"claims":{…}}    → {"jwt": compact JWS}
 //   {"op":"hs256","secret":"…","header":{…},"claims":{…}} → {"jwt": …} (HMAC keyed with `secret`)
 //   {"op":"none","claims":{…}}                           → {"jwt": …} (alg none, unsigned)
+import './webcrypto.mjs';  // first: jose needs the global crypto (Node.js 18)
 import * as jose from 'jose';
 
 const chunks = [];
