@@ -26,8 +26,9 @@ http::Response problem_response(const Problem& p, bool plain_json) {
 
 std::string searchset_head(std::int64_t total, int offset, int count,
                            const std::function<std::string(int offset)>& link) {
-  std::string out = "{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"total\":" +
-                    std::to_string(total) + ",\"link\":[{\"relation\":\"self\",\"url\":";
+  std::string out =
+      "{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"total\":" + std::to_string(total) +
+      ",\"link\":[{\"relation\":\"self\",\"url\":";
   append_json_string(out, link(offset));
   out += "}";
   if (count > 0 && offset + count < total) {
