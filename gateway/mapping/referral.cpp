@@ -156,8 +156,7 @@ Result<ReferralMapper::Need> ReferralMapper::need(const NormalizedReferral& r) c
   }
   // A Gravity category code elsewhere (RF1-5 food-insecurity^Food insecurity^SDOHCC).
   for (const auto& c : r.need_codes) {
-    if (c.coding.system == tables.category_system() &&
-        tables.known_category(c.coding.code))
+    if (c.coding.system == tables.category_system() && tables.known_category(c.coding.code))
       name_need(c.coding.code);
   }
   if (!named.empty()) return one();
