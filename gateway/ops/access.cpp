@@ -51,13 +51,14 @@ Result<OpsAccess> OpsAccess::from_config(const config::GatewayConfig& cfg) {
                               "is the same as admin.token: the ops role would be admin; give "
                               "each role its own token"));
   }
-  std::vector<CertificateRole> certificates;
+  std::vector<std::string> ops_subjects;
   for (const auto& p : cfg.parties) {
-    if (p.certificate_subject.empty()) continue;
-    if (p.kind == "ops") certificates.push_back({p.certificate_subject, OpsRole::kOps});
-    if (p.kind == "admin") certificates.push_back({p.certificate_subject, OpsRole::kAdmin});
+    if (p.kind == "ops" && !p.certificate_subject.empty())
+      ops_subjects.push_back(p.certificate_subject);
   }
-  return OpsAccess(std::move(*ops), std::move(*admin), cfg.dev_mode(), std::move(certificates));
+  // Who is an admin is derived from the config in one place, for /admin too.
+  return OpsAccess(std::move(*ops), std::move(ops_subjects),
+                   identity::AdminAccess::from_config(cfg, std::move(*admin)), cfg.dev_mode());
 }
 
 namespace {
@@ -81,12 +82,17 @@ std::vector<std::string> ops_subjects(const std::vector<OpsAccess::CertificateRo
 
 }  // namespace
 
+OpsAccess::OpsAccess(std::string ops_token, std::vector<std::string> ops_subjects,
+                     identity::AdminAccess admin, bool dev_mode)
+    : ops_token_(std::move(ops_token)),
+      ops_subjects_(std::move(ops_subjects)),
+      admin_(std::move(admin)),
+      open_(dev_mode && !configured()) {}
+
 OpsAccess::OpsAccess(std::string ops_token, std::string admin_token, bool dev_mode,
                      std::vector<CertificateRole> certificates)
-    : ops_token_(std::move(ops_token)),
-      ops_subjects_(ops_subjects(certificates)),
-      admin_(admin_of(std::move(admin_token), certificates)),
-      open_(dev_mode && !configured()) {}
+    : OpsAccess(std::move(ops_token), ops_subjects(certificates),
+                admin_of(std::move(admin_token), certificates), dev_mode) {}
 
 OpsRole OpsAccess::role_of(const http::Request& req) const {
   if (open_) return OpsRole::kAdmin;

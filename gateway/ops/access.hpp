@@ -53,7 +53,12 @@ class OpsAccess {
     OpsRole role = OpsRole::kNone;
   };
 
-  /// Empty tokens: not configured. `dev_mode`: config `mode: dev`.
+  /// `ops_token` empty: not configured; `ops_subjects`: the ops parties' certificate subjects;
+  /// `admin`: who is an admin. `dev_mode`: config `mode: dev`.
+  OpsAccess(std::string ops_token, std::vector<std::string> ops_subjects,
+            identity::AdminAccess admin, bool dev_mode);
+
+  /// The same from explicit lists (tests): empty tokens are not configured.
   OpsAccess(std::string ops_token, std::string admin_token, bool dev_mode,
             std::vector<CertificateRole> certificates = {});
 
