@@ -17,7 +17,7 @@ Result<void> advance_timeline(SqliteStore::Impl& s, const pipeline::ReferralStat
     st.text(1, row.referral_id);
     auto r = st.step();
     if (!r) return fail(r.error());
-    if (*r == SQLITE_ROW) before = timeline_row(st.raw());
+    if (*r == SQLITE_ROW) before = timeline_row(st);
   }
   const auto t = measures::advance(before, row, now);
   auto& st = s.upsert_timeline;
@@ -186,7 +186,7 @@ struct CommitOp final : WriteOp {
   }
 
   Result<void> replay(SqliteStore::Impl& s, std::int64_t received) {
-    auto dl = replayable_dead_letter(s.db, request.replay_of);
+    auto dl = replayable_dead_letter(*s.conn, request.replay_of);
     if (!dl) return fail(dl.error());
     if (request.dead_letter) {
       return fail(Error::invalid("still rejected: " + request.dead_letter->error_text + " (" +
@@ -199,7 +199,7 @@ struct CommitOp final : WriteOp {
       // Later resends of the message get the answer it has now.
       Statement st;
       if (auto r =
-              st.prepare(s.db, "UPDATE inbound SET answer_code = ?1, answer = ?2 WHERE id = ?3");
+              st.prepare(*s.conn, "UPDATE inbound SET answer_code = ?1, answer = ?2 WHERE id = ?3");
           !r) {
         return r;
       }
@@ -213,7 +213,7 @@ struct CommitOp final : WriteOp {
     pending_dead_letters = -1;  // one fewer waiting for an operator
     if (auto r = append_audit(s, request.audit, received); !r) return r;
     audited = static_cast<std::int64_t>(request.audit.size());
-    return mark_replayed(s.db, request.replay_of, received,
+    return mark_replayed(*s.conn, request.replay_of, received,
                          "replayed: " + std::to_string(outcome.undelivered.size()) + " event(s)");
   }
 

@@ -30,6 +30,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "adapters/store/sql_sqlite.hpp"
 #include "adapters/store/sqlite_store.hpp"
 #include "gateway/audit/chain.hpp"
 #include "gateway/log/log.hpp"
@@ -57,72 +58,10 @@ inline std::string column(sqlite3_stmt* st, int i) {
                       : std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(st, i)));
 }
 
-/// A prepared statement, reset after each use.
-class Statement {
- public:
-  Statement() = default;
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-  ~Statement() {
-    if (stmt_ != nullptr) sqlite3_finalize(stmt_);
-  }
-  Result<void> prepare(sqlite3* db, const char* sql) {
-    db_ = db;
-    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) != SQLITE_OK) {
-      return fail(Error::internal(std::string("prepare: ") + sqlite3_errmsg(db)));
-    }
-    return {};
-  }
-  Statement& text(int i, std::string_view v) {
-    // A null pointer would bind NULL, which equals nothing: an empty view is the empty text.
-    sqlite3_bind_text(stmt_, i, v.data() != nullptr ? v.data() : "", static_cast<int>(v.size()),
-                      SQLITE_STATIC);
-    return *this;
-  }
-  Statement& text_or_null(int i, std::string_view v) {
-    if (v.empty()) {
-      sqlite3_bind_null(stmt_, i);
-    } else {
-      text(i, v);
-    }
-    return *this;
-  }
-  Statement& blob(int i, std::string_view v) {
-    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
-    return *this;
-  }
-  Statement& integer(int i, std::int64_t v) {
-    sqlite3_bind_int64(stmt_, i, v);
-    return *this;
-  }
-  /// Steps once: SQLITE_ROW or SQLITE_DONE, else an error.
-  Result<int> step() {
-    const int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW || rc == SQLITE_DONE) return rc;
-    return fail(Error::unavailable(sqlite3_errmsg(db_)));
-  }
-  void reset() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-  }
-  std::string column_text(int i) const {
-    const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, i));
-    return p == nullptr ? std::string()
-                        : std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(stmt_, i)));
-  }
-  std::int64_t column_int(int i) const { return sqlite3_column_int64(stmt_, i); }
-  sqlite3_stmt* raw() const { return stmt_; }
-
- private:
-  sqlite3* db_ = nullptr;
-  sqlite3_stmt* stmt_ = nullptr;
-};
-
-/// Resets a statement when leaving scope.
-struct ResetOnExit {
-  Statement& s;
-  ~ResetOnExit() { s.reset(); }
-};
+using sql::ResetOnExit;
+using sql::Statement;
+using sql::kDone;
+using sql::kRow;
 
 /// A read-only connection with the statements of the frequent reads prepared once. Used by one
 /// thread at a time: SqliteStore::Impl lends it (lease_reader).
@@ -136,6 +75,7 @@ struct ReadConnection {
       if (db != nullptr) sqlite3_close_v2(db);
     }
   } handle;  // first member: closed after every statement below is finalized
+  std::unique_ptr<sql::Connection> conn;  // over handle.db
 
   Statement begin, end;  // a read transaction: one snapshot for several statements
   Statement current_resource, resource_version, resource_id, resource_history;
@@ -153,7 +93,7 @@ struct ReadConnection {
     if (auto it = searches.find(sql); it != searches.end()) return it->second.get();
     if (searches.size() >= kMaxSearches) searches.clear();  // many shapes: start again
     auto st = std::make_unique<Statement>();
-    if (auto r = st->prepare(db(), sql.c_str()); !r) return fail(r.error());
+    if (auto r = st->prepare(*conn, sql); !r) return fail(r.error());
     auto* raw = st.get();
     searches.emplace(sql, std::move(st));
     return raw;
@@ -176,25 +116,25 @@ constexpr const char* kTimelineColumns =
     "zip3 FROM referral_timeline ";
 
 /// A timeline from a statement selecting kTimelineColumns.
-inline measures::ReferralTimeline timeline_row(sqlite3_stmt* st) {
+inline measures::ReferralTimeline timeline_row(const Statement& st) {
   measures::ReferralTimeline t;
-  t.referral_id = column(st, 0);
-  t.created_ms = sqlite3_column_int64(st, 1);
-  t.released_ms = sqlite3_column_int64(st, 2);  // NULL reads as 0: not (yet) so
-  t.received_ms = sqlite3_column_int64(st, 3);
-  t.accepted_ms = sqlite3_column_int64(st, 4);
-  t.closed_ms = sqlite3_column_int64(st, 5);
-  t.outcome = column(st, 6);
-  t.status = column(st, 7);
-  t.business_status = column(st, 8);
-  t.sequence = sqlite3_column_int(st, 9);
-  t.agency = column(st, 10);
-  t.category = column(st, 11);
-  t.clinic = column(st, 12);
-  t.race = column(st, 13);
-  t.ethnicity = column(st, 14);
-  t.language = column(st, 15);
-  t.zip3 = column(st, 16);
+  t.referral_id = st.column_text(0);
+  t.created_ms = st.column_int(1);
+  t.released_ms = st.column_int(2);  // NULL reads as 0: not (yet) so
+  t.received_ms = st.column_int(3);
+  t.accepted_ms = st.column_int(4);
+  t.closed_ms = st.column_int(5);
+  t.outcome = st.column_text(6);
+  t.status = st.column_text(7);
+  t.business_status = st.column_text(8);
+  t.sequence = static_cast<int>(st.column_int(9));
+  t.agency = st.column_text(10);
+  t.category = st.column_text(11);
+  t.clinic = st.column_text(12);
+  t.race = st.column_text(13);
+  t.ethnicity = st.column_text(14);
+  t.language = st.column_text(15);
+  t.zip3 = st.column_text(16);
   return t;
 }
 
@@ -268,7 +208,9 @@ struct SqliteStore::Impl {
   std::int64_t now() const { return clock(); }
 
   sqlite3* db = nullptr;      // the writer connection: writer thread only (after open)
+  std::unique_ptr<sql::Connection> conn;  // the writer connection as the shared code sees it
   sqlite3* reader = nullptr;  // read-only connection, guarded by reader_mutex
+  std::unique_ptr<sql::Connection> reader_conn;  // over reader
   mutable std::mutex reader_mutex;
   std::filesystem::path path;
   int version = 0;
@@ -693,9 +635,9 @@ struct ReplayableDeadLetter {
   std::int64_t inbound_id = 0;
   std::int64_t outbox_seq = 0;  ///< 0: a rejected message, not a refused event
 };
-Result<ReplayableDeadLetter> replayable_dead_letter(sqlite3* db, const std::string& id);
+Result<ReplayableDeadLetter> replayable_dead_letter(sql::Connection& db, const std::string& id);
 /// Marks a dead letter replayed (inside the replay's transaction, so exactly once).
-Result<void> mark_replayed(sqlite3* db, const std::string& id, std::int64_t at,
+Result<void> mark_replayed(sql::Connection& db, const std::string& id, std::int64_t at,
                            const std::string& note);
 
 /// Appends `records` to the audit chain inside the writer's transaction (the head is read from

@@ -3,7 +3,7 @@
 
 namespace sdoh::store {
 
-Result<ReplayableDeadLetter> replayable_dead_letter(sqlite3* db, const std::string& id) {
+Result<ReplayableDeadLetter> replayable_dead_letter(sql::Connection& db, const std::string& id) {
   Statement st;
   if (auto r = st.prepare(db,
                           "SELECT coalesce(inbound_id, 0), coalesce(outbox_seq, 0), replayed_at IS "
@@ -21,7 +21,7 @@ Result<ReplayableDeadLetter> replayable_dead_letter(sqlite3* db, const std::stri
 }
 
 /// Marks a dead letter replayed (inside the replay's transaction, so exactly once).
-Result<void> mark_replayed(sqlite3* db, const std::string& id, std::int64_t at,
+Result<void> mark_replayed(sql::Connection& db, const std::string& id, std::int64_t at,
                            const std::string& note) {
   Statement st;
   if (auto r = st.prepare(db,
@@ -102,7 +102,7 @@ Result<void> SqliteStore::dead_letter_event(std::int64_t seq,
         if (!*left) return std::int64_t{-1};
         left_bytes = **left;
         Statement st;
-        if (auto p = st.prepare(s.db,
+        if (auto p = st.prepare(*s.conn,
                                 "UPDATE outbox SET dead_at = ?1, last_error = ?2, attempts = "
                                 "attempts + 1 WHERE seq = ?3 RETURNING inbound_id");
             !p) {
@@ -112,12 +112,12 @@ Result<void> SqliteStore::dead_letter_event(std::int64_t seq,
         auto moved = st.step();
         if (!moved) return fail(moved.error());
         if (*moved != SQLITE_ROW) return fail(Error::internal("a pending event has no outbox row"));
-        const bool has_inbound = sqlite3_column_type(st.raw(), 0) != SQLITE_NULL;
+        const bool has_inbound = !st.column_null(0);
         const auto inbound_id = st.column_int(0);
         st.reset();  // finishes the UPDATE
         Statement dl;
         if (auto p =
-                dl.prepare(s.db,
+                dl.prepare(*s.conn,
                            "INSERT INTO dead_letters(dead_letter_id, inbound_id, created_at, "
                            "stage, error_code, error_text, location, outbox_seq) VALUES (?1, "
                            "?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(dead_letter_id) DO NOTHING");
@@ -248,14 +248,14 @@ Result<ReplayResult> SqliteStore::replay_event(const std::string& dead_letter_id
   return run_sync<ReplayResult>(
       *impl,
       [&dead_letter_id, &requeued_bytes](Impl& s) -> Result<ReplayResult> {
-        auto dl = replayable_dead_letter(s.db, dead_letter_id);
+        auto dl = replayable_dead_letter(*s.conn, dead_letter_id);
         if (!dl) return fail(dl.error());
         if (dl->outbox_seq == 0) {
           return fail(Error::invalid("dead letter " + dead_letter_id +
                                      " is a rejected message, not a refused event"));
         }
         Statement st;
-        if (auto r = st.prepare(s.db,
+        if (auto r = st.prepare(*s.conn,
                                 "UPDATE outbox SET dead_at = NULL WHERE seq = ?1 AND dead_at IS "
                                 "NOT NULL RETURNING length(value)");
             !r) {
@@ -271,7 +271,7 @@ Result<ReplayResult> SqliteStore::replay_event(const std::string& dead_letter_id
           if (auto pr = s.add_pending(dl->outbox_seq, requeued_bytes); !pr) return fail(pr.error());
         }
         const std::string note = "requeued for Kafka";
-        if (auto r = mark_replayed(s.db, dead_letter_id, s.now(), note); !r) return fail(r.error());
+        if (auto r = mark_replayed(*s.conn, dead_letter_id, s.now(), note); !r) return fail(r.error());
         return ReplayResult{dead_letter_id, note, requeued};
       },
       [impl, &requeued_bytes](const Result<ReplayResult>& r) {

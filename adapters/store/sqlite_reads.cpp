@@ -280,17 +280,21 @@ Result<std::optional<std::string>> SqliteStore::open_referral_for(std::string_vi
 Result<std::vector<measures::ReferralTimeline>> SqliteStore::timelines(
     std::int64_t since_ms) const {
   auto conn = impl_->lease_reader();
-  ReadStatement st(conn->db(), std::string(kTimelineColumns) + "WHERE started_at >= ?1 UNION ALL " +
-                                   kTimelineColumns +
-                                   "WHERE closed_at IS NULL AND started_at < ?1");
-  if (!st.ok()) return fail(st.error());
+  Statement st;
+  if (auto r = st.prepare(*conn->conn, std::string(kTimelineColumns) +
+                                           "WHERE started_at >= ?1 UNION ALL " + kTimelineColumns +
+                                           "WHERE closed_at IS NULL AND started_at < ?1");
+      !r) {
+    return fail(r.error());
+  }
   st.integer(1, since_ms);
   std::vector<measures::ReferralTimeline> rows;
-  int rc = 0;
-  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW)
-    rows.push_back(timeline_row(st.get()));
-  if (rc != SQLITE_DONE) return fail(st.error());
-  return rows;
+  for (;;) {
+    auto r = st.step();
+    if (!r) return fail(r.error());
+    if (*r == kDone) return rows;
+    rows.push_back(timeline_row(st));
+  }
 }
 
 Result<std::vector<OutboundRow>> SqliteStore::due_outbound(std::int64_t now_ms, int limit) const {
@@ -323,7 +327,7 @@ struct OutboundAttemptOp final : WriteOp {
   bool needs_durability() const override { return false; }
   Result<void> execute(SqliteStore::Impl& s) override {
     Statement st;
-    if (auto r = st.prepare(s.db,
+    if (auto r = st.prepare(*s.conn,
                             "UPDATE outbound SET attempts = attempts + 1, next_attempt_at = ?2, "
                             "done_at = CASE WHEN ?3 THEN ?4 END, outcome = ?5, last_error = ?6 "
                             "WHERE id = ?1");

@@ -587,6 +587,7 @@ Result<void> ReadConnection::open(const std::filesystem::path& path) {
     return fail(Error::unavailable("cannot open a reader on " + path.string()));
   }
   sqlite3_busy_timeout(handle.db, 5000);
+  conn = sql::sqlite_connection(handle.db);
   const std::string resource = kResourceColumns;
   const std::string referral = kReferralColumns;
   const std::pair<Statement*, std::string> statements[] = {
@@ -606,7 +607,7 @@ Result<void> ReadConnection::open(const std::filesystem::path& path) {
       {&referral_by_control, referral + "WHERE source_control_id = ?1 LIMIT 2"},
   };
   for (const auto& [st, sql] : statements) {
-    if (auto r = st->prepare(handle.db, sql.c_str()); !r) return r;
+    if (auto r = st->prepare(*conn, sql); !r) return r;
   }
   return {};
 }
@@ -648,6 +649,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
                            (impl->db != nullptr ? sqlite3_errmsg(impl->db) : "out of memory")));
   }
   sqlite3_busy_timeout(impl->db, 5000);
+  impl->conn = sql::sqlite_connection(impl->db);
   // WAL + synchronous=FULL: a COMMIT returns only after the WAL is fsync'd.
   // synchronous=full is kept by the syncer thread (pipelined group commit, see Impl); SQLite
   // itself then needs only NORMAL, which still syncs around checkpoints.
@@ -678,107 +680,89 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   }
   impl->version = latest_schema_version();
 
-  auto prepared = impl->insert_inbound.prepare(
-      impl->db,
+  auto prepared = impl->insert_inbound.prepare(*impl->conn,
       "INSERT INTO inbound(protocol, sender, dedupe_key, message_type, received_at, answer_code, "
       "answer, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
       "ON CONFLICT(protocol, sender, dedupe_key) DO NOTHING");
   if (prepared) {
-    prepared = impl->select_inbound.prepare(impl->db,
+    prepared = impl->select_inbound.prepare(*impl->conn,
                                             "SELECT id, answer_code, answer FROM inbound WHERE "
                                             "protocol = ?1 AND sender = ?2 AND dedupe_key = ?3");
   }
   if (prepared) {
-    prepared = impl->insert_outbox.prepare(
-        impl->db,
+    prepared = impl->insert_outbox.prepare(*impl->conn,
         "INSERT INTO outbox(event_id, inbound_id, type, topic, key, value, created_at) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(event_id) DO NOTHING");
   }
   if (prepared) {
-    prepared = impl->insert_pending.prepare(
-        impl->db, "INSERT INTO outbox_pending(seq, bytes) VALUES (?1, ?2)");
+    prepared = impl->insert_pending.prepare(*impl->conn, "INSERT INTO outbox_pending(seq, bytes) VALUES (?1, ?2)");
   }
   if (prepared) {
-    prepared = impl->insert_dead_letter.prepare(
-        impl->db,
+    prepared = impl->insert_dead_letter.prepare(*impl->conn,
         "INSERT INTO dead_letters(dead_letter_id, inbound_id, created_at, stage, error_code, "
         "error_text, location) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(dead_letter_id) DO "
         "NOTHING");
   }
   if (prepared) {
-    prepared = impl->take_pending.prepare(
-        impl->db, "DELETE FROM outbox_pending WHERE seq = ?1 RETURNING bytes");
+    prepared = impl->take_pending.prepare(*impl->conn, "DELETE FROM outbox_pending WHERE seq = ?1 RETURNING bytes");
   }
   if (prepared) {
-    prepared = impl->upsert_offset.prepare(
-        impl->db,
+    prepared = impl->upsert_offset.prepare(*impl->conn,
         "INSERT INTO delivery_offsets(topic, partition, offset) VALUES (?1, ?2, ?3) "
         "ON CONFLICT(topic, partition) DO UPDATE SET offset = max(offset, excluded.offset)");
   }
   if (prepared)
-    prepared = impl->max_seq.prepare(impl->db, "SELECT coalesce(max(seq), 0) FROM outbox");
+    prepared = impl->max_seq.prepare(*impl->conn, "SELECT coalesce(max(seq), 0) FROM outbox");
   if (prepared) {
-    prepared = impl->resource_version.prepare(
-        impl->db, "SELECT version FROM resources WHERE type = ?1 AND id = ?2");
+    prepared = impl->resource_version.prepare(*impl->conn, "SELECT version FROM resources WHERE type = ?1 AND id = ?2");
   }
   if (prepared) {
-    prepared = impl->referral_sequence.prepare(
-        impl->db, "SELECT sequence FROM referrals WHERE referral_id = ?1");
+    prepared = impl->referral_sequence.prepare(*impl->conn, "SELECT sequence FROM referrals WHERE referral_id = ?1");
   }
   if (prepared) {
-    prepared = impl->upsert_resource.prepare(
-        impl->db,
+    prepared = impl->upsert_resource.prepare(*impl->conn,
         "INSERT INTO resources(type, id, version, last_updated, updated_at, source) VALUES "
         "(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(type, id) DO UPDATE SET version = excluded.version, "
         "last_updated = excluded.last_updated, updated_at = excluded.updated_at, source = "
         "CASE WHEN excluded.source = '' THEN source ELSE excluded.source END");
   }
   if (prepared) {
-    prepared = impl->insert_history.prepare(
-        impl->db,
+    prepared = impl->insert_history.prepare(*impl->conn,
         "INSERT INTO resource_history(type, id, version, last_updated, updated_at, json) VALUES "
         "(?1, ?2, ?3, ?4, ?5, ?6)");
   }
   if (prepared) {
-    prepared = impl->delete_identifiers.prepare(
-        impl->db, "DELETE FROM resource_identifiers WHERE type = ?1 AND id = ?2");
+    prepared = impl->delete_identifiers.prepare(*impl->conn, "DELETE FROM resource_identifiers WHERE type = ?1 AND id = ?2");
   }
   if (prepared) {
-    prepared = impl->insert_identifier.prepare(
-        impl->db,
+    prepared = impl->insert_identifier.prepare(*impl->conn,
         "INSERT INTO resource_identifiers(type, system, value, id) VALUES (?1, ?2, ?3, ?4) "
         "ON CONFLICT DO NOTHING");
   }
   if (prepared) {
-    prepared = impl->delete_search.prepare(
-        impl->db, "DELETE FROM resource_search WHERE type = ?1 AND id = ?2");
+    prepared = impl->delete_search.prepare(*impl->conn, "DELETE FROM resource_search WHERE type = ?1 AND id = ?2");
   }
   if (prepared) {
-    prepared = impl->insert_search.prepare(
-        impl->db, "INSERT INTO resource_search(type, id, name, value) VALUES (?1, ?2, ?3, ?4)");
+    prepared = impl->insert_search.prepare(*impl->conn, "INSERT INTO resource_search(type, id, name, value) VALUES (?1, ?2, ?3, ?4)");
   }
   if (prepared) {
-    prepared = impl->insert_outbound.prepare(
-        impl->db,
+    prepared = impl->insert_outbound.prepare(*impl->conn,
         "INSERT INTO outbound(destination, referral_id, message, created_at, next_attempt_at) "
         "VALUES (?1, ?2, ?3, ?4, ?4)");
   }
   if (prepared) {
-    prepared = impl->count_subscription_event.prepare(
-        impl->db,
+    prepared = impl->count_subscription_event.prepare(*impl->conn,
         "UPDATE subscriptions SET events_since_start = events_since_start + 1 WHERE agency_id = "
         "?1");
   }
   if (prepared) {
-    prepared = impl->insert_notification.prepare(
-        impl->db,
+    prepared = impl->insert_notification.prepare(*impl->conn,
         "INSERT INTO subscription_notifications(subscription_id, event_number, referral_id, "
         "sequence, status, task_json, created_at) SELECT id, events_since_start, ?2, ?3, ?4, ?5, "
         "?6 FROM subscriptions WHERE agency_id = ?1 ORDER BY id");
   }
   if (prepared) {
-    prepared = impl->upsert_referral.prepare(
-        impl->db,
+    prepared = impl->upsert_referral.prepare(*impl->conn,
         "INSERT INTO referrals(referral_id, clinic_number_system, clinic_number_value, "
         "source_control_id, agency_id, category, status, business_status, sequence, updated_at, "
         "created_at, overdue_at, return_to, return_pid, race, ethnicity, language, patient) "
@@ -793,44 +777,39 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
         "excluded.sequence >= sequence");
   }
   if (prepared) {
-    prepared = impl->select_timeline.prepare(
-        impl->db, std::string(kTimelineColumns).append("WHERE referral_id = ?1").c_str());
+    prepared = impl->select_timeline.prepare(*impl->conn, std::string(kTimelineColumns).append("WHERE referral_id = ?1").c_str());
   }
   if (prepared) {
-    prepared = impl->upsert_timeline.prepare(
-        impl->db,
+    prepared = impl->upsert_timeline.prepare(*impl->conn,
         "INSERT OR REPLACE INTO referral_timeline(referral_id, created_at, released_at, "
         "received_at, accepted_at, closed_at, outcome, status, business_status, sequence, "
         "agency_id, category, clinic, race, ethnicity, language, zip3, started_at) VALUES (?1, "
         "?2, nullif(?3, 0), nullif(?4, 0), nullif(?5, 0), nullif(?6, 0), ?7, ?8, ?9, ?10, ?11, "
         "?12, ?13, ?14, ?15, ?16, ?17, ?18)");
-    prepared = impl->audit_head.prepare(
-        impl->db, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1");
+    prepared = impl->audit_head.prepare(*impl->conn, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1");
   }
   if (prepared) {
-    prepared = impl->audit_prune_head.prepare(
-        impl->db,
+    prepared = impl->audit_prune_head.prepare(*impl->conn,
         "SELECT pruned_through, hash FROM audit_prunes ORDER BY pruned_through DESC LIMIT 1");
   }
   if (prepared) {
-    prepared = impl->insert_audit.prepare(
-        impl->db,
+    prepared = impl->insert_audit.prepare(*impl->conn,
         "INSERT INTO audit_events(seq, recorded, action, agent, entity, prev_hash, hash, json) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
   }
   if (prepared) {
-    prepared = impl->insert_audit_entity.prepare(
-        impl->db, "INSERT OR IGNORE INTO audit_entities(entity, seq) VALUES (?1, ?2)");
+    prepared = impl->insert_audit_entity.prepare(*impl->conn, "INSERT OR IGNORE INTO audit_entities(entity, seq) VALUES (?1, ?2)");
   }
-  if (prepared) prepared = impl->savepoint.prepare(impl->db, "SAVEPOINT op");
-  if (prepared) prepared = impl->release.prepare(impl->db, "RELEASE op");
-  if (prepared) prepared = impl->rollback_to.prepare(impl->db, "ROLLBACK TO op");
+  if (prepared) prepared = impl->savepoint.prepare(*impl->conn, "SAVEPOINT op");
+  if (prepared) prepared = impl->release.prepare(*impl->conn, "RELEASE op");
+  if (prepared) prepared = impl->rollback_to.prepare(*impl->conn, "ROLLBACK TO op");
   if (!prepared) return fail(prepared.error());
 
   if (sqlite3_open_v2(path.c_str(), &impl->reader, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK) {
     return fail(Error::unavailable("cannot open a reader on " + path.string()));
   }
+  impl->reader_conn = sql::sqlite_connection(impl->reader);
   for (int i = 0; i < kResourceReaders; ++i) {
     auto conn = std::make_unique<ReadConnection>();
     if (auto r = conn->open(path); !r) return fail(r.error());
@@ -838,8 +817,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
     impl->readers.push_back(std::move(conn));
   }
   sqlite3_busy_timeout(impl->reader, 5000);
-  if (auto r = impl->select_pending.prepare(
-          impl->reader,
+  if (auto r = impl->select_pending.prepare(*impl->reader_conn,
           "SELECT o.seq, o.event_id, o.topic, o.key, o.value, o.created_at FROM outbox_pending p "
           "JOIN outbox o ON o.seq = p.seq WHERE p.seq > ?1 AND p.seq <= ?3 ORDER BY p.seq "
           "LIMIT ?2");

@@ -1,0 +1,149 @@
+#pragma once
+// The store's two SQL engines behind one narrow interface: SQLite (embedded, the default) and
+// PostgreSQL (store.url, several gateways on one database). The store's logic is written once,
+// against sql::Connection and Statement; each engine implements them in one file of its own
+// (sql_sqlite.cpp, sql_pg.cpp), and every engine-specific call stays there.
+//
+// The SQL text is shared. It is written as SQLite and PostgreSQL both read it, with numbered
+// parameters `?1`, `?2`... (the PostgreSQL engine rewrites them as `$1`, `$2`...). Where the
+// engines differ the text says so with a marker the engine replaces:
+//   - `{lock}`  after a SELECT that decides a write: `FOR UPDATE` on PostgreSQL (another gateway
+//               may change the row meanwhile), nothing on SQLite (one writer holds the lock).
+// Schemas (DDL) are per engine: sqlite_schema (migrations, PRAGMA user_version) and pg_schema.
+//
+// Threads: a Connection and its statements belong to one thread at a time.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "gateway/core/result.hpp"
+
+namespace sdoh::store::sql {
+
+/// step()'s answers (numerically SQLite's SQLITE_ROW and SQLITE_DONE).
+inline constexpr int kRow = 100;
+inline constexpr int kDone = 101;
+
+enum class Engine { kSqlite, kPostgres };
+
+/// A prepared statement of one connection. Bound bytes are copied or must stay valid until the
+/// statement is reset (SQLite binds them in place). Errors: kUnavailable (I/O, connection lost,
+/// deadlock or serialization failure: try again), kConflict (a unique or check constraint),
+/// kInternal (the statement itself is wrong).
+class Cursor {
+ public:
+  virtual ~Cursor() = default;
+  /// Parameters are numbered from 1, as in the SQL text.
+  virtual void bind_text(int i, std::string_view v) = 0;
+  /// Bytes that need not be UTF-8 text (payloads as received, JSON, HL7).
+  virtual void bind_blob(int i, std::string_view v) = 0;
+  virtual void bind_int(int i, std::int64_t v) = 0;
+  virtual void bind_null(int i) = 0;
+  /// Runs the statement on the first call, then moves to the next row: kRow or kDone.
+  virtual Result<int> step() = 0;
+  /// Columns of the current row, numbered from 0. NULL reads as "" and 0.
+  virtual bool is_null(int i) const = 0;
+  virtual std::string text(int i) const = 0;
+  virtual std::int64_t integer(int i) const = 0;
+  /// The rows an INSERT, UPDATE or DELETE changed (after step()).
+  virtual std::int64_t changes() const = 0;
+  /// Ready to run again; bindings cleared.
+  virtual void reset() = 0;
+};
+
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  virtual Engine engine() const = 0;
+  /// Runs one or more statements without parameters (DDL, BEGIN, COMMIT).
+  virtual Result<void> exec(std::string_view sql) = 0;
+  /// Prepares one statement (markers and parameters as above).
+  virtual Result<std::unique_ptr<Cursor>> prepare(std::string_view sql) = 0;
+  /// Starts the transaction that writes: SQLite takes its write lock at once (BEGIN IMMEDIATE).
+  virtual Result<void> begin_write() = 0;
+  /// Starts a read-only transaction with one snapshot for all its statements.
+  virtual Result<void> begin_read() = 0;
+};
+
+/// A prepared statement with the binding shorthand the store's code uses; reset after each use
+/// (ResetOnExit).
+class Statement {
+ public:
+  Statement() = default;
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  Result<void> prepare(Connection& db, std::string_view sql) {
+    auto c = db.prepare(sql);
+    if (!c) return fail(c.error());
+    cursor_ = std::move(*c);
+    return {};
+  }
+  bool prepared() const { return cursor_ != nullptr; }
+
+  Statement& text(int i, std::string_view v) {
+    cursor_->bind_text(i, v);
+    return *this;
+  }
+  /// NULL for the empty text.
+  Statement& text_or_null(int i, std::string_view v) {
+    if (v.empty()) {
+      cursor_->bind_null(i);
+    } else {
+      cursor_->bind_text(i, v);
+    }
+    return *this;
+  }
+  Statement& blob(int i, std::string_view v) {
+    cursor_->bind_blob(i, v);
+    return *this;
+  }
+  Statement& integer(int i, std::int64_t v) {
+    cursor_->bind_int(i, v);
+    return *this;
+  }
+  Statement& null(int i) {
+    cursor_->bind_null(i);
+    return *this;
+  }
+  /// Steps once: kRow or kDone, else an error.
+  Result<int> step() { return cursor_->step(); }
+  /// Steps to the end: the rows changed.
+  Result<std::int64_t> run() {
+    for (;;) {
+      auto r = cursor_->step();
+      if (!r) return fail(r.error());
+      if (*r == kDone) return cursor_->changes();
+    }
+  }
+  void reset() { cursor_->reset(); }
+  std::string column_text(int i) const { return cursor_->text(i); }
+  std::int64_t column_int(int i) const { return cursor_->integer(i); }
+  bool column_null(int i) const { return cursor_->is_null(i); }
+  std::int64_t changes() const { return cursor_->changes(); }
+
+ private:
+  std::unique_ptr<Cursor> cursor_;
+};
+
+/// Resets a statement when leaving scope.
+struct ResetOnExit {
+  Statement& s;
+  ~ResetOnExit() { s.reset(); }
+};
+
+/// Prepares, runs to the end and resets a one-off statement: the rows it changed. `bind` binds
+/// its parameters.
+template <class Bind>
+Result<std::int64_t> run_once(Connection& db, std::string_view sql, Bind&& bind) {
+  Statement st;
+  if (auto r = st.prepare(db, sql); !r) return fail(r.error());
+  bind(st);
+  return st.run();
+}
+inline Result<std::int64_t> run_once(Connection& db, std::string_view sql) {
+  return run_once(db, sql, [](Statement&) {});
+}
+
+}  // namespace sdoh::store::sql
