@@ -77,7 +77,6 @@ struct ReadConnection {
   } handle;  // first member: closed after every statement below is finalized
   std::unique_ptr<sql::Connection> conn;  // over handle.db
 
-  Statement begin, end;  // a read transaction: one snapshot for several statements
   Statement current_resource, resource_version, resource_id, resource_history;
   Statement referral_by_id, referral_by_number, referral_by_system_number, referral_by_control;
   /// Searches by their SQL text (its shape: how many parameters and values; values are bound).
@@ -141,8 +140,7 @@ inline measures::ReferralTimeline timeline_row(const Statement& st) {
 class ReadTransaction {
  public:
   explicit ReadTransaction(ReadConnection& conn) : conn_(conn) {
-    ResetOnExit reset{conn_.begin};
-    auto r = conn_.begin.step();
+    auto r = conn_.conn->begin_read();
     if (r) {
       open_ = true;
     } else {
@@ -153,8 +151,7 @@ class ReadTransaction {
   ReadTransaction& operator=(const ReadTransaction&) = delete;
   ~ReadTransaction() {
     if (!open_) return;
-    ResetOnExit reset{conn_.end};
-    if (!conn_.end.step()) (void)sqlite3_exec(conn_.db(), "ROLLBACK", nullptr, nullptr, nullptr);
+    if (!conn_.conn->exec("COMMIT")) (void)conn_.conn->exec("ROLLBACK");
   }
   /// The error of BEGIN, if it failed.
   const std::optional<Error>& error() const { return error_; }

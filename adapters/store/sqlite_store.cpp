@@ -591,8 +591,6 @@ Result<void> ReadConnection::open(const std::filesystem::path& path) {
   const std::string resource = kResourceColumns;
   const std::string referral = kReferralColumns;
   const std::pair<Statement*, std::string> statements[] = {
-      {&begin, "BEGIN"},
-      {&end, "COMMIT"},
       {&current_resource, resource + "AND h.version = r.version WHERE r.type = ?1 AND r.id = ?2"},
       {&resource_version, resource + "WHERE r.type = ?1 AND r.id = ?2 AND h.version = ?3"},
       {&resource_id,
