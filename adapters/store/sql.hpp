@@ -64,6 +64,11 @@ class Connection {
   virtual Result<void> begin_write() = 0;
   /// Starts a read-only transaction with one snapshot for all its statements.
   virtual Result<void> begin_read() = 0;
+  /// The savepoint of one write inside the writer's group transaction: a write that fails is
+  /// undone alone (rollback_to, then release) and the others still commit.
+  virtual Result<void> savepoint() { return exec("SAVEPOINT op"); }
+  virtual Result<void> release() { return exec("RELEASE op"); }
+  virtual Result<void> rollback_to() { return exec("ROLLBACK TO op"); }
 };
 
 /// A prepared statement with the binding shorthand the store's code uses; reset after each use

@@ -91,9 +91,26 @@ class SqliteConnection final : public Connection {
   }
   Result<void> begin_write() override { return exec("BEGIN IMMEDIATE"); }
   Result<void> begin_read() override { return exec("BEGIN"); }
+  // Prepared once: they run around every write of the group.
+  Result<void> savepoint() override { return run(savepoint_, "SAVEPOINT op"); }
+  Result<void> release() override { return run(release_, "RELEASE op"); }
+  Result<void> rollback_to() override { return run(rollback_to_, "ROLLBACK TO op"); }
 
  private:
+  Result<void> run(std::unique_ptr<Cursor>& st, std::string_view sql) {
+    if (st == nullptr) {
+      auto p = prepare(sql);
+      if (!p) return fail(p.error());
+      st = std::move(*p);
+    }
+    auto r = st->step();
+    st->reset();
+    if (!r) return fail(r.error());
+    return {};
+  }
+
   sqlite3* db_;
+  std::unique_ptr<Cursor> savepoint_, release_, rollback_to_;
 };
 
 }  // namespace

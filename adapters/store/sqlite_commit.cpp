@@ -17,7 +17,7 @@ Result<void> advance_timeline(SqliteStore::Impl& s, const pipeline::ReferralStat
     st.text(1, row.referral_id);
     auto r = st.step();
     if (!r) return fail(r.error());
-    if (*r == SQLITE_ROW) before = timeline_row(st);
+    if (*r == kRow) before = timeline_row(st);
   }
   const auto t = measures::advance(before, row, now);
   auto& st = s.upsert_timeline;
@@ -92,7 +92,7 @@ struct CommitOp final : WriteOp {
         st.text(1, w.type).text(2, w.id);
         auto r = st.step();
         if (!r) return fail(r.error());
-        if (*r == SQLITE_ROW) current = st.column_int(0);
+        if (*r == kRow) current = st.column_int(0);
       }
       // The messages name the resource and versions only, never its content (PHI).
       if (current != w.expected_version) {
@@ -137,7 +137,7 @@ struct CommitOp final : WriteOp {
           st.text(1, row.referral_id);
           auto r = st.step();
           if (!r) return fail(r.error());
-          if (*r == SQLITE_ROW) current = st.column_int(0);
+          if (*r == kRow) current = st.column_int(0);
         }
         if (current != *row.expected_sequence) {
           return fail(Error::conflict("referral " + row.referral_id + " is at sequence " +
@@ -172,9 +172,10 @@ struct CommitOp final : WriteOp {
       ResetOnExit reset{st};
       st.text(1, e.event_id).integer(2, outcome.inbound_id).text(3, e.type).text(4, e.topic);
       st.text(5, e.key).blob(6, e.value).integer(7, received);
-      if (auto r = st.step(); !r) return fail(r.error());
-      if (sqlite3_changes(s.db) > 0) {
-        const auto seq = sqlite3_last_insert_rowid(s.db);
+      auto inserted = st.step();
+      if (!inserted) return fail(inserted.error());
+      if (*inserted == kRow) {  // RETURNING seq: new (a replayed event's resend returns none)
+        const auto seq = st.column_int(0);
         const auto bytes = static_cast<std::int64_t>(e.value.size());
         if (auto r = s.add_pending(seq, bytes); !r) return r;
         outcome.undelivered.push_back(seq);
@@ -221,6 +222,7 @@ struct CommitOp final : WriteOp {
     const auto& in = request.inbound;
     const auto received = s.now();
     if (!request.replay_of.empty()) return replay(s, received);
+    std::int64_t inbound_id = 0;
     {
       auto& st = s.insert_inbound;
       ResetOnExit reset{st};
@@ -229,16 +231,19 @@ struct CommitOp final : WriteOp {
           .text_or_null(3, in.dedupe_key)
           .text(4, in.message_type);
       st.integer(5, received).text(6, in.answer_code).blob(7, in.answer).blob(8, in.payload);
-      if (auto r = st.step(); !r) return fail(r.error());
+      auto r = st.step();
+      if (!r) return fail(r.error());
+      // RETURNING id: a row when inserted; none for a resend (the dedupe key's unique index).
+      if (*r == kRow) inbound_id = st.column_int(0);
     }
-    if (sqlite3_changes(s.db) == 0) {
+    if (inbound_id == 0) {
       // A resend: answer as the first time, add nothing.
       auto& st = s.select_inbound;
       ResetOnExit reset{st};
       st.text(1, in.protocol).text(2, in.sender).text(3, in.dedupe_key);
       auto r = st.step();
       if (!r) return fail(r.error());
-      if (*r != SQLITE_ROW) return fail(Error::internal("duplicate inbound row vanished"));
+      if (*r != kRow) return fail(Error::internal("duplicate inbound row vanished"));
       outcome.status = pipeline::CommitStatus::kDuplicate;
       outcome.inbound_id = st.column_int(0);
       outcome.answer_code = st.column_text(1);
@@ -249,7 +254,7 @@ struct CommitOp final : WriteOp {
       return {};
     }
     outcome.status = pipeline::CommitStatus::kCommitted;
-    outcome.inbound_id = sqlite3_last_insert_rowid(s.db);
+    outcome.inbound_id = inbound_id;
     outcome.answer_code = in.answer_code;
     if (auto r = insert_events(s, received); !r) return r;
     if (request.dead_letter) {
@@ -294,21 +299,21 @@ struct CommitOp final : WriteOp {
 };
 
 Result<std::vector<std::int64_t>> undelivered_of(SqliteStore::Impl& s, std::int64_t inbound_id) {
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(s.db,
-                         "SELECT o.seq FROM outbox o JOIN outbox_pending p ON p.seq = o.seq "
-                         "WHERE o.inbound_id = ?1 ORDER BY o.seq",
-                         -1, &st, nullptr) != SQLITE_OK) {
-    return fail(Error::unavailable(sqlite3_errmsg(s.db)));
+  Statement st;
+  if (auto r = st.prepare(*s.conn,
+                          "SELECT o.seq FROM outbox o JOIN outbox_pending p ON p.seq = o.seq "
+                          "WHERE o.inbound_id = ?1 ORDER BY o.seq");
+      !r) {
+    return fail(r.error());
   }
-  sqlite3_bind_int64(st, 1, inbound_id);
+  st.integer(1, inbound_id);
   std::vector<std::int64_t> seqs;
-  int rc = 0;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-    seqs.push_back(sqlite3_column_int64(st, 0));
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(s.db)));
-  return seqs;
+  for (;;) {
+    auto r = st.step();
+    if (!r) return fail(r.error());
+    if (*r == kDone) return seqs;
+    seqs.push_back(st.column_int(0));
+  }
 }
 
 struct MarkDeliveredOp final : WriteOp {
@@ -435,21 +440,20 @@ asio::awaitable<Result<void>> SqliteStore::await_delivered(std::vector<std::int6
         std::vector<std::int64_t> done;
         {
           std::lock_guard lock(impl->reader_mutex);
-          sqlite3_stmt* st = nullptr;
-          sqlite3_prepare_v2(impl->reader,
-                             "SELECT dead_at IS NULL AND NOT EXISTS (SELECT 1 FROM "
-                             "outbox_pending p WHERE p.seq = o.seq), dead_at IS NOT NULL FROM "
-                             "outbox o WHERE seq = ?1",
-                             -1, &st, nullptr);
-          for (auto seq : seqs) {
-            sqlite3_bind_int64(st, 1, seq);
-            if (sqlite3_step(st) == SQLITE_ROW) {
-              if (sqlite3_column_int(st, 0) != 0) done.push_back(seq);
-              if (sqlite3_column_int(st, 1) != 0) done.push_back(-seq);
+          Statement st;
+          if (st.prepare(*impl->reader_conn,
+                         "SELECT CASE WHEN dead_at IS NULL AND NOT EXISTS (SELECT 1 FROM "
+                         "outbox_pending p WHERE p.seq = o.seq) THEN 1 ELSE 0 END, CASE WHEN "
+                         "dead_at IS NOT NULL THEN 1 ELSE 0 END FROM outbox o WHERE seq = ?1")) {
+            for (auto seq : seqs) {
+              ResetOnExit reset{st};
+              st.integer(1, seq);
+              if (auto r = st.step(); r && *r == kRow) {
+                if (st.column_int(0) != 0) done.push_back(seq);
+                if (st.column_int(1) != 0) done.push_back(-seq);
+              }
             }
-            sqlite3_reset(st);
           }
-          sqlite3_finalize(st);
         }
         for (auto seq : done) {
           impl->settle(seq < 0 ? -seq : seq,

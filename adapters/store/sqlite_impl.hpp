@@ -85,7 +85,10 @@ struct ReadConnection {
 
   sqlite3* db() const { return handle.db; }
 
+  /// Opens `path` read-only (SQLite) and prepares the statements.
   Result<void> open(const std::filesystem::path& path);
+  /// Prepares the statements on `conn`.
+  Result<void> prepare();
 
   /// The prepared search statement for `sql`, prepared on first use.
   Result<Statement*> search(const std::string& sql) {
@@ -274,7 +277,7 @@ struct SqliteStore::Impl {
   std::deque<SyncGroup> to_sync;
   bool sync_stopping = false;
   std::atomic<std::int64_t> durable_seq{std::numeric_limits<std::int64_t>::max()};
-  Statement max_seq, savepoint, release, rollback_to;
+  Statement max_seq;
   Statement select_pending;  // on the reader connection, under reader_mutex
 
   Result<void> sync_wal() {
@@ -475,6 +478,12 @@ struct SqliteStore::Impl {
     }
   }
 
+  /// Prepares the shared statements, reads the outbox's counts, registers the metrics and
+  /// starts the threads, once the engine's connections are open.
+  Result<void> start(metrics::Registry* registry);
+  /// created_at of the oldest undelivered event (0: none).
+  std::int64_t oldest_undelivered_ms() const;
+
   std::unique_ptr<WriteOp> make_prune_op();
   std::unique_ptr<WriteOp> make_retry_marks_op();
 
@@ -571,23 +580,18 @@ struct SqliteStore::Impl {
       if (batch.empty()) continue;
       const auto started = std::chrono::steady_clock::now();
       results.assign(batch.size(), Result<void>{});
-      auto run = [](Statement& st) -> Result<void> {
-        ResetOnExit reset{st};
-        if (auto r = st.step(); !r) return fail(r.error());
-        return {};
-      };
-      auto group = exec(db, "BEGIN IMMEDIATE");
+      auto group = conn->begin_write();
       for (std::size_t i = 0; group && i < batch.size(); ++i) {
-        group = run(savepoint);
+        group = conn->savepoint();
         if (!group) break;
         results[i] = batch[i]->execute(*this);
         // A failed op is undone alone; the others in the group still commit.
-        if (!results[i]) group = run(rollback_to);
-        if (group) group = run(release);
+        if (!results[i]) group = conn->rollback_to();
+        if (group) group = conn->release();
       }
-      if (group) group = exec(db, "COMMIT");
+      if (group) group = conn->exec("COMMIT");
       if (!group) {
-        (void)exec(db, "ROLLBACK");
+        (void)conn->exec("ROLLBACK");
         set_health(false, "last transaction failed: " + group.error().message);
         for (auto& r : results)
           r = fail(Error::unavailable("the store cannot write: " + group.error().message));

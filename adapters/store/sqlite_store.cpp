@@ -356,13 +356,9 @@ struct PruneOp final : WriteOp {
     const auto now = s.now();
     const auto& c = s.cfg;
     auto run = [&](const char* sql, std::int64_t a, std::int64_t b = 0) -> Result<std::int64_t> {
-      sqlite3_stmt* st = nullptr;
-      if (sqlite3_prepare_v2(s.db, sql, -1, &st, nullptr) != SQLITE_OK)
-        return fail(Error::unavailable(sqlite3_errmsg(s.db)));
-      sqlite3_bind_int64(st, 1, a);
-      sqlite3_bind_int64(st, 2, b);
-      sqlite3_bind_int(st, 3, kChunk);
-      return step_changes(s.db, st);
+      return sql::run_once(*s.conn, sql, [&](Statement& st) {
+        st.integer(1, a).integer(2, b).integer(3, kChunk);
+      });
     };
     // Delivered events past their retention.
     // Seqs are in commit order: only those below the first young one are looked at, and of
@@ -386,44 +382,38 @@ struct PruneOp final : WriteOp {
     // FHIR resources past their retention, except referral Tasks still open (an open referral
     // never expires).
     {
-      sqlite3_stmt* pick = nullptr;
-      if (sqlite3_prepare_v2(
-              s.db,
+      Statement pick;
+      if (auto r = pick.prepare(
+              *s.conn,
               "SELECT type, id FROM resources r WHERE updated_at < ?1 AND NOT (type = 'Task' AND "
               "EXISTS (SELECT 1 FROM resource_search t WHERE t.type = 'Task' AND t.id = r.id AND "
               "t.name = 'status' AND t.value IN ('requested', 'received', 'accepted', "
-              "'in-progress', 'on-hold'))) LIMIT ?2",
-              -1, &pick, nullptr) != SQLITE_OK)
-        return fail(Error::unavailable(sqlite3_errmsg(s.db)));
-      sqlite3_bind_int64(pick, 1, now - c.resource_retention.count());
-      sqlite3_bind_int(pick, 2, kChunk);
+              "'in-progress', 'on-hold'))) LIMIT ?2");
+          !r) {
+        return fail(r.error());
+      }
+      pick.integer(1, now - c.resource_retention.count()).integer(2, kChunk);
       std::vector<std::pair<std::string, std::string>> old;
-      auto text = [pick](int i) {
-        const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(pick, i));
-        return p == nullptr ? std::string() : std::string(p);
-      };
-      while (sqlite3_step(pick) == SQLITE_ROW)
-        old.emplace_back(text(0), text(1));
-      sqlite3_finalize(pick);
+      for (;;) {
+        auto r = pick.step();
+        if (!r) return fail(r.error());
+        if (*r == kDone) break;
+        old.emplace_back(pick.column_text(0), pick.column_text(1));
+      }
       more = more || old.size() == static_cast<std::size_t>(kChunk);
       for (const char* sql : {"DELETE FROM resource_history WHERE type = ?1 AND id = ?2",
                               "DELETE FROM resource_identifiers WHERE type = ?1 AND id = ?2",
                               "DELETE FROM resource_search WHERE type = ?1 AND id = ?2",
                               "DELETE FROM resources WHERE type = ?1 AND id = ?2"}) {
-        sqlite3_stmt* st = nullptr;
-        if (sqlite3_prepare_v2(s.db, sql, -1, &st, nullptr) != SQLITE_OK)
-          return fail(Error::unavailable(sqlite3_errmsg(s.db)));
+        Statement st;
+        if (auto r = st.prepare(*s.conn, sql); !r) return fail(r.error());
         for (const auto& [type, id] : old) {
-          sqlite3_bind_text(st, 1, type.data(), static_cast<int>(type.size()), SQLITE_STATIC);
-          sqlite3_bind_text(st, 2, id.data(), static_cast<int>(id.size()), SQLITE_STATIC);
-          if (sqlite3_step(st) != SQLITE_DONE) {
-            sqlite3_finalize(st);
-            return fail(Error::unavailable(sqlite3_errmsg(s.db)));
-          }
-          removed += sqlite3_changes(s.db);
-          sqlite3_reset(st);
+          ResetOnExit reset{st};
+          st.text(1, type).text(2, id);
+          auto changed = st.run();
+          if (!changed) return fail(changed.error());
+          removed += *changed;
         }
-        sqlite3_finalize(st);
       }
     }
     // Closed referrals' states past the resource retention (since their last change).
@@ -445,8 +435,8 @@ struct PruneOp final : WriteOp {
     removed += *n;
     // Client assertions past their expiry: a replay of one is refused by its exp now.
     n =
-        run("DELETE FROM auth_assertions WHERE rowid IN (SELECT rowid FROM auth_assertions WHERE "
-            "expires_at < ?1 LIMIT ?3)",
+        run("DELETE FROM auth_assertions WHERE (client_id, jti) IN (SELECT client_id, jti FROM "
+            "auth_assertions WHERE expires_at < ?1 LIMIT ?3)",
             now);
     if (!n) return fail(n.error());
     more = more || *n == kChunk;
@@ -460,28 +450,31 @@ struct PruneOp final : WriteOp {
     removed += *n;
     // Earlier versions of resources past the payload retention (the current one stays).
     n = run(
-        "DELETE FROM resource_history WHERE rowid IN (SELECT h.rowid FROM resource_history h JOIN "
-        "resources r ON r.type = h.type AND r.id = h.id WHERE h.version < r.version AND "
-        "h.updated_at < ?1 LIMIT ?3)",
+        "DELETE FROM resource_history WHERE (type, id, version) IN (SELECT h.type, h.id, "
+        "h.version FROM resource_history h JOIN resources r ON r.type = h.type AND r.id = h.id "
+        "WHERE h.version < r.version AND h.updated_at < ?1 LIMIT ?3)",
         now - c.payload_retention.count());
     if (!n) return fail(n.error());
     more = more || *n == kChunk;
     removed += *n;
     // Inbound ids are in arrival order: everything below the first young one is old.
-    auto first_young = [&](std::int64_t cutoff) -> std::int64_t {
-      sqlite3_stmt* st = nullptr;
-      sqlite3_prepare_v2(s.db,
-                         "SELECT coalesce((SELECT id FROM inbound WHERE received_at >= ?1 ORDER "
-                         "BY id LIMIT 1), (SELECT max(id) + 1 FROM inbound), 0)",
-                         -1, &st, nullptr);
-      sqlite3_bind_int64(st, 1, cutoff);
-      std::int64_t id = 0;
-      if (sqlite3_step(st) == SQLITE_ROW) id = sqlite3_column_int64(st, 0);
-      sqlite3_finalize(st);
-      return id;
+    auto first_young = [&](std::int64_t cutoff) -> Result<std::int64_t> {
+      Statement st;
+      if (auto r = st.prepare(*s.conn,
+                              "SELECT coalesce((SELECT id FROM inbound WHERE received_at >= ?1 "
+                              "ORDER BY id LIMIT 1), (SELECT max(id) + 1 FROM inbound), 0)");
+          !r) {
+        return fail(r.error());
+      }
+      st.integer(1, cutoff);
+      auto r = st.step();
+      if (!r) return fail(r.error());
+      return *r == kRow ? st.column_int(0) : 0;
     };
     // Message bytes past their retention, except those of dead letters still to replay.
-    const auto payload_below = first_young(now - c.payload_retention.count());
+    auto young_payload = first_young(now - c.payload_retention.count());
+    if (!young_payload) return fail(young_payload.error());
+    const auto payload_below = *young_payload;
     if (payload_below > s.payload_cleared_upto) {
       const auto upto = std::min(payload_below, s.payload_cleared_upto + kChunk);
       n = run(
@@ -495,7 +488,9 @@ struct PruneOp final : WriteOp {
       more = more || upto < payload_below;
     }
     // Inbound records past the dedupe window, once nothing refers to them any more.
-    const auto inbound_below = first_young(now - c.dedupe_window.count());
+    auto young_inbound = first_young(now - c.dedupe_window.count());
+    if (!young_inbound) return fail(young_inbound.error());
+    const auto inbound_below = *young_inbound;
     n = run(
         "DELETE FROM inbound WHERE id IN (SELECT id FROM inbound i WHERE id < ?1 AND NOT EXISTS "
         "(SELECT 1 FROM outbox o WHERE o.inbound_id = i.id) AND NOT EXISTS (SELECT 1 FROM "
@@ -588,6 +583,10 @@ Result<void> ReadConnection::open(const std::filesystem::path& path) {
   }
   sqlite3_busy_timeout(handle.db, 5000);
   conn = sql::sqlite_connection(handle.db);
+  return prepare();
+}
+
+Result<void> ReadConnection::prepare() {
   const std::string resource = kResourceColumns;
   const std::string referral = kReferralColumns;
   const std::pair<Statement*, std::string> statements[] = {
@@ -625,15 +624,13 @@ int SqliteStore::latest_schema_version() {
   return static_cast<int>(kMigrations.size());
 }
 
-Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::path& path,
-                                                       const config::StoreConfig& cfg,
-                                                       metrics::Registry* registry,
-                                                       StoreClock clock) {
-  auto impl = std::make_unique<Impl>();
-  impl->clock = clock ? std::move(clock) : StoreClock(now_ms);
+namespace {
+
+/// The SQLite engine: the file (created if needed), its pragmas and migrations, the read-only
+/// handles and the checkpointer's connection.
+Result<void> open_sqlite(SqliteStore::Impl* impl, const std::filesystem::path& path,
+                         const config::StoreConfig& cfg) {
   impl->path = path;
-  impl->cfg = cfg;
-  impl->next_prune = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   std::error_code fs_ec;
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), fs_ec);
   if (fs_ec) {
@@ -660,13 +657,13 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   }
   auto version = user_version(impl->db);
   if (!version) return fail(version.error());
-  if (*version > latest_schema_version()) {
+  if (*version > SqliteStore::latest_schema_version()) {
     return fail(Error::unavailable("store " + path.string() + " has schema version " +
                                    std::to_string(*version) + ", newer than this build (" +
-                                   std::to_string(latest_schema_version()) +
+                                   std::to_string(SqliteStore::latest_schema_version()) +
                                    "); upgrade the gateway"));
   }
-  for (int v = *version; v < latest_schema_version(); ++v) {
+  for (int v = *version; v < SqliteStore::latest_schema_version(); ++v) {
     const std::string sql = std::string("BEGIN IMMEDIATE;") +
                             kMigrations[static_cast<std::size_t>(v)] +
                             "PRAGMA user_version=" + std::to_string(v + 1) + "; COMMIT;";
@@ -676,12 +673,58 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
                                      " failed: " + r.error().message));
     }
   }
-  impl->version = latest_schema_version();
+  impl->version = SqliteStore::latest_schema_version();
+  if (sqlite3_open_v2(path.c_str(), &impl->reader, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    return fail(Error::unavailable("cannot open a reader on " + path.string()));
+  }
+  sqlite3_busy_timeout(impl->reader, 5000);
+  impl->reader_conn = sql::sqlite_connection(impl->reader);
+  for (int i = 0; i < kResourceReaders; ++i) {
+    auto conn = std::make_unique<ReadConnection>();
+    if (auto r = conn->open(path); !r) return fail(r.error());
+    impl->idle_readers.push_back(conn.get());
+    impl->readers.push_back(std::move(conn));
+  }
+  if (impl->pipelined) {
+    // Everything already in the database is durable (it was synced or checkpointed).
+    auto max = sql::Statement();
+    if (auto r = max.prepare(*impl->conn, "SELECT coalesce(max(seq), 0) FROM outbox"); !r) return r;
+    if (auto r = max.step(); r && *r == kRow) impl->durable_seq = max.column_int(0);
+  }
+  // Checkpoints off the commit path (see Impl::checkpointer_loop).
+  if (sqlite3_open_v2(path.c_str(), &impl->checkpoint_db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+    return fail(Error::unavailable("cannot open store " + path.string() + " to checkpoint it"));
+  }
+  sqlite3_busy_timeout(impl->checkpoint_db, 5000);
+  (void)exec(impl->checkpoint_db, "PRAGMA synchronous=NORMAL");
+  sqlite3_wal_hook(impl->db, &SqliteStore::Impl::on_wal_commit, impl);  // replaces autocheckpoint
+  return {};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::path& path,
+                                                       const config::StoreConfig& cfg,
+                                                       metrics::Registry* registry,
+                                                       StoreClock clock) {
+  auto impl = std::make_unique<Impl>();
+  impl->clock = clock ? std::move(clock) : StoreClock(now_ms);
+  impl->cfg = cfg;
+  if (auto r = open_sqlite(impl.get(), path, cfg); !r) return fail(r.error());
+  if (auto r = impl->start(registry); !r) return fail(r.error());
+  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
+}
+
+Result<void> SqliteStore::Impl::start(metrics::Registry* registry) {
+  auto* impl = this;
+  next_prune = std::chrono::steady_clock::now() + std::chrono::seconds(5);
 
   auto prepared = impl->insert_inbound.prepare(*impl->conn,
       "INSERT INTO inbound(protocol, sender, dedupe_key, message_type, received_at, answer_code, "
       "answer, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
-      "ON CONFLICT(protocol, sender, dedupe_key) DO NOTHING");
+      "ON CONFLICT(protocol, sender, dedupe_key) DO NOTHING RETURNING id");
   if (prepared) {
     prepared = impl->select_inbound.prepare(*impl->conn,
                                             "SELECT id, answer_code, answer FROM inbound WHERE "
@@ -690,7 +733,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   if (prepared) {
     prepared = impl->insert_outbox.prepare(*impl->conn,
         "INSERT INTO outbox(event_id, inbound_id, type, topic, key, value, created_at) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(event_id) DO NOTHING");
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(event_id) DO NOTHING RETURNING seq");
   }
   if (prepared) {
     prepared = impl->insert_pending.prepare(*impl->conn, "INSERT INTO outbox_pending(seq, bytes) VALUES (?1, ?2)");
@@ -706,23 +749,24 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   }
   if (prepared) {
     prepared = impl->upsert_offset.prepare(*impl->conn,
-        "INSERT INTO delivery_offsets(topic, partition, offset) VALUES (?1, ?2, ?3) "
-        "ON CONFLICT(topic, partition) DO UPDATE SET offset = max(offset, excluded.offset)");
+        "INSERT INTO delivery_offsets(topic, partition, \"offset\") VALUES (?1, ?2, ?3) "
+        "ON CONFLICT(topic, partition) DO UPDATE SET \"offset\" = CASE WHEN excluded.\"offset\" > "
+        "delivery_offsets.\"offset\" THEN excluded.\"offset\" ELSE delivery_offsets.\"offset\" END");
   }
   if (prepared)
     prepared = impl->max_seq.prepare(*impl->conn, "SELECT coalesce(max(seq), 0) FROM outbox");
   if (prepared) {
-    prepared = impl->resource_version.prepare(*impl->conn, "SELECT version FROM resources WHERE type = ?1 AND id = ?2");
+    prepared = impl->resource_version.prepare(*impl->conn, "SELECT version FROM resources WHERE type = ?1 AND id = ?2 {lock}");
   }
   if (prepared) {
-    prepared = impl->referral_sequence.prepare(*impl->conn, "SELECT sequence FROM referrals WHERE referral_id = ?1");
+    prepared = impl->referral_sequence.prepare(*impl->conn, "SELECT sequence FROM referrals WHERE referral_id = ?1 {lock}");
   }
   if (prepared) {
     prepared = impl->upsert_resource.prepare(*impl->conn,
         "INSERT INTO resources(type, id, version, last_updated, updated_at, source) VALUES "
         "(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(type, id) DO UPDATE SET version = excluded.version, "
         "last_updated = excluded.last_updated, updated_at = excluded.updated_at, source = "
-        "CASE WHEN excluded.source = '' THEN source ELSE excluded.source END");
+        "CASE WHEN excluded.source = '' THEN resources.source ELSE excluded.source END");
   }
   if (prepared) {
     prepared = impl->insert_history.prepare(*impl->conn,
@@ -764,26 +808,35 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
         "INSERT INTO referrals(referral_id, clinic_number_system, clinic_number_value, "
         "source_control_id, agency_id, category, status, business_status, sequence, updated_at, "
         "created_at, overdue_at, return_to, return_pid, race, ethnicity, language, patient) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, CASE WHEN ?11 THEN ?10 END, ?12, "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, CASE WHEN ?11 <> 0 THEN ?10 END, ?12, "
         "?13, ?14, ?15, ?16, ?17) "
         "ON CONFLICT(referral_id) DO UPDATE "
         "SET status = excluded.status, "
-        "agency_id = CASE WHEN agency_id = '' THEN excluded.agency_id ELSE agency_id END, "
-        "patient = CASE WHEN patient = '' THEN excluded.patient ELSE patient END, "
+        "agency_id = CASE WHEN referrals.agency_id = '' THEN excluded.agency_id ELSE "
+        "referrals.agency_id END, "
+        "patient = CASE WHEN referrals.patient = '' THEN excluded.patient ELSE referrals.patient "
+        "END, "
         "business_status = excluded.business_status, sequence = excluded.sequence, updated_at = "
-        "excluded.updated_at, overdue_at = coalesce(overdue_at, excluded.overdue_at) WHERE "
-        "excluded.sequence >= sequence");
+        "excluded.updated_at, overdue_at = coalesce(referrals.overdue_at, excluded.overdue_at) WHERE "
+        "excluded.sequence >= referrals.sequence");
   }
   if (prepared) {
     prepared = impl->select_timeline.prepare(*impl->conn, std::string(kTimelineColumns).append("WHERE referral_id = ?1").c_str());
   }
   if (prepared) {
     prepared = impl->upsert_timeline.prepare(*impl->conn,
-        "INSERT OR REPLACE INTO referral_timeline(referral_id, created_at, released_at, "
-        "received_at, accepted_at, closed_at, outcome, status, business_status, sequence, "
-        "agency_id, category, clinic, race, ethnicity, language, zip3, started_at) VALUES (?1, "
-        "?2, nullif(?3, 0), nullif(?4, 0), nullif(?5, 0), nullif(?6, 0), ?7, ?8, ?9, ?10, ?11, "
-        "?12, ?13, ?14, ?15, ?16, ?17, ?18)");
+        "INSERT INTO referral_timeline(referral_id, created_at, released_at, received_at, "
+        "accepted_at, closed_at, outcome, status, business_status, sequence, agency_id, "
+        "category, clinic, race, ethnicity, language, zip3, started_at) VALUES (?1, ?2, "
+        "nullif(?3, 0), nullif(?4, 0), nullif(?5, 0), nullif(?6, 0), ?7, ?8, ?9, ?10, ?11, ?12, "
+        "?13, ?14, ?15, ?16, ?17, ?18) ON CONFLICT(referral_id) DO UPDATE SET created_at = "
+        "excluded.created_at, released_at = excluded.released_at, received_at = "
+        "excluded.received_at, accepted_at = excluded.accepted_at, closed_at = "
+        "excluded.closed_at, outcome = excluded.outcome, status = excluded.status, "
+        "business_status = excluded.business_status, sequence = excluded.sequence, agency_id = "
+        "excluded.agency_id, category = excluded.category, clinic = excluded.clinic, race = "
+        "excluded.race, ethnicity = excluded.ethnicity, language = excluded.language, zip3 = "
+        "excluded.zip3, started_at = excluded.started_at");
     prepared = impl->audit_head.prepare(*impl->conn, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1");
   }
   if (prepared) {
@@ -796,25 +849,10 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
   }
   if (prepared) {
-    prepared = impl->insert_audit_entity.prepare(*impl->conn, "INSERT OR IGNORE INTO audit_entities(entity, seq) VALUES (?1, ?2)");
+    prepared = impl->insert_audit_entity.prepare(*impl->conn, "INSERT INTO audit_entities(entity, seq) VALUES (?1, ?2) ON CONFLICT DO NOTHING");
   }
-  if (prepared) prepared = impl->savepoint.prepare(*impl->conn, "SAVEPOINT op");
-  if (prepared) prepared = impl->release.prepare(*impl->conn, "RELEASE op");
-  if (prepared) prepared = impl->rollback_to.prepare(*impl->conn, "ROLLBACK TO op");
   if (!prepared) return fail(prepared.error());
 
-  if (sqlite3_open_v2(path.c_str(), &impl->reader, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                      nullptr) != SQLITE_OK) {
-    return fail(Error::unavailable("cannot open a reader on " + path.string()));
-  }
-  impl->reader_conn = sql::sqlite_connection(impl->reader);
-  for (int i = 0; i < kResourceReaders; ++i) {
-    auto conn = std::make_unique<ReadConnection>();
-    if (auto r = conn->open(path); !r) return fail(r.error());
-    impl->idle_readers.push_back(conn.get());
-    impl->readers.push_back(std::move(conn));
-  }
-  sqlite3_busy_timeout(impl->reader, 5000);
   if (auto r = impl->select_pending.prepare(*impl->reader_conn,
           "SELECT o.seq, o.event_id, o.topic, o.key, o.value, o.created_at FROM outbox_pending p "
           "JOIN outbox o ON o.seq = p.seq WHERE p.seq > ?1 AND p.seq <= ?3 ORDER BY p.seq "
@@ -823,18 +861,19 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
     return fail(r.error());
   }
   {
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(impl->reader,
-                       "SELECT (SELECT count(*) FROM outbox_pending), (SELECT count(*) FROM "
-                       "dead_letters WHERE replayed_at IS NULL), (SELECT coalesce(sum(bytes), 0) "
-                       "FROM outbox_pending)",
-                       -1, &st, nullptr);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-      impl->undelivered = sqlite3_column_int64(st, 0);
-      impl->dead_letters = sqlite3_column_int64(st, 1);
-      impl->undelivered_bytes = sqlite3_column_int64(st, 2);
+    Statement st;
+    if (auto r = st.prepare(*impl->reader_conn,
+                            "SELECT (SELECT count(*) FROM outbox_pending), (SELECT count(*) FROM "
+                            "dead_letters WHERE replayed_at IS NULL), (SELECT CAST(coalesce("
+                            "sum(bytes), 0) AS BIGINT) FROM outbox_pending)");
+        !r) {
+      return r;
     }
-    sqlite3_finalize(st);
+    auto r = st.step();
+    if (!r) return fail(r.error());
+    impl->undelivered = st.column_int(0);
+    impl->dead_letters = st.column_int(1);
+    impl->undelivered_bytes = st.column_int(2);
   }
 
   if (registry != nullptr) {
@@ -854,8 +893,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
     impl->commits_refused = &commits.with({"refused_overload"});
     reg.gauge_callback(
         "sdoh_outbox_undelivered_bytes", "Bytes of committed events not yet acknowledged by Kafka.",
-        [raw = impl.get()] { return static_cast<double>(raw->undelivered_bytes.load()); });
-    auto* raw = impl.get();
+        [raw = impl] { return static_cast<double>(raw->undelivered_bytes.load()); });
+    auto* raw = impl;
     reg.gauge_callback("sdoh_outbox_undelivered_events",
                        "Committed events not yet acknowledged by Kafka.",
                        [raw] { return static_cast<double>(raw->undelivered.load()); });
@@ -864,7 +903,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
                              .with();
     reg.gauge_callback("sdoh_store_wal_pages",
                        "Pages in the write-ahead log after the last commit.",
-                       [raw = impl.get()] { return static_cast<double>(raw->wal_pages.load()); });
+                       [raw = impl] { return static_cast<double>(raw->wal_pages.load()); });
     impl->audit_records = &reg.counter("sdoh_audit_records_total",
                                        "Audit records appended to the hash-chained audit trail.")
                                .with();
@@ -876,18 +915,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
     reg.gauge_callback(
         "sdoh_outbox_oldest_undelivered_age_seconds",
         "Age of the oldest committed event Kafka has not acknowledged (0: none).", [raw] {
-          std::lock_guard lock(raw->reader_mutex);
-          sqlite3_stmt* st = nullptr;
-          double age = 0;
-          if (sqlite3_prepare_v2(raw->reader,
-                                 "SELECT o.created_at FROM outbox_pending p JOIN outbox o ON "
-                                 "o.seq = p.seq ORDER BY p.seq LIMIT 1",
-                                 -1, &st, nullptr) == SQLITE_OK &&
-              sqlite3_step(st) == SQLITE_ROW) {
-            age = static_cast<double>(raw->now() - sqlite3_column_int64(st, 0)) / 1000.0;
-          }
-          sqlite3_finalize(st);
-          return age;
+          const auto oldest = raw->oldest_undelivered_ms();
+          return oldest == 0 ? 0.0 : static_cast<double>(raw->now() - oldest) / 1000.0;
         });
   } else {
     static metrics::Counter unused_ok, unused_dup, unused_failed, unused_refused, unused_pruned;
@@ -898,26 +927,24 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
     impl->commits_failed = &unused_failed;
   }
 
-  auto* raw = impl.get();
-  if (impl->pipelined) {
-    // Everything already in the database is durable (it was synced or checkpointed).
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(impl->db, "SELECT coalesce(max(seq), 0) FROM outbox", -1, &st, nullptr);
-    if (sqlite3_step(st) == SQLITE_ROW) impl->durable_seq = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    impl->syncer = std::thread([raw] { raw->syncer_loop(); });
-  }
-  // Checkpoints off the commit path (see Impl::checkpointer_loop).
-  if (sqlite3_open_v2(path.c_str(), &impl->checkpoint_db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
-    return fail(Error::unavailable("cannot open store " + path.string() + " to checkpoint it"));
-  }
-  sqlite3_busy_timeout(impl->checkpoint_db, 5000);
-  (void)exec(impl->checkpoint_db, "PRAGMA synchronous=NORMAL");
-  sqlite3_wal_hook(impl->db, &SqliteStore::Impl::on_wal_commit, raw);  // replaces autocheckpoint
-  impl->checkpointer = std::thread([raw] { raw->checkpointer_loop(); });
+  auto* raw = impl;
+  if (impl->pipelined) impl->syncer = std::thread([raw] { raw->syncer_loop(); });
+  if (impl->checkpoint_db != nullptr)
+    impl->checkpointer = std::thread([raw] { raw->checkpointer_loop(); });
   impl->writer = std::thread([raw] { raw->writer_loop(); });
-  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
+  return {};
+}
+
+std::int64_t SqliteStore::Impl::oldest_undelivered_ms() const {
+  std::lock_guard lock(reader_mutex);
+  Statement st;
+  if (!st.prepare(*reader_conn,
+                  "SELECT o.created_at FROM outbox_pending p JOIN outbox o ON o.seq = p.seq ORDER "
+                  "BY p.seq LIMIT 1")) {
+    return 0;
+  }
+  auto r = st.step();
+  return r && *r == kRow ? st.column_int(0) : 0;
 }
 
 Result<std::int64_t> SqliteStore::prune_now() {
@@ -948,17 +975,7 @@ StoreStats SqliteStore::stats() const {
   s.undelivered = impl_->undelivered.load();
   s.undelivered_bytes = impl_->undelivered_bytes.load();
   s.dead_letters = impl_->dead_letters.load();
-  std::lock_guard lock(impl_->reader_mutex);
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(
-          impl_->reader,
-          "SELECT o.created_at FROM outbox_pending p JOIN outbox o ON o.seq = p.seq ORDER BY "
-          "p.seq LIMIT 1",
-          -1, &st, nullptr) == SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW) {
-    s.oldest_undelivered_ms = sqlite3_column_int64(st, 0);
-  }
-  sqlite3_finalize(st);
+  s.oldest_undelivered_ms = impl_->oldest_undelivered_ms();
   return s;
 }
 
