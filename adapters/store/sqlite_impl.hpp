@@ -48,6 +48,11 @@ inline constexpr int kResourceReaders = 4;
 std::int64_t now_ms();
 Result<void> exec(sqlite3* db, const char* sql);
 Result<int> user_version(sqlite3* db);
+/// The newest schema version of the SQLite engine (sqlite_schema.cpp).
+int sqlite_schema_version();
+/// Applies the pending migrations to `db`: the schema version after them. Refuses a database
+/// newer than this build.
+Result<int> migrate_sqlite(sqlite3* db);
 /// Steps and finalizes a one-off statement: the rows it changed.
 Result<std::int64_t> step_changes(sqlite3* db, sqlite3_stmt* st);
 
