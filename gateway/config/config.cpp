@@ -1002,6 +1002,12 @@ std::expected<GatewayConfig, ConfigErrors> parse_config(const std::string& yaml_
   {
     auto m = top.child("store");
     m.string("path", cfg.store.path, true);
+    m.string("url", cfg.store.url);
+    if (!cfg.store.url.empty() && !cfg.store.url.starts_with("postgresql://") &&
+        !cfg.store.url.starts_with("postgres://"))
+      m.issue(m.node()["url"], "store.url", "must be a postgresql:// URI (empty: SQLite)");
+    m.secret("password", cfg.store.password);
+    m.duration("lease", cfg.store.lease, std::chrono::seconds(1), std::chrono::minutes(10));
     m.choice("synchronous", cfg.store.synchronous, {"full", "normal"});
     const auto ten_years = std::chrono::hours(24 * 366 * 10);
     m.duration("delivered_retention", cfg.store.delivered_retention, milliseconds(0), ten_years);

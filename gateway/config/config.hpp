@@ -174,6 +174,13 @@ struct KafkaConfig {
 
 struct StoreConfig {
   std::string path = "gateway.db";  ///< relative paths are inside data_dir
+  /// PostgreSQL instead of the SQLite file at `path`, for several gateways on one database:
+  /// libpq's URI, postgresql://user@host:port/database?sslmode=verify-full. Empty: SQLite.
+  std::string url;
+  SecretRef password;  ///< the database user's password ({env: NAME} or {file: PATH})
+  /// PostgreSQL: how long a gateway's relay lease on an outbox bucket lasts unless renewed; the
+  /// buckets of a gateway that died are taken over by the others after this long.
+  milliseconds lease{std::chrono::seconds(10)};
   std::string synchronous =
       "full";  ///< full | normal (normal can lose the last commits on power loss)
   /// Delivered outbox events are deleted this long after Kafka acknowledged them.

@@ -11,7 +11,12 @@ namespace sdoh::config {
 struct SecretRef {
   enum class Source { kNone, kEnv, kFile };
   Source source = Source::kNone;
-  std::string name;  ///< variable name or file path; never the secret itself
+  std::string name{};  ///< variable name or file path; never the secret itself
+
+  // Not an aggregate: GCC 12 at -O3 misreads a value-initialised aggregate holding one as
+  // "maybe uninitialized" (config::StoreConfig{} in tests).
+  SecretRef() noexcept {}
+  SecretRef(Source s, std::string n) : source(s), name(std::move(n)) {}
 
   bool configured() const { return source != Source::kNone; }
   /// "env:NAME" or "file:PATH" — what logs and errors may show.
