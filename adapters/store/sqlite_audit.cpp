@@ -21,23 +21,13 @@ Result<Head> read_head(SqliteStore::Impl& s) {
     ResetOnExit reset{*st};
     auto r = st->step();
     if (!r) return fail(r.error());
-    if (*r == SQLITE_ROW) {
+    if (*r == kRow) {
       head.sequence = st->column_int(0);
       head.hash = st->column_text(1);
       return head;
     }
   }
   return head;
-}
-
-// One-off statements outside the writer's prepared set.
-Result<std::int64_t> run(sqlite3* db, const char* sql, std::int64_t a, std::int64_t b = 0) {
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db, sql, -1, &st, nullptr) != SQLITE_OK)
-    return fail(Error::unavailable(sqlite3_errmsg(db)));
-  sqlite3_bind_int64(st, 1, a);
-  sqlite3_bind_int64(st, 2, b);
-  return step_changes(db, st);
 }
 
 }  // namespace
@@ -90,14 +80,20 @@ Result<std::int64_t> queue_anchor(SqliteStore::Impl& s, const audit::Anchor& anc
   e.key = settings.gateway_id;
   e.data = audit::anchor_data_json(anchor);
   const auto value = e.envelope();
-  auto& st = s.insert_outbox;
-  ResetOnExit reset{st};
-  st.text(1, e.id).text_or_null(2, "").text(3, events::type_name(e.type)).text(4, e.topic);
-  st.text(5, e.key).blob(6, value).integer(7, s.now());
-  if (auto r = st.step(); !r) return fail(r.error());
-  if (sqlite3_changes(s.db) == 0) return std::int64_t{0};  // this head was anchored before
+  std::int64_t seq = 0;
+  {
+    // insert_outbox returns the new event's seq, and no row when the event id is there already.
+    auto& st = s.insert_outbox;
+    ResetOnExit reset{st};
+    st.text(1, e.id).null(2).text(3, events::type_name(e.type)).text(4, e.topic);
+    st.text(5, e.key).blob(6, value).integer(7, s.now());
+    auto r = st.step();
+    if (!r) return fail(r.error());
+    if (*r != kRow) return std::int64_t{0};  // this head was anchored before
+    seq = st.column_int(0);
+  }
   const auto bytes = static_cast<std::int64_t>(value.size());
-  if (auto r = s.add_pending(sqlite3_last_insert_rowid(s.db), bytes); !r) return fail(r.error());
+  if (auto r = s.add_pending(seq, bytes); !r) return fail(r.error());
   return bytes;
 }
 
@@ -118,43 +114,43 @@ Result<std::optional<audit::Anchor>> prune_audit(SqliteStore::Impl& s, std::int6
   std::int64_t pruned = 0;
   // The last record to remove: the newest one recorded before the cut-off, never the head, at
   // most `limit` past the current prune point.
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(s.db,
-                         "SELECT seq, hash FROM audit_events WHERE seq < ?2 AND seq <= "
-                         "coalesce((SELECT max(pruned_through) FROM audit_prunes), 0) + ?3 AND "
-                         "recorded < ?1 ORDER BY seq DESC LIMIT 1",
-                         -1, &st, nullptr) != SQLITE_OK) {
-    return fail(Error::unavailable(sqlite3_errmsg(s.db)));
-  }
-  sqlite3_bind_int64(st, 1, now - settings.retention.count());
-  sqlite3_bind_int64(st, 2, head->sequence);
-  sqlite3_bind_int(st, 3, limit);
   std::string through_hash;
-  if (sqlite3_step(st) == SQLITE_ROW) {
-    pruned = sqlite3_column_int64(st, 0);
-    through_hash = column(st, 1);
+  {
+    Statement st;
+    if (auto p = st.prepare(*s.conn,
+                            "SELECT seq, hash FROM audit_events WHERE seq < ?2 AND seq <= "
+                            "coalesce((SELECT max(pruned_through) FROM audit_prunes), 0) + ?3 AND "
+                            "recorded < ?1 ORDER BY seq DESC LIMIT 1 {lock}");
+        !p) {
+      return fail(p.error());
+    }
+    st.integer(1, now - settings.retention.count()).integer(2, head->sequence).integer(3, limit);
+    auto r = st.step();
+    if (!r) return fail(r.error());
+    if (*r == kRow) {
+      pruned = st.column_int(0);
+      through_hash = st.column_text(1);
+    }
   }
-  sqlite3_finalize(st);
   if (pruned == 0) return std::optional<audit::Anchor>();
   // The prune point first: the delete trigger lets only pruned records go.
-  {
-    sqlite3_stmt* ins = nullptr;
-    if (sqlite3_prepare_v2(s.db,
-                           "INSERT INTO audit_prunes(pruned_through, hash, pruned_at) VALUES "
-                           "(?1, ?2, ?3)",
-                           -1, &ins, nullptr) != SQLITE_OK) {
-      return fail(Error::unavailable(sqlite3_errmsg(s.db)));
-    }
-    sqlite3_bind_int64(ins, 1, pruned);
-    sqlite3_bind_text(ins, 2, through_hash.data(), static_cast<int>(through_hash.size()),
-                      SQLITE_STATIC);
-    sqlite3_bind_int64(ins, 3, now);
-    if (auto r = step_changes(s.db, ins); !r) return fail(r.error());
+  if (auto r = sql::run_once(
+          *s.conn,
+          "INSERT INTO audit_prunes(pruned_through, hash, pruned_at) VALUES "
+          "(?1, ?2, ?3)",
+          [&](Statement& st) { st.integer(1, pruned).text(2, through_hash).integer(3, now); });
+      !r) {
+    return fail(r.error());
   }
-  if (auto r = run(s.db, "DELETE FROM audit_entities WHERE seq <= ?1", pruned); !r)
+  auto bind_pruned = [pruned](Statement& st) { st.integer(1, pruned); };
+  if (auto r = sql::run_once(*s.conn, "DELETE FROM audit_entities WHERE seq <= ?1", bind_pruned);
+      !r) {
     return fail(r.error());
-  if (auto r = run(s.db, "DELETE FROM audit_events WHERE seq <= ?1", pruned); !r)
+  }
+  if (auto r = sql::run_once(*s.conn, "DELETE FROM audit_events WHERE seq <= ?1", bind_pruned);
+      !r) {
     return fail(r.error());
+  }
   audit::Anchor a;
   a.gateway = settings.gateway_id;
   a.sequence = head->sequence;
@@ -238,106 +234,131 @@ Result<audit::Anchor> SqliteStore::anchor_audit() {
 }
 
 Result<pipeline::AuditPage> SqliteStore::search_audit(const pipeline::AuditQuery& q) const {
-  std::string where = " WHERE 1";
-  if (!q.entity.empty())
-    where += " AND e.seq IN (SELECT seq FROM audit_entities WHERE entity = ?1)";
-  if (!q.agent.empty()) where += " AND e.agent = ?2";
-  if (q.from_ms > 0) where += " AND e.recorded >= ?3";
-  if (q.to_ms > 0) where += " AND e.recorded <= ?4";
+  // Parameters numbered in the order of the conditions present, with no gaps (an unused one
+  // would have no type on PostgreSQL).
+  int params = 0;
+  const int entity_at = q.entity.empty() ? 0 : ++params;
+  const int agent_at = q.agent.empty() ? 0 : ++params;
+  const int from_at = q.from_ms > 0 ? ++params : 0;
+  const int to_at = q.to_ms > 0 ? ++params : 0;
+  auto param = [](int at) { return "?" + std::to_string(at); };
+  std::string where = " WHERE 1 = 1";
+  if (entity_at > 0) {
+    where +=
+        " AND e.seq IN (SELECT seq FROM audit_entities WHERE entity = " + param(entity_at) + ")";
+  }
+  if (agent_at > 0) where += " AND e.agent = " + param(agent_at);
+  if (from_at > 0) where += " AND e.recorded >= " + param(from_at);
+  if (to_at > 0) where += " AND e.recorded <= " + param(to_at);
+  auto bind = [&](Statement& st) {
+    if (entity_at > 0) st.text(entity_at, q.entity);
+    if (agent_at > 0) st.text(agent_at, q.agent);
+    if (from_at > 0) st.integer(from_at, q.from_ms);
+    if (to_at > 0) st.integer(to_at, q.to_ms);
+  };
   auto lease = impl_->lease_reader();
-  auto* db = lease->db();
+  auto& db = *lease->conn;
   ReadTransaction tx(*lease);
   if (tx.error()) return fail(*tx.error());
-  auto bind = [&](sqlite3_stmt* st) {
-    sqlite3_bind_text(st, 1, q.entity.data(), static_cast<int>(q.entity.size()), SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, q.agent.data(), static_cast<int>(q.agent.size()), SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, q.from_ms);
-    sqlite3_bind_int64(st, 4, q.to_ms);
-    sqlite3_bind_int(st, 5, q.count);
-    sqlite3_bind_int(st, 6, q.offset);
-  };
   pipeline::AuditPage page;
-  sqlite3_stmt* st = nullptr;
-  const auto count_sql = "SELECT count(*) FROM audit_events e" + where;
-  if (sqlite3_prepare_v2(db, count_sql.c_str(), -1, &st, nullptr) != SQLITE_OK)
-    return fail(Error::unavailable(sqlite3_errmsg(db)));
+  {
+    Statement st;
+    if (auto p = st.prepare(db, "SELECT count(*) FROM audit_events e" + where); !p)
+      return fail(p.error());
+    bind(st);
+    auto r = st.step();
+    if (!r) return fail(r.error());
+    if (*r == kRow) page.total = st.column_int(0);
+  }
+  Statement st;
+  if (auto p = st.prepare(db, "SELECT e.json FROM audit_events e" + where +
+                                  " ORDER BY e.seq DESC LIMIT " + param(params + 1) + " OFFSET " +
+                                  param(params + 2));
+      !p) {
+    return fail(p.error());
+  }
   bind(st);
-  if (sqlite3_step(st) == SQLITE_ROW) page.total = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  const auto sql =
-      "SELECT e.json FROM audit_events e" + where + " ORDER BY e.seq DESC LIMIT ?5 OFFSET ?6";
-  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) != SQLITE_OK)
-    return fail(Error::unavailable(sqlite3_errmsg(db)));
-  bind(st);
-  int rc = 0;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-    page.events.push_back(column(st, 0));
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(db)));
-  return page;
+  st.integer(params + 1, q.count).integer(params + 2, q.offset);
+  for (;;) {
+    auto r = st.step();
+    if (!r) return fail(r.error());
+    if (*r != kRow) return page;
+    page.events.push_back(st.column_text(0));
+  }
 }
 
 Result<std::optional<std::string>> SqliteStore::audit_event(std::int64_t sequence) const {
   auto lease = impl_->lease_reader();
-  auto* db = lease->db();
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db, "SELECT json FROM audit_events WHERE seq = ?1", -1, &st, nullptr) !=
-      SQLITE_OK)
-    return fail(Error::unavailable(sqlite3_errmsg(db)));
-  sqlite3_bind_int64(st, 1, sequence);
-  std::optional<std::string> out;
-  const int rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW) out = column(st, 0);
-  sqlite3_finalize(st);
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(db)));
-  return out;
+  Statement st;
+  if (auto p = st.prepare(*lease->conn, "SELECT json FROM audit_events WHERE seq = ?1"); !p)
+    return fail(p.error());
+  st.integer(1, sequence);
+  auto r = st.step();
+  if (!r) return fail(r.error());
+  if (*r != kRow) return std::optional<std::string>();
+  return std::optional<std::string>(st.column_text(0));
 }
+
+namespace {
+
+// verify_audit_chain's own read-only connection to a store file (not an open store's).
+struct ReadOnlyFile {
+  ReadConnection::Handle handle;          // closed after conn and its statements
+  std::unique_ptr<sql::Connection> conn;  // over handle.db
+};
+
+Result<std::unique_ptr<ReadOnlyFile>> open_read_only(const std::filesystem::path& path) {
+  auto file = std::make_unique<ReadOnlyFile>();
+  if (sqlite3_open_v2(path.c_str(), &file->handle.db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    return fail(Error::unavailable("cannot open " + path.string() + " read-only"));
+  }
+  sqlite3_busy_timeout(file->handle.db, 5000);
+  file->conn = sql::sqlite_connection(file->handle.db);
+  return file;
+}
+
+}  // namespace
 
 Result<audit::ChainReport> verify_audit_chain(const std::filesystem::path& path,
                                               std::vector<audit::Anchor> anchors,
                                               std::string gateway) {
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    sqlite3_close_v2(db);
-    return fail(Error::unavailable("cannot open " + path.string() + " read-only"));
-  }
-  sqlite3_busy_timeout(db, 5000);
-  auto close = [db] { sqlite3_close_v2(db); };
+  auto file = open_read_only(path);
+  if (!file) return fail(file.error());
+  auto& db = *(*file)->conn;
   // One snapshot for the prune point and the records.
-  if (auto r = exec(db, "BEGIN"); !r) {
-    close();
-    return fail(r.error());
-  }
+  if (auto r = db.begin_read(); !r) return fail(r.error());
   audit::ChainStart start;
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db,
-                         "SELECT pruned_through, hash FROM audit_prunes ORDER BY pruned_through "
-                         "DESC LIMIT 1",
-                         -1, &st, nullptr) != SQLITE_OK) {
-    auto e = Error::unavailable(path.string() + " has no audit trail (" + sqlite3_errmsg(db) + ")");
-    close();
-    return fail(std::move(e));
+  {
+    Statement st;
+    if (auto p = st.prepare(
+            db,
+            "SELECT pruned_through, hash FROM audit_prunes ORDER BY pruned_through DESC LIMIT 1");
+        !p) {
+      return fail(
+          Error::unavailable(path.string() + " has no audit trail (" + p.error().message + ")"));
+    }
+    auto r = st.step();
+    if (!r) return fail(r.error());
+    if (*r == kRow) {
+      start.pruned_through = st.column_int(0);
+      start.pruned_through_hash = st.column_text(1);
+    }
   }
-  if (sqlite3_step(st) == SQLITE_ROW) {
-    start.pruned_through = sqlite3_column_int64(st, 0);
-    start.pruned_through_hash = column(st, 1);
-  }
-  sqlite3_finalize(st);
   audit::ChainVerifier verifier(start, std::move(anchors), std::move(gateway));
-  sqlite3_prepare_v2(db, "SELECT seq, prev_hash, hash, json FROM audit_events ORDER BY seq", -1,
-                     &st, nullptr);
-  int rc = 0;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    verifier.add({sqlite3_column_int64(st, 0), column(st, 1), column(st, 2), column(st, 3)});
+  {
+    Statement st;
+    if (auto p = st.prepare(db, "SELECT seq, prev_hash, hash, json FROM audit_events ORDER BY seq");
+        !p) {
+      return fail(p.error());
+    }
+    for (;;) {
+      auto r = st.step();
+      if (!r) return fail(r.error());
+      if (*r != kRow) break;
+      verifier.add({st.column_int(0), st.column_text(1), st.column_text(2), st.column_text(3)});
+    }
   }
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE) {
-    auto e = Error::unavailable(sqlite3_errmsg(db));
-    close();
-    return fail(std::move(e));
-  }
-  (void)exec(db, "COMMIT");
-  close();
+  (void)db.exec("COMMIT");
   return verifier.finish();
 }
 

@@ -12,59 +12,47 @@ Result<bool> SqliteStore::record_assertion(std::string_view client_id, std::stri
       [client = std::string(client_id), jti = std::string(jti),
        expires_at_ms](Impl& s) -> Result<bool> {
         // A row that is still valid is a replay; an expired one (not yet pruned) is reused.
-        sqlite3_stmt* st = nullptr;
-        if (sqlite3_prepare_v2(s.db,
-                               "INSERT INTO auth_assertions(client_id, jti, expires_at) VALUES "
-                               "(?1, ?2, ?3) ON CONFLICT(client_id, jti) DO UPDATE SET "
-                               "expires_at = excluded.expires_at WHERE auth_assertions.expires_at "
-                               "< ?4",
-                               -1, &st, nullptr) != SQLITE_OK)
-          return fail(Error::unavailable(sqlite3_errmsg(s.db)));
-        sqlite3_bind_text(st, 1, client.data(), static_cast<int>(client.size()), SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, jti.data(), static_cast<int>(jti.size()), SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, expires_at_ms);
-        sqlite3_bind_int64(st, 4, s.now());
-        const int rc = sqlite3_step(st);
-        sqlite3_finalize(st);
-        if (rc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(s.db)));
-        return sqlite3_changes(s.db) == 1;
+        auto changed = sql::run_once(
+            *s.conn,
+            "INSERT INTO auth_assertions(client_id, jti, expires_at) VALUES (?1, ?2, ?3) ON "
+            "CONFLICT(client_id, jti) DO UPDATE SET expires_at = excluded.expires_at WHERE "
+            "auth_assertions.expires_at < ?4",
+            [&](Statement& st) {
+              st.text(1, client).text(2, jti).integer(3, expires_at_ms).integer(4, s.now());
+            });
+        if (!changed) return fail(changed.error());
+        return *changed == 1;
       });
 }
 
 Result<pipeline::SigningKeyRow> SqliteStore::signing_key(const pipeline::SigningKeyRow& candidate) {
   return run_sync<pipeline::SigningKeyRow>(
       *impl_, [candidate](Impl& s) -> Result<pipeline::SigningKeyRow> {
-        sqlite3_stmt* st = nullptr;
-        if (sqlite3_prepare_v2(s.db,
-                               "INSERT INTO auth_signing_keys(kid, alg, private_pem, created_at) "
-                               "SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (SELECT 1 FROM "
-                               "auth_signing_keys WHERE retired_at IS NULL)",
-                               -1, &st, nullptr) != SQLITE_OK)
-          return fail(Error::unavailable(sqlite3_errmsg(s.db)));
-        sqlite3_bind_text(st, 1, candidate.kid.data(), static_cast<int>(candidate.kid.size()),
-                          SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, candidate.alg.data(), static_cast<int>(candidate.alg.size()),
-                          SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, candidate.private_pem.data(),
-                          static_cast<int>(candidate.private_pem.size()), SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, s.now());
-        int rc = sqlite3_step(st);
-        sqlite3_finalize(st);
-        if (rc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(s.db)));
-        if (sqlite3_prepare_v2(s.db,
-                               "SELECT kid, alg, private_pem FROM auth_signing_keys WHERE "
-                               "retired_at IS NULL ORDER BY created_at DESC, kid LIMIT 1",
-                               -1, &st, nullptr) != SQLITE_OK)
-          return fail(Error::unavailable(sqlite3_errmsg(s.db)));
-        pipeline::SigningKeyRow row;
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-          row.kid = column(st, 0);
-          row.alg = column(st, 1);
-          row.private_pem = column(st, 2);
+        // The SELECT's values have no column to take their types from: CAST gives them.
+        auto stored = sql::run_once(
+            *s.conn,
+            "INSERT INTO auth_signing_keys(kid, alg, private_pem, created_at) SELECT CAST(?1 AS "
+            "TEXT), CAST(?2 AS TEXT), CAST(?3 AS TEXT), CAST(?4 AS BIGINT) WHERE NOT EXISTS "
+            "(SELECT 1 FROM auth_signing_keys WHERE retired_at IS NULL)",
+            [&](Statement& st) {
+              st.text(1, candidate.kid).text(2, candidate.alg).text(3, candidate.private_pem);
+              st.integer(4, s.now());
+            });
+        if (!stored) return fail(stored.error());
+        Statement st;
+        if (auto p = st.prepare(*s.conn,
+                                "SELECT kid, alg, private_pem FROM auth_signing_keys WHERE "
+                                "retired_at IS NULL ORDER BY created_at DESC, kid LIMIT 1");
+            !p) {
+          return fail(p.error());
         }
-        sqlite3_finalize(st);
-        if (rc != SQLITE_ROW) return fail(Error::unavailable(sqlite3_errmsg(s.db)));
+        auto r = st.step();
+        if (!r) return fail(r.error());
+        if (*r != kRow) return fail(Error::unavailable("no current token-signing key is stored"));
+        pipeline::SigningKeyRow row;
+        row.kid = st.column_text(0);
+        row.alg = st.column_text(1);
+        row.private_pem = st.column_text(2);
         return row;
       });
 }
