@@ -114,8 +114,9 @@ constexpr const char* kResourceColumns =
 
 constexpr const char* kReferralColumns =
     "SELECT referral_id, clinic_number_system, clinic_number_value, source_control_id, "
-    "agency_id, category, status, business_status, sequence, overdue_at IS NOT NULL, created_at, "
-    "return_to, return_pid, race, ethnicity, language FROM referrals ";
+    "agency_id, category, status, business_status, sequence, CASE WHEN overdue_at IS NOT NULL "
+    "THEN 1 ELSE 0 END, created_at, return_to, return_pid, race, ethnicity, language FROM "
+    "referrals ";
 
 constexpr const char* kTimelineColumns =
     "SELECT referral_id, created_at, released_at, received_at, accepted_at, closed_at, outcome, "

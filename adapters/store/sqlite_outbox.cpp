@@ -6,15 +6,16 @@ namespace sdoh::store {
 Result<ReplayableDeadLetter> replayable_dead_letter(sql::Connection& db, const std::string& id) {
   Statement st;
   if (auto r = st.prepare(db,
-                          "SELECT coalesce(inbound_id, 0), coalesce(outbox_seq, 0), replayed_at IS "
-                          "NOT NULL FROM dead_letters WHERE dead_letter_id = ?1");
+                          "SELECT coalesce(inbound_id, 0), coalesce(outbox_seq, 0), CASE WHEN "
+                          "replayed_at IS NOT NULL THEN 1 ELSE 0 END FROM dead_letters WHERE "
+                          "dead_letter_id = ?1 {lock}");
       !r) {
     return fail(r.error());
   }
   st.text(1, id);
   auto rc = st.step();
   if (!rc) return fail(rc.error());
-  if (*rc != SQLITE_ROW) return fail(Error::not_found("no dead letter " + id));
+  if (*rc != kRow) return fail(Error::not_found("no dead letter " + id));
   if (st.column_int(2) != 0)
     return fail(Error::conflict("dead letter " + id + " was already replayed"));
   return ReplayableDeadLetter{st.column_int(0), st.column_int(1)};
@@ -41,26 +42,26 @@ constexpr const char* kDeadLetterColumns =
     "SELECT d.dead_letter_id, d.created_at, d.stage, d.error_code, d.error_text, d.location, "
     "coalesce(i.protocol, ''), coalesce(i.sender, ''), coalesce(i.dedupe_key, ''), "
     "coalesce(i.message_type, ''), coalesce(d.outbox_seq, 0), coalesce(d.replayed_at, 0), "
-    "coalesce(d.replay_outcome, ''), i.payload IS NOT NULL, i.payload FROM dead_letters d LEFT "
-    "JOIN inbound i ON i.id = d.inbound_id ";
+    "coalesce(d.replay_outcome, ''), CASE WHEN i.payload IS NOT NULL THEN 1 ELSE 0 END, i.payload "
+    "FROM dead_letters d LEFT JOIN inbound i ON i.id = d.inbound_id ";
 
-DeadLetterInfo read_dead_letter(sqlite3_stmt* st, bool with_payload) {
+DeadLetterInfo read_dead_letter(const Statement& st, bool with_payload) {
   DeadLetterInfo d;
-  d.dead_letter_id = column(st, 0);
-  d.created_at_ms = sqlite3_column_int64(st, 1);
-  d.stage = column(st, 2);
-  d.error_code = column(st, 3);
-  d.error_text = column(st, 4);
-  d.location = column(st, 5);
-  d.protocol = column(st, 6);
-  d.sender = column(st, 7);
-  d.message_id = column(st, 8);
-  d.message_type = column(st, 9);
-  d.outbox_seq = sqlite3_column_int64(st, 10);
-  d.replayed_at_ms = sqlite3_column_int64(st, 11);
-  d.replay_outcome = column(st, 12);
-  d.payload_kept = sqlite3_column_int(st, 13) != 0;
-  if (with_payload) d.payload = column(st, 14);
+  d.dead_letter_id = st.column_text(0);
+  d.created_at_ms = st.column_int(1);
+  d.stage = st.column_text(2);
+  d.error_code = st.column_text(3);
+  d.error_text = st.column_text(4);
+  d.location = st.column_text(5);
+  d.protocol = st.column_text(6);
+  d.sender = st.column_text(7);
+  d.message_id = st.column_text(8);
+  d.message_type = st.column_text(9);
+  d.outbox_seq = st.column_int(10);
+  d.replayed_at_ms = st.column_int(11);
+  d.replay_outcome = st.column_text(12);
+  d.payload_kept = st.column_int(13) != 0;
+  if (with_payload) d.payload = st.column_text(14);
   return d;
 }
 
@@ -77,7 +78,7 @@ Result<std::vector<PendingEvent>> SqliteStore::pending_events(std::int64_t after
   for (;;) {
     auto r = st.step();
     if (!r) return fail(r.error());
-    if (*r != SQLITE_ROW) break;
+    if (*r != kRow) break;
     out.push_back({st.column_int(0), st.column_text(1), st.column_text(2), st.column_text(3),
                    st.column_text(4), st.column_int(5)});
   }
@@ -111,7 +112,7 @@ Result<void> SqliteStore::dead_letter_event(std::int64_t seq,
         st.integer(1, at).text(2, record.error_text).integer(3, seq);
         auto moved = st.step();
         if (!moved) return fail(moved.error());
-        if (*moved != SQLITE_ROW) return fail(Error::internal("a pending event has no outbox row"));
+        if (*moved != kRow) return fail(Error::internal("a pending event has no outbox row"));
         const bool has_inbound = !st.column_null(0);
         const auto inbound_id = st.column_int(0);
         st.reset();  // finishes the UPDATE
@@ -127,18 +128,28 @@ Result<void> SqliteStore::dead_letter_event(std::int64_t seq,
         dl.text(1, record.dead_letter_id).integer(3, at).text(4, record.stage);
         dl.text(5, record.error_code).text(6, record.error_text).text(7, record.location);
         dl.integer(8, seq);
-        if (has_inbound) dl.integer(2, inbound_id);
+        if (has_inbound) {
+          dl.integer(2, inbound_id);
+        } else {
+          dl.null(2);
+        }
         if (auto d = dl.step(); !d) return fail(d.error());
         if (!notice) return std::int64_t{0};
         auto& ins = s.insert_outbox;
         ResetOnExit reset{ins};
         ins.text(1, notice->event_id).text(3, notice->type).text(4, notice->topic);
         ins.text(5, notice->key).blob(6, notice->value).integer(7, at);
-        if (has_inbound) ins.integer(2, inbound_id);
-        if (auto ir = ins.step(); !ir) return fail(ir.error());
-        if (sqlite3_changes(s.db) == 0) return std::int64_t{0};
-        if (auto pr = s.add_pending(sqlite3_last_insert_rowid(s.db),
-                                    static_cast<std::int64_t>(notice->value.size()));
+        if (has_inbound) {
+          ins.integer(2, inbound_id);
+        } else {
+          ins.null(2);
+        }
+        // RETURNING seq: a row when inserted, none when this notice was queued before.
+        auto inserted = ins.step();
+        if (!inserted) return fail(inserted.error());
+        if (*inserted != kRow) return std::int64_t{0};
+        const auto notice_seq = ins.column_int(0);
+        if (auto pr = s.add_pending(notice_seq, static_cast<std::int64_t>(notice->value.size()));
             !pr) {
           return fail(pr.error());
         }
@@ -157,53 +168,57 @@ Result<void> SqliteStore::dead_letter_event(std::int64_t seq,
 
 Result<EventOrigin> SqliteStore::event_origin(std::int64_t seq) const {
   std::lock_guard lock(impl_->reader_mutex);
-  sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(impl_->reader,
+  Statement st;
+  if (auto r =
+          st.prepare(*impl_->reader_conn,
                      "SELECT o.event_id, o.topic, coalesce(i.protocol, ''), coalesce(i.sender, "
-                     "''), coalesce(i.dedupe_key, ''), coalesce(i.message_type, '') FROM outbox o "
-                     "LEFT JOIN inbound i ON i.id = o.inbound_id WHERE o.seq = ?1",
-                     -1, &st, nullptr);
-  sqlite3_bind_int64(st, 1, seq);
-  const int rc = sqlite3_step(st);
-  EventOrigin o;
-  if (rc == SQLITE_ROW) {
-    o = {column(st, 0), column(st, 1), column(st, 2), column(st, 3), column(st, 4), column(st, 5)};
+                     "''), coalesce(i.dedupe_key, ''), coalesce(i.message_type, '') FROM "
+                     "outbox o LEFT JOIN inbound i ON i.id = o.inbound_id WHERE o.seq = ?1");
+      !r) {
+    return fail(r.error());
   }
-  sqlite3_finalize(st);
-  if (rc != SQLITE_ROW) return fail(Error::not_found("no outbox event " + std::to_string(seq)));
-  return o;
+  st.integer(1, seq);
+  auto rc = st.step();
+  if (!rc) return fail(rc.error());
+  if (*rc != kRow) return fail(Error::not_found("no outbox event " + std::to_string(seq)));
+  return EventOrigin{st.column_text(0), st.column_text(1), st.column_text(2),
+                     st.column_text(3), st.column_text(4), st.column_text(5)};
 }
 
 Result<std::vector<UndeliveredRef>> SqliteStore::undelivered_refs() const {
   std::lock_guard lock(impl_->reader_mutex);
-  sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(impl_->reader,
-                     "SELECT o.seq, o.event_id, o.topic FROM outbox_pending p JOIN outbox o ON "
-                     "o.seq = p.seq ORDER BY p.seq",
-                     -1, &st, nullptr);
+  Statement st;
+  if (auto r = st.prepare(*impl_->reader_conn,
+                          "SELECT o.seq, o.event_id, o.topic FROM outbox_pending p JOIN outbox o "
+                          "ON o.seq = p.seq ORDER BY p.seq");
+      !r) {
+    return fail(r.error());
+  }
   std::vector<UndeliveredRef> out;
-  int rc = 0;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-    out.push_back({sqlite3_column_int64(st, 0), column(st, 1), column(st, 2)});
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
-  return out;
+  for (;;) {
+    auto r = st.step();
+    if (!r) return fail(r.error());
+    if (*r == kDone) return out;
+    out.push_back({st.column_int(0), st.column_text(1), st.column_text(2)});
+  }
 }
 
 Result<std::map<std::pair<std::string, std::int32_t>, std::int64_t>> SqliteStore::delivery_offsets()
     const {
   std::lock_guard lock(impl_->reader_mutex);
-  sqlite3_stmt* st = nullptr;
-  sqlite3_prepare_v2(impl_->reader, "SELECT topic, partition, offset FROM delivery_offsets", -1,
-                     &st, nullptr);
-  std::map<std::pair<std::string, std::int32_t>, std::int64_t> out;
-  int rc = 0;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    out[{column(st, 0), sqlite3_column_int(st, 1)}] = sqlite3_column_int64(st, 2);
+  Statement st;
+  if (auto r = st.prepare(*impl_->reader_conn,
+                          "SELECT topic, partition, \"offset\" FROM delivery_offsets");
+      !r) {
+    return fail(r.error());
   }
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
-  return out;
+  std::map<std::pair<std::string, std::int32_t>, std::int64_t> out;
+  for (;;) {
+    auto r = st.step();
+    if (!r) return fail(r.error());
+    if (*r == kDone) return out;
+    out[{st.column_text(0), static_cast<std::int32_t>(st.column_int(1))}] = st.column_int(2);
+  }
 }
 
 Result<std::vector<DeadLetterInfo>> SqliteStore::dead_letters(int limit,
@@ -212,34 +227,29 @@ Result<std::vector<DeadLetterInfo>> SqliteStore::dead_letters(int limit,
   const std::string sql = std::string(kDeadLetterColumns) +
                           (include_replayed ? "" : "WHERE d.replayed_at IS NULL ") +
                           "ORDER BY d.id DESC LIMIT ?1";
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(impl_->reader, sql.c_str(), -1, &st, nullptr) != SQLITE_OK)
-    return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
-  sqlite3_bind_int(st, 1, limit);
+  Statement st;
+  if (auto r = st.prepare(*impl_->reader_conn, sql); !r) return fail(r.error());
+  st.integer(1, limit);
   std::vector<DeadLetterInfo> out;
-  int rc = 0;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+  for (;;) {
+    auto r = st.step();
+    if (!r) return fail(r.error());
+    if (*r == kDone) return out;
     out.push_back(read_dead_letter(st, false));
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE) return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
-  return out;
+  }
 }
 
 Result<DeadLetterInfo> SqliteStore::dead_letter(const std::string& dead_letter_id,
                                                 bool with_payload) const {
   std::lock_guard lock(impl_->reader_mutex);
   const std::string sql = std::string(kDeadLetterColumns) + "WHERE d.dead_letter_id = ?1";
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(impl_->reader, sql.c_str(), -1, &st, nullptr) != SQLITE_OK)
-    return fail(Error::unavailable(sqlite3_errmsg(impl_->reader)));
-  sqlite3_bind_text(st, 1, dead_letter_id.data(), static_cast<int>(dead_letter_id.size()),
-                    SQLITE_STATIC);
-  const int rc = sqlite3_step(st);
-  std::optional<DeadLetterInfo> d;
-  if (rc == SQLITE_ROW) d = read_dead_letter(st, with_payload);
-  sqlite3_finalize(st);
-  if (!d) return fail(Error::not_found("no dead letter " + dead_letter_id));
-  return *d;
+  Statement st;
+  if (auto r = st.prepare(*impl_->reader_conn, sql); !r) return fail(r.error());
+  st.text(1, dead_letter_id);
+  auto rc = st.step();
+  if (!rc) return fail(rc.error());
+  if (*rc != kRow) return fail(Error::not_found("no dead letter " + dead_letter_id));
+  return read_dead_letter(st, with_payload);
 }
 
 Result<ReplayResult> SqliteStore::replay_event(const std::string& dead_letter_id) {
@@ -264,7 +274,7 @@ Result<ReplayResult> SqliteStore::replay_event(const std::string& dead_letter_id
         st.integer(1, dl->outbox_seq);
         auto stepped = st.step();
         if (!stepped) return fail(stepped.error());
-        const std::int64_t requeued = *stepped == SQLITE_ROW ? 1 : 0;
+        const std::int64_t requeued = *stepped == kRow ? 1 : 0;
         if (requeued != 0) requeued_bytes = st.column_int(0);
         st.reset();
         if (requeued != 0) {

@@ -60,7 +60,7 @@ Result<std::optional<ReferralRow>> single_referral(Statement& st) {
   for (int rows = 0;; ++rows) {
     auto r = st.step();
     if (!r) return fail(r.error());
-    if (*r != SQLITE_ROW) break;
+    if (*r != kRow) break;
     if (rows > 0) return std::optional<ReferralRow>{};  // not unique: names none
     found = referral_row(st);
   }
@@ -74,7 +74,7 @@ Result<std::vector<ResourceRow>> resource_rows(Statement& st) {
   for (;;) {
     auto r = st.step();
     if (!r) return fail(r.error());
-    if (*r != SQLITE_ROW) return rows;
+    if (*r != kRow) return rows;
     rows.push_back(resource_row(st));
   }
 }
@@ -106,30 +106,6 @@ Result<std::optional<ReferralRow>> SqliteStore::find_referral(const ReferralKeys
 
 namespace {
 
-// A statement on a lent reader connection, finalized when done.
-class ReadStatement {
- public:
-  ReadStatement(sqlite3* db, const std::string& sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st_, nullptr) != SQLITE_OK) st_ = nullptr;
-  }
-  ~ReadStatement() {
-    if (st_ != nullptr) sqlite3_finalize(st_);
-  }
-  ReadStatement(const ReadStatement&) = delete;
-  ReadStatement& operator=(const ReadStatement&) = delete;
-  bool ok() const { return st_ != nullptr; }
-  Error error() const { return Error::unavailable(sqlite3_errmsg(db_)); }
-  void text(int i, std::string_view v) {
-    sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-  }
-  void integer(int i, std::int64_t v) { sqlite3_bind_int64(st_, i, v); }
-  sqlite3_stmt* get() const { return st_; }
-
- private:
-  sqlite3* db_;
-  sqlite3_stmt* st_ = nullptr;
-};
-
 /// The most values one search binds (every parameter's values together).
 constexpr std::size_t kMaxSearchValues = 200;
 
@@ -157,7 +133,7 @@ Result<std::optional<std::string>> SqliteStore::find_resource_id(std::string_vie
   st.text(1, type).text(2, system).text(3, value);
   auto r = st.step();
   if (!r) return fail(r.error());
-  if (*r != SQLITE_ROW) return std::optional<std::string>{};
+  if (*r != kRow) return std::optional<std::string>{};
   return std::optional<std::string>(st.column_text(0));
 }
 
@@ -203,7 +179,7 @@ Result<ResourcePage> SqliteStore::search_resources(const ResourceQuery& query) c
       st.text(static_cast<int>(i + 1), binds[i]);
     auto r = st.step();
     if (!r) return fail(r.error());
-    if (*r == SQLITE_ROW) page.total = st.column_int(0);
+    if (*r == kRow) page.total = st.column_int(0);
   }
   const std::int64_t offset = std::max(query.offset, 0);
   if (query.count <= 0 || page.total <= offset) return page;
@@ -229,51 +205,54 @@ Result<std::vector<ResourceRow>> SqliteStore::resource_history(std::string_view 
 Result<std::vector<SqliteStore::WaitingReferral>> SqliteStore::referrals_awaiting_agency(
     std::int64_t waiting_before_ms, int limit) const {
   auto conn = impl_->lease_reader();
-  ReadStatement st(
-      conn->db(),
-      "SELECT referral_id, clinic_number_system, clinic_number_value, "
-      "source_control_id, agency_id, category, status, business_status, sequence, "
-      "created_at, updated_at FROM referrals WHERE status = 'requested' AND "
-      "overdue_at IS NULL AND business_status NOT IN ('no-route', "
-      "'uncategorised', 'awaiting-consent') AND updated_at < ?1 ORDER BY updated_at LIMIT ?2");
-  if (!st.ok()) return fail(st.error());
-  st.integer(1, waiting_before_ms);
-  st.integer(2, limit);
-  std::vector<WaitingReferral> rows;
-  int rc = 0;
-  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
-    auto* s = st.get();
-    ReferralRow r;
-    r.referral_id = column(s, 0);
-    r.clinic_number_system = column(s, 1);
-    r.clinic_number_value = column(s, 2);
-    r.source_control_id = column(s, 3);
-    r.agency_id = column(s, 4);
-    r.category = column(s, 5);
-    r.status = column(s, 6);
-    r.business_status = column(s, 7);
-    r.sequence = sqlite3_column_int(s, 8);
-    r.created_at_ms = sqlite3_column_int64(s, 9);
-    rows.push_back({std::move(r), sqlite3_column_int64(s, 10)});
+  Statement st;
+  if (auto r = st.prepare(
+          *conn->conn,
+          "SELECT referral_id, clinic_number_system, clinic_number_value, "
+          "source_control_id, agency_id, category, status, business_status, sequence, "
+          "created_at, updated_at FROM referrals WHERE status = 'requested' AND "
+          "overdue_at IS NULL AND business_status NOT IN ('no-route', "
+          "'uncategorised', 'awaiting-consent') AND updated_at < ?1 ORDER BY updated_at LIMIT ?2");
+      !r) {
+    return fail(r.error());
   }
-  if (rc != SQLITE_DONE) return fail(st.error());
-  return rows;
+  st.integer(1, waiting_before_ms).integer(2, limit);
+  std::vector<WaitingReferral> rows;
+  for (;;) {
+    auto stepped = st.step();
+    if (!stepped) return fail(stepped.error());
+    if (*stepped == kDone) return rows;
+    ReferralRow r;
+    r.referral_id = st.column_text(0);
+    r.clinic_number_system = st.column_text(1);
+    r.clinic_number_value = st.column_text(2);
+    r.source_control_id = st.column_text(3);
+    r.agency_id = st.column_text(4);
+    r.category = st.column_text(5);
+    r.status = st.column_text(6);
+    r.business_status = st.column_text(7);
+    r.sequence = static_cast<int>(st.column_int(8));
+    r.created_at_ms = st.column_int(9);
+    rows.push_back({std::move(r), st.column_int(10)});
+  }
 }
 
 Result<std::optional<std::string>> SqliteStore::open_referral_for(std::string_view patient,
                                                                   std::string_view category) const {
   if (patient.empty()) return std::optional<std::string>();
   auto conn = impl_->lease_reader();
-  ReadStatement st(conn->db(),
-                   "SELECT referral_id FROM referrals WHERE patient = ?1 AND category = ?2 AND "
-                   "patient <> '' AND status NOT IN ('rejected', 'completed', 'failed', "
-                   "'cancelled') ORDER BY created_at LIMIT 1");
-  if (!st.ok()) return fail(st.error());
-  st.text(1, patient);
-  st.text(2, category);
-  const int rc = sqlite3_step(st.get());
-  if (rc == SQLITE_ROW) return std::optional<std::string>(column(st.get(), 0));
-  if (rc != SQLITE_DONE) return fail(st.error());
+  Statement st;
+  if (auto r = st.prepare(*conn->conn,
+                          "SELECT referral_id FROM referrals WHERE patient = ?1 AND category = ?2 "
+                          "AND patient <> '' AND status NOT IN ('rejected', 'completed', "
+                          "'failed', 'cancelled') ORDER BY created_at LIMIT 1");
+      !r) {
+    return fail(r.error());
+  }
+  st.text(1, patient).text(2, category);
+  auto r = st.step();
+  if (!r) return fail(r.error());
+  if (*r == kRow) return std::optional<std::string>(st.column_text(0));
   return std::optional<std::string>();
 }
 
@@ -299,21 +278,22 @@ Result<std::vector<measures::ReferralTimeline>> SqliteStore::timelines(
 
 Result<std::vector<OutboundRow>> SqliteStore::due_outbound(std::int64_t now_ms, int limit) const {
   auto conn = impl_->lease_reader();
-  ReadStatement st(conn->db(),
-                   "SELECT id, destination, referral_id, message, attempts FROM outbound WHERE "
-                   "done_at IS NULL AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2");
-  if (!st.ok()) return fail(st.error());
-  st.integer(1, now_ms);
-  st.integer(2, limit);
-  std::vector<OutboundRow> rows;
-  int rc = 0;
-  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
-    auto* s = st.get();
-    rows.push_back({sqlite3_column_int64(s, 0), column(s, 1), column(s, 2), column(s, 3),
-                    sqlite3_column_int(s, 4)});
+  Statement st;
+  if (auto r = st.prepare(*conn->conn,
+                          "SELECT id, destination, referral_id, message, attempts FROM outbound "
+                          "WHERE done_at IS NULL AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2");
+      !r) {
+    return fail(r.error());
   }
-  if (rc != SQLITE_DONE) return fail(st.error());
-  return rows;
+  st.integer(1, now_ms).integer(2, limit);
+  std::vector<OutboundRow> rows;
+  for (;;) {
+    auto r = st.step();
+    if (!r) return fail(r.error());
+    if (*r == kDone) return rows;
+    rows.push_back({st.column_int(0), st.column_text(1), st.column_text(2), st.column_text(3),
+                    static_cast<int>(st.column_int(4))});
+  }
 }
 
 namespace {
@@ -329,8 +309,8 @@ struct OutboundAttemptOp final : WriteOp {
     Statement st;
     if (auto r = st.prepare(*s.conn,
                             "UPDATE outbound SET attempts = attempts + 1, next_attempt_at = ?2, "
-                            "done_at = CASE WHEN ?3 THEN ?4 END, outcome = ?5, last_error = ?6 "
-                            "WHERE id = ?1");
+                            "done_at = CASE WHEN ?3 <> 0 THEN ?4 END, outcome = ?5, "
+                            "last_error = ?6 WHERE id = ?1");
         !r) {
       return r;
     }
@@ -363,40 +343,46 @@ Result<std::vector<pipeline::HeldReferral>> SqliteStore::held_referrals(const st
                                                                         int limit) const {
   auto conn = impl_->lease_reader();
   // The FHIR client that sent a referral is its Task's source; an HL7 one's is return_to.
-  ReadStatement st(conn->db(),
-                   "SELECT r.referral_id, r.category, r.business_status, CASE WHEN r.return_to <> "
-                   "'' THEN r.return_to ELSE coalesce((SELECT source FROM resources WHERE type = "
-                   "'Task' AND id = r.referral_id), '') END, r.agency_id, r.updated_at FROM "
-                   "referrals r WHERE r.status = 'requested' AND r.business_status IN "
-                   "('no-route', 'awaiting-consent', 'uncategorised') AND (?1 = '' OR "
-                   "r.business_status = ?1) ORDER BY r.updated_at, r.referral_id LIMIT ?2");
-  if (!st.ok()) return fail(st.error());
-  st.text(1, reason);
-  st.integer(2, limit);
-  std::vector<pipeline::HeldReferral> rows;
-  int rc = 0;
-  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
-    auto* s = st.get();
-    rows.push_back({column(s, 0), column(s, 1), column(s, 2), column(s, 3), column(s, 4),
-                    sqlite3_column_int64(s, 5)});
+  Statement st;
+  if (auto r = st.prepare(
+          *conn->conn,
+          "SELECT r.referral_id, r.category, r.business_status, CASE WHEN r.return_to <> '' THEN "
+          "r.return_to ELSE coalesce((SELECT source FROM resources WHERE type = 'Task' AND id = "
+          "r.referral_id), '') END, r.agency_id, r.updated_at FROM referrals r WHERE r.status = "
+          "'requested' AND r.business_status IN ('no-route', 'awaiting-consent', "
+          "'uncategorised') AND (?1 = '' OR r.business_status = ?1) ORDER BY r.updated_at, "
+          "r.referral_id LIMIT ?2");
+      !r) {
+    return fail(r.error());
   }
-  if (rc != SQLITE_DONE) return fail(st.error());
-  return rows;
+  st.text(1, reason).integer(2, limit);
+  std::vector<pipeline::HeldReferral> rows;
+  for (;;) {
+    auto r = st.step();
+    if (!r) return fail(r.error());
+    if (*r == kDone) return rows;
+    rows.push_back({st.column_text(0), st.column_text(1), st.column_text(2), st.column_text(3),
+                    st.column_text(4), st.column_int(5)});
+  }
 }
 
 Result<pipeline::OutboundSummary> SqliteStore::outbound_summary() const {
   auto conn = impl_->lease_reader();
-  ReadStatement st(conn->db(),
-                   "SELECT (SELECT count(*) FROM outbound WHERE done_at IS NULL), (SELECT count(*) "
-                   "FROM outbound WHERE done_at IS NULL AND attempts > 0), (SELECT "
-                   "coalesce(min(created_at), 0) FROM outbound WHERE done_at IS NULL), (SELECT "
-                   "count(*) FROM outbound WHERE done_at IS NOT NULL AND coalesce(outcome, '') "
-                   "NOT IN ('AA', 'CA'))");
-  if (!st.ok()) return fail(st.error());
-  if (sqlite3_step(st.get()) != SQLITE_ROW) return fail(st.error());
-  auto* s = st.get();
-  return pipeline::OutboundSummary{sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
-                                   sqlite3_column_int64(s, 2), sqlite3_column_int64(s, 3)};
+  Statement st;
+  if (auto r = st.prepare(*conn->conn,
+                          "SELECT (SELECT count(*) FROM outbound WHERE done_at IS NULL), (SELECT "
+                          "count(*) FROM outbound WHERE done_at IS NULL AND attempts > 0), "
+                          "(SELECT coalesce(min(created_at), 0) FROM outbound WHERE done_at IS "
+                          "NULL), (SELECT count(*) FROM outbound WHERE done_at IS NOT NULL AND "
+                          "coalesce(outcome, '') NOT IN ('AA', 'CA'))");
+      !r) {
+    return fail(r.error());
+  }
+  auto r = st.step();
+  if (!r) return fail(r.error());
+  if (*r != kRow) return fail(Error::internal("the outbound summary returned no row"));
+  return pipeline::OutboundSummary{st.column_int(0), st.column_int(1), st.column_int(2),
+                                   st.column_int(3)};
 }
 
 }  // namespace sdoh::store
