@@ -328,9 +328,9 @@ Result<int> migrate_locked(sql::Connection& db) {
   const auto version = current.column_int(0);
   const int latest = latest_postgres_schema_version();
   if (version > latest) {
-    return fail(Error::unavailable(
-        "the PostgreSQL store has schema version " + std::to_string(version) +
-        ", newer than this build (" + std::to_string(latest) + "); upgrade the gateway"));
+    return fail(Error::unavailable("the PostgreSQL store has schema version " +
+                                   std::to_string(version) + ", newer than this build (" +
+                                   std::to_string(latest) + "); upgrade the gateway"));
   }
   for (auto v = static_cast<int>(version); v < latest; ++v) {
     if (auto r = db.exec(kPgMigrations[static_cast<std::size_t>(v)]); !r) {
@@ -346,7 +346,9 @@ Result<int> migrate_locked(sql::Connection& db) {
 
 }  // namespace
 
-int latest_postgres_schema_version() { return static_cast<int>(kPgMigrations.size()); }
+int latest_postgres_schema_version() {
+  return static_cast<int>(kPgMigrations.size());
+}
 
 Result<int> migrate_postgres(sql::Connection& db) {
   if (auto r = db.begin_write(); !r) return fail(r.error());

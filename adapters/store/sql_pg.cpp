@@ -6,12 +6,11 @@
 // package that tools/setup installs.
 #include "adapters/store/sql_pg.hpp"
 
-#include <libpq-fe.h>
-
 #include <algorithm>
 #include <charconv>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
+#include <libpq-fe.h>
 #include <map>
 #include <set>
 #include <vector>
@@ -20,9 +19,9 @@ namespace sdoh::store::sql {
 namespace {
 
 // Type OIDs, as in PostgreSQL's pg_type.dat (stable across versions).
-constexpr Oid kBool = 16, kBytea = 17, kChar = 18, kName = 19, kInt8 = 20, kInt2 = 21,
-              kInt4 = 23, kText = 25, kOid = 26, kJson = 114, kFloat4 = 700, kFloat8 = 701,
-              kUnknown = 705, kBpchar = 1042, kVarchar = 1043, kNumeric = 1700;
+constexpr Oid kBool = 16, kBytea = 17, kChar = 18, kName = 19, kInt8 = 20, kInt2 = 21, kInt4 = 23,
+              kText = 25, kOid = 26, kJson = 114, kFloat4 = 700, kFloat8 = 701, kUnknown = 705,
+              kBpchar = 1042, kVarchar = 1043, kNumeric = 1700;
 
 // Named statements of destroyed cursors are deallocated in one round trip once this many wait
 // (only statements run more than once get a name, so few ever do).
@@ -79,7 +78,8 @@ std::size_t skip_quoted(std::string_view in, std::size_t i) {
   if (c == '$' && (i == 0 || !identifier_char(in[i - 1]))) {
     // $tag$ ... $tag$ (the tag may be empty); `$1` is a parameter, not a tag.
     std::size_t j = i + 1;
-    while (j < n && tag_char(in[j], j == i + 1)) ++j;
+    while (j < n && tag_char(in[j], j == i + 1))
+      ++j;
     if (j < n && in[j] == '$') {
       const auto tag = in.substr(i, j - i + 1);
       const auto end = in.find(tag, j + 1);
@@ -98,7 +98,8 @@ std::string one_line(std::string_view message) {
       out += c;
     }
   }
-  while (!out.empty() && out.back() == ' ') out.pop_back();
+  while (!out.empty() && out.back() == ' ')
+    out.pop_back();
   return out;
 }
 
@@ -135,8 +136,7 @@ struct Session {
 
   std::string redact(std::string message) const {
     if (password.empty()) return message;
-    for (auto at = message.find(password); at != std::string::npos;
-         at = message.find(password, at))
+    for (auto at = message.find(password); at != std::string::npos; at = message.find(password, at))
       message.replace(at, password.size(), "***");
     return message;
   }
@@ -185,7 +185,8 @@ struct Session {
   void release_unused() {
     if (unused.size() < kDeallocateBatch || PQtransactionStatus(conn) != PQTRANS_IDLE) return;
     std::string sql;
-    for (const auto& name : unused) sql += "DEALLOCATE " + name + ";";
+    for (const auto& name : unused)
+      sql += "DEALLOCATE " + name + ";";
     unused.clear();
     PgResult(PQexec(conn, sql.c_str()));
   }
@@ -193,7 +194,8 @@ struct Session {
 
 std::int64_t big_endian(const char* p, int bytes) {
   std::uint64_t v = 0;
-  for (int i = 0; i < bytes; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  for (int i = 0; i < bytes; ++i)
+    v = (v << 8) | static_cast<unsigned char>(p[i]);
   if (bytes < 8 && bytes > 0 && (v >> (bytes * 8 - 1)) != 0)  // sign-extend int2 / int4
     v |= ~std::uint64_t{0} << (bytes * 8);
   return static_cast<std::int64_t>(v);
@@ -231,7 +233,8 @@ std::string numeric_text(const char* p, int length) {
     out += '0';
   } else {
     out += std::to_string(digit(0));
-    for (int k = 1; k <= weight; ++k) out += four_digits(digit(k));
+    for (int k = 1; k <= weight; ++k)
+      out += four_digits(digit(k));
   }
   if (dscale > 0) {
     std::string fraction;
@@ -244,9 +247,22 @@ std::string numeric_text(const char* p, int length) {
 
 bool decodable(Oid type) {
   switch (type) {
-    case kBool: case kBytea: case kChar: case kName: case kInt8: case kInt2: case kInt4:
-    case kText: case kOid: case kJson: case kFloat4: case kFloat8: case kUnknown: case kBpchar:
-    case kVarchar: case kNumeric:
+    case kBool:
+    case kBytea:
+    case kChar:
+    case kName:
+    case kInt8:
+    case kInt2:
+    case kInt4:
+    case kText:
+    case kOid:
+    case kJson:
+    case kFloat4:
+    case kFloat8:
+    case kUnknown:
+    case kBpchar:
+    case kVarchar:
+    case kNumeric:
       return true;
     default:
       return false;
@@ -264,7 +280,8 @@ class PgCursor final : public Cursor {
       : s_(std::move(session)), text_(std::move(text)), generation_(s_->generation) {}
   ~PgCursor() override {
     if (generation_ != s_->generation) return;
-    for (const auto& [signature, name] : named_) s_->unused.push_back(name);
+    for (const auto& [signature, name] : named_)
+      s_->unused.push_back(name);
   }
   PgCursor(const PgCursor&) = delete;
   PgCursor& operator=(const PgCursor&) = delete;
@@ -285,19 +302,22 @@ class PgCursor final : public Cursor {
     return row_ < PQntuples(result_.get()) ? kRow : kDone;
   }
 
-  bool is_null(int i) const override {
-    return !at(i) || PQgetisnull(result_.get(), row_, i) != 0;
-  }
+  bool is_null(int i) const override { return !at(i) || PQgetisnull(result_.get(), row_, i) != 0; }
   std::string text(int i) const override {
     if (is_null(i)) return {};
     const char* p = PQgetvalue(result_.get(), row_, i);
     const int n = PQgetlength(result_.get(), row_, i);
     switch (PQftype(result_.get(), i)) {
-      case kInt2: case kInt4: case kInt8: case kOid: case kBool:
+      case kInt2:
+      case kInt4:
+      case kInt8:
+      case kOid:
+      case kBool:
         return std::to_string(integer(i));
       case kNumeric:
         return numeric_text(p, n);
-      case kFloat4: case kFloat8:
+      case kFloat4:
+      case kFloat8:
         return shortest(real(i));
       default:
         return {p, static_cast<std::size_t>(n)};
@@ -308,12 +328,16 @@ class PgCursor final : public Cursor {
     const char* p = PQgetvalue(result_.get(), row_, i);
     const int n = PQgetlength(result_.get(), row_, i);
     switch (PQftype(result_.get(), i)) {
-      case kInt2: case kInt4: case kInt8: case kBool:
+      case kInt2:
+      case kInt4:
+      case kInt8:
+      case kBool:
         return big_endian(p, n);
       case kOid:
         return static_cast<std::int64_t>(static_cast<std::uint64_t>(big_endian(p, n)) &
                                          0xFFFFFFFFu);
-      case kFloat4: case kFloat8:
+      case kFloat4:
+      case kFloat8:
         return static_cast<std::int64_t>(real(i));
       case kNumeric:
         return leading_integer(numeric_text(p, n));
@@ -375,10 +399,19 @@ class PgCursor final : public Cursor {
       const auto& p = params_[k];
       signature += p.kind;
       switch (p.kind) {
-        case 'i': types[k] = kInt8; break;
-        case 't': types[k] = kText; break;
-        case 'b': types[k] = kBytea; formats[k] = 1; break;
-        default: types[k] = 0; break;
+        case 'i':
+          types[k] = kInt8;
+          break;
+        case 't':
+          types[k] = kText;
+          break;
+        case 'b':
+          types[k] = kBytea;
+          formats[k] = 1;
+          break;
+        default:
+          types[k] = 0;
+          break;
       }
       values[k] = p.kind == 'n' ? nullptr : p.value.c_str();
       lengths[k] = static_cast<int>(p.value.size());
@@ -407,11 +440,10 @@ class PgCursor final : public Cursor {
       return fail(s_->error_of(result.get(), "execute"));
     for (int c = 0; status == PGRES_TUPLES_OK && c < PQnfields(result.get()); ++c) {
       if (!decodable(PQftype(result.get(), c))) {
-        return fail(Error::internal(
-            "PostgreSQL engine: result column " + std::to_string(c) + " (" +
-            PQfname(result.get(), c) + ") has type OID " +
-            std::to_string(PQftype(result.get(), c)) +
-            ", which it does not read; cast it to bigint or text"));
+        return fail(Error::internal("PostgreSQL engine: result column " + std::to_string(c) + " (" +
+                                    PQfname(result.get(), c) + ") has type OID " +
+                                    std::to_string(PQftype(result.get(), c)) +
+                                    ", which it does not read; cast it to bigint or text"));
       }
     }
     const char* tuples = PQcmdTuples(result.get());
@@ -508,9 +540,9 @@ Result<std::unique_ptr<Connection>> pg_connect(const std::string& url,
   PQconninfoOption* options = PQconninfoParse(url.c_str(), &parse_error);
   if (parse_error != nullptr) PQfreemem(parse_error);
   if (options == nullptr) {
-    return fail(Error::config(
-        "store.url", "store.url is not a PostgreSQL connection URL "
-                     "(postgresql://user@host:port/database?option=value)"));
+    return fail(Error::config("store.url",
+                              "store.url is not a PostgreSQL connection URL "
+                              "(postgresql://user@host:port/database?option=value)"));
   }
   std::string secret = password;  // redacted from messages, wherever it came from
   for (auto* o = options; o->keyword != nullptr; ++o) {

@@ -49,7 +49,6 @@ PgText pg_dialect(std::string_view sql);
 /// the URL names one. Errors (kUnavailable; kConfig for an unparsable URL) name the host, port
 /// and database, never the password. Blocks for at most the URL's connect_timeout (10 s unless
 /// the URL says otherwise).
-Result<std::unique_ptr<Connection>> pg_connect(const std::string& url,
-                                               const std::string& password);
+Result<std::unique_ptr<Connection>> pg_connect(const std::string& url, const std::string& password);
 
 }  // namespace sdoh::store::sql

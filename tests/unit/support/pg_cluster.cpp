@@ -1,21 +1,20 @@
 // The tests' throwaway PostgreSQL cluster (see pg_cluster.hpp).
 #include "tests/unit/support/pg_cluster.hpp"
 
-#include <fcntl.h>
-#include <grp.h>
-#include <netinet/in.h>
-#include <pwd.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
+#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <grp.h>
+#include <netinet/in.h>
+#include <pwd.h>
 #include <sstream>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <vector>
 
 #include "adapters/store/sql_pg.hpp"
@@ -74,7 +73,8 @@ std::string tail(const std::string& path, std::size_t bytes = 2000) {
 /// root. Returns its exit status (-1 if it could not run).
 int run_tool(const std::vector<std::string>& args, const std::string& cwd, const std::string& log) {
   std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  for (const auto& a : args)
+    argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   const bool root = ::geteuid() == 0;
   const passwd* nobody = root ? ::getpwnam("nobody") : nullptr;

@@ -56,8 +56,7 @@ class PgDatabaseTest : public ::testing::Test {
     ASSERT_TRUE(cluster) << cluster.error().message;
     cluster_ = *cluster;
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    auto url =
-        cluster_->create_database(std::string(info->test_suite_name()) + "_" + info->name());
+    auto url = cluster_->create_database(std::string(info->test_suite_name()) + "_" + info->name());
     ASSERT_TRUE(url) << url.error().message;
     url_ = *url;
   }

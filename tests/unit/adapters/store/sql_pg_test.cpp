@@ -1,18 +1,18 @@
 // The PostgreSQL engine of the SQL layer (adapters/store/sql_pg.cpp) and the store's schema on
 // PostgreSQL (pg_schema.cpp), against a real server (tests/unit/support/pg_cluster.hpp).
-#include <sqlite3.h>
-#include <unistd.h>
+#include "adapters/store/sql_pg.hpp"
 
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <sqlite3.h>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "adapters/store/pg_schema.hpp"
-#include "adapters/store/sql_pg.hpp"
 #include "adapters/store/sqlite_store.hpp"
 #include "tests/unit/support/pg_cluster.hpp"
 
@@ -110,7 +110,7 @@ TEST_F(SqlPg, IntegersTextAndNullRoundTrip) {
   EXPECT_EQ(st.column_int(2), 0);
   ASSERT_EQ(st.step().value_or(0), kRow);
   EXPECT_EQ(st.column_int(0), INT64_MAX);
-  EXPECT_TRUE(st.column_null(1));  // text_or_null("") binds NULL
+  EXPECT_TRUE(st.column_null(1));   // text_or_null("") binds NULL
   EXPECT_FALSE(st.column_null(2));  // the empty blob is not NULL
   EXPECT_EQ(st.column_text(2), "");
   EXPECT_EQ(st.step().value_or(0), kDone);
@@ -121,8 +121,8 @@ TEST_F(SqlPg, BlobWithNulBytesAndInvalidUtf8RoundTrips) {
   ASSERT_TRUE(db);
   ASSERT_TRUE(db->exec("CREATE TABLE t (b BYTEA NOT NULL)"));
   const std::string bytes("MSH|\0\xff\xfe\xc3(\x00z", 11);
-  ASSERT_TRUE(run_once(*db, "INSERT INTO t(b) VALUES (?1)",
-                       [&](Statement& st) { st.blob(1, bytes); }));
+  ASSERT_TRUE(
+      run_once(*db, "INSERT INTO t(b) VALUES (?1)", [&](Statement& st) { st.blob(1, bytes); }));
   EXPECT_EQ(scalar(*db, "SELECT b FROM t"), bytes);
   EXPECT_EQ(scalar(*db, "SELECT octet_length(b) FROM t"), "11");
   EXPECT_EQ(scalar(*db, "SELECT encode(b, 'hex') FROM t"), "4d53487c00fffec328007a");
@@ -177,13 +177,32 @@ TEST_F(SqlPg, AStatementRunAgainIsPreparedOncePerSetOfParameterTypes) {
   EXPECT_EQ(scalar(*db, "SELECT count(*) FROM pg_prepared_statements"), "2");
 }
 
+TEST_F(SqlPg, NamedStatementsOfDestroyedCursorsAreDeallocatedBetweenTransactions) {
+  auto db = connect();
+  ASSERT_TRUE(db);
+  for (int i = 0; i < 32; ++i) {  // kDeallocateBatch statements, each run twice (named)
+    Statement st;
+    ASSERT_TRUE(st.prepare(*db, "SELECT ?1::bigint"));
+    for (int run = 0; run < 2; ++run) {
+      ResetOnExit reset{st};
+      st.integer(1, i);
+      ASSERT_EQ(st.step().value_or(0), kRow);
+    }
+  }
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM pg_prepared_statements"), "32");
+  ASSERT_TRUE(db->begin_read());
+  EXPECT_EQ(scalar(*db, "SELECT count(*) FROM pg_prepared_statements"), "0");
+  EXPECT_TRUE(db->exec("COMMIT"));
+}
+
 TEST_F(SqlPg, BooleanNumericAndRealColumnsRead) {
   auto db = connect();
   ASSERT_TRUE(db);
   Statement st;
-  ASSERT_TRUE(st.prepare(*db, "SELECT pg_is_in_recovery(), true, 12345678901234567890::numeric, "
-                              "-1.50::numeric, 0.001::numeric, sum(x), 2.5::float8 "
-                              "FROM (VALUES (1::bigint), (2::bigint)) v(x)"));
+  ASSERT_TRUE(st.prepare(*db,
+                         "SELECT pg_is_in_recovery(), true, 12345678901234567890::numeric, "
+                         "-1.50::numeric, 0.001::numeric, sum(x), 2.5::float8 "
+                         "FROM (VALUES (1::bigint), (2::bigint)) v(x)"));
   ASSERT_EQ(st.step().value_or(0), kRow);
   EXPECT_EQ(st.column_int(0), 0);  // a primary
   EXPECT_EQ(st.column_int(1), 1);
@@ -239,7 +258,8 @@ TEST_F(SqlPg, SyntaxErrorIsInternal) {
 TEST_F(SqlPg, LockMarkerIsAcceptedInAWriteTransaction) {
   auto db = connect();
   ASSERT_TRUE(db);
-  ASSERT_TRUE(db->exec("CREATE TABLE t (k BIGINT PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a')"));
+  ASSERT_TRUE(
+      db->exec("CREATE TABLE t (k BIGINT PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a')"));
   ASSERT_TRUE(db->begin_write());
   Statement st;
   ASSERT_TRUE(st.prepare(*db, "SELECT v FROM t WHERE k = ?1 {lock}"));
@@ -278,9 +298,9 @@ TEST_F(SqlPg, ApplicationNameIsTheGateway) {
 }
 
 TEST_F(SqlPg, ConnectErrorNamesHostPortAndDatabaseButNotThePassword) {
-  auto c = pg_connect("postgresql://postgres@127.0.0.1:" + std::to_string(cluster_->port()) +
-                          "/no_such_db",
-                      "s3cret-pw");
+  auto c = pg_connect(
+      "postgresql://postgres@127.0.0.1:" + std::to_string(cluster_->port()) + "/no_such_db",
+      "s3cret-pw");
   ASSERT_FALSE(c);
   EXPECT_EQ(c.error().kind, ErrorKind::kUnavailable);
   EXPECT_NE(c.error().message.find("127.0.0.1:" + std::to_string(cluster_->port()) + "/no_such_db"),
@@ -346,9 +366,9 @@ TEST_F(PgSchema, ADatabaseNewerThanTheBuildIsRefused) {
   auto r = migrate_postgres(*db);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().kind, ErrorKind::kUnavailable);
-  EXPECT_NE(r.error().message.find("schema version " + std::to_string(newer) +
-                                   ", newer than this build"),
-            std::string::npos)
+  EXPECT_NE(
+      r.error().message.find("schema version " + std::to_string(newer) + ", newer than this build"),
+      std::string::npos)
       << r.error().message;
 }
 
@@ -389,8 +409,9 @@ TEST_F(PgSchema, TheAuditTrailIsAppendOnly) {
       << remove.error().message;
   EXPECT_FALSE(db->exec("TRUNCATE audit_events"));
   // A prune point covers seq 1: it may go, seq 2 may not; the prune point itself stays.
-  ASSERT_TRUE(run_once(*db, "INSERT INTO audit_prunes(pruned_through, hash, pruned_at) "
-                            "VALUES (1, 'h', 0)"));
+  ASSERT_TRUE(run_once(*db,
+                       "INSERT INTO audit_prunes(pruned_through, hash, pruned_at) "
+                       "VALUES (1, 'h', 0)"));
   EXPECT_EQ(run_once(*db, "DELETE FROM audit_events WHERE seq = 1").value_or(-1), 1);
   EXPECT_FALSE(run_once(*db, "DELETE FROM audit_events WHERE seq = 2"));
   EXPECT_FALSE(run_once(*db, "DELETE FROM audit_prunes"));
@@ -410,8 +431,9 @@ TEST_F(PgSchema, IdentityColumnsNumberRowsAndOffsetIsQuoted) {
                          }));
   }
   EXPECT_EQ(scalar(*db, "SELECT string_agg(seq::text, ',' ORDER BY seq) FROM outbox"), "1,2");
-  ASSERT_TRUE(run_once(*db, "INSERT INTO delivery_offsets(topic, partition, \"offset\") "
-                            "VALUES ('t', 0, 5)"));
+  ASSERT_TRUE(run_once(*db,
+                       "INSERT INTO delivery_offsets(topic, partition, \"offset\") "
+                       "VALUES ('t', 0, 5)"));
   EXPECT_EQ(scalar(*db, "SELECT \"offset\" FROM delivery_offsets"), "5");
 }
 
@@ -429,7 +451,9 @@ Shape sqlite_shape(const std::filesystem::path& file) {
                      "'sqlite_%' ORDER BY m.name, c.cid",
                      -1, &st, nullptr);
   while (sqlite3_step(st) == SQLITE_ROW) {
-    auto text = [&](int i) { return std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, i))); };
+    auto text = [&](int i) {
+      return std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, i)));
+    };
     const std::string type = text(2) == "INTEGER" ? "bigint" : text(2) == "BLOB" ? "bytea" : "text";
     const bool nullable = sqlite3_column_int(st, 3) == 0 && sqlite3_column_int(st, 4) == 0;
     shape[text(0)].push_back(text(1) + " " + type + (nullable ? " null" : " not null"));
@@ -456,8 +480,8 @@ std::vector<std::string> sqlite_indexes(const std::filesystem::path& file) {
 }
 
 TEST_F(PgSchema, HasEveryTableColumnIndexAndTriggerOfTheSqliteSchema) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("sdoh_pg_shape_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("sdoh_pg_shape_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   {
     auto store = SqliteStore::open(dir / "gateway.db", config::StoreConfig{}, nullptr, {});
