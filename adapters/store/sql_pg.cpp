@@ -158,7 +158,8 @@ struct Session {
   Error error_of(const PGresult* r, std::string_view doing) const {
     const char* state = r != nullptr ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
     const std::string code = state != nullptr ? state : "";
-    if (PQstatus(conn) != CONNECTION_OK || code.starts_with("08")) {
+    // 08P01 (protocol violation) is what a wrong parameter count gets: a bug, not an outage.
+    if (PQstatus(conn) != CONNECTION_OK || (code.starts_with("08") && code != "08P01")) {
       return Error::unavailable(where() + ": connection lost (" + std::string(doing) +
                                 "): " + redact(one_line(PQerrorMessage(conn))));
     }
@@ -270,7 +271,7 @@ bool decodable(Oid type) {
 }
 
 struct Param {
-  char kind = 'n';  // signature letter: i(nt8) t(ext) b(ytea) n(ull)
+  char kind = 'u';  // signature letter: i(nt8) t(ext) b(ytea) n(ull) u(nbound)
   std::string value;
 };
 
@@ -388,8 +389,9 @@ class PgCursor final : public Cursor {
       named_.clear();
       generation_ = s_->generation;
     }
-    const auto n = std::max(static_cast<std::size_t>(text_.parameters), params_.size());
-    params_.resize(n);
+    // The parameters the text names; binds beyond them are ignored, as SQLite ignores them.
+    const auto n = static_cast<std::size_t>(text_.parameters);
+    params_.resize(std::max(n, params_.size()));
     std::string signature;
     std::vector<Oid> types(n);
     std::vector<const char*> values(n);
@@ -409,11 +411,14 @@ class PgCursor final : public Cursor {
           types[k] = kBytea;
           formats[k] = 1;
           break;
-        default:
+        case 'u':  // never bound (the text may skip a number): a NULL of some type
+          types[k] = kText;
+          break;
+        default:  // NULL: the server infers the type
           types[k] = 0;
           break;
       }
-      values[k] = p.kind == 'n' ? nullptr : p.value.c_str();
+      values[k] = p.kind == 'n' || p.kind == 'u' ? nullptr : p.value.c_str();
       lengths[k] = static_cast<int>(p.value.size());
     }
     const int count = static_cast<int>(n);
@@ -551,10 +556,14 @@ Result<std::unique_ptr<Connection>> pg_connect(const std::string& url,
   }
   PQconninfoFree(options);
   // Keywords are applied in order: those before dbname (the URL, expanded) are defaults the URL
-  // may override; the password after it wins.
-  std::vector<const char*> keys = {"application_name", "connect_timeout", "client_encoding",
-                                   "dbname"};
-  std::vector<const char*> values = {"sdoh-gateway", "10", "UTF8", url.c_str()};
+  // may override; the password after it wins. Keepalives and tcp_user_timeout: a server that
+  // vanished without a FIN (host down, partition) is found within about a minute, not the
+  // kernel's two hours, even while a statement waits for a lock.
+  std::vector<const char*> keys = {
+      "application_name",    "connect_timeout",  "client_encoding",  "keepalives_idle",
+      "keepalives_interval", "keepalives_count", "tcp_user_timeout", "dbname"};
+  std::vector<const char*> values = {"sdoh-gateway", "10", "UTF8",  "30",
+                                     "10",           "3",  "30000", url.c_str()};
   if (!password.empty()) {
     keys.push_back("password");
     values.push_back(password.c_str());

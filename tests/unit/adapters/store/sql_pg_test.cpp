@@ -89,6 +89,23 @@ TEST_F(SqlPg, ParametersArriveInTheirNumberedPlaces) {
   EXPECT_EQ(st.column_text(0), "secondfirst?1");
 }
 
+TEST_F(SqlPg, SkippedAndSurplusParametersAreToleratedAsOnSqlite) {
+  auto db = connect();
+  ASSERT_TRUE(db);
+  Statement st;
+  // ?2 is not in the text but bound (retention binds every number it might use); ?4 is beyond.
+  ASSERT_TRUE(st.prepare(*db, "SELECT ?1::bigint + ?3::bigint"));
+  st.integer(1, 40).integer(2, 7).integer(3, 2).integer(4, 9);
+  auto r = st.step();
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(st.column_int(0), 42);
+  st.reset();
+  st.integer(1, 1).integer(3, 2);  // ?2 left unbound: a NULL nobody reads
+  r = st.step();
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(st.column_int(0), 3);
+}
+
 TEST_F(SqlPg, IntegersTextAndNullRoundTrip) {
   auto db = connect();
   ASSERT_TRUE(db);
