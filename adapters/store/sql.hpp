@@ -69,7 +69,35 @@ class Connection {
   virtual Result<void> savepoint() { return exec("SAVEPOINT op"); }
   virtual Result<void> release() { return exec("RELEASE op"); }
   virtual Result<void> rollback_to() { return exec("ROLLBACK TO op"); }
+  /// Serialises the current transaction, until it ends, with every other transaction on the
+  /// database that locks `key` (PostgreSQL: a transaction advisory lock; several gateways write
+  /// at once). Nothing on SQLite, whose one writer already serialises every write.
+  virtual Result<void> lock(std::int64_t key) {
+    (void)key;
+    return {};
+  }
+  /// As lock(), without waiting: whether the lock was taken.
+  virtual Result<bool> try_lock(std::int64_t key) {
+    (void)key;
+    return true;
+  }
 };
+
+/// The advisory lock keys of the store's serialised writes (lock(), try_lock()).
+inline constexpr std::int64_t kAuditChainLock = 0x5344'4f48'0001;  // appends to the audit chain
+inline constexpr std::int64_t kSigningKeyLock = 0x5344'4f48'0002;  // the first signing key
+inline constexpr std::int64_t kRetentionLock = 0x5344'4f48'0003;   // one gateway prunes at a time
+/// The lock of an event key: events of one key get their outbox sequence numbers in commit
+/// order, so that the relay publishes them in that order (FNV-1a; the top bit is cleared so
+/// that it never meets the store's own keys above).
+inline std::int64_t key_lock(std::string_view key) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (const unsigned char c : key) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return static_cast<std::int64_t>((h >> 1) | (std::uint64_t{1} << 62));
+}
 
 /// A prepared statement with the binding shorthand the store's code uses; reset after each use
 /// (ResetOnExit).

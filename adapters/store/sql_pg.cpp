@@ -489,6 +489,15 @@ class PgConnection final : public Connection {
   Result<void> begin_read() override {
     return begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
   }
+  Result<void> lock(std::int64_t key) override {
+    auto r = run_lock(lock_, "SELECT 1 FROM (SELECT pg_advisory_xact_lock(?1)) l", key);
+    if (!r) return fail(r.error());
+    return {};
+  }
+  Result<bool> try_lock(std::int64_t key) override {
+    return run_lock(try_lock_,
+                    "SELECT CASE WHEN pg_try_advisory_xact_lock(?1) THEN 1 ELSE 0 END", key);
+  }
 
  private:
   Result<void> begin(const char* sql) {
@@ -500,7 +509,23 @@ class PgConnection final : public Connection {
     return r;
   }
 
+  /// Runs a lock statement (prepared once per connection): whether its one row says taken.
+  Result<bool> run_lock(std::unique_ptr<Cursor>& st, std::string_view sql, std::int64_t key) {
+    if (st == nullptr) {
+      auto p = prepare(sql);
+      if (!p) return fail(p.error());
+      st = std::move(*p);
+    }
+    st->bind_int(1, key);
+    auto r = st->step();
+    const bool taken = r && *r == kRow && st->integer(0) != 0;
+    st->reset();
+    if (!r) return fail(r.error());
+    return taken;
+  }
+
   std::shared_ptr<Session> s_;
+  std::unique_ptr<Cursor> lock_, try_lock_;
 };
 
 }  // namespace

@@ -35,6 +35,9 @@ Result<Head> read_head(SqliteStore::Impl& s) {
 Result<void> append_audit(SqliteStore::Impl& s, std::vector<audit::AuditRecord>& records,
                           std::int64_t now) {
   if (records.empty()) return {};
+  // One chain for every gateway on the database: appends are serialised (taken already when
+  // the op declared it, add_locks).
+  if (auto locked = s.conn->lock(sql::kAuditChainLock); !locked) return locked;
   auto head = read_head(s);
   if (!head) return fail(head.error());
   const auto gateway = s.audit_settings().gateway_id;
@@ -177,6 +180,9 @@ struct AuditOp final : WriteOp {
   void finish(Result<void> result) override {
     if (result && store->audit_records != nullptr) store->audit_records->inc(records.size());
     complete(std::move(result));
+  }
+  void add_locks(std::vector<std::int64_t>& keys) const override {
+    keys.push_back(sql::kAuditChainLock);
   }
 };
 

@@ -28,6 +28,8 @@ Result<bool> SqliteStore::record_assertion(std::string_view client_id, std::stri
 Result<pipeline::SigningKeyRow> SqliteStore::signing_key(const pipeline::SigningKeyRow& candidate) {
   return run_sync<pipeline::SigningKeyRow>(
       *impl_, [candidate](Impl& s) -> Result<pipeline::SigningKeyRow> {
+        // Gateways starting at once on one database: the first key stored wins.
+        if (auto locked = s.conn->lock(sql::kSigningKeyLock); !locked) return fail(locked.error());
         // The SELECT's values have no column to take their types from: CAST gives them.
         auto stored = sql::run_once(
             *s.conn,

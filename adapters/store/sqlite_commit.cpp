@@ -273,6 +273,14 @@ struct CommitOp final : WriteOp {
     return {};
   }
 
+  // Each event key's lock: a key's events get their sequence numbers in commit order across
+  // gateways. The audit chain's, when the commit appends to it.
+  void add_locks(std::vector<std::int64_t>& keys) const override {
+    for (const auto& e : request.events)
+      keys.push_back(sql::key_lock(e.key));
+    if (!request.audit.empty()) keys.push_back(sql::kAuditChainLock);
+  }
+
   void finish(Result<void> result) override {
     store->commits_in_flight.fetch_sub(1);
     if (result) {

@@ -8,6 +8,7 @@
 // transactions; a syncer thread fsyncs the WAL when writes are pipelined; readers borrow one of
 // kResourceReaders read-only connections (lease_reader) or use `reader` under reader_mutex, from
 // any thread. Completions are posted back to the caller's executor, never run on the writer.
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -207,6 +208,10 @@ struct WriteOp {
   virtual bool needs_durability() const { return true; }
   virtual Result<void> execute(SqliteStore::Impl& store) = 0;
   virtual void finish(Result<void> result) = 0;
+  /// The advisory locks (sql.hpp) the op will need, taken for the whole group before any op
+  /// runs, in ascending order, so that two gateways' groups never wait for each other in a
+  /// cycle. Only PostgreSQL asks.
+  virtual void add_locks(std::vector<std::int64_t>& keys) const { (void)keys; }
 };
 
 struct SqliteStore::Impl {
@@ -491,6 +496,19 @@ struct SqliteStore::Impl {
   std::int64_t oldest_undelivered_ms() const;
 
   std::unique_ptr<WriteOp> make_prune_op();
+
+  /// Takes every advisory lock the group's ops need, once each, in ascending order.
+  Result<void> lock_all(const std::vector<std::unique_ptr<WriteOp>>& batch) {
+    std::vector<std::int64_t> keys;
+    for (const auto& op : batch)
+      op->add_locks(keys);
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    for (const auto key : keys) {
+      if (auto r = conn->lock(key); !r) return r;
+    }
+    return {};
+  }
   std::unique_ptr<WriteOp> make_retry_marks_op();
 
   ~Impl() {
@@ -587,6 +605,7 @@ struct SqliteStore::Impl {
       const auto started = std::chrono::steady_clock::now();
       results.assign(batch.size(), Result<void>{});
       auto group = conn->begin_write();
+      if (group && conn->engine() == sql::Engine::kPostgres) group = lock_all(batch);
       for (std::size_t i = 0; group && i < batch.size(); ++i) {
         group = conn->savepoint();
         if (!group) break;

@@ -1,4 +1,6 @@
 // The SQLite store: schema and migrations, open, retention, health (sqlite_impl.hpp).
+#include "adapters/store/pg_schema.hpp"
+#include "adapters/store/sql_pg.hpp"
 #include "adapters/store/sqlite_impl.hpp"
 
 namespace sdoh::store {
@@ -14,7 +16,15 @@ struct PruneOp final : WriteOp {
   bool more = false;
   std::promise<Result<std::pair<std::int64_t, bool>>>* done = nullptr;  // prune_now()
 
+  void add_locks(std::vector<std::int64_t>& keys) const override {
+    keys.push_back(sql::kAuditChainLock);  // it prunes the audit chain too
+  }
+
   Result<void> execute(SqliteStore::Impl& s) override {
+    // Several gateways on one database: one prunes at a time, the others skip this round.
+    auto ours = s.conn->try_lock(sql::kRetentionLock);
+    if (!ours) return fail(ours.error());
+    if (!*ours) return {};
     const auto now = s.now();
     const auto& c = s.cfg;
     auto run = [&](const char* sql, std::int64_t a, std::int64_t b = 0) -> Result<std::int64_t> {
@@ -363,6 +373,53 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   if (auto r = open_sqlite(impl.get(), path, cfg); !r) return fail(r.error());
   if (auto r = impl->start(registry); !r) return fail(r.error());
   return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
+}
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::open_postgres(const std::string& url,
+                                                                const std::string& password,
+                                                                const config::StoreConfig& cfg,
+                                                                metrics::Registry* registry,
+                                                                StoreClock clock) {
+  auto impl = std::make_unique<Impl>();
+  impl->clock = clock ? std::move(clock) : StoreClock(now_ms);
+  impl->cfg = cfg;
+  // A COMMIT returns once PostgreSQL flushed its WAL (synchronous_commit, on by default; with
+  // synchronous standbys, once they have it too): nothing to sync after it.
+  impl->pipelined = false;
+  auto connect = [&]() { return sql::pg_connect(url, password); };
+  auto writer = connect();
+  if (!writer) return fail(writer.error());
+  impl->conn = std::move(*writer);
+  auto version = migrate_postgres(*impl->conn);
+  if (!version) return fail(version.error());
+  impl->version = *version;
+  auto reader = connect();
+  if (!reader) return fail(reader.error());
+  impl->reader_conn = std::move(*reader);
+  for (int i = 0; i < kResourceReaders; ++i) {
+    auto conn = std::make_unique<ReadConnection>();
+    auto c = connect();
+    if (!c) return fail(c.error());
+    conn->conn = std::move(*c);
+    if (auto r = conn->prepare(); !r) return fail(r.error());
+    impl->idle_readers.push_back(conn.get());
+    impl->readers.push_back(std::move(conn));
+  }
+  if (auto r = impl->start(registry); !r) return fail(r.error());
+  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
+}
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::open_configured(
+    const std::filesystem::path& sqlite_path, const config::StoreConfig& cfg,
+    metrics::Registry* registry) {
+  if (cfg.url.empty()) return open(sqlite_path, cfg, registry);
+  std::string password;
+  if (cfg.password.configured()) {
+    auto p = cfg.password.resolve();
+    if (!p) return fail(p.error());
+    password = std::move(*p);
+  }
+  return open_postgres(cfg.url, password, cfg, registry);
 }
 
 Result<void> SqliteStore::Impl::start(metrics::Registry* registry) {

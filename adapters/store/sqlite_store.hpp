@@ -96,6 +96,19 @@ class SqliteStore final : public pipeline::CommitPort,
                                                    const config::StoreConfig& cfg,
                                                    metrics::Registry* registry = nullptr,
                                                    StoreClock clock = {});
+  /// Opens the PostgreSQL database at `url` (libpq URI; `password` apart, never logged),
+  /// applies pending migrations (one gateway at a time) and starts the writer thread. Several
+  /// gateways may open one database.
+  static Result<std::unique_ptr<SqliteStore>> open_postgres(const std::string& url,
+                                                            const std::string& password,
+                                                            const config::StoreConfig& cfg,
+                                                            metrics::Registry* registry = nullptr,
+                                                            StoreClock clock = {});
+  /// The store the config names: PostgreSQL when store.url is set (its password resolved from
+  /// store.password), else the SQLite file at `sqlite_path`.
+  static Result<std::unique_ptr<SqliteStore>> open_configured(
+      const std::filesystem::path& sqlite_path, const config::StoreConfig& cfg,
+      metrics::Registry* registry);
   /// Finishes queued writes, then stops the writer thread and closes.
   ~SqliteStore() override;
   SqliteStore(const SqliteStore&) = delete;

@@ -245,7 +245,7 @@ int run(const config::GatewayConfig& cfg) {
                                {"zip_county_file", cfg.zip_county_file().string()},
                                {"zip_county_zips", mapping_setup->zip_counties->size()}});
 
-  auto store = store::SqliteStore::open(cfg.store_path(), cfg.store, &registry);
+  auto store = store::SqliteStore::open_configured(cfg.store_path(), cfg.store, &registry);
   if (!store) return startup_failed("store", store.error());
   // The audit trail's source id, anchor topic and retention (audit/chain.hpp).
   (*store)->configure_audit({cfg.gateway_id, cfg.kafka.topics.audit_anchors, cfg.audit.retention});
