@@ -34,6 +34,7 @@ struct Relay::Impl {
   std::set<std::int64_t> in_flight;  // produced, no report yet
   std::chrono::milliseconds backoff{0};
   bool needs_reconcile = false;  // a retryable failure: reconcile before producing again
+  std::int64_t epoch = 0;        // the store's relay_epoch() when last reconciled
 
   std::atomic<std::int64_t> consecutive_failures{0};
   std::atomic<bool> ready_to_publish{false};
@@ -60,7 +61,9 @@ struct Relay::Impl {
   /// Restart reconciliation, retried until it succeeds: nothing is published before it did.
   bool prepare() {
     if (!options.reconcile) return true;
+    const auto before = store.relay_epoch();
     auto r = options.reconcile();
+    if (r) epoch = before;
     if (r) return true;
     {
       std::lock_guard lock(status_mutex);
@@ -79,6 +82,9 @@ struct Relay::Impl {
     while (running.load()) {
       apply_reports();
       bool produced_any = false;
+      // Events this process took over from another gateway (outbox_port.hpp): reconciled, as
+      // after a restart, before any is published.
+      if (options.reconcile && store.relay_epoch() != epoch) needs_reconcile = true;
       if (needs_reconcile && in_flight.empty() && backoff.count() == 0) {
         // A delivery failed after librdkafka gave up retrying; the broker may still have
         // written it. Look before producing it again, so that it is in Kafka once.
@@ -98,12 +104,15 @@ struct Relay::Impl {
   }
 
   bool produce_batch() {
-    auto pending = store.pending_events(cursor, options.batch);
+    // Room for those in flight: a store that reads from the first (PostgreSQL) returns them too.
+    auto pending =
+        store.pending_events(cursor, options.batch + static_cast<int>(in_flight.size()));
     if (!pending) {
       log::warn("relay.outbox_read_failed", {{"reason", pending.error().message}});
       backoff = options.retry_backoff;
       return false;
     }
+    int produced = 0;
     for (auto& e : *pending) {
       if (in_flight.count(e.seq) != 0) continue;
       Message m{e.topic,
@@ -140,6 +149,7 @@ struct Relay::Impl {
         fatal->inc();
         dead_letter(seq, refused);
         cursor = std::max(cursor, seq);  // not read again (should the dead letter have failed)
+        ++produced;                      // progress: read on at once
         continue;
       }
       if (!r) {
@@ -149,8 +159,9 @@ struct Relay::Impl {
       }
       in_flight.insert(seq);
       cursor = std::max(cursor, seq);
+      ++produced;
     }
-    return !pending->empty();
+    return produced > 0;
   }
 
   void dead_letter(std::int64_t seq, const DeliveryReport& report) {

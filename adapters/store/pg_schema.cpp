@@ -20,7 +20,7 @@ constexpr const char* kMigrationLock = "SELECT pg_advisory_xact_lock(73060868295
 
 // Each entry moves the schema from version i to i+1. Never edit a released entry: add one.
 const std::vector<const char*> kPgMigrations = {
-    // 1: the store as SQLite's migrations 1..13 left it.
+    // 1: the store as SQLite's migrations 1..14 left it.
     R"sql(
       -- The store's identity.
       CREATE TABLE gateway_meta (
@@ -57,7 +57,8 @@ const std::vector<const char*> kPgMigrations = {
         delivered_at BIGINT,           -- NULL until Kafka acknowledged it
         attempts     BIGINT NOT NULL DEFAULT 0,
         last_error   TEXT,
-        dead_at      BIGINT            -- refused for good; see dead_letters
+        dead_at      BIGINT,           -- refused for good; see dead_letters
+        bucket       BIGINT NOT NULL DEFAULT 0  -- the relay's lease unit: a hash of key
       );
       CREATE INDEX outbox_inbound ON outbox(inbound_id);
 
@@ -311,6 +312,14 @@ const std::vector<const char*> kPgMigrations = {
         FOR EACH ROW EXECUTE FUNCTION audit_append_only();
       CREATE TRIGGER audit_prunes_not_truncated BEFORE TRUNCATE ON audit_prunes
         FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+
+      -- Which gateway relays each outbox bucket: a lease, renewed while it lives and taken
+      -- over by another gateway once expired (no leader).
+      CREATE TABLE relay_leases (
+        bucket     BIGINT PRIMARY KEY,
+        owner      TEXT NOT NULL,     -- the gateway process holding it (gateway id, host, pid)
+        expires_at BIGINT NOT NULL    -- unix ms; a lease not renewed by then may be taken
+      );
     )sql",
 };
 

@@ -2,7 +2,7 @@
 // The store's schema on PostgreSQL, versioned like SQLite's (sqlite_store.cpp, kMigrations):
 // each migration moves the database from version i to i+1, and the version is recorded in the
 // table schema_version (one row per applied migration). Migration 1 is the shape SQLite's
-// migrations 1..13 left: a new PostgreSQL database starts there.
+// migrations 1..14 left: a new PostgreSQL database starts there.
 #include "adapters/store/sql.hpp"
 
 namespace sdoh::store {

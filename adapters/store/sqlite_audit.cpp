@@ -89,7 +89,7 @@ Result<std::int64_t> queue_anchor(SqliteStore::Impl& s, const audit::Anchor& anc
     auto& st = s.insert_outbox;
     ResetOnExit reset{st};
     st.text(1, e.id).null(2).text(3, events::type_name(e.type)).text(4, e.topic);
-    st.text(5, e.key).blob(6, value).integer(7, s.now());
+    st.text(5, e.key).blob(6, value).integer(7, s.now()).integer(8, relay_bucket(e.key));
     auto r = st.step();
     if (!r) return fail(r.error());
     if (*r != kRow) return std::int64_t{0};  // this head was anchored before

@@ -171,7 +171,7 @@ struct CommitOp final : WriteOp {
       auto& st = s.insert_outbox;
       ResetOnExit reset{st};
       st.text(1, e.event_id).integer(2, outcome.inbound_id).text(3, e.type).text(4, e.topic);
-      st.text(5, e.key).blob(6, e.value).integer(7, received);
+      st.text(5, e.key).blob(6, e.value).integer(7, received).integer(8, relay_bucket(e.key));
       auto inserted = st.step();
       if (!inserted) return fail(inserted.error());
       if (*inserted == kRow) {  // RETURNING seq: new (a replayed event's resend returns none)

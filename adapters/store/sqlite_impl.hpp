@@ -45,6 +45,18 @@ namespace asio = boost::asio;
 // referrals), lent one at a time; a caller waits only while all of them are lent.
 inline constexpr int kResourceReaders = 4;
 
+/// Outbox events are relayed in buckets (a hash of the event key, so that one key's events stay
+/// in one bucket and keep their order); with several gateways each bucket is leased to one.
+inline constexpr std::int64_t kRelayBuckets = 64;
+inline std::int64_t relay_bucket(std::string_view key) {
+  return sql::key_lock(key) % kRelayBuckets;
+}
+
+/// A name for this process as a lease holder: host, pid and a random part.
+std::string make_lease_owner();
+/// The relay's read of undelivered events (?1 after, ?2 limit, ?3 durable, ?4 lease owner).
+std::string pending_events_sql(bool shared);
+
 /// Wall-clock milliseconds since the epoch (the default StoreClock).
 std::int64_t now_ms();
 Result<void> exec(sqlite3* db, const char* sql);
@@ -497,6 +509,25 @@ struct SqliteStore::Impl {
 
   std::unique_ptr<WriteOp> make_prune_op();
 
+  // Several gateways on one database (PostgreSQL): the relay's leases on outbox buckets
+  // (store_leases.cpp). The writer renews them every store.lease / 3 and takes those whose
+  // lease expired; the relay reads only the events of buckets leased to this process.
+  bool shared_database() const { return conn->engine() == sql::Engine::kPostgres; }
+  std::string lease_owner;  // this process: host, pid and a random part
+  std::chrono::steady_clock::time_point next_lease;
+  std::mutex leases_mutex;
+  std::set<std::int64_t> leased;  // guarded by leases_mutex
+  /// Grows each time this process takes a bucket it did not hold: the relay reconciles those
+  /// buckets' events against Kafka before publishing (their last holder may have sent some).
+  std::atomic<std::int64_t> lease_epoch{0};
+  std::atomic<bool> standby{false};  // the database is a read-only standby (pg_is_in_recovery)
+  std::unique_ptr<WriteOp> make_lease_op();
+  /// Takes the leases at open (before the relay starts and reconciles).
+  Result<void> take_leases_now();
+  std::size_t leased_count();
+  /// Gives this process's leases back (shutdown), so that others take them at once.
+  void release_leases();
+
   /// Takes every advisory lock the group's ops need, once each, in ascending order.
   Result<void> lock_all(const std::vector<std::unique_ptr<WriteOp>>& batch) {
     std::vector<std::int64_t> keys;
@@ -584,10 +615,11 @@ struct SqliteStore::Impl {
     for (;;) {
       {
         std::unique_lock lock(queue_mutex);
-        const auto wake_at =
+        auto wake_at =
             retry_marks.empty()
                 ? next_prune
                 : std::min(next_prune, std::chrono::steady_clock::now() + std::chrono::seconds(1));
+        if (shared_database()) wake_at = std::min(wake_at, next_lease);
         queue_cv.wait_until(lock, wake_at, [this] { return !queue.empty() || stopping; });
         if (queue.empty() && stopping) return;  // everything queued has been written
         while (!queue.empty() && batch.size() < max_batch) {
@@ -601,6 +633,10 @@ struct SqliteStore::Impl {
         batch.push_back(make_prune_op());
       }
       if (!retry_marks.empty()) batch.push_back(make_retry_marks_op());
+      if (shared_database() && std::chrono::steady_clock::now() >= next_lease) {
+        next_lease = std::chrono::steady_clock::now() + cfg.lease / 3;
+        batch.push_back(make_lease_op());
+      }
       if (batch.empty()) continue;
       const auto started = std::chrono::steady_clock::now();
       results.assign(batch.size(), Result<void>{});

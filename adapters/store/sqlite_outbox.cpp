@@ -74,6 +74,7 @@ Result<std::vector<PendingEvent>> SqliteStore::pending_events(std::int64_t after
   ResetOnExit reset{st};
   st.integer(1, after_seq).integer(2, limit);
   st.integer(3, impl_->durable_seq.load());  // never publish what is not on disk
+  if (impl_->shared_database()) st.text(4, impl_->lease_owner);  // this process's buckets
   std::vector<PendingEvent> out;
   for (;;) {
     auto r = st.step();
@@ -139,6 +140,7 @@ Result<void> SqliteStore::dead_letter_event(std::int64_t seq,
         ResetOnExit reset{ins};
         ins.text(1, notice->event_id).text(3, notice->type).text(4, notice->topic);
         ins.text(5, notice->key).blob(6, notice->value).integer(7, at);
+        ins.integer(8, relay_bucket(notice->key));
         if (has_inbound) {
           ins.integer(2, inbound_id);
         } else {

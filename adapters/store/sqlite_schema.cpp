@@ -343,6 +343,17 @@ const std::vector<const char*> kMigrations = {
       CREATE TRIGGER audit_prunes_kept BEFORE DELETE ON audit_prunes
         BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
     )sql",
+    // 14: the relay's share of the outbox when several gateways use one (PostgreSQL) database:
+    // each event's bucket (a hash of its key, so a key's events stay in one bucket, in order),
+    // and which gateway holds each bucket's lease. One SQLite gateway relays every bucket.
+    R"sql(
+      ALTER TABLE outbox ADD COLUMN bucket INTEGER NOT NULL DEFAULT 0;
+      CREATE TABLE relay_leases (
+        bucket     INTEGER PRIMARY KEY,
+        owner      TEXT NOT NULL,     -- the gateway process holding it (gateway id, host, pid)
+        expires_at INTEGER NOT NULL   -- unix ms; a lease not renewed by then may be taken
+      ) STRICT;
+    )sql",
 };
 
 }  // namespace

@@ -290,7 +290,9 @@ std::unique_ptr<WriteOp> SqliteStore::Impl::make_prune_op() {
 }
 
 SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-SqliteStore::~SqliteStore() = default;
+SqliteStore::~SqliteStore() {
+  if (impl_->shared_database()) impl_->release_leases();  // others take them over at once
+}
 
 int SqliteStore::latest_schema_version() {
   return sqlite_schema_version();
@@ -405,7 +407,11 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open_postgres(const std::strin
     impl->idle_readers.push_back(conn.get());
     impl->readers.push_back(std::move(conn));
   }
+  impl->lease_owner = make_lease_owner();
   if (auto r = impl->start(registry); !r) return fail(r.error());
+  // The relay's buckets before it starts (its first reconciliation covers them).
+  impl->next_lease = std::chrono::steady_clock::now() + cfg.lease / 3;
+  if (auto r = impl->take_leases_now(); !r) return fail(r.error());
   return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
 }
 
@@ -437,8 +443,8 @@ Result<void> SqliteStore::Impl::start(metrics::Registry* registry) {
   }
   if (prepared) {
     prepared = impl->insert_outbox.prepare(*impl->conn,
-        "INSERT INTO outbox(event_id, inbound_id, type, topic, key, value, created_at) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(event_id) DO NOTHING RETURNING seq");
+        "INSERT INTO outbox(event_id, inbound_id, type, topic, key, value, created_at, bucket) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(event_id) DO NOTHING RETURNING seq");
   }
   if (prepared) {
     prepared = impl->insert_pending.prepare(*impl->conn, "INSERT INTO outbox_pending(seq, bytes) VALUES (?1, ?2)");
@@ -559,9 +565,7 @@ Result<void> SqliteStore::Impl::start(metrics::Registry* registry) {
   if (!prepared) return fail(prepared.error());
 
   if (auto r = impl->select_pending.prepare(*impl->reader_conn,
-          "SELECT o.seq, o.event_id, o.topic, o.key, o.value, o.created_at FROM outbox_pending p "
-          "JOIN outbox o ON o.seq = p.seq WHERE p.seq > ?1 AND p.seq <= ?3 ORDER BY p.seq "
-          "LIMIT ?2");
+                                            pending_events_sql(impl->shared_database()));
       !r) {
     return fail(r.error());
   }
@@ -677,11 +681,17 @@ void SqliteStore::flush() {
 
 StoreStats SqliteStore::stats() const {
   StoreStats s;
-  s.undelivered = impl_->undelivered.load();
-  s.undelivered_bytes = impl_->undelivered_bytes.load();
+  // Never below zero: with several gateways, this one's count falls when it publishes another's
+  // events, until the next lease round reads the database's count.
+  s.undelivered = std::max<std::int64_t>(0, impl_->undelivered.load());
+  s.undelivered_bytes = std::max<std::int64_t>(0, impl_->undelivered_bytes.load());
   s.dead_letters = impl_->dead_letters.load();
   s.oldest_undelivered_ms = impl_->oldest_undelivered_ms();
   return s;
+}
+
+std::int64_t SqliteStore::relay_epoch() const {
+  return impl_->lease_epoch.load();
 }
 
 int SqliteStore::schema_version() const {
@@ -700,9 +710,16 @@ ops::CheckState SqliteStore::capacity() const {
 }
 
 ops::CheckState SqliteStore::health() const {
-  std::lock_guard lock(impl_->health_mutex);
+  std::unique_lock lock(impl_->health_mutex);
   auto state = impl_->health;
-  if (state.ok) state.detail = "open, schema v" + std::to_string(impl_->version);
+  if (state.ok && impl_->standby.load()) {
+    return {false, "the database is a read-only standby (pg_is_in_recovery): point store.url at "
+                   "the primary"};
+  }
+  if (state.ok) {
+    state.detail = std::string(impl_->shared_database() ? "PostgreSQL primary" : "open") +
+                   ", schema v" + std::to_string(impl_->version);
+  }
   return state;
 }
 

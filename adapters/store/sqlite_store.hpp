@@ -135,6 +135,7 @@ class SqliteStore final : public pipeline::CommitPort,
   Result<void> dead_letter_event(std::int64_t seq, const pipeline::DeadLetterRecord& record,
                                  std::optional<pipeline::OutboxEvent> notice) override;
   Result<EventOrigin> event_origin(std::int64_t seq) const override;
+  std::int64_t relay_epoch() const override;
 
   /// For restart reconciliation: every undelivered event, and the highest acknowledged
   /// offset per (topic, partition).

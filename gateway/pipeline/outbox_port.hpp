@@ -66,7 +66,10 @@ using DeliveryOffsets = std::map<std::pair<std::string, std::int32_t>, std::int6
 class Outbox {
  public:
   virtual ~Outbox() = default;
-  /// The first `limit` undelivered events with seq > `after_seq`, in commit order.
+  /// The first `limit` undelivered events with seq > `after_seq`, in commit order. Where
+  /// commits from several gateways become visible out of sequence order (PostgreSQL), the
+  /// undelivered events of this process's share from the first, `after_seq` not applying: the
+  /// caller skips those it has in flight.
   virtual Result<std::vector<PendingEvent>> pending_events(std::int64_t after_seq,
                                                            int limit) const = 0;
   /// Records Kafka's acknowledgement of these events and the highest offset seen per
@@ -78,6 +81,10 @@ class Outbox {
   virtual Result<void> dead_letter_event(std::int64_t seq, const DeadLetterRecord& record,
                                          std::optional<OutboxEvent> notice) = 0;
   virtual Result<EventOrigin> event_origin(std::int64_t seq) const = 0;
+  /// Grows when this process becomes responsible for events it was not (several gateways on
+  /// one database: it took over a bucket of the outbox from another). The relay then
+  /// reconciles against Kafka before publishing: the last holder may have sent some.
+  virtual std::int64_t relay_epoch() const { return 0; }
   /// For restart reconciliation: every undelivered event, and the highest acknowledged
   /// offset per (topic, partition).
   virtual Result<std::vector<UndeliveredRef>> undelivered_refs() const = 0;

@@ -160,7 +160,8 @@ TEST_F(SqliteStoreTest, TheMigrationFillsTimelinesFromTheReferralsAStoreHas) {
     ASSERT_EQ(sqlite3_exec(db,
                            "DROP TABLE referral_timeline; DROP TABLE auth_assertions; DROP TABLE "
                            "auth_signing_keys; DROP TABLE audit_events; DROP TABLE "
-                           "audit_entities; DROP TABLE audit_prunes; PRAGMA user_version=10;",
+                           "audit_entities; DROP TABLE audit_prunes; DROP TABLE relay_leases; ALTER "
+                           "TABLE outbox DROP COLUMN bucket; PRAGMA user_version=10;",
                            nullptr, nullptr, nullptr),
               SQLITE_OK);
     sqlite3_close(db);
