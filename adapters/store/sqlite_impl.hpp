@@ -525,6 +525,10 @@ struct SqliteStore::Impl {
   /// Takes the leases at open (before the relay starts and reconciles).
   Result<void> take_leases_now();
   std::size_t leased_count();
+  bool holds_lease(std::int64_t bucket) {
+    std::lock_guard lock(leases_mutex);
+    return leased.count(bucket) != 0;
+  }
   /// Gives this process's leases back (shutdown), so that others take them at once.
   void release_leases();
 
