@@ -53,13 +53,13 @@ Result<void> append_audit(SqliteStore::Impl& s, std::vector<audit::AuditRecord>&
       st.integer(1, seq).integer(2, r.recorded_ms).text(3, action).text(4, r.agent.who);
       st.text(5, r.entities.empty() ? std::string_view() : std::string_view(r.entities[0].key()));
       st.text(6, head->hash).text(7, hash).blob(8, json);
-      if (auto done = st.step(); !done) return fail(done.error());
+      if (auto done = st.send(); !done) return done;
     }
     for (const auto& e : r.entities) {
       auto& st = s.insert_audit_entity;
       ResetOnExit reset{st};
       st.text(1, e.key()).integer(2, seq);
-      if (auto done = st.step(); !done) return fail(done.error());
+      if (auto done = st.send(); !done) return done;
     }
     head->sequence = seq;
     head->hash = std::move(hash);

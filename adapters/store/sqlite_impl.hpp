@@ -245,8 +245,7 @@ struct SqliteStore::Impl {
   Result<void> add_pending(std::int64_t seq, std::int64_t bytes) {
     ResetOnExit reset{insert_pending};
     insert_pending.integer(1, seq).integer(2, bytes);
-    if (auto r = insert_pending.step(); !r) return fail(r.error());
-    return {};
+    return insert_pending.send();
   }
   /// Event `seq` no longer waits (Kafka has it, or refused it for good): its size when it was
   /// waiting until now, nothing when it was not. Writer thread.
@@ -650,6 +649,8 @@ struct SqliteStore::Impl {
         group = conn->savepoint();
         if (!group) break;
         results[i] = batch[i]->execute(*this);
+        // The errors of statements the op sent without waiting (Statement::send) are its own.
+        if (results[i]) results[i] = conn->flush_sent();
         // A failed op is undone alone; the others in the group still commit.
         if (!results[i]) group = conn->rollback_to();
         if (group) group = conn->release();
