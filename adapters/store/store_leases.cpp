@@ -24,6 +24,7 @@ struct LeaseOp final : WriteOp {
   bool standby = false;
   std::int64_t undelivered = 0;
   std::int64_t undelivered_bytes = 0;
+  std::int64_t dead_letters = 0;
   bool needs_durability() const override { return false; }  // nobody waits for it
 
   Result<void> execute(SqliteStore::Impl& s) override {
@@ -59,7 +60,8 @@ struct LeaseOp final : WriteOp {
     // and publish events this one committed.
     Statement counts;
     if (auto r = counts.prepare(*s.conn,
-                                "SELECT count(*), CAST(coalesce(sum(bytes), 0) AS BIGINT) FROM "
+                                "SELECT count(*), CAST(coalesce(sum(bytes), 0) AS BIGINT), (SELECT "
+                                "count(*) FROM dead_letters WHERE replayed_at IS NULL) FROM "
                                 "outbox_pending");
         !r) {
       return r;
@@ -68,6 +70,7 @@ struct LeaseOp final : WriteOp {
     if (!r) return fail(r.error());
     undelivered = counts.column_int(0);
     undelivered_bytes = counts.column_int(1);
+    dead_letters = counts.column_int(2);
     return {};
   }
 
@@ -76,6 +79,7 @@ struct LeaseOp final : WriteOp {
     store->standby = standby;
     store->undelivered = undelivered;
     store->undelivered_bytes = undelivered_bytes;
+    store->dead_letters = dead_letters;
     bool gained = false;
     {
       std::lock_guard lock(store->leases_mutex);
