@@ -1,6 +1,9 @@
 // The SQLite store's audit trail (audit/chain.hpp): appends to the hash chain in the writer's
 // transactions, searches for GET /fhir/AuditEvent, retention with its anchor, and the read-only
 // verification tools/audit runs.
+#include <cstdlib>
+
+#include "adapters/store/sql_pg.hpp"
 #include "adapters/store/sqlite_impl.hpp"
 #include "gateway/audit/audit_event.hpp"
 #include "gateway/events/event.hpp"
@@ -307,7 +310,8 @@ Result<std::optional<std::string>> SqliteStore::audit_event(std::int64_t sequenc
 
 namespace {
 
-// verify_audit_chain's own read-only connection to a store file (not an open store's).
+// verify_audit_chain's own read-only connection to a store (not an open store's): a SQLite file,
+// or a PostgreSQL database (a postgresql:// location; its password in SDOH_DB_PASSWORD).
 struct ReadOnlyFile {
   ReadConnection::Handle handle;          // closed after conn and its statements
   std::unique_ptr<sql::Connection> conn;  // over handle.db
@@ -315,6 +319,14 @@ struct ReadOnlyFile {
 
 Result<std::unique_ptr<ReadOnlyFile>> open_read_only(const std::filesystem::path& path) {
   auto file = std::make_unique<ReadOnlyFile>();
+  if (const auto& location = path.native();
+      location.starts_with("postgresql://") || location.starts_with("postgres://")) {
+    const char* password = std::getenv("SDOH_DB_PASSWORD");
+    auto conn = sql::pg_connect(location, password != nullptr ? password : "");
+    if (!conn) return fail(conn.error());
+    file->conn = std::move(*conn);
+    return file;
+  }
   if (sqlite3_open_v2(path.c_str(), &file->handle.db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
     return fail(Error::unavailable("cannot open " + path.string() + " read-only"));
   }
