@@ -442,6 +442,8 @@ asio::awaitable<Result<void>> SqliteStore::await_delivered(std::vector<std::int6
               "Kafka has not acknowledged the message's events within " +
               std::to_string(timeout.count()) + " ms; they are committed and will be delivered"));
         });
+        // Several gateways: another may publish them; the writer asks the database until then.
+        if (impl->shared_database()) impl->enqueue(impl->make_delivery_poll_op());
         // Deliveries acknowledged before the waiter was registered.
         std::vector<std::int64_t> done;
         {

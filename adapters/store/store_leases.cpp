@@ -95,7 +95,55 @@ struct LeaseOp final : WriteOp {
   }
 };
 
+/// Which waited-for events are delivered or refused now, whoever published them.
+struct DeliveryPollOp final : WriteOp {
+  SqliteStore::Impl* store = nullptr;
+  std::vector<std::int64_t> delivered, refused;
+  bool needs_durability() const override { return false; }
+
+  Result<void> execute(SqliteStore::Impl& s) override {
+    std::vector<std::int64_t> seqs;
+    {
+      std::lock_guard lock(s.waiters_mutex);
+      for (const auto& [seq, waiter] : s.waiters)
+        seqs.push_back(seq);
+    }
+    Statement st;
+    if (auto r = st.prepare(*s.conn,
+                            "SELECT CASE WHEN dead_at IS NULL AND NOT EXISTS (SELECT 1 FROM "
+                            "outbox_pending p WHERE p.seq = o.seq) THEN 1 ELSE 0 END, CASE WHEN "
+                            "dead_at IS NOT NULL THEN 1 ELSE 0 END FROM outbox o WHERE seq = ?1");
+        !r) {
+      return r;
+    }
+    for (const auto seq : seqs) {
+      ResetOnExit reset{st};
+      st.integer(1, seq);
+      auto r = st.step();
+      if (!r) return fail(r.error());
+      if (*r != kRow) continue;
+      if (st.column_int(0) != 0) delivered.push_back(seq);
+      if (st.column_int(1) != 0) refused.push_back(seq);
+    }
+    return {};
+  }
+  void finish(Result<void> result) override {
+    if (!result) return;  // asked again at the next poll
+    for (const auto seq : delivered)
+      store->settle(seq, std::nullopt);
+    for (const auto seq : refused)
+      store->settle(seq, Error::unavailable("Kafka refused an event of this message; see dead "
+                                            "letters"));
+  }
+};
+
 }  // namespace
+
+std::unique_ptr<WriteOp> SqliteStore::Impl::make_delivery_poll_op() {
+  auto op = std::make_unique<DeliveryPollOp>();
+  op->store = this;
+  return op;
+}
 
 std::string make_lease_owner() {
   char host[256] = {};
