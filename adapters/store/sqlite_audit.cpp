@@ -1,6 +1,7 @@
 // The SQLite store's audit trail (audit/chain.hpp): appends to the hash chain in the writer's
 // transactions, searches for GET /fhir/AuditEvent, retention with its anchor, and the read-only
 // verification tools/audit runs.
+#include "adapters/store/sql_pg.hpp"
 #include "adapters/store/sqlite_impl.hpp"
 #include "gateway/audit/audit_event.hpp"
 #include "gateway/events/event.hpp"
@@ -323,14 +324,10 @@ Result<std::unique_ptr<ReadOnlyFile>> open_read_only(const std::filesystem::path
   return file;
 }
 
-}  // namespace
-
-Result<audit::ChainReport> verify_audit_chain(const std::filesystem::path& path,
-                                              std::vector<audit::Anchor> anchors,
-                                              std::string gateway) {
-  auto file = open_read_only(path);
-  if (!file) return fail(file.error());
-  auto& db = *(*file)->conn;
+// Verifies the chain on `db` (no transaction open), whichever the engine; `where` names the
+// store in errors.
+Result<audit::ChainReport> verify_chain(sql::Connection& db, const std::string& where,
+                                        std::vector<audit::Anchor> anchors, std::string gateway) {
   // One snapshot for the prune point and the records.
   if (auto r = db.begin_read(); !r) return fail(r.error());
   audit::ChainStart start;
@@ -340,11 +337,12 @@ Result<audit::ChainReport> verify_audit_chain(const std::filesystem::path& path,
             db,
             "SELECT pruned_through, hash FROM audit_prunes ORDER BY pruned_through DESC LIMIT 1");
         !p) {
-      return fail(
-          Error::unavailable(path.string() + " has no audit trail (" + p.error().message + ")"));
+      return fail(Error::unavailable(where + " has no audit trail (" + p.error().message + ")"));
     }
     auto r = st.step();
-    if (!r) return fail(r.error());
+    if (!r) {
+      return fail(Error::unavailable(where + " has no audit trail (" + r.error().message + ")"));
+    }
     if (*r == kRow) {
       start.pruned_through = st.column_int(0);
       start.pruned_through_hash = st.column_text(1);
@@ -366,6 +364,25 @@ Result<audit::ChainReport> verify_audit_chain(const std::filesystem::path& path,
   }
   (void)db.exec("COMMIT");
   return verifier.finish();
+}
+
+}  // namespace
+
+Result<audit::ChainReport> verify_audit_chain(const std::filesystem::path& path,
+                                              std::vector<audit::Anchor> anchors,
+                                              std::string gateway) {
+  auto file = open_read_only(path);
+  if (!file) return fail(file.error());
+  return verify_chain(*(*file)->conn, path.string(), std::move(anchors), std::move(gateway));
+}
+
+Result<audit::ChainReport> verify_postgres_audit_chain(const std::string& url,
+                                                       const std::string& password,
+                                                       std::vector<audit::Anchor> anchors,
+                                                       std::string gateway) {
+  auto conn = sql::pg_connect(url, password);
+  if (!conn) return fail(conn.error());
+  return verify_chain(**conn, "the PostgreSQL store", std::move(anchors), std::move(gateway));
 }
 
 }  // namespace sdoh::store

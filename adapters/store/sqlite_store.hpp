@@ -71,6 +71,12 @@ struct AuditSettings {
 Result<audit::ChainReport> verify_audit_chain(const std::filesystem::path& path,
                                               std::vector<audit::Anchor> anchors,
                                               std::string gateway = "");
+/// The same for the PostgreSQL store at `url` (libpq URI; `password` apart, never logged), in one
+/// read-only snapshot.
+Result<audit::ChainReport> verify_postgres_audit_chain(const std::string& url,
+                                                       const std::string& password,
+                                                       std::vector<audit::Anchor> anchors,
+                                                       std::string gateway = "");
 
 /// Wall-clock milliseconds since the epoch: every time the store records (received, delivered,
 /// updated) and every retention cut-off. The system clock by default; tests inject their own.
