@@ -224,15 +224,14 @@ TEST_P(StoreResourcesTest, AVersionThatDoesNotFollowTheCurrentOneIsRefused) {
   EXPECT_TRUE(store->health().ok);  // the caller's mistake, not the store's
 }
 
-TEST_F(SqliteStoreTest, AConflictUndoesOnlyItsOwnRequestInAGroup) {
+TEST_P(StoreResourcesTest, AConflictUndoesOnlyItsOwnRequestInAGroup) {
   metrics::Registry registry;
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, &registry);
+  auto store = *open_store(cfg_, &registry);
   ASSERT_TRUE(commit_now(*store, with_resource("k0", task_write("t1", 1, "requested", "ehv"))));
   // Another connection holds the write lock: the writer waits with its first commit, and the
   // others queue behind it and are written together, as one group, once the lock is gone.
-  sqlite3* other = nullptr;
-  sqlite3_open((dir_ / "gateway.db").c_str(), &other);
-  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  auto other = hold_write_lock();
+  ASSERT_TRUE(other) << other.error().message;
   asio::io_context ioc;
   std::map<std::string, Result<pipeline::CommitOutcome>> results;
   auto spawn = [&](const std::string& key, pipeline::ResourceWrite w) {
@@ -258,8 +257,7 @@ TEST_F(SqliteStoreTest, AConflictUndoesOnlyItsOwnRequestInAGroup) {
   spawn("exists", task_write("t-a", 1, "requested", "wic"));  // created by "a" in this group
   spawn("c", questionnaire_response("qr1"));
   ioc.poll();
-  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
-  sqlite3_close(other);
+  ASSERT_TRUE((*other)->exec("ROLLBACK"));
   ioc.run();
   ASSERT_EQ(results.size(), 6u);
   for (const auto* key : {"first", "a", "b", "c"}) {

@@ -393,18 +393,34 @@ TEST_P(StoreTest, ConcurrentCommitsShareTransactions) {
   EXPECT_NE(text.find("sdoh_store_commits_total{outcome=\"committed\"} 800"), std::string::npos);
 }
 
-TEST_F(SqliteStoreTest, UnwritableStoreFailsTheCommitAndHealth) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreTest, UnwritableStoreFailsTheCommitAndHealth) {
+  auto store = *open_store(cfg_);
   ASSERT_TRUE(commit_now(*store, request("A1", 1)));
-  // Another connection holds the write lock longer than the busy timeout allows... instead,
-  // make the database read-only underneath: the next transaction must fail, not succeed.
-  sqlite3* other = nullptr;
-  sqlite3_open((dir_ / "gateway.db").c_str(), &other);
-  sqlite3_busy_timeout(other, 100);
-  ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
-  auto outcome = commit_now(*store, request("A2", 1));
-  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
-  sqlite3_close(other);
+  // Another connection holds the write lock: the next transaction must fail, not succeed. On
+  // SQLite it is held longer than the store's busy timeout allows; PostgreSQL waits for as long
+  // as it takes, so the writer's session is ended while it waits, as when the server goes away.
+  auto other = hold_write_lock();
+  ASSERT_TRUE(other) << other.error().message;
+  std::optional<Result<pipeline::CommitOutcome>> sent;
+  std::thread sender([&] { sent = commit_now(*store, request("A2", 1)); });
+  bool locked = true;
+  if (on_postgres()) {
+    bool ended = false;
+    if (test::eventually([&] { return sessions_waiting_for_a_lock() == 1; })) {
+      auto admin = raw_database();
+      ended = admin && admin->text(
+                           "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                           "datname = current_database() AND wait_event_type = 'Lock'") == "1";
+    }
+    EXPECT_TRUE(ended) << "the writer's session was not ended while it waited";
+    if (!ended) locked = !(*other)->exec("ROLLBACK");  // the sender must not wait forever
+  }
+  sender.join();
+  if (locked) {
+    EXPECT_TRUE((*other)->exec("ROLLBACK"));
+  }
+  ASSERT_TRUE(sent.has_value());
+  auto& outcome = *sent;
   ASSERT_FALSE(outcome);
   EXPECT_EQ(outcome.error().kind, ErrorKind::kUnavailable);
   EXPECT_FALSE(store->health().ok);

@@ -139,6 +139,26 @@ class StoreTest : public SqliteStoreTest, public ::testing::WithParamInterface<s
     if (!url) return fail(url.error());
     return RawDatabase::postgres(*url);
   }
+  /// Another connection that holds the store's write lock until it rolls back: SQLite's (BEGIN
+  /// IMMEDIATE), or on PostgreSQL a lock on the inbound table that every commit's insert waits
+  /// for.
+  Result<RawDatabase> hold_write_lock() {
+    auto db = raw_database();
+    if (!db) return fail(db.error());
+    auto locked = (*db)->exec(on_postgres() ? "BEGIN; LOCK TABLE inbound IN EXCLUSIVE MODE"
+                                            : "BEGIN IMMEDIATE");
+    if (!locked) return fail(locked.error());
+    return db;
+  }
+  /// PostgreSQL: the sessions on the test's database that wait for a lock.
+  std::int64_t sessions_waiting_for_a_lock() {
+    auto db = raw_database();
+    if (!db) return -1;
+    const auto n = db->text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+        "wait_event_type = 'Lock'");
+    return n.empty() ? -1 : std::stoll(n);
+  }
   /// The test's PostgreSQL database, created at the first call.
   Result<std::string> database_url() {
     if (!url_.empty()) return url_;
