@@ -393,6 +393,88 @@ TEST_P(StoreTest, ConcurrentCommitsShareTransactions) {
   EXPECT_NE(text.find("sdoh_store_commits_total{outcome=\"committed\"} 800"), std::string::npos);
 }
 
+// The RRI^I12 answers to clinics: queued with the commit that causes them, due until the clinic
+// acknowledges them or they are given up, retried when the sender says, summarised for ops.
+TEST_P(StoreTest, OutboundMessagesAreDueUntilAcknowledgedOrGivenUp) {
+  auto store = *open_store(cfg_, nullptr, clock());
+  const auto now = now_ms_.load();
+  auto r = request("A1", 1);
+  r.outbound = {{"clinic-a:2575", "MSH|A\rMSA|AA", "r1"}, {"clinic-b:2575", "MSH|B", "r2"}};
+  ASSERT_TRUE(commit_now(*store, r));
+  auto due = store->due_outbound(now, 10);
+  ASSERT_TRUE(due) << due.error().message;
+  ASSERT_EQ(due->size(), 2u);
+  EXPECT_EQ((*due)[0].destination, "clinic-a:2575");
+  EXPECT_EQ((*due)[0].message, "MSH|A\rMSA|AA");
+  EXPECT_EQ((*due)[0].referral_id, "r1");
+  EXPECT_EQ((*due)[0].attempts, 0);
+  EXPECT_EQ((*due)[1].referral_id, "r2");
+  EXPECT_EQ(store->due_outbound(now, 1)->size(), 1u);
+  auto summary = store->outbound_summary();
+  ASSERT_TRUE(summary) << summary.error().message;
+  EXPECT_EQ(summary->waiting, 2);
+  EXPECT_EQ(summary->retrying, 0);
+  EXPECT_EQ(summary->oldest_waiting_ms, now);
+  EXPECT_EQ(summary->given_up, 0);
+
+  const auto a = (*due)[0].id, b = (*due)[1].id;
+  store->record_outbound_attempt(a, false, "", "connection refused", now + 60'000);
+  store->record_outbound_attempt(b, true, "AR", "", 0);
+  store->flush();
+  EXPECT_TRUE(store->due_outbound(now, 10)->empty());
+  due = store->due_outbound(now + 60'000, 10);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].id, a);
+  EXPECT_EQ((*due)[0].attempts, 1);
+  summary = store->outbound_summary();
+  EXPECT_EQ(summary->waiting, 1);
+  EXPECT_EQ(summary->retrying, 1);
+  EXPECT_EQ(summary->given_up, 1);
+  store->record_outbound_attempt(a, true, "AA", "", 0);
+  store->flush();
+  EXPECT_TRUE(store->due_outbound(now + 60'000, 10)->empty());
+  summary = store->outbound_summary();
+  EXPECT_EQ(summary->waiting, 0);
+  EXPECT_EQ(summary->oldest_waiting_ms, 0);
+  EXPECT_EQ(summary->given_up, 1);  // acknowledged is not given up
+}
+
+// Ops: referrals held before they reach an agency, longest held first, with who sent them.
+TEST_P(StoreTest, HeldReferralsAreListedLongestHeldFirstWithTheirSender) {
+  auto store = *open_store(cfg_, nullptr, clock());
+  auto hl7 =
+      row("r-hl7", "urn:clinic", "REF-1", "A1", "", "food-insecurity", "requested", "no-route", 1);
+  hl7.return_to = "EHR^PEDS_A";
+  store->record_referral(hl7);
+  store->flush();
+  advance(std::chrono::milliseconds(10));
+  auto fhir = with_resource("k1", task_write("r-fhir", 1, "requested", "ehv"));
+  fhir.referrals.push_back(row("r-fhir", "urn:clinic", "REF-2", "", "ehv", "housing-instability",
+                               "requested", "awaiting-consent", 1));
+  ASSERT_TRUE(commit_now(*store, fhir));
+  store->record_referral(
+      row("r-sent", "urn:clinic", "REF-3", "A3", "ehv", "food-insecurity", "requested", "", 1));
+  store->record_referral(row("r-accepted", "urn:clinic", "REF-4", "A4", "ehv", "food-insecurity",
+                             "accepted", "no-route", 2));
+  store->flush();
+  auto held = store->held_referrals("", 10);
+  ASSERT_TRUE(held) << held.error().message;
+  ASSERT_EQ(held->size(), 2u);
+  EXPECT_EQ((*held)[0].referral_id, "r-hl7");
+  EXPECT_EQ((*held)[0].reason, "no-route");
+  EXPECT_EQ((*held)[0].sender, "EHR^PEDS_A");
+  EXPECT_EQ((*held)[0].agency_id, "");
+  EXPECT_EQ((*held)[1].referral_id, "r-fhir");
+  EXPECT_EQ((*held)[1].category, "housing-instability");
+  EXPECT_EQ((*held)[1].sender, "clinic-a");  // its Task's source
+  EXPECT_LT((*held)[0].since_ms, (*held)[1].since_ms);
+  auto consent = store->held_referrals("awaiting-consent", 10);
+  ASSERT_TRUE(consent);
+  ASSERT_EQ(consent->size(), 1u);
+  EXPECT_EQ((*consent)[0].referral_id, "r-fhir");
+  EXPECT_EQ(store->held_referrals("", 1)->size(), 1u);
+}
+
 TEST_P(StoreTest, UnwritableStoreFailsTheCommitAndHealth) {
   auto store = *open_store(cfg_);
   ASSERT_TRUE(commit_now(*store, request("A1", 1)));

@@ -155,6 +155,21 @@ TEST_P(StoreSubscriptionsTest, AStaleVersionIsAConflictAndDeleteTakesTheQueue) {
   EXPECT_FALSE(*store_->subscription("s1"));
 }
 
+TEST_P(StoreSubscriptionsTest, AnAgencysSubscriptionsAreListedById) {
+  ASSERT_TRUE(store_->put_subscription(subscription("s-2", "ehv-durham"), 0));
+  ASSERT_TRUE(store_->put_subscription(subscription("s-3", "wic-east"), 0));
+  ASSERT_TRUE(store_->put_subscription(subscription("s-1", "ehv-durham"), 0));
+  auto ehv = store_->subscriptions("ehv-durham");
+  ASSERT_TRUE(ehv) << ehv.error().message;
+  ASSERT_EQ(ehv->size(), 2u);
+  EXPECT_EQ((*ehv)[0].id, "s-1");
+  EXPECT_EQ((*ehv)[1].id, "s-2");
+  EXPECT_EQ((*ehv)[0].endpoint, "https://agency.example.org/hook");
+  EXPECT_EQ((*ehv)[0].secret, "0123456789abcdef0123");
+  EXPECT_EQ(store_->subscriptions("")->size(), 3u);
+  EXPECT_TRUE(store_->subscriptions("nobody")->empty());
+}
+
 TEST_F(SqliteStoreTest, AVersion8StoreMigratesToSubscriptions) {
   std::ifstream in(std::string(SDOH_SOURCE_DIR) + "/tests/data/store-v8.sql");
   std::stringstream sql;
