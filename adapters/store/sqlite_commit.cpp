@@ -274,10 +274,13 @@ struct CommitOp final : WriteOp {
   }
 
   // Each event key's lock: a key's events get their sequence numbers in commit order across
-  // gateways. The audit chain's, when the commit appends to it.
+  // gateways. Each resource's it writes (write_state reads, then writes it).
+  // The audit chain's, when the commit appends to it.
   void add_locks(std::vector<std::int64_t>& keys) const override {
     for (const auto& e : request.events)
       keys.push_back(sql::key_lock(e.key));
+    for (const auto& w : request.resources)
+      keys.push_back(sql::resource_lock(w.type, w.id));
     if (!request.audit.empty()) keys.push_back(sql::kAuditChainLock);
   }
 
