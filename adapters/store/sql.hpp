@@ -98,12 +98,15 @@ inline std::int64_t key_lock(std::string_view key) {
   }
   return static_cast<std::int64_t>((h >> 1) | (std::uint64_t{1} << 62));
 }
-/// The lock of one FHIR resource (its version is read, then written): gateways that change the
-/// same one at once take turns, so that the later one reads what the earlier one wrote. A row
-/// lock (`{lock}`) cannot do it for a row that does not exist yet: two creations would both find
-/// none.
+/// The locks of one FHIR resource (its version is read, then written) and of one referral (its
+/// sequence and timeline): gateways that change the same one at once take turns, so that the
+/// later one reads what the earlier one wrote. A row lock (`{lock}`) cannot do it for a row that
+/// does not exist yet: two creations would both find none.
 inline std::int64_t resource_lock(std::string_view type, std::string_view id) {
   return key_lock(std::string("resource\x1f").append(type).append("/").append(id));
+}
+inline std::int64_t referral_lock(std::string_view referral_id) {
+  return key_lock(std::string("referral\x1f").append(referral_id));
 }
 
 /// A prepared statement with the binding shorthand the store's code uses; reset after each use
