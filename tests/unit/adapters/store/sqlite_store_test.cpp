@@ -475,6 +475,37 @@ TEST_P(StoreTest, HeldReferralsAreListedLongestHeldFirstWithTheirSender) {
   EXPECT_EQ(store->held_referrals("", 1)->size(), 1u);
 }
 
+// What a sender sent, the events' values and what the gateway answered are kept byte for byte,
+// whatever the bytes (NULs, and text that is not UTF-8: a Latin-1 message is refused, and its
+// dead letter keeps it).
+TEST_P(StoreTest, BytesAreKeptAsTheyCame) {
+  auto store = *open_store(cfg_);
+  const auto bytes = [](const auto& literal) { return std::string(literal, sizeof literal - 1); };
+  const auto payload = bytes("MSH|^~\\&|CL\xcdNICA|\x00\xff\r");
+  const auto answer = bytes("MSA|AR|\xe9\x00");
+  const auto value = bytes("{\"n\":\"\x00\xfe\"}");
+  auto r = request("B1", 1);
+  r.inbound.payload = payload;
+  r.inbound.answer = answer;
+  r.inbound.answer_code = "AR";
+  r.events[0].value = value;
+  r.dead_letter = pipeline::DeadLetterRecord{"dl-b1", "parse", "103", "not UTF-8", "MSH^1^4"};
+  auto committed = commit_now(*store, r);
+  ASSERT_TRUE(committed) << committed.error().message;
+  auto pending = store->pending_events(0, 10);
+  ASSERT_TRUE(pending) << pending.error().message;
+  ASSERT_EQ(pending->size(), 1u);
+  EXPECT_EQ((*pending)[0].value, value);
+  auto dl = store->dead_letter("dl-b1", true);
+  ASSERT_TRUE(dl) << dl.error().message;
+  EXPECT_EQ(dl->payload, payload);
+  auto resend = commit_now(*store, r);
+  ASSERT_TRUE(resend) << resend.error().message;
+  EXPECT_EQ(resend->status, pipeline::CommitStatus::kDuplicate);
+  EXPECT_EQ(resend->answer, answer);
+  EXPECT_EQ(store->stats().undelivered_bytes, 10);
+}
+
 TEST_P(StoreTest, UnwritableStoreFailsTheCommitAndHealth) {
   auto store = *open_store(cfg_);
   ASSERT_TRUE(commit_now(*store, request("A1", 1)));

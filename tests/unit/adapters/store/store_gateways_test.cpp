@@ -50,8 +50,8 @@ class SeveralGatewaysTest : public StoreTest {
 
   std::unique_ptr<SqliteStore> a_, b_;
 };
-INSTANTIATE_TEST_SUITE_P(Postgres, SeveralGatewaysTest,
-                         ::testing::Values(sql::Engine::kPostgres), engine_name);
+INSTANTIATE_TEST_SUITE_P(Postgres, SeveralGatewaysTest, ::testing::Values(sql::Engine::kPostgres),
+                         engine_name);
 
 TEST_P(SeveralGatewaysTest, IdenticalResendsSpreadOverBothGiveOneEvent) {
   for (int round = 0; round < 10; ++round) {
@@ -78,8 +78,9 @@ TEST_P(SeveralGatewaysTest, AResourceCreatedOnBothAtOnceHasOneWinner) {
     const auto id = "t" + std::to_string(round);
     std::vector<Result<pipeline::CommitOutcome>> results(2, fail(Error::internal("not run")));
     at_once(2, [&](int i) {
-      results[i] = commit_now(gateway(i), own_keys(with_resource(id + "-k" + std::to_string(i),
-                                                                 task_write(id, 1, "requested", "ehv"))));
+      results[i] =
+          commit_now(gateway(i), own_keys(with_resource(id + "-k" + std::to_string(i),
+                                                        task_write(id, 1, "requested", "ehv"))));
     });
     ASSERT_NE(static_cast<bool>(results[0]), static_cast<bool>(results[1])) << id;
     const auto& lost = results[0] ? results[1] : results[0];
@@ -95,9 +96,10 @@ TEST_P(SeveralGatewaysTest, AResourceUpdatedOnBothFromOneVersionHasOneWinner) {
   for (int version = 2; version < 12; ++version) {
     std::vector<Result<pipeline::CommitOutcome>> results(2, fail(Error::internal("not run")));
     at_once(2, [&](int i) {
-      results[i] = commit_now(
-          gateway(i), own_keys(with_resource("k" + std::to_string(version) + "-" + std::to_string(i),
-                                             task_write("t1", version, "accepted", "ehv"))));
+      results[i] =
+          commit_now(gateway(i),
+                     own_keys(with_resource("k" + std::to_string(version) + "-" + std::to_string(i),
+                                            task_write("t1", version, "accepted", "ehv"))));
     });
     ASSERT_NE(static_cast<bool>(results[0]), static_cast<bool>(results[1])) << version;
     const auto& lost = results[0] ? results[1] : results[0];
@@ -115,8 +117,8 @@ TEST_P(SeveralGatewaysTest, AReferralOpenedOnBothAtOnceIsOpenedOnce) {
     std::vector<Result<pipeline::CommitOutcome>> results(2, fail(Error::internal("not run")));
     at_once(2, [&](int i) {
       auto r = request(id + "-k" + std::to_string(i), 1);
-      auto opened = row(id, "urn:clinic", "REF-" + id, "", "ehv", "food-insecurity", "requested",
-                        "", 1);
+      auto opened =
+          row(id, "urn:clinic", "REF-" + id, "", "ehv", "food-insecurity", "requested", "", 1);
       opened.expected_sequence = 0;  // only if no referral has the id
       r.referrals.push_back(opened);
       results[i] = commit_now(gateway(i), own_keys(std::move(r)));
