@@ -236,3 +236,59 @@ TEST_P(SeveralGatewaysTest, NotificationsFromBothAreNumberedOnceEach) {
 
 }  // namespace
 }  // namespace sdoh::store
+
+// The database restarted under a running gateway: what was committed is still there, writes and
+// reads fail while it is away (never wait forever) and work again once it is back, without a
+// restart of the gateway.
+namespace sdoh::store {
+namespace {
+
+using namespace store_test_support;
+
+class PostgresRestartTest : public StoreTest {};
+INSTANTIATE_TEST_SUITE_P(Postgres, PostgresRestartTest, ::testing::Values(sql::Engine::kPostgres),
+                         engine_name);
+
+TEST_P(PostgresRestartTest, TheStoreRecoversFromADatabaseRestart) {
+  auto store = *open_store(cfg_);
+  ASSERT_TRUE(commit_now(*store, with_resource("k1", task_write("t1", 1, "requested", "ehv"))));
+  auto cluster = test::PgCluster::shared();
+  ASSERT_TRUE(cluster) << cluster.error().message;
+  ASSERT_TRUE((*cluster)->restart());
+  // Every connection the store had is gone: a write or read may fail once, as unavailable, and
+  // then the next one works on a new session.
+  auto commit_soon = [&](const std::string& key) {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      auto r = commit_now(*store, request(key, 1));
+      if (r) return r;
+      EXPECT_EQ(r.error().kind, ErrorKind::kUnavailable) << r.error().message;
+    }
+    return commit_now(*store, request(key, 1));
+  };
+  auto after = commit_soon("k2");
+  ASSERT_TRUE(after) << after.error().message;
+  EXPECT_EQ(after->status, pipeline::CommitStatus::kCommitted);
+  EXPECT_TRUE(store->health().ok) << store->health().detail;
+  bool read = false;
+  for (int attempt = 0; attempt < 10 && !read; ++attempt) {
+    auto t = store->read_resource("Task", "t1");
+    auto pending = store->pending_events(0, 10);
+    if (!t) {
+      EXPECT_EQ(t.error().kind, ErrorKind::kUnavailable) << t.error().message;
+    } else if (!pending) {
+      EXPECT_EQ(pending.error().kind, ErrorKind::kUnavailable) << pending.error().message;
+    } else {
+      read = true;
+      EXPECT_TRUE(t->has_value());
+      EXPECT_EQ(pending->size(), 2u);
+    }
+  }
+  EXPECT_TRUE(read) << "the readers did not come back";
+  // Nothing committed before the restart was lost; a resend is still recognised.
+  EXPECT_EQ(
+      commit_now(*store, with_resource("k1", task_write("t1", 1, "requested", "ehv")))->status,
+      pipeline::CommitStatus::kDuplicate);
+}
+
+}  // namespace
+}  // namespace sdoh::store
