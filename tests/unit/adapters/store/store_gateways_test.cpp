@@ -234,6 +234,30 @@ TEST_P(SeveralGatewaysTest, NotificationsFromBothAreNumberedOnceEach) {
   EXPECT_EQ((*a_->subscription("s1"))->events_since_start, 20);
 }
 
+TEST_P(SeveralGatewaysTest, RetentionOnBothAtOncePrunesOnce) {
+  for (auto* g : {a_.get(), b_.get()})
+    g->configure_audit({"gw-test", "sdoh.audit-anchors.v1", std::chrono::hours(24)});
+  for (int i = 0; i < 6; ++i) {
+    std::vector<audit::AuditRecord> records{
+        audit::AuditRecord(audit::AuditKind::kRead, {"agency", "agency", "127.0.0.1:5000"},
+                           {audit::AuditEntity::resource("Task/t" + std::to_string(i))})};
+    ASSERT_TRUE(test::run(gateway(i).record(std::move(records))));
+  }
+  advance(std::chrono::hours(25));
+  std::vector<std::atomic<bool>> ok(2);
+  at_once(2, [&](int i) { ok[i] = static_cast<bool>(gateway(i).prune_now()); });
+  EXPECT_TRUE(ok[0] && ok[1]);
+  // The head stays; the records before it went once, with one prune anchor.
+  auto report = verify_postgres_audit_chain(*database_url(), "", {}, "gw-test");
+  ASSERT_TRUE(report) << report.error().message;
+  EXPECT_TRUE(report->ok) << report->problem;
+  EXPECT_EQ(report->records, 1);
+  auto db = raw_database();
+  ASSERT_TRUE(db) << db.error().message;
+  EXPECT_EQ(db->text("SELECT count(*) FROM audit_prunes"), "1");
+  EXPECT_EQ(db->text("SELECT count(*) FROM outbox WHERE topic = 'sdoh.audit-anchors.v1'"), "1");
+}
+
 }  // namespace
 }  // namespace sdoh::store
 
