@@ -108,6 +108,12 @@ inline std::int64_t resource_lock(std::string_view type, std::string_view id) {
 inline std::int64_t referral_lock(std::string_view referral_id) {
   return key_lock(std::string("referral\x1f").append(referral_id));
 }
+/// The lock of an agency's Subscriptions, whose event counters a commit's notices advance (row
+/// locks on several agencies' rows, taken in the order of each commit's notices, would deadlock
+/// two gateways that name them in different orders).
+inline std::int64_t subscriptions_lock(std::string_view agency_id) {
+  return key_lock(std::string("subscriptions\x1f").append(agency_id));
+}
 
 /// A prepared statement with the binding shorthand the store's code uses; reset after each use
 /// (ResetOnExit).
