@@ -234,6 +234,40 @@ TEST_P(SeveralGatewaysTest, NotificationsFromBothAreNumberedOnceEach) {
   EXPECT_EQ((*a_->subscription("s1"))->events_since_start, 20);
 }
 
+// Notices for two agencies, named in one order on one gateway and the other order on the other:
+// both gateways' commits all go through.
+TEST_P(SeveralGatewaysTest, NotificationsForTwoAgenciesInEitherOrderAllCommit) {
+  for (const auto* agency : {"ehv-durham", "wic-east"}) {
+    pipeline::SubscriptionRow s;
+    s.id = std::string("s-") + agency;
+    s.agency_id = agency;
+    s.client_id = agency;
+    s.status = "active";
+    s.endpoint = "https://agency.example.org/hook";
+    s.content = "id-only";
+    s.secret = "0123456789abcdef0123";
+    s.last_updated = "2026-11-25T10:00:00Z";
+    ASSERT_TRUE(a_->put_subscription(s, 0));
+  }
+  std::atomic<int> failed{0};
+  at_once(8, [&](int i) {
+    for (int n = 0; n < 10; ++n) {
+      auto r = own_keys(request("c" + std::to_string(i) + "-" + std::to_string(n), 1));
+      const char* first = i % 2 == 0 ? "ehv-durham" : "wic-east";
+      const char* second = i % 2 == 0 ? "wic-east" : "ehv-durham";
+      r.notices.push_back({first, "ref-" + std::to_string(i), n + 1, "accepted", "{}"});
+      r.notices.push_back({second, "ref-" + std::to_string(i), n + 1, "accepted", "{}"});
+      auto done = commit_now(gateway(i), std::move(r));
+      if (!done) {
+        ++failed;
+        ADD_FAILURE() << done.error().message;
+      }
+    }
+  });
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(*b_->queued_notification_count(), 160);
+}
+
 TEST_P(SeveralGatewaysTest, RetentionOnBothAtOncePrunesOnce) {
   for (auto* g : {a_.get(), b_.get()})
     g->configure_audit({"gw-test", "sdoh.audit-anchors.v1", std::chrono::hours(24)});
