@@ -73,6 +73,27 @@ TEST_P(SeveralGatewaysTest, IdenticalResendsSpreadOverBothGiveOneEvent) {
   EXPECT_EQ(pending->size(), 20u);  // two events per message, once each
 }
 
+// Two messages resent to both gateways at once, in one order on one and the other order on the
+// other: each is committed once, and no commit fails.
+TEST_P(SeveralGatewaysTest, ResendsOfTwoMessagesInEitherOrderAllGoThrough) {
+  for (int round = 0; round < 20; ++round) {
+    const auto one = "M" + std::to_string(round) + "-1", two = "M" + std::to_string(round) + "-2";
+    std::vector<Result<pipeline::CommitOutcome>> results(8, fail(Error::internal("not run")));
+    at_once(8, [&](int i) {
+      const bool forward = (i / 2) % 2 == 0;
+      const auto& id = (i % 2 == 0) == forward ? one : two;
+      results[i] = commit_now(gateway(i), own_keys(request(id, 1)));
+    });
+    int committed = 0;
+    for (const auto& r : results) {
+      ASSERT_TRUE(r) << r.error().message;
+      if (r->status == pipeline::CommitStatus::kCommitted) ++committed;
+    }
+    EXPECT_EQ(committed, 2) << round;
+  }
+  EXPECT_EQ(a_->pending_events(0, 100)->size(), 40u);
+}
+
 TEST_P(SeveralGatewaysTest, AResourceCreatedOnBothAtOnceHasOneWinner) {
   for (int round = 0; round < 10; ++round) {
     const auto id = "t" + std::to_string(round);
