@@ -176,6 +176,22 @@ TEST_P(SeveralGatewaysTest, AReferralChangedOnBothFromOneSequenceHasOneWinner) {
   }
 }
 
+TEST_P(SeveralGatewaysTest, ADeadLetterReplayedOnBothAtOnceIsReplayedOnce) {
+  for (int round = 0; round < 5; ++round) {
+    const auto id = "E" + std::to_string(round), dl = "dl-" + id;
+    auto committed = commit_now(*a_, own_keys(request(id, 1)));
+    ASSERT_TRUE(committed) << committed.error().message;
+    ASSERT_TRUE(a_->dead_letter_event(committed->undelivered.at(0),
+                                      {dl, "publish", "too-long", "Kafka refused it", "t"}, {}));
+    std::vector<Result<ReplayResult>> results(2, fail(Error::internal("not run")));
+    at_once(2, [&](int i) { results[i] = gateway(i).replay_event(dl); });
+    ASSERT_NE(static_cast<bool>(results[0]), static_cast<bool>(results[1])) << dl;
+    const auto& lost = results[0] ? results[1] : results[0];
+    EXPECT_EQ(lost.error().kind, ErrorKind::kConflict);
+  }
+  EXPECT_EQ(b_->pending_events(0, 100)->size(), 5u);  // each event back in the queue once
+}
+
 TEST_P(SeveralGatewaysTest, AuditRecordsFromBothFormOneVerifiableChain) {
   for (auto* g : {a_.get(), b_.get()})
     g->configure_audit({"gw-test", "sdoh.audit-anchors.v1", std::chrono::hours(24 * 365)});
