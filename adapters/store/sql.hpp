@@ -114,6 +114,11 @@ inline std::int64_t referral_lock(std::string_view referral_id) {
 inline std::int64_t subscriptions_lock(std::string_view agency_id) {
   return key_lock(std::string("subscriptions\x1f").append(agency_id));
 }
+/// The lock of one Subscription, whose version put_subscription reads, then writes (as
+/// resource_lock, for the one that does not exist yet).
+inline std::int64_t subscription_lock(std::string_view id) {
+  return key_lock(std::string("subscription\x1f").append(id));
+}
 
 /// A prepared statement with the binding shorthand the store's code uses; reset after each use
 /// (ResetOnExit).
