@@ -15,6 +15,20 @@ using namespace store_test_support;
 
 class SeveralGatewaysTest : public StoreTest {
  protected:
+  static pipeline::SubscriptionRow subscription(std::string id, std::string agency) {
+    pipeline::SubscriptionRow s;
+    s.id = std::move(id);
+    s.agency_id = std::move(agency);
+    s.client_id = s.agency_id;
+    s.status = "active";
+    s.endpoint = "https://agency.example.org/hook";
+    s.content = "id-only";
+    s.secret = "0123456789abcdef0123";
+    s.version = 1;
+    s.last_updated = "2026-11-25T10:00:00Z";
+    return s;
+  }
+
   void SetUp() override {
     StoreTest::SetUp();
     for (auto* gateway : {&a_, &b_}) {
@@ -237,6 +251,25 @@ TEST_P(SeveralGatewaysTest, TheFirstSigningKeyIsEveryGatewaysKey) {
     ASSERT_TRUE(k) << k.error().message;
     EXPECT_EQ(k->kid, keys[0]->kid);
     EXPECT_EQ(k->private_pem, keys[0]->private_pem);
+  }
+}
+
+TEST_P(SeveralGatewaysTest, ASubscriptionCreatedOnBothAtOnceHasOneWinner) {
+  for (int round = 0; round < 10; ++round) {
+    std::vector<Result<void>> results(2, fail(Error::internal("not run")));
+    at_once(2, [&](int i) {
+      auto s = subscription("s" + std::to_string(round), "ehv-durham");
+      s.endpoint = "https://gateway-" + std::to_string(i) + ".example.org/hook";
+      results[i] = gateway(i).put_subscription(s, 0);
+    });
+    ASSERT_NE(static_cast<bool>(results[0]), static_cast<bool>(results[1])) << round;
+    const auto& lost = results[0] ? results[1] : results[0];
+    EXPECT_EQ(lost.error().kind, ErrorKind::kConflict);
+    EXPECT_EQ(lost.error().message,
+              "Subscription/s" + std::to_string(round) + " is at version 1, not 0");
+    // The winner's, as it was written.
+    EXPECT_EQ((*a_->subscription("s" + std::to_string(round)))->endpoint,
+              "https://gateway-" + std::string(results[0] ? "0" : "1") + ".example.org/hook");
   }
 }
 
