@@ -488,6 +488,10 @@ class PgCursor final : public Cursor {
 
   /// In pipeline mode: sends the statement; `read`: and syncs, keeping its result.
   Result<void> dispatch(bool read) {
+    if (generation_ != s_->generation) {  // a new session: our named statements are gone
+      named_.clear();
+      generation_ = s_->generation;
+    }
     const auto n = static_cast<std::size_t>(text_.parameters);
     params_.resize(std::max(n, params_.size()));
     Call c = call(n);

@@ -530,7 +530,8 @@ struct SqliteStore::Impl {
     return !waiters.empty();
   }
   std::unique_ptr<WriteOp> make_delivery_poll_op();
-  /// Takes the leases at open (before the relay starts and reconciles).
+  /// Takes the leases at open, before the writer thread starts (and before the relay starts
+  /// and reconciles).
   Result<void> take_leases_now();
   std::size_t leased_count();
   bool holds_lease(std::int64_t bucket) {

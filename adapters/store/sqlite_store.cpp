@@ -407,11 +407,11 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open_postgres(const std::strin
     impl->idle_readers.push_back(conn.get());
     impl->readers.push_back(std::move(conn));
   }
-  impl->lease_owner = make_lease_owner();
-  if (auto r = impl->start(registry); !r) return fail(r.error());
   // The relay's buckets before it starts (its first reconciliation covers them).
-  impl->next_lease = std::chrono::steady_clock::now() + cfg.lease / 3;
+  impl->lease_owner = make_lease_owner();
   if (auto r = impl->take_leases_now(); !r) return fail(r.error());
+  impl->next_lease = std::chrono::steady_clock::now() + cfg.lease / 3;
+  if (auto r = impl->start(registry); !r) return fail(r.error());
   return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
 }
 

@@ -176,15 +176,17 @@ void SqliteStore::Impl::release_leases() {
 }
 
 Result<void> SqliteStore::Impl::take_leases_now() {
-  auto op = std::make_unique<LeaseOp>();
-  op->store = this;
-  auto* raw = op.get();
-  auto taken = run_sync<std::int64_t>(*this, [raw](SqliteStore::Impl& s) -> Result<std::int64_t> {
-    if (auto r = raw->execute(s); !r) return fail(r.error());
-    return std::int64_t{0};
-  });
-  if (!taken) return fail(taken.error());
-  raw->finish(Result<void>{});
+  // Before the writer thread starts: its connection is still this thread's.
+  LeaseOp op;
+  op.store = this;
+  if (auto r = conn->begin_write(); !r) return r;
+  auto taken = op.execute(*this);
+  if (taken) taken = conn->exec("COMMIT");
+  if (!taken) {
+    (void)conn->exec("ROLLBACK");
+    return taken;
+  }
+  op.finish(Result<void>{});
   return {};
 }
 
