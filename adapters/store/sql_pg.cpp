@@ -6,6 +6,8 @@
 // package that tools/setup installs.
 #include "adapters/store/sql_pg.hpp"
 
+#include "gateway/core/json_parse.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
@@ -335,7 +337,20 @@ class PgCursor final : public Cursor {
   PgCursor(const PgCursor&) = delete;
   PgCursor& operator=(const PgCursor&) = delete;
 
-  void bind_text(int i, std::string_view v) override { set(i, 't', v); }
+  void bind_text(int i, std::string_view v) override {
+    // PostgreSQL's text holds well-formed UTF-8 without NUL, where SQLite keeps any bytes: other
+    // bytes (a sender field in another charset) become U+FFFD, the same way each time, so that
+    // the value still finds its own (dedupe keys). Bytes that must come back as they were are
+    // blobs.
+    if (v.find('\0') == std::string_view::npos && json::valid_utf8(v)) {
+      set(i, 't', v);
+      return;
+    }
+    auto clean = json::with_replacement_characters(v);
+    for (auto at = clean.find('\0'); at != std::string::npos; at = clean.find('\0', at))
+      clean.replace(at, 1, "\xEF\xBF\xBD");
+    set(i, 't', clean);
+  }
   void bind_blob(int i, std::string_view v) override { set(i, 'b', v); }
   void bind_int(int i, std::int64_t v) override { set(i, 'i', std::to_string(v)); }
   void bind_null(int i) override { set(i, 'n', {}); }

@@ -358,6 +358,22 @@ TEST_F(SqlPg, AdvisoryLocksSerialiseTwoWriteTransactions) {
   ASSERT_TRUE(b->exec("COMMIT"));
 }
 
+TEST_F(SqlPg, TextThatIsNotUtf8IsStoredWithReplacementCharactersTheSameWayEachTime) {
+  auto db = connect();
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->exec("CREATE TABLE t (k TEXT PRIMARY KEY)"));
+  const std::string sender("EHR^CL\xCDNICA\0", 12);  // Latin-1 and a NUL: not UTF-8 text
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    Statement st;
+    ASSERT_TRUE(st.prepare(*db, "INSERT INTO t(k) VALUES (?1) ON CONFLICT DO NOTHING"));
+    st.text(1, sender);
+    auto r = st.run();
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(*r, attempt == 0 ? 1 : 0);  // the second finds the first: a resend's key matches
+  }
+  EXPECT_EQ(scalar(*db, "SELECT k FROM t"), "EHR^CL\xEF\xBF\xBDNICA\xEF\xBF\xBD");
+}
+
 TEST_F(SqlPg, ReadTransactionIsReadOnly) {
   auto db = connect();
   ASSERT_TRUE(db);
