@@ -5,6 +5,7 @@ that gives each new connection to the next gateway (and skips one that refuses i
 balancer's health check would). Every test counts by event id what was sent, answered and
 published, and prints its figures."""
 import collections
+import datetime
 import json
 import os
 import re
@@ -279,6 +280,12 @@ def screenings(bootstrap, prefix):
     return by_message, by_event
 
 
+def parse_ts(ts):
+    """A log line's "ts" (RFC 3339, UTC, milliseconds) as seconds since the epoch."""
+    return datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
 def undelivered(gw):
     status, body = gw.get("/metrics")
     if status != 200:
@@ -346,8 +353,8 @@ class TwoGateways(unittest.TestCase):
 class TwoGatewaysBehindOneAddress(TwoGateways):
     def test_mllp_and_fhir_load_spread_over_both_is_published_exactly_once(self):
         started = time.monotonic()
-        hl7 = MllpLoad(self.mllp, "RR", 300, senders=6).start()
-        fhir = FhirLoad(self.http, "QR-RR", 120, senders=3).start()
+        hl7 = MllpLoad(self.mllp, "RR", 600, senders=8).start()
+        fhir = FhirLoad(self.http, "QR-RR", 200, senders=4).start()
         hl7.wait()
         fhir.wait()
         elapsed = time.monotonic() - started
@@ -462,7 +469,7 @@ class KillNineOneGateway(TwoGateways):
         down_at = time.monotonic()
         time.sleep(1.0)
         victim.proc.send_signal(signal.SIGKILL)
-        killed_at = time.monotonic()
+        killed_at, killed_wall = time.monotonic(), time.time()
         victim.proc.wait()
         self.kafka.command("up")
         # An ACK read just before the kill may be recorded just after it: half a second's grace.
@@ -480,13 +487,20 @@ class KillNineOneGateway(TwoGateways):
         self.wait_drained()
         acked = load.acked
         found, by_event = screenings(self.kafka.bootstrap, "K9")
+        survivor = self.gateways[1 - victim_index]
+        taken = [e for e in survivor.log_events() if e.get("event") == "store.relay_leases_taken"
+                 and parse_ts(e["ts"]) > killed_wall]
+        leases_taken = parse_ts(taken[0]["ts"]) - killed_wall if taken else None
         after_kill = collections.Counter(load.answered_by[c] for c in acked - acked_before_kill)
         print("\n[kill -9] relay buckets held %s; sent=%d acked=%d (before the kill %d, %d of them by "
               "the killed gateway, %d while Kafka was down; after it %s) published=%d; every ACK of "
-              "before the kill on Kafka %.2fs after it (lease %.0fs)"
+              "before the kill on Kafka %.2fs after it, the survivor's leases taken %s after it "
+              "(lease %.0fs)"
               % (held, len(load.codes()), len(acked), len(acked_before_kill), len(by_victim),
                  len(unpublished), dict(after_kill), sum(len(v) for v in found.values()), takeover,
-                 LEASE_SECONDS), flush=True)
+                 "%.2fs" % leases_taken if leases_taken is not None else "never", LEASE_SECONDS),
+              flush=True)
+        self.assertIsNotNone(leases_taken, "the survivor logs that it took the buckets over")
         self.assertGreater(len(unpublished), 50, "the kill left ACKed events unpublished")
         self.assertGreater(held[victim_index], 0, "the killed gateway held relay buckets")
         self.assertGreater(len(by_victim), 100, "the killed gateway had ACKed messages")
