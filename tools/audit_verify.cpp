@@ -4,6 +4,7 @@
 //   build/audit-verify (--config FILE | --db PATH) [--anchors FILE] [--gateway ID]
 //   build/audit-verify --config FILE --kafka-info   prints {"brokers","topic","data_dir"} as JSON
 // Exit status: 0 the chain verifies, 1 it does not, 2 usage or the store cannot be read.
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -21,7 +22,8 @@ int main(int argc, char** argv) {
   bool kafka_info = false;
   auto* config_opt = app.add_option("--config", config_file, "the gateway's config (its store)")
                          ->check(CLI::ExistingFile);
-  app.add_option("--db", db, "the store's SQLite file")->excludes(config_opt);
+  app.add_option("--db", db, "the store: its SQLite file, or a postgresql:// URL (password in SDOH_DB_PASSWORD)")
+      ->excludes(config_opt);
   app.add_option("--anchors", anchors_file,
                  "anchors, one JSON object per line (CloudEvents from sdoh.audit-anchors.v1)");
   app.add_option("--gateway", gateway, "check only this gateway's anchors (default: the config's)");
@@ -41,7 +43,16 @@ int main(int argc, char** argv) {
                 << ",\"data_dir\":" << sdoh::json_string(cfg->data_dir.string()) << "}\n";
       return 0;
     }
-    db = cfg->store_path().string();
+    // PostgreSQL (store.url): its password as the store takes it, handed over in the environment.
+    db = cfg->store.url.empty() ? cfg->store_path().string() : cfg->store.url;
+    if (!cfg->store.url.empty() && cfg->store.password.configured()) {
+      auto password = cfg->store.password.resolve();
+      if (!password) {
+        std::cerr << "audit-verify: " << password.error().message << "\n";
+        return 2;
+      }
+      ::setenv("SDOH_DB_PASSWORD", password->c_str(), 1);
+    }
     if (gateway.empty()) gateway = cfg->gateway_id;
   }
   if (db.empty()) {

@@ -42,6 +42,17 @@ class Cursor {
   virtual void bind_null(int i) = 0;
   /// Runs the statement on the first call, then moves to the next row: kRow or kDone.
   virtual Result<int> step() = 0;
+  /// Runs a statement whose result nobody reads (no rows, no changes()). In a write
+  /// transaction an engine may send it without waiting (PostgreSQL's pipeline mode): its error
+  /// is then the answer of the next step() on the connection or of flush_sent(). Reset the
+  /// statement before binding it again, as after step().
+  virtual Result<void> send() {
+    for (;;) {
+      auto r = step();
+      if (!r) return fail(r.error());
+      if (*r == kDone) return {};
+    }
+  }
   /// Columns of the current row, numbered from 0. NULL reads as "" and 0.
   virtual bool is_null(int i) const = 0;
   virtual std::string text(int i) const = 0;
@@ -60,8 +71,12 @@ class Connection {
   virtual Result<void> exec(std::string_view sql) = 0;
   /// Prepares one statement (markers and parameters as above).
   virtual Result<std::unique_ptr<Cursor>> prepare(std::string_view sql) = 0;
-  /// Starts the transaction that writes: SQLite takes its write lock at once (BEGIN IMMEDIATE).
+  /// Starts the transaction that writes: SQLite takes its write lock at once (BEGIN IMMEDIATE);
+  /// PostgreSQL enters pipeline mode until COMMIT or ROLLBACK (exec), so that statements sent
+  /// with send() share round trips.
   virtual Result<void> begin_write() = 0;
+  /// Waits for every statement sent with send(): the first error among them.
+  virtual Result<void> flush_sent() { return {}; }
   /// Starts a read-only transaction with one snapshot for all its statements.
   virtual Result<void> begin_read() = 0;
   /// The savepoint of one write inside the writer's group transaction: a write that fails is
@@ -142,6 +157,8 @@ class Statement {
   }
   /// Steps once: kRow or kDone, else an error.
   Result<int> step() { return cursor_->step(); }
+  /// Runs it without reading its result (Cursor::send).
+  Result<void> send() { return cursor_->send(); }
   /// Steps to the end: the rows changed.
   Result<std::int64_t> run() {
     for (;;) {

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <libpq-fe.h>
 #include <map>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -118,6 +119,11 @@ struct Session {
   std::uint64_t next_name = 0;
   std::vector<std::string> unused;  // named statements of destroyed cursors, this session
   std::string password;             // kept to redact it from any message, never shown
+  // Pipeline mode (a write transaction, begin_write to COMMIT): statements nobody reads the
+  // result of are sent without waiting (Cursor::send); the next statement that is read, or
+  // flush_sent(), sends a Sync and reads every result up to it: one round trip for them all.
+  bool pipeline = false;
+  int sent = 0;  // results owed by the server (each followed by its NULL) before the next Sync
 
   Session() = default;
   Session(const Session&) = delete;
@@ -179,6 +185,48 @@ struct Session {
     if (kTryAgain.contains(code) || code.starts_with("53"))
       return Error::unavailable(std::move(message));
     return Error::internal(std::move(message));
+  }
+
+  /// Sends a Sync and reads every owed result up to it. `keep`: the last one's result (a
+  /// statement just sent that the caller reads), else nothing. The first failure among them is
+  /// the answer (later ones are aborted by the server: PGRES_PIPELINE_ABORTED).
+  Result<void> sync(PgResult* keep) {
+    if (PQpipelineSync(conn) != 1) return fail(error_of(nullptr, "pipeline sync"));
+    std::optional<Error> first;
+    for (int unit = 0; unit < sent; ++unit) {
+      PgResult last;
+      while (PGresult* r = PQgetResult(conn)) {
+        const auto status = PQresultStatus(r);
+        if (status == PGRES_FATAL_ERROR && !first) first = error_of(r, "execute");
+        last.reset(r);
+      }
+      if (keep != nullptr && unit == sent - 1) *keep = std::move(last);
+    }
+    sent = 0;
+    // The Sync's own result.
+    while (PGresult* r = PQgetResult(conn)) {
+      const auto status = PQresultStatus(r);
+      PQclear(r);
+      if (status == PGRES_PIPELINE_SYNC) break;
+    }
+    if (PQstatus(conn) != CONNECTION_OK && !first) first = error_of(nullptr, "pipeline");
+    if (first) return fail(std::move(*first));
+    return {};
+  }
+
+  /// Leaves pipeline mode (COMMIT, ROLLBACK and other exec() run outside it): the owed results
+  /// first. Their error, if any, is the answer; the mode is left anyway.
+  Result<void> leave_pipeline() {
+    if (!pipeline) return {};
+    Result<void> r;
+    if (sent > 0) r = sync(nullptr);
+    pipeline = false;
+    if (PQexitPipelineMode(conn) != 1) {
+      PQreset(conn);  // results still owed after a failure: start a clean session
+      ++generation;
+      unused.clear();
+    }
+    return r;
   }
 
   /// Deallocates named statements of destroyed cursors, between transactions only (a failed
@@ -292,9 +340,18 @@ class PgCursor final : public Cursor {
   void bind_int(int i, std::int64_t v) override { set(i, 'i', std::to_string(v)); }
   void bind_null(int i) override { set(i, 'n', {}); }
 
+  Result<void> send() override {
+    if (!s_->pipeline) {
+      auto r = execute();
+      if (!r) return r;
+      return {};
+    }
+    return dispatch(false);
+  }
+
   Result<int> step() override {
     if (!result_) {
-      auto r = execute();
+      auto r = s_->pipeline ? dispatch(true) : execute();
       if (!r) return fail(r.error());
       row_ = -1;
     }
@@ -383,20 +440,25 @@ class PgCursor final : public Cursor {
     return out;
   }
 
-  Result<void> execute() {
-    if (auto r = s_->ensure_open(); !r) return r;
-    if (generation_ != s_->generation) {  // a new session: our named statements are gone
-      named_.clear();
-      generation_ = s_->generation;
-    }
-    // The parameters the text names; binds beyond them are ignored, as SQLite ignores them.
-    const auto n = static_cast<std::size_t>(text_.parameters);
-    params_.resize(std::max(n, params_.size()));
+  struct Call {
     std::string signature;
-    std::vector<Oid> types(n);
-    std::vector<const char*> values(n);
-    std::vector<int> lengths(n);
-    std::vector<int> formats(n);
+    std::vector<Oid> types;
+    std::vector<const char*> values;
+    std::vector<int> lengths;
+    std::vector<int> formats;
+  };
+  /// The first `n` parameters as libpq takes them; the signature names their types.
+  Call call(std::size_t n) const {
+    Call c;
+    c.types.resize(n);
+    c.values.resize(n);
+    c.lengths.resize(n);
+    c.formats.resize(n);
+    auto& signature = c.signature;
+    auto& types = c.types;
+    auto& values = c.values;
+    auto& lengths = c.lengths;
+    auto& formats = c.formats;
     for (std::size_t k = 0; k < n; ++k) {
       const auto& p = params_[k];
       signature += p.kind;
@@ -421,6 +483,56 @@ class PgCursor final : public Cursor {
       values[k] = p.kind == 'n' || p.kind == 'u' ? nullptr : p.value.c_str();
       lengths[k] = static_cast<int>(p.value.size());
     }
+    return c;
+  }
+
+  /// In pipeline mode: sends the statement; `read`: and syncs, keeping its result.
+  Result<void> dispatch(bool read) {
+    const auto n = static_cast<std::size_t>(text_.parameters);
+    params_.resize(std::max(n, params_.size()));
+    Call c = call(n);
+    const int count = static_cast<int>(n);
+    int ok = 0;
+    if (auto it = named_.find(c.signature); it != named_.end()) {
+      ok = PQsendQueryPrepared(s_->conn, it->second.c_str(), count, c.values.data(),
+                               c.lengths.data(), c.formats.data(), 1);
+    } else if (!ran_unnamed_.contains(c.signature)) {
+      ran_unnamed_.insert(c.signature);
+      ok = PQsendQueryParams(s_->conn, text_.sql.c_str(), count, c.types.data(), c.values.data(),
+                             c.lengths.data(), c.formats.data(), 1);
+    } else {  // the second run with these types: named, prepared in the same pipeline
+      const std::string name = "sdoh_" + std::to_string(++s_->next_name);
+      ok = PQsendPrepare(s_->conn, name.c_str(), text_.sql.c_str(), count, c.types.data());
+      if (ok == 1) {
+        ++s_->sent;
+        named_.emplace(c.signature, name);
+        ok = PQsendQueryPrepared(s_->conn, name.c_str(), count, c.values.data(), c.lengths.data(),
+                                 c.formats.data(), 1);
+      }
+    }
+    if (ok != 1) return fail(s_->error_of(nullptr, "send"));
+    ++s_->sent;
+    if (!read) return {};
+    PgResult res;
+    if (auto r = s_->sync(&res); !r) return r;
+    return take(std::move(res));
+  }
+
+  Result<void> execute() {
+    if (auto r = s_->ensure_open(); !r) return r;
+    if (generation_ != s_->generation) {  // a new session: our named statements are gone
+      named_.clear();
+      generation_ = s_->generation;
+    }
+    // The parameters the text names; binds beyond them are ignored, as SQLite ignores them.
+    const auto n = static_cast<std::size_t>(text_.parameters);
+    params_.resize(std::max(n, params_.size()));
+    Call c = call(n);
+    const auto& signature = c.signature;
+    const auto& types = c.types;
+    const auto& values = c.values;
+    const auto& lengths = c.lengths;
+    const auto& formats = c.formats;
     const int count = static_cast<int>(n);
     PGresult* res = nullptr;
     if (auto it = named_.find(signature); it != named_.end()) {
@@ -439,7 +551,11 @@ class PgCursor final : public Cursor {
       res = PQexecPrepared(s_->conn, name.c_str(), count, values.data(), lengths.data(),
                            formats.data(), 1);
     }
-    PgResult result(res);
+    return take(PgResult(res));
+  }
+
+  /// Checks a statement's result and keeps it for the rows and changes().
+  Result<void> take(PgResult result) {
     const auto status = PQresultStatus(result.get());
     if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)
       return fail(s_->error_of(result.get(), "execute"));
@@ -473,26 +589,50 @@ class PgConnection final : public Connection {
   explicit PgConnection(std::shared_ptr<Session> s) : s_(std::move(s)) {}
   Engine engine() const override { return Engine::kPostgres; }
   Result<void> exec(std::string_view sql) override {
+    // COMMIT, ROLLBACK: after the statements still in flight, outside pipeline mode.
+    const auto owed = s_->leave_pipeline();
     if (auto r = s_->ensure_open(); !r) return r;
     const auto text = pg_dialect(sql);
     PgResult res(PQexec(s_->conn, text.sql.c_str()));
     const auto status = PQresultStatus(res.get());
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && status != PGRES_EMPTY_QUERY)
       return fail(s_->error_of(res.get(), "exec"));
+    if (!owed) return owed;
     return {};
   }
   Result<std::unique_ptr<Cursor>> prepare(std::string_view sql) override {
     if (auto r = s_->ensure_open(); !r) return fail(r.error());
     return std::unique_ptr<Cursor>(std::make_unique<PgCursor>(s_, pg_dialect(sql)));
   }
-  Result<void> begin_write() override { return begin("BEGIN"); }
+  Result<void> begin_write() override {
+    if (auto r = begin("BEGIN"); !r) return r;
+    if (PQenterPipelineMode(s_->conn) != 1) return fail(s_->error_of(nullptr, "pipeline mode"));
+    s_->pipeline = true;
+    return {};
+  }
+  Result<void> flush_sent() override {
+    if (!s_->pipeline || s_->sent == 0) return {};
+    return s_->sync(nullptr);
+  }
+  // In pipeline mode savepoints are sent like any statement; ROLLBACK TO waits (it follows a
+  // failure, and the writer goes on only once it is undone).
+  Result<void> savepoint() override { return pipelined("SAVEPOINT op", false); }
+  Result<void> release() override { return pipelined("RELEASE op", false); }
+  Result<void> rollback_to() override { return pipelined("ROLLBACK TO op", true); }
   Result<void> begin_read() override {
     return begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
   }
   Result<void> lock(std::int64_t key) override {
-    auto r = run_lock(lock_, "SELECT 1 FROM (SELECT pg_advisory_xact_lock(?1)) l", key);
-    if (!r) return fail(r.error());
-    return {};
+    // Sent without waiting: the server runs what follows only once it holds the lock.
+    if (lock_ == nullptr) {
+      auto p = prepare("SELECT 1 FROM (SELECT pg_advisory_xact_lock(?1)) l");
+      if (!p) return fail(p.error());
+      lock_ = std::move(*p);
+    }
+    lock_->bind_int(1, key);
+    auto r = lock_->send();
+    lock_->reset();
+    return r;
   }
   Result<bool> try_lock(std::int64_t key) override {
     return run_lock(try_lock_,
@@ -507,6 +647,16 @@ class PgConnection final : public Connection {
     // No transaction was open: on a new session BEGIN is simply said again.
     if (!r && PQstatus(s_->conn) != CONNECTION_OK) r = exec(sql);
     return r;
+  }
+
+  Result<void> pipelined(const char* sql, bool wait) {
+    if (!s_->pipeline) return exec(sql);
+    if (wait && s_->sent > 0) (void)s_->sync(nullptr);  // the failure being undone, and its aborts
+    if (PQsendQueryParams(s_->conn, sql, 0, nullptr, nullptr, nullptr, nullptr, 1) != 1)
+      return fail(s_->error_of(nullptr, "send"));
+    ++s_->sent;
+    if (!wait) return {};
+    return s_->sync(nullptr);
   }
 
   /// Runs a lock statement (prepared once per connection): whether its one row says taken.

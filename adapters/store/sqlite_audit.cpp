@@ -1,6 +1,9 @@
 // The SQLite store's audit trail (audit/chain.hpp): appends to the hash chain in the writer's
 // transactions, searches for GET /fhir/AuditEvent, retention with its anchor, and the read-only
 // verification tools/audit runs.
+#include <cstdlib>
+
+#include "adapters/store/sql_pg.hpp"
 #include "adapters/store/sqlite_impl.hpp"
 #include "gateway/audit/audit_event.hpp"
 #include "gateway/events/event.hpp"
@@ -53,13 +56,13 @@ Result<void> append_audit(SqliteStore::Impl& s, std::vector<audit::AuditRecord>&
       st.integer(1, seq).integer(2, r.recorded_ms).text(3, action).text(4, r.agent.who);
       st.text(5, r.entities.empty() ? std::string_view() : std::string_view(r.entities[0].key()));
       st.text(6, head->hash).text(7, hash).blob(8, json);
-      if (auto done = st.step(); !done) return fail(done.error());
+      if (auto done = st.send(); !done) return done;
     }
     for (const auto& e : r.entities) {
       auto& st = s.insert_audit_entity;
       ResetOnExit reset{st};
       st.text(1, e.key()).integer(2, seq);
-      if (auto done = st.step(); !done) return fail(done.error());
+      if (auto done = st.send(); !done) return done;
     }
     head->sequence = seq;
     head->hash = std::move(hash);
@@ -307,7 +310,8 @@ Result<std::optional<std::string>> SqliteStore::audit_event(std::int64_t sequenc
 
 namespace {
 
-// verify_audit_chain's own read-only connection to a store file (not an open store's).
+// verify_audit_chain's own read-only connection to a store (not an open store's): a SQLite file,
+// or a PostgreSQL database (a postgresql:// location; its password in SDOH_DB_PASSWORD).
 struct ReadOnlyFile {
   ReadConnection::Handle handle;          // closed after conn and its statements
   std::unique_ptr<sql::Connection> conn;  // over handle.db
@@ -315,6 +319,14 @@ struct ReadOnlyFile {
 
 Result<std::unique_ptr<ReadOnlyFile>> open_read_only(const std::filesystem::path& path) {
   auto file = std::make_unique<ReadOnlyFile>();
+  if (const auto& location = path.native();
+      location.starts_with("postgresql://") || location.starts_with("postgres://")) {
+    const char* password = std::getenv("SDOH_DB_PASSWORD");
+    auto conn = sql::pg_connect(location, password != nullptr ? password : "");
+    if (!conn) return fail(conn.error());
+    file->conn = std::move(*conn);
+    return file;
+  }
   if (sqlite3_open_v2(path.c_str(), &file->handle.db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
     return fail(Error::unavailable("cannot open " + path.string() + " read-only"));
   }

@@ -40,8 +40,7 @@ Result<void> advance_timeline(SqliteStore::Impl& s, const pipeline::ReferralStat
       .text(16, t.language)
       .text(17, t.zip3)
       .integer(18, t.started_ms());
-  if (auto r = st.step(); !r) return fail(r.error());
-  return {};
+  return st.send();
 }
 
 }  // namespace
@@ -67,7 +66,7 @@ Result<void> upsert_referral(SqliteStore::Impl& s, const pipeline::ReferralState
       .text(15, row.ethnicity)
       .text(16, row.language)
       .text(17, row.patient);
-  if (auto r = st.step(); !r) return fail(r.error());
+  if (auto r = st.send(); !r) return r;
   return advance_timeline(s, row, now);
 }
 
@@ -81,8 +80,7 @@ struct CommitOp final : WriteOp {
   Result<void> write_state(SqliteStore::Impl& s, std::int64_t received) {
     auto step = [](Statement& st) -> Result<void> {
       ResetOnExit reset{st};
-      if (auto r = st.step(); !r) return fail(r.error());
-      return {};
+      return st.send();  // no result read: PostgreSQL pipelines them
     };
     for (const auto& w : request.resources) {
       std::int64_t current = 0;
@@ -263,7 +261,7 @@ struct CommitOp final : WriteOp {
       ResetOnExit reset{st};
       st.text(1, d.dead_letter_id).integer(2, outcome.inbound_id).integer(3, received);
       st.text(4, d.stage).text(5, d.error_code).text(6, d.error_text).text(7, d.location);
-      if (auto r = st.step(); !r) return fail(r.error());
+      if (auto r = st.send(); !r) return r;
     }
     pending_dead_letters = request.dead_letter ? 1 : 0;
     if (auto r = write_state(s, received); !r) return r;
@@ -348,7 +346,7 @@ struct MarkDeliveredOp final : WriteOp {
       auto& st = s.upsert_offset;
       ResetOnExit reset{st};
       st.text(1, where.first).integer(2, where.second).integer(3, offset);
-      if (auto r = st.step(); !r) return fail(r.error());
+      if (auto r = st.send(); !r) return r;
     }
     return {};
   }
@@ -444,6 +442,8 @@ asio::awaitable<Result<void>> SqliteStore::await_delivered(std::vector<std::int6
               "Kafka has not acknowledged the message's events within " +
               std::to_string(timeout.count()) + " ms; they are committed and will be delivered"));
         });
+        // Several gateways: another may publish them; the writer asks the database until then.
+        if (impl->shared_database()) impl->enqueue(impl->make_delivery_poll_op());
         // Deliveries acknowledged before the waiter was registered.
         std::vector<std::int64_t> done;
         {

@@ -245,8 +245,7 @@ struct SqliteStore::Impl {
   Result<void> add_pending(std::int64_t seq, std::int64_t bytes) {
     ResetOnExit reset{insert_pending};
     insert_pending.integer(1, seq).integer(2, bytes);
-    if (auto r = insert_pending.step(); !r) return fail(r.error());
-    return {};
+    return insert_pending.send();
   }
   /// Event `seq` no longer waits (Kafka has it, or refused it for good): its size when it was
   /// waiting until now, nothing when it was not. Writer thread.
@@ -522,9 +521,22 @@ struct SqliteStore::Impl {
   std::atomic<std::int64_t> lease_epoch{0};
   std::atomic<bool> standby{false};  // the database is a read-only standby (pg_is_in_recovery)
   std::unique_ptr<WriteOp> make_lease_op();
+  /// delivery.ack=delivered with several gateways: another gateway may publish the events
+  /// someone here waits for, so the database is asked every kDeliveryPoll while anyone waits.
+  static constexpr std::chrono::milliseconds kDeliveryPoll{50};
+  std::chrono::steady_clock::time_point next_delivery_poll;
+  bool has_waiters() {
+    std::lock_guard lock(waiters_mutex);
+    return !waiters.empty();
+  }
+  std::unique_ptr<WriteOp> make_delivery_poll_op();
   /// Takes the leases at open (before the relay starts and reconciles).
   Result<void> take_leases_now();
   std::size_t leased_count();
+  bool holds_lease(std::int64_t bucket) {
+    std::lock_guard lock(leases_mutex);
+    return leased.count(bucket) != 0;
+  }
   /// Gives this process's leases back (shutdown), so that others take them at once.
   void release_leases();
 
@@ -619,7 +631,10 @@ struct SqliteStore::Impl {
             retry_marks.empty()
                 ? next_prune
                 : std::min(next_prune, std::chrono::steady_clock::now() + std::chrono::seconds(1));
-        if (shared_database()) wake_at = std::min(wake_at, next_lease);
+        if (shared_database()) {
+          wake_at = std::min(wake_at, next_lease);
+          if (has_waiters()) wake_at = std::min(wake_at, next_delivery_poll);
+        }
         queue_cv.wait_until(lock, wake_at, [this] { return !queue.empty() || stopping; });
         if (queue.empty() && stopping) return;  // everything queued has been written
         while (!queue.empty() && batch.size() < max_batch) {
@@ -633,6 +648,11 @@ struct SqliteStore::Impl {
         batch.push_back(make_prune_op());
       }
       if (!retry_marks.empty()) batch.push_back(make_retry_marks_op());
+      if (shared_database() && has_waiters() &&
+          std::chrono::steady_clock::now() >= next_delivery_poll) {
+        next_delivery_poll = std::chrono::steady_clock::now() + kDeliveryPoll;
+        batch.push_back(make_delivery_poll_op());
+      }
       if (shared_database() && std::chrono::steady_clock::now() >= next_lease) {
         next_lease = std::chrono::steady_clock::now() + cfg.lease / 3;
         batch.push_back(make_lease_op());
@@ -646,6 +666,8 @@ struct SqliteStore::Impl {
         group = conn->savepoint();
         if (!group) break;
         results[i] = batch[i]->execute(*this);
+        // The errors of statements the op sent without waiting (Statement::send) are its own.
+        if (results[i]) results[i] = conn->flush_sent();
         // A failed op is undone alone; the others in the group still commit.
         if (!results[i]) group = conn->rollback_to();
         if (group) group = conn->release();

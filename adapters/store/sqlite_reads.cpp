@@ -204,6 +204,9 @@ Result<std::vector<ResourceRow>> SqliteStore::resource_history(std::string_view 
 
 Result<std::vector<SqliteStore::WaitingReferral>> SqliteStore::referrals_awaiting_agency(
     std::int64_t waiting_before_ms, int limit) const {
+  // Several gateways on one database: the overdue check is a singleton, run by the holder of
+  // relay bucket 0's lease (a dead holder's lease is taken over, and the check with it).
+  if (impl_->shared_database() && !impl_->holds_lease(0)) return std::vector<WaitingReferral>();
   auto conn = impl_->lease_reader();
   Statement st;
   if (auto r = st.prepare(

@@ -65,8 +65,8 @@ struct AuditSettings {
   std::chrono::milliseconds retention{std::chrono::hours(24 * (365 * 6 + 2))};
 };
 
-/// Verifies the audit chain of the store at `path`, read-only (tools/audit verify; safe while a
-/// gateway runs on it): every record, then the head against `anchors` (anchors of another gateway
+/// Verifies the audit chain of the store at `path` (a SQLite file, or a postgresql:// URL with
+/// its password in SDOH_DB_PASSWORD), read-only (tools/audit verify; safe while gateways run on it): every record, then the head against `anchors` (anchors of another gateway
 /// than `gateway` ignored when it is not empty).
 Result<audit::ChainReport> verify_audit_chain(const std::filesystem::path& path,
                                               std::vector<audit::Anchor> anchors,

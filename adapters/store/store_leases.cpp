@@ -24,6 +24,7 @@ struct LeaseOp final : WriteOp {
   bool standby = false;
   std::int64_t undelivered = 0;
   std::int64_t undelivered_bytes = 0;
+  std::int64_t dead_letters = 0;
   bool needs_durability() const override { return false; }  // nobody waits for it
 
   Result<void> execute(SqliteStore::Impl& s) override {
@@ -59,7 +60,8 @@ struct LeaseOp final : WriteOp {
     // and publish events this one committed.
     Statement counts;
     if (auto r = counts.prepare(*s.conn,
-                                "SELECT count(*), CAST(coalesce(sum(bytes), 0) AS BIGINT) FROM "
+                                "SELECT count(*), CAST(coalesce(sum(bytes), 0) AS BIGINT), (SELECT "
+                                "count(*) FROM dead_letters WHERE replayed_at IS NULL) FROM "
                                 "outbox_pending");
         !r) {
       return r;
@@ -68,6 +70,7 @@ struct LeaseOp final : WriteOp {
     if (!r) return fail(r.error());
     undelivered = counts.column_int(0);
     undelivered_bytes = counts.column_int(1);
+    dead_letters = counts.column_int(2);
     return {};
   }
 
@@ -76,6 +79,7 @@ struct LeaseOp final : WriteOp {
     store->standby = standby;
     store->undelivered = undelivered;
     store->undelivered_bytes = undelivered_bytes;
+    store->dead_letters = dead_letters;
     bool gained = false;
     {
       std::lock_guard lock(store->leases_mutex);
@@ -91,7 +95,55 @@ struct LeaseOp final : WriteOp {
   }
 };
 
+/// Which waited-for events are delivered or refused now, whoever published them.
+struct DeliveryPollOp final : WriteOp {
+  SqliteStore::Impl* store = nullptr;
+  std::vector<std::int64_t> delivered, refused;
+  bool needs_durability() const override { return false; }
+
+  Result<void> execute(SqliteStore::Impl& s) override {
+    std::vector<std::int64_t> seqs;
+    {
+      std::lock_guard lock(s.waiters_mutex);
+      for (const auto& [seq, waiter] : s.waiters)
+        seqs.push_back(seq);
+    }
+    Statement st;
+    if (auto r = st.prepare(*s.conn,
+                            "SELECT CASE WHEN dead_at IS NULL AND NOT EXISTS (SELECT 1 FROM "
+                            "outbox_pending p WHERE p.seq = o.seq) THEN 1 ELSE 0 END, CASE WHEN "
+                            "dead_at IS NOT NULL THEN 1 ELSE 0 END FROM outbox o WHERE seq = ?1");
+        !r) {
+      return r;
+    }
+    for (const auto seq : seqs) {
+      ResetOnExit reset{st};
+      st.integer(1, seq);
+      auto r = st.step();
+      if (!r) return fail(r.error());
+      if (*r != kRow) continue;
+      if (st.column_int(0) != 0) delivered.push_back(seq);
+      if (st.column_int(1) != 0) refused.push_back(seq);
+    }
+    return {};
+  }
+  void finish(Result<void> result) override {
+    if (!result) return;  // asked again at the next poll
+    for (const auto seq : delivered)
+      store->settle(seq, std::nullopt);
+    for (const auto seq : refused)
+      store->settle(seq, Error::unavailable("Kafka refused an event of this message; see dead "
+                                            "letters"));
+  }
+};
+
 }  // namespace
+
+std::unique_ptr<WriteOp> SqliteStore::Impl::make_delivery_poll_op() {
+  auto op = std::make_unique<DeliveryPollOp>();
+  op->store = this;
+  return op;
+}
 
 std::string make_lease_owner() {
   char host[256] = {};

@@ -36,7 +36,8 @@ class ReferralRepository {
   virtual Result<std::optional<ReferralState>> find_referral(const ReferralKeys& keys) const = 0;
   /// Referrals still waiting for their agency (requested, not held, not yet overdue) since
   /// before `waiting_before_ms` (their last change: creation or the release of a hold), longest
-  /// waiting first: the overdue check's candidates.
+  /// waiting first: the overdue check's candidates. With several gateways on one database, one
+  /// of them (the store decides) gets the candidates and the others none, so that one runs it.
   virtual Result<std::vector<WaitingReferral>> referrals_awaiting_agency(
       std::int64_t waiting_before_ms, int limit) const = 0;
   /// The first open (not final) referral of this patient (pseudonym) for this need, if any.

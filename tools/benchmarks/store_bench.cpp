@@ -1,9 +1,13 @@
 // Group commit throughput and latency: N concurrent senders each commit one message (an HL7
 // ORU of ~1.5 KB, its ACK and one ~2 KB screening event) and wait until it is durable
 // (WAL + synchronous=FULL) before sending the next, as an MLLP sender in original mode does.
-//   tools/bench store
+//   tools/bench store      SQLite (BM_GroupCommit)
+//   tools/bench store-pg   the same on PostgreSQL (BM_GroupCommitPostgres: SDOH_BENCH_PG_URL,
+//                          a throwaway local cluster; /durable: synchronous_commit on, /no_sync:
+//                          off, what waiting for the WAL flush costs)
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -32,6 +36,10 @@ const std::string kPayload = [] {
 }();
 const std::string kEvent(2000, 'e');
 
+using StorePtr = std::unique_ptr<sdoh::store::SqliteStore>;
+
+void run_senders(benchmark::State& state, StorePtr store);
+
 void BM_GroupCommit(benchmark::State& state) {
   const int senders = static_cast<int>(state.range(0));
   const auto dir =
@@ -39,8 +47,33 @@ void BM_GroupCommit(benchmark::State& state) {
   std::filesystem::remove_all(dir);
   sdoh::config::StoreConfig cfg;
   sdoh::metrics::Registry registry;
-  auto store = *sdoh::store::SqliteStore::open(dir / "gateway.db", cfg, &registry);
+  run_senders(state, *sdoh::store::SqliteStore::open(dir / "gateway.db", cfg, &registry));
+  std::filesystem::remove_all(dir);
+}
+
+void BM_GroupCommitPostgres(benchmark::State& state) {
+  const char* url = std::getenv("SDOH_BENCH_PG_URL");
+  if (url == nullptr) {
+    state.SkipWithError("SDOH_BENCH_PG_URL is not set: run it with tools/bench store-pg");
+    return;
+  }
+  std::string target = url;
+  if (state.range(1) == 0) target += "?options=-c%20synchronous_commit%3Doff";
+  sdoh::config::StoreConfig cfg;
+  sdoh::metrics::Registry registry;
+  auto store = sdoh::store::SqliteStore::open_postgres(target, "", cfg, &registry);
+  if (!store) {
+    state.SkipWithError(store.error().message.c_str());
+    return;
+  }
+  run_senders(state, std::move(*store));
+}
+
+void run_senders(benchmark::State& state, StorePtr store) {
+  const int senders = static_cast<int>(state.range(0));
   std::atomic<std::uint64_t> next{0};
+  // Unique per run: a PostgreSQL database outlives one benchmark case.
+  const auto run_id = std::chrono::steady_clock::now().time_since_epoch().count();
   std::vector<double> latencies;
   std::uint64_t total = 0;
 
@@ -55,7 +88,7 @@ void BM_GroupCommit(benchmark::State& state) {
           [&, s]() -> asio::awaitable<void> {
             for (int i = 0; i < per_sender; ++i) {
               CommitRequest r;
-              const auto id = std::to_string(next.fetch_add(1));
+              const auto id = std::to_string(run_id) + "-" + std::to_string(next.fetch_add(1));
               r.inbound = {"hl7v2",   "EHR^PEDS_A", id,
                            "ORU^R01", "AA",         "MSH|...|ACK\rMSA|AA|" + id + "\r",
                            kPayload};
@@ -86,14 +119,23 @@ void BM_GroupCommit(benchmark::State& state) {
   state.counters["p50_us"] = pct(0.50);
   state.counters["p99_us"] = pct(0.99);
   state.counters["max_us"] = latencies.back();
-  store.reset();
-  std::filesystem::remove_all(dir);
 }
 
 BENCHMARK(BM_GroupCommit)
     ->Arg(1)
     ->Arg(8)
     ->Arg(64)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(3);
+
+BENCHMARK(BM_GroupCommitPostgres)
+    ->ArgNames({"senders", "durable"})
+    ->Args({1, 1})
+    ->Args({8, 1})
+    ->Args({64, 1})
+    ->Args({8, 0})
+    ->Args({64, 0})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond)
     ->Iterations(3);

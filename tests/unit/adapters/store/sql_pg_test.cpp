@@ -295,6 +295,69 @@ TEST_F(SqlPg, LockMarkerIsAcceptedInAWriteTransaction) {
   EXPECT_TRUE(db->exec("COMMIT"));
 }
 
+TEST_F(SqlPg, SentStatementsAreVisibleToTheNextReadInTheWriteTransaction) {
+  auto db = connect();
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->exec("CREATE TABLE t (k BIGINT PRIMARY KEY, v BYTEA)"));
+  ASSERT_TRUE(db->begin_write());
+  Statement ins;
+  ASSERT_TRUE(ins.prepare(*db, "INSERT INTO t(k, v) VALUES (?1, ?2)"));
+  for (int k = 1; k <= 3; ++k) {  // sent without waiting (pipeline mode), the 2nd and 3rd named
+    ins.integer(1, k).blob(2, std::string("v\0", 2) + std::to_string(k));
+    ASSERT_TRUE(ins.send());
+    ins.reset();
+  }
+  EXPECT_EQ(scalar(*db, "SELECT CAST(count(*) AS BIGINT) FROM t"), "3");
+  ASSERT_TRUE(db->exec("COMMIT"));
+  EXPECT_EQ(scalar(*db, "SELECT CAST(sum(k) AS BIGINT) FROM t"), "6");
+}
+
+TEST_F(SqlPg, ASentStatementsErrorIsFlushedAndItsSavepointUndoesOnlyIt) {
+  auto db = connect();
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->exec("CREATE TABLE t (k BIGINT PRIMARY KEY)"));
+  ASSERT_TRUE(db->begin_write());
+  ASSERT_TRUE(db->savepoint());
+  ASSERT_TRUE(run_once(*db, "INSERT INTO t VALUES (1)"));
+  ASSERT_TRUE(db->release());
+  ASSERT_TRUE(db->savepoint());
+  Statement dup;
+  ASSERT_TRUE(dup.prepare(*db, "INSERT INTO t VALUES (?1)"));
+  dup.integer(1, 1);
+  ASSERT_TRUE(dup.send());  // not waited for: its unique violation comes with the flush
+  dup.reset();
+  dup.integer(1, 2);
+  ASSERT_TRUE(dup.send());  // aborted by the server after the failure before it
+  auto flushed = db->flush_sent();
+  ASSERT_FALSE(flushed);
+  EXPECT_EQ(flushed.error().kind, ErrorKind::kConflict);
+  ASSERT_TRUE(db->rollback_to());
+  ASSERT_TRUE(db->release());
+  ASSERT_TRUE(run_once(*db, "INSERT INTO t VALUES (3)"));
+  ASSERT_TRUE(db->exec("COMMIT"));
+  EXPECT_EQ(scalar(*db, "SELECT string_agg(CAST(k AS TEXT), ',' ORDER BY k) FROM t"), "1,3");
+}
+
+TEST_F(SqlPg, AdvisoryLocksSerialiseTwoWriteTransactions) {
+  auto a = connect();
+  auto b = connect();
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->begin_write());
+  ASSERT_TRUE(a->lock(kAuditChainLock));
+  EXPECT_EQ(scalar(*a, "SELECT 1"), "1");  // the sent lock is held once a read returns
+  ASSERT_TRUE(b->begin_write());
+  auto taken = b->try_lock(kAuditChainLock);
+  ASSERT_TRUE(taken);
+  EXPECT_FALSE(*taken);  // held by the other transaction
+  ASSERT_TRUE(a->exec("COMMIT"));
+  ASSERT_TRUE(b->exec("ROLLBACK"));
+  ASSERT_TRUE(b->begin_write());
+  taken = b->try_lock(kAuditChainLock);
+  ASSERT_TRUE(taken);
+  EXPECT_TRUE(*taken);  // released with the transaction that held it
+  ASSERT_TRUE(b->exec("COMMIT"));
+}
+
 TEST_F(SqlPg, ReadTransactionIsReadOnly) {
   auto db = connect();
   ASSERT_TRUE(db);
