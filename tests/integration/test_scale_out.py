@@ -505,6 +505,10 @@ class KillNineOneGateway(TwoGateways):
                  "%.2fs" % leases_taken if leases_taken is not None else "never", LEASE_SECONDS),
               flush=True)
         self.assertIsNotNone(leases_taken, "the survivor logs that it took the buckets over")
+        # The holder renews every lease/3 and the others look as often: a dead holder's buckets
+        # are taken at most lease + lease/3 after its last renewal.
+        self.assertLess(leases_taken, LEASE_SECONDS * 4 / 3 + 0.5, "the survivor takes the buckets "
+                        "over within the lease")
         self.assertGreater(len(unpublished), 50, "the kill left ACKed events unpublished")
         self.assertGreater(held[victim_index], 0, "the killed gateway held relay buckets")
         self.assertGreater(len(by_victim), 100, "the killed gateway had ACKed messages")
