@@ -18,7 +18,7 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"Verify the gateway's hash-chained audit trail"};
-  std::string config_file, db, anchors_file, gateway;
+  std::string config_file, db, anchors_file, gateway, password;
   bool kafka_info = false;
   auto* config_opt = app.add_option("--config", config_file, "the gateway's config (its store)")
                          ->check(CLI::ExistingFile);
@@ -43,15 +43,14 @@ int main(int argc, char** argv) {
                 << ",\"data_dir\":" << sdoh::json_string(cfg->data_dir.string()) << "}\n";
       return 0;
     }
-    // PostgreSQL (store.url): its password as the store takes it, handed over in the environment.
     db = cfg->store.url.empty() ? cfg->store_path().string() : cfg->store.url;
     if (!cfg->store.url.empty() && cfg->store.password.configured()) {
-      auto password = cfg->store.password.resolve();
-      if (!password) {
-        std::cerr << "audit-verify: " << password.error().message << "\n";
+      auto resolved = cfg->store.password.resolve();
+      if (!resolved) {
+        std::cerr << "audit-verify: " << resolved.error().message << "\n";
         return 2;
       }
-      ::setenv("SDOH_DB_PASSWORD", password->c_str(), 1);
+      password = std::move(*resolved);
     }
     if (gateway.empty()) gateway = cfg->gateway_id;
   }
@@ -75,7 +74,15 @@ int main(int argc, char** argv) {
     }
     anchors = std::move(*parsed);
   }
-  auto report = sdoh::store::verify_audit_chain(db, std::move(anchors), gateway);
+  // A PostgreSQL store (store.url, or --db postgresql://...; password from store.password or
+  // SDOH_DB_PASSWORD) or a SQLite file.
+  if (password.empty()) {
+    if (const char* env = std::getenv("SDOH_DB_PASSWORD")) password = env;
+  }
+  auto report = db.starts_with("postgres")
+                    ? sdoh::store::verify_postgres_audit_chain(db, password, std::move(anchors),
+                                                               gateway)
+                    : sdoh::store::verify_audit_chain(db, std::move(anchors), gateway);
   if (!report) {
     std::cerr << "audit-verify: " << report.error().message << "\n";
     return 2;

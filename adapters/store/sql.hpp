@@ -113,6 +113,27 @@ inline std::int64_t key_lock(std::string_view key) {
   }
   return static_cast<std::int64_t>((h >> 1) | (std::uint64_t{1} << 62));
 }
+/// The locks of one FHIR resource (its version is read, then written) and of one referral (its
+/// sequence and timeline): gateways that change the same one at once take turns, so that the
+/// later one reads what the earlier one wrote. A row lock (`{lock}`) cannot do it for a row that
+/// does not exist yet: two creations would both find none.
+inline std::int64_t resource_lock(std::string_view type, std::string_view id) {
+  return key_lock(std::string("resource\x1f").append(type).append("/").append(id));
+}
+inline std::int64_t referral_lock(std::string_view referral_id) {
+  return key_lock(std::string("referral\x1f").append(referral_id));
+}
+/// The lock of an agency's Subscriptions, whose event counters a commit's notices advance (row
+/// locks on several agencies' rows, taken in the order of each commit's notices, would deadlock
+/// two gateways that name them in different orders).
+inline std::int64_t subscriptions_lock(std::string_view agency_id) {
+  return key_lock(std::string("subscriptions\x1f").append(agency_id));
+}
+/// The lock of one Subscription, whose version put_subscription reads, then writes (as
+/// resource_lock, for the one that does not exist yet).
+inline std::int64_t subscription_lock(std::string_view id) {
+  return key_lock(std::string("subscription\x1f").append(id));
+}
 
 /// A prepared statement with the binding shorthand the store's code uses; reset after each use
 /// (ResetOnExit).

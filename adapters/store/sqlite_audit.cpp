@@ -1,8 +1,6 @@
 // The SQLite store's audit trail (audit/chain.hpp): appends to the hash chain in the writer's
 // transactions, searches for GET /fhir/AuditEvent, retention with its anchor, and the read-only
 // verification tools/audit runs.
-#include <cstdlib>
-
 #include "adapters/store/sql_pg.hpp"
 #include "adapters/store/sqlite_impl.hpp"
 #include "gateway/audit/audit_event.hpp"
@@ -310,8 +308,7 @@ Result<std::optional<std::string>> SqliteStore::audit_event(std::int64_t sequenc
 
 namespace {
 
-// verify_audit_chain's own read-only connection to a store (not an open store's): a SQLite file,
-// or a PostgreSQL database (a postgresql:// location; its password in SDOH_DB_PASSWORD).
+// verify_audit_chain's own read-only connection to a store file (not an open store's).
 struct ReadOnlyFile {
   ReadConnection::Handle handle;          // closed after conn and its statements
   std::unique_ptr<sql::Connection> conn;  // over handle.db
@@ -319,14 +316,6 @@ struct ReadOnlyFile {
 
 Result<std::unique_ptr<ReadOnlyFile>> open_read_only(const std::filesystem::path& path) {
   auto file = std::make_unique<ReadOnlyFile>();
-  if (const auto& location = path.native();
-      location.starts_with("postgresql://") || location.starts_with("postgres://")) {
-    const char* password = std::getenv("SDOH_DB_PASSWORD");
-    auto conn = sql::pg_connect(location, password != nullptr ? password : "");
-    if (!conn) return fail(conn.error());
-    file->conn = std::move(*conn);
-    return file;
-  }
   if (sqlite3_open_v2(path.c_str(), &file->handle.db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
     return fail(Error::unavailable("cannot open " + path.string() + " read-only"));
   }
@@ -335,14 +324,10 @@ Result<std::unique_ptr<ReadOnlyFile>> open_read_only(const std::filesystem::path
   return file;
 }
 
-}  // namespace
-
-Result<audit::ChainReport> verify_audit_chain(const std::filesystem::path& path,
-                                              std::vector<audit::Anchor> anchors,
-                                              std::string gateway) {
-  auto file = open_read_only(path);
-  if (!file) return fail(file.error());
-  auto& db = *(*file)->conn;
+// Verifies the chain on `db` (no transaction open), whichever the engine; `where` names the
+// store in errors.
+Result<audit::ChainReport> verify_chain(sql::Connection& db, const std::string& where,
+                                        std::vector<audit::Anchor> anchors, std::string gateway) {
   // One snapshot for the prune point and the records.
   if (auto r = db.begin_read(); !r) return fail(r.error());
   audit::ChainStart start;
@@ -352,11 +337,12 @@ Result<audit::ChainReport> verify_audit_chain(const std::filesystem::path& path,
             db,
             "SELECT pruned_through, hash FROM audit_prunes ORDER BY pruned_through DESC LIMIT 1");
         !p) {
-      return fail(
-          Error::unavailable(path.string() + " has no audit trail (" + p.error().message + ")"));
+      return fail(Error::unavailable(where + " has no audit trail (" + p.error().message + ")"));
     }
     auto r = st.step();
-    if (!r) return fail(r.error());
+    if (!r) {
+      return fail(Error::unavailable(where + " has no audit trail (" + r.error().message + ")"));
+    }
     if (*r == kRow) {
       start.pruned_through = st.column_int(0);
       start.pruned_through_hash = st.column_text(1);
@@ -378,6 +364,25 @@ Result<audit::ChainReport> verify_audit_chain(const std::filesystem::path& path,
   }
   (void)db.exec("COMMIT");
   return verifier.finish();
+}
+
+}  // namespace
+
+Result<audit::ChainReport> verify_audit_chain(const std::filesystem::path& path,
+                                              std::vector<audit::Anchor> anchors,
+                                              std::string gateway) {
+  auto file = open_read_only(path);
+  if (!file) return fail(file.error());
+  return verify_chain(*(*file)->conn, path.string(), std::move(anchors), std::move(gateway));
+}
+
+Result<audit::ChainReport> verify_postgres_audit_chain(const std::string& url,
+                                                       const std::string& password,
+                                                       std::vector<audit::Anchor> anchors,
+                                                       std::string gateway) {
+  auto conn = sql::pg_connect(url, password);
+  if (!conn) return fail(conn.error());
+  return verify_chain(**conn, "the PostgreSQL store", std::move(anchors), std::move(gateway));
 }
 
 }  // namespace sdoh::store

@@ -272,10 +272,18 @@ struct CommitOp final : WriteOp {
   }
 
   // Each event key's lock: a key's events get their sequence numbers in commit order across
-  // gateways. The audit chain's, when the commit appends to it.
+  // gateways. Each resource's and referral's it writes (write_state reads, then writes them), and
+  // the Subscriptions' of each agency it notifies.
+  // The audit chain's, when the commit appends to it.
   void add_locks(std::vector<std::int64_t>& keys) const override {
     for (const auto& e : request.events)
       keys.push_back(sql::key_lock(e.key));
+    for (const auto& w : request.resources)
+      keys.push_back(sql::resource_lock(w.type, w.id));
+    for (const auto& row : request.referrals)
+      keys.push_back(sql::referral_lock(row.referral_id));
+    for (const auto& n : request.notices)
+      keys.push_back(sql::subscriptions_lock(n.agency_id));
     if (!request.audit.empty()) keys.push_back(sql::kAuditChainLock);
   }
 

@@ -9,6 +9,9 @@ namespace {
 struct RecordReferralOp final : WriteOp {
   ReferralRow row;
   Result<void> execute(SqliteStore::Impl& s) override { return upsert_referral(s, row, s.now()); }
+  void add_locks(std::vector<std::int64_t>& keys) const override {
+    keys.push_back(sql::referral_lock(row.referral_id));  // its timeline is read, then written
+  }
   void finish(Result<void> result) override {
     if (!result) {
       log::error("store.referral_not_recorded",

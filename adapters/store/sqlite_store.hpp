@@ -65,12 +65,18 @@ struct AuditSettings {
   std::chrono::milliseconds retention{std::chrono::hours(24 * (365 * 6 + 2))};
 };
 
-/// Verifies the audit chain of the store at `path` (a SQLite file, or a postgresql:// URL with
-/// its password in SDOH_DB_PASSWORD), read-only (tools/audit verify; safe while gateways run on it): every record, then the head against `anchors` (anchors of another gateway
+/// Verifies the audit chain of the store at `path`, read-only (tools/audit verify; safe while a
+/// gateway runs on it): every record, then the head against `anchors` (anchors of another gateway
 /// than `gateway` ignored when it is not empty).
 Result<audit::ChainReport> verify_audit_chain(const std::filesystem::path& path,
                                               std::vector<audit::Anchor> anchors,
                                               std::string gateway = "");
+/// The same for the PostgreSQL store at `url` (libpq URI; `password` apart, never logged), in one
+/// read-only snapshot.
+Result<audit::ChainReport> verify_postgres_audit_chain(const std::string& url,
+                                                       const std::string& password,
+                                                       std::vector<audit::Anchor> anchors,
+                                                       std::string gateway = "");
 
 /// Wall-clock milliseconds since the epoch: every time the store records (received, delivered,
 /// updated) and every retention cut-off. The system clock by default; tests inject their own.

@@ -69,6 +69,10 @@ Result<void> as_void(Result<bool> r) {
 Result<void> SqliteStore::put_subscription(const pipeline::SubscriptionRow& row,
                                            std::int64_t expected_version) {
   return as_void(run_sync<bool>(*impl_, [row, expected_version](Impl& s) -> Result<bool> {
+    // Gateways that put the same Subscription at once take turns (until the transaction ends).
+    if (auto locked = s.conn->lock(sql::subscription_lock(row.id)); !locked) {
+      return fail(locked.error());
+    }
     std::int64_t current = 0;
     {
       Statement st;

@@ -1,7 +1,7 @@
-// The store's audit trail: records appended to the hash chain with the commit that makes the
-// change and durably for reads; verification finds an edited record, a deleted one and (against
-// an anchor) a deleted tail; a retention prune keeps the chain verifiable; search by entity,
-// agent and time.
+// The store's audit trail (on every engine): records appended to the hash chain with the commit
+// that makes the change and durably for reads; verification finds an edited record, a deleted one
+// and (against an anchor) a deleted tail; a retention prune keeps the chain verifiable; search by
+// entity, agent and time.
 #include "adapters/store/sqlite_store.hpp"
 #include "gateway/audit/audit_event.hpp"
 #include "tests/unit/adapters/store/store_fixture.hpp"
@@ -17,10 +17,10 @@ audit::AuditRecord read_of(std::string who, std::string reference) {
                             {audit::AuditEntity::resource(std::move(reference))});
 }
 
-class AuditChainTest : public SqliteStoreTest {
+class AuditChainTest : public StoreTest {
  protected:
   std::unique_ptr<SqliteStore> open() {
-    auto store = SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
+    auto store = open_store(cfg_, nullptr, clock());
     EXPECT_TRUE(store) << store.error().message;
     (*store)->configure_audit({"gw-test", "sdoh.audit-anchors.v1", std::chrono::hours(24 * 365)});
     return std::move(*store);
@@ -31,37 +31,42 @@ class AuditChainTest : public SqliteStoreTest {
     ASSERT_TRUE(done) << done.error().message;
   }
   audit::ChainReport verify(std::vector<audit::Anchor> anchors = {}) {
-    auto report = verify_audit_chain(dir_ / "gateway.db", std::move(anchors), "gw-test");
+    auto report =
+        on_postgres()
+            ? verify_postgres_audit_chain(*database_url(), "", std::move(anchors), "gw-test")
+            : verify_audit_chain(dir_ / "gateway.db", std::move(anchors), "gw-test");
     EXPECT_TRUE(report) << report.error().message;
     return *report;
   }
-  // What an attacker with the file does: drops the triggers that keep the trail append-only.
+  // What an attacker with the database does: drops the triggers that keep the trail
+  // append-only.
   void tamper(const std::string& sql) {
-    sqlite3* db = nullptr;
-    sqlite3_open((dir_ / "gateway.db").c_str(), &db);
-    char* err = nullptr;
-    const auto all =
-        "DROP TRIGGER audit_events_append_only; DROP TRIGGER audit_events_pruned_only; " + sql;
-    ASSERT_EQ(sqlite3_exec(db, all.c_str(), nullptr, nullptr, &err), SQLITE_OK) << err;
-    sqlite3_close(db);
+    auto db = raw_database();
+    ASSERT_TRUE(db) << db.error().message;
+    const std::string drop =
+        on_postgres() ? "DROP TRIGGER audit_events_append_only ON audit_events; DROP TRIGGER "
+                        "audit_events_pruned_only ON audit_events; "
+                      : "DROP TRIGGER audit_events_append_only; DROP TRIGGER "
+                        "audit_events_pruned_only; ";
+    auto done = (*db)->exec(drop + sql);
+    ASSERT_TRUE(done) << done.error().message;
   }
   std::string sql_text(const std::string& sql) {
-    sqlite3* db = nullptr;
-    sqlite3_open((dir_ / "gateway.db").c_str(), &db);
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr);
-    std::string out;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-      const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
-      out = p == nullptr ? "" : p;
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return out;
+    auto db = raw_database();
+    EXPECT_TRUE(db) << db.error().message;
+    return db ? db->text(sql) : "";
+  }
+  // A record's json as text, and text back as the column's bytes, in each engine's SQL.
+  std::string json_text() const {
+    return on_postgres() ? "convert_from(json, 'UTF8')" : "CAST(json AS TEXT)";
+  }
+  std::string as_bytes(const std::string& text) const {
+    return on_postgres() ? "convert_to(" + text + ", 'UTF8')" : "CAST(" + text + " AS BLOB)";
   }
 };
+SDOH_STORE_TEST_ON_EVERY_ENGINE(AuditChainTest);
 
-TEST_F(AuditChainTest, RecordsAreNumberedAndEachHashesItsPredecessorAndItsContent) {
+TEST_P(AuditChainTest, RecordsAreNumberedAndEachHashesItsPredecessorAndItsContent) {
   auto store = open();
   record(*store, read_of("ehv-durham", "Task/t1"));
   record(*store, read_of("wic-east", "Task/t2"));
@@ -77,7 +82,7 @@ TEST_F(AuditChainTest, RecordsAreNumberedAndEachHashesItsPredecessorAndItsConten
   EXPECT_EQ(report.head_sequence, 2);
 }
 
-TEST_F(AuditChainTest, AChangeIsRecordedInTheCommitThatMakesIt) {
+TEST_P(AuditChainTest, AChangeIsRecordedInTheCommitThatMakesIt) {
   auto store = open();
   auto change = request("A1", 1);
   change.audit.push_back(audit::AuditRecord(audit::AuditKind::kImport, {"EHR^PEDS_A", "sender", ""},
@@ -91,55 +96,57 @@ TEST_F(AuditChainTest, AChangeIsRecordedInTheCommitThatMakesIt) {
   EXPECT_NE(page->events[0].find("\"action\":\"U\""), std::string::npos) << page->events[0];
 }
 
-TEST_F(AuditChainTest, TheAppendOnlyTriggersRefuseAnUpdateOrADelete) {
+TEST_P(AuditChainTest, TheAppendOnlyTriggersRefuseAnUpdateOrADelete) {
   auto store = open();
   record(*store, read_of("ehv-durham", "Task/t1"));
   store->flush();
-  sqlite3* db = nullptr;
-  sqlite3_open((dir_ / "gateway.db").c_str(), &db);
-  EXPECT_NE(sqlite3_exec(db, "UPDATE audit_events SET agent = 'x'", nullptr, nullptr, nullptr),
-            SQLITE_OK);
-  EXPECT_NE(sqlite3_exec(db, "DELETE FROM audit_events", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(db);
+  {
+    auto db = raw_database();
+    ASSERT_TRUE(db) << db.error().message;
+    EXPECT_FALSE((*db)->exec("UPDATE audit_events SET agent = 'x'"));
+    EXPECT_FALSE((*db)->exec("DELETE FROM audit_events"));
+    // PostgreSQL has TRUNCATE too, which skips row triggers: refused by its own.
+    if (on_postgres()) {
+      EXPECT_FALSE((*db)->exec("TRUNCATE audit_events CASCADE"));
+    }
+    EXPECT_EQ(db->text("SELECT agent FROM audit_events WHERE seq = 1"), "ehv-durham");
+  }
   EXPECT_TRUE(verify().ok);
 }
 
-TEST_F(AuditChainTest, AnEditedRecordIsFound) {
+TEST_P(AuditChainTest, AnEditedRecordIsFound) {
   {
     auto store = open();
     for (int i = 1; i <= 3; ++i)
       record(*store, read_of("ehv-durham", "Task/t" + std::to_string(i)));
   }
-  tamper(
-      "UPDATE audit_events SET json = CAST(replace(CAST(json AS TEXT), 'Task/t2', 'Task/t7') "
-      "AS BLOB) WHERE seq = 2");
+  tamper("UPDATE audit_events SET json = " +
+         as_bytes("replace(" + json_text() + ", 'Task/t2', 'Task/t7')") + " WHERE seq = 2");
   const auto report = verify();
   EXPECT_FALSE(report.ok);
   EXPECT_EQ(report.bad_sequence, 2);
   EXPECT_EQ(report.problem, "record 2 was edited: its content does not match its hash");
 }
 
-TEST_F(AuditChainTest, ARecordEditedWithItsHashRecomputedBreaksTheNextLink) {
+TEST_P(AuditChainTest, ARecordEditedWithItsHashRecomputedBreaksTheNextLink) {
   {
     auto store = open();
     for (int i = 1; i <= 3; ++i)
       record(*store, read_of("ehv-durham", "Task/t" + std::to_string(i)));
   }
-  const auto json = sql_text(
-      "SELECT replace(CAST(json AS TEXT), 'Task/t2', 'Task/t7') FROM "
-      "audit_events WHERE seq = 2");
+  const auto json = sql_text("SELECT replace(" + json_text() +
+                             ", 'Task/t2', 'Task/t7') FROM audit_events WHERE seq = 2");
   const auto forged =
       audit::chain_hash(sql_text("SELECT prev_hash FROM audit_events WHERE seq = 2"), json);
-  tamper(
-      "UPDATE audit_events SET json = CAST(replace(CAST(json AS TEXT), 'Task/t2', 'Task/t7') "
-      "AS BLOB), hash = '" +
-      forged + "' WHERE seq = 2");
+  tamper("UPDATE audit_events SET json = " +
+         as_bytes("replace(" + json_text() + ", 'Task/t2', 'Task/t7')") + ", hash = '" + forged +
+         "' WHERE seq = 2");
   const auto report = verify();
   EXPECT_FALSE(report.ok);
   EXPECT_EQ(report.bad_sequence, 3);
 }
 
-TEST_F(AuditChainTest, ADeletedRecordIsFound) {
+TEST_P(AuditChainTest, ADeletedRecordIsFound) {
   {
     auto store = open();
     for (int i = 1; i <= 4; ++i)
@@ -152,7 +159,7 @@ TEST_F(AuditChainTest, ADeletedRecordIsFound) {
   EXPECT_EQ(report.problem, "record 2 is missing");
 }
 
-TEST_F(AuditChainTest, ADeletedTailIsFoundOnlyAgainstAnAnchor) {
+TEST_P(AuditChainTest, ADeletedTailIsFoundOnlyAgainstAnAnchor) {
   audit::Anchor anchor;
   {
     auto store = open();
@@ -181,7 +188,7 @@ TEST_F(AuditChainTest, ADeletedTailIsFoundOnlyAgainstAnAnchor) {
       << report.problem;
 }
 
-TEST_F(AuditChainTest, AnUnchangedHeadIsAnchoredOnce) {
+TEST_P(AuditChainTest, AnUnchangedHeadIsAnchoredOnce) {
   auto store = open();
   record(*store, read_of("ehv-durham", "Task/t1"));
   ASSERT_TRUE(store->anchor_audit());
@@ -189,7 +196,7 @@ TEST_F(AuditChainTest, AnUnchangedHeadIsAnchoredOnce) {
   EXPECT_EQ(store->pending_events(0, 10)->size(), 1u);
 }
 
-TEST_F(AuditChainTest, APruneKeepsTheChainVerifiableFromTheFirstKeptRecord) {
+TEST_P(AuditChainTest, APruneKeepsTheChainVerifiableFromTheFirstKeptRecord) {
   std::vector<audit::Anchor> anchors;
   {
     auto store = open();
@@ -225,7 +232,7 @@ TEST_F(AuditChainTest, APruneKeepsTheChainVerifiableFromTheFirstKeptRecord) {
   EXPECT_NE(unrecorded.problem.find("no anchor records that prune"), std::string::npos);
 }
 
-TEST_F(AuditChainTest, SearchByEntityAgentAndTimeNewestFirst) {
+TEST_P(AuditChainTest, SearchByEntityAgentAndTimeNewestFirst) {
   auto store = open();
   record(*store, read_of("ehv-durham", "Task/t1"));
   const auto later = now_ms_.load() + 60'000;

@@ -4,10 +4,13 @@
 namespace sdoh::store {
 namespace {
 
-using store_test_support::SqliteStoreTest;
+using store_test_support::StoreTest;
 
-TEST_F(SqliteStoreTest, AnAssertionJtiIsAcceptedOncePerClientUntilItExpires) {
-  auto opened = SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
+class StoreAuthTest : public StoreTest {};
+SDOH_STORE_TEST_ON_EVERY_ENGINE(StoreAuthTest);
+
+TEST_P(StoreAuthTest, AnAssertionJtiIsAcceptedOncePerClientUntilItExpires) {
+  auto opened = open_store(cfg_, nullptr, clock());
   ASSERT_TRUE(opened);
   auto& store = **opened;
   const auto expires = now_ms_.load() + 300'000;
@@ -19,8 +22,8 @@ TEST_F(SqliteStoreTest, AnAssertionJtiIsAcceptedOncePerClientUntilItExpires) {
   EXPECT_EQ(store.record_assertion("ehr", "j1", now_ms_.load() + 300'000), true);
 }
 
-TEST_F(SqliteStoreTest, ExpiredAssertionsArePruned) {
-  auto opened = SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
+TEST_P(StoreAuthTest, ExpiredAssertionsArePruned) {
+  auto opened = open_store(cfg_, nullptr, clock());
   ASSERT_TRUE(opened);
   auto& store = **opened;
   ASSERT_TRUE(store.record_assertion("ehr", "j1", now_ms_.load() + 1'000));
@@ -32,9 +35,9 @@ TEST_F(SqliteStoreTest, ExpiredAssertionsArePruned) {
   EXPECT_EQ(store.record_assertion("ehr", "j2", now_ms_.load() + 600'000), false);
 }
 
-TEST_F(SqliteStoreTest, TheFirstSigningKeyStoredIsEveryonesKey) {
+TEST_P(StoreAuthTest, TheFirstSigningKeyStoredIsEveryonesKey) {
   {
-    auto opened = SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
+    auto opened = open_store(cfg_, nullptr, clock());
     ASSERT_TRUE(opened);
     auto first = (*opened)->signing_key({"kid-a", "ES256", "PEM A"});
     ASSERT_TRUE(first);
@@ -44,7 +47,7 @@ TEST_F(SqliteStoreTest, TheFirstSigningKeyStoredIsEveryonesKey) {
     EXPECT_EQ(second->kid, "kid-a");
     EXPECT_EQ(second->private_pem, "PEM A");
   }
-  auto reopened = SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
+  auto reopened = open_store(cfg_, nullptr, clock());
   ASSERT_TRUE(reopened);
   auto after = (*reopened)->signing_key({"kid-c", "ES256", "PEM C"});
   ASSERT_TRUE(after);

@@ -112,11 +112,15 @@ TEST_F(SqliteStoreTest, MigratesAVersion4DatabaseAndKeepsItsData) {
 }  // namespace
 }  // namespace sdoh::store
 
-// What one request's resources do to the others, and what a resend, a replay and retention do.
+// What one request's resources do to the others, and what a resend, a replay and retention do
+// (on every engine).
 namespace sdoh::store {
 namespace {
 
 using namespace store_test_support;
+
+class StoreResourcesTest : public StoreTest {};
+SDOH_STORE_TEST_ON_EVERY_ENGINE(StoreResourcesTest);
 
 // The value of one sample ("name{labels}") in a /metrics text, -1 when absent.
 double metric(const std::string& text, const std::string& sample) {
@@ -137,8 +141,8 @@ pipeline::ResourceWrite questionnaire_response(const std::string& id) {
   return w;
 }
 
-TEST_F(SqliteStoreTest, UpdateWithTheCurrentVersionBecomesCurrentAndJoinsTheHistory) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreResourcesTest, UpdateWithTheCurrentVersionBecomesCurrentAndJoinsTheHistory) {
+  auto store = *open_store(cfg_);
   ASSERT_TRUE(commit_now(*store, with_resource("k1", task_write("t1", 1, "requested", "ehv"))));
   auto created = store->read_resource("Task", "t1");
   ASSERT_TRUE(created && *created);
@@ -158,8 +162,8 @@ TEST_F(SqliteStoreTest, UpdateWithTheCurrentVersionBecomesCurrentAndJoinsTheHist
   EXPECT_TRUE(store->resource_history("Task", "nope")->empty());
 }
 
-TEST_F(SqliteStoreTest, StaleExpectedVersionIsAConflictAndWritesNothingOfTheRequest) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreResourcesTest, StaleExpectedVersionIsAConflictAndWritesNothingOfTheRequest) {
+  auto store = *open_store(cfg_);
   ASSERT_TRUE(commit_now(*store, with_resource("k1", task_write("t1", 1, "requested", "ehv"))));
   ASSERT_TRUE(commit_now(*store, with_resource("k2", task_write("t1", 2, "received", "ehv"))));
   const auto events_before = store->pending_events(0, 100)->size();
@@ -193,8 +197,8 @@ TEST_F(SqliteStoreTest, StaleExpectedVersionIsAConflictAndWritesNothingOfTheRequ
   EXPECT_EQ(store->search_resources(owned_by_wic)->total, 1);
 }
 
-TEST_F(SqliteStoreTest, CreatingAnExistingResourceIsAConflict) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreResourcesTest, CreatingAnExistingResourceIsAConflict) {
+  auto store = *open_store(cfg_);
   ASSERT_TRUE(commit_now(*store, with_resource("k1", task_write("t1", 1, "requested", "ehv"))));
   auto outcome = commit_now(*store, with_resource("k2", task_write("t1", 1, "accepted", "wic")));
   ASSERT_FALSE(outcome);
@@ -209,8 +213,8 @@ TEST_F(SqliteStoreTest, CreatingAnExistingResourceIsAConflict) {
   EXPECT_EQ(missing.error().message, "Task/t2 is at version 0, not 1");
 }
 
-TEST_F(SqliteStoreTest, AVersionThatDoesNotFollowTheCurrentOneIsRefused) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreResourcesTest, AVersionThatDoesNotFollowTheCurrentOneIsRefused) {
+  auto store = *open_store(cfg_);
   ASSERT_TRUE(commit_now(*store, with_resource("k1", task_write("t1", 1, "requested", "ehv"))));
   auto same = task_write("t1", 1, "accepted", "ehv");
   same.expected_version = 1;
@@ -220,15 +224,14 @@ TEST_F(SqliteStoreTest, AVersionThatDoesNotFollowTheCurrentOneIsRefused) {
   EXPECT_TRUE(store->health().ok);  // the caller's mistake, not the store's
 }
 
-TEST_F(SqliteStoreTest, AConflictUndoesOnlyItsOwnRequestInAGroup) {
+TEST_P(StoreResourcesTest, AConflictUndoesOnlyItsOwnRequestInAGroup) {
   metrics::Registry registry;
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, &registry);
+  auto store = *open_store(cfg_, &registry);
   ASSERT_TRUE(commit_now(*store, with_resource("k0", task_write("t1", 1, "requested", "ehv"))));
   // Another connection holds the write lock: the writer waits with its first commit, and the
   // others queue behind it and are written together, as one group, once the lock is gone.
-  sqlite3* other = nullptr;
-  sqlite3_open((dir_ / "gateway.db").c_str(), &other);
-  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  auto other = hold_write_lock();
+  ASSERT_TRUE(other) << other.error().message;
   asio::io_context ioc;
   std::map<std::string, Result<pipeline::CommitOutcome>> results;
   auto spawn = [&](const std::string& key, pipeline::ResourceWrite w) {
@@ -254,8 +257,7 @@ TEST_F(SqliteStoreTest, AConflictUndoesOnlyItsOwnRequestInAGroup) {
   spawn("exists", task_write("t-a", 1, "requested", "wic"));  // created by "a" in this group
   spawn("c", questionnaire_response("qr1"));
   ioc.poll();
-  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
-  sqlite3_close(other);
+  ASSERT_TRUE((*other)->exec("ROLLBACK"));
   ioc.run();
   ASSERT_EQ(results.size(), 6u);
   for (const auto* key : {"first", "a", "b", "c"}) {
@@ -276,8 +278,8 @@ TEST_F(SqliteStoreTest, AConflictUndoesOnlyItsOwnRequestInAGroup) {
   EXPECT_EQ(metric(text, "sdoh_store_commits_total{outcome=\"failed\"}"), 0);
 }
 
-TEST_F(SqliteStoreTest, AResendWritesNoResourcesAndNoReferralStates) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreResourcesTest, AResendWritesNoResourcesAndNoReferralStates) {
+  auto store = *open_store(cfg_);
   auto first = with_resource("k1", task_write("t1", 1, "requested", "ehv"));
   first.referrals.push_back(
       row("t1", "urn:clinic", "REF-t1", "", "ehv", "food-insecurity", "requested", "", 1));
@@ -296,8 +298,8 @@ TEST_F(SqliteStoreTest, AResendWritesNoResourcesAndNoReferralStates) {
   EXPECT_EQ((*store->find_referral({"t1", "", "", ""}))->status, "requested");
 }
 
-TEST_F(SqliteStoreTest, AReplayWritesItsResourcesAndReferralStates) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreResourcesTest, AReplayWritesItsResourcesAndReferralStates) {
+  auto store = *open_store(cfg_);
   auto rejected = request("B1", 0);
   rejected.inbound.answer_code = "AE";
   rejected.dead_letter = pipeline::DeadLetterRecord{"dl-b1", "map", "103", "no table", "OBX^1^3"};
@@ -316,8 +318,8 @@ TEST_F(SqliteStoreTest, AReplayWritesItsResourcesAndReferralStates) {
   EXPECT_EQ(store->stats().dead_letters, 0);  // none waiting for an operator any more
 }
 
-TEST_F(SqliteStoreTest, SearchMatchesEveryParameterAndAnyOfItsValues) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreResourcesTest, SearchMatchesEveryParameterAndAnyOfItsValues) {
+  auto store = *open_store(cfg_);
   ASSERT_TRUE(commit_now(*store, with_resource("k1", task_write("t1", 1, "requested", "ehv"))));
   ASSERT_TRUE(commit_now(*store, with_resource("k2", task_write("t2", 1, "accepted", "ehv"))));
   ASSERT_TRUE(commit_now(*store, with_resource("k3", task_write("t3", 1, "accepted", "wic"))));
@@ -352,8 +354,8 @@ TEST_F(SqliteStoreTest, SearchMatchesEveryParameterAndAnyOfItsValues) {
   EXPECT_EQ(store->search_resources(q).error().kind, ErrorKind::kInvalid);
 }
 
-TEST_F(SqliteStoreTest, SearchPagesNewestUpdateFirstThenById) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
+TEST_P(StoreResourcesTest, SearchPagesNewestUpdateFirstThenById) {
+  auto store = *open_store(cfg_, nullptr, clock());
   // Written together (the same update time): ordered by id.
   auto together = with_resource("k1", task_write("t-b", 1, "requested", "ehv"));
   together.resources.push_back(task_write("t-c", 1, "requested", "ehv"));
@@ -381,8 +383,8 @@ TEST_F(SqliteStoreTest, SearchPagesNewestUpdateFirstThenById) {
   EXPECT_TRUE(total_only->rows.empty());
 }
 
-TEST_F(SqliteStoreTest, IdentifiersFollowTheCurrentVersion) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreResourcesTest, IdentifiersFollowTheCurrentVersion) {
+  auto store = *open_store(cfg_);
   auto v1 = task_write("t1", 1, "requested", "ehv");
   v1.identifiers = {{"urn:clinic", "REF-1"}, {"urn:other", "X-1"}};
   ASSERT_TRUE(commit_now(*store, with_resource("k1", v1)));
@@ -398,10 +400,10 @@ TEST_F(SqliteStoreTest, IdentifiersFollowTheCurrentVersion) {
   EXPECT_FALSE(*store->find_resource_id("Task", "urn:other", "X-1"));
 }
 
-TEST_F(SqliteStoreTest, RetentionRemovesClosedReferralsAndCountsWhatItPrunes) {
+TEST_P(StoreResourcesTest, RetentionRemovesClosedReferralsAndCountsWhatItPrunes) {
   metrics::Registry registry;
   cfg_.resource_retention = std::chrono::milliseconds(0);
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, &registry, clock());
+  auto store = *open_store(cfg_, &registry, clock());
   for (const auto* status : {"requested", "received", "accepted", "in-progress", "on-hold",
                              "rejected", "completed", "failed", "cancelled"}) {
     store->record_referral(row(std::string("r-") + status, "urn:clinic", status, "", "ehv",
@@ -421,9 +423,9 @@ TEST_F(SqliteStoreTest, RetentionRemovesClosedReferralsAndCountsWhatItPrunes) {
   EXPECT_EQ(metric(registry.render(), "sdoh_store_pruned_rows_total"), 4);
 }
 
-TEST_F(SqliteStoreTest, RetentionKeepsWhatIsYoungerThanItsRetention) {
+TEST_P(StoreResourcesTest, RetentionKeepsWhatIsYoungerThanItsRetention) {
   cfg_.payload_retention = std::chrono::hours(1);  // the default resource_retention: 90 days
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto store = *open_store(cfg_);
   ASSERT_TRUE(commit_now(*store, with_resource("k1", task_write("t1", 1, "requested", "ehv"))));
   ASSERT_TRUE(commit_now(*store, with_resource("k2", task_write("t1", 2, "completed", "ehv"))));
   ASSERT_TRUE(commit_now(*store, with_resource("k3", questionnaire_response("qr1"))));
@@ -436,8 +438,8 @@ TEST_F(SqliteStoreTest, RetentionKeepsWhatIsYoungerThanItsRetention) {
   EXPECT_TRUE(store->find_referral({"t1", "", "", ""})->has_value());
 }
 
-TEST_F(SqliteStoreTest, SearchTotalsAndPagesAgreeWhileCommitsAreWritten) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreResourcesTest, SearchTotalsAndPagesAgreeWhileCommitsAreWritten) {
+  auto store = *open_store(cfg_);
   std::atomic<bool> stop{false};
   std::atomic<int> failures{0}, disagreements{0};
   std::vector<std::thread> readers;

@@ -1,6 +1,6 @@
-// The SQLite store: schema, commits and dedupe, the outbox, delivery and dead letters,
-// retention and referral states. Resources, searches, migrations and upgrades:
-// sqlite_store_resources_test.cpp.
+// The store on every engine (StoreTest; SqliteStoreTest for SQLite's own file, pragmas and
+// checkpoints): schema, commits and dedupe, the outbox, delivery and dead letters, retention and
+// referral states. Resources, searches, migrations and upgrades: sqlite_store_resources_test.cpp.
 #include "adapters/store/sqlite_store.hpp"
 
 #include "tests/unit/adapters/store/store_fixture.hpp"
@@ -11,6 +11,8 @@ namespace {
 
 using namespace store_test_support;
 
+SDOH_STORE_TEST_ON_EVERY_ENGINE(StoreTest);
+
 TEST_F(SqliteStoreTest, CreatesDatabaseInWalModeAtLatestSchema) {
   auto store = SqliteStore::open(dir_ / "gateway.db", cfg_);
   ASSERT_TRUE(store) << store.error().message;
@@ -20,28 +22,43 @@ TEST_F(SqliteStoreTest, CreatesDatabaseInWalModeAtLatestSchema) {
   EXPECT_EQ(pragma("user_version"), std::to_string(SqliteStore::latest_schema_version()));
 }
 
-TEST_F(SqliteStoreTest, ReopeningKeepsTheSchema) {
-  ASSERT_TRUE(SqliteStore::open(dir_ / "gateway.db", cfg_));
-  auto again = SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreTest, ReopeningKeepsTheSchema) {
+  {
+    auto first = open_store(cfg_);
+    ASSERT_TRUE(first) << first.error().message;
+    EXPECT_EQ((*first)->schema_version(), latest_schema_version());
+    EXPECT_TRUE((*first)->health().ok);
+  }
+  auto again = open_store(cfg_);
   ASSERT_TRUE(again) << again.error().message;
-  EXPECT_EQ((*again)->schema_version(), SqliteStore::latest_schema_version());
+  EXPECT_EQ((*again)->schema_version(), latest_schema_version());
 }
 
-TEST_F(SqliteStoreTest, RefusesANewerSchema) {
-  ASSERT_TRUE(SqliteStore::open(dir_ / "gateway.db", cfg_));
+TEST_P(StoreTest, RefusesANewerSchema) {
+  ASSERT_TRUE(open_store(cfg_));
   {
-    sqlite3* db = nullptr;
-    sqlite3_open((dir_ / "gateway.db").c_str(), &db);
-    sqlite3_exec(db, "PRAGMA user_version=999", nullptr, nullptr, nullptr);
-    sqlite3_close(db);
+    auto db = raw_database();
+    ASSERT_TRUE(db) << db.error().message;
+    // Where each engine records its version (sqlite_schema.cpp, pg_schema.cpp).
+    ASSERT_TRUE((*db)->exec(on_postgres() ? "INSERT INTO schema_version(version) VALUES (999)"
+                                          : "PRAGMA user_version=999"));
   }
-  auto store = SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto store = open_store(cfg_);
   ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().kind, ErrorKind::kUnavailable);
   EXPECT_NE(store.error().message.find("newer than this build"), std::string::npos);
 }
 
 TEST_F(SqliteStoreTest, UnwritableLocationIsAnError) {
   auto store = SqliteStore::open("/proc/sdoh-cannot-write/gateway.db", cfg_);
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().kind, ErrorKind::kUnavailable);
+}
+
+// PostgreSQL's equivalent: a server nobody answers at.
+TEST_F(SqliteStoreTest, AnUnreachablePostgresIsAnError) {
+  auto store = SqliteStore::open_postgres(
+      "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2", "", cfg_);
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().kind, ErrorKind::kUnavailable);
 }
@@ -55,8 +72,8 @@ namespace {
 
 namespace asio = boost::asio;
 
-TEST_F(SqliteStoreTest, CommitStoresInboundAndEventsInCommitOrder) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreTest, CommitStoresInboundAndEventsInCommitOrder) {
+  auto store = *open_store(cfg_);
   auto outcome = commit_now(*store, request("A1", 2));
   ASSERT_TRUE(outcome) << outcome.error().message;
   EXPECT_EQ(outcome->status, pipeline::CommitStatus::kCommitted);
@@ -70,8 +87,8 @@ TEST_F(SqliteStoreTest, CommitStoresInboundAndEventsInCommitOrder) {
   EXPECT_EQ(store->stats().undelivered, 2);
 }
 
-TEST_F(SqliteStoreTest, ResendGetsTheOriginalAnswerAndAddsNoEvents) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreTest, ResendGetsTheOriginalAnswerAndAddsNoEvents) {
+  auto store = *open_store(cfg_);
   ASSERT_TRUE(commit_now(*store, request("A1", 2)));
   auto resend = request("A1", 2);
   resend.inbound.answer = "a different answer that must not be used";
@@ -83,8 +100,8 @@ TEST_F(SqliteStoreTest, ResendGetsTheOriginalAnswerAndAddsNoEvents) {
   EXPECT_EQ(store->pending_events(0, 10)->size(), 2u);
 }
 
-TEST_F(SqliteStoreTest, SameControlIdFromAnotherSenderIsNotADuplicate) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreTest, SameControlIdFromAnotherSenderIsNotADuplicate) {
+  auto store = *open_store(cfg_);
   ASSERT_TRUE(commit_now(*store, request("A1", 1)));
   auto other = request("A1", 1);
   other.inbound.sender = "EHR^PEDS_B";
@@ -94,18 +111,18 @@ TEST_F(SqliteStoreTest, SameControlIdFromAnotherSenderIsNotADuplicate) {
   EXPECT_EQ(outcome->status, pipeline::CommitStatus::kCommitted);
 }
 
-TEST_F(SqliteStoreTest, CommittedDataSurvivesReopen) {
+TEST_P(StoreTest, CommittedDataSurvivesReopen) {
   {
-    auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+    auto store = *open_store(cfg_);
     ASSERT_TRUE(commit_now(*store, request("A1", 3)));
   }
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto store = *open_store(cfg_);
   EXPECT_EQ(store->stats().undelivered, 3);
   EXPECT_EQ(store->pending_events(0, 10)->size(), 3u);
 }
 
-TEST_F(SqliteStoreTest, MarkDeliveredRemovesFromPending) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreTest, MarkDeliveredRemovesFromPending) {
+  auto store = *open_store(cfg_);
   ASSERT_TRUE(commit_now(*store, request("A1", 3)));
   auto pending = *store->pending_events(0, 10);
   store->mark_delivered(
@@ -125,9 +142,9 @@ TEST_F(SqliteStoreTest, MarkDeliveredRemovesFromPending) {
 
 // Overload: past store.max_backlog_events the store refuses new commits at once (nothing is
 // queued), says so in capacity(), and takes them again once Kafka has caught up.
-TEST_F(SqliteStoreTest, ABacklogPastTheLimitRefusesNewCommitsUntilItDrains) {
+TEST_P(StoreTest, ABacklogPastTheLimitRefusesNewCommitsUntilItDrains) {
   cfg_.max_backlog_events = 4;
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto store = *open_store(cfg_);
   ASSERT_TRUE(commit_now(*store, request("A1", 2)));
   EXPECT_TRUE(store->capacity().ok);
   auto second = commit_now(*store, request("A2", 2));
@@ -147,9 +164,9 @@ TEST_F(SqliteStoreTest, ABacklogPastTheLimitRefusesNewCommitsUntilItDrains) {
   EXPECT_TRUE(commit_now(*store, request("A3", 1)));
 }
 
-TEST_F(SqliteStoreTest, TheBacklogsBytesAreCountedAndBoundedToo) {
+TEST_P(StoreTest, TheBacklogsBytesAreCountedAndBoundedToo) {
   cfg_.max_backlog_bytes = 20;
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto store = *open_store(cfg_);
   auto first = commit_now(*store, request("A1", 2));  // two values of 7 bytes: {"n":0}
   ASSERT_TRUE(first);
   EXPECT_EQ(store->stats().undelivered_bytes, 14);
@@ -164,13 +181,13 @@ TEST_F(SqliteStoreTest, TheBacklogsBytesAreCountedAndBoundedToo) {
   EXPECT_EQ(store->stats().undelivered_bytes, 7);
   // A restart counts them again from the table.
   store.reset();
-  auto reopened = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto reopened = *open_store(cfg_);
   EXPECT_EQ(reopened->stats().undelivered_bytes, 7);
   EXPECT_TRUE(reopened->capacity().ok);
 }
 
-TEST_F(SqliteStoreTest, CommitAndResendReportTheUndeliveredEvents) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreTest, CommitAndResendReportTheUndeliveredEvents) {
+  auto store = *open_store(cfg_);
   auto first = commit_now(*store, request("A1", 2));
   ASSERT_TRUE(first);
   ASSERT_EQ(first->undelivered.size(), 2u);
@@ -182,8 +199,8 @@ TEST_F(SqliteStoreTest, CommitAndResendReportTheUndeliveredEvents) {
   EXPECT_EQ(again->undelivered, std::vector<std::int64_t>{first->undelivered[1]});
 }
 
-TEST_F(SqliteStoreTest, AwaitDeliveredCompletesOnTheAcknowledgementOrTimesOut) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreTest, AwaitDeliveredCompletesOnTheAcknowledgementOrTimesOut) {
+  auto store = *open_store(cfg_);
   auto committed = *commit_now(*store, request("A1", 2));
   asio::io_context ioc;
   std::optional<Result<void>> waited, timed_out;
@@ -227,8 +244,8 @@ TEST_F(SqliteStoreTest, AwaitDeliveredCompletesOnTheAcknowledgementOrTimesOut) {
   EXPECT_TRUE(*late);
 }
 
-TEST_F(SqliteStoreTest, RefusedEventBecomesADeadLetterAndReplaysOnce) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreTest, RefusedEventBecomesADeadLetterAndReplaysOnce) {
+  auto store = *open_store(cfg_);
   auto committed = *commit_now(*store, request("A1", 1));
   const auto seq = committed.undelivered.at(0);
   auto origin = store->event_origin(seq);
@@ -263,8 +280,8 @@ TEST_F(SqliteStoreTest, RefusedEventBecomesADeadLetterAndReplaysOnce) {
   EXPECT_EQ(store->replay_event("nope").error().kind, ErrorKind::kNotFound);
 }
 
-TEST_F(SqliteStoreTest, ReplayOfARejectedMessageCommitsItsEventsOnce) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreTest, ReplayOfARejectedMessageCommitsItsEventsOnce) {
+  auto store = *open_store(cfg_);
   auto rejected = request("B1", 0);
   rejected.inbound.answer_code = "AE";
   rejected.dead_letter = pipeline::DeadLetterRecord{"dl-b1", "map", "103", "no table", "OBX^1^3"};
@@ -294,9 +311,9 @@ TEST_F(SqliteStoreTest, ReplayOfARejectedMessageCommitsItsEventsOnce) {
   EXPECT_EQ(store->stats().undelivered, 2);
 }
 
-TEST_F(SqliteStoreTest, ReferralStateIsFoundByIdOrByAUniqueClinicNumberAndSurvivesReopen) {
+TEST_P(StoreTest, ReferralStateIsFoundByIdOrByAUniqueClinicNumberAndSurvivesReopen) {
   {
-    auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+    auto store = *open_store(cfg_);
     store->record_referral(
         row("r1", "urn:clinic", "REF-1", "A1", "ehv", "food-insecurity", "requested", "", 1));
     store->record_referral(
@@ -310,7 +327,7 @@ TEST_F(SqliteStoreTest, ReferralStateIsFoundByIdOrByAUniqueClinicNumberAndSurviv
         row("r1", "urn:clinic", "REF-1", "A1", "ehv", "food-insecurity", "requested", "", 1));
     store->flush();
   }
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto store = *open_store(cfg_);
   auto r1 = store->find_referral({"r1", "", "", ""});
   ASSERT_TRUE(r1 && *r1);
   EXPECT_EQ((*r1)->status, "accepted");
@@ -323,11 +340,11 @@ TEST_F(SqliteStoreTest, ReferralStateIsFoundByIdOrByAUniqueClinicNumberAndSurviv
   EXPECT_FALSE(*store->find_referral({"nope", "", "", ""}));
 }
 
-TEST_F(SqliteStoreTest, RetentionPrunesDeliveredEventsPayloadsAndOldInbound) {
+TEST_P(StoreTest, RetentionPrunesDeliveredEventsPayloadsAndOldInbound) {
   cfg_.delivered_retention = std::chrono::milliseconds(0);
   cfg_.payload_retention = std::chrono::milliseconds(0);
   cfg_.dedupe_window = std::chrono::hours(1);
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
+  auto store = *open_store(cfg_, nullptr, clock());
   auto a = *commit_now(*store, request("A1", 2));
   auto rejected = request("B1", 0);
   rejected.dead_letter = pipeline::DeadLetterRecord{"dl-b1", "map", "103", "no table", "OBX^1^3"};
@@ -346,9 +363,9 @@ TEST_F(SqliteStoreTest, RetentionPrunesDeliveredEventsPayloadsAndOldInbound) {
   EXPECT_EQ(*store->prune_now(), 0);
 }
 
-TEST_F(SqliteStoreTest, ConcurrentCommitsShareTransactions) {
+TEST_P(StoreTest, ConcurrentCommitsShareTransactions) {
   metrics::Registry registry;
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, &registry);
+  auto store = *open_store(cfg_, &registry);
   asio::io_context ioc;
   constexpr int kSenders = 16, kEach = 50;
   int committed = 0;
@@ -376,18 +393,147 @@ TEST_F(SqliteStoreTest, ConcurrentCommitsShareTransactions) {
   EXPECT_NE(text.find("sdoh_store_commits_total{outcome=\"committed\"} 800"), std::string::npos);
 }
 
-TEST_F(SqliteStoreTest, UnwritableStoreFailsTheCommitAndHealth) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+// The RRI^I12 answers to clinics: queued with the commit that causes them, due until the clinic
+// acknowledges them or they are given up, retried when the sender says, summarised for ops.
+TEST_P(StoreTest, OutboundMessagesAreDueUntilAcknowledgedOrGivenUp) {
+  auto store = *open_store(cfg_, nullptr, clock());
+  const auto now = now_ms_.load();
+  auto r = request("A1", 1);
+  r.outbound = {{"clinic-a:2575", "MSH|A\rMSA|AA", "r1"}, {"clinic-b:2575", "MSH|B", "r2"}};
+  ASSERT_TRUE(commit_now(*store, r));
+  auto due = store->due_outbound(now, 10);
+  ASSERT_TRUE(due) << due.error().message;
+  ASSERT_EQ(due->size(), 2u);
+  EXPECT_EQ((*due)[0].destination, "clinic-a:2575");
+  EXPECT_EQ((*due)[0].message, "MSH|A\rMSA|AA");
+  EXPECT_EQ((*due)[0].referral_id, "r1");
+  EXPECT_EQ((*due)[0].attempts, 0);
+  EXPECT_EQ((*due)[1].referral_id, "r2");
+  EXPECT_EQ(store->due_outbound(now, 1)->size(), 1u);
+  auto summary = store->outbound_summary();
+  ASSERT_TRUE(summary) << summary.error().message;
+  EXPECT_EQ(summary->waiting, 2);
+  EXPECT_EQ(summary->retrying, 0);
+  EXPECT_EQ(summary->oldest_waiting_ms, now);
+  EXPECT_EQ(summary->given_up, 0);
+
+  const auto a = (*due)[0].id, b = (*due)[1].id;
+  store->record_outbound_attempt(a, false, "", "connection refused", now + 60'000);
+  store->record_outbound_attempt(b, true, "AR", "", 0);
+  store->flush();
+  EXPECT_TRUE(store->due_outbound(now, 10)->empty());
+  due = store->due_outbound(now + 60'000, 10);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].id, a);
+  EXPECT_EQ((*due)[0].attempts, 1);
+  summary = store->outbound_summary();
+  EXPECT_EQ(summary->waiting, 1);
+  EXPECT_EQ(summary->retrying, 1);
+  EXPECT_EQ(summary->given_up, 1);
+  store->record_outbound_attempt(a, true, "AA", "", 0);
+  store->flush();
+  EXPECT_TRUE(store->due_outbound(now + 60'000, 10)->empty());
+  summary = store->outbound_summary();
+  EXPECT_EQ(summary->waiting, 0);
+  EXPECT_EQ(summary->oldest_waiting_ms, 0);
+  EXPECT_EQ(summary->given_up, 1);  // acknowledged is not given up
+}
+
+// Ops: referrals held before they reach an agency, longest held first, with who sent them.
+TEST_P(StoreTest, HeldReferralsAreListedLongestHeldFirstWithTheirSender) {
+  auto store = *open_store(cfg_, nullptr, clock());
+  auto hl7 =
+      row("r-hl7", "urn:clinic", "REF-1", "A1", "", "food-insecurity", "requested", "no-route", 1);
+  hl7.return_to = "EHR^PEDS_A";
+  store->record_referral(hl7);
+  store->flush();
+  advance(std::chrono::milliseconds(10));
+  auto fhir = with_resource("k1", task_write("r-fhir", 1, "requested", "ehv"));
+  fhir.referrals.push_back(row("r-fhir", "urn:clinic", "REF-2", "", "ehv", "housing-instability",
+                               "requested", "awaiting-consent", 1));
+  ASSERT_TRUE(commit_now(*store, fhir));
+  store->record_referral(
+      row("r-sent", "urn:clinic", "REF-3", "A3", "ehv", "food-insecurity", "requested", "", 1));
+  store->record_referral(row("r-accepted", "urn:clinic", "REF-4", "A4", "ehv", "food-insecurity",
+                             "accepted", "no-route", 2));
+  store->flush();
+  auto held = store->held_referrals("", 10);
+  ASSERT_TRUE(held) << held.error().message;
+  ASSERT_EQ(held->size(), 2u);
+  EXPECT_EQ((*held)[0].referral_id, "r-hl7");
+  EXPECT_EQ((*held)[0].reason, "no-route");
+  EXPECT_EQ((*held)[0].sender, "EHR^PEDS_A");
+  EXPECT_EQ((*held)[0].agency_id, "");
+  EXPECT_EQ((*held)[1].referral_id, "r-fhir");
+  EXPECT_EQ((*held)[1].category, "housing-instability");
+  EXPECT_EQ((*held)[1].sender, "clinic-a");  // its Task's source
+  EXPECT_LT((*held)[0].since_ms, (*held)[1].since_ms);
+  auto consent = store->held_referrals("awaiting-consent", 10);
+  ASSERT_TRUE(consent);
+  ASSERT_EQ(consent->size(), 1u);
+  EXPECT_EQ((*consent)[0].referral_id, "r-fhir");
+  EXPECT_EQ(store->held_referrals("", 1)->size(), 1u);
+}
+
+// What a sender sent, the events' values and what the gateway answered are kept byte for byte,
+// whatever the bytes (NULs, and text that is not UTF-8: a Latin-1 message is refused, and its
+// dead letter keeps it).
+TEST_P(StoreTest, BytesAreKeptAsTheyCame) {
+  auto store = *open_store(cfg_);
+  const auto bytes = [](const auto& literal) { return std::string(literal, sizeof literal - 1); };
+  const auto payload = bytes("MSH|^~\\&|CL\xcdNICA|\x00\xff\r");
+  const auto answer = bytes("MSA|AR|\xe9\x00");
+  const auto value = bytes("{\"n\":\"\x00\xfe\"}");
+  auto r = request("B1", 1);
+  r.inbound.payload = payload;
+  r.inbound.answer = answer;
+  r.inbound.answer_code = "AR";
+  r.events[0].value = value;
+  r.dead_letter = pipeline::DeadLetterRecord{"dl-b1", "parse", "103", "not UTF-8", "MSH^1^4"};
+  auto committed = commit_now(*store, r);
+  ASSERT_TRUE(committed) << committed.error().message;
+  auto pending = store->pending_events(0, 10);
+  ASSERT_TRUE(pending) << pending.error().message;
+  ASSERT_EQ(pending->size(), 1u);
+  EXPECT_EQ((*pending)[0].value, value);
+  auto dl = store->dead_letter("dl-b1", true);
+  ASSERT_TRUE(dl) << dl.error().message;
+  EXPECT_EQ(dl->payload, payload);
+  auto resend = commit_now(*store, r);
+  ASSERT_TRUE(resend) << resend.error().message;
+  EXPECT_EQ(resend->status, pipeline::CommitStatus::kDuplicate);
+  EXPECT_EQ(resend->answer, answer);
+  EXPECT_EQ(store->stats().undelivered_bytes, 10);
+}
+
+TEST_P(StoreTest, UnwritableStoreFailsTheCommitAndHealth) {
+  auto store = *open_store(cfg_);
   ASSERT_TRUE(commit_now(*store, request("A1", 1)));
-  // Another connection holds the write lock longer than the busy timeout allows... instead,
-  // make the database read-only underneath: the next transaction must fail, not succeed.
-  sqlite3* other = nullptr;
-  sqlite3_open((dir_ / "gateway.db").c_str(), &other);
-  sqlite3_busy_timeout(other, 100);
-  ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
-  auto outcome = commit_now(*store, request("A2", 1));
-  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
-  sqlite3_close(other);
+  // Another connection holds the write lock: the next transaction must fail, not succeed. On
+  // SQLite it is held longer than the store's busy timeout allows; PostgreSQL waits for as long
+  // as it takes, so the writer's session is ended while it waits, as when the server goes away.
+  auto other = hold_write_lock();
+  ASSERT_TRUE(other) << other.error().message;
+  std::optional<Result<pipeline::CommitOutcome>> sent;
+  std::thread sender([&] { sent = commit_now(*store, request("A2", 1)); });
+  bool locked = true;
+  if (on_postgres()) {
+    bool ended = false;
+    if (test::eventually([&] { return sessions_waiting_for_a_lock() == 1; })) {
+      auto admin = raw_database();
+      ended = admin && admin->text(
+                           "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                           "datname = current_database() AND wait_event_type = 'Lock'") == "1";
+    }
+    EXPECT_TRUE(ended) << "the writer's session was not ended while it waited";
+    if (!ended) locked = !(*other)->exec("ROLLBACK");  // the sender must not wait forever
+  }
+  sender.join();
+  if (locked) {
+    EXPECT_TRUE((*other)->exec("ROLLBACK"));
+  }
+  ASSERT_TRUE(sent.has_value());
+  auto& outcome = *sent;
   ASSERT_FALSE(outcome);
   EXPECT_EQ(outcome.error().kind, ErrorKind::kUnavailable);
   EXPECT_FALSE(store->health().ok);
@@ -404,8 +550,8 @@ TEST_F(SqliteStoreTest, UnwritableStoreFailsTheCommitAndHealth) {
 namespace sdoh::store {
 namespace {
 
-TEST_F(SqliteStoreTest, ResourceVersionsHistoryIdentifiersAndSearch) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreTest, ResourceVersionsHistoryIdentifiersAndSearch) {
+  auto store = *open_store(cfg_);
   ASSERT_TRUE(commit_now(*store, with_resource("k1", task_write("t1", 1, "requested", "ehv"))));
   ASSERT_TRUE(commit_now(*store, with_resource("k2", task_write("t2", 1, "requested", "wic"))));
   auto update = task_write("t1", 2, "accepted", "ehv");
@@ -458,8 +604,8 @@ TEST_F(SqliteStoreTest, ResourceVersionsHistoryIdentifiersAndSearch) {
   EXPECT_TRUE(store->read_resource("Task", "t1")->has_value());
 }
 
-TEST_F(SqliteStoreTest, StaleVersionFailsTheWholeRequestAndNothingElse) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreTest, StaleVersionFailsTheWholeRequestAndNothingElse) {
+  auto store = *open_store(cfg_);
   ASSERT_TRUE(commit_now(*store, with_resource("k1", task_write("t1", 1, "requested", "ehv"))));
   const auto before = store->pending_events(0, 100)->size();
   // Two updates from version 1 at once: one wins, the other conflicts and leaves no trace.
@@ -499,8 +645,8 @@ TEST_F(SqliteStoreTest, StaleVersionFailsTheWholeRequestAndNothingElse) {
   EXPECT_EQ((*store->read_resource("Task", "t1"))->version, 3);
 }
 
-TEST_F(SqliteStoreTest, ReferralStatesCommitWithTheRequest) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreTest, ReferralStatesCommitWithTheRequest) {
+  auto store = *open_store(cfg_);
   auto r = request("k1", 1);
   r.referrals.push_back(
       row("r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity", "requested", "", 1));
@@ -523,8 +669,8 @@ TEST_F(SqliteStoreTest, ReferralStatesCommitWithTheRequest) {
 
 // The referral service's lock: a change is written only if the referral is still at the
 // sequence it was decided from; the loser's whole request (its events too) is not written.
-TEST_F(SqliteStoreTest, AReferralChangeDecidedFromAnOlderSequenceIsAConflictAndWritesNothing) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreTest, AReferralChangeDecidedFromAnOlderSequenceIsAConflictAndWritesNothing) {
+  auto store = *open_store(cfg_);
   auto opened = request("k1", 1);
   auto first = row("r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity", "requested", "", 1);
   first.expected_sequence = 0;  // only if no referral has the id
@@ -563,8 +709,8 @@ TEST_F(SqliteStoreTest, AReferralChangeDecidedFromAnOlderSequenceIsAConflictAndW
   EXPECT_EQ((*store->find_referral({"r1", "", "", ""}))->status, "rejected");
 }
 
-TEST_F(SqliteStoreTest, AReferralWaitsForItsAgencyFromTheReleaseOfItsHold) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
+TEST_P(StoreTest, AReferralWaitsForItsAgencyFromTheReleaseOfItsHold) {
+  auto store = *open_store(cfg_, nullptr, clock());
   auto held = request("k1", 1);
   held.referrals.push_back(row("r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity",
                                "requested", "awaiting-consent", 1));
@@ -596,8 +742,8 @@ TEST_F(SqliteStoreTest, AReferralWaitsForItsAgencyFromTheReleaseOfItsHold) {
   EXPECT_EQ(before_release->size(), 1u);
 }
 
-TEST_F(SqliteStoreTest, FindsAPatientsOpenReferralForANeed) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreTest, FindsAPatientsOpenReferralForANeed) {
+  auto store = *open_store(cfg_);
   auto r = request("k1", 1);
   auto open = row("r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity", "accepted", "", 2);
   open.patient = "p-one";
@@ -617,10 +763,10 @@ TEST_F(SqliteStoreTest, FindsAPatientsOpenReferralForANeed) {
   EXPECT_EQ(*store->open_referral_for("p-one", "food-insecurity"), "r1");
 }
 
-TEST_F(SqliteStoreTest, RetentionKeepsOpenReferralTasksAndTheCurrentVersion) {
+TEST_P(StoreTest, RetentionKeepsOpenReferralTasksAndTheCurrentVersion) {
   cfg_.resource_retention = std::chrono::milliseconds(0);
   cfg_.payload_retention = std::chrono::milliseconds(0);
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
+  auto store = *open_store(cfg_, nullptr, clock());
   ASSERT_TRUE(commit_now(*store, with_resource("k1", task_write("open", 1, "requested", "ehv"))));
   ASSERT_TRUE(commit_now(*store, with_resource("k2", task_write("open", 2, "accepted", "ehv"))));
   auto done = with_resource("k3", task_write("done", 1, "completed", "ehv"));
@@ -645,8 +791,8 @@ TEST_F(SqliteStoreTest, RetentionKeepsOpenReferralTasksAndTheCurrentVersion) {
   EXPECT_FALSE(store->find_resource_id("QuestionnaireResponse", "urn:qr", "1")->has_value());
 }
 
-TEST_F(SqliteStoreTest, ReadersWorkWhileCommitsAreWritten) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_);
+TEST_P(StoreTest, ReadersWorkWhileCommitsAreWritten) {
+  auto store = *open_store(cfg_);
   ASSERT_TRUE(commit_now(*store, with_resource("k0", task_write("t0", 1, "requested", "ehv"))));
   std::atomic<bool> stop{false};
   std::atomic<int> failures{0}, reads{0};

@@ -1,6 +1,6 @@
-// The SQLite store's FHIR Subscriptions: notifications queued with the referral change that
-// causes them, only for the owning agency, numbered and kept in order; what the sender records;
-// and the migration that brings them to an older store.
+// The store's FHIR Subscriptions (on every engine): notifications queued with the referral change
+// that causes them, only for the owning agency, numbered and kept in order; what the sender
+// records; and the migration that brings them to an older store.
 #include "tests/unit/adapters/store/store_fixture.hpp"
 
 namespace sdoh::store {
@@ -28,18 +28,19 @@ pipeline::SubscriptionNotice notice(std::string agency, std::string referral, in
           R"({"resourceType":"Task","id":"x"})"};
 }
 
-class SqliteSubscriptionsTest : public SqliteStoreTest {
+class StoreSubscriptionsTest : public StoreTest {
  protected:
   void SetUp() override {
-    SqliteStoreTest::SetUp();
-    auto opened = SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
+    StoreTest::SetUp();
+    auto opened = open_store(cfg_, nullptr, clock());
     ASSERT_TRUE(opened) << opened.error().message;
     store_ = std::move(*opened);
   }
   std::unique_ptr<SqliteStore> store_;
 };
+SDOH_STORE_TEST_ON_EVERY_ENGINE(StoreSubscriptionsTest);
 
-TEST_F(SqliteSubscriptionsTest, ANoticeIsQueuedForEverySubscriptionOfTheOwningAgencyOnly) {
+TEST_P(StoreSubscriptionsTest, ANoticeIsQueuedForEverySubscriptionOfTheOwningAgencyOnly) {
   ASSERT_TRUE(store_->put_subscription(subscription("s-ehv-1", "ehv-durham"), 0));
   ASSERT_TRUE(store_->put_subscription(subscription("s-ehv-2", "ehv-durham"), 0));
   ASSERT_TRUE(store_->put_subscription(subscription("s-wic", "wic-east"), 0));
@@ -63,7 +64,7 @@ TEST_F(SqliteSubscriptionsTest, ANoticeIsQueuedForEverySubscriptionOfTheOwningAg
   EXPECT_EQ(*store_->queued_notification_count(), 2);
 }
 
-TEST_F(SqliteSubscriptionsTest, NotificationsAreNumberedAndKeptInCommitOrder) {
+TEST_P(StoreSubscriptionsTest, NotificationsAreNumberedAndKeptInCommitOrder) {
   ASSERT_TRUE(store_->put_subscription(subscription("s1", "ehv-durham"), 0));
   for (int i = 0; i < 3; ++i) {
     auto r = request("c" + std::to_string(i), 1);
@@ -82,7 +83,7 @@ TEST_F(SqliteSubscriptionsTest, NotificationsAreNumberedAndKeptInCommitOrder) {
   EXPECT_EQ((*store_->subscription("s1"))->events_since_start, 3);
 }
 
-TEST_F(SqliteSubscriptionsTest, AResendQueuesNothingMore) {
+TEST_P(StoreSubscriptionsTest, AResendQueuesNothingMore) {
   ASSERT_TRUE(store_->put_subscription(subscription("s1", "ehv-durham"), 0));
   auto r = request("same", 1);
   r.notices.push_back(notice("ehv-durham", "ref-1", 2, "accepted"));
@@ -93,7 +94,7 @@ TEST_F(SqliteSubscriptionsTest, AResendQueuesNothingMore) {
   EXPECT_EQ(store_->queued_notifications("s1", 10)->size(), 1u);
 }
 
-TEST_F(SqliteSubscriptionsTest, ErrorAndOffSubscriptionsKeepTheirNotifications) {
+TEST_P(StoreSubscriptionsTest, ErrorAndOffSubscriptionsKeepTheirNotifications) {
   auto s = subscription("s1", "ehv-durham");
   s.status = "error";
   s.error = "10 deliveries failed in a row";
@@ -104,7 +105,7 @@ TEST_F(SqliteSubscriptionsTest, ErrorAndOffSubscriptionsKeepTheirNotifications) 
   EXPECT_EQ(store_->queued_notifications("s1", 10)->size(), 1u);
 }
 
-TEST_F(SqliteSubscriptionsTest, ADeliveryRemovesWhatTheEndpointTookAndRecordsTheState) {
+TEST_P(StoreSubscriptionsTest, ADeliveryRemovesWhatTheEndpointTookAndRecordsTheState) {
   ASSERT_TRUE(store_->put_subscription(subscription("s1", "ehv-durham"), 0));
   for (int i = 0; i < 2; ++i) {
     auto r = request("c" + std::to_string(i), 1);
@@ -140,7 +141,7 @@ TEST_F(SqliteSubscriptionsTest, ADeliveryRemovesWhatTheEndpointTookAndRecordsThe
   EXPECT_EQ((*store_->subscription("s1"))->error, "");
 }
 
-TEST_F(SqliteSubscriptionsTest, AStaleVersionIsAConflictAndDeleteTakesTheQueue) {
+TEST_P(StoreSubscriptionsTest, AStaleVersionIsAConflictAndDeleteTakesTheQueue) {
   ASSERT_TRUE(store_->put_subscription(subscription("s1", "ehv-durham"), 0));
   auto again = store_->put_subscription(subscription("s1", "ehv-durham"), 0);
   ASSERT_FALSE(again);
@@ -152,6 +153,21 @@ TEST_F(SqliteSubscriptionsTest, AStaleVersionIsAConflictAndDeleteTakesTheQueue) 
   EXPECT_FALSE(*store_->delete_subscription("s1"));
   EXPECT_EQ(*store_->queued_notification_count(), 0);
   EXPECT_FALSE(*store_->subscription("s1"));
+}
+
+TEST_P(StoreSubscriptionsTest, AnAgencysSubscriptionsAreListedById) {
+  ASSERT_TRUE(store_->put_subscription(subscription("s-2", "ehv-durham"), 0));
+  ASSERT_TRUE(store_->put_subscription(subscription("s-3", "wic-east"), 0));
+  ASSERT_TRUE(store_->put_subscription(subscription("s-1", "ehv-durham"), 0));
+  auto ehv = store_->subscriptions("ehv-durham");
+  ASSERT_TRUE(ehv) << ehv.error().message;
+  ASSERT_EQ(ehv->size(), 2u);
+  EXPECT_EQ((*ehv)[0].id, "s-1");
+  EXPECT_EQ((*ehv)[1].id, "s-2");
+  EXPECT_EQ((*ehv)[0].endpoint, "https://agency.example.org/hook");
+  EXPECT_EQ((*ehv)[0].secret, "0123456789abcdef0123");
+  EXPECT_EQ(store_->subscriptions("")->size(), 3u);
+  EXPECT_TRUE(store_->subscriptions("nobody")->empty());
 }
 
 TEST_F(SqliteStoreTest, AVersion8StoreMigratesToSubscriptions) {

@@ -11,6 +11,9 @@ namespace {
 
 using namespace store_test_support;
 
+class StoreTimelineTest : public StoreTest {};
+SDOH_STORE_TEST_ON_EVERY_ENGINE(StoreTimelineTest);
+
 pipeline::CommitRequest referral_change(const std::string& key, pipeline::ReferralState state) {
   auto r = request(key, 1);
   r.referrals.push_back(std::move(state));
@@ -26,8 +29,8 @@ std::optional<measures::ReferralTimeline> timeline_of(const SqliteStore& store,
   return std::nullopt;
 }
 
-TEST_F(SqliteStoreTest, ACommitThatChangesAReferralAdvancesItsTimeline) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
+TEST_P(StoreTimelineTest, ACommitThatChangesAReferralAdvancesItsTimeline) {
+  auto store = *open_store(cfg_, nullptr, clock());
   const auto made = now_ms_.load();
   auto first = row("r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity", "requested", "", 1);
   first.race = "2054-5";
@@ -48,8 +51,8 @@ TEST_F(SqliteStoreTest, ACommitThatChangesAReferralAdvancesItsTimeline) {
   EXPECT_EQ(t->clinic, "PEDS_CLINIC_A");
 }
 
-TEST_F(SqliteStoreTest, AResendRecordsNoSecondStep) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
+TEST_P(StoreTimelineTest, AResendRecordsNoSecondStep) {
+  auto store = *open_store(cfg_, nullptr, clock());
   ASSERT_TRUE(
       commit_now(*store, referral_change("k1", row("r1", "urn:clinic", "REF-1", "", "ehv",
                                                    "food-insecurity", "requested", "", 1))));
@@ -65,18 +68,18 @@ TEST_F(SqliteStoreTest, AResendRecordsNoSecondStep) {
   EXPECT_EQ(timeline_of(*store, "r1")->accepted_ms, first_accept);
 }
 
-TEST_F(SqliteStoreTest, ACommitThatFailsWritesNoTimeline) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
+TEST_P(StoreTimelineTest, ACommitThatFailsWritesNoTimeline) {
+  auto store = *open_store(cfg_, nullptr, clock());
   auto stale = row("r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity", "requested", "", 1);
   stale.expected_sequence = 3;  // not where the referral is: kConflict, nothing written
   EXPECT_FALSE(commit_now(*store, referral_change("k1", stale)));
   EXPECT_FALSE(timeline_of(*store, "r1"));
 }
 
-TEST_F(SqliteStoreTest, PruningAClosedReferralsTaskAndStateLeavesItsTimeline) {
+TEST_P(StoreTimelineTest, PruningAClosedReferralsTaskAndStateLeavesItsTimeline) {
   cfg_.resource_retention = std::chrono::hours(1);
   cfg_.timeline_retention = std::chrono::hours(24 * 395);
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
+  auto store = *open_store(cfg_, nullptr, clock());
   auto r = referral_change(
       "k1", row("r1", "urn:clinic", "REF-1", "", "ehv", "food-insecurity", "requested", "", 1));
   r.resources.push_back(task_write("r1", 1, "requested", "ehv"));
@@ -94,9 +97,9 @@ TEST_F(SqliteStoreTest, PruningAClosedReferralsTaskAndStateLeavesItsTimeline) {
   EXPECT_EQ(t->outcome, "completed");
 }
 
-TEST_F(SqliteStoreTest, TimelinesClosedBeforeTheWindowArePrunedOpenOnesNever) {
+TEST_P(StoreTimelineTest, TimelinesClosedBeforeTheWindowArePrunedOpenOnesNever) {
   cfg_.timeline_retention = std::chrono::hours(24);
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
+  auto store = *open_store(cfg_, nullptr, clock());
   ASSERT_TRUE(
       commit_now(*store, referral_change("k1", row("closed", "urn:clinic", "REF-1", "", "ehv",
                                                    "food-insecurity", "requested", "", 1))));
@@ -115,8 +118,8 @@ TEST_F(SqliteStoreTest, TimelinesClosedBeforeTheWindowArePrunedOpenOnesNever) {
   EXPECT_TRUE(timeline_of(*store, "open"));
 }
 
-TEST_F(SqliteStoreTest, TimelinesReadsThoseStartedSinceAndEveryOpenOne) {
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
+TEST_P(StoreTimelineTest, TimelinesReadsThoseStartedSinceAndEveryOpenOne) {
+  auto store = *open_store(cfg_, nullptr, clock());
   ASSERT_TRUE(
       commit_now(*store, referral_change("k1", row("old-open", "urn:clinic", "A", "", "ehv",
                                                    "food-insecurity", "requested", "", 1))));
