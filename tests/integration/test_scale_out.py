@@ -512,12 +512,13 @@ class KillNineOneGateway(TwoGateways):
         self.assertGreater(len(unpublished), 50, "the kill left ACKed events unpublished")
         self.assertGreater(held[victim_index], 0, "the killed gateway held relay buckets")
         self.assertGreater(len(by_victim), 100, "the killed gateway had ACKed messages")
-        self.assertLess(len(acked), load.total + 1)
         self.assertGreater(len(acked - acked_before_kill), 300, "the survivor went on ACKing")
         self.assertEqual(set(after_kill), {1 - victim_index}, "only the survivor ACKs after the kill")
         self.assert_exactly_once(acked, found, by_event, load.codes())
+        # The margin: the producer's reconnection after Kafka's outage and the survivor's
+        # reconciliation of the buckets it took.
         self.assertLess(takeover, LEASE_SECONDS + 3.0,
-                        "the survivor takes the dead gateway's buckets over within the lease")
+                        "every event ACKed before the kill is on Kafka within the lease and a margin")
 
 
 class ConcurrentUpdates(TwoGateways):
