@@ -32,6 +32,9 @@ struct Relay::Impl {
   // Relay thread only.
   std::int64_t cursor = 0;           // highest seq handed to the producer
   std::set<std::int64_t> in_flight;  // produced, no report yet
+  // Delivered, and its mark (queued to the store's writer) maybe not committed yet: a store that
+  // reads from the first (PostgreSQL) may still return it as undelivered.
+  std::set<std::int64_t> unmarked;
   std::chrono::milliseconds backoff{0};
   bool needs_reconcile = false;  // a retryable failure: reconcile before producing again
   std::int64_t epoch = 0;        // the store's relay_epoch() when last reconciled
@@ -105,16 +108,17 @@ struct Relay::Impl {
 
   bool produce_batch() {
     // Room for those in flight: a store that reads from the first (PostgreSQL) returns them too.
-    auto pending =
-        store.pending_events(cursor, options.batch + static_cast<int>(in_flight.size()));
+    const int limit = options.batch + static_cast<int>(in_flight.size() + unmarked.size());
+    auto pending = store.pending_events(cursor, limit);
     if (!pending) {
       log::warn("relay.outbox_read_failed", {{"reason", pending.error().message}});
       backoff = options.retry_backoff;
       return false;
     }
+    forget_marked(*pending, limit);
     int produced = 0;
     for (auto& e : *pending) {
-      if (in_flight.count(e.seq) != 0) continue;
+      if (in_flight.count(e.seq) != 0 || unmarked.count(e.seq) != 0) continue;
       Message m{e.topic,
                 e.key,
                 std::move(e.value),
@@ -162,6 +166,22 @@ struct Relay::Impl {
       ++produced;
     }
     return produced > 0;
+  }
+
+  /// Drops from `unmarked` what the read shows marked: not returned, though within its range.
+  void forget_marked(const std::vector<pipeline::PendingEvent>& pending, int limit) {
+    if (unmarked.empty()) return;
+    const bool whole = static_cast<int>(pending.size()) < limit;
+    const auto last = pending.empty() ? std::int64_t{0} : pending.back().seq;
+    std::set<std::int64_t> returned;
+    for (const auto& e : pending)
+      returned.insert(e.seq);
+    for (auto it = unmarked.begin(); it != unmarked.end();) {
+      if (returned.count(*it) == 0 && (whole || *it <= last))
+        it = unmarked.erase(it);
+      else
+        ++it;
+    }
   }
 
   void dead_letter(std::int64_t seq, const DeliveryReport& report) {
@@ -222,8 +242,10 @@ struct Relay::Impl {
       ok.swap(delivered);
       bad.swap(failed);
     }
-    for (const auto& e : ok)
+    for (const auto& e : ok) {
       in_flight.erase(e.seq);
+      unmarked.insert(e.seq);
+    }
     if (!ok.empty()) {
       published->inc(ok.size());
       store.mark_delivered(std::move(ok));

@@ -503,10 +503,7 @@ class PgCursor final : public Cursor {
 
   /// In pipeline mode: sends the statement; `read`: and syncs, keeping its result.
   Result<void> dispatch(bool read) {
-    if (generation_ != s_->generation) {  // a new session: our named statements are gone
-      named_.clear();
-      generation_ = s_->generation;
-    }
+    forget_names_of_old_sessions();
     const auto n = static_cast<std::size_t>(text_.parameters);
     params_.resize(std::max(n, params_.size()));
     Call c = call(n);
@@ -537,12 +534,16 @@ class PgCursor final : public Cursor {
     return take(std::move(res));
   }
 
+  /// A new session (reconnected) has none of the old one's named statements.
+  void forget_names_of_old_sessions() {
+    if (generation_ == s_->generation) return;
+    named_.clear();
+    generation_ = s_->generation;
+  }
+
   Result<void> execute() {
     if (auto r = s_->ensure_open(); !r) return r;
-    if (generation_ != s_->generation) {  // a new session: our named statements are gone
-      named_.clear();
-      generation_ = s_->generation;
-    }
+    forget_names_of_old_sessions();
     // The parameters the text names; binds beyond them are ignored, as SQLite ignores them.
     const auto n = static_cast<std::size_t>(text_.parameters);
     params_.resize(std::max(n, params_.size()));

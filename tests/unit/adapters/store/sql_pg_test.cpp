@@ -438,6 +438,30 @@ TEST_F(SqlPg, ReconnectsAfterTheServerRestarts) {
   EXPECT_TRUE(db->exec("COMMIT"));
 }
 
+TEST_F(SqlPg, AStatementNamedBeforeARestartRunsInTheNextWriteTransaction) {
+  auto db = connect();
+  ASSERT_TRUE(db);
+  Statement st;
+  ASSERT_TRUE(st.prepare(*db, "SELECT ?1::bigint + 1"));
+  ASSERT_TRUE(db->begin_write());
+  for (int i = 0; i < 2; ++i) {  // sent in pipeline mode, named on the first session
+    ResetOnExit reset{st};
+    st.integer(1, i);
+    ASSERT_EQ(st.step().value_or(0), kRow);
+  }
+  ASSERT_TRUE(db->exec("COMMIT"));
+  ASSERT_TRUE(cluster_->restart());
+  ASSERT_TRUE(db->begin_write());  // on a new session, without the old one's names
+  {
+    ResetOnExit reset{st};
+    st.integer(1, 41);
+    auto r = st.step();
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(st.column_int(0), 42);
+  }
+  EXPECT_TRUE(db->exec("COMMIT"));
+}
+
 // --- The schema -----------------------------------------------------------------------------
 
 class PgSchema : public SqlPg {};
