@@ -11,7 +11,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "adapters/store/sqlite_store.hpp"
+#include "adapters/store/sql_store.hpp"
 #include "gateway/audit/chain.hpp"
 #include "gateway/config/config.hpp"
 #include "gateway/core/json_text.hpp"

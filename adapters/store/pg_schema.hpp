@@ -1,5 +1,5 @@
 #pragma once
-// The store's schema on PostgreSQL, versioned like SQLite's (sqlite_store.cpp, kMigrations):
+// The store's schema on PostgreSQL, versioned like SQLite's (sqlite_schema.cpp, kMigrations):
 // each migration moves the database from version i to i+1, and the version is recorded in the
 // table schema_version (one row per applied migration). Migration 1 is the shape SQLite's
 // migrations 1..14 left: a new PostgreSQL database starts there.

@@ -1,7 +1,7 @@
 // The store's schema on SQLite: versioned migrations, applied at open (PRAGMA user_version).
 // PostgreSQL has its own (pg_schema.cpp); the tables, columns and keys are the same, so the
 // store's statements run on both.
-#include "adapters/store/sqlite_impl.hpp"
+#include "adapters/store/sql_store_impl.hpp"
 
 namespace sdoh::store {
 

@@ -10,7 +10,7 @@
 
 #include <random>
 
-#include "adapters/store/sqlite_impl.hpp"
+#include "adapters/store/sql_store_impl.hpp"
 
 namespace sdoh::store {
 
@@ -19,7 +19,7 @@ namespace {
 constexpr const char* kDatabaseNowMs = "CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)";
 
 struct LeaseOp final : WriteOp {
-  SqliteStore::Impl* store = nullptr;
+  SqlStore::Impl* store = nullptr;
   std::set<std::int64_t> held;
   bool standby = false;
   std::int64_t undelivered = 0;
@@ -27,7 +27,7 @@ struct LeaseOp final : WriteOp {
   std::int64_t dead_letters = 0;
   bool needs_durability() const override { return false; }  // nobody waits for it
 
-  Result<void> execute(SqliteStore::Impl& s) override {
+  Result<void> execute(SqlStore::Impl& s) override {
     {
       Statement role;
       if (auto r = role.prepare(*s.conn,
@@ -97,11 +97,11 @@ struct LeaseOp final : WriteOp {
 
 /// Which waited-for events are delivered or refused now, whoever published them.
 struct DeliveryPollOp final : WriteOp {
-  SqliteStore::Impl* store = nullptr;
+  SqlStore::Impl* store = nullptr;
   std::vector<std::int64_t> delivered, refused;
   bool needs_durability() const override { return false; }
 
-  Result<void> execute(SqliteStore::Impl& s) override {
+  Result<void> execute(SqlStore::Impl& s) override {
     std::vector<std::int64_t> seqs;
     {
       std::lock_guard lock(s.waiters_mutex);
@@ -139,7 +139,7 @@ struct DeliveryPollOp final : WriteOp {
 
 }  // namespace
 
-std::unique_ptr<WriteOp> SqliteStore::Impl::make_delivery_poll_op() {
+std::unique_ptr<WriteOp> SqlStore::Impl::make_delivery_poll_op() {
   auto op = std::make_unique<DeliveryPollOp>();
   op->store = this;
   return op;
@@ -155,19 +155,19 @@ std::string make_lease_owner() {
   return std::string(host) + ":" + std::to_string(::getpid()) + ":" + suffix;
 }
 
-std::unique_ptr<WriteOp> SqliteStore::Impl::make_lease_op() {
+std::unique_ptr<WriteOp> SqlStore::Impl::make_lease_op() {
   auto op = std::make_unique<LeaseOp>();
   op->store = this;
   return op;
 }
 
-std::size_t SqliteStore::Impl::leased_count() {
+std::size_t SqlStore::Impl::leased_count() {
   std::lock_guard lock(leases_mutex);
   return leased.size();
 }
 
-void SqliteStore::Impl::release_leases() {
-  (void)run_sync<std::int64_t>(*this, [](SqliteStore::Impl& s) -> Result<std::int64_t> {
+void SqlStore::Impl::release_leases() {
+  (void)run_sync<std::int64_t>(*this, [](SqlStore::Impl& s) -> Result<std::int64_t> {
     return sql::run_once(*s.conn, "DELETE FROM relay_leases WHERE owner = ?1",
                          [&](Statement& st) { st.text(1, s.lease_owner); });
   });
@@ -175,7 +175,7 @@ void SqliteStore::Impl::release_leases() {
   leased.clear();
 }
 
-Result<void> SqliteStore::Impl::take_leases_now() {
+Result<void> SqlStore::Impl::take_leases_now() {
   // Before the writer thread starts: its connection is still this thread's.
   LeaseOp op;
   op.store = this;

@@ -32,7 +32,7 @@
 #include "adapters/kafka/update_consumer.hpp"
 #include "adapters/net/http_client.hpp"
 #include "adapters/net/tls.hpp"
-#include "adapters/store/sqlite_store.hpp"
+#include "adapters/store/sql_store.hpp"
 #include "gateway/core/json_parse.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/events/schema_catalog.hpp"
@@ -245,7 +245,7 @@ int run(const config::GatewayConfig& cfg) {
                                {"zip_county_file", cfg.zip_county_file().string()},
                                {"zip_county_zips", mapping_setup->zip_counties->size()}});
 
-  auto store = store::SqliteStore::open_configured(cfg.store_path(), cfg.store, &registry);
+  auto store = store::SqlStore::open_configured(cfg.store_path(), cfg.store, &registry);
   if (!store) return startup_failed("store", store.error());
   // The audit trail's source id, anchor topic and retention (audit/chain.hpp).
   (*store)->configure_audit({cfg.gateway_id, cfg.kafka.topics.audit_anchors, cfg.audit.retention});

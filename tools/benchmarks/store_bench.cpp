@@ -18,7 +18,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 
-#include "adapters/store/sqlite_store.hpp"
+#include "adapters/store/sql_store.hpp"
 
 namespace {
 
@@ -36,7 +36,7 @@ const std::string kPayload = [] {
 }();
 const std::string kEvent(2000, 'e');
 
-using StorePtr = std::unique_ptr<sdoh::store::SqliteStore>;
+using StorePtr = std::unique_ptr<sdoh::store::SqlStore>;
 
 void run_senders(benchmark::State& state, StorePtr store);
 
@@ -47,7 +47,7 @@ void BM_GroupCommit(benchmark::State& state) {
   std::filesystem::remove_all(dir);
   sdoh::config::StoreConfig cfg;
   sdoh::metrics::Registry registry;
-  run_senders(state, *sdoh::store::SqliteStore::open(dir / "gateway.db", cfg, &registry));
+  run_senders(state, *sdoh::store::SqlStore::open(dir / "gateway.db", cfg, &registry));
   std::filesystem::remove_all(dir);
 }
 
@@ -61,7 +61,7 @@ void BM_GroupCommitPostgres(benchmark::State& state) {
   if (state.range(1) == 0) target += "?options=-c%20synchronous_commit%3Doff";
   sdoh::config::StoreConfig cfg;
   sdoh::metrics::Registry registry;
-  auto store = sdoh::store::SqliteStore::open_postgres(target, "", cfg, &registry);
+  auto store = sdoh::store::SqlStore::open_postgres(target, "", cfg, &registry);
   if (!store) {
     state.SkipWithError(store.error().message.c_str());
     return;

@@ -4,7 +4,7 @@
 // found by their ce_id are marked delivered where they landed, the others stay undelivered, only
 // what lies after the highest recorded offset of a partition is read, and a broker that cannot
 // be reached fails with kUnavailable within the timeout. The outbox is an in-memory fake, and the
-// real SqliteStore in one test.
+// real SqlStore in one test.
 #include "adapters/kafka/reconcile.hpp"
 
 #include <algorithm>
@@ -23,7 +23,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "adapters/kafka/embedded_broker.hpp"
-#include "adapters/store/sqlite_store.hpp"
+#include "adapters/store/sql_store.hpp"
 
 namespace sdoh::kafka {
 namespace {
@@ -279,7 +279,7 @@ TEST_F(ReconcileTest, WithTheSqliteStoreFoundEventsLeaveTheOutboxAndTheirOffsets
   const auto dir =
       std::filesystem::temp_directory_path() / ("sdoh_reconcile_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
-  auto opened = store::SqliteStore::open(dir / "gateway.db", {});
+  auto opened = store::SqlStore::open(dir / "gateway.db", {});
   ASSERT_TRUE(opened) << opened.error().message;
   auto& store = **opened;
   {

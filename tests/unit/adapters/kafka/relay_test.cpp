@@ -10,7 +10,7 @@
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
 
-#include "adapters/store/sqlite_store.hpp"
+#include "adapters/store/sql_store.hpp"
 #include "adapters/kafka/embedded_broker.hpp"
 
 namespace sdoh::kafka {
@@ -69,7 +69,7 @@ class RelayTest : public ::testing::Test {
     cfg_.metadata_timeout = 500ms;
     cfg_.flush_timeout = 1000ms;
     broker_ = std::move(*EmbeddedBroker::start(1, cfg_.topics.all(), 2));
-    store_ = std::move(*store::SqliteStore::open(dir_ / "gateway.db", {}, &registry_));
+    store_ = std::move(*store::SqlStore::open(dir_ / "gateway.db", {}, &registry_));
     producer_ = std::move(*Producer::create(cfg_, broker_->bootstrap_servers(), {}, registry_));
   }
   void TearDown() override {
@@ -104,7 +104,7 @@ class RelayTest : public ::testing::Test {
   config::KafkaConfig cfg_;
   metrics::Registry registry_;
   std::unique_ptr<EmbeddedBroker> broker_;
-  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<store::SqlStore> store_;
   std::unique_ptr<Producer> producer_;
   std::unique_ptr<Relay> relay_;
 };

@@ -13,7 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "adapters/store/pg_schema.hpp"
-#include "adapters/store/sqlite_store.hpp"
+#include "adapters/store/sql_store.hpp"
 #include "tests/unit/support/pg_cluster.hpp"
 
 namespace sdoh::store::sql {
@@ -604,7 +604,7 @@ TEST_F(PgSchema, HasEveryTableColumnIndexAndTriggerOfTheSqliteSchema) {
       std::filesystem::temp_directory_path() / ("sdoh_pg_shape_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   {
-    auto store = SqliteStore::open(dir / "gateway.db", config::StoreConfig{}, nullptr, {});
+    auto store = SqlStore::open(dir / "gateway.db", config::StoreConfig{}, nullptr, {});
     ASSERT_TRUE(store) << store.error().message;
   }
   const auto expected = sqlite_shape(dir / "gateway.db");

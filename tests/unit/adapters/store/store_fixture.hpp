@@ -27,7 +27,7 @@
 #include "adapters/store/pg_schema.hpp"
 #include "adapters/store/sql_pg.hpp"
 #include "adapters/store/sql_sqlite.hpp"
-#include "adapters/store/sqlite_store.hpp"
+#include "adapters/store/sql_store.hpp"
 #include "tests/unit/support/pg_cluster.hpp"
 
 namespace sdoh::store::store_test_support {
@@ -120,17 +120,17 @@ class StoreTest : public SqliteStoreTest, public ::testing::WithParamInterface<s
   sql::Engine engine() const { return GetParam(); }
   bool on_postgres() const { return GetParam() == sql::Engine::kPostgres; }
 
-  Result<std::unique_ptr<SqliteStore>> open_store(const config::StoreConfig& cfg,
+  Result<std::unique_ptr<SqlStore>> open_store(const config::StoreConfig& cfg,
                                                   metrics::Registry* registry = nullptr,
                                                   StoreClock clock = {}) {
-    if (!on_postgres()) return SqliteStore::open(dir_ / "gateway.db", cfg, registry, clock);
+    if (!on_postgres()) return SqlStore::open(dir_ / "gateway.db", cfg, registry, clock);
     auto url = database_url();
     if (!url) return fail(url.error());
-    return SqliteStore::open_postgres(*url, "", cfg, registry, std::move(clock));
+    return SqlStore::open_postgres(*url, "", cfg, registry, std::move(clock));
   }
   /// The newest schema version of the test's engine (each engine numbers its own migrations).
   int latest_schema_version() const {
-    return on_postgres() ? latest_postgres_schema_version() : SqliteStore::latest_schema_version();
+    return on_postgres() ? latest_postgres_schema_version() : SqlStore::latest_schema_version();
   }
   /// A connection of the test's own to the store's database (opened at least once before).
   Result<RawDatabase> raw_database() {
@@ -220,7 +220,7 @@ inline pipeline::ReferralState row(std::string id, std::string system, std::stri
   return r;
 }
 
-inline Result<pipeline::CommitOutcome> commit_now(SqliteStore& store, pipeline::CommitRequest r) {
+inline Result<pipeline::CommitOutcome> commit_now(SqlStore& store, pipeline::CommitRequest r) {
   asio::io_context ioc;
   auto fut = asio::co_spawn(ioc, store.commit(std::move(r)), asio::use_future);
   ioc.run();

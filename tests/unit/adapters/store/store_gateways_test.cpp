@@ -3,7 +3,7 @@
 // serialised by the database. Only PostgreSQL: SQLite's store serves one gateway.
 #include <latch>
 
-#include "adapters/store/sqlite_store.hpp"
+#include "adapters/store/sql_store.hpp"
 #include "gateway/audit/audit_event.hpp"
 #include "tests/unit/adapters/store/store_fixture.hpp"
 #include "tests/unit/support/run.hpp"
@@ -37,7 +37,7 @@ class SeveralGatewaysTest : public StoreTest {
       *gateway = std::move(*opened);
     }
   }
-  SqliteStore& gateway(int i) { return i % 2 == 0 ? *a_ : *b_; }
+  SqlStore& gateway(int i) { return i % 2 == 0 ? *a_ : *b_; }
 
   /// Runs f(0) ... f(n - 1) on n threads that start together.
   template <class F>
@@ -62,7 +62,7 @@ class SeveralGatewaysTest : public StoreTest {
     return r;
   }
 
-  std::unique_ptr<SqliteStore> a_, b_;
+  std::unique_ptr<SqlStore> a_, b_;
 };
 INSTANTIATE_TEST_SUITE_P(Postgres, SeveralGatewaysTest, ::testing::Values(sql::Engine::kPostgres),
                          engine_name);

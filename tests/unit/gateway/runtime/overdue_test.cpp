@@ -11,7 +11,7 @@
 #include <boost/asio/use_future.hpp>
 #include <gtest/gtest.h>
 
-#include "adapters/store/sqlite_store.hpp"
+#include "adapters/store/sql_store.hpp"
 #include "tests/unit/support/run.hpp"
 namespace sdoh::runtime {
 namespace {
@@ -31,7 +31,7 @@ class OverdueCheckTest : public ::testing::Test {
     // The store records every change a minute before the check's clock reads, so that a
     // referral made now has waited a minute when the check runs, however fast the test is.
     store_ = std::move(
-        *store::SqliteStore::open(dir_ / "gateway.db", config::StoreConfig{}, nullptr, [] {
+        *store::SqlStore::open(dir_ / "gateway.db", config::StoreConfig{}, nullptr, [] {
           return std::chrono::duration_cast<std::chrono::milliseconds>(
                      std::chrono::system_clock::now().time_since_epoch())
                      .count() -
@@ -73,7 +73,7 @@ class OverdueCheckTest : public ::testing::Test {
   }
 
   std::filesystem::path dir_;
-  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<store::SqlStore> store_;
   metrics::Registry registry_;
 };
 

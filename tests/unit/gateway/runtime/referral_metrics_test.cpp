@@ -9,7 +9,7 @@
 
 #include <gtest/gtest.h>
 
-#include "adapters/store/sqlite_store.hpp"
+#include "adapters/store/sql_store.hpp"
 #include "tests/unit/support/run.hpp"
 
 namespace sdoh::runtime {
@@ -32,7 +32,7 @@ class ReferralMetricsTest : public ::testing::Test {
   }
   void open() {
     store_.reset();
-    store_ = std::move(*store::SqliteStore::open(dir_ / "gateway.db", config::StoreConfig{},
+    store_ = std::move(*store::SqlStore::open(dir_ / "gateway.db", config::StoreConfig{},
                                                  nullptr, [this] { return now_.load(); }));
   }
   ReferralMetrics::Settings settings() {
@@ -70,7 +70,7 @@ class ReferralMetricsTest : public ::testing::Test {
 
   std::filesystem::path dir_;
   std::atomic<std::int64_t> now_{1'795'000'000'000};
-  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<store::SqlStore> store_;
 };
 
 TEST_F(ReferralMetricsTest, AReferralCountsFromTheFirstReadAfterItsCommit) {

@@ -8,7 +8,7 @@
 
 #include <gtest/gtest.h>
 
-#include "adapters/store/sqlite_store.hpp"
+#include "adapters/store/sql_store.hpp"
 #include "tests/unit/support/shipped.hpp"
 
 namespace sdoh::runtime {
@@ -22,7 +22,7 @@ class ReferralUpdatesTest : public ::testing::Test {
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
-    auto store = store::SqliteStore::open(dir_ / "gateway.db", config::StoreConfig{});
+    auto store = store::SqlStore::open(dir_ / "gateway.db", config::StoreConfig{});
     EXPECT_TRUE(store);
     store_ = std::move(*store);
     catalog_ = test::shipped_catalog();
@@ -47,7 +47,7 @@ class ReferralUpdatesTest : public ::testing::Test {
   }
 
   std::filesystem::path dir_;
-  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<store::SqlStore> store_;
   std::unique_ptr<events::SchemaCatalog> catalog_;
   pipeline::StoreExecutor store_threads_{1};
   std::unique_ptr<ReferralUpdates> updates_;

@@ -1,7 +1,12 @@
 #pragma once
-// The gateway's durable store: one SQLite database in WAL mode with synchronous=FULL, so a
-// committed transaction survives a crash or power loss. Schema migrations are versioned in
-// code (PRAGMA user_version) and applied at open.
+// The gateway's durable store, on one of two SQL engines (sql.hpp) with the same logic:
+//   - SQLite (the default, embedded): one database file in WAL mode with synchronous=FULL, so a
+//     committed transaction survives a crash or power loss;
+//   - PostgreSQL (store.url): several gateways on one database; a commit is durable once
+//     PostgreSQL flushed its WAL. Relay leases, advisory locks and the shared counts are in
+//     store_leases.cpp and sql_store_impl.hpp.
+// Schema migrations are versioned in code per engine (sqlite_schema.cpp, pg_schema.cpp) and
+// applied at open.
 //
 // Writes go through one writer thread that owns the write connection and commits in groups:
 // every commit that arrives while a transaction is being written joins the next one, so many
@@ -82,7 +87,7 @@ Result<audit::ChainReport> verify_postgres_audit_chain(const std::string& url,
 /// updated) and every retention cut-off. The system clock by default; tests inject their own.
 using StoreClock = std::function<std::int64_t()>;
 
-class SqliteStore final : public pipeline::CommitPort,
+class SqlStore final : public pipeline::CommitPort,
                           public pipeline::ResourceReader,
                           public pipeline::DeliveryTracker,
                           public pipeline::Outbox,
@@ -98,27 +103,27 @@ class SqliteStore final : public pipeline::CommitPort,
   /// Opens (creating if needed) the database at `path`, applies pending migrations and starts
   /// the writer thread. `registry` may be null (tools); `clock` empty: the system clock. The
   /// clock is called from the writer and reader threads.
-  static Result<std::unique_ptr<SqliteStore>> open(const std::filesystem::path& path,
+  static Result<std::unique_ptr<SqlStore>> open(const std::filesystem::path& path,
                                                    const config::StoreConfig& cfg,
                                                    metrics::Registry* registry = nullptr,
                                                    StoreClock clock = {});
   /// Opens the PostgreSQL database at `url` (libpq URI; `password` apart, never logged),
   /// applies pending migrations (one gateway at a time) and starts the writer thread. Several
   /// gateways may open one database.
-  static Result<std::unique_ptr<SqliteStore>> open_postgres(const std::string& url,
+  static Result<std::unique_ptr<SqlStore>> open_postgres(const std::string& url,
                                                             const std::string& password,
                                                             const config::StoreConfig& cfg,
                                                             metrics::Registry* registry = nullptr,
                                                             StoreClock clock = {});
   /// The store the config names: PostgreSQL when store.url is set (its password resolved from
   /// store.password), else the SQLite file at `sqlite_path`.
-  static Result<std::unique_ptr<SqliteStore>> open_configured(
+  static Result<std::unique_ptr<SqlStore>> open_configured(
       const std::filesystem::path& sqlite_path, const config::StoreConfig& cfg,
       metrics::Registry* registry);
   /// Finishes queued writes, then stops the writer thread and closes.
-  ~SqliteStore() override;
-  SqliteStore(const SqliteStore&) = delete;
-  SqliteStore& operator=(const SqliteStore&) = delete;
+  ~SqlStore() override;
+  SqlStore(const SqlStore&) = delete;
+  SqlStore& operator=(const SqlStore&) = delete;
 
   boost::asio::awaitable<Result<pipeline::CommitOutcome>> commit(
       pipeline::CommitRequest request) override;
@@ -256,7 +261,7 @@ class SqliteStore final : public pipeline::CommitPort,
   struct Impl;
 
  private:
-  explicit SqliteStore(std::unique_ptr<Impl> impl);
+  explicit SqlStore(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -1,8 +1,8 @@
-// The SQLite store's audit trail (audit/chain.hpp): appends to the hash chain in the writer's
+// The store's audit trail (audit/chain.hpp): appends to the hash chain in the writer's
 // transactions, searches for GET /fhir/AuditEvent, retention with its anchor, and the read-only
 // verification tools/audit runs.
 #include "adapters/store/sql_pg.hpp"
-#include "adapters/store/sqlite_impl.hpp"
+#include "adapters/store/sql_store_impl.hpp"
 #include "gateway/audit/audit_event.hpp"
 #include "gateway/events/event.hpp"
 
@@ -16,7 +16,7 @@ struct Head {
 };
 
 // The chain's head: the newest record, else the last pruned one, else the genesis.
-Result<Head> read_head(SqliteStore::Impl& s) {
+Result<Head> read_head(SqlStore::Impl& s) {
   Head head;
   for (Statement* st : {&s.audit_head, &s.audit_prune_head}) {
     ResetOnExit reset{*st};
@@ -33,7 +33,7 @@ Result<Head> read_head(SqliteStore::Impl& s) {
 
 }  // namespace
 
-Result<void> append_audit(SqliteStore::Impl& s, std::vector<audit::AuditRecord>& records,
+Result<void> append_audit(SqlStore::Impl& s, std::vector<audit::AuditRecord>& records,
                           std::int64_t now) {
   if (records.empty()) return {};
   // One chain for every gateway on the database: appends are serialised (taken already when
@@ -68,7 +68,7 @@ Result<void> append_audit(SqliteStore::Impl& s, std::vector<audit::AuditRecord>&
   return {};
 }
 
-Result<std::int64_t> queue_anchor(SqliteStore::Impl& s, const audit::Anchor& anchor) {
+Result<std::int64_t> queue_anchor(SqlStore::Impl& s, const audit::Anchor& anchor) {
   const auto settings = s.audit_settings();
   events::Event e;
   e.type = events::EventType::kAuditAnchor;
@@ -110,7 +110,7 @@ void log_anchor(const audit::Anchor& a) {
                              {"pruned_through_hash", a.pruned_through_hash}});
 }
 
-Result<std::optional<audit::Anchor>> prune_audit(SqliteStore::Impl& s, std::int64_t now, int limit,
+Result<std::optional<audit::Anchor>> prune_audit(SqlStore::Impl& s, std::int64_t now, int limit,
                                                  std::int64_t* queued_bytes) {
   const auto settings = s.audit_settings();
   auto head = read_head(s);
@@ -176,8 +176,8 @@ namespace {
 struct AuditOp final : WriteOp {
   std::vector<audit::AuditRecord> records;
   std::move_only_function<void(Result<void>)> complete;
-  SqliteStore::Impl* store = nullptr;
-  Result<void> execute(SqliteStore::Impl& s) override { return append_audit(s, records, s.now()); }
+  SqlStore::Impl* store = nullptr;
+  Result<void> execute(SqlStore::Impl& s) override { return append_audit(s, records, s.now()); }
   void finish(Result<void> result) override {
     if (result && store->audit_records != nullptr) store->audit_records->inc(records.size());
     complete(std::move(result));
@@ -189,7 +189,7 @@ struct AuditOp final : WriteOp {
 
 }  // namespace
 
-asio::awaitable<Result<void>> SqliteStore::record(std::vector<audit::AuditRecord> records) {
+asio::awaitable<Result<void>> SqlStore::record(std::vector<audit::AuditRecord> records) {
   auto* impl = impl_.get();
   co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(Result<void>)>(
       [impl, &records](auto handler) {
@@ -208,16 +208,16 @@ asio::awaitable<Result<void>> SqliteStore::record(std::vector<audit::AuditRecord
       asio::use_awaitable);
 }
 
-void SqliteStore::configure_audit(AuditSettings settings) {
+void SqlStore::configure_audit(AuditSettings settings) {
   std::lock_guard lock(impl_->audit_mutex);
   impl_->audit = std::move(settings);
 }
 
-Result<audit::Anchor> SqliteStore::anchor_audit() {
+Result<audit::Anchor> SqlStore::anchor_audit() {
   auto* impl = impl_.get();
   return run_sync<audit::Anchor>(
       *impl,
-      [](SqliteStore::Impl& s) -> Result<audit::Anchor> {
+      [](SqlStore::Impl& s) -> Result<audit::Anchor> {
         auto head = read_head(s);
         if (!head) return fail(head.error());
         audit::Anchor a;
@@ -240,7 +240,7 @@ Result<audit::Anchor> SqliteStore::anchor_audit() {
       });
 }
 
-Result<pipeline::AuditPage> SqliteStore::search_audit(const pipeline::AuditQuery& q) const {
+Result<pipeline::AuditPage> SqlStore::search_audit(const pipeline::AuditQuery& q) const {
   // Parameters numbered in the order of the conditions present, with no gaps (an unused one
   // would have no type on PostgreSQL).
   int params = 0;
@@ -294,7 +294,7 @@ Result<pipeline::AuditPage> SqliteStore::search_audit(const pipeline::AuditQuery
   }
 }
 
-Result<std::optional<std::string>> SqliteStore::audit_event(std::int64_t sequence) const {
+Result<std::optional<std::string>> SqlStore::audit_event(std::int64_t sequence) const {
   auto lease = impl_->lease_reader();
   Statement st;
   if (auto p = st.prepare(*lease->conn, "SELECT json FROM audit_events WHERE seq = ?1"); !p)

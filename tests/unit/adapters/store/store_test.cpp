@@ -1,7 +1,7 @@
 // The store on every engine (StoreTest; SqliteStoreTest for SQLite's own file, pragmas and
 // checkpoints): schema, commits and dedupe, the outbox, delivery and dead letters, retention and
-// referral states. Resources, searches, migrations and upgrades: sqlite_store_resources_test.cpp.
-#include "adapters/store/sqlite_store.hpp"
+// referral states. Resources, searches, migrations and upgrades: store_resources_test.cpp.
+#include "adapters/store/sql_store.hpp"
 
 #include "tests/unit/adapters/store/store_fixture.hpp"
 #include "tests/unit/support/loopback.hpp"
@@ -14,12 +14,12 @@ using namespace store_test_support;
 SDOH_STORE_TEST_ON_EVERY_ENGINE(StoreTest);
 
 TEST_F(SqliteStoreTest, CreatesDatabaseInWalModeAtLatestSchema) {
-  auto store = SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto store = SqlStore::open(dir_ / "gateway.db", cfg_);
   ASSERT_TRUE(store) << store.error().message;
-  EXPECT_EQ((*store)->schema_version(), SqliteStore::latest_schema_version());
+  EXPECT_EQ((*store)->schema_version(), SqlStore::latest_schema_version());
   EXPECT_TRUE((*store)->health().ok);
   EXPECT_EQ(pragma("journal_mode"), "wal");
-  EXPECT_EQ(pragma("user_version"), std::to_string(SqliteStore::latest_schema_version()));
+  EXPECT_EQ(pragma("user_version"), std::to_string(SqlStore::latest_schema_version()));
 }
 
 TEST_P(StoreTest, ReopeningKeepsTheSchema) {
@@ -50,14 +50,14 @@ TEST_P(StoreTest, RefusesANewerSchema) {
 }
 
 TEST_F(SqliteStoreTest, UnwritableLocationIsAnError) {
-  auto store = SqliteStore::open("/proc/sdoh-cannot-write/gateway.db", cfg_);
+  auto store = SqlStore::open("/proc/sdoh-cannot-write/gateway.db", cfg_);
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().kind, ErrorKind::kUnavailable);
 }
 
 // PostgreSQL's equivalent: a server nobody answers at.
 TEST_F(SqliteStoreTest, AnUnreachablePostgresIsAnError) {
-  auto store = SqliteStore::open_postgres(
+  auto store = SqlStore::open_postgres(
       "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2", "", cfg_);
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().kind, ErrorKind::kUnavailable);
@@ -837,7 +837,7 @@ using namespace store_test_support;
 
 TEST_F(SqliteStoreTest, TheCheckpointThreadCopiesTheLogIntoTheDatabaseFile) {
   metrics::Registry registry;
-  auto opened = SqliteStore::open(dir_ / "gateway.db", cfg_, &registry);
+  auto opened = SqlStore::open(dir_ / "gateway.db", cfg_, &registry);
   ASSERT_TRUE(opened) << opened.error().message;
   auto& store = **opened;
   const auto db_bytes_before = std::filesystem::file_size(dir_ / "gateway.db");

@@ -1,11 +1,12 @@
 #pragma once
-// The SQLite store's internals, shared by its translation units (sqlite_store.cpp: schema, open,
-// retention and health; sqlite_commit.cpp: the group committer and delivery marks;
-// sqlite_outbox.cpp: the outbox and dead letters; sqlite_reads.cpp: resources, referrals and the
-// outbound queue). Not for use outside adapters/store.
+// The store's internals, shared by its translation units (sql_store.cpp: open, retention and
+// health; store_commit.cpp: the group committer and delivery marks; store_outbox.cpp: the outbox
+// and dead letters; store_reads.cpp: resources, referrals and the outbound queue;
+// store_leases.cpp: several gateways on PostgreSQL). Not for use outside adapters/store.
 //
-// Threads: one writer thread owns the write connection (`db`) and runs every WriteOp in group
-// transactions; a syncer thread fsyncs the WAL when writes are pipelined; readers borrow one of
+// Threads: one writer thread owns the write connection (`conn`) and runs every WriteOp in group
+// transactions; on SQLite a syncer thread fsyncs the WAL when writes are pipelined; readers
+// borrow one of
 // kResourceReaders read-only connections (lease_reader) or use `reader` under reader_mutex, from
 // any thread. Completions are posted back to the caller's executor, never run on the writer.
 #include <algorithm>
@@ -32,7 +33,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "adapters/store/sql_sqlite.hpp"
-#include "adapters/store/sqlite_store.hpp"
+#include "adapters/store/sql_store.hpp"
 #include "gateway/audit/chain.hpp"
 #include "gateway/log/log.hpp"
 #include "gateway/measures/timeline.hpp"
@@ -82,7 +83,7 @@ using sql::kDone;
 using sql::kRow;
 
 /// A read-only connection with the statements of the frequent reads prepared once. Used by one
-/// thread at a time: SqliteStore::Impl lends it (lease_reader).
+/// thread at a time: SqlStore::Impl lends it (lease_reader).
 struct ReadConnection {
   struct Handle {
     sqlite3* db = nullptr;
@@ -218,7 +219,7 @@ struct WriteOp {
   virtual ~WriteOp() = default;
   /// Whether finish() must wait for the fsync of the transaction (someone is told "durable").
   virtual bool needs_durability() const { return true; }
-  virtual Result<void> execute(SqliteStore::Impl& store) = 0;
+  virtual Result<void> execute(SqlStore::Impl& store) = 0;
   virtual void finish(Result<void> result) = 0;
   /// The advisory locks (sql.hpp) the op will need, taken for the whole group before any op
   /// runs, in ascending order, so that two gateways' groups never wait for each other in a
@@ -226,7 +227,7 @@ struct WriteOp {
   virtual void add_locks(std::vector<std::int64_t>& keys) const { (void)keys; }
 };
 
-struct SqliteStore::Impl {
+struct SqlStore::Impl {
   StoreClock clock;  // wall-clock milliseconds for every time the store records or compares
   std::int64_t now() const { return clock(); }
 
@@ -265,7 +266,7 @@ struct SqliteStore::Impl {
   Statement select_timeline, upsert_timeline;
   bool outbound_added = false;  // writer thread: a commit queued an outbound message
 
-  // The audit trail (sqlite_audit.cpp): the chain's head and the appends, writer thread only.
+  // The audit trail (store_audit.cpp): the chain's head and the appends, writer thread only.
   Statement audit_head, audit_prune_head, insert_audit, insert_audit_entity;
   mutable std::mutex audit_mutex;
   AuditSettings audit;  // guarded by audit_mutex (set by the runtime while the writer runs)
@@ -728,31 +729,31 @@ Result<void> mark_replayed(sql::Connection& db, const std::string& id, std::int6
 /// Appends `records` to the audit chain inside the writer's transaction (the head is read from
 /// the table, so a rolled-back savepoint never leaves a stale head). Records with no time get
 /// `now`.
-Result<void> append_audit(SqliteStore::Impl& s, std::vector<audit::AuditRecord>& records,
+Result<void> append_audit(SqlStore::Impl& s, std::vector<audit::AuditRecord>& records,
                           std::int64_t now);
 /// Retention of the audit trail, inside the prune's transaction: removes up to `limit` records
 /// recorded before the cut-off (never the head), keeps the hash of the last one removed and queues
 /// the prune anchor. Returns the anchor when something was pruned.
-Result<std::optional<audit::Anchor>> prune_audit(SqliteStore::Impl& s, std::int64_t now, int limit,
+Result<std::optional<audit::Anchor>> prune_audit(SqlStore::Impl& s, std::int64_t now, int limit,
                                                  std::int64_t* queued_bytes);
 /// Queues the anchor event of `anchor` in the outbox (writer thread): its size, when queued.
-Result<std::int64_t> queue_anchor(SqliteStore::Impl& s, const audit::Anchor& anchor);
+Result<std::int64_t> queue_anchor(SqlStore::Impl& s, const audit::Anchor& anchor);
 /// Writes an anchor to the log (head sequence and hash, no PHI).
 void log_anchor(const audit::Anchor& anchor);
 
 /// A referral's state written inside a transaction (commits, record_referral).
-Result<void> upsert_referral(SqliteStore::Impl& s, const pipeline::ReferralState& row,
+Result<void> upsert_referral(SqlStore::Impl& s, const pipeline::ReferralState& row,
                              std::int64_t now);
 
 /// Runs `fn` inside the writer's transaction and hands its result back to a blocked caller.
 template <class T>
 struct SyncOp final : WriteOp {
-  std::function<Result<T>(SqliteStore::Impl&)> fn;
+  std::function<Result<T>(SqlStore::Impl&)> fn;
   std::function<void(const Result<T>&)> after;  // on success, after the commit
   std::promise<Result<T>> done;
   std::optional<Result<T>> value;
 
-  Result<void> execute(SqliteStore::Impl& s) override {
+  Result<void> execute(SqlStore::Impl& s) override {
     value = fn(s);
     if (!*value) return fail(value->error());
     return {};
@@ -768,7 +769,7 @@ struct SyncOp final : WriteOp {
 };
 
 template <class T>
-Result<T> run_sync(SqliteStore::Impl& impl, std::function<Result<T>(SqliteStore::Impl&)> fn,
+Result<T> run_sync(SqlStore::Impl& impl, std::function<Result<T>(SqlStore::Impl&)> fn,
                    std::function<void(const Result<T>&)> after = {}) {
   auto op = std::make_unique<SyncOp<T>>();
   op->fn = std::move(fn);

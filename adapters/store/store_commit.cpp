@@ -1,14 +1,14 @@
-// The SQLite store's group committer: commits, delivery marks and the waits for them.
-#include "adapters/store/sqlite_impl.hpp"
+// The store's group committer: commits, delivery marks and the waits for them.
+#include "adapters/store/sql_store_impl.hpp"
 
 namespace sdoh::store {
 
-Result<std::vector<std::int64_t>> undelivered_of(SqliteStore::Impl& s, std::int64_t inbound_id);
+Result<std::vector<std::int64_t>> undelivered_of(SqlStore::Impl& s, std::int64_t inbound_id);
 
 namespace {
 
 // The referral's timeline after `row`, in the same transaction (measures/timeline.hpp decides).
-Result<void> advance_timeline(SqliteStore::Impl& s, const pipeline::ReferralState& row,
+Result<void> advance_timeline(SqlStore::Impl& s, const pipeline::ReferralState& row,
                               std::int64_t now) {
   std::optional<measures::ReferralTimeline> before;
   {
@@ -45,7 +45,7 @@ Result<void> advance_timeline(SqliteStore::Impl& s, const pipeline::ReferralStat
 
 }  // namespace
 
-Result<void> upsert_referral(SqliteStore::Impl& s, const pipeline::ReferralState& row,
+Result<void> upsert_referral(SqlStore::Impl& s, const pipeline::ReferralState& row,
                              std::int64_t now) {
   auto& st = s.upsert_referral;
   ResetOnExit reset{st};
@@ -77,7 +77,7 @@ struct CommitOp final : WriteOp {
 
   // The request's resource versions and referral states. A version that is not the successor
   // of the stored one fails the whole request (kConflict): the savepoint undoes it.
-  Result<void> write_state(SqliteStore::Impl& s, std::int64_t received) {
+  Result<void> write_state(SqlStore::Impl& s, std::int64_t received) {
     auto step = [](Statement& st) -> Result<void> {
       ResetOnExit reset{st};
       return st.send();  // no result read: PostgreSQL pipelines them
@@ -164,7 +164,7 @@ struct CommitOp final : WriteOp {
     return {};
   }
 
-  Result<void> insert_events(SqliteStore::Impl& s, std::int64_t received) {
+  Result<void> insert_events(SqlStore::Impl& s, std::int64_t received) {
     for (const auto& e : request.events) {
       auto& st = s.insert_outbox;
       ResetOnExit reset{st};
@@ -184,7 +184,7 @@ struct CommitOp final : WriteOp {
     return {};
   }
 
-  Result<void> replay(SqliteStore::Impl& s, std::int64_t received) {
+  Result<void> replay(SqlStore::Impl& s, std::int64_t received) {
     auto dl = replayable_dead_letter(*s.conn, request.replay_of);
     if (!dl) return fail(dl.error());
     if (request.dead_letter) {
@@ -216,7 +216,7 @@ struct CommitOp final : WriteOp {
                          "replayed: " + std::to_string(outcome.undelivered.size()) + " event(s)");
   }
 
-  Result<void> execute(SqliteStore::Impl& s) override {
+  Result<void> execute(SqlStore::Impl& s) override {
     const auto& in = request.inbound;
     const auto received = s.now();
     if (!request.replay_of.empty()) return replay(s, received);
@@ -305,14 +305,14 @@ struct CommitOp final : WriteOp {
     }
   }
 
-  SqliteStore::Impl* store = nullptr;
+  SqlStore::Impl* store = nullptr;
   std::int64_t pending_undelivered = 0;
   std::int64_t pending_bytes = 0;
   std::int64_t pending_dead_letters = 0;
   std::int64_t audited = 0;
 };
 
-Result<std::vector<std::int64_t>> undelivered_of(SqliteStore::Impl& s, std::int64_t inbound_id) {
+Result<std::vector<std::int64_t>> undelivered_of(SqlStore::Impl& s, std::int64_t inbound_id) {
   Statement st;
   if (auto r = st.prepare(*s.conn,
                           "SELECT o.seq FROM outbox o JOIN outbox_pending p ON p.seq = o.seq "
@@ -336,7 +336,7 @@ struct MarkDeliveredOp final : WriteOp {
   std::int64_t marked_bytes = 0;
   bool needs_durability() const override { return false; }  // Kafka has them already
 
-  Result<void> execute(SqliteStore::Impl& s) override {
+  Result<void> execute(SqlStore::Impl& s) override {
     std::map<std::pair<std::string, std::int32_t>, std::int64_t> highest;
     for (const auto& e : events) {
       auto left = s.remove_pending(e.seq);
@@ -370,17 +370,17 @@ struct MarkDeliveredOp final : WriteOp {
     for (const auto& e : events)
       store->settle(e.seq, std::nullopt);
   }
-  SqliteStore::Impl* store = nullptr;
+  SqlStore::Impl* store = nullptr;
 };
 
-std::unique_ptr<WriteOp> SqliteStore::Impl::make_retry_marks_op() {
+std::unique_ptr<WriteOp> SqlStore::Impl::make_retry_marks_op() {
   auto op = std::make_unique<MarkDeliveredOp>();
   op->store = this;
   op->events.swap(retry_marks);
   return op;
 }
 
-asio::awaitable<Result<pipeline::CommitOutcome>> SqliteStore::commit(
+asio::awaitable<Result<pipeline::CommitOutcome>> SqlStore::commit(
     pipeline::CommitRequest request) {
   auto* impl = impl_.get();
   co_return co_await asio::async_initiate<decltype(asio::use_awaitable),
@@ -410,14 +410,14 @@ asio::awaitable<Result<pipeline::CommitOutcome>> SqliteStore::commit(
       asio::use_awaitable);
 }
 
-void SqliteStore::mark_delivered(std::vector<DeliveredEvent> events) {
+void SqlStore::mark_delivered(std::vector<DeliveredEvent> events) {
   auto op = std::make_unique<MarkDeliveredOp>();
   op->store = impl_.get();
   op->events = std::move(events);
   impl_->enqueue(std::move(op));
 }
 
-asio::awaitable<Result<void>> SqliteStore::await_delivered(std::vector<std::int64_t> seqs,
+asio::awaitable<Result<void>> SqlStore::await_delivered(std::vector<std::int64_t> seqs,
                                                            std::chrono::milliseconds timeout) {
   if (seqs.empty()) co_return Result<void>{};
   auto* impl = impl_.get();

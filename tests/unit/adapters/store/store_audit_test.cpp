@@ -2,7 +2,7 @@
 // that makes the change and durably for reads; verification finds an edited record, a deleted one
 // and (against an anchor) a deleted tail; a retention prune keeps the chain verifiable; search by
 // entity, agent and time.
-#include "adapters/store/sqlite_store.hpp"
+#include "adapters/store/sql_store.hpp"
 #include "gateway/audit/audit_event.hpp"
 #include "tests/unit/adapters/store/store_fixture.hpp"
 #include "tests/unit/support/run.hpp"
@@ -19,13 +19,13 @@ audit::AuditRecord read_of(std::string who, std::string reference) {
 
 class AuditChainTest : public StoreTest {
  protected:
-  std::unique_ptr<SqliteStore> open() {
+  std::unique_ptr<SqlStore> open() {
     auto store = open_store(cfg_, nullptr, clock());
     EXPECT_TRUE(store) << store.error().message;
     (*store)->configure_audit({"gw-test", "sdoh.audit-anchors.v1", std::chrono::hours(24 * 365)});
     return std::move(*store);
   }
-  void record(SqliteStore& store, audit::AuditRecord r) {
+  void record(SqlStore& store, audit::AuditRecord r) {
     std::vector<audit::AuditRecord> records{std::move(r)};
     auto done = test::run(store.record(std::move(records)));
     ASSERT_TRUE(done) << done.error().message;

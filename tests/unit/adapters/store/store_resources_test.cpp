@@ -1,6 +1,6 @@
 // The SQLite store's FHIR resources (versions, conflicts, search, retention), its migrations and
 // the upgrade of a store the previous release wrote.
-#include "adapters/store/sqlite_store.hpp"
+#include "adapters/store/sql_store.hpp"
 #include "tests/unit/adapters/store/store_fixture.hpp"
 
 namespace sdoh::store {
@@ -70,11 +70,11 @@ TEST_F(SqliteStoreTest, MigratesAVersion4DatabaseAndKeepsItsData) {
     ASSERT_EQ(sqlite3_exec(db, kDataV4, nullptr, nullptr, nullptr), SQLITE_OK);
     sqlite3_close(db);
   }
-  auto opened = SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto opened = SqlStore::open(dir_ / "gateway.db", cfg_);
   ASSERT_TRUE(opened) << opened.error().message;
   auto& store = **opened;
-  EXPECT_EQ(store.schema_version(), SqliteStore::latest_schema_version());
-  EXPECT_EQ(pragma("user_version"), std::to_string(SqliteStore::latest_schema_version()));
+  EXPECT_EQ(store.schema_version(), SqlStore::latest_schema_version());
+  EXPECT_EQ(pragma("user_version"), std::to_string(SqlStore::latest_schema_version()));
   // The old data is all there: the undelivered event, the referral (made when last updated),
   // the dedupe record.
   auto pending = store.pending_events(0, 10);
@@ -520,10 +520,10 @@ class SqliteStoreUpgradeTest : public SqliteStoreTest {
 TEST_F(SqliteStoreUpgradeTest, AVersion8StoreKeepsItsReferralsIdsStatesAndHistory) {
   load_fixture("store-v8.sql");
   EXPECT_EQ(pragma("user_version"), "8");
-  auto opened = SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto opened = SqlStore::open(dir_ / "gateway.db", cfg_);
   ASSERT_TRUE(opened) << opened.error().message;
   auto& store = **opened;
-  EXPECT_EQ(store.schema_version(), SqliteStore::latest_schema_version());
+  EXPECT_EQ(store.schema_version(), SqlStore::latest_schema_version());
 
   // The HL7 referral, answered by its agency over RRI^I12: found by id and by the clinic's number.
   auto hl7 = store.find_referral({"30f3bd00d5ce9c0145130f6f25b893e1", "", "", ""});

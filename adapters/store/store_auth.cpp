@@ -1,11 +1,11 @@
-// The SQLite store's part of SMART Backend Services (pipeline/auth_port.hpp): used client
+// The store's part of SMART Backend Services (pipeline/auth_port.hpp): used client
 // assertions and the token-signing key, both written on the writer thread so that a jti is
 // recorded once and the first key stored is the one every gateway on the database signs with.
-#include "adapters/store/sqlite_impl.hpp"
+#include "adapters/store/sql_store_impl.hpp"
 
 namespace sdoh::store {
 
-Result<bool> SqliteStore::record_assertion(std::string_view client_id, std::string_view jti,
+Result<bool> SqlStore::record_assertion(std::string_view client_id, std::string_view jti,
                                            std::int64_t expires_at_ms) {
   return run_sync<bool>(
       *impl_,
@@ -25,7 +25,7 @@ Result<bool> SqliteStore::record_assertion(std::string_view client_id, std::stri
       });
 }
 
-Result<pipeline::SigningKeyRow> SqliteStore::signing_key(const pipeline::SigningKeyRow& candidate) {
+Result<pipeline::SigningKeyRow> SqlStore::signing_key(const pipeline::SigningKeyRow& candidate) {
   return run_sync<pipeline::SigningKeyRow>(
       *impl_, [candidate](Impl& s) -> Result<pipeline::SigningKeyRow> {
         // Gateways starting at once on one database: the first key stored wins.

@@ -1,10 +1,10 @@
-// The SQLite store's FHIR Subscriptions and their notification queue (pipeline/subscription_port).
-// Notifications are queued by commits (sqlite_commit.cpp, CommitRequest::notices); this file
+// The store's FHIR Subscriptions and their notification queue (pipeline/subscription_port).
+// Notifications are queued by commits (store_commit.cpp, CommitRequest::notices); this file
 // reads them, and records what the sender learned, on the writer thread.
 #include <cstdio>
 #include <ctime>
 
-#include "adapters/store/sqlite_impl.hpp"
+#include "adapters/store/sql_store_impl.hpp"
 
 namespace sdoh::store {
 
@@ -66,7 +66,7 @@ Result<void> as_void(Result<bool> r) {
 
 }  // namespace
 
-Result<void> SqliteStore::put_subscription(const pipeline::SubscriptionRow& row,
+Result<void> SqlStore::put_subscription(const pipeline::SubscriptionRow& row,
                                            std::int64_t expected_version) {
   return as_void(run_sync<bool>(*impl_, [row, expected_version](Impl& s) -> Result<bool> {
     // Gateways that put the same Subscription at once take turns (until the transaction ends).
@@ -116,7 +116,7 @@ Result<void> SqliteStore::put_subscription(const pipeline::SubscriptionRow& row,
   }));
 }
 
-Result<std::optional<pipeline::SubscriptionRow>> SqliteStore::subscription(
+Result<std::optional<pipeline::SubscriptionRow>> SqlStore::subscription(
     const std::string& id) const {
   auto conn = impl_->lease_reader();
   Statement st;
@@ -129,7 +129,7 @@ Result<std::optional<pipeline::SubscriptionRow>> SqliteStore::subscription(
   return std::optional<pipeline::SubscriptionRow>(std::move(rows->front()));
 }
 
-Result<std::vector<pipeline::SubscriptionRow>> SqliteStore::subscriptions(
+Result<std::vector<pipeline::SubscriptionRow>> SqlStore::subscriptions(
     const std::string& agency_id) const {
   auto conn = impl_->lease_reader();
   Statement st;
@@ -142,7 +142,7 @@ Result<std::vector<pipeline::SubscriptionRow>> SqliteStore::subscriptions(
   return subscription_rows(st);
 }
 
-Result<bool> SqliteStore::delete_subscription(const std::string& id) {
+Result<bool> SqlStore::delete_subscription(const std::string& id) {
   return run_sync<bool>(*impl_, [id](Impl& s) -> Result<bool> {
     auto bind_id = [&](Statement& st) { st.text(1, id); };
     if (auto n = sql::run_once(
@@ -156,7 +156,7 @@ Result<bool> SqliteStore::delete_subscription(const std::string& id) {
   });
 }
 
-Result<std::vector<pipeline::NotificationRow>> SqliteStore::queued_notifications(
+Result<std::vector<pipeline::NotificationRow>> SqlStore::queued_notifications(
     const std::string& id, int limit) const {
   auto conn = impl_->lease_reader();
   Statement st;
@@ -186,7 +186,7 @@ Result<std::vector<pipeline::NotificationRow>> SqliteStore::queued_notifications
   }
 }
 
-Result<std::int64_t> SqliteStore::queued_notification_count() const {
+Result<std::int64_t> SqlStore::queued_notification_count() const {
   auto conn = impl_->lease_reader();
   Statement st;
   if (auto p = st.prepare(*conn->conn, "SELECT count(*) FROM subscription_notifications"); !p)
@@ -197,7 +197,7 @@ Result<std::int64_t> SqliteStore::queued_notification_count() const {
   return st.column_int(0);
 }
 
-Result<void> SqliteStore::record_delivery(const pipeline::DeliveryRecord& record) {
+Result<void> SqlStore::record_delivery(const pipeline::DeliveryRecord& record) {
   return as_void(run_sync<bool>(*impl_, [record](Impl& s) -> Result<bool> {
     auto n = sql::run_once(*s.conn,
                            "UPDATE subscriptions SET status = ?2, error = ?3, failures = ?4, "

@@ -1,6 +1,6 @@
-// The SQLite store's reads: FHIR resources, referrals, the outbound queue, and what the ops API
+// The store's reads: FHIR resources, referrals, the outbound queue, and what the ops API
 // reads of them (held referrals, the outbound queue's state).
-#include "adapters/store/sqlite_impl.hpp"
+#include "adapters/store/sql_store_impl.hpp"
 
 namespace sdoh::store {
 
@@ -8,7 +8,7 @@ namespace {
 
 struct RecordReferralOp final : WriteOp {
   ReferralRow row;
-  Result<void> execute(SqliteStore::Impl& s) override { return upsert_referral(s, row, s.now()); }
+  Result<void> execute(SqlStore::Impl& s) override { return upsert_referral(s, row, s.now()); }
   void add_locks(std::vector<std::int64_t>& keys) const override {
     keys.push_back(sql::referral_lock(row.referral_id));  // its timeline is read, then written
   }
@@ -22,7 +22,7 @@ struct RecordReferralOp final : WriteOp {
 
 }  // namespace
 
-void SqliteStore::record_referral(ReferralRow row) {
+void SqlStore::record_referral(ReferralRow row) {
   auto op = std::make_unique<RecordReferralOp>();
   op->row = std::move(row);
   impl_->enqueue(std::move(op));
@@ -84,7 +84,7 @@ Result<std::vector<ResourceRow>> resource_rows(Statement& st) {
 
 }  // namespace
 
-Result<std::optional<ReferralRow>> SqliteStore::find_referral(const ReferralKeysRow& keys) const {
+Result<std::optional<ReferralRow>> SqlStore::find_referral(const ReferralKeysRow& keys) const {
   auto conn = impl_->lease_reader();
   // Most specific first; a clinic number or control id only when exactly one referral has it.
   if (!keys.referral_id.empty()) {
@@ -114,7 +114,7 @@ constexpr std::size_t kMaxSearchValues = 200;
 
 }  // namespace
 
-Result<std::optional<ResourceRow>> SqliteStore::read_resource(std::string_view type,
+Result<std::optional<ResourceRow>> SqlStore::read_resource(std::string_view type,
                                                               std::string_view id,
                                                               std::int64_t version) const {
   auto conn = impl_->lease_reader();
@@ -127,7 +127,7 @@ Result<std::optional<ResourceRow>> SqliteStore::read_resource(std::string_view t
   return std::optional<ResourceRow>(std::move(rows->front()));
 }
 
-Result<std::optional<std::string>> SqliteStore::find_resource_id(std::string_view type,
+Result<std::optional<std::string>> SqlStore::find_resource_id(std::string_view type,
                                                                  std::string_view system,
                                                                  std::string_view value) const {
   auto conn = impl_->lease_reader();
@@ -140,7 +140,7 @@ Result<std::optional<std::string>> SqliteStore::find_resource_id(std::string_vie
   return std::optional<std::string>(st.column_text(0));
 }
 
-Result<ResourcePage> SqliteStore::search_resources(const ResourceQuery& query) const {
+Result<ResourcePage> SqlStore::search_resources(const ResourceQuery& query) const {
   // Every parameter narrows the type's resources to the ids having one of its values (an index
   // lookup each); the SQL text depends only on how many parameters and values there are, and
   // every value is bound.
@@ -197,7 +197,7 @@ Result<ResourcePage> SqliteStore::search_resources(const ResourceQuery& query) c
   return page;
 }
 
-Result<std::vector<ResourceRow>> SqliteStore::resource_history(std::string_view type,
+Result<std::vector<ResourceRow>> SqlStore::resource_history(std::string_view type,
                                                                std::string_view id) const {
   auto conn = impl_->lease_reader();
   auto& st = conn->resource_history;
@@ -205,7 +205,7 @@ Result<std::vector<ResourceRow>> SqliteStore::resource_history(std::string_view 
   return resource_rows(st);
 }
 
-Result<std::vector<SqliteStore::WaitingReferral>> SqliteStore::referrals_awaiting_agency(
+Result<std::vector<SqlStore::WaitingReferral>> SqlStore::referrals_awaiting_agency(
     std::int64_t waiting_before_ms, int limit) const {
   // Several gateways on one database: the overdue check is a singleton, run by the holder of
   // relay bucket 0's lease (a dead holder's lease is taken over, and the check with it).
@@ -243,7 +243,7 @@ Result<std::vector<SqliteStore::WaitingReferral>> SqliteStore::referrals_awaitin
   }
 }
 
-Result<std::optional<std::string>> SqliteStore::open_referral_for(std::string_view patient,
+Result<std::optional<std::string>> SqlStore::open_referral_for(std::string_view patient,
                                                                   std::string_view category) const {
   if (patient.empty()) return std::optional<std::string>();
   auto conn = impl_->lease_reader();
@@ -262,7 +262,7 @@ Result<std::optional<std::string>> SqliteStore::open_referral_for(std::string_vi
   return std::optional<std::string>();
 }
 
-Result<std::vector<measures::ReferralTimeline>> SqliteStore::timelines(
+Result<std::vector<measures::ReferralTimeline>> SqlStore::timelines(
     std::int64_t since_ms) const {
   auto conn = impl_->lease_reader();
   Statement st;
@@ -282,7 +282,7 @@ Result<std::vector<measures::ReferralTimeline>> SqliteStore::timelines(
   }
 }
 
-Result<std::vector<OutboundRow>> SqliteStore::due_outbound(std::int64_t now_ms, int limit) const {
+Result<std::vector<OutboundRow>> SqlStore::due_outbound(std::int64_t now_ms, int limit) const {
   auto conn = impl_->lease_reader();
   Statement st;
   if (auto r = st.prepare(*conn->conn,
@@ -311,7 +311,7 @@ struct OutboundAttemptOp final : WriteOp {
   std::string error;
   std::int64_t next_attempt_ms = 0;
   bool needs_durability() const override { return false; }
-  Result<void> execute(SqliteStore::Impl& s) override {
+  Result<void> execute(SqlStore::Impl& s) override {
     Statement st;
     if (auto r = st.prepare(*s.conn,
                             "UPDATE outbound SET attempts = attempts + 1, next_attempt_at = ?2, "
@@ -334,7 +334,7 @@ struct OutboundAttemptOp final : WriteOp {
 
 }  // namespace
 
-void SqliteStore::record_outbound_attempt(std::int64_t id, bool done, std::string outcome,
+void SqlStore::record_outbound_attempt(std::int64_t id, bool done, std::string outcome,
                                           std::string error, std::int64_t next_attempt_ms) {
   auto op = std::make_unique<OutboundAttemptOp>();
   op->id = id;
@@ -345,7 +345,7 @@ void SqliteStore::record_outbound_attempt(std::int64_t id, bool done, std::strin
   impl_->enqueue(std::move(op));
 }
 
-Result<std::vector<pipeline::HeldReferral>> SqliteStore::held_referrals(const std::string& reason,
+Result<std::vector<pipeline::HeldReferral>> SqlStore::held_referrals(const std::string& reason,
                                                                         int limit) const {
   auto conn = impl_->lease_reader();
   // The FHIR client that sent a referral is its Task's source; an HL7 one's is return_to.
@@ -372,7 +372,7 @@ Result<std::vector<pipeline::HeldReferral>> SqliteStore::held_referrals(const st
   }
 }
 
-Result<pipeline::OutboundSummary> SqliteStore::outbound_summary() const {
+Result<pipeline::OutboundSummary> SqlStore::outbound_summary() const {
   auto conn = impl_->lease_reader();
   Statement st;
   if (auto r = st.prepare(*conn->conn,

@@ -36,7 +36,7 @@ class StoreSubscriptionsTest : public StoreTest {
     ASSERT_TRUE(opened) << opened.error().message;
     store_ = std::move(*opened);
   }
-  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<SqlStore> store_;
 };
 SDOH_STORE_TEST_ON_EVERY_ENGINE(StoreSubscriptionsTest);
 
@@ -181,10 +181,10 @@ TEST_F(SqliteStoreTest, AVersion8StoreMigratesToSubscriptions) {
   sqlite3_close(db);
   ASSERT_EQ(pragma("user_version"), "8");
 
-  auto opened = SqliteStore::open(dir_ / "gateway.db", cfg_);
+  auto opened = SqlStore::open(dir_ / "gateway.db", cfg_);
   ASSERT_TRUE(opened) << opened.error().message;
   auto& store = **opened;
-  EXPECT_EQ(store.schema_version(), SqliteStore::latest_schema_version());
+  EXPECT_EQ(store.schema_version(), SqlStore::latest_schema_version());
   auto none = store.subscriptions("");
   ASSERT_TRUE(none);
   EXPECT_TRUE(none->empty());

@@ -3,7 +3,7 @@
 // migration from the referrals an older store has.
 #include <sqlite3.h>
 
-#include "adapters/store/sqlite_store.hpp"
+#include "adapters/store/sql_store.hpp"
 #include "tests/unit/adapters/store/store_fixture.hpp"
 
 namespace sdoh::store {
@@ -20,7 +20,7 @@ pipeline::CommitRequest referral_change(const std::string& key, pipeline::Referr
   return r;
 }
 
-std::optional<measures::ReferralTimeline> timeline_of(const SqliteStore& store,
+std::optional<measures::ReferralTimeline> timeline_of(const SqlStore& store,
                                                       const std::string& id) {
   auto all = store.timelines(0);
   EXPECT_TRUE(all) << all.error().message;
@@ -145,7 +145,7 @@ TEST_P(StoreTimelineTest, TimelinesReadsThoseStartedSinceAndEveryOpenOne) {
 
 TEST_F(SqliteStoreTest, TheMigrationFillsTimelinesFromTheReferralsAStoreHas) {
   {
-    auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
+    auto store = *SqlStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
     for (const auto& [id, status, business] :
          {std::tuple{"waiting", "requested", ""}, std::tuple{"held", "requested", "no-route"},
           std::tuple{"accepted", "accepted", ""}, std::tuple{"done", "completed", "enrolled"}}) {
@@ -170,7 +170,7 @@ TEST_F(SqliteStoreTest, TheMigrationFillsTimelinesFromTheReferralsAStoreHas) {
     sqlite3_close(db);
   }
   advance(std::chrono::hours(5));
-  auto store = *SqliteStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
+  auto store = *SqlStore::open(dir_ / "gateway.db", cfg_, nullptr, clock());
   const auto made = now_ms_.load() - 5 * 3'600'000;
   const auto waiting = timeline_of(*store, "waiting");
   ASSERT_TRUE(waiting);

@@ -1,5 +1,5 @@
-// The SQLite store's outbox as the relay reads it, and the dead letters operators replay.
-#include "adapters/store/sqlite_impl.hpp"
+// The store's outbox as the relay reads it, and the dead letters operators replay.
+#include "adapters/store/sql_store_impl.hpp"
 
 namespace sdoh::store {
 
@@ -67,7 +67,7 @@ DeadLetterInfo read_dead_letter(const Statement& st, bool with_payload) {
 
 }  // namespace
 
-Result<std::vector<PendingEvent>> SqliteStore::pending_events(std::int64_t after_seq,
+Result<std::vector<PendingEvent>> SqlStore::pending_events(std::int64_t after_seq,
                                                               int limit) const {
   std::lock_guard lock(impl_->reader_mutex);
   auto& st = impl_->select_pending;  // prepared once: the relay polls often
@@ -86,7 +86,7 @@ Result<std::vector<PendingEvent>> SqliteStore::pending_events(std::int64_t after
   return out;
 }
 
-Result<void> SqliteStore::dead_letter_event(std::int64_t seq,
+Result<void> SqlStore::dead_letter_event(std::int64_t seq,
                                             const pipeline::DeadLetterRecord& record,
                                             std::optional<pipeline::OutboxEvent> notice) {
   auto* impl = impl_.get();
@@ -168,7 +168,7 @@ Result<void> SqliteStore::dead_letter_event(std::int64_t seq,
   return {};
 }
 
-Result<EventOrigin> SqliteStore::event_origin(std::int64_t seq) const {
+Result<EventOrigin> SqlStore::event_origin(std::int64_t seq) const {
   std::lock_guard lock(impl_->reader_mutex);
   Statement st;
   if (auto r =
@@ -187,7 +187,7 @@ Result<EventOrigin> SqliteStore::event_origin(std::int64_t seq) const {
                      st.column_text(3), st.column_text(4), st.column_text(5)};
 }
 
-Result<std::vector<UndeliveredRef>> SqliteStore::undelivered_refs() const {
+Result<std::vector<UndeliveredRef>> SqlStore::undelivered_refs() const {
   std::lock_guard lock(impl_->reader_mutex);
   Statement st;
   if (auto r = st.prepare(*impl_->reader_conn,
@@ -205,7 +205,7 @@ Result<std::vector<UndeliveredRef>> SqliteStore::undelivered_refs() const {
   }
 }
 
-Result<std::map<std::pair<std::string, std::int32_t>, std::int64_t>> SqliteStore::delivery_offsets()
+Result<std::map<std::pair<std::string, std::int32_t>, std::int64_t>> SqlStore::delivery_offsets()
     const {
   std::lock_guard lock(impl_->reader_mutex);
   Statement st;
@@ -223,7 +223,7 @@ Result<std::map<std::pair<std::string, std::int32_t>, std::int64_t>> SqliteStore
   }
 }
 
-Result<std::vector<DeadLetterInfo>> SqliteStore::dead_letters(int limit,
+Result<std::vector<DeadLetterInfo>> SqlStore::dead_letters(int limit,
                                                               bool include_replayed) const {
   std::lock_guard lock(impl_->reader_mutex);
   const std::string sql = std::string(kDeadLetterColumns) +
@@ -241,7 +241,7 @@ Result<std::vector<DeadLetterInfo>> SqliteStore::dead_letters(int limit,
   }
 }
 
-Result<DeadLetterInfo> SqliteStore::dead_letter(const std::string& dead_letter_id,
+Result<DeadLetterInfo> SqlStore::dead_letter(const std::string& dead_letter_id,
                                                 bool with_payload) const {
   std::lock_guard lock(impl_->reader_mutex);
   const std::string sql = std::string(kDeadLetterColumns) + "WHERE d.dead_letter_id = ?1";
@@ -254,7 +254,7 @@ Result<DeadLetterInfo> SqliteStore::dead_letter(const std::string& dead_letter_i
   return read_dead_letter(st, with_payload);
 }
 
-Result<ReplayResult> SqliteStore::replay_event(const std::string& dead_letter_id) {
+Result<ReplayResult> SqlStore::replay_event(const std::string& dead_letter_id) {
   auto* impl = impl_.get();
   std::int64_t requeued_bytes = 0;
   return run_sync<ReplayResult>(

@@ -1,7 +1,8 @@
-// The SQLite store: schema and migrations, open, retention, health (sqlite_impl.hpp).
+// The store: open on either engine (SQLite, PostgreSQL), the shared start, retention, health
+// (sql_store_impl.hpp).
 #include "adapters/store/pg_schema.hpp"
 #include "adapters/store/sql_pg.hpp"
-#include "adapters/store/sqlite_impl.hpp"
+#include "adapters/store/sql_store_impl.hpp"
 
 namespace sdoh::store {
 
@@ -20,7 +21,7 @@ struct PruneOp final : WriteOp {
     keys.push_back(sql::kAuditChainLock);  // it prunes the audit chain too
   }
 
-  Result<void> execute(SqliteStore::Impl& s) override {
+  Result<void> execute(SqlStore::Impl& s) override {
     // Several gateways on one database: one prunes at a time, the others skip this round.
     auto ours = s.conn->try_lock(sql::kRetentionLock);
     if (!ours) return fail(ours.error());
@@ -199,7 +200,7 @@ struct PruneOp final : WriteOp {
                              : fail(result.error()));
     }
   }
-  SqliteStore::Impl* store = nullptr;
+  SqlStore::Impl* store = nullptr;
   std::int64_t next_payload_mark = 0;
   std::optional<audit::Anchor> audit_anchor;
   std::int64_t anchor_bytes = 0;
@@ -207,7 +208,7 @@ struct PruneOp final : WriteOp {
 
 struct BarrierOp final : WriteOp {
   std::promise<void> done;
-  Result<void> execute(SqliteStore::Impl&) override { return {}; }
+  Result<void> execute(SqlStore::Impl&) override { return {}; }
   void finish(Result<void>) override { done.set_value(); }
 };
 
@@ -283,18 +284,18 @@ Result<void> ReadConnection::prepare() {
 
 /// A read transaction on a lent connection, ended when leaving scope (statements used inside
 /// must be reset before).
-std::unique_ptr<WriteOp> SqliteStore::Impl::make_prune_op() {
+std::unique_ptr<WriteOp> SqlStore::Impl::make_prune_op() {
   auto op = std::make_unique<PruneOp>();
   op->store = this;
   return op;
 }
 
-SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-SqliteStore::~SqliteStore() {
+SqlStore::SqlStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SqlStore::~SqlStore() {
   if (impl_->shared_database()) impl_->release_leases();  // others take them over at once
 }
 
-int SqliteStore::latest_schema_version() {
+int SqlStore::latest_schema_version() {
   return sqlite_schema_version();
 }
 
@@ -302,7 +303,7 @@ namespace {
 
 /// The SQLite engine: the file (created if needed), its pragmas and migrations, the read-only
 /// handles and the checkpointer's connection.
-Result<void> open_sqlite(SqliteStore::Impl* impl, const std::filesystem::path& path,
+Result<void> open_sqlite(SqlStore::Impl* impl, const std::filesystem::path& path,
                          const config::StoreConfig& cfg) {
   impl->path = path;
   std::error_code fs_ec;
@@ -333,7 +334,7 @@ Result<void> open_sqlite(SqliteStore::Impl* impl, const std::filesystem::path& p
   if (!version) {
     return fail(Error::unavailable("store " + path.string() + ": " + version.error().message));
   }
-  impl->version = SqliteStore::latest_schema_version();
+  impl->version = SqlStore::latest_schema_version();
   if (sqlite3_open_v2(path.c_str(), &impl->reader, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK) {
     return fail(Error::unavailable("cannot open a reader on " + path.string()));
@@ -359,13 +360,13 @@ Result<void> open_sqlite(SqliteStore::Impl* impl, const std::filesystem::path& p
   }
   sqlite3_busy_timeout(impl->checkpoint_db, 5000);
   (void)exec(impl->checkpoint_db, "PRAGMA synchronous=NORMAL");
-  sqlite3_wal_hook(impl->db, &SqliteStore::Impl::on_wal_commit, impl);  // replaces autocheckpoint
+  sqlite3_wal_hook(impl->db, &SqlStore::Impl::on_wal_commit, impl);  // replaces autocheckpoint
   return {};
 }
 
 }  // namespace
 
-Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::path& path,
+Result<std::unique_ptr<SqlStore>> SqlStore::open(const std::filesystem::path& path,
                                                        const config::StoreConfig& cfg,
                                                        metrics::Registry* registry,
                                                        StoreClock clock) {
@@ -374,10 +375,10 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::filesystem::pa
   impl->cfg = cfg;
   if (auto r = open_sqlite(impl.get(), path, cfg); !r) return fail(r.error());
   if (auto r = impl->start(registry); !r) return fail(r.error());
-  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
+  return std::unique_ptr<SqlStore>(new SqlStore(std::move(impl)));
 }
 
-Result<std::unique_ptr<SqliteStore>> SqliteStore::open_postgres(const std::string& url,
+Result<std::unique_ptr<SqlStore>> SqlStore::open_postgres(const std::string& url,
                                                                 const std::string& password,
                                                                 const config::StoreConfig& cfg,
                                                                 metrics::Registry* registry,
@@ -412,10 +413,10 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open_postgres(const std::strin
   if (auto r = impl->take_leases_now(); !r) return fail(r.error());
   impl->next_lease = std::chrono::steady_clock::now() + cfg.lease / 3;
   if (auto r = impl->start(registry); !r) return fail(r.error());
-  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(impl)));
+  return std::unique_ptr<SqlStore>(new SqlStore(std::move(impl)));
 }
 
-Result<std::unique_ptr<SqliteStore>> SqliteStore::open_configured(
+Result<std::unique_ptr<SqlStore>> SqlStore::open_configured(
     const std::filesystem::path& sqlite_path, const config::StoreConfig& cfg,
     metrics::Registry* registry) {
   if (cfg.url.empty()) return open(sqlite_path, cfg, registry);
@@ -428,7 +429,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open_configured(
   return open_postgres(cfg.url, password, cfg, registry);
 }
 
-Result<void> SqliteStore::Impl::start(metrics::Registry* registry) {
+Result<void> SqlStore::Impl::start(metrics::Registry* registry) {
   auto* impl = this;
   next_prune = std::chrono::steady_clock::now() + std::chrono::seconds(5);
 
@@ -644,7 +645,7 @@ Result<void> SqliteStore::Impl::start(metrics::Registry* registry) {
   return {};
 }
 
-std::int64_t SqliteStore::Impl::oldest_undelivered_ms() const {
+std::int64_t SqlStore::Impl::oldest_undelivered_ms() const {
   std::lock_guard lock(reader_mutex);
   Statement st;
   if (!st.prepare(*reader_conn,
@@ -656,7 +657,7 @@ std::int64_t SqliteStore::Impl::oldest_undelivered_ms() const {
   return r && *r == kRow ? st.column_int(0) : 0;
 }
 
-Result<std::int64_t> SqliteStore::prune_now() {
+Result<std::int64_t> SqlStore::prune_now() {
   std::int64_t total = 0;
   for (;;) {
     auto op = std::make_unique<PruneOp>();
@@ -672,14 +673,14 @@ Result<std::int64_t> SqliteStore::prune_now() {
   }
 }
 
-void SqliteStore::flush() {
+void SqlStore::flush() {
   auto op = std::make_unique<BarrierOp>();
   auto done = op->done.get_future();
   impl_->enqueue(std::move(op));
   done.wait();
 }
 
-StoreStats SqliteStore::stats() const {
+StoreStats SqlStore::stats() const {
   StoreStats s;
   // Never below zero: with several gateways, this one's count falls when it publishes another's
   // events, until the next lease round reads the database's count.
@@ -690,26 +691,26 @@ StoreStats SqliteStore::stats() const {
   return s;
 }
 
-std::int64_t SqliteStore::relay_epoch() const {
+std::int64_t SqlStore::relay_epoch() const {
   return impl_->lease_epoch.load();
 }
 
-int SqliteStore::schema_version() const {
+int SqlStore::schema_version() const {
   return impl_->version;
 }
 
-std::size_t SqliteStore::queued_writes() const {
+std::size_t SqlStore::queued_writes() const {
   std::lock_guard lock(impl_->queue_mutex);
   return impl_->queue.size();
 }
 
-ops::CheckState SqliteStore::capacity() const {
+ops::CheckState SqlStore::capacity() const {
   if (auto why = impl_->overloaded()) return {false, "refusing new messages: " + *why};
   return {true, std::to_string(impl_->undelivered.load()) + " undelivered events, " +
                     std::to_string(impl_->undelivered_bytes.load()) + " bytes"};
 }
 
-ops::CheckState SqliteStore::health() const {
+ops::CheckState SqlStore::health() const {
   std::unique_lock lock(impl_->health_mutex);
   auto state = impl_->health;
   if (state.ok && impl_->standby.load()) {
