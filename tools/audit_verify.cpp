@@ -22,7 +22,9 @@ int main(int argc, char** argv) {
   bool kafka_info = false;
   auto* config_opt = app.add_option("--config", config_file, "the gateway's config (its store)")
                          ->check(CLI::ExistingFile);
-  app.add_option("--db", db, "the store: its SQLite file, or a postgresql:// URL (password in SDOH_DB_PASSWORD)")
+  app.add_option(
+         "--db", db,
+         "the store: its SQLite file, or a postgresql:// URL (password in SDOH_DB_PASSWORD)")
       ->excludes(config_opt);
   app.add_option("--anchors", anchors_file,
                  "anchors, one JSON object per line (CloudEvents from sdoh.audit-anchors.v1)");
@@ -79,10 +81,10 @@ int main(int argc, char** argv) {
   if (password.empty()) {
     if (const char* env = std::getenv("SDOH_DB_PASSWORD")) password = env;
   }
-  auto report = db.starts_with("postgres")
-                    ? sdoh::store::verify_postgres_audit_chain(db, password, std::move(anchors),
-                                                               gateway)
-                    : sdoh::store::verify_audit_chain(db, std::move(anchors), gateway);
+  auto report =
+      db.starts_with("postgres")
+          ? sdoh::store::verify_postgres_audit_chain(db, password, std::move(anchors), gateway)
+          : sdoh::store::verify_audit_chain(db, std::move(anchors), gateway);
   if (!report) {
     std::cerr << "audit-verify: " << report.error().message << "\n";
     return 2;

@@ -6,8 +6,6 @@
 // package that tools/setup installs.
 #include "adapters/store/sql_pg.hpp"
 
-#include "gateway/core/json_parse.hpp"
-
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
@@ -17,6 +15,8 @@
 #include <optional>
 #include <set>
 #include <vector>
+
+#include "gateway/core/json_parse.hpp"
 
 namespace sdoh::store::sql {
 namespace {
@@ -655,8 +655,8 @@ class PgConnection final : public Connection {
     return r;
   }
   Result<bool> try_lock(std::int64_t key) override {
-    return run_lock(try_lock_,
-                    "SELECT CASE WHEN pg_try_advisory_xact_lock(?1) THEN 1 ELSE 0 END", key);
+    return run_lock(try_lock_, "SELECT CASE WHEN pg_try_advisory_xact_lock(?1) THEN 1 ELSE 0 END",
+                    key);
   }
 
  private:

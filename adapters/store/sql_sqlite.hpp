@@ -1,8 +1,7 @@
 #pragma once
 // The SQLite engine of sql.hpp: every sqlite3_* call of the store's shared code goes through it.
-#include <sqlite3.h>
-
 #include <memory>
+#include <sqlite3.h>
 
 #include "adapters/store/sql.hpp"
 

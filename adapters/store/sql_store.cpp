@@ -29,9 +29,8 @@ struct PruneOp final : WriteOp {
     const auto now = s.now();
     const auto& c = s.cfg;
     auto run = [&](const char* sql, std::int64_t a, std::int64_t b = 0) -> Result<std::int64_t> {
-      return sql::run_once(*s.conn, sql, [&](Statement& st) {
-        st.integer(1, a).integer(2, b).integer(3, kChunk);
-      });
+      return sql::run_once(
+          *s.conn, sql, [&](Statement& st) { st.integer(1, a).integer(2, b).integer(3, kChunk); });
     };
     // Delivered events past their retention.
     // Seqs are in commit order: only those below the first young one are looked at, and of
@@ -122,11 +121,11 @@ struct PruneOp final : WriteOp {
     if (!n) return fail(n.error());
     removed += *n;
     // Earlier versions of resources past the payload retention (the current one stays).
-    n = run(
-        "DELETE FROM resource_history WHERE (type, id, version) IN (SELECT h.type, h.id, "
-        "h.version FROM resource_history h JOIN resources r ON r.type = h.type AND r.id = h.id "
-        "WHERE h.version < r.version AND h.updated_at < ?1 LIMIT ?3)",
-        now - c.payload_retention.count());
+    n =
+        run("DELETE FROM resource_history WHERE (type, id, version) IN (SELECT h.type, h.id, "
+            "h.version FROM resource_history h JOIN resources r ON r.type = h.type AND r.id = h.id "
+            "WHERE h.version < r.version AND h.updated_at < ?1 LIMIT ?3)",
+            now - c.payload_retention.count());
     if (!n) return fail(n.error());
     more = more || *n == kChunk;
     removed += *n;
@@ -367,9 +366,8 @@ Result<void> open_sqlite(SqlStore::Impl* impl, const std::filesystem::path& path
 }  // namespace
 
 Result<std::unique_ptr<SqlStore>> SqlStore::open(const std::filesystem::path& path,
-                                                       const config::StoreConfig& cfg,
-                                                       metrics::Registry* registry,
-                                                       StoreClock clock) {
+                                                 const config::StoreConfig& cfg,
+                                                 metrics::Registry* registry, StoreClock clock) {
   auto impl = std::make_unique<Impl>();
   impl->clock = clock ? std::move(clock) : StoreClock(now_ms);
   impl->cfg = cfg;
@@ -379,10 +377,10 @@ Result<std::unique_ptr<SqlStore>> SqlStore::open(const std::filesystem::path& pa
 }
 
 Result<std::unique_ptr<SqlStore>> SqlStore::open_postgres(const std::string& url,
-                                                                const std::string& password,
-                                                                const config::StoreConfig& cfg,
-                                                                metrics::Registry* registry,
-                                                                StoreClock clock) {
+                                                          const std::string& password,
+                                                          const config::StoreConfig& cfg,
+                                                          metrics::Registry* registry,
+                                                          StoreClock clock) {
   auto impl = std::make_unique<Impl>();
   impl->clock = clock ? std::move(clock) : StoreClock(now_ms);
   impl->cfg = cfg;
@@ -433,7 +431,8 @@ Result<void> SqlStore::Impl::start(metrics::Registry* registry) {
   auto* impl = this;
   next_prune = std::chrono::steady_clock::now() + std::chrono::seconds(5);
 
-  auto prepared = impl->insert_inbound.prepare(*impl->conn,
+  auto prepared = impl->insert_inbound.prepare(
+      *impl->conn,
       "INSERT INTO inbound(protocol, sender, dedupe_key, message_type, received_at, answer_code, "
       "answer, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
       "ON CONFLICT(protocol, sender, dedupe_key) DO NOTHING RETURNING id");
@@ -443,84 +442,103 @@ Result<void> SqlStore::Impl::start(metrics::Registry* registry) {
                                             "protocol = ?1 AND sender = ?2 AND dedupe_key = ?3");
   }
   if (prepared) {
-    prepared = impl->insert_outbox.prepare(*impl->conn,
+    prepared = impl->insert_outbox.prepare(
+        *impl->conn,
         "INSERT INTO outbox(event_id, inbound_id, type, topic, key, value, created_at, bucket) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(event_id) DO NOTHING RETURNING seq");
   }
   if (prepared) {
-    prepared = impl->insert_pending.prepare(*impl->conn, "INSERT INTO outbox_pending(seq, bytes) VALUES (?1, ?2)");
+    prepared = impl->insert_pending.prepare(
+        *impl->conn, "INSERT INTO outbox_pending(seq, bytes) VALUES (?1, ?2)");
   }
   if (prepared) {
-    prepared = impl->insert_dead_letter.prepare(*impl->conn,
+    prepared = impl->insert_dead_letter.prepare(
+        *impl->conn,
         "INSERT INTO dead_letters(dead_letter_id, inbound_id, created_at, stage, error_code, "
         "error_text, location) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(dead_letter_id) DO "
         "NOTHING");
   }
   if (prepared) {
-    prepared = impl->take_pending.prepare(*impl->conn, "DELETE FROM outbox_pending WHERE seq = ?1 RETURNING bytes");
+    prepared = impl->take_pending.prepare(
+        *impl->conn, "DELETE FROM outbox_pending WHERE seq = ?1 RETURNING bytes");
   }
   if (prepared) {
-    prepared = impl->upsert_offset.prepare(*impl->conn,
+    prepared = impl->upsert_offset.prepare(
+        *impl->conn,
         "INSERT INTO delivery_offsets(topic, partition, \"offset\") VALUES (?1, ?2, ?3) "
         "ON CONFLICT(topic, partition) DO UPDATE SET \"offset\" = CASE WHEN excluded.\"offset\" > "
-        "delivery_offsets.\"offset\" THEN excluded.\"offset\" ELSE delivery_offsets.\"offset\" END");
+        "delivery_offsets.\"offset\" THEN excluded.\"offset\" ELSE delivery_offsets.\"offset\" "
+        "END");
   }
   if (prepared)
     prepared = impl->max_seq.prepare(*impl->conn, "SELECT coalesce(max(seq), 0) FROM outbox");
   if (prepared) {
-    prepared = impl->resource_version.prepare(*impl->conn, "SELECT version FROM resources WHERE type = ?1 AND id = ?2 {lock}");
+    prepared = impl->resource_version.prepare(
+        *impl->conn, "SELECT version FROM resources WHERE type = ?1 AND id = ?2 {lock}");
   }
   if (prepared) {
-    prepared = impl->referral_sequence.prepare(*impl->conn, "SELECT sequence FROM referrals WHERE referral_id = ?1 {lock}");
+    prepared = impl->referral_sequence.prepare(
+        *impl->conn, "SELECT sequence FROM referrals WHERE referral_id = ?1 {lock}");
   }
   if (prepared) {
-    prepared = impl->upsert_resource.prepare(*impl->conn,
+    prepared = impl->upsert_resource.prepare(
+        *impl->conn,
         "INSERT INTO resources(type, id, version, last_updated, updated_at, source) VALUES "
         "(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(type, id) DO UPDATE SET version = excluded.version, "
         "last_updated = excluded.last_updated, updated_at = excluded.updated_at, source = "
         "CASE WHEN excluded.source = '' THEN resources.source ELSE excluded.source END");
   }
   if (prepared) {
-    prepared = impl->insert_history.prepare(*impl->conn,
+    prepared = impl->insert_history.prepare(
+        *impl->conn,
         "INSERT INTO resource_history(type, id, version, last_updated, updated_at, json) VALUES "
         "(?1, ?2, ?3, ?4, ?5, ?6)");
   }
   if (prepared) {
-    prepared = impl->delete_identifiers.prepare(*impl->conn, "DELETE FROM resource_identifiers WHERE type = ?1 AND id = ?2");
+    prepared = impl->delete_identifiers.prepare(
+        *impl->conn, "DELETE FROM resource_identifiers WHERE type = ?1 AND id = ?2");
   }
   if (prepared) {
-    prepared = impl->insert_identifier.prepare(*impl->conn,
+    prepared = impl->insert_identifier.prepare(
+        *impl->conn,
         "INSERT INTO resource_identifiers(type, system, value, id) VALUES (?1, ?2, ?3, ?4) "
         "ON CONFLICT DO NOTHING");
   }
   if (prepared) {
-    prepared = impl->delete_search.prepare(*impl->conn, "DELETE FROM resource_search WHERE type = ?1 AND id = ?2");
+    prepared = impl->delete_search.prepare(
+        *impl->conn, "DELETE FROM resource_search WHERE type = ?1 AND id = ?2");
   }
   if (prepared) {
-    prepared = impl->insert_search.prepare(*impl->conn, "INSERT INTO resource_search(type, id, name, value) VALUES (?1, ?2, ?3, ?4)");
+    prepared = impl->insert_search.prepare(
+        *impl->conn, "INSERT INTO resource_search(type, id, name, value) VALUES (?1, ?2, ?3, ?4)");
   }
   if (prepared) {
-    prepared = impl->insert_outbound.prepare(*impl->conn,
+    prepared = impl->insert_outbound.prepare(
+        *impl->conn,
         "INSERT INTO outbound(destination, referral_id, message, created_at, next_attempt_at) "
         "VALUES (?1, ?2, ?3, ?4, ?4)");
   }
   if (prepared) {
-    prepared = impl->count_subscription_event.prepare(*impl->conn,
+    prepared = impl->count_subscription_event.prepare(
+        *impl->conn,
         "UPDATE subscriptions SET events_since_start = events_since_start + 1 WHERE agency_id = "
         "?1");
   }
   if (prepared) {
-    prepared = impl->insert_notification.prepare(*impl->conn,
+    prepared = impl->insert_notification.prepare(
+        *impl->conn,
         "INSERT INTO subscription_notifications(subscription_id, event_number, referral_id, "
         "sequence, status, task_json, created_at) SELECT id, events_since_start, ?2, ?3, ?4, ?5, "
         "?6 FROM subscriptions WHERE agency_id = ?1 ORDER BY id");
   }
   if (prepared) {
-    prepared = impl->upsert_referral.prepare(*impl->conn,
+    prepared = impl->upsert_referral.prepare(
+        *impl->conn,
         "INSERT INTO referrals(referral_id, clinic_number_system, clinic_number_value, "
         "source_control_id, agency_id, category, status, business_status, sequence, updated_at, "
         "created_at, overdue_at, return_to, return_pid, race, ethnicity, language, patient) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, CASE WHEN ?11 <> 0 THEN ?10 END, ?12, "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, CASE WHEN ?11 <> 0 THEN ?10 END, "
+        "?12, "
         "?13, ?14, ?15, ?16, ?17) "
         "ON CONFLICT(referral_id) DO UPDATE "
         "SET status = excluded.status, "
@@ -529,14 +547,17 @@ Result<void> SqlStore::Impl::start(metrics::Registry* registry) {
         "patient = CASE WHEN referrals.patient = '' THEN excluded.patient ELSE referrals.patient "
         "END, "
         "business_status = excluded.business_status, sequence = excluded.sequence, updated_at = "
-        "excluded.updated_at, overdue_at = coalesce(referrals.overdue_at, excluded.overdue_at) WHERE "
+        "excluded.updated_at, overdue_at = coalesce(referrals.overdue_at, excluded.overdue_at) "
+        "WHERE "
         "excluded.sequence >= referrals.sequence");
   }
   if (prepared) {
-    prepared = impl->select_timeline.prepare(*impl->conn, std::string(kTimelineColumns).append("WHERE referral_id = ?1").c_str());
+    prepared = impl->select_timeline.prepare(
+        *impl->conn, std::string(kTimelineColumns).append("WHERE referral_id = ?1").c_str());
   }
   if (prepared) {
-    prepared = impl->upsert_timeline.prepare(*impl->conn,
+    prepared = impl->upsert_timeline.prepare(
+        *impl->conn,
         "INSERT INTO referral_timeline(referral_id, created_at, released_at, received_at, "
         "accepted_at, closed_at, outcome, status, business_status, sequence, agency_id, "
         "category, clinic, race, ethnicity, language, zip3, started_at) VALUES (?1, ?2, "
@@ -549,19 +570,24 @@ Result<void> SqlStore::Impl::start(metrics::Registry* registry) {
         "excluded.agency_id, category = excluded.category, clinic = excluded.clinic, race = "
         "excluded.race, ethnicity = excluded.ethnicity, language = excluded.language, zip3 = "
         "excluded.zip3, started_at = excluded.started_at");
-    prepared = impl->audit_head.prepare(*impl->conn, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1");
+    prepared = impl->audit_head.prepare(
+        *impl->conn, "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1");
   }
   if (prepared) {
-    prepared = impl->audit_prune_head.prepare(*impl->conn,
+    prepared = impl->audit_prune_head.prepare(
+        *impl->conn,
         "SELECT pruned_through, hash FROM audit_prunes ORDER BY pruned_through DESC LIMIT 1");
   }
   if (prepared) {
-    prepared = impl->insert_audit.prepare(*impl->conn,
+    prepared = impl->insert_audit.prepare(
+        *impl->conn,
         "INSERT INTO audit_events(seq, recorded, action, agent, entity, prev_hash, hash, json) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
   }
   if (prepared) {
-    prepared = impl->insert_audit_entity.prepare(*impl->conn, "INSERT INTO audit_entities(entity, seq) VALUES (?1, ?2) ON CONFLICT DO NOTHING");
+    prepared = impl->insert_audit_entity.prepare(
+        *impl->conn,
+        "INSERT INTO audit_entities(entity, seq) VALUES (?1, ?2) ON CONFLICT DO NOTHING");
   }
   if (!prepared) return fail(prepared.error());
 
@@ -601,9 +627,9 @@ Result<void> SqlStore::Impl::start(metrics::Registry* registry) {
     impl->commits_duplicate = &commits.with({"duplicate"});
     impl->commits_failed = &commits.with({"failed"});
     impl->commits_refused = &commits.with({"refused_overload"});
-    reg.gauge_callback(
-        "sdoh_outbox_undelivered_bytes", "Bytes of committed events not yet acknowledged by Kafka.",
-        [raw = impl] { return static_cast<double>(raw->undelivered_bytes.load()); });
+    reg.gauge_callback("sdoh_outbox_undelivered_bytes",
+                       "Bytes of committed events not yet acknowledged by Kafka.",
+                       [raw = impl] { return static_cast<double>(raw->undelivered_bytes.load()); });
     auto* raw = impl;
     reg.gauge_callback("sdoh_outbox_undelivered_events",
                        "Committed events not yet acknowledged by Kafka.",
@@ -714,8 +740,9 @@ ops::CheckState SqlStore::health() const {
   std::unique_lock lock(impl_->health_mutex);
   auto state = impl_->health;
   if (state.ok && impl_->standby.load()) {
-    return {false, "the database is a read-only standby (pg_is_in_recovery): point store.url at "
-                   "the primary"};
+    return {false,
+            "the database is a read-only standby (pg_is_in_recovery): point store.url at "
+            "the primary"};
   }
   if (state.ok) {
     state.detail = std::string(impl_->shared_database() ? "PostgreSQL primary" : "open") +

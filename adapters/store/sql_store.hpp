@@ -88,38 +88,38 @@ Result<audit::ChainReport> verify_postgres_audit_chain(const std::string& url,
 using StoreClock = std::function<std::int64_t()>;
 
 class SqlStore final : public pipeline::CommitPort,
-                          public pipeline::ResourceReader,
-                          public pipeline::DeliveryTracker,
-                          public pipeline::Outbox,
-                          public pipeline::OutboundQueue,
-                          public pipeline::DeadLetters,
-                          public pipeline::ReferralRepository,
-                          public pipeline::SubscriptionStore,
-                          public pipeline::TimelineReader,
-                          public pipeline::AuthStore,
-                          public pipeline::AuditTrail,
-                          public pipeline::OpsReads {
+                       public pipeline::ResourceReader,
+                       public pipeline::DeliveryTracker,
+                       public pipeline::Outbox,
+                       public pipeline::OutboundQueue,
+                       public pipeline::DeadLetters,
+                       public pipeline::ReferralRepository,
+                       public pipeline::SubscriptionStore,
+                       public pipeline::TimelineReader,
+                       public pipeline::AuthStore,
+                       public pipeline::AuditTrail,
+                       public pipeline::OpsReads {
  public:
   /// Opens (creating if needed) the database at `path`, applies pending migrations and starts
   /// the writer thread. `registry` may be null (tools); `clock` empty: the system clock. The
   /// clock is called from the writer and reader threads.
   static Result<std::unique_ptr<SqlStore>> open(const std::filesystem::path& path,
-                                                   const config::StoreConfig& cfg,
-                                                   metrics::Registry* registry = nullptr,
-                                                   StoreClock clock = {});
+                                                const config::StoreConfig& cfg,
+                                                metrics::Registry* registry = nullptr,
+                                                StoreClock clock = {});
   /// Opens the PostgreSQL database at `url` (libpq URI; `password` apart, never logged),
   /// applies pending migrations (one gateway at a time) and starts the writer thread. Several
   /// gateways may open one database.
   static Result<std::unique_ptr<SqlStore>> open_postgres(const std::string& url,
-                                                            const std::string& password,
-                                                            const config::StoreConfig& cfg,
-                                                            metrics::Registry* registry = nullptr,
-                                                            StoreClock clock = {});
+                                                         const std::string& password,
+                                                         const config::StoreConfig& cfg,
+                                                         metrics::Registry* registry = nullptr,
+                                                         StoreClock clock = {});
   /// The store the config names: PostgreSQL when store.url is set (its password resolved from
   /// store.password), else the SQLite file at `sqlite_path`.
-  static Result<std::unique_ptr<SqlStore>> open_configured(
-      const std::filesystem::path& sqlite_path, const config::StoreConfig& cfg,
-      metrics::Registry* registry);
+  static Result<std::unique_ptr<SqlStore>> open_configured(const std::filesystem::path& sqlite_path,
+                                                           const config::StoreConfig& cfg,
+                                                           metrics::Registry* registry);
   /// Finishes queued writes, then stops the writer thread and closes.
   ~SqlStore() override;
   SqlStore(const SqlStore&) = delete;

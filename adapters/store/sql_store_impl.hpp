@@ -77,10 +77,10 @@ inline std::string column(sqlite3_stmt* st, int i) {
                       : std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(st, i)));
 }
 
-using sql::ResetOnExit;
-using sql::Statement;
 using sql::kDone;
 using sql::kRow;
+using sql::ResetOnExit;
+using sql::Statement;
 
 /// A read-only connection with the statements of the frequent reads prepared once. Used by one
 /// thread at a time: SqlStore::Impl lends it (lease_reader).
@@ -231,9 +231,9 @@ struct SqlStore::Impl {
   StoreClock clock;  // wall-clock milliseconds for every time the store records or compares
   std::int64_t now() const { return clock(); }
 
-  sqlite3* db = nullptr;      // the writer connection: writer thread only (after open)
+  sqlite3* db = nullptr;                  // the writer connection: writer thread only (after open)
   std::unique_ptr<sql::Connection> conn;  // the writer connection as the shared code sees it
-  sqlite3* reader = nullptr;  // read-only connection, guarded by reader_mutex
+  sqlite3* reader = nullptr;              // read-only connection, guarded by reader_mutex
   std::unique_ptr<sql::Connection> reader_conn;  // over reader
   mutable std::mutex reader_mutex;
   std::filesystem::path path;

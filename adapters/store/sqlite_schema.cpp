@@ -366,10 +366,9 @@ Result<int> migrate_sqlite(sqlite3* db) {
   auto version = user_version(db);
   if (!version) return fail(version.error());
   if (*version > sqlite_schema_version()) {
-    return fail(Error::unavailable("it has schema version " +
-                                   std::to_string(*version) + ", newer than this build (" +
-                                   std::to_string(sqlite_schema_version()) +
-                                   "); upgrade the gateway"));
+    return fail(Error::unavailable(
+        "it has schema version " + std::to_string(*version) + ", newer than this build (" +
+        std::to_string(sqlite_schema_version()) + "); upgrade the gateway"));
   }
   for (int v = *version; v < sqlite_schema_version(); ++v) {
     const std::string sql = std::string("BEGIN IMMEDIATE;") +

@@ -6,7 +6,7 @@
 namespace sdoh::store {
 
 Result<bool> SqlStore::record_assertion(std::string_view client_id, std::string_view jti,
-                                           std::int64_t expires_at_ms) {
+                                        std::int64_t expires_at_ms) {
   return run_sync<bool>(
       *impl_,
       [client = std::string(client_id), jti = std::string(jti),

@@ -380,8 +380,7 @@ std::unique_ptr<WriteOp> SqlStore::Impl::make_retry_marks_op() {
   return op;
 }
 
-asio::awaitable<Result<pipeline::CommitOutcome>> SqlStore::commit(
-    pipeline::CommitRequest request) {
+asio::awaitable<Result<pipeline::CommitOutcome>> SqlStore::commit(pipeline::CommitRequest request) {
   auto* impl = impl_.get();
   co_return co_await asio::async_initiate<decltype(asio::use_awaitable),
                                           void(Result<pipeline::CommitOutcome>)>(
@@ -418,7 +417,7 @@ void SqlStore::mark_delivered(std::vector<DeliveredEvent> events) {
 }
 
 asio::awaitable<Result<void>> SqlStore::await_delivered(std::vector<std::int64_t> seqs,
-                                                           std::chrono::milliseconds timeout) {
+                                                        std::chrono::milliseconds timeout) {
   if (seqs.empty()) co_return Result<void>{};
   auto* impl = impl_.get();
   co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(Result<void>)>(

@@ -6,9 +6,8 @@
 // by one gateway at a time (the row's lock decides a race), so each event is published by one
 // gateway, and a key's events (one bucket) in their order. Times are the database's clock, so
 // that the gateways' clocks need not agree.
-#include <unistd.h>
-
 #include <random>
+#include <unistd.h>
 
 #include "adapters/store/sql_store_impl.hpp"
 
@@ -16,7 +15,8 @@ namespace sdoh::store {
 
 namespace {
 
-constexpr const char* kDatabaseNowMs = "CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)";
+constexpr const char* kDatabaseNowMs =
+    "CAST(extract(epoch FROM clock_timestamp()) * 1000 AS BIGINT)";
 
 struct LeaseOp final : WriteOp {
   SqlStore::Impl* store = nullptr;
@@ -30,8 +30,7 @@ struct LeaseOp final : WriteOp {
   Result<void> execute(SqlStore::Impl& s) override {
     {
       Statement role;
-      if (auto r = role.prepare(*s.conn,
-                                "SELECT CASE WHEN pg_is_in_recovery() THEN 1 ELSE 0 END");
+      if (auto r = role.prepare(*s.conn, "SELECT CASE WHEN pg_is_in_recovery() THEN 1 ELSE 0 END");
           !r) {
         return r;
       }
@@ -89,8 +88,8 @@ struct LeaseOp final : WriteOp {
     }
     if (gained) {
       store->lease_epoch.fetch_add(1);
-      log::info("store.relay_leases_taken", {{"buckets", static_cast<std::int64_t>(
-                                                             store->leased_count())}});
+      log::info("store.relay_leases_taken",
+                {{"buckets", static_cast<std::int64_t>(store->leased_count())}});
     }
   }
 };

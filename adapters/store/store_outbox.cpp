@@ -68,7 +68,7 @@ DeadLetterInfo read_dead_letter(const Statement& st, bool with_payload) {
 }  // namespace
 
 Result<std::vector<PendingEvent>> SqlStore::pending_events(std::int64_t after_seq,
-                                                              int limit) const {
+                                                           int limit) const {
   std::lock_guard lock(impl_->reader_mutex);
   auto& st = impl_->select_pending;  // prepared once: the relay polls often
   ResetOnExit reset{st};
@@ -86,9 +86,8 @@ Result<std::vector<PendingEvent>> SqlStore::pending_events(std::int64_t after_se
   return out;
 }
 
-Result<void> SqlStore::dead_letter_event(std::int64_t seq,
-                                            const pipeline::DeadLetterRecord& record,
-                                            std::optional<pipeline::OutboxEvent> notice) {
+Result<void> SqlStore::dead_letter_event(std::int64_t seq, const pipeline::DeadLetterRecord& record,
+                                         std::optional<pipeline::OutboxEvent> notice) {
   auto* impl = impl_.get();
   // The op's value: -1 when the event was delivered or dead-lettered meanwhile, else how many
   // notice events it queued (0 or 1).
@@ -223,8 +222,7 @@ Result<std::map<std::pair<std::string, std::int32_t>, std::int64_t>> SqlStore::d
   }
 }
 
-Result<std::vector<DeadLetterInfo>> SqlStore::dead_letters(int limit,
-                                                              bool include_replayed) const {
+Result<std::vector<DeadLetterInfo>> SqlStore::dead_letters(int limit, bool include_replayed) const {
   std::lock_guard lock(impl_->reader_mutex);
   const std::string sql = std::string(kDeadLetterColumns) +
                           (include_replayed ? "" : "WHERE d.replayed_at IS NULL ") +
@@ -242,7 +240,7 @@ Result<std::vector<DeadLetterInfo>> SqlStore::dead_letters(int limit,
 }
 
 Result<DeadLetterInfo> SqlStore::dead_letter(const std::string& dead_letter_id,
-                                                bool with_payload) const {
+                                             bool with_payload) const {
   std::lock_guard lock(impl_->reader_mutex);
   const std::string sql = std::string(kDeadLetterColumns) + "WHERE d.dead_letter_id = ?1";
   Statement st;
@@ -283,7 +281,8 @@ Result<ReplayResult> SqlStore::replay_event(const std::string& dead_letter_id) {
           if (auto pr = s.add_pending(dl->outbox_seq, requeued_bytes); !pr) return fail(pr.error());
         }
         const std::string note = "requeued for Kafka";
-        if (auto r = mark_replayed(*s.conn, dead_letter_id, s.now(), note); !r) return fail(r.error());
+        if (auto r = mark_replayed(*s.conn, dead_letter_id, s.now(), note); !r)
+          return fail(r.error());
         return ReplayResult{dead_letter_id, note, requeued};
       },
       [impl, &requeued_bytes](const Result<ReplayResult>& r) {

@@ -115,8 +115,8 @@ constexpr std::size_t kMaxSearchValues = 200;
 }  // namespace
 
 Result<std::optional<ResourceRow>> SqlStore::read_resource(std::string_view type,
-                                                              std::string_view id,
-                                                              std::int64_t version) const {
+                                                           std::string_view id,
+                                                           std::int64_t version) const {
   auto conn = impl_->lease_reader();
   auto& st = version == 0 ? conn->current_resource : conn->resource_version;
   st.text(1, type).text(2, id);
@@ -128,8 +128,8 @@ Result<std::optional<ResourceRow>> SqlStore::read_resource(std::string_view type
 }
 
 Result<std::optional<std::string>> SqlStore::find_resource_id(std::string_view type,
-                                                                 std::string_view system,
-                                                                 std::string_view value) const {
+                                                              std::string_view system,
+                                                              std::string_view value) const {
   auto conn = impl_->lease_reader();
   auto& st = conn->resource_id;
   ResetOnExit reset{st};
@@ -198,7 +198,7 @@ Result<ResourcePage> SqlStore::search_resources(const ResourceQuery& query) cons
 }
 
 Result<std::vector<ResourceRow>> SqlStore::resource_history(std::string_view type,
-                                                               std::string_view id) const {
+                                                            std::string_view id) const {
   auto conn = impl_->lease_reader();
   auto& st = conn->resource_history;
   st.text(1, type).text(2, id);
@@ -244,7 +244,7 @@ Result<std::vector<SqlStore::WaitingReferral>> SqlStore::referrals_awaiting_agen
 }
 
 Result<std::optional<std::string>> SqlStore::open_referral_for(std::string_view patient,
-                                                                  std::string_view category) const {
+                                                               std::string_view category) const {
   if (patient.empty()) return std::optional<std::string>();
   auto conn = impl_->lease_reader();
   Statement st;
@@ -262,8 +262,7 @@ Result<std::optional<std::string>> SqlStore::open_referral_for(std::string_view 
   return std::optional<std::string>();
 }
 
-Result<std::vector<measures::ReferralTimeline>> SqlStore::timelines(
-    std::int64_t since_ms) const {
+Result<std::vector<measures::ReferralTimeline>> SqlStore::timelines(std::int64_t since_ms) const {
   auto conn = impl_->lease_reader();
   Statement st;
   if (auto r = st.prepare(*conn->conn, std::string(kTimelineColumns) +
@@ -335,7 +334,7 @@ struct OutboundAttemptOp final : WriteOp {
 }  // namespace
 
 void SqlStore::record_outbound_attempt(std::int64_t id, bool done, std::string outcome,
-                                          std::string error, std::int64_t next_attempt_ms) {
+                                       std::string error, std::int64_t next_attempt_ms) {
   auto op = std::make_unique<OutboundAttemptOp>();
   op->id = id;
   op->done = done;
@@ -346,7 +345,7 @@ void SqlStore::record_outbound_attempt(std::int64_t id, bool done, std::string o
 }
 
 Result<std::vector<pipeline::HeldReferral>> SqlStore::held_referrals(const std::string& reason,
-                                                                        int limit) const {
+                                                                     int limit) const {
   auto conn = impl_->lease_reader();
   // The FHIR client that sent a referral is its Task's source; an HL7 one's is return_to.
   Statement st;

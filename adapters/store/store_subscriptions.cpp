@@ -67,7 +67,7 @@ Result<void> as_void(Result<bool> r) {
 }  // namespace
 
 Result<void> SqlStore::put_subscription(const pipeline::SubscriptionRow& row,
-                                           std::int64_t expected_version) {
+                                        std::int64_t expected_version) {
   return as_void(run_sync<bool>(*impl_, [row, expected_version](Impl& s) -> Result<bool> {
     // Gateways that put the same Subscription at once take turns (until the transaction ends).
     if (auto locked = s.conn->lock(sql::subscription_lock(row.id)); !locked) {
@@ -156,8 +156,8 @@ Result<bool> SqlStore::delete_subscription(const std::string& id) {
   });
 }
 
-Result<std::vector<pipeline::NotificationRow>> SqlStore::queued_notifications(
-    const std::string& id, int limit) const {
+Result<std::vector<pipeline::NotificationRow>> SqlStore::queued_notifications(const std::string& id,
+                                                                              int limit) const {
   auto conn = impl_->lease_reader();
   Statement st;
   if (auto p = st.prepare(*conn->conn,

@@ -7,8 +7,8 @@
 //                          off, what waiting for the WAL flush costs)
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 #include <vector>

@@ -10,8 +10,8 @@
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
 
-#include "adapters/store/sql_store.hpp"
 #include "adapters/kafka/embedded_broker.hpp"
+#include "adapters/store/sql_store.hpp"
 
 namespace sdoh::kafka {
 namespace {

@@ -121,8 +121,8 @@ class StoreTest : public SqliteStoreTest, public ::testing::WithParamInterface<s
   bool on_postgres() const { return GetParam() == sql::Engine::kPostgres; }
 
   Result<std::unique_ptr<SqlStore>> open_store(const config::StoreConfig& cfg,
-                                                  metrics::Registry* registry = nullptr,
-                                                  StoreClock clock = {}) {
+                                               metrics::Registry* registry = nullptr,
+                                               StoreClock clock = {}) {
     if (!on_postgres()) return SqlStore::open(dir_ / "gateway.db", cfg, registry, clock);
     auto url = database_url();
     if (!url) return fail(url.error());

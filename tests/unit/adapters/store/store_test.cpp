@@ -2,7 +2,6 @@
 // checkpoints): schema, commits and dedupe, the outbox, delivery and dead letters, retention and
 // referral states. Resources, searches, migrations and upgrades: store_resources_test.cpp.
 #include "adapters/store/sql_store.hpp"
-
 #include "tests/unit/adapters/store/store_fixture.hpp"
 #include "tests/unit/support/loopback.hpp"
 
@@ -57,8 +56,8 @@ TEST_F(SqliteStoreTest, UnwritableLocationIsAnError) {
 
 // PostgreSQL's equivalent: a server nobody answers at.
 TEST_F(SqliteStoreTest, AnUnreachablePostgresIsAnError) {
-  auto store = SqlStore::open_postgres(
-      "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2", "", cfg_);
+  auto store =
+      SqlStore::open_postgres("postgresql://postgres@127.0.0.1:1/none?connect_timeout=2", "", cfg_);
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().kind, ErrorKind::kUnavailable);
 }

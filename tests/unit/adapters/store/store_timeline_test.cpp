@@ -160,13 +160,14 @@ TEST_F(SqliteStoreTest, TheMigrationFillsTimelinesFromTheReferralsAStoreHas) {
     // versions.
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open((dir_ / "gateway.db").c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db,
-                           "DROP TABLE referral_timeline; DROP TABLE auth_assertions; DROP TABLE "
-                           "auth_signing_keys; DROP TABLE audit_events; DROP TABLE "
-                           "audit_entities; DROP TABLE audit_prunes; DROP TABLE relay_leases; ALTER "
-                           "TABLE outbox DROP COLUMN bucket; PRAGMA user_version=10;",
-                           nullptr, nullptr, nullptr),
-              SQLITE_OK);
+    ASSERT_EQ(
+        sqlite3_exec(db,
+                     "DROP TABLE referral_timeline; DROP TABLE auth_assertions; DROP TABLE "
+                     "auth_signing_keys; DROP TABLE audit_events; DROP TABLE "
+                     "audit_entities; DROP TABLE audit_prunes; DROP TABLE relay_leases; ALTER "
+                     "TABLE outbox DROP COLUMN bucket; PRAGMA user_version=10;",
+                     nullptr, nullptr, nullptr),
+        SQLITE_OK);
     sqlite3_close(db);
   }
   advance(std::chrono::hours(5));

@@ -30,8 +30,8 @@ class OverdueCheckTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
     // The store records every change a minute before the check's clock reads, so that a
     // referral made now has waited a minute when the check runs, however fast the test is.
-    store_ = std::move(
-        *store::SqlStore::open(dir_ / "gateway.db", config::StoreConfig{}, nullptr, [] {
+    store_ =
+        std::move(*store::SqlStore::open(dir_ / "gateway.db", config::StoreConfig{}, nullptr, [] {
           return std::chrono::duration_cast<std::chrono::milliseconds>(
                      std::chrono::system_clock::now().time_since_epoch())
                      .count() -

@@ -32,8 +32,8 @@ class ReferralMetricsTest : public ::testing::Test {
   }
   void open() {
     store_.reset();
-    store_ = std::move(*store::SqlStore::open(dir_ / "gateway.db", config::StoreConfig{},
-                                                 nullptr, [this] { return now_.load(); }));
+    store_ = std::move(*store::SqlStore::open(dir_ / "gateway.db", config::StoreConfig{}, nullptr,
+                                              [this] { return now_.load(); }));
   }
   ReferralMetrics::Settings settings() {
     return {std::chrono::hours(24 * 395), 11, [this] { return now_.load(); }};
