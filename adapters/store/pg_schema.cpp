@@ -360,6 +360,26 @@ int latest_postgres_schema_version() {
 }
 
 Result<int> migrate_postgres(sql::Connection& db) {
+  // A read-only standby takes no DDL: a gateway pointed at one starts when its schema is the
+  // build's (the store then reports the standby as not ready), and is refused otherwise.
+  {
+    sql::Statement role;
+    if (auto r = role.prepare(db, "SELECT CASE WHEN pg_is_in_recovery() THEN 1 ELSE 0 END"); !r)
+      return fail(r.error());
+    auto r = role.step();
+    if (!r) return fail(r.error());
+    if (role.column_int(0) != 0) {
+      sql::Statement current;
+      auto p = current.prepare(db, "SELECT coalesce(max(version), 0) FROM schema_version");
+      auto found = p ? current.step() : Result<int>(fail(p.error()));
+      const auto version = found && *found == sql::kRow ? current.column_int(0) : 0;
+      if (version == latest_postgres_schema_version()) return static_cast<int>(version);
+      return fail(Error::unavailable(
+          "the database at store.url is a read-only standby (pg_is_in_recovery) with schema "
+          "version " + std::to_string(version) + ", not this build's " +
+          std::to_string(latest_postgres_schema_version()) + ": point store.url at the primary"));
+    }
+  }
   if (auto r = db.begin_write(); !r) return fail(r.error());
   auto version = migrate_locked(db);
   if (!version) {

@@ -1,6 +1,8 @@
 // The store's part of SMART Backend Services (pipeline/auth_port.hpp): used client
 // assertions and the token-signing key, both written on the writer thread so that a jti is
 // recorded once and the first key stored is the one every gateway on the database signs with.
+#include <optional>
+
 #include "adapters/store/sql_store_impl.hpp"
 
 namespace sdoh::store {
@@ -28,6 +30,27 @@ Result<bool> SqlStore::record_assertion(std::string_view client_id, std::string_
 Result<pipeline::SigningKeyRow> SqlStore::signing_key(const pipeline::SigningKeyRow& candidate) {
   return run_sync<pipeline::SigningKeyRow>(
       *impl_, [candidate](Impl& s) -> Result<pipeline::SigningKeyRow> {
+        auto current = [&s]() -> Result<std::optional<pipeline::SigningKeyRow>> {
+          Statement st;
+          if (auto p = st.prepare(*s.conn,
+                                  "SELECT kid, alg, private_pem FROM auth_signing_keys WHERE "
+                                  "retired_at IS NULL ORDER BY created_at DESC, kid LIMIT 1");
+              !p) {
+            return fail(p.error());
+          }
+          auto r = st.step();
+          if (!r) return fail(r.error());
+          if (*r != kRow) return std::optional<pipeline::SigningKeyRow>();
+          pipeline::SigningKeyRow row;
+          row.kid = st.column_text(0);
+          row.alg = st.column_text(1);
+          row.private_pem = st.column_text(2);
+          return std::optional<pipeline::SigningKeyRow>(std::move(row));
+        };
+        // Read first: a key stored before is the key (a read-only standby can answer that).
+        auto found = current();
+        if (!found) return fail(found.error());
+        if (*found) return std::move(**found);
         // Gateways starting at once on one database: the first key stored wins.
         if (auto locked = s.conn->lock(sql::kSigningKeyLock); !locked) return fail(locked.error());
         // The SELECT's values have no column to take their types from: CAST gives them.
@@ -41,21 +64,10 @@ Result<pipeline::SigningKeyRow> SqlStore::signing_key(const pipeline::SigningKey
               st.integer(4, s.now());
             });
         if (!stored) return fail(stored.error());
-        Statement st;
-        if (auto p = st.prepare(*s.conn,
-                                "SELECT kid, alg, private_pem FROM auth_signing_keys WHERE "
-                                "retired_at IS NULL ORDER BY created_at DESC, kid LIMIT 1");
-            !p) {
-          return fail(p.error());
-        }
-        auto r = st.step();
-        if (!r) return fail(r.error());
-        if (*r != kRow) return fail(Error::unavailable("no current token-signing key is stored"));
-        pipeline::SigningKeyRow row;
-        row.kid = st.column_text(0);
-        row.alg = st.column_text(1);
-        row.private_pem = st.column_text(2);
-        return row;
+        found = current();
+        if (!found) return fail(found.error());
+        if (!*found) return fail(Error::unavailable("no current token-signing key is stored"));
+        return std::move(**found);
       });
 }
 

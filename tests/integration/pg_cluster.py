@@ -128,6 +128,28 @@ class PgCluster:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
 
+    def start_standby(self):
+        """A streaming-replication standby of this cluster (pg_basebackup -R), started on a port
+        of its own: a PgCluster whose server is read-only (pg_is_in_recovery). stop() it first."""
+        standby = PgCluster()
+        standby.bindir = self.bindir
+        standby.dir = tempfile.mkdtemp(prefix="sdoh-pg-standby-")
+        if standby._user is not None:
+            os.chown(standby.dir, standby._user.pw_uid, standby._user.pw_gid)
+        standby._run([os.path.join(self.bindir, "pg_basebackup"), "-D", standby.data, "-R",
+                      "-X", "stream", "-c", "fast", "--no-sync", "-d",
+                      "host=127.0.0.1 port=%d user=postgres" % self.port])
+        standby.port = free_port()
+        conf = os.path.join(standby.data, "postgresql.auto.conf")
+        with open(conf) as f:  # the primary's settings and, from -R, primary_conninfo
+            lines = [l for l in f if not l.startswith(("port", "unix_socket_directories"))]
+        lines += ["port = %d\n" % standby.port, "unix_socket_directories = '%s'\n" % standby.dir]
+        with open(conf, "w") as f:
+            f.writelines(lines)
+        standby._pg_ctl("-l", os.path.join(standby.dir, "server.log"), "-t", "60", "start")
+        standby.running = True
+        return standby
+
     def url(self, database="postgres"):
         return "postgresql://postgres@127.0.0.1:%d/%s" % (self.port, database)
 

@@ -715,5 +715,35 @@ class DatabaseRestart(TwoGateways):
         self.assert_exactly_once(fhir.acked, fhir_found, fhir_events, fhir.statuses)
 
 
+class ReadOnlyStandby(unittest.TestCase):
+    """/readyz reports the database's replication role: a gateway whose store.url names a
+    read-only standby (a streaming replica of the primary) is not ready, and says why."""
+
+    def test_a_gateway_on_a_standby_is_not_ready_and_says_so(self):
+        with PgCluster() as pg:
+            url = pg.create_database("standby_test")
+            kafka = "{ brokers: \"\", metadata_interval: 500ms }"
+            with Gateway(config=STORE % url + CLIENTS, env=ENV, kafka=kafka) as gw:
+                status, body = gw.get("/readyz")
+                self.assertEqual(status, 200, body)
+                self.assertIn("PostgreSQL primary", json.loads(body)["checks"]["store"]["detail"])
+            standby = pg.start_standby()
+            try:
+                replica_url = url.replace(":%d/" % pg.port, ":%d/" % standby.port)
+                replica = Gateway(config=STORE % replica_url + CLIENTS, env=ENV, kafka=kafka)
+                try:
+                    replica.start(wait_ready=False, timeout=30)
+                    wait_for(lambda: replica.get("/readyz")[0] == 503, 15,
+                             "/readyz to say not ready on a standby:\n" + replica.log()[-2000:])
+                    status, body = replica.get("/readyz")
+                    store = json.loads(body)["checks"]["store"]
+                    self.assertFalse(store["ok"], body)
+                    self.assertIn("read-only standby", store["detail"])
+                finally:
+                    replica.__exit__(None, None, None)
+            finally:
+                standby.stop()
+
+
 if __name__ == "__main__":
     unittest.main()
