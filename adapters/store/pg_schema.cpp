@@ -376,7 +376,8 @@ Result<int> migrate_postgres(sql::Connection& db) {
       if (version == latest_postgres_schema_version()) return static_cast<int>(version);
       return fail(Error::unavailable(
           "the database at store.url is a read-only standby (pg_is_in_recovery) with schema "
-          "version " + std::to_string(version) + ", not this build's " +
+          "version " +
+          std::to_string(version) + ", not this build's " +
           std::to_string(latest_postgres_schema_version()) + ": point store.url at the primary"));
     }
   }
