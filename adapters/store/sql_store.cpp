@@ -219,35 +219,6 @@ std::int64_t now_ms() {
       .count();
 }
 
-Result<void> exec(sqlite3* db, const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string message = err != nullptr ? err : sqlite3_errmsg(db);
-    sqlite3_free(err);
-    return fail(Error::unavailable(message));
-  }
-  return {};
-}
-
-Result<int> user_version(sqlite3* db) {
-  sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, nullptr) != SQLITE_OK) {
-    return fail(Error::unavailable(sqlite3_errmsg(db)));
-  }
-  int version = 0;
-  if (sqlite3_step(stmt) == SQLITE_ROW) version = sqlite3_column_int(stmt, 0);
-  sqlite3_finalize(stmt);
-  return version;
-}
-
-Result<std::int64_t> step_changes(sqlite3* db, sqlite3_stmt* st) {
-  const int rc = sqlite3_step(st);
-  const auto changes = static_cast<std::int64_t>(sqlite3_changes(db));
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return fail(Error::unavailable(sqlite3_errmsg(db)));
-  return changes;
-}
-
 Result<void> ReadConnection::open(const std::filesystem::path& path) {
   if (sqlite3_open_v2(path.c_str(), &handle.db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK) {
@@ -326,10 +297,10 @@ Result<void> open_sqlite(SqlStore::Impl* impl, const std::filesystem::path& path
   const std::string pragmas = std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;") +
                               "; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;"
                               " PRAGMA journal_size_limit=67108864;";
-  if (auto r = exec(impl->db, pragmas.c_str()); !r) {
+  if (auto r = impl->conn->exec(pragmas); !r) {
     return fail(Error::unavailable("store " + path.string() + ": " + r.error().message));
   }
-  auto version = migrate_sqlite(impl->db);
+  auto version = migrate_sqlite(*impl->conn);
   if (!version) {
     return fail(Error::unavailable("store " + path.string() + ": " + version.error().message));
   }
@@ -358,7 +329,7 @@ Result<void> open_sqlite(SqlStore::Impl* impl, const std::filesystem::path& path
     return fail(Error::unavailable("cannot open store " + path.string() + " to checkpoint it"));
   }
   sqlite3_busy_timeout(impl->checkpoint_db, 5000);
-  (void)exec(impl->checkpoint_db, "PRAGMA synchronous=NORMAL");
+  (void)sql::sqlite_connection(impl->checkpoint_db)->exec("PRAGMA synchronous=NORMAL");
   sqlite3_wal_hook(impl->db, &SqlStore::Impl::on_wal_commit, impl);  // replaces autocheckpoint
   return {};
 }

@@ -60,22 +60,18 @@ std::string pending_events_sql(bool shared);
 
 /// Wall-clock milliseconds since the epoch (the default StoreClock).
 std::int64_t now_ms();
-Result<void> exec(sqlite3* db, const char* sql);
-Result<int> user_version(sqlite3* db);
 /// The newest schema version of the SQLite engine (sqlite_schema.cpp).
 int sqlite_schema_version();
 /// Applies the pending migrations to `db`: the schema version after them. Refuses a database
 /// newer than this build.
-Result<int> migrate_sqlite(sqlite3* db);
-/// Steps and finalizes a one-off statement: the rows it changed.
-Result<std::int64_t> step_changes(sqlite3* db, sqlite3_stmt* st);
+Result<int> migrate_sqlite(sql::Connection& db);
 
-/// A text or blob column as bytes (empty for NULL).
-inline std::string column(sqlite3_stmt* st, int i) {
-  const auto* p = static_cast<const char*>(sqlite3_column_blob(st, i));
-  return p == nullptr ? std::string()
-                      : std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(st, i)));
-}
+/// Whether an outbox event is delivered (column 0) or refused for good (column 1), 0 or 1 each:
+/// for whoever waits for it (delivery.ack=delivered), whichever gateway published it.
+inline constexpr const char* kDeliveryStateSql =
+    "SELECT CASE WHEN dead_at IS NULL AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.seq "
+    "= o.seq) THEN 1 ELSE 0 END, CASE WHEN dead_at IS NOT NULL THEN 1 ELSE 0 END FROM outbox o "
+    "WHERE seq = ?1";
 
 using sql::kDone;
 using sql::kRow;
@@ -102,7 +98,6 @@ struct ReadConnection {
   std::map<std::string, std::unique_ptr<Statement>, std::less<>> searches;
   static constexpr std::size_t kMaxSearches = 64;
 
-  sqlite3* db() const { return handle.db; }
 
   /// Opens `path` read-only (SQLite) and prepares the statements.
   Result<void> open(const std::filesystem::path& path);

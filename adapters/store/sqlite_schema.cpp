@@ -362,20 +362,26 @@ int sqlite_schema_version() {
   return static_cast<int>(kMigrations.size());
 }
 
-Result<int> migrate_sqlite(sqlite3* db) {
-  auto version = user_version(db);
-  if (!version) return fail(version.error());
-  if (*version > sqlite_schema_version()) {
+Result<int> migrate_sqlite(sql::Connection& db) {
+  int version = 0;
+  {
+    Statement current;
+    if (auto r = current.prepare(db, "PRAGMA user_version"); !r) return fail(r.error());
+    auto r = current.step();
+    if (!r) return fail(r.error());
+    if (*r == kRow) version = static_cast<int>(current.column_int(0));
+  }
+  if (version > sqlite_schema_version()) {
     return fail(Error::unavailable(
-        "it has schema version " + std::to_string(*version) + ", newer than this build (" +
+        "it has schema version " + std::to_string(version) + ", newer than this build (" +
         std::to_string(sqlite_schema_version()) + "); upgrade the gateway"));
   }
-  for (int v = *version; v < sqlite_schema_version(); ++v) {
+  for (int v = version; v < sqlite_schema_version(); ++v) {
     const std::string sql = std::string("BEGIN IMMEDIATE;") +
                             kMigrations[static_cast<std::size_t>(v)] +
                             "PRAGMA user_version=" + std::to_string(v + 1) + "; COMMIT;";
-    if (auto r = exec(db, sql.c_str()); !r) {
-      (void)exec(db, "ROLLBACK;");
+    if (auto r = db.exec(sql); !r) {
+      (void)db.exec("ROLLBACK;");
       return fail(Error::unavailable("store migration to version " + std::to_string(v + 1) +
                                      " failed: " + r.error().message));
     }

@@ -456,10 +456,7 @@ asio::awaitable<Result<void>> SqlStore::await_delivered(std::vector<std::int64_t
         {
           std::lock_guard lock(impl->reader_mutex);
           Statement st;
-          if (st.prepare(*impl->reader_conn,
-                         "SELECT CASE WHEN dead_at IS NULL AND NOT EXISTS (SELECT 1 FROM "
-                         "outbox_pending p WHERE p.seq = o.seq) THEN 1 ELSE 0 END, CASE WHEN "
-                         "dead_at IS NOT NULL THEN 1 ELSE 0 END FROM outbox o WHERE seq = ?1")) {
+          if (st.prepare(*impl->reader_conn, kDeliveryStateSql)) {
             for (auto seq : seqs) {
               ResetOnExit reset{st};
               st.integer(1, seq);

@@ -108,11 +108,7 @@ struct DeliveryPollOp final : WriteOp {
         seqs.push_back(seq);
     }
     Statement st;
-    if (auto r = st.prepare(*s.conn,
-                            "SELECT CASE WHEN dead_at IS NULL AND NOT EXISTS (SELECT 1 FROM "
-                            "outbox_pending p WHERE p.seq = o.seq) THEN 1 ELSE 0 END, CASE WHEN "
-                            "dead_at IS NOT NULL THEN 1 ELSE 0 END FROM outbox o WHERE seq = ?1");
-        !r) {
+    if (auto r = st.prepare(*s.conn, kDeliveryStateSql); !r) {
       return r;
     }
     for (const auto seq : seqs) {
@@ -199,12 +195,12 @@ std::string pending_events_sql(bool shared) {
   // event may appear after one with a higher number was read. So every undelivered event of
   // this process's buckets is read from the first (?1 and ?3 are not used); the relay skips
   // those it has in flight. A key's events keep their order: a key's lock (CommitOp) numbers
-  // them in commit order.
+  // them in commit order. ?1 and ?3, bound but not named here, are ignored (sql_pg.hpp).
   return std::string(
              "SELECT o.seq, o.event_id, o.topic, o.key, o.value, o.created_at FROM "
              "outbox_pending p JOIN outbox o ON o.seq = p.seq JOIN relay_leases l ON l.bucket = "
              "o.bucket WHERE l.owner = ?4 AND l.expires_at > ") +
-         kDatabaseNowMs + " AND ?1 >= 0 AND ?3 >= 0 ORDER BY p.seq LIMIT ?2";
+         kDatabaseNowMs + " ORDER BY p.seq LIMIT ?2";
 }
 
 }  // namespace sdoh::store
