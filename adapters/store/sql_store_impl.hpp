@@ -98,7 +98,6 @@ struct ReadConnection {
   std::map<std::string, std::unique_ptr<Statement>, std::less<>> searches;
   static constexpr std::size_t kMaxSearches = 64;
 
-
   /// Opens `path` read-only (SQLite) and prepares the statements.
   Result<void> open(const std::filesystem::path& path);
   /// Prepares the statements on `conn`.
