@@ -1,4 +1,5 @@
 #include "adapters/fhir/subscription_delivery.hpp"
+#include "gateway/core/thread_name.hpp"
 
 #include <condition_variable>
 #include <map>
@@ -295,7 +296,10 @@ SubscriptionSender::~SubscriptionSender() {
 
 void SubscriptionSender::start(std::string base) {
   if (!base.empty()) impl_->options.base = std::move(base);
-  impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
+  impl_->thread = std::thread([impl = impl_.get()] {
+    name_this_thread("subscriptions");
+    impl->run();
+  });
 }
 
 void SubscriptionSender::wake() {

@@ -1,4 +1,5 @@
 #include "adapters/hl7v2/clinic_return.hpp"
+#include "gateway/core/thread_name.hpp"
 
 #include <algorithm>
 #include <condition_variable>
@@ -253,7 +254,10 @@ ClinicReturnSender::~ClinicReturnSender() {
 }
 
 void ClinicReturnSender::start() {
-  impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
+  impl_->thread = std::thread([impl = impl_.get()] {
+    name_this_thread("clinic-returns");
+    impl->run();
+  });
 }
 
 void ClinicReturnSender::wake() {

@@ -1,4 +1,5 @@
 #include "adapters/kafka/producer.hpp"
+#include "gateway/core/thread_name.hpp"
 
 #include <atomic>
 #include <condition_variable>
@@ -306,6 +307,7 @@ Result<std::unique_ptr<Producer>> Producer::create(const config::KafkaConfig& cf
   if (auto opened = impl->open_client(); !opened) return fail(opened.error());
 
   impl->poller = std::thread([raw] {
+    name_this_thread("kafka-reports");
     while (raw->running.load() || raw->in_flight.load() > 0) {
       if (raw->fatal.load()) {
         raw->recover();
@@ -317,6 +319,7 @@ Result<std::unique_ptr<Producer>> Producer::create(const config::KafkaConfig& cf
     }
   });
   impl->monitor = std::thread([raw] {
+    name_this_thread("kafka-metadata");
     while (raw->running.load()) {
       raw->refresh_metadata();
       std::unique_lock lock(raw->monitor_mutex);

@@ -1,4 +1,5 @@
 #include "adapters/kafka/relay.hpp"
+#include "gateway/core/thread_name.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -292,7 +293,10 @@ Relay::~Relay() {
 
 void Relay::start() {
   impl_->running = true;
-  impl_->thread = std::thread([this] { impl_->loop(); });
+  impl_->thread = std::thread([this] {
+    name_this_thread("relay");
+    impl_->loop();
+  });
 }
 
 void Relay::notify() {

@@ -1,4 +1,5 @@
 #include "adapters/kafka/update_consumer.hpp"
+#include "gateway/core/thread_name.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -581,7 +582,10 @@ void UpdateConsumer::start() {
   if (impl_->started) return;
   impl_->started = true;
   impl_->update([](Impl::Status& s) { s.phase = Impl::Status::Phase::kRunning; });
-  impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
+  impl_->thread = std::thread([impl = impl_.get()] {
+    name_this_thread("agency-updates");
+    impl->run();
+  });
 }
 
 void UpdateConsumer::stop() {

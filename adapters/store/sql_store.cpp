@@ -1,6 +1,7 @@
 // The store: open on either engine (SQLite, PostgreSQL), the shared start, retention, health
 // (sql_store_impl.hpp).
 #include "adapters/store/pg_schema.hpp"
+#include "gateway/core/thread_name.hpp"
 #include "adapters/store/sql_pg.hpp"
 #include "adapters/store/sql_store_impl.hpp"
 
@@ -635,10 +636,19 @@ Result<void> SqlStore::Impl::start(metrics::Registry* registry) {
   }
 
   auto* raw = impl;
-  if (impl->pipelined) impl->syncer = std::thread([raw] { raw->syncer_loop(); });
+  if (impl->pipelined) impl->syncer = std::thread([raw] {
+      name_this_thread("store-sync");
+      raw->syncer_loop();
+    });
   if (impl->checkpoint_db != nullptr)
-    impl->checkpointer = std::thread([raw] { raw->checkpointer_loop(); });
-  impl->writer = std::thread([raw] { raw->writer_loop(); });
+    impl->checkpointer = std::thread([raw] {
+      name_this_thread("store-checkpt");
+      raw->checkpointer_loop();
+    });
+  impl->writer = std::thread([raw] {
+    name_this_thread("store-writer");
+    raw->writer_loop();
+  });
   return {};
 }
 

@@ -1,4 +1,5 @@
 #include "gateway/runtime/runtime.hpp"
+#include "gateway/core/thread_name.hpp"
 
 #include <atomic>
 #include <csignal>
@@ -732,7 +733,10 @@ int run(const config::GatewayConfig& cfg) {
 
   std::vector<std::thread> threads;
   for (int i = 1; i < cfg.runtime.io_threads; ++i)
-    threads.emplace_back([&ioc] { ioc.run(); });
+    threads.emplace_back([&ioc] {
+      name_this_thread("io");
+      ioc.run();
+    });
   ioc.run();
   for (auto& t : threads)
     t.join();
