@@ -283,6 +283,11 @@ Result<void> open_sqlite(SqlStore::Impl* impl, const std::filesystem::path& path
     return fail(Error::unavailable("cannot create " + path.parent_path().string() + ": " +
                                    fs_ec.message()));
   }
+  // SQLite's allocation statistics take one process-wide mutex on every malloc and free of every
+  // connection (the writer's, the readers', the checkpointer's); nothing here reads them. Only
+  // possible before SQLite's first use in the process: later it is refused, and harmless.
+  static const bool unmetered = [] { return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK; }();
+  (void)unmetered;
   const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
   if (sqlite3_open_v2(path.c_str(), &impl->db, flags, nullptr) != SQLITE_OK) {
     return fail(

@@ -28,6 +28,7 @@
 
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -317,6 +318,39 @@ struct SqlStore::Impl {
     return {};
   }
 
+  // Completions of a finished group, posted to their I/O executors together: the syncer (or the
+  // writer) gathers them while it finishes the group, then posts one function that dispatches
+  // each on its own executor (at once, when that is a strand of the I/O thread running it). A
+  // group of N commits then wakes one I/O thread once instead of N times.
+  struct Completion {
+    asio::any_io_executor executor;
+    std::move_only_function<void()> run;
+  };
+  static inline thread_local std::vector<Completion>* gathering = nullptr;
+  /// Runs `fn` on `executor`: with the group's other completions when one is being finished on
+  /// this thread, else posted at once.
+  static void complete_on(asio::any_io_executor executor, std::move_only_function<void()> fn) {
+    if (gathering != nullptr) {
+      gathering->push_back({std::move(executor), std::move(fn)});
+      return;
+    }
+    asio::post(executor, std::move(fn));
+  }
+  /// Gathers the completions of the group `finish_all` finishes, then posts them together.
+  template <class F>
+  static void finish_gathered(F&& finish_all) {
+    std::vector<Completion> gathered;
+    gathering = &gathered;
+    finish_all();
+    gathering = nullptr;
+    if (gathered.empty()) return;
+    auto first = gathered.front().executor;
+    asio::post(first, [gathered = std::move(gathered)]() mutable {
+      for (auto& c : gathered)
+        asio::dispatch(c.executor, std::move(c.run));
+    });
+  }
+
   void syncer_loop() {
     for (;;) {
       std::deque<SyncGroup> work;
@@ -338,10 +372,12 @@ struct SqlStore::Impl {
         while (current < newest && !durable_seq.compare_exchange_weak(current, newest)) {
         }
       }
-      for (auto& g : work) {
-        for (std::size_t i = 0; i < g.ops.size(); ++i)
-          g.ops[i]->finish(synced ? std::move(g.results[i]) : fail(synced.error()));
-      }
+      finish_gathered([&] {
+        for (auto& g : work) {
+          for (std::size_t i = 0; i < g.ops.size(); ++i)
+            g.ops[i]->finish(synced ? std::move(g.results[i]) : fail(synced.error()));
+        }
+      });
     }
   }
 
@@ -702,8 +738,10 @@ struct SqlStore::Impl {
         }
         sync_cv.notify_one();
       } else {
-        for (std::size_t i = 0; i < batch.size(); ++i)
-          batch[i]->finish(std::move(results[i]));
+        finish_gathered([&] {
+          for (std::size_t i = 0; i < batch.size(); ++i)
+            batch[i]->finish(std::move(results[i]));
+        });
       }
       batch.clear();
     }
