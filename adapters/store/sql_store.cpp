@@ -302,7 +302,10 @@ Result<void> open_sqlite(SqlStore::Impl* impl, const std::filesystem::path& path
   impl->pipelined = cfg.synchronous == "full";
   const std::string pragmas = std::string("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;") +
                               "; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;"
-                              " PRAGMA journal_size_limit=67108864;";
+                              " PRAGMA journal_size_limit=67108864;"
+                              // The writer's page cache (2 MiB by default): the index pages its
+                              // inserts land on stay in memory instead of being read again.
+                              " PRAGMA cache_size=-32768;";
   if (auto r = impl->conn->exec(pragmas); !r) {
     return fail(Error::unavailable("store " + path.string() + ": " + r.error().message));
   }
