@@ -46,6 +46,13 @@ void MllpFramer::feed(std::string_view bytes) {
   buffer_.append(bytes);
 }
 
+void MllpFramer::release_if_idle(std::size_t keep_bytes) {
+  if (in_frame_ || scan_ != buffer_.size()) return;  // a frame, or bytes before one, are waiting
+  buffer_.clear();
+  scan_ = 0;
+  if (buffer_.capacity() > keep_bytes) std::string().swap(buffer_);
+}
+
 MllpFramer::Event MllpFramer::next(std::string& frame) {
   for (;;) {
     if (!in_frame_) {

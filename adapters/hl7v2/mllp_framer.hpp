@@ -48,6 +48,14 @@ class MllpFramer {
   /// Whether a start block has been seen and its frame is not complete yet.
   bool in_frame() const { return in_frame_; }
 
+  /// Frees the buffer when it holds nothing and has grown past `keep_bytes`. Called before the
+  /// connection waits for its next bytes: a frame of a megabyte, once received, must not stay
+  /// allocated for the rest of the connection's life, while a buffer of a typical message's size
+  /// is kept for the next one (no allocation per message).
+  void release_if_idle(std::size_t keep_bytes);
+  /// Bytes allocated for buffering (what an idle connection holds in its framer).
+  std::size_t capacity() const { return buffer_.capacity(); }
+
  private:
   std::size_t max_frame_bytes_;
   std::string buffer_;    // unconsumed input
