@@ -114,8 +114,10 @@ namespace {
 // fit in memory (issue 16: at most 16 KB each, everything counted). A typical ORU^R01 (1.5-3 KB)
 // still arrives in one read; the rest of a larger frame is drained from the socket (drain()).
 constexpr std::size_t kWaitReadBytes = 4 * 1024;
-// What a framer may keep between frames: a buffer a large frame grew is freed before the
-// connection waits again; one of a typical message's size is reused without an allocation.
+// What a framer may keep between frames. Frames that arrive whole in one read are framed in place
+// (feed_borrowed); only a frame split across reads is buffered. A buffer a large frame grew is
+// freed before the connection waits again; a small one (a sender that writes the start block, the
+// message and the end block apart) is reused without an allocation.
 constexpr std::size_t kFramerKeepBytes = 4 * 1024;
 // The most one drain takes at once, so that the frame size limit is checked between reads.
 constexpr std::size_t kDrainReadBytes = 64 * 1024;
@@ -225,7 +227,8 @@ asio::awaitable<void> serve(std::shared_ptr<MllpServer::State> s, Stream& stream
     }
     frame_deadline.bytes_received(std::chrono::steady_clock::now());
     s->bytes_in.inc(n);
-    framer.feed(std::string_view(chunk.data(), n));
+    // chunk is not read into again before the framer has answered kNone: it may borrow it.
+    framer.feed_borrowed(std::string_view(chunk.data(), n));
     if (n == chunk.size()) {
       const auto more = drain(stream);
       s->bytes_in.inc(more.size());

@@ -176,6 +176,53 @@ TEST(MllpFramer, StrayBytesAreDiscardedBeforeTheBufferIsReleased) {
   EXPECT_EQ(f.discarded_bytes(), 8u * 1024);
 }
 
+// Borrowed input: the caller's read buffer is framed in place and reused once next() says kNone,
+// as the listener does with its read buffer. Every split must still give the same frames.
+TEST(MllpFramer, BorrowedFramesSplitAtEveryByteSurviveTheCallerReusingItsBuffer) {
+  const auto wire =
+      mllp_frame(kMsg) + std::string(2, '\0') + mllp_frame("MSH|2") + mllp_frame("MSH|3");
+  for (std::size_t cut = 1; cut < wire.size(); ++cut) {
+    MllpFramer f(1024);
+    std::vector<std::string> frames;
+    std::string reused;  // the caller's one buffer, overwritten by every read
+    for (const auto& piece : {wire.substr(0, cut), wire.substr(cut)}) {
+      reused = piece;
+      f.feed_borrowed(reused);
+      for (auto more = frames_of(f); const auto& one : more)
+        frames.push_back(one);
+      reused.assign(reused.size(), '#');
+    }
+    EXPECT_EQ(frames, (std::vector<std::string>{kMsg, "MSH|2", "MSH|3"})) << "cut at " << cut;
+    EXPECT_EQ(f.discarded_bytes(), 2u) << "cut at " << cut;
+    EXPECT_EQ(f.buffered(), 0u);
+  }
+}
+
+TEST(MllpFramer, FramesArrivingWholeAreNeverBuffered) {
+  MllpFramer f(1024);
+  const auto wire = mllp_frame(kMsg) + mllp_frame(kMsg);
+  f.feed_borrowed(wire);
+  EXPECT_EQ(frames_of(f), (std::vector<std::string>{kMsg, kMsg}));
+  EXPECT_EQ(f.capacity(), std::string().capacity());
+}
+
+TEST(MllpFramer, BorrowedBytesAfterBufferedOnesAreAppended) {
+  MllpFramer f(1024);
+  f.feed("\x0bMSH|");
+  EXPECT_TRUE(frames_of(f).empty());
+  std::string read = "1\x1c\r";
+  f.feed_borrowed(read);
+  EXPECT_EQ(frames_of(f), std::vector<std::string>{"MSH|1"});
+}
+
+TEST(MllpFramer, AnOversizedBorrowedFrameIsReported) {
+  MllpFramer f(16);
+  const auto wire = "\x0b" + std::string(17, 'x');
+  f.feed_borrowed(wire);
+  std::string frame;
+  EXPECT_EQ(f.next(frame), MllpFramer::Event::kTooLarge);
+}
+
 // The frame clock, with times written out: t0 is an arbitrary start, timeout 30 s, idle 5 min.
 using Clock = FrameDeadline::Clock;
 const Clock::time_point t0 = Clock::time_point(std::chrono::hours(1000));
