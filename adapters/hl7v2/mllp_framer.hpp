@@ -66,10 +66,10 @@ class MllpFramer {
   void own_remainder();
 
   std::size_t max_frame_bytes_;
-  std::string buffer_;          // unconsumed input (when not borrowing)
-  std::string_view borrowed_;   // the caller's bytes, until next() returns kNone
-  bool borrowing_ = false;      // whether input() is borrowed_
-  std::size_t scan_ = 0;        // start of unconsumed input in input()
+  std::string buffer_;         // unconsumed input (when not borrowing)
+  std::string_view borrowed_;  // the caller's bytes, until next() returns kNone
+  bool borrowing_ = false;     // whether input() is borrowed_
+  std::size_t scan_ = 0;       // start of unconsumed input in input()
   bool in_frame_ = false;
   std::size_t frame_start_ = 0;  // index of first content byte when in_frame_
   std::size_t searched_ = 0;     // content bytes already searched for FS
