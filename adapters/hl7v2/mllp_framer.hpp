@@ -31,8 +31,12 @@ class MllpFramer {
  public:
   explicit MllpFramer(std::size_t max_frame_bytes) : max_frame_bytes_(max_frame_bytes) {}
 
-  /// Adds received bytes. Call next() until it returns nothing before feeding more.
+  /// Adds received bytes (copied). Call next() until it returns nothing before feeding more.
   void feed(std::string_view bytes);
+  /// Adds received bytes without copying them: they must stay valid and unchanged until next()
+  /// returns kNone or kTooLarge, which copies what is left of them (a partial frame). So frames
+  /// that arrive whole in one read are never buffered, and an idle framer holds no bytes.
+  void feed_borrowed(std::string_view bytes);
 
   enum class Event { kNone, kFrame, kTooLarge };
   /// The next complete frame (moved into `frame`), kTooLarge once a frame passes the limit,
@@ -44,14 +48,28 @@ class MllpFramer {
   /// Tolerated deviations: doubled start blocks, FS without CR.
   std::uint64_t deviations() const { return deviations_; }
   /// Bytes buffered for an incomplete frame.
-  std::size_t buffered() const { return buffer_.size() - scan_; }
+  std::size_t buffered() const { return input().size() - scan_; }
   /// Whether a start block has been seen and its frame is not complete yet.
   bool in_frame() const { return in_frame_; }
 
+  /// Frees the buffer when it holds nothing and has grown past `keep_bytes`. Called before the
+  /// connection waits for its next bytes: a frame of a megabyte, once received, must not stay
+  /// allocated for the rest of the connection's life, while a buffer of a typical message's size
+  /// is kept for the next one (no allocation per message).
+  void release_if_idle(std::size_t keep_bytes);
+  /// Bytes allocated for buffering (what an idle connection holds in its framer).
+  std::size_t capacity() const { return buffer_.capacity(); }
+
  private:
+  std::string_view input() const { return borrowing_ ? borrowed_ : std::string_view(buffer_); }
+  /// Copies what is left of borrowed input into buffer_ (the caller's bytes are about to go).
+  void own_remainder();
+
   std::size_t max_frame_bytes_;
-  std::string buffer_;    // unconsumed input
-  std::size_t scan_ = 0;  // start of unconsumed input in buffer_
+  std::string buffer_;         // unconsumed input (when not borrowing)
+  std::string_view borrowed_;  // the caller's bytes, until next() returns kNone
+  bool borrowing_ = false;     // whether input() is borrowed_
+  std::size_t scan_ = 0;       // start of unconsumed input in input()
   bool in_frame_ = false;
   std::size_t frame_start_ = 0;  // index of first content byte when in_frame_
   std::size_t searched_ = 0;     // content bytes already searched for FS

@@ -3,6 +3,8 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <string_view>
+#include <vector>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -107,6 +109,19 @@ struct MllpServer::State {
 
 namespace {
 
+// What one connection reads into while it waits for its next bytes. An idle connection's pending
+// read holds this buffer for as long as it is idle, so it is small: 10,000 idle connections must
+// fit in memory (issue 16: at most 16 KB each, everything counted). A typical ORU^R01 (1.5-3 KB)
+// still arrives in one read; the rest of a larger frame is drained from the socket (drain()).
+constexpr std::size_t kWaitReadBytes = 4 * 1024;
+// What a framer may keep between frames. Frames that arrive whole in one read are framed in place
+// (feed_borrowed); only a frame split across reads is buffered. A buffer a large frame grew is
+// freed before the connection waits again; a small one (a sender that writes the start block, the
+// message and the end block apart) is reused without an allocation.
+constexpr std::size_t kFramerKeepBytes = 4 * 1024;
+// The most one drain takes at once, so that the frame size limit is checked between reads.
+constexpr std::size_t kDrainReadBytes = 64 * 1024;
+
 tcp_stream& lowest(tcp_stream& s) {
   return s;
 }
@@ -114,12 +129,28 @@ tcp_stream& lowest(tls_stream& s) {
   return beast::get_lowest_layer(s);
 }
 
+// After a read that filled the small buffer: what the kernel already holds for this connection,
+// without waiting (the socket is non-blocking for synchronous calls: run_connection). Into a
+// buffer of the I/O thread, safe because the caller copies the bytes into its framer before it
+// suspends. Empty when nothing more is there yet; an error shows again on the next read.
+std::string_view drain(tcp_stream& s) {
+  thread_local std::vector<char> buffer(kDrainReadBytes);
+  boost::system::error_code ec;
+  const auto n = s.socket().read_some(asio::buffer(buffer), ec);
+  if (ec) return {};
+  return {buffer.data(), n};
+}
+// A TLS stream's records are read through OpenSSL, which buffers them itself: no drain.
+std::string_view drain(tls_stream&) {
+  return {};
+}
+
 template <class Stream>
 asio::awaitable<void> serve(std::shared_ptr<MllpServer::State> s, Stream& stream,
                             pipeline::Peer peer, std::shared_ptr<net::ConnectionControl> control) {
   MllpFramer framer(s->cfg.max_frame_bytes);
   FrameDeadline frame_deadline(s->cfg.frame_timeout);
-  std::array<char, 16 * 1024> chunk{};
+  std::array<char, kWaitReadBytes> chunk{};
   std::string frame;
   std::uint64_t discarded_seen = 0, deviations_seen = 0;
   for (;;) {
@@ -162,6 +193,7 @@ asio::awaitable<void> serve(std::shared_ptr<MllpServer::State> s, Stream& stream
     // Draining: every complete frame has been answered; a partial one was never ACKed, so
     // the sender will resend it to whichever instance takes over.
     if (s->connections.stopping()) co_return;
+    framer.release_if_idle(kFramerKeepBytes);
     // Idle timeout from now, but never past the current frame's deadline: the idle timer alone
     // restarts with every byte, so a frame trickled a byte at a time would never end.
     lowest(stream).expires_at(
@@ -195,7 +227,13 @@ asio::awaitable<void> serve(std::shared_ptr<MllpServer::State> s, Stream& stream
     }
     frame_deadline.bytes_received(std::chrono::steady_clock::now());
     s->bytes_in.inc(n);
-    framer.feed(std::string_view(chunk.data(), n));
+    // chunk is not read into again before the framer has answered kNone: it may borrow it.
+    framer.feed_borrowed(std::string_view(chunk.data(), n));
+    if (n == chunk.size()) {
+      const auto more = drain(stream);
+      s->bytes_in.inc(more.size());
+      framer.feed(more);
+    }
   }
 }
 
@@ -233,9 +271,11 @@ asio::awaitable<void> run_connection(std::shared_ptr<MllpServer::State> s, tcp::
       }
       s->connections.remove(control);
     } else if (admitted) {
+      // Synchronous reads (drain) must not wait; asynchronous ones are not affected.
+      boost::system::error_code ignored;
+      plain.socket().non_blocking(true, ignored);
       auto control = s->connections.add(plain.get_executor(), [&plain] { plain.cancel(); });
       co_await serve(s, plain, peer, control);
-      boost::system::error_code ignored;
       plain.socket().shutdown(tcp::socket::shutdown_send, ignored);
       s->connections.remove(control);
     }

@@ -59,6 +59,7 @@
 #include "gateway/pipeline/subscription_notices.hpp"
 #include "gateway/runtime/admin.hpp"
 #include "gateway/runtime/data_dir_lock.hpp"
+#include "gateway/runtime/descriptor_limit.hpp"
 #include "gateway/runtime/kafka_provision.hpp"
 #include "gateway/runtime/kafka_topics.hpp"
 #include "gateway/runtime/overdue.hpp"
@@ -190,6 +191,7 @@ int run(const config::GatewayConfig& cfg) {
                                  {"data_dir", cfg.data_dir.string()}});
   std::signal(SIGPIPE, SIG_IGN);  // a peer that hangs up is an error code, not a crash
   std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit is a failed write (negative ACK), not a crash
+  raise_and_log_descriptor_limit(cfg);  // before any thread starts: every connection is one
 
   auto startup_failed = [](std::string_view component, const Error& e) {
     log::error("gateway.startup_failed",

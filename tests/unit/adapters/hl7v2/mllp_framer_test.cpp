@@ -121,6 +121,108 @@ TEST(MllpFramer, InFrameOnceAStartBlockIsSeen) {
   EXPECT_FALSE(f.in_frame());
 }
 
+// What an idle connection holds: a buffer that grew for one large frame is freed once the frame
+// is answered; one of a typical message's size is kept for the next message.
+TEST(MllpFramer, AnIdleFramerFreesABufferGrownPastTheKeepSize) {
+  MllpFramer f(1024 * 1024);
+  f.feed(mllp_frame(std::string(100 * 1024, 'x')));
+  EXPECT_EQ(frames_of(f).size(), 1u);
+  EXPECT_GE(f.capacity(), 100u * 1024);
+  f.release_if_idle(4096);
+  EXPECT_EQ(f.capacity(), std::string().capacity());
+  f.feed(mllp_frame(kMsg));
+  EXPECT_EQ(frames_of(f), std::vector<std::string>{kMsg});
+}
+
+TEST(MllpFramer, AnIdleFramerKeepsABufferWithinTheKeepSize) {
+  MllpFramer f(1024 * 1024);
+  f.feed(mllp_frame(kMsg));
+  EXPECT_EQ(frames_of(f).size(), 1u);
+  const auto capacity = f.capacity();
+  f.release_if_idle(4096);
+  EXPECT_EQ(f.capacity(), capacity);
+  EXPECT_EQ(f.buffered(), 0u);
+}
+
+TEST(MllpFramer, APartialFrameIsNeverReleased) {
+  MllpFramer f(1024 * 1024);
+  const std::string content(10 * 1024, 'y');
+  f.feed("\x0b" + content);
+  std::string frame;
+  EXPECT_EQ(f.next(frame), MllpFramer::Event::kNone);
+  f.release_if_idle(0);
+  EXPECT_EQ(f.buffered(), content.size());
+  f.feed("\x1c\r");
+  EXPECT_EQ(frames_of(f), std::vector<std::string>{content});
+}
+
+TEST(MllpFramer, AnEndBlockWaitingForItsCarriageReturnIsNeverReleased) {
+  MllpFramer f(1024);
+  std::string frame;
+  f.feed("\x0bMSH|\x1c");
+  EXPECT_EQ(f.next(frame), MllpFramer::Event::kNone);
+  f.release_if_idle(0);
+  f.feed("\r");
+  EXPECT_EQ(frames_of(f), std::vector<std::string>{"MSH|"});
+  EXPECT_EQ(f.deviations(), 0u);
+}
+
+TEST(MllpFramer, StrayBytesAreDiscardedBeforeTheBufferIsReleased) {
+  MllpFramer f(1024);
+  f.feed(std::string(8 * 1024, 'z'));
+  EXPECT_TRUE(frames_of(f).empty());
+  f.release_if_idle(4096);
+  EXPECT_EQ(f.capacity(), std::string().capacity());
+  EXPECT_EQ(f.discarded_bytes(), 8u * 1024);
+}
+
+// Borrowed input: the caller's read buffer is framed in place and reused once next() says kNone,
+// as the listener does with its read buffer. Every split must still give the same frames.
+TEST(MllpFramer, BorrowedFramesSplitAtEveryByteSurviveTheCallerReusingItsBuffer) {
+  const auto wire =
+      mllp_frame(kMsg) + std::string(2, '\0') + mllp_frame("MSH|2") + mllp_frame("MSH|3");
+  for (std::size_t cut = 1; cut < wire.size(); ++cut) {
+    MllpFramer f(1024);
+    std::vector<std::string> frames;
+    std::string reused;  // the caller's one buffer, overwritten by every read
+    for (const auto& piece : {wire.substr(0, cut), wire.substr(cut)}) {
+      reused = piece;
+      f.feed_borrowed(reused);
+      for (auto more = frames_of(f); const auto& one : more)
+        frames.push_back(one);
+      reused.assign(reused.size(), '#');
+    }
+    EXPECT_EQ(frames, (std::vector<std::string>{kMsg, "MSH|2", "MSH|3"})) << "cut at " << cut;
+    EXPECT_EQ(f.discarded_bytes(), 2u) << "cut at " << cut;
+    EXPECT_EQ(f.buffered(), 0u);
+  }
+}
+
+TEST(MllpFramer, FramesArrivingWholeAreNeverBuffered) {
+  MllpFramer f(1024);
+  const auto wire = mllp_frame(kMsg) + mllp_frame(kMsg);
+  f.feed_borrowed(wire);
+  EXPECT_EQ(frames_of(f), (std::vector<std::string>{kMsg, kMsg}));
+  EXPECT_EQ(f.capacity(), std::string().capacity());
+}
+
+TEST(MllpFramer, BorrowedBytesAfterBufferedOnesAreAppended) {
+  MllpFramer f(1024);
+  f.feed("\x0bMSH|");
+  EXPECT_TRUE(frames_of(f).empty());
+  std::string read = "1\x1c\r";
+  f.feed_borrowed(read);
+  EXPECT_EQ(frames_of(f), std::vector<std::string>{"MSH|1"});
+}
+
+TEST(MllpFramer, AnOversizedBorrowedFrameIsReported) {
+  MllpFramer f(16);
+  const auto wire = "\x0b" + std::string(17, 'x');
+  f.feed_borrowed(wire);
+  std::string frame;
+  EXPECT_EQ(f.next(frame), MllpFramer::Event::kTooLarge);
+}
+
 // The frame clock, with times written out: t0 is an arbitrary start, timeout 30 s, idle 5 min.
 using Clock = FrameDeadline::Clock;
 const Clock::time_point t0 = Clock::time_point(std::chrono::hours(1000));

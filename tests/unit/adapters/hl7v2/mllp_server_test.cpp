@@ -244,6 +244,32 @@ TEST_F(MllpServerTest, FrameOfExactlyMaxFrameBytesIsAnswered) {
   EXPECT_EQ(metric("sdoh_mllp_oversized_frames_total"), 0);
 }
 
+// An idle connection reads into a small buffer (4 KB); what a larger frame brings beyond it is
+// drained from the socket. Every byte arrives once, in order, and is counted.
+TEST_F(MllpServerTest, FramesLargerThanTheReadBufferArriveWholeAndEveryByteIsCounted) {
+  start();
+  Client client(port_);
+  std::string first(100 * 1024, 'A'), second(20 * 1024, 'B');
+  for (std::size_t i = 0; i < first.size(); i += 1000)
+    first[i] = static_cast<char>('a' + (i / 1000) % 26);  // a reordered chunk would show
+  const auto wire = framed(first) + framed(second);
+  client.send(wire);
+  EXPECT_EQ(client.next_frame(), "ACK|" + first);
+  EXPECT_EQ(client.next_frame(), "ACK|" + second);
+  EXPECT_EQ(metric("sdoh_mllp_bytes_received_total"), static_cast<double>(wire.size()));
+  EXPECT_EQ(metric("sdoh_mllp_frames_total"), 2);
+}
+
+TEST_F(MllpServerTest, FrameOverMaxFrameBytesInOneBurstClosesTheConnection) {
+  cfg_.max_frame_bytes = 16 * 1024;
+  start();
+  Client client(port_);
+  client.send(framed(std::string(512 * 1024, 'M')));
+  ASSERT_TRUE(client.wait_closed());
+  EXPECT_TRUE(handler_.calls().empty());
+  EXPECT_EQ(metric("sdoh_mllp_oversized_frames_total"), 1);
+}
+
 TEST_F(MllpServerTest, FrameOverMaxFrameBytesClosesTheConnectionUnanswered) {
   cfg_.max_frame_bytes = 64;
   start();
