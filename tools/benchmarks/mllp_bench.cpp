@@ -5,6 +5,9 @@
 // messages/s and p50/p99/max latency (write of the frame to the last byte of its ACK).
 //   tools/bench mllp                      (starts a gateway, runs 1 and 8 connections)
 //   build/bench/bench-mllp --port 2575 --connections 8 --seconds 10
+//   build/bench/bench-mllp --port 2575 --connections 8 --rate 5000 --seconds 120
+//                                         (open-loop pacing: at most 5000 messages/s in all)
+// SIGINT or SIGTERM ends the window early: the figures so far are printed (over the time run).
 //
 // A plain CLI rather than Google Benchmark: Benchmark decides how many iterations to run and
 // times them itself, while a network load test runs for a fixed wall-clock window over N
@@ -15,6 +18,7 @@
 // any was not (or an I/O error occurred), 2 on usage errors.
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -37,6 +41,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -93,6 +98,7 @@ struct Options {
   double warmup = 2;
   double ack_timeout = 10;
   int threads = 1;
+  double rate = 0;  ///< messages/s over all connections together; 0: as fast as ACKs come
   bool tls = false;
   std::string ca_file;
   std::string message_file;
@@ -189,8 +195,18 @@ struct Run {
   tcp::resolver::results_type endpoints;
   std::shared_ptr<asio::ssl::context> tls;
   std::string run_id;  // makes control ids unique across runs against the same store
-  Clock::time_point measure_from, measure_until;
+  Clock::time_point started, measure_from, measure_until;
   std::vector<ConnectionStats> stats;
+  // With --rate: the n-th message of the run (over every connection) is due at started + n /
+  // rate. A connection takes the next ticket before each send, so the pace is shared: a slow
+  // connection leaves its turns to the others, and a sender that fell behind catches up at once.
+  std::atomic<std::uint64_t> next_ticket{0};
+  // Set by SIGINT/SIGTERM: every connection stops before its next send.
+  std::atomic<bool> stopping{false};
+
+  bool open() const {
+    return !stopping.load(std::memory_order_relaxed) && Clock::now() < measure_until;
+  }
 };
 
 std::string make_run_id() {
@@ -220,7 +236,18 @@ asio::awaitable<bool> drive(Run& run, int index, std::uint64_t& sequence, Stream
       std::chrono::duration<double>(run.opt.ack_timeout));
   // MSH-10 is ST(20) in v2.5.1: 5 (run) + 3 (connection) + 12 (sequence) characters at most.
   char control_id[32];
-  while (Clock::now() < run.measure_until) {
+  asio::steady_timer pace(co_await asio::this_coro::executor);
+  while (run.open()) {
+    if (run.opt.rate > 0) {
+      const auto ticket = run.next_ticket.fetch_add(1, std::memory_order_relaxed);
+      const auto due = run.started + std::chrono::duration_cast<Clock::duration>(
+                                         std::chrono::duration<double>(ticket / run.opt.rate));
+      if (due > Clock::now()) {
+        pace.expires_at(due);
+        co_await pace.async_wait(kUseTuple);
+        if (!run.open()) break;
+      }
+    }
     const int n = std::snprintf(control_id, sizeof control_id, "%s%03d%llu", run.run_id.c_str(),
                                 index, static_cast<unsigned long long>(sequence++));
     const std::string_view id(control_id, static_cast<std::size_t>(n));
@@ -299,7 +326,7 @@ asio::awaitable<void> connection(Run& run, int index) {
   auto executor = co_await asio::this_coro::executor;
   auto& st = run.stats[static_cast<std::size_t>(index)];
   std::uint64_t sequence = 0;
-  while (Clock::now() < run.measure_until) {
+  while (run.open()) {
     tcp_stream tcp(executor);
     tcp.expires_after(std::chrono::seconds(5));
     auto [cec, ep] = co_await tcp.async_connect(run.endpoints, kUseTuple);
@@ -373,6 +400,11 @@ int main(int argc, char** argv) {
   app.add_option("--threads", opt.threads, "client I/O threads")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  app.add_option("--rate", opt.rate,
+                 "messages/s over all connections together, paced from the start of the run "
+                 "(0: each connection sends its next message as soon as its ACK arrives)")
+      ->check(CLI::Range(0.0, 10'000'000.0))
+      ->capture_default_str();
   app.add_flag("--tls", opt.tls, "MLLP over TLS");
   app.add_option("--ca-file", opt.ca_file,
                  "with --tls: verify the server against these PEM CAs (default: no verification)");
@@ -436,10 +468,24 @@ int main(int argc, char** argv) {
   const auto to_clock = [](double s) {
     return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
   };
-  run.measure_from = Clock::now() + to_clock(opt.warmup);
+  run.started = Clock::now();
+  run.measure_from = run.started + to_clock(opt.warmup);
   run.measure_until = run.measure_from + to_clock(opt.seconds);
-  for (int i = 0; i < opt.connections; ++i)
-    asio::co_spawn(ioc, connection(run, i), asio::detached);
+  // An early end (tools/bench relay stops the load once the backlog has drained): no new sends,
+  // the ACKs awaited still count. The set is cancelled once every connection has finished.
+  asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  std::atomic<Clock::rep> stopped_at{Clock::time_point::max().time_since_epoch().count()};
+  signals.async_wait([&run, &stopped_at](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    stopped_at = Clock::now().time_since_epoch().count();
+    run.stopping = true;
+  });
+  std::atomic<int> running{opt.connections};
+  for (int i = 0; i < opt.connections; ++i) {
+    asio::co_spawn(ioc, connection(run, i), [&ioc, &signals, &running](std::exception_ptr) {
+      if (--running == 0) asio::post(ioc, [&signals] { signals.cancel(); });
+    });
+  }
   std::vector<std::thread> helpers;
   for (int i = 1; i < opt.threads; ++i)
     helpers.emplace_back([&ioc] { ioc.run(); });
@@ -460,11 +506,18 @@ int main(int argc, char** argv) {
     if (total.first_failure.empty()) total.first_failure = s.first_failure;
   }
   std::sort(latencies.begin(), latencies.end());
+  // The window actually measured: shorter when a signal ended the run early.
+  const auto window_end =
+      std::min(run.measure_until, Clock::time_point(Clock::duration(stopped_at.load())));
+  const double measured_seconds =
+      std::max(1e-3, std::chrono::duration<double>(window_end - run.measure_from).count());
   const auto ms = [](std::uint32_t us) { return fixed(us / 1000.0, 3); };
   if (opt.header) {
     std::cout << "MLLP " << (opt.tls ? "over TLS " : "") << "to " << opt.host << ":" << opt.port
               << ", " << run.message.description << ", " << fixed(opt.warmup, 1)
-              << " s warm-up, then " << fixed(opt.seconds, 1) << " s measured; latency = frame "
+              << " s warm-up, then " << fixed(measured_seconds, 1) << " s measured"
+              << (opt.rate > 0 ? ", paced at " + fixed(opt.rate, 0) + " msg/s" : std::string())
+              << "; latency = frame "
               << "written to ACK read\n";
     std::printf("%11s %9s %10s %8s %8s %8s %9s %5s %5s %6s %6s\n", "connections", "messages",
                 "msgs/s", "p50_ms", "p99_ms", "max_ms", opt.expect.c_str(), "AE", "AR", "other",
@@ -472,7 +525,7 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "%11d %9zu %10s %8s %8s %8s %9llu %5llu %5llu %6llu %6llu\n", opt.connections,
-      latencies.size(), fixed(static_cast<double>(latencies.size()) / opt.seconds, 1).c_str(),
+      latencies.size(), fixed(static_cast<double>(latencies.size()) / measured_seconds, 1).c_str(),
       ms(percentile(latencies, 0.50)).c_str(), ms(percentile(latencies, 0.99)).c_str(),
       ms(latencies.empty() ? 0 : latencies.back()).c_str(),
       static_cast<unsigned long long>(total.expected), static_cast<unsigned long long>(total.ae),
