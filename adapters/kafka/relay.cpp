@@ -1,5 +1,4 @@
 #include "adapters/kafka/relay.hpp"
-#include "gateway/core/thread_name.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -9,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "gateway/core/thread_name.hpp"
 #include "gateway/events/dead_letter.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/log/log.hpp"
@@ -22,16 +22,30 @@ struct Relay::Impl {
 
   std::thread thread;
   std::atomic<bool> running{false};
+  // Waking the relay. A commit or a delivery report sets `notified`; only while the relay sleeps
+  // for want of work (`idle`) does it also take the mutex and signal the condition, so a notify
+  // while the relay is working costs one atomic store and one load, and no system call. Both
+  // flags are sequentially consistent: the relay sets `idle` and then reads `notified`, a
+  // notifier sets `notified` and then reads `idle`, so at least one of them sees the other.
   std::mutex mutex;
   std::condition_variable wake;
-  bool notified = false;
+  std::atomic<bool> notified{false};
+  std::atomic<bool> idle{false};
 
   // Filled by delivery reports (poll thread), drained by the relay thread.
+  std::mutex reports_mutex;
   std::vector<pipeline::DeliveredEvent> delivered;
   std::vector<std::pair<std::int64_t, DeliveryReport>> failed;
 
   // Relay thread only.
-  std::int64_t cursor = 0;           // highest seq handed to the producer
+  std::int64_t cursor = 0;  // highest seq handed to the producer
+  int read_size = 0;        // events asked of the next read: grows while behind
+  // Whether the store's reads return events at or below the cursor (PostgreSQL reads this
+  // process's share from the first undelivered event, outbox_port.hpp). Then each read asks for
+  // room for those in flight as well; otherwise (SQLite) that room would only make each read of
+  // a backlog return thousands of events that no longer fit. Learnt from the first read that
+  // returns one: that read is then repeated at once with the room.
+  bool store_rereads = false;
   std::set<std::int64_t> in_flight;  // produced, no report yet
   // Delivered, and its mark (queued to the store's writer) maybe not committed yet: a store that
   // reads from the first (PostgreSQL) may still return it as undelivered.
@@ -79,13 +93,44 @@ struct Relay::Impl {
     return false;
   }
 
+  /// Wakes the relay if it sleeps for want of work; else it finds `notified` before it sleeps.
+  void notify() {
+    notified.store(true);
+    if (!idle.load()) return;
+    { std::lock_guard lock(mutex); }  // the relay is in wait_for, or sees `notified` first
+    wake.notify_one();
+  }
+
+  /// Sleeps until a commit or a delivery report (notify()), at most `longest`.
+  void sleep_until_notified(std::chrono::milliseconds longest) {
+    std::unique_lock lock(mutex);
+    idle.store(true);
+    wake.wait_for(lock, longest, [this] { return notified.load() || !running.load(); });
+    idle.store(false);
+  }
+
+  /// Sleeps `how_long` whatever commits or reports come meanwhile (only stopping ends it).
+  void pause(std::chrono::milliseconds how_long) {
+    std::unique_lock lock(mutex);
+    wake.wait_for(lock, how_long, [this] { return !running.load(); });
+  }
+
+  /// What one round did.
+  struct Round {
+    bool worked = false;  // produced, or applied delivery reports
+    bool behind = false;  // more is waiting in the outbox: read on at once
+  };
+
   void loop() {
     while (running.load() && !prepare()) {
     }
     ready_to_publish = true;
+    read_size = options.batch;
     while (running.load()) {
-      apply_reports();
-      bool produced_any = false;
+      // What is committed or reported from here on is seen by this round or wakes the next.
+      notified.store(false);
+      Round round;
+      round.worked = apply_reports();
       // Events this process took over from another gateway (outbox_port.hpp): reconciled, as
       // after a restart, before any is published.
       if (options.reconcile && store.relay_epoch() != epoch) needs_reconcile = true;
@@ -95,54 +140,87 @@ struct Relay::Impl {
         if (prepare()) needs_reconcile = false;
         continue;
       }
-      if (backoff.count() == 0 && !needs_reconcile) produced_any = produce_batch();
-      std::unique_lock lock(mutex);
-      const auto wait = backoff.count() > 0 ? backoff : options.idle_poll;
-      if (!produced_any && !notified)
-        wake.wait_for(lock, wait, [this] { return notified || !running.load(); });
-      notified = false;
-      if (backoff.count() > 0)
+      if (backoff.count() == 0 && !needs_reconcile) {
+        const auto produced = produce_batch();
+        round.worked = round.worked || produced.worked;
+        round.behind = produced.behind;
+      }
+      if (backoff.count() > 0) {
+        pause(backoff);
         backoff = std::chrono::milliseconds(0);  // try again after one backoff
+      } else if (round.behind) {
+        continue;
+      } else if (round.worked) {
+        // Under load: let commits and reports gather for a moment, so that one read, one
+        // produce round and one mark serve many of them (each notify meanwhile costs nothing).
+        pause(options.gather);
+      } else {
+        sleep_until_notified(options.idle_poll);
+      }
     }
     apply_reports();
   }
 
-  bool produce_batch() {
+  Round produce_batch() {
+    Round round;
+    const int room = options.max_in_flight - static_cast<int>(in_flight.size());
+    if (room <= 0) return round;  // the next delivery report wakes the relay
+    const int wanted = std::min(read_size, room);
     // Room for those in flight: a store that reads from the first (PostgreSQL) returns them too.
-    const int limit = options.batch + static_cast<int>(in_flight.size() + unmarked.size());
-    auto pending = store.pending_events(cursor, limit);
+    const int limit =
+        wanted + (store_rereads ? static_cast<int>(in_flight.size() + unmarked.size()) : 0);
+    const auto read_after = cursor;
+    auto pending = store.pending_events(read_after, limit);
     if (!pending) {
       log::warn("relay.outbox_read_failed", {{"reason", pending.error().message}});
       backoff = options.retry_backoff;
-      return false;
+      return round;
     }
     forget_marked(*pending, limit);
+    if (!store_rereads && !pending->empty() && pending->front().seq <= read_after) {
+      store_rereads = true;
+      round.behind = true;  // read again with room for those in flight
+    }
+    // A full read: more is waiting. Read larger while behind, back to the batch once caught up.
+    if (static_cast<int>(pending->size()) >= limit) {
+      round.behind = true;
+      read_size = std::min(read_size * 2, options.max_batch);
+    } else {
+      read_size = options.batch;
+    }
     int produced = 0;
     for (auto& e : *pending) {
       if (in_flight.count(e.seq) != 0 || unmarked.count(e.seq) != 0) continue;
-      Message m{e.topic,
-                e.key,
-                std::move(e.value),
-                {{"content-type", std::string(events::kContentType)}, {"ce_id", e.event_id}}};
+      if (produced >= wanted) break;
       const auto seq = e.seq;
       const auto created = e.created_at_ms;
-      auto r =
-          producer.produce(m, [this, seq, created, topic = e.topic](const DeliveryReport& report) {
-            std::lock_guard lock(mutex);
-            if (report.outcome == Delivery::kDelivered) {
-              delivered.push_back({seq, topic, report.partition, report.offset});
-              const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count();
-              delivery_latency->observe(static_cast<double>(now - created) / 1000.0);
-              if (options.delivery_lag != nullptr)
-                options.delivery_lag->record(std::chrono::milliseconds(now - created));
-            } else {
-              failed.emplace_back(seq, report);
-            }
-            notified = true;
-            wake.notify_one();
-          });
+      auto topic = e.topic;
+      Message m{
+          std::move(e.topic),
+          std::move(e.key),
+          std::move(e.value),
+          {{"content-type", std::string(events::kContentType)}, {"ce_id", std::move(e.event_id)}}};
+      // The value moves into the producer: librdkafka sends it from there, with no copy.
+      auto r = producer.produce(std::move(m), [this, seq, created, topic = std::move(topic)](
+                                                  const DeliveryReport& report) {
+        const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+        {
+          std::lock_guard lock(reports_mutex);
+          if (report.outcome == Delivery::kDelivered) {
+            delivered.push_back({seq, topic, report.partition, report.offset});
+          } else {
+            failed.emplace_back(seq, report);
+          }
+        }
+        if (report.outcome == Delivery::kDelivered) {
+          delivery_latency->observe(static_cast<double>(now - created) / 1000.0);
+          if (options.delivery_lag != nullptr)
+            options.delivery_lag->record(std::chrono::milliseconds(now - created));
+        }
+        notify();
+      });
       if (!r && r.error().kind != ErrorKind::kUnavailable) {
         // Refused before it left (larger than message.max.bytes...): it never will be sent.
         DeliveryReport refused;
@@ -155,18 +233,22 @@ struct Relay::Impl {
         dead_letter(seq, refused);
         cursor = std::max(cursor, seq);  // not read again (should the dead letter have failed)
         ++produced;                      // progress: read on at once
+        round.worked = true;
         continue;
       }
       if (!r) {
-        // Local queue full (broker slow or down): stop here, resume from this event later.
+        // Local queue full (the events are larger than max_in_flight allows for): stop here,
+        // resume from this event later.
         backoff = options.retry_backoff;
-        return true;
+        round.behind = false;
+        return round;
       }
       in_flight.insert(seq);
       cursor = std::max(cursor, seq);
       ++produced;
+      round.worked = true;
     }
-    return produced > 0;
+    return round;
   }
 
   /// Drops from `unmarked` what the read shows marked: not returned, though within its range.
@@ -235,14 +317,17 @@ struct Relay::Impl {
                                              {"reason", report.error}});
   }
 
-  void apply_reports() {
+  /// Applies every delivery report received since the last round, the deliveries with one mark
+  /// (one operation for the store's writer). True when there were any.
+  bool apply_reports() {
     std::vector<pipeline::DeliveredEvent> ok;
     std::vector<std::pair<std::int64_t, DeliveryReport>> bad;
     {
-      std::lock_guard lock(mutex);
+      std::lock_guard lock(reports_mutex);
       ok.swap(delivered);
       bad.swap(failed);
     }
+    const bool any = !ok.empty() || !bad.empty();
     for (const auto& e : ok) {
       in_flight.erase(e.seq);
       unmarked.insert(e.seq);
@@ -252,7 +337,7 @@ struct Relay::Impl {
       store.mark_delivered(std::move(ok));
       consecutive_failures = 0;
     }
-    if (bad.empty()) return;
+    if (bad.empty()) return any;
     std::int64_t rewind = cursor;
     for (const auto& [seq, report] : bad) {
       in_flight.erase(seq);
@@ -278,6 +363,7 @@ struct Relay::Impl {
                                           {"backoff_ms", backoff.count()},
                                           {"reason", bad.front().second.error}});
     }
+    return any;
   }
 };
 
@@ -287,6 +373,7 @@ Relay::Relay(pipeline::Outbox& store, Producer& producer, RelayOptions options,
 
 Relay::~Relay() {
   impl_->running = false;
+  { std::lock_guard lock(impl_->mutex); }  // a relay about to wait sees `running` false first
   impl_->wake.notify_all();
   if (impl_->thread.joinable()) impl_->thread.join();
 }
@@ -300,11 +387,7 @@ void Relay::start() {
 }
 
 void Relay::notify() {
-  {
-    std::lock_guard lock(impl_->mutex);
-    impl_->notified = true;
-  }
-  impl_->wake.notify_one();
+  impl_->notify();
 }
 
 bool Relay::drain(std::chrono::milliseconds timeout) {

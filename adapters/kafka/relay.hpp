@@ -3,8 +3,11 @@
 // the idempotent producer, and marks each one delivered when Kafka acknowledges it (acks=all).
 // After a restart or a broker outage it resumes from the first undelivered event.
 //
-// Threads: one relay thread reads the outbox and produces; delivery reports arrive on the
-// producer's poll thread and are handed back through a mutex-guarded list.
+// Threads: one relay thread reads the outbox and produces, in rounds; delivery reports arrive on
+// the producer's poll thread and are handed back through a mutex-guarded list, applied once per
+// round (one mark for the store's writer). Commits and reports wake the relay only when it
+// sleeps for want of work; under load it gathers them for `gather` between rounds instead, and
+// behind (a backlog after an outage) it reads on at once, in reads that grow to `max_batch`.
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -21,7 +24,14 @@
 namespace sdoh::kafka {
 
 struct RelayOptions {
-  int batch = 500;                               ///< events read from the outbox at a time
+  int batch = 500;       ///< events read from the outbox at a time when caught up
+  int max_batch = 4000;  ///< ... and at most, doubling from `batch` while each read is full
+  /// Events produced and not yet reported, at most: beyond it the relay waits for reports rather
+  /// than read events that librdkafka's queue has no room for (during an outage it holds these).
+  int max_in_flight = 10'000;
+  /// Between two rounds that did work: commits and reports gather this long, so that one round
+  /// serves many. An idle relay is woken at once, so a lone commit waits for none of it.
+  std::chrono::milliseconds gather{1};
   std::chrono::milliseconds idle_poll{20};       ///< outbox poll interval when idle
   std::chrono::milliseconds retry_backoff{200};  ///< first backoff after a failed delivery
   std::chrono::milliseconds max_backoff{10'000};
@@ -35,8 +45,8 @@ struct RelayOptions {
   ops::DeliveryLag* delivery_lag = nullptr;
 };
 
-/// Every commit wakes the relay (pipeline::ObservedCommitPort), so a committed event goes out
-/// at once instead of at the next poll.
+/// Every commit notifies the relay (pipeline::ObservedCommitPort), so a committed event goes out
+/// at once instead of at the next poll; a notify while the relay is working costs no system call.
 class Relay final : public pipeline::CommitObserver {
  public:
   Relay(pipeline::Outbox& store, Producer& producer, RelayOptions options,
@@ -47,7 +57,9 @@ class Relay final : public pipeline::CommitObserver {
   Relay& operator=(const Relay&) = delete;
 
   void start();
-  /// Wakes the relay at once (called after a commit), instead of waiting for the next poll.
+  /// Wakes the relay at once if it is idle (called after a commit), instead of waiting for the
+  /// next poll; if it is working, its next round sees the commit. Any thread; never blocks for
+  /// longer than the relay holds its wake-up mutex (a few instructions).
   void notify();
   void committed(const pipeline::CommitOutcome&, const std::vector<mapping::StatusEvent>&,
                  bool) override {

@@ -10,7 +10,7 @@ tools/bench's start_gateway otherwise: durable store, dev mode, no rate limit). 
   3. the brokers come back, and the backlog drains while the ingest goes on.
 /metrics is sampled every --interval seconds: sdoh_outbox_undelivered_events (the backlog) and
 sdoh_relay_events_total{outcome="delivered"}. Printed: the backlog when the brokers come back,
-the time to drain it to (about) zero, and the drain rate: events delivered per second during the
+the time to drain it to about zero (--drained-below), and the drain rate: events delivered per second during the
 drain (ingest included) and the backlog's fall per second (net of ingest).
 
 Exit status 0 when every ACK was AA and the backlog drained within --drain-timeout.
@@ -42,8 +42,10 @@ def parse_args():
                    help="longest wait for the backlog to drain after the brokers come back")
     p.add_argument("--interval", type=float, default=0.5, help="seconds between /metrics samples")
     p.add_argument("--partitions", type=int, default=3, help="partitions per topic")
-    p.add_argument("--drained-below", type=int, default=0,
-                   help="the backlog counts as drained at or below this many events")
+    p.add_argument("--drained-below", type=int, default=None,
+                   help="the backlog counts as drained at or below this many events (default: 0.1 s "
+                        "of ingest, --rate / 10: with ingest going on, the events of the last few "
+                        "milliseconds are always on their way)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, store)")
     p.add_argument("--trace", action="store_true", help="print every sample")
     return p.parse_args()
@@ -196,6 +198,8 @@ def sample(url):
 
 def main():
     args = parse_args()
+    if args.drained_below is None:
+        args.drained_below = int(args.rate / 10)
     tmp = tempfile.mkdtemp(prefix="sdoh-bench-relay.")
     os.makedirs(os.path.join(tmp, "var"))
     kafka = gateway = load = None

@@ -166,5 +166,31 @@ TEST_F(RelayTest, BrokerOutageDelaysButLosesNothing) {
     EXPECT_EQ(count, 1) << id;
 }
 
+TEST_F(RelayTest, DuringAnOutageHoldsAtMostMaxInFlightEventsInTheProducer) {
+  RelayOptions options;
+  options.max_in_flight = 30;
+  relay_ = std::make_unique<Relay>(*store_, *producer_, options, registry_);
+  relay_->start();
+  ASSERT_TRUE(broker_->set_broker_down(1));
+  commit(100);
+  // The relay produces in rounds of up to `batch` (500) events: without the bound its first round
+  // would hand all 100 to the producer at once.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (metric("sdoh_kafka_messages_produced_total") < 30 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(metric("sdoh_kafka_messages_produced_total"), 30);
+  EXPECT_EQ(metric("sdoh_kafka_messages_in_flight"), 30);
+  EXPECT_EQ(store_->stats().undelivered, 100);
+  ASSERT_TRUE(broker_->set_broker_up(1));
+  ASSERT_TRUE(relay_->drain(60s)) << store_->stats().undelivered << " still undelivered";
+  EXPECT_EQ(metric("sdoh_kafka_messages_produced_total"), 100) << "each produced once";
+  auto seen = read_all(broker_->bootstrap_servers(), cfg_.topics.screening, 2);
+  EXPECT_EQ(seen.size(), 100u);
+  for (const auto& [id, count] : seen)
+    EXPECT_EQ(count, 1) << id;
+}
+
 }  // namespace
 }  // namespace sdoh::kafka
