@@ -23,14 +23,19 @@ struct Relay::Impl {
   std::thread thread;
   std::atomic<bool> running{false};
   // Waking the relay. A commit or a delivery report sets `notified`; only while the relay sleeps
-  // for want of work (`idle`) does it also take the mutex and signal the condition, so a notify
-  // while the relay is working costs one atomic store and one load, and no system call. Both
-  // flags are sequentially consistent: the relay sets `idle` and then reads `notified`, a
-  // notifier sets `notified` and then reads `idle`, so at least one of them sees the other.
+  // waiting for it (`waiting_for`) does it also take the mutex and signal the condition, so a
+  // notify while the relay is working costs one atomic store and one load, and no system call.
+  // Both are sequentially consistent: the relay sets `waiting_for` and then reads `notified`, a
+  // notifier sets `notified` and then reads `waiting_for`, so at least one sees the other.
+  enum Waiting : int {
+    kWorking = 0,
+    kAnything = 1,  // caught up: a commit or a report
+    kReports = 2,   // max_in_flight reached (an outage): only a report makes room
+  };
   std::mutex mutex;
   std::condition_variable wake;
   std::atomic<bool> notified{false};
-  std::atomic<bool> idle{false};
+  std::atomic<int> waiting_for{kWorking};
 
   // Filled by delivery reports (poll thread), drained by the relay thread.
   std::mutex reports_mutex;
@@ -93,20 +98,22 @@ struct Relay::Impl {
     return false;
   }
 
-  /// Wakes the relay if it sleeps for want of work; else it finds `notified` before it sleeps.
-  void notify() {
+  /// Wakes the relay if it sleeps waiting for this (a commit: `report` false); else the relay
+  /// finds `notified` before it sleeps, or at the end of its sleep.
+  void notify(bool report) {
     notified.store(true);
-    if (!idle.load()) return;
+    const auto waiting = waiting_for.load();
+    if (waiting == kWorking || (waiting == kReports && !report)) return;
     { std::lock_guard lock(mutex); }  // the relay is in wait_for, or sees `notified` first
     wake.notify_one();
   }
 
-  /// Sleeps until a commit or a delivery report (notify()), at most `longest`.
-  void sleep_until_notified(std::chrono::milliseconds longest) {
+  /// Sleeps until notified of `what`, at most `longest`.
+  void sleep_until_notified(Waiting what, std::chrono::milliseconds longest) {
     std::unique_lock lock(mutex);
-    idle.store(true);
+    waiting_for.store(what);
     wake.wait_for(lock, longest, [this] { return notified.load() || !running.load(); });
-    idle.store(false);
+    waiting_for.store(kWorking);
   }
 
   /// Sleeps `how_long` whatever commits or reports come meanwhile (only stopping ends it).
@@ -117,8 +124,9 @@ struct Relay::Impl {
 
   /// What one round did.
   struct Round {
-    bool worked = false;  // produced, or applied delivery reports
-    bool behind = false;  // more is waiting in the outbox: read on at once
+    bool worked = false;   // produced, or applied delivery reports
+    bool behind = false;   // more is waiting in the outbox: read on at once
+    bool blocked = false;  // max_in_flight reached: nothing to read before a report
   };
 
   void loop() {
@@ -144,6 +152,7 @@ struct Relay::Impl {
         const auto produced = produce_batch();
         round.worked = round.worked || produced.worked;
         round.behind = produced.behind;
+        round.blocked = produced.blocked;
       }
       if (backoff.count() > 0) {
         pause(backoff);
@@ -155,7 +164,7 @@ struct Relay::Impl {
         // produce round and one mark serve many of them (each notify meanwhile costs nothing).
         pause(options.gather);
       } else {
-        sleep_until_notified(options.idle_poll);
+        sleep_until_notified(round.blocked ? kReports : kAnything, options.idle_poll);
       }
     }
     apply_reports();
@@ -164,7 +173,10 @@ struct Relay::Impl {
   Round produce_batch() {
     Round round;
     const int room = options.max_in_flight - static_cast<int>(in_flight.size());
-    if (room <= 0) return round;  // the next delivery report wakes the relay
+    if (room <= 0) {
+      round.blocked = true;  // the next delivery report wakes the relay; commits need not
+      return round;
+    }
     const int wanted = std::min(read_size, room);
     // Room for those in flight: a store that reads from the first (PostgreSQL) returns them too.
     const int limit =
@@ -219,7 +231,7 @@ struct Relay::Impl {
           if (options.delivery_lag != nullptr)
             options.delivery_lag->record(std::chrono::milliseconds(now - created));
         }
-        notify();
+        notify(true);
       });
       if (!r && r.error().kind != ErrorKind::kUnavailable) {
         // Refused before it left (larger than message.max.bytes...): it never will be sent.
@@ -387,7 +399,7 @@ void Relay::start() {
 }
 
 void Relay::notify() {
-  impl_->notify();
+  impl_->notify(false);
 }
 
 bool Relay::drain(std::chrono::milliseconds timeout) {

@@ -155,7 +155,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_by_thread(pid):
-    """CPU seconds so far of each thread of `pid`, summed by thread name (rdk:broker1 -> rdk:*)."""
+    """(CPU seconds, context switches) so far of the threads of `pid`, summed by thread name
+    (rdk:broker1 -> rdk:*)."""
     out = {}
     try:
         tids = os.listdir("/proc/%d/task" % pid)
@@ -170,15 +171,24 @@ def cpu_by_thread(pid):
         name = stat[stat.index("(") + 1:stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2:].split()
         name = re.sub(r"\d+$", "*", name.split(":")[0] + ":*" if name.startswith("rdk:") else name)
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
+        switches = 0
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        switches += int(line.split()[1])
+        except OSError:
+            pass
+        cpu, cs = out.get(name, (0.0, 0))
+        out[name] = (cpu + (int(fields[11]) + int(fields[12])) / TICKS, cs + switches)
     return out
 
 
-def cpu_report(label, seconds, before, after, top=6):
-    used = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
-    total = sum(used.values())
-    parts = ", ".join("%s %.2f" % (k, v / seconds) for k, v in sorted(used.items(), key=lambda kv: -kv[1])[:top]
-                      if v > 0)
+def cpu_report(label, seconds, before, after, top=8):
+    used = {k: (v[0] - before.get(k, (0.0, 0))[0], v[1] - before.get(k, (0.0, 0))[1]) for k, v in after.items()}
+    total = sum(v[0] for v in used.values())
+    parts = ", ".join("%s %.2f, %.0f cs/s" % (k, v[0] / seconds, v[1] / seconds)
+                      for k, v in sorted(used.items(), key=lambda kv: -kv[1][0])[:top] if v[0] > 0)
     print("  %s: %.2f CPUs (%s)" % (label, total / seconds, parts))
 
 
@@ -283,7 +293,7 @@ def main():
             if b[1] > a[1]:
                 peak = max(peak, (b[3] - a[3]) / (b[1] - a[1]))
         print("peak delivered rate over one %.1f s sample: %.0f events/s" % (args.interval, peak))
-        print("CPU by thread (from /proc/PID/task/*/stat), in CPUs:")
+        print("CPU (in CPUs) and context switches per second by thread (/proc/PID/task/*/stat, status):")
         cpu_report("gateway during the outage", up[0] - down[0], cpu_down[0], cpu_up[0])
         cpu_report("gateway during the drain", end_t - up[0], cpu_up[0], cpu_end[0])
         cpu_report("mock-kafka during the drain", end_t - up[0], cpu_up[1], cpu_end[1], top=2)
