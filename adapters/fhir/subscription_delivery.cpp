@@ -1,5 +1,4 @@
 #include "adapters/fhir/subscription_delivery.hpp"
-#include "gateway/core/thread_name.hpp"
 
 #include <condition_variable>
 #include <map>
@@ -16,6 +15,7 @@
 #include "adapters/net/http_client.hpp"
 #include "adapters/net/tls.hpp"
 #include "gateway/core/json_parse.hpp"
+#include "gateway/core/thread_name.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/log/log.hpp"
 #include "gateway/metrics/registry.hpp"

@@ -1,5 +1,4 @@
 #include "adapters/hl7v2/clinic_return.hpp"
-#include "gateway/core/thread_name.hpp"
 
 #include <algorithm>
 #include <condition_variable>
@@ -17,6 +16,7 @@
 #include "adapters/hl7v2/mllp_client.hpp"
 #include "adapters/net/backoff.hpp"
 #include "adapters/net/tls.hpp"
+#include "gateway/core/thread_name.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/log/log.hpp"
 

@@ -1,5 +1,4 @@
 #include "adapters/kafka/update_consumer.hpp"
-#include "gateway/core/thread_name.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -15,6 +14,7 @@
 
 #include "adapters/kafka/client_conf.hpp"
 #include "gateway/core/json_parse.hpp"
+#include "gateway/core/thread_name.hpp"
 #include "gateway/log/log.hpp"
 
 namespace sdoh::kafka {

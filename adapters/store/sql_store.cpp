@@ -1,9 +1,9 @@
 // The store: open on either engine (SQLite, PostgreSQL), the shared start, retention, health
 // (sql_store_impl.hpp).
 #include "adapters/store/pg_schema.hpp"
-#include "gateway/core/thread_name.hpp"
 #include "adapters/store/sql_pg.hpp"
 #include "adapters/store/sql_store_impl.hpp"
+#include "gateway/core/thread_name.hpp"
 
 namespace sdoh::store {
 
@@ -286,7 +286,9 @@ Result<void> open_sqlite(SqlStore::Impl* impl, const std::filesystem::path& path
   // SQLite's allocation statistics take one process-wide mutex on every malloc and free of every
   // connection (the writer's, the readers', the checkpointer's); nothing here reads them. Only
   // possible before SQLite's first use in the process: later it is refused, and harmless.
-  static const bool unmetered = [] { return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK; }();
+  static const bool unmetered = [] {
+    return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK;
+  }();
   (void)unmetered;
   const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
   if (sqlite3_open_v2(path.c_str(), &impl->db, flags, nullptr) != SQLITE_OK) {
@@ -644,7 +646,8 @@ Result<void> SqlStore::Impl::start(metrics::Registry* registry) {
   }
 
   auto* raw = impl;
-  if (impl->pipelined) impl->syncer = std::thread([raw] {
+  if (impl->pipelined)
+    impl->syncer = std::thread([raw] {
       name_this_thread("store-sync");
       raw->syncer_loop();
     });

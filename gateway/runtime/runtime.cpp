@@ -1,5 +1,4 @@
 #include "gateway/runtime/runtime.hpp"
-#include "gateway/core/thread_name.hpp"
 
 #include <atomic>
 #include <csignal>
@@ -35,6 +34,7 @@
 #include "adapters/net/tls.hpp"
 #include "adapters/store/sql_store.hpp"
 #include "gateway/core/json_parse.hpp"
+#include "gateway/core/thread_name.hpp"
 #include "gateway/events/event.hpp"
 #include "gateway/events/schema_catalog.hpp"
 #include "gateway/http/message.hpp"
