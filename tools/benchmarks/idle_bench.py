@@ -160,6 +160,17 @@ def one_message_each(socks, make_frame, window, timeout):
     return failures
 
 
+def roundtrip(s, frame, what):
+    """Sends one frame on `s` and reads until its ACK's end block: the bytes read."""
+    s.sendall(frame)
+    data = b""
+    while EB not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            sys.exit("idle_bench: the gateway closed the %s connection" % what)
+        data += chunk
+    return data
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pid", type=int, required=True, help="the gateway's process id")
@@ -186,13 +197,7 @@ def main():
 
     with socket.create_connection(address, timeout=10) as s:
         for i in range(args.warmup):
-            s.sendall(make_frame("W%05d%08d" % (os.getpid() % 100000, i)))
-            data = b""
-            while EB not in data:
-                chunk = s.recv(65536)
-                if not chunk:
-                    sys.exit("idle_bench: the gateway closed the warm-up connection")
-                data += chunk
+            roundtrip(s, make_frame("W%05d%08d" % (os.getpid() % 100000, i)), "warm-up")
     wait_open(args.metrics, 0, 10)
     base = settle_rss(args.pid)
     print("gateway pid %d, VmRSS before: %d KB" % (args.pid, base))
@@ -219,13 +224,7 @@ def main():
     started = time.monotonic()
     with socket.create_connection(address, timeout=30) as s:
         for i in range(args.connections):
-            s.sendall(make_frame("C%05d%08d" % (os.getpid() % 100000, i)))
-            data = b""
-            while EB not in data:
-                chunk = s.recv(65536)
-                if not chunk:
-                    sys.exit("idle_bench: the gateway closed the control connection")
-                data += chunk
+            data = roundtrip(s, make_frame("C%05d%08d" % (os.getpid() % 100000, i)), "control")
             if ack_code(data[data.find(SB) + 1:data.find(EB)]) != "AA":
                 failures += 1
     control = settle_rss(args.pid)

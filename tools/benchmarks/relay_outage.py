@@ -29,6 +29,10 @@ import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.join(ROOT, "build")
+# The integration tests' mock Kafka process (build/mock-kafka, brokers taken down and up on
+# command, with every topic the gateway provisions).
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from harness import MockKafka  # noqa: E402
 
 
 def parse_args():
@@ -69,49 +73,6 @@ def disk_probe(directory):
     p50, p99 = samples[len(samples) // 2], samples[int(len(samples) * 0.99)]
     print("disk: fdatasync of 4 KiB p50 %.0f us, p99 %.0f us -> durable limit ~%.0f/s at 1, ~%.0f/s at 8 in flight"
           % (p50 * 1e6, p99 * 1e6, 1 / p50, 8 / p50), flush=True)
-
-
-def gateway_topics():
-    """The topics a gateway on the shipped schemas needs, as its provisioning tool prints them."""
-    out = subprocess.run([os.path.join(BUILD, "sdoh-gateway"), "--kafka-provision", "/dev/null",
-                          "--topics-only", "--schemas-dir", os.path.join(ROOT, "schemas")],
-                         capture_output=True, text=True, check=True)
-    topics = []
-    for line in out.stdout.splitlines():
-        words = line.split()
-        if words and "kafka-topics.sh" in words[0] and "--topic" in words:
-            topics.append(words[words.index("--topic") + 1])
-    if not topics:
-        sys.exit("tools/bench relay: no topics from sdoh-gateway --kafka-provision:\n" + out.stdout)
-    return topics
-
-
-class MockKafka:
-    def __init__(self, partitions, topics):
-        self.proc = subprocess.Popen([os.path.join(BUILD, "mock-kafka"), "--partitions", str(partitions),
-                                      "--topics", ",".join(topics)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        line = self.proc.stdout.readline().split()
-        if not line or line[0] != "bootstrap":
-            sys.exit("tools/bench relay: mock-kafka did not start: %r" % line)
-        self.bootstrap = line[1]
-
-    def command(self, text):
-        self.proc.stdin.write(text + "\n")
-        self.proc.stdin.flush()
-        answer = self.proc.stdout.readline().strip()
-        if answer != "ok":
-            raise RuntimeError("mock-kafka %r: %s" % (text, answer))
-
-    def close(self):
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.flush()
-                self.proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
 
 
 def start_gateway(tmp, bootstrap):
@@ -215,7 +176,7 @@ def main():
     kafka = gateway = load = None
     status = 1
     try:
-        kafka = MockKafka(args.partitions, gateway_topics())
+        kafka = MockKafka(partitions=args.partitions)
         gateway, url, mllp = start_gateway(tmp, kafka.bootstrap)
         print("gateway pid %d, MLLP %s, mock Kafka %s (%d partitions per topic), store %s"
               % (gateway.pid, mllp, kafka.bootstrap, args.partitions, tmp), flush=True)
