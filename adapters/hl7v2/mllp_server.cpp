@@ -231,8 +231,10 @@ asio::awaitable<void> serve(std::shared_ptr<MllpServer::State> s, Stream& stream
     framer.feed_borrowed(std::string_view(chunk.data(), n));
     if (n == chunk.size()) {
       const auto more = drain(stream);
-      s->bytes_in.inc(more.size());
-      framer.feed(more);
+      if (!more.empty()) {
+        s->bytes_in.inc(more.size());
+        framer.feed(more);
+      }
     }
   }
 }
@@ -271,9 +273,13 @@ asio::awaitable<void> run_connection(std::shared_ptr<MllpServer::State> s, tcp::
       }
       s->connections.remove(control);
     } else if (admitted) {
-      // Synchronous reads (drain) must not wait; asynchronous ones are not affected.
+      // Synchronous reads (drain) must not wait; asynchronous ones are not affected. A socket
+      // that cannot be made so is closed rather than let a read block an I/O thread.
       boost::system::error_code ignored;
-      plain.socket().non_blocking(true, ignored);
+      if (plain.socket().non_blocking(true, ignored); ignored) {
+        log::warn("mllp.socket_failed", {{"peer", peer.address}, {"reason", ignored.message()}});
+        co_return;
+      }
       auto control = s->connections.add(plain.get_executor(), [&plain] { plain.cancel(); });
       co_await serve(s, plain, peer, control);
       plain.socket().shutdown(tcp::socket::shutdown_send, ignored);

@@ -25,11 +25,6 @@ Result<ConfPtr> build_conf(const config::KafkaConfig& cfg, const std::string& bo
                             // Under load a request carries every message queued in these 2 ms;
                             // when idle an event waits at most this long for company.
                             {"linger.ms", "2"},
-                            // A backlog goes out in requests of up to 1 MB (the broker's default
-                            // message.max.bytes) rather than librdkafka's default of 10,000
-                            // messages, which at 3 KB an event would exceed it.
-                            {"batch.size", "1000000"},
-                            {"batch.num.messages", "10000"},
                             // After an outage the backlog waits for the reconnect: librdkafka
                             // doubles its reconnect backoff up to 10 s by default, so a broker back
                             // after a minute would be tried again only up to 15 s later. 1 s, the
@@ -62,8 +57,8 @@ bool is_permanent(rd_kafka_resp_err_t err) {
 
 struct Producer::Impl {
   /// What travels with one message as librdkafka's opaque, freed after its delivery report: the
-  /// caller's callback, and the value when the caller handed it over (librdkafka then sends
-  /// from it without a copy of its own).
+  /// caller's callback, and the value when the caller handed it over (librdkafka then queues
+  /// it without a copy at produce time).
   struct InFlight {
     DeliveryCallback callback;
     std::string value;
@@ -361,7 +356,7 @@ Result<void> Producer::produce(const Message& message, DeliveryCallback on_deliv
 
 Result<void> Producer::produce(Message&& message, DeliveryCallback on_delivery) {
   auto* in_flight = new Impl::InFlight{std::move(on_delivery), std::move(message.value)};
-  // librdkafka sends from the value the opaque owns, freed after the report: no copy.
+  // librdkafka queues the value the opaque owns (freed after the report): no copy to queue it.
   return impl_->produce(message, in_flight->value, 0, in_flight);
 }
 

@@ -63,9 +63,9 @@ class Producer {
   /// Queues one message. `on_delivery` runs exactly once, on the poll thread. Fails with
   /// kUnavailable when librdkafka's local queue is full (back off and retry).
   Result<void> produce(const Message& message, DeliveryCallback on_delivery);
-  /// The same, taking the value over: librdkafka sends from it without copying it, and it is
-  /// freed after the delivery report (a large backlog is read from the outbox and produced with
-  /// one copy of each event, the store's). On failure the value is dropped with the message.
+  /// The same, taking the value over: librdkafka queues it without copying it at produce time
+  /// (it still copies small values into its request buffer when it sends), and it is freed after
+  /// the delivery report. On failure the value is dropped with the message.
   Result<void> produce(Message&& message, DeliveryCallback on_delivery);
 
   /// Waits at most `timeout` for every queued message to be reported; returns how many remain.

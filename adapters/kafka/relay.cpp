@@ -189,9 +189,10 @@ struct Relay::Impl {
       return round;
     }
     forget_marked(*pending, limit);
+    bool read_again_with_room = false;
     if (!store_rereads && !pending->empty() && pending->front().seq <= read_after) {
       store_rereads = true;
-      round.behind = true;  // read again with room for those in flight
+      read_again_with_room = true;  // read again with room for those in flight
     }
     // A full read: more is waiting. Read larger while behind, back to the batch once caught up.
     if (static_cast<int>(pending->size()) >= limit) {
@@ -212,7 +213,7 @@ struct Relay::Impl {
           std::move(e.key),
           std::move(e.value),
           {{"content-type", std::string(events::kContentType)}, {"ce_id", std::move(e.event_id)}}};
-      // The value moves into the producer: librdkafka sends it from there, with no copy.
+      // The value moves into the producer: librdkafka queues it from there, with no copy.
       auto r = producer.produce(std::move(m), [this, seq, created, topic = std::move(topic)](
                                                   const DeliveryReport& report) {
         const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -260,6 +261,10 @@ struct Relay::Impl {
       ++produced;
       round.worked = true;
     }
+    // A full read of which nothing could go (all of it in flight or delivered but unmarked,
+    // after a rewind): reading on at once would only read the same again. Wait for reports.
+    if (produced == 0) round.behind = false;
+    round.behind = round.behind || read_again_with_room;
     return round;
   }
 

@@ -26,10 +26,13 @@
 #include <unistd.h>
 #include <unordered_map>
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/execution/context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/query.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -318,10 +321,12 @@ struct SqlStore::Impl {
     return {};
   }
 
-  // Completions of a finished group, posted to their I/O executors together: the syncer (or the
-  // writer) gathers them while it finishes the group, then posts one function that dispatches
-  // each on its own executor (at once, when that is a strand of the I/O thread running it). A
-  // group of N commits then wakes one I/O thread once instead of N times.
+  // Completions of a finished group, posted together per execution context: the syncer (or the
+  // writer) gathers them while it finishes the group, then posts one function to each context
+  // (the I/O threads' io_context, the store executor's pool) that dispatches each completion on
+  // its own executor there (at once, when that is a strand of the thread running it). A group of
+  // N commits then wakes a thread of each context once instead of N times, and a context never
+  // waits for another (at shutdown the io_context stops before the pool is joined).
   struct Completion {
     asio::any_io_executor executor;
     std::move_only_function<void()> run;
@@ -343,12 +348,20 @@ struct SqlStore::Impl {
     gathering = &gathered;
     finish_all();
     gathering = nullptr;
-    if (gathered.empty()) return;
-    auto first = gathered.front().executor;
-    asio::post(first, [gathered = std::move(gathered)]() mutable {
+    while (!gathered.empty()) {
+      // This context's completions, in their order; the others wait for the next round.
+      auto& context = asio::query(gathered.front().executor, asio::execution::context);
+      std::vector<Completion> batch, others;
       for (auto& c : gathered)
-        asio::dispatch(c.executor, std::move(c.run));
-    });
+        (&asio::query(c.executor, asio::execution::context) == &context ? batch : others)
+            .push_back(std::move(c));
+      auto first = batch.front().executor;
+      asio::post(first, [batch = std::move(batch)]() mutable {
+        for (auto& c : batch)
+          asio::dispatch(c.executor, std::move(c.run));
+      });
+      gathered = std::move(others);
+    }
   }
 
   void syncer_loop() {

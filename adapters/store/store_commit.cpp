@@ -399,8 +399,8 @@ asio::awaitable<Result<pipeline::CommitOutcome>> SqlStore::commit(pipeline::Comm
         op->store = impl;
         op->request = std::move(request);
         op->complete = [h = std::move(handler)](Result<pipeline::CommitOutcome> r) mutable {
-          // Back to the committing coroutine's own executor (its connection's strand), with the
-          // rest of its group.
+          // Back to the committing coroutine's own executor (its connection's strand, or the
+          // store executor), with the rest of its group.
           auto ex = asio::get_associated_executor(h);
           SqlStore::Impl::complete_on(
               ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });

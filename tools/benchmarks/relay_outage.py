@@ -162,7 +162,9 @@ def sample(url):
     with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
         text = r.read().decode()
     values = {m.group(1): float(m.group(2)) for m in SAMPLE.finditer(text)}
-    return (time.monotonic(), int(values.get("sdoh_outbox_undelivered_events", -1)),
+    if "sdoh_outbox_undelivered_events" not in values:
+        sys.exit("tools/bench relay: the gateway's /metrics has no sdoh_outbox_undelivered_events")
+    return (time.monotonic(), int(values["sdoh_outbox_undelivered_events"]),
             int(values.get('sdoh_relay_events_total{outcome="delivered"}', 0)),
             int(values.get('sdoh_store_commits_total{outcome="committed"}', 0)))
 
@@ -243,7 +245,7 @@ def main():
         seconds = drained[0] - up[0]
         delivered = drained[2] - up[2]
         committed = drained[3] - up[3]
-        # The steadiest window: from the first sample with deliveries to the last before empty.
+        # Over the whole drain, from "brokers up" (reconnecting included) to "drained".
         print("drained to %d in %.1f s: %d events delivered = %.0f events/s (ingest included); "
               "backlog fell %.0f events/s (net of ingest, %.0f commits/s meanwhile)"
               % (drained[1], seconds, delivered, delivered / seconds, (up[1] - drained[1]) / seconds,

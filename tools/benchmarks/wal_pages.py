@@ -3,10 +3,9 @@
 Usage: /usr/bin/python3 tools/benchmarks/wal_pages.py DB [--last N]
 
 Run it against the store of a gateway under load (tools/bench mllp or fhir with --keep print the
-path; or the gateway's store.path). It copies the database and its write-ahead log, reads the
-WAL's frames since its last restart, groups them by transaction (a frame with a commit mark ends
-one) and names each frame's page by the table or index that owns it (SQLite's dbstat, on the
-copy). Every frame is one page written to the WAL, then copied again to the database by the
+path; or the gateway's store.path). It reads the write-ahead log's frames since its last
+restart, groups them by transaction (a frame with a commit mark ends one) and names each frame's
+page by the table or index that owns it (SQLite's dbstat, read from the live database). Every frame is one page written to the WAL, then copied again to the database by the
 next checkpoint: the cost of a durable commit grows with them, and a page in a randomly keyed
 index is one more page per row inserted.
 """
@@ -14,11 +13,9 @@ index is one more page per row inserted.
 import argparse
 import collections
 import os
-import shutil
 import sqlite3
 import struct
 import sys
-import tempfile
 
 WAL_HEADER = struct.Struct(">8I")
 FRAME_HEADER = struct.Struct(">6I")
@@ -50,20 +47,17 @@ def main():
     args = parser.parse_args()
     if not os.path.exists(args.db + "-wal"):
         sys.exit("wal_pages: no write-ahead log beside %s (is the gateway running?)" % args.db)
-    with tempfile.TemporaryDirectory() as tmp:
-        db = os.path.join(tmp, "store.db")
-        # The database first: the log copied after it holds every frame the copy lacks.
-        shutil.copyfile(args.db, db)
-        shutil.copyfile(args.db + "-wal", db + "-wal")
-        with open(db + "-wal", "rb") as f:
-            page_size, transactions = wal_transactions(f.read())
-        owner = {}
-        conn = sqlite3.connect(db)
-        try:
-            for name, page in conn.execute("SELECT name, pageno FROM dbstat"):
-                owner[page] = name
-        finally:
-            conn.close()
+    # The log as it is now (frames are only appended until it restarts), then each page's owner
+    # from one read snapshot of the live database, which sees every frame read.
+    with open(args.db + "-wal", "rb") as f:
+        page_size, transactions = wal_transactions(f.read())
+    owner = {}
+    conn = sqlite3.connect("file:%s?mode=ro" % args.db, uri=True)
+    try:
+        for name, page in conn.execute("SELECT name, pageno FROM dbstat"):
+            owner[page] = name
+    finally:
+        conn.close()
     transactions = transactions[-args.last:]
     if not transactions:
         sys.exit("wal_pages: no committed transaction in the log yet")

@@ -180,6 +180,8 @@ TEST_F(RelayTest, DuringAnOutageHoldsAtMostMaxInFlightEventsInTheProducer) {
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(10ms);
   }
+  // Several rounds later (idle polls and gathers), still no more than the bound.
+  std::this_thread::sleep_for(300ms);
   EXPECT_EQ(metric("sdoh_kafka_messages_produced_total"), 30);
   EXPECT_EQ(metric("sdoh_kafka_messages_in_flight"), 30);
   EXPECT_EQ(store_->stats().undelivered, 100);
