@@ -104,6 +104,13 @@ MllpFramer::Event MllpFramer::next(std::string& frame) {
       in_frame_ = true;
       frame_start_ = scan_;
       searched_ = 0;
+    } else if (searched_ == 0) {
+      // The same doubled start block split across two reads: the second <VT> arrives as the
+      // first byte of the frame (no HL7 message starts with one).
+      while (frame_start_ < data.size() && data[frame_start_] == kStartBlock) {
+        ++frame_start_;
+        ++deviations_;
+      }
     }
     const auto content = data.size() - frame_start_;
     const char* from = data.data() + frame_start_ + searched_;

@@ -62,6 +62,22 @@ TEST(MllpFramer, DoubledStartAndEndBlocksAreTolerated) {
   EXPECT_EQ(f.discarded_bytes(), 2u);  // the second <FS><CR>
 }
 
+TEST(MllpFramer, ADoubledStartBlockSplitAcrossReadsIsToleratedToo) {
+  // As the listener reads: each read lent to the framer, then overwritten.
+  for (const bool borrowed : {false, true}) {
+    MllpFramer f(1024);
+    std::string read = "\x0b";
+    borrowed ? f.feed_borrowed(read) : f.feed(read);
+    EXPECT_TRUE(frames_of(f).empty());
+    read =
+        "\x0b"
+        "A\x1c\r";
+    borrowed ? f.feed_borrowed(read) : f.feed(read);
+    EXPECT_EQ(frames_of(f), std::vector<std::string>{"A"}) << (borrowed ? "borrowed" : "copied");
+    EXPECT_EQ(f.deviations(), 1u);
+  }
+}
+
 TEST(MllpFramer, EndBlockWithoutCarriageReturnIsTolerated) {
   MllpFramer f(1024);
   f.feed(
