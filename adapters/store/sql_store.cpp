@@ -33,15 +33,32 @@ struct PruneOp final : WriteOp {
       return sql::run_once(
           *s.conn, sql, [&](Statement& st) { st.integer(1, a).integer(2, b).integer(3, kChunk); });
     };
+    // The rows a DELETE ... RETURNING removed; `row` sees each (the in-memory keys forget them).
+    auto remove = [&](const char* sql, std::int64_t a,
+                      const std::function<void(Statement&)>& row) -> Result<std::int64_t> {
+      Statement st;
+      if (auto r = st.prepare(*s.conn, sql); !r) return fail(r.error());
+      st.integer(1, a).integer(2, 0).integer(3, kChunk);  // as run() binds them
+      std::int64_t rows = 0;
+      for (;;) {
+        auto r = st.step();
+        if (!r) return fail(r.error());
+        if (*r == kDone) return rows;
+        ++rows;
+        row(st);
+      }
+    };
     // Delivered events past their retention.
     // Seqs are in commit order: only those below the first young one are looked at, and of
     // them only the delivered (not pending, not dead).
-    auto n =
-        run("DELETE FROM outbox WHERE seq IN (SELECT o.seq FROM outbox o WHERE o.seq < coalesce("
-            "(SELECT seq FROM outbox WHERE created_at >= ?1 ORDER BY seq LIMIT 1), "
-            "(SELECT max(seq) + 1 FROM outbox), 0) AND o.dead_at IS NULL AND NOT EXISTS (SELECT 1 "
-            "FROM outbox_pending p WHERE p.seq = o.seq) ORDER BY o.seq LIMIT ?3)",
-            now - c.delivered_retention.count());
+    auto n = remove(
+        "DELETE FROM outbox WHERE seq IN (SELECT o.seq FROM outbox o WHERE o.seq < coalesce("
+        "(SELECT seq FROM outbox WHERE created_at >= ?1 ORDER BY seq LIMIT 1), "
+        "(SELECT max(seq) + 1 FROM outbox), 0) AND o.dead_at IS NULL AND NOT EXISTS (SELECT 1 "
+        "FROM outbox_pending p WHERE p.seq = o.seq) ORDER BY o.seq LIMIT ?3) RETURNING seq, "
+        "event_id",
+        now - c.delivered_retention.count(),
+        [&](Statement& st) { s.event_removed(st.column_text(1), st.column_int(0)); });
     if (!n) return fail(n.error());
     more = more || *n == kChunk;
     removed += *n;
@@ -164,11 +181,15 @@ struct PruneOp final : WriteOp {
     auto young_inbound = first_young(now - c.dedupe_window.count());
     if (!young_inbound) return fail(young_inbound.error());
     const auto inbound_below = *young_inbound;
-    n = run(
+    n = remove(
         "DELETE FROM inbound WHERE id IN (SELECT id FROM inbound i WHERE id < ?1 AND NOT EXISTS "
         "(SELECT 1 FROM outbox o WHERE o.inbound_id = i.id) AND NOT EXISTS (SELECT 1 FROM "
-        "dead_letters d WHERE d.inbound_id = i.id) ORDER BY id LIMIT ?3)",
-        inbound_below);
+        "dead_letters d WHERE d.inbound_id = i.id) ORDER BY id LIMIT ?3) RETURNING id, protocol, "
+        "sender, coalesce(dedupe_key, '')",
+        inbound_below, [&](Statement& st) {
+          s.inbound_removed(st.column_text(1), st.column_text(2), st.column_text(3),
+                            st.column_int(0));
+        });
     if (!n) return fail(n.error());
     more = more || *n == kChunk;
     removed += *n;
@@ -413,11 +434,16 @@ Result<void> SqlStore::Impl::start(metrics::Registry* registry) {
   auto* impl = this;
   next_prune = std::chrono::steady_clock::now() + std::chrono::seconds(5);
 
+  // SQLite has no unique index on the dedupe keys and event ids: its writer looks them up in
+  // memory before it inserts (store_keys.cpp). PostgreSQL's unique indexes answer for every
+  // gateway on the database.
+  const bool memory_keys = impl->conn->engine() == sql::Engine::kSqlite;
   auto prepared = impl->insert_inbound.prepare(
       *impl->conn,
-      "INSERT INTO inbound(protocol, sender, dedupe_key, message_type, received_at, answer_code, "
-      "answer, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
-      "ON CONFLICT(protocol, sender, dedupe_key) DO NOTHING RETURNING id");
+      std::string("INSERT INTO inbound(protocol, sender, dedupe_key, message_type, received_at, "
+                  "answer_code, answer, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ") +
+          (memory_keys ? "" : "ON CONFLICT(protocol, sender, dedupe_key) DO NOTHING ") +
+          "RETURNING id");
   if (prepared) {
     prepared = impl->select_inbound.prepare(*impl->conn,
                                             "SELECT id, answer_code, answer FROM inbound WHERE "
@@ -426,9 +452,12 @@ Result<void> SqlStore::Impl::start(metrics::Registry* registry) {
   if (prepared) {
     prepared = impl->insert_outbox.prepare(
         *impl->conn,
-        "INSERT INTO outbox(event_id, inbound_id, type, topic, key, value, created_at, bucket) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(event_id) DO NOTHING RETURNING seq");
+        std::string(
+            "INSERT INTO outbox(event_id, inbound_id, type, topic, key, value, created_at, bucket) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ") +
+            (memory_keys ? "" : "ON CONFLICT(event_id) DO NOTHING ") + "RETURNING seq");
   }
+  if (prepared && memory_keys) prepared = impl->load_keys();
   if (prepared) {
     prepared = impl->insert_pending.prepare(
         *impl->conn, "INSERT INTO outbox_pending(seq, bytes) VALUES (?1, ?2)");
@@ -628,6 +657,13 @@ Result<void> SqlStore::Impl::start(metrics::Registry* registry) {
     impl->pruned = &reg.counter("sdoh_store_pruned_rows_total",
                                 "Rows removed or cleared by the retention policy.")
                         .with();
+    if (impl->unique_keys) {
+      reg.gauge_callback(
+          "sdoh_store_memory_keys",
+          "Inbound dedupe keys and event ids the SQLite store looks up in memory (16 to 46 bytes "
+          "each); they follow the retention of the inbound records and the events.",
+          [raw] { return static_cast<double>(raw->keys_in_memory.load()); });
+    }
     reg.gauge_callback("sdoh_dead_letters_stored", "Dead letters waiting for an operator's replay.",
                        [raw] { return static_cast<double>(raw->dead_letters.load()); });
     reg.gauge_callback(

@@ -36,6 +36,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "adapters/store/key_index.hpp"
 #include "adapters/store/sql_sqlite.hpp"
 #include "adapters/store/sql_store.hpp"
 #include "gateway/audit/chain.hpp"
@@ -239,6 +240,32 @@ struct SqlStore::Impl {
 
   Statement insert_inbound, select_inbound, insert_outbox, insert_pending, insert_dead_letter,
       take_pending, upsert_offset;
+
+  // SQLite: the inbound dedupe keys and the event ids are looked up in memory, not in unique
+  // indexes (key_index.hpp, store_keys.cpp). Null on PostgreSQL, whose unique indexes several
+  // gateways share. Writer thread (filled by load_keys before it starts).
+  std::unique_ptr<UniqueKeys> unique_keys;
+  std::atomic<std::int64_t> keys_in_memory{0};  // their count after the last group (a gauge)
+  Statement inbound_by_id, event_by_seq;
+  Result<void> load_keys();
+  struct SeenInbound {
+    std::int64_t id = 0;
+    std::string answer_code;
+    std::string answer;
+  };
+  /// SQLite: the stored message with this dedupe key, if any.
+  Result<std::optional<SeenInbound>> find_inbound(std::string_view protocol,
+                                                  std::string_view sender,
+                                                  std::string_view dedupe_key);
+  /// The in-memory keys follow the rows the writer inserts and deletes (no-ops on PostgreSQL).
+  void inbound_added(std::string_view protocol, std::string_view sender,
+                     std::string_view dedupe_key, std::int64_t id);
+  void inbound_removed(std::string_view protocol, std::string_view sender,
+                       std::string_view dedupe_key, std::int64_t id);
+  void event_removed(std::string_view event_id, std::int64_t seq);
+  /// Steps the bound insert_outbox (?1 is `event_id`): the new event's seq, or nothing when an
+  /// event with this id is stored already (a resend adds nothing).
+  Result<std::optional<std::int64_t>> step_insert_event(std::string_view event_id);
 
   /// The outbox event `seq` (of `bytes` bytes) waits for Kafka from now on. Writer thread.
   Result<void> add_pending(std::int64_t seq, std::int64_t bytes) {
@@ -707,17 +734,32 @@ struct SqlStore::Impl {
       results.assign(batch.size(), Result<void>{});
       auto group = conn->begin_write();
       if (group && conn->engine() == sql::Engine::kPostgres) group = lock_all(batch);
+      // The in-memory keys are undone with the savepoint or the group that changed them.
+      const auto group_keys = unique_keys ? unique_keys->mark() : 0;
       for (std::size_t i = 0; group && i < batch.size(); ++i) {
         group = conn->savepoint();
         if (!group) break;
+        const auto op_keys = unique_keys ? unique_keys->mark() : 0;
         results[i] = batch[i]->execute(*this);
         // The errors of statements the op sent without waiting (Statement::send) are its own.
         if (results[i]) results[i] = conn->flush_sent();
         // A failed op is undone alone; the others in the group still commit.
-        if (!results[i]) group = conn->rollback_to();
+        if (!results[i]) {
+          group = conn->rollback_to();
+          if (unique_keys) unique_keys->undo_to(op_keys);
+        }
         if (group) group = conn->release();
       }
       if (group) group = conn->exec("COMMIT");
+      if (unique_keys) {
+        if (group) {
+          unique_keys->keep();
+        } else {
+          unique_keys->undo_to(group_keys);
+        }
+        keys_in_memory.store(
+            static_cast<std::int64_t>(unique_keys->inbound.size() + unique_keys->events.size()));
+      }
       if (!group) {
         (void)conn->exec("ROLLBACK");
         set_health(false, "last transaction failed: " + group.error().message);

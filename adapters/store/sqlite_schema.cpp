@@ -354,6 +354,51 @@ const std::vector<const char*> kMigrations = {
         expires_at INTEGER NOT NULL   -- unix ms; a lease not renewed by then may be taken
       ) STRICT;
     )sql",
+    // 15: no unique index on the inbound dedupe keys and the event ids. Each was a B-tree keyed
+    // at random, so every message dirtied a leaf page of each (written to the WAL and again by
+    // the checkpoint): the writer looks them up in memory instead (key_index.hpp), filled at
+    // open from two narrow indexes in insertion order. SQLite cannot drop a table's UNIQUE
+    // constraint: both tables are copied (migrate_sqlite turns foreign keys off around it).
+    R"sql(
+      CREATE TABLE inbound_v15 (
+        id           INTEGER PRIMARY KEY,
+        protocol     TEXT NOT NULL,
+        sender       TEXT NOT NULL,
+        dedupe_key   TEXT,              -- NULL: nothing to dedupe on
+        message_type TEXT NOT NULL,
+        received_at  INTEGER NOT NULL,  -- unix ms
+        answer_code  TEXT NOT NULL,
+        answer       BLOB NOT NULL,     -- returned as is to a resend
+        payload      BLOB               -- the message as received; NULL once pruned
+      ) STRICT;
+      INSERT INTO inbound_v15 SELECT id, protocol, sender, dedupe_key, message_type, received_at,
+        answer_code, answer, payload FROM inbound;
+      CREATE TABLE outbox_v15 (
+        seq          INTEGER PRIMARY KEY,  -- commit order
+        event_id     TEXT NOT NULL,        -- unique: the writer checks (key_index.hpp)
+        inbound_id   INTEGER REFERENCES inbound(id),
+        type         TEXT NOT NULL,
+        topic        TEXT NOT NULL,
+        key          TEXT NOT NULL,
+        value        BLOB NOT NULL,
+        created_at   INTEGER NOT NULL,
+        delivered_at INTEGER,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        last_error   TEXT,
+        dead_at      INTEGER,
+        bucket       INTEGER NOT NULL DEFAULT 0
+      ) STRICT;
+      INSERT INTO outbox_v15 SELECT seq, event_id, inbound_id, type, topic, key, value, created_at,
+        delivered_at, attempts, last_error, dead_at, bucket FROM outbox;
+      DROP TABLE outbox;
+      DROP TABLE inbound;
+      ALTER TABLE inbound_v15 RENAME TO inbound;
+      ALTER TABLE outbox_v15 RENAME TO outbox;
+      -- Led by the id, so that new keys land on the last page; read whole at open.
+      CREATE INDEX inbound_keys ON inbound(id, protocol, sender, dedupe_key)
+        WHERE dedupe_key IS NOT NULL;
+      CREATE INDEX outbox_inbound ON outbox(inbound_id, event_id);
+    )sql",
 };
 
 }  // namespace
@@ -376,16 +421,23 @@ Result<int> migrate_sqlite(sql::Connection& db) {
         "it has schema version " + std::to_string(version) + ", newer than this build (" +
         std::to_string(sqlite_schema_version()) + "); upgrade the gateway"));
   }
+  // A migration may copy a table that others refer to (15): foreign keys are off meanwhile
+  // (the pragma is ignored inside a transaction). The copies keep every row as it was.
+  if (version < sqlite_schema_version()) {
+    if (auto r = db.exec("PRAGMA foreign_keys=OFF"); !r) return fail(r.error());
+  }
   for (int v = version; v < sqlite_schema_version(); ++v) {
     const std::string sql = std::string("BEGIN IMMEDIATE;") +
                             kMigrations[static_cast<std::size_t>(v)] +
                             "PRAGMA user_version=" + std::to_string(v + 1) + "; COMMIT;";
     if (auto r = db.exec(sql); !r) {
       (void)db.exec("ROLLBACK;");
+      (void)db.exec("PRAGMA foreign_keys=ON");
       return fail(Error::unavailable("store migration to version " + std::to_string(v + 1) +
                                      " failed: " + r.error().message));
     }
   }
+  if (auto r = db.exec("PRAGMA foreign_keys=ON"); !r) return fail(r.error());
   return sqlite_schema_version();
 }
 

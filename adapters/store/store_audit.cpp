@@ -86,15 +86,14 @@ Result<std::int64_t> queue_anchor(SqlStore::Impl& s, const audit::Anchor& anchor
   const auto value = e.envelope();
   std::int64_t seq = 0;
   {
-    // insert_outbox returns the new event's seq, and no row when the event id is there already.
     auto& st = s.insert_outbox;
     ResetOnExit reset{st};
     st.text(1, e.id).null(2).text(3, events::type_name(e.type)).text(4, e.topic);
     st.text(5, e.key).blob(6, value).integer(7, s.now()).integer(8, relay_bucket(e.key));
-    auto r = st.step();
+    auto r = s.step_insert_event(e.id);
     if (!r) return fail(r.error());
-    if (*r != kRow) return std::int64_t{0};  // this head was anchored before
-    seq = st.column_int(0);
+    if (!*r) return std::int64_t{0};  // this head was anchored before
+    seq = **r;
   }
   const auto bytes = static_cast<std::int64_t>(value.size());
   if (auto r = s.add_pending(seq, bytes); !r) return fail(r.error());

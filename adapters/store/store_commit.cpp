@@ -170,10 +170,10 @@ struct CommitOp final : WriteOp {
       ResetOnExit reset{st};
       st.text(1, e.event_id).integer(2, outcome.inbound_id).text(3, e.type).text(4, e.topic);
       st.text(5, e.key).blob(6, e.value).integer(7, received).integer(8, relay_bucket(e.key));
-      auto inserted = st.step();
+      auto inserted = s.step_insert_event(e.event_id);
       if (!inserted) return fail(inserted.error());
-      if (*inserted == kRow) {  // RETURNING seq: new (a replayed event's resend returns none)
-        const auto seq = st.column_int(0);
+      if (*inserted) {  // new (a replayed event's resend adds none)
+        const auto seq = **inserted;
         const auto bytes = static_cast<std::int64_t>(e.value.size());
         if (auto r = s.add_pending(seq, bytes); !r) return r;
         outcome.undelivered.push_back(seq);
@@ -220,6 +220,23 @@ struct CommitOp final : WriteOp {
     const auto& in = request.inbound;
     const auto received = s.now();
     if (!request.replay_of.empty()) return replay(s, received);
+    // A resend: answer as the first time, add nothing.
+    auto duplicate = [&](std::int64_t id, std::string answer_code,
+                         std::string answer) -> Result<void> {
+      outcome.status = pipeline::CommitStatus::kDuplicate;
+      outcome.inbound_id = id;
+      outcome.answer_code = std::move(answer_code);
+      outcome.answer = std::move(answer);
+      auto pending = undelivered_of(s, outcome.inbound_id);
+      if (!pending) return fail(pending.error());
+      outcome.undelivered = std::move(*pending);
+      return {};
+    };
+    if (s.unique_keys && !in.dedupe_key.empty()) {
+      auto seen = s.find_inbound(in.protocol, in.sender, in.dedupe_key);
+      if (!seen) return fail(seen.error());
+      if (*seen) return duplicate((*seen)->id, (*seen)->answer_code, (*seen)->answer);
+    }
     std::int64_t inbound_id = 0;
     {
       auto& st = s.insert_inbound;
@@ -231,26 +248,20 @@ struct CommitOp final : WriteOp {
       st.integer(5, received).text(6, in.answer_code).blob(7, in.answer).blob(8, in.payload);
       auto r = st.step();
       if (!r) return fail(r.error());
-      // RETURNING id: a row when inserted; none for a resend (the dedupe key's unique index).
+      // RETURNING id: a row when inserted; on PostgreSQL none for a resend (the dedupe key's
+      // unique index).
       if (*r == kRow) inbound_id = st.column_int(0);
     }
     if (inbound_id == 0) {
-      // A resend: answer as the first time, add nothing.
       auto& st = s.select_inbound;
       ResetOnExit reset{st};
       st.text(1, in.protocol).text(2, in.sender).text(3, in.dedupe_key);
       auto r = st.step();
       if (!r) return fail(r.error());
       if (*r != kRow) return fail(Error::internal("duplicate inbound row vanished"));
-      outcome.status = pipeline::CommitStatus::kDuplicate;
-      outcome.inbound_id = st.column_int(0);
-      outcome.answer_code = st.column_text(1);
-      outcome.answer = st.column_text(2);
-      auto pending = undelivered_of(s, outcome.inbound_id);
-      if (!pending) return fail(pending.error());
-      outcome.undelivered = std::move(*pending);
-      return {};
+      return duplicate(st.column_int(0), st.column_text(1), st.column_text(2));
     }
+    s.inbound_added(in.protocol, in.sender, in.dedupe_key, inbound_id);
     outcome.status = pipeline::CommitStatus::kCommitted;
     outcome.inbound_id = inbound_id;
     outcome.answer_code = in.answer_code;

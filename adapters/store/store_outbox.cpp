@@ -145,11 +145,10 @@ Result<void> SqlStore::dead_letter_event(std::int64_t seq, const pipeline::DeadL
         } else {
           ins.null(2);
         }
-        // RETURNING seq: a row when inserted, none when this notice was queued before.
-        auto inserted = ins.step();
+        auto inserted = s.step_insert_event(notice->event_id);
         if (!inserted) return fail(inserted.error());
-        if (*inserted != kRow) return std::int64_t{0};
-        const auto notice_seq = ins.column_int(0);
+        if (!*inserted) return std::int64_t{0};  // this notice was queued before
+        const auto notice_seq = **inserted;
         if (auto pr = s.add_pending(notice_seq, static_cast<std::int64_t>(notice->value.size()));
             !pr) {
           return fail(pr.error());

@@ -589,8 +589,10 @@ std::vector<std::string> sqlite_indexes(const std::filesystem::path& file) {
   sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(db,
+                     // inbound_keys fills SQLite's in-memory dedupe keys at open; PostgreSQL
+                     // keeps its unique index on them instead.
                      "SELECT name FROM sqlite_master WHERE type IN ('index', 'trigger') AND name "
-                     "NOT LIKE 'sqlite_%' ORDER BY name",
+                     "NOT LIKE 'sqlite_%' AND name <> 'inbound_keys' ORDER BY name",
                      -1, &st, nullptr);
   while (sqlite3_step(st) == SQLITE_ROW)
     names.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));

@@ -192,6 +192,13 @@ inline std::string engine_name(const ::testing::TestParamInfo<sql::Engine>& info
                                              ::sdoh::store::sql::Engine::kPostgres), \
                            ::sdoh::store::store_test_support::engine_name)
 
+/// The value of one sample ("name{labels}") in a /metrics text, -1 when absent.
+inline double metric(const std::string& text, const std::string& sample) {
+  const auto at = text.find("\n" + sample + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + sample.size() + 2));
+}
+
 inline pipeline::CommitRequest request(const std::string& control_id, int events = 2) {
   pipeline::CommitRequest r;
   r.inbound = {"hl7v2", "EHR^PEDS_A",           control_id,      "ORU^R01",

@@ -122,13 +122,6 @@ using namespace store_test_support;
 class StoreResourcesTest : public StoreTest {};
 SDOH_STORE_TEST_ON_EVERY_ENGINE(StoreResourcesTest);
 
-// The value of one sample ("name{labels}") in a /metrics text, -1 when absent.
-double metric(const std::string& text, const std::string& sample) {
-  const auto at = text.find("\n" + sample + " ");
-  if (at == std::string::npos) return -1;
-  return std::stod(text.substr(at + sample.size() + 2));
-}
-
 pipeline::ResourceWrite questionnaire_response(const std::string& id) {
   pipeline::ResourceWrite w;
   w.type = "QuestionnaireResponse";

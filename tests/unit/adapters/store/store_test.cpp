@@ -110,6 +110,72 @@ TEST_P(StoreTest, SameControlIdFromAnotherSenderIsNotADuplicate) {
   EXPECT_EQ(outcome->status, pipeline::CommitStatus::kCommitted);
 }
 
+// SQLite keeps the dedupe keys and event ids in memory (key_index.hpp): filled again at open,
+// forgotten with a rolled-back write and with the rows retention removes.
+TEST_P(StoreTest, ResendIsRecognisedAfterReopen) {
+  {
+    auto store = *open_store(cfg_);
+    ASSERT_TRUE(commit_now(*store, request("A1", 2)));
+    ASSERT_TRUE(commit_now(*store, request("A2", 1)));
+  }
+  auto store = *open_store(cfg_);
+  auto resend = commit_now(*store, request("A1", 2));
+  ASSERT_TRUE(resend) << resend.error().message;
+  EXPECT_EQ(resend->status, pipeline::CommitStatus::kDuplicate);
+  EXPECT_EQ(resend->answer, "MSA|CA|A1");
+  EXPECT_EQ(resend->undelivered.size(), 2u);
+  // Another message carrying an event stored before the restart adds only its new one.
+  auto other = request("A3", 1);
+  other.events.push_back(request("A2", 1).events[0]);
+  auto committed = commit_now(*store, std::move(other));
+  ASSERT_TRUE(committed) << committed.error().message;
+  EXPECT_EQ(committed->status, pipeline::CommitStatus::kCommitted);
+  EXPECT_EQ(committed->undelivered.size(), 1u);
+  EXPECT_EQ(store->pending_events(0, 10)->size(), 4u);
+}
+
+TEST_P(StoreTest, AnEventIdIsStoredOnceWhateverMessageCarriesIt) {
+  auto store = *open_store(cfg_);
+  ASSERT_TRUE(commit_now(*store, request("A1", 1)));
+  auto again = request("A2", 0);
+  again.events.push_back(request("A1", 1).events[0]);
+  auto outcome = commit_now(*store, std::move(again));
+  ASSERT_TRUE(outcome) << outcome.error().message;
+  EXPECT_EQ(outcome->status, pipeline::CommitStatus::kCommitted);
+  EXPECT_TRUE(outcome->undelivered.empty());
+  EXPECT_EQ(store->pending_events(0, 10)->size(), 1u);
+}
+
+TEST_P(StoreTest, ConcurrentResendsOfOneMessageCommitItOnce) {
+  auto store = *open_store(cfg_);
+  // In flight together, so that most share a group transaction: one is committed, the rest
+  // find it (in the same transaction) and get its answer.
+  asio::io_context ioc;
+  std::vector<std::future<Result<pipeline::CommitOutcome>>> outcomes;
+  for (int i = 0; i < 16; ++i) {
+    auto r = request("A1", 2);
+    r.inbound.answer = "MSA|CA|A1|" + std::to_string(i);
+    outcomes.push_back(asio::co_spawn(ioc, store->commit(std::move(r)), asio::use_future));
+  }
+  ioc.run();
+  int committed = 0;
+  std::string first_answer;
+  for (std::size_t i = 0; i < outcomes.size(); ++i) {
+    auto o = outcomes[i].get();
+    ASSERT_TRUE(o) << o.error().message;
+    if (o->status == pipeline::CommitStatus::kCommitted) {
+      ++committed;
+      first_answer = "MSA|CA|A1|" + std::to_string(i);
+    } else {
+      EXPECT_EQ(o->status, pipeline::CommitStatus::kDuplicate);
+    }
+  }
+  EXPECT_EQ(committed, 1);
+  auto resend = commit_now(*store, request("A1", 2));
+  EXPECT_EQ(resend->answer, first_answer);
+  EXPECT_EQ(store->pending_events(0, 10)->size(), 2u);
+}
+
 TEST_P(StoreTest, CommittedDataSurvivesReopen) {
   {
     auto store = *open_store(cfg_);
@@ -360,6 +426,30 @@ TEST_P(StoreTest, RetentionPrunesDeliveredEventsPayloadsAndOldInbound) {
   // Dedupe still holds within the window.
   EXPECT_EQ(commit_now(*store, request("A1", 2))->status, pipeline::CommitStatus::kDuplicate);
   EXPECT_EQ(*store->prune_now(), 0);
+}
+
+TEST_P(StoreTest, PastTheDedupeWindowAPrunedMessageAndItsEventsCommitAgain) {
+  cfg_.delivered_retention = std::chrono::milliseconds(0);
+  cfg_.dedupe_window = std::chrono::milliseconds(0);
+  metrics::Registry registry;
+  auto store = *open_store(cfg_, &registry, clock());
+  auto a = *commit_now(*store, request("A1", 1));
+  // SQLite holds the message's dedupe key and its event's id in memory (PostgreSQL: none).
+  const double held = GetParam() == sql::Engine::kSqlite ? 2 : -1;
+  EXPECT_EQ(metric(registry.render(), "sdoh_store_memory_keys"), held);
+  store->mark_delivered({{a.undelivered[0], "sdoh.screening.v1", 0, 1}});
+  store->flush();
+  advance(std::chrono::milliseconds(5));
+  auto pruned = store->prune_now();
+  ASSERT_TRUE(pruned) << pruned.error().message;
+  EXPECT_EQ(*pruned, 2);  // the event, then its inbound record
+  EXPECT_EQ(metric(registry.render(), "sdoh_store_memory_keys"), held == 2 ? 0 : -1);
+  // Gone from the store, and so from its keys: the message is new again, with its event.
+  auto again = commit_now(*store, request("A1", 1));
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(again->status, pipeline::CommitStatus::kCommitted);
+  EXPECT_EQ(again->undelivered.size(), 1u);
+  EXPECT_EQ(commit_now(*store, request("A1", 1))->status, pipeline::CommitStatus::kDuplicate);
 }
 
 TEST_P(StoreTest, ConcurrentCommitsShareTransactions) {
