@@ -1,5 +1,7 @@
 // The store: open on either engine (SQLite, PostgreSQL), the shared start, retention, health
 // (sql_store_impl.hpp).
+#include <sys/file.h>
+
 #include "adapters/store/pg_schema.hpp"
 #include "adapters/store/sql_pg.hpp"
 #include "adapters/store/sql_store_impl.hpp"
@@ -303,6 +305,16 @@ Result<void> open_sqlite(SqlStore::Impl* impl, const std::filesystem::path& path
   if (fs_ec) {
     return fail(Error::unavailable("cannot create " + path.parent_path().string() + ": " +
                                    fs_ec.message()));
+  }
+  // One process at a time: the writer keeps the dedupe keys and event ids in memory.
+  const auto owner = path.string() + "-lock";
+  impl->owner_fd = ::open(owner.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (impl->owner_fd < 0) {
+    return fail(Error::unavailable("cannot open " + owner + ": " + std::strerror(errno)));
+  }
+  if (::flock(impl->owner_fd, LOCK_EX | LOCK_NB) != 0) {
+    return fail(Error::unavailable("store " + path.string() +
+                                   " is in use by another process (" + owner + " is locked)"));
   }
   // SQLite's allocation statistics take one process-wide mutex on every malloc and free of every
   // connection (the writer's, the readers', the checkpointer's); nothing here reads them. Only

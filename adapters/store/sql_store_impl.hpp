@@ -638,7 +638,12 @@ struct SqlStore::Impl {
     readers.clear();
     if (reader != nullptr) sqlite3_close_v2(reader);
     if (db != nullptr) sqlite3_close_v2(db);
+    if (owner_fd >= 0) ::close(owner_fd);  // releases the flock
   }
+
+  // SQLite: an exclusive flock(2) on <store>-lock for the life of the store, so that no second
+  // process writes the file (the in-memory keys would miss its rows).
+  int owner_fd = -1;
 
   // The read pool (kResourceReaders connections) for reads from io threads.
   std::vector<std::unique_ptr<ReadConnection>> readers;

@@ -54,6 +54,20 @@ TEST_F(SqliteStoreTest, UnwritableLocationIsAnError) {
   EXPECT_EQ(store.error().kind, ErrorKind::kUnavailable);
 }
 
+// The writer keeps the dedupe keys in memory: a second writer of the file would miss them.
+TEST_F(SqliteStoreTest, ASecondOpenOfTheSameFileIsRefusedUntilTheFirstCloses) {
+  const auto file = dir_ / "gateway.db";
+  auto first = SqlStore::open(file, cfg_);
+  ASSERT_TRUE(first) << first.error().message;
+  auto second = SqlStore::open(file, cfg_);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().kind, ErrorKind::kUnavailable);
+  EXPECT_NE(second.error().message.find("in use by another process"), std::string::npos);
+  first->reset();
+  auto again = SqlStore::open(file, cfg_);
+  EXPECT_TRUE(again) << again.error().message;
+}
+
 // PostgreSQL's equivalent: a server nobody answers at.
 TEST_F(SqliteStoreTest, AnUnreachablePostgresIsAnError) {
   auto store =
