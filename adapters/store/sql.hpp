@@ -188,6 +188,18 @@ class Statement {
       if (*r == kDone) return cursor_->changes();
     }
   }
+  /// Steps to the end, calling `row(*this)` at each row: the number of rows.
+  template <class F>
+  Result<std::int64_t> each_row(F&& row) {
+    std::int64_t rows = 0;
+    for (;;) {
+      auto r = cursor_->step();
+      if (!r) return fail(r.error());
+      if (*r == kDone) return rows;
+      ++rows;
+      row(*this);
+    }
+  }
   void reset() { cursor_->reset(); }
   std::string column_text(int i) const { return cursor_->text(i); }
   std::int64_t column_int(int i) const { return cursor_->integer(i); }

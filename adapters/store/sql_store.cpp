@@ -41,14 +41,7 @@ struct PruneOp final : WriteOp {
       Statement st;
       if (auto r = st.prepare(*s.conn, sql); !r) return fail(r.error());
       st.integer(1, a).integer(2, 0).integer(3, kChunk);  // as run() binds them
-      std::int64_t rows = 0;
-      for (;;) {
-        auto r = st.step();
-        if (!r) return fail(r.error());
-        if (*r == kDone) return rows;
-        ++rows;
-        row(st);
-      }
+      return st.each_row(row);
     };
     // Delivered events past their retention.
     // Seqs are in commit order: only those below the first young one are looked at, and of

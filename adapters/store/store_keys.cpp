@@ -6,6 +6,27 @@
 
 namespace sdoh::store {
 
+namespace {
+
+/// The first id stored under `hash` whose row, read by `by_id` (bound ?1: the id), `matches`
+/// (two keys may share a hash; a row retention removed is not there).
+template <class Match>
+Result<std::optional<std::int64_t>> confirmed(const KeyTable& table, std::uint64_t hash,
+                                              Statement& by_id, Match&& matches) {
+  std::vector<std::int64_t> candidates;
+  table.for_each(hash, [&](std::int64_t id) { candidates.push_back(id); });
+  for (const auto id : candidates) {
+    ResetOnExit reset{by_id};
+    by_id.integer(1, id);
+    auto r = by_id.step();
+    if (!r) return fail(r.error());
+    if (*r == kRow && matches(by_id)) return std::optional<std::int64_t>(id);
+  }
+  return std::optional<std::int64_t>();
+}
+
+}  // namespace
+
 Result<void> SqlStore::Impl::load_keys() {
   unique_keys = std::make_unique<UniqueKeys>();
   if (auto r = inbound_by_id.prepare(*conn,
@@ -26,25 +47,21 @@ Result<void> SqlStore::Impl::load_keys() {
       !r) {
     return r;
   }
-  for (;;) {
-    auto r = st.step();
-    if (!r) return fail(r.error());
-    if (*r == kDone) break;
+  auto read = st.each_row([&](Statement& row) {
     unique_keys->inbound.insert(
-        UniqueKeys::inbound_hash(st.column_text(1), st.column_text(2), st.column_text(3)),
-        st.column_int(0));
-  }
+        UniqueKeys::inbound_hash(row.column_text(1), row.column_text(2), row.column_text(3)),
+        row.column_int(0));
+  });
+  if (!read) return fail(read.error());
   Statement ev;
   if (auto r = ev.prepare(*conn, "SELECT seq, event_id FROM outbox INDEXED BY outbox_inbound");
       !r) {
     return r;
   }
-  for (;;) {
-    auto r = ev.step();
-    if (!r) return fail(r.error());
-    if (*r == kDone) break;
-    unique_keys->events.insert(UniqueKeys::event_hash(ev.column_text(1)), ev.column_int(0));
-  }
+  read = ev.each_row([&](Statement& row) {
+    unique_keys->events.insert(UniqueKeys::event_hash(row.column_text(1)), row.column_int(0));
+  });
+  if (!read) return fail(read.error());
   keys_in_memory.store(
       static_cast<std::int64_t>(unique_keys->inbound.size() + unique_keys->events.size()));
   log::info("store.keys_loaded",
@@ -60,22 +77,21 @@ Result<void> SqlStore::Impl::load_keys() {
 
 Result<std::optional<SqlStore::Impl::SeenInbound>> SqlStore::Impl::find_inbound(
     std::string_view protocol, std::string_view sender, std::string_view dedupe_key) {
-  std::vector<std::int64_t> candidates;
-  unique_keys->inbound.for_each(UniqueKeys::inbound_hash(protocol, sender, dedupe_key),
-                                [&](std::int64_t id) { candidates.push_back(id); });
-  for (const auto id : candidates) {
-    auto& st = inbound_by_id;
-    ResetOnExit reset{st};
-    st.integer(1, id);
-    auto r = st.step();
-    if (!r) return fail(r.error());
-    if (*r != kRow) continue;
-    if (st.column_text(0) == protocol && st.column_text(1) == sender &&
-        st.column_text(2) == dedupe_key) {
-      return std::optional<SeenInbound>(SeenInbound{id, st.column_text(3), st.column_text(4)});
-    }
-  }
-  return std::optional<SeenInbound>();
+  SeenInbound seen;
+  auto id = confirmed(unique_keys->inbound, UniqueKeys::inbound_hash(protocol, sender, dedupe_key),
+                      inbound_by_id, [&](Statement& row) {
+                        if (row.column_text(0) != protocol || row.column_text(1) != sender ||
+                            row.column_text(2) != dedupe_key) {
+                          return false;
+                        }
+                        seen.answer_code = row.column_text(3);
+                        seen.answer = row.column_text(4);
+                        return true;
+                      });
+  if (!id) return fail(id.error());
+  if (!*id) return std::optional<SeenInbound>();
+  seen.id = **id;
+  return std::optional<SeenInbound>(std::move(seen));
 }
 
 void SqlStore::Impl::inbound_added(std::string_view protocol, std::string_view sender,
@@ -99,16 +115,10 @@ void SqlStore::Impl::event_removed(std::string_view event_id, std::int64_t seq) 
 Result<std::optional<std::int64_t>> SqlStore::Impl::step_insert_event(std::string_view event_id) {
   if (unique_keys) {
     const auto hash = UniqueKeys::event_hash(event_id);
-    std::vector<std::int64_t> candidates;
-    unique_keys->events.for_each(hash, [&](std::int64_t seq) { candidates.push_back(seq); });
-    for (const auto seq : candidates) {
-      auto& st = event_by_seq;
-      ResetOnExit reset{st};
-      st.integer(1, seq);
-      auto r = st.step();
-      if (!r) return fail(r.error());
-      if (*r == kRow && st.column_text(0) == event_id) return std::optional<std::int64_t>();
-    }
+    auto stored = confirmed(unique_keys->events, hash, event_by_seq,
+                            [&](Statement& row) { return row.column_text(0) == event_id; });
+    if (!stored) return fail(stored.error());
+    if (*stored) return std::optional<std::int64_t>();  // stored before: a resend
     auto r = insert_outbox.step();
     if (!r) return fail(r.error());
     if (*r != kRow) return fail(Error::internal("the outbox insert returned no sequence number"));
