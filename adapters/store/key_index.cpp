@@ -1,24 +1,23 @@
 #include "adapters/store/key_index.hpp"
 
-#include <functional>
+#include <random>
+
+#include "adapters/store/siphash.hpp"
 
 namespace sdoh::store {
 
 namespace {
 
-// Spreads the bits of std::hash's value, whose low bits pick the slot.
-std::uint64_t mix(std::uint64_t h) {
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
-}
-
-std::uint64_t combine(std::uint64_t seed, std::string_view part) {
-  return mix(seed ^ (std::hash<std::string_view>{}(part) + 0x9e3779b97f4a7c15ULL + (seed << 6) +
-                     (seed >> 2)));
+struct SipKey {
+  std::uint64_t k0, k1;
+};
+const SipKey& process_key() {
+  static const SipKey key = [] {
+    std::random_device random;
+    auto word = [&] { return (std::uint64_t{random()} << 32) ^ random(); };
+    return SipKey{word(), word()};
+  }();
+  return key;
 }
 
 }  // namespace
@@ -66,13 +65,22 @@ void KeyTable::grow() {
   }
 }
 
+
 std::uint64_t UniqueKeys::inbound_hash(std::string_view protocol, std::string_view sender,
                                        std::string_view dedupe_key) {
-  return combine(combine(combine(0x1b873593, protocol), sender), dedupe_key);
+  const auto& key = process_key();
+  SipHasher<1, 3> h(key.k0, key.k1);
+  h.update_part(protocol);
+  h.update_part(sender);
+  h.update_part(dedupe_key);
+  return h.finish();
 }
 
 std::uint64_t UniqueKeys::event_hash(std::string_view event_id) {
-  return combine(0x85ebca6b, event_id);
+  const auto& key = process_key();
+  SipHasher<1, 3> h(key.k0 ^ 1, key.k1);  // another key than the inbound keys'
+  h.update(event_id);
+  return h.finish();
 }
 
 void UniqueKeys::add(KeyTable& table, std::uint64_t hash, std::int64_t id) {
@@ -82,6 +90,14 @@ void UniqueKeys::add(KeyTable& table, std::uint64_t hash, std::int64_t id) {
 
 void UniqueKeys::remove(KeyTable& table, std::uint64_t hash, std::int64_t id) {
   if (table.erase(hash, id)) journal_.push_back({&table, hash, id, false});
+}
+
+void UniqueKeys::restore_removed_since(std::size_t mark) {
+  while (journal_.size() > mark) {
+    const auto c = journal_.back();
+    journal_.pop_back();
+    if (!c.added) c.table->insert(c.hash, c.id);
+  }
 }
 
 void UniqueKeys::undo_to(std::size_t mark) {

@@ -46,6 +46,8 @@ class KeyTable {
 /// Both key tables, with the journal of what the current transaction changed.
 class UniqueKeys {
  public:
+  // Keyed hashes (SipHash-1-3, a random key per process): no sender can choose keys that share
+  // a hash. Not stable across processes; never stored.
   static std::uint64_t inbound_hash(std::string_view protocol, std::string_view sender,
                                     std::string_view dedupe_key);
   static std::uint64_t event_hash(std::string_view event_id);
@@ -59,6 +61,10 @@ class UniqueKeys {
   /// Where the journal stands: undo_to(mark()) takes back whatever was changed after it.
   std::size_t mark() const { return journal_.size(); }
   void undo_to(std::size_t mark);
+  /// Takes back the removals after `mark` and keeps the additions: for a transaction whose
+  /// COMMIT failed, whose rows may or may not be there. A key whose row is missing is harmless
+  /// (every match is checked against its row); a row whose key is missing would let a resend in.
+  void restore_removed_since(std::size_t mark);
   /// The transaction committed: its changes stay.
   void keep() { journal_.clear(); }
 

@@ -45,11 +45,13 @@ struct PruneOp final : WriteOp {
     };
     // Delivered events past their retention.
     // Seqs are in commit order: only those below the first young one are looked at, and of
-    // them only the delivered (not pending, not dead).
+    // them only the delivered (not pending, not dead). The newest event always stays: SQLite
+    // numbers a new row max + 1, and an emptied table would start again below the relay's
+    // cursor (the same holds for inbound ids below).
     auto n = remove(
         "DELETE FROM outbox WHERE seq IN (SELECT o.seq FROM outbox o WHERE o.seq < coalesce("
         "(SELECT seq FROM outbox WHERE created_at >= ?1 ORDER BY seq LIMIT 1), "
-        "(SELECT max(seq) + 1 FROM outbox), 0) AND o.dead_at IS NULL AND NOT EXISTS (SELECT 1 "
+        "(SELECT max(seq) FROM outbox), 0) AND o.dead_at IS NULL AND NOT EXISTS (SELECT 1 "
         "FROM outbox_pending p WHERE p.seq = o.seq) ORDER BY o.seq LIMIT ?3) RETURNING seq, "
         "event_id",
         now - c.delivered_retention.count(),
@@ -142,22 +144,23 @@ struct PruneOp final : WriteOp {
     if (!n) return fail(n.error());
     more = more || *n == kChunk;
     removed += *n;
-    // Inbound ids are in arrival order: everything below the first young one is old.
-    auto first_young = [&](std::int64_t cutoff) -> Result<std::int64_t> {
+    // Inbound ids are in arrival order: everything below the first young one is old. With
+    // `keep_newest`, the newest record counts as young whatever its age.
+    auto first_young = [&](std::int64_t cutoff, bool keep_newest) -> Result<std::int64_t> {
       Statement st;
       if (auto r = st.prepare(*s.conn,
                               "SELECT coalesce((SELECT id FROM inbound WHERE received_at >= ?1 "
-                              "ORDER BY id LIMIT 1), (SELECT max(id) + 1 FROM inbound), 0)");
+                              "ORDER BY id LIMIT 1), (SELECT max(id) + ?2 FROM inbound), 0)");
           !r) {
         return fail(r.error());
       }
-      st.integer(1, cutoff);
+      st.integer(1, cutoff).integer(2, keep_newest ? 0 : 1);
       auto r = st.step();
       if (!r) return fail(r.error());
       return *r == kRow ? st.column_int(0) : 0;
     };
     // Message bytes past their retention, except those of dead letters still to replay.
-    auto young_payload = first_young(now - c.payload_retention.count());
+    auto young_payload = first_young(now - c.payload_retention.count(), false);
     if (!young_payload) return fail(young_payload.error());
     const auto payload_below = *young_payload;
     if (payload_below > s.payload_cleared_upto) {
@@ -173,7 +176,7 @@ struct PruneOp final : WriteOp {
       more = more || upto < payload_below;
     }
     // Inbound records past the dedupe window, once nothing refers to them any more.
-    auto young_inbound = first_young(now - c.dedupe_window.count());
+    auto young_inbound = first_young(now - c.dedupe_window.count(), true);
     if (!young_inbound) return fail(young_inbound.error());
     const auto inbound_below = *young_inbound;
     n = remove(
@@ -306,8 +309,11 @@ Result<void> open_sqlite(SqlStore::Impl* impl, const std::filesystem::path& path
     return fail(Error::unavailable("cannot open " + owner + ": " + std::strerror(errno)));
   }
   if (::flock(impl->owner_fd, LOCK_EX | LOCK_NB) != 0) {
-    return fail(Error::unavailable("store " + path.string() +
-                                   " is in use by another process (" + owner + " is locked)"));
+    if (errno == EWOULDBLOCK) {
+      return fail(Error::unavailable("store " + path.string() +
+                                     " is in use by another process (" + owner + " is locked)"));
+    }
+    return fail(Error::unavailable("cannot lock " + owner + ": " + std::strerror(errno)));
   }
   // SQLite's allocation statistics take one process-wide mutex on every malloc and free of every
   // connection (the writer's, the readers', the checkpointer's); nothing here reads them. Only
@@ -665,7 +671,7 @@ Result<void> SqlStore::Impl::start(metrics::Registry* registry) {
     if (impl->unique_keys) {
       reg.gauge_callback(
           "sdoh_store_memory_keys",
-          "Inbound dedupe keys and event ids the SQLite store looks up in memory (16 to 46 bytes "
+          "Inbound dedupe keys and event ids the SQLite store looks up in memory (23 to 46 bytes "
           "each); they follow the retention of the inbound records and the events.",
           [raw] { return static_cast<double>(raw->keys_in_memory.load()); });
     }

@@ -739,7 +739,8 @@ struct SqlStore::Impl {
       results.assign(batch.size(), Result<void>{});
       auto group = conn->begin_write();
       if (group && conn->engine() == sql::Engine::kPostgres) group = lock_all(batch);
-      // The in-memory keys are undone with the savepoint or the group that changed them.
+      // The in-memory keys are undone with the savepoint that changed them; for a failed group
+      // (whose COMMIT may have failed after writing) only the keys it removed come back.
       const auto group_keys = unique_keys ? unique_keys->mark() : 0;
       for (std::size_t i = 0; group && i < batch.size(); ++i) {
         group = conn->savepoint();
@@ -760,7 +761,7 @@ struct SqlStore::Impl {
         if (group) {
           unique_keys->keep();
         } else {
-          unique_keys->undo_to(group_keys);
+          unique_keys->restore_removed_since(group_keys);
         }
         keys_in_memory.store(
             static_cast<std::int64_t>(unique_keys->inbound.size() + unique_keys->events.size()));

@@ -2,6 +2,7 @@
 // through collisions, deletions in the middle of a probe run and growth, and a journal that takes
 // back a rolled-back transaction's changes.
 #include "adapters/store/key_index.hpp"
+#include "adapters/store/siphash.hpp"
 
 #include <algorithm>
 #include <map>
@@ -97,6 +98,33 @@ TEST(UniqueKeys, UndoTakesBackAddsAndRemovesAfterTheMark) {
   keys.keep();
   keys.undo_to(0);
   EXPECT_TRUE(ids_of(keys.inbound, 1).empty());
+}
+
+// The reference vector of the SipHash paper (appendix A): SipHash-2-4, key 00..0f, message
+// 00..0e; fed in uneven pieces.
+TEST(SipHasher, MatchesThePapersTestVector) {
+  char message[15];
+  for (int i = 0; i < 15; ++i)
+    message[i] = static_cast<char>(i);
+  SipHasher<2, 4> h(0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL);
+  h.update(std::string_view(message, 3));
+  h.update(std::string_view(message + 3, 9));
+  h.update(std::string_view(message + 12, 3));
+  EXPECT_EQ(h.finish(), 0xa129ca6149be45e5ULL);
+}
+
+TEST(UniqueKeys, AFailedCommitKeepsItsAdditionsAndGetsBackItsRemovals) {
+  UniqueKeys keys;
+  keys.add(keys.inbound, 1, 10);
+  keys.keep();
+  const auto mark = keys.mark();
+  keys.add(keys.inbound, 2, 20);
+  keys.remove(keys.inbound, 1, 10);
+  keys.restore_removed_since(mark);
+  EXPECT_EQ(ids_of(keys.inbound, 1), (std::vector<std::int64_t>{10}));
+  EXPECT_EQ(ids_of(keys.inbound, 2), (std::vector<std::int64_t>{20}));
+  keys.undo_to(mark);  // the journal is spent: nothing more comes back or goes
+  EXPECT_EQ(keys.inbound.size(), 2u);
 }
 
 TEST(UniqueKeys, HashesTellTheKeysPartsApart) {

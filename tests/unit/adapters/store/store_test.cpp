@@ -442,28 +442,90 @@ TEST_P(StoreTest, RetentionPrunesDeliveredEventsPayloadsAndOldInbound) {
   EXPECT_EQ(*store->prune_now(), 0);
 }
 
+// A retention round that fails half way is undone whole: the event it had deleted is back, and
+// so is its id among the keys, so that the event is still not stored twice.
+TEST_P(StoreTest, AFailedRetentionRoundGivesBackTheKeysOfWhatItHadDeleted) {
+  cfg_.delivered_retention = std::chrono::milliseconds(0);
+  cfg_.dedupe_window = std::chrono::milliseconds(0);
+  metrics::Registry registry;
+  auto store = *open_store(cfg_, &registry, clock());
+  auto a = *commit_now(*store, request("A1", 1));
+  auto b = *commit_now(*store, request("A2", 1));
+  store->mark_delivered(
+      {{a.undelivered[0], "sdoh.screening.v1", 0, 1}, {b.undelivered[0], "sdoh.screening.v1", 0, 2}});
+  store->flush();
+  advance(std::chrono::milliseconds(5));
+  {
+    // Inbound records are deleted after the events: the round fails after A1's event went.
+    auto db = raw_database();
+    ASSERT_TRUE(db) << db.error().message;
+    ASSERT_TRUE((*db)->exec(
+        on_postgres()
+            ? "CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+              "RAISE EXCEPTION 'injected'; END $$; CREATE TRIGGER refuse_inbound_delete BEFORE "
+              "DELETE ON inbound FOR EACH ROW EXECUTE FUNCTION refuse_delete()"
+            : "CREATE TRIGGER refuse_inbound_delete BEFORE DELETE ON inbound BEGIN SELECT "
+              "RAISE(ABORT, 'injected'); END"));
+  }
+  auto failed = store->prune_now();
+  ASSERT_FALSE(failed);
+  EXPECT_NE(failed.error().message.find("injected"), std::string::npos) << failed.error().message;
+  // A1's event is stored (and known) still: a message carrying it adds nothing.
+  auto carrier = request("A3", 0);
+  carrier.events.push_back(request("A1", 1).events[0]);
+  auto outcome = commit_now(*store, std::move(carrier));
+  ASSERT_TRUE(outcome) << outcome.error().message;
+  EXPECT_TRUE(outcome->undelivered.empty());
+  EXPECT_EQ(commit_now(*store, request("A1", 1))->status, pipeline::CommitStatus::kDuplicate);
+  if (!on_postgres()) {
+    EXPECT_EQ(metric(registry.render(), "sdoh_store_memory_keys"), 5);  // 3 messages, 2 events
+  }
+  {
+    auto db = raw_database();
+    ASSERT_TRUE(db) << db.error().message;
+    ASSERT_TRUE((*db)->exec("DROP TRIGGER refuse_inbound_delete" +
+                            std::string(on_postgres() ? " ON inbound" : "")));
+  }
+  // Once it can, the round deletes A1's event and A1. A2's event is the newest and stays, and
+  // keeps A2; A3 is the newest record.
+  auto pruned = store->prune_now();
+  ASSERT_TRUE(pruned) << pruned.error().message;
+  EXPECT_EQ(*pruned, 2);
+  if (!on_postgres()) {
+    EXPECT_EQ(metric(registry.render(), "sdoh_store_memory_keys"), 3);
+  }
+}
+
 TEST_P(StoreTest, PastTheDedupeWindowAPrunedMessageAndItsEventsCommitAgain) {
   cfg_.delivered_retention = std::chrono::milliseconds(0);
   cfg_.dedupe_window = std::chrono::milliseconds(0);
   metrics::Registry registry;
   auto store = *open_store(cfg_, &registry, clock());
   auto a = *commit_now(*store, request("A1", 1));
-  // SQLite holds the message's dedupe key and its event's id in memory (PostgreSQL: none).
-  const double held = GetParam() == sql::Engine::kSqlite ? 2 : -1;
-  EXPECT_EQ(metric(registry.render(), "sdoh_store_memory_keys"), held);
-  store->mark_delivered({{a.undelivered[0], "sdoh.screening.v1", 0, 1}});
+  auto b = *commit_now(*store, request("A2", 1));
+  // SQLite holds each message's dedupe key and its event's id in memory (PostgreSQL: none).
+  const bool in_memory = GetParam() == sql::Engine::kSqlite;
+  EXPECT_EQ(metric(registry.render(), "sdoh_store_memory_keys"), in_memory ? 4 : -1);
+  store->mark_delivered(
+      {{a.undelivered[0], "sdoh.screening.v1", 0, 1}, {b.undelivered[0], "sdoh.screening.v1", 0, 2}});
   store->flush();
   advance(std::chrono::milliseconds(5));
   auto pruned = store->prune_now();
   ASSERT_TRUE(pruned) << pruned.error().message;
-  EXPECT_EQ(*pruned, 2);  // the event, then its inbound record
-  EXPECT_EQ(metric(registry.render(), "sdoh_store_memory_keys"), held == 2 ? 0 : -1);
-  // Gone from the store, and so from its keys: the message is new again, with its event.
+  // A1's event, then its inbound record. A2's stay, old as they are: the newest of each table
+  // is kept, so that numbering never goes back.
+  EXPECT_EQ(*pruned, 2);
+  EXPECT_EQ(metric(registry.render(), "sdoh_store_memory_keys"), in_memory ? 2 : -1);
+  // Gone from the store, and so from its keys: the message is new again, with its event,
+  // numbered after every event before it.
   auto again = commit_now(*store, request("A1", 1));
   ASSERT_TRUE(again) << again.error().message;
   EXPECT_EQ(again->status, pipeline::CommitStatus::kCommitted);
-  EXPECT_EQ(again->undelivered.size(), 1u);
+  ASSERT_EQ(again->undelivered.size(), 1u);
+  EXPECT_GT(again->undelivered[0], b.undelivered[0]);
+  EXPECT_GT(again->inbound_id, b.inbound_id);
   EXPECT_EQ(commit_now(*store, request("A1", 1))->status, pipeline::CommitStatus::kDuplicate);
+  EXPECT_EQ(commit_now(*store, request("A2", 1))->status, pipeline::CommitStatus::kDuplicate);
 }
 
 TEST_P(StoreTest, ConcurrentCommitsShareTransactions) {
