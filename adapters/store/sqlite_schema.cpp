@@ -358,7 +358,11 @@ const std::vector<const char*> kMigrations = {
     // at random, so every message dirtied a leaf page of each (written to the WAL and again by
     // the checkpoint): the writer looks them up in memory instead (key_index.hpp), filled at
     // open from two narrow indexes in insertion order. SQLite cannot drop a table's UNIQUE
-    // constraint: both tables are copied (migrate_sqlite turns foreign keys off around it).
+    // constraint: both tables are copied (migrate_sqlite turns foreign keys off around it, and
+    // writes it with a rollback journal). Each index exists before its table is filled, in id
+    // order (appends, no sort in memory). The old tables go last: a copy written into pages
+    // freed within the transaction would have their old content journaled, on disk and in the
+    // statement journal in memory.
     R"sql(
       CREATE TABLE inbound_v15 (
         id           INTEGER PRIMARY KEY,
@@ -371,8 +375,11 @@ const std::vector<const char*> kMigrations = {
         answer       BLOB NOT NULL,     -- returned as is to a resend
         payload      BLOB               -- the message as received; NULL once pruned
       ) STRICT;
+      -- Led by the id, so that new keys land on the last page; read whole at open.
+      CREATE INDEX inbound_keys ON inbound_v15(id, protocol, sender, dedupe_key)
+        WHERE dedupe_key IS NOT NULL;
       INSERT INTO inbound_v15 SELECT id, protocol, sender, dedupe_key, message_type, received_at,
-        answer_code, answer, payload FROM inbound;
+        answer_code, answer, payload FROM inbound ORDER BY id;
       CREATE TABLE outbox_v15 (
         seq          INTEGER PRIMARY KEY,  -- commit order
         event_id     TEXT NOT NULL,        -- unique: the writer checks (key_index.hpp)
@@ -388,16 +395,14 @@ const std::vector<const char*> kMigrations = {
         dead_at      INTEGER,
         bucket       INTEGER NOT NULL DEFAULT 0
       ) STRICT;
+      DROP INDEX outbox_inbound;  -- its name, for the copy's
+      CREATE INDEX outbox_inbound ON outbox_v15(inbound_id, event_id);
       INSERT INTO outbox_v15 SELECT seq, event_id, inbound_id, type, topic, key, value, created_at,
-        delivered_at, attempts, last_error, dead_at, bucket FROM outbox;
+        delivered_at, attempts, last_error, dead_at, bucket FROM outbox ORDER BY seq;
       DROP TABLE outbox;
       DROP TABLE inbound;
       ALTER TABLE inbound_v15 RENAME TO inbound;
       ALTER TABLE outbox_v15 RENAME TO outbox;
-      -- Led by the id, so that new keys land on the last page; read whole at open.
-      CREATE INDEX inbound_keys ON inbound(id, protocol, sender, dedupe_key)
-        WHERE dedupe_key IS NOT NULL;
-      CREATE INDEX outbox_inbound ON outbox(inbound_id, event_id);
     )sql",
 };
 
@@ -422,9 +427,23 @@ Result<int> migrate_sqlite(sql::Connection& db) {
         std::to_string(sqlite_schema_version()) + "); upgrade the gateway"));
   }
   // A migration may copy a table that others refer to (15): foreign keys are off meanwhile
-  // (the pragma is ignored inside a transaction). The copies keep every row as it was.
+  // (the pragma is ignored inside a transaction); the copies keep every row as it was. An
+  // existing store is migrated with a rollback journal (this is its only connection, and no
+  // other process has it: the flock): a copy then goes to the file once, where the WAL would
+  // hold it whole before the checkpoint wrote it again, doubling the disk space it needs.
+  const bool existing = version > 0 && version < sqlite_schema_version();
+  auto restore = [&db, existing] {
+    (void)db.exec("PRAGMA foreign_keys=ON");
+    if (existing) (void)db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+  };
   if (version < sqlite_schema_version()) {
     if (auto r = db.exec("PRAGMA foreign_keys=OFF"); !r) return fail(r.error());
+  }
+  if (existing) {
+    if (auto r = db.exec("PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL;"); !r) {
+      restore();
+      return fail(r.error());
+    }
   }
   for (int v = version; v < sqlite_schema_version(); ++v) {
     const std::string sql = std::string("BEGIN IMMEDIATE;") +
@@ -432,12 +451,16 @@ Result<int> migrate_sqlite(sql::Connection& db) {
                             "PRAGMA user_version=" + std::to_string(v + 1) + "; COMMIT;";
     if (auto r = db.exec(sql); !r) {
       (void)db.exec("ROLLBACK;");
-      (void)db.exec("PRAGMA foreign_keys=ON");
+      restore();
       return fail(Error::unavailable("store migration to version " + std::to_string(v + 1) +
                                      " failed: " + r.error().message));
     }
   }
   if (auto r = db.exec("PRAGMA foreign_keys=ON"); !r) return fail(r.error());
+  if (existing) {
+    if (auto r = db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"); !r)
+      return fail(r.error());
+  }
   return sqlite_schema_version();
 }
 

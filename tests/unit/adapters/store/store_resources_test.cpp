@@ -517,6 +517,10 @@ TEST_F(SqliteStoreUpgradeTest, AVersion8StoreKeepsItsReferralsIdsStatesAndHistor
   ASSERT_TRUE(opened) << opened.error().message;
   auto& store = **opened;
   EXPECT_EQ(store.schema_version(), SqlStore::latest_schema_version());
+  // Migrated with a rollback journal (schema 15 copies tables), then back in WAL mode, with
+  // every foreign key holding.
+  EXPECT_EQ(pragma("journal_mode"), "wal");
+  EXPECT_EQ(pragma("foreign_key_check"), "");
 
   // The HL7 referral, answered by its agency over RRI^I12: found by id and by the clinic's number.
   auto hl7 = store.find_referral({"30f3bd00d5ce9c0145130f6f25b893e1", "", "", ""});

@@ -165,7 +165,8 @@ TEST_F(SqliteStoreTest, TheMigrationFillsTimelinesFromTheReferralsAStoreHas) {
                      "DROP TABLE referral_timeline; DROP TABLE auth_assertions; DROP TABLE "
                      "auth_signing_keys; DROP TABLE audit_events; DROP TABLE "
                      "audit_entities; DROP TABLE audit_prunes; DROP TABLE relay_leases; ALTER "
-                     "TABLE outbox DROP COLUMN bucket; PRAGMA user_version=10;",
+                     "TABLE outbox DROP COLUMN bucket; DROP INDEX inbound_keys; "
+                     "PRAGMA user_version=10;",
                      nullptr, nullptr, nullptr),
         SQLITE_OK);
     sqlite3_close(db);
