@@ -65,7 +65,6 @@ void KeyTable::grow() {
   }
 }
 
-
 std::uint64_t UniqueKeys::inbound_hash(std::string_view protocol, std::string_view sender,
                                        std::string_view dedupe_key) {
   const auto& key = process_key();

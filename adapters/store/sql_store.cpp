@@ -310,8 +310,8 @@ Result<void> open_sqlite(SqlStore::Impl* impl, const std::filesystem::path& path
   }
   if (::flock(impl->owner_fd, LOCK_EX | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK) {
-      return fail(Error::unavailable("store " + path.string() +
-                                     " is in use by another process (" + owner + " is locked)"));
+      return fail(Error::unavailable("store " + path.string() + " is in use by another process (" +
+                                     owner + " is locked)"));
     }
     return fail(Error::unavailable("cannot lock " + owner + ": " + std::strerror(errno)));
   }

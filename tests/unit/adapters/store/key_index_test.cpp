@@ -2,7 +2,6 @@
 // through collisions, deletions in the middle of a probe run and growth, and a journal that takes
 // back a rolled-back transaction's changes.
 #include "adapters/store/key_index.hpp"
-#include "adapters/store/siphash.hpp"
 
 #include <algorithm>
 #include <map>
@@ -10,6 +9,8 @@
 #include <set>
 
 #include <gtest/gtest.h>
+
+#include "adapters/store/siphash.hpp"
 
 namespace sdoh::store {
 namespace {

@@ -451,8 +451,8 @@ TEST_P(StoreTest, AFailedRetentionRoundGivesBackTheKeysOfWhatItHadDeleted) {
   auto store = *open_store(cfg_, &registry, clock());
   auto a = *commit_now(*store, request("A1", 1));
   auto b = *commit_now(*store, request("A2", 1));
-  store->mark_delivered(
-      {{a.undelivered[0], "sdoh.screening.v1", 0, 1}, {b.undelivered[0], "sdoh.screening.v1", 0, 2}});
+  store->mark_delivered({{a.undelivered[0], "sdoh.screening.v1", 0, 1},
+                         {b.undelivered[0], "sdoh.screening.v1", 0, 2}});
   store->flush();
   advance(std::chrono::milliseconds(5));
   {
@@ -506,8 +506,8 @@ TEST_P(StoreTest, PastTheDedupeWindowAPrunedMessageAndItsEventsCommitAgain) {
   // SQLite holds each message's dedupe key and its event's id in memory (PostgreSQL: none).
   const bool in_memory = GetParam() == sql::Engine::kSqlite;
   EXPECT_EQ(metric(registry.render(), "sdoh_store_memory_keys"), in_memory ? 4 : -1);
-  store->mark_delivered(
-      {{a.undelivered[0], "sdoh.screening.v1", 0, 1}, {b.undelivered[0], "sdoh.screening.v1", 0, 2}});
+  store->mark_delivered({{a.undelivered[0], "sdoh.screening.v1", 0, 1},
+                         {b.undelivered[0], "sdoh.screening.v1", 0, 2}});
   store->flush();
   advance(std::chrono::milliseconds(5));
   auto pruned = store->prune_now();
