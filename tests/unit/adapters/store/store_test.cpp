@@ -442,6 +442,16 @@ TEST_P(StoreTest, RetentionPrunesDeliveredEventsPayloadsAndOldInbound) {
   EXPECT_EQ(*store->prune_now(), 0);
 }
 
+// Commits A1 and A2 with an event each, and marks both events delivered: A1's outcome, A2's.
+std::pair<pipeline::CommitOutcome, pipeline::CommitOutcome> two_delivered(SqlStore& store) {
+  auto a = *commit_now(store, request("A1", 1));
+  auto b = *commit_now(store, request("A2", 1));
+  store.mark_delivered({{a.undelivered[0], "sdoh.screening.v1", 0, 1},
+                        {b.undelivered[0], "sdoh.screening.v1", 0, 2}});
+  store.flush();
+  return {a, b};
+}
+
 // A retention round that fails half way is undone whole: the event it had deleted is back, and
 // so is its id among the keys, so that the event is still not stored twice.
 TEST_P(StoreTest, AFailedRetentionRoundGivesBackTheKeysOfWhatItHadDeleted) {
@@ -449,11 +459,7 @@ TEST_P(StoreTest, AFailedRetentionRoundGivesBackTheKeysOfWhatItHadDeleted) {
   cfg_.dedupe_window = std::chrono::milliseconds(0);
   metrics::Registry registry;
   auto store = *open_store(cfg_, &registry, clock());
-  auto a = *commit_now(*store, request("A1", 1));
-  auto b = *commit_now(*store, request("A2", 1));
-  store->mark_delivered({{a.undelivered[0], "sdoh.screening.v1", 0, 1},
-                         {b.undelivered[0], "sdoh.screening.v1", 0, 2}});
-  store->flush();
+  two_delivered(*store);
   advance(std::chrono::milliseconds(5));
   {
     // Inbound records are deleted after the events: the round fails after A1's event went.
@@ -501,14 +507,10 @@ TEST_P(StoreTest, PastTheDedupeWindowAPrunedMessageAndItsEventsCommitAgain) {
   cfg_.dedupe_window = std::chrono::milliseconds(0);
   metrics::Registry registry;
   auto store = *open_store(cfg_, &registry, clock());
-  auto a = *commit_now(*store, request("A1", 1));
-  auto b = *commit_now(*store, request("A2", 1));
+  const auto b = two_delivered(*store).second;
   // SQLite holds each message's dedupe key and its event's id in memory (PostgreSQL: none).
   const bool in_memory = GetParam() == sql::Engine::kSqlite;
   EXPECT_EQ(metric(registry.render(), "sdoh_store_memory_keys"), in_memory ? 4 : -1);
-  store->mark_delivered({{a.undelivered[0], "sdoh.screening.v1", 0, 1},
-                         {b.undelivered[0], "sdoh.screening.v1", 0, 2}});
-  store->flush();
   advance(std::chrono::milliseconds(5));
   auto pruned = store->prune_now();
   ASSERT_TRUE(pruned) << pruned.error().message;
