@@ -91,22 +91,14 @@ void UniqueKeys::remove(KeyTable& table, std::uint64_t hash, std::int64_t id) {
   if (table.erase(hash, id)) journal_.push_back({&table, hash, id, false});
 }
 
-void UniqueKeys::restore_removed_since(std::size_t mark) {
+void UniqueKeys::undo_to(std::size_t mark, bool keep_added) {
   while (journal_.size() > mark) {
     const auto c = journal_.back();
     journal_.pop_back();
-    if (!c.added) c.table->insert(c.hash, c.id);
-  }
-}
-
-void UniqueKeys::undo_to(std::size_t mark) {
-  while (journal_.size() > mark) {
-    const auto c = journal_.back();
-    journal_.pop_back();
-    if (c.added) {
-      c.table->erase(c.hash, c.id);
-    } else {
+    if (!c.added) {
       c.table->insert(c.hash, c.id);
+    } else if (!keep_added) {
+      c.table->erase(c.hash, c.id);
     }
   }
 }

@@ -59,12 +59,11 @@ class UniqueKeys {
   void remove(KeyTable& table, std::uint64_t hash, std::int64_t id);
 
   /// Where the journal stands: undo_to(mark()) takes back whatever was changed after it.
+  /// With `keep_added`, only the removals come back: for a transaction whose COMMIT failed, whose
+  /// rows may or may not be there. A key whose row is missing is harmless (every match is
+  /// checked against its row); a row whose key is missing would let a resend in.
   std::size_t mark() const { return journal_.size(); }
-  void undo_to(std::size_t mark);
-  /// Takes back the removals after `mark` and keeps the additions: for a transaction whose
-  /// COMMIT failed, whose rows may or may not be there. A key whose row is missing is harmless
-  /// (every match is checked against its row); a row whose key is missing would let a resend in.
-  void restore_removed_since(std::size_t mark);
+  void undo_to(std::size_t mark, bool keep_added = false);
   /// The transaction committed: its changes stay.
   void keep() { journal_.clear(); }
 

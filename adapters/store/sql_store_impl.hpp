@@ -761,7 +761,7 @@ struct SqlStore::Impl {
         if (group) {
           unique_keys->keep();
         } else {
-          unique_keys->restore_removed_since(group_keys);
+          unique_keys->undo_to(group_keys, /*keep_added=*/true);
         }
         keys_in_memory.store(
             static_cast<std::int64_t>(unique_keys->inbound.size() + unique_keys->events.size()));

@@ -121,7 +121,7 @@ TEST(UniqueKeys, AFailedCommitKeepsItsAdditionsAndGetsBackItsRemovals) {
   const auto mark = keys.mark();
   keys.add(keys.inbound, 2, 20);
   keys.remove(keys.inbound, 1, 10);
-  keys.restore_removed_since(mark);
+  keys.undo_to(mark, /*keep_added=*/true);
   EXPECT_EQ(ids_of(keys.inbound, 1), (std::vector<std::int64_t>{10}));
   EXPECT_EQ(ids_of(keys.inbound, 2), (std::vector<std::int64_t>{20}));
   keys.undo_to(mark);  // the journal is spent: nothing more comes back or goes
