@@ -17,6 +17,7 @@
 #include "adapters/fhir/response.hpp"
 #include "adapters/fhir/task_change.hpp"
 #include "adapters/fhir/task_update.hpp"
+#include "gateway/core/json_parse.hpp"
 #include "gateway/core/json_text.hpp"
 #include "gateway/core/text.hpp"
 #include "gateway/events/event.hpp"
@@ -37,6 +38,18 @@ namespace {
 constexpr std::string_view kJsonPatch = "application/json-patch+json";
 constexpr int kDefaultPageSize = 20;
 constexpr int kMaxPageSize = 100;
+
+// The id of the `type` resource a stored answer holds, or empty (an OperationOutcome, a Bundle).
+std::string stored_id(std::string_view answer, std::string_view type) {
+  rapidjson::Document doc;
+  if (!json::parse(doc, answer) || !doc.IsObject()) return {};
+  auto rt = doc.FindMember("resourceType");
+  auto id = doc.FindMember("id");
+  if (rt == doc.MemberEnd() || !rt->value.IsString() || rt->value.GetString() != type ||
+      id == doc.MemberEnd() || !id->value.IsString())
+    return {};
+  return {id->value.GetString(), id->value.GetStringLength()};
+}
 
 // "application/fhir+json; charset=utf-8" → "application/fhir+json".
 std::string media_type(std::string_view header) {
@@ -554,9 +567,13 @@ struct Api::Impl {
 
     Response r;
     if (outcome->status == pipeline::CommitStatus::kDuplicate) {
-      // A resend: the original answer. The resource is whatever it is now.
+      // A resend: the original answer. The resource is whatever it is now: the one that answer
+      // holds (a new id leads with its creation time, so this request's would differ), else the
+      // one this request found again (a conditional create's match).
       const auto* s = !type.empty() && !done.resources.empty() ? &done.resources.front() : nullptr;
-      r = stored_answer(*outcome, *call, s != nullptr ? s->type : "", s != nullptr ? s->id : "");
+      auto id = s != nullptr ? stored_id(outcome->answer, s->type) : std::string();
+      if (id.empty() && s != nullptr) id = s->id;
+      r = stored_answer(*outcome, *call, s != nullptr ? s->type : "", id);
       if (r.status >= 400) co_return count(std::move(r), interaction, label);
     } else {
       r = fhir_response(static_cast<unsigned>(done.http_status), std::move(done.body),

@@ -196,10 +196,27 @@ bool Ingestor::read_bundle(Json& bundle, std::vector<Issue>& issues) {
   return true;
 }
 
+// A new resource's id: 32 lowercase hex digits, the first 12 its creation time (the request's
+// received_at, Unix ms) and the other 20 from the hash of the request's identity and the entry's
+// place in it. New ids sort after older ones, so a create adds to the last page of every index
+// keyed by id (resources, their history and identifiers, the audit trail's entities) instead of
+// dirtying a random page of each. A resend inside the dedupe window gets the original answer and
+// ids from the store; without a received_at (never from the API) the id is the hash alone.
+std::string Ingestor::new_id(const Entry& e) const {
+  auto id =
+      events::event_id("fhir-resource|" + ctx_.sender + "|" + key_, e.index < 0 ? 0 : e.index);
+  const auto ms = events::ms_from_rfc3339(request_.received_at);
+  if (!ms || *ms < 0 || *ms >= (std::int64_t{1} << 48)) return id;
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int i = 0; i < 12; ++i)
+    id[static_cast<std::size_t>(i)] = kHex[(*ms >> (44 - 4 * i)) & 0xf];
+  return id;
+}
+
 void Ingestor::assign_ids() {
   for (auto& e : entries_) {
     if (!e.parsed) continue;
-    e.id = events::event_id("fhir-resource|" + ctx_.sender + "|" + key_, e.index < 0 ? 0 : e.index);
+    e.id = new_id(e);
     const auto query = !e.if_none_exist.empty() ? e.if_none_exist : std::string();
     if (query.empty()) continue;
     auto id = identifier_query(query);

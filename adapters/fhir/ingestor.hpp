@@ -100,6 +100,7 @@ class Ingestor {
   bool read_bundle(Json& bundle, std::vector<Issue>& issues);
   void read_entry(Entry& e);
   void assign_ids();
+  std::string new_id(const Entry& e) const;  ///< a created resource's id (see assign_ids)
   Target resolve(const Reference& ref);
   PatientInfo resolve_patient(const Reference& ref, Entry& e, bool strict);
   std::string pseudonym(const PatientInfo& p) const {

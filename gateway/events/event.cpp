@@ -1,5 +1,6 @@
 #include "gateway/events/event.hpp"
 
+#include <charconv>
 #include <chrono>
 #include <ctime>
 
@@ -92,6 +93,52 @@ std::string event_id(std::string_view source_identity, int position) {
   input += '#';
   input += std::to_string(position);
   return identity::sha256_hex(input).substr(0, 32);
+}
+
+std::optional<std::int64_t> ms_from_rfc3339(std::string_view t) {
+  auto num = [&t](std::size_t pos, std::size_t len) -> std::optional<int> {
+    int out = 0;
+    if (pos + len > t.size()) return std::nullopt;
+    auto [p, ec] = std::from_chars(t.data() + pos, t.data() + pos + len, out);
+    if (ec != std::errc() || p != t.data() + pos + len) return std::nullopt;
+    return out;
+  };
+  const auto y = num(0, 4), mo = num(5, 2), d = num(8, 2), h = num(11, 2), mi = num(14, 2),
+             sec = num(17, 2);
+  if (!y || !mo || !d || !h || !mi || !sec || t[4] != '-' || t[7] != '-' ||
+      (t[10] != 'T' && t[10] != 't') || t[13] != ':' || t[16] != ':' || *h > 23 || *mi > 59 ||
+      *sec > 60)
+    return std::nullopt;
+  const std::chrono::year_month_day date{std::chrono::year{*y}, std::chrono::month(*mo),
+                                         std::chrono::day(*d)};
+  if (!date.ok()) return std::nullopt;
+  std::size_t pos = 19;
+  std::int64_t ms = 0;
+  if (pos < t.size() && t[pos] == '.') {
+    int digits = 0;
+    for (++pos; pos < t.size() && t[pos] >= '0' && t[pos] <= '9'; ++pos, ++digits)
+      if (digits < 3) ms = ms * 10 + (t[pos] - '0');
+    if (digits == 0) return std::nullopt;
+    for (; digits < 3; ++digits)
+      ms *= 10;
+  }
+  std::int64_t offset_minutes = 0;
+  if (pos < t.size() && (t[pos] == 'Z' || t[pos] == 'z')) {
+    ++pos;
+  } else if (pos < t.size() && (t[pos] == '+' || t[pos] == '-')) {
+    const auto oh = num(pos + 1, 2), om = num(pos + 4, 2);
+    if (!oh || !om || pos + 3 >= t.size() || t[pos + 3] != ':') return std::nullopt;
+    offset_minutes = (*oh * 60 + *om) * (t[pos] == '-' ? -1 : 1);
+    pos += 6;
+  } else {
+    return std::nullopt;  // a zone is required
+  }
+  if (pos != t.size()) return std::nullopt;
+  const auto days = std::chrono::sys_days(date).time_since_epoch().count();
+  return ((static_cast<std::int64_t>(days) * 86400 + *h * 3600 + *mi * 60 + *sec) -
+          offset_minutes * 60) *
+             1000 +
+         ms;
 }
 
 std::string event_source(std::string_view gateway_id) {

@@ -3,6 +3,7 @@
 // envelope is the Kafka message value, with content-type application/cloudevents+json).
 // The schemas in schemas/events/ are the contract; tests validate every event against them.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -52,5 +53,8 @@ std::string event_source(std::string_view gateway_id);
 std::string now_rfc3339();
 /// A Unix time in milliseconds, as RFC 3339 UTC with milliseconds.
 std::string rfc3339_from_ms(std::int64_t unix_ms);
+/// An RFC 3339 instant with its zone, YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm), as a Unix time in
+/// milliseconds (digits past the third of the fraction are ignored); nullopt if it is not one.
+std::optional<std::int64_t> ms_from_rfc3339(std::string_view text);
 
 }  // namespace sdoh::events

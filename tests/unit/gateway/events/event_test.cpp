@@ -86,6 +86,16 @@ TEST(Event, TimeIsRfc3339Utc) {
                   "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]{3}Z$"));
 }
 
+TEST(Event, Rfc3339InstantsReadBackAsTheirMilliseconds) {
+  EXPECT_EQ(ms_from_rfc3339("2026-11-20T15:30:00.000Z"), 1795188600000);
+  EXPECT_EQ(ms_from_rfc3339(rfc3339_from_ms(1795188600123)), 1795188600123);
+  EXPECT_EQ(ms_from_rfc3339("2026-11-20T10:30:00.5-05:00"), 1795188600500);
+  EXPECT_EQ(ms_from_rfc3339("1970-01-01T00:00:00Z"), 0);
+  for (const char* bad : {"", "2026-11-20", "2026-11-20T15:30:00", "2026-02-30T00:00:00Z",
+                          "2026-11-20T25:00:00Z", "2026-11-20T15:30:00.Z", "2026-11-20T15:30:00Zx"})
+    EXPECT_EQ(ms_from_rfc3339(bad), std::nullopt) << bad;
+}
+
 TEST(Event, CatalogueRefusesHostileJsonWithoutCrashing) {
   auto c = catalog();
   ASSERT_TRUE(c);
