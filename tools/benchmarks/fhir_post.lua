@@ -18,8 +18,12 @@ end
 assert(template:find("{{ID}}", 1, true), "the body has no {{ID}} nor identifier value QR-A-0001 to vary")
 
 local counter = 0
-local thread_id = 0
 local threads = {}
+-- Per thread: its number (setup() sets the global in the thread's own Lua state; a local of
+-- the same name would hide it) and random bytes, so that no two threads, nor two runs in the
+-- same second, send the same ids (the gateway would answer a resend from its store).
+thread_id = 0
+local nonce = ""
 
 function setup(thread)
   thread:set("thread_id", #threads + 1)
@@ -27,6 +31,9 @@ function setup(thread)
 end
 
 function init(args)
+  local urandom = assert(io.open("/dev/urandom", "rb"))
+  nonce = urandom:read(6):gsub(".", function(c) return string.format("%02x", c:byte()) end)
+  urandom:close()
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/fhir+json"
   wrk.headers["Prefer"] = "return=minimal"
@@ -34,7 +41,7 @@ end
 
 function request()
   counter = counter + 1
-  local id = string.format("bench-%d-%d-%d", os.time(), thread_id, counter)
+  local id = string.format("bench-%s-%d-%d", nonce, thread_id, counter)
   local serial = thread_id * 100000000 + counter
   local stamp = os.time() % 4294967296
   local body = template:gsub("{{ID}}", id)
