@@ -1,5 +1,8 @@
 #include "gateway/runtime/descriptor_limit.hpp"
 
+#include <cerrno>
+#include <cstring>
+#include <string>
 #include <sys/resource.h>
 
 #include "gateway/log/log.hpp"
@@ -12,9 +15,12 @@ namespace {
 constexpr std::uint64_t kReservedDescriptors = 256;
 }  // namespace
 
-DescriptorLimit raise_descriptor_limit() {
+Result<DescriptorLimit> raise_descriptor_limit() {
   rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return {};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return fail(Error::unavailable(std::string("getrlimit(RLIMIT_NOFILE) failed: ") +
+                                   std::strerror(errno)));
+  }
   DescriptorLimit out{limit.rlim_cur, limit.rlim_cur, limit.rlim_max};
   if (limit.rlim_cur < limit.rlim_max) {
     rlimit raised = limit;
@@ -30,8 +36,17 @@ std::uint64_t descriptors_wanted(const config::GatewayConfig& cfg) {
 }
 
 void raise_and_log_descriptor_limit(const config::GatewayConfig& cfg) {
-  const auto limit = raise_descriptor_limit();
   const auto wanted = descriptors_wanted(cfg);
+  const auto raised = raise_descriptor_limit();
+  if (!raised) {
+    log::warn("gateway.descriptor_limit_unknown",
+              {{"wanted", wanted},
+               {"detail", raised.error().message +
+                              ": the limit stays as the process started with it, and "
+                              "connections past it are refused at accept"}});
+    return;
+  }
+  const auto& limit = *raised;
   if (limit.soft != RLIM_INFINITY && limit.soft < wanted) {
     log::warn("gateway.descriptor_limit_low",
               {{"soft", limit.soft},

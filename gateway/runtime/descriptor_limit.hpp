@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "gateway/config/config.hpp"
+#include "gateway/core/result.hpp"
 
 namespace sdoh::runtime {
 
@@ -17,8 +18,9 @@ struct DescriptorLimit {
 };
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit (or leaves it when that fails) and returns the
-/// limits before and after. Process-wide: call once at start, before any thread opens files.
-DescriptorLimit raise_descriptor_limit();
+/// limits before and after; fails when they cannot be read. Process-wide: call once at start,
+/// before any thread opens files.
+Result<DescriptorLimit> raise_descriptor_limit();
 
 /// Descriptors the configuration can hold open at once: every HTTP and MLLP connection allowed,
 /// plus a reserve for the store, the broker connections, the listeners and logs.

@@ -26,9 +26,10 @@ TEST(DescriptorLimit, TheSoftLimitIsRaisedToTheHardLimit) {
   const auto after = current();
   setrlimit(RLIMIT_NOFILE, &original);  // other tests in this binary see what they started with
 
-  EXPECT_EQ(limit.before, 256u);
-  EXPECT_EQ(limit.soft, original.rlim_max);
-  EXPECT_EQ(limit.hard, original.rlim_max);
+  ASSERT_TRUE(limit) << limit.error().message;
+  EXPECT_EQ(limit->before, 256u);
+  EXPECT_EQ(limit->soft, original.rlim_max);
+  EXPECT_EQ(limit->hard, original.rlim_max);
   EXPECT_EQ(after.rlim_cur, original.rlim_max);
 }
 
