@@ -1,7 +1,9 @@
 // The SQLite engine of sql.hpp.
 #include "adapters/store/sql_sqlite.hpp"
 
+#include <chrono>
 #include <string>
+#include <thread>
 
 namespace sdoh::store::sql {
 namespace {
@@ -13,6 +15,17 @@ std::string dialect(std::string_view sql) {
   for (auto at = out.find(kLock); at != std::string::npos; at = out.find(kLock, at))
     out.erase(at, kLock.size());
   return out;
+}
+
+// The busy handler of wait_when_busy: SQLite passes how many times it was called for this lock.
+int busy_retry(void*, int tries) {
+  constexpr int kStepMicros = 100;
+  constexpr int kTimeoutMicros = 5'000'000;
+  // The sleeps overrun their 100 µs (timer slack, a busy machine): the limit counts tries, so a
+  // lock is waited for at least 5 s, never less.
+  if (tries >= kTimeoutMicros / kStepMicros) return 0;
+  std::this_thread::sleep_for(std::chrono::microseconds(kStepMicros));
+  return 1;
 }
 
 Error error_of(sqlite3* db) {
@@ -117,6 +130,10 @@ class SqliteConnection final : public Connection {
 
 std::unique_ptr<Connection> sqlite_connection(sqlite3* db) {
   return std::make_unique<SqliteConnection>(db);
+}
+
+void wait_when_busy(sqlite3* db) {
+  sqlite3_busy_handler(db, &busy_retry, nullptr);
 }
 
 }  // namespace sdoh::store::sql

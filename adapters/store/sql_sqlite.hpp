@@ -10,4 +10,11 @@ namespace sdoh::store::sql {
 /// A Connection over `db`, which stays owned by the caller and must outlive it.
 std::unique_ptr<Connection> sqlite_connection(sqlite3* db);
 
+/// How long a statement on `db` waits for a lock another connection holds (5 s) before it fails
+/// with SQLITE_BUSY. It retries every 100 µs: SQLite's own busy timeout sleeps 1, 2, 5, 10, ... ms
+/// between tries, so a writer held back for 200 µs by a checkpoint would wait 1 ms or more, and
+/// a RESTART checkpoint, which holds new writers back while it waits for readers, would keep them
+/// waiting for as long.
+void wait_when_busy(sqlite3* db);
+
 }  // namespace sdoh::store::sql

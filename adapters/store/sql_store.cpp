@@ -244,7 +244,7 @@ Result<void> ReadConnection::open(const std::filesystem::path& path) {
                       nullptr) != SQLITE_OK) {
     return fail(Error::unavailable("cannot open a reader on " + path.string()));
   }
-  sqlite3_busy_timeout(handle.db, 5000);
+  sql::wait_when_busy(handle.db);
   conn = sql::sqlite_connection(handle.db);
   return prepare();
 }
@@ -328,7 +328,7 @@ Result<void> open_sqlite(SqlStore::Impl* impl, const std::filesystem::path& path
         Error::unavailable("cannot open store " + path.string() + ": " +
                            (impl->db != nullptr ? sqlite3_errmsg(impl->db) : "out of memory")));
   }
-  sqlite3_busy_timeout(impl->db, 5000);
+  sql::wait_when_busy(impl->db);
   impl->conn = sql::sqlite_connection(impl->db);
   // WAL + synchronous=FULL: a COMMIT returns only after the WAL is fsync'd.
   // synchronous=full is kept by the syncer thread (pipelined group commit, see Impl); SQLite
@@ -352,7 +352,7 @@ Result<void> open_sqlite(SqlStore::Impl* impl, const std::filesystem::path& path
                       nullptr) != SQLITE_OK) {
     return fail(Error::unavailable("cannot open a reader on " + path.string()));
   }
-  sqlite3_busy_timeout(impl->reader, 5000);
+  sql::wait_when_busy(impl->reader);
   impl->reader_conn = sql::sqlite_connection(impl->reader);
   for (int i = 0; i < kResourceReaders; ++i) {
     auto conn = std::make_unique<ReadConnection>();
@@ -371,7 +371,7 @@ Result<void> open_sqlite(SqlStore::Impl* impl, const std::filesystem::path& path
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
     return fail(Error::unavailable("cannot open store " + path.string() + " to checkpoint it"));
   }
-  sqlite3_busy_timeout(impl->checkpoint_db, 5000);
+  sql::wait_when_busy(impl->checkpoint_db);
   (void)sql::sqlite_connection(impl->checkpoint_db)->exec("PRAGMA synchronous=NORMAL");
   sqlite3_wal_hook(impl->db, &SqlStore::Impl::on_wal_commit, impl);  // replaces autocheckpoint
   return {};

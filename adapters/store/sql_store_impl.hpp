@@ -489,8 +489,10 @@ struct SqlStore::Impl {
       }
       if (checkpoints != nullptr) checkpoints->inc();
       if (wal_pages.load(std::memory_order_relaxed) >= kWalRestartPages) {
-        // Writes never paused long enough for the WAL to start over: make it (waits for the
-        // current group and for readers on old frames, under the busy timeout).
+        // Writes never paused long enough for the WAL to start over: make it. It waits for the
+        // current group and for readers on old frames, and holds new groups back meanwhile;
+        // both sides retry every 100 µs (sql::wait_when_busy), so the hold lasts about as long
+        // as the readers do.
         (void)sqlite3_wal_checkpoint_v2(checkpoint_db, nullptr, SQLITE_CHECKPOINT_RESTART,
                                         &log_pages, &done_pages);
       }

@@ -318,7 +318,7 @@ Result<std::unique_ptr<ReadOnlyFile>> open_read_only(const std::filesystem::path
   if (sqlite3_open_v2(path.c_str(), &file->handle.db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
     return fail(Error::unavailable("cannot open " + path.string() + " read-only"));
   }
-  sqlite3_busy_timeout(file->handle.db, 5000);
+  sql::wait_when_busy(file->handle.db);
   file->conn = sql::sqlite_connection(file->handle.db);
   return file;
 }
