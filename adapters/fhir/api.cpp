@@ -460,6 +460,7 @@ struct Api::Impl {
   asio::awaitable<Result<pipeline::CommitOutcome>> replay(std::string sender,
                                                           std::string message_type,
                                                           std::string payload,
+                                                          std::string earlier_answer,
                                                           pipeline::CommitPort& port) {
     if (message_type.starts_with("Task-")) {
       co_return fail(Error::unsupported(
@@ -482,6 +483,7 @@ struct Api::Impl {
     in.body = payload;
     in.resource_type = url_type;
     in.received_at = events::now_rfc3339();
+    in.earlier_answer = earlier_answer;
     const auto ctx = context_for(client);
     auto result = ingest(in, ctx);
     if (!result) {
@@ -996,9 +998,10 @@ Api::~Api() = default;
 asio::awaitable<Result<pipeline::CommitOutcome>> Api::replay(std::string sender,
                                                              std::string message_type,
                                                              std::string payload,
+                                                             std::string earlier_answer,
                                                              pipeline::CommitPort& port) {
   co_return co_await impl_->replay(std::move(sender), std::move(message_type), std::move(payload),
-                                   port);
+                                   std::move(earlier_answer), port);
 }
 
 std::expected<Client, Problem> Api::authenticate(const http::Request& req) const {

@@ -123,11 +123,14 @@ class Api {
   void add_routes(http::Router& router);
 
   /// An operator's replay of a refused create or Bundle (a dead letter's sender, message type
-  /// and payload), committed through `port`. Refused Task updates are not replayed
-  /// (kUnsupported): they were made against a version that is no longer current.
+  /// and payload), committed through `port`. `earlier_answer`, the answer the request got then,
+  /// names the resources it stored: they keep their ids (IngestRequest::earlier_answer). Refused
+  /// Task updates are not replayed (kUnsupported): they were made against a version that is no
+  /// longer current.
   boost::asio::awaitable<Result<pipeline::CommitOutcome>> replay(std::string sender,
                                                                  std::string message_type,
                                                                  std::string payload,
+                                                                 std::string earlier_answer,
                                                                  pipeline::CommitPort& port);
 
   /// Who a request is from (fhir.clients; the development client without clients), and the

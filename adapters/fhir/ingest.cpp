@@ -201,10 +201,16 @@ bool Ingestor::read_bundle(Json& bundle, std::vector<Issue>& issues) {
 // place in it. New ids sort after older ones, so a create adds to the last page of every index
 // keyed by id (resources, their history and identifiers, the audit trail's entities) instead of
 // dirtying a random page of each. A resend inside the dedupe window gets the original answer and
-// ids from the store; without a received_at (never from the API) the id is the hash alone.
+// ids from the store. Two kinds keep the hash alone, the same at every time:
+//   - a ServiceRequest with no identifier: the referral it opens may be numbered by its id, and
+//     a later run of the same request must find that referral again;
+//   - a request with no received_at (never from the API).
 std::string Ingestor::new_id(const Entry& e) const {
   auto id =
       events::event_id("fhir-resource|" + ctx_.sender + "|" + key_, e.index < 0 ? 0 : e.index);
+  if (const auto* sr = std::get_if<ServiceRequest>(&e.parsed->resource);
+      sr != nullptr && sr->identifiers.empty())
+    return id;
   const auto ms = events::ms_from_rfc3339(request_.received_at);
   if (!ms || *ms < 0 || *ms >= (std::int64_t{1} << 48)) return id;
   static constexpr char kHex[] = "0123456789abcdef";
@@ -213,10 +219,46 @@ std::string Ingestor::new_id(const Entry& e) const {
   return id;
 }
 
+std::map<int, std::pair<std::string, std::string>> Ingestor::earlier_ids() const {
+  std::map<int, std::pair<std::string, std::string>> out;
+  if (request_.earlier_answer.empty()) return out;
+  rapidjson::Document answer;
+  if (!sdoh::json::parse(answer, request_.earlier_answer) || !answer.IsObject()) return out;
+  const auto* type = Reader::get(answer, "resourceType");
+  if (type == nullptr || !type->IsString()) return out;
+  if (detail::view(*type) != "Bundle") {
+    if (const auto* id = Reader::get(answer, "id"); id != nullptr && id->IsString())
+      out[-1] = {std::string(detail::view(*type)), std::string(detail::view(*id))};
+    return out;
+  }
+  // A transaction- or batch-response: entry i answers request entry i, its location
+  // "Type/id/_history/n" (none for a refused entry).
+  const auto* entries = Reader::get(answer, "entry");
+  if (entries == nullptr || !entries->IsArray()) return out;
+  for (rapidjson::SizeType i = 0; i < entries->Size(); ++i) {
+    const auto& entry = (*entries)[i];
+    const auto* response = entry.IsObject() ? Reader::get(entry, "response") : nullptr;
+    const auto* location =
+        response != nullptr && response->IsObject() ? Reader::get(*response, "location") : nullptr;
+    if (location == nullptr || !location->IsString()) continue;
+    const auto text = detail::view(*location);
+    const auto slash = text.find('/');
+    if (slash == std::string_view::npos) continue;
+    const auto rest = text.substr(slash + 1);
+    out[static_cast<int>(i)] = {std::string(text.substr(0, slash)),
+                                std::string(rest.substr(0, rest.find('/')))};
+  }
+  return out;
+}
+
 void Ingestor::assign_ids() {
+  const auto earlier = earlier_ids();
   for (auto& e : entries_) {
     if (!e.parsed) continue;
-    e.id = new_id(e);
+    const auto kept = earlier.find(e.index);
+    e.id = kept != earlier.end() && kept->second.first == e.type() && valid_id(kept->second.second)
+               ? kept->second.second
+               : new_id(e);
     const auto query = !e.if_none_exist.empty() ? e.if_none_exist : std::string();
     if (query.empty()) continue;
     auto id = identifier_query(query);

@@ -116,6 +116,10 @@ struct IngestRequest {
   std::string_view resource_type;
   std::string_view if_none_exist;  ///< the If-None-Exist header ("identifier=system|value")
   std::string received_at;         ///< RFC 3339, the caller's clock (ingest reads none)
+  /// An operator's replay of a dead letter: the answer the request got the first time. The
+  /// resources it names (a held referral's, a batch's accepted entries) keep their ids, so that
+  /// the replay finds them stored instead of creating them again under ids of the replay's time.
+  std::string_view earlier_answer;
 };
 
 /// A resource as the gateway keeps it: ids assigned, urn:uuid references rewritten,

@@ -42,8 +42,8 @@ constexpr const char* kDeadLetterColumns =
     "SELECT d.dead_letter_id, d.created_at, d.stage, d.error_code, d.error_text, d.location, "
     "coalesce(i.protocol, ''), coalesce(i.sender, ''), coalesce(i.dedupe_key, ''), "
     "coalesce(i.message_type, ''), coalesce(d.outbox_seq, 0), coalesce(d.replayed_at, 0), "
-    "coalesce(d.replay_outcome, ''), CASE WHEN i.payload IS NOT NULL THEN 1 ELSE 0 END, i.payload "
-    "FROM dead_letters d LEFT JOIN inbound i ON i.id = d.inbound_id ";
+    "coalesce(d.replay_outcome, ''), CASE WHEN i.payload IS NOT NULL THEN 1 ELSE 0 END, i.payload, "
+    "i.answer FROM dead_letters d LEFT JOIN inbound i ON i.id = d.inbound_id ";
 
 DeadLetterInfo read_dead_letter(const Statement& st, bool with_payload) {
   DeadLetterInfo d;
@@ -61,7 +61,10 @@ DeadLetterInfo read_dead_letter(const Statement& st, bool with_payload) {
   d.replayed_at_ms = st.column_int(11);
   d.replay_outcome = st.column_text(12);
   d.payload_kept = st.column_int(13) != 0;
-  if (with_payload) d.payload = st.column_text(14);
+  if (with_payload) {
+    d.payload = st.column_text(14);
+    d.answer = st.column_text(15);
+  }
   return d;
 }
 

@@ -26,6 +26,9 @@ struct DeadLetterInfo {
   std::string replay_outcome;
   bool payload_kept = false;
   std::string payload;  ///< filled only by dead_letter(id, true)
+  /// Filled only by dead_letter(id, true): the answer the message got, which names what it
+  /// stored (a held referral's resources), so that a replay finds them again.
+  std::string answer;
 };
 
 /// The result of an operator's replay.

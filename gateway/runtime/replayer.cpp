@@ -18,8 +18,9 @@ MessageReplayer message_replayer(fhir::Api& fhir_api, const mapping::ScreeningMa
       std::string sender = d.sender;
       std::string message_type = d.message_type;
       std::string payload = d.payload;
+      std::string earlier_answer = d.answer;
       auto outcome = co_await fhir_api.replay(std::move(sender), std::move(message_type),
-                                              std::move(payload), port);
+                                              std::move(payload), std::move(earlier_answer), port);
       if (!outcome) co_return fail(outcome.error());
     } else if (d.protocol == "hl7v2") {
       metrics::Registry replay_metrics;  // replays are counted by the admin log, not as traffic

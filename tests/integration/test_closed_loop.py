@@ -4,6 +4,7 @@ illegal moves are refused, and the status events appear in order on Kafka."""
 import json
 import re
 import socket
+import sqlite3
 import threading
 import time
 import unittest
@@ -688,8 +689,22 @@ class HeldReferralReplay(unittest.TestCase):
                 after = json.loads(run([DEADLETTERS, "--url", gw.http_url, "--json", "list"],
                                        env=tools_env).stdout)
                 self.assertEqual(after["waiting"], 0, after)
+                # The replay found what the first request stored (the ids its answer named):
+                # one of each resource, not a second copy under ids of the replay's time.
+                self.assertEqual(stored_resource_counts(gw),
+                                 {"Consent": 1, "Patient": 1, "QuestionnaireResponse": 1,
+                                  "ServiceRequest": 1, "Task": 1})
             finally:
                 gw.__exit__(None, None, None)
+
+
+def stored_resource_counts(gw):
+    """{type: count} of the FHIR resources in a running gateway's SQLite store (read-only)."""
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(gw.data_dir, "gateway.db"), uri=True)
+    try:
+        return dict(db.execute("SELECT type, count(*) FROM resources GROUP BY type").fetchall())
+    finally:
+        db.close()
 
 
 class UncategorisedReferralReplay(unittest.TestCase):

@@ -613,7 +613,7 @@ TEST_F(FhirApiTest, ReplayIngestsTheStoredPayloadAgainAsItsSender) {
   auto fut =
       asio::co_spawn(ioc,
                      api_->replay("clinic-a", "QuestionnaireResponse",
-                                  sample("questionnaireresponse-hunger-vital-sign.json"), port),
+                                  sample("questionnaireresponse-hunger-vital-sign.json"), "", port),
                      asio::use_future);
   ioc.run();
   auto outcome = fut.get();
@@ -626,11 +626,39 @@ TEST_F(FhirApiTest, ReplayIngestsTheStoredPayloadAgainAsItsSender) {
 
   asio::io_context ioc2;
   auto refused =
-      asio::co_spawn(ioc2, api_->replay("ehv", "Task-patch", "[]", port), asio::use_future);
+      asio::co_spawn(ioc2, api_->replay("ehv", "Task-patch", "[]", "", port), asio::use_future);
   ioc2.run();
   auto r = refused.get();
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().kind, ErrorKind::kUnsupported);
+}
+
+// A replay keeps the ids the request's first answer named: the resource it stored then is the
+// one it names again (not a new one under an id of the replay's time). A first answer naming
+// another type gives no id.
+TEST_F(FhirApiTest, ReplayKeepsTheIdsOfTheEarlierAnswer) {
+  start();
+  auto replayed = [&](const std::string& earlier) {
+    MemoryStore port;
+    asio::io_context ioc;
+    auto fut = asio::co_spawn(
+        ioc,
+        api_->replay("clinic-a", "QuestionnaireResponse",
+                     sample("questionnaireresponse-hunger-vital-sign.json"), earlier, port),
+        asio::use_future);
+    ioc.run();
+    auto outcome = fut.get();
+    EXPECT_TRUE(outcome) << outcome.error().message;
+    EXPECT_EQ(port.committed.size(), 1u);
+    return port.committed.empty() || port.committed[0].resources.empty()
+               ? std::string()
+               : port.committed[0].resources[0].id;
+  };
+  const std::string first = "0123456789abcdef0123456789abcdef";
+  EXPECT_EQ(replayed(R"({"resourceType":"QuestionnaireResponse","id":")" + first + R"("})"), first);
+  const auto other = replayed(R"({"resourceType":"Patient","id":")" + first + R"("})");
+  EXPECT_NE(other, first);
+  EXPECT_EQ(other.size(), 32u);
 }
 
 // An access-token verifier that knows one token per caller (the SMART authority in production).

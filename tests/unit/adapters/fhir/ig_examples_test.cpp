@@ -38,8 +38,8 @@ class IgExample : public ::testing::Test {
   // The one screening event's data, checked against its schema; the examples' Patient is not
   // sent, so the screening is linked by its subject reference.
   rapidjson::Document screening(const std::string& name, std::string* text = nullptr) {
-    auto r =
-        ingest({ig_example(name), "QuestionnaireResponse", "", "2026-11-20T15:30:00.000Z"}, ctx_);
+    auto r = ingest({ig_example(name), "QuestionnaireResponse", "", "2026-11-20T15:30:00.000Z", {}},
+                    ctx_);
     EXPECT_TRUE(r) << (r ? "" : r.error().problem.operation_outcome());
     rapidjson::Document data;
     if (!r) return data;

@@ -79,7 +79,7 @@ class FhirIngestTest : public ::testing::Test {
 
   std::expected<FhirIngest, FhirRejection> post(const std::string& body, std::string_view type,
                                                 std::string_view if_none_exist = "") {
-    return ingest({body, type, if_none_exist, kReceived}, ctx_);
+    return ingest({body, type, if_none_exist, kReceived, {}}, ctx_);
   }
 
   // Every event valid against its schema; returns the events' data by type.
@@ -191,7 +191,7 @@ TEST_F(FhirIngestTest, KnownPatientGivesTheMrnPseudonymAndEquityFields) {
 TEST_F(FhirIngestTest, ResendYieldsTheSameKeyAndEvents) {
   const auto body = sample("questionnaireresponse-hunger-vital-sign.json");
   auto a = post(body, "QuestionnaireResponse");
-  auto b = ingest({body, "QuestionnaireResponse", "", "2026-11-21T09:00:00.000Z"}, ctx_);
+  auto b = ingest({body, "QuestionnaireResponse", "", "2026-11-21T09:00:00.000Z", {}}, ctx_);
   ASSERT_TRUE(a && b);
   EXPECT_EQ(a->commit.inbound.dedupe_key, b->commit.inbound.dedupe_key);
   EXPECT_EQ(a->commit.inbound.dedupe_key,
@@ -208,7 +208,7 @@ TEST_F(FhirIngestTest, ResendYieldsTheSameKeyAndEvents) {
 TEST_F(FhirIngestTest, NewIdsLeadWithTheTimeReceivedSoTheySortByCreation) {
   const auto bundle = sample("bundle-transaction-screening-consent-referral.json");
   auto a = post(bundle, "");
-  auto b = ingest({bundle, "", "", "2026-11-20T15:30:00.001Z"}, ctx_);
+  auto b = ingest({bundle, "", "", "2026-11-20T15:30:00.001Z", {}}, ctx_);
   ASSERT_TRUE(a && b);
   ASSERT_GE(a->resources.size(), 2u);
   // A referral's Task is the exception: its id is the referral's id (referralId in events).
@@ -237,7 +237,7 @@ TEST_F(FhirIngestTest, NewIdsLeadWithTheTimeReceivedSoTheySortByCreation) {
 // Without a time received (never from the API), the id is the identity hash alone.
 TEST_F(FhirIngestTest, WithoutATimeReceivedTheIdIsTheHashAlone) {
   const auto body = sample("questionnaireresponse-hunger-vital-sign.json");
-  auto a = ingest({body, "QuestionnaireResponse", "", ""}, ctx_);
+  auto a = ingest({body, "QuestionnaireResponse", "", "", {}}, ctx_);
   ASSERT_TRUE(a);
   EXPECT_EQ(a->resources.front().id,
             events::event_id("fhir-resource|clinic-a|" + a->commit.inbound.dedupe_key, 0));
@@ -525,6 +525,56 @@ TEST_F(TransactionSample, UrnUuidReferencesAreRewrittenToAssignedIds) {
   EXPECT_EQ(r->consents.front().consent.status, mapping::ConsentStatus::kActive);
   EXPECT_EQ(r->consents.front().recipients, std::vector<std::string>{"ehv-durham"});
   EXPECT_EQ(r->consents.front().patient_pseudonym, r->patient_pseudonyms.at(0));
+}
+
+// An operator's replay: the ids the request's first answer named are kept (what it stored then
+// is found again, not created once more under ids of the replay's time), references between the
+// entries follow them, and an entry the answer names no location for gets a new id.
+TEST_F(TransactionSample, AReplayKeepsTheIdsItsEarlierAnswerNamed) {
+  const auto bundle = sample("bundle-transaction-screening-consent-referral.json");
+  const std::string qr_id = "0123456789abcdef0123456789abcdef";
+  const std::string earlier =
+      R"({"resourceType":"Bundle","type":"transaction-response","entry":[)"
+      R"({"response":{"status":"400 Bad Request"}},)"
+      R"({"response":{"status":"201 Created","location":"QuestionnaireResponse/)" +
+      qr_id + R"(/_history/1"}}]})";
+  auto r = ingest({bundle, "", "", "2026-11-21T09:00:00.000Z", earlier}, ctx_);
+  ASSERT_TRUE(r) << r.error().problem.operation_outcome();
+  const StoredResource* qr = nullptr;
+  const StoredResource* patient = nullptr;
+  for (const auto& s : r->resources) {
+    if (s.type == "QuestionnaireResponse") qr = &s;
+    if (s.type == "Patient") patient = &s;
+  }
+  ASSERT_TRUE(qr != nullptr && patient != nullptr);
+  EXPECT_EQ(qr->id, qr_id);
+  // No location for entry 0: a new id, of the replay's time (2026-11-21T09:00:00Z).
+  EXPECT_TRUE(patient->id.starts_with("01a1fd557a80")) << patient->id;
+  EXPECT_NE(qr->json.find("\"Patient/" + patient->id + "\""), std::string::npos);
+}
+
+// A ServiceRequest with no identifier numbers its referral by its id: that id is the hash alone,
+// so the same request at another time (a replay, a resend after the dedupe window) opens the
+// same referral, not a second one for the agency.
+TEST_F(TransactionSample, AServiceRequestWithoutIdentifierKeepsOneIdAtEveryTime) {
+  auto doc = parse(sample("bundle-transaction-screening-consent-referral.json"));
+  doc["entry"][3]["resource"].RemoveMember("identifier");
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  doc.Accept(w);
+  auto a = ingest({buf.GetString(), "", "", "2026-11-20T15:30:00.000Z", {}}, ctx_);
+  auto b = ingest({buf.GetString(), "", "", "2026-12-25T08:00:00.000Z", {}}, ctx_);
+  ASSERT_TRUE(a && b);
+  auto sr_id = [](const FhirIngest& r) {
+    for (const auto& s : r.resources)
+      if (s.type == "ServiceRequest") return s.id;
+    return std::string();
+  };
+  EXPECT_FALSE(sr_id(*a).empty());
+  EXPECT_EQ(sr_id(*a), sr_id(*b));
+  ASSERT_EQ(a->referrals.size(), 1u);
+  ASSERT_EQ(b->referrals.size(), 1u);
+  EXPECT_EQ(a->referrals[0].referral_id, b->referrals[0].referral_id);
 }
 
 TEST_F(TransactionSample, WithoutConsentTheReferralHasNoContactAndAwaitsConsent) {
