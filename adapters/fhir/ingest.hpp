@@ -18,9 +18,11 @@
 //     entries that succeed are committed.
 //   - Valid FHIR that cannot be mapped (no answers, no agency, an unknown instrument's codes)
 //     is accepted and stored with a warning issue, never silently dropped.
-//   - Ids are assigned by the gateway, deterministically from the sender and the request's
-//     dedupe key, so a resend yields the same ids and events. A referral's Task id is its
-//     referralId (DESIGN.md).
+//   - Ids are assigned by the gateway: the time received, then a hash of the sender, the
+//     request's dedupe key and the entry's place (Ingestor::new_id), so new ids sort last. A
+//     resend inside the dedupe window gets the stored answer and its ids; a replay keeps the ids
+//     its first answer named (IngestRequest::earlier_answer). Event ids are the hash alone, so a
+//     resend yields the same events. A referral's Task id is its referralId (DESIGN.md).
 //   - Diagnostics never carry PHI or field values.
 #include <expected>
 #include <functional>

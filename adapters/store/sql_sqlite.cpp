@@ -2,6 +2,7 @@
 #include "adapters/store/sql_sqlite.hpp"
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <thread>
 
@@ -17,14 +18,20 @@ std::string dialect(std::string_view sql) {
   return out;
 }
 
-// The busy handler of wait_when_busy: SQLite passes how many times it was called for this lock.
-int busy_retry(void*, int tries) {
-  constexpr int kStepMicros = 100;
-  constexpr int kTimeoutMicros = 5'000'000;
-  // The sleeps overrun their 100 µs (timer slack, a busy machine): the limit counts tries, so a
-  // lock is waited for at least 5 s, never less.
-  if (tries >= kTimeoutMicros / kStepMicros) return 0;
-  std::this_thread::sleep_for(std::chrono::microseconds(kStepMicros));
+// The busy handler of wait_when_busy; `limit_ms` is its limit in ms. SQLite calls it with tries
+// 0, 1, 2, ... while one statement waits for one lock, all on the thread running that statement:
+// the wait's start is that thread's.
+int busy_retry(void* limit_ms, int tries) {
+  using Clock = std::chrono::steady_clock;
+  thread_local Clock::time_point since;
+  const auto now = Clock::now();
+  const auto limit = std::chrono::milliseconds(reinterpret_cast<std::intptr_t>(limit_ms));
+  if (tries == 0) {
+    since = now;
+  } else if (now - since >= limit) {
+    return 0;  // SQLITE_BUSY to the statement
+  }
+  std::this_thread::sleep_for(std::chrono::microseconds(100));
   return 1;
 }
 
@@ -132,8 +139,9 @@ std::unique_ptr<Connection> sqlite_connection(sqlite3* db) {
   return std::make_unique<SqliteConnection>(db);
 }
 
-void wait_when_busy(sqlite3* db) {
-  sqlite3_busy_handler(db, &busy_retry, nullptr);
+void wait_when_busy(sqlite3* db, std::chrono::milliseconds limit) {
+  sqlite3_busy_handler(db, &busy_retry,
+                       reinterpret_cast<void*>(static_cast<std::intptr_t>(limit.count())));
 }
 
 }  // namespace sdoh::store::sql

@@ -371,7 +371,9 @@ Result<void> open_sqlite(SqlStore::Impl* impl, const std::filesystem::path& path
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
     return fail(Error::unavailable("cannot open store " + path.string() + " to checkpoint it"));
   }
-  sql::wait_when_busy(impl->checkpoint_db);
+  // Its RESTART holds new writer groups back while it waits for readers: it gives up after
+  // 50 ms (readers take microseconds; a long one is waited for at the next checkpoint instead).
+  sql::wait_when_busy(impl->checkpoint_db, std::chrono::milliseconds(50));
   (void)sql::sqlite_connection(impl->checkpoint_db)->exec("PRAGMA synchronous=NORMAL");
   sqlite3_wal_hook(impl->db, &SqlStore::Impl::on_wal_commit, impl);  // replaces autocheckpoint
   return {};

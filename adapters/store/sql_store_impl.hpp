@@ -492,7 +492,7 @@ struct SqlStore::Impl {
         // Writes never paused long enough for the WAL to start over: make it. It waits for the
         // current group and for readers on old frames, and holds new groups back meanwhile;
         // both sides retry every 100 µs (sql::wait_when_busy), so the hold lasts about as long
-        // as the readers do.
+        // as the readers do, and at most 50 ms (then it is tried again after the next PASSIVE).
         (void)sqlite3_wal_checkpoint_v2(checkpoint_db, nullptr, SQLITE_CHECKPOINT_RESTART,
                                         &log_pages, &done_pages);
       }
