@@ -64,6 +64,17 @@ class SqliteBusyTest : public ::testing::Test {
     return got - released;
   }
 
+  // The holder keeps the write lock; the waiter asks for it and must be refused. Returns how
+  // long it waited.
+  Clock::duration refused_after() {
+    EXPECT_EQ(exec(holder_, "BEGIN IMMEDIATE"), SQLITE_OK);
+    const auto started = Clock::now();
+    EXPECT_EQ(exec(waiter_, "BEGIN IMMEDIATE"), SQLITE_BUSY);
+    const auto waited = Clock::now() - started;
+    EXPECT_EQ(exec(holder_, "COMMIT"), SQLITE_OK);
+    return waited;
+  }
+
   std::filesystem::path dir_;
   sqlite3* holder_ = nullptr;
   sqlite3* waiter_ = nullptr;
@@ -93,11 +104,7 @@ TEST_F(SqliteBusyTest, ALockHeldForManyStepsIsWaitedFor) {
 // A lock that stays held is given up after 5 s, not waited for without end.
 TEST_F(SqliteBusyTest, ALockHeldForTooLongIsGivenUpAfterFiveSeconds) {
   sql::wait_when_busy(waiter_);
-  ASSERT_EQ(exec(holder_, "BEGIN IMMEDIATE"), SQLITE_OK);
-  const auto started = Clock::now();
-  EXPECT_EQ(exec(waiter_, "BEGIN IMMEDIATE"), SQLITE_BUSY);
-  const auto waited = Clock::now() - started;
-  ASSERT_EQ(exec(holder_, "COMMIT"), SQLITE_OK);
+  const auto waited = refused_after();
   EXPECT_GE(waited, std::chrono::seconds(5));
   EXPECT_LT(waited, std::chrono::seconds(7));
 }
@@ -105,11 +112,7 @@ TEST_F(SqliteBusyTest, ALockHeldForTooLongIsGivenUpAfterFiveSeconds) {
 // A shorter limit (the checkpoint connection's 50 ms for its RESTART) is kept as well.
 TEST_F(SqliteBusyTest, AShorterLimitGivesUpSooner) {
   sql::wait_when_busy(waiter_, std::chrono::milliseconds(50));
-  ASSERT_EQ(exec(holder_, "BEGIN IMMEDIATE"), SQLITE_OK);
-  const auto started = Clock::now();
-  EXPECT_EQ(exec(waiter_, "BEGIN IMMEDIATE"), SQLITE_BUSY);
-  const auto waited = Clock::now() - started;
-  ASSERT_EQ(exec(holder_, "COMMIT"), SQLITE_OK);
+  const auto waited = refused_after();
   EXPECT_GE(waited, std::chrono::milliseconds(50));
   EXPECT_LT(waited, std::chrono::seconds(2));
 }
