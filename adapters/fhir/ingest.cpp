@@ -209,7 +209,7 @@ std::string Ingestor::new_id(const Entry& e) const {
   auto id =
       events::event_id("fhir-resource|" + ctx_.sender + "|" + key_, e.index < 0 ? 0 : e.index);
   if (const auto* sr = std::get_if<ServiceRequest>(&e.parsed->resource);
-      sr != nullptr && sr->identifiers.empty())
+      sr != nullptr && !has_own_number(*sr))
     return id;
   const auto ms = events::ms_from_rfc3339(request_.received_at);
   if (!ms || *ms < 0 || *ms >= (std::int64_t{1} << 48)) return id;
@@ -240,7 +240,12 @@ std::map<int, std::pair<std::string, std::string>> Ingestor::earlier_ids() const
     const auto* response = entry.IsObject() ? Reader::get(entry, "response") : nullptr;
     const auto* location =
         response != nullptr && response->IsObject() ? Reader::get(*response, "location") : nullptr;
-    if (location == nullptr || !location->IsString()) continue;
+    // Only what it created: a match (200) is found again by its identifier or referral.
+    const auto* status =
+        response != nullptr && response->IsObject() ? Reader::get(*response, "status") : nullptr;
+    if (location == nullptr || !location->IsString() || status == nullptr || !status->IsString() ||
+        !detail::view(*status).starts_with("201"))
+      continue;
     const auto text = detail::view(*location);
     const auto slash = text.find('/');
     if (slash == std::string_view::npos) continue;
@@ -259,6 +264,12 @@ void Ingestor::assign_ids() {
     e.id = kept != earlier.end() && kept->second.first == e.type() && valid_id(kept->second.second)
                ? kept->second.second
                : new_id(e);
+    // A ServiceRequest numbered by its id, sent again after the dedupe window, finds itself (and
+    // its referral) instead of failing as "already exists".
+    if (const auto* sr = std::get_if<ServiceRequest>(&e.parsed->resource);
+        sr != nullptr && !has_own_number(*sr) && ctx_.directory != nullptr &&
+        ctx_.directory->read(e.type(), e.id))
+      e.existing_id = e.id;
     const auto query = !e.if_none_exist.empty() ? e.if_none_exist : std::string();
     if (query.empty()) continue;
     auto id = identifier_query(query);

@@ -234,7 +234,7 @@ bool Ingestor::referral_of(const Task& t, const ServiceRequest& sr, const std::s
   r.protocol = "fhir";
   r.sender = ctx_.sender;
   r.message_id = key_;
-  if (!sr.identifiers.empty() && !sr.identifiers.front().empty()) {
+  if (has_own_number(sr)) {
     r.clinic_number_system = sr.identifiers.front().system;
     r.clinic_number_value = sr.identifiers.front().value;
   } else if (!t.identifiers.empty() && !t.identifiers.front().empty()) {

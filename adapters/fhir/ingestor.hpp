@@ -41,6 +41,13 @@ std::int64_t stored_version(const std::string& json);
 /// Who the clinic is in a referral's status events: its facility as an id, else "unknown".
 std::string clinic_of(const mapping::NormalizedReferral& r);
 
+/// Whether a ServiceRequest carries a number of its own (a first identifier with a value). A
+/// referral opened from one without is numbered by the gateway's id of it (referral_of), so that
+/// id must not depend on when the request came (Ingestor::new_id).
+inline bool has_own_number(const ServiceRequest& sr) {
+  return !sr.identifiers.empty() && !sr.identifiers.front().empty();
+}
+
 struct Entry {
   int index = -1;    // Bundle.entry index; -1 for a single resource
   std::string root;  // FHIRPath root of the resource

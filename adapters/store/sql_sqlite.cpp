@@ -24,9 +24,13 @@ std::string dialect(std::string_view sql) {
 int busy_retry(void* limit_ms, int tries) {
   using Clock = std::chrono::steady_clock;
   thread_local Clock::time_point since;
+  thread_local int last = -1;
   const auto now = Clock::now();
   const auto limit = std::chrono::milliseconds(reinterpret_cast<std::intptr_t>(limit_ms));
-  if (tries == 0) {
+  // A new wait: tries 0, or (SQLite does not always start again from 0) not the next count.
+  const bool fresh = tries == 0 || tries != last + 1;
+  last = tries;
+  if (fresh) {
     since = now;
   } else if (now - since >= limit) {
     return 0;  // SQLITE_BUSY to the statement

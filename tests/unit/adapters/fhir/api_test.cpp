@@ -317,6 +317,32 @@ TEST_F(FhirApiTest, AResendGetsTheOriginalAnswerAndAddsNothing) {
   EXPECT_EQ(store_.events().size(), 1u);
 }
 
+// After the dedupe window (the store no longer knows the request), the same transaction comes
+// again: its ServiceRequest has no identifier, so its referral is numbered by the
+// ServiceRequest's id. That id finds the stored ServiceRequest and its referral instead of
+// failing the whole Bundle as "already exists" or opening a second referral.
+TEST_F(FhirApiTest, AResendAfterTheWindowFindsAServiceRequestNumberedByItsId) {
+  start();
+  auto doc = parse(sample("bundle-transaction-screening-consent-referral.json"));
+  doc["entry"][3]["resource"].RemoveMember("identifier");
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  doc.Accept(w);
+  const std::string bundle = buf.GetString();
+  auto first = call("POST", "/fhir", bundle, json_type());
+  ASSERT_EQ(first.status, 200u) << first.body;
+  const auto referrals = store_.referrals.size();
+  ASSERT_EQ(referrals, 1u);
+  store_.inbound.clear();  // the dedupe window has passed
+  std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  auto again = call("POST", "/fhir", bundle, json_type());
+  ASSERT_EQ(again.status, 200u) << again.body;
+  ASSERT_EQ(store_.committed.size(), 2u);
+  for (const auto& r : store_.committed[1].resources)
+    EXPECT_NE(r.type, "ServiceRequest") << "stored again";
+  EXPECT_EQ(store_.referrals.size(), referrals);
+}
+
 TEST_F(FhirApiTest, PreferMinimalAndOperationOutcome) {
   start();
   const auto body = sample("observation-screening-response-food.json");

@@ -557,24 +557,33 @@ TEST_F(TransactionSample, AReplayKeepsTheIdsItsEarlierAnswerNamed) {
 // so the same request at another time (a replay, a resend after the dedupe window) opens the
 // same referral, not a second one for the agency.
 TEST_F(TransactionSample, AServiceRequestWithoutIdentifierKeepsOneIdAtEveryTime) {
-  auto doc = parse(sample("bundle-transaction-screening-consent-referral.json"));
-  doc["entry"][3]["resource"].RemoveMember("identifier");
-  rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-  doc.Accept(w);
-  auto a = ingest({buf.GetString(), "", "", "2026-11-20T15:30:00.000Z", {}}, ctx_);
-  auto b = ingest({buf.GetString(), "", "", "2026-12-25T08:00:00.000Z", {}}, ctx_);
-  ASSERT_TRUE(a && b);
   auto sr_id = [](const FhirIngest& r) {
     for (const auto& s : r.resources)
       if (s.type == "ServiceRequest") return s.id;
     return std::string();
   };
-  EXPECT_FALSE(sr_id(*a).empty());
-  EXPECT_EQ(sr_id(*a), sr_id(*b));
-  ASSERT_EQ(a->referrals.size(), 1u);
-  ASSERT_EQ(b->referrals.size(), 1u);
-  EXPECT_EQ(a->referrals[0].referral_id, b->referrals[0].referral_id);
+  // No identifier, and an identifier with no value: both number the referral by the id.
+  for (const char* identifier : {"", R"([{"system":"urn:oid:2.16.840.1.113883.3.9999.3"}])"}) {
+    auto doc = parse(sample("bundle-transaction-screening-consent-referral.json"));
+    auto& sr = doc["entry"][3]["resource"];
+    sr.RemoveMember("identifier");
+    if (*identifier != '\0') {
+      rapidjson::Document value(&doc.GetAllocator());
+      value.Parse(identifier);
+      sr.AddMember("identifier", rapidjson::Value(value, doc.GetAllocator()), doc.GetAllocator());
+    }
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    doc.Accept(w);
+    auto a = ingest({buf.GetString(), "", "", "2026-11-20T15:30:00.000Z", {}}, ctx_);
+    auto b = ingest({buf.GetString(), "", "", "2026-12-25T08:00:00.000Z", {}}, ctx_);
+    ASSERT_TRUE(a && b) << identifier;
+    EXPECT_FALSE(sr_id(*a).empty()) << identifier;
+    EXPECT_EQ(sr_id(*a), sr_id(*b)) << identifier;
+    ASSERT_EQ(a->referrals.size(), 1u) << identifier;
+    ASSERT_EQ(b->referrals.size(), 1u) << identifier;
+    EXPECT_EQ(a->referrals[0].referral_id, b->referrals[0].referral_id) << identifier;
+  }
 }
 
 TEST_F(TransactionSample, WithoutConsentTheReferralHasNoContactAndAwaitsConsent) {

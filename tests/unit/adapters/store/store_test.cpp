@@ -346,6 +346,8 @@ TEST_P(StoreTest, RefusedEventBecomesADeadLetterAndReplaysOnce) {
   EXPECT_EQ(listed[0].outbox_seq, seq);
   EXPECT_TRUE(listed[0].payload.empty());  // never without asking
   EXPECT_EQ(store->dead_letter("dl-1", true)->payload, "MSH|...payload");
+  EXPECT_EQ(store->dead_letter("dl-1", true)->answer, "MSA|CA|A1");  // what a replay keeps ids of
+  EXPECT_TRUE(listed[0].answer.empty());
 
   auto replayed = store->replay_event("dl-1");
   ASSERT_TRUE(replayed) << replayed.error().message;
