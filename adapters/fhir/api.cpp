@@ -17,7 +17,6 @@
 #include "adapters/fhir/response.hpp"
 #include "adapters/fhir/task_change.hpp"
 #include "adapters/fhir/task_update.hpp"
-#include "gateway/core/json_parse.hpp"
 #include "gateway/core/json_text.hpp"
 #include "gateway/core/text.hpp"
 #include "gateway/events/event.hpp"
@@ -38,18 +37,6 @@ namespace {
 constexpr std::string_view kJsonPatch = "application/json-patch+json";
 constexpr int kDefaultPageSize = 20;
 constexpr int kMaxPageSize = 100;
-
-// The id of the `type` resource a stored answer holds, or empty (an OperationOutcome, a Bundle).
-std::string stored_id(std::string_view answer, std::string_view type) {
-  rapidjson::Document doc;
-  if (!json::parse(doc, answer) || !doc.IsObject()) return {};
-  auto rt = doc.FindMember("resourceType");
-  auto id = doc.FindMember("id");
-  if (rt == doc.MemberEnd() || !rt->value.IsString() || rt->value.GetString() != type ||
-      id == doc.MemberEnd() || !id->value.IsString())
-    return {};
-  return {id->value.GetString(), id->value.GetStringLength()};
-}
 
 // "application/fhir+json; charset=utf-8" → "application/fhir+json".
 std::string media_type(std::string_view header) {
@@ -573,8 +560,12 @@ struct Api::Impl {
       // holds (a new id leads with its creation time, so this request's would differ), else the
       // one this request found again (a conditional create's match).
       const auto* s = !type.empty() && !done.resources.empty() ? &done.resources.front() : nullptr;
-      auto id = s != nullptr ? stored_id(outcome->answer, s->type) : std::string();
-      if (id.empty() && s != nullptr) id = s->id;
+      std::string id = s != nullptr ? s->id : std::string();
+      if (s != nullptr) {
+        const auto named = ids_in_answer(outcome->answer);
+        if (auto it = named.find(-1); it != named.end() && it->second.first == s->type)
+          id = it->second.second;
+      }
       r = stored_answer(*outcome, *call, s != nullptr ? s->type : "", id);
       if (r.status >= 400) co_return count(std::move(r), interaction, label);
     } else {

@@ -219,45 +219,8 @@ std::string Ingestor::new_id(const Entry& e) const {
   return id;
 }
 
-std::map<int, std::pair<std::string, std::string>> Ingestor::earlier_ids() const {
-  std::map<int, std::pair<std::string, std::string>> out;
-  if (request_.earlier_answer.empty()) return out;
-  rapidjson::Document answer;
-  if (!sdoh::json::parse(answer, request_.earlier_answer) || !answer.IsObject()) return out;
-  const auto* type = Reader::get(answer, "resourceType");
-  if (type == nullptr || !type->IsString()) return out;
-  if (detail::view(*type) != "Bundle") {
-    if (const auto* id = Reader::get(answer, "id"); id != nullptr && id->IsString())
-      out[-1] = {std::string(detail::view(*type)), std::string(detail::view(*id))};
-    return out;
-  }
-  // A transaction- or batch-response: entry i answers request entry i, its location
-  // "Type/id/_history/n" (none for a refused entry).
-  const auto* entries = Reader::get(answer, "entry");
-  if (entries == nullptr || !entries->IsArray()) return out;
-  for (rapidjson::SizeType i = 0; i < entries->Size(); ++i) {
-    const auto& entry = (*entries)[i];
-    const auto* response = entry.IsObject() ? Reader::get(entry, "response") : nullptr;
-    const auto* location =
-        response != nullptr && response->IsObject() ? Reader::get(*response, "location") : nullptr;
-    // Only what it created: a match (200) is found again by its identifier or referral.
-    const auto* status =
-        response != nullptr && response->IsObject() ? Reader::get(*response, "status") : nullptr;
-    if (location == nullptr || !location->IsString() || status == nullptr || !status->IsString() ||
-        !detail::view(*status).starts_with("201"))
-      continue;
-    const auto text = detail::view(*location);
-    const auto slash = text.find('/');
-    if (slash == std::string_view::npos) continue;
-    const auto rest = text.substr(slash + 1);
-    out[static_cast<int>(i)] = {std::string(text.substr(0, slash)),
-                                std::string(rest.substr(0, rest.find('/')))};
-  }
-  return out;
-}
-
 void Ingestor::assign_ids() {
-  const auto earlier = earlier_ids();
+  const auto earlier = ids_in_answer(request_.earlier_answer);
   for (auto& e : entries_) {
     if (!e.parsed) continue;
     const auto kept = earlier.find(e.index);
@@ -883,6 +846,42 @@ std::expected<FhirIngest, FhirRejection> Ingestor::run() {
 }
 
 }  // namespace ingest_detail
+
+std::map<int, std::pair<std::string, std::string>> ids_in_answer(std::string_view answer_text) {
+  std::map<int, std::pair<std::string, std::string>> out;
+  if (answer_text.empty()) return out;
+  rapidjson::Document answer;
+  if (!sdoh::json::parse(answer, answer_text) || !answer.IsObject()) return out;
+  const auto* type = detail::Reader::get(answer, "resourceType");
+  if (type == nullptr || !type->IsString()) return out;
+  if (detail::view(*type) != "Bundle") {
+    if (const auto* id = detail::Reader::get(answer, "id"); id != nullptr && id->IsString())
+      out[-1] = {std::string(detail::view(*type)), std::string(detail::view(*id))};
+    return out;
+  }
+  // A transaction- or batch-response: entry i answers request entry i, its location
+  // "Type/id/_history/n" (none for a refused entry).
+  const auto* entries = detail::Reader::get(answer, "entry");
+  if (entries == nullptr || !entries->IsArray()) return out;
+  for (rapidjson::SizeType i = 0; i < entries->Size(); ++i) {
+    const auto& entry = (*entries)[i];
+    const auto* response = entry.IsObject() ? detail::Reader::get(entry, "response") : nullptr;
+    if (response == nullptr || !response->IsObject()) continue;
+    // Only what it created: a match (200) is found again by its identifier or referral.
+    const auto* status = detail::Reader::get(*response, "status");
+    const auto* location = detail::Reader::get(*response, "location");
+    if (status == nullptr || !status->IsString() || !detail::view(*status).starts_with("201") ||
+        location == nullptr || !location->IsString())
+      continue;
+    const auto text = detail::view(*location);
+    const auto slash = text.find('/');
+    if (slash == std::string_view::npos) continue;
+    const auto rest = text.substr(slash + 1);
+    out[static_cast<int>(i)] = {std::string(text.substr(0, slash)),
+                                std::string(rest.substr(0, rest.find('/')))};
+  }
+  return out;
+}
 
 using namespace ingest_detail;
 

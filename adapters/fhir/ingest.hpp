@@ -26,9 +26,11 @@
 //   - Diagnostics never carry PHI or field values.
 #include <expected>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "adapters/fhir/error.hpp"
@@ -123,6 +125,11 @@ struct IngestRequest {
   /// the replay finds them stored instead of creating them again under ids of the replay's time.
   std::string_view earlier_answer;
 };
+
+/// The resources an answer the gateway gave says it created: by request entry (the index in a
+/// transaction- or batch-response, whose 201 entries name them; -1 for a single create's answer,
+/// the resource itself), their type and id. Empty for anything else (an OperationOutcome).
+std::map<int, std::pair<std::string, std::string>> ids_in_answer(std::string_view answer);
 
 /// A resource as the gateway keeps it: ids assigned, urn:uuid references rewritten,
 /// meta.versionId and meta.lastUpdated set.

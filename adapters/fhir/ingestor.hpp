@@ -108,8 +108,6 @@ class Ingestor {
   void read_entry(Entry& e);
   void assign_ids();
   std::string new_id(const Entry& e) const;  ///< a created resource's id (see assign_ids)
-  /// The ids request_.earlier_answer names, by entry index (-1: a single resource): type, id.
-  std::map<int, std::pair<std::string, std::string>> earlier_ids() const;
   Target resolve(const Reference& ref);
   PatientInfo resolve_patient(const Reference& ref, Entry& e, bool strict);
   std::string pseudonym(const PatientInfo& p) const {
